@@ -1,0 +1,64 @@
+/**
+ * Every size, count and time limit in qpq lives here, so that a reviewer can read them in
+ * one place and a decoder never invents its own.
+ *
+ * @module
+ */
+
+/** Largest Cap'n Proto frame accepted on any stream (bytes, excluding the 4-byte prefix). */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+/** Cap'n Proto traversal limit in 8-byte words for decoding one frame. */
+export const MAX_TRAVERSAL_WORDS = MAX_FRAME_BYTES / 8 * 2;
+/** Cap'n Proto nesting depth limit for decoding one frame. */
+export const MAX_NESTING_DEPTH = 32;
+/** Wire protocol version spoken by this build. */
+export const WIRE_VERSION = 1;
+/** ALPN protocol identifier for qpq over QUIC. */
+export const ALPN = "qpq/1";
+/** Default time a client waits for a response before giving up (ms). */
+export const REQUEST_TIMEOUT_MS = 15_000;
+/** Time a connection may take to send a complete frame once it started one (ms). */
+export const FRAME_READ_TIMEOUT_MS = 10_000;
+/** Concurrent bidirectional streams a client may keep open per connection. */
+export const MAX_STREAMS_PER_CONNECTION = 256;
+/** Requests being handled at once per connection. */
+export const MAX_INFLIGHT_PER_CONNECTION = 64;
+/** QUIC handshake / idle timeout (ms). */
+export const QUIC_IDLE_TIMEOUT_MS = 30_000;
+/** QUIC keep-alive interval (ms). */
+export const QUIC_KEEPALIVE_MS = 10_000;
+/** Time graceful shutdown waits for in-flight requests (ms). */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
+/** Longest username in bytes (UTF-8). */
+export const MAX_USERNAME_BYTES = 64;
+/** Longest group/channel name in bytes. */
+export const MAX_GROUP_NAME_BYTES = 64;
+/** Largest opaque ciphertext payload in one delivery message (bytes). */
+export const MAX_MESSAGE_BYTES = 512 * 1024;
+/** Most undelivered messages in one recipient queue. */
+export const MAX_QUEUE_MESSAGES = 10_000;
+/** How long undelivered messages are kept (seconds). */
+export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
+/** Most messages returned by one fetch. */
+export const MAX_FETCH_PAGE = 500;
+/** Most KeyPackages in one upload. */
+export const MAX_KEY_PACKAGE_BATCH = 100;
+/** Largest single KeyPackage (bytes); X-Wing keys make them about 1.3 KiB. */
+export const MAX_KEY_PACKAGE_BYTES = 16 * 1024;
+/** Most KeyPackages stored for one user. */
+export const MAX_KEY_PACKAGES_PER_USER = 500;
+/** Most members of one channel. */
+export const MAX_CHANNEL_MEMBERS = 10_000;
+/** Session token lifetime (seconds). */
+export const SESSION_TTL_SECONDS = 7 * 24 * 3600;
+/** Session token length in bytes (256 bits). */
+export const SESSION_TOKEN_BYTES = 32;
+/** Login attempts allowed per user per window. */
+export const LOGIN_ATTEMPTS_PER_USER = 10;
+/** Login attempts allowed per connection per window. */
+export const LOGIN_ATTEMPTS_PER_CONNECTION = 20;
+/** Login rate-limit window (ms). */
+export const LOGIN_WINDOW_MS = 60_000;
+/** Shortest auth_token accepted in production mode. */
+export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
