@@ -9,7 +9,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** UTF-8 encode. */
-export function utf8(s: string): Uint8Array {
+export function utf8(s: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(s);
 }
 
@@ -19,7 +19,7 @@ export function fromUtf8(b: Uint8Array): string {
 }
 
 /** Concatenate byte arrays. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
+export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);
@@ -52,7 +52,7 @@ export function toHex(b: Uint8Array): string {
 }
 
 /** Parse hex (even length, [0-9a-fA-F]); throws TypeError otherwise. */
-export function fromHex(h: string): Uint8Array {
+export function fromHex(h: string): Uint8Array<ArrayBuffer> {
   if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h)) throw new TypeError("invalid hex");
   const out = new Uint8Array(h.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(2 * i, 2 * i + 2), 16);
@@ -69,7 +69,7 @@ export function toBase64(b: Uint8Array): string {
 }
 
 /** Parse standard base64; throws on invalid input. */
-export function fromBase64(s: string): Uint8Array {
+export function fromBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
@@ -77,7 +77,7 @@ export function fromBase64(s: string): Uint8Array {
 }
 
 /** Random bytes from the platform CSPRNG. */
-export function randomBytes(n: number): Uint8Array {
+export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
   return out;

@@ -1,0 +1,273 @@
+# qpq wire protocol, version 1.
+#
+# Every QUIC stream carries length-prefixed frames: a 4-byte big-endian length followed by
+# one unpacked Cap'n Proto message whose root is `Frame`. A client sends `Request`s; the
+# server answers each with a `Response` carrying the same `requestId`. After `subscribe`
+# the server also sends `Push` frames carrying the subscribe request's id.
+#
+# Compatibility rule: fields and union members are only ever appended. A peer that gets
+# a frame whose `version` it does not speak answers with error `unsupported_version`.
+
+@0xc28bec2398bf3844;
+
+struct Frame {
+  version @0 :UInt16;       # wire version; this file describes version 1
+  requestId @1 :UInt64;     # chosen by the client, echoed by the server
+  body :union {
+    request @2 :Request;
+    response @3 :Response;
+    push @4 :Push;
+  }
+}
+
+# ---------------------------------------------------------------- requests
+
+struct Request {
+  union {
+    ping @0 :Ping;
+    health @1 :Void;
+
+    # Authentication Service: OPAQUE (RFC 9807) registration and login.
+    registerStart @2 :RegisterStart;
+    registerFinish @3 :RegisterFinish;
+    loginStart @4 :LoginStart;
+    loginFinish @5 :LoginFinish;
+    resume @6 :Resume;               # bind this connection to an existing session token
+    logout @7 :Void;
+
+    # Identity directory.
+    publishIdentityKey @8 :PublishIdentityKey;
+    fetchIdentityKey @9 :UserRef;
+
+    # KeyPackage directory.
+    uploadKeyPackages @10 :UploadKeyPackages;
+    fetchKeyPackage @11 :UserRef;    # consumes one package of that user
+    countKeyPackages @12 :Void;      # own remaining packages
+
+    # Delivery Service.
+    enqueue @13 :Enqueue;
+    fetch @14 :Fetch;
+    ack @15 :Ack;
+    subscribe @16 :Subscribe;
+
+    # Channels (DMs and groups) with server-enforced membership.
+    createDm @17 :UserRef;
+    createGroup @18 :CreateGroup;
+    listChannels @19 :Void;
+    members @20 :ChannelRef;
+    commit @21 :Commit;              # MLS commit + roster change, ordered per epoch
+  }
+}
+
+struct Ping {
+  clientTimeMs @0 :UInt64;
+  payload @1 :Data;                  # echoed back (bounded)
+}
+
+struct RegisterStart {
+  username @0 :Text;
+  request @1 :Data;                  # OPAQUE RegistrationRequest
+  authToken @2 :Text;                # server invite token
+}
+
+struct RegisterFinish {
+  username @0 :Text;
+  record @1 :Data;                   # OPAQUE RegistrationRecord
+  authToken @2 :Text;
+  identityKey @3 :Data;              # Ed25519 public key, 32 bytes
+}
+
+struct LoginStart {
+  username @0 :Text;
+  request @1 :Data;                  # OPAQUE KE1
+}
+
+struct LoginFinish {
+  username @0 :Text;
+  finish @1 :Data;                   # OPAQUE KE3
+  loginId @2 :Data;                  # from LoginStarted, binds start and finish
+}
+
+struct Resume {
+  token @0 :Data;
+}
+
+struct PublishIdentityKey {
+  key @0 :Data;
+}
+
+struct UserRef {
+  username @0 :Text;
+}
+
+struct UploadKeyPackages {
+  packages @0 :List(Blob);           # MLS KeyPackages (TLS encoding)
+  lastResort @1 :Data;               # optional: replaces the last-resort package
+}
+
+enum MessageKind {
+  application @0;
+  commit @1;
+  welcome @2;
+  proposal @3;
+}
+
+struct Enqueue {
+  channelId @0 :Data;
+  messageId @1 :Data;                # 16 bytes, UUIDv7 chosen by the sender
+  payload @2 :Data;                  # opaque ciphertext
+  kind @3 :MessageKind;
+  epoch @4 :UInt64;                  # sender's MLS epoch (informational)
+  recipients @5 :List(Text);         # empty = every other member of the channel
+}
+
+struct Fetch {
+  afterSeq @0 :UInt64;
+  limit @1 :UInt32;
+}
+
+struct Ack {
+  uptoSeq @0 :UInt64;
+}
+
+struct Subscribe {
+  afterSeq @0 :UInt64;               # push everything after this sequence number
+}
+
+struct CreateGroup {
+  name @0 :Text;
+}
+
+struct ChannelRef {
+  channelId @0 :Data;
+}
+
+struct Welcome {
+  username @0 :Text;
+  payload @1 :Data;                  # MLS Welcome for that user
+}
+
+struct Commit {
+  channelId @0 :Data;
+  epoch @1 :UInt64;                  # the epoch the commit was created in
+  messageId @2 :Data;
+  payload @3 :Data;                  # MLS commit message (to existing members)
+  add @4 :List(Text);                # roster additions
+  remove @5 :List(Text);             # roster removals
+  welcomes @6 :List(Welcome);
+}
+
+# ---------------------------------------------------------------- responses
+
+struct Response {
+  union {
+    error @0 :Error;
+    ok @1 :Void;
+    pong @2 :Pong;
+    health @3 :Health;
+    registerStarted @4 :Blob;        # OPAQUE RegistrationResponse
+    loginStarted @5 :LoginStarted;
+    session @6 :Session;
+    identityKey @7 :IdentityKey;
+    keyPackage @8 :Blob;
+    keyPackageCount @9 :Count;
+    enqueued @10 :Enqueued;
+    messages @11 :Messages;
+    channel @12 :ChannelInfo;
+    channels @13 :Channels;
+    memberList @14 :MemberList;
+    committed @15 :Enqueued;
+  }
+}
+
+struct Error {
+  code @0 :Text;                     # stable code, see src/errors.ts
+  message @1 :Text;                  # one human sentence, no secrets
+}
+
+struct Pong {
+  clientTimeMs @0 :UInt64;
+  serverTimeMs @1 :UInt64;
+  payload @2 :Data;
+}
+
+struct Health {
+  version @0 :Text;
+  wireVersion @1 :UInt16;
+  uptimeSeconds @2 :UInt64;
+  connectedClients @3 :UInt32;
+  queueDepth @4 :UInt64;
+  status @5 :Text;                   # "ok" or a short reason
+}
+
+struct Blob {
+  data @0 :Data;
+}
+
+struct LoginStarted {
+  response @0 :Data;                 # OPAQUE KE2
+  loginId @1 :Data;
+}
+
+struct Session {
+  token @0 :Data;
+  expiresAtMs @1 :UInt64;
+  username @2 :Text;
+}
+
+struct IdentityKey {
+  username @0 :Text;
+  key @1 :Data;
+}
+
+struct Count {
+  count @0 :UInt32;
+}
+
+struct Enqueued {
+  duplicate @0 :Bool;                # true when (sender, messageId) was stored before
+  recipients @1 :UInt32;
+}
+
+struct Message {
+  seq @0 :UInt64;                    # recipient queue sequence number
+  channelId @1 :Data;
+  sender @2 :Text;
+  messageId @3 :Data;
+  payload @4 :Data;
+  kind @5 :MessageKind;
+  epoch @6 :UInt64;
+  sentAtMs @7 :UInt64;
+}
+
+struct Messages {
+  messages @0 :List(Message);
+  more @1 :Bool;
+}
+
+enum ChannelKind {
+  dm @0;
+  group @1;
+}
+
+struct ChannelInfo {
+  channelId @0 :Data;
+  kind @1 :ChannelKind;
+  name @2 :Text;
+  members @3 :List(Text);
+  epoch @4 :UInt64;                  # last accepted commit epoch + 1 (0 = no commit yet)
+}
+
+struct Channels {
+  channels @0 :List(ChannelInfo);
+}
+
+struct MemberList {
+  members @0 :List(Text);
+}
+
+# ---------------------------------------------------------------- push
+
+struct Push {
+  messages @0 :List(Message);
+}

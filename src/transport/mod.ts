@@ -1,0 +1,7 @@
+/**
+ * Transport: QUIC connections and TLS certificates. Bytes only.
+ *
+ * @module
+ */
+export * from "./quic.ts";
+export * from "./cert.ts";

@@ -1,0 +1,183 @@
+/**
+ * QUIC transport on Deno's built-in QUIC (`--unstable-net`): TLS 1.3, ALPN `qpq/1`.
+ * Bytes only: this layer opens and accepts connections and streams; it knows nothing of
+ * frames or messages.
+ *
+ * @module
+ */
+import { ALPN, QUIC_IDLE_TIMEOUT_MS, QUIC_KEEPALIVE_MS } from "../limits.ts";
+import { TransportError, UsageError } from "../errors.ts";
+
+/** A host and port. */
+export interface HostPort {
+  /** Host name or IP literal (IPv6 without brackets). */
+  hostname: string;
+  /** UDP port. */
+  port: number;
+}
+
+/** Parse `HOST:PORT` or `[V6]:PORT`; throws {@link UsageError} on anything else. */
+export function parseHostPort(s: string, what = "address"): HostPort {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:\s]+):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new UsageError(`Invalid ${what} "${s}": expected HOST:PORT, e.g. 127.0.0.1:7000`);
+  }
+  return { hostname: m[1]!, port };
+}
+
+/** Format a {@link HostPort} as `HOST:PORT` (bracketing IPv6). */
+export function formatHostPort(a: HostPort): string {
+  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+}
+
+/** Options for {@link listenQuic}. */
+export interface ListenQuicOptions extends HostPort {
+  /** Certificate chain, PEM. */
+  certPem: string;
+  /** Private key, PEM. */
+  keyPem: string;
+  /** ALPN protocols (default [`qpq/1`]). */
+  alpn?: string[];
+  /** Incoming bidirectional streams per connection. */
+  maxStreams?: number;
+}
+
+/** A listening QUIC endpoint. */
+export interface QuicServer {
+  /** The bound address (port resolved when 0 was asked). */
+  readonly addr: HostPort;
+  /** Incoming connections, handshake complete. Ends when {@link close} is called. */
+  connections(): AsyncIterable<Deno.QuicConn>;
+  /** Stop accepting; with `closeConnections`, close the endpoint and every connection. */
+  close(closeConnections?: boolean): void;
+}
+
+/** Listen for QUIC connections. Throws {@link TransportError} when the address is taken. */
+export function listenQuic(options: ListenQuicOptions): QuicServer {
+  let endpoint: Deno.QuicEndpoint;
+  let listener: Deno.QuicListener;
+  try {
+    endpoint = new Deno.QuicEndpoint({ hostname: options.hostname, port: options.port });
+    listener = endpoint.listen({
+      alpnProtocols: options.alpn ?? [ALPN],
+      cert: options.certPem,
+      key: options.keyPem,
+      maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
+      maxConcurrentBidirectionalStreams: options.maxStreams ?? 100,
+      maxConcurrentUnidirectionalStreams: 0,
+    });
+  } catch (e) {
+    throw new TransportError(
+      `Cannot listen on ${formatHostPort(options)}: ${describeNetError(e)}`,
+      { cause: e },
+    );
+  }
+  const addr = { hostname: endpoint.addr.hostname, port: endpoint.addr.port };
+  let stopped = false;
+  return {
+    addr,
+    async *connections() {
+      while (!stopped) {
+        let incoming: Deno.QuicIncoming;
+        try {
+          incoming = await listener.incoming();
+        } catch {
+          return;
+        }
+        // Handshakes run concurrently; a failing one never stops the accept loop.
+        const conn = await incoming.accept<false>().catch(() => undefined);
+        if (conn) yield conn;
+      }
+    },
+    close(closeConnections = false) {
+      stopped = true;
+      try {
+        listener.stop();
+      } catch { /* already stopped */ }
+      if (closeConnections) endpoint.close({ closeCode: 0, reason: "server shutting down" });
+    },
+  };
+}
+
+/** Options for {@link connectQuic}. */
+export interface ConnectQuicOptions extends HostPort {
+  /** PEM certificate(s) to trust; pin the server's own certificate here. */
+  caCertPem?: string;
+  /** Name the certificate must be valid for (default: hostname). */
+  serverName?: string;
+  /** ALPN protocols (default [`qpq/1`]). */
+  alpn?: string[];
+  /** Handshake timeout in ms (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** Connect to a QUIC server and complete the TLS handshake. */
+export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.QuicConn> {
+  const where = formatHostPort(options);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = Deno.connectQuic<false>({
+    hostname: options.hostname,
+    port: options.port,
+    serverName: options.serverName ?? options.hostname,
+    alpnProtocols: options.alpn ?? [ALPN],
+    ...(options.caCertPem ? { caCerts: [options.caCertPem] } : {}),
+    keepAliveInterval: QUIC_KEEPALIVE_MS,
+    maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
+  });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new TransportError(
+            `Cannot reach server at ${where}: no answer within ${timeoutMs / 1000} s`,
+            {
+              code: "unavailable",
+            },
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    const conn = await Promise.race([connecting, timeout]);
+    await Promise.race([conn.handshake, timeout]);
+    return conn;
+  } catch (e) {
+    if (e instanceof TransportError) {
+      connecting.then((c) => c.close({ closeCode: 0, reason: "timeout" }), () => {});
+      throw e;
+    }
+    throw new TransportError(`Cannot connect to ${where}: ${describeNetError(e)}`, {
+      code: "unavailable",
+      cause: e,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Turn a Deno/rustls error into a short human phrase. */
+export function describeNetError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (
+    /UnknownIssuer|BadSignature|invalid peer certificate|NotValidForName|not valid for name/i.test(
+      msg,
+    )
+  ) {
+    if (/not valid for name|NotValidForName/i.test(msg)) {
+      return "the server certificate is not valid for this host name";
+    }
+    return "the server certificate is not the pinned one (check --ca-cert)";
+  }
+  if (/CaUsedAsEndEntity/.test(msg)) return "the server certificate is a CA certificate";
+  if (/AddrInUse|address already in use/i.test(msg)) return "address already in use";
+  if (/AddrNotAvailable|cannot assign/i.test(msg)) return "address not available on this machine";
+  if (/PermissionDenied|permission/i.test(msg)) return "permission denied";
+  if (/timed out|TimedOut/i.test(msg)) return "no answer (is the server running?)";
+  if (/alpn|no_application_protocol|\b120\b/i.test(msg)) return "the server does not speak qpq/1";
+  if (/refused|ConnectionRefused/i.test(msg)) return "connection refused (is the server running?)";
+  const first = msg.split("\n")[0] ?? msg;
+  return first.length > 160 ? first.slice(0, 160) + "…" : first;
+}

@@ -1,0 +1,176 @@
+/**
+ * The typed view of schemas/qpq.capnp. Each struct of the schema is described once here as
+ * a field table; the TypeScript types of requests, responses and pushes are derived from
+ * these tables, and the codec walks the same tables to read and write capnp-es objects.
+ * A test checks every table against the generated code, so the schema stays the single
+ * source of truth for the wire.
+ *
+ * @module
+ */
+
+/** Scalar and composite field kinds used in the tables. */
+export type FieldKind =
+  | "text"
+  | "data"
+  | "u64"
+  | "u32"
+  | "u16"
+  | "bool"
+  | { readonly enum: readonly string[] }
+  | { readonly list: "text" }
+  | { readonly list: StructDesc }
+  | { readonly struct: StructDesc };
+
+/** A struct: field name to kind, in schema order. */
+export type StructDesc = { readonly [field: string]: FieldKind };
+
+/** A union: member name to struct (or "void"), in schema order. */
+export type UnionDesc = { readonly [member: string]: StructDesc | "void" };
+
+/** TypeScript value of a field kind. */
+export type FieldValue<F> = F extends "text" ? string
+  : F extends "data" ? Uint8Array
+  : F extends "u64" | "u32" | "u16" ? number
+  : F extends "bool" ? boolean
+  : F extends { readonly enum: infer E extends readonly string[] } ? E[number]
+  : F extends { readonly list: "text" } ? string[]
+  : F extends { readonly list: infer D extends StructDesc } ? StructValue<D>[]
+  : F extends { readonly struct: infer D extends StructDesc } ? StructValue<D>
+  : never;
+
+/** TypeScript value of a struct. */
+export type StructValue<D extends StructDesc> = { -readonly [K in keyof D]: FieldValue<D[K]> };
+
+/** TypeScript value of a union: a `kind` tag plus the member's fields. */
+export type UnionValue<U extends UnionDesc> = {
+  [K in keyof U & string]: U[K] extends StructDesc ? { kind: K } & StructValue<U[K]>
+    : { kind: K };
+}[keyof U & string];
+
+const MESSAGE_KIND = { enum: ["application", "commit", "welcome", "proposal"] } as const;
+const CHANNEL_KIND = { enum: ["dm", "group"] } as const;
+
+const BLOB = { data: "data" } as const;
+const USER_REF = { username: "text" } as const;
+const WELCOME = { username: "text", payload: "data" } as const;
+const MESSAGE = {
+  seq: "u64",
+  channelId: "data",
+  sender: "text",
+  messageId: "data",
+  payload: "data",
+  kind: MESSAGE_KIND,
+  epoch: "u64",
+  sentAtMs: "u64",
+} as const;
+const CHANNEL_INFO = {
+  channelId: "data",
+  kind: CHANNEL_KIND,
+  name: "text",
+  members: { list: "text" },
+  epoch: "u64",
+} as const;
+const ENQUEUED = { duplicate: "bool", recipients: "u32" } as const;
+
+/** The `Request` union of schemas/qpq.capnp. */
+export const REQUEST = {
+  ping: { clientTimeMs: "u64", payload: "data" },
+  health: "void",
+  registerStart: { username: "text", request: "data", authToken: "text" },
+  registerFinish: { username: "text", record: "data", authToken: "text", identityKey: "data" },
+  loginStart: { username: "text", request: "data" },
+  loginFinish: { username: "text", finish: "data", loginId: "data" },
+  resume: { token: "data" },
+  logout: "void",
+  publishIdentityKey: { key: "data" },
+  fetchIdentityKey: USER_REF,
+  uploadKeyPackages: { packages: { list: BLOB }, lastResort: "data" },
+  fetchKeyPackage: USER_REF,
+  countKeyPackages: "void",
+  enqueue: {
+    channelId: "data",
+    messageId: "data",
+    payload: "data",
+    kind: MESSAGE_KIND,
+    epoch: "u64",
+    recipients: { list: "text" },
+  },
+  fetch: { afterSeq: "u64", limit: "u32" },
+  ack: { uptoSeq: "u64" },
+  subscribe: { afterSeq: "u64" },
+  createDm: USER_REF,
+  createGroup: { name: "text" },
+  listChannels: "void",
+  members: { channelId: "data" },
+  commit: {
+    channelId: "data",
+    epoch: "u64",
+    messageId: "data",
+    payload: "data",
+    add: { list: "text" },
+    remove: { list: "text" },
+    welcomes: { list: WELCOME },
+  },
+} as const satisfies UnionDesc;
+
+/** The `Response` union of schemas/qpq.capnp. */
+export const RESPONSE = {
+  error: { code: "text", message: "text" },
+  ok: "void",
+  pong: { clientTimeMs: "u64", serverTimeMs: "u64", payload: "data" },
+  health: {
+    version: "text",
+    wireVersion: "u16",
+    uptimeSeconds: "u64",
+    connectedClients: "u32",
+    queueDepth: "u64",
+    status: "text",
+  },
+  registerStarted: BLOB,
+  loginStarted: { response: "data", loginId: "data" },
+  session: { token: "data", expiresAtMs: "u64", username: "text" },
+  identityKey: { username: "text", key: "data" },
+  keyPackage: BLOB,
+  keyPackageCount: { count: "u32" },
+  enqueued: ENQUEUED,
+  messages: { messages: { list: MESSAGE }, more: "bool" },
+  channel: CHANNEL_INFO,
+  channels: { channels: { list: CHANNEL_INFO } },
+  memberList: { members: { list: "text" } },
+  committed: ENQUEUED,
+} as const satisfies UnionDesc;
+
+/** The `Push` struct of schemas/qpq.capnp. */
+export const PUSH = { messages: { list: MESSAGE } } as const satisfies StructDesc;
+
+/** A request a client sends. */
+export type Request = UnionValue<typeof REQUEST>;
+/** A response the server sends. */
+export type Response = UnionValue<typeof RESPONSE>;
+/** Messages the server pushes on a subscription. */
+export type Push = StructValue<typeof PUSH>;
+/** One queued message as delivered to a recipient. */
+export type DeliveredMessage = StructValue<typeof MESSAGE>;
+/** A channel as the server describes it. */
+export type ChannelInfo = StructValue<typeof CHANNEL_INFO>;
+/** Kinds of queued message. */
+export type MessageKind = typeof MESSAGE_KIND.enum[number];
+/** Kinds of channel. */
+export type ChannelKind = typeof CHANNEL_KIND.enum[number];
+/** Every request kind. */
+export type RequestKind = Request["kind"];
+/** Every response kind. */
+export type ResponseKind = Response["kind"];
+/** The request of a given kind. */
+export type RequestOf<K extends RequestKind> = Extract<Request, { kind: K }>;
+/** The response of a given kind. */
+export type ResponseOf<K extends ResponseKind> = Extract<Response, { kind: K }>;
+
+/** One decoded frame. */
+export type Frame =
+  & { version: number; requestId: number }
+  & (
+    | { type: "request"; request: Request }
+    | { type: "response"; response: Response }
+    | { type: "push"; push: Push }
+  );

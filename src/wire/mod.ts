@@ -1,0 +1,26 @@
+/**
+ * The qpq wire: typed messages generated from schemas/qpq.capnp, the frame codec,
+ * length-prefixed framing and the request/response layer. The only importer of capnp-es.
+ *
+ * @module
+ */
+export * from "./messages.ts";
+export {
+  decodeFrame,
+  encodeFrame,
+  type FrameHeader,
+  type OpenedFrame,
+  openFrame,
+} from "./codec.ts";
+export { FrameReader, type FrameReaderOptions, lengthPrefixed } from "./framing.ts";
+export {
+  type BidiStream,
+  type CallOptions,
+  FrameWriter,
+  type RequestHandler,
+  RpcClient,
+  type RpcClientOptions,
+  serveStream,
+  type ServeStreamOptions,
+  type StreamContext,
+} from "./rpc.ts";

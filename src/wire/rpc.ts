@@ -1,0 +1,337 @@
+/**
+ * qpq's own request/response layer on length-prefixed Cap'n Proto frames (capnp-es's RPC
+ * is not used). One bidirectional stream carries many concurrent requests, matched by
+ * request id; the server may also send `push` frames tagged with a subscription's id.
+ *
+ * ```
+ * client                                   server
+ *   | -- Frame{id=7, request:ping} --------> |  decode once at the edge
+ *   | -- Frame{id=8, request:fetch} -------> |  handlers run concurrently
+ *   | <------ Frame{id=8, response:messages} |  (bounded in-flight per stream)
+ *   | <------ Frame{id=7, response:pong} --- |
+ *   | <------ Frame{id=3, push:messages} --- |  after subscribe (id=3)
+ * ```
+ *
+ * @module
+ */
+import { encodeFrame, openFrame } from "./codec.ts";
+import { FrameReader, lengthPrefixed } from "./framing.ts";
+import type { Frame, Push, Request, Response, ResponseKind, ResponseOf } from "./messages.ts";
+import {
+  FRAME_READ_TIMEOUT_MS,
+  MAX_INFLIGHT_PER_CONNECTION,
+  REQUEST_TIMEOUT_MS,
+  WIRE_VERSION,
+} from "../limits.ts";
+import {
+  errorFromWire,
+  InternalError,
+  QpqError,
+  toQpqError,
+  TransportError,
+  ValidationError,
+} from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
+
+/** A bidirectional byte stream (a QUIC stream, or anything shaped like one). */
+export interface BidiStream {
+  /** Bytes from the peer. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer. */
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+/** Writes frames in order on one stream. */
+export class FrameWriter {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #closed = false;
+
+  constructor(writable: WritableStream<Uint8Array>) {
+    this.#writer = writable.getWriter();
+  }
+
+  /** Encode and send one frame. */
+  async write(frame: Frame): Promise<void> {
+    await this.writeRaw(encodeFrame(frame));
+  }
+
+  /** Send already-encoded frame bytes (the length prefix is added here). */
+  async writeRaw(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) throw new TransportError("Connection is closed");
+    try {
+      await this.#writer.write(lengthPrefixed(bytes));
+    } catch (e) {
+      this.#closed = true;
+      throw new TransportError("Connection lost while sending", { cause: e });
+    }
+  }
+
+  /** Close the sending side. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#writer.close();
+    } catch { /* peer already gone */ }
+  }
+}
+
+function errorResponse(e: QpqError): Response {
+  return { kind: "error", code: e.code, message: e.message };
+}
+
+// ------------------------------------------------------------------ client
+
+/** Options for {@link RpcClient}. */
+export interface RpcClientOptions {
+  /** Per-request timeout in ms (default {@link REQUEST_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** Called with each push frame and the id of the subscription it belongs to. */
+  onPush?: (push: Push, subscriptionId: number) => void;
+  /** Called once when the stream ends or fails. */
+  onClose?: (error: QpqError | undefined) => void;
+}
+
+/** Options for one call. */
+export interface CallOptions {
+  /** Overrides the client's timeout for this call (ms). */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (r: Response) => void;
+  reject: (e: QpqError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Client side of the RPC layer on one stream. */
+export class RpcClient {
+  #writer: FrameWriter;
+  #reader: FrameReader;
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #options: RpcClientOptions;
+  #closedError: QpqError | undefined;
+  #done: Promise<void>;
+
+  constructor(stream: BidiStream, options: RpcClientOptions = {}) {
+    this.#writer = new FrameWriter(stream.writable);
+    this.#reader = new FrameReader(stream.readable);
+    this.#options = options;
+    this.#done = this.#readLoop();
+  }
+
+  /** Resolves when the stream has ended. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** Allocate a request id (used for subscriptions, whose pushes carry it). */
+  nextRequestId(): number {
+    return this.#nextId++;
+  }
+
+  /**
+   * Send a request and wait for its response. Error responses are thrown as the
+   * matching {@link QpqError}; a response of another kind than `expect` is a
+   * {@link ValidationError}.
+   */
+  async call<K extends ResponseKind>(
+    request: Request,
+    expect: K,
+    options: CallOptions & { requestId?: number } = {},
+  ): Promise<ResponseOf<K>> {
+    const response = await this.#send(request, options);
+    if (response.kind === "error") throw errorFromWire(response.code, response.message);
+    if (response.kind !== expect) {
+      throw new ValidationError(`Server answered ${response.kind} where ${expect} was expected`);
+    }
+    return response as ResponseOf<K>;
+  }
+
+  #send(request: Request, options: CallOptions & { requestId?: number }): Promise<Response> {
+    if (this.#closedError) return Promise.reject(this.#closedError);
+    const requestId = options.requestId ?? this.nextRequestId();
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? REQUEST_TIMEOUT_MS;
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame({ version: WIRE_VERSION, requestId, type: "request", request });
+    } catch (e) {
+      return Promise.reject(toQpqError(e));
+    }
+    return new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(requestId);
+        reject(
+          new TransportError(`Server did not answer within ${timeoutMs / 1000} s`, {
+            code: "timeout",
+          }),
+        );
+      }, timeoutMs);
+      this.#pending.set(requestId, { resolve, reject, timer });
+      this.#writer.writeRaw(bytes).catch((e) => {
+        const p = this.#pending.get(requestId);
+        if (!p) return;
+        this.#pending.delete(requestId);
+        clearTimeout(p.timer);
+        p.reject(toQpqError(e));
+      });
+    });
+  }
+
+  async #readLoop(): Promise<void> {
+    let failure: QpqError | undefined;
+    try {
+      while (true) {
+        const bytes = await this.#reader.next();
+        if (bytes === null) break;
+        const frame = openFrame(bytes).decode();
+        if (frame.type === "response") {
+          const p = this.#pending.get(frame.requestId);
+          if (!p) continue; // answer to a request that already timed out
+          this.#pending.delete(frame.requestId);
+          clearTimeout(p.timer);
+          p.resolve(frame.response);
+        } else if (frame.type === "push") {
+          this.#options.onPush?.(frame.push, frame.requestId);
+        } else {
+          throw new ValidationError("Server sent a request frame");
+        }
+      }
+    } catch (e) {
+      failure = e instanceof QpqError ? e : new TransportError("Connection lost", { cause: e });
+    }
+    this.#closedError = failure ?? new TransportError("Connection closed by the server");
+    for (const [, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(this.#closedError);
+    }
+    this.#pending.clear();
+    this.#options.onClose?.(failure);
+  }
+
+  /** Close the stream; pending calls fail with a {@link TransportError}. */
+  async close(): Promise<void> {
+    await this.#writer.close();
+    await this.#reader.cancel();
+    await this.#done;
+  }
+}
+
+// ------------------------------------------------------------------ server
+
+/** What a handler knows about the stream a request came on. */
+export interface StreamContext {
+  /** Id of the request being handled. */
+  readonly requestId: number;
+  /** Send a push frame tagged with this request's id (for subscriptions). */
+  push(push: Push): Promise<void>;
+  /** Aborted when the stream ends. */
+  readonly signal: AbortSignal;
+}
+
+/** Handles one decoded request; errors thrown become error responses. */
+export type RequestHandler = (request: Request, ctx: StreamContext) => Promise<Response>;
+
+/** Options for {@link serveStream}. */
+export interface ServeStreamOptions {
+  /** Requests handled at once on this stream (default {@link MAX_INFLIGHT_PER_CONNECTION}). */
+  maxInflight?: number;
+  /** Deadline for a started frame (default {@link FRAME_READ_TIMEOUT_MS}). */
+  frameTimeoutMs?: number;
+  /** Where to log failures (never request contents). */
+  log?: Logger;
+  /** Aborting stops reading new requests; in-flight ones finish. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Serve requests arriving on one stream until it ends. Malformed frames are answered with
+ * an error and the stream keeps serving; an oversize or truncated frame ends the stream
+ * (framing cannot resynchronise) after an error frame is sent.
+ */
+export async function serveStream(
+  stream: BidiStream,
+  handler: RequestHandler,
+  options: ServeStreamOptions = {},
+): Promise<void> {
+  const log = options.log ?? silentLogger;
+  const writer = new FrameWriter(stream.writable);
+  const reader = new FrameReader(stream.readable, {
+    frameTimeoutMs: options.frameTimeoutMs ?? FRAME_READ_TIMEOUT_MS,
+  });
+  const maxInflight = options.maxInflight ?? MAX_INFLIGHT_PER_CONNECTION;
+  const ended = new AbortController();
+  const inflight = new Set<Promise<void>>();
+  const stop = () => reader.cancel();
+  options.signal?.addEventListener("abort", stop, { once: true });
+
+  const reply = async (requestId: number, response: Response) => {
+    try {
+      await writer.write({ version: WIRE_VERSION, requestId, type: "response", response });
+    } catch (e) {
+      log.debug("reply failed", { code: toQpqError(e).code });
+    }
+  };
+
+  const handle = async (requestId: number, request: Request) => {
+    let response: Response;
+    try {
+      response = await handler(request, {
+        requestId,
+        signal: ended.signal,
+        push: (push) => writer.write({ version: WIRE_VERSION, requestId, type: "push", push }),
+      });
+    } catch (e) {
+      const err = toQpqError(e);
+      if (err instanceof InternalError) {
+        log.error("request failed", {
+          kind: request.kind,
+          error: String((err.cause as Error | undefined)?.message ?? err.message),
+        });
+      }
+      response = errorResponse(err);
+    }
+    await reply(requestId, response);
+  };
+
+  try {
+    while (!options.signal?.aborted) {
+      let bytes: Uint8Array | null;
+      try {
+        bytes = await reader.next();
+      } catch (e) {
+        const err = toQpqError(e);
+        await reply(0, errorResponse(err));
+        break;
+      }
+      if (bytes === null) break;
+      let requestId = 0;
+      let request: Request;
+      try {
+        const opened = openFrame(bytes);
+        requestId = opened.requestId;
+        if (opened.version !== WIRE_VERSION) {
+          throw new ValidationError(
+            `Unsupported wire version ${opened.version}; this server speaks version ${WIRE_VERSION}`,
+            { code: "unsupported_version" },
+          );
+        }
+        const frame = opened.decode();
+        if (frame.type !== "request") throw new ValidationError("Expected a request frame");
+        request = frame.request;
+      } catch (e) {
+        await reply(requestId, errorResponse(toQpqError(e)));
+        continue;
+      }
+      const p = handle(requestId, request).finally(() => inflight.delete(p));
+      inflight.add(p);
+      if (inflight.size >= maxInflight) await Promise.race(inflight);
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
+    await Promise.allSettled(inflight);
+    ended.abort();
+    await writer.close();
+  }
+}
