@@ -62,3 +62,15 @@ export const LOGIN_ATTEMPTS_PER_CONNECTION = 20;
 export const LOGIN_WINDOW_MS = 60_000;
 /** Shortest auth_token accepted in production mode. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
+
+// ---- crypto (owned by src/crypto) ----
+/** Largest plaintext one sealed envelope may carry (bytes). */
+export const MAX_ENVELOPE_PLAINTEXT_BYTES = 16 * 1024 * 1024;
+/** Largest Argon2id memory cost accepted from a parameters record (KiB; 2 GiB). */
+export const MAX_ARGON2_MEMORY_KIB = 2 * 1024 * 1024;
+/** Largest Argon2id pass count accepted from a parameters record. */
+export const MAX_ARGON2_ITERATIONS = 64;
+/** Largest Argon2id lane count accepted from a parameters record. */
+export const MAX_ARGON2_PARALLELISM = 16;
+/** Shortest salt accepted for password key derivation (bytes). */
+export const MIN_PASSWORD_SALT_BYTES = 16;
