@@ -23,10 +23,7 @@ import {
   type AeadName,
   aeadOpen,
   aeadSeal,
-  HASH_LENGTH,
-  type HashName,
-  hkdfExpand,
-  hkdfExtract,
+  type HashFns,
   random,
   x25519,
   x25519Public,
@@ -49,7 +46,7 @@ const KEM_ID: Record<FastKemName, number> = {
   "DHKEM-X25519-HKDF-SHA256": 0x0020,
   "X-Wing": 0x647a,
 };
-const KDF_ID: Record<HashName, number> = { "SHA-256": 1, "SHA-384": 2, "SHA-512": 3 };
+const KDF_ID: Record<HashFns["name"], number> = { "SHA-256": 1, "SHA-384": 2, "SHA-512": 3 };
 const AEAD_ID: Record<AeadName, number> = { AES128GCM: 1, AES256GCM: 2, CHACHA20POLY1305: 3 };
 
 const te = new TextEncoder();
@@ -74,17 +71,17 @@ function u16(n: number): Uint8Array {
 
 /** HPKE LabeledExtract / LabeledExpand bound to one suite_id. */
 class Labeled {
-  readonly #h: HashName;
+  readonly #h: HashFns;
   readonly #prefix: Uint8Array;
-  constructor(h: HashName, suiteId: Uint8Array) {
+  constructor(h: HashFns, suiteId: Uint8Array) {
     this.#h = h;
     this.#prefix = cat(HPKE_V1, suiteId);
   }
   extract(salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-    return hkdfExtract(this.#h, salt, cat(this.#prefix, te.encode(label), ikm));
+    return this.#h.extract(salt, cat(this.#prefix, te.encode(label), ikm));
   }
   expand(prk: Uint8Array, label: string, info: Uint8Array, len: number): Uint8Array {
-    return hkdfExpand(this.#h, prk, cat(u16(len), this.#prefix, te.encode(label), info), len);
+    return this.#h.expand(prk, cat(u16(len), this.#prefix, te.encode(label), info), len);
   }
 }
 
@@ -130,9 +127,9 @@ interface KemOps {
   derive(ikm: Uint8Array): Uint8Array;
 }
 
-function dhkemX25519(): KemOps {
+function dhkemX25519(sha256: HashFns): KemOps {
   const kemLabels = new Labeled(
-    "SHA-256",
+    sha256,
     cat(te.encode("KEM"), u16(KEM_ID["DHKEM-X25519-HKDF-SHA256"])),
   );
   const extractAndExpand = (dh: Uint8Array, kemContext: Uint8Array): Uint8Array => {
@@ -187,20 +184,23 @@ function xwingKem(): KemOps {
 /** Parameters of {@link makeFastHpke}. */
 export interface FastHpkeParams {
   kem: FastKemName;
-  kdf: HashName;
+  /** The HPKE KDF's hash functions. */
+  kdf: HashFns;
+  /** SHA-256 functions, for DHKEM(X25519, HKDF-SHA256). */
+  sha256: HashFns;
   aead: AeadName;
 }
 
 /** ts-mls `Hpke` over the fast primitives, for the KEM, KDF and AEAD in `params`. */
 export function makeFastHpke(params: FastHpkeParams): Hpke {
   const { kem: kemName, kdf, aead } = params;
-  const kem = kemName === "X-Wing" ? xwingKem() : dhkemX25519();
+  const kem = kemName === "X-Wing" ? xwingKem() : dhkemX25519(params.sha256);
   const labels = new Labeled(
     kdf,
-    cat(te.encode("HPKE"), u16(KEM_ID[kemName]), u16(KDF_ID[kdf]), u16(AEAD_ID[aead])),
+    cat(te.encode("HPKE"), u16(KEM_ID[kemName]), u16(KDF_ID[kdf.name]), u16(AEAD_ID[aead])),
   );
   const nk = AEAD_KEY_LENGTH[aead];
-  const nh = HASH_LENGTH[kdf];
+  const nh = kdf.length;
   const pskIdHash = labels.extract(EMPTY, "psk_id_hash", EMPTY);
 
   const keySchedule = (sharedSecret: Uint8Array, info: Uint8Array) => {

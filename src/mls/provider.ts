@@ -39,17 +39,13 @@ import {
   type AeadName,
   aeadOpen,
   aeadSeal,
-  digest,
   ed25519Keygen,
   ed25519Sign,
   ed25519Verify,
-  HASH_LENGTH,
+  getHashFns,
+  type HashFns,
   type HashName,
-  hkdfExpand,
-  hkdfExtract,
-  hmac,
   random,
-  verifyHmac,
 } from "./_provider_primitives.ts";
 import { isFastKem, makeFastHpke } from "./_provider_hpke.ts";
 
@@ -93,19 +89,19 @@ function settle<T>(f: () => T): Promise<T> {
   }
 }
 
-function makeHash(h: HashName): Hash {
+function makeHash(h: HashFns): Hash {
   return {
-    digest: (data) => settle(() => digest(h, data)),
-    mac: (key, data) => settle(() => hmac(h, key, data)),
-    verifyMac: (key, mac, data) => settle(() => verifyHmac(h, key, mac, data)),
+    digest: (data) => settle(() => h.digest(data)),
+    mac: (key, data) => settle(() => h.hmac(key, data)),
+    verifyMac: (key, mac, data) => settle(() => h.verifyHmac(key, mac, data)),
   };
 }
 
-function makeKdf(h: HashName): Kdf {
+function makeKdf(h: HashFns): Kdf {
   return {
-    extract: (salt, ikm) => settle(() => hkdfExtract(h, salt, ikm)),
-    expand: (prk, info, len) => settle(() => hkdfExpand(h, prk, info, len)),
-    size: HASH_LENGTH[h],
+    extract: (salt, ikm) => settle(() => h.extract(salt, ikm)),
+    expand: (prk, info, len) => settle(() => h.expand(prk, info, len)),
+    size: h.length,
   };
 }
 
@@ -148,7 +144,8 @@ function withFastAead(base: Hpke, aead: AeadName): Hpke {
 }
 
 async function buildImpl(cs: Ciphersuite): Promise<CiphersuiteImpl> {
-  const kdfHash = hkdfHash(cs.hpke.kdf);
+  const kdfHash = await getHashFns(hkdfHash(cs.hpke.kdf));
+  const hash = await getHashFns(cs.hash);
   const fastSignature = cs.signature === "Ed25519";
   const kem = cs.hpke.kem;
   // Only the parts the fast path lacks come from the default provider.
@@ -156,10 +153,15 @@ async function buildImpl(cs: Ciphersuite): Promise<CiphersuiteImpl> {
     ? undefined
     : await defaultCryptoProvider.getCiphersuiteImpl(cs);
   const hpke = isFastKem(kem)
-    ? makeFastHpke({ kem, kdf: kdfHash, aead: cs.hpke.aead })
+    ? makeFastHpke({
+      kem,
+      kdf: kdfHash,
+      sha256: await getHashFns("SHA-256"),
+      aead: cs.hpke.aead,
+    })
     : withFastAead((base as CiphersuiteImpl).hpke, cs.hpke.aead);
   return {
-    hash: makeHash(cs.hash),
+    hash: makeHash(hash),
     kdf: makeKdf(kdfHash),
     signature: fastSignature || base === undefined ? ed25519Signature : base.signature,
     hpke,
