@@ -63,6 +63,38 @@ export const LOGIN_WINDOW_MS = 60_000;
 /** Shortest auth_token accepted in production mode. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
 
+// ---- server store and auth (owned by src/store + src/auth) ----
+/** Longest client-chosen message id (idempotency key) in bytes. */
+export const MAX_MESSAGE_ID_BYTES = 64;
+/** Longest channel id in bytes. */
+export const MAX_CHANNEL_ID_BYTES = 64;
+/** Identity public key length (Ed25519, bytes). */
+export const IDENTITY_KEY_BYTES = 32;
+/** How long a started OPAQUE login may wait for its finish message (ms). */
+export const PENDING_LOGIN_TTL_MS = 60_000;
+/** Most distinct keys one in-memory rate limiter tracks before evicting the oldest. */
+export const MAX_RATE_LIMIT_KEYS = 100_000;
+
+// --- MLS group layer (src/mls/, owned by the MLS helper) ---------------------------------
+/** Longest lifetime a KeyPackage may declare, notAfter - notBefore (seconds). */
+export const MAX_KEY_PACKAGE_LIFETIME_SECONDS = 90 * 24 * 3600;
+/** Clock skew tolerated when checking a KeyPackage's notBefore (seconds). */
+export const KEY_PACKAGE_CLOCK_SKEW_SECONDS = 300;
+/** Largest serialized MLS group state accepted by the state decoder (bytes). */
+export const MAX_MLS_STATE_BYTES = 256 * 1024 * 1024;
+/** Most nodes in one MLS ratchet tree (2^16 - 1 nodes, i.e. 32,768 leaves). */
+export const MAX_MLS_TREE_NODES = 65_535;
+/** Largest MLS handshake or application message accepted by processMessage (bytes). */
+export const MAX_MLS_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest Welcome or out-of-band ratchet tree accepted by joinFromWelcome (bytes). */
+export const MAX_MLS_WELCOME_BYTES = 64 * 1024 * 1024;
+/** Past epochs whose receive keys are kept for late application messages. */
+export const MLS_RETAINED_EPOCHS = 3;
+/** Largest secret exportSecret will derive (bytes). */
+export const MAX_MLS_EXPORT_BYTES = 1024;
+/** Most KeyPackages added by one commit. */
+export const MAX_MLS_ADDS_PER_COMMIT = MAX_CHANNEL_MEMBERS;
+
 // ---- crypto (owned by src/crypto) ----
 /** Largest plaintext one sealed envelope may carry (bytes). */
 export const MAX_ENVELOPE_PLAINTEXT_BYTES = 16 * 1024 * 1024;
@@ -74,3 +106,5 @@ export const MAX_ARGON2_ITERATIONS = 64;
 export const MAX_ARGON2_PARALLELISM = 16;
 /** Shortest salt accepted for password key derivation (bytes). */
 export const MIN_PASSWORD_SALT_BYTES = 16;
+/** Longest MLS group id (bytes). */
+export const MAX_MLS_GROUP_ID_BYTES = 255;

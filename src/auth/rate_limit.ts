@@ -1,0 +1,159 @@
+/**
+ * Login rate limiting per user and per connection.
+ *
+ * {@link RateLimiter} is the interface (async, so a limiter shared by several server
+ * nodes, e.g. on the database, can replace the in-memory one); {@link SlidingWindowLimiter}
+ * is an exact sliding-window log kept in memory: a key may make `limit` attempts in any
+ * `windowMs` interval. Memory is bounded: at most `limit` timestamps per key and at most
+ * `maxKeys` keys (the least recently used key is evicted first).
+ *
+ * Unknown usernames are limited exactly like known ones, so the limiter reveals nothing
+ * about which users exist.
+ *
+ * @module
+ */
+
+import { AuthError } from "../errors.ts";
+import {
+  LOGIN_ATTEMPTS_PER_CONNECTION,
+  LOGIN_ATTEMPTS_PER_USER,
+  LOGIN_WINDOW_MS,
+  MAX_RATE_LIMIT_KEYS,
+} from "../limits.ts";
+
+/** The outcome of one attempt. */
+export interface RateDecision {
+  /** True when the attempt may go ahead (it has been counted). */
+  allowed: boolean;
+  /** Attempts left in the current window after this one. */
+  remaining: number;
+  /** When refused: how long until the next attempt would be allowed (ms); else 0. */
+  retryAfterMs: number;
+}
+
+/** Counts attempts per key. */
+export interface RateLimiter {
+  /** Count one attempt for `key` (only if allowed) and say whether it is allowed. */
+  hit(key: string): Promise<RateDecision>;
+  /** Forget `key` (e.g. after a successful login). */
+  reset(key: string): Promise<void>;
+}
+
+/** Options of {@link SlidingWindowLimiter}. */
+export interface SlidingWindowOptions {
+  /** Attempts allowed per window. */
+  limit: number;
+  /** Window length (ms). */
+  windowMs: number;
+  /** Current time (ms, default `Date.now`). */
+  clock?: () => number;
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}). */
+  maxKeys?: number;
+}
+
+/** In-memory exact sliding-window limiter. */
+export class SlidingWindowLimiter implements RateLimiter {
+  readonly #limit: number;
+  readonly #window: number;
+  readonly #clock: () => number;
+  readonly #maxKeys: number;
+  /** key -> attempt times, oldest first; Map order = least recently used first. */
+  #hits = new Map<string, number[]>();
+
+  constructor(options: SlidingWindowOptions) {
+    if (!Number.isSafeInteger(options.limit) || options.limit < 1) {
+      throw new RangeError("limit must be a positive integer");
+    }
+    if (!(options.windowMs > 0)) throw new RangeError("windowMs must be positive");
+    this.#limit = options.limit;
+    this.#window = options.windowMs;
+    this.#clock = options.clock ?? Date.now;
+    this.#maxKeys = options.maxKeys ?? MAX_RATE_LIMIT_KEYS;
+  }
+
+  hit(key: string): Promise<RateDecision> {
+    const now = this.#clock();
+    const since = now - this.#window;
+    const times = (this.#hits.get(key) ?? []).filter((t) => t > since);
+    this.#hits.delete(key); // re-inserted below: most recently used last
+    let decision: RateDecision;
+    if (times.length >= this.#limit) {
+      decision = { allowed: false, remaining: 0, retryAfterMs: times[0]! + this.#window - now };
+    } else {
+      times.push(now);
+      decision = { allowed: true, remaining: this.#limit - times.length, retryAfterMs: 0 };
+    }
+    this.#hits.set(key, times);
+    while (this.#hits.size > this.#maxKeys) {
+      const oldest = this.#hits.keys().next().value;
+      if (oldest === undefined) break;
+      this.#hits.delete(oldest);
+    }
+    return Promise.resolve(decision);
+  }
+
+  reset(key: string): Promise<void> {
+    this.#hits.delete(key);
+    return Promise.resolve();
+  }
+
+  /** Keys currently tracked (for tests and health). */
+  get size(): number {
+    return this.#hits.size;
+  }
+}
+
+/** Options of {@link LoginRateLimiter}. */
+export interface LoginRateLimiterOptions {
+  /** Per-username limiter (default: {@link LOGIN_ATTEMPTS_PER_USER} per {@link LOGIN_WINDOW_MS}). */
+  perUser?: RateLimiter;
+  /** Per-connection limiter (default: {@link LOGIN_ATTEMPTS_PER_CONNECTION} per window). */
+  perConnection?: RateLimiter;
+  /** Clock for the default limiters. */
+  clock?: () => number;
+}
+
+/** Applies both login limits; call {@link LoginRateLimiter.check} before each login start. */
+export class LoginRateLimiter {
+  readonly #user: RateLimiter;
+  readonly #conn: RateLimiter;
+
+  constructor(options: LoginRateLimiterOptions = {}) {
+    const clock = options.clock ?? Date.now;
+    this.#user = options.perUser ??
+      new SlidingWindowLimiter({
+        limit: LOGIN_ATTEMPTS_PER_USER,
+        windowMs: LOGIN_WINDOW_MS,
+        clock,
+      });
+    this.#conn = options.perConnection ??
+      new SlidingWindowLimiter({
+        limit: LOGIN_ATTEMPTS_PER_CONNECTION,
+        windowMs: LOGIN_WINDOW_MS,
+        clock,
+      });
+  }
+
+  /**
+   * Count one login attempt for `username` from `connectionId`. The connection is checked
+   * first, so a connection already refused does not use up the user's allowance.
+   *
+   * @throws {AuthError} code "rate_limited" when either limit is exhausted
+   */
+  async check(username: string, connectionId: string): Promise<void> {
+    const c = await this.#conn.hit(connectionId);
+    if (!c.allowed) throw limited(c.retryAfterMs);
+    const u = await this.#user.hit(username);
+    if (!u.allowed) throw limited(u.retryAfterMs);
+  }
+
+  /** Clear the user's count after a successful login. */
+  succeeded(username: string): Promise<void> {
+    return this.#user.reset(username);
+  }
+}
+
+function limited(retryAfterMs: number): AuthError {
+  const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new AuthError(`Too many login attempts: try again in ${s} s`, { code: "rate_limited" });
+}

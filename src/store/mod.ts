@@ -1,0 +1,28 @@
+/**
+ * Server-side storage: the {@link ServerStore} contract, its SQLite implementation for
+ * production, an in-memory one for tests, the {@link Notifier} that wakes recipients, and
+ * the at-rest sealing used when a `db_key` is configured.
+ *
+ * ```ts
+ * const store = await SqliteServerStore.open("qpq.db", { dbKey });
+ * const { deliveries } = await store.enqueue({ sender, messageId, channelId, payload, recipients });
+ * const page = await store.fetch("bob", 0);
+ * await store.ack("bob", page.at(-1)!.seq);
+ * ```
+ *
+ * (The client-side store lives beside it in `client_*.ts`.)
+ *
+ * @module
+ */
+
+export * from "./server_store.ts";
+export { SqliteServerStore, type SqliteServerStoreOptions } from "./sqlite_server_store.ts";
+export { MemoryServerStore } from "./memory_server_store.ts";
+export {
+  migrate,
+  type Migration,
+  MIGRATIONS,
+  readSchemaVersion,
+  SCHEMA_VERSION,
+} from "./migrations.ts";
+export { type LookupLabel, Sealer, type SealMode } from "./sealing.ts";

@@ -1,0 +1,401 @@
+/**
+ * The server's storage contract: what the request handlers may ask of the database.
+ *
+ * Every method is async and self-contained, so one call serves one request and a
+ * networked implementation (PostgreSQL shared by several server nodes) can replace
+ * {@link ./sqlite_server_store.ts | SqliteServerStore} without touching the handlers. No
+ * method relies on state that must live in one process; the only per-process piece is
+ * the {@link Notifier} used to wake connected recipients, and it sits behind an
+ * interface so a shared bus can replace it.
+ *
+ * Delivery pipeline (one transaction from check to COMMIT, then notify):
+ *
+ * ```
+ * enqueue / commitAndFanOut
+ *   │  size cap ─► duplicate (sender, messageId)? ─► return the original seqs
+ *   │  [commit] channel is a group ─► sender is a member ─► epoch == channel epoch
+ *   │           ─► roster add/remove ─► channel epoch = epoch + 1
+ *   │  per recipient: user exists ─► queue depth < cap ─► seq = next seq of that queue
+ *   ▼
+ * COMMIT ─► notifier.notify(recipient) for each recipient ─► return seqs
+ *
+ * fetch(recipient, afterSeq) ─► messages with seq > afterSeq, ascending, paged
+ * ack(recipient, uptoSeq)    ─► deletes deliveries with seq <= uptoSeq
+ * ```
+ *
+ * Usernames are opaque strings here (the handlers validate their syntax); the store checks
+ * only byte lengths. All times are milliseconds since the Unix epoch, read from the
+ * store's clock option unless passed in.
+ *
+ * @module
+ */
+
+import * as limits from "../limits.ts";
+
+/** Store-wide limits; defaults come from `src/limits.ts`, tests may lower them. */
+export interface StoreLimits {
+  /** Largest payload of one delivery message (bytes). */
+  maxMessageBytes: number;
+  /** Most undelivered messages in one recipient queue. */
+  maxQueueMessages: number;
+  /** How long an undelivered message is kept (ms). */
+  messageRetentionMs: number;
+  /** Most messages returned by one fetch. */
+  maxFetchPage: number;
+  /** Most batch KeyPackages stored per user (the last-resort one is extra). */
+  maxKeyPackagesPerUser: number;
+  /** Largest single KeyPackage (bytes). */
+  maxKeyPackageBytes: number;
+  /** Most KeyPackages in one upload. */
+  maxKeyPackageBatch: number;
+  /** Most members of one channel. */
+  maxChannelMembers: number;
+}
+
+/** The limits used when a store is opened without overrides. */
+export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
+  maxMessageBytes: limits.MAX_MESSAGE_BYTES,
+  maxQueueMessages: limits.MAX_QUEUE_MESSAGES,
+  messageRetentionMs: limits.MESSAGE_RETENTION_SECONDS * 1000,
+  maxFetchPage: limits.MAX_FETCH_PAGE,
+  maxKeyPackagesPerUser: limits.MAX_KEY_PACKAGES_PER_USER,
+  maxKeyPackageBytes: limits.MAX_KEY_PACKAGE_BYTES,
+  maxKeyPackageBatch: limits.MAX_KEY_PACKAGE_BATCH,
+  maxChannelMembers: limits.MAX_CHANNEL_MEMBERS,
+});
+
+/**
+ * Wakes connections waiting for new messages. `notify` is called after a delivery has
+ * been committed; subscribers then fetch from the store.
+ */
+export interface Notifier {
+  /** Tell every subscriber of `userId` that its queue grew. Never throws. */
+  notify(userId: string): void;
+  /** Call `cb` whenever `userId` is notified; returns the unsubscribe function. */
+  subscribe(userId: string, cb: () => void): () => void;
+}
+
+/** Options shared by every {@link ServerStore} implementation. */
+export interface ServerStoreOptions {
+  /**
+   * Seal secrets and payloads at rest and hash lookups under keys derived from this string.
+   * A database created with a key can only be opened with the same key, and vice versa.
+   */
+  dbKey?: string;
+  /** Where committed deliveries are announced (default: a new {@link InProcessNotifier}). */
+  notifier?: Notifier;
+  /** Current time in ms since the epoch (default `Date.now`). */
+  clock?: () => number;
+  /** Lower or raise individual limits (tests). */
+  limits?: Partial<StoreLimits>;
+}
+
+/** A registered user as the store knows it. */
+export interface UserInfo {
+  /** The username. */
+  username: string;
+  /** Registration time (ms). */
+  createdAt: number;
+  /** Published Ed25519 identity public key, if any. */
+  identityKey: Uint8Array | undefined;
+}
+
+/** A valid session found by its token. */
+export interface SessionInfo {
+  /** Whose session it is. */
+  username: string;
+  /** When it stops being valid (ms). */
+  expiresAt: number;
+}
+
+/** A started OPAQUE login waiting for its finish message. */
+export interface PendingLogin {
+  /** The username the login is for (possibly unknown to the store: no enumeration). */
+  username: string;
+  /** The serialized server login state (secret). */
+  state: Uint8Array;
+}
+
+/** One KeyPackage to publish. */
+export interface KeyPackageInput {
+  /** The KeyPackageRef (hash) identifying it; unique per user. */
+  ref: Uint8Array;
+  /** The encoded KeyPackage. */
+  data: Uint8Array;
+  /** Expiry (ms); consumers never receive an expired package. */
+  notAfter: number;
+}
+
+/** A KeyPackage handed out by {@link ServerStore.consumeKeyPackage}. */
+export interface ConsumedKeyPackage extends KeyPackageInput {
+  /** True when this is the user's last-resort package (kept, may be handed out again). */
+  lastResort: boolean;
+}
+
+/** Channel kinds: a two-person direct message or a named group. */
+export type ChannelKind = "dm" | "group";
+
+/** A channel's metadata. */
+export interface ChannelInfo {
+  /** Unique id (caller-chosen or 32 hex characters). */
+  id: string;
+  /** "dm" or "group". */
+  kind: ChannelKind;
+  /** Globally unique name for groups; undefined for DMs. */
+  name: string | undefined;
+  /** Who created it. */
+  createdBy: string;
+  /** Creation time (ms). */
+  createdAt: number;
+  /** The epoch the next accepted commit must carry. */
+  epoch: number;
+}
+
+/** Parameters of {@link ServerStore.createGroupChannel}. */
+export interface CreateGroupParams {
+  /** Globally unique group name (1..MAX_GROUP_NAME_BYTES bytes). */
+  name: string;
+  /** The creating user, who becomes the first member. */
+  creator: string;
+  /** Channel id (e.g. the MLS group id in hex); random when omitted. */
+  id?: string;
+  /** The epoch the first commit will carry (default 0). */
+  epoch?: number;
+}
+
+/** Result of {@link ServerStore.getOrCreateDm}. */
+export interface DmResult {
+  /** The DM channel for the pair. */
+  channel: ChannelInfo;
+  /** True when this call created it. */
+  created: boolean;
+}
+
+/** Parameters of {@link ServerStore.enqueue}. */
+export interface EnqueueParams {
+  /** Authenticated sender. */
+  sender: string;
+  /** Sender-chosen unique id: the idempotency key together with `sender`. */
+  messageId: string;
+  /** Channel the message belongs to, or null (e.g. a Welcome sent outside a channel). */
+  channelId: string | null;
+  /** Opaque ciphertext. */
+  payload: Uint8Array;
+  /** Distinct registered users whose queues receive it. */
+  recipients: readonly string[];
+}
+
+/** Parameters of {@link ServerStore.commitAndFanOut}. */
+export interface CommitParams extends EnqueueParams {
+  /** The group channel. */
+  channelId: string;
+  /** The epoch the commit was made in; must equal the channel's current epoch. */
+  epoch: number;
+  /** Users added to the roster by this commit. */
+  rosterAdd?: readonly string[];
+  /** Users removed from the roster by this commit. */
+  rosterRemove?: readonly string[];
+}
+
+/** One recipient's copy of an enqueued message. */
+export interface Delivery {
+  /** The recipient. */
+  recipient: string;
+  /** Its position in the recipient's queue (monotonic per queue, starting at 1). */
+  seq: number;
+}
+
+/** Result of {@link ServerStore.enqueue} and {@link ServerStore.commitAndFanOut}. */
+export interface EnqueueResult {
+  /** One entry per recipient, in the order given. */
+  deliveries: Delivery[];
+  /** True when (sender, messageId) was already stored and nothing new was written. */
+  duplicate: boolean;
+}
+
+/** One message in a recipient's queue. */
+export interface QueuedMessage {
+  /** Position in the recipient's queue. */
+  seq: number;
+  /** Who sent it. */
+  sender: string;
+  /** The sender's message id. */
+  messageId: string;
+  /** Its channel, or null. */
+  channelId: string | null;
+  /** Opaque ciphertext. */
+  payload: Uint8Array;
+  /** When the server accepted it (ms). */
+  receivedAt: number;
+}
+
+/** How many rows {@link ServerStore.purgeExpired} removed. */
+export interface PurgeResult {
+  /** Undelivered messages past retention (queue entries). */
+  deliveries: number;
+  /** Expired sessions. */
+  sessions: number;
+  /** Expired batch KeyPackages. */
+  keyPackages: number;
+  /** Pending logins past their deadline. */
+  pendingLogins: number;
+  /** Idempotency records past retention. */
+  messages: number;
+}
+
+/**
+ * The server database. Implementations: `SqliteServerStore` (production) and
+ * `MemoryServerStore` (tests); both pass the same contract test suite.
+ *
+ * Errors: `ValidationError` for oversized or malformed values ("too_large" for payloads
+ * and KeyPackages), `UsageError` with code "not_found", "conflict", "quota" or
+ * "epoch_conflict", `AuthError` "forbidden" for a non-member committing, `StorageError`
+ * when the database itself fails. A call that throws has changed nothing.
+ */
+export interface ServerStore {
+  /** The notifier told about committed deliveries. */
+  readonly notifier: Notifier;
+
+  /** Close the store; later calls throw `StorageError`. Idempotent. */
+  close(): Promise<void>;
+
+  // ---- server secrets ----
+
+  /**
+   * Return the secret stored under `name`, creating it with `create()` if absent. Two
+   * racing callers get the same value (the first insert wins).
+   */
+  getOrCreateSecret(name: string, create: () => Uint8Array): Promise<Uint8Array>;
+
+  // ---- users ----
+
+  /** Register a user. Throws `UsageError` "conflict" if the username is taken. */
+  createUser(username: string, registrationRecord: Uint8Array): Promise<void>;
+  /** The user's metadata, or undefined. */
+  getUser(username: string): Promise<UserInfo | undefined>;
+  /** The OPAQUE registration record, or undefined for an unknown user. */
+  getRegistrationRecord(username: string): Promise<Uint8Array | undefined>;
+  /**
+   * Publish the user's 32-byte identity key. Replacing a different existing key needs
+   * `{ replace: true }`, else `UsageError` "conflict". Unknown user: "not_found".
+   */
+  setIdentityKey(username: string, key: Uint8Array, options?: { replace?: boolean }): Promise<void>;
+  /** The user's identity key, or undefined (unknown user or none published). */
+  getIdentityKey(username: string): Promise<Uint8Array | undefined>;
+
+  // ---- logins and sessions ----
+
+  /** Keep a started login's server state until `expiresAt` under an unguessable `loginId`. */
+  savePendingLogin(loginId: Uint8Array, login: PendingLogin, expiresAt: number): Promise<void>;
+  /** Remove and return a pending login; undefined if absent or expired. */
+  takePendingLogin(loginId: Uint8Array): Promise<PendingLogin | undefined>;
+  /** Store a session for `token` (only a hash of it is kept). */
+  createSession(token: Uint8Array, username: string, expiresAt: number): Promise<void>;
+  /** The session for `token` if it exists and has not expired. */
+  lookupSession(token: Uint8Array): Promise<SessionInfo | undefined>;
+  /** Revoke one session (logout); true if it existed. */
+  revokeSession(token: Uint8Array): Promise<boolean>;
+  /** Revoke all of a user's sessions; returns how many. */
+  revokeUserSessions(username: string): Promise<number>;
+
+  // ---- key packages ----
+
+  /**
+   * Add a batch of KeyPackages. Refs already stored for the user are ignored. Throws
+   * `ValidationError` "too_large" for an oversized package or batch and `UsageError` "quota"
+   * when the user's total would exceed the cap. Returns the user's new count.
+   */
+  addKeyPackages(username: string, packages: readonly KeyPackageInput[]): Promise<number>;
+  /** Set (replace) the user's last-resort KeyPackage. */
+  setLastResortKeyPackage(username: string, pkg: KeyPackageInput): Promise<void>;
+  /**
+   * Atomically take one unexpired batch KeyPackage (deleted: never handed out twice), or
+   * when none is left, the unexpired last-resort one (not deleted). Undefined if neither.
+   */
+  consumeKeyPackage(username: string): Promise<ConsumedKeyPackage | undefined>;
+  /** Unexpired batch KeyPackages left for the user (the last-resort one not counted). */
+  countKeyPackages(username: string): Promise<number>;
+
+  // ---- channels ----
+
+  /** Create a group; the creator is its first member. "conflict" if the name or id is taken. */
+  createGroupChannel(params: CreateGroupParams): Promise<ChannelInfo>;
+  /** The DM channel of an unordered pair of distinct users, created on first use. */
+  getOrCreateDm(a: string, b: string): Promise<DmResult>;
+  /** A channel by id, or undefined. */
+  getChannel(channelId: string): Promise<ChannelInfo | undefined>;
+  /** A group channel by name, or undefined. */
+  findGroupByName(name: string): Promise<ChannelInfo | undefined>;
+  /** Channels the user is a member of, ordered by id. */
+  listChannels(username: string): Promise<ChannelInfo[]>;
+  /** Members of a channel, sorted. "not_found" for an unknown channel. */
+  listMembers(channelId: string): Promise<string[]>;
+  /** True when `username` is a member of the channel. */
+  isMember(channelId: string, username: string): Promise<boolean>;
+  /** Add members to a group (existing members ignored); "quota" past the member cap. */
+  addMembers(channelId: string, usernames: readonly string[]): Promise<void>;
+  /** Remove members from a group (non-members ignored). */
+  removeMembers(channelId: string, usernames: readonly string[]): Promise<void>;
+  /**
+   * Accept a group commit for `epoch` and enqueue its fan-out and roster change in one
+   * transaction. The first commit for an epoch wins; any other commit whose epoch is not the
+   * channel's current epoch gets `UsageError` "epoch_conflict" and nothing is written. A
+   * repeated (sender, messageId) returns the original result with `duplicate: true`.
+   */
+  commitAndFanOut(params: CommitParams): Promise<EnqueueResult>;
+
+  // ---- delivery queues ----
+
+  /**
+   * Store a message for each recipient and return its per-recipient seqs, after COMMIT.
+   * Idempotent on (sender, messageId) while the message is retained.
+   */
+  enqueue(params: EnqueueParams): Promise<EnqueueResult>;
+  /** Up to `limit` (capped by maxFetchPage) messages with seq > afterSeq, ascending. */
+  fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]>;
+  /** Delete the recipient's messages with seq <= uptoSeq; returns how many. */
+  ack(recipient: string, uptoSeq: number): Promise<number>;
+  /** Undelivered messages in one queue. */
+  queueDepth(recipient: string): Promise<number>;
+  /** Undelivered messages in all queues (health). */
+  totalQueueDepth(): Promise<number>;
+  /** Remove everything expired at `now` (default: the store's clock). */
+  purgeExpired(now?: number): Promise<PurgeResult>;
+}
+
+/** A notifier for one process: subscribers are callbacks in this process. */
+export class InProcessNotifier implements Notifier {
+  #subs = new Map<string, Set<() => void>>();
+
+  notify(userId: string): void {
+    const set = this.#subs.get(userId);
+    if (set === undefined) return;
+    for (const cb of [...set]) {
+      try {
+        cb();
+      } catch {
+        // A failing subscriber must not break delivery to the others.
+      }
+    }
+  }
+
+  subscribe(userId: string, cb: () => void): () => void {
+    let set = this.#subs.get(userId);
+    if (set === undefined) {
+      set = new Set();
+      this.#subs.set(userId, set);
+    }
+    set.add(cb);
+    return () => {
+      const s = this.#subs.get(userId);
+      if (s === undefined) return;
+      s.delete(cb);
+      if (s.size === 0) this.#subs.delete(userId);
+    };
+  }
+
+  /** Number of users with at least one subscriber (for tests and health). */
+  get subscribedUsers(): number {
+    return this.#subs.size;
+  }
+}

@@ -1,0 +1,932 @@
+/**
+ * The production {@link ServerStore} on `node:sqlite`.
+ *
+ * Durability: WAL journal with `synchronous = FULL`, so every COMMIT is fsynced to the WAL
+ * before the call returns; a message acknowledged to a sender survives a power cut. (WAL
+ * with NORMAL could lose the last commits on power loss, which breaks "acknowledged means
+ * stored".) `busy_timeout` lets several processes share the file; every mutating call is
+ * one `BEGIN IMMEDIATE … COMMIT` transaction, so a call that throws changed nothing.
+ * Prepared statements are cached per SQL text.
+ *
+ * Opening order, so that a wrong key writes nothing:
+ *
+ * ```
+ * open file ─► read meta (seal mode, check value) and schema version ─► verify db_key
+ *           ─► WAL + pragmas ─► migrations ─► record seal mode and check value (new DB only)
+ * ```
+ *
+ * With a `db_key`, see `sealing.ts` for what is sealed and hashed.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { constantTimeEqual, fromUtf8, utf8 } from "../bytes.ts";
+import { QpqError, StorageError, UsageError } from "../errors.ts";
+import {
+  channelFull,
+  checkChannelId,
+  checkCommit,
+  checkCount,
+  checkDistinct,
+  checkEnqueue,
+  checkGroupName,
+  checkIdentityKey,
+  checkKeyPackage,
+  checkKeyPackageBatch,
+  checkUsername,
+  closedError,
+  dmRosterFixed,
+  epochConflict,
+  keyPackagesFull,
+  lengthPrefixed,
+  newChannelId,
+  notAGroup,
+  notAMember,
+  orderedPair,
+  queueFull,
+  resolveLimits,
+  unknownChannel,
+  unknownUser,
+} from "./_common.ts";
+import { migrate, readSchemaVersion } from "./migrations.ts";
+import { Sealer, type SealMode } from "./sealing.ts";
+import {
+  type ChannelInfo,
+  type ChannelKind,
+  type CommitParams,
+  type ConsumedKeyPackage,
+  type CreateGroupParams,
+  type Delivery,
+  type DmResult,
+  type EnqueueParams,
+  type EnqueueResult,
+  InProcessNotifier,
+  type KeyPackageInput,
+  type Notifier,
+  type PendingLogin,
+  type PurgeResult,
+  type QueuedMessage,
+  type ServerStore,
+  type ServerStoreOptions,
+  type SessionInfo,
+  type StoreLimits,
+  type UserInfo,
+} from "./server_store.ts";
+
+/** Options of {@link SqliteServerStore.open}. */
+export interface SqliteServerStoreOptions extends ServerStoreOptions {
+  /** How long a writer waits for another process's lock (ms, default 5000). */
+  busyTimeoutMs?: number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+interface ChannelRow {
+  id: string;
+  kind: string;
+  name: Uint8Array | null;
+  created_by: Uint8Array;
+  created_at: number;
+  epoch: number;
+}
+
+const CHANNEL_COLUMNS = "c.id, c.kind, c.name, c.created_by, c.created_at, c.epoch";
+
+function readMeta(db: DatabaseSync): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+    .get();
+  if (exists === undefined) return out;
+  for (const r of db.prepare("SELECT key, value FROM meta").all()) {
+    out.set(String(r.key), r.value as Uint8Array);
+  }
+  return out;
+}
+
+/** The SQLite server store. Create with {@link SqliteServerStore.open}. */
+export class SqliteServerStore implements ServerStore {
+  readonly notifier: Notifier;
+  readonly #db: DatabaseSync;
+  readonly #sealer: Sealer;
+  readonly #clock: () => number;
+  readonly #lim: StoreLimits;
+  readonly #stmts = new Map<string, StatementSync>();
+  #closed = false;
+
+  private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
+    this.#db = db;
+    this.#sealer = sealer;
+    this.notifier = options.notifier ?? new InProcessNotifier();
+    this.#clock = options.clock ?? Date.now;
+    this.#lim = resolveLimits(options.limits);
+  }
+
+  /**
+   * Open (creating if needed) the database at `path` (":memory:" for a private one).
+   *
+   * @throws {StorageError} "Cannot open database: wrong db_key" and similar one-line errors
+   *   when the key does not match how the database was created; nothing is written then
+   */
+  static open(path: string, options: SqliteServerStoreOptions = {}): Promise<SqliteServerStore> {
+    let db: DatabaseSync | undefined;
+    let sealer: Sealer | undefined;
+    try {
+      sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
+      try {
+        db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
+      } catch (e) {
+        throw new StorageError("Cannot open database: the file cannot be opened", { cause: e });
+      }
+      // 1. Read-only checks.
+      let meta: Map<string, Uint8Array>;
+      let version: number;
+      try {
+        meta = readMeta(db);
+        version = readSchemaVersion(db);
+      } catch (e) {
+        throw new StorageError("Cannot open database: not a qpq server database", { cause: e });
+      }
+      const mode = meta.get("seal_mode");
+      if (mode !== undefined) verifySealing(sealer, fromUtf8(mode), meta.get("seal_check"));
+      else if (version > 0) {
+        throw new StorageError("Cannot open database: it has no sealing record");
+      }
+      // 2. Writes.
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec("PRAGMA foreign_keys = ON");
+      migrate(db, options.clock?.() ?? Date.now());
+      if (mode === undefined) {
+        const ins = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+        db.exec("BEGIN IMMEDIATE");
+        ins.run("seal_mode", utf8(sealer.mode));
+        ins.run("seal_check", sealer.checkValue());
+        db.exec("COMMIT");
+      }
+      return Promise.resolve(new SqliteServerStore(db, sealer, options));
+    } catch (e) {
+      try {
+        if (db?.isTransaction) db.exec("ROLLBACK");
+        db?.close();
+      } catch { /* already failing */ }
+      sealer?.destroy();
+      const err = e instanceof QpqError
+        ? e
+        : new StorageError("Cannot open database: the file cannot be opened", { cause: e });
+      return Promise.reject(err);
+    }
+  }
+
+  /** True when values are sealed at rest (opened with a db_key). */
+  get sealed(): boolean {
+    return this.#sealer.sealed;
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#stmts.clear();
+      try {
+        this.#db.close();
+      } finally {
+        this.#sealer.destroy();
+      }
+    }
+    return Promise.resolve();
+  }
+
+  // ---- plumbing ----
+
+  #q(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
+    return this.#q(sql).get(...args) as Row | undefined;
+  }
+
+  #all(sql: string, ...args: SQLInputValue[]): Row[] {
+    return this.#q(sql).all(...args) as Row[];
+  }
+
+  #run(sql: string, ...args: SQLInputValue[]): number {
+    return Number(this.#q(sql).run(...args).changes);
+  }
+
+  /** Run `fn` synchronously as one call; wraps SQLite failures in StorageError. */
+  #call<T>(fn: () => T): Promise<T> {
+    try {
+      if (this.#closed) throw closedError();
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(wrap(e));
+    }
+  }
+
+  /** Run `fn` in one IMMEDIATE transaction: COMMIT on return, ROLLBACK on throw. */
+  #tx<T>(fn: () => T): Promise<T> {
+    return this.#call(() => {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const out = fn();
+        this.#db.exec("COMMIT");
+        return out;
+      } catch (e) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw e;
+      }
+    });
+  }
+
+  #uid(username: string): Uint8Array {
+    return this.#sealer.lookup("user", utf8(username));
+  }
+
+  #userExists(uid: Uint8Array): boolean {
+    return this.#get("SELECT 1 FROM users WHERE uid = ?", uid) !== undefined;
+  }
+
+  #requireUser(username: string): Uint8Array {
+    checkUsername(username);
+    const uid = this.#uid(username);
+    if (!this.#userExists(uid)) throw unknownUser();
+    return uid;
+  }
+
+  #openUsername(uid: Uint8Array, sealed: Uint8Array): string {
+    return fromUtf8(this.#sealer.open("users.username", uid, sealed));
+  }
+
+  #channelInfo(r: Row): ChannelInfo {
+    const row = r as unknown as ChannelRow;
+    const id = row.id;
+    const rowKey = utf8(id);
+    return {
+      id,
+      kind: row.kind as ChannelKind,
+      name: row.name === null
+        ? undefined
+        : fromUtf8(this.#sealer.open("channels.name", rowKey, row.name)),
+      createdBy: fromUtf8(this.#sealer.open("channels.created_by", rowKey, row.created_by)),
+      createdAt: row.created_at,
+      epoch: row.epoch,
+    };
+  }
+
+  // ---- secrets ----
+
+  getOrCreateSecret(name: string, create: () => Uint8Array): Promise<Uint8Array> {
+    return this.#tx(() => {
+      const rowKey = utf8(name);
+      const r = this.#get("SELECT value FROM secrets WHERE name = ?", name);
+      if (r !== undefined) return this.#sealer.open("secrets.value", rowKey, r.value as Uint8Array);
+      const v = create();
+      this.#run(
+        "INSERT INTO secrets (name, value) VALUES (?, ?)",
+        name,
+        this.#sealer.seal("secrets.value", rowKey, v),
+      );
+      return v.slice();
+    });
+  }
+
+  // ---- users ----
+
+  createUser(username: string, registrationRecord: Uint8Array): Promise<void> {
+    return this.#tx(() => {
+      checkUsername(username);
+      const uid = this.#uid(username);
+      if (this.#userExists(uid)) {
+        throw new UsageError("Username is already taken", { code: "conflict" });
+      }
+      this.#run(
+        "INSERT INTO users (uid, username, record, identity_key, created_at) VALUES (?, ?, ?, NULL, ?)",
+        uid,
+        this.#sealer.seal("users.username", uid, utf8(username)),
+        this.#sealer.seal("users.record", uid, registrationRecord),
+        this.#clock(),
+      );
+    });
+  }
+
+  getUser(username: string): Promise<UserInfo | undefined> {
+    return this.#call(() => {
+      const uid = this.#uid(username);
+      const r = this.#get("SELECT identity_key, created_at FROM users WHERE uid = ?", uid);
+      if (r === undefined) return undefined;
+      const ik = r.identity_key as Uint8Array | null;
+      return {
+        username,
+        createdAt: r.created_at as number,
+        identityKey: ik === null ? undefined : this.#sealer.open("users.identity_key", uid, ik),
+      };
+    });
+  }
+
+  getRegistrationRecord(username: string): Promise<Uint8Array | undefined> {
+    return this.#call(() => {
+      const uid = this.#uid(username);
+      const r = this.#get("SELECT record FROM users WHERE uid = ?", uid);
+      return r === undefined
+        ? undefined
+        : this.#sealer.open("users.record", uid, r.record as Uint8Array);
+    });
+  }
+
+  setIdentityKey(
+    username: string,
+    key: Uint8Array,
+    options: { replace?: boolean } = {},
+  ): Promise<void> {
+    return this.#tx(() => {
+      checkIdentityKey(key);
+      const uid = this.#uid(username);
+      const r = this.#get("SELECT identity_key FROM users WHERE uid = ?", uid);
+      if (r === undefined) throw unknownUser();
+      const old = r.identity_key as Uint8Array | null;
+      if (old !== null && !options.replace) {
+        const prev = this.#sealer.open("users.identity_key", uid, old);
+        if (!constantTimeEqual(prev, key)) {
+          throw new UsageError("A different identity key is already published", {
+            code: "conflict",
+          });
+        }
+      }
+      this.#run(
+        "UPDATE users SET identity_key = ? WHERE uid = ?",
+        this.#sealer.seal("users.identity_key", uid, key),
+        uid,
+      );
+    });
+  }
+
+  async getIdentityKey(username: string): Promise<Uint8Array | undefined> {
+    return (await this.getUser(username))?.identityKey;
+  }
+
+  // ---- logins and sessions ----
+
+  savePendingLogin(loginId: Uint8Array, login: PendingLogin, expiresAt: number): Promise<void> {
+    return this.#tx(() => {
+      checkUsername(login.username);
+      const ref = this.#sealer.lookup("login", loginId);
+      this.#run(
+        "INSERT OR REPLACE INTO pending_logins (login_ref, username, state, expires_at) VALUES (?, ?, ?, ?)",
+        ref,
+        this.#sealer.seal("pending_logins.username", ref, utf8(login.username)),
+        this.#sealer.seal("pending_logins.state", ref, login.state),
+        expiresAt,
+      );
+    });
+  }
+
+  takePendingLogin(loginId: Uint8Array): Promise<PendingLogin | undefined> {
+    return this.#tx(() => {
+      const ref = this.#sealer.lookup("login", loginId);
+      const r = this.#get(
+        "SELECT username, state, expires_at FROM pending_logins WHERE login_ref = ?",
+        ref,
+      );
+      if (r === undefined) return undefined;
+      this.#run("DELETE FROM pending_logins WHERE login_ref = ?", ref);
+      if ((r.expires_at as number) <= this.#clock()) return undefined;
+      return {
+        username: fromUtf8(
+          this.#sealer.open("pending_logins.username", ref, r.username as Uint8Array),
+        ),
+        state: this.#sealer.open("pending_logins.state", ref, r.state as Uint8Array),
+      };
+    });
+  }
+
+  createSession(token: Uint8Array, username: string, expiresAt: number): Promise<void> {
+    return this.#tx(() => {
+      const uid = this.#requireUser(username);
+      this.#run(
+        "INSERT OR REPLACE INTO sessions (token_ref, uid, expires_at) VALUES (?, ?, ?)",
+        this.#sealer.lookup("token", token),
+        uid,
+        expiresAt,
+      );
+    });
+  }
+
+  lookupSession(token: Uint8Array): Promise<SessionInfo | undefined> {
+    return this.#call(() => {
+      const ref = this.#sealer.lookup("token", token);
+      const r = this.#get(
+        "SELECT s.token_ref, s.uid, s.expires_at, u.username FROM sessions s " +
+          "JOIN users u ON u.uid = s.uid WHERE s.token_ref = ? AND s.expires_at > ?",
+        ref,
+        this.#clock(),
+      );
+      // The index lookup found it; compare the full hash in constant time all the same.
+      if (r === undefined || !constantTimeEqual(r.token_ref as Uint8Array, ref)) return undefined;
+      return {
+        username: this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array),
+        expiresAt: r.expires_at as number,
+      };
+    });
+  }
+
+  revokeSession(token: Uint8Array): Promise<boolean> {
+    return this.#tx(() =>
+      this.#run("DELETE FROM sessions WHERE token_ref = ?", this.#sealer.lookup("token", token)) >
+        0
+    );
+  }
+
+  revokeUserSessions(username: string): Promise<number> {
+    return this.#tx(() => this.#run("DELETE FROM sessions WHERE uid = ?", this.#uid(username)));
+  }
+
+  // ---- key packages ----
+
+  #countKp(uid: Uint8Array): number {
+    const r = this.#get(
+      "SELECT COUNT(*) AS n FROM key_packages WHERE uid = ? AND not_after > ?",
+      uid,
+      this.#clock(),
+    );
+    return Number(r?.n ?? 0);
+  }
+
+  #kpRowKey(uid: Uint8Array, ref: Uint8Array): Uint8Array {
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, uid.length);
+    const out = new Uint8Array(4 + uid.length + ref.length);
+    out.set(len, 0);
+    out.set(uid, 4);
+    out.set(ref, 4 + uid.length);
+    return out;
+  }
+
+  addKeyPackages(username: string, packages: readonly KeyPackageInput[]): Promise<number> {
+    return this.#tx(() => {
+      checkKeyPackageBatch(packages, this.#lim);
+      const uid = this.#requireUser(username);
+      let added = 0;
+      for (const p of packages) {
+        added += this.#run(
+          "INSERT OR IGNORE INTO key_packages (uid, ref, data, not_after) VALUES (?, ?, ?, ?)",
+          uid,
+          p.ref,
+          this.#sealer.seal("key_packages.data", this.#kpRowKey(uid, p.ref), p.data),
+          p.notAfter,
+        );
+      }
+      // Every stored row counts toward the cap (expired ones until purged), as in memory.
+      const total = Number(
+        this.#get("SELECT COUNT(*) AS n FROM key_packages WHERE uid = ?", uid)?.n ?? 0,
+      );
+      if (added > 0 && total > this.#lim.maxKeyPackagesPerUser) throw keyPackagesFull(this.#lim);
+      return this.#countKp(uid);
+    });
+  }
+
+  setLastResortKeyPackage(username: string, pkg: KeyPackageInput): Promise<void> {
+    return this.#tx(() => {
+      checkKeyPackage(pkg, this.#lim);
+      const uid = this.#requireUser(username);
+      this.#run(
+        "INSERT OR REPLACE INTO last_resort_key_packages (uid, ref, data, not_after) VALUES (?, ?, ?, ?)",
+        uid,
+        pkg.ref,
+        this.#sealer.seal("last_resort_key_packages.data", uid, pkg.data),
+        pkg.notAfter,
+      );
+    });
+  }
+
+  consumeKeyPackage(username: string): Promise<ConsumedKeyPackage | undefined> {
+    return this.#tx(() => {
+      const uid = this.#requireUser(username);
+      const now = this.#clock();
+      const r = this.#get(
+        "SELECT id, ref, data, not_after FROM key_packages WHERE uid = ? AND not_after > ? " +
+          "ORDER BY id LIMIT 1",
+        uid,
+        now,
+      );
+      if (r !== undefined) {
+        this.#run("DELETE FROM key_packages WHERE id = ?", r.id as number);
+        const ref = r.ref as Uint8Array;
+        return {
+          ref,
+          data: this.#sealer.open(
+            "key_packages.data",
+            this.#kpRowKey(uid, ref),
+            r.data as Uint8Array,
+          ),
+          notAfter: r.not_after as number,
+          lastResort: false,
+        };
+      }
+      const lr = this.#get(
+        "SELECT ref, data, not_after FROM last_resort_key_packages WHERE uid = ? AND not_after > ?",
+        uid,
+        now,
+      );
+      if (lr === undefined) return undefined;
+      return {
+        ref: lr.ref as Uint8Array,
+        data: this.#sealer.open("last_resort_key_packages.data", uid, lr.data as Uint8Array),
+        notAfter: lr.not_after as number,
+        lastResort: true,
+      };
+    });
+  }
+
+  countKeyPackages(username: string): Promise<number> {
+    return this.#call(() => this.#countKp(this.#requireUser(username)));
+  }
+
+  // ---- channels ----
+
+  #channelRow(id: string): Row | undefined {
+    return this.#get(`SELECT ${CHANNEL_COLUMNS} FROM channels c WHERE c.id = ?`, id);
+  }
+
+  #requireChannel(id: string): ChannelInfo {
+    const r = this.#channelRow(id);
+    if (r === undefined) throw unknownChannel();
+    return this.#channelInfo(r);
+  }
+
+  #memberCount(id: string): number {
+    return Number(
+      this.#get("SELECT COUNT(*) AS n FROM members WHERE channel_id = ?", id)?.n ?? 0,
+    );
+  }
+
+  #isMemberUid(id: string, uid: Uint8Array): boolean {
+    return this.#get("SELECT 1 FROM members WHERE channel_id = ? AND uid = ?", id, uid) !==
+      undefined;
+  }
+
+  createGroupChannel(params: CreateGroupParams): Promise<ChannelInfo> {
+    return this.#tx(() => {
+      checkGroupName(params.name);
+      const id = params.id ?? newChannelId();
+      checkChannelId(id);
+      const epoch = params.epoch ?? 0;
+      checkCount("epoch", epoch);
+      const creator = this.#requireUser(params.creator);
+      const nameRef = this.#sealer.lookup("channel", utf8(params.name));
+      if (
+        this.#get("SELECT 1 FROM channels WHERE id = ? OR name_ref = ?", id, nameRef) !== undefined
+      ) {
+        throw new UsageError("Channel already exists", { code: "conflict" });
+      }
+      const rowKey = utf8(id);
+      const createdAt = this.#clock();
+      this.#run(
+        "INSERT INTO channels (id, kind, name_ref, name, dm_ref, created_by, created_at, epoch) " +
+          "VALUES (?, 'group', ?, ?, NULL, ?, ?, ?)",
+        id,
+        nameRef,
+        this.#sealer.seal("channels.name", rowKey, utf8(params.name)),
+        this.#sealer.seal("channels.created_by", rowKey, utf8(params.creator)),
+        createdAt,
+        epoch,
+      );
+      this.#run("INSERT INTO members (channel_id, uid) VALUES (?, ?)", id, creator);
+      return {
+        id,
+        kind: "group",
+        name: params.name,
+        createdBy: params.creator,
+        createdAt,
+        epoch,
+      };
+    });
+  }
+
+  getOrCreateDm(a: string, b: string): Promise<DmResult> {
+    return this.#tx(() => {
+      checkUsername(a);
+      checkUsername(b);
+      if (a === b) throw new UsageError("Cannot open a direct message channel with yourself");
+      const ua = this.#requireUser(a);
+      const ub = this.#requireUser(b);
+      const [x, y] = orderedPair(a, b);
+      const dmRef = this.#sealer.lookup("dm", lengthPrefixed(x, y));
+      const found = this.#get(
+        `SELECT ${CHANNEL_COLUMNS} FROM channels c WHERE c.dm_ref = ?`,
+        dmRef,
+      );
+      if (found !== undefined) return { channel: this.#channelInfo(found), created: false };
+      const id = newChannelId();
+      const rowKey = utf8(id);
+      const createdAt = this.#clock();
+      this.#run(
+        "INSERT INTO channels (id, kind, name_ref, name, dm_ref, created_by, created_at, epoch) " +
+          "VALUES (?, 'dm', NULL, NULL, ?, ?, ?, 0)",
+        id,
+        dmRef,
+        this.#sealer.seal("channels.created_by", rowKey, utf8(a)),
+        createdAt,
+      );
+      this.#run("INSERT INTO members (channel_id, uid) VALUES (?, ?), (?, ?)", id, ua, id, ub);
+      return {
+        channel: { id, kind: "dm", name: undefined, createdBy: a, createdAt, epoch: 0 },
+        created: true,
+      };
+    });
+  }
+
+  getChannel(channelId: string): Promise<ChannelInfo | undefined> {
+    return this.#call(() => {
+      const r = this.#channelRow(channelId);
+      return r === undefined ? undefined : this.#channelInfo(r);
+    });
+  }
+
+  findGroupByName(name: string): Promise<ChannelInfo | undefined> {
+    return this.#call(() => {
+      const r = this.#get(
+        `SELECT ${CHANNEL_COLUMNS} FROM channels c WHERE c.name_ref = ?`,
+        this.#sealer.lookup("channel", utf8(name)),
+      );
+      return r === undefined ? undefined : this.#channelInfo(r);
+    });
+  }
+
+  listChannels(username: string): Promise<ChannelInfo[]> {
+    return this.#call(() =>
+      this.#all(
+        `SELECT ${CHANNEL_COLUMNS} FROM members m JOIN channels c ON c.id = m.channel_id ` +
+          "WHERE m.uid = ? ORDER BY c.id",
+        this.#uid(username),
+      ).map((r) => this.#channelInfo(r))
+    );
+  }
+
+  listMembers(channelId: string): Promise<string[]> {
+    return this.#call(() => {
+      this.#requireChannel(channelId);
+      return this.#all(
+        "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid WHERE m.channel_id = ?",
+        channelId,
+      ).map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array)).sort();
+    });
+  }
+
+  isMember(channelId: string, username: string): Promise<boolean> {
+    return this.#call(() => this.#isMemberUid(channelId, this.#uid(username)));
+  }
+
+  /** Apply a roster change inside the caller's transaction, enforcing the member cap. */
+  #changeRoster(c: ChannelInfo, add: readonly string[], remove: readonly string[]): void {
+    if (c.kind !== "group") throw dmRosterFixed();
+    checkDistinct("member", add);
+    checkDistinct("member", remove);
+    for (const u of remove) {
+      this.#run("DELETE FROM members WHERE channel_id = ? AND uid = ?", c.id, this.#uid(u));
+    }
+    for (const u of add) {
+      this.#run(
+        "INSERT OR IGNORE INTO members (channel_id, uid) VALUES (?, ?)",
+        c.id,
+        this.#requireUser(u),
+      );
+    }
+    if (add.length > 0 && this.#memberCount(c.id) > this.#lim.maxChannelMembers) {
+      throw channelFull(this.#lim);
+    }
+  }
+
+  addMembers(channelId: string, usernames: readonly string[]): Promise<void> {
+    return this.#tx(() => this.#changeRoster(this.#requireChannel(channelId), usernames, []));
+  }
+
+  removeMembers(channelId: string, usernames: readonly string[]): Promise<void> {
+    return this.#tx(() => this.#changeRoster(this.#requireChannel(channelId), [], usernames));
+  }
+
+  async commitAndFanOut(params: CommitParams): Promise<EnqueueResult> {
+    const r = await this.#tx(() => {
+      checkCommit(params, this.#lim);
+      const dup = this.#duplicate(params);
+      if (dup !== undefined) return dup;
+      const c = this.#requireChannel(params.channelId);
+      if (c.kind !== "group") throw notAGroup();
+      if (!this.#isMemberUid(c.id, this.#uid(params.sender))) throw notAMember();
+      if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
+      this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);
+      this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
+      return this.#append(params);
+    });
+    return this.#notify(r);
+  }
+
+  // ---- delivery queues ----
+
+  #dedupeRef(p: { sender: string; messageId: string }): Uint8Array {
+    return this.#sealer.lookup("message", lengthPrefixed(p.sender, p.messageId));
+  }
+
+  #duplicate(p: EnqueueParams): EnqueueResult | undefined {
+    const ref = this.#dedupeRef(p);
+    const r = this.#get("SELECT fanout FROM messages WHERE dedupe_ref = ?", ref);
+    if (r === undefined) return undefined;
+    const fan = JSON.parse(
+      fromUtf8(this.#sealer.open("messages.fanout", ref, r.fanout as Uint8Array)),
+    ) as [string, number][];
+    return { deliveries: fan.map(([recipient, seq]) => ({ recipient, seq })), duplicate: true };
+  }
+
+  /** Write the message and its deliveries inside the caller's transaction. */
+  #append(p: EnqueueParams): EnqueueResult {
+    const now = this.#clock();
+    const deliveries: Delivery[] = [];
+    const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
+    for (const recipient of p.recipients) {
+      const uid = this.#requireUser(recipient);
+      const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
+      const next = (q?.next_seq as number | undefined) ?? 1;
+      const depth = (q?.depth as number | undefined) ?? 0;
+      if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);
+      queues.push({ uid, next, depth });
+      deliveries.push({ recipient, seq: next });
+    }
+    const ref = this.#dedupeRef(p);
+    const fanout = utf8(JSON.stringify(deliveries.map((d) => [d.recipient, d.seq])));
+    const res = this.#q(
+      "INSERT INTO messages (dedupe_ref, sender, message_id, channel_id, payload, fanout, created_at) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      ref,
+      this.#sealer.seal("messages.sender", ref, utf8(p.sender)),
+      this.#sealer.seal("messages.message_id", ref, utf8(p.messageId)),
+      p.channelId,
+      this.#sealer.seal("messages.payload", ref, p.payload),
+      this.#sealer.seal("messages.fanout", ref, fanout),
+      now,
+    );
+    const msgId = Number(res.lastInsertRowid);
+    for (const q of queues) {
+      this.#run(
+        "INSERT INTO deliveries (recipient, seq, message, created_at) VALUES (?, ?, ?, ?)",
+        q.uid,
+        q.next,
+        msgId,
+        now,
+      );
+      this.#run(
+        "INSERT INTO queues (recipient, next_seq, depth) VALUES (?, ?, ?) " +
+          "ON CONFLICT (recipient) DO UPDATE SET next_seq = excluded.next_seq, depth = excluded.depth",
+        q.uid,
+        q.next + 1,
+        q.depth + 1,
+      );
+    }
+    return { deliveries, duplicate: false };
+  }
+
+  #notify(r: EnqueueResult): EnqueueResult {
+    if (!r.duplicate) { for (const d of r.deliveries) this.notifier.notify(d.recipient); }
+    return r;
+  }
+
+  async enqueue(params: EnqueueParams): Promise<EnqueueResult> {
+    const r = await this.#tx(() => {
+      checkEnqueue(params, this.#lim, false);
+      return this.#duplicate(params) ?? this.#append(params);
+    });
+    return this.#notify(r);
+  }
+
+  fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
+    return this.#call(() => {
+      checkCount("sequence number", afterSeq);
+      const n = Math.min(limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
+      checkCount("limit", n);
+      const rows = this.#all(
+        "SELECT d.seq, m.dedupe_ref, m.sender, m.message_id, m.channel_id, m.payload, m.created_at " +
+          "FROM deliveries d JOIN messages m ON m.id = d.message " +
+          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
+        this.#uid(recipient),
+        afterSeq,
+        n,
+      );
+      return rows.map((r) => {
+        const ref = r.dedupe_ref as Uint8Array;
+        return {
+          seq: r.seq as number,
+          sender: fromUtf8(this.#sealer.open("messages.sender", ref, r.sender as Uint8Array)),
+          messageId: fromUtf8(
+            this.#sealer.open("messages.message_id", ref, r.message_id as Uint8Array),
+          ),
+          channelId: r.channel_id as string | null,
+          payload: this.#sealer.open("messages.payload", ref, r.payload as Uint8Array),
+          receivedAt: r.created_at as number,
+        };
+      });
+    });
+  }
+
+  ack(recipient: string, uptoSeq: number): Promise<number> {
+    return this.#tx(() => {
+      checkCount("sequence number", uptoSeq);
+      const uid = this.#uid(recipient);
+      const msgs = this.#all(
+        "SELECT message FROM deliveries WHERE recipient = ? AND seq <= ?",
+        uid,
+        uptoSeq,
+      );
+      if (msgs.length === 0) return 0;
+      const n = this.#run("DELETE FROM deliveries WHERE recipient = ? AND seq <= ?", uid, uptoSeq);
+      this.#run("UPDATE queues SET depth = depth - ? WHERE recipient = ?", n, uid);
+      // Drop payloads nobody still needs; the row stays for idempotency until retention.
+      for (const m of msgs) {
+        this.#run(
+          "UPDATE messages SET payload = NULL WHERE id = ?1 AND payload IS NOT NULL " +
+            "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message = ?1)",
+          m.message as number,
+        );
+      }
+      return n;
+    });
+  }
+
+  queueDepth(recipient: string): Promise<number> {
+    return this.#call(() =>
+      Number(
+        this.#get("SELECT depth FROM queues WHERE recipient = ?", this.#uid(recipient))?.depth ?? 0,
+      )
+    );
+  }
+
+  totalQueueDepth(): Promise<number> {
+    return this.#call(() =>
+      Number(this.#get("SELECT COALESCE(SUM(depth), 0) AS n FROM queues")?.n ?? 0)
+    );
+  }
+
+  purgeExpired(now?: number): Promise<PurgeResult> {
+    return this.#tx(() => {
+      const t = now ?? this.#clock();
+      const cutoff = t - this.#lim.messageRetentionMs;
+      let deliveries = 0;
+      for (
+        const r of this.#all(
+          "SELECT recipient, COUNT(*) AS n FROM deliveries WHERE created_at <= ? GROUP BY recipient",
+          cutoff,
+        )
+      ) {
+        this.#run(
+          "UPDATE queues SET depth = depth - ? WHERE recipient = ?",
+          r.n as number,
+          r.recipient as Uint8Array,
+        );
+        deliveries += Number(r.n);
+      }
+      this.#run("DELETE FROM deliveries WHERE created_at <= ?", cutoff);
+      return {
+        deliveries,
+        messages: this.#run(
+          "DELETE FROM messages WHERE created_at <= ? " +
+            "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message = messages.id)",
+          cutoff,
+        ),
+        sessions: this.#run("DELETE FROM sessions WHERE expires_at <= ?", t),
+        pendingLogins: this.#run("DELETE FROM pending_logins WHERE expires_at <= ?", t),
+        keyPackages: this.#run("DELETE FROM key_packages WHERE not_after <= ?", t),
+      };
+    });
+  }
+
+  /** Redacted: never shows keys or the file's contents. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `SqliteServerStore { sealed: ${this.#sealer.sealed}, closed: ${this.#closed} }`;
+  }
+}
+
+function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefined): void {
+  const stored = mode as SealMode;
+  if (stored === "plain") {
+    if (sealer.sealed) {
+      throw new StorageError("Cannot open database: it was created without db_key");
+    }
+    return;
+  }
+  if (stored !== "sealed-v1") {
+    throw new StorageError("Cannot open database: unknown sealing mode");
+  }
+  if (!sealer.sealed) {
+    throw new StorageError("Cannot open database: it is sealed and no db_key was given");
+  }
+  sealer.verifyCheck(check ?? new Uint8Array(0));
+}
+
+function wrap(e: unknown): QpqError {
+  if (e instanceof QpqError) return e;
+  return new StorageError("Database operation failed", { cause: e });
+}
