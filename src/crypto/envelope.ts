@@ -8,7 +8,8 @@
  * (kemCt, ss) = X-Wing.Encaps(recipientPk)
  * key         = HKDF-SHA256(ikm  = ss,
  *                           salt = "qpq envelope v1",
- *                           info = "qpq envelope v1 key" ‖ version ‖ suite ‖ kemCt ‖ recipientPk,
+ *                           info = "qpq envelope v1 key" ‖ version ‖ suite
+ *                                  ‖ SHA-256(kemCt) ‖ SHA-256(recipientPk),
  *                           L    = 32)
  * aeadCt      = ChaCha20-Poly1305(key, nonce = 0^12, plaintext, aad)
  * ```
@@ -26,7 +27,7 @@
 import { utf8, zeroize } from "../bytes.ts";
 import { CryptoError } from "../errors.ts";
 import { MAX_ENVELOPE_PLAINTEXT_BYTES } from "../limits.ts";
-import { AEAD_TAG_BYTES, chachaOpen, chachaSeal, hkdfSha256 } from "./aead.ts";
+import { AEAD_TAG_BYTES, chachaOpen, chachaSeal, hkdfSha256, sha256 } from "./aead.ts";
 import {
   XWING_CIPHERTEXT_BYTES,
   XWING_PUBLIC_KEY_BYTES,
@@ -69,19 +70,21 @@ export function envelopeSecretKeyFromSeed(seed: Uint8Array): XWingSecretKey {
   return XWingSecretKey.fromSeed(seed);
 }
 
+/**
+ * The envelope key. The KEM ciphertext and recipient key enter as SHA-256 digests so the
+ * info stays short (one native HKDF call); the recipient's digest is cached in its key.
+ */
 function deriveKey(
   sharedSecret: Uint8Array,
   header: Uint8Array,
   kemCt: Uint8Array,
-  recipientPk: Uint8Array,
+  recipientPkHash: Uint8Array,
 ): Uint8Array {
-  const info = new Uint8Array(
-    KDF_INFO_LABEL.length + HEADER_BYTES + kemCt.length + recipientPk.length,
-  );
+  const info = new Uint8Array(KDF_INFO_LABEL.length + HEADER_BYTES + 64);
   info.set(KDF_INFO_LABEL, 0);
   info.set(header, KDF_INFO_LABEL.length);
-  info.set(kemCt, KDF_INFO_LABEL.length + HEADER_BYTES);
-  info.set(recipientPk, KDF_INFO_LABEL.length + HEADER_BYTES + kemCt.length);
+  info.set(sha256(kemCt), KDF_INFO_LABEL.length + HEADER_BYTES);
+  info.set(recipientPkHash, KDF_INFO_LABEL.length + HEADER_BYTES + 32);
   return hkdfSha256(sharedSecret, KDF_SALT, info, 32);
 }
 
@@ -109,7 +112,7 @@ export function sealEnvelope(
   }
   const header = new Uint8Array([ENVELOPE_VERSION, ENVELOPE_SUITE_XWING_CHACHA]);
   const { cipherText, sharedSecret } = xwingEncapsulate(recipientPublicKey);
-  const key = deriveKey(sharedSecret, header, cipherText, recipientPublicKey);
+  const key = deriveKey(sharedSecret, header, cipherText, sha256(recipientPublicKey));
   try {
     const body = chachaSeal(key, ZERO_NONCE, plaintext, aad);
     const out = new Uint8Array(HEADER_BYTES + cipherText.length + body.length);
@@ -152,7 +155,7 @@ export function openEnvelope(
   const kemCt = envelope.subarray(HEADER_BYTES, HEADER_BYTES + XWING_CIPHERTEXT_BYTES);
   const body = envelope.subarray(HEADER_BYTES + XWING_CIPHERTEXT_BYTES);
   const sharedSecret = recipientSecretKey.decapsulate(kemCt);
-  const key = deriveKey(sharedSecret, header, kemCt, recipientSecretKey.publicKey);
+  const key = deriveKey(sharedSecret, header, kemCt, recipientSecretKey.publicKeyHash);
   try {
     return chachaOpen(key, ZERO_NONCE, body, aad);
   } catch (e) {

@@ -100,6 +100,7 @@ export class XWingSecretKey {
   #prepared: PreparedMlKem;
   #skX: KeyObject;
   #publicKey: Uint8Array;
+  #publicKeyHash: Uint8Array;
 
   private constructor(
     seed: Uint8Array,
@@ -113,6 +114,7 @@ export class XWingSecretKey {
     this.#prepared = prepared;
     this.#skX = skX;
     this.#publicKey = publicKey;
+    this.#publicKeyHash = new Uint8Array(createHash("sha256").update(publicKey).digest());
   }
 
   /** A fresh key from the platform CSPRNG. */
@@ -152,6 +154,11 @@ export class XWingSecretKey {
   /** A copy of the 1216-byte public key. */
   get publicKey(): Uint8Array {
     return this.#publicKey.slice();
+  }
+
+  /** SHA-256 of the public key (a copy): a stable public key id, cached at construction. */
+  get publicKeyHash(): Uint8Array {
+    return this.#publicKeyHash.slice();
   }
 
   /** A copy of the 32-byte seed. Store it encrypted; zero the copy when done. */
@@ -212,7 +219,7 @@ export class XWingSecretKey {
   }
 
   #publicKeyId(): string {
-    return toHex(createHash("sha256").update(this.#publicKey).digest().subarray(0, 8));
+    return toHex(this.#publicKeyHash.subarray(0, 8));
   }
 }
 
