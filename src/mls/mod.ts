@@ -1,0 +1,69 @@
+/**
+ * qpq's MLS layer (RFC 9420), the only importer of ts-mls: KeyPackages, groups, the
+ * credential policy and group state storage. Everything here is pure: functions take a
+ * state value and return a new one plus what to send; the caller persists and sends.
+ *
+ * ```
+ *  createKeyPackage ──upload──> server ──parseKeyPackage (strict)──> stored
+ *  createGroup ─> addMembers ─> (send commit+welcome) ─> mergePendingCommit
+ *                                     │ welcome
+ *                                     v
+ *                    joinFromWelcome ─> verifyRoster ─> encryptMessage / processMessage
+ * ```
+ *
+ * Cipher suites: X-Wing (ML-KEM-768 + X25519) by default, X25519 selectable per group.
+ *
+ * @module
+ */
+
+export {
+  checkCredentialBinding,
+  type CredentialBinding,
+  type DirectoryLookup,
+  listMembers,
+  type MemberInfo,
+  verifyRoster,
+} from "./credential.ts";
+export {
+  type CreatedKeyPackage,
+  createKeyPackage,
+  type CreateKeyPackageOptions,
+  LAST_RESORT_EXTENSION,
+  type ParsedKeyPackage,
+  parseKeyPackage,
+  type ParseKeyPackageOptions,
+  type SignatureKeyPair,
+} from "./key_package.ts";
+export {
+  addMembers,
+  type AddMembersOptions,
+  type ApplicationReceived,
+  type CommitApplied,
+  type CommitOutbound,
+  type CommitReceived,
+  createGroup,
+  type CreateGroupOptions,
+  discardPendingCommit,
+  type Encrypted,
+  encryptMessage,
+  epoch,
+  epochAuthenticator,
+  exportRatchetTree,
+  exportSecret,
+  type Joined,
+  joinFromWelcome,
+  type JoinOptions,
+  leaveGroup,
+  members,
+  mergePendingCommit,
+  type ProcessedMessage,
+  processMessage,
+  type ProposalReceived,
+  type RemovedReceived,
+  removeMembers,
+  selfUpdate,
+  type StagedCommit,
+} from "./group.ts";
+export { MlsGroupState } from "./_state.ts";
+export { decodeGroupState, encodeGroupState, GROUP_STATE_VERSION } from "./state_codec.ts";
+export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";

@@ -1,0 +1,323 @@
+/**
+ * Group state <-> bytes, for the client store. The encoding is versioned (a magic and a
+ * version byte first), deterministic (the same state always gives the same bytes) and
+ * bounded (every length is checked; decoding garbage throws ValidationError).
+ *
+ * Layout, version 1 (integers big-endian; `bytes` = u32 length + data):
+ *
+ * ```
+ * "QMLS" u8 version=1 u16 suite
+ * u32 N, N x bytes(node)                  node table: each distinct ratchet-tree node once
+ * state(current)
+ * u8 hasPending, [state(pending)]
+ *
+ * state := bytes(groupContext) bytes(keySchedule) bytes(secretTree) tree
+ *          bytes(privatePath) bytes(signaturePrivateKey) bytes(unappliedProposals)
+ *          bytes(confirmationTag) u16 H, H x past-epoch bytes(groupActiveState)
+ * past-epoch := u64 epoch bytes(resumptionPsk) bytes(secretTree) tree
+ *               bytes(senderDataSecret) bytes(groupContext)
+ * tree := u32 width, width x u32 (0 = blank, i = node i of the table)
+ * ```
+ *
+ * Leaf values (`node`, `groupContext`, ...) use the RFC 9420 TLS encodings as ts-mls
+ * writes them. The node table keeps one copy of each node shared by the current tree and
+ * the trees retained for past epochs, which would otherwise multiply the size of large
+ * groups' states. A change to any part bumps the version byte; old versions stay
+ * decodable (tests/fixtures/mls holds golden files).
+ *
+ * The bytes hold every group secret and our identity private key: store them encrypted.
+ *
+ * @module
+ */
+
+import type { ClientState, RatchetTree } from "ts-mls";
+import type { Node } from "ts-mls";
+import { encode } from "ts-mls/codec/tlsEncoder.js";
+import { decodeGroupContext, groupContextEncoder } from "ts-mls/groupContext.js";
+import { decodeKeySchedule, keyScheduleEncoder } from "ts-mls/keySchedule.js";
+import { decodeSecretTree, secretTreeEncoder } from "ts-mls/secretTree.js";
+import { decodeNode, nodeEncoder } from "ts-mls/ratchetTree.js";
+import { decodePrivateKeyPath, privateKeyPathEncoder } from "ts-mls/privateKeyPath.js";
+import { decodeUnappliedProposals, unappliedProposalsEncoder } from "ts-mls/unappliedProposals.js";
+import { decodeGroupActiveState, groupActiveStateEncoder } from "ts-mls/groupActiveState.js";
+import type { EpochReceiverData } from "ts-mls";
+import { ValidationError } from "../errors.ts";
+import { MAX_MLS_STATE_BYTES, MAX_MLS_TREE_NODES } from "../limits.ts";
+import { decodeExact, Reader, Writer } from "./_codec.ts";
+import {
+  CLIENT_CONFIG,
+  ED25519_KEY_BYTES,
+  type InnerState,
+  membersOf,
+  type MlsGroupState,
+  SUITE_IDS,
+  suiteFromId,
+  unwrapState,
+  wrapState,
+} from "./_state.ts";
+import type { MlsSuiteName } from "./provider.ts";
+
+/** Current version of the group state encoding. */
+export const GROUP_STATE_VERSION = 1;
+
+const MAGIC = Uint8Array.of(0x51, 0x4d, 0x4c, 0x53); // "QMLS"
+/** Past epochs a state may carry (the retention setting is lower; this is a sanity cap). */
+const MAX_PAST_EPOCHS = 16;
+/** Largest single field (a secret tree of 32,768 leaves is about 9 MiB). */
+const MAX_FIELD_BYTES = 64 * 1024 * 1024;
+/** Largest single encoded node (an X-Wing leaf is about 1.4 KiB). */
+const MAX_NODE_BYTES = 64 * 1024;
+
+class NodeTable {
+  readonly ids = new Map<Node, number>();
+  readonly nodes: Node[] = [];
+
+  ref(n: Node | undefined): number {
+    if (n === undefined) return 0;
+    let id = this.ids.get(n);
+    if (id === undefined) {
+      this.nodes.push(n);
+      id = this.nodes.length;
+      this.ids.set(n, id);
+    }
+    return id;
+  }
+}
+
+function collectTree(t: NodeTable, tree: RatchetTree): number[] {
+  return tree.map((n) => t.ref(n));
+}
+
+interface PlannedState {
+  cs: ClientState;
+  tree: number[];
+  past: { epoch: bigint; data: EpochReceiverData; tree: number[] }[];
+}
+
+function plan(t: NodeTable, cs: ClientState): PlannedState {
+  const tree = collectTree(t, cs.ratchetTree);
+  const epochs = [...cs.historicalReceiverData.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const past = epochs.map((epoch) => {
+    const data = cs.historicalReceiverData.get(epoch)!;
+    return { epoch, data, tree: collectTree(t, data.ratchetTree) };
+  });
+  return { cs, tree, past };
+}
+
+function writeTree(w: Writer, tree: number[]): void {
+  w.u32(tree.length);
+  const b = new Uint8Array(tree.length * 4);
+  const v = new DataView(b.buffer);
+  for (let i = 0; i < tree.length; i++) v.setUint32(i * 4, tree[i]!);
+  w.raw(b);
+}
+
+function writeState(w: Writer, p: PlannedState): void {
+  const cs = p.cs;
+  w.bytes(encode(groupContextEncoder)(cs.groupContext));
+  w.bytes(encode(keyScheduleEncoder)(cs.keySchedule));
+  w.bytes(encode(secretTreeEncoder)(cs.secretTree));
+  writeTree(w, p.tree);
+  w.bytes(encode(privateKeyPathEncoder)(cs.privatePath));
+  w.bytes(cs.signaturePrivateKey);
+  w.bytes(encode(unappliedProposalsEncoder)(cs.unappliedProposals));
+  w.bytes(cs.confirmationTag);
+  w.u16(p.past.length);
+  for (const e of p.past) {
+    w.u64(e.epoch);
+    w.bytes(e.data.resumptionPsk);
+    w.bytes(encode(secretTreeEncoder)(e.data.secretTree));
+    writeTree(w, e.tree);
+    w.bytes(e.data.senderDataSecret);
+    w.bytes(encode(groupContextEncoder)(e.data.groupContext));
+  }
+  w.bytes(encode(groupActiveStateEncoder)(cs.groupActiveState));
+}
+
+/**
+ * Serialize a group state (including a pending commit) for storage.
+ *
+ * @returns versioned bytes; SECRET (they hold the group's keys and our identity key)
+ */
+export function encodeGroupState(state: MlsGroupState): Uint8Array {
+  const s = unwrapState(state);
+  const t = new NodeTable();
+  const cur = plan(t, s.current);
+  const pend = s.pending === undefined ? undefined : plan(t, s.pending.state);
+  const w = new Writer().raw(MAGIC).u8(GROUP_STATE_VERSION).u16(SUITE_IDS[s.suite]);
+  w.u32(t.nodes.length);
+  for (const n of t.nodes) w.bytes(encode(nodeEncoder)(n));
+  writeState(w, cur);
+  if (pend === undefined) {
+    w.u8(0);
+  } else {
+    w.u8(1);
+    writeState(w, pend);
+  }
+  return w.finish();
+}
+
+function readTree(r: Reader, nodes: Node[]): RatchetTree {
+  const width = r.u32();
+  if (width > MAX_MLS_TREE_NODES) throw new ValidationError("Group state tree is too large");
+  // A complete tree has 2^k - 1 nodes.
+  if (width === 0 || ((width + 1) & width) !== 0) {
+    throw new ValidationError("Group state tree has a bad width");
+  }
+  const raw = r.raw(width * 4);
+  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const tree: RatchetTree = new Array(width);
+  for (let i = 0; i < width; i++) {
+    const id = v.getUint32(i * 4);
+    if (id === 0) {
+      tree[i] = undefined;
+      continue;
+    }
+    const n = nodes[id - 1];
+    if (n === undefined) throw new ValidationError("Group state tree refers to a missing node");
+    if ((n.nodeType === "leaf") !== (i % 2 === 0)) {
+      throw new ValidationError("Group state tree has a node in the wrong place");
+    }
+    tree[i] = n;
+  }
+  return tree;
+}
+
+function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
+  const f = (_what: string) => r.bytes(MAX_FIELD_BYTES).slice();
+  const groupContext = decodeExact(decodeGroupContext, f("context"), "Group state context");
+  const keySchedule = decodeExact(decodeKeySchedule, f("keys"), "Group state key schedule");
+  const secretTree = decodeExact(decodeSecretTree, f("secrets"), "Group state secret tree");
+  const ratchetTree = readTree(r, nodes);
+  const privatePath = decodeExact(decodePrivateKeyPath, f("path"), "Group state private path");
+  const signaturePrivateKey = f("sig");
+  const unappliedProposals = decodeExact(
+    decodeUnappliedProposals,
+    f("proposals"),
+    "Group state proposals",
+  );
+  const confirmationTag = f("tag");
+  const pastCount = r.u16();
+  if (pastCount > MAX_PAST_EPOCHS) throw new ValidationError("Group state has too many epochs");
+  const historicalReceiverData = new Map<bigint, EpochReceiverData>();
+  let last = -1n;
+  for (let i = 0; i < pastCount; i++) {
+    const epoch = r.u64();
+    if (epoch <= last || epoch >= groupContext.epoch) {
+      throw new ValidationError("Group state past epochs are out of order");
+    }
+    last = epoch;
+    const resumptionPsk = f("psk");
+    const st = decodeExact(decodeSecretTree, f("secrets"), "Group state secret tree");
+    const rt = readTree(r, nodes);
+    const senderDataSecret = f("sd");
+    const gc = decodeExact(decodeGroupContext, f("context"), "Group state context");
+    if (gc.epoch !== epoch || gc.cipherSuite !== suite || st.length !== rt.length) {
+      throw new ValidationError("Group state past epoch is inconsistent");
+    }
+    historicalReceiverData.set(epoch, {
+      resumptionPsk,
+      secretTree: st,
+      ratchetTree: rt,
+      senderDataSecret,
+      groupContext: gc,
+    });
+  }
+  const groupActiveState = decodeExact(
+    decodeGroupActiveState,
+    f("active"),
+    "Group state activity",
+  );
+  const cs: ClientState = {
+    groupContext,
+    keySchedule,
+    secretTree,
+    ratchetTree,
+    privatePath,
+    signaturePrivateKey,
+    unappliedProposals,
+    confirmationTag,
+    historicalReceiverData,
+    groupActiveState,
+    clientConfig: CLIENT_CONFIG,
+  };
+  checkState(cs, suite);
+  return cs;
+}
+
+function checkState(cs: ClientState, suite: MlsSuiteName): void {
+  const bad = (what: string) => new ValidationError(`Group state is inconsistent: ${what}`);
+  if (cs.groupContext.cipherSuite !== suite) throw bad("suite");
+  if (cs.groupContext.version !== "mls10") throw bad("version");
+  if (cs.secretTree.length !== cs.ratchetTree.length) throw bad("secret tree width");
+  if (cs.signaturePrivateKey.length !== ED25519_KEY_BYTES) throw bad("signature key");
+  const own = cs.privatePath.leafIndex;
+  if (!Number.isSafeInteger(own) || own < 0 || own * 2 >= cs.ratchetTree.length) {
+    throw bad("own leaf");
+  }
+  if (
+    cs.groupActiveState.kind !== "removedFromGroup" &&
+    cs.ratchetTree[own * 2]?.nodeType !== "leaf"
+  ) {
+    throw bad("own leaf");
+  }
+  for (const k of Object.keys(cs.privatePath.privateKeys)) {
+    const i = Number(k);
+    if (!Number.isSafeInteger(i) || i < 0 || i >= cs.ratchetTree.length) throw bad("path key");
+  }
+  membersOf(cs); // every leaf must carry a valid qpq credential
+}
+
+/**
+ * Decode bytes from {@link encodeGroupState}. The input is copied, so the caller may zero
+ * it afterwards.
+ *
+ * @throws ValidationError (code "unsupported_version" for an unknown version) on any
+ *   malformed, truncated, oversized or inconsistent input
+ */
+export function decodeGroupState(bytes: Uint8Array): MlsGroupState {
+  if (!(bytes instanceof Uint8Array)) throw new ValidationError("Group state is not bytes");
+  if (bytes.length > MAX_MLS_STATE_BYTES) {
+    throw new ValidationError("Group state is too large", { code: "too_large" });
+  }
+  const r = new Reader(bytes.slice(), "Group state");
+  const magic = r.raw(4);
+  if (magic.some((b, i) => b !== MAGIC[i])) throw new ValidationError("Not a qpq group state");
+  const version = r.u8();
+  if (version !== GROUP_STATE_VERSION) {
+    throw new ValidationError("Group state version is not supported", {
+      code: "unsupported_version",
+    });
+  }
+  const suite = suiteFromId(r.u16());
+  if (suite === undefined) throw new ValidationError("Group state has an unknown suite");
+  const count = r.u32();
+  // Each node takes at least 5 bytes, which bounds `count` by the input size.
+  if (count > MAX_MLS_TREE_NODES * (MAX_PAST_EPOCHS + 2) || count * 5 > r.remaining) {
+    throw new ValidationError("Group state has too many nodes");
+  }
+  const nodes: Node[] = [];
+  for (let i = 0; i < count; i++) {
+    nodes.push(decodeExact(decodeNode, r.bytes(MAX_NODE_BYTES), "Group state node"));
+  }
+  try {
+    const current = readState(r, nodes, suite);
+    const flag = r.u8();
+    if (flag > 1) throw new ValidationError("Group state has a bad pending flag");
+    let inner: InnerState;
+    if (flag === 1) {
+      const p = readState(r, nodes, suite);
+      if (p.groupContext.epoch !== current.groupContext.epoch + 1n) {
+        throw new ValidationError("Group state pending commit has the wrong epoch");
+      }
+      inner = { suite, current, pending: { state: p, consumed: [] } };
+    } else {
+      inner = { suite, current, pending: undefined };
+    }
+    r.end();
+    return wrapState(inner);
+  } catch (e) {
+    if (e instanceof ValidationError) throw e;
+    throw new ValidationError("Group state is corrupt", { cause: e });
+  }
+}
