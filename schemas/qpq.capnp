@@ -116,7 +116,7 @@ struct Enqueue {
   channelId @0 :Data;
   messageId @1 :Data;                # 16 bytes, UUIDv7 chosen by the sender
   payload @2 :Data;                  # opaque ciphertext
-  kind @3 :MessageKind;
+  messageKind @3 :MessageKind;
   epoch @4 :UInt64;                  # sender's MLS epoch (informational)
   recipients @5 :List(Text);         # empty = every other member of the channel
 }
@@ -235,7 +235,7 @@ struct Message {
   sender @2 :Text;
   messageId @3 :Data;
   payload @4 :Data;
-  kind @5 :MessageKind;
+  messageKind @5 :MessageKind;
   epoch @6 :UInt64;
   sentAtMs @7 :UInt64;
 }
@@ -252,7 +252,7 @@ enum ChannelKind {
 
 struct ChannelInfo {
   channelId @0 :Data;
-  kind @1 :ChannelKind;
+  channelKind @1 :ChannelKind;
   name @2 :Text;
   members @3 :List(Text);
   epoch @4 :UInt64;                  # last accepted commit epoch + 1 (0 = no commit yet)

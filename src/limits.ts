@@ -29,6 +29,8 @@ export const QUIC_IDLE_TIMEOUT_MS = 30_000;
 export const QUIC_KEEPALIVE_MS = 10_000;
 /** Time graceful shutdown waits for in-flight requests (ms). */
 export const SHUTDOWN_GRACE_MS = 5_000;
+/** Pause between the last response and closing connections at shutdown (ms). */
+export const SHUTDOWN_DRAIN_MS = 150;
 
 /** Longest username in bytes (UTF-8). */
 export const MAX_USERNAME_BYTES = 64;

@@ -41,7 +41,10 @@ function whichName(name: string): string {
 /** Union member names by discriminant value, derived from the generated `*_Which` tables. */
 function unionIndex(desc: UnionDesc, which: Record<string, number>): string[] {
   const out: string[] = [];
-  for (const member of Object.keys(desc)) {
+  for (const [member, fields] of Object.entries(desc)) {
+    if (fields !== "void" && "kind" in fields) {
+      throw new Error(`wire table member ${member} has a field named kind, which is the union tag`);
+    }
     const v = which[whichName(member)];
     if (v === undefined) throw new Error(`wire table member ${member} missing from schema`);
     out[v] = member;
@@ -191,6 +194,7 @@ function checkSegmentTable(bytes: Uint8Array): void {
   if (count > MAX_SEGMENTS) throw new ValidationError("Malformed frame: too many segments");
   let header = 4 + 4 * count;
   header += header % 8;
+  if (header > bytes.length) throw new ValidationError("Malformed frame: bad segment table");
   let total = header;
   for (let i = 0; i < count; i++) total += dv.getUint32(4 + 4 * i, true) * 8;
   if (total !== bytes.length) throw new ValidationError("Malformed frame: bad segment table");

@@ -85,11 +85,11 @@ function errorResponse(e: QpqError): Response {
 /** Options for {@link RpcClient}. */
 export interface RpcClientOptions {
   /** Per-request timeout in ms (default {@link REQUEST_TIMEOUT_MS}). */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Called with each push frame and the id of the subscription it belongs to. */
-  onPush?: (push: Push, subscriptionId: number) => void;
+  onPush?: ((push: Push, subscriptionId: number) => void) | undefined;
   /** Called once when the stream ends or fails. */
-  onClose?: (error: QpqError | undefined) => void;
+  onClose?: ((error: QpqError | undefined) => void) | undefined;
 }
 
 /** Options for one call. */

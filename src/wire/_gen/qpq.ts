@@ -1124,10 +1124,10 @@ export class Enqueue extends $.Struct {
     set payload(value: $.Data) {
         $.utils.copyFrom(value, $.utils.getPointer(2, this));
     }
-    get kind(): MessageKind {
+    get messageKind(): MessageKind {
         return $.utils.getUint16(0, this) as MessageKind;
     }
-    set kind(value: MessageKind) {
+    set messageKind(value: MessageKind) {
         $.utils.setUint16(0, value, this);
     }
     /**
@@ -2238,10 +2238,10 @@ export class Message extends $.Struct {
     set payload(value: $.Data) {
         $.utils.copyFrom(value, $.utils.getPointer(3, this));
     }
-    get kind(): MessageKind {
+    get messageKind(): MessageKind {
         return $.utils.getUint16(8, this) as MessageKind;
     }
-    set kind(value: MessageKind) {
+    set messageKind(value: MessageKind) {
         $.utils.setUint16(8, value, this);
     }
     get epoch(): bigint {
@@ -2320,10 +2320,10 @@ export class ChannelInfo extends $.Struct {
     set channelId(value: $.Data) {
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
-    get kind(): ChannelKind {
+    get channelKind(): ChannelKind {
         return $.utils.getUint16(0, this) as ChannelKind;
     }
-    set kind(value: ChannelKind) {
+    set channelKind(value: ChannelKind) {
         $.utils.setUint16(0, value, this);
     }
     get name(): string {

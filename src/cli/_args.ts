@@ -1,0 +1,105 @@
+/**
+ * Command-line parsing shared by every subcommand (node:util parseArgs, strict), turning
+ * parse failures into one-line {@link UsageError}s that name the command's --help.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { UsageError } from "../errors.ts";
+
+/** What a subcommand module exports. */
+export interface CommandModule {
+  /** Full usage text printed by `--help`. */
+  USAGE: string;
+  /** Run with the arguments after the command name; resolves to the exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+/** Flags every client command accepts (see {@link CLIENT_FLAGS_USAGE}). */
+export const CLIENT_OPTIONS = {
+  server: { type: "string" },
+  "ca-cert": { type: "string" },
+  username: { type: "string" },
+  password: { type: "string" },
+  state: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** Usage lines for {@link CLIENT_OPTIONS}. */
+export const CLIENT_FLAGS_USAGE = `Connection and identity:
+  --server HOST:PORT   server address (env QPQ_SERVER, default 127.0.0.1:7000)
+  --ca-cert FILE       pin the server certificate, PEM or DER (env QPQ_CA_CERT)
+  --username NAME      your user name
+  --password PW        your password (env QPQ_PASSWORD; prompted when interactive)
+  --state FILE         local state file (default qpq-<username>.bin)
+  --json               one JSON object per line
+  -h, --help           show this help`;
+
+/** Parsed arguments. */
+export interface Parsed<V> {
+  /** Option values. */
+  values: V;
+  /** Positional arguments. */
+  positionals: string[];
+}
+
+/**
+ * Parse `args` for command `name`. Returns `null` when `--help` was given (the caller
+ * prints its usage). Throws {@link UsageError} for unknown or malformed options.
+ */
+export function parseCommand<const O extends ParseArgsOptionsConfig>(
+  name: string,
+  args: string[],
+  options: O,
+  positionals: { min?: number; max?: number } = { max: 0 },
+):
+  | Parsed<
+    ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>["values"]
+  >
+  | null {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const unknown = /Unknown option '([^']+)'/.exec(msg);
+    if (unknown) throw new UsageError(`Unknown option ${unknown[1]} (see qpq ${name} --help)`);
+    const missing = /Option '([^']+?)(?: <value>)?' argument missing/.exec(msg);
+    if (missing) {
+      throw new UsageError(
+        `Option ${missing[1]!.replace(/^-\w, /, "")} needs a value (see qpq ${name} --help)`,
+      );
+    }
+    throw new UsageError(`${msg.split("\n")[0]} (see qpq ${name} --help)`);
+  }
+  if ((parsed.values as Record<string, unknown>).help) return null;
+  const n = parsed.positionals.length;
+  if (positionals.max !== undefined && n > positionals.max) {
+    const extra = parsed.positionals[positionals.max]!;
+    throw new UsageError(`Unexpected argument "${extra}" (see qpq ${name} --help)`);
+  }
+  if (positionals.min !== undefined && n < positionals.min) {
+    throw new UsageError(`Missing argument (see qpq ${name} --help)`);
+  }
+  return parsed as never;
+}
+
+/** Write a line to stdout. */
+export function println(line = ""): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+/** Write a line to stderr. */
+export function eprintln(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+/** Read an environment variable, treating a denied permission as unset. */
+export function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}

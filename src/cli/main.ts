@@ -1,0 +1,90 @@
+/**
+ * The command table and top-level dispatch: `--help`, `--version`, unknown commands, and
+ * turning any error into one line on stderr with an exit code (2 for usage mistakes).
+ *
+ * @module
+ */
+import type { CommandModule } from "./_args.ts";
+import { eprintln, println } from "./_args.ts";
+import { exitCodeFor, QpqError, toQpqError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+
+/** One entry of the command table. */
+export interface CommandEntry {
+  /** One-line summary for `qpq --help`. */
+  summary: string;
+  /** Lazy import of the command module. */
+  load: () => Promise<CommandModule>;
+}
+
+/** Every subcommand. Literal import paths keep `deno compile` able to embed them. */
+export const COMMANDS: Record<string, CommandEntry> = {
+  server: { summary: "run the server", load: () => import("./server.ts") },
+  demo: {
+    summary: "start a local server and talk to it (the quick start)",
+    load: () => import("./demo.ts"),
+  },
+  ping: { summary: "measure round trips to a server", load: () => import("./ping.ts") },
+  health: { summary: "show a server's status", load: () => import("./health.ts") },
+};
+
+/** Top-level help text. */
+export function mainUsage(commands: Record<string, CommandEntry>): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length)) + 2;
+  const lines = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)}${c.summary}`);
+  return `qpq ${VERSION} — end-to-end encrypted messaging over QUIC and MLS
+
+Usage: qpq <command> [options]
+       qpq <command> --help
+
+Commands:
+${lines.join("\n")}
+
+Options:
+  -h, --help     show this help
+  -V, --version  show the version`;
+}
+
+function debugEnabled(): boolean {
+  try {
+    return Deno.env.get("QPQ_LOG") === "debug";
+  } catch {
+    return false;
+  }
+}
+
+/** Run qpq with `args`; resolves to the process exit code. */
+export async function runMain(
+  args: string[],
+  commands: Record<string, CommandEntry>,
+): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "-h" || name === "--help" || name === "help") {
+    println(mainUsage(commands));
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "-V" || name === "--version" || name === "version") {
+    println(`qpq ${VERSION}`);
+    return 0;
+  }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!entry) {
+    const hint = name.startsWith("-") ? `Unknown option ${name}` : `Unknown command "${name}"`;
+    eprintln(`qpq: ${hint} (see qpq --help)`);
+    return 2;
+  }
+  try {
+    const mod = await entry.load();
+    return await mod.run(rest);
+  } catch (e) {
+    const err = toQpqError(e);
+    if (err instanceof QpqError && err.code === "internal") {
+      const cause = err.cause instanceof Error ? err.cause : undefined;
+      eprintln(`qpq: internal error: ${cause?.message.split("\n")[0] ?? err.message}`);
+      if (debugEnabled() && cause?.stack) eprintln(cause.stack);
+    } else {
+      eprintln(`qpq: ${err.message}`);
+    }
+    return exitCodeFor(err);
+  }
+}

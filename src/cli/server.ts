@@ -1,0 +1,75 @@
+/**
+ * `qpq server`: run the server until SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import { env, parseCommand, println } from "./_args.ts";
+import { loadServerConfig, startServer } from "../server/mod.ts";
+import { formatHostPort } from "../transport/quic.ts";
+import { createServices } from "../server/services.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq server [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
+                  [--health-listen HOST:PORT]
+
+Run the qpq server (Authentication Service + Delivery Service) until SIGINT or SIGTERM.
+On first start without tls_cert/tls_key it writes a self-signed certificate into the data
+directory and prints its SHA-256 fingerprint; give clients that file with --ca-cert.
+
+Options:
+  --config FILE            TOML config (keys: listen, data_dir, tls_cert, tls_key,
+                           auth_token, store_backend, db_path, db_key, health_listen,
+                           max_message_bytes, max_queue_messages, retention_seconds)
+  --listen HOST:PORT       QUIC address (default 0.0.0.0:7000)
+  --data-dir DIR           data directory (default ./data)
+  --health-listen ADDR     also serve plain-HTTP GET /health on ADDR
+  -h, --help               show this help
+
+Environment: QPQ_AUTH_TOKEN, QPQ_DB_KEY, QPQ_PRODUCTION=1, QPQ_LOG=debug|info|warn|error
+Precedence: flags > environment > config file > defaults.`;
+
+/** Run `qpq server`. */
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand("server", args, {
+    config: { type: "string" },
+    listen: { type: "string" },
+    "data-dir": { type: "string" },
+    "health-listen": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (!p) {
+    println(USAGE);
+    return 0;
+  }
+  const config = await loadServerConfig(
+    {
+      config: p.values.config ?? env("QPQ_CONFIG"),
+      listen: p.values.listen,
+      dataDir: p.values["data-dir"],
+      healthListen: p.values["health-listen"],
+    },
+    {
+      QPQ_AUTH_TOKEN: env("QPQ_AUTH_TOKEN"),
+      QPQ_DB_KEY: env("QPQ_DB_KEY"),
+      QPQ_PRODUCTION: env("QPQ_PRODUCTION"),
+      QPQ_LOG: env("QPQ_LOG"),
+    },
+  );
+  const server = await startServer(config, { services: createServices });
+  const cert = server.certificate;
+  println(`qpq server listening on ${formatHostPort(server.addr)} (QUIC, ALPN qpq/1)`);
+  println(
+    `certificate: ${cert.certPath}${
+      cert.generated ? (cert.createdNow ? " (generated now)" : " (generated)") : ""
+    }`,
+  );
+  println(`SHA-256 fingerprint: ${cert.fingerprint}`);
+  const stop = () => void server.close();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await server.finished;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  println("qpq server stopped");
+  return 0;
+}

@@ -1,0 +1,122 @@
+/**
+ * A client's connection to a qpq server: one QUIC connection and one long-lived
+ * bidirectional stream carrying concurrent requests and server pushes.
+ *
+ * @module
+ */
+import { certificateToPem } from "../transport/cert.ts";
+import { connectQuic, parseHostPort } from "../transport/quic.ts";
+import {
+  type Push,
+  type Request,
+  type ResponseKind,
+  type ResponseOf,
+  RpcClient,
+} from "../wire/mod.ts";
+import { type QpqError, TransportError, UsageError } from "../errors.ts";
+
+/** Options for {@link connectServer}. */
+export interface ConnectOptions {
+  /** `HOST:PORT` of the server. */
+  server: string;
+  /** PEM certificate text to pin (the server's own certificate). */
+  caCertPem?: string | undefined;
+  /** Name the certificate must be valid for (default: the host). */
+  serverName?: string | undefined;
+  /** Handshake and request timeout (ms). */
+  timeoutMs?: number | undefined;
+  /** Called with each server push. */
+  onPush?: ((push: Push, subscriptionId: number) => void) | undefined;
+  /** Called when the connection drops. */
+  onClose?: ((error: QpqError | undefined) => void) | undefined;
+}
+
+/** An open connection to a server. */
+export class ServerConnection {
+  #conn: Deno.QuicConn;
+  #rpc: RpcClient;
+  /** The server address this connection went to. */
+  readonly server: string;
+
+  constructor(server: string, conn: Deno.QuicConn, rpc: RpcClient) {
+    this.server = server;
+    this.#conn = conn;
+    this.#rpc = rpc;
+  }
+
+  /** Send one request; see {@link RpcClient.call}. */
+  call<K extends ResponseKind>(
+    request: Request,
+    expect: K,
+    options: { timeoutMs?: number; requestId?: number } = {},
+  ): Promise<ResponseOf<K>> {
+    return this.#rpc.call(request, expect, options);
+  }
+
+  /** Allocate a request id (for subscriptions). */
+  nextRequestId(): number {
+    return this.#rpc.nextRequestId();
+  }
+
+  /** Measure one ping round trip (ms, sub-millisecond resolution). */
+  async ping(): Promise<{ rttMs: number; serverTimeMs: number }> {
+    const t0 = performance.now();
+    const pong = await this.call(
+      { kind: "ping", clientTimeMs: Date.now(), payload: new Uint8Array(0) },
+      "pong",
+    );
+    return { rttMs: performance.now() - t0, serverTimeMs: pong.serverTimeMs };
+  }
+
+  /** Resolves when the connection's stream has ended. */
+  get done(): Promise<void> {
+    return this.#rpc.done;
+  }
+
+  /** Close the stream and the connection. */
+  async close(): Promise<void> {
+    await this.#rpc.close().catch(() => {});
+    try {
+      this.#conn.close({ closeCode: 0, reason: "bye" });
+    } catch { /* already closed */ }
+  }
+}
+
+/** Read a certificate file (PEM or DER) for pinning. */
+export async function readCaCert(path: string): Promise<string> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "no such file" : "not readable";
+    throw new UsageError(`Cannot read CA certificate ${path}: ${why}`);
+  }
+  return certificateToPem(bytes, `CA certificate ${path}`);
+}
+
+/** Connect to a server and open the request stream. */
+export async function connectServer(options: ConnectOptions): Promise<ServerConnection> {
+  const addr = parseHostPort(options.server, "server address");
+  const conn = await connectQuic({
+    ...addr,
+    caCertPem: options.caCertPem,
+    serverName: options.serverName,
+    timeoutMs: options.timeoutMs,
+  });
+  let stream: Deno.QuicBidirectionalStream;
+  try {
+    stream = await conn.createBidirectionalStream();
+  } catch (e) {
+    conn.close({ closeCode: 0, reason: "stream failed" });
+    throw new TransportError(`Cannot open a stream to ${options.server}`, { cause: e });
+  }
+  const rpc = new RpcClient(
+    stream,
+    {
+      timeoutMs: options.timeoutMs,
+      onPush: options.onPush,
+      onClose: options.onClose,
+    } as ConstructorParameters<typeof RpcClient>[1],
+  );
+  return new ServerConnection(options.server, conn, rpc);
+}

@@ -1,0 +1,216 @@
+/**
+ * Server configuration: TOML file keys of the original project (`listen`, `data_dir`,
+ * `tls_cert`, `tls_key`, `auth_token`, `store_backend`, `db_path`, `db_key`) plus limits
+ * and `health_listen`. Precedence: command-line flags over environment (`QPQ_AUTH_TOKEN`,
+ * `QPQ_DB_KEY`, `QPQ_PRODUCTION`) over the file over defaults. The only importer of
+ * smol-toml.
+ *
+ * @module
+ */
+import { parse as parseToml } from "smol-toml";
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_QUEUE_MESSAGES,
+  MESSAGE_RETENTION_SECONDS,
+  MIN_PRODUCTION_TOKEN_LENGTH,
+} from "../limits.ts";
+import { UsageError } from "../errors.ts";
+import { parseHostPort } from "../transport/quic.ts";
+
+/** The development registration token; refused in production mode. */
+export const DEV_AUTH_TOKEN = "devtoken";
+
+/** Resolved server configuration. */
+export interface ServerConfig {
+  /** QUIC listen address, `HOST:PORT`. */
+  listen: string;
+  /** Directory for the database, generated certificate and server secrets. */
+  dataDir: string;
+  /** TLS certificate file (PEM or DER); generated into dataDir when unset. */
+  tlsCert: string | undefined;
+  /** TLS private key file (PEM or PKCS#8 DER). */
+  tlsKey: string | undefined;
+  /** Token required to register an account. */
+  authToken: string;
+  /** "sql" (SQLite file) or "memory" (tests only). "file" is read as "sql". */
+  storeBackend: "sql" | "memory";
+  /** SQLite database path (default `<dataDir>/qpq.db`). */
+  dbPath: string;
+  /** Key for sealing stored values; empty = not sealed. Secret. */
+  dbKey: string;
+  /** Optional plain-HTTP health endpoint, `HOST:PORT`. */
+  healthListen: string | undefined;
+  /** Largest message payload in bytes. */
+  maxMessageBytes: number;
+  /** Most undelivered messages per recipient. */
+  maxQueueMessages: number;
+  /** How long undelivered messages are kept, seconds. */
+  retentionSeconds: number;
+  /** QPQ_PRODUCTION=1: refuse unsafe settings. */
+  production: boolean;
+  /** Log level. */
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+/** Values given on the command line (undefined = not given). */
+export interface ServerFlags {
+  config?: string | undefined;
+  listen?: string | undefined;
+  dataDir?: string | undefined;
+  healthListen?: string | undefined;
+}
+
+const FILE_KEYS = {
+  listen: "string",
+  data_dir: "string",
+  tls_cert: "string",
+  tls_key: "string",
+  auth_token: "string",
+  store_backend: "string",
+  db_path: "string",
+  db_key: "string",
+  health_listen: "string",
+  max_message_bytes: "number",
+  max_queue_messages: "number",
+  retention_seconds: "number",
+  log_level: "string",
+} as const;
+
+type FileConfig = {
+  -readonly [K in keyof typeof FILE_KEYS]?: typeof FILE_KEYS[K] extends "string" ? string
+    : number;
+};
+
+/** Parse TOML config text; unknown keys and wrong types are {@link UsageError}s. */
+export function parseConfigFile(text: string, path: string): FileConfig {
+  let raw: Record<string, unknown>;
+  try {
+    raw = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    const line = e instanceof Error ? (e.message.split("\n")[0] ?? "") : "";
+    throw new UsageError(`Cannot parse config ${path}: ${line}`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const want = (FILE_KEYS as Record<string, string>)[key];
+    if (!want) {
+      throw new UsageError(
+        `Unknown key "${key}" in ${path}; known keys: ${Object.keys(FILE_KEYS).join(", ")}`,
+      );
+    }
+    if (typeof value !== want || (want === "number" && !Number.isSafeInteger(value))) {
+      throw new UsageError(
+        `Key "${key}" in ${path} must be ${want === "number" ? "an integer" : "a string"}`,
+      );
+    }
+    out[key] = value;
+  }
+  return out as FileConfig;
+}
+
+/** Environment variables read by the server. */
+export interface ServerEnv {
+  QPQ_AUTH_TOKEN?: string | undefined;
+  QPQ_DB_KEY?: string | undefined;
+  QPQ_PRODUCTION?: string | undefined;
+  QPQ_LOG?: string | undefined;
+}
+
+/** Merge flags, env, file and defaults; validates every value. Pure apart from nothing. */
+export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerEnv): ServerConfig {
+  const dataDir = flags.dataDir ?? file.data_dir ?? "data";
+  const backend = file.store_backend ?? "sql";
+  if (!["sql", "file", "memory"].includes(backend)) {
+    throw new UsageError(
+      `Invalid store_backend "${backend}": use "sql" (or "file", read as "sql")`,
+    );
+  }
+  const logLevel = env.QPQ_LOG ?? file.log_level ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(logLevel)) {
+    throw new UsageError(`Invalid log level "${logLevel}": use debug, info, warn or error`);
+  }
+  const config: ServerConfig = {
+    listen: flags.listen ?? file.listen ?? "0.0.0.0:7000",
+    dataDir,
+    tlsCert: file.tls_cert,
+    tlsKey: file.tls_key,
+    authToken: env.QPQ_AUTH_TOKEN ?? file.auth_token ?? DEV_AUTH_TOKEN,
+    storeBackend: backend === "memory" ? "memory" : "sql",
+    dbPath: file.db_path ?? joinPath(dataDir, "qpq.db"),
+    dbKey: env.QPQ_DB_KEY ?? file.db_key ?? "",
+    healthListen: flags.healthListen ?? file.health_listen,
+    maxMessageBytes: file.max_message_bytes ?? MAX_MESSAGE_BYTES,
+    maxQueueMessages: file.max_queue_messages ?? MAX_QUEUE_MESSAGES,
+    retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
+    production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
+    logLevel: logLevel as ServerConfig["logLevel"],
+  };
+  parseHostPort(config.listen, "listen address");
+  if (config.healthListen !== undefined) {
+    parseHostPort(config.healthListen, "health_listen address");
+  }
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new UsageError(
+      "Set both tls_cert and tls_key, or neither (a certificate is then generated)",
+    );
+  }
+  for (
+    const [name, v] of [["max_message_bytes", config.maxMessageBytes], [
+      "max_queue_messages",
+      config.maxQueueMessages,
+    ], ["retention_seconds", config.retentionSeconds]] as const
+  ) {
+    if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);
+  }
+  if (config.maxMessageBytes > MAX_MESSAGE_BYTES) {
+    throw new UsageError(`max_message_bytes cannot exceed ${MAX_MESSAGE_BYTES}`);
+  }
+  if (config.production) checkProduction(config);
+  return config;
+}
+
+/** QPQ_PRODUCTION=1 refuses the dev token, short tokens, no db_key and generated certificates. */
+export function checkProduction(config: ServerConfig): void {
+  if (config.authToken === DEV_AUTH_TOKEN) {
+    throw new UsageError("Production mode refuses the development auth_token: set QPQ_AUTH_TOKEN");
+  }
+  if (config.authToken.length < MIN_PRODUCTION_TOKEN_LENGTH) {
+    throw new UsageError(
+      `Production mode needs an auth_token of at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters`,
+    );
+  }
+  if (config.dbKey === "") {
+    throw new UsageError("Production mode needs db_key (or QPQ_DB_KEY) so stored data is sealed");
+  }
+  if (config.tlsCert === undefined) {
+    throw new UsageError(
+      "Production mode refuses a generated certificate: set tls_cert and tls_key",
+    );
+  }
+  if (config.storeBackend === "memory") {
+    throw new UsageError("Production mode refuses the in-memory store");
+  }
+}
+
+function joinPath(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+/** Read and resolve the configuration (the I/O part). */
+export async function loadServerConfig(flags: ServerFlags, env: ServerEnv): Promise<ServerConfig> {
+  let file: FileConfig = {};
+  if (flags.config !== undefined) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(flags.config);
+    } catch (e) {
+      throw new UsageError(
+        `Cannot read config ${flags.config}: ${
+          e instanceof Deno.errors.NotFound ? "no such file" : "not readable"
+        }`,
+      );
+    }
+    file = parseConfigFile(text, flags.config);
+  }
+  return resolveConfig(flags, file, env);
+}

@@ -1,0 +1,54 @@
+/**
+ * What every request handler gets: the server-wide context and the per-connection state.
+ *
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import type { Request, RequestKind, Response, StreamContext } from "../wire/mod.ts";
+import type { ServerConfig } from "./config.ts";
+
+/** Counters reported by health. */
+export interface ServerStats {
+  /** Open client connections. */
+  connections: number;
+  /** Requests handled since start. */
+  requests: number;
+}
+
+/** Server-wide state shared by handlers. */
+export interface ServerContext {
+  /** Resolved configuration (contains secrets: never log it). */
+  readonly config: ServerConfig;
+  /** Structured logger. */
+  readonly log: Logger;
+  /** Start time (ms since epoch). */
+  readonly startedAt: number;
+  /** Live counters. */
+  readonly stats: ServerStats;
+  /** Total messages waiting in queues (for health); filled in by the store. */
+  queueDepth(): Promise<number>;
+}
+
+/** State of one client connection. */
+export interface ConnectionState {
+  /** Server-local connection id (for logs and rate limits). */
+  readonly id: number;
+  /** Remote address, for logs. */
+  readonly remote: string;
+  /** Logged-in user, once login or resume succeeded. */
+  username: string | undefined;
+  /** Hash of the session token bound to this connection. */
+  sessionHash: Uint8Array | undefined;
+  /** Called when the connection closes (subscriptions unregister here). */
+  readonly cleanups: Set<() => void>;
+}
+
+/** Handler for one request kind. */
+export type Handler<K extends RequestKind> = (
+  request: Extract<Request, { kind: K }>,
+  conn: ConnectionState,
+  stream: StreamContext,
+) => Promise<Response>;
+
+/** A set of handlers contributed by one service. */
+export type HandlerTable = { [K in RequestKind]?: Handler<K> };

@@ -1,0 +1,210 @@
+/**
+ * The qpq server: accepts QUIC connections, serves each bidirectional stream with the RPC
+ * layer and dispatches requests to the service handlers.
+ *
+ * ```
+ * QUIC listener ─▶ connection ─▶ bidi stream ─▶ serveStream ─▶ dispatch[kind](req, conn)
+ *                      │                                          │
+ *                      └─ ConnectionState (login, subscriptions)  └─ Response / QpqError
+ * ```
+ *
+ * Shutdown: stop accepting, stop reading new requests, let in-flight requests finish
+ * (bounded by SHUTDOWN_GRACE_MS), close connections, close services.
+ *
+ * @module
+ */
+import { listenQuic, type QuicServer } from "../transport/quic.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../transport/quic.ts";
+import { type RequestKind, serveStream } from "../wire/mod.ts";
+import { UsageError } from "../errors.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { MAX_STREAMS_PER_CONNECTION, SHUTDOWN_DRAIN_MS, SHUTDOWN_GRACE_MS } from "../limits.ts";
+import type { ServerConfig } from "./config.ts";
+import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
+import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
+import { pingHandlers } from "./ping.ts";
+
+/** A service: handlers plus lifecycle hooks. */
+export interface Service {
+  /** Request handlers this service answers. */
+  handlers: HandlerTable;
+  /** Total queued messages, for health. */
+  queueDepth?(): Promise<number>;
+  /** Called when a connection closes. */
+  onDisconnect?(conn: ConnectionState): void;
+  /** Release resources at shutdown. */
+  close?(): Promise<void> | void;
+}
+
+/** Builds the services of a server (the store-backed ones come from server/services.ts). */
+export type ServiceFactory = (ctx: ServerContext) => Promise<Service[]> | Service[];
+
+/** Options for {@link startServer}. */
+export interface StartServerOptions {
+  /** Logger (default: JSON lines on stderr at the configured level). */
+  log?: Logger;
+  /** Extra services besides ping/health. */
+  services?: ServiceFactory;
+}
+
+/** A running server. */
+export interface RunningServer {
+  /** Bound QUIC address. */
+  readonly addr: HostPort;
+  /** The certificate it presents. */
+  readonly certificate: ServerCertificate;
+  /** Resolves when the server has stopped. */
+  readonly finished: Promise<void>;
+  /** Graceful shutdown. */
+  close(): Promise<void>;
+}
+
+/** Start a server from a resolved configuration. */
+export async function startServer(
+  config: ServerConfig,
+  options: StartServerOptions = {},
+): Promise<RunningServer> {
+  const log = options.log ?? createLogger({ level: config.logLevel });
+  const listenAddr = parseHostPort(config.listen, "listen address");
+  const certificate = await loadServerCertificate(config);
+  const stats = { connections: 0, requests: 0 };
+  const services: Service[] = [];
+  const ctx: ServerContext = {
+    config,
+    log,
+    startedAt: Date.now(),
+    stats,
+    queueDepth: async () => {
+      let n = 0;
+      for (const s of services) n += s.queueDepth ? await s.queueDepth() : 0;
+      return n;
+    },
+  };
+  services.push({ handlers: pingHandlers(ctx) });
+  try {
+    services.push(...(options.services ? await options.services(ctx) : []));
+  } catch (e) {
+    for (const s of services) await s.close?.();
+    throw e;
+  }
+
+  const dispatch: HandlerTable = {};
+  for (const s of services) Object.assign(dispatch, s.handlers);
+
+  let quic: QuicServer;
+  try {
+    quic = listenQuic({
+      ...listenAddr,
+      certPem: certificate.certPem,
+      keyPem: certificate.keyPem,
+      maxStreams: MAX_STREAMS_PER_CONNECTION,
+    });
+  } catch (e) {
+    for (const s of services) await s.close?.();
+    throw e;
+  }
+
+  const stopReading = new AbortController();
+  const connections = new Set<Deno.QuicConn>();
+  const connectionTasks = new Set<Promise<void>>();
+  let nextConnId = 1;
+
+  const serveConnection = async (conn: Deno.QuicConn) => {
+    const state: ConnectionState = {
+      id: nextConnId++,
+      remote: formatHostPort(conn.remoteAddr as Deno.NetAddr),
+      username: undefined,
+      sessionHash: undefined,
+      cleanups: new Set(),
+    };
+    connections.add(conn);
+    stats.connections++;
+    log.debug("connection opened", { conn: state.id, remote: state.remote });
+    const streams = new Set<Promise<void>>();
+    try {
+      const reader = conn.incomingBidirectionalStreams.getReader();
+      const onStop = () => reader.cancel().catch(() => {});
+      stopReading.signal.addEventListener("abort", onStop, { once: true });
+      try {
+        while (true) {
+          const { value: stream, done } = await reader.read();
+          if (done) break;
+          const task = serveStream(stream, (req, sctx) => {
+            stats.requests++;
+            const h = dispatch[req.kind as RequestKind] as
+              | ((r: typeof req, c: ConnectionState, s: typeof sctx) => Promise<never>)
+              | undefined;
+            if (!h) {
+              return Promise.reject(
+                new UsageError(`This server does not handle ${req.kind} requests`, {
+                  code: "unavailable",
+                }),
+              );
+            }
+            return h(req, state, sctx);
+          }, { log, signal: stopReading.signal }).catch((e) =>
+            log.debug("stream ended with error", { conn: state.id, error: String(e) })
+          );
+          streams.add(task);
+          task.finally(() => streams.delete(task));
+        }
+      } catch {
+        // connection closed
+      } finally {
+        stopReading.signal.removeEventListener("abort", onStop);
+      }
+      await Promise.allSettled(streams);
+    } finally {
+      for (const c of state.cleanups) c();
+      for (const s of services) s.onDisconnect?.(state);
+      connections.delete(conn);
+      stats.connections--;
+      log.debug("connection closed", { conn: state.id });
+    }
+  };
+
+  const acceptLoop = (async () => {
+    for await (const conn of quic.connections()) {
+      const t = serveConnection(conn).catch((e) =>
+        log.warn("connection failed", { error: String(e) })
+      );
+      connectionTasks.add(t);
+      t.finally(() => connectionTasks.delete(t));
+    }
+  })();
+
+  log.info("server listening", {
+    listen: formatHostPort(quic.addr),
+    fingerprint: certificate.fingerprint,
+    cert: certificate.certPath,
+  });
+
+  let closing: Promise<void> | undefined;
+  let resolveFinished!: () => void;
+  const finished = new Promise<void>((r) => (resolveFinished = r));
+  const close = () => {
+    closing ??= (async () => {
+      log.info("server shutting down", { connections: stats.connections });
+      quic.close(false);
+      stopReading.abort();
+      const grace = new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS));
+      await Promise.race([Promise.allSettled([...connectionTasks]), grace]);
+      // Closing a QUIC connection drops unsent data: give final responses a moment to
+      // reach clients before the connections go.
+      await new Promise((r) => setTimeout(r, SHUTDOWN_DRAIN_MS));
+      for (const c of connections) {
+        try {
+          c.close({ closeCode: 0, reason: "server shutting down" });
+        } catch { /* already closed */ }
+      }
+      quic.close(true);
+      await acceptLoop.catch(() => {});
+      for (const s of services) await s.close?.();
+      log.info("server stopped");
+      resolveFinished();
+    })();
+    return closing;
+  };
+
+  return { addr: quic.addr, certificate, finished, close };
+}

@@ -1,0 +1,96 @@
+/**
+ * Spawn the real `qpq` entry point (main.ts) as a process, with the same permissions the
+ * `qpq` task grants.
+ *
+ * @module
+ */
+
+/** Permission and unstable flags of `deno task qpq` (kept in step with deno.json). */
+export async function qpqRunFlags(): Promise<string[]> {
+  const denoJson = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  const task: string = denoJson.tasks.qpq;
+  const parts = task.split(/\s+/);
+  return parts.slice(2, parts.indexOf("main.ts"));
+}
+
+/** Result of a finished process. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+
+/** Options for {@link runQpq}. */
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  stdin?: string;
+  timeoutMs?: number;
+}
+
+/** Run `qpq ...args` to completion. */
+export async function runQpq(args: string[], options: RunOptions = {}): Promise<CliResult> {
+  const child = spawnQpq(args, { ...options, stdin: options.stdin !== undefined });
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(options.stdin));
+    await w.close();
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, options.timeoutMs ?? 60_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** Start `qpq ...args` and return the child process (stdout/stderr piped). */
+export function spawnQpq(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; stdin?: boolean } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", CONFIG, ...FLAGS, MAIN, ...args],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+const FLAGS = await qpqRunFlags();
+
+/** Read lines from a child's stdout until `pred` matches one; returns all lines read. */
+export async function readUntil(
+  stream: ReadableStream<Uint8Array>,
+  pred: (line: string) => boolean,
+  timeoutMs = 30_000,
+): Promise<{ lines: string[]; reader: ReadableStreamDefaultReader<string> }> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const lines: string[] = [];
+  let buf = "";
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      lines.push(line);
+      if (pred(line)) return { lines, reader };
+    }
+  }
+  throw new Error(`expected line not seen; got:\n${lines.join("\n")}${buf}`);
+}

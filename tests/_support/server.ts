@@ -1,0 +1,49 @@
+/**
+ * Test and bench support: start a real qpq server on loopback with a temp data dir.
+ *
+ * @module
+ */
+import {
+  resolveConfig,
+  type RunningServer,
+  type ServerConfig,
+  startServer,
+} from "../../src/server/mod.ts";
+import { createServices } from "../../src/server/services.ts";
+import { silentLogger } from "../../src/log.ts";
+import { formatHostPort } from "../../src/transport/quic.ts";
+
+/** A server started for a test. */
+export interface TestServer {
+  server: RunningServer;
+  addr: string;
+  dataDir: string;
+  certPem: string;
+  config: ServerConfig;
+  close(): Promise<void>;
+}
+
+/** Start a server on 127.0.0.1:0 with a fresh temp data dir (or the given one). */
+export async function startTestServer(
+  options: {
+    dataDir?: string;
+    file?: Record<string, string | number>;
+    env?: Record<string, string>;
+  } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "qpq-test-" });
+  const config = resolveConfig(
+    { listen: "127.0.0.1:0", dataDir },
+    options.file ?? {},
+    options.env ?? {},
+  );
+  const server = await startServer(config, { services: createServices, log: silentLogger });
+  return {
+    server,
+    addr: formatHostPort(server.addr),
+    dataDir,
+    certPem: server.certificate.certPem,
+    config,
+    close: () => server.close(),
+  };
+}

@@ -1,0 +1,73 @@
+import { assertEquals, assertThrows } from "./_support/assert.ts";
+import { DEV_AUTH_TOKEN, parseConfigFile, resolveConfig } from "../src/server/config.ts";
+import { UsageError } from "../src/errors.ts";
+
+const TOML = `
+listen = "127.0.0.1:7100"
+data_dir = "/srv/qpq"
+auth_token = "from-file"
+store_backend = "file"
+db_key = "file-key"
+`;
+
+Deno.test("resolveConfig uses defaults when nothing is given", () => {
+  const c = resolveConfig({}, {}, {});
+  assertEquals(c.listen, "0.0.0.0:7000");
+  assertEquals(c.dataDir, "data");
+  assertEquals(c.dbPath, "data/qpq.db");
+  assertEquals(c.authToken, DEV_AUTH_TOKEN);
+  assertEquals(c.storeBackend, "sql");
+});
+
+Deno.test("resolveConfig takes flags over env over file over defaults", () => {
+  const file = parseConfigFile(TOML, "t.toml");
+  const fromFile = resolveConfig({}, file, {});
+  assertEquals(fromFile.listen, "127.0.0.1:7100");
+  assertEquals(fromFile.dataDir, "/srv/qpq");
+  assertEquals(fromFile.dbPath, "/srv/qpq/qpq.db");
+  assertEquals(fromFile.authToken, "from-file");
+  assertEquals(fromFile.storeBackend, "sql", "store_backend file maps to sql");
+  const withEnv = resolveConfig({}, file, { QPQ_AUTH_TOKEN: "from-env", QPQ_DB_KEY: "env-key" });
+  assertEquals(withEnv.authToken, "from-env");
+  assertEquals(withEnv.dbKey, "env-key");
+  const withFlags = resolveConfig({ listen: "127.0.0.1:9", dataDir: "/tmp/x" }, file, {});
+  assertEquals(withFlags.listen, "127.0.0.1:9");
+  assertEquals(withFlags.dataDir, "/tmp/x");
+});
+
+Deno.test("parseConfigFile rejects unknown keys, wrong types and bad TOML", () => {
+  assertThrows(() => parseConfigFile(`lisen = "x"`, "a.toml"), UsageError, `Unknown key "lisen"`);
+  assertThrows(() => parseConfigFile(`listen = 7000`, "a.toml"), UsageError, "must be a string");
+  assertThrows(
+    () => parseConfigFile(`listen = `, "a.toml"),
+    UsageError,
+    "Cannot parse config a.toml",
+  );
+});
+
+Deno.test("resolveConfig validates addresses and tls pairs", () => {
+  assertThrows(() => resolveConfig({ listen: "nonsense" }, {}, {}), UsageError, "HOST:PORT");
+  assertThrows(() => resolveConfig({}, { tls_cert: "c.pem" }, {}), UsageError, "tls_key");
+});
+
+Deno.test("resolveConfig in production refuses dev token, short token, no db_key, generated cert", () => {
+  const prod = { QPQ_PRODUCTION: "1" };
+  assertThrows(() => resolveConfig({}, {}, prod), UsageError, "development auth_token");
+  assertThrows(
+    () => resolveConfig({}, {}, { ...prod, QPQ_AUTH_TOKEN: "short" }),
+    UsageError,
+    "at least",
+  );
+  const token = { ...prod, QPQ_AUTH_TOKEN: "a-long-enough-invite-token" };
+  assertThrows(() => resolveConfig({}, {}, token), UsageError, "db_key");
+  assertThrows(
+    () => resolveConfig({}, {}, { ...token, QPQ_DB_KEY: "k" }),
+    UsageError,
+    "generated certificate",
+  );
+  const ok = resolveConfig({}, { tls_cert: "c.pem", tls_key: "k.pem" }, {
+    ...token,
+    QPQ_DB_KEY: "k",
+  });
+  assertEquals(ok.production, true);
+});
