@@ -36,7 +36,7 @@ import * as opaque from "@serenity-kit/opaque";
 import { fromBase64, toBase64 } from "../bytes.ts";
 import { AuthError, CryptoError, ValidationError } from "../errors.ts";
 
-/** Serialized server setup length: OPRF seed (64) ‖ server private key (32) ‖ fake key (32). */
+/** Serialized server setup length: OPRF seed (64) ‖ server private key (32) ‖ dummy public key (32). */
 export const SERVER_SETUP_BYTES = 128;
 /** Registration record length: client public key (32) ‖ masking key (64) ‖ envelope (96). */
 export const REGISTRATION_RECORD_BYTES = 192;
