@@ -1,13 +1,100 @@
 /**
  * The store-backed services of a full server (Authentication Service, KeyPackage
- * directory, Delivery Service, channels), built from the configuration.
+ * directory, Delivery Service, channels), built from the configuration: opens the store
+ * (SQLite, sealed under db_key when set), loads or creates the OPAQUE server setup,
+ * starts the retention purge and the optional HTTP health endpoint.
  *
  * @module
  */
+import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
+import { MemoryServerStore, type ServerStore, SqliteServerStore } from "../store/mod.ts";
+import { parseHostPort } from "../transport/quic.ts";
+import { TransportError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { WIRE_VERSION } from "../limits.ts";
 import type { Service } from "./server.ts";
 import type { ServerContext } from "./context.ts";
+import { accountHandlers } from "./accounts.ts";
+import { keyPackageHandlers } from "./key_packages.ts";
+import { deliveryHandlers } from "./delivery.ts";
+
+/** How often expired messages, sessions and KeyPackages are purged (ms). */
+const PURGE_INTERVAL_MS = 60_000;
+
+/** Open the configured store. */
+export async function openStore(ctx: ServerContext): Promise<ServerStore> {
+  const c = ctx.config;
+  const options = {
+    ...(c.dbKey ? { dbKey: c.dbKey } : {}),
+    limits: {
+      maxMessageBytes: c.maxMessageBytes + 4096, // room for the delivery record header
+      maxQueueMessages: c.maxQueueMessages,
+      messageRetentionMs: c.retentionSeconds * 1000,
+    },
+  };
+  if (c.storeBackend === "memory") return new MemoryServerStore(options);
+  await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  return await SqliteServerStore.open(c.dbPath, options);
+}
 
 /** Build the services for a configured server. */
-export function createServices(_ctx: ServerContext): Promise<Service[]> {
-  return Promise.resolve([]);
+export async function createServices(ctx: ServerContext): Promise<Service[]> {
+  const store = await openStore(ctx);
+  try {
+    const fresh = (await createServerSetup()).toBytes();
+    const setupBytes = await store.getOrCreateSecret("opaque-server-setup", () => fresh);
+    fresh.fill(0);
+    const setup = await OpaqueServerSetup.fromBytes(setupBytes);
+    setupBytes.fill(0);
+    const purge = setInterval(() => {
+      store.purgeExpired().catch((e) => ctx.log.warn("purge failed", { error: String(e) }));
+    }, PURGE_INTERVAL_MS);
+    Deno.unrefTimer(purge);
+    const http = ctx.config.healthListen
+      ? startHealthHttp(ctx, store, ctx.config.healthListen)
+      : undefined;
+    return [{
+      handlers: {
+        ...accountHandlers(ctx, store, setup),
+        ...keyPackageHandlers(store),
+        ...deliveryHandlers(ctx, store),
+      },
+      queueDepth: () => store.totalQueueDepth(),
+      async close() {
+        clearInterval(purge);
+        await http?.shutdown();
+        await store.close();
+      },
+    }];
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+/** Plain-HTTP `GET /health` for load balancers: JSON, no secrets, 503 when the store fails. */
+function startHealthHttp(ctx: ServerContext, store: ServerStore, listen: string): Deno.HttpServer {
+  const { hostname, port } = parseHostPort(listen, "health_listen address");
+  try {
+    return Deno.serve({ hostname, port, onListen: () => {} }, async (req) => {
+      if (new URL(req.url).pathname !== "/health") {
+        return new Response("not found\n", { status: 404 });
+      }
+      try {
+        const body = {
+          status: "ok",
+          version: VERSION,
+          wireVersion: WIRE_VERSION,
+          uptimeSeconds: Math.floor((Date.now() - ctx.startedAt) / 1000),
+          connectedClients: ctx.stats.connections,
+          queueDepth: await store.totalQueueDepth(),
+        };
+        return Response.json(body);
+      } catch {
+        return Response.json({ status: "store unavailable" }, { status: 503 });
+      }
+    });
+  } catch (e) {
+    throw new TransportError(`Cannot serve health on ${listen}: address unavailable`, { cause: e });
+  }
 }

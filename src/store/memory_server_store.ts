@@ -28,7 +28,6 @@ import {
   epochConflict,
   keyPackagesFull,
   newChannelId,
-  notAGroup,
   notAMember,
   orderedPair,
   queueFull,
@@ -440,6 +439,7 @@ export class MemoryServerStore implements ServerStore {
 
   /** Validate a roster change without applying it. */
   #checkRoster(c: MemChannel, add: readonly string[], remove: readonly string[]): void {
+    if (add.length === 0 && remove.length === 0) return;
     if (c.info.kind !== "group") throw dmRosterFixed();
     checkDistinct("member", add);
     checkDistinct("member", remove);
@@ -484,7 +484,6 @@ export class MemoryServerStore implements ServerStore {
         return { deliveries: dup.deliveries.map((d) => ({ ...d })), duplicate: true };
       }
       const c = this.#channel(params.channelId);
-      if (c.info.kind !== "group") throw notAGroup();
       if (!c.members.has(params.sender)) throw notAMember();
       if (params.epoch !== c.info.epoch) throw epochConflict(c.info.epoch, params.epoch);
       const add = params.rosterAdd ?? [];

@@ -41,7 +41,6 @@ import {
   keyPackagesFull,
   lengthPrefixed,
   newChannelId,
-  notAGroup,
   notAMember,
   orderedPair,
   queueFull,
@@ -82,6 +81,16 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
 
 type Row = Record<string, SQLInputValue>;
 
+/** A mutating call waiting for the next group commit. */
+interface PendingOp {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Most calls sharing one transaction. */
+const MAX_BATCH = 256;
+
 interface ChannelRow {
   id: string;
   kind: string;
@@ -112,6 +121,7 @@ export class SqliteServerStore implements ServerStore {
   readonly #clock: () => number;
   readonly #lim: StoreLimits;
   readonly #stmts = new Map<string, StatementSync>();
+  #batch: PendingOp[] = [];
   #closed = false;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
@@ -183,8 +193,10 @@ export class SqliteServerStore implements ServerStore {
     return this.#sealer.sealed;
   }
 
+  /** Close the file after committing calls already made; later calls throw. */
   close(): Promise<void> {
     if (!this.#closed) {
+      while (this.#batch.length > 0) this.#flush();
       this.#closed = true;
       this.#stmts.clear();
       try {
@@ -229,18 +241,59 @@ export class SqliteServerStore implements ServerStore {
     }
   }
 
-  /** Run `fn` in one IMMEDIATE transaction: COMMIT on return, ROLLBACK on throw. */
+  /**
+   * Run `fn` atomically and durably: resolves only after the COMMIT that contains it.
+   *
+   * Group commit: calls made in the same tick (e.g. `Promise.all` in a handler) share one
+   * `BEGIN IMMEDIATE … COMMIT` and so one fsync; each runs inside its own SAVEPOINT, so a
+   * call that throws is rolled back alone and the others still commit.
+   */
   #tx<T>(fn: () => T): Promise<T> {
-    return this.#call(() => {
-      this.#db.exec("BEGIN IMMEDIATE");
-      try {
-        const out = fn();
-        this.#db.exec("COMMIT");
-        return out;
-      } catch (e) {
-        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-        throw e;
+    if (this.#closed) return Promise.reject(closedError());
+    return new Promise<T>((resolve, reject) => {
+      this.#batch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (this.#batch.length === 1) queueMicrotask(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    const batch = this.#batch.splice(0, MAX_BATCH);
+    if (this.#batch.length > 0) queueMicrotask(() => this.#flush());
+    if (batch.length === 0) return;
+    if (this.#closed) {
+      for (const op of batch) op.reject(closedError());
+      return;
+    }
+    const db = this.#db;
+    const outcomes: ({ ok: true; v: unknown } | { ok: false; e: QpqError })[] = [];
+    try {
+      db.exec("BEGIN IMMEDIATE");
+      for (const op of batch) {
+        db.exec("SAVEPOINT op");
+        try {
+          const v = op.fn();
+          db.exec("RELEASE op");
+          outcomes.push({ ok: true, v });
+        } catch (e) {
+          db.exec("ROLLBACK TO op");
+          db.exec("RELEASE op");
+          outcomes.push({ ok: false, e: wrap(e) });
+        }
       }
+      db.exec("COMMIT");
+    } catch (e) {
+      // BEGIN, a savepoint or COMMIT itself failed: nothing of this batch is stored.
+      try {
+        if (db.isTransaction) db.exec("ROLLBACK");
+      } catch { /* the original error is the one to report */ }
+      const err = wrap(e);
+      for (const op of batch) op.reject(err);
+      return;
+    }
+    batch.forEach((op, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) op.resolve(o.v);
+      else op.reject(o.e);
     });
   }
 
@@ -684,6 +737,7 @@ export class SqliteServerStore implements ServerStore {
 
   /** Apply a roster change inside the caller's transaction, enforcing the member cap. */
   #changeRoster(c: ChannelInfo, add: readonly string[], remove: readonly string[]): void {
+    if (add.length === 0 && remove.length === 0) return;
     if (c.kind !== "group") throw dmRosterFixed();
     checkDistinct("member", add);
     checkDistinct("member", remove);
@@ -716,7 +770,6 @@ export class SqliteServerStore implements ServerStore {
       const dup = this.#duplicate(params);
       if (dup !== undefined) return dup;
       const c = this.#requireChannel(params.channelId);
-      if (c.kind !== "group") throw notAGroup();
       if (!this.#isMemberUid(c.id, this.#uid(params.sender))) throw notAMember();
       if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
       this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);

@@ -1,0 +1,87 @@
+/**
+ * What the Delivery Service stores per queued message, opaque to the store: the message
+ * kind, the sender's epoch, the ciphertext, and for a commit that adds members the MLS
+ * Welcome together with the users it is for. One stored record serves every recipient of
+ * a commit atomically; at fetch time each recipient gets the part meant for it.
+ *
+ * ```
+ * u8 version(1) | u8 kind | u64 epoch | u16 n | n × (u16 len, utf8 username)
+ * | u32 len, payload | u32 len, welcome
+ * ```
+ *
+ * @module
+ */
+import type { MessageKind } from "../wire/mod.ts";
+import { fromUtf8, utf8 } from "../bytes.ts";
+import { InternalError } from "../errors.ts";
+
+const KINDS: readonly MessageKind[] = ["application", "commit", "welcome", "proposal"];
+const VERSION = 1;
+
+/** A stored delivery record. */
+export interface DeliveryRecord {
+  kind: MessageKind;
+  epoch: number;
+  payload: Uint8Array;
+  /** Users who receive `welcome` instead of `payload`. */
+  welcomeFor: string[];
+  welcome: Uint8Array;
+}
+
+/** Encode a record for the store. */
+export function encodeRecord(r: DeliveryRecord): Uint8Array {
+  const names = r.welcomeFor.map(utf8);
+  const size = 2 + 8 + 2 + names.reduce((n, b) => n + 2 + b.length, 0) + 4 + r.payload.length +
+    4 + r.welcome.length;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  let o = 0;
+  out[o++] = VERSION;
+  out[o++] = KINDS.indexOf(r.kind);
+  dv.setBigUint64(o, BigInt(r.epoch));
+  o += 8;
+  dv.setUint16(o, names.length);
+  o += 2;
+  for (const n of names) {
+    dv.setUint16(o, n.length);
+    out.set(n, o + 2);
+    o += 2 + n.length;
+  }
+  for (const part of [r.payload, r.welcome]) {
+    dv.setUint32(o, part.length);
+    out.set(part, o + 4);
+    o += 4 + part.length;
+  }
+  return out;
+}
+
+/** Decode a record written by {@link encodeRecord}; the store is trusted, so damage is a bug. */
+export function decodeRecord(b: Uint8Array): DeliveryRecord {
+  try {
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    let o = 0;
+    if (b[o++] !== VERSION) throw new Error("version");
+    const kind = KINDS[b[o++]!];
+    if (kind === undefined) throw new Error("kind");
+    const epoch = Number(dv.getBigUint64(o));
+    o += 8;
+    const n = dv.getUint16(o);
+    o += 2;
+    const welcomeFor: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const len = dv.getUint16(o);
+      welcomeFor.push(fromUtf8(b.subarray(o + 2, o + 2 + len)));
+      o += 2 + len;
+    }
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < 2; i++) {
+      const len = dv.getUint32(o);
+      if (o + 4 + len > b.length) throw new Error("length");
+      parts.push(b.slice(o + 4, o + 4 + len));
+      o += 4 + len;
+    }
+    return { kind, epoch, welcomeFor, payload: parts[0]!, welcome: parts[1]! };
+  } catch (e) {
+    throw new InternalError("Stored delivery record is damaged", { cause: e });
+  }
+}

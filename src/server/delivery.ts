@@ -1,0 +1,290 @@
+/**
+ * Delivery Service and channels: DM and group channels with server-enforced membership,
+ * per-recipient queues of opaque ciphertext, push to connected clients, and the ordering
+ * of MLS commits per group epoch (the first commit for an epoch wins; later ones get
+ * `epoch_conflict` and re-sync).
+ *
+ * ```
+ * enqueue ─► member? ─► store (COMMIT, idempotent on sender+messageId) ─► notify ─► push
+ * commit  ─► member? ─► epoch == channel epoch? ─► roster change + fan-out in one COMMIT
+ * subscribe ─► push everything after afterSeq, then on every notify, in order, no repeats
+ * fetch/ack ─► page through the own queue; ack deletes up to a sequence number
+ * ```
+ *
+ * @module
+ */
+import type { ChannelInfo as StoreChannel, QueuedMessage, ServerStore } from "../store/mod.ts";
+import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
+import { AuthError, UsageError, ValidationError } from "../errors.ts";
+import { fromHex } from "../bytes.ts";
+import { MAX_FETCH_PAGE } from "../limits.ts";
+import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
+import { requireUser } from "./accounts.ts";
+import {
+  channelIdToStore,
+  channelIdToWire,
+  checkGroupNameSyntax,
+  checkUsernameSyntax,
+  messageIdToStore,
+} from "./_names.ts";
+import { decodeRecord, encodeRecord } from "./_delivery_record.ts";
+
+function toDelivered(recipient: string, m: QueuedMessage): DeliveredMessage {
+  const r = decodeRecord(m.payload);
+  const welcome = r.welcomeFor.includes(recipient);
+  return {
+    seq: m.seq,
+    channelId: m.channelId === null ? new Uint8Array(0) : channelIdToWire(m.channelId),
+    sender: m.sender,
+    messageId: fromHex(m.messageId),
+    payload: welcome ? r.welcome : r.payload,
+    messageKind: welcome ? "welcome" : r.kind,
+    epoch: r.epoch,
+    sentAtMs: m.receivedAt,
+  };
+}
+
+async function channelInfo(store: ServerStore, c: StoreChannel): Promise<ChannelInfo> {
+  return {
+    channelId: channelIdToWire(c.id),
+    channelKind: c.kind,
+    name: c.name ?? "",
+    members: await store.listMembers(c.id),
+    epoch: c.epoch,
+  };
+}
+
+async function memberChannel(
+  store: ServerStore,
+  id: Uint8Array,
+  user: string,
+): Promise<StoreChannel> {
+  const channelId = channelIdToStore(id);
+  const c = await store.getChannel(channelId);
+  // Unknown and not-a-member look the same: no probing of channel ids.
+  if (!c || !(await store.isMember(channelId, user))) {
+    throw new AuthError("Not a member of this conversation", { code: "forbidden" });
+  }
+  return c;
+}
+
+/** Handlers of the Delivery Service and channels. */
+export function deliveryHandlers(ctx: ServerContext, store: ServerStore): HandlerTable {
+  const maxBytes = ctx.config.maxMessageBytes;
+  const checkSize = (n: number) => {
+    if (n > maxBytes) {
+      throw new ValidationError(`Message exceeds the server limit of ${maxBytes} bytes`, {
+        code: "too_large",
+      });
+    }
+  };
+
+  return {
+    async createDm(req, conn) {
+      const me = requireUser(conn);
+      const peer = checkUsernameSyntax(req.username);
+      if (peer === me) throw new UsageError("A DM needs another user (notes to self stay local)");
+      if (!(await store.getUser(peer))) {
+        throw new UsageError(`Unknown user ${peer}`, { code: "not_found" });
+      }
+      const { channel } = await store.getOrCreateDm(me, peer);
+      return { kind: "channel", ...(await channelInfo(store, channel)) };
+    },
+
+    async createGroup(req, conn) {
+      const me = requireUser(conn);
+      const name = checkGroupNameSyntax(req.name);
+      const channel = await store.createGroupChannel({ name, creator: me });
+      return { kind: "channel", ...(await channelInfo(store, channel)) };
+    },
+
+    async listChannels(_req, conn) {
+      const me = requireUser(conn);
+      const channels = await store.listChannels(me);
+      return {
+        kind: "channels",
+        channels: await Promise.all(channels.map((c) => channelInfo(store, c))),
+      };
+    },
+
+    async members(req, conn) {
+      const me = requireUser(conn);
+      const c = await memberChannel(store, req.channelId, me);
+      return { kind: "memberList", members: await store.listMembers(c.id) };
+    },
+
+    async enqueue(req, conn) {
+      const me = requireUser(conn);
+      if (req.messageKind === "commit" || req.messageKind === "welcome") {
+        throw new UsageError("Commits and Welcomes go through the commit request");
+      }
+      checkSize(req.payload.length);
+      const c = await memberChannel(store, req.channelId, me);
+      const members = await store.listMembers(c.id);
+      let recipients = members.filter((m) => m !== me);
+      if (req.recipients.length > 0) {
+        for (const r of req.recipients) {
+          if (!members.includes(r)) {
+            throw new UsageError(`${r} is not a member of this conversation`);
+          }
+        }
+        recipients = [...new Set(req.recipients)].filter((m) => m !== me);
+      }
+      const result = await store.enqueue({
+        sender: me,
+        messageId: messageIdToStore(req.messageId),
+        channelId: c.id,
+        payload: encodeRecord({
+          kind: req.messageKind,
+          epoch: req.epoch,
+          payload: req.payload,
+          welcomeFor: [],
+          welcome: new Uint8Array(0),
+        }),
+        recipients,
+      });
+      return {
+        kind: "enqueued",
+        duplicate: result.duplicate,
+        recipients: result.deliveries.length,
+      };
+    },
+
+    async commit(req, conn) {
+      const me = requireUser(conn);
+      checkSize(req.payload.length + req.welcomes.reduce((n, w) => n + w.payload.length, 0));
+      const c = await memberChannel(store, req.channelId, me);
+      const add = [...new Set(req.add.map(checkUsernameSyntax))];
+      const remove = [...new Set(req.remove.map(checkUsernameSyntax))];
+      const members = await store.listMembers(c.id);
+      for (const u of add) {
+        if (!(await store.getUser(u))) {
+          throw new UsageError(`Unknown user ${u}`, { code: "not_found" });
+        }
+      }
+      for (const u of remove) {
+        if (!members.includes(u)) throw new UsageError(`${u} is not a member of this conversation`);
+      }
+      const welcomes = new Map(req.welcomes.map((w) => [w.username, w.payload]));
+      for (const u of welcomes.keys()) {
+        if (!add.includes(u) && !members.includes(u)) {
+          throw new ValidationError("A Welcome must be for a member or a member being added");
+        }
+      }
+      const distinct = [...new Set(welcomes.values())];
+      if (distinct.length > 1) {
+        throw new ValidationError("All Welcomes of one commit must be the same MLS Welcome");
+      }
+      const welcomeFor = [...welcomes.keys()];
+      const after = new Set([...members.filter((m) => !remove.includes(m)), ...add]);
+      // the removed members receive the commit too, so they learn they are out
+      const recipients = [...new Set([...members, ...add])].filter((m) => m !== me);
+      const result = await store.commitAndFanOut({
+        sender: me,
+        messageId: messageIdToStore(req.messageId),
+        channelId: c.id,
+        epoch: req.epoch,
+        payload: encodeRecord({
+          kind: "commit",
+          epoch: req.epoch,
+          payload: req.payload,
+          welcomeFor,
+          welcome: distinct[0] ?? new Uint8Array(0),
+        }),
+        recipients,
+        rosterAdd: add.filter((u) => !members.includes(u)),
+        rosterRemove: remove,
+      });
+      ctx.log.debug("commit accepted", { channel: c.id, epoch: req.epoch, members: after.size });
+      return {
+        kind: "committed",
+        duplicate: result.duplicate,
+        recipients: result.deliveries.length,
+      };
+    },
+
+    async fetch(req, conn) {
+      const me = requireUser(conn);
+      const limit = Math.max(1, Math.min(req.limit || MAX_FETCH_PAGE, MAX_FETCH_PAGE));
+      const msgs = await store.fetch(me, req.afterSeq, limit + 1);
+      const page = msgs.slice(0, limit);
+      return {
+        kind: "messages",
+        messages: page.map((m) => toDelivered(me, m)),
+        more: msgs.length > limit,
+      };
+    },
+
+    async ack(req, conn) {
+      const me = requireUser(conn);
+      await store.ack(me, req.uptoSeq);
+      return { kind: "ok" };
+    },
+
+    subscribe(req, conn, stream) {
+      const me = requireUser(conn);
+      startPush(
+        store,
+        conn,
+        me,
+        req.afterSeq,
+        (messages) => stream.push({ messages }),
+        stream.signal,
+        ctx,
+      );
+      return Promise.resolve({ kind: "ok" });
+    },
+  };
+}
+
+/**
+ * Push loop of one subscription: one fetch at a time, in sequence order, each message
+ * once; a notify that arrives during a fetch triggers one more round.
+ */
+function startPush(
+  store: ServerStore,
+  conn: ConnectionState,
+  user: string,
+  afterSeq: number,
+  send: (m: DeliveredMessage[]) => Promise<void>,
+  signal: AbortSignal,
+  ctx: ServerContext,
+): void {
+  let cursor = afterSeq;
+  let running = false;
+  let again = false;
+  let stopped = false;
+  const pump = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        while (!stopped) {
+          const batch = await store.fetch(user, cursor, MAX_FETCH_PAGE);
+          if (batch.length === 0) break;
+          await send(batch.map((m) => toDelivered(user, m)));
+          cursor = batch[batch.length - 1]!.seq;
+          if (batch.length < MAX_FETCH_PAGE) break;
+        }
+      } while (again && !stopped);
+    } catch (e) {
+      ctx.log.debug("push stopped", { conn: conn.id, error: String(e) });
+      stop();
+    } finally {
+      running = false;
+    }
+  };
+  const unsubscribe = store.notifier.subscribe(user, () => void pump());
+  const stop = () => {
+    stopped = true;
+    unsubscribe();
+    conn.cleanups.delete(stop);
+  };
+  conn.cleanups.add(stop);
+  signal.addEventListener("abort", stop, { once: true });
+  void pump();
+}
