@@ -678,8 +678,13 @@ export async function leaveGroup(state: MlsGroupState): Promise<Encrypted> {
   };
 }
 
+interface Captured {
+  sender: number | undefined;
+  proposal: "remove" | "update" | undefined;
+}
+
 /** qpq's proposal policy: commits may add, remove and update; proposals only self-remove or update. */
-function policy(captured: { sender: number | undefined }): IncomingMessageCallback {
+function policy(captured: Captured): IncomingMessageCallback {
   return (incoming) => {
     if (incoming.kind === "commit") {
       captured.sender = incoming.senderLeafIndex;
@@ -693,10 +698,14 @@ function policy(captured: { sender: number | undefined }): IncomingMessageCallba
     const p = incoming.proposal;
     captured.sender = p.senderLeafIndex;
     if (p.senderLeafIndex === undefined) return "reject";
-    if (p.proposal.proposalType === "update") return "accept";
+    if (p.proposal.proposalType === "update") {
+      captured.proposal = "update";
+      return "accept";
+    }
     if (
       p.proposal.proposalType === "remove" && p.proposal.remove.removed === p.senderLeafIndex
     ) {
+      captured.proposal = "remove";
       return "accept";
     }
     return "reject";
@@ -793,7 +802,7 @@ export async function processMessage(
     });
   }
   if (pm.epoch !== gc.epoch) throw new ValidationError("Handshake message is from a past epoch");
-  const captured: { sender: number | undefined } = { sender: undefined };
+  const captured: Captured = { sender: undefined, proposal: undefined };
   let res;
   try {
     res = await processPrivateMessage(
@@ -818,13 +827,12 @@ export async function processMessage(
   const next = res.newState;
   const wrapped = wrapState({ suite: s.suite, current: next, pending: undefined });
   if (pm.contentType === "proposal") {
-    const props = Object.values(next.unappliedProposals);
-    const last = props[props.length - 1];
+    if (captured.proposal === undefined) throw new ValidationError("Proposal was not seen");
     return {
       kind: "proposal",
       state: wrapped,
       proposer: who,
-      proposal: last?.proposal.proposalType === "update" ? "update" : "remove",
+      proposal: captured.proposal,
       consumed: res.consumed,
     };
   }
