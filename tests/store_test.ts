@@ -473,19 +473,31 @@ contract("getOrCreateDm is unique per unordered pair with exactly two members", 
   assertEquals(await code(s.removeMembers(a.channel.id, ["bob"])), "UsageError:usage");
   assertEquals(await code(s.getOrCreateDm("alice", "alice")), "UsageError:usage");
   assertEquals(await code(s.getOrCreateDm("alice", "nobody")), "UsageError:not_found");
+  // DMs are two-member MLS groups: commits are ordered by epoch, the roster is fixed.
+  const dmCommit = {
+    channelId: a.channel.id,
+    epoch: 0,
+    sender: "alice",
+    messageId: "c",
+    payload: utf8("c"),
+    recipients: ["bob"],
+  };
   assertEquals(
-    await code(s.commitAndFanOut({
-      channelId: a.channel.id,
-      epoch: 0,
-      sender: "alice",
-      messageId: "c",
-      payload: utf8("c"),
-      recipients: ["bob"],
-    })),
+    await code(s.commitAndFanOut({ ...dmCommit, rosterAdd: ["carol"] })),
     "UsageError:usage",
   );
+  assertEquals(await s.queueDepth("bob"), 0);
+  assertEquals((await s.commitAndFanOut(dmCommit)).deliveries, [{ recipient: "bob", seq: 1 }]);
+  assertEquals(
+    await code(s.commitAndFanOut({ ...dmCommit, sender: "bob", messageId: "d" })),
+    "UsageError:epoch_conflict",
+  );
+  assertEquals(
+    await code(s.commitAndFanOut({ ...dmCommit, sender: "carol", messageId: "e", epoch: 1 })),
+    "AuthError:forbidden",
+  );
   assertEquals(await s.listMembers(a.channel.id), ["alice", "bob"]);
-  assertEquals(await s.getChannel(a.channel.id), a.channel);
+  assertEquals(await s.getChannel(a.channel.id), { ...a.channel, epoch: 1 });
 });
 
 contract("createGroupChannel names groups uniquely and manages the roster", async (_s, ctx) => {

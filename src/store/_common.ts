@@ -150,11 +150,6 @@ export function dmRosterFixed(): UsageError {
   return new UsageError("Cannot change the members of a direct message channel");
 }
 
-/** The error for a commit on a DM. */
-export function notAGroup(): UsageError {
-  return new UsageError("Cannot commit: channel is not a group");
-}
-
 /** The error for a commit by a non-member. */
 export function notAMember(): AuthError {
   return new AuthError("Cannot commit: not a member of the channel", { code: "forbidden" });

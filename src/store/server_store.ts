@@ -13,7 +13,7 @@
  * ```
  * enqueue / commitAndFanOut
  *   │  size cap ─► duplicate (sender, messageId)? ─► return the original seqs
- *   │  [commit] channel is a group ─► sender is a member ─► epoch == channel epoch
+ *   │  [commit] sender is a member ─► epoch == channel epoch
  *   │           ─► roster add/remove ─► channel epoch = epoch + 1
  *   │  per recipient: user exists ─► queue depth < cap ─► seq = next seq of that queue
  *   ▼
@@ -187,7 +187,7 @@ export interface EnqueueParams {
 
 /** Parameters of {@link ServerStore.commitAndFanOut}. */
 export interface CommitParams extends EnqueueParams {
-  /** The group channel. */
+  /** The channel: a group, or a DM (whose MLS group also has epochs; no roster change). */
   channelId: string;
   /** The epoch the commit was made in; must equal the channel's current epoch. */
   epoch: number;
@@ -337,8 +337,8 @@ export interface ServerStore {
   /** Remove members from a group (non-members ignored). */
   removeMembers(channelId: string, usernames: readonly string[]): Promise<void>;
   /**
-   * Accept a group commit for `epoch` and enqueue its fan-out and roster change in one
-   * transaction. The first commit for an epoch wins; any other commit whose epoch is not the
+   * Accept a commit for `epoch` and enqueue its fan-out and roster change in one
+   * transaction. Works on groups and DMs; a roster change on a DM is a `UsageError`. The first commit for an epoch wins; any other commit whose epoch is not the
    * channel's current epoch gets `UsageError` "epoch_conflict" and nothing is written. A
    * repeated (sender, messageId) returns the original result with `duplicate: true`.
    */
