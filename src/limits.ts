@@ -94,8 +94,12 @@ export const MAX_MLS_WELCOME_BYTES = 64 * 1024 * 1024;
 export const MLS_RETAINED_EPOCHS = 3;
 /** Largest secret exportSecret will derive (bytes). */
 export const MAX_MLS_EXPORT_BYTES = 1024;
-/** Most KeyPackages added by one commit. */
-export const MAX_MLS_ADDS_PER_COMMIT = MAX_CHANNEL_MEMBERS;
+/**
+ * Most KeyPackages added by one commit: ts-mls encodes vectors recursively and overflows
+ * the stack near 10,000 elements. A commit adding n X-Wing members is about 1.4 KiB * n,
+ * so adds that must fit MAX_MESSAGE_BYTES go in batches of about 300.
+ */
+export const MAX_MLS_ADDS_PER_COMMIT = 2000;
 
 // ---- crypto (owned by src/crypto) ----
 /** Largest plaintext one sealed envelope may carry (bytes). */

@@ -21,6 +21,7 @@ import {
   encryptMessage,
   epoch,
   epochAuthenticator,
+  exportRatchetTree,
   exportSecret,
   joinFromWelcome,
   leaveGroup,
@@ -401,6 +402,15 @@ Deno.test("addMembers refuses an existing member and a wrong-suite KeyPackage", 
   await rejectsWith(() => addMembers(states[0]!, [wrong.publicPackage]), ValidationError);
   const s = await addMembers(states[0]!, [(await keyPackage(user("erin"), X25519)).publicPackage]);
   await rejectsWith(() => selfUpdate(s.state), UsageError, "epoch_conflict");
+});
+
+Deno.test("exportRatchetTree writes the RFC 9420 encoding ts-mls writes", async () => {
+  const { encodeRatchetTree } = await import("ts-mls/ratchetTree.js");
+  const { unwrapState } = await import("../src/mls/_state.ts");
+  const { states } = await makeGroup(X25519, ["alice", "bob", "carol", "dave", "erin"]);
+  for (const s of states) {
+    assert.deepEqual(exportRatchetTree(s), encodeRatchetTree(unwrapState(s).current.ratchetTree));
+  }
 });
 
 // ---------------------------------------------------------------------------------------

@@ -154,3 +154,35 @@ export function decodeExact<T>(
   if (r[1] !== bytes.length) throw new ValidationError(`${what} has trailing bytes`);
   return r[0];
 }
+
+/** MLS variable-length integer (RFC 9420 §2.1.2) for a vector length below 2^30. */
+function mlsVarint(n: number): Uint8Array {
+  if (n < 0x40) return Uint8Array.of(n);
+  if (n < 0x4000) return Uint8Array.of(0x40 | (n >>> 8), n & 0xff);
+  if (n < 0x40000000) {
+    return Uint8Array.of(0x80 | (n >>> 24), (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  }
+  throw new ValidationError("Vector is too long to encode");
+}
+
+/**
+ * Encode a vector of items as MLS `T items<V>` without recursion. ts-mls's own vector
+ * encoder nests one closure per element and overflows the call stack near 10,000
+ * elements, which large groups' trees reach.
+ */
+export function encodeVectorFlat<T>(
+  items: readonly T[],
+  encodeItem: (t: T) => Uint8Array,
+): Uint8Array {
+  const w = new Writer();
+  const parts: Uint8Array[] = new Array(items.length);
+  let total = 0;
+  for (let i = 0; i < items.length; i++) {
+    const p = encodeItem(items[i]!);
+    parts[i] = p;
+    total += p.length;
+  }
+  w.raw(mlsVarint(total));
+  for (const p of parts) w.raw(p);
+  return w.finish();
+}

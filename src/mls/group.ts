@@ -45,7 +45,8 @@ import {
   processPrivateMessage,
 } from "ts-mls";
 import type { IncomingMessageCallback } from "ts-mls";
-import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
+import { decodeRatchetTree, nodeEncoder } from "ts-mls/ratchetTree.js";
+import { encode } from "ts-mls/codec/tlsEncoder.js";
 import { unprotectPrivateMessage } from "ts-mls/messageProtection.js";
 import { consumeRatchet } from "ts-mls/secretTree.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
@@ -61,7 +62,7 @@ import {
   MAX_MLS_TREE_NODES,
   MAX_MLS_WELCOME_BYTES,
 } from "../limits.ts";
-import { decodeExact } from "./_codec.ts";
+import { decodeExact, encodeVectorFlat } from "./_codec.ts";
 import {
   CLIENT_CONFIG,
   type InnerState,
@@ -132,9 +133,11 @@ export interface StagedCommit {
 /** Options of {@link addMembers}. */
 export interface AddMembersOptions {
   /**
-   * Put the ratchet tree inside the Welcome (default true). Turn off for large groups
-   * (the tree grows by about 1.4 KiB per member with X-Wing) and deliver
-   * `outbound.ratchetTree` to the joiners another way.
+   * Put the ratchet tree inside the Welcome. Default: only while the tree is small (up to
+   * 256 leaves, about 350 KiB with X-Wing, which grows by about 1.4 KiB per member);
+   * otherwise the Welcome goes without it and `outbound.ratchetTree` must reach the
+   * joiners another way. `true` fails for trees beyond about 4,000 members (ts-mls's
+   * encoder recursion limit).
    */
   readonly ratchetTreeInWelcome?: boolean;
   /** Current time in Unix seconds for KeyPackage lifetime checks (default: the clock). */
@@ -229,6 +232,12 @@ export interface Joined {
 
 // ---------------------------------------------------------------------------------------
 
+/**
+ * Largest tree (in nodes) that `addMembers` puts inside the Welcome by default: 511 nodes
+ * is 256 leaves, about 350 KiB with X-Wing, within MAX_MESSAGE_BYTES.
+ */
+const AUTO_TREE_IN_WELCOME_NODES = 511;
+
 function live(state: MlsGroupState): InnerState {
   const s = unwrapState(state);
   if (s.current.groupActiveState.kind === "removedFromGroup") {
@@ -276,6 +285,23 @@ function sameMember(a: LeafNode, b: LeafNode): boolean {
   return a.credential.credentialType === "basic" && b.credential.credentialType === "basic" &&
     constantTimeEqual(a.credential.identity, b.credential.identity) &&
     constantTimeEqual(a.signaturePublicKey, b.signaturePublicKey);
+}
+
+const encodeNode = encode(nodeEncoder);
+const BLANK = Uint8Array.of(0);
+
+/** RFC 9420 §12.4.3.3 ratchet tree encoding (`optional<Node> ratchet_tree<V>`). */
+function encodeTree(tree: RatchetTree): Uint8Array {
+  let last = tree.length - 1;
+  while (last >= 0 && tree[last] === undefined) last--;
+  return encodeVectorFlat(tree.slice(0, last + 1), (n) => {
+    if (n === undefined) return BLANK;
+    const b = encodeNode(n);
+    const out = new Uint8Array(b.length + 1);
+    out[0] = 1;
+    out.set(b, 1);
+    return out;
+  });
 }
 
 function leafAt(tree: RatchetTree, leafIndex: number): LeafNode {
@@ -378,7 +404,8 @@ export async function addMembers(
     kps.push(keyPackage);
     proposals.push({ proposalType: "add", add: { keyPackage } });
   }
-  const treeInWelcome = opts.ratchetTreeInWelcome ?? true;
+  const treeInWelcome = opts.ratchetTreeInWelcome ??
+    s.current.ratchetTree.length + 2 * keyPackages.length <= AUTO_TREE_IN_WELCOME_NODES;
   const cs = await suiteImpl(s);
   let res;
   try {
@@ -396,7 +423,7 @@ export async function addMembers(
     : {
       commit: encodeMlsMessage(res.commit),
       welcome: welcomeBytes(res.welcome),
-      ratchetTree: encodeRatchetTree(res.newState.ratchetTree),
+      ratchetTree: encodeTree(res.newState.ratchetTree),
     };
   return {
     state: wrapState({
@@ -890,5 +917,5 @@ export function members(state: MlsGroupState): MemberInfo[] {
 
 /** The current epoch's ratchet tree (RFC 9420 encoding), for joiners of large groups. */
 export function exportRatchetTree(state: MlsGroupState): Uint8Array {
-  return encodeRatchetTree(unwrapState(state).current.ratchetTree);
+  return encodeTree(unwrapState(state).current.ratchetTree);
 }

@@ -11,12 +11,13 @@
  * state(current)
  * u8 hasPending, [state(pending)]
  *
- * state := bytes(groupContext) bytes(keySchedule) bytes(secretTree) tree
+ * state := bytes(groupContext) bytes(keySchedule) secretTree tree
  *          bytes(privatePath) bytes(signaturePrivateKey) bytes(unappliedProposals)
  *          bytes(confirmationTag) u16 H, H x past-epoch bytes(groupActiveState)
- * past-epoch := u64 epoch bytes(resumptionPsk) bytes(secretTree) tree
+ * past-epoch := u64 epoch bytes(resumptionPsk) secretTree tree
  *               bytes(senderDataSecret) bytes(groupContext)
  * tree := u32 width, width x u32 (0 = blank, i = node i of the table)
+ * secretTree := u32 width, width x bytes(secretTreeNode)
  * ```
  *
  * Leaf values (`node`, `groupContext`, ...) use the RFC 9420 TLS encodings as ts-mls
@@ -35,7 +36,8 @@ import type { Node } from "ts-mls";
 import { encode } from "ts-mls/codec/tlsEncoder.js";
 import { decodeGroupContext, groupContextEncoder } from "ts-mls/groupContext.js";
 import { decodeKeySchedule, keyScheduleEncoder } from "ts-mls/keySchedule.js";
-import { decodeSecretTree, secretTreeEncoder } from "ts-mls/secretTree.js";
+import { decodeSecretTreeNode, secretTreeNodeEncoder } from "ts-mls/secretTree.js";
+import type { SecretTree } from "ts-mls";
 import { decodeNode, nodeEncoder } from "ts-mls/ratchetTree.js";
 import { decodePrivateKeyPath, privateKeyPathEncoder } from "ts-mls/privateKeyPath.js";
 import { decodeUnappliedProposals, unappliedProposalsEncoder } from "ts-mls/unappliedProposals.js";
@@ -112,11 +114,31 @@ function writeTree(w: Writer, tree: number[]): void {
   w.raw(b);
 }
 
+const encodeSecretNode = encode(secretTreeNodeEncoder);
+
+/** Secret tree as u32 count + one `bytes` per node (ts-mls's vector encoder recurses). */
+function writeSecretTree(w: Writer, t: SecretTree): void {
+  w.u32(t.length);
+  for (const n of t) w.bytes(encodeSecretNode(n));
+}
+
+function readSecretTree(r: Reader): SecretTree {
+  const n = r.u32();
+  if (n > MAX_MLS_TREE_NODES || n * 4 > r.remaining) {
+    throw new ValidationError("Group state secret tree is too large");
+  }
+  const out: SecretTree = new Array(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = decodeExact(decodeSecretTreeNode, r.bytes(MAX_NODE_BYTES), "Group state secret");
+  }
+  return out;
+}
+
 function writeState(w: Writer, p: PlannedState): void {
   const cs = p.cs;
   w.bytes(encode(groupContextEncoder)(cs.groupContext));
   w.bytes(encode(keyScheduleEncoder)(cs.keySchedule));
-  w.bytes(encode(secretTreeEncoder)(cs.secretTree));
+  writeSecretTree(w, cs.secretTree);
   writeTree(w, p.tree);
   w.bytes(encode(privateKeyPathEncoder)(cs.privatePath));
   w.bytes(cs.signaturePrivateKey);
@@ -126,7 +148,7 @@ function writeState(w: Writer, p: PlannedState): void {
   for (const e of p.past) {
     w.u64(e.epoch);
     w.bytes(e.data.resumptionPsk);
-    w.bytes(encode(secretTreeEncoder)(e.data.secretTree));
+    writeSecretTree(w, e.data.secretTree);
     writeTree(w, e.tree);
     w.bytes(e.data.senderDataSecret);
     w.bytes(encode(groupContextEncoder)(e.data.groupContext));
@@ -187,7 +209,7 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
   const f = (_what: string) => r.bytes(MAX_FIELD_BYTES).slice();
   const groupContext = decodeExact(decodeGroupContext, f("context"), "Group state context");
   const keySchedule = decodeExact(decodeKeySchedule, f("keys"), "Group state key schedule");
-  const secretTree = decodeExact(decodeSecretTree, f("secrets"), "Group state secret tree");
+  const secretTree = readSecretTree(r);
   const ratchetTree = readTree(r, nodes);
   const privatePath = decodeExact(decodePrivateKeyPath, f("path"), "Group state private path");
   const signaturePrivateKey = f("sig");
@@ -208,7 +230,7 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
     }
     last = epoch;
     const resumptionPsk = f("psk");
-    const st = decodeExact(decodeSecretTree, f("secrets"), "Group state secret tree");
+    const st = readSecretTree(r);
     const rt = readTree(r, nodes);
     const senderDataSecret = f("sd");
     const gc = decodeExact(decodeGroupContext, f("context"), "Group state context");
