@@ -8,6 +8,9 @@
  *
  * Column conventions (see `sealing.ts`): `*_ref` and `uid` columns hold lookup hashes
  * (or plain UTF-8 usernames without a db_key); BLOB value columns hold sealed values.
+ * `messages.body` is one sealed `len ‖ sender ‖ len ‖ message id ‖ payload` (one AEAD call
+ * per message instead of three), set to NULL once every recipient has acknowledged it;
+ * the row itself stays until retention so that a resend stays idempotent.
  *
  * @module
  */
@@ -97,10 +100,8 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
         dedupe_ref BLOB NOT NULL UNIQUE,
-        sender BLOB NOT NULL,
-        message_id BLOB NOT NULL,
         channel_id TEXT,
-        payload BLOB,
+        body BLOB,
         fanout BLOB NOT NULL,
         created_at INTEGER NOT NULL
       ) STRICT;

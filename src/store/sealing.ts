@@ -29,6 +29,8 @@ import { StorageError } from "../errors.ts";
 const SALT = utf8("qpq/server-store/v1");
 const CHECK_INPUT = utf8("qpq store check v1");
 const SEP = new Uint8Array([0]);
+/** Most memoized name lookups per store (the cache is simply emptied when full). */
+const NAME_CACHE_SIZE = 10_000;
 
 /** Sealing mode recorded in the database: it must match how the store is opened. */
 export type SealMode = "plain" | "sealed-v1";
@@ -45,6 +47,7 @@ export class Sealer {
   #lookupKey: Uint8Array | undefined;
   #checkKey: Uint8Array | undefined;
   #destroyed = false;
+  #names = new Map<string, Uint8Array>();
 
   private constructor(
     sealKey: Uint8Array | undefined,
@@ -150,9 +153,27 @@ export class Sealer {
     return hmacSha256(this.#lookupKey, utf8(label), SEP, value);
   }
 
+  /**
+   * {@link lookup} of a username or channel name, memoized (bounded) because every call
+   * that names a user needs it and HMAC calls through `node:crypto` cost ~15 µs each.
+   * The returned bytes are shared: never modify them.
+   */
+  lookupName(label: "user" | "channel", name: string): Uint8Array {
+    this.#alive();
+    const key = label + "\0" + name;
+    let v = this.#names.get(key);
+    if (v === undefined) {
+      if (this.#names.size >= NAME_CACHE_SIZE) this.#names.clear();
+      v = this.lookup(label, utf8(name));
+      this.#names.set(key, v);
+    }
+    return v;
+  }
+
   /** Zero the keys; any later use throws {@link StorageError}. */
   destroy(): void {
     zeroize(this.#sealKey, this.#lookupKey, this.#checkKey);
+    this.#names.clear();
     this.#destroyed = true;
   }
 

@@ -21,7 +21,7 @@
  */
 
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { constantTimeEqual, fromUtf8, utf8 } from "../bytes.ts";
+import { concat, constantTimeEqual, fromUtf8, utf8 } from "../bytes.ts";
 import { QpqError, StorageError, UsageError } from "../errors.ts";
 import {
   channelFull,
@@ -298,7 +298,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   #uid(username: string): Uint8Array {
-    return this.#sealer.lookup("user", utf8(username));
+    return this.#sealer.lookupName("user", username);
   }
 
   #userExists(uid: Uint8Array): boolean {
@@ -631,7 +631,7 @@ export class SqliteServerStore implements ServerStore {
       const epoch = params.epoch ?? 0;
       checkCount("epoch", epoch);
       const creator = this.#requireUser(params.creator);
-      const nameRef = this.#sealer.lookup("channel", utf8(params.name));
+      const nameRef = this.#sealer.lookupName("channel", params.name);
       if (
         this.#get("SELECT 1 FROM channels WHERE id = ? OR name_ref = ?", id, nameRef) !== undefined
       ) {
@@ -705,7 +705,7 @@ export class SqliteServerStore implements ServerStore {
     return this.#call(() => {
       const r = this.#get(
         `SELECT ${CHANNEL_COLUMNS} FROM channels c WHERE c.name_ref = ?`,
-        this.#sealer.lookup("channel", utf8(name)),
+        this.#sealer.lookupName("channel", name),
       );
       return r === undefined ? undefined : this.#channelInfo(r);
     });
@@ -767,14 +767,15 @@ export class SqliteServerStore implements ServerStore {
   async commitAndFanOut(params: CommitParams): Promise<EnqueueResult> {
     const r = await this.#tx(() => {
       checkCommit(params, this.#lim);
-      const dup = this.#duplicate(params);
+      const ref = this.#dedupeRef(params);
+      const dup = this.#duplicate(ref);
       if (dup !== undefined) return dup;
       const c = this.#requireChannel(params.channelId);
       if (!this.#isMemberUid(c.id, this.#uid(params.sender))) throw notAMember();
       if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
       this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);
       this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
-      return this.#append(params);
+      return this.#append(params, ref);
     });
     return this.#notify(r);
   }
@@ -785,8 +786,7 @@ export class SqliteServerStore implements ServerStore {
     return this.#sealer.lookup("message", lengthPrefixed(p.sender, p.messageId));
   }
 
-  #duplicate(p: EnqueueParams): EnqueueResult | undefined {
-    const ref = this.#dedupeRef(p);
+  #duplicate(ref: Uint8Array): EnqueueResult | undefined {
     const r = this.#get("SELECT fanout FROM messages WHERE dedupe_ref = ?", ref);
     if (r === undefined) return undefined;
     const fan = JSON.parse(
@@ -796,7 +796,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   /** Write the message and its deliveries inside the caller's transaction. */
-  #append(p: EnqueueParams): EnqueueResult {
+  #append(p: EnqueueParams, ref: Uint8Array): EnqueueResult {
     const now = this.#clock();
     const deliveries: Delivery[] = [];
     const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
@@ -809,17 +809,15 @@ export class SqliteServerStore implements ServerStore {
       queues.push({ uid, next, depth });
       deliveries.push({ recipient, seq: next });
     }
-    const ref = this.#dedupeRef(p);
     const fanout = utf8(JSON.stringify(deliveries.map((d) => [d.recipient, d.seq])));
+    const body = concat(lengthPrefixed(p.sender, p.messageId), p.payload);
     const res = this.#q(
-      "INSERT INTO messages (dedupe_ref, sender, message_id, channel_id, payload, fanout, created_at) " +
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO messages (dedupe_ref, channel_id, body, fanout, created_at) " +
+        "VALUES (?, ?, ?, ?, ?)",
     ).run(
       ref,
-      this.#sealer.seal("messages.sender", ref, utf8(p.sender)),
-      this.#sealer.seal("messages.message_id", ref, utf8(p.messageId)),
       p.channelId,
-      this.#sealer.seal("messages.payload", ref, p.payload),
+      this.#sealer.seal("messages.body", ref, body),
       this.#sealer.seal("messages.fanout", ref, fanout),
       now,
     );
@@ -851,7 +849,8 @@ export class SqliteServerStore implements ServerStore {
   async enqueue(params: EnqueueParams): Promise<EnqueueResult> {
     const r = await this.#tx(() => {
       checkEnqueue(params, this.#lim, false);
-      return this.#duplicate(params) ?? this.#append(params);
+      const ref = this.#dedupeRef(params);
+      return this.#duplicate(ref) ?? this.#append(params, ref);
     });
     return this.#notify(r);
   }
@@ -862,7 +861,7 @@ export class SqliteServerStore implements ServerStore {
       const n = Math.min(limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
       checkCount("limit", n);
       const rows = this.#all(
-        "SELECT d.seq, m.dedupe_ref, m.sender, m.message_id, m.channel_id, m.payload, m.created_at " +
+        "SELECT d.seq, m.dedupe_ref, m.channel_id, m.body, m.created_at " +
           "FROM deliveries d JOIN messages m ON m.id = d.message " +
           "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
         this.#uid(recipient),
@@ -871,14 +870,14 @@ export class SqliteServerStore implements ServerStore {
       );
       return rows.map((r) => {
         const ref = r.dedupe_ref as Uint8Array;
+        const body = this.#sealer.open("messages.body", ref, r.body as Uint8Array);
+        const [sender, messageId, payload] = splitBody(body);
         return {
           seq: r.seq as number,
-          sender: fromUtf8(this.#sealer.open("messages.sender", ref, r.sender as Uint8Array)),
-          messageId: fromUtf8(
-            this.#sealer.open("messages.message_id", ref, r.message_id as Uint8Array),
-          ),
+          sender,
+          messageId,
           channelId: r.channel_id as string | null,
-          payload: this.#sealer.open("messages.payload", ref, r.payload as Uint8Array),
+          payload,
           receivedAt: r.created_at as number,
         };
       });
@@ -900,7 +899,7 @@ export class SqliteServerStore implements ServerStore {
       // Drop payloads nobody still needs; the row stays for idempotency until retention.
       for (const m of msgs) {
         this.#run(
-          "UPDATE messages SET payload = NULL WHERE id = ?1 AND payload IS NOT NULL " +
+          "UPDATE messages SET body = NULL WHERE id = ?1 AND body IS NOT NULL " +
             "AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message = ?1)",
           m.message as number,
         );
@@ -977,6 +976,24 @@ function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefin
     throw new StorageError("Cannot open database: it is sealed and no db_key was given");
   }
   sealer.verifyCheck(check ?? new Uint8Array(0));
+}
+
+/** Inverse of the body layout written by `#append`: sender, message id, payload. */
+function splitBody(body: Uint8Array): [string, string, Uint8Array] {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  let off = 0;
+  const text = (): string => {
+    if (off + 4 > body.length) throw new StorageError("Cannot read database: malformed message");
+    const n = view.getUint32(off);
+    off += 4;
+    if (off + n > body.length) throw new StorageError("Cannot read database: malformed message");
+    const s = fromUtf8(body.subarray(off, off + n));
+    off += n;
+    return s;
+  };
+  const sender = text();
+  const messageId = text();
+  return [sender, messageId, body.slice(off)];
 }
 
 function wrap(e: unknown): QpqError {
