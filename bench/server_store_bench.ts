@@ -3,7 +3,8 @@
  * per iteration, so iter/s is messages delivered per second in one process. The in-memory
  * store is the baseline; SQLite runs on a real file with WAL and `synchronous = FULL` (one
  * fsync per COMMIT), without and with a db_key (sealing + keyed hashes). A second group
- * fans one message out to 10 recipients.
+ * fans one message out to 10 recipients; a third sends 100 messages at once, which the
+ * SQLite store commits together (group commit: one fsync for the batch).
  *
  * Run with `deno bench --allow-read --allow-write bench/server_store_bench.ts`.
  */
@@ -76,6 +77,28 @@ for (const [name, s] of stores) {
         await s.fetch(d.recipient, d.seq - 1, 1);
         await s.ack(d.recipient, d.seq);
       }
+    },
+  });
+}
+
+for (const [name, s] of stores) {
+  Deno.bench({
+    name: `${name} 100 concurrent enqueues, then fetch+ack`,
+    group: "100 senders at once (group commit)",
+    baseline: name === "MemoryServerStore",
+    fn: async () => {
+      const rs = await Promise.all(Array.from({ length: 100 }, () =>
+        s.enqueue({
+          sender: "alice",
+          messageId: `c${counter++}`,
+          channelId: null,
+          payload,
+          recipients: ["bob"],
+        })));
+      const last = rs[rs.length - 1]!.deliveries[0]!.seq;
+      const page = await s.fetch("bob", last - 100, 100);
+      if (page.length !== 100) throw new Error("messages not fetched");
+      await s.ack("bob", last);
     },
   });
 }
