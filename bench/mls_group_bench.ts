@@ -34,6 +34,7 @@ import { decodePrivatePackage } from "../src/mls/key_package.ts";
 import { DEFAULT_SUITE, getCiphersuite } from "../src/mls/provider.ts";
 
 const SUITE = DEFAULT_SUITE;
+const BUILD_BATCH = 1000;
 const WITH_10K = Deno.env.get("QPQ_BENCH_MLS_10K") !== "0";
 
 function identity(): SignatureKeyPair {
@@ -77,8 +78,14 @@ async function group(n: number): Promise<MlsGroupState> {
     });
     kps.push(kp.publicPackage);
   }
-  const staged = await addMembers(g, kps, { ratchetTreeInWelcome: false });
-  const state = mergePendingCommit(staged.state).state;
+  // One commit per batch: ts-mls cannot encode a commit with ~10,000 proposals.
+  let state = g;
+  for (let i = 0; i < kps.length; i += BUILD_BATCH) {
+    const staged = await addMembers(state, kps.slice(i, i + BUILD_BATCH), {
+      ratchetTreeInWelcome: false,
+    });
+    state = mergePendingCommit(staged.state).state;
+  }
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   await Deno.writeFile(tmp, encodeGroupState(state));
   await Deno.rename(tmp, path);
@@ -111,7 +118,7 @@ for (const n of sizes) {
   const priv = decodePrivatePackage(kp.privatePackage);
   const few = n >= 1000 ? { n: n >= 10_000 ? 3 : 10, warmup: 1 } : {};
 
-  if (n <= 1000) {
+  {
     Deno.bench({
       name: `ts-mls createCommit adding 1 to ${n}`,
       group: `add 1 member to ${n}`,
@@ -167,14 +174,22 @@ for (const n of sizes) {
   });
 
   const stored = encodeGroupState(state);
-  const rawStored = mls.encodeGroupState(inner);
+  let rawStored: Uint8Array | undefined;
+  try {
+    rawStored = mls.encodeGroupState(inner);
+  } catch {
+    // ts-mls's own state encoder overflows the stack for trees this large.
+    console.error(`ts-mls encodeGroupState fails at ${n} members: no load/save baseline`);
+  }
+  if (rawStored === undefined) continue;
+  const raw = rawStored;
   Deno.bench({
-    name: `ts-mls decodeGroupState (${n}, ${(rawStored.length / 1024).toFixed(0)} KiB)`,
+    name: `ts-mls decodeGroupState (${n}, ${(raw.length / 1024).toFixed(0)} KiB)`,
     group: `load state of ${n}`,
     baseline: true,
     ...few,
     fn() {
-      mls.decodeGroupState(rawStored, 0);
+      mls.decodeGroupState(raw, 0);
     },
   });
   Deno.bench({

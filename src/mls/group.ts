@@ -526,7 +526,9 @@ export function mergePendingCommit(state: MlsGroupState): CommitApplied {
 
 /**
  * The server refused our pending commit: drop it and stay in the current epoch. The
- * handshake key the commit was encrypted with is burned so that it is never reused.
+ * handshake key the commit was encrypted with is burned so that it is never reused, and
+ * the abandoned epoch's key schedule is zeroed (the old state value must not be used
+ * again).
  *
  * @throws UsageError when no commit is pending
  */
@@ -539,6 +541,8 @@ export async function discardPendingCommit(
   const own = s.current.privatePath.leafIndex;
   const r = await consumeRatchet(s.current.secretTree, own * 2, "commit", cs);
   zeroize(r.key, r.nonce);
+  // The abandoned epoch's key schedule is fresh (shared with nothing): wipe it now.
+  zeroize(...Object.values(s.pending.state.keySchedule));
   return {
     state: wrapState({
       suite: s.suite,
