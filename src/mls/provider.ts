@@ -10,6 +10,7 @@
  * ```
  * hash, kdf           -> node:crypto, every suite
  * signature Ed25519   -> node:crypto KeyObjects (cached); other algorithms -> ts-mls default
+ *                        (P-521 signing keys left-padded to 66 bytes first)
  * hpke X25519, X-Wing -> RFC 9180 base mode in _provider_hpke.ts; other KEMs -> ts-mls
  *                        default HPKE with the fast AEAD for encryptAead/decryptAead
  * ```
@@ -143,6 +144,25 @@ function withFastAead(base: Hpke, aead: AeadName): Hpke {
   };
 }
 
+/**
+ * P-521 private scalars may arrive one byte short (a leading zero dropped, as in the MLS
+ * interop vectors; see mlswg/mls-implementations#176). ts-mls pads P-521 HPKE keys but not
+ * signature keys, and @noble/curves rejects 65-byte scalars, so pad them here.
+ */
+function withPaddedP521Keys(base: Signature): Signature {
+  const pad = (k: Uint8Array): Uint8Array => {
+    if (k.length >= 66) return k;
+    const out = new Uint8Array(66);
+    out.set(k, 66 - k.length);
+    return out;
+  };
+  return {
+    sign: (signKey, message) => base.sign(pad(signKey), message),
+    verify: (publicKey, message, signature) => base.verify(publicKey, message, signature),
+    keygen: () => base.keygen(),
+  };
+}
+
 async function buildImpl(cs: Ciphersuite): Promise<CiphersuiteImpl> {
   const kdfHash = await getHashFns(hkdfHash(cs.hpke.kdf));
   const hash = await getHashFns(cs.hash);
@@ -163,7 +183,11 @@ async function buildImpl(cs: Ciphersuite): Promise<CiphersuiteImpl> {
   return {
     hash: makeHash(hash),
     kdf: makeKdf(kdfHash),
-    signature: fastSignature || base === undefined ? ed25519Signature : base.signature,
+    signature: fastSignature || base === undefined
+      ? ed25519Signature
+      : cs.signature === "P521"
+      ? withPaddedP521Keys(base.signature)
+      : base.signature,
     hpke,
     rng: fastRng,
     name: cs.name,
