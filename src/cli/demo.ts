@@ -12,12 +12,14 @@ import { connectServer } from "../client/connection.ts";
 import { formatHostPort } from "../transport/quic.ts";
 import { createLogger } from "../log.ts";
 import { UsageError } from "../errors.ts";
+import { runGroupDemo } from "./_group_demo.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq demo [--data-dir DIR] [--pings N]
 
 Start a qpq server on 127.0.0.1 (random port) with data in DIR (default ./data-demo),
-connect to it over QUIC pinning its certificate, and print ping round-trip times.
+connect to it over QUIC pinning its certificate, print ping round-trip times, then
+run the two-party group demo (as qpq demo-group) against it.
 
 Options:
   --data-dir DIR   server data directory (default ./data-demo)
@@ -76,6 +78,14 @@ export async function run(args: string[]): Promise<number> {
     } finally {
       await conn.close();
     }
+    println("");
+    println("group demo (two clients, MLS over the server):");
+    await runGroupDemo({
+      server: addr,
+      caCertPem: server.certificate.certPem,
+      dir: await Deno.makeTempDir({ prefix: "qpq-demo-" }),
+      print: (line) => println(line ? `  ${line}` : ""),
+    });
   } finally {
     await server.close();
   }

@@ -21,11 +21,38 @@ export interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   server: { summary: "run the server", load: () => import("./server.ts") },
   demo: {
-    summary: "start a local server and talk to it (the quick start)",
+    summary: "start a local server, ping it, run the two-party group demo",
     load: () => import("./demo.ts"),
   },
+  "register-user": {
+    summary: "create your identity and register on the server",
+    load: () => import("./register_user.ts"),
+  },
+  login: { summary: "log in (OPAQUE) and keep the session", load: () => import("./login.ts") },
+  logout: { summary: "revoke the session", load: () => import("./logout.ts") },
+  whoami: { summary: "show identity, server and conversations", load: () => import("./whoami.ts") },
   ping: { summary: "measure round trips to a server", load: () => import("./ping.ts") },
   health: { summary: "show a server's status", load: () => import("./health.ts") },
+  dm: { summary: "open a direct message with a user", load: () => import("./dm.ts") },
+  "create-group": { summary: "create a group", load: () => import("./create_group.ts") },
+  invite: { summary: "add users to a group", load: () => import("./invite.ts") },
+  join: { summary: "accept pending invitations", load: () => import("./join.ts") },
+  remove: { summary: "remove a member from a group", load: () => import("./remove.ts") },
+  leave: { summary: "leave a group", load: () => import("./leave.ts") },
+  members: { summary: "list a conversation's members", load: () => import("./members.ts") },
+  list: { summary: "list conversations", load: () => import("./list.ts") },
+  send: { summary: "send a message (DM, group or all)", load: () => import("./send.ts") },
+  recv: { summary: "receive and print messages", load: () => import("./recv.ts") },
+  history: {
+    summary: "print a conversation's stored messages",
+    load: () => import("./history.ts"),
+  },
+  chat: { summary: "chat interactively in one conversation", load: () => import("./chat.ts") },
+  repl: { summary: "the interactive messenger", load: () => import("./repl.ts") },
+  "demo-group": {
+    summary: "two identities form a group and talk (against --server)",
+    load: () => import("./demo_group.ts"),
+  },
 };
 
 /** Top-level help text. */

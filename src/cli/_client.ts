@@ -1,0 +1,208 @@
+/**
+ * Shared plumbing of the client subcommands: common flags, the password (flag, env or a
+ * no-echo prompt), opening the encrypted state, connecting, and printing messages as text
+ * (`[alice] hi`, `[#team] alice: hi`) or JSON lines.
+ *
+ * @module
+ */
+import {
+  CLIENT_FLAGS_USAGE,
+  CLIENT_OPTIONS,
+  env,
+  eprintln,
+  parseCommand,
+  println,
+} from "./_args.ts";
+import { type ClientEvent, QpqClient } from "../client/client.ts";
+import { readCaCert } from "../client/connection.ts";
+import type { Conversation, StoredMessage } from "../client/local.ts";
+import { openLocalStore } from "../client/open_store.ts";
+import { UsageError } from "../errors.ts";
+import type { ParseArgsOptionsConfig } from "node:util";
+
+/** Values of the common client flags. */
+export interface ClientFlags {
+  server?: string | undefined;
+  "ca-cert"?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  state?: string | undefined;
+  json?: boolean | undefined;
+}
+
+/** Read a password from the terminal without echo. */
+export async function promptPassword(prompt: string): Promise<string> {
+  if (!Deno.stdin.isTerminal()) {
+    throw new UsageError(
+      "Password required: use --password or QPQ_PASSWORD (no terminal to prompt on)",
+    );
+  }
+  Deno.stderr.writeSync(new TextEncoder().encode(prompt));
+  Deno.stdin.setRaw(true);
+  const chars: string[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    while (true) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      const c = buf[0]!;
+      if (c === 13 || c === 10) break;
+      if (c === 3) throw new UsageError("Cancelled");
+      if (c === 127 || c === 8) chars.pop();
+      else chars.push(String.fromCharCode(c));
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    Deno.stderr.writeSync(new TextEncoder().encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(chars.map((c) => c.charCodeAt(0))));
+}
+
+/** Options of {@link openClient}. */
+export interface OpenClientOptions {
+  /** Create a new state (new identity) when none exists. */
+  create?: boolean;
+  /** Print client events (incoming messages, joins) as they happen. */
+  onEvent?: (e: ClientEvent) => void;
+}
+
+/** Resolve the common flags, open the state and build a client (not yet connected). */
+export async function openClient(
+  flags: ClientFlags,
+  options: OpenClientOptions = {},
+): Promise<QpqClient> {
+  const username = flags.username ?? env("QPQ_USERNAME");
+  if (!username) throw new UsageError("--username is required (or set QPQ_USERNAME)");
+  const statePath = flags.state ?? `qpq-${username}.bin`;
+  const password = flags.password ?? env("QPQ_PASSWORD") ??
+    await promptPassword(`Password for ${username}: `);
+  if (password.length === 0) throw new UsageError("Password must not be empty");
+  const server = flags.server ?? env("QPQ_SERVER");
+  const caPath = flags["ca-cert"] ?? env("QPQ_CA_CERT");
+  const caCertPem = caPath ? await readCaCert(caPath) : undefined;
+  const store = await openLocalStore(statePath, password, {
+    create: options.create ?? false,
+    username,
+    server: server ?? "127.0.0.1:7000",
+    onProgress: (text) => {
+      if (!flags.json) eprintln(text);
+    },
+  });
+  if (store.meta.username !== username) {
+    await store.close();
+    throw new UsageError(`State ${statePath} belongs to ${store.meta.username}, not ${username}`);
+  }
+  return QpqClient.create({
+    store,
+    password,
+    caCertPem,
+    server,
+    onEvent: options.onEvent ?? ((e) => printEvent(e, flags.json ?? false)),
+  });
+}
+
+/** Format a message for text output. */
+export function formatMessage(conv: Conversation, m: StoredMessage): string {
+  if (conv.kind === "group") return `[${conv.name}] ${m.sender}: ${m.body}`;
+  return `[${m.sender}] ${m.body}`;
+}
+
+/** JSON form of a message. */
+export function messageJson(conv: Conversation, m: StoredMessage): Record<string, unknown> {
+  return {
+    type: "message",
+    conversation: conv.name,
+    sender: m.sender,
+    body: m.body,
+    sentAt: m.sentAt,
+    messageId: m.messageId,
+    direction: m.direction,
+  };
+}
+
+/** Print a client event as text or JSON. */
+export function printEvent(e: ClientEvent, json: boolean): void {
+  const line = eventLine(e, json);
+  if (line === undefined) return;
+  if (e.kind === "warning" || e.kind === "progress") eprintln(line);
+  else println(line);
+}
+
+/** The line for an event (undefined = nothing to show). */
+export function eventLine(e: ClientEvent, json: boolean): string | undefined {
+  switch (e.kind) {
+    case "message":
+      return json
+        ? JSON.stringify(messageJson(e.conversation, e.message))
+        : formatMessage(e.conversation, e.message);
+    case "joined":
+      return json
+        ? JSON.stringify({ type: "joined", conversation: e.conversation.name, inviter: e.inviter })
+        : `* joined ${e.conversation.name} (invited by ${e.inviter})`;
+    case "members":
+      if (json) {
+        return JSON.stringify({
+          type: "members",
+          conversation: e.conversation.name,
+          added: e.added,
+          removed: e.removed,
+          by: e.by,
+        });
+      }
+      return [
+        ...e.added.map((u) => `* ${e.by} added ${u} to ${e.conversation.name}`),
+        ...e.removed.map((u) => `* ${e.by} removed ${u} from ${e.conversation.name}`),
+      ].join("\n");
+    case "removed":
+      return json
+        ? JSON.stringify({ type: "removed", conversation: e.conversation.name, by: e.by })
+        : `* ${e.by} removed you from ${e.conversation.name}`;
+    case "progress":
+      return json ? undefined : e.text;
+    case "warning":
+      return json ? JSON.stringify({ type: "warning", text: e.text }) : `qpq: warning: ${e.text}`;
+  }
+}
+
+/** Definition of a simple client subcommand. */
+export interface ClientCommand<O extends ParseArgsOptionsConfig> {
+  name: string;
+  usage: string;
+  options?: O;
+  positionals?: { min?: number; max?: number };
+  /** Create the state if missing. */
+  create?: boolean;
+  /** Connect and log in before `run` (default true). */
+  session?: boolean;
+  run(
+    client: QpqClient,
+    args: { values: ClientFlags & Record<string, unknown>; positionals: string[] },
+  ): Promise<number>;
+}
+
+/** Build the `run(args)` of a client subcommand from its definition. */
+export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientCommand<O>) {
+  return async (args: string[]): Promise<number> => {
+    const p = parseCommand(
+      def.name,
+      args,
+      { ...CLIENT_OPTIONS, ...def.options },
+      def.positionals ?? { max: 0 },
+    );
+    if (!p) {
+      println(`${def.usage}\n\n${CLIENT_FLAGS_USAGE}`);
+      return 0;
+    }
+    const values = p.values as ClientFlags & Record<string, unknown>;
+    const client = await openClient(values, { create: def.create ?? false });
+    try {
+      if (def.session ?? true) {
+        await client.ensureSession();
+        await client.flushOutbox();
+      }
+      return await def.run(client, { values, positionals: p.positionals });
+    } finally {
+      await client.close();
+    }
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * The interactive loop shared by `qpq repl` and `qpq chat`: slash commands, a plain line
+ * sends to the active conversation, incoming messages appear above the prompt without
+ * garbling the line being typed, history and tab completion (node:readline).
+ *
+ * @module
+ */
+import * as readline from "node:readline";
+import process from "node:process";
+import type { QpqClient } from "../client/client.ts";
+import type { ClientEvent } from "../client/client.ts";
+import type { Conversation } from "../client/local.ts";
+import { fingerprint } from "../crypto/mod.ts";
+import { QpqError, toQpqError, UsageError } from "../errors.ts";
+import { eventLine, formatMessage } from "./_client.ts";
+
+/** Slash commands with their one-line help. */
+export const SLASH_COMMANDS: Record<string, string> = {
+  "/dm": "/dm <user>            start or open a DM",
+  "/create-group": "/create-group <name> create a group",
+  "/invite": "/invite <user>...    add users to the current group",
+  "/join": "/join                accept pending invitations",
+  "/switch": "/switch @user|#group  change the active conversation",
+  "/list": "/list (/ls)          list conversations",
+  "/ls": "",
+  "/members": "/members             members of the current conversation",
+  "/history": "/history [count]     recent messages (default 20)",
+  "/remove": "/remove <user>       remove a member from the current group",
+  "/leave": "/leave               leave the current group",
+  "/sync": "/sync                receive what is waiting now",
+  "/whoami": "/whoami              identity and status",
+  "/help": "/help                this help",
+  "/quit": "/quit                exit",
+};
+
+/** Options of {@link runInteractive}. */
+export interface InteractiveOptions {
+  /** Fix the loop to one conversation (`qpq chat`). */
+  fixed?: Conversation;
+  /** Start with this conversation active. */
+  initial?: Conversation;
+}
+
+/**
+ * Run the loop until /quit, Ctrl-D or end of input. Returns the exit code. Events from
+ * the client should be routed to the returned printer (see `printer`).
+ */
+export class Interactive {
+  #client: QpqClient;
+  #rl: readline.Interface | undefined;
+  #active: Conversation | undefined;
+  #fixed: Conversation | undefined;
+  #tty: boolean;
+
+  constructor(client: QpqClient, options: InteractiveOptions = {}) {
+    this.#client = client;
+    this.#fixed = options.fixed;
+    this.#active = options.fixed ?? options.initial;
+    this.#tty = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
+  }
+
+  /** Print a line above the prompt, keeping what the user is typing intact. */
+  print(line: string): void {
+    const out = process.stdout;
+    if (this.#rl && this.#tty) {
+      readline.clearLine(out, 0);
+      readline.cursorTo(out, 0);
+      out.write(line + "\n");
+      this.#rl.prompt(true);
+    } else {
+      out.write(line + "\n");
+    }
+  }
+
+  /** Handle a client event (incoming message, join, …). */
+  onEvent(e: ClientEvent): void {
+    if (e.kind === "message" && this.#fixed && e.conversation.id !== this.#fixed.id) return;
+    const line = eventLine(e, false);
+    if (line) this.print(line);
+  }
+
+  #prompt(): string {
+    return this.#active ? `[${this.#active.name}] > ` : "> ";
+  }
+
+  #completer = (line: string): [string[], string] => {
+    const words = line.split(" ");
+    const last = words[words.length - 1] ?? "";
+    let pool: string[];
+    if (words.length === 1) pool = Object.keys(SLASH_COMMANDS);
+    else {
+      const names = this.#client.listConversations().map((c) => c.name);
+      pool = [...names, ...names.map((n) => n.slice(1))];
+    }
+    const hits = pool.filter((p) => p.startsWith(last));
+    return [hits.length ? hits : pool, last];
+  };
+
+  /** Run until the user quits. */
+  async run(): Promise<number> {
+    const rl = readline.createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      completer: this.#completer,
+      terminal: this.#tty,
+      historySize: 500,
+    });
+    this.#rl = rl;
+    rl.setPrompt(this.#prompt());
+    rl.on("SIGINT", () => rl.close());
+    if (this.#tty) rl.prompt();
+    try {
+      for await (const raw of rl) {
+        const line = raw.trim();
+        if (line.length > 0) {
+          let quit = false;
+          try {
+            quit = await this.#handle(line);
+          } catch (e) {
+            const err = toQpqError(e);
+            this.print(
+              `error: ${
+                err instanceof QpqError && err.code !== "internal" ? err.message : "internal error"
+              }`,
+            );
+          }
+          if (quit) break;
+        }
+        rl.setPrompt(this.#prompt());
+        if (this.#tty) rl.prompt();
+      }
+    } finally {
+      rl.close();
+      this.#rl = undefined;
+    }
+    return 0;
+  }
+
+  #current(): Conversation {
+    if (!this.#active) {
+      throw new UsageError("No active conversation: /dm <user>, /create-group <name> or /switch");
+    }
+    return this.#active;
+  }
+
+  async #handle(line: string): Promise<boolean> {
+    const c = this.#client;
+    if (!line.startsWith("/")) {
+      const conv = this.#current();
+      await c.send(conv.name, line);
+      if (c.pendingCount() > 0) {
+        this.print("(queued: server unreachable, will send when it is back)");
+      }
+      return false;
+    }
+    const [cmd, ...args] = line.split(/\s+/) as [string, ...string[]];
+    const need = (n: number, usage: string) => {
+      if (args.length < n) throw new UsageError(`Usage: ${usage}`);
+    };
+    if (this.#fixed && ["/dm", "/switch", "/create-group"].includes(cmd)) {
+      throw new UsageError("This chat is fixed to one conversation: use qpq repl to switch");
+    }
+    switch (cmd) {
+      case "/quit":
+      case "/exit":
+        return true;
+      case "/help":
+        for (const h of Object.values(SLASH_COMMANDS)) if (h) this.print(h);
+        this.print("anything else is sent to the active conversation");
+        return false;
+      case "/dm": {
+        need(1, "/dm <user>");
+        this.#active = await c.dm(args[0]!);
+        this.print(`* now talking in ${this.#active.name}`);
+        return false;
+      }
+      case "/create-group": {
+        need(1, "/create-group <name>");
+        this.#active = await c.createGroup(args[0]!);
+        this.print(`* created ${this.#active.name}`);
+        return false;
+      }
+      case "/invite": {
+        need(1, "/invite <user>...");
+        const conv = this.#current();
+        await c.invite(conv.name, args, (done, total) => {
+          if (total >= 5) this.print(`* fetching KeyPackages ${done}/${total}`);
+        });
+        this.print(`* invited ${args.join(", ")} to ${conv.name}`);
+        return false;
+      }
+      case "/join": {
+        const before = new Set(c.listConversations().map((x) => x.id));
+        await c.sync();
+        const joined = c.listConversations().filter((x) => !before.has(x.id) && x.kind !== "self");
+        if (joined.length === 0) this.print("* no pending invitations");
+        else if (!this.#active) this.#active = joined[0];
+        return false;
+      }
+      case "/sync":
+        await c.sync();
+        return false;
+      case "/switch": {
+        need(1, "/switch @user|#group");
+        this.#active = c.conversation(args[0]!);
+        this.print(`* now talking in ${this.#active.name}`);
+        return false;
+      }
+      case "/list":
+      case "/ls": {
+        const list = c.listConversations();
+        if (list.length === 0) this.print("* no conversations yet");
+        for (const x of list) this.print(`${x.id === this.#active?.id ? "*" : " "} ${x.name}`);
+        return false;
+      }
+      case "/members": {
+        const conv = this.#current();
+        this.print(`${conv.name}: ${c.members(conv.name).join(", ")}`);
+        return false;
+      }
+      case "/history": {
+        const conv = this.#current();
+        const n = args[0] === undefined ? 20 : Number(args[0]);
+        if (!Number.isInteger(n) || n < 1) throw new UsageError("Usage: /history [count]");
+        for (const m of c.history(conv.name, n)) this.print(formatMessage(conv, m));
+        return false;
+      }
+      case "/remove": {
+        need(1, "/remove <user>");
+        const conv = this.#current();
+        await c.remove(conv.name, args);
+        this.print(`* removed ${args.join(", ")} from ${conv.name}`);
+        return false;
+      }
+      case "/leave": {
+        const conv = this.#current();
+        await c.leave(conv.name);
+        this.print(`* left ${conv.name}`);
+        if (!this.#fixed) this.#active = undefined;
+        return !!this.#fixed;
+      }
+      case "/whoami": {
+        this.print(`${c.username} on ${c.server} (${c.connected ? "online" : "offline"})`);
+        this.print(`identity fingerprint: ${fingerprint(c.identityPublicKey)}`);
+        this.print(
+          `active: ${this.#active?.name ?? "none"}; conversations: ${c.listConversations().length}`,
+        );
+        return false;
+      }
+      default:
+        throw new UsageError(`Unknown command ${cmd}: /help lists them`);
+    }
+  }
+}

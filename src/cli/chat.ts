@@ -1,0 +1,43 @@
+/**
+ * `qpq chat <conversation>`: the interactive loop fixed to one conversation.
+ *
+ * @module
+ */
+import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, parseCommand, println } from "./_args.ts";
+import { type ClientFlags, formatMessage, openClient } from "./_client.ts";
+import { Interactive } from "./_interactive.ts";
+import { startSession } from "./repl.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq chat <conversation> --username NAME [--password PW]
+
+Chat in one conversation (@user or #group): shows its recent history, then every line you
+type is sent there and its new messages appear as they arrive. Slash commands of the repl
+work too, except those that switch conversations.`;
+
+/** Run `qpq chat`. */
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand("chat", args, CLIENT_OPTIONS, { min: 1, max: 1 });
+  if (!p) {
+    println(`${USAGE}\n\n${CLIENT_FLAGS_USAGE}`);
+    return 0;
+  }
+  let ui: Interactive | undefined;
+  const client = await openClient(p.values as ClientFlags, { onEvent: (e) => ui?.onEvent(e) });
+  try {
+    await startSession(client, undefined);
+    const ref = p.positionals[0]!;
+    const conv = ref.startsWith("@") || !client.listConversations().some((c) =>
+        c.name === `#${ref}`
+      )
+      ? (ref.startsWith("#") ? client.conversation(ref) : await client.dm(ref))
+      : client.conversation(ref);
+    ui = new Interactive(client, { fixed: conv });
+    for (const m of client.history(conv.name, 10)) println(formatMessage(conv, m));
+    const code = await ui.run();
+    await client.sync().catch(() => {});
+    return code;
+  } finally {
+    await client.close();
+  }
+}

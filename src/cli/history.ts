@@ -1,0 +1,34 @@
+/**
+ * `qpq history <conversation>`: print stored messages.
+ *
+ * @module
+ */
+import { clientCommand, formatMessage, messageJson } from "./_client.ts";
+import { println } from "./_args.ts";
+import { UsageError } from "../errors.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq history <conversation> [--count N] --username NAME [--password PW]
+
+Print the last N (default 20) messages of a conversation (@user or #group) from the
+encrypted local history. Works offline.`;
+
+/** Run `qpq history`. */
+export const run = clientCommand({
+  name: "history",
+  usage: USAGE,
+  options: { count: { type: "string" } },
+  positionals: { min: 1, max: 1 },
+  session: false,
+  run(client, { values, positionals }) {
+    const count = Number(values.count ?? "20");
+    if (!Number.isInteger(count) || count < 1 || count > 100_000) {
+      throw new UsageError("--count must be 1 to 100000");
+    }
+    const conv = client.conversation(positionals[0]!);
+    for (const m of client.history(conv.name, count)) {
+      println(values.json ? JSON.stringify(messageJson(conv, m)) : formatMessage(conv, m));
+    }
+    return Promise.resolve(0);
+  },
+});

@@ -1,0 +1,41 @@
+/**
+ * `qpq members <group>`: list a conversation's members.
+ *
+ * @module
+ */
+import { clientCommand } from "./_client.ts";
+import { println } from "./_args.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq members <conversation> --username NAME [--password PW]
+
+List the members of a group or DM as the MLS group state knows them (after receiving
+what is waiting), with the epoch and its authenticator (equal on every member's device).`;
+
+/** Run `qpq members`. */
+export const run = clientCommand({
+  name: "members",
+  usage: USAGE,
+  positionals: { min: 1, max: 1 },
+  async run(client, { values, positionals }) {
+    await client.sync();
+    const members = client.members(positionals[0]!);
+    const conv = client.conversation(positionals[0]!);
+    const epoch = conv.kind === "self" ? undefined : client.epochInfo(positionals[0]!);
+    if (values.json) {
+      println(JSON.stringify({
+        type: "members",
+        conversation: conv.name,
+        members,
+        epoch: epoch ? Number(epoch.epoch) : undefined,
+        epochAuthenticator: epoch?.authenticator,
+      }));
+    } else {
+      println(`${conv.name}: ${members.join(", ")}`);
+      if (epoch) {
+        println(`epoch ${epoch.epoch}, authenticator ${epoch.authenticator.slice(0, 16)}…`);
+      }
+    }
+    return 0;
+  },
+});

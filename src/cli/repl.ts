@@ -1,0 +1,66 @@
+/**
+ * `qpq repl`: the interactive messenger.
+ *
+ * @module
+ */
+import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, env, parseCommand, println } from "./_args.ts";
+import { type ClientFlags, openClient } from "./_client.ts";
+import { Interactive, SLASH_COMMANDS } from "./_interactive.ts";
+import type { QpqClient } from "../client/client.ts";
+import { AuthError } from "../errors.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq repl --username NAME [--password PW] [--auth-token TOKEN]
+
+The interactive messenger. On first use it creates your identity, registers you and logs
+in; later it logs in by itself. Incoming messages appear as they arrive.
+
+Slash commands:
+${Object.values(SLASH_COMMANDS).filter((h) => h).map((h) => "  " + h).join("\n")}
+Any other line is sent to the active conversation.
+
+Options:
+  --auth-token TOKEN   invite token for the first registration (env QPQ_AUTH_TOKEN)`;
+
+/** Connect, registering on first use. */
+export async function startSession(
+  client: QpqClient,
+  authToken: string | undefined,
+): Promise<void> {
+  try {
+    await client.ensureSession();
+  } catch (e) {
+    const fresh = client.store.meta.sessionToken === undefined &&
+      client.listConversations().length === 0;
+    if (!(e instanceof AuthError && e.code === "auth" && fresh)) throw e;
+    await client.register({ authToken: authToken ?? env("QPQ_AUTH_TOKEN") ?? "devtoken" });
+    println(`* registered ${client.username} on ${client.server}`);
+  }
+  await client.flushOutbox();
+  await client.subscribe();
+  await client.sync();
+}
+
+/** Run `qpq repl`. */
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand("repl", args, { ...CLIENT_OPTIONS, "auth-token": { type: "string" } });
+  if (!p) {
+    println(`${USAGE}\n\n${CLIENT_FLAGS_USAGE}`);
+    return 0;
+  }
+  let ui: Interactive | undefined;
+  const client = await openClient(p.values as ClientFlags, {
+    create: true,
+    onEvent: (e) => ui?.onEvent(e),
+  });
+  try {
+    ui = new Interactive(client);
+    await startSession(client, p.values["auth-token"]);
+    println(`qpq repl: ${client.username} on ${client.server} — /help for commands`);
+    const code = await ui.run();
+    await client.sync().catch(() => {});
+    return code;
+  } finally {
+    await client.close();
+  }
+}

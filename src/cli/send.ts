@@ -1,0 +1,60 @@
+/**
+ * `qpq send`: send a message to a DM, a group, or every conversation.
+ *
+ * @module
+ */
+import { clientCommand } from "./_client.ts";
+import { eprintln, println } from "./_args.ts";
+import { UsageError } from "../errors.ts";
+
+/** Usage text. */
+export const USAGE =
+  `Usage: qpq send (--to USER | --group NAME | --all) [MESSAGE] --username NAME [--password PW]
+
+Send MESSAGE (or, without it, standard input) end-to-end encrypted. The message is kept
+locally and queued first: if the server cannot be reached it stays queued and goes out
+with the next command that reaches the server, never twice.
+
+Options:
+  --to USER      the DM with USER (created if needed)
+  --group NAME   the group NAME
+  --all          every conversation`;
+
+/** Run `qpq send`. */
+export const run = clientCommand({
+  name: "send",
+  usage: USAGE,
+  options: { to: { type: "string" }, group: { type: "string" }, all: { type: "boolean" } },
+  positionals: { max: 1 },
+  async run(client, { values, positionals }) {
+    const targets = [values.to, values.group, values.all].filter((v) =>
+      v !== undefined && v !== false
+    );
+    if (targets.length !== 1) {
+      throw new UsageError("Choose one of --to USER, --group NAME or --all");
+    }
+    let text = positionals[0];
+    if (text === undefined) {
+      text = (await new Response(Deno.stdin.readable).text()).replace(/\n$/, "");
+    }
+    if (text.length === 0) throw new UsageError("Nothing to send: the message is empty");
+    const refs: string[] = [];
+    if (values.to) refs.push((await client.dm(values.to as string)).name);
+    else if (values.group) refs.push(`#${(values.group as string).replace(/^#/, "")}`);
+    else {refs.push(
+        ...client.listConversations().filter((c) => c.kind !== "self").map((c) => c.name),
+      );}
+    if (refs.length === 0) throw new UsageError("No conversations to send to");
+    for (const ref of refs) {
+      const m = await client.send(ref, text);
+      const queued = client.pendingCount() > 0;
+      if (values.json) {
+        println(
+          JSON.stringify({ type: "sent", conversation: ref, messageId: m.messageId, queued }),
+        );
+      } else if (queued) eprintln(`queued for ${ref} (server unreachable)`);
+      else println(`sent to ${ref}`);
+    }
+    return 0;
+  },
+});

@@ -1,0 +1,13 @@
+/**
+ * The client's local, encrypted-at-rest store (state file + SQLite conversation store):
+ * re-exported from src/store so the client names one place.
+ *
+ * @module
+ */
+export {
+  type ClientMeta,
+  ClientStore as LocalStore,
+  type Conversation,
+  type OutboxEntry,
+  type StoredMessage,
+} from "../store/client_store.ts";
