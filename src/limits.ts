@@ -114,3 +114,9 @@ export const MAX_ARGON2_PARALLELISM = 16;
 export const MIN_PASSWORD_SALT_BYTES = 16;
 /** Longest MLS group id (bytes). */
 export const MAX_MLS_GROUP_ID_BYTES = 255;
+
+// ---- client local state (src/store/client_store.ts, owned by the client-store helper) ----
+/** Longest id or name in the client store: conversation, message, user, device (UTF-8 bytes). */
+export const MAX_CLIENT_ID_BYTES = 1024;
+/** Longest key of the client store's key-value table (UTF-8 bytes). */
+export const MAX_CLIENT_KV_KEY_BYTES = 1024;

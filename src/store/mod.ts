@@ -26,3 +26,4 @@ export {
   SCHEMA_VERSION,
 } from "./migrations.ts";
 export { type LookupLabel, Sealer, type SealMode } from "./sealing.ts";
+export * from "./client_store.ts";

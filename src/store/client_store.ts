@@ -1,0 +1,1193 @@
+/**
+ * The client's encrypted local state: {@link ClientStore}.
+ *
+ * Files, all next to each other (mode 0600 where the platform honours it):
+ *
+ * | file                       | holds                                                        |
+ * | -------------------------- | ------------------------------------------------------------ |
+ * | `statePath`                | header (magic "QPQS", version, Argon2id params, salt, key   |
+ * |                            | check) + the sealed meta record (identity, session token)   |
+ * | `statePath.db`             | SQLite: kv (MLS group states, pending KeyPackage private     |
+ * |                            | keys, cursors), conversations, messages, outbox              |
+ * | `statePath.db-wal`, `-shm` | SQLite WAL side files while open                             |
+ * | `statePath.lock`           | the holder's pid while a process has the state open          |
+ * | `statePath.tmp-*`          | transient: atomic rewrites of the state file                 |
+ *
+ * Keys and sealing:
+ *
+ * ```
+ * password ─Argon2id(salt, params from the header)─▶ state key ─HKDF─┬─ meta key  (AEAD)
+ *                                                                     ├─ value key (AEAD)
+ *                                                                     ├─ index key (HMAC)
+ *                                                                     └─ check key (HMAC)
+ * ```
+ *
+ * Every database value is sealed with XChaCha20-Poly1305 under the value key with the table
+ * and row key as associated data (a value moved to another row no longer opens); every
+ * lookup column is an HMAC under the index key. No plaintext, password or token is written
+ * to any of the files above.
+ *
+ * Opening, so that a wrong password or a damaged file changes nothing:
+ *
+ * ```
+ * stat ─► lock ─► read + parse header ─► Argon2id ─► compare key check ─► open meta
+ *      ─► open db read-only checks (schema version, db key check) ─► pragmas ─► ready
+ *      (any failure from "parse" on: StorageError STATE_OPEN_FAILED_MESSAGE, lock released)
+ * ```
+ *
+ * Creating (only when the state file does not exist): derive keys, build the database under
+ * a temporary name and rename it to `statePath.db`, then write the state file atomically.
+ * A crash in between leaves no state file, so the next create starts over; a leftover
+ * `statePath.db` without a state file cannot be decrypted by anyone (its salt was never
+ * written) and is moved aside to `statePath.db.orphan-<ms>`.
+ *
+ * API shape: {@link ClientStore.open} and {@link ClientStore.close} are async (Argon2id runs
+ * in WebAssembly); every other method is synchronous (node:sqlite is synchronous), runs as
+ * one SQLite transaction, and can be grouped with others in {@link ClientStore.transaction}.
+ * The meta record lives in the state file, not in SQLite, so {@link ClientStore.updateMeta}
+ * is atomic on its own but not part of a database transaction.
+ *
+ * @module
+ */
+
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import { dirname, resolve } from "node:path";
+import { fromBase64, fromUtf8, toBase64, toHex, utf8, zeroize } from "../bytes.ts";
+import {
+  type Argon2idParams,
+  CryptoError,
+  DEFAULT_ARGON2ID_PARAMS,
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SEED_BYTES,
+  parseArgon2idParams,
+} from "../crypto/mod.ts";
+import { QpqError, StorageError, UsageError } from "../errors.ts";
+import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_KV_KEY_BYTES } from "../limits.ts";
+import { createClientDb, openClientDb } from "./_client_db.ts";
+import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
+import { StateLock } from "./_client_lock.ts";
+import {
+  DamagedStateError,
+  decodeMeta,
+  encodeMeta,
+  encodeStateFile,
+  encodeStateHeader,
+  type MetaFields,
+  parseStateFile,
+  removeStrayTempFiles,
+  STATE_SALT_BYTES,
+  syncDirectory,
+  tempPathFor,
+  writeFileAtomicSync,
+} from "./_client_state_file.ts";
+
+/** The one message for a wrong password or a damaged state (header, meta or database). */
+export const STATE_OPEN_FAILED_MESSAGE = "Cannot open state: wrong password or damaged file";
+
+/** Progress message passed to `onProgress` just before the slow password derivation. */
+export const DERIVING_KEY_MESSAGE = "Deriving key from password…";
+
+/** The client's identity and session, kept in the sealed meta record of the state file. */
+export interface ClientMeta {
+  /** Record version; always 1. */
+  readonly version: 1;
+  /** Account name on the server. */
+  readonly username: string;
+  /** Server address as the user gave it (e.g. "localhost:4433"). */
+  readonly server: string;
+  /** Ed25519 identity private seed (32 bytes, secret). */
+  readonly identitySeed: Uint8Array;
+  /** Ed25519 identity public key (32 bytes). */
+  readonly identityPublic: Uint8Array;
+  /** Current session token (secret), when logged in. */
+  readonly sessionToken?: Uint8Array;
+  /** When the session token expires (ms since the epoch). */
+  readonly sessionExpiresAt?: number;
+  /** Device id assigned by the server, if any. */
+  readonly deviceId?: string;
+}
+
+/** The meta record of a state being created: {@link ClientMeta} without `version`. */
+export type ClientMetaInit = Omit<ClientMeta, "version">;
+
+/**
+ * Changes for {@link ClientStore.updateMeta}. A key that is absent is kept; an optional key
+ * present with the value `undefined` is removed (e.g. `{ sessionToken: undefined }` logs out).
+ */
+export interface ClientMetaPatch {
+  /** New account name. */
+  username?: string;
+  /** New server address. */
+  server?: string;
+  /** New identity seed (32 bytes). */
+  identitySeed?: Uint8Array;
+  /** New identity public key (32 bytes). */
+  identityPublic?: Uint8Array;
+  /** New session token, or `undefined` to remove it. */
+  sessionToken?: Uint8Array | undefined;
+  /** New expiry, or `undefined` to remove it. */
+  sessionExpiresAt?: number | undefined;
+  /** New device id, or `undefined` to remove it. */
+  deviceId?: string | undefined;
+}
+
+/** Options of {@link ClientStore.open}. */
+export interface ClientStoreOpenOptions {
+  /**
+   * Create the state when `statePath` does not exist (then `initialMeta` is required).
+   * An existing state is never overwritten: it is opened as is (check
+   * {@link ClientStore.created} and `meta.username` to tell).
+   */
+  create?: boolean;
+  /** The meta record of a newly created state. Ignored when the state already exists. */
+  initialMeta?: ClientMetaInit;
+  /**
+   * Argon2id parameters for a NEW state (default {@link DEFAULT_ARGON2ID_PARAMS}, the OWASP
+   * minimum). Existing states always use the parameters recorded in their header. Only tests
+   * should pass weaker ones.
+   */
+  kdf?: Argon2idParams;
+  /** Called with a short status line before slow steps (password derivation). */
+  onProgress?: (message: string) => void;
+}
+
+/** Paths of every file belonging to one client state. */
+export interface ClientStatePaths {
+  /** Header and sealed meta. */
+  state: string;
+  /** SQLite conversation database. */
+  db: string;
+  /** SQLite write-ahead log (while open). */
+  wal: string;
+  /** SQLite shared-memory index (while open). */
+  shm: string;
+  /** Lock file (while open). */
+  lock: string;
+}
+
+/** The files that make up the client state at `statePath` (see the module doc). */
+export function clientStatePaths(statePath: string): ClientStatePaths {
+  return {
+    state: statePath,
+    db: `${statePath}.db`,
+    wal: `${statePath}.db-wal`,
+    shm: `${statePath}.db-shm`,
+    lock: `${statePath}.lock`,
+  };
+}
+
+/** What a conversation is: a direct message, a group, or notes to self. */
+export type ConversationKind = "dm" | "group" | "self";
+
+/** A conversation as the client shows it. */
+export interface Conversation {
+  /** Local, stable id (unique). */
+  id: string;
+  /** Kind of conversation. */
+  kind: ConversationKind;
+  /** Display name used to pick it in the REPL (unique among conversations). */
+  name: string;
+  /** The other user of a DM. */
+  peer?: string;
+  /** Server channel id, once known. */
+  channelId?: string;
+  /** MLS group id. */
+  groupId?: Uint8Array;
+  /** Creation time (ms since the epoch). */
+  createdAt: number;
+}
+
+/** Whether a message was received or sent by this client. */
+export type MessageDirection = "in" | "out";
+
+/** Delivery state of an outgoing message. */
+export type MessageStatus = "pending" | "sent" | "delivered";
+
+/** A message in the local history. */
+export interface StoredMessage {
+  /** Conversation it belongs to (must exist). */
+  conversationId: string;
+  /** Globally unique message id; storing it twice is a no-op. */
+  messageId: string;
+  /** Username of the author. */
+  sender: string;
+  /** Message text. */
+  body: string;
+  /** When the author sent it (ms since the epoch). */
+  sentAt: number;
+  /** When this client stored it (ms since the epoch). */
+  receivedAt: number;
+  /** Received or sent. */
+  direction: MessageDirection;
+  /** Delivery state (outgoing messages). */
+  status?: MessageStatus;
+}
+
+/** A request waiting to be (re)sent to the server. */
+export interface OutboxEntry {
+  /** Message id of the request (unique in the outbox). */
+  messageId: string;
+  /** Conversation it belongs to. */
+  conversationId: string;
+  /** The encoded request, resent as is. */
+  request: Uint8Array;
+  /** When it was queued (ms since the epoch). */
+  createdAt: number;
+  /** How many times sending was attempted. */
+  attempts: number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
+const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
+const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
+
+/** Absolute paths of the states open in this process. */
+const OPEN_STATES = new Set<string>();
+
+/**
+ * An open client state. Create with {@link ClientStore.open}; always {@link close} it (or
+ * `await using`). Holds keys, so it redacts itself when inspected or serialised.
+ */
+export class ClientStore {
+  readonly #path: string;
+  readonly #abs: string;
+  readonly #header: Uint8Array;
+  readonly #db: DatabaseSync;
+  readonly #keys: ClientKeys;
+  readonly #lock: StateLock;
+  readonly #created: boolean;
+  readonly #stmts = new Map<string, StatementSync>();
+  #meta: MetaFields;
+  #depth = 0;
+  #closed = false;
+  readonly #onUnload = () => this.#closeSync();
+
+  private constructor(
+    init: {
+      path: string;
+      abs: string;
+      header: Uint8Array;
+      db: DatabaseSync;
+      keys: ClientKeys;
+      lock: StateLock;
+      meta: MetaFields;
+      created: boolean;
+    },
+  ) {
+    this.#path = init.path;
+    this.#abs = init.abs;
+    this.#header = init.header;
+    this.#db = init.db;
+    this.#keys = init.keys;
+    this.#lock = init.lock;
+    this.#meta = init.meta;
+    this.#created = init.created;
+    globalThis.addEventListener("unload", this.#onUnload);
+  }
+
+  /**
+   * Open the state at `statePath`, creating it when asked and missing.
+   *
+   * @throws {UsageError} "No local state at <path>: register or log in first" when missing
+   *   and `create` is not set; "State <path> is in use by another qpq process (pid N)" when
+   *   locked; "State <path> is already open in this process"
+   * @throws {StorageError} {@link STATE_OPEN_FAILED_MESSAGE} for a wrong password or a
+   *   damaged header, meta record or database; no file is modified then
+   */
+  static async open(
+    statePath: string,
+    password: string | Uint8Array,
+    options: ClientStoreOpenOptions = {},
+  ): Promise<ClientStore> {
+    const abs = resolve(statePath);
+    if (OPEN_STATES.has(abs)) {
+      throw new UsageError(`State ${statePath} is already open in this process`);
+    }
+    if (!exists(abs)) {
+      if (options.create !== true) throw noState(statePath);
+      if (options.initialMeta === undefined) {
+        throw new UsageError("Cannot create state: initial meta is required");
+      }
+      checkMeta(options.initialMeta);
+      if (options.kdf !== undefined) checkKdf(options.kdf);
+      try {
+        Deno.mkdirSync(dirname(abs), { recursive: true, mode: 0o700 });
+      } catch (e) {
+        throw new StorageError(
+          `Cannot create state ${statePath}: the directory cannot be created`,
+          {
+            cause: e,
+          },
+        );
+      }
+    }
+    OPEN_STATES.add(abs);
+    let lock: StateLock | undefined;
+    try {
+      lock = StateLock.acquire(abs, statePath);
+      if (exists(abs)) {
+        return await ClientStore.#openExisting(statePath, abs, password, lock, options);
+      }
+      if (options.create !== true || options.initialMeta === undefined) throw noState(statePath);
+      return await ClientStore.#create(statePath, abs, password, lock, {
+        ...options,
+        initialMeta: options.initialMeta,
+      });
+    } catch (e) {
+      lock?.release();
+      OPEN_STATES.delete(abs);
+      throw e;
+    }
+  }
+
+  static async #openExisting(
+    path: string,
+    abs: string,
+    password: string | Uint8Array,
+    lock: StateLock,
+    options: ClientStoreOpenOptions,
+  ): Promise<ClientStore> {
+    let file: Uint8Array;
+    try {
+      file = Deno.readFileSync(abs);
+    } catch (e) {
+      throw new StorageError(`Cannot read state ${path}`, { cause: e });
+    }
+    let keys: ClientKeys | undefined;
+    let db: DatabaseSync | undefined;
+    try {
+      const { header, sealedMeta } = parseStateFile(file);
+      let kdf: Argon2idParams;
+      try {
+        kdf = parseArgon2idParams(header.kdf);
+      } catch (e) {
+        throw new DamagedStateError("bad KDF parameters", { cause: e });
+      }
+      options.onProgress?.(DERIVING_KEY_MESSAGE);
+      keys = await ClientKeys.derive(password, header.salt, kdf);
+      if (!ClientKeys.checkMatches(header.check, keys.stateCheck())) {
+        throw new DamagedStateError("key check differs");
+      }
+      let plain: Uint8Array;
+      try {
+        plain = keys.openMeta(header.bytes, sealedMeta);
+      } catch (e) {
+        throw new DamagedStateError("meta record does not open", { cause: e });
+      }
+      let meta: MetaFields;
+      try {
+        meta = decodeMeta(plain);
+      } finally {
+        zeroize(plain);
+      }
+      const dbPath = clientStatePaths(abs).db;
+      if (!exists(dbPath)) {
+        zeroMeta(meta);
+        throw new StorageError(`Cannot open state: ${path}.db is missing`);
+      }
+      db = openClientDb(dbPath, keys);
+      removeStrayTempFiles(abs);
+      return new ClientStore({
+        path,
+        abs,
+        header: header.bytes.slice(),
+        db,
+        keys,
+        lock,
+        meta,
+        created: false,
+      });
+    } catch (e) {
+      try {
+        db?.close();
+      } catch { /* already failing */ }
+      keys?.destroy();
+      if (e instanceof DamagedStateError || e instanceof CryptoError) {
+        throw new StorageError(STATE_OPEN_FAILED_MESSAGE, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  static async #create(
+    path: string,
+    abs: string,
+    password: string | Uint8Array,
+    lock: StateLock,
+    options: ClientStoreOpenOptions & { initialMeta: ClientMetaInit },
+  ): Promise<ClientStore> {
+    const kdf = options.kdf ?? DEFAULT_ARGON2ID_PARAMS;
+    const salt = crypto.getRandomValues(new Uint8Array(STATE_SALT_BYTES));
+    options.onProgress?.(DERIVING_KEY_MESSAGE);
+    const keys = await ClientKeys.derive(password, salt, kdf);
+    const meta = copyMeta(options.initialMeta);
+    let db: DatabaseSync | undefined;
+    try {
+      const paths = clientStatePaths(abs);
+      moveOrphanDbAside(paths, options.onProgress);
+      removeStrayTempFiles(abs);
+      const tmpDb = tempPathFor(paths.db);
+      try {
+        createClientDb(tmpDb, keys);
+        Deno.renameSync(tmpDb, paths.db);
+      } catch (e) {
+        for (const p of [tmpDb, `${tmpDb}-wal`, `${tmpDb}-shm`]) {
+          try {
+            Deno.removeSync(p);
+          } catch { /* not created */ }
+        }
+        throw e;
+      }
+      syncDirectory(dirname(abs));
+      const header = encodeStateHeader(kdf, salt, keys.stateCheck());
+      writeFileAtomicSync(abs, sealedStateFile(keys, header, meta));
+      db = openClientDb(paths.db, keys);
+      return new ClientStore({ path, abs, header, db, keys, lock, meta, created: true });
+    } catch (e) {
+      try {
+        db?.close();
+      } catch { /* already failing */ }
+      keys.destroy();
+      zeroMeta(meta);
+      if (e instanceof QpqError) throw e;
+      throw new StorageError(`Cannot create state ${path}`, { cause: e });
+    }
+  }
+
+  /** The state path as given to {@link open}. */
+  get statePath(): string {
+    return this.#path;
+  }
+
+  /** True when {@link open} created this state (false when it already existed). */
+  get created(): boolean {
+    return this.#created;
+  }
+
+  /** True after {@link close}. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * A copy of the meta record. Byte fields are fresh copies the caller may zero; the object
+   * redacts `identitySeed` and `sessionToken` when inspected or JSON-serialised.
+   */
+  get meta(): ClientMeta {
+    this.#alive();
+    return redactedMeta(this.#meta);
+  }
+
+  /**
+   * Change the meta record and rewrite the state file atomically (temp file, fsync, rename,
+   * directory fsync). Not part of {@link transaction}.
+   *
+   * @throws {UsageError} on invalid values
+   * @throws {StorageError} when the file cannot be written (the old one is kept)
+   */
+  updateMeta(patch: ClientMetaPatch): void {
+    this.#alive();
+    const next: MetaFields = copyMeta(this.#meta);
+    if (patch.username !== undefined) next.username = patch.username;
+    if (patch.server !== undefined) next.server = patch.server;
+    if (patch.identitySeed !== undefined) {
+      zeroize(next.identitySeed);
+      next.identitySeed = copyBytes(patch.identitySeed);
+    }
+    if (patch.identityPublic !== undefined) next.identityPublic = copyBytes(patch.identityPublic);
+    if ("sessionToken" in patch) {
+      zeroize(next.sessionToken);
+      delete next.sessionToken;
+      if (patch.sessionToken !== undefined) next.sessionToken = copyBytes(patch.sessionToken);
+    }
+    if ("sessionExpiresAt" in patch) {
+      delete next.sessionExpiresAt;
+      if (patch.sessionExpiresAt !== undefined) next.sessionExpiresAt = patch.sessionExpiresAt;
+    }
+    if ("deviceId" in patch) {
+      delete next.deviceId;
+      if (patch.deviceId !== undefined) next.deviceId = patch.deviceId;
+    }
+    try {
+      checkMeta(next);
+      writeFileAtomicSync(this.#abs, sealedStateFile(this.#keys, this.#header, next));
+    } catch (e) {
+      zeroMeta(next);
+      if (e instanceof QpqError) throw e;
+      throw new StorageError(`Cannot write state ${this.#path}`, { cause: e });
+    }
+    zeroMeta(this.#meta);
+    this.#meta = next;
+  }
+
+  /**
+   * Run `fn` as one database transaction: everything it writes is committed together when it
+   * returns, and nothing is kept when it throws (the error is rethrown). Calls may nest
+   * (savepoints). `fn` must be synchronous; a returned promise is refused and rolled back.
+   */
+  transaction<T>(fn: () => T): T {
+    this.#alive();
+    const sp = this.#depth === 0 ? undefined : `qpq_sp_${this.#depth}`;
+    this.#exec(sp === undefined ? "BEGIN IMMEDIATE" : `SAVEPOINT ${sp}`);
+    this.#depth++;
+    let out: T;
+    try {
+      out = fn();
+      if (out instanceof Promise) {
+        out.catch(() => {});
+        throw new UsageError("Transaction callbacks must be synchronous");
+      }
+    } catch (e) {
+      this.#depth--;
+      try {
+        if (sp === undefined) this.#db.exec("ROLLBACK");
+        else this.#db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
+      } catch { /* the transaction is gone already */ }
+      throw e;
+    }
+    this.#depth--;
+    try {
+      this.#db.exec(sp === undefined ? "COMMIT" : `RELEASE ${sp}`);
+    } catch (e) {
+      try {
+        if (sp === undefined && this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      } catch { /* already failing */ }
+      throw wrap(e);
+    }
+    return out;
+  }
+
+  // ---- kv ----
+
+  /** The value stored under `key`, or undefined. */
+  getKv(key: string): Uint8Array | undefined {
+    const kb = kvKey(key);
+    return this.#read(() => {
+      const h = this.#keys.lookup("kv", kb);
+      const row = this.#get("SELECT sealed_value FROM kv WHERE k_h = ?", h);
+      return row === undefined ? undefined : this.#open("kv", row.sealed_value, h);
+    });
+  }
+
+  /** Store `value` under `key`, replacing any previous value. */
+  putKv(key: string, value: Uint8Array): void {
+    const kb = kvKey(key);
+    if (!(value instanceof Uint8Array)) throw new UsageError("Invalid kv value: expected bytes");
+    this.#write(() => {
+      const h = this.#keys.lookup("kv", kb);
+      this.#run(
+        "INSERT INTO kv (k_h, sealed_key, sealed_value) VALUES (?, ?, ?) " +
+          "ON CONFLICT (k_h) DO UPDATE SET sealed_key = excluded.sealed_key, " +
+          "sealed_value = excluded.sealed_value",
+        h,
+        this.#keys.seal("kv-key", kb, h),
+        this.#keys.seal("kv", value, h),
+      );
+    });
+  }
+
+  /** Delete `key`; true when it existed. */
+  deleteKv(key: string): boolean {
+    const kb = kvKey(key);
+    return this.#write(() =>
+      this.#run("DELETE FROM kv WHERE k_h = ?", this.#keys.lookup("kv", kb)) > 0
+    );
+  }
+
+  /** Every key starting with `prefix`, sorted. Decrypts every stored key (O(n)). */
+  listKv(prefix = ""): string[] {
+    return this.#read(() => {
+      const out: string[] = [];
+      for (const r of this.#all("SELECT k_h, sealed_key FROM kv")) {
+        const k = fromUtf8(this.#open("kv-key", r.sealed_key, r.k_h as Uint8Array));
+        if (k.startsWith(prefix)) out.push(k);
+      }
+      return out.sort();
+    });
+  }
+
+  // ---- conversations ----
+
+  /**
+   * Insert or replace the conversation with `c.id`.
+   *
+   * @throws {UsageError} (code "conflict") when another conversation already has `c.name`
+   */
+  upsertConversation(c: Conversation): void {
+    checkConversation(c);
+    this.#write(() => {
+      const idH = this.#keys.lookup("conversation", utf8(c.id));
+      const nameH = this.#keys.lookup("conversation-name", utf8(c.name));
+      const other = this.#get("SELECT id_h FROM conversations WHERE name_h = ?", nameH);
+      if (other !== undefined && !bytesEqual(other.id_h as Uint8Array, idH)) {
+        throw new UsageError(`Conversation name ${c.name} is already used`, { code: "conflict" });
+      }
+      this.#run(
+        "INSERT INTO conversations (id_h, name_h, data) VALUES (?, ?, ?) " +
+          "ON CONFLICT (id_h) DO UPDATE SET name_h = excluded.name_h, data = excluded.data",
+        idH,
+        nameH,
+        this.#keys.seal("conversation", encodeConversation(c), idH),
+      );
+    });
+  }
+
+  /** The conversation with this id, or undefined. */
+  getConversation(id: string): Conversation | undefined {
+    return this.#read(() => {
+      const idH = this.#keys.lookup("conversation", utf8(id));
+      const r = this.#get("SELECT data FROM conversations WHERE id_h = ?", idH);
+      return r === undefined ? undefined : this.#conversation(r.data, idH);
+    });
+  }
+
+  /** The conversation with this display name, or undefined. */
+  findConversationByName(name: string): Conversation | undefined {
+    return this.#read(() => {
+      const nameH = this.#keys.lookup("conversation-name", utf8(name));
+      const r = this.#get("SELECT id_h, data FROM conversations WHERE name_h = ?", nameH);
+      return r === undefined ? undefined : this.#conversation(r.data, r.id_h as Uint8Array);
+    });
+  }
+
+  /** Every conversation, oldest first (by `createdAt`, then name). */
+  listConversations(): Conversation[] {
+    return this.#read(() =>
+      this.#all("SELECT id_h, data FROM conversations")
+        .map((r) => this.#conversation(r.data, r.id_h as Uint8Array))
+        .sort((a, b) =>
+          a.createdAt - b.createdAt || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+        )
+    );
+  }
+
+  // ---- messages ----
+
+  /**
+   * Store a message. Idempotent: returns false (and changes nothing) when `messageId` is
+   * already stored, so a redelivered message is never shown twice.
+   *
+   * @throws {UsageError} when the conversation does not exist or a field is invalid
+   */
+  addMessage(m: StoredMessage): boolean {
+    checkMessage(m);
+    return this.#write(() => {
+      const convH = this.#keys.lookup("conversation", utf8(m.conversationId));
+      if (this.#get("SELECT 1 AS x FROM conversations WHERE id_h = ?", convH) === undefined) {
+        throw new UsageError(`Unknown conversation ${m.conversationId}`, { code: "not_found" });
+      }
+      const idH = this.#keys.lookup("message", utf8(m.messageId));
+      return this.#run(
+        "INSERT INTO messages (id_h, conv_h, data) VALUES (?, ?, ?) ON CONFLICT (id_h) DO NOTHING",
+        idH,
+        convH,
+        this.#keys.seal("message", encodeMessage(m), idH, convH),
+      ) > 0;
+    });
+  }
+
+  /** True when a message with this id is stored. */
+  hasMessage(messageId: string): boolean {
+    return this.#read(() =>
+      this.#get(
+        "SELECT 1 AS x FROM messages WHERE id_h = ?",
+        this.#keys.lookup("message", utf8(messageId)),
+      ) !== undefined
+    );
+  }
+
+  /**
+   * The newest `count` messages of a conversation, oldest first. Order is the order in which
+   * this client stored them (its local timeline), not the senders' clocks.
+   */
+  history(conversationId: string, count: number): StoredMessage[] {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new UsageError("Invalid history count: expected a non-negative integer");
+    }
+    return this.#read(() => {
+      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      return this.#all(
+        "SELECT id_h, data FROM messages WHERE conv_h = ? ORDER BY seq DESC LIMIT ?",
+        convH,
+        count,
+      ).reverse().map((r) => this.#message(r.data, r.id_h as Uint8Array, convH));
+    });
+  }
+
+  /** Set the delivery status of a stored message; false when no such message. */
+  setMessageStatus(messageId: string, status: MessageStatus): boolean {
+    if (!STATUSES.includes(status)) throw new UsageError("Invalid message status");
+    return this.#write(() => {
+      const idH = this.#keys.lookup("message", utf8(messageId));
+      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
+      if (r === undefined) return false;
+      const convH = r.conv_h as Uint8Array;
+      const m = this.#message(r.data, idH, convH);
+      m.status = status;
+      this.#run(
+        "UPDATE messages SET data = ? WHERE id_h = ?",
+        this.#keys.seal("message", encodeMessage(m), idH, convH),
+        idH,
+      );
+      return true;
+    });
+  }
+
+  // ---- outbox ----
+
+  /** Queue a request for sending; false when `messageId` is already queued. */
+  addOutbox(e: OutboxEntry): boolean {
+    checkOutbox(e);
+    return this.#write(() => {
+      const idH = this.#keys.lookup("outbox", utf8(e.messageId));
+      return this.#run(
+        "INSERT INTO outbox (id_h, data) VALUES (?, ?) ON CONFLICT (id_h) DO NOTHING",
+        idH,
+        this.#keys.seal("outbox", encodeOutbox(e), idH),
+      ) > 0;
+    });
+  }
+
+  /** Every queued request, oldest first. */
+  listOutbox(): OutboxEntry[] {
+    return this.#read(() =>
+      this.#all("SELECT id_h, data FROM outbox ORDER BY seq").map((r) =>
+        this.#outbox(r.data, r.id_h as Uint8Array)
+      )
+    );
+  }
+
+  /** Remove a request (the server acknowledged it); false when it was not queued. */
+  removeOutbox(messageId: string): boolean {
+    return this.#write(() =>
+      this.#run("DELETE FROM outbox WHERE id_h = ?", this.#keys.lookup("outbox", utf8(messageId))) >
+        0
+    );
+  }
+
+  /** Count one more send attempt; returns the new count, or undefined when not queued. */
+  bumpOutbox(messageId: string): number | undefined {
+    return this.#write(() => {
+      const idH = this.#keys.lookup("outbox", utf8(messageId));
+      const r = this.#get("SELECT data FROM outbox WHERE id_h = ?", idH);
+      if (r === undefined) return undefined;
+      const e = this.#outbox(r.data, idH);
+      e.attempts++;
+      this.#run(
+        "UPDATE outbox SET data = ? WHERE id_h = ?",
+        this.#keys.seal("outbox", encodeOutbox(e), idH),
+        idH,
+      );
+      return e.attempts;
+    });
+  }
+
+  // ---- lifecycle ----
+
+  /** Close the database, zero the keys and secrets, release the lock. Idempotent. */
+  close(): Promise<void> {
+    if (this.#depth > 0) {
+      return Promise.reject(new UsageError("Cannot close state inside a transaction"));
+    }
+    this.#closeSync();
+    return Promise.resolve();
+  }
+
+  /** `await using store = await ClientStore.open(…)` closes it at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Redacted JSON form (no keys, no meta). */
+  toJSON(): { statePath: string; closed: boolean } {
+    return { statePath: this.#path, closed: this.#closed };
+  }
+
+  [Symbol.for("Deno.customInspect")](): string {
+    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.#closed} }`;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.#closed} }`;
+  }
+
+  // ---- plumbing ----
+
+  #closeSync(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    globalThis.removeEventListener("unload", this.#onUnload);
+    this.#stmts.clear();
+    try {
+      this.#db.close();
+    } catch { /* closing anyway */ }
+    this.#keys.destroy();
+    zeroMeta(this.#meta);
+    this.#lock.release();
+    OPEN_STATES.delete(this.#abs);
+  }
+
+  #alive(): void {
+    if (this.#closed) throw new UsageError("Local state is closed");
+  }
+
+  #exec(sql: string): void {
+    try {
+      this.#db.exec(sql);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  #read<T>(fn: () => T): T {
+    this.#alive();
+    try {
+      return fn();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  #write<T>(fn: () => T): T {
+    this.#alive();
+    try {
+      return this.transaction(fn);
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  #q(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
+    return this.#q(sql).get(...args) as Row | undefined;
+  }
+
+  #all(sql: string, ...args: SQLInputValue[]): Row[] {
+    return this.#q(sql).all(...args) as Row[];
+  }
+
+  #run(sql: string, ...args: SQLInputValue[]): number {
+    return Number(this.#q(sql).run(...args).changes);
+  }
+
+  #open(label: ClientLabel, sealed: unknown, ...rowKey: Uint8Array[]): Uint8Array {
+    if (!(sealed instanceof Uint8Array)) throw damagedRecord();
+    try {
+      return this.#keys.open(label, sealed, ...rowKey);
+    } catch (e) {
+      throw damagedRecord(e);
+    }
+  }
+
+  #json(
+    label: ClientLabel,
+    sealed: unknown,
+    ...rowKey: Uint8Array[]
+  ): Record<string, unknown> {
+    const plain = this.#open(label, sealed, ...rowKey);
+    try {
+      const v: unknown = JSON.parse(fromUtf8(plain));
+      if (typeof v !== "object" || v === null) throw damagedRecord();
+      return v as Record<string, unknown>;
+    } catch (e) {
+      throw e instanceof StorageError ? e : damagedRecord(e);
+    } finally {
+      zeroize(plain);
+    }
+  }
+
+  #conversation(sealed: unknown, idH: Uint8Array): Conversation {
+    const v = this.#json("conversation", sealed, idH);
+    const c: Conversation = {
+      id: str(v.id),
+      kind: oneOf(v.kind, KINDS),
+      name: str(v.name),
+      createdAt: num(v.createdAt),
+    };
+    if (v.peer !== undefined) c.peer = str(v.peer);
+    if (v.channelId !== undefined) c.channelId = str(v.channelId);
+    if (v.groupId !== undefined) c.groupId = fromBase64(str(v.groupId));
+    return c;
+  }
+
+  #message(sealed: unknown, idH: Uint8Array, convH: Uint8Array): StoredMessage {
+    const v = this.#json("message", sealed, idH, convH);
+    const m: StoredMessage = {
+      conversationId: str(v.conversationId),
+      messageId: str(v.messageId),
+      sender: str(v.sender),
+      body: str(v.body),
+      sentAt: num(v.sentAt),
+      receivedAt: num(v.receivedAt),
+      direction: oneOf(v.direction, DIRECTIONS),
+    };
+    if (v.status !== undefined) m.status = oneOf(v.status, STATUSES);
+    return m;
+  }
+
+  #outbox(sealed: unknown, idH: Uint8Array): OutboxEntry {
+    const v = this.#json("outbox", sealed, idH);
+    return {
+      messageId: str(v.messageId),
+      conversationId: str(v.conversationId),
+      request: fromBase64(str(v.request)),
+      createdAt: num(v.createdAt),
+      attempts: num(v.attempts),
+    };
+  }
+}
+
+// ---- helpers ----
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new StorageError("Cannot access local state", { cause: e });
+  }
+}
+
+function noState(path: string): UsageError {
+  return new UsageError(`No local state at ${path}: register or log in first`);
+}
+
+function damagedRecord(cause?: unknown): StorageError {
+  return new StorageError(
+    "Local state is damaged: a stored record cannot be decrypted",
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function wrap(e: unknown): QpqError {
+  if (e instanceof QpqError) return e;
+  return new StorageError("Local state storage failed", { cause: e });
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function checkKdf(kdf: Argon2idParams): void {
+  try {
+    parseArgon2idParams(kdf);
+  } catch (e) {
+    throw new UsageError("Invalid password KDF parameters", { cause: e });
+  }
+}
+
+function moveOrphanDbAside(paths: ClientStatePaths, onProgress?: (m: string) => void): void {
+  if (!exists(paths.db)) return;
+  const suffix = `.orphan-${Date.now()}`;
+  for (const p of [paths.db, paths.wal, paths.shm]) {
+    if (exists(p)) Deno.renameSync(p, p.replace(/\.db(-wal|-shm)?$/, `.db${suffix}$1`));
+  }
+  onProgress?.(`Moved an undecryptable leftover database aside to ${paths.db}${suffix}`);
+}
+
+function sealedStateFile(keys: ClientKeys, header: Uint8Array, meta: MetaFields): Uint8Array {
+  const plain = encodeMeta(meta);
+  try {
+    return encodeStateFile(header, keys.sealMeta(header, plain));
+  } finally {
+    zeroize(plain);
+  }
+}
+
+function textOk(s: unknown, max: number, allowEmpty = false): s is string {
+  return typeof s === "string" && (allowEmpty || s.length > 0) && utf8(s).length <= max;
+}
+
+function checkId(what: string, s: unknown): void {
+  if (!textOk(s, MAX_CLIENT_ID_BYTES)) {
+    throw new UsageError(
+      `Invalid ${what}: expected 1 to ${MAX_CLIENT_ID_BYTES} bytes of text`,
+    );
+  }
+}
+
+function kvKey(key: string): Uint8Array {
+  if (!textOk(key, MAX_CLIENT_KV_KEY_BYTES)) {
+    throw new UsageError(`Invalid kv key: expected 1 to ${MAX_CLIENT_KV_KEY_BYTES} bytes of text`);
+  }
+  return utf8(key);
+}
+
+function checkTime(what: string, t: unknown): void {
+  if (typeof t !== "number" || !Number.isFinite(t)) {
+    throw new UsageError(`Invalid ${what}: expected a finite number`);
+  }
+}
+
+function checkMeta(m: ClientMetaInit | MetaFields): void {
+  checkId("username", m.username);
+  if (!textOk(m.server, MAX_CLIENT_ID_BYTES, true)) throw new UsageError("Invalid server address");
+  if (!(m.identitySeed instanceof Uint8Array) || m.identitySeed.length !== ED25519_SEED_BYTES) {
+    throw new UsageError(`Invalid identity seed: expected ${ED25519_SEED_BYTES} bytes`);
+  }
+  if (
+    !(m.identityPublic instanceof Uint8Array) ||
+    m.identityPublic.length !== ED25519_PUBLIC_KEY_BYTES
+  ) {
+    throw new UsageError(`Invalid identity public key: expected ${ED25519_PUBLIC_KEY_BYTES} bytes`);
+  }
+  if (m.sessionToken !== undefined && !(m.sessionToken instanceof Uint8Array)) {
+    throw new UsageError("Invalid session token: expected bytes");
+  }
+  if (m.sessionExpiresAt !== undefined) checkTime("session expiry", m.sessionExpiresAt);
+  if (m.deviceId !== undefined) checkId("device id", m.deviceId);
+}
+
+function copyMeta(m: ClientMetaInit | MetaFields): MetaFields {
+  const out: MetaFields = {
+    username: m.username,
+    server: m.server,
+    identitySeed: copyBytes(m.identitySeed),
+    identityPublic: copyBytes(m.identityPublic),
+  };
+  if (m.sessionToken !== undefined) out.sessionToken = copyBytes(m.sessionToken);
+  if (m.sessionExpiresAt !== undefined) out.sessionExpiresAt = m.sessionExpiresAt;
+  if (m.deviceId !== undefined) out.deviceId = m.deviceId;
+  return out;
+}
+
+/** Copy bytes; a non-byte value is passed through for checkMeta to refuse. */
+function copyBytes(b: Uint8Array): Uint8Array {
+  return b instanceof Uint8Array ? b.slice() : b;
+}
+
+function zeroMeta(m: MetaFields): void {
+  zeroize(m.identitySeed, m.sessionToken);
+}
+
+function metaView(this: ClientMeta): Record<string, unknown> {
+  const v: Record<string, unknown> = {
+    version: this.version,
+    username: this.username,
+    server: this.server,
+    identityPublic: toHex(this.identityPublic),
+    identitySeed: "[redacted]",
+  };
+  if (this.sessionToken !== undefined) v.sessionToken = "[redacted]";
+  if (this.sessionExpiresAt !== undefined) v.sessionExpiresAt = this.sessionExpiresAt;
+  if (this.deviceId !== undefined) v.deviceId = this.deviceId;
+  return v;
+}
+
+function metaInspect(this: ClientMeta): string {
+  const v = metaView.call(this);
+  const body = Object.entries(v).map(([k, x]) =>
+    `${k}: ${typeof x === "string" && !x.startsWith("[") ? JSON.stringify(x) : String(x)}`
+  );
+  return `ClientMeta { ${body.join(", ")} }`;
+}
+
+/** Prototype of every meta object handed out: redacts secrets when shown or serialised. */
+const META_PROTO = Object.freeze({
+  toJSON: metaView,
+  [Symbol.for("Deno.customInspect")]: metaInspect,
+  [Symbol.for("nodejs.util.inspect.custom")]: metaInspect,
+});
+
+function redactedMeta(m: MetaFields): ClientMeta {
+  const c = copyMeta(m);
+  return Object.freeze(
+    Object.assign(Object.create(META_PROTO) as object, { version: 1 }, c),
+  ) as ClientMeta;
+}
+
+function checkConversation(c: Conversation): void {
+  checkId("conversation id", c.id);
+  if (!KINDS.includes(c.kind)) throw new UsageError("Invalid conversation kind");
+  checkId("conversation name", c.name);
+  if (c.peer !== undefined) checkId("peer", c.peer);
+  if (c.channelId !== undefined) checkId("channel id", c.channelId);
+  if (c.groupId !== undefined && !(c.groupId instanceof Uint8Array)) {
+    throw new UsageError("Invalid group id: expected bytes");
+  }
+  checkTime("creation time", c.createdAt);
+}
+
+function checkMessage(m: StoredMessage): void {
+  checkId("conversation id", m.conversationId);
+  checkId("message id", m.messageId);
+  checkId("sender", m.sender);
+  if (typeof m.body !== "string") throw new UsageError("Invalid message body: expected text");
+  checkTime("send time", m.sentAt);
+  checkTime("receive time", m.receivedAt);
+  if (!DIRECTIONS.includes(m.direction)) throw new UsageError("Invalid message direction");
+  if (m.status !== undefined && !STATUSES.includes(m.status)) {
+    throw new UsageError("Invalid message status");
+  }
+}
+
+function checkOutbox(e: OutboxEntry): void {
+  checkId("message id", e.messageId);
+  checkId("conversation id", e.conversationId);
+  if (!(e.request instanceof Uint8Array)) throw new UsageError("Invalid request: expected bytes");
+  checkTime("creation time", e.createdAt);
+  if (!Number.isSafeInteger(e.attempts) || e.attempts < 0) {
+    throw new UsageError("Invalid attempt count");
+  }
+}
+
+function encodeConversation(c: Conversation): Uint8Array {
+  return utf8(JSON.stringify({
+    id: c.id,
+    kind: c.kind,
+    name: c.name,
+    peer: c.peer,
+    channelId: c.channelId,
+    groupId: c.groupId === undefined ? undefined : toBase64(c.groupId),
+    createdAt: c.createdAt,
+  }));
+}
+
+function encodeMessage(m: StoredMessage): Uint8Array {
+  return utf8(JSON.stringify({
+    conversationId: m.conversationId,
+    messageId: m.messageId,
+    sender: m.sender,
+    body: m.body,
+    sentAt: m.sentAt,
+    receivedAt: m.receivedAt,
+    direction: m.direction,
+    status: m.status,
+  }));
+}
+
+function encodeOutbox(e: OutboxEntry): Uint8Array {
+  return utf8(JSON.stringify({
+    messageId: e.messageId,
+    conversationId: e.conversationId,
+    request: toBase64(e.request),
+    createdAt: e.createdAt,
+    attempts: e.attempts,
+  }));
+}
+
+function str(v: unknown): string {
+  if (typeof v !== "string") throw damagedRecord();
+  return v;
+}
+
+function num(v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v)) throw damagedRecord();
+  return v;
+}
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) throw damagedRecord();
+  return v as T;
+}
