@@ -379,23 +379,28 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+/** A child process that opens the state at `path`, prints "ready", then runs `then`. */
+function spawnHolder(path: string, then: string): Deno.ChildProcess {
+  const mod = new URL("../src/store/client_store.ts", import.meta.url).href;
+  const code = `
+    import { ClientStore } from ${JSON.stringify(mod)};
+    const s = await ClientStore.open(${JSON.stringify(path)}, ${JSON.stringify(PASSWORD)});
+    console.log("ready");
+    ${then}`;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "inherit",
+    stdin: "null",
+  }).spawn();
+}
+
 Deno.test("ClientStore.open refuses a state locked by a live process and takes over after it dies", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
-    const mod = new URL("../src/store/client_store.ts", import.meta.url).href;
-    const code = `
-      import { ClientStore } from ${JSON.stringify(mod)};
-      await ClientStore.open(${JSON.stringify(path)}, ${JSON.stringify(PASSWORD)});
-      console.log("ready");
-      setInterval(() => {}, 1000);`;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code],
-      cwd: new URL("..", import.meta.url).pathname,
-      stdout: "piped",
-      stderr: "inherit",
-      stdin: "null",
-    }).spawn();
+    const child = spawnHolder(path, "setInterval(() => {}, 1000);");
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     try {
       let out = "";
@@ -420,6 +425,20 @@ Deno.test("ClientStore.open refuses a state locked by a live process and takes o
       await reader.cancel();
       await child.status;
     }
+  });
+});
+
+Deno.test("ClientStore closes itself and removes its lock when the process exits without close", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.bin`;
+    await (await create(path)).close();
+    const child = spawnHolder(path, `s.putKv("k", new Uint8Array([7])); Deno.exit(0);`);
+    const out = await new Response(child.stdout).text();
+    assertEquals((await child.status).code, 0, out);
+    assertEquals(names(dir), ["s.bin", "s.bin.db"]);
+    const s = await ClientStore.open(path, PASSWORD);
+    assertEquals(s.getKv("k"), new Uint8Array([7]));
+    await s.close();
   });
 });
 

@@ -1,0 +1,174 @@
+/**
+ * Client store costs, each group with its baseline:
+ * - unlock: hash-wasm Argon2id at the OWASP minimum (m = 19 MiB, t = 2, p = 1) called
+ *   directly (baseline) beside `ClientStore.open` of an existing state with the default
+ *   parameters, and the first run (`create`: Argon2id + new database + state file);
+ * - one message: a raw node:sqlite INSERT in its own WAL + synchronous=FULL transaction
+ *   (baseline) beside `addMessage` (HMAC lookups, XChaCha20-Poly1305 seal, conversation
+ *   check, one transaction);
+ * - 100 messages in one transaction: the same without the per-commit fsync, so the
+ *   sealing overhead shows;
+ * - history of 50: a raw SELECT of the newest 50 rows (baseline) beside `history(c, 50)`.
+ *
+ * Run with `deno bench --allow-read --allow-write bench/client_store_bench.ts`.
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { argon2id } from "hash-wasm";
+import { randomBytes } from "../src/bytes.ts";
+import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../src/crypto/mod.ts";
+import { ClientStore, type ClientStoreOpenOptions } from "../src/store/mod.ts";
+
+const dir = Deno.makeTempDirSync({ prefix: "qpq-client-store-bench-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch { /* best effort */ }
+});
+
+const PASSWORD = "correct horse battery staple";
+const kp = IdentityKeyPair.generate();
+const createOptions: ClientStoreOpenOptions = {
+  create: true,
+  initialMeta: {
+    username: "alice",
+    server: "localhost:4433",
+    identitySeed: kp.exportPrivateKey(),
+    identityPublic: kp.publicKey,
+  },
+};
+const BODY = "x".repeat(100);
+
+// ---- unlock
+
+const salt = randomBytes(16);
+const unlockPath = `${dir}/unlock.bin`;
+await (await ClientStore.open(unlockPath, PASSWORD, createOptions)).close();
+let created = 0;
+
+Deno.bench({
+  name: "hash-wasm argon2id m=19MiB t=2 p=1",
+  group: "unlock",
+  baseline: true,
+  n: 10,
+  warmup: 1,
+  fn: async () => {
+    await argon2id({
+      password: PASSWORD,
+      salt,
+      memorySize: DEFAULT_ARGON2ID_PARAMS.memoryKiB,
+      iterations: DEFAULT_ARGON2ID_PARAMS.iterations,
+      parallelism: DEFAULT_ARGON2ID_PARAMS.parallelism,
+      hashLength: 32,
+      outputType: "binary",
+    });
+  },
+});
+Deno.bench({
+  name: "ClientStore.open (existing state, default params)",
+  group: "unlock",
+  n: 10,
+  warmup: 1,
+  fn: async () => {
+    await (await ClientStore.open(unlockPath, PASSWORD)).close();
+  },
+});
+Deno.bench({
+  name: "ClientStore.open create (first run, default params)",
+  group: "unlock",
+  n: 10,
+  warmup: 1,
+  fn: async () => {
+    await (await ClientStore.open(`${dir}/new-${created++}.bin`, PASSWORD, createOptions)).close();
+  },
+});
+
+// ---- messages
+
+function rawDb(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec(
+    "CREATE TABLE messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, conv TEXT, " +
+      "sender TEXT, body TEXT, sent_at INTEGER, received_at INTEGER, direction TEXT)",
+  );
+  db.exec("CREATE INDEX by_conv ON messages (conv, seq)");
+  return db;
+}
+
+const raw = rawDb(`${dir}/raw.db`);
+const rawInsert = raw.prepare(
+  "INSERT INTO messages (id, conv, sender, body, sent_at, received_at, direction) " +
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+);
+const rawHistory = raw.prepare(
+  "SELECT * FROM (SELECT * FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+);
+const store = await ClientStore.open(`${dir}/store.bin`, PASSWORD, {
+  ...createOptions,
+  kdf: { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 },
+});
+store.upsertConversation({ id: "c1", kind: "dm", name: "bob", peer: "bob", createdAt: 0 });
+let n = 0;
+
+function rawAdd(): void {
+  const id = `m${n++}`;
+  rawInsert.run(id, "c1", "bob", BODY, Date.now(), Date.now(), "in");
+}
+
+function storeAdd(): void {
+  store.addMessage({
+    conversationId: "c1",
+    messageId: `m${n++}`,
+    sender: "bob",
+    body: BODY,
+    sentAt: Date.now(),
+    receivedAt: Date.now(),
+    direction: "in",
+  });
+}
+
+Deno.bench({
+  name: "raw node:sqlite INSERT (own transaction)",
+  group: "one message",
+  baseline: true,
+  fn: rawAdd,
+});
+Deno.bench({ name: "ClientStore.addMessage", group: "one message", fn: storeAdd });
+
+Deno.bench({
+  name: "raw node:sqlite 100 INSERTs in one transaction",
+  group: "100 messages, one transaction",
+  baseline: true,
+  fn: () => {
+    raw.exec("BEGIN IMMEDIATE");
+    for (let i = 0; i < 100; i++) rawAdd();
+    raw.exec("COMMIT");
+  },
+});
+Deno.bench({
+  name: "ClientStore.transaction of 100 addMessage",
+  group: "100 messages, one transaction",
+  fn: () => {
+    store.transaction(() => {
+      for (let i = 0; i < 100; i++) storeAdd();
+    });
+  },
+});
+
+Deno.bench({
+  name: "raw node:sqlite SELECT newest 50",
+  group: "history 50",
+  baseline: true,
+  fn: () => {
+    if (rawHistory.all("c1", 50).length !== 50) throw new Error("short history");
+  },
+});
+Deno.bench({
+  name: "ClientStore.history(c, 50)",
+  group: "history 50",
+  fn: () => {
+    if (store.history("c1", 50).length !== 50) throw new Error("short history");
+  },
+});
