@@ -1,0 +1,215 @@
+/**
+ * Record the wire frames of a real session into tests/fixtures/frames/, the seed corpus of
+ * the fuzz harness (tests/fuzz_test.ts, scripts/fuzz.ts).
+ *
+ * A real server runs on loopback; alice and bob talk to it over real QUIC streams through
+ * the real RpcClient, with a tap on each stream that keeps the first frame of every kind
+ * in each direction. Contents are real: OPAQUE messages, MLS KeyPackages, a commit with its
+ * Welcome, an application message, session tokens.
+ *
+ * ```
+ * alice: ping health registerStart registerFinish loginStart loginFinish publishIdentityKey
+ *        uploadKeyPackages countKeyPackages fetchIdentityKey fetchKeyPackage createGroup
+ *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels members
+ * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
+ * ```
+ *
+ * Usage: `deno run --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write
+ * --allow-env --allow-sys=hostname scripts/record_frames.ts [outDir]`
+ *
+ * @module
+ */
+import {
+  clientLoginFinish,
+  clientLoginStart,
+  clientRegistrationFinish,
+  clientRegistrationStart,
+} from "../src/auth/mod.ts";
+import { IdentityKeyPair } from "../src/crypto/mod.ts";
+import {
+  addMembers,
+  createGroup,
+  createKeyPackage,
+  encryptMessage,
+  mergePendingCommit,
+} from "../src/mls/mod.ts";
+import { connectQuic, parseHostPort } from "../src/transport/quic.ts";
+import { FrameReader, openFrame, type Push, RpcClient } from "../src/wire/mod.ts";
+import { randomBytes, utf8 } from "../src/bytes.ts";
+import { startTestServer } from "../tests/_support/server.ts";
+
+/** Frames kept per file name (`request_<kind>`, `response_<kind>`, `push`). */
+type Recording = Map<string, Uint8Array>;
+
+function keep(rec: Recording, bytes: Uint8Array): void {
+  const f = openFrame(bytes).decode();
+  const name = f.type === "request"
+    ? `request_${f.request.kind}`
+    : f.type === "response"
+    ? `response_${f.response.kind}`
+    : "push";
+  if (!rec.has(name)) rec.set(name, bytes.slice());
+}
+
+/** Open a tapped RPC stream: every frame written or read is offered to `rec`. */
+async function tappedClient(addr: string, certPem: string, rec: Recording) {
+  const { port } = parseHostPort(addr);
+  const conn = await connectQuic({
+    hostname: "127.0.0.1",
+    port,
+    caCertPem: certPem,
+    serverName: "localhost",
+  });
+  const stream = await conn.createBidirectionalStream();
+  const [toRpc, toTap] = stream.readable.tee();
+  const tapIn = (async () => {
+    const r = new FrameReader(toTap);
+    for (let f = await r.next(); f !== null; f = await r.next()) keep(rec, f);
+  })().catch(() => {});
+  const out = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, c) {
+      keep(rec, chunk.subarray(4)); // FrameWriter writes one length-prefixed frame per chunk
+      c.enqueue(chunk);
+    },
+  });
+  const piped = out.readable.pipeTo(stream.writable).catch(() => {});
+  const pushes: Push[] = [];
+  const rpc = new RpcClient({ readable: toRpc, writable: out.writable }, {
+    onPush: (p) => pushes.push(p),
+  });
+  return {
+    rpc,
+    pushes,
+    async close() {
+      await rpc.close();
+      await piped;
+      await tapIn;
+      conn.close({ closeCode: 0, reason: "bye" });
+    },
+  };
+}
+
+type Tapped = Awaited<ReturnType<typeof tappedClient>>;
+
+async function registerAndLogin(c: Tapped, username: string, password: string) {
+  const identity = IdentityKeyPair.generate();
+  const reg = await clientRegistrationStart(password);
+  const started = await c.rpc.call(
+    { kind: "registerStart", username, request: reg.request, authToken: "devtoken" },
+    "registerStarted",
+  );
+  const fin = await clientRegistrationFinish(reg.state, password, started.data);
+  await c.rpc.call({
+    kind: "registerFinish",
+    username,
+    record: fin.record,
+    authToken: "devtoken",
+    identityKey: identity.publicKey,
+  }, "ok");
+  const login = await clientLoginStart(password);
+  const ls = await c.rpc.call(
+    { kind: "loginStart", username, request: login.request },
+    "loginStarted",
+  );
+  const lf = await clientLoginFinish(login.state, password, ls.response);
+  if (lf.kind !== "ok") throw lf.error;
+  const session = await c.rpc.call(
+    { kind: "loginFinish", username, finish: lf.finishRequest, loginId: ls.loginId },
+    "session",
+  );
+  const signer = { publicKey: identity.publicKey, privateKey: identity.exportPrivateKey() };
+  const kps = [];
+  for (let i = 0; i < 2; i++) {
+    kps.push(await createKeyPackage({ username, identity: signer, lifetimeSeconds: 89 * 86400 }));
+  }
+  const lastResort = await createKeyPackage({
+    username,
+    identity: signer,
+    lifetimeSeconds: 89 * 86400,
+    lastResort: true,
+  });
+  await c.rpc.call({
+    kind: "uploadKeyPackages",
+    packages: kps.map((k) => ({ data: k.publicPackage })),
+    lastResort: lastResort.publicPackage,
+  }, "keyPackageCount");
+  return { identity, signer, token: session.token, kps };
+}
+
+/** Run the session and return the recorded frames by name. */
+export async function recordSession(): Promise<Recording> {
+  const rec: Recording = new Map();
+  const srv = await startTestServer();
+  try {
+    const a = await tappedClient(srv.addr, srv.certPem, rec);
+    const b = await tappedClient(srv.addr, srv.certPem, rec);
+    await a.rpc.call({ kind: "ping", clientTimeMs: Date.now(), payload: utf8("hi") }, "pong");
+    await a.rpc.call({ kind: "health" }, "health");
+    const alice = await registerAndLogin(a, "alice", "correct horse alice");
+    const bob = await registerAndLogin(b, "bob", "correct horse bob");
+    await a.rpc.call({ kind: "publishIdentityKey", key: alice.identity.publicKey }, "ok");
+    await a.rpc.call({ kind: "countKeyPackages" }, "keyPackageCount");
+    await a.rpc.call({ kind: "fetchIdentityKey", username: "bob" }, "identityKey");
+    const bobKp = await a.rpc.call({ kind: "fetchKeyPackage", username: "bob" }, "keyPackage");
+    const channel = await a.rpc.call({ kind: "createGroup", name: "team" }, "channel");
+    const group = await createGroup({
+      groupId: channel.channelId,
+      username: "alice",
+      identity: alice.signer,
+    });
+    const staged = await addMembers(group, [bobKp.data]);
+    await a.rpc.call({
+      kind: "commit",
+      channelId: channel.channelId,
+      epoch: 0,
+      messageId: randomBytes(16),
+      payload: staged.outbound.commit,
+      add: ["bob"],
+      remove: [],
+      welcomes: [{ username: "bob", payload: staged.outbound.welcome! }],
+    }, "committed");
+    const merged = mergePendingCommit(staged.state);
+    const msg = await encryptMessage(merged.state, utf8(JSON.stringify({ t: "hello bob" })));
+    // bob subscribes before alice sends, so the application message also arrives as a push
+    await b.rpc.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+    await a.rpc.call({
+      kind: "enqueue",
+      channelId: channel.channelId,
+      messageId: randomBytes(16),
+      payload: msg.outbound,
+      messageKind: "application",
+      epoch: 1,
+      recipients: [],
+    }, "enqueued");
+    await a.rpc.call({ kind: "createDm", username: "bob" }, "channel");
+    await a.rpc.call({ kind: "listChannels" }, "channels");
+    await a.rpc.call({ kind: "members", channelId: channel.channelId }, "memberList");
+    for (let i = 0; i < 50 && b.pushes.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const page = await b.rpc.call({ kind: "fetch", afterSeq: 0, limit: 100 }, "messages");
+    const last = page.messages[page.messages.length - 1];
+    await b.rpc.call({ kind: "ack", uptoSeq: last?.seq ?? 0 }, "ok");
+    await b.rpc.call({ kind: "resume", token: bob.token }, "session");
+    // an error response: members of a channel id that does not exist
+    await b.rpc.call({ kind: "members", channelId: randomBytes(16) }, "memberList").catch(() => {});
+    await b.rpc.call({ kind: "logout" }, "ok");
+    await a.close();
+    await b.close();
+    return rec;
+  } finally {
+    await srv.close();
+  }
+}
+
+if (import.meta.main) {
+  const out = Deno.args[0] ?? new URL("../tests/fixtures/frames/", import.meta.url).pathname;
+  await Deno.mkdir(out, { recursive: true });
+  const rec = await recordSession();
+  let total = 0;
+  for (const [name, bytes] of [...rec].sort(([x], [y]) => x.localeCompare(y))) {
+    await Deno.writeFile(`${out}/${name}.bin`, bytes);
+    total += bytes.length;
+  }
+  console.log(`${rec.size} frames, ${total} bytes -> ${out}`);
+}
