@@ -49,6 +49,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   chat: { summary: "chat interactively in one conversation", load: () => import("./chat.ts") },
   repl: { summary: "the interactive messenger", load: () => import("./repl.ts") },
+  "bench-load": {
+    summary: "load test: simulated clients, throughput, latency, loss",
+    load: () => import("./bench_load.ts"),
+  },
   "demo-group": {
     summary: "two identities form a group and talk (against --server)",
     load: () => import("./demo_group.ts"),

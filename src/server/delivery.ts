@@ -16,7 +16,7 @@
 import type { ChannelInfo as StoreChannel, QueuedMessage, ServerStore } from "../store/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
-import { fromHex } from "../bytes.ts";
+import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
 import { MAX_FETCH_PAGE } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { requireUser } from "./accounts.ts";
@@ -171,8 +171,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           throw new ValidationError("A Welcome must be for a member or a member being added");
         }
       }
-      const distinct = [...new Set(welcomes.values())];
-      if (distinct.length > 1) {
+      const all = [...welcomes.values()];
+      const welcome = all[0];
+      if (welcome && all.some((w) => !bytesEqual(w, welcome))) {
         throw new ValidationError("All Welcomes of one commit must be the same MLS Welcome");
       }
       const welcomeFor = [...welcomes.keys()];
@@ -189,7 +190,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           epoch: req.epoch,
           payload: req.payload,
           welcomeFor,
-          welcome: distinct[0] ?? new Uint8Array(0),
+          welcome: welcome ?? new Uint8Array(0),
         }),
         recipients,
         rosterAdd: add.filter((u) => !members.includes(u)),

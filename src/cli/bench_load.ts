@@ -1,0 +1,136 @@
+/**
+ * `qpq bench-load`: the load tool.
+ *
+ * @module
+ */
+import { env, eprintln, parseCommand, println } from "./_args.ts";
+import { readCaCert } from "../client/connection.ts";
+import { formatReport, runLoad } from "../loadtest/runner.ts";
+import { UsageError } from "../errors.ts";
+import type { MlsSuiteName } from "../mls/mod.ts";
+
+/** Usage text. */
+export const USAGE =
+  `Usage: qpq bench-load [--server HOST:PORT --ca-cert FILE] [--clients N] [--group-size G]
+                      [--messages M] [--rate R] [--decrypt none|sample|all] [--suite xwing|x25519]
+
+Run N simulated clients (each a real QUIC connection with a real OPAQUE login and real
+MLS groups of G members) sending M messages each, and report delivered messages/s,
+send-to-receive latency percentiles, errors, and — checked by message id — lost and
+duplicated messages. Without --server it starts a server on its own thread with a fresh
+SQLite database in a temporary directory.
+
+Options:
+  --server HOST:PORT   target an existing server (registration needs --auth-token)
+  --ca-cert FILE       its certificate
+  --auth-token TOKEN   invite token (env QPQ_AUTH_TOKEN, default devtoken)
+  --clients N          simulated clients (default 100)
+  --group-size G       members per group; 2 = DM-shaped (default 10)
+  --messages M         messages per client (default 20)
+  --rate R             total messages/s to offer, 0 = closed loop (default 0)
+  --decrypt MODE       none, sample (one receiver per group, default) or all
+  --suite SUITE        xwing (default) or x25519
+  --json               the report as one JSON object
+  -h, --help           show this help`;
+
+function int(v: string | undefined, def: number, name: string, min: number, max: number): number {
+  const n = v === undefined ? def : Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** Start a server on a worker thread; resolves with its address and certificate. */
+export async function startWorkerServer(
+  dataDir: string,
+): Promise<{ addr: string; certPem: string; close(): Promise<void> }> {
+  const worker = new Worker(new URL("../loadtest/server_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  const next = () =>
+    new Promise<Record<string, string>>((resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data);
+      worker.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message));
+      };
+    });
+  const started = next();
+  worker.postMessage({ type: "start", dataDir });
+  const s = await started;
+  if (s.type !== "started") throw new UsageError(`Cannot start the server: ${s.message}`);
+  return {
+    addr: s.addr!,
+    certPem: s.certPem!,
+    async close() {
+      const closed = next();
+      worker.postMessage({ type: "close" });
+      await closed;
+      worker.terminate();
+    },
+  };
+}
+
+/** Run `qpq bench-load`. */
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand("bench-load", args, {
+    server: { type: "string" },
+    "ca-cert": { type: "string" },
+    "auth-token": { type: "string" },
+    clients: { type: "string" },
+    "group-size": { type: "string" },
+    messages: { type: "string" },
+    rate: { type: "string" },
+    decrypt: { type: "string" },
+    suite: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (!p) {
+    println(USAGE);
+    return 0;
+  }
+  const v = p.values;
+  const clients = int(v.clients, 100, "clients", 2, 20_000);
+  const groupSize = int(v["group-size"], 10, "group-size", 2, 1000);
+  if (groupSize > clients) throw new UsageError("--group-size cannot exceed --clients");
+  const decrypt = v.decrypt ?? "sample";
+  if (!["none", "sample", "all"].includes(decrypt)) {
+    throw new UsageError("--decrypt takes none, sample or all");
+  }
+  const suites: Record<string, MlsSuiteName> = {
+    xwing: "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
+    x25519: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+  };
+  const suite = suites[v.suite ?? "xwing"];
+  if (!suite) throw new UsageError("--suite takes xwing or x25519");
+  let target: { addr: string; certPem: string | undefined; close?: () => Promise<void> };
+  if (v.server) {
+    const ca = v["ca-cert"] ?? env("QPQ_CA_CERT");
+    target = { addr: v.server, certPem: ca ? await readCaCert(ca) : undefined };
+  } else {
+    const dir = await Deno.makeTempDir({ prefix: "qpq-load-" });
+    target = await startWorkerServer(dir);
+    eprintln(`server: started on its own thread at ${target.addr} (SQLite in ${dir})`);
+  }
+  try {
+    const report = await runLoad({
+      server: target.addr,
+      caCertPem: target.certPem,
+      authToken: v["auth-token"] ?? env("QPQ_AUTH_TOKEN") ?? "devtoken",
+      clients,
+      groupSize,
+      messages: int(v.messages, 20, "messages", 1, 1_000_000),
+      rate: int(v.rate, 0, "rate", 0, 10_000_000),
+      decrypt: decrypt as "none" | "sample" | "all",
+      suite,
+      drainMs: 30_000,
+      onProgress: (line) => eprintln(line),
+    });
+    println(v.json ? JSON.stringify(report) : formatReport(report));
+    return report.lost === 0 && report.duplicated === 0 && report.errors === 0 ? 0 : 1;
+  } finally {
+    await target.close?.();
+  }
+}

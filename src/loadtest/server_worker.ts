@@ -1,0 +1,40 @@
+/**
+ * A qpq server in a Web Worker: the load tool runs the server on its own thread (its own
+ * core) while the simulated clients run on the main thread.
+ *
+ * Messages in: `{ type: "start", dataDir }`, `{ type: "close" }`.
+ * Messages out: `{ type: "started", addr, certPem }`, `{ type: "closed" }`, `{ type: "error", message }`.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { resolveConfig, startServer } from "../server/mod.ts";
+import { createServices } from "../server/services.ts";
+import { createLogger } from "../log.ts";
+import { formatHostPort } from "../transport/quic.ts";
+import type { RunningServer } from "../server/server.ts";
+
+let server: RunningServer | undefined;
+
+self.onmessage = async (e: MessageEvent) => {
+  const msg = e.data as { type: string; dataDir?: string };
+  try {
+    if (msg.type === "start") {
+      const config = resolveConfig({ listen: "127.0.0.1:0", dataDir: msg.dataDir! }, {}, {});
+      server = await startServer(config, {
+        services: createServices,
+        log: createLogger({ level: "error" }),
+      });
+      self.postMessage({
+        type: "started",
+        addr: formatHostPort(server.addr),
+        certPem: server.certificate.certPem,
+      });
+    } else if (msg.type === "close") {
+      await server?.close();
+      self.postMessage({ type: "closed" });
+    }
+  } catch (err) {
+    self.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
+  }
+};
