@@ -1,5 +1,5 @@
 /**
- * Record the wire frames of a real session into tests/fixtures/frames/, the seed corpus of
+ * Record the wire frames of a real session into tests/fixtures/frames/ (one `<name>.frame` file each: the Cap'n Proto frame without its length prefix), the seed corpus of
  * the fuzz harness (tests/fuzz_test.ts, scripts/fuzz.ts).
  *
  * A real server runs on loopback; alice and bob talk to it over real QUIC streams through
@@ -208,7 +208,7 @@ if (import.meta.main) {
   const rec = await recordSession();
   let total = 0;
   for (const [name, bytes] of [...rec].sort(([x], [y]) => x.localeCompare(y))) {
-    await Deno.writeFile(`${out}/${name}.bin`, bytes);
+    await Deno.writeFile(`${out}/${name}.frame`, bytes);
     total += bytes.length;
   }
   console.log(`${rec.size} frames, ${total} bytes -> ${out}`);
