@@ -1,6 +1,7 @@
 /**
- * Record the wire frames of a real session into tests/fixtures/frames/ (one `<name>.frame` file each: the Cap'n Proto frame without its length prefix), the seed corpus of
- * the fuzz harness (tests/fuzz_test.ts, scripts/fuzz.ts).
+ * Record the wire frames of a real session into tests/fixtures/frames/, the seed corpus of
+ * the fuzz harness (tests/fuzz_test.ts, scripts/fuzz.ts): one `<name>.frame` file each,
+ * the Cap'n Proto frame without its length prefix.
  *
  * A real server runs on loopback; alice and bob talk to it over real QUIC streams through
  * the real RpcClient, with a tap on each stream that keeps the first frame of every kind
