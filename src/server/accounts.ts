@@ -111,7 +111,9 @@ export function accountHandlers(
       result.sessionKey.fill(0);
       if (!(await store.getUser(pending.username))) throw failed();
       await limiter.succeeded(pending.username);
-      const session = await issueSession(store, pending.username);
+      const session = await issueSession(store, pending.username, {
+        ttlMs: ctx.config.sessionTtlSeconds * 1000,
+      });
       conn.username = pending.username;
       TOKENS.set(conn, session.token.slice());
       ctx.log.info("login", { conn: conn.id, user: pending.username });

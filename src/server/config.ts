@@ -1,9 +1,9 @@
 /**
  * Server configuration: TOML file keys of the original project (`listen`, `data_dir`,
- * `tls_cert`, `tls_key`, `auth_token`, `store_backend`, `db_path`, `db_key`) plus limits
- * and `health_listen`. Precedence: command-line flags over environment (`QPQ_AUTH_TOKEN`,
- * `QPQ_DB_KEY`, `QPQ_PRODUCTION`) over the file over defaults. The only importer of
- * smol-toml.
+ * `tls_cert`, `tls_key`, `auth_token`, `store_backend`, `db_path`, `db_key`) plus limits,
+ * `session_ttl_seconds` and `health_listen`. Precedence: command-line flags over
+ * environment (`QPQ_AUTH_TOKEN`, `QPQ_DB_KEY`, `QPQ_PRODUCTION`) over the file over
+ * defaults. The only importer of smol-toml.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import {
   MAX_QUEUE_MESSAGES,
   MESSAGE_RETENTION_SECONDS,
   MIN_PRODUCTION_TOKEN_LENGTH,
+  SESSION_TTL_SECONDS,
 } from "../limits.ts";
 import { UsageError } from "../errors.ts";
 import { parseHostPort } from "../transport/quic.ts";
@@ -46,6 +47,8 @@ export interface ServerConfig {
   maxQueueMessages: number;
   /** How long undelivered messages are kept, seconds. */
   retentionSeconds: number;
+  /** How long a session token from a login stays valid, seconds. */
+  sessionTtlSeconds: number;
   /** QPQ_PRODUCTION=1: refuse unsafe settings. */
   production: boolean;
   /** Log level. */
@@ -73,6 +76,7 @@ const FILE_KEYS = {
   max_message_bytes: "number",
   max_queue_messages: "number",
   retention_seconds: "number",
+  session_ttl_seconds: "number",
   log_level: "string",
 } as const;
 
@@ -142,6 +146,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     maxMessageBytes: file.max_message_bytes ?? MAX_MESSAGE_BYTES,
     maxQueueMessages: file.max_queue_messages ?? MAX_QUEUE_MESSAGES,
     retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
+    sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
     logLevel: logLevel as ServerConfig["logLevel"],
   };
@@ -155,10 +160,12 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     );
   }
   for (
-    const [name, v] of [["max_message_bytes", config.maxMessageBytes], [
-      "max_queue_messages",
-      config.maxQueueMessages,
-    ], ["retention_seconds", config.retentionSeconds]] as const
+    const [name, v] of [
+      ["max_message_bytes", config.maxMessageBytes],
+      ["max_queue_messages", config.maxQueueMessages],
+      ["retention_seconds", config.retentionSeconds],
+      ["session_ttl_seconds", config.sessionTtlSeconds],
+    ] as const
   ) {
     if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);
   }
