@@ -57,7 +57,8 @@ for (const name of EQUALITY_SUITES) {
     assert.equal(q.kdf.size, d.kdf.size);
     for (let i = 0; i < 25; i++) {
       const data = randomBytes(randomLength(300));
-      const key = randomBytes(randomLength(200));
+      // WebCrypto (the default provider) refuses empty HMAC keys; MLS never uses one.
+      const key = randomBytes(1 + randomLength(200));
       assert.equal(toHex(await q.hash.digest(data)), toHex(await d.hash.digest(data)));
       const mac = await q.hash.mac(key, data);
       assert.equal(toHex(mac), toHex(await d.hash.mac(key, data)));
