@@ -24,9 +24,9 @@ export const MAX_STREAMS_PER_CONNECTION = 256;
 /** Requests being handled at once per connection. */
 export const MAX_INFLIGHT_PER_CONNECTION = 64;
 /** QUIC handshake / idle timeout (ms). */
-export const QUIC_IDLE_TIMEOUT_MS = 30_000;
+export const QUIC_IDLE_TIMEOUT_MS = 10_000;
 /** QUIC keep-alive interval (ms). */
-export const QUIC_KEEPALIVE_MS = 10_000;
+export const QUIC_KEEPALIVE_MS = 2_500;
 /** Time graceful shutdown waits for in-flight requests (ms). */
 export const SHUTDOWN_GRACE_MS = 5_000;
 /** Pause between the last response and closing connections at shutdown (ms). */

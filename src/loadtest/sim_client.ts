@@ -92,7 +92,7 @@ export class SimClient {
     const conn = await connectServer({
       server: this.#o.server,
       caCertPem: this.#o.caCertPem,
-      timeoutMs: 20_000,
+      timeoutMs: 5_000,
       onPush: (push) => this.#onPush(push),
       onClose: () => {
         if (this.#conn === conn) this.#conn = undefined;
@@ -237,10 +237,15 @@ export class SimClient {
    * acknowledges. Resolves with the message id (hex) once acknowledged.
    */
   async send(hex: string, text: string, onEncrypted?: (idHex: string) => void): Promise<string> {
-    const state = this.#groups.get(hex);
-    if (!state) throw new QpqError("usage", "Not in that group");
-    const enc = await encryptMessage(state, new TextEncoder().encode(text));
-    this.#groups.set(hex, enc.state);
+    // Group state is read-modify-written by sends and by received messages: both go
+    // through one queue so a ratchet step is never lost (which would reuse a generation).
+    const enc = await this.#serial(async () => {
+      const state = this.#groups.get(hex);
+      if (!state) throw new QpqError("usage", "Not in that group");
+      const r = await encryptMessage(state, new TextEncoder().encode(text));
+      this.#groups.set(hex, r.state);
+      return { ...r, epoch: state.epoch };
+    });
     const id = uuidv7();
     const idHex = toHex(id);
     onEncrypted?.(idHex);
@@ -250,7 +255,7 @@ export class SimClient {
       messageId: id,
       payload: enc.outbound,
       messageKind: "application",
-      epoch: Number(state.epoch),
+      epoch: Number(enc.epoch),
       recipients: [],
     };
     for (let attempt = 0;; attempt++) {
@@ -266,11 +271,15 @@ export class SimClient {
     }
   }
 
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.then(() => {}, () => {});
+    return run;
+  }
+
   #onPush(push: Push): void {
     const at = performance.now();
-    this.#queue = this.#queue.then(() => this.#handle(push.messages, at)).catch((e) =>
-      this.#o.observer.error("receive", e)
-    );
+    this.#serial(() => this.#handle(push.messages, at)).catch((e) => this.#o.observer.error("receive", e));
   }
 
   async #handle(messages: DeliveredMessage[], at: number): Promise<void> {
@@ -281,16 +290,24 @@ export class SimClient {
       last = m.seq;
       const hex = toHex(m.channelId);
       if (m.messageKind === "welcome") {
-        const joined = await joinFromWelcome(m.payload, this.#keyPackages, this.#signer());
-        this.#groups.set(hex, joined.state);
+        try {
+          const joined = await joinFromWelcome(m.payload, this.#keyPackages, this.#signer());
+          this.#groups.set(hex, joined.state);
+        } catch (e) {
+          this.#o.observer.error("join", e);
+        }
         continue;
       }
       this.#o.observer.received(this.username, m, at);
       if (this.#o.decrypt && m.messageKind === "application") {
         const state = this.#groups.get(hex);
         if (state) {
-          const r = await processMessage(state, m.payload);
-          this.#groups.set(hex, r.state);
+          try {
+            const r = await processMessage(state, m.payload);
+            this.#groups.set(hex, r.state);
+          } catch (e) {
+            this.#o.observer.error("decrypt", e); // counted; the rest of the batch goes on
+          }
         }
       }
     }

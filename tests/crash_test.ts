@@ -1,0 +1,139 @@
+/**
+ * Crash tests: the server is SIGKILLed under load and restarted, and a client process is
+ * SIGKILLed mid-send. Afterwards every acknowledged message reached every recipient
+ * exactly once and the groups are still in step. Bounded size here; full size with
+ * QPQ_CRASH_FULL=1 (see docs/results.md).
+ */
+import { assert, assertEquals } from "./_support/assert.ts";
+import { readUntil, runQpq, spawnQpq } from "./_support/cli.ts";
+import { formatReport, runLoad } from "../src/loadtest/runner.ts";
+
+const FULL = Deno.env.get("QPQ_CRASH_FULL") === "1";
+
+async function startServerProcess(dataDir: string, listen: string) {
+  const child = spawnQpq(["server", "--listen", listen, "--data-dir", dataDir]);
+  const { lines, reader } = await readUntil(
+    child.stdout,
+    (l) => l.startsWith("SHA-256 fingerprint"),
+  );
+  const addr = /listening on (\S+)/.exec(lines.join("\n"))![1]!;
+  // keep draining stdout/stderr so the child never blocks on a full pipe
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })().catch(() => {});
+  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  return { child, addr };
+}
+
+Deno.test({
+  name: "server SIGKILL under load: acknowledged messages delivered exactly once, groups in step",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "qpq-crash-" });
+    let srv = await startServerProcess(dir, "127.0.0.1:0");
+    const certPem = await Deno.readTextFile(`${dir}/server-cert.pem`);
+    const addr = srv.addr;
+    let kills = 0;
+    try {
+      const report = await runLoad({
+        server: addr,
+        caCertPem: certPem,
+        authToken: "devtoken",
+        clients: FULL ? 200 : 12,
+        groupSize: FULL ? 10 : 4,
+        messages: FULL ? 50 : 12,
+        rate: FULL ? 2000 : 150,
+        decrypt: "all",
+        suite: "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
+        drainMs: 60_000,
+        midway: async () => {
+          await new Promise((r) => setTimeout(r, Math.random() * 200));
+          srv.child.kill("SIGKILL");
+          await srv.child.status;
+          kills++;
+          srv = await startServerProcess(dir, addr);
+        },
+      });
+      console.log(formatReport(report));
+      assertEquals(kills, 1);
+      assert(report.reconnects > 0, "clients must have reconnected after the kill");
+      assertEquals(report.acknowledged, report.sent, "every send is eventually acknowledged");
+      assertEquals(report.lost, 0, "lost");
+      assertEquals(report.duplicated, 0, "duplicated");
+      assertEquals(report.groupsOutOfStep, 0, "groups out of step");
+      assertEquals(report.errors, 0, report.firstErrors.join("; "));
+    } finally {
+      srv.child.kill("SIGKILL");
+      await srv.child.status;
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "client SIGKILL mid-send: the message is delivered at most once, and exactly once when stored",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "qpq-crash-" });
+    const srv = await startServerProcess(`${dir}/server`, "127.0.0.1:0");
+    const common = ["--server", srv.addr, "--ca-cert", `${dir}/server/server-cert.pem`];
+    const as = (user: string) => ({ cwd: dir, env: { QPQ_PASSWORD: `pw-${user}-secret` } });
+    try {
+      for (const u of ["alice", "bob"]) {
+        const r = await runQpq(["register-user", "--username", u, ...common], as(u));
+        assertEquals(r.code, 0, r.stderr);
+      }
+      const dm = await runQpq(["dm", "bob", "--username", "alice", ...common], as("alice"));
+      assertEquals(dm.code, 0, dm.stderr);
+      const rounds = FULL ? 20 : 4;
+      for (let k = 0; k < rounds; k++) {
+        const child = spawnQpq([
+          "send",
+          "--to",
+          "bob",
+          `crash-${k}`,
+          "--username",
+          "alice",
+          ...common,
+        ], as("alice"));
+        await new Promise((r) => setTimeout(r, 200 + Math.random() * 900));
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already finished */ }
+        await child.output();
+      }
+      // any later command of alice's flushes her outbox first
+      const flush = await runQpq(["recv", "--username", "alice", ...common], as("alice"));
+      assertEquals(flush.code, 0, flush.stderr);
+      const got = await runQpq(["recv", "--username", "bob", ...common], as("bob"));
+      assertEquals(got.code, 0, got.stderr);
+      const again = await runQpq(["recv", "--username", "bob", ...common], as("bob"));
+      assertEquals(again.stdout, "", "a second recv repeats nothing");
+      const sentHistory = await runQpq([
+        "history",
+        "@bob",
+        "--count",
+        "100",
+        "--username",
+        "alice",
+        ...common,
+      ], as("alice"));
+      for (let k = 0; k < rounds; k++) {
+        const line = `[alice] crash-${k}`;
+        const n = got.stdout.split("\n").filter((l) => l === line).length;
+        assert(n <= 1, `crash-${k} delivered ${n} times`);
+        const stored = sentHistory.stdout.includes(`crash-${k}`);
+        assertEquals(
+          n,
+          stored ? 1 : 0,
+          `crash-${k}: stored by alice=${stored}, delivered ${n} times`,
+        );
+      }
+    } finally {
+      srv.child.kill("SIGKILL");
+      await srv.child.status;
+    }
+  },
+});
