@@ -120,3 +120,14 @@ export const MAX_MLS_GROUP_ID_BYTES = 255;
 export const MAX_CLIENT_ID_BYTES = 1024;
 /** Longest key of the client store's key-value table (UTF-8 bytes). */
 export const MAX_CLIENT_KV_KEY_BYTES = 1024;
+
+// ---- hostile input (tests/fuzz_test.ts, tests/adversarial_test.ts; owned by the fuzz helper) ----
+/**
+ * OPAQUE registration request length (a ristretto255 blinded element). The OPAQUE library
+ * ignores trailing bytes, so the server checks exact lengths at the edge.
+ */
+export const OPAQUE_REGISTRATION_REQUEST_BYTES = 32;
+/** OPAQUE KE1 length: blinded element, client nonce, client key share (32 each). */
+export const OPAQUE_KE1_BYTES = 96;
+/** OPAQUE KE3 length: the client's key-confirmation MAC. */
+export const OPAQUE_KE3_BYTES = 64;

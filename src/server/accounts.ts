@@ -27,7 +27,14 @@ import type { ServerStore } from "../store/mod.ts";
 import { createHash } from "node:crypto";
 import { constantTimeEqual, randomBytes, utf8 } from "../bytes.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
-import { IDENTITY_KEY_BYTES, PENDING_LOGIN_TTL_MS, SESSION_TOKEN_BYTES } from "../limits.ts";
+import {
+  IDENTITY_KEY_BYTES,
+  OPAQUE_KE1_BYTES,
+  OPAQUE_KE3_BYTES,
+  OPAQUE_REGISTRATION_REQUEST_BYTES,
+  PENDING_LOGIN_TTL_MS,
+  SESSION_TOKEN_BYTES,
+} from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { checkUsernameSyntax } from "./_names.ts";
 
@@ -67,6 +74,10 @@ export function accountHandlers(
       if (await store.getUser(username)) {
         throw new UsageError(`Username ${username} is already registered`, { code: "conflict" });
       }
+      // the OPAQUE library ignores trailing bytes: insist on the exact length here
+      if (req.request.length !== OPAQUE_REGISTRATION_REQUEST_BYTES) {
+        throw new ValidationError("Invalid registration request");
+      }
       const response = await registrationStart(setup, username, req.request);
       return { kind: "registerStarted", data: response };
     },
@@ -86,6 +97,9 @@ export function accountHandlers(
 
     async loginStart(req, conn) {
       const username = checkUsernameSyntax(req.username);
+      if (req.request.length !== OPAQUE_KE1_BYTES) {
+        throw new ValidationError("Invalid login request");
+      }
       await limiter.check(username, `conn:${conn.id}`);
       const record = await store.getRegistrationRecord(username);
       const { response, serverState } = await loginStart(setup, username, req.request, record);
@@ -105,6 +119,8 @@ export function accountHandlers(
         : undefined;
       // take = delete: a replayed KE3 finds nothing and fails like a wrong password
       if (!pending || pending.username !== req.username) throw failed();
+      // after the take: a malformed KE3 also uses up the pending login
+      if (req.finish.length !== OPAQUE_KE3_BYTES) throw failed();
       const result = await loginFinish(ServerLoginState.fromBytes(pending.state), req.finish);
       pending.state.fill(0);
       if (result.kind !== "ok") throw failed();

@@ -45,6 +45,11 @@ export interface StartServerOptions {
   log?: Logger;
   /** Extra services besides ping/health. */
   services?: ServiceFactory;
+  /**
+   * Deadline for a client to finish a frame it started (ms, default FRAME_READ_TIMEOUT_MS);
+   * tests shorten it to watch a trickling stream get cut off.
+   */
+  frameTimeoutMs?: number;
 }
 
 /** A running server. */
@@ -142,7 +147,11 @@ export async function startServer(
               );
             }
             return h(req, state, sctx);
-          }, { log, signal: stopReading.signal }).catch((e) =>
+          }, {
+            log,
+            signal: stopReading.signal,
+            ...(options.frameTimeoutMs ? { frameTimeoutMs: options.frameTimeoutMs } : {}),
+          }).catch((e) =>
             log.debug("stream ended with error", { conn: state.id, error: String(e) })
           );
           streams.add(task);
