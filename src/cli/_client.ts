@@ -84,8 +84,10 @@ export async function openClient(
     create: options.create ?? false,
     username,
     server: server ?? "127.0.0.1:7000",
+    // "Deriving key from password…" helps a person waiting at a terminal; in scripts and
+    // pipes it would be one more stderr line on every command (errors are one line).
     onProgress: (text) => {
-      if (!flags.json) eprintln(text);
+      if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
     },
   });
   if (store.meta.username !== username) {

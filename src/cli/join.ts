@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { clientCommand, eventLine } from "./_client.ts";
+import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
 
 /** Usage text. */
@@ -21,15 +21,8 @@ export const run = clientCommand({
     await client.sync();
     const joined = client.listConversations().filter((c) => !before.has(c.id) && c.kind !== "self");
     if (values.json) println(JSON.stringify({ type: "join", joined: joined.map((c) => c.name) }));
+    // each join was printed as it happened ("* joined #team (invited by alice)")
     else if (joined.length === 0) println("No pending invitations");
-    else {for (const c of joined) {
-        println(
-          eventLine({ kind: "joined", conversation: c, inviter: "" }, false)!.replace(
-            " (invited by )",
-            "",
-          ),
-        );
-      }}
     return 0;
   },
 });

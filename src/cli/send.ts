@@ -26,6 +26,8 @@ export const run = clientCommand({
   usage: USAGE,
   options: { to: { type: "string" }, group: { type: "string" }, all: { type: "boolean" } },
   positionals: { max: 1 },
+  // client.send connects by itself and keeps the message queued when the server is down
+  session: false,
   async run(client, { values, positionals }) {
     const targets = [values.to, values.group, values.all].filter((v) =>
       v !== undefined && v !== false

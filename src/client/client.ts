@@ -73,6 +73,8 @@ const KV_CURSOR = "cursor";
 const KV_GROUP = "group:";
 const KV_KEY_PACKAGE = "kp:";
 const KV_LAST_RESORT = "kplr:";
+/** `leave:<conversation id>:<user>`: a leave proposal we still have to commit. */
+const KV_LEAVE = "leave:";
 
 /** Something the client reports while it works (joins, incoming messages, progress). */
 export type ClientEvent =
@@ -135,6 +137,8 @@ export class QpqClient {
   #syncing: Promise<number> | undefined;
   #subscribed = false;
   #directory = new Map<string, Uint8Array>();
+  /** Serializes every load-modify-save of MLS group state (push-driven sync vs send/commit). */
+  #lock: Promise<void> = Promise.resolve();
 
   private constructor(options: QpqClientOptions) {
     this.#options = options;
@@ -176,6 +180,13 @@ export class QpqClient {
 
   #emit(e: ClientEvent): void {
     this.#options.onEvent?.(e);
+  }
+
+  /** Run `fn` alone: no other group-state update interleaves with it. Not re-entrant. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.then(() => {}, () => {});
+    return run;
   }
 
   #signer() {
@@ -376,9 +387,14 @@ export class QpqClient {
     return c;
   }
 
-  /** Local conversations. */
+  /**
+   * Local conversations we are in: groups and DMs we left or were removed from stay in the
+   * history (see {@link history}) but are not listed.
+   */
   listConversations(): Conversation[] {
-    return this.#store.listConversations();
+    return this.#store.listConversations().filter((c) =>
+      c.kind === "self" || (c.channelId !== undefined && this.#store.getKv(KV_GROUP + c.channelId))
+    );
   }
 
   /** Open (or find) the DM with `peer`; the self-DM is a local notepad. */
@@ -453,9 +469,7 @@ export class QpqClient {
     }
     const state = this.#loadGroup(conv.channelId);
     if (!state) {
-      throw new UsageError(`No group state for ${conv.name}: no pending invitation was joined`, {
-        code: "not_found",
-      });
+      throw new UsageError(`You are not a member of ${conv.name}`, { code: "not_found" });
     }
     return { hex: conv.channelId, state };
   }
@@ -486,12 +500,17 @@ export class QpqClient {
       onProgress?.(packages.length, users.length);
     }
     await this.#commit(conv, async (state) => {
-      const staged = await addMembers(state, packages);
+      // After an epoch conflict and re-sync some may be members already (two sides opening
+      // the same DM at once: we joined the peer's group): add only the others.
+      const present = new Set(listMembers(state).map((m) => m.username));
+      const missing = users.flatMap((u, i) => present.has(u) ? [] : [{ u, kp: packages[i]! }]);
+      if (missing.length === 0) return undefined;
+      const staged = await addMembers(state, missing.map((m) => m.kp));
       for (const m of staged.added) {
         checkCredentialBinding(m, await this.#directoryKey(m.username));
       }
-      return staged;
-    }, { add: users, welcome: true });
+      return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
+    });
   }
 
   /** Remove users from a group; they cannot read anything sent afterwards. */
@@ -500,59 +519,68 @@ export class QpqClient {
     if (conv.kind !== "group") throw new UsageError("Remove works on groups");
     await this.ensureSession();
     const names = users.map((u) => u.replace(/^@/, ""));
-    await this.#commit(conv, (state) => removeMembers(state, names), { remove: names });
+    await this.#commit(conv, async (state) => ({
+      staged: await removeMembers(state, names),
+      roster: { remove: names },
+    }));
   }
 
   /** Commit a self-update (new path secrets: post-compromise security). */
   async update(ref: string): Promise<void> {
     const conv = this.conversation(ref);
     await this.ensureSession();
-    await this.#commit(conv, (state) => selfUpdate(state), {});
+    await this.#commit(conv, async (state) => ({ staged: await selfUpdate(state), roster: {} }));
   }
 
   /**
    * Stage, persist, send and merge an own commit, re-syncing and retrying on an epoch
-   * conflict. `make` builds the commit from the current state each attempt.
+   * conflict. `make` builds the commit (and its roster change) from the current state each
+   * attempt, or returns undefined when there is nothing left to do.
    */
   async #commit(
     conv: Conversation,
-    make: (state: MlsGroupState) => Promise<StagedCommit>,
-    roster: { add?: string[]; remove?: string[]; welcome?: boolean },
+    make: (state: MlsGroupState) => Promise<
+      | { staged: StagedCommit; roster: { add?: string[]; remove?: string[]; welcome?: boolean } }
+      | undefined
+    >,
   ): Promise<void> {
     for (let attempt = 0;; attempt++) {
       await this.sync();
-      const { hex, state } = this.#groupOf(conv);
-      const staged = await make(state);
-      const messageId = uuidv7();
-      const welcomes = roster.welcome && staged.outbound.welcome
-        ? (roster.add ?? []).map((username) => ({ username, payload: staged.outbound.welcome! }))
-        : [];
-      this.#saveGroup(hex, staged.state);
-      try {
-        await this.#rpc().call({
-          kind: "commit",
-          channelId: fromHex(hex),
-          epoch: Number(state.epoch),
-          messageId,
-          payload: staged.outbound.commit,
-          add: roster.add ?? [],
-          remove: [...(roster.remove ?? []), ...staged.removed.map((m) => m.username)].filter((
-            v,
-            i,
-            a,
-          ) => a.indexOf(v) === i),
-          welcomes,
-        }, "committed");
-      } catch (e) {
-        const back = await discardPendingCommit(staged.state);
-        this.#saveGroup(hex, back.state);
-        if (isConflict(e) && attempt < COMMIT_RETRIES) continue;
-        throw e;
-      }
-      const merged = mergePendingCommit(staged.state);
-      this.#saveGroup(hex, merged.state);
-      merged.consumed.forEach((c) => zeroize(c));
-      return;
+      const retry = await this.#exclusive(async () => {
+        const { hex, state } = this.#groupOf(conv);
+        const made = await make(state);
+        if (!made) return false;
+        const { staged, roster } = made;
+        const messageId = uuidv7();
+        const welcomes = roster.welcome && staged.outbound.welcome
+          ? (roster.add ?? []).map((username) => ({ username, payload: staged.outbound.welcome! }))
+          : [];
+        this.#saveGroup(hex, staged.state);
+        try {
+          await this.#rpc().call({
+            kind: "commit",
+            channelId: fromHex(hex),
+            epoch: Number(state.epoch),
+            messageId,
+            payload: staged.outbound.commit,
+            add: roster.add ?? [],
+            remove: [
+              ...new Set([...(roster.remove ?? []), ...staged.removed.map((m) => m.username)]),
+            ],
+            welcomes,
+          }, "committed");
+        } catch (e) {
+          const back = await discardPendingCommit(staged.state);
+          this.#saveGroup(hex, back.state);
+          if (isConflict(e) && attempt < COMMIT_RETRIES) return true;
+          throw e;
+        }
+        const merged = mergePendingCommit(staged.state);
+        this.#saveGroup(hex, merged.state);
+        merged.consumed.forEach((c) => zeroize(c));
+        return false;
+      });
+      if (!retry) return;
     }
   }
 
@@ -575,28 +603,33 @@ export class QpqClient {
     if (conv.kind !== "group") throw new UsageError("Leave works on groups");
     await this.ensureSession();
     await this.sync();
-    const { hex, state } = this.#groupOf(conv);
-    const enc = await leaveGroup(state);
-    await this.#rpc().call({
-      kind: "enqueue",
-      channelId: fromHex(hex),
-      messageId: uuidv7(),
-      payload: enc.outbound,
-      messageKind: "proposal",
-      epoch: Number(state.epoch),
-      recipients: [],
-    }, "enqueued");
-    this.#store.transaction(() => {
-      this.#store.deleteKv(KV_GROUP + hex);
+    await this.#exclusive(async () => {
+      const { hex, state } = this.#groupOf(conv);
+      const enc = await leaveGroup(state);
+      await this.#rpc().call({
+        kind: "enqueue",
+        channelId: fromHex(hex),
+        messageId: uuidv7(),
+        payload: enc.outbound,
+        messageKind: "proposal",
+        epoch: Number(state.epoch),
+        recipients: [],
+      }, "enqueued");
+      this.#store.transaction(() => {
+        this.#store.deleteKv(KV_GROUP + hex);
+      });
+      enc.consumed.forEach((c) => zeroize(c));
     });
-    enc.consumed.forEach((c) => zeroize(c));
   }
 
   // ------------------------------------------------------------------ sending
 
   /**
    * Send a text message. It is stored locally and queued before it goes out, so nothing
-   * is lost when the network fails: queued messages go out on the next {@link flushOutbox}.
+   * is lost when the network fails: queued messages go out on the next {@link flushOutbox}
+   * (every command that reaches the server flushes first). When the server cannot be
+   * reached the message is encrypted with the state we have and stays queued: check
+   * {@link pendingCount}.
    */
   async send(ref: string, text: string): Promise<StoredMessage> {
     const conv = this.conversation(ref);
@@ -616,45 +649,76 @@ export class QpqClient {
       this.#store.addMessage(message);
       return message;
     }
-    await this.ensureSession();
-    await this.flushOutbox();
-    await this.sync();
-    const { hex, state } = this.#groupOf(conv);
-    if (state.hasPendingCommit) throw new UsageError("A group change is still pending: try again");
-    const content: Content = { t: text, ts: now, id: message.messageId };
-    const enc = await encryptMessage(state, utf8(JSON.stringify(content)));
-    const request: Request = {
-      kind: "enqueue",
-      channelId: fromHex(hex),
-      messageId: id,
-      payload: enc.outbound,
-      messageKind: "application",
-      epoch: Number(state.epoch),
-      recipients: [],
-    };
-    const encoded = encodeFrame({ version: WIRE_VERSION, requestId: 0, type: "request", request });
-    this.#store.transaction(() => {
-      this.#saveGroup(hex, enc.state);
-      this.#store.addMessage(message);
-      this.#store.addOutbox({
-        messageId: message.messageId,
-        conversationId: conv.id,
-        request: encoded,
-        createdAt: now,
-        attempts: 0,
+    let online = true;
+    try {
+      await this.ensureSession();
+      await this.flushOutbox();
+      await this.sync();
+    } catch (e) {
+      if (!(e instanceof TransportError)) throw e;
+      online = false;
+      await this.disconnect();
+    }
+    const request = await this.#exclusive(async () => {
+      const { hex, state } = this.#groupOf(conv);
+      if (state.hasPendingCommit) {
+        throw new UsageError("A group change is still pending: try again");
+      }
+      if (listMembers(state).length < 2) {
+        throw new UsageError(`Nobody else is in ${conv.name} yet: invite someone first`);
+      }
+      const content: Content = { t: text, ts: now, id: message.messageId };
+      const enc = await encryptMessage(state, utf8(JSON.stringify(content)));
+      const request: Request = {
+        kind: "enqueue",
+        channelId: fromHex(hex),
+        messageId: id,
+        payload: enc.outbound,
+        messageKind: "application",
+        epoch: Number(state.epoch),
+        recipients: [],
+      };
+      const encoded = encodeFrame({
+        version: WIRE_VERSION,
+        requestId: 0,
+        type: "request",
+        request,
       });
+      this.#store.transaction(() => {
+        this.#saveGroup(hex, enc.state);
+        this.#store.addMessage(message);
+        this.#store.addOutbox({
+          messageId: message.messageId,
+          conversationId: conv.id,
+          request: encoded,
+          createdAt: now,
+          attempts: 0,
+        });
+      });
+      enc.consumed.forEach((c) => zeroize(c));
+      return request;
     });
-    enc.consumed.forEach((c) => zeroize(c));
-    await this.#deliver(message.messageId, request);
+    if (online) await this.#deliver(message.messageId, request);
     return message;
   }
 
+  /**
+   * Send one queued request. A dropped connection is retried (same message id: the server
+   * keeps one copy); an unreachable server leaves it queued (false); a refusal by the
+   * server removes it from the queue and throws (retrying could never succeed).
+   */
   async #deliver(messageId: string, request: Request): Promise<boolean> {
     const delays = [0, 200, 800];
     for (const d of delays) {
       if (d) await new Promise((r) => setTimeout(r, d));
       try {
         if (!this.#conn) await this.ensureSession();
+      } catch (e) {
+        if (!(e instanceof TransportError)) throw e;
+        await this.disconnect();
+        break; // no server: do not wait for another connect timeout
+      }
+      try {
         await this.#rpc().call(request, "enqueued");
         this.#store.transaction(() => {
           this.#store.removeOutbox(messageId);
@@ -662,19 +726,21 @@ export class QpqClient {
         });
         return true;
       } catch (e) {
-        if (!(e instanceof TransportError)) throw e;
+        if (!(e instanceof TransportError)) {
+          this.#store.removeOutbox(messageId);
+          throw e;
+        }
         this.#store.bumpOutbox(messageId);
         await this.disconnect();
       }
     }
-    this.#emit({
-      kind: "warning",
-      text: "Server unreachable: message queued, it will be sent later",
-    });
     return false;
   }
 
-  /** Send everything still queued (oldest first). Returns how many went out. */
+  /**
+   * Send everything still queued (oldest first). Returns how many went out. A queued
+   * message the server refuses is dropped from the queue with a warning.
+   */
   async flushOutbox(): Promise<number> {
     let sent = 0;
     for (const e of this.#store.listOutbox()) {
@@ -683,7 +749,18 @@ export class QpqClient {
         this.#store.removeOutbox(e.messageId);
         continue;
       }
-      if (await this.#deliver(e.messageId, frame.request)) sent++;
+      let ok: boolean;
+      try {
+        ok = await this.#deliver(e.messageId, frame.request);
+      } catch (err) {
+        if (err instanceof TransportError || !(err instanceof QpqError)) throw err;
+        this.#emit({
+          kind: "warning",
+          text: `A queued message was refused by the server: ${err.message}`,
+        });
+        continue;
+      }
+      if (ok) sent++;
       else break;
     }
     return sent;
@@ -697,9 +774,34 @@ export class QpqClient {
   // ------------------------------------------------------------------ receiving
 
   /** Fetch and process everything waiting on the server, in server order. Returns the count. */
-  sync(): Promise<number> {
+  async sync(): Promise<number> {
     this.#syncing ??= this.#syncLoop().finally(() => (this.#syncing = undefined));
-    return this.#syncing;
+    const n = await this.#syncing;
+    await this.#commitLeaves();
+    return n;
+  }
+
+  /**
+   * Commit the removal of members who asked to leave. Runs after a sync, never inside one
+   * (a commit syncs first). When another member committed it first, nothing is left to do.
+   */
+  async #commitLeaves(): Promise<void> {
+    for (const key of this.#store.listKv(KV_LEAVE)) {
+      if (!this.#store.getKv(key)) continue; // done by a nested sync meanwhile
+      const [convId = "", user = ""] = key.slice(KV_LEAVE.length).split(":");
+      this.#store.deleteKv(key);
+      const conv = this.#store.getConversation(convId);
+      if (!conv?.channelId || !this.#loadGroup(conv.channelId)) continue;
+      await this.#commit(conv, async (state) => {
+        if (!listMembers(state).some((m) => m.username === user)) return undefined;
+        return { staged: await selfUpdate(state), roster: { remove: [user] } };
+      }).catch((e) =>
+        this.#emit({
+          kind: "warning",
+          text: `Could not commit ${user}'s leave: ${(e as Error).message}`,
+        })
+      );
+    }
   }
 
   #cursor(): number {
@@ -726,7 +828,7 @@ export class QpqClient {
         });
       }
       for (const m of page.messages) {
-        await this.#processDelivered(m);
+        await this.#exclusive(() => this.#processDelivered(m));
         total++;
       }
       await this.#rpc().call({ kind: "ack", uptoSeq: this.#cursor() }, "ok");
@@ -804,19 +906,13 @@ export class QpqClient {
     } else {
       this.#store.transaction(() => {
         this.#saveGroup(hex, r.state);
+        // Someone asked to leave: commit it once this sync is over (a commit syncs first).
+        // Kept in the store so a crash before the commit does not forget it.
+        if (r.proposal === "remove") {
+          this.#store.putKv(`${KV_LEAVE}${conv.id}:${r.proposer.username}`, utf8("1"));
+        }
         this.#store.putKv(KV_CURSOR, cursor);
       });
-      if (r.proposal === "remove") {
-        // Someone asked to leave: commit it so the group can move on.
-        await this.#commit(conv, (s) => selfUpdate(s), { remove: [r.proposer.username] }).catch((
-          e,
-        ) =>
-          this.#emit({
-            kind: "warning",
-            text: `Could not commit ${r.proposer.username}'s leave: ${e.message}`,
-          })
-        );
-      }
     }
   }
 
