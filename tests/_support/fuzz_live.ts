@@ -129,6 +129,8 @@ export interface LiveFuzzOptions {
   window: number;
   /** Probability of a stream attack per batch (ends the stream). */
   streamAttackRate?: number;
+  /** Stop early when this returns true (checked before each batch). */
+  shouldStop?: () => boolean;
   onProgress?: (r: LiveFuzzReport) => void;
 }
 
@@ -149,7 +151,7 @@ export interface LiveFuzzReport {
 
 /** Send mutated frames to the server of `setup` until `frames` have been sent. */
 export async function runLiveFuzz(
-  setup: LiveSetup,
+  setup: Pick<LiveSetup, "addr" | "certPem" | "fuzzToken">,
   corpus: readonly Uint8Array[],
   options: LiveFuzzOptions,
 ): Promise<LiveFuzzReport> {
@@ -173,8 +175,9 @@ export async function runLiveFuzz(
   });
   const count = (code: string) => (report.byCode[code] = (report.byCode[code] ?? 0) + 1);
 
+  const more = () => report.sent < options.frames && !(options.shouldStop?.() ?? false);
   const streamLoop = async (conn: Deno.QuicConn, rng: Rng) => {
-    while (report.sent < options.frames) {
+    while (more()) {
       const s = await openRawStream(setup.addr, setup.certPem, conn);
       report.streamsOpened++;
       await s.writer.write(lengthPrefixed(resume));
@@ -188,7 +191,7 @@ export async function runLiveFuzz(
         if (r.response !== undefined) break;
         report.pushes++;
       }
-      while (!ended && report.sent < options.frames) {
+      while (!ended && more()) {
         const n = Math.min(options.window, options.frames - report.sent);
         if (rng.chance(options.streamAttackRate ?? 0.01)) {
           // a framing attack: the stream cannot resynchronise, the server ends it

@@ -35,6 +35,11 @@ export interface TargetStats {
   okModified: number;
   /** QpqError codes thrown. */
   rejects: Record<string, number>;
+  /**
+   * What the QpqErrors wrapped, by the cause's class name (`-` for none): a decoder that
+   * turns a library's TypeError/RangeError into a ValidationError shows up here.
+   */
+  causes: Record<string, number>;
   crashes: number;
   hangs: number;
   /** Slowest case (ms). */

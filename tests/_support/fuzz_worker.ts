@@ -36,6 +36,7 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
       ok: 0,
       okModified: 0,
       rejects: {},
+      causes: {},
       crashes: 0,
       hangs: 0,
       maxMs: 0,
@@ -57,6 +58,7 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
       watch[3] = 1;
       const t0 = performance.now();
       let outcome;
+      let cause = "-";
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
         const r = t.run(input, rng);
@@ -70,6 +72,8 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
         outcome ??= { kind: "ok" as const };
       } catch (e) {
         outcome = classify(e, t.allowInternal);
+        const c = (e as { cause?: unknown }).cause;
+        if (c !== undefined) cause = c instanceof Error ? c.name : typeof c;
       } finally {
         clearTimeout(timer);
         watch[3] = 0;
@@ -86,6 +90,7 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
         }
       } else if (outcome.kind === "reject") {
         stats.rejects[outcome.code] = (stats.rejects[outcome.code] ?? 0) + 1;
+        stats.causes[cause] = (stats.causes[cause] ?? 0) + 1;
       } else {
         addProblem(report, {
           kind: outcome.kind,
