@@ -154,7 +154,9 @@ struct Commit {
   payload @3 :Data;                  # MLS commit message (to existing members)
   add @4 :List(Text);                # roster additions
   remove @5 :List(Text);             # roster removals
-  welcomes @6 :List(Welcome);
+  welcomes @6 :List(Welcome);         # v1.0 form: one entry per new member (superseded)
+  welcome @7 :Data;                    # the MLS Welcome, once, for every user in welcomeFor
+  welcomeFor @8 :List(Text);
 }
 
 # ---------------------------------------------------------------- responses

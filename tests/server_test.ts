@@ -573,6 +573,25 @@ Deno.test("enqueue, members and fetch of another pair's channel are refused with
   });
 });
 
+/** An MLSMessage(PrivateMessage) whose cleartext header says "commit of this group and epoch". */
+function fakeCommitPayload(groupId: Uint8Array, epoch: number): Uint8Array {
+  const v = (b: Uint8Array) => [b.length, ...b]; // MLS varint length (< 64 bytes here)
+  const e = new Uint8Array(8);
+  new DataView(e.buffer).setBigUint64(0, BigInt(epoch));
+  return Uint8Array.from([
+    0,
+    1, // mls10
+    0,
+    2, // mls_private_message
+    ...v(groupId),
+    ...e,
+    3, // content type: commit
+    ...v(new Uint8Array(0)), // authenticated data
+    ...v(randomBytes(16)), // encrypted sender data
+    ...v(randomBytes(48)), // ciphertext
+  ]);
+}
+
 Deno.test("commit: the second commit for the same epoch gets epoch_conflict", async () => {
   await withServer(async (ts) => {
     const alice = await user(ts, "alice");
@@ -586,7 +605,7 @@ Deno.test("commit: the second commit for the same epoch gets epoch_conflict", as
         channelId: g.channelId,
         epoch,
         messageId: randomBytes(16),
-        payload: randomBytes(64),
+        payload: fakeCommitPayload(g.channelId, epoch),
         add,
         remove: [],
         welcomes: add.map((username) => ({ username, payload: utf8("welcome") })),
@@ -611,6 +630,37 @@ Deno.test("commit: the second commit for the same epoch gets epoch_conflict", as
     assertEquals(bobMsgs[0]!.messageKind, "welcome");
     assertEquals(bobMsgs.length, a.status === "fulfilled" ? 2 : 1);
     for (const u of [alice, bob, carol]) await u.conn.close();
+  });
+});
+
+Deno.test("commit: a payload that is not an MLS commit of this group and epoch is refused", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const g = await alice.conn.call({ kind: "createGroup", name: "team" }, "channel");
+    const send = (payload: Uint8Array) =>
+      alice.conn.call({
+        kind: "commit",
+        channelId: g.channelId,
+        epoch: 0,
+        messageId: randomBytes(16),
+        payload,
+        add: [],
+        remove: [],
+        welcomes: [],
+      }, "committed");
+    for (
+      const bad of [
+        randomBytes(64),
+        fakeCommitPayload(randomBytes(16), 0),
+        fakeCommitPayload(g.channelId, 5),
+      ]
+    ) {
+      await refused(() => send(bad), ValidationError, "validation");
+    }
+    const info = await alice.conn.call({ kind: "listChannels" }, "channels");
+    assertEquals(info.channels[0]!.epoch, 0, "a refused commit does not move the epoch");
+    assertEquals((await send(fakeCommitPayload(g.channelId, 0))).duplicate, false);
+    await alice.conn.close();
   });
 });
 

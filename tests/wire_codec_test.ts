@@ -33,6 +33,7 @@ function sampleField(kind: FieldKind): unknown {
     case "bool":
       return rnd(2) === 1;
   }
+  if ("optional" in kind) return sampleField(kind.optional);
   if ("enum" in kind) return kind.enum[rnd(kind.enum.length)];
   if ("struct" in kind) return sampleStruct(kind.struct);
   return Array.from(

@@ -213,7 +213,9 @@ export class SimClient {
         payload: staged.outbound.commit,
         add: members,
         remove: [],
-        welcomes: members.map((username) => ({ username, payload: staged.outbound.welcome! })),
+        welcomes: [],
+        welcome: staged.outbound.welcome!,
+        welcomeFor: members,
       }, "committed");
       state = mergePendingCommit(staged.state).state;
     }

@@ -67,3 +67,4 @@ export {
 export { MlsGroupState } from "./_state.ts";
 export { decodeGroupState, encodeGroupState, GROUP_STATE_VERSION } from "./state_codec.ts";
 export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";
+export { type PrivateMessageHeader, readPrivateMessageHeader } from "./header.ts";

@@ -15,6 +15,7 @@
  */
 import type { ChannelInfo as StoreChannel, QueuedMessage, ServerStore } from "../store/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
+import { readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
 import { MAX_FETCH_PAGE } from "../limits.ts";
@@ -152,8 +153,18 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
 
     async commit(req, conn) {
       const me = requireUser(conn);
-      checkSize(req.payload.length + req.welcomes.reduce((n, w) => n + w.payload.length, 0));
+      checkSize(
+        req.payload.length + (req.welcome?.length ?? 0) + (req.welcomes[0]?.payload.length ?? 0),
+      );
       const c = await memberChannel(store, req.channelId, me);
+      // The cleartext MLS header must say: a commit, of this group, in the claimed epoch.
+      const header = readPrivateMessageHeader(req.payload);
+      if (
+        header.contentType !== "commit" || !bytesEqual(header.groupId, req.channelId) ||
+        header.epoch !== BigInt(req.epoch)
+      ) {
+        throw new ValidationError("Commit payload is not an MLS commit of this group and epoch");
+      }
       const add = [...new Set(req.add.map(checkUsernameSyntax))];
       const remove = [...new Set(req.remove.map(checkUsernameSyntax))];
       const members = await store.listMembers(c.id);
@@ -165,18 +176,25 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       for (const u of remove) {
         if (!members.includes(u)) throw new UsageError(`${u} is not a member of this conversation`);
       }
-      const welcomes = new Map(req.welcomes.map((w) => [w.username, w.payload]));
-      for (const u of welcomes.keys()) {
+      // One Welcome for every new member (welcome + welcomeFor); the older per-user list
+      // is still accepted when every entry carries the same Welcome.
+      let welcome: Uint8Array | undefined = (req.welcomeFor?.length ?? 0) > 0
+        ? req.welcome
+        : undefined;
+      const welcomeFor = (req.welcomeFor?.length ?? 0) > 0
+        ? [...new Set(req.welcomeFor!)]
+        : [...new Set(req.welcomes.map((w) => w.username))];
+      if (welcome === undefined && req.welcomes.length > 0) {
+        welcome = req.welcomes[0]!.payload;
+        if (req.welcomes.some((w) => !bytesEqual(w.payload, welcome!))) {
+          throw new ValidationError("All Welcomes of one commit must be the same MLS Welcome");
+        }
+      }
+      for (const u of welcomeFor) {
         if (!add.includes(u) && !members.includes(u)) {
           throw new ValidationError("A Welcome must be for a member or a member being added");
         }
       }
-      const all = [...welcomes.values()];
-      const welcome = all[0];
-      if (welcome && all.some((w) => !bytesEqual(w, welcome))) {
-        throw new ValidationError("All Welcomes of one commit must be the same MLS Welcome");
-      }
-      const welcomeFor = [...welcomes.keys()];
       const after = new Set([...members.filter((m) => !remove.includes(m)), ...add]);
       // the removed members receive the commit too, so they learn they are out
       const recipients = [...new Set([...members, ...add])].filter((m) => m !== me);

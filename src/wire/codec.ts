@@ -89,6 +89,10 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
       target[field] = v;
       return;
   }
+  if ("optional" in kind) {
+    if (v !== undefined) writeField(target, field, kind.optional, v);
+    return;
+  }
   if ("enum" in kind) {
     const i = kind.enum.indexOf(v as string);
     if (i < 0) throw new ValidationError(`Field ${field} has an unknown value`);
@@ -150,6 +154,7 @@ function readField(source: Dyn, field: string, kind: FieldKind): unknown {
     case "bool":
       return source[field];
   }
+  if ("optional" in kind) return readField(source, field, kind.optional);
   if ("enum" in kind) {
     const name = kind.enum[source[field] as number];
     if (name === undefined) throw new ValidationError(`Field ${field} has an unknown value`);

@@ -19,7 +19,8 @@ export type FieldKind =
   | { readonly enum: readonly string[] }
   | { readonly list: "text" }
   | { readonly list: StructDesc }
-  | { readonly struct: StructDesc };
+  | { readonly struct: StructDesc }
+  | { readonly optional: FieldKind };
 
 /** A struct: field name to kind, in schema order. */
 export type StructDesc = { readonly [field: string]: FieldKind };
@@ -38,8 +39,21 @@ export type FieldValue<F> = F extends "text" ? string
   : F extends { readonly struct: infer D extends StructDesc } ? StructValue<D>
   : never;
 
-/** TypeScript value of a struct. */
-export type StructValue<D extends StructDesc> = { -readonly [K in keyof D]: FieldValue<D[K]> };
+type OptionalKeys<D> = {
+  [K in keyof D]: D[K] extends { readonly optional: unknown } ? K : never;
+}[keyof D];
+
+/**
+ * TypeScript value of a struct. Fields appended to the schema after v1.0 are `optional`:
+ * a sender may leave them out (they go out as the Cap'n Proto default), a receiver always
+ * gets them (empty when the peer did not set them).
+ */
+export type StructValue<D extends StructDesc> =
+  & { -readonly [K in Exclude<keyof D, OptionalKeys<D>>]: FieldValue<D[K]> }
+  & {
+    -readonly [K in OptionalKeys<D>]?: D[K] extends { readonly optional: infer F } ? FieldValue<F>
+      : never;
+  };
 
 /** TypeScript value of a union: a `kind` tag plus the member's fields. */
 export type UnionValue<U extends UnionDesc> = {
@@ -110,6 +124,8 @@ export const REQUEST = {
     add: { list: "text" },
     remove: { list: "text" },
     welcomes: { list: WELCOME },
+    welcome: { optional: "data" },
+    welcomeFor: { optional: { list: "text" } },
   },
 } as const satisfies UnionDesc;
 

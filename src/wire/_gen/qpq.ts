@@ -1296,7 +1296,7 @@ export class Commit extends $.Struct {
     static readonly _capnp = {
         displayName: "Commit",
         id: "9ee00ebf51523888",
-        size: new $.ObjectSize(8, 6),
+        size: new $.ObjectSize(8, 8),
     };
     static _Welcomes: $.ListCtor<Welcome>;
     _adoptChannelId(value: $.Orphan<$.Data>): void {
@@ -1417,6 +1417,10 @@ export class Commit extends $.Struct {
     _disownWelcomes(): $.Orphan<$.List<Welcome>> {
         return $.utils.disown(this.welcomes);
     }
+    /**
+* v1.0 form: one entry per new member (superseded)
+*
+*/
     get welcomes(): $.List<Welcome> {
         return $.utils.getList(5, Commit._Welcomes, this);
     }
@@ -1428,6 +1432,46 @@ export class Commit extends $.Struct {
     }
     set welcomes(value: $.List<Welcome>) {
         $.utils.copyFrom(value, $.utils.getPointer(5, this));
+    }
+    _adoptWelcome(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(6, this));
+    }
+    _disownWelcome(): $.Orphan<$.Data> {
+        return $.utils.disown(this.welcome);
+    }
+    /**
+* the MLS Welcome, once, for every user in welcomeFor
+*
+*/
+    get welcome(): $.Data {
+        return $.utils.getData(6, this);
+    }
+    _hasWelcome(): boolean {
+        return !$.utils.isNull($.utils.getPointer(6, this));
+    }
+    _initWelcome(length: number): $.Data {
+        return $.utils.initData(6, length, this);
+    }
+    set welcome(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(6, this));
+    }
+    _adoptWelcomeFor(value: $.Orphan<$.List<string>>): void {
+        $.utils.adopt(value, $.utils.getPointer(7, this));
+    }
+    _disownWelcomeFor(): $.Orphan<$.List<string>> {
+        return $.utils.disown(this.welcomeFor);
+    }
+    get welcomeFor(): $.List<string> {
+        return $.utils.getList(7, $.TextList, this);
+    }
+    _hasWelcomeFor(): boolean {
+        return !$.utils.isNull($.utils.getPointer(7, this));
+    }
+    _initWelcomeFor(length: number): $.List<string> {
+        return $.utils.initList(7, $.TextList, length, this);
+    }
+    set welcomeFor(value: $.List<string>) {
+        $.utils.copyFrom(value, $.utils.getPointer(7, this));
     }
     toString(): string { return "Commit_" + super.toString(); }
 }
