@@ -254,7 +254,10 @@ export class SqliteServerStore implements ServerStore {
       this.#batch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
       // A macrotask, not a microtask: requests that arrived in the same I/O turn (from
       // any connection) join the batch, so under load one fsync serves many calls.
-      if (this.#batch.length === 1) setTimeout(() => this.#flush(), 0);
+      // setImmediate, not setTimeout(0): timers are clamped to >= 1 ms (4 ms when nested),
+      // which added ~2.3 ms to every mutating call; setImmediate runs right after the
+      // current I/O turn (~35 µs).
+      if (this.#batch.length === 1) setImmediate(() => this.#flush());
     });
   }
 
