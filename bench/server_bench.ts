@@ -1,0 +1,273 @@
+/**
+ * Server bench: a delivery round trip through the whole server beside a raw QUIC echo
+ * round trip, in one run, on one machine.
+ *
+ * - baseline: raw QUIC echo (length-prefixed 100-byte frames on one long-lived stream, no
+ *   qpq code on the path; the same echo server as bench/transport_bench.ts);
+ * - delivery: client A enqueues a 100-byte payload to a DM channel, client B (subscribed on
+ *   its own connection) receives the push, then acks it: three RPCs, two SQLite COMMITs
+ *   (enqueue, ack; each fsynced to the WAL with `synchronous = FULL`), one fetch.
+ *
+ * The same delivery against the in-memory store separates SQLite from the rest, and a
+ * double echo shows the floor: a delivery is at least two sequential round trips (enqueue
+ * with the push to B, then B's ack). A second group takes the delivery apart (ping,
+ * enqueue alone, fetch alone, ack alone). Target: delivery >= 50% of raw echo round
+ * trips per second.
+ *
+ *   deno bench --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write \
+ *     --allow-env --allow-sys=hostname bench/server_bench.ts
+ *
+ * The data dir is a temp dir; QPQ_BENCH_DIR puts it elsewhere (the disk the server will
+ * really use: the COMMIT fsync dominates; a tmpfs such as /dev/shm shows the cost without
+ * fsync, and needs -A because Deno guards /dev paths).
+ *
+ * @module
+ */
+import { connectQuic, generateSelfSignedCertificate, listenQuic } from "../src/transport/mod.ts";
+import { FrameReader, lengthPrefixed, type Push } from "../src/wire/mod.ts";
+import { connectServer, type ServerConnection } from "../src/client/connection.ts";
+import {
+  clientLoginFinish,
+  clientLoginStart,
+  clientRegistrationFinish,
+  clientRegistrationStart,
+  type KeyStretching,
+} from "../src/auth/mod.ts";
+import { IdentityKeyPair } from "../src/crypto/identity.ts";
+import { randomBytes } from "../src/bytes.ts";
+import { startTestServer, type TestServer } from "../tests/_support/server.ts";
+
+const PAYLOAD_BYTES = 100;
+
+// ---- raw echo baseline ----
+
+const ECHO_ALPN = "qpq-echo";
+const pair = await generateSelfSignedCertificate();
+const echoServer = listenQuic({ hostname: "127.0.0.1", port: 0, ...pair, alpn: [ECHO_ALPN] });
+(async () => {
+  for await (const conn of echoServer.connections()) {
+    (async () => {
+      for await (const stream of conn.incomingBidirectionalStreams) {
+        const reader = new FrameReader(stream.readable);
+        const writer = stream.writable.getWriter();
+        (async () => {
+          for (let f = await reader.next(); f; f = await reader.next()) {
+            await writer.write(lengthPrefixed(f));
+          }
+        })().catch(() => {});
+      }
+    })().catch(() => {});
+  }
+})();
+const echoConn = await connectQuic({
+  hostname: "127.0.0.1",
+  port: echoServer.addr.port,
+  caCertPem: pair.certPem,
+  alpn: [ECHO_ALPN],
+  serverName: "localhost",
+});
+const echoStream = await echoConn.createBidirectionalStream();
+const echoWriter = echoStream.writable.getWriter();
+const echoReader = new FrameReader(echoStream.readable);
+const echoPayload = new Uint8Array(PAYLOAD_BYTES);
+
+// ---- qpq servers with three logged-in users ----
+
+const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
+const benchDir = Deno.env.get("QPQ_BENCH_DIR");
+const payload = randomBytes(PAYLOAD_BYTES);
+
+async function loggedIn(
+  qpq: TestServer,
+  username: string,
+  onPush?: (p: Push) => void,
+): Promise<ServerConnection> {
+  const conn = await connectServer({ server: qpq.addr, caCertPem: qpq.certPem, onPush });
+  const pw = `bench ${username}`;
+  const rs = await clientRegistrationStart(pw);
+  const r1 = await conn.call(
+    { kind: "registerStart", username, request: rs.request, authToken: "devtoken" },
+    "registerStarted",
+  );
+  const rf = await clientRegistrationFinish(rs.state, pw, r1.data, { keyStretching: FAST });
+  await conn.call({
+    kind: "registerFinish",
+    username,
+    record: rf.record,
+    authToken: "devtoken",
+    identityKey: IdentityKeyPair.generate().publicKey,
+  }, "ok");
+  const ls = await clientLoginStart(pw);
+  const l1 = await conn.call({ kind: "loginStart", username, request: ls.request }, "loginStarted");
+  const lf = await clientLoginFinish(ls.state, pw, l1.response, { keyStretching: FAST });
+  if (lf.kind !== "ok") throw new Error("bench login failed");
+  await conn.call(
+    { kind: "loginFinish", username, finish: lf.finishRequest, loginId: l1.loginId },
+    "session",
+  );
+  return conn;
+}
+
+/**
+ * A server with alice (sender), bob (subscribed to pushes) and carol (not subscribed),
+ * and DM channels alice-bob and alice-carol.
+ */
+async function world(storeBackend: "sql" | "memory") {
+  let dataDir: string | undefined;
+  if (benchDir && storeBackend === "sql") {
+    dataDir = `${benchDir}/qpq-bench-${Date.now()}`;
+    await Deno.mkdir(dataDir, { recursive: true });
+  }
+  const qpq = await startTestServer({
+    ...(dataDir ? { dataDir } : {}),
+    file: { store_backend: storeBackend },
+  });
+  // pushed messages not yet claimed, and waiters for the next one
+  const pushed: { seq: number }[] = [];
+  const waiters: ((m: { seq: number }) => void)[] = [];
+  const onPush = (p: Push) => {
+    for (const m of p.messages) {
+      const w = waiters.shift();
+      if (w) w(m);
+      else pushed.push(m);
+    }
+  };
+  const alice = await loggedIn(qpq, "alice");
+  const bob = await loggedIn(qpq, "bob", onPush);
+  const carol = await loggedIn(qpq, "carol");
+  const dmBob = (await alice.call({ kind: "createDm", username: "bob" }, "channel")).channelId;
+  const dmCarol = (await alice.call({ kind: "createDm", username: "carol" }, "channel")).channelId;
+  await bob.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+  const enqueue = (channelId: Uint8Array) =>
+    alice.call({
+      kind: "enqueue",
+      channelId,
+      messageId: randomBytes(16),
+      payload,
+      messageKind: "application",
+      epoch: 0,
+      recipients: [],
+    }, "enqueued");
+  const nextPush = (): Promise<{ seq: number }> => {
+    const m = pushed.shift();
+    return m ? Promise.resolve(m) : new Promise((r) => waiters.push(r));
+  };
+  return {
+    qpq,
+    alice,
+    carol,
+    dmCarol,
+    enqueue,
+    /** One delivery: A enqueues, B gets the push, B acks. */
+    async deliver() {
+      const [, m] = await Promise.all([enqueue(dmBob), nextPush()]);
+      await bob.call({ kind: "ack", uptoSeq: m.seq }, "ok");
+    },
+    close() {
+      for (const c of [alice, bob, carol]) void c.close();
+      void qpq.close();
+    },
+  };
+}
+
+const sql = await world("sql");
+const memory = await world("memory");
+
+Deno.bench({
+  name: `raw QUIC echo round trip (${PAYLOAD_BYTES} B, one stream)`,
+  group: "round trip",
+  baseline: true,
+  async fn() {
+    await echoWriter.write(lengthPrefixed(echoPayload));
+    await echoReader.next();
+  },
+});
+
+Deno.bench({
+  name: "raw QUIC echo, 2 round trips (what one delivery needs at least)",
+  group: "round trip",
+  async fn() {
+    for (let i = 0; i < 2; i++) {
+      await echoWriter.write(lengthPrefixed(echoPayload));
+      await echoReader.next();
+    }
+  },
+});
+
+Deno.bench({
+  name: `delivery: A enqueue -> B push -> B ack (${PAYLOAD_BYTES} B, SQLite file)`,
+  group: "round trip",
+  async fn() {
+    await sql.deliver();
+  },
+});
+
+Deno.bench({
+  name: `delivery: A enqueue -> B push -> B ack (${PAYLOAD_BYTES} B, in-memory store)`,
+  group: "round trip",
+  async fn() {
+    await memory.deliver();
+  },
+});
+
+// ---- where the time goes (SQLite server) ----
+
+const { alice, carol, dmCarol, enqueue } = sql;
+
+Deno.bench({
+  name: "qpq ping round trip (RPC only)",
+  group: "delivery steps",
+  baseline: true,
+  async fn() {
+    await alice.ping();
+  },
+});
+
+/** Carol's queue: each bench below measures one step and does the other unmeasured. */
+async function enqueueToCarol(): Promise<number> {
+  await enqueue(dmCarol);
+  const page = await carol.call({ kind: "fetch", afterSeq: 0, limit: 1 }, "messages");
+  return page.messages[0]!.seq;
+}
+
+Deno.bench({
+  name: "enqueue alone (RPC + 1 COMMIT, nobody subscribed)",
+  group: "delivery steps",
+  async fn(b) {
+    b.start();
+    await enqueue(dmCarol);
+    b.end();
+    const page = await carol.call({ kind: "fetch", afterSeq: 0, limit: 1 }, "messages");
+    await carol.call({ kind: "ack", uptoSeq: page.messages[0]!.seq }, "ok");
+  },
+});
+
+Deno.bench({
+  name: "fetch of 1 queued message (RPC + SELECT)",
+  group: "delivery steps",
+  async fn(b) {
+    const seq = await enqueueToCarol();
+    b.start();
+    await carol.call({ kind: "fetch", afterSeq: seq - 1, limit: 1 }, "messages");
+    b.end();
+    await carol.call({ kind: "ack", uptoSeq: seq }, "ok");
+  },
+});
+
+Deno.bench({
+  name: "ack alone (RPC + 1 COMMIT)",
+  group: "delivery steps",
+  async fn(b) {
+    const seq = await enqueueToCarol();
+    b.start();
+    await carol.call({ kind: "ack", uptoSeq: seq }, "ok");
+    b.end();
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  sql.close();
+  memory.close();
+  echoConn.close({ closeCode: 0, reason: "" });
+  echoServer.close(true);
+});
