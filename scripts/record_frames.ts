@@ -35,7 +35,7 @@ import {
   mergePendingCommit,
 } from "../src/mls/mod.ts";
 import { connectQuic, parseHostPort } from "../src/transport/quic.ts";
-import { FrameReader, openFrame, type Push, RpcClient } from "../src/wire/mod.ts";
+import { FrameReader, openFrame, type Push, type Request, RpcClient } from "../src/wire/mod.ts";
 import { randomBytes, utf8 } from "../src/bytes.ts";
 import { startTestServer } from "../tests/_support/server.ts";
 
@@ -159,16 +159,22 @@ export async function recordSession(): Promise<Recording> {
       identity: alice.signer,
     });
     const staged = await addMembers(group, [bobKp.data]);
-    await a.rpc.call({
-      kind: "commit",
-      channelId: channel.channelId,
-      epoch: 0,
-      messageId: randomBytes(16),
-      payload: staged.outbound.commit,
-      add: ["bob"],
-      remove: [],
-      welcomes: [{ username: "bob", payload: staged.outbound.welcome! }],
-    }, "committed");
+    await a.rpc.call(
+      {
+        kind: "commit",
+        channelId: channel.channelId,
+        epoch: 0,
+        messageId: randomBytes(16),
+        payload: staged.outbound.commit,
+        add: ["bob"],
+        remove: [],
+        // both Welcome forms: the per-user list and one Welcome for a list of users
+        welcomes: [{ username: "bob", payload: staged.outbound.welcome! }],
+        welcome: staged.outbound.welcome!,
+        welcomeFor: ["bob"],
+      } as Request,
+      "committed",
+    );
     const merged = mergePendingCommit(staged.state);
     const msg = await encryptMessage(merged.state, utf8(JSON.stringify({ t: "hello bob" })));
     // bob subscribes before alice sends, so the application message also arrives as a push

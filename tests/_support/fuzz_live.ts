@@ -5,7 +5,7 @@
  * and scripts/fuzz.ts (a million frames).
  *
  * ```
- * setup: register alice, bob (honest, one DM) and fuzz + fuzzpeer (own group channel)
+ * setup: register alice, bob (honest, one DM) and fuzz (a group channel of its own)
  * corpus: recorded request frames, channel ids rebased onto the fuzz channel, logout left out
  * fuzz streams: [resume(fuzz token)] then batches of `window` mutated frames, one answer each;
  *   now and then a stream attack (oversize prefix, truncation) that ends the stream
@@ -42,7 +42,7 @@ export interface LiveSetup {
   dm: Uint8Array;
   /** Session token of the fuzz user. */
   fuzzToken: Uint8Array;
-  /** The fuzz user's own group channel (fuzz + fuzzpeer). */
+  /** The fuzz user's own group channel (the fuzz user is its only member). */
   fuzzChannel: Uint8Array;
   close(): Promise<void>;
 }
@@ -61,21 +61,9 @@ export async function setupLiveFuzz(addr: string, certPem: string): Promise<Live
   const alice = await account(addr, certPem, "alice");
   const bob = await account(addr, certPem, "bob");
   const fuzz = await account(addr, certPem, "fuzz");
-  const peer = await account(addr, certPem, "fuzzpeer");
   const dm = await alice.conn.call({ kind: "createDm", username: "bob" }, "channel");
   const group = await fuzz.conn.call({ kind: "createGroup", name: "fuzzing" }, "channel");
-  await fuzz.conn.call({
-    kind: "commit",
-    channelId: group.channelId,
-    epoch: 0,
-    messageId: randomBytes(16),
-    payload: randomBytes(64),
-    add: ["fuzzpeer"],
-    remove: [],
-    welcomes: [],
-  }, "committed");
   await fuzz.conn.close();
-  await peer.conn.close();
   return {
     addr,
     certPem,
