@@ -64,6 +64,8 @@ export const LOGIN_ATTEMPTS_PER_CONNECTION = 20;
 export const LOGIN_WINDOW_MS = 60_000;
 /** Shortest auth_token accepted in production mode. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
+/** Shortest db_key accepted in production mode (it is used as a key, not stretched). */
+export const MIN_PRODUCTION_DB_KEY_LENGTH = 32;
 
 // ---- server store and auth (owned by src/store + src/auth) ----
 /** Longest client-chosen message id (idempotency key) in bytes. */

@@ -61,13 +61,19 @@ Deno.test("resolveConfig in production refuses dev token, short token, no db_key
   const token = { ...prod, QPQ_AUTH_TOKEN: "a-long-enough-invite-token" };
   assertThrows(() => resolveConfig({}, {}, token), UsageError, "db_key");
   assertThrows(
-    () => resolveConfig({}, {}, { ...token, QPQ_DB_KEY: "k" }),
+    () => resolveConfig({}, {}, { ...token, QPQ_DB_KEY: "short-key" }),
+    UsageError,
+    "at least 32 characters",
+  );
+  const key = "zq3Hf8sXk2LwP0vR9mT4yB6nC1dE5gJ7";
+  assertThrows(
+    () => resolveConfig({}, {}, { ...token, QPQ_DB_KEY: key }),
     UsageError,
     "generated certificate",
   );
   const ok = resolveConfig({}, { tls_cert: "c.pem", tls_key: "k.pem" }, {
     ...token,
-    QPQ_DB_KEY: "k",
+    QPQ_DB_KEY: key,
   });
   assertEquals(ok.production, true);
 });

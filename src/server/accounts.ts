@@ -24,7 +24,7 @@ import {
   ServerLoginState,
 } from "../auth/mod.ts";
 import type { ServerStore } from "../store/mod.ts";
-import { createHash } from "node:crypto";
+import { sha256 } from "../crypto/mod.ts";
 import { constantTimeEqual, randomBytes, utf8 } from "../bytes.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
 import {
@@ -56,7 +56,7 @@ export function accountHandlers(
   setup: OpaqueServerSetup,
   limiter = new LoginRateLimiter(),
 ): HandlerTable {
-  const digest = (s: string) => new Uint8Array(createHash("sha256").update(utf8(s)).digest());
+  const digest = (s: string) => sha256(utf8(s));
   const expected = digest(ctx.config.authToken);
   const inviteOk = (token: string) => constantTimeEqual(digest(token), expected);
   const requireInvite = (token: string) => {

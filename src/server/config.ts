@@ -12,6 +12,7 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
   MESSAGE_RETENTION_SECONDS,
+  MIN_PRODUCTION_DB_KEY_LENGTH,
   MIN_PRODUCTION_TOKEN_LENGTH,
   SESSION_TTL_SECONDS,
 } from "../limits.ts";
@@ -188,6 +189,11 @@ export function checkProduction(config: ServerConfig): void {
   }
   if (config.dbKey === "") {
     throw new UsageError("Production mode needs db_key (or QPQ_DB_KEY) so stored data is sealed");
+  }
+  if (config.dbKey.length < MIN_PRODUCTION_DB_KEY_LENGTH) {
+    throw new UsageError(
+      `Production mode needs a random db_key of at least ${MIN_PRODUCTION_DB_KEY_LENGTH} characters (e.g. openssl rand -base64 32)`,
+    );
   }
   if (config.tlsCert === undefined) {
     throw new UsageError(

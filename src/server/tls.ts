@@ -71,7 +71,7 @@ export async function loadServerCertificate(config: ServerConfig): Promise<Serve
     keyPem = await Deno.readTextFile(keyPath);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
-    const pair = await generateSelfSignedCertificate();
+    const pair = await generateSelfSignedCertificate(localNames());
     certPem = pair.certPem;
     keyPem = pair.keyPem;
     // Key first (0600, atomically), then the certificate: a crash in between leaves no
@@ -88,6 +88,29 @@ export async function loadServerCertificate(config: ServerConfig): Promise<Serve
     generated: true,
     createdNow,
   };
+}
+
+/**
+ * This machine's host name and interface addresses, so clients on the LAN can reach a
+ * generated certificate by name or IP (a Raspberry Pi at 192.168.1.20, say). Missing
+ * permissions just leave them out.
+ */
+function localNames(): { dnsNames: string[]; ipAddresses: string[] } {
+  const dnsNames: string[] = [];
+  const ipAddresses: string[] = [];
+  try {
+    const h = Deno.hostname();
+    if (/^[A-Za-z0-9.-]{1,253}$/.test(h) && h !== "localhost") dnsNames.push(h, `${h}.local`);
+  } catch { /* no --allow-sys=hostname */ }
+  try {
+    for (const i of Deno.networkInterfaces()) {
+      if (i.address === "127.0.0.1" || i.address === "::1" || i.address.startsWith("fe80")) {
+        continue;
+      }
+      if (!ipAddresses.includes(i.address)) ipAddresses.push(i.address);
+    }
+  } catch { /* no --allow-sys=networkInterfaces */ }
+  return { dnsNames, ipAddresses };
 }
 
 async function writeAtomic(path: string, text: string, mode: number): Promise<void> {

@@ -185,7 +185,14 @@ export class RpcClient {
       while (true) {
         const bytes = await this.#reader.next();
         if (bytes === null) break;
-        const frame = openFrame(bytes).decode();
+        const opened = openFrame(bytes);
+        if (opened.version !== WIRE_VERSION) {
+          throw new ValidationError(
+            `Server speaks wire version ${opened.version}; this client speaks ${WIRE_VERSION}`,
+            { code: "unsupported_version" },
+          );
+        }
+        const frame = opened.decode();
         if (frame.type === "response") {
           const p = this.#pending.get(frame.requestId);
           if (!p) continue; // answer to a request that already timed out
