@@ -103,13 +103,13 @@ export function listenQuic(options: ListenQuicOptions): QuicServer {
 /** Options for {@link connectQuic}. */
 export interface ConnectQuicOptions extends HostPort {
   /** PEM certificate(s) to trust; pin the server's own certificate here. */
-  caCertPem?: string;
+  caCertPem?: string | undefined;
   /** Name the certificate must be valid for (default: hostname). */
-  serverName?: string;
+  serverName?: string | undefined;
   /** ALPN protocols (default [`qpq/1`]). */
-  alpn?: string[];
+  alpn?: string[] | undefined;
   /** Handshake timeout in ms (default 10 s). */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /** Connect to a QUIC server and complete the TLS handshake. */
