@@ -73,6 +73,7 @@ const KV_CURSOR = "cursor";
 const KV_GROUP = "group:";
 const KV_KEY_PACKAGE = "kp:";
 const KV_LAST_RESORT = "kplr:";
+const KV_PENDING_COMMIT = "pcommit:";
 /** `leave:<conversation id>:<user>`: a leave proposal we still have to commit. */
 const KV_LEAVE = "leave:";
 
@@ -121,6 +122,10 @@ function conversationName(c: ChannelInfo, me: string): string {
   if (c.channelKind === "group") return `#${c.name}`;
   const peer = c.members.find((m) => m !== me) ?? me;
   return `@${peer}`;
+}
+
+function encodeRequest(request: Request): Uint8Array {
+  return encodeFrame({ version: WIRE_VERSION, requestId: 0, type: "request", request });
 }
 
 function isConflict(e: unknown): boolean {
@@ -421,10 +426,13 @@ export class QpqClient {
     try {
       await this.#addToGroup(conv, [user]);
     } catch (e) {
-      if (!isConflict(e)) throw e;
-      // Both sides created the DM at once and the peer's commit won: join theirs.
-      this.#store.deleteKv(KV_GROUP + hex);
-      await this.sync();
+      // A DM group without the peer would be reused by every later dm(): drop it (unless
+      // the conflict retries already left us in the peer's group), so the next try starts over.
+      const state = this.#loadGroup(hex);
+      if (state && !listMembers(state).some((m) => m.username === user)) {
+        this.#store.deleteKv(KV_GROUP + hex);
+      }
+      throw e;
     }
     return conv;
   }
@@ -551,36 +559,99 @@ export class QpqClient {
         const made = await make(state);
         if (!made) return false;
         const { staged, roster } = made;
-        const messageId = uuidv7();
-        const welcomes = roster.welcome && staged.outbound.welcome
-          ? (roster.add ?? []).map((username) => ({ username, payload: staged.outbound.welcome! }))
-          : [];
-        this.#saveGroup(hex, staged.state);
-        try {
-          await this.#rpc().call({
-            kind: "commit",
-            channelId: fromHex(hex),
-            epoch: Number(state.epoch),
-            messageId,
-            payload: staged.outbound.commit,
-            add: roster.add ?? [],
-            remove: [
-              ...new Set([...(roster.remove ?? []), ...staged.removed.map((m) => m.username)]),
-            ],
-            welcomes,
-          }, "committed");
-        } catch (e) {
-          const back = await discardPendingCommit(staged.state);
-          this.#saveGroup(hex, back.state);
-          if (isConflict(e) && attempt < COMMIT_RETRIES) return true;
-          throw e;
+        const welcome = roster.welcome && staged.outbound.welcome
+          ? staged.outbound.welcome
+          : undefined;
+        const request: Request = {
+          kind: "commit",
+          channelId: fromHex(hex),
+          epoch: Number(state.epoch),
+          messageId: uuidv7(),
+          payload: staged.outbound.commit,
+          add: roster.add ?? [],
+          remove: [
+            ...new Set([...(roster.remove ?? []), ...staged.removed.map((m) => m.username)]),
+          ],
+          welcomes: [],
+          welcome: welcome ?? new Uint8Array(0),
+          welcomeFor: welcome ? (roster.add ?? []) : [],
+        };
+        // Staged state and the exact request are stored together before anything is sent:
+        // after a crash or a lost answer the same request is sent again (the server keeps
+        // one copy), so the outcome is never guessed.
+        this.#store.transaction(() => {
+          this.#saveGroup(hex, staged.state);
+          this.#store.putKv(KV_PENDING_COMMIT + hex, encodeRequest(request));
+        });
+        const outcome = await this.#pushCommit(hex, request);
+        if (outcome !== "accepted") {
+          if (isConflict(outcome) && attempt < COMMIT_RETRIES) return true;
+          throw outcome;
         }
-        const merged = mergePendingCommit(staged.state);
-        this.#saveGroup(hex, merged.state);
-        merged.consumed.forEach((c) => zeroize(c));
         return false;
       });
       if (!retry) return;
+    }
+  }
+
+  /**
+   * Send a stored own commit until the server answers. Accepted (also as a duplicate of an
+   * earlier try): the pending commit is merged. Refused: it is discarded and the error
+   * returned. Unreachable: it stays pending (resolved by the next sync) and this throws.
+   */
+  async #pushCommit(hex: string, request: Request): Promise<"accepted" | QpqError> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        if (attempt > 0) {
+          await this.disconnect();
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+        if (!this.#conn) await this.ensureSession();
+        await this.#rpc().call(request, "committed");
+        const state = this.#loadGroup(hex);
+        this.#store.transaction(() => {
+          if (state?.hasPendingCommit) {
+            const merged = mergePendingCommit(state);
+            this.#saveGroup(hex, merged.state);
+            merged.consumed.forEach((c) => zeroize(c));
+          }
+          this.#store.deleteKv(KV_PENDING_COMMIT + hex);
+        });
+        return "accepted";
+      } catch (e) {
+        if (e instanceof TransportError || !(e instanceof QpqError)) {
+          lastError = e;
+          continue;
+        }
+        const state = this.#loadGroup(hex);
+        if (state?.hasPendingCommit) {
+          const back = await discardPendingCommit(state);
+          this.#store.transaction(() => {
+            this.#saveGroup(hex, back.state);
+            this.#store.deleteKv(KV_PENDING_COMMIT + hex);
+          });
+        } else this.#store.deleteKv(KV_PENDING_COMMIT + hex);
+        return e;
+      }
+    }
+    throw new TransportError(
+      "Server unreachable: the group change is kept and completed when the server is back",
+      { code: "unavailable", cause: lastError },
+    );
+  }
+
+  /** Finish own commits left pending by a crash or a lost connection (before receiving). */
+  async #resolvePendingCommits(): Promise<void> {
+    for (const key of this.#store.listKv(KV_PENDING_COMMIT)) {
+      const hex = key.slice(KV_PENDING_COMMIT.length);
+      const bytes = this.#store.getKv(key);
+      const frame = bytes ? decodeFrame(bytes) : undefined;
+      if (!frame || frame.type !== "request" || !this.#loadGroup(hex)?.hasPendingCommit) {
+        this.#store.deleteKv(key);
+        continue;
+      }
+      await this.#exclusive(() => this.#pushCommit(hex, frame.request));
     }
   }
 
@@ -811,6 +882,7 @@ export class QpqClient {
 
   async #syncLoop(): Promise<number> {
     await this.ensureSession();
+    await this.#resolvePendingCommits();
     let total = 0;
     while (true) {
       const cursor = this.#cursor();
@@ -920,6 +992,9 @@ export class QpqClient {
     const keys = [...this.#store.listKv(KV_KEY_PACKAGE), ...this.#store.listKv(KV_LAST_RESORT)];
     const privates = keys.map((k) => this.#store.getKv(k)!);
     const joined = await joinFromWelcome(m.payload, privates, this.#signer());
+    if (toHex(joined.state.groupId) !== hex) {
+      throw new ValidationError("Welcome is for another group than the channel it came on");
+    }
     await verifyRoster(joined.state, (u) => this.#directoryKey(u));
     const channels = await this.#rpc().call({ kind: "listChannels" }, "channels");
     const info = channels.channels.find((c) => toHex(c.channelId) === hex);

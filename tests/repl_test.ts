@@ -1,0 +1,322 @@
+/**
+ * `qpq repl` driven as a real process: through piped stdin (one line at a time, waiting
+ * for each answer), and once in a real terminal under tmux to check that an incoming
+ * message does not garble a half-typed line.
+ */
+import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
+import { qpqRunFlags, runQpq, spawnQpq } from "./_support/cli.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
+
+/** Line-by-line reader over a child's stdout that can wait for a line more than once. */
+class Lines {
+  #reader: ReadableStreamDefaultReader<string>;
+  #buf = "";
+  /** Every line read so far. */
+  readonly all: string[] = [];
+  #next = 0;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** Wait for a line matching `pred` (after the last one returned); returns the lines up to it. */
+  async until(pred: (line: string) => boolean, timeoutMs = 20_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      for (let i = this.#next; i < this.all.length; i++) {
+        if (pred(this.all[i]!)) {
+          const got = this.all.slice(this.#next, i + 1);
+          this.#next = i + 1;
+          return got;
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`line not seen; output so far:\n${this.all.join("\n")}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const r = await Promise.race([
+        this.#reader.read(),
+        new Promise<"timeout">((res) => timer = setTimeout(() => res("timeout"), left)),
+      ]);
+      clearTimeout(timer);
+      if (r === "timeout") continue;
+      if (r.done) throw new Error(`output ended; got:\n${this.all.join("\n")}${this.#buf}`);
+      this.#buf += r.value;
+      let i;
+      while ((i = this.#buf.indexOf("\n")) >= 0) {
+        this.all.push(this.#buf.slice(0, i));
+        this.#buf = this.#buf.slice(i + 1);
+      }
+    }
+  }
+
+  /** Read to the end. */
+  async rest(): Promise<string[]> {
+    while (true) {
+      const r = await this.#reader.read();
+      if (r.done) break;
+      this.#buf += r.value;
+    }
+    this.all.push(...this.#buf.split("\n").filter((l) => l.length > 0));
+    this.#buf = "";
+    const got = this.all.slice(this.#next);
+    this.#next = this.all.length;
+    return got;
+  }
+}
+
+interface Setup {
+  ts: TestServer;
+  dir: string;
+  cert: string;
+  args: (user: string) => string[];
+  env: (user: string) => Record<string, string>;
+}
+
+async function setup(): Promise<Setup> {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-repl-" });
+  const cert = `${dir}/server-cert.pem`;
+  await Deno.writeTextFile(cert, ts.certPem);
+  return {
+    ts,
+    dir,
+    cert,
+    args: (user) => [
+      "--username",
+      user,
+      "--server",
+      ts.addr,
+      "--ca-cert",
+      cert,
+      "--state",
+      `${dir}/${user}.bin`,
+    ],
+    env: (user) => ({ QPQ_PASSWORD: `pw of ${user}` }),
+  };
+}
+
+async function teardown(s: Setup): Promise<void> {
+  await s.ts.close();
+  await Deno.remove(s.dir, { recursive: true });
+  await Deno.remove(s.ts.dataDir, { recursive: true });
+}
+
+Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and receives", async () => {
+  const s = await setup();
+  try {
+    const reg = await runQpq(["register-user", ...s.args("bob")], { env: s.env("bob") });
+    assertEquals(reg.code, 0, reg.stderr);
+
+    const child = spawnQpq(["repl", ...s.args("alice")], { env: s.env("alice"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    /** Type a line and wait for the answer line. */
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    try {
+      const start = await out.until((l) => l.startsWith("qpq repl: "));
+      assertEquals(start, [
+        `* registered alice on ${s.ts.addr}`,
+        `qpq repl: alice on ${s.ts.addr} — /help for commands`,
+      ]);
+
+      const who = await ask("/whoami", (l) => l.startsWith("active:"));
+      assertEquals(who[0], `alice on ${s.ts.addr} (online)`);
+      assert(/^identity fingerprint: [0-9 ]+$/.test(who[1]!), who[1]);
+      assertEquals(who[2], "active: none; conversations: 0");
+
+      const help = await ask("/help", (l) => l.startsWith("anything else"));
+      for (const cmd of ["/dm", "/create-group", "/invite", "/switch", "/list", "/members"]) {
+        assert(help.some((l) => l.startsWith(cmd + " ")), `${cmd} in /help`);
+      }
+
+      // mistakes answer with one error line and the loop goes on
+      assertEquals(await ask("/frobnicate", (l) => l.startsWith("error:")), [
+        "error: Unknown command /frobnicate: /help lists them",
+      ]);
+      assertEquals(await ask("text with no conversation", (l) => l.startsWith("error:")), [
+        "error: No active conversation: /dm <user>, /create-group <name> or /switch",
+      ]);
+      assertEquals(await ask("/dm nosuchuser", (l) => l.startsWith("error:")), [
+        "error: Unknown user nosuchuser",
+      ]);
+
+      assertEquals(await ask("/dm bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
+      await send("hello bob, this is the repl");
+      assertEquals(await ask("/create-group crew", (l) => l.startsWith("*")), ["* created #crew"]);
+      assertEquals(await ask("/invite bob", (l) => l.startsWith("*")), ["* invited bob to #crew"]);
+      await send("hello crew");
+      assertEquals(await ask("/members", (l) => l.startsWith("#crew")), ["#crew: alice, bob"]);
+      assertEquals(await ask("/switch @bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
+      assertEquals(await ask("/list", (l) => l.endsWith("#crew")), ["* @bob", "  #crew"]);
+      assertEquals(await ask("/members", (l) => l.startsWith("@bob")), ["@bob: alice, bob"]);
+      assertEquals(await ask("/history", (l) => l.startsWith("[")), [
+        "[alice] hello bob, this is the repl",
+      ]);
+
+      // bob (the CLI) got both lines; his answer arrives by push, or at the latest on /sync
+      const got = await runQpq(["recv", ...s.args("bob")], { env: s.env("bob") });
+      assertEquals(got.code, 0, got.stderr);
+      assertEquals(got.stdout.trim().split("\n"), [
+        "* joined @alice (invited by alice)",
+        "[alice] hello bob, this is the repl",
+        "* joined #crew (invited by alice)",
+        "[#crew] alice: hello crew",
+      ]);
+      const reply = await runQpq(
+        ["send", "--to", "alice", "hi alice, bob here", ...s.args("bob")],
+        {
+          env: s.env("bob"),
+        },
+      );
+      assertEquals(reply.code, 0, reply.stderr);
+      await send("/sync");
+      assertEquals(await out.until((l) => l.startsWith("[bob]")), ["[bob] hi alice, bob here"]);
+      assertEquals(await ask("/history", (l) => l.startsWith("[bob]")), [
+        "[alice] hello bob, this is the repl",
+        "[bob] hi alice, bob here",
+      ]);
+
+      await send("/quit");
+      assertEquals(await out.rest(), []);
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
+});
+
+Deno.test("qpq repl ends at end of input and starts with an existing state", async () => {
+  const s = await setup();
+  try {
+    // first run registers; the second opens the same state and logs in by itself
+    for (const expect of [["* registered carol on ", "qpq repl: carol"], ["qpq repl: carol"]]) {
+      const r = await runQpq(["repl", ...s.args("carol")], {
+        env: s.env("carol"),
+        stdin: "/whoami\n",
+      });
+      assertEquals(r.code, 0, r.stderr);
+      const lines = r.stdout.split("\n");
+      for (const [i, e] of expect.entries()) assert(lines[i]!.startsWith(e), r.stdout);
+      assertStringIncludes(r.stdout, `carol on ${s.ts.addr} (online)`);
+    }
+  } finally {
+    await teardown(s);
+  }
+});
+
+async function hasTmux(): Promise<boolean> {
+  try {
+    const r = await new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" })
+      .output();
+    return r.success;
+  } catch {
+    return false;
+  }
+}
+
+const TMUX = await hasTmux();
+
+Deno.test({
+  name: "qpq repl in a terminal: an incoming message does not garble a half-typed line",
+  ignore: !TMUX,
+  async fn() {
+    const s = await setup();
+    const sock = `qpq-test-${crypto.randomUUID().slice(0, 8)}`;
+    const tmux = async (...args: string[]) => {
+      const r = await new Deno.Command("tmux", { args: ["-L", sock, ...args] }).output();
+      assert(r.success, `tmux ${args[0]}: ${new TextDecoder().decode(r.stderr)}`);
+      return new TextDecoder().decode(r.stdout);
+    };
+    const screen = () => tmux("capture-pane", "-p", "-t", "qpq");
+    const waitScreen = async (pred: (text: string) => boolean, what: string) => {
+      const deadline = Date.now() + 20_000;
+      let text = "";
+      while (Date.now() < deadline) {
+        text = await screen();
+        if (pred(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${what} not on screen:\n${text}`);
+    };
+    try {
+      for (const u of ["alice", "bob"]) {
+        const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+        assertEquals(r.code, 0, r.stderr);
+      }
+      const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(dm.code, 0, dm.stderr);
+      const deno = Deno.execPath();
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const config = new URL("../deno.json", import.meta.url).pathname;
+      const cmd = [
+        deno,
+        "run",
+        "--config",
+        config,
+        ...await qpqRunFlags(),
+        main,
+        "repl",
+        ...s.args("bob"),
+      ]
+        .map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "qpq",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "-e",
+        `QPQ_PASSWORD=${s.env("bob").QPQ_PASSWORD}`,
+        "-e",
+        "NO_COLOR=1",
+        cmd,
+      );
+      await waitScreen((t) => t.includes("qpq repl: bob"), "banner");
+      await tmux("send-keys", "-t", "qpq", "/switch @alice", "Enter");
+      await waitScreen((t) => t.split("\n").some((l) => l.trimEnd() === "[@alice] >"), "prompt");
+      await tmux("send-keys", "-t", "qpq", "-l", "half typed wor");
+
+      const sent = await runQpq(
+        ["send", "--to", "bob", "ping while you type", ...s.args("alice")],
+        {
+          env: s.env("alice"),
+        },
+      );
+      assertEquals(sent.code, 0, sent.stderr);
+      const text = await waitScreen((t) => t.includes("[alice] ping while you type"), "incoming");
+      const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l.length > 0);
+      const at = lines.indexOf("[alice] ping while you type");
+      assert(at >= 0, text);
+      assertEquals(lines[at + 1], "[@alice] > half typed wor", `prompt line intact:\n${text}`);
+      assertEquals(lines.filter((l) => l.includes("half typed")).length, 1, text);
+
+      // finishing the line sends all of it
+      await tmux("send-keys", "-t", "qpq", "-l", "d");
+      await tmux("send-keys", "-t", "qpq", "Enter");
+      await tmux("send-keys", "-t", "qpq", "/quit", "Enter");
+      const got = await runQpq(["recv", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(got.stdout, "[bob] half typed word\n", got.stderr);
+    } finally {
+      await new Deno.Command("tmux", { args: ["-L", sock, "kill-server"], stderr: "null" })
+        .output();
+      await teardown(s);
+    }
+  },
+});
