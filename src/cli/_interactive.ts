@@ -28,6 +28,8 @@ export const SLASH_COMMANDS: Record<string, string> = {
   "/remove": "/remove <user>       remove a member from the current group",
   "/leave": "/leave               leave the current group",
   "/sync": "/sync                receive what is waiting now",
+  "/verify": "/verify <user>       safety number to compare with a contact",
+  "/update": "/update              fresh keys for you in the current group",
   "/whoami": "/whoami              identity and status",
   "/help": "/help                this help",
   "/quit": "/quit                exit",
@@ -200,6 +202,18 @@ export class Interactive {
       case "/sync":
         await c.sync();
         return false;
+      case "/verify": {
+        need(1, "/verify <user>");
+        const v = await c.verify(args[0]!);
+        this.print(`safety number with ${args[0]!.replace(/^@/, "")}: ${v.safetyNumber}`);
+        return false;
+      }
+      case "/update": {
+        const conv = this.#current();
+        await c.update(conv.name);
+        this.print(`* new keys for you in ${conv.name}`);
+        return false;
+      }
       case "/switch": {
         need(1, "/switch @user|#group");
         this.#active = c.conversation(args[0]!);

@@ -41,6 +41,11 @@ export const COMMANDS: Record<string, CommandEntry> = {
   leave: { summary: "leave a group", load: () => import("./leave.ts") },
   members: { summary: "list a conversation's members", load: () => import("./members.ts") },
   list: { summary: "list conversations", load: () => import("./list.ts") },
+  verify: {
+    summary: "show the safety number shared with a contact",
+    load: () => import("./verify.ts"),
+  },
+  update: { summary: "self-update your keys in groups", load: () => import("./update.ts") },
   send: { summary: "send a message (DM, group or all)", load: () => import("./send.ts") },
   recv: { summary: "receive and print messages", load: () => import("./recv.ts") },
   history: {

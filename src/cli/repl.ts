@@ -57,7 +57,20 @@ export async function run(args: string[]): Promise<number> {
     ui = new Interactive(client);
     await startSession(client, p.values["auth-token"]);
     println(`qpq repl: ${client.username} on ${client.server} — /help for commands`);
-    const code = await ui.run();
+    // Periodic self-update: groups whose last own change is over a day old get fresh keys.
+    const selfUpdate = () =>
+      client.selfUpdateDue().then(
+        (done) => done.forEach((name) => ui?.print(`* refreshed your keys in ${name}`)),
+        () => {}, // offline: next time
+      );
+    const timer = setInterval(selfUpdate, 3600_000);
+    void selfUpdate();
+    let code: number;
+    try {
+      code = await ui.run();
+    } finally {
+      clearInterval(timer);
+    }
     await client.sync().catch(() => {});
     return code;
   } finally {

@@ -21,7 +21,7 @@ import {
   clientRegistrationFinish,
   clientRegistrationStart,
 } from "../auth/mod.ts";
-import { IdentityKeyPair } from "../crypto/mod.ts";
+import { fingerprint, IdentityKeyPair, safetyNumber } from "../crypto/mod.ts";
 import {
   addMembers,
   checkCredentialBinding,
@@ -53,7 +53,7 @@ import {
   type Push,
   type Request,
 } from "../wire/mod.ts";
-import { fromHex, fromUtf8, toHex, utf8, zeroize } from "../bytes.ts";
+import { constantTimeEqual, fromHex, fromUtf8, toHex, utf8, zeroize } from "../bytes.ts";
 import { AuthError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { MAX_FETCH_PAGE, WIRE_VERSION } from "../limits.ts";
 import { connectServer, type ServerConnection } from "./connection.ts";
@@ -74,6 +74,12 @@ const KV_GROUP = "group:";
 const KV_KEY_PACKAGE = "kp:";
 const KV_LAST_RESORT = "kplr:";
 const KV_PENDING_COMMIT = "pcommit:";
+const KV_DIRECTORY = "dir:";
+const KV_LAST_UPDATE = "upd:";
+/** Groups get a self-update when our last commit in them is older than this. */
+export const SELF_UPDATE_INTERVAL_MS = 24 * 3600 * 1000;
+/** Refusals that may pass: the message stays queued. */
+const TEMPORARY_REFUSALS = new Set(["quota", "rate_limited", "unavailable", "timeout"]);
 /** `leave:<conversation id>:<user>`: a leave proposal we still have to commit. */
 const KV_LEAVE = "leave:";
 
@@ -141,6 +147,8 @@ export class QpqClient {
   #identity: IdentityKeyPair;
   #syncing: Promise<number> | undefined;
   #subscribed = false;
+  /** The connection our session is bound to (resume or login done on it). */
+  #sessionConn: ServerConnection | undefined;
   #directory = new Map<string, Uint8Array>();
   /** Serializes every load-modify-save of MLS group state (push-driven sync vs send/commit). */
   #lock: Promise<void> = Promise.resolve();
@@ -276,6 +284,15 @@ export class QpqClient {
       sessionToken: session.token,
       sessionExpiresAt: session.expiresAtMs,
     });
+    this.#sessionConn = this.#conn;
+    // Registration writes the account and the identity key separately: if a crash came
+    // between them, publish the key now.
+    try {
+      await this.#rpc().call({ kind: "fetchIdentityKey", username: this.username }, "identityKey");
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+      await this.#rpc().call({ kind: "publishIdentityKey", key: this.#identity.publicKey }, "ok");
+    }
   }
 
   /**
@@ -285,9 +302,12 @@ export class QpqClient {
   async ensureSession(): Promise<void> {
     await this.connect();
     const m = this.#store.meta;
+    // one resume per connection, not one per operation
+    if (this.#sessionConn === this.#conn && (m.sessionExpiresAt ?? 0) > Date.now()) return;
     if (m.sessionToken && m.sessionToken.length > 0 && (m.sessionExpiresAt ?? 0) > Date.now()) {
       try {
         await this.#rpc().call({ kind: "resume", token: m.sessionToken }, "session");
+        this.#sessionConn = this.#conn;
         return;
       } catch (e) {
         if (!(e instanceof AuthError)) throw e;
@@ -302,6 +322,7 @@ export class QpqClient {
       await this.ensureSession();
       await this.#rpc().call({ kind: "logout" }, "ok");
     } finally {
+      this.#sessionConn = undefined;
       await this.#store.updateMeta({ sessionToken: undefined, sessionExpiresAt: undefined });
     }
   }
@@ -343,17 +364,61 @@ export class QpqClient {
 
   // ------------------------------------------------------------------ directory
 
+  /**
+   * The directory's identity key for a user, pinned on first use: if the server later
+   * reports another key for someone we already know, that is refused (a compromised or
+   * mistaken directory), and `verify` shows the safety number to compare in person.
+   */
   async #directoryKey(username: string): Promise<Uint8Array | undefined> {
     const hit = this.#directory.get(username);
     if (hit) return hit;
+    let key: Uint8Array;
     try {
-      const r = await this.#rpc().call({ kind: "fetchIdentityKey", username }, "identityKey");
-      this.#directory.set(username, r.key);
-      return r.key;
+      key = (await this.#rpc().call({ kind: "fetchIdentityKey", username }, "identityKey")).key;
     } catch (e) {
       if (e instanceof QpqError && e.code === "not_found") return undefined;
       throw e;
     }
+    const pinned = this.#store.getKv(KV_DIRECTORY + username);
+    if (pinned && !constantTimeEqual(pinned, key)) {
+      throw new ValidationError(
+        `The server now reports a different identity key for ${username}: compare safety numbers (qpq verify ${username})`,
+      );
+    }
+    if (!pinned) this.#store.putKv(KV_DIRECTORY + username, key);
+    this.#directory.set(username, key);
+    return key;
+  }
+
+  /**
+   * The safety number shared with `username` (the same on both sides) and their key's
+   * fingerprint: read them to each other to rule out a lying server.
+   */
+  async verify(username: string): Promise<{ safetyNumber: string; fingerprint: string }> {
+    const user = username.replace(/^@/, "");
+    await this.ensureSession();
+    const key = await this.#directoryKey(user);
+    if (!key) throw new UsageError(`Unknown user ${user}`, { code: "not_found" });
+    return {
+      safetyNumber: safetyNumber(this.identityPublicKey, this.username, key, user),
+      fingerprint: fingerprint(key),
+    };
+  }
+
+  /**
+   * Commit a self-update in every group whose last own commit is older than `maxAgeMs`
+   * (post-compromise security: fresh path secrets). Returns the groups updated.
+   */
+  async selfUpdateDue(maxAgeMs = SELF_UPDATE_INTERVAL_MS): Promise<string[]> {
+    const done: string[] = [];
+    for (const c of this.listConversations()) {
+      if (c.kind === "self" || !c.channelId) continue;
+      const last = this.#store.getKv(KV_LAST_UPDATE + c.channelId);
+      if (last && Date.now() - Number(fromUtf8(last)) < maxAgeMs) continue;
+      await this.update(c.name);
+      done.push(c.name);
+    }
+    return done;
   }
 
   // ------------------------------------------------------------------ groups
@@ -451,6 +516,7 @@ export class QpqClient {
     const hex = toHex(channel.channelId);
     this.#store.transaction(() => {
       this.#saveGroup(hex, state);
+      this.#store.putKv(KV_LAST_UPDATE + hex, utf8(String(Date.now())));
       this.#upsertChannel(channel);
     });
     return this.conversation(`#${n}`);
@@ -617,6 +683,7 @@ export class QpqClient {
             merged.consumed.forEach((c) => zeroize(c));
           }
           this.#store.deleteKv(KV_PENDING_COMMIT + hex);
+          this.#store.putKv(KV_LAST_UPDATE + hex, utf8(String(Date.now())));
         });
         return "accepted";
       } catch (e) {
@@ -797,6 +864,14 @@ export class QpqClient {
         });
         return true;
       } catch (e) {
+        if (
+          !(e instanceof TransportError) && e instanceof QpqError && TEMPORARY_REFUSALS.has(e.code)
+        ) {
+          // a recipient's queue is full or the server is busy: keep it for later
+          this.#store.bumpOutbox(messageId);
+          this.#emit({ kind: "warning", text: `Message kept in the queue: ${e.message}` });
+          return false;
+        }
         if (!(e instanceof TransportError)) {
           this.#store.removeOutbox(messageId);
           throw e;
@@ -1006,6 +1081,7 @@ export class QpqClient {
       conv = this.#upsertChannel(info);
       if (usedKey.startsWith(KV_KEY_PACKAGE)) this.#store.deleteKv(usedKey);
       this.#store.putKv(KV_CURSOR, cursor);
+      this.#store.putKv(KV_LAST_UPDATE + hex, utf8(String(Date.now()))); // fresh keys on join
     });
     this.#emit({ kind: "joined", conversation: conv, inviter: m.sender });
   }
