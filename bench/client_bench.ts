@@ -1,0 +1,193 @@
+/**
+ * Client bench, each group with its baseline in the same run:
+ *
+ * - send→recv round trip through a real in-process server (QUIC on loopback, SQLite):
+ *   `QpqClient.send` then the recipient's `sync`, in a 2-member and a 100-member group,
+ *   beside a bare qpq ping round trip.
+ * - first run: creating a local state with the default Argon2id parameters (OWASP
+ *   minimum) beside the bare Argon2id derivation.
+ * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside
+ *   spawning `qpq --version` (Deno start-up and module loading). Needs --allow-run;
+ *   skipped without it.
+ *
+ *   deno bench --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write \
+ *     --allow-env --allow-sys=hostname --allow-run bench/client_bench.ts
+ *
+ * The 100-member group: 100 accounts are registered one by one (cheap Argon2id for their
+ * local state; each registration makes 21 X-Wing KeyPackages, about 1 s), the owner adds
+ * 99 in one commit; only the measured recipient joins (the others' queues just fill up,
+ * as for members who are offline). QPQ_BENCH_BIG_GROUP=N builds a smaller one.
+ *
+ * @module
+ */
+import { QpqClient } from "../src/client/client.ts";
+import { connectServer } from "../src/client/connection.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+import { DEFAULT_ARGON2ID_PARAMS, deriveKeyFromPassword } from "../src/crypto/mod.ts";
+import { readUntil, runQpq, spawnQpq } from "../tests/_support/cli.ts";
+import { startTestServer } from "../tests/_support/server.ts";
+
+const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
+/** Size of the big group; QPQ_BENCH_BIG_GROUP shrinks it (building 100 takes ~100 s). */
+const BIG_GROUP = Math.max(3, Number(Deno.env.get("QPQ_BENCH_BIG_GROUP") ?? 100) || 100);
+
+const ts = await startTestServer();
+const dir = await Deno.makeTempDir({ prefix: "qpq-client-bench-" });
+
+async function account(name: string): Promise<QpqClient> {
+  const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
+    create: true,
+    username: name,
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const c = QpqClient.create({ store, password: `pw-${name}`, caCertPem: ts.certPem });
+  await c.register();
+  return c;
+}
+
+// ---- 2-member group
+const alice = await account("alice");
+const bob = await account("bob");
+await alice.createGroup("duo");
+await alice.invite("#duo", ["bob"]);
+await bob.sync();
+
+// ---- 100-member group (built once)
+const t0 = performance.now();
+const owner = await account("owner");
+const reader = await account("reader");
+const others: string[] = [];
+// one at a time: client and server share this thread, and parallel registrations starve
+// the server's handshakes
+for (let i = 0; i < BIG_GROUP - 2; i++) {
+  const c = await account(`m${i}`);
+  await c.close();
+  others.push(`m${i}`);
+}
+await owner.createGroup("big");
+await owner.invite("#big", ["reader", ...others]);
+await reader.sync();
+if (reader.members("#big").length !== BIG_GROUP) throw new Error("big group not built");
+console.error(
+  `built the ${BIG_GROUP}-member group in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+);
+
+const ping = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+let n = 0;
+
+Deno.bench({
+  name: "qpq ping round trip (baseline)",
+  group: "send→recv",
+  baseline: true,
+  async fn() {
+    await ping.ping();
+  },
+});
+
+Deno.bench({
+  name: "2-member group: send + recipient sync",
+  group: "send→recv",
+  async fn() {
+    await alice.send("#duo", `message ${n++}`);
+    if ((await bob.sync()) !== 1) throw new Error("not received");
+  },
+});
+
+Deno.bench({
+  name: `${BIG_GROUP}-member group: send + one recipient's sync`,
+  group: "send→recv",
+  async fn() {
+    await owner.send("#big", `message ${n++}`);
+    if ((await reader.sync()) !== 1) throw new Error("not received");
+  },
+});
+
+// ---- first run: Argon2id with the default parameters
+const salt = crypto.getRandomValues(new Uint8Array(16));
+let fresh = 0;
+
+Deno.bench({
+  name: "Argon2id derivation, default params (baseline)",
+  group: "first run",
+  baseline: true,
+  n: 10,
+  warmup: 1,
+  async fn() {
+    await deriveKeyFromPassword("correct horse battery staple", salt, DEFAULT_ARGON2ID_PARAMS);
+  },
+});
+
+Deno.bench({
+  name: "create a local state (identity + Argon2id + SQLite), default params",
+  group: "first run",
+  n: 10,
+  warmup: 1,
+  async fn() {
+    const store = await openLocalStore(`${dir}/fresh${fresh++}.bin`, "correct horse", {
+      create: true,
+      username: "fresh",
+      server: ts.addr,
+    });
+    await store.close();
+  },
+});
+
+// ---- REPL start to banner (real processes)
+const canRun = Deno.permissions.querySync({ name: "run" }).state === "granted";
+const cert = `${dir}/server-cert.pem`;
+await Deno.writeTextFile(cert, ts.certPem);
+const replArgs = [
+  "--username",
+  "repluser",
+  "--server",
+  ts.addr,
+  "--ca-cert",
+  cert,
+  "--state",
+  `${dir}/repluser.bin`,
+];
+const replEnv = { QPQ_PASSWORD: "pw-repl" };
+if (canRun) {
+  const first = await runQpq(["register-user", ...replArgs], { env: replEnv });
+  if (first.code !== 0) throw new Error(`register-user failed: ${first.stderr}`);
+}
+
+Deno.bench({
+  name: "spawn qpq --version (baseline)",
+  group: "repl start",
+  baseline: true,
+  ignore: !canRun,
+  n: 5,
+  warmup: 1,
+  async fn() {
+    const r = await runQpq(["--version"]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  },
+});
+
+Deno.bench({
+  name: "spawn qpq repl (existing state, default Argon2id) until its banner",
+  group: "repl start",
+  ignore: !canRun,
+  n: 5,
+  warmup: 1,
+  async fn(b) {
+    b.start();
+    const child = spawnQpq(["repl", ...replArgs], { env: replEnv, stdin: true });
+    const { reader } = await readUntil(child.stdout, (l) => l.startsWith("qpq repl: "));
+    b.end();
+    await child.stdin.close();
+    while (!(await reader.read()).done) { /* drain */ }
+    await child.stderr.cancel();
+    await child.status;
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  // the bench runner exits after the last bench; nothing to await here
+  try {
+    Deno.removeSync(dir, { recursive: true });
+    Deno.removeSync(ts.dataDir, { recursive: true });
+  } catch { /* best effort */ }
+});
