@@ -19,6 +19,7 @@ import { randomBytes, toBase64, toHex, utf8 } from "../src/bytes.ts";
 import { VERSION } from "../src/version.ts";
 import { WIRE_VERSION } from "../src/limits.ts";
 import type { QpqError } from "../src/errors.ts";
+import { DatabaseSync } from "node:sqlite";
 
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
 
@@ -259,4 +260,66 @@ Deno.test("qpq server logs at debug level carry no password, token or key", asyn
   for (const [what, needle] of needles) {
     assert(!log.includes(needle.replace(/=+$/, "")), `${what} appears in the server log`);
   }
+});
+
+Deno.test("restoring a backup rewinds queue sequence numbers; the documented next_seq bump lets clients resume", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "qpq-restore-" });
+  const env = { QPQ_DB_KEY: toBase64(randomBytes(32)) };
+  const start = () => startTestServer({ dataDir, env });
+  const session = async (addr: string, certPem: string, u: string) => {
+    const c = await connectServer({ server: addr, caCertPem: certPem });
+    await login(c, u, `pw ${u}`);
+    return c;
+  };
+  const received = async (c: ServerConnection, afterSeq: number) =>
+    (await c.call({ kind: "fetch", afterSeq, limit: 0 }, "messages")).messages;
+
+  // before the backup: bob has received and acknowledged message 1
+  let ts = await start();
+  let a = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+  let b = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+  await register(a, "alice", "pw alice", "devtoken");
+  await register(b, "bob", "pw bob", "devtoken");
+  await login(a, "alice", "pw alice");
+  await login(b, "bob", "pw bob");
+  const ch = (await a.call({ kind: "createDm", username: "bob" }, "channel")).channelId;
+  await enqueue(a, ch, utf8("one"));
+  let cursor = (await received(b, 0))[0]!.seq;
+  await b.call({ kind: "ack", uptoSeq: cursor }, "ok");
+  await a.close();
+  await b.close();
+  await ts.close();
+  const backup = await Deno.readFile(`${dataDir}/qpq.db`); // stop + copy
+
+  // after the backup: two more, received and acknowledged; bob's cursor moves on
+  ts = await start();
+  a = await session(ts.addr, ts.certPem, "alice");
+  b = await session(ts.addr, ts.certPem, "bob");
+  await enqueue(a, ch, utf8("two"));
+  await enqueue(a, ch, utf8("three"));
+  cursor = (await received(b, cursor)).at(-1)!.seq;
+  await b.call({ kind: "ack", uptoSeq: cursor }, "ok");
+  await a.close();
+  await b.close();
+  await ts.close();
+
+  const restore = async (bump: boolean) => {
+    await Deno.writeFile(`${dataDir}/qpq.db`, backup);
+    if (bump) {
+      const db = new DatabaseSync(`${dataDir}/qpq.db`);
+      db.exec("UPDATE queues SET next_seq = next_seq + 1000000"); // as in docs/operations.md
+      db.close();
+    }
+    const s = await start();
+    const sa = await session(s.addr, s.certPem, "alice");
+    const sb = await session(s.addr, s.certPem, "bob");
+    await enqueue(sa, ch, utf8("after restore"));
+    const got = await received(sb, cursor); // bob fetches from where he was
+    await sa.close();
+    await sb.close();
+    await s.close();
+    return got.map((m) => new TextDecoder().decode(m.payload));
+  };
+  assertEquals(await restore(false), [], "without the bump the new message hides below the cursor");
+  assertEquals(await restore(true), ["after restore"]);
 });
