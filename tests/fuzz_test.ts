@@ -9,7 +9,7 @@
  * scripts/fuzz.ts (`--frames 1000000`). A failing case prints its target, seed and index;
  * `caseInput(target, seed, index)` in tests/_support/fuzz_runner.ts rebuilds its input.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
 import {
   caseRng,
   fmtStats,
@@ -26,8 +26,17 @@ import {
   startHonestTraffic,
 } from "./_support/fuzz_live.ts";
 import { startTestServer } from "./_support/server.ts";
-import { decodeFrame, lengthPrefixed, REQUEST, RESPONSE } from "../src/wire/mod.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  lengthPrefixed,
+  REQUEST,
+  RESPONSE,
+} from "../src/wire/mod.ts";
 import { MAX_FRAME_BYTES } from "../src/limits.ts";
+import { fromHex } from "../src/bytes.ts";
+import { ValidationError } from "../src/errors.ts";
 
 const SEED = 20261126;
 
@@ -87,6 +96,119 @@ Deno.test("referenceFraming splits, and flags oversize and partial frames", () =
   assertEquals(referenceFraming(both, MAX_FRAME_BYTES).end, "clean");
   assertEquals(referenceFraming(both.subarray(0, 5), MAX_FRAME_BYTES).end, "partial");
   assertEquals(referenceFraming(both, 2).end, "too_large");
+});
+
+/**
+ * Found by scripts/fuzz.ts (seed 20261126, wire.decodeFrame case 47438): a 264-byte
+ * `channels` response whose composite list tag claims 12,582,914 zero-size elements.
+ * capnp-es "upgraded" them to the reader's struct size (a ~600 MB allocation) and decoded
+ * for 1.7 s before its traversal limit fired.
+ */
+const ZERO_SIZE_LIST_BOMB =
+  "000000002000000000000000020001000100010000000000100000000000000000000000" +
+  "010001000d00000000000000000000000000010001000000570000000800000300000000010000000000000001" +
+  "000000000000001d00000082000000210000002a0000002100000016000000000000000000000000000000000000" +
+  "002500000082000000290000000a0000002900000016000000363a98103d3f8e597342e34b38275dff7465616d00" +
+  "00000005000000320000000500000022000000616c696365000000626f620000000000eb3394c9c0cefe1e6cc946" +
+  "381ba9b7df000000000000000005000000320000000500000022000000616c696365000000626f620000000000";
+
+/** An uploadKeyPackages frame whose `n` package pointers all point at one `blob`-byte Data. */
+function sharedPointerBomb(n: number, blob: number, share = true): Uint8Array {
+  const frame = encodeFrame({
+    version: 1,
+    requestId: 1,
+    type: "request",
+    request: {
+      kind: "uploadKeyPackages",
+      packages: Array.from({ length: n }, () => ({ data: new Uint8Array([7]) })),
+      lastResort: new Uint8Array(blob).fill(9),
+    },
+  });
+  const dv = new DataView(frame.buffer);
+  let tag = -1;
+  let blobPtr = -1;
+  for (let w = 1; w < frame.length / 8; w++) {
+    const lo = dv.getUint32(w * 8, true);
+    const hi = dv.getUint32(w * 8 + 4, true);
+    if (tag < 0 && lo === n << 2 && hi === 0x00010000) tag = w * 8; // composite tag: n x (0, 1)
+    if ((lo & 3) === 1 && hi === ((blob << 3) | 2) >>> 0) blobPtr = w * 8; // byte list of blob
+  }
+  assert(tag > 0 && blobPtr > 0, "frame layout as expected");
+  if (!share) return frame;
+  const target = blobPtr + 8 + (dv.getInt32(blobPtr, true) >> 2) * 8;
+  for (let i = 0; i < n; i++) {
+    const p = tag + 8 + 8 * i;
+    dv.setUint32(p, (((target - p - 8) / 8) << 2 | 1) >>> 0, true);
+    dv.setUint32(p + 4, ((blob << 3) | 2) >>> 0, true);
+  }
+  return frame;
+}
+
+Deno.test("decodeFrame refuses a zero-size list bomb and shared-pointer amplification at once", () => {
+  let t0 = performance.now();
+  assertThrows(() => decodeFrame(fromHex(ZERO_SIZE_LIST_BOMB)), ValidationError, "zero-size");
+  assert(performance.now() - t0 < 100, `took ${performance.now() - t0} ms`);
+  // 4,000 pointers at one 64 KiB blob: 130 KB of frame would decode to 262 MB of copies
+  const bomb = sharedPointerBomb(4000, 65536);
+  t0 = performance.now();
+  assertThrows(() => decodeFrame(bomb), ValidationError, "larger than the frame");
+  assert(performance.now() - t0 < 100, `took ${performance.now() - t0} ms`);
+  // the same frame without the shared pointers decodes; one shared pointer is too many
+  const fine = decodeFrame(sharedPointerBomb(4000, 65536, false));
+  assertThrows(() => decodeFrame(sharedPointerBomb(1, 65536)), ValidationError, "larger than");
+  assert(fine.type === "request" && fine.request.kind === "uploadKeyPackages");
+});
+
+Deno.test("decodeFrame takes big legitimate frames in proportion to their size", () => {
+  const msg = (i: number) => ({
+    seq: i,
+    channelId: new Uint8Array(16).fill(i & 255),
+    sender: `user${i}`,
+    messageId: new Uint8Array(16).fill(1),
+    payload: new Uint8Array(1500).fill(i & 255),
+    messageKind: "application" as const,
+    epoch: 3,
+    sentAtMs: 1_700_000_000_000 + i,
+  });
+  const frames: Frame[] = [
+    {
+      version: 1,
+      requestId: 1,
+      type: "response",
+      response: {
+        kind: "messages",
+        messages: Array.from({ length: 500 }, (_, i) => msg(i)),
+        more: true,
+      },
+    },
+    {
+      version: 1,
+      requestId: 2,
+      type: "response",
+      response: {
+        kind: "memberList",
+        members: Array.from({ length: 10_000 }, (_, i) => `member.${i}`),
+      },
+    },
+    {
+      version: 1,
+      requestId: 3,
+      type: "request",
+      request: {
+        kind: "uploadKeyPackages",
+        packages: Array.from({ length: 100 }, () => ({ data: new Uint8Array(2700).fill(5) })),
+        lastResort: new Uint8Array(2700),
+      },
+    },
+  ];
+  for (const f of frames) {
+    const bytes = encodeFrame(f);
+    const t0 = performance.now();
+    const back = decodeFrame(bytes);
+    const ms = performance.now() - t0;
+    assertEquals(encodeFrame(back), bytes);
+    assert(ms < 1000, `${bytes.length} bytes took ${ms.toFixed(0)} ms`);
+  }
 });
 
 Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 mutated inputs", async () => {

@@ -4,7 +4,8 @@
  * segment, traversal and nesting caps; anything malformed becomes a {@link ValidationError}.
  *
  * ```
- * bytes --(size cap, segment table check)--> capnp Message --(field tables)--> Frame
+ * bytes --(size cap, segment table, pointer walk: bounds, depth, amplification)-->
+ *   capnp Message --(field tables, content budget)--> Frame
  * ```
  *
  * @module
@@ -22,6 +23,7 @@ import {
 } from "./messages.ts";
 import { MAX_FRAME_BYTES, MAX_NESTING_DEPTH, MAX_TRAVERSAL_WORDS } from "../limits.ts";
 import { QpqError, ValidationError } from "../errors.ts";
+import { validateMessage } from "./_validate.ts";
 
 /** Most segments accepted in one message; qpq writers always produce few. */
 const MAX_SEGMENTS = 64;
@@ -135,18 +137,45 @@ export function encodeFrame(frame: Frame): Uint8Array {
 
 // ------------------------------------------------------------------ decode
 
-function readStruct(source: Dyn, desc: StructDesc): Record<string, unknown> {
+/**
+ * What one decode may still produce, in bytes. In a well-formed frame every Data and Text
+ * value, list element and struct occupies its own bytes of the frame, so all of them
+ * together fit in the frame's size. Pointers that share a target (a list of elements all
+ * pointing at one large blob, a list of zero-size structs claiming 2^29 elements) would
+ * otherwise turn a small frame into gigabytes of copies or seconds of CPU: the budget
+ * refuses such a frame as soon as it outgrows itself.
+ */
+interface Budget {
+  left: number;
+}
+
+function spend(budget: Budget, bytes: number): void {
+  budget.left -= bytes;
+  if (budget.left < 0) {
+    throw new ValidationError("Malformed frame: content larger than the frame (shared pointers)");
+  }
+}
+
+function readStruct(source: Dyn, desc: StructDesc, budget: Budget): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [field, kind] of Object.entries(desc)) out[field] = readField(source, field, kind);
+  for (const [field, kind] of Object.entries(desc)) {
+    out[field] = readField(source, field, kind, budget);
+  }
   return out;
 }
 
-function readField(source: Dyn, field: string, kind: FieldKind): unknown {
+function readField(source: Dyn, field: string, kind: FieldKind, budget: Budget): unknown {
   switch (kind) {
-    case "text":
-      return source[field] as string;
-    case "data":
-      return (source[field] as $.Data).toUint8Array().slice();
+    case "text": {
+      const text = source[field] as string;
+      spend(budget, text.length); // UTF-16 units never outnumber the UTF-8 bytes
+      return text;
+    }
+    case "data": {
+      const data = source[field] as $.Data;
+      spend(budget, data.length);
+      return data.toUint8Array().slice();
+    }
     case "u64":
       return toSafeNumber(source[field] as bigint, field);
     case "u32":
@@ -154,26 +183,42 @@ function readField(source: Dyn, field: string, kind: FieldKind): unknown {
     case "bool":
       return source[field];
   }
-  if ("optional" in kind) return readField(source, field, kind.optional);
+  if ("optional" in kind) return readField(source, field, kind.optional, budget);
   if ("enum" in kind) {
     const name = kind.enum[source[field] as number];
     if (name === undefined) throw new ValidationError(`Field ${field} has an unknown value`);
     return name;
   }
-  if ("struct" in kind) return readStruct(source[field], kind.struct);
+  if ("struct" in kind) {
+    spend(budget, 8);
+    return readStruct(source[field], kind.struct, budget);
+  }
   const list = source[field] as $.List<unknown>;
+  spend(budget, 8 * list.length); // each element takes at least one word
   const out: unknown[] = [];
   for (let i = 0; i < list.length; i++) {
-    out.push(kind.list === "text" ? list.get(i) : readStruct(list.get(i), kind.list));
+    if (kind.list === "text") {
+      const text = list.get(i) as string;
+      spend(budget, text.length);
+      out.push(text);
+    } else {
+      out.push(readStruct(list.get(i), kind.list, budget));
+    }
   }
   return out;
 }
 
-function readUnion(source: Dyn, desc: UnionDesc, byIndex: string[], what: string): unknown {
+function readUnion(
+  source: Dyn,
+  desc: UnionDesc,
+  byIndex: string[],
+  what: string,
+  budget: Budget,
+): unknown {
   const kind = byIndex[source.which() as number];
   if (kind === undefined) throw new ValidationError(`Unknown ${what} type`);
   const member = desc[kind]!;
-  return member === "void" ? { kind } : { kind, ...readStruct(source[kind], member) };
+  return member === "void" ? { kind } : { kind, ...readStruct(source[kind], member, budget) };
 }
 
 /** The header of a frame, readable even when the body is of an unknown version. */
@@ -214,6 +259,7 @@ export function openFrame(bytes: Uint8Array): OpenedFrame {
     throw new ValidationError("Frame exceeds the size limit", { code: "too_large" });
   }
   checkSegmentTable(bytes);
+  guard(() => validateMessage(bytes));
   return guard(() => {
     const msg = new $.Message(bytes, false);
     (msg as Dyn)._capnp.traversalLimit = MAX_TRAVERSAL_WORDS * 8;
@@ -228,23 +274,24 @@ export function openFrame(bytes: Uint8Array): OpenedFrame {
         guard(() => {
           const body: Dyn = root.body;
           const which = body.which() as number;
+          const budget: Budget = { left: bytes.length };
           const head = { version, requestId };
           if (which === gen.Frame_Body_Which.REQUEST) {
             return {
               ...head,
               type: "request",
-              request: readUnion(body.request, REQUEST, REQUEST_BY_INDEX, "request"),
+              request: readUnion(body.request, REQUEST, REQUEST_BY_INDEX, "request", budget),
             } as Frame;
           }
           if (which === gen.Frame_Body_Which.RESPONSE) {
             return {
               ...head,
               type: "response",
-              response: readUnion(body.response, RESPONSE, RESPONSE_BY_INDEX, "response"),
+              response: readUnion(body.response, RESPONSE, RESPONSE_BY_INDEX, "response", budget),
             } as Frame;
           }
           if (which === gen.Frame_Body_Which.PUSH) {
-            return { ...head, type: "push", push: readStruct(body.push, PUSH) } as Frame;
+            return { ...head, type: "push", push: readStruct(body.push, PUSH, budget) } as Frame;
           }
           throw new ValidationError("Unknown frame type");
         }),

@@ -42,8 +42,9 @@ export interface TargetStats {
   causes: Record<string, number>;
   crashes: number;
   hangs: number;
-  /** Slowest case (ms). */
+  /** Slowest case (ms) and its index. */
   maxMs: number;
+  slowestIndex: number;
   totalMs: number;
 }
 

@@ -40,6 +40,7 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
       crashes: 0,
       hangs: 0,
       maxMs: 0,
+      slowestIndex: -1,
       totalMs: 0,
     };
   }
@@ -82,7 +83,10 @@ async function run(sab: SharedArrayBuffer, options: DecoderFuzzOptions): Promise
       stats.cases++;
       report.cases++;
       stats.totalMs += ms;
-      stats.maxMs = Math.max(stats.maxMs, ms);
+      if (ms > stats.maxMs) {
+        stats.maxMs = ms;
+        stats.slowestIndex = i;
+      }
       if (outcome.kind === "ok") {
         stats.ok++;
         if (!t.corpus.some((c) => c.length === input.length && c.every((b, k) => b === input[k]))) {
