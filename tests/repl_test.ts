@@ -218,6 +218,94 @@ Deno.test("qpq repl ends at end of input and starts with an existing state", asy
   }
 });
 
+/** A `qpq server` child process on `listen` (port 0: any) with `dataDir`. */
+async function serverProcess(dataDir: string, listen: string) {
+  const child = spawnQpq(["server", "--listen", listen, "--data-dir", dataDir]);
+  const stderr = new Response(child.stderr).text();
+  const out = new Lines(child.stdout);
+  const [line] = (await out.until((l) => l.includes("listening on"))).slice(-1);
+  const addr = /listening on (\S+)/.exec(line ?? "")?.[1];
+  assert(addr, line);
+  let stopped: Promise<void> | undefined;
+  return {
+    addr,
+    stop(): Promise<void> {
+      stopped ??= (async () => {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        await child.status;
+        await out.rest();
+        await stderr;
+      })();
+      return stopped;
+    },
+  };
+}
+
+Deno.test("qpq repl keeps receiving by push after the server restarts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-repl-" });
+  const dataDir = `${dir}/server`;
+  let server = await serverProcess(dataDir, "127.0.0.1:0");
+  const listen = server.addr;
+  const args = (user: string) => [
+    "--username",
+    user,
+    "--server",
+    listen,
+    "--ca-cert",
+    `${dataDir}/server-cert.pem`,
+    "--state",
+    `${dir}/${user}.bin`,
+  ];
+  const env = (user: string) => ({ QPQ_PASSWORD: `pw of ${user}` });
+  let child: Deno.ChildProcess | undefined;
+  try {
+    for (const u of ["alice", "bob"]) {
+      const r = await runQpq(["register-user", ...args(u)], { env: env(u) });
+      assertEquals(r.code, 0, r.stderr);
+    }
+    const dm = await runQpq(["dm", "bob", ...args("alice")], { env: env("alice") });
+    assertEquals(dm.code, 0, dm.stderr);
+
+    child = spawnQpq(["repl", ...args("bob")], { env: env("bob"), stdin: true });
+    const out = new Lines(child.stdout);
+    await out.until((l) => l.startsWith("qpq repl: bob"));
+    const say = async (text: string) => {
+      const r = await runQpq(["send", "--to", "bob", text, ...args("alice")], {
+        env: env("alice"),
+      });
+      assertEquals(r.code, 0, r.stderr);
+    };
+    await say("before the restart");
+    await out.until((l) => l === "[alice] before the restart");
+
+    await server.stop();
+    await out.until((l) => l.includes("Connection to the server lost"));
+    server = await serverProcess(dataDir, listen);
+    await say("after the restart");
+    // no /sync typed: the REPL subscribed again by itself
+    const seen = await out.until((l) => l === "[alice] after the restart", 40_000);
+    assertEquals(seen.filter((l) => l.startsWith("[")), ["[alice] after the restart"]);
+
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("/quit\n"));
+    await w.close();
+    await out.rest();
+    assertEquals((await child.status).code, 0);
+    await child.stderr.cancel();
+  } finally {
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    }
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 async function hasTmux(): Promise<boolean> {
   try {
     const r = await new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" })

@@ -152,6 +152,10 @@ export class QpqClient {
   #directory = new Map<string, Uint8Array>();
   /** Serializes every load-modify-save of MLS group state (push-driven sync vs send/commit). */
   #lock: Promise<void> = Promise.resolve();
+  /** Set by {@link subscribe}: keep server push alive across reconnects until close. */
+  #wantPush = false;
+  #closing = false;
+  #resubscribeTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(options: QpqClientOptions) {
     this.#options = options;
@@ -211,16 +215,40 @@ export class QpqClient {
   /** Connect to the server (without logging in). */
   async connect(): Promise<void> {
     if (this.#conn) return;
-    this.#conn = await connectServer({
+    let conn: ServerConnection | undefined = undefined;
+    conn = await connectServer({
       server: this.server,
       caCertPem: this.#options.caCertPem,
       timeoutMs: this.#options.timeoutMs,
       onPush: (push) => this.#onPush(push),
       onClose: () => {
+        // a connection we already replaced (or dropped on purpose) must not clear the new one
+        if (conn === undefined || this.#conn !== conn) return;
         this.#conn = undefined;
         this.#subscribed = false;
+        if (this.#wantPush && !this.#closing) {
+          this.#emit({ kind: "warning", text: "Connection to the server lost: reconnecting" });
+          this.#resubscribeLater(1_000);
+        }
       },
     });
+    this.#conn = conn;
+  }
+
+  /** Reconnect, subscribe again and catch up, retrying with back-off until it works. */
+  #resubscribeLater(delayMs: number): void {
+    if (this.#resubscribeTimer !== undefined || this.#closing) return;
+    this.#resubscribeTimer = setTimeout(async () => {
+      this.#resubscribeTimer = undefined;
+      if (!this.#wantPush || this.#closing || this.#subscribed) return;
+      try {
+        await this.subscribe();
+        await this.sync();
+        this.#emit({ kind: "progress", text: "Reconnected" });
+      } catch {
+        if (!this.#subscribed) this.#resubscribeLater(Math.min(delayMs * 2, 30_000));
+      }
+    }, delayMs);
   }
 
   #rpc(): ServerConnection {
@@ -300,6 +328,19 @@ export class QpqClient {
    * in with the password when it is missing, expired or revoked.
    */
   async ensureSession(): Promise<void> {
+    await this.#ensureLoggedIn();
+    // a new connection of a subscribed client subscribes again (push survives reconnects)
+    if (this.#wantPush && !this.#subscribed && this.#conn) {
+      try {
+        await this.#conn.call({ kind: "subscribe", afterSeq: this.#cursor() }, "ok");
+        this.#subscribed = true;
+      } catch {
+        this.#resubscribeLater(1_000);
+      }
+    }
+  }
+
+  async #ensureLoggedIn(): Promise<void> {
     await this.connect();
     const m = this.#store.meta;
     // one resume per connection, not one per operation
@@ -1088,6 +1129,7 @@ export class QpqClient {
 
   /** Subscribe to server push: new messages are processed as they arrive. */
   async subscribe(): Promise<void> {
+    this.#wantPush = true;
     await this.ensureSession();
     if (this.#subscribed) return;
     await this.#rpc().call({ kind: "subscribe", afterSeq: this.#cursor() }, "ok");
@@ -1109,6 +1151,9 @@ export class QpqClient {
 
   /** Close the connection and the store. */
   async close(): Promise<void> {
+    this.#closing = true;
+    this.#wantPush = false;
+    clearTimeout(this.#resubscribeTimer);
     await this.disconnect();
     this.#identity.destroy();
     await this.#store.close();
