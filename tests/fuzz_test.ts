@@ -247,6 +247,7 @@ Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 m
       "mls.processMessage.xwing",
       "mls.joinFromWelcome.xwing",
       "mls.decodeGroupState",
+      "mls.readPrivateMessageHeader",
       "crypto.openEnvelope",
       "auth.registrationStart",
       "auth.loginStart",

@@ -29,6 +29,7 @@ import {
   type MlsSuiteName,
   parseKeyPackage,
   processMessage,
+  readPrivateMessageHeader,
   selfUpdate,
   type SignatureKeyPair,
 } from "../../src/mls/mod.ts";
@@ -235,6 +236,13 @@ function mlsTargets(fx: MlsFixture[], recordedKps: Uint8Array[]): FuzzTarget[] {
     corpus: [...fx.flatMap((f) => f.keyPackages), ...recordedKps],
     weight: 6,
     run: (input) => parseKeyPackage(input),
+  }, {
+    // the server reads this header of every commit (delivery.ts)
+    name: "mls.readPrivateMessageHeader",
+    shape: "tls",
+    corpus: fx.flatMap((f) => f.messages),
+    weight: 4,
+    run: (input) => readPrivateMessageHeader(input),
   }, {
     name: "mls.decodeGroupState",
     shape: "tls",
