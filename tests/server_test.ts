@@ -272,30 +272,58 @@ Deno.test("registerStart and registerFinish refuse a missing or wrong auth token
   }, { env: { QPQ_AUTH_TOKEN: "devtoken" } });
 });
 
-Deno.test("resume refuses a session token once session_ttl_seconds have passed", async () => {
+Deno.test("resume refuses a session token once session_ttl_seconds have passed, and bound connections are logged out", async () => {
   await withServer(async (ts) => {
     const { conn, token } = await user(ts, "alice");
     const c2 = await connect(ts);
     const s = await c2.call({ kind: "resume", token }, "session");
     assertEquals(s.username, "alice");
     assert(s.expiresAtMs <= Date.now() + 1000, "expiry follows session_ttl_seconds");
+    await c2.call({ kind: "listChannels" }, "channels");
     await new Promise((r) => setTimeout(r, Math.max(0, s.expiresAtMs - Date.now()) + 100));
     const c3 = await connect(ts);
     const e = await refused(() => c3.call({ kind: "resume", token }, "session"), AuthError, "auth");
     assertStringIncludes(e.message, "expired");
     await refused(() => c3.call({ kind: "listChannels" }, "channels"), AuthError, "auth");
+    // the connections that logged in or resumed while the session was valid lose it too
+    for (const c of [conn, c2]) {
+      const e2 = await refused(
+        () => c.call({ kind: "listChannels" }, "channels"),
+        AuthError,
+        "auth",
+      );
+      assertStringIncludes(e2.message, "expired");
+    }
+    // logging in again on the same connection works
+    await login(conn, "alice", "pw of alice");
+    await conn.call({ kind: "listChannels" }, "channels");
     for (const c of [conn, c2, c3]) await c.close();
   }, { file: { session_ttl_seconds: 1 } });
 });
 
-Deno.test("logout revokes the session: resume with the same token is refused", async () => {
+Deno.test("logout revokes the session: resume is refused and other connections on the token are logged out", async () => {
   await withServer(async (ts) => {
     const { conn, token } = await user(ts, "alice");
-    const c2 = await connect(ts);
+    const bob = await user(ts, "bob");
+    const ch = await dm(bob.conn, "alice");
+    // a second connection resumes the same session and subscribes
+    const pushes = pushCollector();
+    const c2 = await connect(ts, pushes.onPush);
     assertEquals((await c2.call({ kind: "resume", token }, "session")).username, "alice");
-    await c2.close();
+    await c2.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+    await send(bob.conn, ch, utf8("before logout"));
+    await pushes.waitFor(1);
+    // bob's own session is untouched by alice's logout
+    const bob2 = await connect(ts);
+    await bob2.call({ kind: "resume", token: bob.token }, "session");
     await conn.call({ kind: "logout" }, "ok");
     await refused(() => conn.call({ kind: "listChannels" }, "channels"), AuthError, "auth");
+    await refused(() => c2.call({ kind: "listChannels" }, "channels"), AuthError, "auth");
+    await send(bob.conn, ch, utf8("after logout"));
+    await new Promise((r) => setTimeout(r, 150));
+    assertEquals(pushes.messages.length, 1, "a logged-out connection gets no more pushes");
+    await bob2.call({ kind: "listChannels" }, "channels");
+    for (const c of [c2, bob.conn, bob2]) await c.close();
     const c3 = await connect(ts);
     await refused(() => c3.call({ kind: "resume", token }, "session"), AuthError, "auth");
     // a token of the wrong length is refused the same way

@@ -10,6 +10,10 @@
  * later:    resume(token) binds a new connection; logout revokes the token
  * ```
  *
+ * A connection stays logged in only while its session does: every request checks the
+ * session's expiry, and logout ends the session on every connection bound to the same
+ * token (their push subscriptions stop too), not only on the one that asked.
+ *
  * @module
  */
 import {
@@ -25,7 +29,7 @@ import {
 } from "../auth/mod.ts";
 import type { ServerStore } from "../store/mod.ts";
 import { sha256 } from "../crypto/mod.ts";
-import { constantTimeEqual, randomBytes, utf8 } from "../bytes.ts";
+import { constantTimeEqual, randomBytes, toHex, utf8 } from "../bytes.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
 import {
   IDENTITY_KEY_BYTES,
@@ -38,16 +42,68 @@ import {
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { checkUsernameSyntax } from "./_names.ts";
 
-/** The user a connection is logged in as; {@link AuthError} when it is not. */
+/**
+ * The user a connection is logged in as; {@link AuthError} when it is not, or when its
+ * session has expired (the connection is then logged out).
+ */
 export function requireUser(conn: ConnectionState): string {
   if (conn.username === undefined) {
     throw new AuthError("Not logged in: log in first", { code: "auth" });
   }
+  const bound = BOUND.get(conn);
+  if (bound !== undefined && Date.now() >= bound.expiresAt) {
+    unbind(conn, false);
+    throw new AuthError("Session expired or revoked: log in again", { code: "auth" });
+  }
   return conn.username;
 }
 
-/** Per-connection session token, kept only in memory so logout can revoke it. */
-const TOKENS = new WeakMap<ConnectionState, Uint8Array>();
+/** The session a connection is logged in with (the token is kept in memory for logout). */
+interface BoundSession {
+  token: Uint8Array;
+  expiresAt: number;
+  /** Key of {@link BY_TOKEN}. */
+  key: string;
+  /** Every connection bound to the same token (shared with them). */
+  peers: Set<ConnectionState>;
+  /** Removes the connection from `peers` when it closes. */
+  onClose: () => void;
+}
+
+const BOUND = new WeakMap<ConnectionState, BoundSession>();
+/** Connections per token, by SHA-256 of the token, for logout. Per process. */
+const BY_TOKEN = new Map<string, Set<ConnectionState>>();
+
+function bind(conn: ConnectionState, username: string, token: Uint8Array, expiresAt: number) {
+  // a second login on the same connection replaces the first session; a different user's
+  // login must not inherit the first user's push subscriptions
+  unbind(conn, conn.username !== undefined && conn.username !== username);
+  const key = toHex(sha256(token));
+  let peers = BY_TOKEN.get(key);
+  if (peers === undefined) BY_TOKEN.set(key, peers = new Set());
+  peers.add(conn);
+  const onClose = () => unbind(conn, false);
+  BOUND.set(conn, { token: token.slice(), expiresAt, key, peers, onClose });
+  conn.cleanups.add(onClose);
+  conn.username = username;
+}
+
+/**
+ * Log a connection out. With `stopPushes` its other cleanups (push subscriptions) run as
+ * well, so a logged-out connection receives nothing more.
+ */
+function unbind(conn: ConnectionState, stopPushes: boolean): void {
+  const b = BOUND.get(conn);
+  if (b !== undefined) {
+    BOUND.delete(conn);
+    conn.cleanups.delete(b.onClose);
+    b.peers.delete(conn);
+    if (b.peers.size === 0) BY_TOKEN.delete(b.key);
+    b.token.fill(0);
+  }
+  conn.username = undefined;
+  if (stopPushes) { for (const c of [...conn.cleanups]) c(); }
+}
 
 /** Handlers of the Authentication Service and identity directory. */
 export function accountHandlers(
@@ -130,8 +186,7 @@ export function accountHandlers(
       const session = await issueSession(store, pending.username, {
         ttlMs: ctx.config.sessionTtlSeconds * 1000,
       });
-      conn.username = pending.username;
-      TOKENS.set(conn, session.token.slice());
+      bind(conn, pending.username, session.token, session.expiresAt);
       ctx.log.info("login", { conn: conn.id, user: pending.username });
       return {
         kind: "session",
@@ -148,8 +203,7 @@ export function accountHandlers(
       if (!info) {
         throw new AuthError("Session expired or revoked: log in again", { code: "auth" });
       }
-      conn.username = info.username;
-      TOKENS.set(conn, req.token.slice());
+      bind(conn, info.username, req.token, info.expiresAt);
       return {
         kind: "session",
         token: new Uint8Array(0),
@@ -159,12 +213,12 @@ export function accountHandlers(
     },
 
     async logout(_req, conn) {
-      requireUser(conn);
-      const token = TOKENS.get(conn);
-      if (token) await store.revokeSession(token);
-      TOKENS.delete(conn);
-      ctx.log.info("logout", { conn: conn.id, user: conn.username });
-      conn.username = undefined;
+      const user = requireUser(conn);
+      const b = BOUND.get(conn);
+      if (b !== undefined) await store.revokeSession(b.token);
+      // the session ends everywhere it is in use on this server, pushes included
+      for (const peer of b ? [...b.peers] : [conn]) unbind(peer, true);
+      ctx.log.info("logout", { conn: conn.id, user });
       return { kind: "ok" };
     },
 
