@@ -346,8 +346,9 @@ function indexOfBytes(hay: Uint8Array, needle: Uint8Array): number {
 
 /** Every file under `dirs` (state .bin, .db, -wal, -shm, server db, …) free of `secrets`. */
 async function scanForSecrets(dirs: string[], texts: string[], passwords: string[]) {
-  // short texts ("hi") would match random ciphertext bytes by chance: scan 8+ bytes
-  const needles = [...texts, ...passwords].filter((s) => s.length >= 8).map((s) => ({
+  // 2-byte texts ("hi") would match random ciphertext by chance; from 5 bytes ("hello")
+  // a chance match in a few MB is about one in a million
+  const needles = [...texts, ...passwords].filter((s) => s.length >= 5).map((s) => ({
     s,
     b: new TextEncoder().encode(s),
   }));
