@@ -69,6 +69,11 @@ function enqueue(conn: ServerConnection, channelId: Uint8Array, payload: Uint8Ar
   }, "enqueued");
 }
 
+/** Remove a test's temp dir (left in place when the test failed, for a look). */
+function removeDir(dir: string): Promise<void> {
+  return Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
 /** A free loopback TCP port (closed again before use; fine for a test). */
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -98,7 +103,7 @@ async function spawnServer(env: Record<string, string>) {
     }
     return [...out, ...buf.split("\n").filter((l) => l !== "")];
   })();
-  return { child, addr, certPem, stderr, stdout: rest };
+  return { child, addr, certPem, stderr, stdout: rest, dir };
 }
 
 Deno.test("health over QUIC reports version, uptime, connected clients and queue depth", async () => {
@@ -135,6 +140,7 @@ Deno.test("health over QUIC reports version, uptime, connected clients and queue
   } finally {
     await ts.close();
   }
+  await removeDir(ts.dataDir);
 });
 
 Deno.test("health_listen serves GET /health as JSON with status ok and 404 elsewhere", async () => {
@@ -173,6 +179,7 @@ Deno.test("health_listen serves GET /health as JSON with status ok and 404 elsew
     refused = true;
   }
   assert(refused, "the health endpoint stops with the server");
+  await removeDir(ts.dataDir);
 });
 
 Deno.test("qpq server stops cleanly on SIGTERM with a subscribed client connected", async () => {
@@ -209,6 +216,7 @@ Deno.test("qpq server stops cleanly on SIGTERM with a subscribed client connecte
       s.child.kill("SIGKILL");
     } catch { /* exited */ }
   }
+  await removeDir(s.dir);
 });
 
 Deno.test("qpq server logs at debug level carry no password, token or key", async () => {
@@ -260,6 +268,7 @@ Deno.test("qpq server logs at debug level carry no password, token or key", asyn
   for (const [what, needle] of needles) {
     assert(!log.includes(needle.replace(/=+$/, "")), `${what} appears in the server log`);
   }
+  await removeDir(s.dir);
 });
 
 Deno.test("restoring a backup rewinds queue sequence numbers; the documented next_seq bump lets clients resume", async () => {
@@ -322,4 +331,5 @@ Deno.test("restoring a backup rewinds queue sequence numbers; the documented nex
   };
   assertEquals(await restore(false), [], "without the bump the new message hides below the cursor");
   assertEquals(await restore(true), ["after restore"]);
+  await removeDir(dataDir);
 });

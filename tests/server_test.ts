@@ -162,6 +162,11 @@ async function refused(
   return e;
 }
 
+/** Remove a test's temp dir (left in place when the test failed, for a look). */
+function removeDir(dir: string): Promise<void> {
+  return Deno.remove(dir, { recursive: true }).catch(() => {});
+}
+
 async function withServer(
   fn: (ts: TestServer) => Promise<void>,
   options: Parameters<typeof startTestServer>[0] = {},
@@ -172,6 +177,7 @@ async function withServer(
   } finally {
     await ts.close();
   }
+  await removeDir(ts.dataDir);
 }
 
 Deno.test("registerStart/registerFinish then loginStart/loginFinish issue a session over QUIC", async () => {
@@ -723,6 +729,7 @@ Deno.test("startServer on the same dataDir after close keeps users, sessions, qu
   } finally {
     await ts.close();
   }
+  await removeDir(dataDir);
 });
 
 async function allFiles(dir: string): Promise<string[]> {
@@ -774,6 +781,7 @@ Deno.test("db_key: a restart with a wrong or missing key fails with one line and
   } finally {
     await ts.close();
   }
+  await removeDir(dataDir);
 });
 
 Deno.test("qpq server in production mode refuses a generated certificate: exit 2, one line", async () => {
@@ -795,6 +803,7 @@ Deno.test("qpq server in production mode refuses a generated certificate: exit 2
   );
   // refused before anything was written
   await assertRejects(() => Deno.stat(`${dir}/d`), Deno.errors.NotFound);
+  await removeDir(dir);
 });
 
 function indexOf(hay: Uint8Array, needle: Uint8Array): number {
@@ -866,6 +875,8 @@ Deno.test("server data dir holds no password, session token or payload bytes und
   } finally {
     await plain.close();
   }
+  await removeDir(ts.dataDir);
+  await removeDir(plain.dataDir);
 });
 
 Deno.test("requests that need a login are refused with auth before one", async () => {
