@@ -112,7 +112,7 @@ async function loggedIn(
  * A server with alice (sender), bob (subscribed to pushes) and carol (not subscribed),
  * and DM channels alice-bob and alice-carol.
  */
-async function world(storeBackend: "sql" | "memory") {
+async function world(storeBackend: "sql" | "memory", fsync = true) {
   let dataDir: string | undefined;
   if (benchDir && storeBackend === "sql") {
     dataDir = `${benchDir}/qpq-bench-${Date.now()}`;
@@ -120,7 +120,7 @@ async function world(storeBackend: "sql" | "memory") {
   }
   const qpq = await startTestServer({
     ...(dataDir ? { dataDir } : {}),
-    file: { store_backend: storeBackend },
+    file: { store_backend: storeBackend, ...(fsync ? {} : { fsync: false }) },
   });
   // pushed messages not yet claimed, and waiters for the next one
   const pushed: { seq: number }[] = [];
@@ -171,6 +171,7 @@ async function world(storeBackend: "sql" | "memory") {
 }
 
 const sql = await world("sql");
+const sqlNoFsync = await world("sql", false);
 const memory = await world("memory");
 
 Deno.bench({
@@ -199,6 +200,14 @@ Deno.bench({
   group: "round trip",
   async fn() {
     await sql.deliver();
+  },
+});
+
+Deno.bench({
+  name: `delivery: A enqueue -> B push -> B ack (${PAYLOAD_BYTES} B, SQLite, fsync = false)`,
+  group: "round trip",
+  async fn() {
+    await sqlNoFsync.deliver();
   },
 });
 
@@ -268,6 +277,7 @@ Deno.bench({
 globalThis.addEventListener("unload", () => {
   sql.close();
   memory.close();
+  sqlNoFsync.close();
   echoConn.close({ closeCode: 0, reason: "" });
   echoServer.close(true);
 });

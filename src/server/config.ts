@@ -50,6 +50,8 @@ export interface ServerConfig {
   retentionSeconds: number;
   /** How long a session token from a login stays valid, seconds. */
   sessionTtlSeconds: number;
+  /** fsync every commit (default true); false trades power-cut safety for throughput. */
+  fsync: boolean;
   /** QPQ_PRODUCTION=1: refuse unsafe settings. */
   production: boolean;
   /** Log level. */
@@ -79,10 +81,12 @@ const FILE_KEYS = {
   retention_seconds: "number",
   session_ttl_seconds: "number",
   log_level: "string",
+  fsync: "boolean",
 } as const;
 
 type FileConfig = {
   -readonly [K in keyof typeof FILE_KEYS]?: typeof FILE_KEYS[K] extends "string" ? string
+    : typeof FILE_KEYS[K] extends "boolean" ? boolean
     : number;
 };
 
@@ -105,7 +109,9 @@ export function parseConfigFile(text: string, path: string): FileConfig {
     }
     if (typeof value !== want || (want === "number" && !Number.isSafeInteger(value))) {
       throw new UsageError(
-        `Key "${key}" in ${path} must be ${want === "number" ? "an integer" : "a string"}`,
+        `Key "${key}" in ${path} must be ${
+          want === "number" ? "an integer" : want === "boolean" ? "true or false" : "a string"
+        }`,
       );
     }
     out[key] = value;
@@ -148,6 +154,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     maxQueueMessages: file.max_queue_messages ?? MAX_QUEUE_MESSAGES,
     retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
     sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
+    fsync: file.fsync ?? true,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
     logLevel: logLevel as ServerConfig["logLevel"],
   };

@@ -26,6 +26,7 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
   const c = ctx.config;
   const options = {
     ...(c.dbKey ? { dbKey: c.dbKey } : {}),
+    fsync: c.fsync,
     limits: {
       maxMessageBytes: c.maxMessageBytes + 4096, // room for the delivery record header
       maxQueueMessages: c.maxQueueMessages,

@@ -77,6 +77,13 @@ import {
 export interface SqliteServerStoreOptions extends ServerStoreOptions {
   /** How long a writer waits for another process's lock (ms, default 5000). */
   busyTimeoutMs?: number;
+  /**
+   * `true` (default): every COMMIT is fsynced before a call returns, so an acknowledged
+   * message survives a power cut. `false`: commits reach the OS at once (surviving a crash
+   * of the server process, not of the machine) and the disk at checkpoints; several times
+   * the throughput on slow disks.
+   */
+  fsync?: boolean;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -84,6 +91,8 @@ type Row = Record<string, SQLInputValue>;
 /** A mutating call waiting for the next group commit. */
 interface PendingOp {
   fn: () => unknown;
+  /** False for calls whose loss in a crash is harmless (acks): no fsync of their own. */
+  durable: boolean;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
@@ -123,6 +132,7 @@ export class SqliteServerStore implements ServerStore {
   readonly #stmts = new Map<string, StatementSync>();
   #batch: PendingOp[] = [];
   #closed = false;
+  #fsync = true;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
     this.#db = db;
@@ -164,7 +174,7 @@ export class SqliteServerStore implements ServerStore {
       }
       // 2. Writes.
       db.exec("PRAGMA journal_mode = WAL");
-      db.exec("PRAGMA synchronous = FULL");
+      db.exec(`PRAGMA synchronous = ${options.fsync === false ? "NORMAL" : "FULL"}`);
       db.exec("PRAGMA foreign_keys = ON");
       migrate(db, options.clock?.() ?? Date.now());
       if (mode === undefined) {
@@ -174,7 +184,9 @@ export class SqliteServerStore implements ServerStore {
         ins.run("seal_check", sealer.checkValue());
         db.exec("COMMIT");
       }
-      return Promise.resolve(new SqliteServerStore(db, sealer, options));
+      const store = new SqliteServerStore(db, sealer, options);
+      store.#fsync = options.fsync !== false;
+      return Promise.resolve(store);
     } catch (e) {
       try {
         if (db?.isTransaction) db.exec("ROLLBACK");
@@ -248,10 +260,10 @@ export class SqliteServerStore implements ServerStore {
    * `BEGIN IMMEDIATE … COMMIT` and so one fsync; each runs inside its own SAVEPOINT, so a
    * call that throws is rolled back alone and the others still commit.
    */
-  #tx<T>(fn: () => T): Promise<T> {
+  #tx<T>(fn: () => T, durable = true): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     return new Promise<T>((resolve, reject) => {
-      this.#batch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#batch.push({ fn, durable, resolve: resolve as (v: unknown) => void, reject });
       // A macrotask, not a microtask: requests that arrived in the same I/O turn (from
       // any connection) join the batch, so under load one fsync serves many calls.
       // setImmediate, not setTimeout(0): timers are clamped to >= 1 ms (4 ms when nested),
@@ -271,6 +283,11 @@ export class SqliteServerStore implements ServerStore {
     }
     const db = this.#db;
     const outcomes: ({ ok: true; v: unknown } | { ok: false; e: QpqError })[] = [];
+    // A batch of only non-durable calls (acks) commits without an fsync: in WAL mode its
+    // frames reach the disk with the next durable commit. Losing an ack in a crash only
+    // means a redelivery, which clients drop by sequence number and message id.
+    const lazy = this.#fsync && batch.every((op) => !op.durable);
+    if (lazy) db.exec("PRAGMA synchronous = NORMAL");
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of batch) {
@@ -294,6 +311,8 @@ export class SqliteServerStore implements ServerStore {
       const err = wrap(e);
       for (const op of batch) op.reject(err);
       return;
+    } finally {
+      if (lazy) db.exec("PRAGMA synchronous = FULL");
     }
     batch.forEach((op, i) => {
       const o = outcomes[i]!;
@@ -910,7 +929,7 @@ export class SqliteServerStore implements ServerStore {
         );
       }
       return n;
-    });
+    }, false);
   }
 
   queueDepth(recipient: string): Promise<number> {

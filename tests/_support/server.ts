@@ -27,7 +27,7 @@ export interface TestServer {
 export async function startTestServer(
   options: {
     dataDir?: string;
-    file?: Record<string, string | number>;
+    file?: Record<string, string | number | boolean>;
     env?: Record<string, string>;
   } = {},
 ): Promise<TestServer> {
