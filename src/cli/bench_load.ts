@@ -30,6 +30,7 @@ Options:
   --rate R             total messages/s to offer, 0 = closed loop (default 0)
   --decrypt MODE       none, sample (one receiver per group, default) or all
   --suite SUITE        xwing (default) or x25519
+  --fsync on|off       the started server fsyncs every commit (on, default) or not
   --json               the report as one JSON object
   -h, --help           show this help`;
 
@@ -44,6 +45,7 @@ function int(v: string | undefined, def: number, name: string, min: number, max:
 /** Start a server on a worker thread; resolves with its address and certificate. */
 export async function startWorkerServer(
   dataDir: string,
+  fsync = true,
 ): Promise<{ addr: string; certPem: string; close(): Promise<void> }> {
   const worker = new Worker(new URL("../loadtest/server_worker.ts", import.meta.url), {
     type: "module",
@@ -57,7 +59,7 @@ export async function startWorkerServer(
       };
     });
   const started = next();
-  worker.postMessage({ type: "start", dataDir });
+  worker.postMessage({ type: "start", dataDir, fsync });
   const s = await started;
   if (s.type !== "started") throw new UsageError(`Cannot start the server: ${s.message}`);
   return {
@@ -84,6 +86,7 @@ export async function run(args: string[]): Promise<number> {
     rate: { type: "string" },
     decrypt: { type: "string" },
     suite: { type: "string" },
+    fsync: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -111,7 +114,10 @@ export async function run(args: string[]): Promise<number> {
     target = { addr: v.server, certPem: ca ? await readCaCert(ca) : undefined };
   } else {
     const dir = await Deno.makeTempDir({ prefix: "qpq-load-" });
-    target = await startWorkerServer(dir);
+    if (v.fsync !== undefined && !["on", "off"].includes(v.fsync)) {
+      throw new UsageError("--fsync takes on or off");
+    }
+    target = await startWorkerServer(dir, v.fsync !== "off");
     eprintln(`server: started on its own thread at ${target.addr} (SQLite in ${dir})`);
   }
   try {

@@ -19,7 +19,8 @@ directory and prints its SHA-256 fingerprint; give clients that file with --ca-c
 Options:
   --config FILE            TOML config (keys: listen, data_dir, tls_cert, tls_key,
                            auth_token, store_backend, db_path, db_key, health_listen,
-                           max_message_bytes, max_queue_messages, retention_seconds)
+                           max_message_bytes, max_queue_messages, retention_seconds,
+                           session_ttl_seconds, fsync, log_level; see docs/operations.md)
   --listen HOST:PORT       QUIC address (default 0.0.0.0:7000)
   --data-dir DIR           data directory (default ./data)
   --health-listen ADDR     also serve plain-HTTP GET /health on ADDR

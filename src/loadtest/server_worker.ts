@@ -17,10 +17,14 @@ import type { RunningServer } from "../server/server.ts";
 let server: RunningServer | undefined;
 
 self.onmessage = async (e: MessageEvent) => {
-  const msg = e.data as { type: string; dataDir?: string };
+  const msg = e.data as { type: string; dataDir?: string; fsync?: boolean };
   try {
     if (msg.type === "start") {
-      const config = resolveConfig({ listen: "127.0.0.1:0", dataDir: msg.dataDir! }, {}, {});
+      const config = resolveConfig(
+        { listen: "127.0.0.1:0", dataDir: msg.dataDir! },
+        msg.fsync === false ? { fsync: false } : {},
+        {},
+      );
       server = await startServer(config, {
         services: createServices,
         log: createLogger({ level: "error" }),
