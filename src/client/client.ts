@@ -78,6 +78,15 @@ const KV_DIRECTORY = "dir:";
 const KV_LAST_UPDATE = "upd:";
 /** Groups get a self-update when our last commit in them is older than this. */
 export const SELF_UPDATE_INTERVAL_MS = 24 * 3600 * 1000;
+/** Requests of the login flow itself: never retried after a re-login. */
+const SESSION_KINDS = new Set([
+  "registerStart",
+  "registerFinish",
+  "loginStart",
+  "loginFinish",
+  "resume",
+  "logout",
+]);
 /** Refusals that may pass: the message stays queued. */
 const TEMPORARY_REFUSALS = new Set(["quota", "rate_limited", "unavailable", "timeout"]);
 /** `leave:<conversation id>:<user>`: a leave proposal we still have to commit. */
@@ -251,11 +260,27 @@ export class QpqClient {
     }, delayMs);
   }
 
-  #rpc(): ServerConnection {
-    if (!this.#conn) {
+  #rpc(): Pick<ServerConnection, "call"> {
+    const conn = this.#conn;
+    if (!conn) {
       throw new TransportError("Not connected to the server", { code: "unavailable" });
     }
-    return this.#conn;
+    return {
+      call: async (request, expect, options) => {
+        try {
+          return await conn.call(request, expect, options);
+        } catch (e) {
+          // The server ended this connection's session (expiry, logout elsewhere): log in
+          // again once and repeat the request.
+          if (!(e instanceof AuthError && e.code === "auth") || SESSION_KINDS.has(request.kind)) {
+            throw e;
+          }
+          this.#sessionConn = undefined;
+          await this.ensureSession();
+          return await this.#conn!.call(request, expect, options);
+        }
+      },
+    };
   }
 
   /** Close the connection (the store stays open; the caller closes it). */
