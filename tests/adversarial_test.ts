@@ -485,6 +485,7 @@ Deno.test("startServer cuts off a trickling QUIC stream at its frame deadline, o
     });
   } finally {
     await server.close();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 });
 
