@@ -281,7 +281,9 @@ export class SimClient {
 
   #onPush(push: Push): void {
     const at = performance.now();
-    this.#serial(() => this.#handle(push.messages, at)).catch((e) => this.#o.observer.error("receive", e));
+    this.#serial(() => this.#handle(push.messages, at)).catch((e) =>
+      this.#o.observer.error("receive", e)
+    );
   }
 
   async #handle(messages: DeliveredMessage[], at: number): Promise<void> {
