@@ -23,8 +23,8 @@
  *
  * @module
  */
-import { connectQuic, generateSelfSignedCertificate, listenQuic } from "../src/transport/mod.ts";
-import { FrameReader, lengthPrefixed, type Push } from "../src/wire/mod.ts";
+import { startRawEcho } from "./_echo.ts";
+import type { Push } from "../src/wire/mod.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import {
   clientLoginFinish,
@@ -41,34 +41,7 @@ const PAYLOAD_BYTES = 100;
 
 // ---- raw echo baseline ----
 
-const ECHO_ALPN = "qpq-echo";
-const pair = await generateSelfSignedCertificate();
-const echoServer = listenQuic({ hostname: "127.0.0.1", port: 0, ...pair, alpn: [ECHO_ALPN] });
-(async () => {
-  for await (const conn of echoServer.connections()) {
-    (async () => {
-      for await (const stream of conn.incomingBidirectionalStreams) {
-        const reader = new FrameReader(stream.readable);
-        const writer = stream.writable.getWriter();
-        (async () => {
-          for (let f = await reader.next(); f; f = await reader.next()) {
-            await writer.write(lengthPrefixed(f));
-          }
-        })().catch(() => {});
-      }
-    })().catch(() => {});
-  }
-})();
-const echoConn = await connectQuic({
-  hostname: "127.0.0.1",
-  port: echoServer.addr.port,
-  caCertPem: pair.certPem,
-  alpn: [ECHO_ALPN],
-  serverName: "localhost",
-});
-const echoStream = await echoConn.createBidirectionalStream();
-const echoWriter = echoStream.writable.getWriter();
-const echoReader = new FrameReader(echoStream.readable);
+const echo = await startRawEcho();
 const echoPayload = new Uint8Array(PAYLOAD_BYTES);
 
 // ---- qpq servers with three logged-in users ----
@@ -179,8 +152,7 @@ Deno.bench({
   group: "round trip",
   baseline: true,
   async fn() {
-    await echoWriter.write(lengthPrefixed(echoPayload));
-    await echoReader.next();
+    await echo.roundTrip(echoPayload);
   },
 });
 
@@ -189,8 +161,7 @@ Deno.bench({
   group: "round trip",
   async fn() {
     for (let i = 0; i < 2; i++) {
-      await echoWriter.write(lengthPrefixed(echoPayload));
-      await echoReader.next();
+      await echo.roundTrip(echoPayload);
     }
   },
 });
@@ -278,6 +249,5 @@ globalThis.addEventListener("unload", () => {
   sql.close();
   memory.close();
   sqlNoFsync.close();
-  echoConn.close({ closeCode: 0, reason: "" });
-  echoServer.close(true);
+  echo.close();
 });

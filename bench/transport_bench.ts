@@ -4,44 +4,16 @@
  * layer, dispatch) on the same machine in the same run. Target: ping >= 80% of raw echo
  * round trips per second.
  *
- *   deno task bench bench/transport_bench.ts
+ *   deno bench --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write \
+ *     --allow-env --allow-sys=hostname,networkInterfaces bench/transport_bench.ts
  *
  * @module
  */
-import { connectQuic, generateSelfSignedCertificate, listenQuic } from "../src/transport/mod.ts";
-import { FrameReader, lengthPrefixed } from "../src/wire/mod.ts";
+import { startRawEcho } from "./_echo.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { startTestServer } from "../tests/_support/server.ts";
 
-const ECHO_ALPN = "qpq-echo";
-const pair = await generateSelfSignedCertificate();
-const echoServer = listenQuic({ hostname: "127.0.0.1", port: 0, ...pair, alpn: [ECHO_ALPN] });
-(async () => {
-  for await (const conn of echoServer.connections()) {
-    (async () => {
-      for await (const stream of conn.incomingBidirectionalStreams) {
-        const reader = new FrameReader(stream.readable);
-        const writer = stream.writable.getWriter();
-        (async () => {
-          for (let f = await reader.next(); f; f = await reader.next()) {
-            await writer.write(lengthPrefixed(f));
-          }
-        })().catch(() => {});
-      }
-    })().catch(() => {});
-  }
-})();
-
-const echoConn = await connectQuic({
-  hostname: "127.0.0.1",
-  port: echoServer.addr.port,
-  caCertPem: pair.certPem,
-  alpn: [ECHO_ALPN],
-  serverName: "localhost",
-});
-const echoStream = await echoConn.createBidirectionalStream();
-const echoWriter = echoStream.writable.getWriter();
-const echoReader = new FrameReader(echoStream.readable);
+const echo = await startRawEcho();
 const payload = new Uint8Array(48); // about the size of an encoded ping frame
 
 const qpq = await startTestServer();
@@ -52,8 +24,7 @@ Deno.bench({
   group: "round trip",
   baseline: true,
   async fn() {
-    await echoWriter.write(lengthPrefixed(payload));
-    await echoReader.next();
+    await echo.roundTrip(payload);
   },
 });
 
@@ -68,6 +39,5 @@ Deno.bench({
 globalThis.addEventListener("unload", () => {
   client.close();
   qpq.close();
-  echoConn.close({ closeCode: 0, reason: "" });
-  echoServer.close(true);
+  echo.close();
 });
