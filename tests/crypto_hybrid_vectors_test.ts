@@ -10,8 +10,7 @@ import { KitchenSink_ml_kem768_x25519, ml_kem768_x25519 } from "@noble/post-quan
 import { fromHex, randomBytes, toHex } from "../src/bytes.ts";
 import { CryptoError } from "../src/errors.ts";
 import { xwingEncapsulate, XWingSecretKey } from "../src/crypto/mod.ts";
-
-const VECTORS = new URL("../../shared/test-vectors/", import.meta.url);
+import { readVectorJson } from "./_support/vectors.ts";
 
 interface HybridVector {
   seed: string;
@@ -23,22 +22,8 @@ interface HybridVector {
   ss: string;
 }
 
-function readVectors(rel: string): HybridVector[] {
-  const url = new URL(rel, VECTORS);
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(url);
-  } catch (e) {
-    throw new Error(
-      `Test vectors missing: cannot read ${url.pathname}; ../shared/test-vectors must sit beside the checkout`,
-      { cause: e },
-    );
-  }
-  return JSON.parse(text);
-}
-
 function checkOurXWing(file: string): number {
-  const vectors = readVectors(file);
+  const vectors: HybridVector[] = readVectorJson(file);
   let n = 0;
   for (const v of vectors) {
     const id = `${file} #${n}`;
@@ -72,7 +57,9 @@ Deno.test("xwingEncapsulate and XWingSecretKey match noble's MLKEM768X25519 (X-W
 
 Deno.test("noble KitchenSink_ml_kem768_x25519 matches its KitchenSink vectors", () => {
   // qpq does not use KitchenSink; this only records that the library's preset conforms.
-  const vectors = readVectors("hybrid/KitchenSink-MLKEM768-X25519-SHAKE256-HKDF-SHA256.json");
+  const vectors: HybridVector[] = readVectorJson(
+    "hybrid/KitchenSink-MLKEM768-X25519-SHAKE256-HKDF-SHA256.json",
+  );
   let n = 0;
   for (const v of vectors) {
     const { publicKey, secretKey } = KitchenSink_ml_kem768_x25519.keygen(fromHex(v.seed));

@@ -15,30 +15,12 @@ import {
   sealEnvelope,
   xwingEncapsulate,
 } from "../src/crypto/mod.ts";
-
-const VECTORS = new URL("../../shared/test-vectors/", import.meta.url);
-
-function readText(rel: string): string {
-  const url = new URL(rel, VECTORS);
-  try {
-    return Deno.readTextFileSync(url);
-  } catch (e) {
-    throw new Error(
-      `Test vectors missing: cannot read ${url.pathname}; ../shared/test-vectors must sit beside the checkout`,
-      { cause: e },
-    );
-  }
-}
-
-// deno-lint-ignore no-explicit-any
-function readJson(rel: string): any {
-  return JSON.parse(readText(rel));
-}
+import { readVectorJson, readVectorText } from "./_support/vectors.ts";
 
 /** CCTV text format: `name = value` lines; the first occurrence of each name wins. */
 function readCctv(rel: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of readText(rel).split("\n")) {
+  for (const line of readVectorText(rel).split("\n")) {
     const m = /^(\S+) = (.*)$/.exec(line.trim());
     if (m && !out.has(m[1]!)) out.set(m[1]!, m[2]!);
   }
@@ -58,8 +40,8 @@ function throwsAny(f: () => unknown, what: string): void {
 }
 
 Deno.test("ml_kem768 keygen matches ACVP ML-KEM-768 keyGen and passes our key checks", () => {
-  const prompt = readJson("ml-kem/acvp-ML-KEM-keyGen-FIPS203/prompt.json");
-  const expected = readJson("ml-kem/acvp-ML-KEM-keyGen-FIPS203/expectedResults.json");
+  const prompt = readVectorJson("ml-kem/acvp-ML-KEM-keyGen-FIPS203/prompt.json");
+  const expected = readVectorJson("ml-kem/acvp-ML-KEM-keyGen-FIPS203/expectedResults.json");
   const results = new Map<number, { ek: string; dk: string }>();
   for (const g of expected.testGroups) for (const tc of g.tests) results.set(tc.tcId, tc);
   let n = 0;
@@ -80,8 +62,8 @@ Deno.test("ml_kem768 keygen matches ACVP ML-KEM-768 keyGen and passes our key ch
 });
 
 Deno.test("ml_kem768 and our key checks match ACVP ML-KEM-768 encapDecap", () => {
-  const prompt = readJson("ml-kem/acvp-ML-KEM-encapDecap-FIPS203/prompt.json");
-  const expected = readJson("ml-kem/acvp-ML-KEM-encapDecap-FIPS203/expectedResults.json");
+  const prompt = readVectorJson("ml-kem/acvp-ML-KEM-encapDecap-FIPS203/prompt.json");
+  const expected = readVectorJson("ml-kem/acvp-ML-KEM-encapDecap-FIPS203/expectedResults.json");
   // deno-lint-ignore no-explicit-any
   const results = new Map<number, any>();
   for (const g of expected.testGroups) for (const tc of g.tests) results.set(tc.tcId, tc);
@@ -125,7 +107,7 @@ Deno.test("ml_kem768 and our key checks match ACVP ML-KEM-768 encapDecap", () =>
 });
 
 Deno.test("ml_kem768 matches Wycheproof mlkem_768_test (keygen from seed, decapsulation)", () => {
-  const data = readJson("wycheproof/mlkem_768_test.json");
+  const data = readVectorJson("wycheproof/mlkem_768_test.json");
   const t: Record<string, number> = { valid: 0, invalid: 0 };
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
@@ -152,7 +134,7 @@ Deno.test("ml_kem768 matches Wycheproof mlkem_768_test (keygen from seed, decaps
 });
 
 Deno.test("ml_kem768 matches Wycheproof mlkem_768_keygen_seed_test", () => {
-  const data = readJson("wycheproof/mlkem_768_keygen_seed_test.json");
+  const data = readVectorJson("wycheproof/mlkem_768_keygen_seed_test.json");
   let n = 0;
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
@@ -168,7 +150,7 @@ Deno.test("ml_kem768 matches Wycheproof mlkem_768_keygen_seed_test", () => {
 });
 
 Deno.test("checkMlKemEncapsulationKey rejects every invalid Wycheproof mlkem_768_encaps key", () => {
-  const data = readJson("wycheproof/mlkem_768_encaps_test.json");
+  const data = readVectorJson("wycheproof/mlkem_768_encaps_test.json");
   const t: Record<string, number> = { valid: 0, invalid: 0, modulus: 0 };
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
@@ -194,7 +176,7 @@ Deno.test("checkMlKemEncapsulationKey rejects every invalid Wycheproof mlkem_768
 });
 
 Deno.test("ml_kem768 and checkMlKemDecapsulationKey match Wycheproof semi-expanded decaps", () => {
-  const data = readJson("wycheproof/mlkem_768_semi_expanded_decaps_test.json");
+  const data = readVectorJson("wycheproof/mlkem_768_semi_expanded_decaps_test.json");
   const t: Record<string, number> = {};
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
@@ -248,7 +230,7 @@ Deno.test("ml_kem768 passes CCTV strcmp, unluckysample and intermediate ML-KEM-7
 });
 
 Deno.test("checkMlKemEncapsulationKey, xwingEncapsulate and sealEnvelope reject every CCTV modulus key", () => {
-  const lines = readText("ml-kem/cctv/modulus-ML-KEM-768.txt").split("\n").filter((l) =>
+  const lines = readVectorText("ml-kem/cctv/modulus-ML-KEM-768.txt").split("\n").filter((l) =>
     l.trim() !== ""
   );
   // A valid X25519 share to complete an X-Wing public key around each bad ML-KEM key.

@@ -21,23 +21,7 @@ import {
   xchachaOpen,
   xchachaSeal,
 } from "../src/crypto/mod.ts";
-
-const VECTORS = new URL("../../shared/test-vectors/", import.meta.url);
-
-// deno-lint-ignore no-explicit-any
-function readVectors(rel: string): any {
-  const url = new URL(rel, VECTORS);
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(url);
-  } catch (e) {
-    throw new Error(
-      `Test vectors missing: cannot read ${url.pathname}; ../shared/test-vectors must sit beside the checkout`,
-      { cause: e },
-    );
-  }
-  return JSON.parse(text);
-}
+import { readVectorJson } from "./_support/vectors.ts";
 
 interface Tally {
   total: number;
@@ -58,7 +42,7 @@ function throwsCrypto(f: () => unknown, what: string): void {
 }
 
 Deno.test("x25519 matches every Wycheproof x25519 vector", () => {
-  const data = readVectors("wycheproof/x25519_test.json");
+  const data = readVectorJson("wycheproof/x25519_test.json");
   const t = tally();
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
@@ -96,7 +80,7 @@ Deno.test("x25519 matches every Wycheproof x25519 vector", () => {
 });
 
 Deno.test("verifySignature matches every Wycheproof Ed25519 vector", () => {
-  const data = readVectors("wycheproof/ed25519_test.json");
+  const data = readVectorJson("wycheproof/ed25519_test.json");
   const t = tally();
   for (const g of data.testGroups) {
     const pk = fromHex(g.publicKey.pk);
@@ -123,7 +107,7 @@ interface AeadApi {
  * (invalid); unsupported parameter groups must be refused by both seal and open.
  */
 function runAead(file: string, api: AeadApi, supported: (g: AeadCase) => boolean): Tally {
-  const data = readVectors(file);
+  const data = readVectorJson(file);
   const t = tally();
   for (const g of data.testGroups) {
     assert.equal(g.tagSize, 128);
@@ -212,7 +196,7 @@ Deno.test("xchachaSeal, xchachaOpen and openXChaCha match Wycheproof XChaCha20-P
 });
 
 Deno.test("hkdfSha256 matches every Wycheproof HKDF-SHA256 vector", () => {
-  const data = readVectors("wycheproof/hkdf_sha256_test.json");
+  const data = readVectorJson("wycheproof/hkdf_sha256_test.json");
   const t = tally();
   for (const g of data.testGroups) {
     for (const tc of g.tests) {
