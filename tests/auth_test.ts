@@ -4,7 +4,7 @@
  * login rate limiter.
  */
 
-import { inspect, isDeepStrictEqual } from "node:util";
+import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { fromHex, randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { AuthError, CryptoError, ValidationError } from "../src/errors.ts";
 import { LOGIN_ATTEMPTS_PER_CONNECTION, LOGIN_ATTEMPTS_PER_USER } from "../src/limits.ts";
@@ -31,33 +31,6 @@ import {
   SlidingWindowLimiter,
 } from "../src/auth/mod.ts";
 import { MemoryServerStore, SqliteServerStore } from "../src/store/mod.ts";
-
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-function assertEquals<T>(actual: T, expected: T, msg?: string): void {
-  if (!isDeepStrictEqual(actual, expected)) {
-    throw new Error(
-      `${msg ? msg + "\n" : ""}actual:   ${inspect(actual, { depth: 6 })}\nexpected: ${
-        inspect(expected, { depth: 6 })
-      }`,
-    );
-  }
-}
-
-async function assertRejects<E>(
-  fn: () => Promise<unknown>,
-  cls: new (...a: never[]) => E,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    if (e instanceof cls) return e;
-    throw new Error(`expected ${cls.name}, got ${inspect(e)}`);
-  }
-  throw new Error("expected a rejection");
-}
 
 /** Cheap argon2id so most tests stay fast; one test uses the production default. */
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };

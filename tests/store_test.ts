@@ -4,7 +4,7 @@
  * persistence, db_key handling and at-rest secrecy.
  */
 
-import { inspect, isDeepStrictEqual } from "node:util";
+import { assert, assertEquals, assertNotEquals, assertRejects } from "./_support/assert.ts";
 import { randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { QpqError, StorageError, UsageError } from "../src/errors.ts";
 import {
@@ -24,37 +24,6 @@ import {
   registrationStart,
 } from "../src/auth/mod.ts";
 import { DatabaseSync } from "node:sqlite";
-
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-function assertEquals<T>(actual: T, expected: T, msg?: string): void {
-  if (!isDeepStrictEqual(actual, expected)) {
-    throw new Error(
-      `${msg ? msg + "\n" : ""}actual:   ${inspect(actual, { depth: 6 })}\nexpected: ${
-        inspect(expected, { depth: 6 })
-      }`,
-    );
-  }
-}
-
-function assertNotEquals<T>(actual: T, expected: T): void {
-  if (isDeepStrictEqual(actual, expected)) throw new Error(`values are equal: ${inspect(actual)}`);
-}
-
-async function assertRejects<E>(
-  fn: () => Promise<unknown>,
-  cls: new (...a: never[]) => E,
-): Promise<E> {
-  try {
-    await fn();
-  } catch (e) {
-    if (e instanceof cls) return e;
-    throw new Error(`expected ${cls.name}, got ${inspect(e)}`);
-  }
-  throw new Error("expected a rejection");
-}
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;

@@ -69,16 +69,17 @@ export function assertThrows(fn: () => unknown, cls?: ErrorClass, includes?: str
 }
 
 /** Assert the promise rejects (optionally of a class, with a message part); returns the error. */
-export async function assertRejects(
+export async function assertRejects<E extends Error = Error>(
   fn: () => Promise<unknown>,
-  cls?: ErrorClass,
+  // deno-lint-ignore no-explicit-any
+  cls?: abstract new (...args: any[]) => E,
   includes?: string,
-): Promise<Error> {
+): Promise<E> {
   try {
     await fn();
   } catch (e) {
     checkError(e, cls, includes);
-    return e as Error;
+    return e as E;
   }
   throw new AssertionError("expected promise to reject");
 }
