@@ -50,7 +50,8 @@
  * @module
  */
 
-import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import { type Row, Statements } from "./_statements.ts";
 import { dirname, resolve } from "node:path";
 import { fromBase64, fromUtf8, toBase64, toHex, utf8, zeroize } from "../bytes.ts";
 import {
@@ -237,8 +238,6 @@ export interface OutboxEntry {
   attempts: number;
 }
 
-type Row = Record<string, SQLInputValue>;
-
 const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
 const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
 const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
@@ -258,7 +257,7 @@ export class ClientStore {
   readonly #keys: ClientKeys;
   readonly #lock: StateLock;
   readonly #created: boolean;
-  readonly #stmts = new Map<string, StatementSync>();
+  readonly #sql: Statements;
   #meta: MetaFields;
   #depth = 0;
   #closed = false;
@@ -280,6 +279,7 @@ export class ClientStore {
     this.#abs = init.abs;
     this.#header = init.header;
     this.#db = init.db;
+    this.#sql = new Statements(init.db);
     this.#keys = init.keys;
     this.#lock = init.lock;
     this.#meta = init.meta;
@@ -819,7 +819,7 @@ export class ClientStore {
     if (this.#closed) return;
     this.#closed = true;
     globalThis.removeEventListener("unload", this.#onUnload);
-    this.#stmts.clear();
+    this.#sql.clear();
     try {
       this.#db.close();
     } catch { /* closing anyway */ }
@@ -859,25 +859,16 @@ export class ClientStore {
     }
   }
 
-  #q(sql: string): StatementSync {
-    let s = this.#stmts.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#stmts.set(sql, s);
-    }
-    return s;
-  }
-
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
-    return this.#q(sql).get(...args) as Row | undefined;
+    return this.#sql.get(sql, ...args);
   }
 
   #all(sql: string, ...args: SQLInputValue[]): Row[] {
-    return this.#q(sql).all(...args) as Row[];
+    return this.#sql.all(sql, ...args);
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
-    return Number(this.#q(sql).run(...args).changes);
+    return this.#sql.run(sql, ...args);
   }
 
   #open(label: ClientLabel, sealed: unknown, ...rowKey: Uint8Array[]): Uint8Array {

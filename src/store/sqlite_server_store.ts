@@ -20,7 +20,8 @@
  * @module
  */
 
-import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { type Row, Statements } from "./_statements.ts";
 import { concat, constantTimeEqual, fromUtf8, utf8 } from "../bytes.ts";
 import { QpqError, StorageError, UsageError } from "../errors.ts";
 import {
@@ -86,8 +87,6 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
   fsync?: boolean;
 }
 
-type Row = Record<string, SQLInputValue>;
-
 /** A mutating call waiting for the next group commit. */
 interface PendingOp {
   fn: () => unknown;
@@ -129,13 +128,14 @@ export class SqliteServerStore implements ServerStore {
   readonly #sealer: Sealer;
   readonly #clock: () => number;
   readonly #lim: StoreLimits;
-  readonly #stmts = new Map<string, StatementSync>();
+  readonly #sql: Statements;
   #batch: PendingOp[] = [];
   #closed = false;
   #fsync = true;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
     this.#db = db;
+    this.#sql = new Statements(db);
     this.#sealer = sealer;
     this.notifier = options.notifier ?? new InProcessNotifier();
     this.#clock = options.clock ?? Date.now;
@@ -210,7 +210,7 @@ export class SqliteServerStore implements ServerStore {
     if (!this.#closed) {
       while (this.#batch.length > 0) this.#flush();
       this.#closed = true;
-      this.#stmts.clear();
+      this.#sql.clear();
       try {
         this.#db.close();
       } finally {
@@ -222,25 +222,16 @@ export class SqliteServerStore implements ServerStore {
 
   // ---- plumbing ----
 
-  #q(sql: string): StatementSync {
-    let s = this.#stmts.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql);
-      this.#stmts.set(sql, s);
-    }
-    return s;
-  }
-
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
-    return this.#q(sql).get(...args) as Row | undefined;
+    return this.#sql.get(sql, ...args);
   }
 
   #all(sql: string, ...args: SQLInputValue[]): Row[] {
-    return this.#q(sql).all(...args) as Row[];
+    return this.#sql.all(sql, ...args);
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
-    return Number(this.#q(sql).run(...args).changes);
+    return this.#sql.run(sql, ...args);
   }
 
   /** Run `fn` synchronously as one call; wraps SQLite failures in StorageError. */
@@ -835,7 +826,7 @@ export class SqliteServerStore implements ServerStore {
     }
     const fanout = utf8(JSON.stringify(deliveries.map((d) => [d.recipient, d.seq])));
     const body = concat(lengthPrefixed(p.sender, p.messageId), p.payload);
-    const res = this.#q(
+    const res = this.#sql.prepare(
       "INSERT INTO messages (dedupe_ref, channel_id, body, fanout, created_at) " +
         "VALUES (?, ?, ?, ?, ?)",
     ).run(
