@@ -1110,6 +1110,9 @@ export class QpqClient {
           by: r.committer.username,
         });
       }
+    } else if (r.kind === "stale") {
+      // a commit or proposal that lost the race to another member's commit: nothing to do
+      this.#store.putKv(KV_CURSOR, cursor);
     } else if (r.kind === "removed") {
       this.#store.transaction(() => {
         this.#store.deleteKv(KV_GROUP + hex);

@@ -152,9 +152,37 @@ export class MlsGroupState {
   }
 }
 
-/** Wrap ts-mls state into an opaque {@link MlsGroupState}. */
+/**
+ * Drop private path keys for nodes the tree no longer has: past its end (the tree shrank
+ * when the rightmost members were removed) or blank. RFC 9420 §7.9 requires deleting the
+ * private keys of blanked nodes; ts-mls 1.6.4 keeps them in `privatePath.privateKeys`
+ * after `createCommit`/`processPrivateMessage` truncate or blank nodes (upstream bug: see
+ * docs/mls-version.md). Left in place they make a stored state look inconsistent
+ * (a key for node 3 of a 3-node tree) and keep secrets that should be gone.
+ */
+export function prunePrivatePath(cs: ClientState): ClientState {
+  const keys = cs.privatePath.privateKeys;
+  let stale = false;
+  for (const k of Object.keys(keys)) {
+    const i = Number(k);
+    if (!(i < cs.ratchetTree.length) || cs.ratchetTree[i] === undefined) stale = true;
+  }
+  if (!stale) return cs;
+  const kept: Record<number, Uint8Array> = {};
+  for (const [k, v] of Object.entries(keys)) {
+    const i = Number(k);
+    if (i < cs.ratchetTree.length && cs.ratchetTree[i] !== undefined) kept[i] = v;
+  }
+  return { ...cs, privatePath: { ...cs.privatePath, privateKeys: kept } };
+}
+
+/** Wrap ts-mls state into an opaque {@link MlsGroupState} (stale private keys dropped). */
 export function wrapState(s: InnerState): MlsGroupState {
-  return new MlsGroupState(s);
+  const current = prunePrivatePath(s.current);
+  const pending = s.pending === undefined
+    ? undefined
+    : { ...s.pending, state: prunePrivatePath(s.pending.state) };
+  return new MlsGroupState({ suite: s.suite, current, pending });
 }
 
 /** The ts-mls state behind an {@link MlsGroupState}; UsageError for a foreign object. */

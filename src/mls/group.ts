@@ -185,6 +185,8 @@ export interface CommitReceived extends CommitApplied {
   readonly kind: "commit";
   /** Who committed. */
   readonly committer: MemberInfo;
+  /** Usernames among `removed` who asked to leave (their own remove proposal). */
+  readonly left: string[];
 }
 
 /** A proposal by another member, stored until someone commits it. */
@@ -207,12 +209,26 @@ export interface RemovedReceived {
   readonly consumed: Uint8Array[];
 }
 
+/**
+ * A handshake message (commit or proposal) from an epoch the group has already left: it
+ * lost the race to another member's commit and can never apply. Normal in a busy group;
+ * the state is unchanged.
+ */
+export interface StaleReceived {
+  readonly kind: "stale";
+  readonly state: MlsGroupState;
+  /** The epoch it was made in. */
+  readonly epoch: bigint;
+  readonly consumed: Uint8Array[];
+}
+
 /** Everything {@link processMessage} can return. */
 export type ProcessedMessage =
   | ApplicationReceived
   | CommitReceived
   | ProposalReceived
-  | RemovedReceived;
+  | RemovedReceived
+  | StaleReceived;
 
 /** Options of {@link joinFromWelcome}. */
 export interface JoinOptions {
@@ -455,6 +471,12 @@ export async function removeMembers(
   const own = s.current.privatePath.leafIndex;
   const seen = new Set<string>();
   const proposals: Proposal[] = [];
+  // A member whose leave proposal we hold is removed by that proposal (every commit
+  // includes the proposals received): proposing it again would make the commit invalid.
+  const leaving = new Set<number>();
+  for (const p of Object.values(s.current.unappliedProposals)) {
+    if (p.proposal.proposalType === "remove") leaving.add(p.proposal.remove.removed);
+  }
   for (const name of usernames) {
     const m = byName.get(name);
     if (m === undefined) {
@@ -463,6 +485,7 @@ export async function removeMembers(
     if (m.leafIndex === own) throw new UsageError("Cannot remove ourselves: use leaveGroup");
     if (seen.has(name)) throw new UsageError("User is listed twice");
     seen.add(name);
+    if (leaving.has(m.leafIndex)) continue;
     proposals.push({ proposalType: "remove", remove: { removed: m.leafIndex } });
   }
   return await stageCommit(s, proposals, "Cannot remove members");
@@ -712,6 +735,8 @@ export async function leaveGroup(state: MlsGroupState): Promise<Encrypted> {
 interface Captured {
   sender: number | undefined;
   proposal: "remove" | "update" | undefined;
+  /** Leaves removed by a commit through their own remove proposal. */
+  selfRemoved: Set<number>;
 }
 
 /** qpq's proposal policy: commits may add, remove and update; proposals only self-remove or update. */
@@ -723,6 +748,11 @@ function policy(captured: Captured): IncomingMessageCallback {
       for (const p of incoming.proposals) {
         const t = p.proposal.proposalType;
         if (t !== "add" && t !== "remove" && t !== "update") return "reject";
+        if (
+          p.proposal.proposalType === "remove" && p.proposal.remove.removed === p.senderLeafIndex
+        ) {
+          captured.selfRemoved.add(p.senderLeafIndex);
+        }
       }
       return "accept";
     }
@@ -832,8 +862,8 @@ export async function processMessage(
       code: "epoch_conflict",
     });
   }
-  if (pm.epoch !== gc.epoch) throw new ValidationError("Handshake message is from a past epoch");
-  const captured: Captured = { sender: undefined, proposal: undefined };
+  if (pm.epoch !== gc.epoch) return { kind: "stale", state, epoch: pm.epoch, consumed: [] };
+  const captured: Captured = { sender: undefined, proposal: undefined, selfRemoved: new Set() };
   let res;
   try {
     res = await processPrivateMessage(
@@ -878,6 +908,7 @@ export async function processMessage(
     added,
     removed,
     committer: who,
+    left: removed.filter((m) => captured.selfRemoved.has(m.leafIndex)).map((m) => m.username),
     consumed: res.consumed,
   };
 }

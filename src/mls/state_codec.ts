@@ -52,6 +52,7 @@ import {
   type InnerState,
   membersOf,
   type MlsGroupState,
+  prunePrivatePath,
   SUITE_IDS,
   suiteFromId,
   unwrapState,
@@ -212,6 +213,12 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
   const secretTree = readSecretTree(r);
   const ratchetTree = readTree(r, nodes);
   const privatePath = decodeExact(decodePrivateKeyPath, f("path"), "Group state private path");
+  for (const k of Object.keys(privatePath.privateKeys)) {
+    const i = Number(k);
+    if (!Number.isSafeInteger(i) || i < 0) {
+      throw new ValidationError("Group state has a bad path key");
+    }
+  }
   const signaturePrivateKey = f("sig");
   const unappliedProposals = decodeExact(
     decodeUnappliedProposals,
@@ -250,7 +257,9 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
     f("active"),
     "Group state activity",
   );
-  const cs: ClientState = {
+  // States saved before the ts-mls workaround may hold keys of nodes the tree lost: drop
+  // them here (prunePrivatePath) instead of refusing the state, so such accounts heal.
+  const cs: ClientState = prunePrivatePath({
     groupContext,
     keySchedule,
     secretTree,
@@ -262,7 +271,7 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
     historicalReceiverData,
     groupActiveState,
     clientConfig: CLIENT_CONFIG,
-  };
+  });
   checkState(cs, suite);
   return cs;
 }
@@ -282,10 +291,6 @@ function checkState(cs: ClientState, suite: MlsSuiteName): void {
     cs.ratchetTree[own * 2]?.nodeType !== "leaf"
   ) {
     throw bad("own leaf");
-  }
-  for (const k of Object.keys(cs.privatePath.privateKeys)) {
-    const i = Number(k);
-    if (!Number.isSafeInteger(i) || i < 0 || i >= cs.ratchetTree.length) throw bad("path key");
   }
   membersOf(cs); // every leaf must carry a valid qpq credential
 }
