@@ -56,7 +56,11 @@ import {
 import { constantTimeEqual, fromHex, fromUtf8, toHex, utf8, zeroize } from "../bytes.ts";
 import { AuthError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { MAX_FETCH_PAGE, WIRE_VERSION } from "../limits.ts";
-import { connectServer, type ServerConnection } from "./connection.ts";
+import {
+  type Connector,
+  connectServer,
+  type ServerLink as ServerConnection,
+} from "./connection.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { Conversation, LocalStore, StoredMessage } from "./local.ts";
 
@@ -115,6 +119,8 @@ export interface QpqClientOptions {
   onEvent?: ((e: ClientEvent) => void) | undefined;
   /** Request timeout (ms). */
   timeoutMs?: number | undefined;
+  /** How to open a server connection (default: QUIC); the simulation wraps it. */
+  connect?: Connector | undefined;
 }
 
 /** Options of {@link QpqClient.register}. */
@@ -225,7 +231,7 @@ export class QpqClient {
   async connect(): Promise<void> {
     if (this.#conn) return;
     let conn: ServerConnection | undefined = undefined;
-    conn = await connectServer({
+    conn = await (this.#options.connect ?? connectServer)({
       server: this.server,
       caCertPem: this.#options.caCertPem,
       timeoutMs: this.#options.timeoutMs,

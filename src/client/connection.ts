@@ -31,8 +31,28 @@ export interface ConnectOptions {
   onClose?: ((error: QpqError | undefined) => void) | undefined;
 }
 
+/**
+ * What the client needs of a server connection. {@link ServerConnection} is the real one;
+ * the simulation wraps it to inject faults (lost answers, repeated pushes).
+ */
+export interface ServerLink {
+  /** The server address. */
+  readonly server: string;
+  /** Send one request and wait for its answer. */
+  call<K extends ResponseKind>(
+    request: Request,
+    expect: K,
+    options?: { timeoutMs?: number; requestId?: number },
+  ): Promise<ResponseOf<K>>;
+  /** Close the connection. */
+  close(): Promise<void>;
+}
+
+/** How the client opens a {@link ServerLink} (default {@link connectServer}). */
+export type Connector = (options: ConnectOptions) => Promise<ServerLink>;
+
 /** An open connection to a server. */
-export class ServerConnection {
+export class ServerConnection implements ServerLink {
   #conn: Deno.QuicConn;
   #rpc: RpcClient;
   /** The server address this connection went to. */
