@@ -14,6 +14,12 @@ export {
 } from "./codec.ts";
 export { FrameReader, type FrameReaderOptions, lengthPrefixed } from "./framing.ts";
 export {
+  type EncodedRequest,
+  encodedRequest,
+  encodeRequestOnce,
+  withRequestId,
+} from "./encoded.ts";
+export {
   type BidiStream,
   type CallOptions,
   FrameWriter,

@@ -15,6 +15,7 @@
  * @module
  */
 import { encodeFrame, openFrame } from "./codec.ts";
+import { type EncodedRequest, withRequestId } from "./encoded.ts";
 import { FrameReader, lengthPrefixed } from "./framing.ts";
 import type { Frame, Push, Request, Response, ResponseKind, ResponseOf } from "./messages.ts";
 import {
@@ -137,7 +138,7 @@ export class RpcClient {
    * {@link ValidationError}.
    */
   async call<K extends ResponseKind>(
-    request: Request,
+    request: Request | EncodedRequest,
     expect: K,
     options: CallOptions & { requestId?: number } = {},
   ): Promise<ResponseOf<K>> {
@@ -149,13 +150,18 @@ export class RpcClient {
     return response as ResponseOf<K>;
   }
 
-  #send(request: Request, options: CallOptions & { requestId?: number }): Promise<Response> {
+  #send(
+    request: Request | EncodedRequest,
+    options: CallOptions & { requestId?: number },
+  ): Promise<Response> {
     if (this.#closedError) return Promise.reject(this.#closedError);
     const requestId = options.requestId ?? this.nextRequestId();
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? REQUEST_TIMEOUT_MS;
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame({ version: WIRE_VERSION, requestId, type: "request", request });
+      bytes = "bytes" in request
+        ? withRequestId(request, requestId)
+        : encodeFrame({ version: WIRE_VERSION, requestId, type: "request", request });
     } catch (e) {
       return Promise.reject(toQpqError(e));
     }
