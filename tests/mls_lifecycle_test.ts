@@ -263,3 +263,28 @@ Deno.test("processMessage tells a voluntary leave from a removal", async () => {
   assert.deepEqual(seen.left, ["p4"]);
   assert.equal(seen.committer.username, "p1");
 });
+
+Deno.test("addMembers replaceExisting re-adds a member whose state broke, once", async () => {
+  const suite = SUITES[0]!;
+  const { users, states: s } = await group(suite, 3);
+  const states: (MlsGroupState | undefined)[] = s;
+  // p2 lost its state: it makes a fresh KeyPackage and p1 replaces its leaf
+  const fresh = await kp(users[1]!, suite);
+  const { peekGroupStateSuite } = await import("../src/mls/mod.ts");
+  assert.equal(peekGroupStateSuite(encodeGroupState(states[1]!)), suite);
+  states[1] = undefined;
+  const re = await addMembers(states[0]!, [fresh.publicPackage], { replaceExisting: true });
+  assert.ok(re.outbound.welcome, "a Welcome for the re-added member");
+  await commitFrom(states, 0, re);
+  states[1] = reload(
+    (await joinFromWelcome(re.outbound.welcome!, [fresh.privatePackage], users[1]!.identity))
+      .state,
+  );
+  agree(states);
+  await chat(states);
+  // the same KeyPackage again (a second member's late attempt) is refused
+  await assert.rejects(
+    () => addMembers(states[2]!, [fresh.publicPackage], { replaceExisting: true }),
+    (e: unknown) => (e as { code?: string }).code === "conflict",
+  );
+});

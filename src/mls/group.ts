@@ -142,6 +142,13 @@ export interface AddMembersOptions {
   readonly ratchetTreeInWelcome?: boolean;
   /** Current time in Unix seconds for KeyPackage lifetime checks (default: the clock). */
   readonly now?: number;
+  /**
+   * Re-add: a KeyPackage of a current member replaces that member's leaf (remove + add in
+   * the same commit), for a member whose state broke and who asked to be re-added. A
+   * KeyPackage the member's leaf already uses is refused (UsageError "conflict"): the
+   * re-add happened already.
+   */
+  readonly replaceExisting?: boolean;
 }
 
 /** Result of merging or processing a commit. */
@@ -405,7 +412,9 @@ export async function addMembers(
   if (keyPackages.length > MAX_MLS_ADDS_PER_COMMIT) {
     throw new UsageError("Too many members in one commit", { code: "too_large" });
   }
-  const existing = new Set(membersOf(s.current).map((m) => m.username));
+  const current = new Map(membersOf(s.current).map((m) => [m.username, m]));
+  const existing = new Set(current.keys());
+  const own = s.current.privatePath.leafIndex;
   const proposals: Proposal[] = [];
   const kps: KeyPackage[] = [];
   for (const bytes of keyPackages) {
@@ -413,10 +422,19 @@ export async function addMembers(
       bytes,
       opts.now === undefined ? { suite: s.suite } : { suite: s.suite, now: opts.now },
     );
-    if (existing.has(parsed.username)) {
+    const old = current.get(parsed.username);
+    if (old !== undefined && opts.replaceExisting === true && existing.has(parsed.username)) {
+      const leaf = leafAt(s.current.ratchetTree, old.leafIndex);
+      if (old.leafIndex === own) throw new UsageError("Cannot re-add ourselves");
+      if (constantTimeEqual(leaf.hpkePublicKey, keyPackage.leafNode.hpkePublicKey)) {
+        throw new UsageError("Member already uses this KeyPackage", { code: "conflict" });
+      }
+      proposals.push({ proposalType: "remove", remove: { removed: old.leafIndex } });
+    } else if (existing.has(parsed.username)) {
       throw new UsageError("User is already a member of the group", { code: "conflict" });
     }
     existing.add(parsed.username);
+    current.delete(parsed.username);
     kps.push(keyPackage);
     proposals.push({ proposalType: "add", add: { keyPackage } });
   }

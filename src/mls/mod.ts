@@ -63,8 +63,14 @@ export {
   removeMembers,
   selfUpdate,
   type StagedCommit,
+  type StaleReceived,
 } from "./group.ts";
 export { MlsGroupState } from "./_state.ts";
-export { decodeGroupState, encodeGroupState, GROUP_STATE_VERSION } from "./state_codec.ts";
+export {
+  decodeGroupState,
+  encodeGroupState,
+  GROUP_STATE_VERSION,
+  peekGroupStateSuite,
+} from "./state_codec.ts";
 export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";
 export { type PrivateMessageHeader, readPrivateMessageHeader } from "./header.ts";

@@ -296,6 +296,17 @@ function checkState(cs: ClientState, suite: MlsSuiteName): void {
 }
 
 /**
+ * The cipher suite recorded in the header of an encoded group state, without decoding the
+ * rest: a client whose state for a group cannot be read still knows which suite to ask
+ * the group to re-add it with. Undefined when the header itself is not readable.
+ */
+export function peekGroupStateSuite(bytes: Uint8Array): MlsSuiteName | undefined {
+  if (!(bytes instanceof Uint8Array) || bytes.length < 7) return undefined;
+  if (MAGIC.some((b, i) => bytes[i] !== b)) return undefined;
+  return suiteFromId((bytes[5]! << 8) | bytes[6]!);
+}
+
+/**
  * Decode bytes from {@link encodeGroupState}. The input is copied, so the caller may zero
  * it afterwards.
  *
