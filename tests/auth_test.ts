@@ -30,7 +30,7 @@ import {
   ServerLoginState,
   SlidingWindowLimiter,
 } from "../src/auth/mod.ts";
-import { MemoryServerStore, SqliteServerStore } from "../src/store/mod.ts";
+import { MEMORY_PATH, SqliteServerStore } from "../src/store/mod.ts";
 
 /** Cheap argon2id so most tests stay fast; one test uses the production default. */
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
@@ -177,7 +177,7 @@ Deno.test("registrationFinish and registrationStart reject malformed input", asy
 
 Deno.test("ServerLoginState survives a round trip through a store between requests", async () => {
   const setup = await OpaqueServerSetup.fromBytes((await createServerSetup()).toBytes());
-  const store = new MemoryServerStore();
+  const store = await SqliteServerStore.open(MEMORY_PATH);
   await store.createUser("alice", (await register(setup, "alice", "pw")).record);
   const c1 = await clientLoginStart("pw");
   const s1 = await loginStart(
@@ -199,6 +199,7 @@ Deno.test("ServerLoginState survives a round trip through a store between reques
   const s2 = await loginFinish(ServerLoginState.fromBytes(pending.state), c2.finishRequest);
   assert(s2.kind === "ok");
   assertEquals(toHex(s2.sessionKey), toHex(c2.sessionKey));
+  await store.close();
 });
 
 Deno.test("OpaqueServerSetup and login states redact themselves", async () => {

@@ -1,6 +1,6 @@
 /**
- * Server store tests: one contract suite run against both MemoryServerStore and
- * SqliteServerStore (a real SQLite file in a temp dir), then SQLite-only tests for
+ * Server store tests: one contract suite run against SqliteServerStore on a real SQLite
+ * file in a temp dir and on a private `:memory:` database, then file-only tests for
  * persistence, db_key handling and at-rest secrecy.
  */
 
@@ -9,7 +9,7 @@ import { randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { QpqError, StorageError, UsageError } from "../src/errors.ts";
 import {
   InProcessNotifier,
-  MemoryServerStore,
+  MEMORY_PATH,
   readSchemaVersion,
   SCHEMA_VERSION,
   Sealer,
@@ -49,15 +49,15 @@ interface Impl {
 
 const IMPLS: Impl[] = [
   {
-    name: "MemoryServerStore",
+    name: "SqliteServerStore(:memory:)",
     setup: () =>
       Promise.resolve({
-        open: (o) => Promise.resolve(new MemoryServerStore(o)),
+        open: (o) => SqliteServerStore.open(MEMORY_PATH, o),
         done: () => Promise.resolve(),
       }),
   },
   {
-    name: "SqliteServerStore",
+    name: "SqliteServerStore(file)",
     setup: async () => {
       const dir = await Deno.makeTempDir({ prefix: "qpq_store_" });
       return {

@@ -7,7 +7,7 @@
  * @module
  */
 import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
-import { MemoryServerStore, type ServerStore, SqliteServerStore } from "../store/mod.ts";
+import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/mod.ts";
 import { parseHostPort } from "../transport/quic.ts";
 import { TransportError } from "../errors.ts";
 import { VERSION } from "../version.ts";
@@ -33,7 +33,7 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
       messageRetentionMs: c.retentionSeconds * 1000,
     },
   };
-  if (c.storeBackend === "memory") return new MemoryServerStore(options);
+  if (c.storeBackend === "memory") return await SqliteServerStore.open(MEMORY_PATH, options);
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
   return await SqliteServerStore.open(c.dbPath, options);
 }

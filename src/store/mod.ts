@@ -1,6 +1,6 @@
 /**
  * Server-side storage: the {@link ServerStore} contract, its SQLite implementation for
- * production, an in-memory one for tests, the {@link Notifier} that wakes recipients, and
+ * production (also on `":memory:"` for tests), the {@link Notifier} that wakes recipients, and
  * the at-rest sealing used when a `db_key` is configured.
  *
  * ```ts
@@ -16,8 +16,11 @@
  */
 
 export * from "./server_store.ts";
-export { SqliteServerStore, type SqliteServerStoreOptions } from "./sqlite_server_store.ts";
-export { MemoryServerStore } from "./memory_server_store.ts";
+export {
+  MEMORY_PATH,
+  SqliteServerStore,
+  type SqliteServerStoreOptions,
+} from "./sqlite_server_store.ts";
 export {
   migrate,
   type Migration,

@@ -244,8 +244,8 @@ export interface PurgeResult {
 }
 
 /**
- * The server database. Implementations: `SqliteServerStore` (production) and
- * `MemoryServerStore` (tests); both pass the same contract test suite.
+ * The server database. Implementation: `SqliteServerStore`, on a file (production) or on
+ * `":memory:"` (tests, the "memory" backend); the contract test suite runs on both.
  *
  * Errors: `ValidationError` for oversized or malformed values ("too_large" for payloads
  * and KeyPackages), `UsageError` with code "not_found", "conflict", "quota" or

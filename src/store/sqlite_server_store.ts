@@ -6,7 +6,8 @@
  * with NORMAL could lose the last commits on power loss, which breaks "acknowledged means
  * stored".) `busy_timeout` lets several processes share the file; every mutating call is
  * one `BEGIN IMMEDIATE … COMMIT` transaction, so a call that throws changed nothing.
- * Prepared statements are cached per SQL text.
+ * Prepared statements are cached per SQL text. On `":memory:"` the same code runs on a
+ * private in-memory database: the one implementation of every rule, at memory speed.
  *
  * Opening order, so that a wrong key writes nothing:
  *
@@ -87,6 +88,12 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
   fsync?: boolean;
 }
 
+/**
+ * The path of a private in-memory database: nothing is written to disk and everything is
+ * lost on close. The same rules as a file, at memory speed (tests, the "memory" backend).
+ */
+export const MEMORY_PATH = ":memory:";
+
 /** A mutating call waiting for the next group commit. */
 interface PendingOp {
   fn: () => unknown;
@@ -143,7 +150,8 @@ export class SqliteServerStore implements ServerStore {
   }
 
   /**
-   * Open (creating if needed) the database at `path` (":memory:" for a private one).
+   * Open (creating if needed) the database at `path`, or a private in-memory one when
+   * `path` is {@link MEMORY_PATH} (no WAL and no fsync there: there is no file).
    *
    * @throws {StorageError} "Cannot open database: wrong db_key" and similar one-line errors
    *   when the key does not match how the database was created; nothing is written then
@@ -172,9 +180,12 @@ export class SqliteServerStore implements ServerStore {
       else if (version > 0) {
         throw new StorageError("Cannot open database: it has no sealing record");
       }
-      // 2. Writes.
-      db.exec("PRAGMA journal_mode = WAL");
-      db.exec(`PRAGMA synchronous = ${options.fsync === false ? "NORMAL" : "FULL"}`);
+      // 2. Writes. A private in-memory database has no journal file and nothing to fsync.
+      const inMemory = path === MEMORY_PATH;
+      if (!inMemory) {
+        db.exec("PRAGMA journal_mode = WAL");
+        db.exec(`PRAGMA synchronous = ${options.fsync === false ? "NORMAL" : "FULL"}`);
+      }
       db.exec("PRAGMA foreign_keys = ON");
       migrate(db, options.clock?.() ?? Date.now());
       if (mode === undefined) {
@@ -185,7 +196,7 @@ export class SqliteServerStore implements ServerStore {
         db.exec("COMMIT");
       }
       const store = new SqliteServerStore(db, sealer, options);
-      store.#fsync = options.fsync !== false;
+      store.#fsync = !inMemory && options.fsync !== false;
       return Promise.resolve(store);
     } catch (e) {
       try {
