@@ -381,7 +381,7 @@ async function exists(p: string): Promise<boolean> {
 
 /** A child process that opens the state at `path`, prints "ready", then runs `then`. */
 function spawnHolder(path: string, then: string): Deno.ChildProcess {
-  const mod = new URL("../src/store/client_store.ts", import.meta.url).href;
+  const mod = new URL("../src/store/client/client_store.ts", import.meta.url).href;
   const code = `
     import { ClientStore } from ${JSON.stringify(mod)};
     const s = await ClientStore.open(${JSON.stringify(path)}, ${JSON.stringify(PASSWORD)});

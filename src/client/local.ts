@@ -10,4 +10,4 @@ export {
   type Conversation,
   type OutboxEntry,
   type StoredMessage,
-} from "../store/client_store.ts";
+} from "../store/client/mod.ts";

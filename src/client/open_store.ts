@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { ClientStore } from "../store/client_store.ts";
+import { ClientStore } from "../store/client/mod.ts";
 import { IdentityKeyPair } from "../crypto/mod.ts";
 import type { Argon2idParams } from "../crypto/mod.ts";
 

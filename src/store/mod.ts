@@ -10,7 +10,7 @@
  * await store.ack("bob", page.at(-1)!.seq);
  * ```
  *
- * (The client-side store lives beside it in `client_*.ts`.)
+ * (The client-side store lives beside it in `client/`: `ClientStore`, `MemoryLocalState`.)
  *
  * @module
  */
@@ -29,4 +29,4 @@ export {
   SCHEMA_VERSION,
 } from "./migrations.ts";
 export { type LookupLabel, Sealer, type SealMode } from "./sealing.ts";
-export * from "./client_store.ts";
+export * from "./client/mod.ts";

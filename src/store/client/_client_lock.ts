@@ -19,7 +19,7 @@
  * @module
  */
 
-import { StorageError, UsageError } from "../errors.ts";
+import { StorageError, UsageError } from "../../errors.ts";
 
 const RETRIES = 5;
 

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { concat, constantTimeEqual, utf8, zeroize } from "../bytes.ts";
+import { concat, constantTimeEqual, utf8, zeroize } from "../../bytes.ts";
 import {
   type Argon2idParams,
   deriveKeyFromPassword,
@@ -24,8 +24,8 @@ import {
   hmacSha256,
   openXChaCha,
   sealXChaCha,
-} from "../crypto/mod.ts";
-import { InternalError } from "../errors.ts";
+} from "../../crypto/mod.ts";
+import { InternalError } from "../../errors.ts";
 
 const HKDF_SALT = utf8("qpq/client-state/v1");
 const STATE_CHECK_INPUT = utf8("qpq client state check v1");

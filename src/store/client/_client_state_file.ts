@@ -29,8 +29,8 @@
  */
 
 import { basename, dirname, join } from "node:path";
-import { concat, fromUtf8, toHex, utf8, zeroize } from "../bytes.ts";
-import { type Argon2idParams, ED25519_SEED_BYTES } from "../crypto/mod.ts";
+import { concat, fromUtf8, toHex, utf8, zeroize } from "../../bytes.ts";
+import { type Argon2idParams, ED25519_SEED_BYTES } from "../../crypto/mod.ts";
 
 /** First four bytes of every state file. */
 export const STATE_MAGIC = "QPQS";

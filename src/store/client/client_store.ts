@@ -51,9 +51,9 @@
  */
 
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
-import { type Row, Statements } from "./_statements.ts";
+import { type Row, Statements } from "../_statements.ts";
 import { dirname, resolve } from "node:path";
-import { fromBase64, fromUtf8, toBase64, toHex, utf8, zeroize } from "../bytes.ts";
+import { fromBase64, fromUtf8, toBase64, toHex, utf8, zeroize } from "../../bytes.ts";
 import {
   type Argon2idParams,
   CryptoError,
@@ -61,9 +61,9 @@ import {
   ED25519_PUBLIC_KEY_BYTES,
   ED25519_SEED_BYTES,
   parseArgon2idParams,
-} from "../crypto/mod.ts";
-import { QpqError, StorageError, UsageError } from "../errors.ts";
-import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_KV_KEY_BYTES } from "../limits.ts";
+} from "../../crypto/mod.ts";
+import { QpqError, StorageError, UsageError } from "../../errors.ts";
+import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_KV_KEY_BYTES } from "../../limits.ts";
 import { createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { StateLock } from "./_client_lock.ts";

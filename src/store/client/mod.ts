@@ -1,0 +1,19 @@
+/**
+ * The client's local state: the {@link LocalState} interface the client logic uses, its
+ * encrypted SQLite implementation {@link ClientStore} (state file + database on disk) and
+ * the in-memory {@link MemoryLocalState} (tests, the simulation).
+ *
+ * ```ts
+ * const store = await ClientStore.open("qpq-alice.bin", password, { create: true, initialMeta });
+ * store.transaction(() => {
+ *   store.putGroup({ channelId, state, lastUpdateMs: Date.now(), leaves: [] });
+ *   store.setCursor(seq);
+ * });
+ * await store.close();
+ * ```
+ *
+ * @module
+ */
+
+export * from "./client_store.ts";
+export type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
