@@ -12,7 +12,7 @@
  */
 
 import { randomBytes } from "../src/bytes.ts";
-import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../src/store/mod.ts";
+import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../src/store/server/mod.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "qpq_store_bench_" });
 globalThis.addEventListener("unload", () => {

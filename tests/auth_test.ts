@@ -30,7 +30,7 @@ import {
   ServerLoginState,
   SlidingWindowLimiter,
 } from "../src/auth/mod.ts";
-import { MEMORY_PATH, SqliteServerStore } from "../src/store/mod.ts";
+import { MEMORY_PATH, SqliteServerStore } from "../src/store/server/mod.ts";
 
 /** Cheap argon2id so most tests stay fast; one test uses the production default. */
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };

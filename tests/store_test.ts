@@ -16,7 +16,7 @@ import {
   type ServerStore,
   type ServerStoreOptions,
   SqliteServerStore,
-} from "../src/store/mod.ts";
+} from "../src/store/server/mod.ts";
 import {
   clientRegistrationFinish,
   clientRegistrationStart,

@@ -27,7 +27,7 @@ import {
   registrationStart,
   ServerLoginState,
 } from "../auth/mod.ts";
-import type { ServerStore } from "../store/mod.ts";
+import type { ServerStore } from "../store/server/mod.ts";
 import { sha256 } from "../crypto/mod.ts";
 import { constantTimeEqual, randomBytes, toHex, utf8 } from "../bytes.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";

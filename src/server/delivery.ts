@@ -13,7 +13,11 @@
  *
  * @module
  */
-import type { ChannelInfo as StoreChannel, QueuedMessage, ServerStore } from "../store/mod.ts";
+import type {
+  ChannelInfo as StoreChannel,
+  QueuedMessage,
+  ServerStore,
+} from "../store/server/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";

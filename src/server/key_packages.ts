@@ -6,7 +6,7 @@
  * @module
  */
 import { parseKeyPackage } from "../mls/mod.ts";
-import type { KeyPackageInput, ServerStore } from "../store/mod.ts";
+import type { KeyPackageInput, ServerStore } from "../store/server/mod.ts";
 import { constantTimeEqual } from "../bytes.ts";
 import { UsageError, ValidationError } from "../errors.ts";
 import { MAX_KEY_PACKAGE_BATCH } from "../limits.ts";

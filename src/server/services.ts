@@ -7,7 +7,7 @@
  * @module
  */
 import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
-import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/mod.ts";
+import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/server/mod.ts";
 import { parseHostPort } from "../transport/quic.ts";
 import { TransportError } from "../errors.ts";
 import { VERSION } from "../version.ts";

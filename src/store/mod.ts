@@ -1,7 +1,7 @@
 /**
- * Server-side storage: the {@link ServerStore} contract, its SQLite implementation for
- * production (also on `":memory:"` for tests), the {@link Notifier} that wakes recipients, and
- * the at-rest sealing used when a `db_key` is configured.
+ * Server-side storage (in `server/`): the {@link ServerStore} contract, its SQLite
+ * implementation (a file in production, `":memory:"` for tests), the {@link Notifier} that
+ * wakes recipients, and the at-rest sealing used when a `db_key` is configured.
  *
  * ```ts
  * const store = await SqliteServerStore.open("qpq.db", { dbKey });
@@ -15,18 +15,5 @@
  * @module
  */
 
-export * from "./server_store.ts";
-export {
-  MEMORY_PATH,
-  SqliteServerStore,
-  type SqliteServerStoreOptions,
-} from "./sqlite_server_store.ts";
-export {
-  migrate,
-  type Migration,
-  MIGRATIONS,
-  readSchemaVersion,
-  SCHEMA_VERSION,
-} from "./migrations.ts";
-export { type LookupLabel, Sealer, type SealMode } from "./sealing.ts";
+export * from "./server/mod.ts";
 export * from "./client/mod.ts";

@@ -5,9 +5,9 @@
  * @module
  */
 
-import { concat, randomBytes, toHex, utf8 } from "../bytes.ts";
-import { AuthError, StorageError, UsageError, ValidationError } from "../errors.ts";
-import * as limits from "../limits.ts";
+import { concat, randomBytes, toHex, utf8 } from "../../bytes.ts";
+import { AuthError, StorageError, UsageError, ValidationError } from "../../errors.ts";
+import * as limits from "../../limits.ts";
 import {
   type CommitParams,
   DEFAULT_STORE_LIMITS,

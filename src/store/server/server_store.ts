@@ -30,7 +30,7 @@
  * @module
  */
 
-import * as limits from "../limits.ts";
+import * as limits from "../../limits.ts";
 
 /** Store-wide limits; defaults come from `src/limits.ts`, tests may lower them. */
 export interface StoreLimits {

@@ -22,9 +22,9 @@
  */
 
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
-import { type Row, Statements } from "./_statements.ts";
-import { concat, constantTimeEqual, fromUtf8, utf8 } from "../bytes.ts";
-import { QpqError, StorageError, UsageError } from "../errors.ts";
+import { type Row, Statements } from "../_statements.ts";
+import { concat, constantTimeEqual, fromUtf8, utf8 } from "../../bytes.ts";
+import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import {
   channelFull,
   checkChannelId,
@@ -51,7 +51,7 @@ import {
   unknownUser,
 } from "./_common.ts";
 import { migrate, readSchemaVersion } from "./migrations.ts";
-import { Sealer, type SealMode } from "./sealing.ts";
+import { Sealer, type SealMode } from "../sealing.ts";
 import {
   type ChannelInfo,
   type ChannelKind,

@@ -16,7 +16,7 @@
  */
 
 import type { DatabaseSync } from "node:sqlite";
-import { StorageError } from "../errors.ts";
+import { StorageError } from "../../errors.ts";
 
 /** One schema migration. */
 export interface Migration {
