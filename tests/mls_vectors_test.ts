@@ -14,7 +14,7 @@ import {
   type VectorFileName,
   type VectorProvider,
   type VectorReport,
-} from "../src/mls/conformance.ts";
+} from "./_support/mls_conformance.ts";
 
 const VECTORS_DIR = new URL("../../shared/test-vectors/mls/", import.meta.url);
 const FULL = Deno.env.get("QPQ_FULL_VECTORS") === "1";

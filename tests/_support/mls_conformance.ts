@@ -99,8 +99,8 @@ import { defaultPaddingConfig } from "ts-mls/paddingConfig.js";
 import { joinGroup, makePskIndex } from "ts-mls/clientState.js";
 import { processPrivateMessage, processPublicMessage } from "ts-mls/processMessages.js";
 import { bytesToBase64 } from "ts-mls/util/byteArray.js";
-import { constantTimeEqual, fromHex, toHex } from "../bytes.ts";
-import { qpqCryptoProvider } from "./provider.ts";
+import { constantTimeEqual, fromHex, toHex } from "../../src/bytes.ts";
+import { qpqCryptoProvider } from "../../src/mls/provider.ts";
 
 /** The 16 vector files of the MLS interop suite, by base name. */
 export const VECTOR_FILES = [
