@@ -117,11 +117,11 @@ export const MIN_PASSWORD_SALT_BYTES = 16;
 /** Longest MLS group id (bytes). */
 export const MAX_MLS_GROUP_ID_BYTES = 255;
 
-// ---- client local state (src/store/client_store.ts, owned by the client-store helper) ----
+// ---- client local state (src/store/client/, owned by the client-store helper) ----
 /** Longest id or name in the client store: conversation, message, user, device (UTF-8 bytes). */
 export const MAX_CLIENT_ID_BYTES = 1024;
-/** Longest key of the client store's key-value table (UTF-8 bytes). */
-export const MAX_CLIENT_KV_KEY_BYTES = 1024;
+/** Longest reason recorded for a broken group in the client store (UTF-8 bytes). */
+export const MAX_CLIENT_REASON_BYTES = 1024;
 
 // ---- hostile input (tests/fuzz_test.ts, tests/adversarial_test.ts; owned by the fuzz helper) ----
 /**

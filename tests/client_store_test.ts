@@ -134,9 +134,18 @@ Deno.test("ClientStore.open creates a state and reads everything back after reop
     const token = randomBytes(32);
     s.updateMeta({ sessionToken: token, sessionExpiresAt: T0 + 3600_000, deviceId: "dev-1" });
     const groupState = randomBytes(4096);
-    s.putKv("group:0a0b", groupState);
-    s.putKv("kp:ff01", utf8("kp private"));
-    s.putKv("cursor", utf8("17"));
+    const group = {
+      channelId: "0a0b",
+      state: groupState,
+      pendingCommit: randomBytes(300),
+      lastUpdateMs: T0,
+      leaves: ["carol"],
+    };
+    s.putGroup(group);
+    const kp = { ref: "ff01", suite: "S", lastResort: false, privatePackage: utf8("kp private") };
+    s.putKeyPackage(kp);
+    s.pinKey("bob", utf8("bob's key"));
+    s.setCursor(17);
     const gid = randomBytes(16);
     s.upsertConversation({ ...conv("c1", "bob"), channelId: "ch-1" });
     s.upsertConversation({
@@ -163,7 +172,7 @@ Deno.test("ClientStore.open creates a state and reads everything back after reop
     );
     await s.close();
     assert(s.closed);
-    assertThrows(() => s.getKv("cursor"), UsageError, "closed");
+    assertThrows(() => s.cursor(), UsageError, "closed");
 
     const r = await ClientStore.open(path, PASSWORD);
     try {
@@ -177,13 +186,11 @@ Deno.test("ClientStore.open creates a state and reads everything back after reop
       assertEquals(m.sessionToken, token);
       assertEquals(m.sessionExpiresAt, T0 + 3600_000);
       assertEquals(m.deviceId, "dev-1");
-      assertEquals(r.getKv("group:0a0b"), groupState);
-      assertEquals(r.getKv("kp:ff01"), utf8("kp private"));
-      assertEquals(r.getKv("missing"), undefined);
-      assertEquals(r.listKv(), ["cursor", "group:0a0b", "kp:ff01"]);
-      assertEquals(r.listKv("kp:"), ["kp:ff01"]);
-      assert(r.deleteKv("kp:ff01"));
-      assert(!r.deleteKv("kp:ff01"));
+      assertEquals(r.group("0a0b"), group);
+      assertEquals(r.group("missing"), undefined);
+      assertEquals(r.listKeyPackages(), [kp]);
+      assertEquals(r.pinnedKey("bob"), utf8("bob's key"));
+      assertEquals(r.cursor(), 17);
       assertEquals(r.getConversation("c1"), { ...conv("c1", "bob"), channelId: "ch-1" });
       assertEquals(r.getConversation("c2")?.groupId, gid);
       assertEquals(r.findConversationByName("friends")?.id, "c2");
@@ -233,7 +240,7 @@ Deno.test("ClientStore.open rejects a wrong password with the exact message and 
   await withDir(async (dir) => {
     const path = `${dir}/qpq-alice.bin`;
     const s = await create(path);
-    s.putKv("k", utf8("v"));
+    s.setCursor(7);
     await s.close();
     const before = snapshot(dir);
     await new Promise((r) => setTimeout(r, 20)); // so a rewrite would move mtime
@@ -242,7 +249,7 @@ Deno.test("ClientStore.open rejects a wrong password with the exact message and 
       assertSnapshot(dir, before);
     }
     const r = await ClientStore.open(path, PASSWORD);
-    assertEquals(r.getKv("k"), utf8("v"));
+    assertEquals(r.cursor(), 7);
     await r.close();
   });
 });
@@ -334,13 +341,13 @@ Deno.test("ClientStore.open with create opens an existing state instead of overw
   await withDir(async (dir) => {
     const path = `${dir}/s.bin`;
     const s = await create(path);
-    s.putKv("keep", utf8("me"));
+    s.pinKey("keep", utf8("me"));
     await s.close();
     const r = await create(path, initialMeta("mallory"));
     try {
       assert(!r.created);
       assertEquals(r.meta.username, "alice");
-      assertEquals(r.getKv("keep"), utf8("me"));
+      assertEquals(r.pinnedKey("keep"), utf8("me"));
     } finally {
       await r.close();
     }
@@ -432,12 +439,12 @@ Deno.test("ClientStore closes itself and removes its lock when the process exits
   await withDir(async (dir) => {
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
-    const child = spawnHolder(path, `s.putKv("k", new Uint8Array([7])); Deno.exit(0);`);
+    const child = spawnHolder(path, `s.setCursor(7); Deno.exit(0);`);
     const out = await new Response(child.stdout).text();
     assertEquals((await child.status).code, 0, out);
     assertEquals(names(dir), ["s.bin", "s.bin.db"]);
     const s = await ClientStore.open(path, PASSWORD);
-    assertEquals(s.getKv("k"), new Uint8Array([7]));
+    assertEquals(s.cursor(), 7);
     await s.close();
   });
 });
@@ -513,171 +520,6 @@ Deno.test("ClientStore.updateMeta rewrites atomically and a stray temp file leav
   });
 });
 
-// ------------------------------------------------------------------------- messages
-
-Deno.test("ClientStore.addMessage is idempotent on messageId and needs a known conversation", async () => {
-  await withDir(async (dir) => {
-    const s = await create(`${dir}/s.bin`);
-    try {
-      s.upsertConversation(conv("c1", "bob"));
-      assert(s.addMessage(msg("c1", "m1", "first")));
-      assert(!s.addMessage(msg("c1", "m1", "first")));
-      assert(!s.addMessage(msg("c1", "m1", "a different body")));
-      assertEquals(s.history("c1", 10).map((m) => m.body), ["first"]);
-      const e = assertThrows(() => s.addMessage(msg("nope", "m2", "x")), UsageError);
-      assertEquals((e as UsageError).code, "not_found");
-      assertThrows(() => s.addMessage({ ...msg("c1", "", "x") }), UsageError, "message id");
-      assert(!s.setMessageStatus("m404", "sent"));
-    } finally {
-      await s.close();
-    }
-  });
-});
-
-Deno.test("ClientStore.history returns the newest count messages oldest first", async () => {
-  await withDir(async (dir) => {
-    const s = await create(`${dir}/s.bin`);
-    try {
-      s.upsertConversation(conv("c1", "bob"));
-      s.upsertConversation(conv("c2", "carol"));
-      for (let i = 0; i < 30; i++) {
-        s.addMessage(msg(i % 3 === 0 ? "c2" : "c1", `m${i}`, `body ${i}`, T0 + i));
-      }
-      const c1 = [...Array(30).keys()].filter((i) => i % 3 !== 0).map((i) => `body ${i}`);
-      assertEquals(s.history("c1", 5).map((m) => m.body), c1.slice(-5));
-      assertEquals(s.history("c1", 1000).map((m) => m.body), c1);
-      assertEquals(s.history("c2", 2).map((m) => m.messageId), ["m24", "m27"]);
-      assertEquals(s.history("c1", 0), []);
-      assertEquals(s.history("unknown", 5), []);
-      assertThrows(() => s.history("c1", -1), UsageError);
-    } finally {
-      await s.close();
-    }
-  });
-});
-
-Deno.test("ClientStore.upsertConversation replaces by id and refuses a name another one uses", async () => {
-  await withDir(async (dir) => {
-    const s = await create(`${dir}/s.bin`);
-    try {
-      s.upsertConversation(conv("c2", "zed", T0 + 5));
-      s.upsertConversation(conv("c1", "bob", T0));
-      s.upsertConversation({ ...conv("c1", "bobby", T0), channelId: "ch" });
-      assertEquals(s.findConversationByName("bob"), undefined);
-      assertEquals(s.findConversationByName("bobby")?.channelId, "ch");
-      const e = assertThrows(() => s.upsertConversation(conv("c3", "zed")), UsageError);
-      assertEquals((e as UsageError).code, "conflict");
-      assertEquals(s.listConversations().map((c) => c.id), ["c1", "c2"]);
-      assertThrows(
-        () => s.upsertConversation({ ...conv("c4", "x"), kind: "nope" as "dm" }),
-        UsageError,
-      );
-    } finally {
-      await s.close();
-    }
-  });
-});
-
-Deno.test("ClientStore outbox lists oldest first and counts attempts until removed", async () => {
-  await withDir(async (dir) => {
-    const path = `${dir}/s.bin`;
-    const s = await create(path);
-    const entry = (id: string, at: number) => ({
-      messageId: id,
-      conversationId: "c1",
-      request: utf8(`req ${id}`),
-      createdAt: at,
-      attempts: 0,
-    });
-    assert(s.addOutbox(entry("b", T0 + 1)));
-    assert(s.addOutbox(entry("a", T0 + 2)));
-    assert(!s.addOutbox(entry("b", T0 + 3)));
-    assertEquals(s.listOutbox().map((e) => e.messageId), ["b", "a"]);
-    assertEquals(s.bumpOutbox("a"), 1);
-    assertEquals(s.bumpOutbox("a"), 2);
-    assertEquals(s.bumpOutbox("zz"), undefined);
-    await s.close();
-    const r = await ClientStore.open(path, PASSWORD);
-    try {
-      assertEquals(r.listOutbox(), [entry("b", T0 + 1), { ...entry("a", T0 + 2), attempts: 2 }]);
-      assert(r.removeOutbox("b"));
-      assert(!r.removeOutbox("b"));
-      assertEquals(r.listOutbox().map((e) => e.messageId), ["a"]);
-      assert(r.removeOutbox("a"));
-      assertEquals(r.listOutbox(), []);
-    } finally {
-      await r.close();
-    }
-  });
-});
-
-// --------------------------------------------------------------------- transactions
-
-Deno.test("ClientStore.transaction commits together and a throw leaves nothing", async () => {
-  await withDir(async (dir) => {
-    const path = `${dir}/s.bin`;
-    const s = await create(path);
-    s.upsertConversation(conv("g", "friends", T0, "group"));
-    s.putKv("group:g", utf8("epoch 1"));
-    const boom = new Error("boom");
-    const thrown = assertThrows(() =>
-      s.transaction(() => {
-        s.putKv("group:g", utf8("epoch 2"));
-        s.addMessage(msg("g", "m1", "hi"));
-        s.putKv("cursor", utf8("5"));
-        s.addOutbox({
-          messageId: "o",
-          conversationId: "g",
-          request: utf8("r"),
-          createdAt: T0,
-          attempts: 0,
-        });
-        throw boom;
-      })
-    );
-    assert(thrown === boom, "the callback's error is rethrown as is");
-    assertEquals(s.getKv("group:g"), utf8("epoch 1"));
-    assert(!s.hasMessage("m1"));
-    assertEquals(s.getKv("cursor"), undefined);
-    assertEquals(s.listOutbox(), []);
-
-    // A nested transaction that throws rolls back only its own writes when caught.
-    const n = s.transaction(() => {
-      s.putKv("group:g", utf8("epoch 2"));
-      try {
-        s.transaction(() => {
-          s.putKv("cursor", utf8("6"));
-          throw new Error("inner");
-        });
-      } catch { /* handled */ }
-      s.addMessage(msg("g", "m1", "hi"));
-      return 42;
-    });
-    assertEquals(n, 42);
-    assertEquals(s.getKv("cursor"), undefined);
-    // A failing call (unknown conversation) inside rolls back the whole group.
-    assertThrows(() =>
-      s.transaction(() => {
-        s.putKv("cursor", utf8("7"));
-        s.addMessage(msg("nope", "m2", "x"));
-      }), UsageError);
-    assertEquals(s.getKv("cursor"), undefined);
-    // Async callbacks are refused and their synchronous part undone.
-    assertThrows(
-      // deno-lint-ignore require-await
-      () => s.transaction(async () => s.putKv("cursor", utf8("8"))),
-      UsageError,
-      "synchronous",
-    );
-    assertEquals(s.getKv("cursor"), undefined);
-    await s.close();
-    const r = await ClientStore.open(path, PASSWORD);
-    assertEquals(r.getKv("group:g"), utf8("epoch 2"));
-    assertEquals(r.history("g", 5).map((m) => m.body), ["hi"]);
-    await r.close();
-  });
-});
-
 // --------------------------------------------------------------- secrecy at rest
 
 function contains(hay: Uint8Array, needle: Uint8Array): boolean {
@@ -702,7 +544,7 @@ function scanFiles(path: string, needles: Map<string, Uint8Array>): string[] {
   return hits;
 }
 
-Deno.test("ClientStore files contain no plaintext, password, token or group state", async () => {
+Deno.test("ClientStore files contain no plaintext, password, token, key or group state", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/s.bin`;
     const meta = initialMeta("alice-unique-username");
@@ -714,7 +556,27 @@ Deno.test("ClientStore files contain no plaintext, password, token or group stat
     s.updateMeta({ sessionToken: token });
     s.upsertConversation({ ...conv("conv-id-4711", "conversation-name-xyz"), peer: "peer-name-q" });
     s.addMessage(msg("conv-id-4711", "message-id-0815", body));
-    s.putKv("group:secret-group-key-name", groupState);
+    const pendingCommit = utf8(`PENDING-COMMIT-${toHex(randomBytes(8))}`);
+    s.putGroup({
+      channelId: "channel-id-c0ffee",
+      state: groupState,
+      pendingCommit,
+      lastUpdateMs: T0,
+      leaves: ["leaving-member-x"],
+      broken: "BROKEN-REASON-text",
+      rejoinRequestedMs: T0,
+    });
+    const privatePackage = utf8(`KP-PRIVATE-${toHex(randomBytes(8))}`);
+    s.putKeyPackage({
+      ref: "kp-ref-a1b2c3",
+      suite: "SUITE-NAME-xyz",
+      lastResort: true,
+      privatePackage,
+    });
+    const pinned = randomBytes(32);
+    s.pinKey("pinned-user-name", pinned);
+    s.setCursor(987654321);
+    s.addMessage({ ...msg("conv-id-4711", "unreadable-id-0816", ""), unreadable: true });
     s.addOutbox({
       messageId: "m-out",
       conversationId: "conv-id-4711",
@@ -738,7 +600,17 @@ Deno.test("ClientStore files contain no plaintext, password, token or group stat
       ["conversation name", utf8("conversation-name-xyz")],
       ["peer", utf8("peer-name-q")],
       ["message id", utf8("message-id-0815")],
-      ["kv key", utf8("secret-group-key-name")],
+      ["channel id", utf8("channel-id-c0ffee")],
+      ["pending commit", pendingCommit],
+      ["leaving member", utf8("leaving-member-x")],
+      ["broken reason", utf8("BROKEN-REASON-text")],
+      ["KeyPackage private part", privatePackage],
+      ["KeyPackage ref", utf8("kp-ref-a1b2c3")],
+      ["suite", utf8("SUITE-NAME-xyz")],
+      ["pinned key", pinned],
+      ["pinned user", utf8("pinned-user-name")],
+      ["cursor", utf8("987654321")],
+      ["unreadable message id", utf8("unreadable-id-0816")],
     ]);
     // While open (data in the WAL) and after close (checkpointed into the .db).
     const openHits = scanFiles(path, needles);
@@ -755,27 +627,74 @@ Deno.test("ClientStore files contain no plaintext, password, token or group stat
   });
 });
 
-Deno.test("ClientStore kv values swapped between rows no longer open", async () => {
+Deno.test("ClientStore values moved to another row or column no longer open", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/s.bin`;
     const s = await create(path);
-    s.putKv("a", utf8("value a"));
-    s.putKv("b", utf8("value b"));
+    const g = (id: string) => ({
+      channelId: id,
+      state: utf8(`state ${id}`),
+      pendingCommit: utf8(`pending ${id}`),
+      lastUpdateMs: T0,
+      leaves: [],
+    });
+    s.putGroup(g("a"));
+    s.putGroup(g("b"));
+    s.pinKey("bob", utf8("key bob"));
+    s.pinKey("carol", utf8("key carol"));
     await s.close();
-    const db = new DatabaseSync(`${path}.db`);
-    const rows = db.prepare("SELECT k_h, sealed_value FROM kv").all();
-    assertEquals(rows.length, 2);
-    const upd = db.prepare("UPDATE kv SET sealed_value = ? WHERE k_h = ?");
-    upd.run(rows[1]!.sealed_value as Uint8Array, rows[0]!.k_h as Uint8Array);
-    upd.run(rows[0]!.sealed_value as Uint8Array, rows[1]!.k_h as Uint8Array);
-    db.close();
-    const r = await ClientStore.open(path, PASSWORD);
-    try {
-      assertThrows(() => r.getKv("a"), StorageError, "cannot be decrypted");
-      assertThrows(() => r.getKv("b"), StorageError, "cannot be decrypted");
-    } finally {
-      await r.close();
-    }
+    const clean = Deno.readFileSync(`${path}.db`);
+    const tamper = (sql: string[], check: (r: ClientStore) => void) => {
+      Deno.writeFileSync(`${path}.db`, clean);
+      const db = new DatabaseSync(`${path}.db`);
+      const rows = db.prepare("SELECT id_h, state, pending FROM groups").all();
+      const names = db.prepare("SELECT name_h, data FROM contacts").all();
+      const args: Record<string, Uint8Array> = {
+        a: rows[0]!.id_h as Uint8Array,
+        b: rows[1]!.id_h as Uint8Array,
+        stateA: rows[0]!.state as Uint8Array,
+        stateB: rows[1]!.state as Uint8Array,
+        pendingA: rows[0]!.pending as Uint8Array,
+        n1: names[0]!.name_h as Uint8Array,
+        key2: names[1]!.data as Uint8Array,
+      };
+      for (const q of sql) {
+        const used = [...q.matchAll(/:(\w+)/g)].map((m) => m[1]!);
+        db.prepare(q.replace(/:\w+/g, "?")).run(...used.map((k) => args[k]!));
+      }
+      db.close();
+      return ClientStore.open(path, PASSWORD).then(async (r) => {
+        try {
+          check(r);
+        } finally {
+          await r.close();
+        }
+      });
+    };
+    // Group states swapped between two rows.
+    await tamper([
+      "UPDATE groups SET state = :stateB WHERE id_h = :a",
+      "UPDATE groups SET state = :stateA WHERE id_h = :b",
+    ], (r) => {
+      assertThrows(() => r.group("a"), StorageError, "cannot be decrypted");
+      assertThrows(() => r.listGroups(), StorageError, "cannot be decrypted");
+    });
+    // A pending commit moved into the state column of its own row.
+    await tamper(["UPDATE groups SET state = :pendingA WHERE id_h = :a"], (r) => {
+      assertThrows(() => r.group("a"), StorageError, "cannot be decrypted");
+      assertEquals(r.group("b")?.state, utf8("state b"));
+    });
+    // A pinned key copied to another user's row.
+    await tamper(["UPDATE contacts SET data = :key2 WHERE name_h = :n1"], (r) => {
+      const shown = [() => r.pinnedKey("bob"), () => r.pinnedKey("carol")].map((f) => {
+        try {
+          return f();
+        } catch (e) {
+          return e;
+        }
+      });
+      assertEquals(shown.filter((x) => x instanceof StorageError).length, 1);
+    });
   });
 });
 
@@ -815,5 +734,240 @@ Deno.test("ClientStore and its meta redact secrets in inspect and JSON", async (
     } finally {
       await s.close();
     }
+  });
+});
+
+// ------------------------------------------------------- schema versions and migration
+
+const FIXTURE_V1 = new URL("./fixtures/client/v1.bin", import.meta.url).pathname;
+const FIXTURE_V1_PASSWORD = "golden v1 fixture password";
+
+/** A copy of the golden version-1 state in `dir` (opening migrates it). */
+function copyFixtureV1(dir: string): string {
+  const path = `${dir}/v1.bin`;
+  Deno.copyFileSync(FIXTURE_V1, path);
+  Deno.copyFileSync(`${FIXTURE_V1}.db`, `${path}.db`);
+  return path;
+}
+
+function userVersion(dbPath: string): number {
+  const db = new DatabaseSync(dbPath);
+  try {
+    return Number(db.prepare("PRAGMA user_version").get()!.user_version);
+  } finally {
+    db.close();
+  }
+}
+
+function tables(dbPath: string): string[] {
+  const db = new DatabaseSync(dbPath);
+  try {
+    return db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all()
+      .map((r) => String(r.name)).filter((n) => !n.startsWith("sqlite_"));
+  } finally {
+    db.close();
+  }
+}
+
+const bytesOf = (n: number, f: (i: number) => number) =>
+  Uint8Array.from({ length: n }, (_, i) => f(i) & 255);
+const filled = (n: number, v: number) => new Uint8Array(n).fill(v);
+const CH_A = "a1".repeat(16);
+const CH_B = "b2".repeat(16);
+const CH_C = "c3".repeat(16);
+
+/** Everything the golden version-1 state holds, as version-2 records. */
+function assertFixtureV1Records(r: ClientStore): void {
+  const m = r.meta;
+  assertEquals(
+    [m.username, m.server, m.deviceId, m.sessionExpiresAt],
+    ["alice", "localhost:4433", "dev-1", T0 + 3_600_000],
+  );
+  assertEquals(m.identitySeed, filled(32, 0x11));
+  assertEquals(m.identityPublic, filled(32, 0x22));
+  assertEquals(m.sessionToken, filled(16, 0x33));
+  assertEquals(r.cursor(), 42);
+  assertEquals(r.listGroups(), [
+    {
+      channelId: CH_A,
+      state: bytesOf(300, (i) => i * 7 + 1),
+      pendingCommit: bytesOf(120, (i) => i * 3),
+      lastUpdateMs: T0 + 100_000,
+      leaves: ["carol", "dave"],
+    },
+    { channelId: CH_B, state: bytesOf(200, (i) => i * 13 + 5), lastUpdateMs: 0, leaves: [] },
+  ]);
+  assertEquals(r.group(CH_C), undefined, "orphan rows of a left group are dropped");
+  assertEquals(r.listKeyPackages(), [
+    {
+      ref: "01".repeat(32),
+      suite: "",
+      lastResort: false,
+      privatePackage: bytesOf(150, (i) => i + 1),
+    },
+    {
+      ref: "02".repeat(32),
+      suite: "",
+      lastResort: false,
+      privatePackage: bytesOf(151, (i) => i + 2),
+    },
+    {
+      ref: "03".repeat(32),
+      suite: "",
+      lastResort: true,
+      privatePackage: bytesOf(152, (i) => i + 3),
+    },
+  ]);
+  assertEquals(r.pinnedKey("bob"), filled(32, 0x44));
+  assertEquals(r.pinnedKey("carol"), filled(32, 0x55));
+  assertEquals(r.pinnedKey("erin"), undefined);
+  assertEquals(r.listConversations(), [
+    { id: "self", kind: "self", name: "@alice", createdAt: T0 },
+    {
+      id: CH_A,
+      kind: "group",
+      name: "friends",
+      channelId: CH_A,
+      groupId: filled(16, 0xa1),
+      createdAt: T0 + 1,
+    },
+    { id: CH_B, kind: "dm", name: "@bob", peer: "bob", channelId: CH_B, createdAt: T0 + 2 },
+    { id: CH_C, kind: "group", name: "old-group", channelId: CH_C, createdAt: T0 + 3 },
+  ]);
+  assertEquals(r.history(CH_A, 10), [
+    {
+      conversationId: CH_A,
+      messageId: "m1",
+      sender: "bob",
+      body: "hello friends",
+      sentAt: T0 + 10,
+      receivedAt: T0 + 11,
+      direction: "in",
+    },
+    {
+      conversationId: CH_A,
+      messageId: "m2",
+      sender: "alice",
+      body: "hi bob",
+      sentAt: T0 + 12,
+      receivedAt: T0 + 12,
+      direction: "out",
+      status: "delivered",
+    },
+  ]);
+  assertEquals(r.history(CH_B, 10).map((x) => [x.messageId, x.body, x.status]), [
+    ["m3", "psst", "pending"],
+  ]);
+  assertEquals(r.history("self", 10).map((x) => [x.messageId, x.body, x.status]), [
+    ["m4", "note to self", "sent"],
+  ]);
+  assertEquals(r.listOutbox(), [{
+    messageId: "m3",
+    conversationId: CH_B,
+    request: bytesOf(64, (i) => i * 5 + 3),
+    createdAt: T0 + 13,
+    attempts: 2,
+  }]);
+}
+
+Deno.test("ClientStore.open migrates the golden version-1 state to typed records and reopens it", async () => {
+  await withDir(async (dir) => {
+    const path = copyFixtureV1(dir);
+    assertEquals(userVersion(`${path}.db`), 1);
+    assert(tables(`${path}.db`).includes("kv"));
+    const r = await ClientStore.open(path, FIXTURE_V1_PASSWORD);
+    try {
+      assertFixtureV1Records(r);
+      r.setCursor(43); // and it is writable as version 2
+    } finally {
+      await r.close();
+    }
+    assertEquals(userVersion(`${path}.db`), 2);
+    assertEquals(tables(`${path}.db`), [
+      "contacts",
+      "conversations",
+      "cursor",
+      "groups",
+      "key_packages",
+      "messages",
+      "outbox",
+      "state_meta",
+    ]);
+    const again = await ClientStore.open(path, FIXTURE_V1_PASSWORD);
+    try {
+      assertEquals(again.cursor(), 43);
+      again.setCursor(42);
+      assertFixtureV1Records(again);
+    } finally {
+      await again.close();
+    }
+    // A wrong password still changes nothing, on a version-1 file too.
+    const fresh = await Deno.makeTempDir({ dir });
+    const v1 = copyFixtureV1(fresh);
+    const before = snapshot(fresh);
+    await assertOpenFails(v1, "wrong");
+    assertSnapshot(fresh, before);
+    assertEquals(userVersion(`${v1}.db`), 1);
+  });
+});
+
+Deno.test("ClientStore.open leaves a version-1 database unchanged when its migration fails", async () => {
+  await withDir(async (dir) => {
+    const path = copyFixtureV1(dir);
+    // A foreign key on a kv row makes the last step (DROP TABLE kv) fail, after every
+    // record has been written: the whole upgrade must roll back.
+    const raw = new DatabaseSync(`${path}.db`);
+    raw.exec("CREATE TABLE anchor (k BLOB REFERENCES kv (k_h)) STRICT");
+    raw.exec("INSERT INTO anchor SELECT k_h FROM kv LIMIT 1");
+    const kvRows = Number(raw.prepare("SELECT count(*) AS n FROM kv").get()!.n);
+    raw.close();
+    const before = Deno.readFileSync(`${path}.db`);
+    const e = await assertRejects(() => ClientStore.open(path, FIXTURE_V1_PASSWORD), StorageError);
+    assertEquals(e.message, "Cannot upgrade local state to schema version 2");
+    assertEquals(Deno.readFileSync(`${path}.db`), before);
+    assertEquals(userVersion(`${path}.db`), 1);
+    assertEquals(tables(`${path}.db`), [
+      "anchor",
+      "conversations",
+      "kv",
+      "messages",
+      "outbox",
+      "state_meta",
+    ]);
+    assertEquals(names(dir), ["v1.bin", "v1.bin.db"], "lock released, no side files left");
+    const check = new DatabaseSync(`${path}.db`);
+    assertEquals(Number(check.prepare("SELECT count(*) AS n FROM kv").get()!.n), kvRows);
+    check.exec("DROP TABLE anchor");
+    check.close();
+    const r = await ClientStore.open(path, FIXTURE_V1_PASSWORD);
+    try {
+      assertFixtureV1Records(r);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+Deno.test("ClientStore.open refuses a database newer than this build with one line and changes nothing", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.bin`;
+    await (await create(path)).close();
+    const raw = new DatabaseSync(`${path}.db`);
+    raw.exec("PRAGMA user_version = 3");
+    raw.close();
+    const before = snapshot(dir);
+    const e = await assertRejects(() => ClientStore.open(path, PASSWORD), StorageError);
+    assertEquals(
+      e.message,
+      "Cannot open state: its database has schema version 3, newer than this qpq reads (2); " +
+        "update qpq",
+    );
+    assertSnapshot(dir, before);
+    assert(!(await exists(`${path}.lock`)));
+    // Version 0 (not a qpq database) is damage, with the one damaged-state message.
+    const raw0 = new DatabaseSync(`${path}.db`);
+    raw0.exec("PRAGMA user_version = 0");
+    raw0.close();
+    await assertOpenFails(path);
   });
 });

@@ -1,10 +1,17 @@
 /**
- * The client conversation database (`<statePath>.db`): schema and opening.
+ * The client conversation database (`<statePath>.db`): schema, opening and versions.
  *
- * Every column is either an HMAC lookup hash (`*_h`, 32 bytes), a sealed value (`sealed_*`,
- * `data`) or a local insertion counter (`seq`). No name, id, timestamp or body is stored in
- * the clear; what the file does reveal is row counts, value sizes, which messages belong to
- * the same (unnamed) conversation, and insertion order.
+ * Every column is either an HMAC lookup hash (`*_h`, 32 bytes), a sealed value (`data`,
+ * `state`, `pending`, `private`) or a local insertion counter (`seq`). No name, id,
+ * timestamp or body is stored in the clear; what the file does reveal is row counts, value
+ * sizes, which messages belong to the same (unnamed) conversation, and insertion order.
+ *
+ * ```
+ * version 1   state_meta, kv (string keys: cursor, group:…, pcommit:…, upd:…, leave:…,
+ *             kp:…, kplr:…, dir:…), conversations, messages, outbox
+ * version 2   state_meta, cursor, groups, key_packages, contacts, conversations, messages,
+ *             outbox (kv converted into typed records by _client_migrate.ts, then dropped)
+ * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
  * returns), foreign keys on.
@@ -13,19 +20,18 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
+import { StorageError } from "../../errors.ts";
 import { ClientKeys } from "./_client_keys.ts";
 import { DamagedStateError } from "./_client_state_file.ts";
 
-/** Schema version recorded in `PRAGMA user_version`. */
-export const CLIENT_SCHEMA_VERSION = 1;
+/** Schema version recorded in `PRAGMA user_version` by this build. */
+export const CLIENT_SCHEMA_VERSION = 2;
 
-const SCHEMA_V1 = `
+/** Oldest schema version this build opens (and upgrades). */
+export const OLDEST_CLIENT_SCHEMA_VERSION = 1;
+
+const TABLES_V1_AND_V2 = `
 CREATE TABLE state_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
-CREATE TABLE kv (
-  k_h BLOB PRIMARY KEY,
-  sealed_key BLOB NOT NULL,
-  sealed_value BLOB NOT NULL
-) STRICT;
 CREATE TABLE conversations (
   id_h BLOB PRIMARY KEY,
   name_h BLOB NOT NULL UNIQUE,
@@ -45,6 +51,23 @@ CREATE TABLE outbox (
 ) STRICT;
 `;
 
+/** The tables version 2 adds (the typed records that replace kv). */
+export const TABLES_ADDED_IN_V2 = `
+CREATE TABLE cursor (id INTEGER PRIMARY KEY CHECK (id = 0), data BLOB NOT NULL) STRICT;
+CREATE TABLE groups (
+  id_h BLOB PRIMARY KEY,
+  state BLOB NOT NULL,
+  pending BLOB,
+  data BLOB NOT NULL
+) STRICT;
+CREATE TABLE key_packages (
+  ref_h BLOB PRIMARY KEY,
+  data BLOB NOT NULL,
+  private BLOB NOT NULL
+) STRICT;
+CREATE TABLE contacts (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
+`;
+
 function applyPragmas(db: DatabaseSync): void {
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
@@ -61,7 +84,8 @@ export function createClientDb(path: string, keys: ClientKeys): void {
   try {
     applyPragmas(db);
     db.exec("BEGIN IMMEDIATE");
-    db.exec(SCHEMA_V1);
+    db.exec(TABLES_V1_AND_V2);
+    db.exec(TABLES_ADDED_IN_V2);
     db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
     db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
     db.exec("COMMIT");
@@ -70,29 +94,46 @@ export function createClientDb(path: string, keys: ClientKeys): void {
   }
 }
 
+/** An open database and the schema version it had when opened. */
+export interface OpenedClientDb {
+  /** The connection (pragmas applied). */
+  db: DatabaseSync;
+  /** {@link CLIENT_SCHEMA_VERSION}, or an older one the caller must upgrade first. */
+  version: number;
+}
+
 /**
  * Open an existing database and verify it belongs to these keys before writing anything.
  *
+ * @throws {StorageError} (one line) when its schema version is newer than this build's
  * @throws {DamagedStateError} when it is not a qpq client database for these keys
  */
-export function openClientDb(path: string, keys: ClientKeys): DatabaseSync {
+export function openClientDb(path: string, keys: ClientKeys): OpenedClientDb {
   let db: DatabaseSync | undefined;
   try {
     db = new DatabaseSync(path, { timeout: 5000 });
     const version = Number(db.prepare("PRAGMA user_version").get()?.user_version ?? -1);
-    if (version !== CLIENT_SCHEMA_VERSION) throw new DamagedStateError("unknown schema version");
+    if (version > CLIENT_SCHEMA_VERSION) {
+      throw new StorageError(
+        `Cannot open state: its database has schema version ${version}, newer than this qpq ` +
+          `reads (${CLIENT_SCHEMA_VERSION}); update qpq`,
+      );
+    }
+    if (!Number.isSafeInteger(version) || version < OLDEST_CLIENT_SCHEMA_VERSION) {
+      throw new DamagedStateError("unknown schema version");
+    }
     const row = db.prepare("SELECT value FROM state_meta WHERE key = 'check'").get();
     const stored = row?.value instanceof Uint8Array ? row.value : undefined;
     if (!ClientKeys.checkMatches(stored, keys.dbCheck())) {
       throw new DamagedStateError("database check value differs");
     }
     applyPragmas(db);
-    return db;
+    return { db, version };
   } catch (e) {
     try {
       db?.close();
     } catch { /* already failing */ }
-    if (e instanceof DamagedStateError) throw e;
+    if (e instanceof DamagedStateError || e instanceof StorageError) throw e;
     throw new DamagedStateError("database unreadable", { cause: e });
   }
 }

@@ -32,10 +32,21 @@ const STATE_CHECK_INPUT = utf8("qpq client state check v1");
 const DB_CHECK_INPUT = utf8("qpq client db check v1");
 const SEP = new Uint8Array([0]);
 
-/** Domain of a lookup hash or a sealed value; part of the HMAC input and of the AAD. */
+/**
+ * Domain of a lookup hash or a sealed value; part of the HMAC input and of the AAD. One label
+ * per table and sealed column, so a value copied to another column or table never opens.
+ * "kv" and "kv-key" are only read (schema version 1, while migrating).
+ */
 export type ClientLabel =
   | "kv"
   | "kv-key"
+  | "cursor"
+  | "group"
+  | "group-state"
+  | "group-commit"
+  | "key-package"
+  | "key-package-private"
+  | "contact"
   | "conversation"
   | "conversation-name"
   | "message"

@@ -7,8 +7,9 @@
  * | -------------------------- | ------------------------------------------------------------ |
  * | `statePath`                | header (magic "QPQS", version, Argon2id params, salt, key   |
  * |                            | check) + the sealed meta record (identity, session token)   |
- * | `statePath.db`             | SQLite: kv (MLS group states, pending KeyPackage private     |
- * |                            | keys, cursors), conversations, messages, outbox              |
+ * | `statePath.db`             | SQLite (see _client_db.ts): cursor, groups (MLS states),     |
+ * |                            | KeyPackage private parts, pinned contacts, conversations,    |
+ * |                            | messages, outbox                                             |
  * | `statePath.db-wal`, `-shm` | SQLite WAL side files while open                             |
  * | `statePath.lock`           | the holder's pid while a process has the state open          |
  * | `statePath.tmp-*`          | transient: atomic rewrites of the state file                 |
@@ -23,16 +24,18 @@
  * ```
  *
  * Every database value is sealed with XChaCha20-Poly1305 under the value key with the table
- * and row key as associated data (a value moved to another row no longer opens); every
- * lookup column is an HMAC under the index key. No plaintext, password or token is written
+ * (or column) label and row key as associated data (a value moved to another row or column
+ * no longer opens); every lookup column is an HMAC under the index key. No plaintext, password or token is written
  * to any of the files above.
  *
  * Opening, so that a wrong password or a damaged file changes nothing:
  *
  * ```
  * stat ─► lock ─► read + parse header ─► Argon2id ─► compare key check ─► open meta
- *      ─► open db read-only checks (schema version, db key check) ─► pragmas ─► ready
- *      (any failure from "parse" on: StorageError STATE_OPEN_FAILED_MESSAGE, lock released)
+ *      ─► open db read-only checks (schema version, db key check) ─► pragmas
+ *      ─► version 1? upgrade to 2 in one transaction (_client_migrate.ts) ─► ready
+ *      (any failure from "parse" on: StorageError STATE_OPEN_FAILED_MESSAGE, lock released;
+ *       a database newer than this build: its own one-line StorageError, nothing changed)
  * ```
  *
  * Creating (only when the state file does not exist): derive keys, build the database under
@@ -41,7 +44,8 @@
  * `statePath.db` without a state file cannot be decrypted by anyone (its salt was never
  * written) and is moved aside to `statePath.db.orphan-<ms>`.
  *
- * API shape: {@link ClientStore.open} and {@link ClientStore.close} are async (Argon2id runs
+ * API shape: {@link LocalState} (its in-memory twin is {@link MemoryLocalState}).
+ * {@link ClientStore.open} and {@link ClientStore.close} are async (Argon2id runs
  * in WebAssembly); every other method is synchronous (node:sqlite is synchronous), runs as
  * one SQLite transaction, and can be grouped with others in {@link ClientStore.transaction}.
  * The meta record lives in the state file, not in SQLite, so {@link ClientStore.updateMeta}
@@ -53,20 +57,45 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { type Row, Statements } from "../_statements.ts";
 import { dirname, resolve } from "node:path";
-import { fromBase64, fromUtf8, toBase64, toHex, utf8, zeroize } from "../../bytes.ts";
+import { fromBase64, fromUtf8, toBase64, utf8, zeroize } from "../../bytes.ts";
 import {
   type Argon2idParams,
   CryptoError,
   DEFAULT_ARGON2ID_PARAMS,
-  ED25519_PUBLIC_KEY_BYTES,
-  ED25519_SEED_BYTES,
   parseArgon2idParams,
 } from "../../crypto/mod.ts";
 import { QpqError, StorageError, UsageError } from "../../errors.ts";
-import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_KV_KEY_BYTES } from "../../limits.ts";
-import { createClientDb, openClientDb } from "./_client_db.ts";
+import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { StateLock } from "./_client_lock.ts";
+import { migrateV1 } from "./_client_migrate.ts";
+import {
+  asyncTransaction,
+  byCreation,
+  byString,
+  checkContact,
+  checkConversation,
+  checkCount,
+  checkCursor,
+  checkGroup,
+  checkKeyPackage,
+  checkMessage,
+  checkMeta,
+  checkOutbox,
+  checkStatus,
+  closedError,
+  closeInTransaction,
+  copyMeta,
+  damagedRecord,
+  DIRECTIONS,
+  KINDS,
+  nameConflict,
+  patchedMeta,
+  redactedMeta,
+  STATUSES,
+  unknownConversation,
+  zeroMeta,
+} from "./_records.ts";
 import {
   DamagedStateError,
   decodeMeta,
@@ -81,56 +110,24 @@ import {
   tempPathFor,
   writeFileAtomicSync,
 } from "./_client_state_file.ts";
+import type {
+  ClientMeta,
+  ClientMetaInit,
+  ClientMetaPatch,
+  Conversation,
+  GroupRecord,
+  KeyPackageRecord,
+  LocalState,
+  MessageStatus,
+  OutboxEntry,
+  StoredMessage,
+} from "./local_state.ts";
 
 /** The one message for a wrong password or a damaged state (header, meta or database). */
 export const STATE_OPEN_FAILED_MESSAGE = "Cannot open state: wrong password or damaged file";
 
 /** Progress message passed to `onProgress` just before the slow password derivation. */
 export const DERIVING_KEY_MESSAGE = "Deriving key from password…";
-
-/** The client's identity and session, kept in the sealed meta record of the state file. */
-export interface ClientMeta {
-  /** Record version; always 1. */
-  readonly version: 1;
-  /** Account name on the server. */
-  readonly username: string;
-  /** Server address as the user gave it (e.g. "localhost:4433"). */
-  readonly server: string;
-  /** Ed25519 identity private seed (32 bytes, secret). */
-  readonly identitySeed: Uint8Array;
-  /** Ed25519 identity public key (32 bytes). */
-  readonly identityPublic: Uint8Array;
-  /** Current session token (secret), when logged in. */
-  readonly sessionToken?: Uint8Array;
-  /** When the session token expires (ms since the epoch). */
-  readonly sessionExpiresAt?: number;
-  /** Device id assigned by the server, if any. */
-  readonly deviceId?: string;
-}
-
-/** The meta record of a state being created: {@link ClientMeta} without `version`. */
-export type ClientMetaInit = Omit<ClientMeta, "version">;
-
-/**
- * Changes for {@link ClientStore.updateMeta}. A key that is absent is kept; an optional key
- * present with the value `undefined` is removed (e.g. `{ sessionToken: undefined }` logs out).
- */
-export interface ClientMetaPatch {
-  /** New account name. */
-  username?: string;
-  /** New server address. */
-  server?: string;
-  /** New identity seed (32 bytes). */
-  identitySeed?: Uint8Array;
-  /** New identity public key (32 bytes). */
-  identityPublic?: Uint8Array;
-  /** New session token, or `undefined` to remove it. */
-  sessionToken?: Uint8Array | undefined;
-  /** New expiry, or `undefined` to remove it. */
-  sessionExpiresAt?: number | undefined;
-  /** New device id, or `undefined` to remove it. */
-  deviceId?: string | undefined;
-}
 
 /** Options of {@link ClientStore.open}. */
 export interface ClientStoreOpenOptions {
@@ -177,71 +174,6 @@ export function clientStatePaths(statePath: string): ClientStatePaths {
   };
 }
 
-/** What a conversation is: a direct message, a group, or notes to self. */
-export type ConversationKind = "dm" | "group" | "self";
-
-/** A conversation as the client shows it. */
-export interface Conversation {
-  /** Local, stable id (unique). */
-  id: string;
-  /** Kind of conversation. */
-  kind: ConversationKind;
-  /** Display name used to pick it in the REPL (unique among conversations). */
-  name: string;
-  /** The other user of a DM. */
-  peer?: string;
-  /** Server channel id, once known. */
-  channelId?: string;
-  /** MLS group id. */
-  groupId?: Uint8Array;
-  /** Creation time (ms since the epoch). */
-  createdAt: number;
-}
-
-/** Whether a message was received or sent by this client. */
-export type MessageDirection = "in" | "out";
-
-/** Delivery state of an outgoing message. */
-export type MessageStatus = "pending" | "sent" | "delivered";
-
-/** A message in the local history. */
-export interface StoredMessage {
-  /** Conversation it belongs to (must exist). */
-  conversationId: string;
-  /** Globally unique message id; storing it twice is a no-op. */
-  messageId: string;
-  /** Username of the author. */
-  sender: string;
-  /** Message text. */
-  body: string;
-  /** When the author sent it (ms since the epoch). */
-  sentAt: number;
-  /** When this client stored it (ms since the epoch). */
-  receivedAt: number;
-  /** Received or sent. */
-  direction: MessageDirection;
-  /** Delivery state (outgoing messages). */
-  status?: MessageStatus;
-}
-
-/** A request waiting to be (re)sent to the server. */
-export interface OutboxEntry {
-  /** Message id of the request (unique in the outbox). */
-  messageId: string;
-  /** Conversation it belongs to. */
-  conversationId: string;
-  /** The encoded request, resent as is. */
-  request: Uint8Array;
-  /** When it was queued (ms since the epoch). */
-  createdAt: number;
-  /** How many times sending was attempted. */
-  attempts: number;
-}
-
-const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
-const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
-const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
-
 /** Absolute paths of the states open in this process. */
 const OPEN_STATES = new Set<string>();
 
@@ -249,7 +181,7 @@ const OPEN_STATES = new Set<string>();
  * An open client state. Create with {@link ClientStore.open}; always {@link close} it (or
  * `await using`). Holds keys, so it redacts itself when inspected or serialised.
  */
-export class ClientStore {
+export class ClientStore implements LocalState {
   readonly #path: string;
   readonly #abs: string;
   readonly #header: Uint8Array;
@@ -387,9 +319,10 @@ export class ClientStore {
         zeroMeta(meta);
         throw new StorageError(`Cannot open state: ${path}.db is missing`);
       }
-      db = openClientDb(dbPath, keys);
+      const opened = openClientDb(dbPath, keys);
+      db = opened.db;
       removeStrayTempFiles(abs);
-      return new ClientStore({
+      const store = new ClientStore({
         path,
         abs,
         header: header.bytes.slice(),
@@ -399,6 +332,15 @@ export class ClientStore {
         meta,
         created: false,
       });
+      if (opened.version < CLIENT_SCHEMA_VERSION) {
+        try {
+          migrateV1(db, keys, store);
+        } catch (e) {
+          store.#closeSync();
+          throw e;
+        }
+      }
+      return store;
     } catch (e) {
       try {
         db?.close();
@@ -443,7 +385,7 @@ export class ClientStore {
       syncDirectory(dirname(abs));
       const header = encodeStateHeader(kdf, salt, keys.stateCheck());
       writeFileAtomicSync(abs, sealedStateFile(keys, header, meta));
-      db = openClientDb(paths.db, keys);
+      db = openClientDb(paths.db, keys).db;
       return new ClientStore({ path, abs, header, db, keys, lock, meta, created: true });
     } catch (e) {
       try {
@@ -489,29 +431,8 @@ export class ClientStore {
    */
   updateMeta(patch: ClientMetaPatch): void {
     this.#alive();
-    const next: MetaFields = copyMeta(this.#meta);
-    if (patch.username !== undefined) next.username = patch.username;
-    if (patch.server !== undefined) next.server = patch.server;
-    if (patch.identitySeed !== undefined) {
-      zeroize(next.identitySeed);
-      next.identitySeed = copyBytes(patch.identitySeed);
-    }
-    if (patch.identityPublic !== undefined) next.identityPublic = copyBytes(patch.identityPublic);
-    if ("sessionToken" in patch) {
-      zeroize(next.sessionToken);
-      delete next.sessionToken;
-      if (patch.sessionToken !== undefined) next.sessionToken = copyBytes(patch.sessionToken);
-    }
-    if ("sessionExpiresAt" in patch) {
-      delete next.sessionExpiresAt;
-      if (patch.sessionExpiresAt !== undefined) next.sessionExpiresAt = patch.sessionExpiresAt;
-    }
-    if ("deviceId" in patch) {
-      delete next.deviceId;
-      if (patch.deviceId !== undefined) next.deviceId = patch.deviceId;
-    }
+    const next = patchedMeta(this.#meta, patch);
     try {
-      checkMeta(next);
       writeFileAtomicSync(this.#abs, sealedStateFile(this.#keys, this.#header, next));
     } catch (e) {
       zeroMeta(next);
@@ -537,7 +458,7 @@ export class ClientStore {
       out = fn();
       if (out instanceof Promise) {
         out.catch(() => {});
-        throw new UsageError("Transaction callbacks must be synchronous");
+        throw asyncTransaction();
       }
     } catch (e) {
       this.#depth--;
@@ -559,52 +480,138 @@ export class ClientStore {
     return out;
   }
 
-  // ---- kv ----
+  // ---- cursor ----
 
-  /** The value stored under `key`, or undefined. */
-  getKv(key: string): Uint8Array | undefined {
-    const kb = kvKey(key);
+  /** Last queue sequence number processed and stored (0 at first). */
+  cursor(): number {
     return this.#read(() => {
-      const h = this.#keys.lookup("kv", kb);
-      const row = this.#get("SELECT sealed_value FROM kv WHERE k_h = ?", h);
-      return row === undefined ? undefined : this.#open("kv", row.sealed_value, h);
+      const r = this.#get("SELECT data FROM cursor WHERE id = 0");
+      if (r === undefined) return 0;
+      const plain = this.#open("cursor", r.data);
+      const text = fromUtf8(plain);
+      const n = /^\d{1,16}$/.test(text) ? Number(text) : NaN;
+      if (!Number.isSafeInteger(n)) throw damagedRecord();
+      return n;
     });
   }
 
-  /** Store `value` under `key`, replacing any previous value. */
-  putKv(key: string, value: Uint8Array): void {
-    const kb = kvKey(key);
-    if (!(value instanceof Uint8Array)) throw new UsageError("Invalid kv value: expected bytes");
-    this.#write(() => {
-      const h = this.#keys.lookup("kv", kb);
+  /** Record the last processed queue sequence number. */
+  setCursor(seq: number): void {
+    checkCursor(seq);
+    this.#write(() =>
       this.#run(
-        "INSERT INTO kv (k_h, sealed_key, sealed_value) VALUES (?, ?, ?) " +
-          "ON CONFLICT (k_h) DO UPDATE SET sealed_key = excluded.sealed_key, " +
-          "sealed_value = excluded.sealed_value",
-        h,
-        this.#keys.seal("kv-key", kb, h),
-        this.#keys.seal("kv", value, h),
+        "INSERT INTO cursor (id, data) VALUES (0, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+        this.#keys.seal("cursor", utf8(String(seq))),
+      )
+    );
+  }
+
+  // ---- groups ----
+
+  /** The group record of a channel (hex id), or undefined. */
+  group(channelId: string): GroupRecord | undefined {
+    return this.#read(() => {
+      const idH = this.#keys.lookup("group", utf8(channelId));
+      const r = this.#get("SELECT state, pending, data FROM groups WHERE id_h = ?", idH);
+      return r === undefined ? undefined : this.#group(r, idH);
+    });
+  }
+
+  /** Insert or replace a group record. */
+  putGroup(record: GroupRecord): void {
+    checkGroup(record);
+    this.#write(() => {
+      const idH = this.#keys.lookup("group", utf8(record.channelId));
+      const pending = record.pendingCommit === undefined
+        ? null
+        : this.#keys.seal("group-commit", record.pendingCommit, idH);
+      this.#run(
+        "INSERT INTO groups (id_h, state, pending, data) VALUES (?, ?, ?, ?) " +
+          "ON CONFLICT (id_h) DO UPDATE SET state = excluded.state, " +
+          "pending = excluded.pending, data = excluded.data",
+        idH,
+        this.#keys.seal("group-state", record.state, idH),
+        pending,
+        this.#keys.seal("group", encodeGroup(record), idH),
       );
     });
   }
 
-  /** Delete `key`; true when it existed. */
-  deleteKv(key: string): boolean {
-    const kb = kvKey(key);
+  /** Delete a group record (we left or were removed); true when it existed. */
+  deleteGroup(channelId: string): boolean {
     return this.#write(() =>
-      this.#run("DELETE FROM kv WHERE k_h = ?", this.#keys.lookup("kv", kb)) > 0
+      this.#run("DELETE FROM groups WHERE id_h = ?", this.#keys.lookup("group", utf8(channelId))) >
+        0
     );
   }
 
-  /** Every key starting with `prefix`, sorted. Decrypts every stored key (O(n)). */
-  listKv(prefix = ""): string[] {
+  /** Every group record, by channel id. */
+  listGroups(): GroupRecord[] {
+    return this.#read(() =>
+      this.#all("SELECT id_h, state, pending, data FROM groups")
+        .map((r) => this.#group(r, r.id_h as Uint8Array))
+        .sort((a, b) => byString(a.channelId, b.channelId))
+    );
+  }
+
+  // ---- key packages ----
+
+  /** Store the private part of a KeyPackage we upload (replacing one with the same ref). */
+  putKeyPackage(record: KeyPackageRecord): void {
+    checkKeyPackage(record);
+    this.#write(() => {
+      const refH = this.#keys.lookup("key-package", utf8(record.ref));
+      this.#run(
+        "INSERT INTO key_packages (ref_h, data, private) VALUES (?, ?, ?) " +
+          "ON CONFLICT (ref_h) DO UPDATE SET data = excluded.data, private = excluded.private",
+        refH,
+        this.#keys.seal("key-package", encodeKeyPackage(record), refH),
+        this.#keys.seal("key-package-private", record.privatePackage, refH),
+      );
+    });
+  }
+
+  /** Every stored KeyPackage private part, by ref. */
+  listKeyPackages(): KeyPackageRecord[] {
+    return this.#read(() =>
+      this.#all("SELECT ref_h, data, private FROM key_packages")
+        .map((r) => this.#keyPackage(r, r.ref_h as Uint8Array))
+        .sort((a, b) => byString(a.ref, b.ref))
+    );
+  }
+
+  /** Delete one (a Welcome used it); true when it existed. */
+  deleteKeyPackage(ref: string): boolean {
+    return this.#write(() =>
+      this.#run(
+        "DELETE FROM key_packages WHERE ref_h = ?",
+        this.#keys.lookup("key-package", utf8(ref)),
+      ) > 0
+    );
+  }
+
+  // ---- contacts ----
+
+  /** The identity key pinned for a user, or undefined. */
+  pinnedKey(username: string): Uint8Array | undefined {
     return this.#read(() => {
-      const out: string[] = [];
-      for (const r of this.#all("SELECT k_h, sealed_key FROM kv")) {
-        const k = fromUtf8(this.#open("kv-key", r.sealed_key, r.k_h as Uint8Array));
-        if (k.startsWith(prefix)) out.push(k);
-      }
-      return out.sort();
+      const nameH = this.#keys.lookup("contact", utf8(username));
+      const r = this.#get("SELECT data FROM contacts WHERE name_h = ?", nameH);
+      return r === undefined ? undefined : this.#open("contact", r.data, nameH);
+    });
+  }
+
+  /** Pin a user's identity key (first use), replacing an earlier pin. */
+  pinKey(username: string, key: Uint8Array): void {
+    checkContact(username, key);
+    this.#write(() => {
+      const nameH = this.#keys.lookup("contact", utf8(username));
+      this.#run(
+        "INSERT INTO contacts (name_h, data) VALUES (?, ?) " +
+          "ON CONFLICT (name_h) DO UPDATE SET data = excluded.data",
+        nameH,
+        this.#keys.seal("contact", key, nameH),
+      );
     });
   }
 
@@ -622,7 +629,7 @@ export class ClientStore {
       const nameH = this.#keys.lookup("conversation-name", utf8(c.name));
       const other = this.#get("SELECT id_h FROM conversations WHERE name_h = ?", nameH);
       if (other !== undefined && !bytesEqual(other.id_h as Uint8Array, idH)) {
-        throw new UsageError(`Conversation name ${c.name} is already used`, { code: "conflict" });
+        throw nameConflict(c.name);
       }
       this.#run(
         "INSERT INTO conversations (id_h, name_h, data) VALUES (?, ?, ?) " +
@@ -657,9 +664,7 @@ export class ClientStore {
     return this.#read(() =>
       this.#all("SELECT id_h, data FROM conversations")
         .map((r) => this.#conversation(r.data, r.id_h as Uint8Array))
-        .sort((a, b) =>
-          a.createdAt - b.createdAt || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-        )
+        .sort(byCreation)
     );
   }
 
@@ -676,7 +681,7 @@ export class ClientStore {
     return this.#write(() => {
       const convH = this.#keys.lookup("conversation", utf8(m.conversationId));
       if (this.#get("SELECT 1 AS x FROM conversations WHERE id_h = ?", convH) === undefined) {
-        throw new UsageError(`Unknown conversation ${m.conversationId}`, { code: "not_found" });
+        throw unknownConversation(m.conversationId);
       }
       const idH = this.#keys.lookup("message", utf8(m.messageId));
       return this.#run(
@@ -703,9 +708,7 @@ export class ClientStore {
    * this client stored them (its local timeline), not the senders' clocks.
    */
   history(conversationId: string, count: number): StoredMessage[] {
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw new UsageError("Invalid history count: expected a non-negative integer");
-    }
+    checkCount(count);
     return this.#read(() => {
       const convH = this.#keys.lookup("conversation", utf8(conversationId));
       return this.#all(
@@ -718,7 +721,7 @@ export class ClientStore {
 
   /** Set the delivery status of a stored message; false when no such message. */
   setMessageStatus(messageId: string, status: MessageStatus): boolean {
-    if (!STATUSES.includes(status)) throw new UsageError("Invalid message status");
+    checkStatus(status);
     return this.#write(() => {
       const idH = this.#keys.lookup("message", utf8(messageId));
       const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
@@ -789,7 +792,7 @@ export class ClientStore {
   /** Close the database, zero the keys and secrets, release the lock. Idempotent. */
   close(): Promise<void> {
     if (this.#depth > 0) {
-      return Promise.reject(new UsageError("Cannot close state inside a transaction"));
+      return Promise.reject(closeInTransaction());
     }
     this.#closeSync();
     return Promise.resolve();
@@ -830,7 +833,7 @@ export class ClientStore {
   }
 
   #alive(): void {
-    if (this.#closed) throw new UsageError("Local state is closed");
+    if (this.#closed) throw closedError();
   }
 
   #exec(sql: string): void {
@@ -897,6 +900,32 @@ export class ClientStore {
     }
   }
 
+  #group(r: Row, idH: Uint8Array): GroupRecord {
+    const v = this.#json("group", r.data, idH);
+    if (!Array.isArray(v.leaves)) throw damagedRecord();
+    const g: GroupRecord = {
+      channelId: str(v.channelId),
+      state: this.#open("group-state", r.state, idH),
+      lastUpdateMs: num(v.lastUpdateMs),
+      leaves: v.leaves.map(str),
+    };
+    if (r.pending !== null) g.pendingCommit = this.#open("group-commit", r.pending, idH);
+    if (v.broken !== undefined) g.broken = str(v.broken);
+    if (v.rejoinRequestedMs !== undefined) g.rejoinRequestedMs = num(v.rejoinRequestedMs);
+    return g;
+  }
+
+  #keyPackage(r: Row, refH: Uint8Array): KeyPackageRecord {
+    const v = this.#json("key-package", r.data, refH);
+    if (typeof v.lastResort !== "boolean") throw damagedRecord();
+    return {
+      ref: str(v.ref),
+      suite: str(v.suite),
+      lastResort: v.lastResort,
+      privatePackage: this.#open("key-package-private", r.private, refH),
+    };
+  }
+
   #conversation(sealed: unknown, idH: Uint8Array): Conversation {
     const v = this.#json("conversation", sealed, idH);
     const c: Conversation = {
@@ -923,6 +952,10 @@ export class ClientStore {
       direction: oneOf(v.direction, DIRECTIONS),
     };
     if (v.status !== undefined) m.status = oneOf(v.status, STATUSES);
+    if (v.unreadable !== undefined) {
+      if (typeof v.unreadable !== "boolean") throw damagedRecord();
+      m.unreadable = v.unreadable;
+    }
     return m;
   }
 
@@ -952,13 +985,6 @@ function exists(path: string): boolean {
 
 function noState(path: string): UsageError {
   return new UsageError(`No local state at ${path}: register or log in first`);
-}
-
-function damagedRecord(cause?: unknown): StorageError {
-  return new StorageError(
-    "Local state is damaged: a stored record cannot be decrypted",
-    cause === undefined ? {} : { cause },
-  );
 }
 
 function wrap(e: unknown): QpqError {
@@ -996,141 +1022,20 @@ function sealedStateFile(keys: ClientKeys, header: Uint8Array, meta: MetaFields)
   }
 }
 
-function textOk(s: unknown, max: number, allowEmpty = false): s is string {
-  return typeof s === "string" && (allowEmpty || s.length > 0) && utf8(s).length <= max;
+/** The small part of a group record (the state and pending commit have their own columns). */
+function encodeGroup(g: GroupRecord): Uint8Array {
+  return utf8(JSON.stringify({
+    channelId: g.channelId,
+    lastUpdateMs: g.lastUpdateMs,
+    leaves: g.leaves,
+    broken: g.broken,
+    rejoinRequestedMs: g.rejoinRequestedMs,
+  }));
 }
 
-function checkId(what: string, s: unknown): void {
-  if (!textOk(s, MAX_CLIENT_ID_BYTES)) {
-    throw new UsageError(
-      `Invalid ${what}: expected 1 to ${MAX_CLIENT_ID_BYTES} bytes of text`,
-    );
-  }
-}
-
-function kvKey(key: string): Uint8Array {
-  if (!textOk(key, MAX_CLIENT_KV_KEY_BYTES)) {
-    throw new UsageError(`Invalid kv key: expected 1 to ${MAX_CLIENT_KV_KEY_BYTES} bytes of text`);
-  }
-  return utf8(key);
-}
-
-function checkTime(what: string, t: unknown): void {
-  if (typeof t !== "number" || !Number.isFinite(t)) {
-    throw new UsageError(`Invalid ${what}: expected a finite number`);
-  }
-}
-
-function checkMeta(m: ClientMetaInit | MetaFields): void {
-  checkId("username", m.username);
-  if (!textOk(m.server, MAX_CLIENT_ID_BYTES, true)) throw new UsageError("Invalid server address");
-  if (!(m.identitySeed instanceof Uint8Array) || m.identitySeed.length !== ED25519_SEED_BYTES) {
-    throw new UsageError(`Invalid identity seed: expected ${ED25519_SEED_BYTES} bytes`);
-  }
-  if (
-    !(m.identityPublic instanceof Uint8Array) ||
-    m.identityPublic.length !== ED25519_PUBLIC_KEY_BYTES
-  ) {
-    throw new UsageError(`Invalid identity public key: expected ${ED25519_PUBLIC_KEY_BYTES} bytes`);
-  }
-  if (m.sessionToken !== undefined && !(m.sessionToken instanceof Uint8Array)) {
-    throw new UsageError("Invalid session token: expected bytes");
-  }
-  if (m.sessionExpiresAt !== undefined) checkTime("session expiry", m.sessionExpiresAt);
-  if (m.deviceId !== undefined) checkId("device id", m.deviceId);
-}
-
-function copyMeta(m: ClientMetaInit | MetaFields): MetaFields {
-  const out: MetaFields = {
-    username: m.username,
-    server: m.server,
-    identitySeed: copyBytes(m.identitySeed),
-    identityPublic: copyBytes(m.identityPublic),
-  };
-  if (m.sessionToken !== undefined) out.sessionToken = copyBytes(m.sessionToken);
-  if (m.sessionExpiresAt !== undefined) out.sessionExpiresAt = m.sessionExpiresAt;
-  if (m.deviceId !== undefined) out.deviceId = m.deviceId;
-  return out;
-}
-
-/** Copy bytes; a non-byte value is passed through for checkMeta to refuse. */
-function copyBytes(b: Uint8Array): Uint8Array {
-  return b instanceof Uint8Array ? b.slice() : b;
-}
-
-function zeroMeta(m: MetaFields): void {
-  zeroize(m.identitySeed, m.sessionToken);
-}
-
-function metaView(this: ClientMeta): Record<string, unknown> {
-  const v: Record<string, unknown> = {
-    version: this.version,
-    username: this.username,
-    server: this.server,
-    identityPublic: toHex(this.identityPublic),
-    identitySeed: "[redacted]",
-  };
-  if (this.sessionToken !== undefined) v.sessionToken = "[redacted]";
-  if (this.sessionExpiresAt !== undefined) v.sessionExpiresAt = this.sessionExpiresAt;
-  if (this.deviceId !== undefined) v.deviceId = this.deviceId;
-  return v;
-}
-
-function metaInspect(this: ClientMeta): string {
-  const v = metaView.call(this);
-  const body = Object.entries(v).map(([k, x]) =>
-    `${k}: ${typeof x === "string" && !x.startsWith("[") ? JSON.stringify(x) : String(x)}`
-  );
-  return `ClientMeta { ${body.join(", ")} }`;
-}
-
-/** Prototype of every meta object handed out: redacts secrets when shown or serialised. */
-const META_PROTO = Object.freeze({
-  toJSON: metaView,
-  [Symbol.for("Deno.customInspect")]: metaInspect,
-  [Symbol.for("nodejs.util.inspect.custom")]: metaInspect,
-});
-
-function redactedMeta(m: MetaFields): ClientMeta {
-  const c = copyMeta(m);
-  return Object.freeze(
-    Object.assign(Object.create(META_PROTO) as object, { version: 1 }, c),
-  ) as ClientMeta;
-}
-
-function checkConversation(c: Conversation): void {
-  checkId("conversation id", c.id);
-  if (!KINDS.includes(c.kind)) throw new UsageError("Invalid conversation kind");
-  checkId("conversation name", c.name);
-  if (c.peer !== undefined) checkId("peer", c.peer);
-  if (c.channelId !== undefined) checkId("channel id", c.channelId);
-  if (c.groupId !== undefined && !(c.groupId instanceof Uint8Array)) {
-    throw new UsageError("Invalid group id: expected bytes");
-  }
-  checkTime("creation time", c.createdAt);
-}
-
-function checkMessage(m: StoredMessage): void {
-  checkId("conversation id", m.conversationId);
-  checkId("message id", m.messageId);
-  checkId("sender", m.sender);
-  if (typeof m.body !== "string") throw new UsageError("Invalid message body: expected text");
-  checkTime("send time", m.sentAt);
-  checkTime("receive time", m.receivedAt);
-  if (!DIRECTIONS.includes(m.direction)) throw new UsageError("Invalid message direction");
-  if (m.status !== undefined && !STATUSES.includes(m.status)) {
-    throw new UsageError("Invalid message status");
-  }
-}
-
-function checkOutbox(e: OutboxEntry): void {
-  checkId("message id", e.messageId);
-  checkId("conversation id", e.conversationId);
-  if (!(e.request instanceof Uint8Array)) throw new UsageError("Invalid request: expected bytes");
-  checkTime("creation time", e.createdAt);
-  if (!Number.isSafeInteger(e.attempts) || e.attempts < 0) {
-    throw new UsageError("Invalid attempt count");
-  }
+/** A KeyPackage record without its private part (sealed in its own column). */
+function encodeKeyPackage(k: KeyPackageRecord): Uint8Array {
+  return utf8(JSON.stringify({ ref: k.ref, suite: k.suite, lastResort: k.lastResort }));
 }
 
 function encodeConversation(c: Conversation): Uint8Array {
@@ -1155,6 +1060,7 @@ function encodeMessage(m: StoredMessage): Uint8Array {
     receivedAt: m.receivedAt,
     direction: m.direction,
     status: m.status,
+    unreadable: m.unreadable,
   }));
 }
 

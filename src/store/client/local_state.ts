@@ -19,19 +19,126 @@
  * ```
  *
  * Every method is synchronous and atomic; {@link LocalState.transaction} groups several
- * into one all-or-nothing change (nested calls join the outer one).
+ * into one all-or-nothing change (nested calls join the outer one). Both implementations
+ * check their inputs the same way and throw the same errors: `UsageError` for an invalid
+ * value, a taken conversation name (code "conflict"), a message for an unknown conversation
+ * (code "not_found") or any use after {@link LocalState.close}; `StorageError` when the
+ * storage itself fails. Values go in and come out as copies: changing a returned or passed
+ * `Uint8Array` or array never changes what is stored. Lists are in a stable order (groups by
+ * channel id, KeyPackages by ref) so that a seeded run replays the same way.
  *
  * @module
  */
 
-import type {
-  ClientMeta,
-  ClientMetaPatch,
-  Conversation,
-  MessageStatus,
-  OutboxEntry,
-  StoredMessage,
-} from "./client_store.ts";
+/** The client's identity and session, kept in the sealed meta record of the state file. */
+export interface ClientMeta {
+  /** Record version; always 1. */
+  readonly version: 1;
+  /** Account name on the server. */
+  readonly username: string;
+  /** Server address as the user gave it (e.g. "localhost:4433"). */
+  readonly server: string;
+  /** Ed25519 identity private seed (32 bytes, secret). */
+  readonly identitySeed: Uint8Array;
+  /** Ed25519 identity public key (32 bytes). */
+  readonly identityPublic: Uint8Array;
+  /** Current session token (secret), when logged in. */
+  readonly sessionToken?: Uint8Array;
+  /** When the session token expires (ms since the epoch). */
+  readonly sessionExpiresAt?: number;
+  /** Device id assigned by the server, if any. */
+  readonly deviceId?: string;
+}
+
+/** The meta record of a state being created: {@link ClientMeta} without `version`. */
+export type ClientMetaInit = Omit<ClientMeta, "version">;
+
+/**
+ * Changes for {@link LocalState.updateMeta}. A key that is absent is kept; an optional key
+ * present with the value `undefined` is removed (e.g. `{ sessionToken: undefined }` logs out).
+ */
+export interface ClientMetaPatch {
+  /** New account name. */
+  username?: string;
+  /** New server address. */
+  server?: string;
+  /** New identity seed (32 bytes). */
+  identitySeed?: Uint8Array;
+  /** New identity public key (32 bytes). */
+  identityPublic?: Uint8Array;
+  /** New session token, or `undefined` to remove it. */
+  sessionToken?: Uint8Array | undefined;
+  /** New expiry, or `undefined` to remove it. */
+  sessionExpiresAt?: number | undefined;
+  /** New device id, or `undefined` to remove it. */
+  deviceId?: string | undefined;
+}
+
+/** What a conversation is: a direct message, a group, or notes to self. */
+export type ConversationKind = "dm" | "group" | "self";
+
+/** A conversation as the client shows it. */
+export interface Conversation {
+  /** Local, stable id (unique). */
+  id: string;
+  /** Kind of conversation. */
+  kind: ConversationKind;
+  /** Display name used to pick it in the REPL (unique among conversations). */
+  name: string;
+  /** The other user of a DM. */
+  peer?: string;
+  /** Server channel id, once known. */
+  channelId?: string;
+  /** MLS group id. */
+  groupId?: Uint8Array;
+  /** Creation time (ms since the epoch). */
+  createdAt: number;
+}
+
+/** Whether a message was received or sent by this client. */
+export type MessageDirection = "in" | "out";
+
+/** Delivery state of an outgoing message. */
+export type MessageStatus = "pending" | "sent" | "delivered";
+
+/** A message in the local history. */
+export interface StoredMessage {
+  /** Conversation it belongs to (must exist). */
+  conversationId: string;
+  /** Globally unique message id; storing it twice is a no-op. */
+  messageId: string;
+  /** Username of the author. */
+  sender: string;
+  /** Message text (empty for an unreadable placeholder). */
+  body: string;
+  /** When the author sent it (ms since the epoch). */
+  sentAt: number;
+  /** When this client stored it (ms since the epoch). */
+  receivedAt: number;
+  /** Received or sent. */
+  direction: MessageDirection;
+  /** Delivery state (outgoing messages). */
+  status?: MessageStatus;
+  /**
+   * A placeholder for a message this device could not decrypt, shown as such (stored and
+   * returned as given).
+   */
+  unreadable?: boolean;
+}
+
+/** A request waiting to be (re)sent to the server. */
+export interface OutboxEntry {
+  /** Message id of the request (unique in the outbox). */
+  messageId: string;
+  /** Conversation it belongs to. */
+  conversationId: string;
+  /** The encoded request, resent as is. */
+  request: Uint8Array;
+  /** When it was queued (ms since the epoch). */
+  createdAt: number;
+  /** How many times sending was attempted. */
+  attempts: number;
+}
 
 /** One conversation's MLS group as this device holds it. */
 export interface GroupRecord {
@@ -89,19 +196,19 @@ export interface LocalState {
   putGroup(record: GroupRecord): void;
   /** Delete a group record (we left or were removed); true when it existed. */
   deleteGroup(channelId: string): boolean;
-  /** Every group record. */
+  /** Every group record, by channel id. */
   listGroups(): GroupRecord[];
 
-  /** Store the private part of a KeyPackage we upload. */
+  /** Store the private part of a KeyPackage we upload (replacing one with the same ref). */
   putKeyPackage(record: KeyPackageRecord): void;
-  /** Every stored KeyPackage private part. */
+  /** Every stored KeyPackage private part, by ref. */
   listKeyPackages(): KeyPackageRecord[];
   /** Delete one (a Welcome used it); true when it existed. */
   deleteKeyPackage(ref: string): boolean;
 
   /** The identity key pinned for a user, or undefined. */
   pinnedKey(username: string): Uint8Array | undefined;
-  /** Pin a user's identity key (first use). */
+  /** Pin a user's identity key (first use), replacing an earlier pin. */
   pinKey(username: string, key: Uint8Array): void;
 
   /** Insert or replace a conversation (UsageError "conflict" when the name is taken). */
@@ -131,6 +238,9 @@ export interface LocalState {
   /** Count one more attempt; the new count, or undefined when not queued. */
   bumpOutbox(messageId: string): number | undefined;
 
-  /** Close (and zero what it holds). */
+  /**
+   * Close this handle: later calls throw `UsageError`. {@link ClientStore} zeroes its keys
+   * and releases its lock; {@link MemoryLocalState} keeps the data (see its `reopen`).
+   */
   close(): Promise<void>;
 }

@@ -16,4 +16,18 @@
  */
 
 export * from "./client_store.ts";
-export type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
+export type {
+  ClientMeta,
+  ClientMetaInit,
+  ClientMetaPatch,
+  Conversation,
+  ConversationKind,
+  GroupRecord,
+  KeyPackageRecord,
+  LocalState,
+  MessageDirection,
+  MessageStatus,
+  OutboxEntry,
+  StoredMessage,
+} from "./local_state.ts";
+export { MemoryLocalState } from "./memory_local_state.ts";

@@ -1,0 +1,178 @@
+/**
+ * Upgrade of a version-1 client database (the string-keyed `kv` table) to version 2 (typed
+ * records). {@link ClientStore.open} runs it right after the password and database checks,
+ * under the state lock, and writes through the store's own methods, so a migrated record is
+ * exactly what the store writes itself.
+ *
+ * ```
+ * kv key (value)                        version 2 record
+ * cursor (decimal text)             ─►  cursor
+ * group:<channel> (MLS state)       ─►  GroupRecord.state
+ * pcommit:<channel> (request frame) ─►  GroupRecord.pendingCommit
+ * upd:<channel> (decimal ms)        ─►  GroupRecord.lastUpdateMs (0 when absent)
+ * leave:<conversation>:<user> ("1") ─►  GroupRecord.leaves of the conversation's channel
+ * kp:<ref> / kplr:<ref> (private)   ─►  KeyPackageRecord { suite: "", lastResort }
+ * dir:<username> (identity key)     ─►  pinned key
+ * ```
+ *
+ * The suite of a migrated KeyPackage is unknown: it is stored as "" (the client tries such a
+ * package for any suite). `pcommit`, `upd` and `leave` rows of a channel without a group
+ * state are dropped (the version-1 client ignored them too), as is any key of no kind above
+ * (no release wrote one). A number that does not parse counts as absent.
+ *
+ * One transaction: create the new tables, write every record, drop `kv`, set
+ * `user_version = 2`. A crash or an error anywhere in it leaves the version-1 database as it
+ * was (SQLite rolls the transaction back); the error is a {@link StorageError}.
+ *
+ * @module
+ */
+
+import type { DatabaseSync } from "node:sqlite";
+import { fromUtf8, zeroize } from "../../bytes.ts";
+import { StorageError } from "../../errors.ts";
+import { TABLES_ADDED_IN_V2 } from "./_client_db.ts";
+import type { ClientKeys } from "./_client_keys.ts";
+import { byString, damagedRecord } from "./_records.ts";
+import type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
+
+/** What the kv rows of a version-1 database hold, by kind. */
+interface V1Rows {
+  cursor?: number | undefined;
+  groups: Map<string, Uint8Array>;
+  pendingCommits: Map<string, Uint8Array>;
+  lastUpdates: Map<string, number>;
+  leaves: { conversationId: string; user: string }[];
+  keyPackages: KeyPackageRecord[];
+  contacts: Map<string, Uint8Array>;
+}
+
+/**
+ * Convert the kv rows of a version-1 database into version-2 records, in one transaction.
+ *
+ * @throws {StorageError} when a row does not open or a record cannot be written (nothing
+ *   is changed then)
+ */
+export function migrateV1(db: DatabaseSync, keys: ClientKeys, into: LocalState): void {
+  const plain: Uint8Array[] = [];
+  try {
+    into.transaction(() => {
+      db.exec(TABLES_ADDED_IN_V2);
+      const rows = readKv(db, keys, plain);
+      if (rows.cursor !== undefined) into.setCursor(rows.cursor);
+      for (const g of groupRecords(rows, into)) into.putGroup(g);
+      for (const k of rows.keyPackages) into.putKeyPackage(k);
+      for (const [user, key] of rows.contacts) into.pinKey(user, key);
+      db.exec("DROP TABLE kv");
+      db.exec("PRAGMA user_version = 2");
+    });
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError("Cannot upgrade local state to schema version 2", { cause: e });
+  } finally {
+    zeroize(...plain);
+  }
+}
+
+function readKv(db: DatabaseSync, keys: ClientKeys, plain: Uint8Array[]): V1Rows {
+  const rows: V1Rows = {
+    groups: new Map(),
+    pendingCommits: new Map(),
+    lastUpdates: new Map(),
+    leaves: [],
+    keyPackages: [],
+    contacts: new Map(),
+  };
+  for (const r of db.prepare("SELECT k_h, sealed_key, sealed_value FROM kv").all()) {
+    const h = r.k_h;
+    if (!(h instanceof Uint8Array)) throw damagedRecord();
+    const key = fromUtf8(open(keys, "kv-key", r.sealed_key, h));
+    const value = open(keys, "kv", r.sealed_value, h);
+    plain.push(value);
+    const [kind, rest] = split(key);
+    switch (kind) {
+      case "cursor":
+        if (rest === undefined) rows.cursor = decimal(value);
+        break;
+      case "group":
+        if (rest !== undefined) rows.groups.set(rest, value);
+        break;
+      case "pcommit":
+        if (rest !== undefined) rows.pendingCommits.set(rest, value);
+        break;
+      case "upd": {
+        const ms = decimal(value);
+        if (rest !== undefined && ms !== undefined) rows.lastUpdates.set(rest, ms);
+        break;
+      }
+      case "leave": {
+        const [conversationId, user] = split(rest ?? "");
+        if (user !== undefined) rows.leaves.push({ conversationId, user });
+        break;
+      }
+      case "kp":
+      case "kplr":
+        if (rest !== undefined) {
+          rows.keyPackages.push({
+            ref: rest,
+            suite: "",
+            lastResort: kind === "kplr",
+            privatePackage: value,
+          });
+        }
+        break;
+      case "dir":
+        if (rest !== undefined) rows.contacts.set(rest, value);
+        break;
+    }
+  }
+  return rows;
+}
+
+function groupRecords(rows: V1Rows, into: LocalState): GroupRecord[] {
+  const out = new Map<string, GroupRecord>();
+  for (const [channelId, state] of rows.groups) {
+    const g: GroupRecord = {
+      channelId,
+      state,
+      lastUpdateMs: rows.lastUpdates.get(channelId) ?? 0,
+      leaves: [],
+    };
+    const pending = rows.pendingCommits.get(channelId);
+    if (pending !== undefined) g.pendingCommit = pending;
+    out.set(channelId, g);
+  }
+  for (const { conversationId, user } of rows.leaves) {
+    const channelId = into.getConversation(conversationId)?.channelId ?? conversationId;
+    const g = out.get(channelId);
+    if (g !== undefined && !g.leaves.includes(user)) g.leaves.push(user);
+  }
+  for (const g of out.values()) g.leaves.sort(byString);
+  return [...out.values()];
+}
+
+/** "kind:rest" at the first colon; [key, undefined] when there is none. */
+function split(key: string): [string, string | undefined] {
+  const i = key.indexOf(":");
+  return i < 0 ? [key, undefined] : [key.slice(0, i), key.slice(i + 1)];
+}
+
+function decimal(value: Uint8Array): number | undefined {
+  const text = fromUtf8(value);
+  if (!/^\d{1,16}$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+function open(
+  keys: ClientKeys,
+  label: "kv" | "kv-key",
+  sealed: unknown,
+  h: Uint8Array,
+): Uint8Array {
+  if (!(sealed instanceof Uint8Array)) throw damagedRecord();
+  try {
+    return keys.open(label, sealed, h);
+  } catch (e) {
+    throw damagedRecord(e);
+  }
+}

@@ -1,0 +1,369 @@
+/**
+ * Checks and copies of the local-state records, shared by {@link ClientStore} and
+ * {@link MemoryLocalState} so both refuse the same inputs with the same errors, plus the
+ * meta record's redacted view.
+ *
+ * @module
+ */
+
+import { toHex, utf8, zeroize } from "../../bytes.ts";
+import { ED25519_PUBLIC_KEY_BYTES, ED25519_SEED_BYTES } from "../../crypto/mod.ts";
+import { StorageError, UsageError } from "../../errors.ts";
+import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_REASON_BYTES } from "../../limits.ts";
+import type { MetaFields } from "./_client_state_file.ts";
+import type {
+  ClientMeta,
+  ClientMetaInit,
+  ClientMetaPatch,
+  Conversation,
+  ConversationKind,
+  GroupRecord,
+  KeyPackageRecord,
+  MessageDirection,
+  MessageStatus,
+  OutboxEntry,
+  StoredMessage,
+} from "./local_state.ts";
+
+/** Every conversation kind. */
+export const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
+/** Every message direction. */
+export const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
+/** Every message status. */
+export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
+
+// ---- errors
+
+/** Any call on a closed local state. */
+export function closedError(): UsageError {
+  return new UsageError("Local state is closed");
+}
+
+/** A conversation name another conversation already uses. */
+export function nameConflict(name: string): UsageError {
+  return new UsageError(`Conversation name ${name} is already used`, { code: "conflict" });
+}
+
+/** A message for a conversation that does not exist. */
+export function unknownConversation(id: string): UsageError {
+  return new UsageError(`Unknown conversation ${id}`, { code: "not_found" });
+}
+
+/** A stored value that does not open (tampered with, or moved to another row). */
+export function damagedRecord(cause?: unknown): StorageError {
+  return new StorageError(
+    "Local state is damaged: a stored record cannot be decrypted",
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/** An async transaction callback. */
+export function asyncTransaction(): UsageError {
+  return new UsageError("Transaction callbacks must be synchronous");
+}
+
+/** Closing inside a transaction. */
+export function closeInTransaction(): UsageError {
+  return new UsageError("Cannot close state inside a transaction");
+}
+
+// ---- checks
+
+function textOk(s: unknown, max: number, allowEmpty = false): s is string {
+  return typeof s === "string" && (allowEmpty || s.length > 0) && utf8(s).length <= max;
+}
+
+/** 1 to MAX_CLIENT_ID_BYTES bytes of text. */
+export function checkId(what: string, s: unknown): void {
+  if (!textOk(s, MAX_CLIENT_ID_BYTES)) {
+    throw new UsageError(`Invalid ${what}: expected 1 to ${MAX_CLIENT_ID_BYTES} bytes of text`);
+  }
+}
+
+/** A finite number. */
+export function checkTime(what: string, t: unknown): void {
+  if (typeof t !== "number" || !Number.isFinite(t)) {
+    throw new UsageError(`Invalid ${what}: expected a finite number`);
+  }
+}
+
+function checkBytes(what: string, b: unknown): void {
+  if (!(b instanceof Uint8Array)) throw new UsageError(`Invalid ${what}: expected bytes`);
+}
+
+/** A meta record (new or patched). */
+export function checkMeta(m: ClientMetaInit | MetaFields): void {
+  checkId("username", m.username);
+  if (!textOk(m.server, MAX_CLIENT_ID_BYTES, true)) throw new UsageError("Invalid server address");
+  if (!(m.identitySeed instanceof Uint8Array) || m.identitySeed.length !== ED25519_SEED_BYTES) {
+    throw new UsageError(`Invalid identity seed: expected ${ED25519_SEED_BYTES} bytes`);
+  }
+  if (
+    !(m.identityPublic instanceof Uint8Array) ||
+    m.identityPublic.length !== ED25519_PUBLIC_KEY_BYTES
+  ) {
+    throw new UsageError(`Invalid identity public key: expected ${ED25519_PUBLIC_KEY_BYTES} bytes`);
+  }
+  if (m.sessionToken !== undefined) checkBytes("session token", m.sessionToken);
+  if (m.sessionExpiresAt !== undefined) checkTime("session expiry", m.sessionExpiresAt);
+  if (m.deviceId !== undefined) checkId("device id", m.deviceId);
+}
+
+/** A queue sequence number. */
+export function checkCursor(seq: unknown): void {
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0) {
+    throw new UsageError("Invalid cursor: expected a non-negative integer");
+  }
+}
+
+/** A history length. */
+export function checkCount(count: unknown): void {
+  if (!Number.isSafeInteger(count) || (count as number) < 0) {
+    throw new UsageError("Invalid history count: expected a non-negative integer");
+  }
+}
+
+/** A message status. */
+export function checkStatus(status: unknown): void {
+  if (!STATUSES.includes(status as MessageStatus)) throw new UsageError("Invalid message status");
+}
+
+/** A conversation. */
+export function checkConversation(c: Conversation): void {
+  checkId("conversation id", c.id);
+  if (!KINDS.includes(c.kind)) throw new UsageError("Invalid conversation kind");
+  checkId("conversation name", c.name);
+  if (c.peer !== undefined) checkId("peer", c.peer);
+  if (c.channelId !== undefined) checkId("channel id", c.channelId);
+  if (c.groupId !== undefined) checkBytes("group id", c.groupId);
+  checkTime("creation time", c.createdAt);
+}
+
+/** A message. */
+export function checkMessage(m: StoredMessage): void {
+  checkId("conversation id", m.conversationId);
+  checkId("message id", m.messageId);
+  checkId("sender", m.sender);
+  if (typeof m.body !== "string") throw new UsageError("Invalid message body: expected text");
+  checkTime("send time", m.sentAt);
+  checkTime("receive time", m.receivedAt);
+  if (!DIRECTIONS.includes(m.direction)) throw new UsageError("Invalid message direction");
+  if (m.status !== undefined) checkStatus(m.status);
+  if (m.unreadable !== undefined && typeof m.unreadable !== "boolean") {
+    throw new UsageError("Invalid unreadable flag: expected a boolean");
+  }
+}
+
+/** An outbox entry. */
+export function checkOutbox(e: OutboxEntry): void {
+  checkId("message id", e.messageId);
+  checkId("conversation id", e.conversationId);
+  checkBytes("request", e.request);
+  checkTime("creation time", e.createdAt);
+  if (!Number.isSafeInteger(e.attempts) || e.attempts < 0) {
+    throw new UsageError("Invalid attempt count");
+  }
+}
+
+/** A group record. */
+export function checkGroup(g: GroupRecord): void {
+  checkId("channel id", g.channelId);
+  checkBytes("group state", g.state);
+  if (g.pendingCommit !== undefined) checkBytes("pending commit", g.pendingCommit);
+  checkTime("last update time", g.lastUpdateMs);
+  if (!Array.isArray(g.leaves)) throw new UsageError("Invalid leaves: expected a list of users");
+  for (const u of g.leaves) checkId("leaving member", u);
+  if (g.broken !== undefined && !textOk(g.broken, MAX_CLIENT_REASON_BYTES)) {
+    throw new UsageError(
+      `Invalid broken reason: expected 1 to ${MAX_CLIENT_REASON_BYTES} bytes of text`,
+    );
+  }
+  if (g.rejoinRequestedMs !== undefined) checkTime("rejoin request time", g.rejoinRequestedMs);
+}
+
+/** A KeyPackage record ("" is a valid suite: unknown, from a migrated state). */
+export function checkKeyPackage(k: KeyPackageRecord): void {
+  checkId("KeyPackage ref", k.ref);
+  if (!textOk(k.suite, MAX_CLIENT_ID_BYTES, true)) throw new UsageError("Invalid cipher suite");
+  if (typeof k.lastResort !== "boolean") {
+    throw new UsageError("Invalid last-resort flag: expected a boolean");
+  }
+  checkBytes("KeyPackage private part", k.privatePackage);
+}
+
+/** A pinned identity key. */
+export function checkContact(username: string, key: Uint8Array): void {
+  checkId("username", username);
+  checkBytes("identity key", key);
+}
+
+// ---- copies (the in-memory store keeps and hands out copies; exact optional fields)
+
+/** Copy of a conversation. */
+export function copyConversation(c: Conversation): Conversation {
+  const out: Conversation = { id: c.id, kind: c.kind, name: c.name, createdAt: c.createdAt };
+  if (c.peer !== undefined) out.peer = c.peer;
+  if (c.channelId !== undefined) out.channelId = c.channelId;
+  if (c.groupId !== undefined) out.groupId = c.groupId.slice();
+  return out;
+}
+
+/** Copy of a message. */
+export function copyMessage(m: StoredMessage): StoredMessage {
+  const out: StoredMessage = {
+    conversationId: m.conversationId,
+    messageId: m.messageId,
+    sender: m.sender,
+    body: m.body,
+    sentAt: m.sentAt,
+    receivedAt: m.receivedAt,
+    direction: m.direction,
+  };
+  if (m.status !== undefined) out.status = m.status;
+  if (m.unreadable !== undefined) out.unreadable = m.unreadable;
+  return out;
+}
+
+/** Copy of an outbox entry. */
+export function copyOutbox(e: OutboxEntry): OutboxEntry {
+  return {
+    messageId: e.messageId,
+    conversationId: e.conversationId,
+    request: e.request.slice(),
+    createdAt: e.createdAt,
+    attempts: e.attempts,
+  };
+}
+
+/** Copy of a group record. */
+export function copyGroup(g: GroupRecord): GroupRecord {
+  const out: GroupRecord = {
+    channelId: g.channelId,
+    state: g.state.slice(),
+    lastUpdateMs: g.lastUpdateMs,
+    leaves: [...g.leaves],
+  };
+  if (g.pendingCommit !== undefined) out.pendingCommit = g.pendingCommit.slice();
+  if (g.broken !== undefined) out.broken = g.broken;
+  if (g.rejoinRequestedMs !== undefined) out.rejoinRequestedMs = g.rejoinRequestedMs;
+  return out;
+}
+
+/** Copy of a KeyPackage record. */
+export function copyKeyPackage(k: KeyPackageRecord): KeyPackageRecord {
+  return {
+    ref: k.ref,
+    suite: k.suite,
+    lastResort: k.lastResort,
+    privatePackage: k.privatePackage.slice(),
+  };
+}
+
+/** Compare strings by code unit (the order of every sorted list). */
+export function byString(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Oldest first, then by name (the order of `listConversations`). */
+export function byCreation(a: Conversation, b: Conversation): number {
+  return a.createdAt - b.createdAt || byString(a.name, b.name);
+}
+
+// ---- meta
+
+/** Copy bytes; a non-byte value is passed through for checkMeta to refuse. */
+function copyBytes(b: Uint8Array): Uint8Array {
+  return b instanceof Uint8Array ? b.slice() : b;
+}
+
+/** Copy of a meta record (fresh byte arrays). */
+export function copyMeta(m: ClientMetaInit | MetaFields): MetaFields {
+  const out: MetaFields = {
+    username: m.username,
+    server: m.server,
+    identitySeed: copyBytes(m.identitySeed),
+    identityPublic: copyBytes(m.identityPublic),
+  };
+  if (m.sessionToken !== undefined) out.sessionToken = copyBytes(m.sessionToken);
+  if (m.sessionExpiresAt !== undefined) out.sessionExpiresAt = m.sessionExpiresAt;
+  if (m.deviceId !== undefined) out.deviceId = m.deviceId;
+  return out;
+}
+
+/** Zero the secrets of a meta record. */
+export function zeroMeta(m: MetaFields): void {
+  zeroize(m.identitySeed, m.sessionToken);
+}
+
+/**
+ * The meta record after `patch`, checked (a fresh copy; `m` is unchanged).
+ *
+ * @throws {UsageError} on an invalid value
+ */
+export function patchedMeta(m: MetaFields, patch: ClientMetaPatch): MetaFields {
+  const next = copyMeta(m);
+  if (patch.username !== undefined) next.username = patch.username;
+  if (patch.server !== undefined) next.server = patch.server;
+  if (patch.identitySeed !== undefined) {
+    zeroize(next.identitySeed);
+    next.identitySeed = copyBytes(patch.identitySeed);
+  }
+  if (patch.identityPublic !== undefined) next.identityPublic = copyBytes(patch.identityPublic);
+  if ("sessionToken" in patch) {
+    zeroize(next.sessionToken);
+    delete next.sessionToken;
+    if (patch.sessionToken !== undefined) next.sessionToken = copyBytes(patch.sessionToken);
+  }
+  if ("sessionExpiresAt" in patch) {
+    delete next.sessionExpiresAt;
+    if (patch.sessionExpiresAt !== undefined) next.sessionExpiresAt = patch.sessionExpiresAt;
+  }
+  if ("deviceId" in patch) {
+    delete next.deviceId;
+    if (patch.deviceId !== undefined) next.deviceId = patch.deviceId;
+  }
+  try {
+    checkMeta(next);
+  } catch (e) {
+    zeroMeta(next);
+    throw e;
+  }
+  return next;
+}
+
+function metaView(this: ClientMeta): Record<string, unknown> {
+  const v: Record<string, unknown> = {
+    version: this.version,
+    username: this.username,
+    server: this.server,
+    identityPublic: toHex(this.identityPublic),
+    identitySeed: "[redacted]",
+  };
+  if (this.sessionToken !== undefined) v.sessionToken = "[redacted]";
+  if (this.sessionExpiresAt !== undefined) v.sessionExpiresAt = this.sessionExpiresAt;
+  if (this.deviceId !== undefined) v.deviceId = this.deviceId;
+  return v;
+}
+
+function metaInspect(this: ClientMeta): string {
+  const v = metaView.call(this);
+  const body = Object.entries(v).map(([k, x]) =>
+    `${k}: ${typeof x === "string" && !x.startsWith("[") ? JSON.stringify(x) : String(x)}`
+  );
+  return `ClientMeta { ${body.join(", ")} }`;
+}
+
+/** Prototype of every meta object handed out: redacts secrets when shown or serialised. */
+const META_PROTO = Object.freeze({
+  toJSON: metaView,
+  [Symbol.for("Deno.customInspect")]: metaInspect,
+  [Symbol.for("nodejs.util.inspect.custom")]: metaInspect,
+});
+
+/** A frozen copy of the meta record that redacts its secrets when inspected or serialised. */
+export function redactedMeta(m: MetaFields): ClientMeta {
+  const c = copyMeta(m);
+  return Object.freeze(
+    Object.assign(Object.create(META_PROTO) as object, { version: 1 }, c),
+  ) as ClientMeta;
+}
