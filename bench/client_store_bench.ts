@@ -8,7 +8,9 @@
  *   check, one transaction);
  * - 100 messages in one transaction: the same without the per-commit fsync, so the
  *   sealing overhead shows;
- * - history of 50: a raw SELECT of the newest 50 rows (baseline) beside `history(c, 50)`.
+ * - history of 50: a raw SELECT of the newest 50 rows (baseline) beside `history(c, 50)`;
+ * - each group also shows `MemoryLocalState` (the in-memory twin the simulation runs
+ *   thousands of): what the encryption and the disk cost, read against the same baseline.
  *
  * Run with `deno bench --allow-read --allow-write bench/client_store_bench.ts`.
  */
@@ -17,7 +19,12 @@ import { DatabaseSync } from "node:sqlite";
 import { argon2id } from "hash-wasm";
 import { randomBytes } from "../src/bytes.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../src/crypto/mod.ts";
-import { ClientStore, type ClientStoreOpenOptions } from "../src/store/mod.ts";
+import {
+  ClientStore,
+  type ClientStoreOpenOptions,
+  type LocalState,
+  MemoryLocalState,
+} from "../src/store/mod.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "qpq-client-store-bench-" });
 globalThis.addEventListener("unload", () => {
@@ -109,7 +116,10 @@ const store = await ClientStore.open(`${dir}/store.bin`, PASSWORD, {
   ...createOptions,
   kdf: { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 },
 });
-store.upsertConversation({ id: "c1", kind: "dm", name: "bob", peer: "bob", createdAt: 0 });
+const memory = new MemoryLocalState(createOptions.initialMeta!);
+for (const s of [store, memory]) {
+  s.upsertConversation({ id: "c1", kind: "dm", name: "bob", peer: "bob", createdAt: 0 });
+}
 let n = 0;
 
 function rawAdd(): void {
@@ -117,8 +127,8 @@ function rawAdd(): void {
   rawInsert.run(id, "c1", "bob", BODY, Date.now(), Date.now(), "in");
 }
 
-function storeAdd(): void {
-  store.addMessage({
+function storeAdd(s: LocalState = store): void {
+  s.addMessage({
     conversationId: "c1",
     messageId: `m${n++}`,
     sender: "bob",
@@ -135,7 +145,12 @@ Deno.bench({
   baseline: true,
   fn: rawAdd,
 });
-Deno.bench({ name: "ClientStore.addMessage", group: "one message", fn: storeAdd });
+Deno.bench({ name: "ClientStore.addMessage", group: "one message", fn: () => storeAdd() });
+Deno.bench({
+  name: "MemoryLocalState.addMessage",
+  group: "one message",
+  fn: () => storeAdd(memory),
+});
 
 Deno.bench({
   name: "raw node:sqlite 100 INSERTs in one transaction",
@@ -156,6 +171,15 @@ Deno.bench({
     });
   },
 });
+Deno.bench({
+  name: "MemoryLocalState.transaction of 100 addMessage",
+  group: "100 messages, one transaction",
+  fn: () => {
+    memory.transaction(() => {
+      for (let i = 0; i < 100; i++) storeAdd(memory);
+    });
+  },
+});
 
 Deno.bench({
   name: "raw node:sqlite SELECT newest 50",
@@ -170,5 +194,12 @@ Deno.bench({
   group: "history 50",
   fn: () => {
     if (store.history("c1", 50).length !== 50) throw new Error("short history");
+  },
+});
+Deno.bench({
+  name: "MemoryLocalState.history(c, 50)",
+  group: "history 50",
+  fn: () => {
+    if (memory.history("c1", 50).length !== 50) throw new Error("short history");
   },
 });
