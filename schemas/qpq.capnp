@@ -56,6 +56,9 @@ struct Request {
     listChannels @19 :Void;
     members @20 :ChannelRef;
     commit @21 :Commit;              # MLS commit + roster change, ordered per epoch
+
+    # KeyPackage directory, per cipher suite (appended).
+    countKeyPackagesForSuite @22 :SuiteRef;   # own remaining packages of one suite
   }
 }
 
@@ -98,11 +101,17 @@ struct PublishIdentityKey {
 
 struct UserRef {
   username @0 :Text;
+  cipherSuite @1 :UInt16;            # fetchKeyPackage only: MLS suite id, 0 = any (ignored elsewhere)
+}
+
+struct SuiteRef {
+  cipherSuite @0 :UInt16;            # MLS cipher suite id, 0 = any
 }
 
 struct UploadKeyPackages {
-  packages @0 :List(Blob);           # MLS KeyPackages (TLS encoding)
-  lastResort @1 :Data;               # optional: replaces the last-resort package
+  packages @0 :List(Blob);           # MLS KeyPackages (TLS encoding), any qpq suites
+  lastResort @1 :Data;               # optional: replaces the last-resort package of its suite
+  lastResorts @2 :List(Blob);        # optional: last-resort packages, at most one per suite
 }
 
 enum MessageKind {
@@ -110,6 +119,7 @@ enum MessageKind {
   commit @1;
   welcome @2;
   proposal @3;
+  rejoin @4;                         # payload: a fresh public KeyPackage; "re-add me"
 }
 
 struct Enqueue {
@@ -272,4 +282,18 @@ struct MemberList {
 
 struct Push {
   messages @0 :List(Message);
+}
+
+# ---------------------------------------------------------------- message content
+
+# The plaintext of an MLS application message (the server never sees it). A reader that
+# meets a body member it does not know says so ("upgrade qpq") instead of guessing.
+struct Content {
+  version @0 :UInt16;                # 1
+  messageId @1 :Data;                # 16 bytes, the UUIDv7 the sender chose
+  sentAtMs @2 :UInt64;               # sender's clock
+  body :union {
+    text @3 :Text;
+    reserved @4 :Void;               # a union needs two members; never sent, refused on read
+  }
 }

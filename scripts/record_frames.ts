@@ -6,11 +6,12 @@
  * A real server runs on loopback; alice and bob talk to it over real QUIC streams through
  * the real RpcClient, with a tap on each stream that keeps the first frame of every kind
  * in each direction. Contents are real: OPAQUE messages, MLS KeyPackages, a commit with its
- * Welcome, an application message, session tokens.
+ * Welcome, an application message (its plaintext a message `Content`), session tokens.
  *
  * ```
  * alice: ping health registerStart registerFinish loginStart loginFinish publishIdentityKey
- *        uploadKeyPackages countKeyPackages fetchIdentityKey fetchKeyPackage createGroup
+ *        uploadKeyPackages (both suites) countKeyPackages countKeyPackagesForSuite
+ *        fetchIdentityKey fetchKeyPackage (X-Wing) createGroup
  *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels members
  * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
  * ```
@@ -31,13 +32,26 @@ import {
   addMembers,
   createGroup,
   createKeyPackage,
+  DEFAULT_SUITE,
   encryptMessage,
   mergePendingCommit,
+  type MlsSuiteName,
+  SUITE_IDS,
 } from "../src/mls/mod.ts";
 import { connectQuic, parseHostPort } from "../src/transport/quic.ts";
-import { FrameReader, openFrame, type Push, type Request, RpcClient } from "../src/wire/mod.ts";
+import {
+  CONTENT_VERSION,
+  encodeContent,
+  FrameReader,
+  openFrame,
+  type Push,
+  type Request,
+  RpcClient,
+} from "../src/wire/mod.ts";
 import { randomBytes, utf8 } from "../src/bytes.ts";
 import { startTestServer } from "../tests/_support/server.ts";
+
+const X25519: MlsSuiteName = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 
 /** Frames kept per file name (`request_<kind>`, `response_<kind>`, `push`). */
 type Recording = Map<string, Uint8Array>;
@@ -120,19 +134,30 @@ async function registerAndLogin(c: Tapped, username: string, password: string) {
   );
   const signer = { publicKey: identity.publicKey, privateKey: identity.exportPrivateKey() };
   const kps = [];
+  const lifetimeSeconds = 89 * 86400;
   for (let i = 0; i < 2; i++) {
-    kps.push(await createKeyPackage({ username, identity: signer, lifetimeSeconds: 89 * 86400 }));
+    kps.push(await createKeyPackage({ username, identity: signer, lifetimeSeconds }));
   }
+  // one package of the second suite, and a last resort per suite (the v1.0 field and the list)
+  kps.push(await createKeyPackage({ username, identity: signer, lifetimeSeconds, suite: X25519 }));
   const lastResort = await createKeyPackage({
     username,
     identity: signer,
-    lifetimeSeconds: 89 * 86400,
+    lifetimeSeconds,
     lastResort: true,
+  });
+  const lastResortX25519 = await createKeyPackage({
+    username,
+    identity: signer,
+    lifetimeSeconds,
+    lastResort: true,
+    suite: X25519,
   });
   await c.rpc.call({
     kind: "uploadKeyPackages",
     packages: kps.map((k) => ({ data: k.publicPackage })),
     lastResort: lastResort.publicPackage,
+    lastResorts: [{ data: lastResortX25519.publicPackage }],
   }, "keyPackageCount");
   return { identity, signer, token: session.token, kps };
 }
@@ -150,8 +175,15 @@ export async function recordSession(): Promise<Recording> {
     const bob = await registerAndLogin(b, "bob", "correct horse bob");
     await a.rpc.call({ kind: "publishIdentityKey", key: alice.identity.publicKey }, "ok");
     await a.rpc.call({ kind: "countKeyPackages" }, "keyPackageCount");
+    await a.rpc.call(
+      { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[X25519] },
+      "keyPackageCount",
+    );
     await a.rpc.call({ kind: "fetchIdentityKey", username: "bob" }, "identityKey");
-    const bobKp = await a.rpc.call({ kind: "fetchKeyPackage", username: "bob" }, "keyPackage");
+    const bobKp = await a.rpc.call(
+      { kind: "fetchKeyPackage", username: "bob", cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
+      "keyPackage",
+    );
     const channel = await a.rpc.call({ kind: "createGroup", name: "team" }, "channel");
     const group = await createGroup({
       groupId: channel.channelId,
@@ -176,7 +208,13 @@ export async function recordSession(): Promise<Recording> {
       "committed",
     );
     const merged = mergePendingCommit(staged.state);
-    const msg = await encryptMessage(merged.state, utf8(JSON.stringify({ t: "hello bob" })));
+    const content = encodeContent({
+      version: CONTENT_VERSION,
+      messageId: randomBytes(16),
+      sentAtMs: Date.now(),
+      body: { kind: "text", text: "hello bob" },
+    });
+    const msg = await encryptMessage(merged.state, content);
     // bob subscribes before alice sends, so the application message also arrives as a push
     await b.rpc.call({ kind: "subscribe", afterSeq: 0 }, "ok");
     await a.rpc.call({

@@ -242,6 +242,7 @@ Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 m
   for (
     const want of [
       "wire.decodeFrame",
+      "wire.decodeContent",
       "wire.FrameReader",
       "mls.parseKeyPackage",
       "mls.processMessage.xwing",

@@ -5,11 +5,12 @@
  */
 
 import { assert, assertEquals, assertNotEquals, assertRejects } from "./_support/assert.ts";
-import { randomBytes, toHex, utf8 } from "../src/bytes.ts";
+import { fromHex, randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { QpqError, StorageError, UsageError } from "../src/errors.ts";
 import {
   InProcessNotifier,
   MEMORY_PATH,
+  MIGRATIONS,
   readSchemaVersion,
   SCHEMA_VERSION,
   Sealer,
@@ -97,8 +98,12 @@ async function users(s: ServerStore, ...names: string[]): Promise<void> {
   for (const n of names) await s.createUser(n, utf8(`record of ${n}`));
 }
 
-function kp(i: number, notAfter = T0 + 24 * HOUR) {
-  return { ref: utf8(`ref-${i}`), data: utf8(`keypackage-${i}`), notAfter };
+/** MLS cipher suite ids (src/mls SUITE_IDS): X-Wing and X25519. */
+const XWING = 83;
+const X25519 = 1;
+
+function kp(i: number, notAfter = T0 + 24 * HOUR, cipherSuite = XWING) {
+  return { ref: utf8(`ref-${i}`), cipherSuite, data: utf8(`keypackage-${i}`), notAfter };
 }
 
 async function code(p: Promise<unknown>): Promise<string> {
@@ -246,8 +251,53 @@ contract(
     const many = Array.from({ length: 101 }, (_, i) => kp(i));
     assertEquals(await code(s.addKeyPackages("alice", many)), "ValidationError:too_large");
     assertEquals(await code(s.addKeyPackages("nobody", [kp(1)])), "UsageError:not_found");
+    for (const cipherSuite of [0, -1, 65536, 1.5]) {
+      assertEquals(
+        await code(s.addKeyPackages("alice", [{ ...kp(8), cipherSuite }])),
+        "ValidationError:validation",
+      );
+    }
+    assertEquals(
+      await code(s.consumeKeyPackage("alice", { cipherSuite: -1 })),
+      "ValidationError:validation",
+    );
   },
 );
+
+contract("consumeKeyPackage and countKeyPackages keep each cipher suite apart", async (s, ctx) => {
+  await users(s, "alice");
+  await s.addKeyPackages("alice", [
+    kp(1),
+    kp(2, T0 + 24 * HOUR, X25519),
+    kp(3),
+    kp(4, T0 + 10, X25519),
+  ]);
+  assertEquals(await s.countKeyPackages("alice"), 4);
+  assertEquals(await s.countKeyPackages("alice", { cipherSuite: 0 }), 4);
+  assertEquals(await s.countKeyPackages("alice", { cipherSuite: XWING }), 2);
+  assertEquals(await s.countKeyPackages("alice", { cipherSuite: X25519 }), 2);
+  assertEquals(await s.countKeyPackages("alice", { cipherSuite: 7 }), 0);
+  // one last resort per suite: a second one of the same suite replaces the first
+  await s.setLastResortKeyPackage("alice", { ...kp(90), data: utf8("lr-xwing-old") });
+  await s.setLastResortKeyPackage("alice", { ...kp(91), data: utf8("lr-xwing") });
+  await s.setLastResortKeyPackage("alice", {
+    ...kp(92, T0 + 24 * HOUR, X25519),
+    data: utf8("lr-x25519"),
+  });
+  const x = await s.consumeKeyPackage("alice", { cipherSuite: X25519 });
+  assertEquals(x, { ...kp(2, T0 + 24 * HOUR, X25519), lastResort: false });
+  ctx.clock.now = T0 + 10; // kp(4) expired: the X25519 batch is empty, its last resort follows
+  assertEquals(await s.countKeyPackages("alice", { cipherSuite: X25519 }), 0);
+  const lr = await s.consumeKeyPackage("alice", { cipherSuite: X25519 });
+  assertEquals([lr?.data, lr?.cipherSuite, lr?.lastResort], [utf8("lr-x25519"), X25519, true]);
+  // X-Wing still has its batch, oldest first, then its own last resort
+  assertEquals((await s.consumeKeyPackage("alice", { cipherSuite: XWING }))?.data, kp(1).data);
+  assertEquals((await s.consumeKeyPackage("alice", { cipherSuite: XWING }))?.data, kp(3).data);
+  const lrx = await s.consumeKeyPackage("alice", { cipherSuite: XWING });
+  assertEquals([lrx?.data, lrx?.cipherSuite, lrx?.lastResort], [utf8("lr-xwing"), XWING, true]);
+  assertEquals(await s.consumeKeyPackage("alice", { cipherSuite: 7 }), undefined);
+  assertEquals((await s.consumeKeyPackage("alice"))?.lastResort, true); // any suite
+});
 
 contract(
   "enqueue assigns monotonic per-recipient seqs and fetch pages in order",
@@ -624,6 +674,93 @@ async function tempDb(): Promise<{ dir: string; path: string }> {
   return { dir, path: `${dir}/server.db` };
 }
 
+/**
+ * A schema-1 server database (before KeyPackages per suite), written as a build of that
+ * schema did: Alice with three batch KeyPackages and a last resort whose stored bytes start
+ * with the given MLS headers.
+ */
+function schemaOneDb(path: string, dbKey: string | undefined, headers: string[]): void {
+  const sealer = dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(dbKey);
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(MIGRATIONS[0]!.sql);
+    db.exec(
+      "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, " +
+        "applied_at INTEGER NOT NULL) STRICT",
+    );
+    db.prepare("INSERT INTO schema_version VALUES (1, 'initial schema', ?)").run(T0);
+    const meta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+    meta.run("seal_mode", utf8(sealer.mode));
+    meta.run("seal_check", sealer.checkValue());
+    const uid = sealer.lookupName("user", "alice");
+    db.prepare("INSERT INTO users VALUES (?, ?, ?, NULL, ?)").run(
+      uid,
+      sealer.seal("users.username", uid, utf8("alice")),
+      sealer.seal("users.record", uid, utf8("record")),
+      T0,
+    );
+    // Row keys as the store writes them are irrelevant here: the migration reads only
+    // plain bytes, and the test reads the column. Sealed rows are sealed all the same.
+    const data = (i: number) => sealer.seal("test", uid, fromHex(headers[i]! + "00ff"));
+    const ins = db.prepare(
+      "INSERT INTO key_packages (uid, ref, data, not_after) VALUES (?, ?, ?, ?)",
+    );
+    for (let i = 0; i < 3; i++) ins.run(uid, utf8(`ref-${i}`), data(i), T0 + HOUR);
+    db.prepare("INSERT INTO last_resort_key_packages VALUES (?, ?, ?, ?)").run(
+      uid,
+      utf8("ref-lr"),
+      data(3),
+      T0 + HOUR,
+    );
+  } finally {
+    db.close();
+    sealer.destroy();
+  }
+}
+
+Deno.test("SqliteServerStore.open migrates schema 1 KeyPackages to per-suite rows", async () => {
+  const { dir } = await tempDb();
+  // MLSMessage KeyPackage headers: mls10, key_package, mls10, suite (1 = X25519, 83 = X-Wing)
+  const X25519_HEADER = "0001000500010001";
+  const XWING_HEADER = "0001000500010053";
+  const headers = [X25519_HEADER, XWING_HEADER, "deadbeef00010001", X25519_HEADER];
+  try {
+    for (const dbKey of [undefined, "migration key"]) {
+      const path = `${dir}/${dbKey === undefined ? "plain" : "sealed"}.db`;
+      schemaOneDb(path, dbKey, headers);
+      const s = await SqliteServerStore.open(path, {
+        clock: () => T0,
+        ...(dbKey === undefined ? {} : { dbKey }),
+      });
+      await s.close();
+      const db = new DatabaseSync(path);
+      const suites = db.prepare("SELECT cipher_suite AS s FROM key_packages ORDER BY id").all()
+        .map((r) => r.s);
+      const lr = db.prepare("SELECT cipher_suite AS s FROM last_resort_key_packages").all()
+        .map((r) => r.s);
+      assertEquals(readSchemaVersion(db), SCHEMA_VERSION);
+      db.close();
+      // plain: read from the header (anything but suite 1 is X-Wing); sealed: X-Wing
+      if (dbKey === undefined) {
+        assertEquals(suites, [X25519, XWING, XWING]);
+        assertEquals(lr, [X25519]);
+        const s2 = await SqliteServerStore.open(path, { clock: () => T0 });
+        assertEquals(await s2.countKeyPackages("alice", { cipherSuite: X25519 }), 1);
+        const got = await s2.consumeKeyPackage("alice", { cipherSuite: X25519 });
+        assertEquals(toHex(got!.data), X25519_HEADER + "00ff");
+        const last = await s2.consumeKeyPackage("alice", { cipherSuite: X25519 });
+        assertEquals([last?.lastResort, last?.ref], [true, utf8("ref-lr")]);
+        await s2.close();
+      } else {
+        assertEquals(suites, [XWING, XWING, XWING]);
+        assertEquals(lr, [XWING]);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 async function fill(s: ServerStore): Promise<{ token: Uint8Array; channelId: string }> {
   await users(s, "alice", "bob");
   await s.setIdentityKey("alice", new Uint8Array(32).fill(7));
@@ -849,6 +986,7 @@ Deno.test("SqliteServerStore with db_key leaves no payload, record, token or use
       await s.createSession(token, "zelda-the-user", Date.now() + HOUR);
       await s.addKeyPackages("zelda-the-user", [{
         ref: utf8("r1"),
+        cipherSuite: XWING,
         data: kpData,
         notAfter: Date.now() + HOUR,
       }]);

@@ -1,17 +1,21 @@
 import { assert, assertEquals, assertInstanceOf, assertThrows } from "./_support/assert.ts";
 import {
+  CONTENT_VERSION,
+  decodeContent,
   decodeFrame,
+  encodeContent,
   encodeFrame,
   type FieldKind,
   type Frame,
+  type MessageContent,
   openFrame,
   PUSH,
   REQUEST,
   RESPONSE,
   type StructDesc,
 } from "../src/wire/mod.ts";
-import { ValidationError } from "../src/errors.ts";
-import { MAX_FRAME_BYTES } from "../src/limits.ts";
+import { UsageError, ValidationError } from "../src/errors.ts";
+import { MAX_FRAME_BYTES, MAX_MESSAGE_BYTES } from "../src/limits.ts";
 import { capnpAvailable, generateWireCode } from "../scripts/_gen_lib.ts";
 
 function rnd(n: number): number {
@@ -67,7 +71,7 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
       assertEquals(decodeFrame(encodeFrame(frame)), frame);
     }
   }
-  assertEquals(Object.keys(REQUEST).length, 22);
+  assertEquals(Object.keys(REQUEST).length, 23);
   assertEquals(Object.keys(RESPONSE).length, 16);
 });
 
@@ -170,4 +174,103 @@ Deno.test({
     const committed = await Deno.readTextFile(new URL("../src/wire/_gen/qpq.ts", import.meta.url));
     assertEquals(committed, fresh, "run `deno task gen` and commit src/wire/_gen");
   },
+});
+
+// ------------------------------------------------------------------ message content
+
+function sampleContent(): MessageContent {
+  return {
+    version: CONTENT_VERSION,
+    messageId: crypto.getRandomValues(new Uint8Array(16)),
+    sentAtMs: [0, 1_767_225_600_000, Number.MAX_SAFE_INTEGER][rnd(3)]!,
+    body: { kind: "text", text: ["", "hi", "名前 ✓\n\u202e", "x".repeat(rnd(5000))][rnd(4)]! },
+  };
+}
+
+/** Byte offset of the root struct's data section in a single-segment message. */
+function rootData(bytes: Uint8Array): number {
+  return 16 + 8 * (new DataView(bytes.buffer, bytes.byteOffset).getInt32(8, true) >> 2);
+}
+
+Deno.test("encodeContent/decodeContent round-trip text content, also from a subarray", () => {
+  for (let i = 0; i < 50; i++) {
+    const c = sampleContent();
+    const bytes = encodeContent(c);
+    assertEquals(decodeContent(bytes), c);
+    const padded = new Uint8Array(bytes.length + 13);
+    padded.set(bytes, 5);
+    assertEquals(decodeContent(padded.subarray(5, 5 + bytes.length)), c);
+  }
+});
+
+Deno.test("decodeContent turns random and mutated bytes into ValidationError, never a crash", () => {
+  const valid = Array.from({ length: 8 }, () => encodeContent(sampleContent()));
+  let rejected = 0;
+  for (let i = 0; i < 5000; i++) {
+    let bytes: Uint8Array;
+    if (i % 2 === 0) {
+      const len = [0, 1, 7, 8, 16, 64, 256][rnd(7)]! + 8 * rnd(8);
+      bytes = crypto.getRandomValues(new Uint8Array(len));
+      if (rnd(2) === 0 && len >= 8) bytes.set([0, 0, 0, 0], 0);
+    } else {
+      bytes = valid[rnd(valid.length)]!.slice();
+      for (let f = 1 + rnd(4); f > 0; f--) bytes[rnd(bytes.length)] = rnd(256);
+    }
+    try {
+      decodeContent(bytes);
+    } catch (e) {
+      assertInstanceOf(e, ValidationError);
+      rejected++;
+    }
+  }
+  assert(rejected > 2500);
+});
+
+Deno.test("decodeContent refuses an unknown body member or a newer version: upgrade qpq", () => {
+  const bytes = encodeContent(sampleContent());
+  const data = rootData(bytes);
+  for (const which of [1, 2, 0x7fff]) { // 1: the reserved member; 2+: a newer sender's member
+    const b = bytes.slice();
+    new DataView(b.buffer).setUint16(data + 2, which, true);
+    const e = assertThrows(() => decodeContent(b), ValidationError) as ValidationError;
+    assertEquals(e.message, "Message content type is not supported: upgrade qpq");
+    assertEquals(e.code, "unsupported_version");
+  }
+  const v2 = encodeContent({ ...sampleContent(), version: 2 });
+  assertEquals(
+    (assertThrows(() => decodeContent(v2), ValidationError) as ValidationError).code,
+    "unsupported_version",
+  );
+  const v0 = bytes.slice();
+  new DataView(v0.buffer).setUint16(data, 0, true);
+  assertThrows(() => decodeContent(v0), ValidationError, "version 0");
+});
+
+Deno.test("decodeContent and encodeContent enforce the id length and the size cap", () => {
+  assertThrows(
+    () => encodeContent({ ...sampleContent(), messageId: new Uint8Array(15) }),
+    UsageError,
+    "16 bytes",
+  );
+  assertThrows(() => encodeContent({ ...sampleContent(), sentAtMs: -1 }), UsageError);
+  assertThrows(
+    () => encodeContent({ ...sampleContent(), body: { kind: "file" } as never }),
+    UsageError,
+  );
+  const big = {
+    ...sampleContent(),
+    body: { kind: "text" as const, text: "x".repeat(MAX_MESSAGE_BYTES) },
+  };
+  assertEquals(
+    (assertThrows(() => encodeContent(big), UsageError) as UsageError).code,
+    "too_large",
+  );
+  const huge = new Uint8Array(MAX_MESSAGE_BYTES + 8);
+  const tooLarge = assertThrows(() => decodeContent(huge), ValidationError) as ValidationError;
+  assertEquals(tooLarge.code, "too_large");
+  // a Content whose id pointer is cleared (null): id of 0 bytes
+  const bytes = encodeContent(sampleContent());
+  const b = bytes.slice();
+  b.fill(0, rootData(b) + 16, rootData(b) + 24);
+  assertThrows(() => decodeContent(b), ValidationError, "message id");
 });

@@ -65,7 +65,7 @@ export {
   type StagedCommit,
   type StaleReceived,
 } from "./group.ts";
-export { MlsGroupState } from "./_state.ts";
+export { MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.ts";
 export {
   decodeGroupState,
   encodeGroupState,
@@ -73,4 +73,8 @@ export {
   peekGroupStateSuite,
 } from "./state_codec.ts";
 export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";
-export { type PrivateMessageHeader, readPrivateMessageHeader } from "./header.ts";
+export {
+  type PrivateMessageHeader,
+  readKeyPackageSuite,
+  readPrivateMessageHeader,
+} from "./header.ts";

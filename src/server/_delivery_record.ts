@@ -15,7 +15,7 @@ import type { MessageKind } from "../wire/mod.ts";
 import { fromUtf8, utf8 } from "../bytes.ts";
 import { InternalError } from "../errors.ts";
 
-const KINDS: readonly MessageKind[] = ["application", "commit", "welcome", "proposal"];
+const KINDS: readonly MessageKind[] = ["application", "commit", "welcome", "proposal", "rejoin"];
 const VERSION = 1;
 
 /** A stored delivery record. */

@@ -1,11 +1,25 @@
 /**
  * KeyPackage directory: members upload batches of MLS KeyPackages (each verified: its
  * signature, lifetime, suite, and that its credential and key are the uploader's own);
- * others fetch one to add that member to a group, consuming it.
+ * others fetch one to add that member to a group, consuming it. Packages are filed per
+ * MLS cipher suite (read from each package's header): a fetch or count may name a suite,
+ * and each user has at most one last-resort package per suite.
+ *
+ * ```
+ * upload ─► per package: suite from header ─► verify (own name and key) ─► store (suite)
+ * fetch(user, suite) ─► oldest batch package of that suite ─► else its last resort
+ * fetch(user, 0)     ─► the same for X-Wing (the default suite) ─► else any suite
+ * ```
  *
  * @module
  */
-import { parseKeyPackage } from "../mls/mod.ts";
+import {
+  DEFAULT_SUITE,
+  parseKeyPackage,
+  readKeyPackageSuite,
+  SUITE_IDS,
+  suiteFromId,
+} from "../mls/mod.ts";
 import type { KeyPackageInput, ServerStore } from "../store/server/mod.ts";
 import { constantTimeEqual } from "../bytes.ts";
 import { UsageError, ValidationError } from "../errors.ts";
@@ -14,12 +28,16 @@ import type { HandlerTable } from "./context.ts";
 import { requireUser } from "./accounts.ts";
 import { checkUsernameSyntax } from "./_names.ts";
 
+/** Suite id of the default suite, served first when a fetch names no suite. */
+const DEFAULT_SUITE_ID = SUITE_IDS[DEFAULT_SUITE];
+
 async function checkOwnPackage(
   bytes: Uint8Array,
   username: string,
   identityKey: Uint8Array,
 ): Promise<KeyPackageInput & { lastResort: boolean }> {
-  const parsed = await parseKeyPackage(bytes);
+  const cipherSuite = readKeyPackageSuite(bytes);
+  const parsed = await parseKeyPackage(bytes, { suite: suiteFromId(cipherSuite)! });
   if (parsed.username !== username) {
     throw new ValidationError("KeyPackage credential is not the uploader's username");
   }
@@ -28,10 +46,20 @@ async function checkOwnPackage(
   }
   return {
     ref: parsed.ref,
+    cipherSuite,
     data: bytes,
     notAfter: Number(parsed.notAfter) * 1000,
     lastResort: parsed.lastResort,
   };
+}
+
+/** A requested suite: 0 (any) or one qpq offers. */
+function requestedSuite(suite: number | undefined): number {
+  const s = suite ?? 0;
+  if (s !== 0 && suiteFromId(s) === undefined) {
+    throw new ValidationError(`Unsupported cipher suite ${s}`);
+  }
+  return s;
 }
 
 /** Handlers of the KeyPackage directory. */
@@ -39,7 +67,11 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
   return {
     async uploadKeyPackages(req, conn) {
       const me = requireUser(conn);
-      if (req.packages.length > MAX_KEY_PACKAGE_BATCH) {
+      const lastResorts = [
+        ...(req.lastResort.length > 0 ? [req.lastResort] : []),
+        ...(req.lastResorts ?? []).map((b) => b.data),
+      ];
+      if (req.packages.length + lastResorts.length > MAX_KEY_PACKAGE_BATCH) {
         throw new ValidationError(`At most ${MAX_KEY_PACKAGE_BATCH} KeyPackages per upload`, {
           code: "too_large",
         });
@@ -51,10 +83,15 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
         const { lastResort: _, ...input } = await checkOwnPackage(p.data, me, key);
         batch.push(input);
       }
-      if (req.lastResort.length > 0) {
-        const { lastResort: _, ...lr } = await checkOwnPackage(req.lastResort, me, key);
-        await store.setLastResortKeyPackage(me, lr);
+      const bySuite = new Map<number, KeyPackageInput>();
+      for (const bytes of lastResorts) {
+        const { lastResort: _, ...lr } = await checkOwnPackage(bytes, me, key);
+        if (bySuite.has(lr.cipherSuite)) {
+          throw new ValidationError("At most one last-resort KeyPackage per cipher suite");
+        }
+        bySuite.set(lr.cipherSuite, lr);
       }
+      for (const lr of bySuite.values()) await store.setLastResortKeyPackage(me, lr);
       const count = batch.length > 0
         ? await store.addKeyPackages(me, batch)
         : await store.countKeyPackages(me);
@@ -64,10 +101,15 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
     async fetchKeyPackage(req, conn) {
       requireUser(conn);
       const username = checkUsernameSyntax(req.username);
+      const suite = requestedSuite(req.cipherSuite);
       if (!(await store.getUser(username))) {
         throw new UsageError(`Unknown user ${username}`, { code: "not_found" });
       }
-      const kp = await store.consumeKeyPackage(username);
+      // No suite named (a v1.0 client): the default suite first, which such clients use.
+      const kp = suite === 0
+        ? (await store.consumeKeyPackage(username, { cipherSuite: DEFAULT_SUITE_ID }) ??
+          await store.consumeKeyPackage(username))
+        : await store.consumeKeyPackage(username, { cipherSuite: suite });
       if (!kp) {
         throw new UsageError(`${username} has no KeyPackages left: they need to come online once`, {
           code: "not_found",
@@ -79,6 +121,12 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
     async countKeyPackages(_req, conn) {
       const me = requireUser(conn);
       return { kind: "keyPackageCount", count: await store.countKeyPackages(me) };
+    },
+
+    async countKeyPackagesForSuite(req, conn) {
+      const me = requireUser(conn);
+      const cipherSuite = requestedSuite(req.cipherSuite);
+      return { kind: "keyPackageCount", count: await store.countKeyPackages(me, { cipherSuite }) };
     },
   };
 }

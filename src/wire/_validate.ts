@@ -24,17 +24,46 @@ import { MAX_NESTING_DEPTH } from "../limits.ts";
 /** Bits per element of each non-composite list element size (0..6). */
 const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64] as const;
 
-function fail(why: string): never {
-  throw new ValidationError(`Malformed frame: ${why}`);
+/** Most segments accepted in one message; qpq writers always produce few. */
+const MAX_SEGMENTS = 64;
+
+/**
+ * Check the segment table of an unpacked Cap'n Proto message: a whole number of words,
+ * at most MAX_SEGMENTS segments, and segment sizes that add up to exactly the message.
+ *
+ * @param what what the bytes are, for the error text ("frame", "message content")
+ * @throws {ValidationError} when the table is inconsistent
+ */
+export function checkSegmentTable(bytes: Uint8Array, what = "frame"): void {
+  if (bytes.length < 8 || bytes.length % 8 !== 0) {
+    throw new ValidationError(`Malformed ${what}: not a Cap'n Proto message`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const count = dv.getUint32(0, true) + 1;
+  if (count > MAX_SEGMENTS) throw new ValidationError(`Malformed ${what}: too many segments`);
+  let header = 4 + 4 * count;
+  header += header % 8;
+  if (header > bytes.length) throw new ValidationError(`Malformed ${what}: bad segment table`);
+  let total = header;
+  for (let i = 0; i < count; i++) total += dv.getUint32(4 + 4 * i, true) * 8;
+  if (total !== bytes.length) throw new ValidationError(`Malformed ${what}: bad segment table`);
 }
 
 /**
  * Check that `bytes` (a message whose segment table is already known to be consistent)
  * is a well-formed pointer structure within bounds, depth and traversal budget.
  *
+ * @param what what the bytes are, for the error text ("frame", "message content")
  * @throws {ValidationError} on the first problem found
  */
-export function validateMessage(bytes: Uint8Array, maxDepth = MAX_NESTING_DEPTH): void {
+export function validateMessage(
+  bytes: Uint8Array,
+  maxDepth = MAX_NESTING_DEPTH,
+  what = "frame",
+): void {
+  const fail = (why: string): never => {
+    throw new ValidationError(`Malformed ${what}: ${why}`);
+  };
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const count = dv.getUint32(0, true) + 1;
   let offset = 4 + 4 * count;

@@ -23,10 +23,7 @@ import {
 } from "./messages.ts";
 import { MAX_FRAME_BYTES, MAX_NESTING_DEPTH, MAX_TRAVERSAL_WORDS } from "../limits.ts";
 import { QpqError, ValidationError } from "../errors.ts";
-import { validateMessage } from "./_validate.ts";
-
-/** Most segments accepted in one message; qpq writers always produce few. */
-const MAX_SEGMENTS = 64;
+import { checkSegmentTable, validateMessage } from "./_validate.ts";
 
 // capnp-es generated classes are walked by field name; this alias is the dynamic view.
 // deno-lint-ignore no-explicit-any
@@ -103,6 +100,9 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
     writeStruct(target[`_init${cap(field)}`](), kind.struct, v as Record<string, unknown>);
   } else {
     const items = v as unknown[];
+    // Like empty Data: an empty list stays a null pointer (read back as empty), so a
+    // decoded frame re-encodes to the same bytes whether or not the peer set the field.
+    if (items.length === 0) return;
     const list = target[`_init${cap(field)}`](items.length);
     for (let i = 0; i < items.length; i++) {
       if (kind.list === "text") list.set(i, items[i] as string);
@@ -233,21 +233,6 @@ export interface FrameHeader {
 export interface OpenedFrame extends FrameHeader {
   /** Decode the body; throws {@link ValidationError} on malformed content. */
   decode(): Frame;
-}
-
-function checkSegmentTable(bytes: Uint8Array): void {
-  if (bytes.length < 8 || bytes.length % 8 !== 0) {
-    throw new ValidationError("Malformed frame: not a Cap'n Proto message");
-  }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const count = dv.getUint32(0, true) + 1;
-  if (count > MAX_SEGMENTS) throw new ValidationError("Malformed frame: too many segments");
-  let header = 4 + 4 * count;
-  header += header % 8;
-  if (header > bytes.length) throw new ValidationError("Malformed frame: bad segment table");
-  let total = header;
-  for (let i = 0; i < count; i++) total += dv.getUint32(4 + 4 * i, true) * 8;
-  if (total !== bytes.length) throw new ValidationError("Malformed frame: bad segment table");
 }
 
 /**

@@ -61,11 +61,18 @@ export type UnionValue<U extends UnionDesc> = {
     : { kind: K };
 }[keyof U & string];
 
-const MESSAGE_KIND = { enum: ["application", "commit", "welcome", "proposal"] } as const;
+const MESSAGE_KIND = {
+  enum: ["application", "commit", "welcome", "proposal", "rejoin"],
+} as const;
 const CHANNEL_KIND = { enum: ["dm", "group"] } as const;
 
 const BLOB = { data: "data" } as const;
 const USER_REF = { username: "text" } as const;
+/**
+ * `UserRef` as fetchKeyPackage reads it: the user and the MLS cipher suite id wanted
+ * (0 or absent = any suite, the v1.0 behaviour).
+ */
+const KEY_PACKAGE_REF = { username: "text", cipherSuite: { optional: "u16" } } as const;
 const WELCOME = { username: "text", payload: "data" } as const;
 const MESSAGE = {
   seq: "u64",
@@ -98,8 +105,12 @@ export const REQUEST = {
   logout: "void",
   publishIdentityKey: { key: "data" },
   fetchIdentityKey: USER_REF,
-  uploadKeyPackages: { packages: { list: BLOB }, lastResort: "data" },
-  fetchKeyPackage: USER_REF,
+  uploadKeyPackages: {
+    packages: { list: BLOB },
+    lastResort: "data",
+    lastResorts: { optional: { list: BLOB } },
+  },
+  fetchKeyPackage: KEY_PACKAGE_REF,
   countKeyPackages: "void",
   enqueue: {
     channelId: "data",
@@ -127,6 +138,7 @@ export const REQUEST = {
     welcome: { optional: "data" },
     welcomeFor: { optional: { list: "text" } },
   },
+  countKeyPackagesForSuite: { cipherSuite: "u16" },
 } as const satisfies UnionDesc;
 
 /** The `Response` union of schemas/qpq.capnp. */

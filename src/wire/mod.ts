@@ -1,6 +1,7 @@
 /**
  * The qpq wire: typed messages generated from schemas/qpq.capnp, the frame codec,
- * length-prefixed framing and the request/response layer. The only importer of capnp-es.
+ * length-prefixed framing, the request/response layer, and the message-content codec (the
+ * plaintext inside MLS application messages). The only importer of capnp-es.
  *
  * @module
  */
@@ -13,6 +14,14 @@ export {
   openFrame,
 } from "./codec.ts";
 export { FrameReader, type FrameReaderOptions, lengthPrefixed } from "./framing.ts";
+export {
+  CONTENT_MESSAGE_ID_BYTES,
+  CONTENT_VERSION,
+  type ContentBody,
+  decodeContent,
+  encodeContent,
+  type MessageContent,
+} from "./content.ts";
 export {
   type EncodedRequest,
   encodedRequest,

@@ -2,12 +2,13 @@
  * The decoders of peer bytes that the fuzz harness drives, each with its seed corpus:
  * recorded frames (tests/fixtures/frames/) and fresh, real protocol bytes (OPAQUE
  * messages, MLS KeyPackages, Welcomes, commits, application messages, group states,
- * envelopes, delivery records) made at setup.
+ * envelopes, delivery records, message contents) made at setup.
  *
  * A target returns normally or throws. The harness accepts a {@link QpqError} (not
  * `InternalError`, unless the target stores trusted bytes) and counts anything else as a
  * crash. Oracles that make a target fail loudly:
- * - frames: decode ─► encode ─► decode ─► encode gives the same bytes (canonical codec)
+ * - frames and message contents: decode ─► encode ─► decode ─► encode gives the same
+ *   bytes (canonical codec)
  * - framing: FrameReader yields exactly the reference split, whatever the chunking, and
  *   ends with the right error (too_large, transport, timeout)
  * - envelope: a modified input is never accepted; OPAQUE KE3: a modified MAC never is
@@ -15,7 +16,14 @@
  * @module
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { decodeFrame, encodeFrame, FrameReader, lengthPrefixed } from "../../src/wire/mod.ts";
+import {
+  decodeContent,
+  decodeFrame,
+  encodeContent,
+  encodeFrame,
+  FrameReader,
+  lengthPrefixed,
+} from "../../src/wire/mod.ts";
 import {
   addMembers,
   createGroup,
@@ -176,6 +184,33 @@ function framingTarget(frames: Uint8Array[]): FuzzTarget {
       if (actual !== expected) fail(`ended with ${actual} where ${expected} was expected`);
       if (error !== undefined) throw error;
       return got.length;
+    },
+  };
+}
+
+function contentTarget(): FuzzTarget {
+  const corpus = ["", "hi", "名前 ✓ \u202e rtl", "line one\nline two", "x".repeat(700)].map((
+    text,
+    i,
+  ) =>
+    encodeContent({
+      version: 1,
+      messageId: randomBytes(16),
+      sentAtMs: 1_767_225_600_000 + i,
+      body: { kind: "text", text },
+    })
+  );
+  return {
+    name: "wire.decodeContent",
+    shape: "capnp",
+    corpus,
+    weight: 10,
+    run(input) {
+      const c = decodeContent(input);
+      const once = encodeContent(c);
+      const twice = encodeContent(decodeContent(once));
+      if (!same(once, twice)) throw new Error("content oracle: re-encoding is not stable");
+      return c;
     },
   };
 }
@@ -393,13 +428,18 @@ export async function buildTargets(recorded: Map<string, Uint8Array>): Promise<F
   if (upload) {
     const f = decodeFrame(upload);
     if (f.type === "request" && f.request.kind === "uploadKeyPackages") {
-      recordedKps.push(...f.request.packages.map((p) => p.data), f.request.lastResort);
+      recordedKps.push(
+        ...f.request.packages.map((p) => p.data),
+        f.request.lastResort,
+        ...(f.request.lastResorts ?? []).map((p) => p.data),
+      );
     }
   }
   const fx = [await mlsFixture(XWING), await mlsFixture(X25519)];
   return [
     frameTarget(frames),
     framingTarget(frames),
+    contentTarget(),
     ...mlsTargets(fx, recordedKps),
     envelopeTarget(),
     ...(await authTargets(recorded)),

@@ -77,6 +77,14 @@ export function checkKeyPackage(p: KeyPackageInput, lim: StoreLimits): void {
     });
   }
   checkCount("KeyPackage expiry", p.notAfter);
+  checkCipherSuite(p.cipherSuite, false);
+}
+
+/** An MLS cipher suite id: 1..65535, or 0 (any) where `anyAllowed`. */
+export function checkCipherSuite(suite: number, anyAllowed: boolean): void {
+  if (!Number.isInteger(suite) || suite < (anyAllowed ? 0 : 1) || suite > 0xffff) {
+    throw new ValidationError("Invalid cipher suite: must be an MLS cipher suite id");
+  }
 }
 
 /** A KeyPackage batch within the size limits. */

@@ -18,6 +18,17 @@
 import type { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../../errors.ts";
 
+/**
+ * SQL for the MLS cipher suite of a stored KeyPackage row (`data`), for migration 2: the
+ * header of plain bytes saying suite 1 (X25519) gives 1; anything else is X-Wing (83), the
+ * only other suite qpq offers (sealed bytes cannot be read by SQL).
+ */
+const SUITE_FROM_DATA = `CASE
+        WHEN (SELECT value FROM meta WHERE key = 'seal_mode') = CAST('plain' AS BLOB)
+          AND hex(substr(data, 1, 8)) = '0001000500010001'
+        THEN 1
+        ELSE 83 END`;
+
 /** One schema migration. */
 export interface Migration {
   /** 1, 2, 3, … with no gaps. */
@@ -120,6 +131,34 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ) STRICT, WITHOUT ROWID;
       CREATE INDEX deliveries_message ON deliveries (message);
       CREATE INDEX deliveries_created ON deliveries (created_at);
+    `,
+  },
+  {
+    // KeyPackages per MLS cipher suite: a `cipher_suite` column on both KeyPackage tables,
+    // and one last-resort package per (user, suite) instead of per user. The suite of an
+    // existing row is read from its bytes (MLSMessage: u16 version 1, u16 wire format 5 =
+    // KeyPackage; KeyPackage: u16 version 1, u16 cipher suite) when the database is not
+    // sealed; sealed rows (and anything unreadable) get X-Wing (83), the only suite
+    // clients uploaded before. The suite is an index, not a secret: the signed KeyPackage
+    // bytes carry the truth and members check the suite of what they add.
+    version: 2,
+    name: "KeyPackages per cipher suite",
+    sql: `
+      ALTER TABLE key_packages ADD COLUMN cipher_suite INTEGER NOT NULL DEFAULT 83;
+      UPDATE key_packages SET cipher_suite = ${SUITE_FROM_DATA};
+      CREATE INDEX key_packages_uid_suite ON key_packages (uid, cipher_suite, id);
+      CREATE TABLE last_resort_key_packages_v2 (
+        uid BLOB NOT NULL REFERENCES users (uid),
+        cipher_suite INTEGER NOT NULL,
+        ref BLOB NOT NULL,
+        data BLOB NOT NULL,
+        not_after INTEGER NOT NULL,
+        PRIMARY KEY (uid, cipher_suite)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO last_resort_key_packages_v2 (uid, cipher_suite, ref, data, not_after)
+        SELECT uid, ${SUITE_FROM_DATA}, ref, data, not_after FROM last_resort_key_packages;
+      DROP TABLE last_resort_key_packages;
+      ALTER TABLE last_resort_key_packages_v2 RENAME TO last_resort_key_packages;
     `,
   },
 ]);

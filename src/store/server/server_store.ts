@@ -42,7 +42,7 @@ export interface StoreLimits {
   messageRetentionMs: number;
   /** Most messages returned by one fetch. */
   maxFetchPage: number;
-  /** Most batch KeyPackages stored per user (the last-resort one is extra). */
+  /** Most batch KeyPackages stored per user, all suites together (last resorts are extra). */
   maxKeyPackagesPerUser: number;
   /** Largest single KeyPackage (bytes). */
   maxKeyPackageBytes: number;
@@ -120,10 +120,18 @@ export interface PendingLogin {
 export interface KeyPackageInput {
   /** The KeyPackageRef (hash) identifying it; unique per user. */
   ref: Uint8Array;
+  /** Its MLS cipher suite id (1..65535), read by the caller from the KeyPackage. */
+  cipherSuite: number;
   /** The encoded KeyPackage. */
   data: Uint8Array;
   /** Expiry (ms); consumers never receive an expired package. */
   notAfter: number;
+}
+
+/** Which KeyPackages a call is about. */
+export interface KeyPackageQuery {
+  /** Only this MLS cipher suite; 0 or absent: any suite. */
+  cipherSuite?: number;
 }
 
 /** A KeyPackage handed out by {@link ServerStore.consumeKeyPackage}. */
@@ -306,15 +314,19 @@ export interface ServerStore {
    * when the user's total would exceed the cap. Returns the user's new count.
    */
   addKeyPackages(username: string, packages: readonly KeyPackageInput[]): Promise<number>;
-  /** Set (replace) the user's last-resort KeyPackage. */
+  /** Set (replace) the user's last-resort KeyPackage of `pkg.cipherSuite`. */
   setLastResortKeyPackage(username: string, pkg: KeyPackageInput): Promise<void>;
   /**
-   * Atomically take one unexpired batch KeyPackage (deleted: never handed out twice), or
-   * when none is left, the unexpired last-resort one (not deleted). Undefined if neither.
+   * Atomically take the oldest unexpired batch KeyPackage of the suite asked for (deleted:
+   * never handed out twice), or when none is left, the unexpired last-resort one of that
+   * suite (not deleted). Undefined if neither. Any suite when none is asked for.
    */
-  consumeKeyPackage(username: string): Promise<ConsumedKeyPackage | undefined>;
-  /** Unexpired batch KeyPackages left for the user (the last-resort one not counted). */
-  countKeyPackages(username: string): Promise<number>;
+  consumeKeyPackage(
+    username: string,
+    query?: KeyPackageQuery,
+  ): Promise<ConsumedKeyPackage | undefined>;
+  /** Unexpired batch KeyPackages left for the user (of one suite if asked; last resorts not counted). */
+  countKeyPackages(username: string, query?: KeyPackageQuery): Promise<number>;
 
   // ---- channels ----
 

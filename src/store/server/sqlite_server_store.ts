@@ -28,6 +28,7 @@ import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import {
   channelFull,
   checkChannelId,
+  checkCipherSuite,
   checkCommit,
   checkCount,
   checkDistinct,
@@ -64,6 +65,7 @@ import {
   type EnqueueResult,
   InProcessNotifier,
   type KeyPackageInput,
+  type KeyPackageQuery,
   type Notifier,
   type PendingLogin,
   type PurgeResult,
@@ -527,12 +529,20 @@ export class SqliteServerStore implements ServerStore {
 
   // ---- key packages ----
 
-  #countKp(uid: Uint8Array): number {
-    const r = this.#get(
-      "SELECT COUNT(*) AS n FROM key_packages WHERE uid = ? AND not_after > ?",
-      uid,
-      this.#clock(),
-    );
+  /** Unexpired batch packages of `uid` (of one suite, or all when `suite` is 0). */
+  #countKp(uid: Uint8Array, suite: number): number {
+    const r = suite === 0
+      ? this.#get(
+        "SELECT COUNT(*) AS n FROM key_packages WHERE uid = ? AND not_after > ?",
+        uid,
+        this.#clock(),
+      )
+      : this.#get(
+        "SELECT COUNT(*) AS n FROM key_packages WHERE uid = ? AND cipher_suite = ? AND not_after > ?",
+        uid,
+        suite,
+        this.#clock(),
+      );
     return Number(r?.n ?? 0);
   }
 
@@ -553,19 +563,21 @@ export class SqliteServerStore implements ServerStore {
       let added = 0;
       for (const p of packages) {
         added += this.#run(
-          "INSERT OR IGNORE INTO key_packages (uid, ref, data, not_after) VALUES (?, ?, ?, ?)",
+          "INSERT OR IGNORE INTO key_packages (uid, ref, data, not_after, cipher_suite) " +
+            "VALUES (?, ?, ?, ?, ?)",
           uid,
           p.ref,
           this.#sealer.seal("key_packages.data", this.#kpRowKey(uid, p.ref), p.data),
           p.notAfter,
+          p.cipherSuite,
         );
       }
-      // Every stored row counts toward the cap (expired ones until purged), as in memory.
+      // Every stored row counts toward the cap (expired ones until purged), all suites.
       const total = Number(
         this.#get("SELECT COUNT(*) AS n FROM key_packages WHERE uid = ?", uid)?.n ?? 0,
       );
       if (added > 0 && total > this.#lim.maxKeyPackagesPerUser) throw keyPackagesFull(this.#lim);
-      return this.#countKp(uid);
+      return this.#countKp(uid, 0);
     });
   }
 
@@ -573,9 +585,13 @@ export class SqliteServerStore implements ServerStore {
     return this.#tx(() => {
       checkKeyPackage(pkg, this.#lim);
       const uid = this.#requireUser(username);
+      // Sealed under the user (as before migration 2): a row moved to another suite of the
+      // same user is not detected here; members refuse a KeyPackage of the wrong suite.
       this.#run(
-        "INSERT OR REPLACE INTO last_resort_key_packages (uid, ref, data, not_after) VALUES (?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO last_resort_key_packages (uid, cipher_suite, ref, data, not_after) " +
+          "VALUES (?, ?, ?, ?, ?)",
         uid,
+        pkg.cipherSuite,
         pkg.ref,
         this.#sealer.seal("last_resort_key_packages.data", uid, pkg.data),
         pkg.notAfter,
@@ -583,21 +599,35 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  consumeKeyPackage(username: string): Promise<ConsumedKeyPackage | undefined> {
+  consumeKeyPackage(
+    username: string,
+    query: KeyPackageQuery = {},
+  ): Promise<ConsumedKeyPackage | undefined> {
     return this.#tx(() => {
+      const suite = query.cipherSuite ?? 0;
+      checkCipherSuite(suite, true);
       const uid = this.#requireUser(username);
       const now = this.#clock();
-      const r = this.#get(
-        "SELECT id, ref, data, not_after FROM key_packages WHERE uid = ? AND not_after > ? " +
-          "ORDER BY id LIMIT 1",
-        uid,
-        now,
-      );
+      const r = suite === 0
+        ? this.#get(
+          "SELECT id, ref, data, not_after, cipher_suite FROM key_packages " +
+            "WHERE uid = ? AND not_after > ? ORDER BY id LIMIT 1",
+          uid,
+          now,
+        )
+        : this.#get(
+          "SELECT id, ref, data, not_after, cipher_suite FROM key_packages " +
+            "WHERE uid = ? AND cipher_suite = ? AND not_after > ? ORDER BY id LIMIT 1",
+          uid,
+          suite,
+          now,
+        );
       if (r !== undefined) {
         this.#run("DELETE FROM key_packages WHERE id = ?", r.id as number);
         const ref = r.ref as Uint8Array;
         return {
           ref,
+          cipherSuite: r.cipher_suite as number,
           data: this.#sealer.open(
             "key_packages.data",
             this.#kpRowKey(uid, ref),
@@ -607,14 +637,24 @@ export class SqliteServerStore implements ServerStore {
           lastResort: false,
         };
       }
-      const lr = this.#get(
-        "SELECT ref, data, not_after FROM last_resort_key_packages WHERE uid = ? AND not_after > ?",
-        uid,
-        now,
-      );
+      const lr = suite === 0
+        ? this.#get(
+          "SELECT ref, data, not_after, cipher_suite FROM last_resort_key_packages " +
+            "WHERE uid = ? AND not_after > ? ORDER BY cipher_suite LIMIT 1",
+          uid,
+          now,
+        )
+        : this.#get(
+          "SELECT ref, data, not_after, cipher_suite FROM last_resort_key_packages " +
+            "WHERE uid = ? AND cipher_suite = ? AND not_after > ?",
+          uid,
+          suite,
+          now,
+        );
       if (lr === undefined) return undefined;
       return {
         ref: lr.ref as Uint8Array,
+        cipherSuite: lr.cipher_suite as number,
         data: this.#sealer.open("last_resort_key_packages.data", uid, lr.data as Uint8Array),
         notAfter: lr.not_after as number,
         lastResort: true,
@@ -622,8 +662,12 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  countKeyPackages(username: string): Promise<number> {
-    return this.#call(() => this.#countKp(this.#requireUser(username)));
+  countKeyPackages(username: string, query: KeyPackageQuery = {}): Promise<number> {
+    return this.#call(() => {
+      const suite = query.cipherSuite ?? 0;
+      checkCipherSuite(suite, true);
+      return this.#countKp(this.#requireUser(username), suite);
+    });
   }
 
   // ---- channels ----

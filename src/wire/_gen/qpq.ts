@@ -168,7 +168,12 @@ export const Request_Which = {
 * MLS commit + roster change, ordered per epoch
 *
 */
-    COMMIT: 21
+    COMMIT: 21,
+    /**
+* own remaining packages of one suite
+*
+*/
+    COUNT_KEY_PACKAGES_FOR_SUITE: 22
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -194,6 +199,7 @@ export class Request extends $.Struct {
     static readonly LIST_CHANNELS = Request_Which.LIST_CHANNELS;
     static readonly MEMBERS = Request_Which.MEMBERS;
     static readonly COMMIT = Request_Which.COMMIT;
+    static readonly COUNT_KEY_PACKAGES_FOR_SUITE = Request_Which.COUNT_KEY_PACKAGES_FOR_SUITE;
     static readonly _capnp = {
         displayName: "Request",
         id: "b217adffcdae03fc",
@@ -685,6 +691,35 @@ export class Request extends $.Struct {
         $.utils.setUint16(0, 21, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
+    _adoptCountKeyPackagesForSuite(value: $.Orphan<SuiteRef>): void {
+        $.utils.setUint16(0, 22, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownCountKeyPackagesForSuite(): $.Orphan<SuiteRef> {
+        return $.utils.disown(this.countKeyPackagesForSuite);
+    }
+    /**
+* own remaining packages of one suite
+*
+*/
+    get countKeyPackagesForSuite(): SuiteRef {
+        $.utils.testWhich("countKeyPackagesForSuite", $.utils.getUint16(0, this), 22, this);
+        return $.utils.getStruct(0, SuiteRef, this);
+    }
+    _hasCountKeyPackagesForSuite(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initCountKeyPackagesForSuite(): SuiteRef {
+        $.utils.setUint16(0, 22, this);
+        return $.utils.initStructAt(0, SuiteRef, this);
+    }
+    get _isCountKeyPackagesForSuite(): boolean {
+        return $.utils.getUint16(0, this) === 22;
+    }
+    set countKeyPackagesForSuite(value: SuiteRef) {
+        $.utils.setUint16(0, 22, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
     toString(): string { return "Request_" + super.toString(); }
     which(): Request_Which {
         return $.utils.getUint16(0, this) as Request_Which;
@@ -986,7 +1021,7 @@ export class UserRef extends $.Struct {
     static readonly _capnp = {
         displayName: "UserRef",
         id: "caba720ace3e93a3",
-        size: new $.ObjectSize(0, 1),
+        size: new $.ObjectSize(8, 1),
     };
     get username(): string {
         return $.utils.getText(0, this);
@@ -994,15 +1029,44 @@ export class UserRef extends $.Struct {
     set username(value: string) {
         $.utils.setText(0, value, this);
     }
+    /**
+* fetchKeyPackage only: MLS suite id, 0 = any (ignored elsewhere)
+*
+*/
+    get cipherSuite(): number {
+        return $.utils.getUint16(0, this);
+    }
+    set cipherSuite(value: number) {
+        $.utils.setUint16(0, value, this);
+    }
     toString(): string { return "UserRef_" + super.toString(); }
+}
+export class SuiteRef extends $.Struct {
+    static readonly _capnp = {
+        displayName: "SuiteRef",
+        id: "e604512d7fb038bd",
+        size: new $.ObjectSize(8, 0),
+    };
+    /**
+* MLS cipher suite id, 0 = any
+*
+*/
+    get cipherSuite(): number {
+        return $.utils.getUint16(0, this);
+    }
+    set cipherSuite(value: number) {
+        $.utils.setUint16(0, value, this);
+    }
+    toString(): string { return "SuiteRef_" + super.toString(); }
 }
 export class UploadKeyPackages extends $.Struct {
     static readonly _capnp = {
         displayName: "UploadKeyPackages",
         id: "820194fb139aa977",
-        size: new $.ObjectSize(0, 2),
+        size: new $.ObjectSize(0, 3),
     };
     static _Packages: $.ListCtor<Blob>;
+    static _LastResorts: $.ListCtor<Blob>;
     _adoptPackages(value: $.Orphan<$.List<Blob>>): void {
         $.utils.adopt(value, $.utils.getPointer(0, this));
     }
@@ -1010,7 +1074,7 @@ export class UploadKeyPackages extends $.Struct {
         return $.utils.disown(this.packages);
     }
     /**
-* MLS KeyPackages (TLS encoding)
+* MLS KeyPackages (TLS encoding), any qpq suites
 *
 */
     get packages(): $.List<Blob> {
@@ -1032,7 +1096,7 @@ export class UploadKeyPackages extends $.Struct {
         return $.utils.disown(this.lastResort);
     }
     /**
-* optional: replaces the last-resort package
+* optional: replaces the last-resort package of its suite
 *
 */
     get lastResort(): $.Data {
@@ -1047,13 +1111,40 @@ export class UploadKeyPackages extends $.Struct {
     set lastResort(value: $.Data) {
         $.utils.copyFrom(value, $.utils.getPointer(1, this));
     }
+    _adoptLastResorts(value: $.Orphan<$.List<Blob>>): void {
+        $.utils.adopt(value, $.utils.getPointer(2, this));
+    }
+    _disownLastResorts(): $.Orphan<$.List<Blob>> {
+        return $.utils.disown(this.lastResorts);
+    }
+    /**
+* optional: last-resort packages, at most one per suite
+*
+*/
+    get lastResorts(): $.List<Blob> {
+        return $.utils.getList(2, UploadKeyPackages._LastResorts, this);
+    }
+    _hasLastResorts(): boolean {
+        return !$.utils.isNull($.utils.getPointer(2, this));
+    }
+    _initLastResorts(length: number): $.List<Blob> {
+        return $.utils.initList(2, UploadKeyPackages._LastResorts, length, this);
+    }
+    set lastResorts(value: $.List<Blob>) {
+        $.utils.copyFrom(value, $.utils.getPointer(2, this));
+    }
     toString(): string { return "UploadKeyPackages_" + super.toString(); }
 }
 export const MessageKind = {
     APPLICATION: 0,
     COMMIT: 1,
     WELCOME: 2,
-    PROPOSAL: 3
+    PROPOSAL: 3,
+    /**
+* payload: a fresh public KeyPackage; "re-add me"
+*
+*/
+    REJOIN: 4
 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
 export class Enqueue extends $.Struct {
@@ -2486,7 +2577,103 @@ export class Push extends $.Struct {
     }
     toString(): string { return "Push_" + super.toString(); }
 }
+export const Content_Body_Which = {
+    TEXT: 0,
+    /**
+* a union needs two members; never sent, refused on read
+*
+*/
+    RESERVED: 1
+} as const;
+export type Content_Body_Which = (typeof Content_Body_Which)[keyof typeof Content_Body_Which];
+export class Content_Body extends $.Struct {
+    static readonly TEXT = Content_Body_Which.TEXT;
+    static readonly RESERVED = Content_Body_Which.RESERVED;
+    static readonly _capnp = {
+        displayName: "body",
+        id: "f84a3d386b6772f2",
+        size: new $.ObjectSize(16, 2),
+    };
+    get text(): string {
+        $.utils.testWhich("text", $.utils.getUint16(2, this), 0, this);
+        return $.utils.getText(1, this);
+    }
+    get _isText(): boolean {
+        return $.utils.getUint16(2, this) === 0;
+    }
+    set text(value: string) {
+        $.utils.setUint16(2, 0, this);
+        $.utils.setText(1, value, this);
+    }
+    get _isReserved(): boolean {
+        return $.utils.getUint16(2, this) === 1;
+    }
+    set reserved(_: true) {
+        $.utils.setUint16(2, 1, this);
+    }
+    toString(): string { return "Content_Body_" + super.toString(); }
+    which(): Content_Body_Which {
+        return $.utils.getUint16(2, this) as Content_Body_Which;
+    }
+}
+export class Content extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Content",
+        id: "dfb6280619d906c7",
+        size: new $.ObjectSize(16, 2),
+    };
+    /**
+* 1
+*
+*/
+    get version(): number {
+        return $.utils.getUint16(0, this);
+    }
+    set version(value: number) {
+        $.utils.setUint16(0, value, this);
+    }
+    _adoptMessageId(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownMessageId(): $.Orphan<$.Data> {
+        return $.utils.disown(this.messageId);
+    }
+    /**
+* 16 bytes, the UUIDv7 the sender chose
+*
+*/
+    get messageId(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasMessageId(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initMessageId(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set messageId(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* sender's clock
+*
+*/
+    get sentAtMs(): bigint {
+        return $.utils.getUint64(8, this);
+    }
+    set sentAtMs(value: bigint) {
+        $.utils.setUint64(8, value, this);
+    }
+    get body(): Content_Body {
+        return $.utils.getAs(Content_Body, this);
+    }
+    _initBody(): Content_Body {
+        return $.utils.getAs(Content_Body, this);
+    }
+    toString(): string { return "Content_" + super.toString(); }
+}
 UploadKeyPackages._Packages = $.CompositeList(Blob);
+UploadKeyPackages._LastResorts = $.CompositeList(Blob);
 Commit._Welcomes = $.CompositeList(Welcome);
 Messages._Messages = $.CompositeList(Message);
 Channels._Channels = $.CompositeList(ChannelInfo);

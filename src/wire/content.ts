@@ -1,0 +1,144 @@
+/**
+ * Message content: what the plaintext of an MLS application message is, as the schema's
+ * `Content` struct (schemas/qpq.capnp). The server never sees it; members encode it before
+ * encrypting and decode it after decrypting, so the decoder treats its input as untrusted
+ * bytes from a peer, with the same caps as the frame decoder.
+ *
+ * ```
+ * encodeContent: MessageContent ─► checks (version, 16-byte id, time) ─► capnp ─► size cap
+ * decodeContent: bytes ─(size cap, segment table, pointer walk: bounds, depth, amplification)─►
+ *   capnp Content ─► version 1? ─► body member known? ─► MessageContent
+ * ```
+ *
+ * An unknown body member (a newer sender's attachment, say) or a newer version is a
+ * {@link ValidationError} with code "unsupported_version" and the text "Message content type
+ * is not supported: upgrade qpq", never a guess and never a crash.
+ *
+ * @module
+ */
+import * as $ from "capnp-es";
+import * as gen from "./_gen/qpq.ts";
+import { MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH } from "../limits.ts";
+import { QpqError, UsageError, ValidationError } from "../errors.ts";
+import { checkSegmentTable, validateMessage } from "./_validate.ts";
+
+/** The content version this build writes and reads. */
+export const CONTENT_VERSION = 1;
+
+/** Length of a message id: a UUIDv7 (bytes). */
+export const CONTENT_MESSAGE_ID_BYTES = 16;
+
+/** The body of a message: one member of the schema's `Content.body` union. */
+export type ContentBody = { kind: "text"; text: string };
+
+/** The plaintext of one application message. */
+export interface MessageContent {
+  /** Content version: {@link CONTENT_VERSION}. */
+  version: number;
+  /** The 16-byte UUIDv7 the sender chose (the same id the server deduplicates on). */
+  messageId: Uint8Array;
+  /** The sender's clock when sending (ms since the Unix epoch). */
+  sentAtMs: number;
+  /** What the message says. */
+  body: ContentBody;
+}
+
+const WHAT = "message content";
+
+// capnp-es generated classes are used dynamically for the internal limits.
+// deno-lint-ignore no-explicit-any
+type Dyn = any;
+
+/** The error for a body member or version this build does not know. */
+function unsupported(): ValidationError {
+  return new ValidationError("Message content type is not supported: upgrade qpq", {
+    code: "unsupported_version",
+  });
+}
+
+/**
+ * Encode message content to one unpacked Cap'n Proto message.
+ *
+ * @throws {UsageError} for a malformed value (version, id length, time, body kind) and,
+ *   with code "too_large", when the encoding exceeds MAX_MESSAGE_BYTES
+ */
+export function encodeContent(c: MessageContent): Uint8Array {
+  if (!Number.isInteger(c.version) || c.version < 1 || c.version > 0xffff) {
+    throw new UsageError("Message content version must be 1 to 65535");
+  }
+  if (!(c.messageId instanceof Uint8Array) || c.messageId.length !== CONTENT_MESSAGE_ID_BYTES) {
+    throw new UsageError(`Message id must be ${CONTENT_MESSAGE_ID_BYTES} bytes`);
+  }
+  if (!Number.isSafeInteger(c.sentAtMs) || c.sentAtMs < 0) {
+    throw new UsageError("Message time must be a non-negative integer");
+  }
+  if (c.body?.kind !== "text" || typeof c.body.text !== "string") {
+    throw new UsageError("Message content body must be text");
+  }
+  const msg = new $.Message();
+  const root = msg.initRoot(gen.Content);
+  root.version = c.version;
+  root._initMessageId(c.messageId.length).copyBuffer(c.messageId);
+  root.sentAtMs = BigInt(c.sentAtMs);
+  root.body.text = c.body.text;
+  const out = new Uint8Array(msg.toArrayBuffer());
+  if (out.length > MAX_MESSAGE_BYTES) {
+    throw new UsageError(`Message is too large: at most ${MAX_MESSAGE_BYTES} bytes`, {
+      code: "too_large",
+    });
+  }
+  return out;
+}
+
+/**
+ * Decode message content made by {@link encodeContent} (untrusted: a peer's plaintext).
+ *
+ * @throws {ValidationError} for anything malformed ("too_large" past MAX_MESSAGE_BYTES),
+ *   and with code "unsupported_version" for a newer version or an unknown body member
+ */
+export function decodeContent(bytes: Uint8Array): MessageContent {
+  if (!(bytes instanceof Uint8Array)) throw new ValidationError("Message content is not bytes");
+  if (bytes.length > MAX_MESSAGE_BYTES) {
+    throw new ValidationError("Message content exceeds the size limit", { code: "too_large" });
+  }
+  checkSegmentTable(bytes, WHAT);
+  guard(() => validateMessage(bytes, MAX_NESTING_DEPTH, WHAT));
+  return guard(() => {
+    const msg = new $.Message(bytes, false);
+    (msg as Dyn)._capnp.traversalLimit = 2 * MAX_MESSAGE_BYTES;
+    const root: Dyn = msg.getRoot(gen.Content);
+    root._capnp.depthLimit = MAX_NESTING_DEPTH;
+    const version = root.version as number;
+    if (version > CONTENT_VERSION) throw unsupported();
+    if (version !== CONTENT_VERSION) {
+      throw new ValidationError(`Malformed ${WHAT}: version ${version}`);
+    }
+    const messageId = (root.messageId as $.Data).toUint8Array().slice();
+    if (messageId.length !== CONTENT_MESSAGE_ID_BYTES) {
+      throw new ValidationError(
+        `Malformed ${WHAT}: message id must be ${CONTENT_MESSAGE_ID_BYTES} bytes`,
+      );
+    }
+    const sentAt = root.sentAtMs as bigint;
+    if (sentAt > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new ValidationError(`Malformed ${WHAT}: time out of range`);
+    }
+    const body: Dyn = root.body;
+    if (body.which() !== gen.Content_Body_Which.TEXT) throw unsupported();
+    return {
+      version,
+      messageId,
+      sentAtMs: Number(sentAt),
+      body: { kind: "text", text: body.text as string },
+    };
+  });
+}
+
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof QpqError) throw e;
+    throw new ValidationError(`Malformed ${WHAT}: invalid Cap'n Proto content`, { cause: e });
+  }
+}
