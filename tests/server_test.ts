@@ -698,6 +698,234 @@ Deno.test("commit: a payload that is not an MLS commit of this group and epoch i
   });
 });
 
+/** A group of alice and the given members, each added by one commit with a Welcome. */
+async function groupWith(
+  alice: { conn: ServerConnection },
+  members: string[],
+): Promise<{ channelId: Uint8Array; epoch: number }> {
+  const g = await alice.conn.call({ kind: "createGroup", name: "team" }, "channel");
+  await alice.conn.call({
+    kind: "commit",
+    channelId: g.channelId,
+    epoch: 0,
+    messageId: randomBytes(16),
+    payload: fakeCommitPayload(g.channelId, 0),
+    add: members,
+    remove: [],
+    welcomes: [],
+    welcome: utf8("welcome-0"),
+    welcomeFor: members,
+  }, "committed");
+  return { channelId: g.channelId, epoch: 1 };
+}
+
+Deno.test("commit: a Welcome may only go to users the commit adds; a member is re-added only with their removal", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const bob = await user(ts, "bob");
+    const carol = await user(ts, "carol");
+    const { channelId } = await groupWith(alice, ["bob", "carol"]);
+    type Commit = { add: string[]; remove: string[]; welcomeFor?: string[]; legacy?: string[] };
+    const commit = (epoch: number, c: Commit, ch = channelId) =>
+      alice.conn.call({
+        kind: "commit",
+        channelId: ch,
+        epoch,
+        messageId: randomBytes(16),
+        payload: fakeCommitPayload(ch, epoch),
+        add: c.add,
+        remove: c.remove,
+        welcomes: (c.legacy ?? []).map((username) => ({ username, payload: utf8("legacy") })),
+        ...(c.welcomeFor ? { welcome: utf8(`welcome-${epoch}`), welcomeFor: c.welcomeFor } : {}),
+      }, "committed");
+    const epochOf = async (ch: Uint8Array) =>
+      (await alice.conn.call({ kind: "listChannels" }, "channels")).channels
+        .find((c) => toHex(c.channelId) === toHex(ch))!.epoch;
+    // a Welcome to an existing member (a fork into a look-alike group), in both forms
+    for (
+      const c of [{ add: [], remove: [], welcomeFor: ["bob"] }, {
+        add: [],
+        remove: [],
+        legacy: ["bob"],
+      }]
+    ) {
+      const e = await refused(() => commit(1, c), ValidationError, "validation");
+      assertEquals(e.message, "A Welcome may only be for a user the commit adds");
+    }
+    // nor to a user who is neither added nor a member
+    await refused(
+      () => commit(1, { add: [], remove: [], welcomeFor: ["ts-nobody"] }),
+      ValidationError,
+      "validation",
+    );
+    // adding an existing member without removing the stale one
+    for (
+      const c of [{ add: ["bob"], remove: [], welcomeFor: ["bob"] }, {
+        add: ["bob"],
+        remove: [],
+        legacy: ["bob"],
+      }]
+    ) {
+      const e = await refused(() => commit(1, c), UsageError, "conflict");
+      assertEquals(e.message, "Cannot add bob: already a member (a re-add must also remove them)");
+    }
+    assertEquals(await epochOf(channelId), 1, "refused commits do not move the epoch");
+    // re-add bob (he asked to rejoin): remove the stale leaf, add the fresh one; same roster
+    assertEquals(
+      (await commit(1, { add: ["bob"], remove: ["bob"], welcomeFor: ["bob"] })).recipients,
+      2,
+    );
+    assertEquals(
+      (await commit(2, { add: ["carol"], remove: ["carol"], legacy: ["carol"] })).recipients,
+      2,
+    );
+    assertEquals(await epochOf(channelId), 3);
+    assertEquals(
+      (await alice.conn.call({ kind: "members", channelId }, "memberList")).members.sort(),
+      ["alice", "bob", "carol"],
+    );
+    // bob: the first Welcome, the re-add Welcome (not the commit), then carol's re-add commit
+    const got = (await fetchAll(bob.conn)).map((m) => [m.messageKind, m.epoch]);
+    assertEquals(got, [["welcome", 0], ["welcome", 1], ["commit", 2]]);
+    const carolGot = (await fetchAll(carol.conn)).map((m) => [m.messageKind, m.epoch]);
+    assertEquals(carolGot, [["welcome", 0], ["commit", 1], ["welcome", 2]]);
+    // a DM member can be re-added too (its roster cannot change otherwise)
+    const ch = await dm(alice.conn, "bob");
+    assertEquals(
+      (await commit(0, { add: ["bob"], remove: ["bob"], welcomeFor: ["bob"] }, ch)).recipients,
+      1,
+    );
+    await refused(
+      () => commit(1, { add: ["carol"], remove: [], welcomeFor: ["carol"] }, ch),
+      UsageError,
+      "usage",
+    );
+    assertEquals(
+      (await alice.conn.call({ kind: "members", channelId: ch }, "memberList")).members.sort(),
+      ["alice", "bob"],
+    );
+    for (const u of [alice, bob, carol]) await u.conn.close();
+  });
+});
+
+Deno.test("enqueue rejoin: a member's fresh KeyPackage reaches the other members, in groups and DMs", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const bob = await user(ts, "bob");
+    const carol = await user(ts, "carol");
+    const dave = await user(ts, "dave");
+    const { channelId } = await groupWith(alice, ["bob", "carol"]);
+    const fresh = await createKeyPackage({
+      username: "bob",
+      identity: { publicKey: bob.identity.publicKey, privateKey: bob.identity.exportPrivateKey() },
+      suite: SUITE,
+      lifetimeSeconds: 3600,
+    });
+    const rejoin = (conn: ServerConnection, ch: Uint8Array, payload = fresh.publicPackage) =>
+      conn.call({
+        kind: "enqueue",
+        channelId: ch,
+        messageId: randomBytes(16),
+        payload,
+        messageKind: "rejoin",
+        epoch: 1,
+        recipients: [],
+      }, "enqueued");
+    assertEquals((await rejoin(bob.conn, channelId)).recipients, 2);
+    for (const u of [alice, carol]) {
+      const last = (await fetchAll(u.conn)).at(-1)!;
+      assertEquals([last.messageKind, last.sender], ["rejoin", "bob"]);
+      assertEquals(last.payload, fresh.publicPackage);
+    }
+    assertEquals((await fetchAll(bob.conn)).map((m) => m.messageKind), ["welcome"], "not to bob");
+    // only members may ask, and the size cap applies
+    await refused(() => rejoin(dave.conn, channelId), AuthError, "forbidden");
+    await refused(
+      () => rejoin(bob.conn, channelId, new Uint8Array(2049)),
+      ValidationError,
+      "too_large",
+    );
+    // in a DM too: the peer whose state broke asks the other to re-add it
+    const ch = await dm(bob.conn, "alice");
+    assertEquals((await rejoin(bob.conn, ch)).recipients, 1);
+    const last = (await fetchAll(alice.conn)).at(-1)!;
+    assertEquals([last.messageKind, toHex(last.channelId)], ["rejoin", toHex(ch)]);
+    for (const u of [alice, bob, carol, dave]) await u.conn.close();
+  }, { file: { max_message_bytes: 2048 } });
+});
+
+Deno.test("KeyPackages are filed per cipher suite: fetch and count by suite, one last resort per suite", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const bob = await user(ts, "bob");
+    const XWING = "MLS_256_XWING_AES256GCM_SHA512_Ed25519";
+    const make = (suite: typeof SUITE | typeof XWING, lastResort = false) =>
+      createKeyPackage({
+        username: "bob",
+        identity: {
+          publicKey: bob.identity.publicKey,
+          privateKey: bob.identity.exportPrivateKey(),
+        },
+        suite,
+        lifetimeSeconds: 3600,
+        lastResort,
+      });
+    const x25519 = [await make(SUITE), await make(SUITE)];
+    const xwing = await make(XWING);
+    const lrXwing = await make(XWING, true);
+    const lrX25519 = await make(SUITE, true);
+    // two last resorts of one suite in one upload are refused
+    await refused(
+      () =>
+        bob.conn.call({
+          kind: "uploadKeyPackages",
+          packages: [],
+          lastResort: lrXwing.publicPackage,
+          lastResorts: [{ data: lrXwing.publicPackage }],
+        }, "keyPackageCount"),
+      ValidationError,
+      "validation",
+    );
+    const up = await bob.conn.call({
+      kind: "uploadKeyPackages",
+      packages: [...x25519, xwing].map((k) => ({ data: k.publicPackage })),
+      lastResort: lrXwing.publicPackage, // the v1.0 field, filed under its own suite
+      lastResorts: [{ data: lrX25519.publicPackage }],
+    }, "keyPackageCount");
+    assertEquals(up.count, 3);
+    const count = async (cipherSuite?: number) =>
+      (await bob.conn.call(
+        cipherSuite === undefined
+          ? { kind: "countKeyPackages" }
+          : { kind: "countKeyPackagesForSuite", cipherSuite },
+        "keyPackageCount",
+      )).count;
+    assertEquals([await count(), await count(0), await count(1), await count(83)], [3, 3, 2, 1]);
+    await refused(() => count(7), ValidationError, "validation");
+    const fetch = async (cipherSuite?: number) =>
+      toHex(
+        (await alice.conn.call(
+          {
+            kind: "fetchKeyPackage",
+            username: "bob",
+            ...(cipherSuite === undefined ? {} : { cipherSuite }),
+          },
+          "keyPackage",
+        )).data,
+      );
+    const hex = (k: { publicPackage: Uint8Array }) => toHex(k.publicPackage);
+    assertEquals(await fetch(83), hex(xwing));
+    assertEquals(await fetch(83), hex(lrXwing), "X-Wing batch empty: its last resort");
+    assertEquals([await fetch(1), await fetch(1)].sort(), x25519.map(hex).sort());
+    assertEquals(await fetch(1), hex(lrX25519), "X25519 batch empty: its last resort");
+    assertEquals(await fetch(), hex(lrXwing), "no suite named: the default suite first");
+    await refused(() => fetch(7), ValidationError, "validation");
+    assertEquals([await count(1), await count(83)], [0, 0]);
+    await alice.conn.close();
+    await bob.conn.close();
+  });
+});
+
 Deno.test("startServer on the same dataDir after close keeps users, sessions, queues and channels", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "qpq-restart-" });
   let token: Uint8Array;

@@ -6,7 +6,11 @@
  *
  * ```
  * enqueue ─► member? ─► store (COMMIT, idempotent on sender+messageId) ─► notify ─► push
- * commit  ─► member? ─► epoch == channel epoch? ─► roster change + fan-out in one COMMIT
+ *            (application, proposal, rejoin: a member whose group state broke sends a
+ *            fresh KeyPackage and asks the others to re-add it; DMs and groups alike)
+ * commit  ─► member? ─► header: a commit of this group and epoch? ─► adds are new users
+ *            (or re-adds: also removed) ─► Welcome only for added users
+ *            ─► epoch == channel epoch? ─► roster change + fan-out in one COMMIT
  * subscribe ─► push everything after afterSeq, then on every notify, in order, no repeats
  * fetch/ack ─► page through the own queue; ack deletes up to a sequence number
  * ```
@@ -176,6 +180,13 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         if (!(await store.getUser(u))) {
           throw new UsageError(`Unknown user ${u}`, { code: "not_found" });
         }
+        // Re-adding a member (who asked to rejoin) removes the stale leaf in the same commit.
+        if (members.includes(u) && !remove.includes(u)) {
+          throw new UsageError(
+            `Cannot add ${u}: already a member (a re-add must also remove them)`,
+            { code: "conflict" },
+          );
+        }
       }
       for (const u of remove) {
         if (!members.includes(u)) throw new UsageError(`${u} is not a member of this conversation`);
@@ -194,9 +205,10 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           throw new ValidationError("All Welcomes of one commit must be the same MLS Welcome");
         }
       }
+      // A Welcome to anyone else (an existing member) would fork them into a look-alike group.
       for (const u of welcomeFor) {
-        if (!add.includes(u) && !members.includes(u)) {
-          throw new ValidationError("A Welcome must be for a member or a member being added");
+        if (!add.includes(u)) {
+          throw new ValidationError("A Welcome may only be for a user the commit adds");
         }
       }
       const after = new Set([...members.filter((m) => !remove.includes(m)), ...add]);
@@ -215,8 +227,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           welcome: welcome ?? new Uint8Array(0),
         }),
         recipients,
+        // a re-added member stays on the roster: neither added nor removed there
         rosterAdd: add.filter((u) => !members.includes(u)),
-        rosterRemove: remove,
+        rosterRemove: remove.filter((u) => !add.includes(u)),
       });
       ctx.log.debug("commit accepted", { channel: c.id, epoch: req.epoch, members: after.size });
       return {
