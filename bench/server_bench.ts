@@ -8,11 +8,11 @@
  *   its own connection) receives the push, then acks it: three RPCs, two SQLite COMMITs
  *   (enqueue, ack; each fsynced to the WAL with `synchronous = FULL`), one fetch.
  *
- * The same delivery against the in-memory store separates SQLite from the rest, and a
- * double echo shows the floor: a delivery is at least two sequential round trips (enqueue
- * with the push to B, then B's ack). A second group takes the delivery apart (ping,
- * enqueue alone, fetch alone, ack alone). Target: delivery >= 50% of raw echo round
- * trips per second.
+ * The same delivery against the in-memory store (the same SQLite store on `:memory:`)
+ * separates the disk from the rest, and a double echo shows the floor: a delivery is at
+ * least two sequential round trips (enqueue with the push to B, then B's ack). A second
+ * group takes the delivery apart (ping, enqueue alone, fetch alone, ack alone). Target:
+ * delivery >= 50% of raw echo round trips per second.
  *
  *   deno bench --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write \
  *     --allow-env --allow-sys=hostname bench/server_bench.ts
