@@ -1,0 +1,188 @@
+/**
+ * One simulated user: a QpqClient over a state file in a temp dir, behind the fault seams,
+ * plus what the user saw (message events) across crashes and restarts.
+ *
+ * ```
+ * create ─► register ─► subscribe ─┬─► ops … ─► crash ─► reopen same files ─► new instance
+ *                                  ├─► offline (no network) ─► back: session, flush, sync
+ *                                  └─► close
+ * ```
+ *
+ * @module
+ */
+import { QpqClient } from "../../src/client/client.ts";
+import { openLocalStore } from "../../src/client/open_store.ts";
+import { DEFAULT_ARGON2ID_PARAMS } from "../../src/crypto/mod.ts";
+import { FaultySeams } from "./faults.ts";
+
+/** Cheap Argon2id parameters (tests only). */
+export const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
+
+/** A message as stored in a client's history (the fields the checker reads). */
+export interface SeenMessage {
+  sender: string;
+  body: string;
+  direction: string;
+  status?: string;
+  /** A placeholder for a message the client could not decrypt. */
+  unreadable?: boolean;
+}
+
+/** Where the server is. */
+export interface ServerAddress {
+  addr: string;
+  certPem: string;
+}
+
+type AnyEvent = { kind: string } & Record<string, unknown>;
+
+/** One simulated user. */
+export class Actor {
+  readonly name: string;
+  readonly password: string;
+  readonly statePath: string;
+  #server: ServerAddress;
+  #timeoutMs: number;
+  client!: QpqClient;
+  seams!: FaultySeams;
+  /** Instance number (0 = the first process; +1 per crash). */
+  instance = -1;
+  /** Network down for this user. */
+  offline = false;
+  /** Steps at which this user crashed. */
+  readonly crashSteps: number[] = [];
+  /** Incoming message events per body, over all instances (what the user was shown). */
+  readonly shown = new Map<string, number>();
+  /** The last events (all kinds), for a violation report. */
+  readonly recent: string[] = [];
+  /** Events of kinds the simulation does not know (the client grew new ones). */
+  readonly otherKinds = new Map<string, number>();
+  /** Warnings seen, by text prefix (for the report). */
+  readonly warnings: string[] = [];
+
+  constructor(name: string, dir: string, server: ServerAddress, timeoutMs: number) {
+    this.name = name;
+    this.password = `pw-${name}`;
+    this.statePath = `${dir}/${name}.bin`;
+    this.#server = server;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Open (or create) the state and a client instance over it. */
+  async open(create: boolean): Promise<void> {
+    const seams = new FaultySeams(() => this.offline);
+    const store = await openLocalStore(this.statePath, this.password, {
+      create,
+      username: this.name,
+      server: this.#server.addr,
+      kdf: FAST_KDF,
+    });
+    const instance = ++this.instance;
+    const wrapped = seams.wrapStore(store);
+    this.seams = seams;
+    this.client = QpqClient.create({
+      store: wrapped,
+      password: this.password,
+      caCertPem: this.#server.certPem,
+      server: this.#server.addr,
+      timeoutMs: this.#timeoutMs,
+      connect: seams.connect,
+      onEvent: (e) => this.#onEvent(instance, seams, e as unknown as AnyEvent),
+    });
+  }
+
+  #onEvent(instance: number, seams: FaultySeams, e: AnyEvent): void {
+    // a dead instance shows nothing any more (its process is gone)
+    if (seams.dead || instance !== this.instance) return;
+    const conv = (e.conversation as { name?: string } | undefined)?.name ?? "";
+    if (e.kind === "message") {
+      const m = e.message as SeenMessage;
+      if (m.direction === "in") this.shown.set(m.body, (this.shown.get(m.body) ?? 0) + 1);
+      this.#remember(`message ${conv} ${m.sender}: ${m.body}`);
+    } else if (e.kind === "warning" || e.kind === "progress") {
+      const text = String(e.text ?? "");
+      if (e.kind === "warning") {
+        this.warnings.push(text);
+        if (this.warnings.length > 200) this.warnings.shift();
+      }
+      this.#remember(`${e.kind} ${text}`);
+    } else if (e.kind === "joined") {
+      this.#remember(`joined ${conv} (by ${String(e.inviter)})`);
+    } else if (e.kind === "members") {
+      this.#remember(
+        `members ${conv} +[${String(e.added)}] -[${String(e.removed)}] by ${String(e.by)}`,
+      );
+    } else if (e.kind === "removed") {
+      this.#remember(`removed from ${conv} by ${String(e.by)}`);
+    } else {
+      this.otherKinds.set(e.kind, (this.otherKinds.get(e.kind) ?? 0) + 1);
+      const fields = Object.entries(e)
+        .filter(([k, v]) => k !== "kind" && k !== "conversation" && typeof v !== "object")
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(" ");
+      this.#remember(`${e.kind} ${conv} ${fields}`);
+    }
+  }
+
+  #remember(line: string): void {
+    this.recent.push(`[i${this.instance}] ${line}`);
+    if (this.recent.length > 60) this.recent.shift();
+  }
+
+  /** Register the account (first instance only) and subscribe to push. */
+  async register(): Promise<void> {
+    await this.client.register({ authToken: "devtoken" });
+    await this.client.subscribe();
+  }
+
+  /**
+   * Crash (if the armed fault did not already) and start a new instance from the same
+   * files, then do what a starting client does: session, flush the outbox, subscribe, sync.
+   */
+  async crashAndRestart(step: number): Promise<void> {
+    const old = this.client;
+    if (!this.seams.dead) this.seams.crash("at rest");
+    this.crashSteps.push(step);
+    // the old object may still have timers (reconnect back-off): stop them; its store is
+    // closed already, so nothing it does reaches the disk
+    await old.close().catch(() => {});
+    await this.open(false);
+    await this.startUp();
+  }
+
+  /** What a (re)started client does before anything else. */
+  async startUp(): Promise<void> {
+    if (this.offline) return;
+    await this.client.ensureSession();
+    await this.client.flushOutbox();
+    await this.client.subscribe();
+    await this.client.sync();
+  }
+
+  /** Network down: connections drop, connects fail. */
+  goOffline(): void {
+    this.offline = true;
+    this.seams.dropLinks();
+  }
+
+  /** Network back: catch up like a client that regained its connection. */
+  async comeBack(): Promise<void> {
+    this.offline = false;
+    await this.startUp();
+  }
+
+  /** The history of a conversation (empty when this client has no such conversation). */
+  history(ref: string): SeenMessage[] {
+    try {
+      return this.client.history(ref, 1_000_000) as SeenMessage[];
+    } catch (e) {
+      if ((e as { code?: string }).code === "not_found") return [];
+      throw e;
+    }
+  }
+
+  /** Close for good. */
+  async close(): Promise<void> {
+    await this.client.close().catch(() => {});
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * `deno task sim --seed N --steps M [--clients K]`: one seeded simulation run. Progress on
+ * stderr; on success the last stdout line is
+ * `sim: seed N, M steps, K clients, 0 violations`; on a violation the seed, step,
+ * invariant and the operation log, and exit code 1.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { runSim, type SimResult, SUITES } from "./sim.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: deno task sim --seed N --steps M [--clients K] [options]
+
+Seeded randomized multi-client simulation of qpq group life cycles against a real
+server process: groups (both suites), DMs, invites, removals, leaves, self-updates,
+messages, concurrent commits, clients offline and crashing, lost answers, doubled
+pushes, server SIGTERM/SIGKILL. Checks at every quiescent point: members agree on
+epoch, authenticator and roster (= the model); every message shown exactly once, in
+its sender's order, to exactly the members of its time; nobody stuck.
+
+Options:
+  --seed N          seed (default: random, printed)
+  --steps M         steps to run (default 100)
+  --clients K       clients (default 12)
+  --check-every N   quiescent check every N steps (default 20; always at the end)
+  --no-faults       operations only, no faults
+  --suites S        suites of new groups: both (default), xwing or x25519
+  --keep-going      do not stop at the first check that finds a violation
+  --verbose         print every step on stderr
+  --help            this text`;
+
+function fail(msg: string): never {
+  console.error(`sim: ${msg}\n\n${USAGE}`);
+  Deno.exit(2);
+}
+
+function int(v: string | undefined, name: string, dflt: number, min = 1): number {
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v)) fail(`--${name} needs a non-negative integer`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min) fail(`--${name} must be at least ${min}`);
+  return n;
+}
+
+/** Print a result; returns the exit code. */
+export function report(r: SimResult, replayArgs: string): number {
+  if (r.violations.length > 0) {
+    const first = r.violations[0]!;
+    console.log(`sim: VIOLATION at step ${first.step} (seed ${r.seed})`);
+    for (const v of r.violations.slice(0, 30)) {
+      console.log(`  step ${v.step} [${v.invariant}] ${v.detail}`);
+    }
+    if (r.violations.length > 30) console.log(`  … ${r.violations.length - 30} more`);
+    console.log(`replay: deno task sim ${replayArgs}`);
+    console.log("operation log:");
+    for (const l of r.log) console.log(`  ${l}`);
+    for (const l of r.diagnostics) console.log(l);
+  }
+  const stats = Object.entries(r.stats).sort().map(([k, v]) => `${k}=${v}`).join(" ");
+  console.error(
+    `sim: ${(r.elapsedMs / 1000).toFixed(1)}s, ${
+      (r.steps / (r.elapsedMs / 1000)).toFixed(2)
+    } steps/s; ${stats}`,
+  );
+  console.log(
+    `sim: seed ${r.seed}, ${r.steps} steps, ${r.clients} clients, ${r.violations.length} violations`,
+  );
+  return r.violations.length > 0 ? 1 : 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  let p;
+  try {
+    p = parseArgs({
+      args,
+      options: {
+        seed: { type: "string" },
+        steps: { type: "string" },
+        clients: { type: "string" },
+        "check-every": { type: "string" },
+        "no-faults": { type: "boolean" },
+        suites: { type: "string" },
+        "keep-going": { type: "boolean" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const v = p.values;
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const seed = v.seed === undefined
+    ? crypto.getRandomValues(new Uint32Array(1))[0]!
+    : int(v.seed, "seed", 0, 0);
+  const steps = int(v.steps, "steps", 100);
+  const clients = int(v.clients, "clients", 12, 2);
+  const checkEvery = int(v["check-every"], "check-every", 20);
+  const faults = !v["no-faults"];
+  const suiteFlag = v.suites ?? "both";
+  const suites = { both: SUITES, xwing: [SUITES[0]], x25519: [SUITES[1]] }[suiteFlag];
+  if (!suites) fail(`--suites must be both, xwing or x25519`);
+  console.error(
+    `sim: seed ${seed}, ${steps} steps, ${clients} clients${faults ? "" : ", no faults"}`,
+  );
+  const r = await runSim({
+    seed,
+    steps,
+    clients,
+    checkEvery,
+    faults,
+    suites,
+    keepGoing: v["keep-going"] ?? false,
+    verbose: v.verbose ?? false,
+    progress: (l) => console.error(l),
+  });
+  const replay = [
+    `--seed ${seed}`,
+    `--steps ${r.violations[0]?.step ?? steps}`,
+    `--clients ${clients}`,
+    checkEvery !== 20 ? `--check-every ${checkEvery}` : "",
+    faults ? "" : "--no-faults",
+    suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
+  ].filter(Boolean).join(" ");
+  return report(r, replay);
+}
+
+if (import.meta.main) {
+  // dead client instances may leave timers behind: exit explicitly
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,234 @@
+/**
+ * The simulation's model: who should be in which conversation, over time, and what every
+ * message sent should look like to everyone. Independent of the client under test: it is
+ * changed only by the outcomes of operations (succeeded, refused, or in doubt).
+ *
+ * Time is the step number; the quiescent check after step s runs at time s + 0.5.
+ *
+ * ```
+ * membership changes   (time, user, in/out) per group  ─► member throughout [a, b]?
+ * doubt                an operation whose outcome is unknown (lost answer, crash, server
+ *                      down) makes its targets "in doubt" from its time until a check sees
+ *                      the outcome; messages in that window may or may not reach them
+ * message              accepted in window [a, b] (a = sent, b = seen "sent" by its sender)
+ *                      must see it:   members throughout [a, b], never in doubt, not sender
+ *                      may see it:    anyone who was a member or in doubt during [a, b]
+ *                      nobody else
+ * ```
+ *
+ * @module
+ */
+
+/** One conversation of the model (a group or a DM). */
+export interface GroupModel {
+  /** "#name" for groups, "dm:a:b" (sorted) for DMs. */
+  key: string;
+  kind: "group" | "dm";
+  /** Group name (without #), or "" for DMs. */
+  name: string;
+  /** DM peers (sorted), for DMs. */
+  pair?: [string, string];
+  suite: string;
+  /** Members now. */
+  roster: Set<string>;
+  /** Membership changes, in time order. */
+  changes: { t: number; user: string; member: boolean }[];
+  /** Users whose membership is in doubt now, with the client whose operation caused it. */
+  doubt: Map<string, { owner: string; since: number }>;
+  /** Closed doubt windows. */
+  doubtWindows: { user: string; from: number; to: number }[];
+  /** Everyone who was ever a member or in doubt. */
+  ever: Set<string>;
+}
+
+/** One message sent (or attempted) in the simulation. */
+export interface MessageModel {
+  text: string;
+  group: string;
+  sender: string;
+  /** Position in the sender's sequence of messages to this group. */
+  seq: number;
+  /** Time send() was called. */
+  sentAt: number;
+  /**
+   * pending: not seen "sent" yet (queued, or the outcome is unknown);
+   * sent: accepted by the server (seen "sent" in the sender's history);
+   * dropped: never stored (send failed before it was queued);
+   * refused: stored but never seen "sent" (refused at last; it may have got through
+   * before an answer was lost, so it may be shown, at most once).
+   */
+  state: "pending" | "sent" | "dropped" | "refused";
+  /** Time the sender's history showed it "sent". */
+  acceptedBy?: number;
+  /** The sender's local roster when it was encrypted without reaching the server. */
+  encRoster?: Set<string>;
+  /** Who must show it exactly once and who may show it (at most once); set once sent. */
+  must?: Set<string>;
+  may?: Set<string>;
+}
+
+/** The reference to a conversation as `user` names it. */
+export function refFor(g: GroupModel, user: string): string {
+  if (g.kind === "group") return `#${g.name}`;
+  const [a, b] = g.pair!;
+  return `@${a === user ? b : a}`;
+}
+
+/** The model of every conversation and message. */
+export class Model {
+  readonly groups = new Map<string, GroupModel>();
+  readonly messages = new Map<string, MessageModel>();
+  #seqs = new Map<string, number>();
+
+  /** A new group with its creator as the only member. */
+  addGroup(name: string, suite: string, creator: string, t: number): GroupModel {
+    const g: GroupModel = {
+      key: `#${name}`,
+      kind: "group",
+      name,
+      suite,
+      roster: new Set(),
+      changes: [],
+      doubt: new Map(),
+      doubtWindows: [],
+      ever: new Set(),
+    };
+    this.groups.set(g.key, g);
+    this.setMember(g, creator, true, t);
+    return g;
+  }
+
+  /** The DM of two users, created (with nobody in it) when missing. */
+  dm(a: string, b: string, suite: string): GroupModel {
+    const pair = [a, b].sort() as [string, string];
+    const key = `dm:${pair[0]}:${pair[1]}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      g = {
+        key,
+        kind: "dm",
+        name: "",
+        pair,
+        suite,
+        roster: new Set(),
+        changes: [],
+        doubt: new Map(),
+        doubtWindows: [],
+        ever: new Set(),
+      };
+      this.groups.set(key, g);
+    }
+    return g;
+  }
+
+  /** Record a membership change (no-op when nothing changes). */
+  setMember(g: GroupModel, user: string, member: boolean, t: number): void {
+    g.ever.add(user);
+    if (g.roster.has(user) === member) return;
+    if (member) g.roster.add(user);
+    else g.roster.delete(user);
+    g.changes.push({ t, user, member });
+  }
+
+  /** Mark `user`'s membership in `g` unknown from `t` (owner: whose operation it was). */
+  addDoubt(g: GroupModel, user: string, owner: string, t: number): void {
+    g.ever.add(user);
+    if (!g.doubt.has(user)) g.doubt.set(user, { owner, since: t });
+  }
+
+  /** Close a doubt at `t` with the membership observed. */
+  resolveDoubt(g: GroupModel, user: string, member: boolean, t: number): void {
+    const d = g.doubt.get(user);
+    if (!d) return;
+    g.doubt.delete(user);
+    g.doubtWindows.push({ user, from: d.since, to: t });
+    this.setMember(g, user, member, t);
+  }
+
+  /** Was `user` a member just before time `a`? */
+  memberBefore(g: GroupModel, user: string, a: number): boolean {
+    let m = false;
+    for (const c of g.changes) {
+      if (c.t >= a) break;
+      if (c.user === user) m = c.member;
+    }
+    return m;
+  }
+
+  /** Member before `a` and no change of `user` at any time in [a, b]. */
+  memberThroughout(g: GroupModel, user: string, a: number, b: number): boolean {
+    if (!this.memberBefore(g, user, a)) return false;
+    return !g.changes.some((c) => c.user === user && c.t >= a && c.t <= b);
+  }
+
+  /** A member at any moment of [a, b] (or just before a). */
+  memberAnyTime(g: GroupModel, user: string, a: number, b: number): boolean {
+    if (this.memberBefore(g, user, a)) return true;
+    return g.changes.some((c) => c.user === user && c.member && c.t >= a && c.t <= b);
+  }
+
+  /** Was `user` in doubt at some moment of [a, b]? */
+  doubtDuring(g: GroupModel, user: string, a: number, b: number): boolean {
+    const open = g.doubt.get(user);
+    if (open && open.since <= b) return true;
+    return g.doubtWindows.some((w) => w.user === user && w.from <= b && w.to >= a);
+  }
+
+  /** Register a message at send time; returns it (state pending). */
+  newMessage(text: string, group: GroupModel, sender: string, t: number): MessageModel {
+    const k = `${group.key}|${sender}`;
+    const seq = (this.#seqs.get(k) ?? 0) + 1;
+    this.#seqs.set(k, seq);
+    const m: MessageModel = { text, group: group.key, sender, seq, sentAt: t, state: "pending" };
+    this.messages.set(text, m);
+    return m;
+  }
+
+  /**
+   * The sender's history shows `m` as sent at time `b`: fix who must and who may see it.
+   * A message that waited in the outbox was encrypted with the sender's state of then:
+   * only members of that roster can read it.
+   */
+  accept(m: MessageModel, b: number): void {
+    const g = this.groups.get(m.group)!;
+    const a = m.sentAt;
+    m.state = "sent";
+    m.acceptedBy = b;
+    const must = new Set<string>();
+    const may = new Set<string>();
+    for (const u of g.ever) {
+      if (u === m.sender) continue;
+      const inDoubt = this.doubtDuring(g, u, a, b);
+      const throughout = this.memberThroughout(g, u, a, b);
+      const enc = m.encRoster ? m.encRoster.has(u) : true;
+      const senderStable = this.memberThroughout(g, m.sender, a, b);
+      if (throughout && !inDoubt && enc && senderStable) must.add(u);
+      else if (inDoubt || this.memberAnyTime(g, u, a, b)) may.add(u);
+    }
+    m.must = must;
+    m.may = may;
+  }
+
+  /** The sender never saw `m` accepted: nobody must show it, those in the group may. */
+  refuse(m: MessageModel, b: number): void {
+    const g = this.groups.get(m.group)!;
+    m.state = "refused";
+    m.must = new Set();
+    m.may = new Set(
+      [...g.ever].filter((u) =>
+        u !== m.sender &&
+        (this.memberAnyTime(g, u, m.sentAt, b) || this.doubtDuring(g, u, m.sentAt, b))
+      ),
+    );
+  }
+
+  /** Messages of `sender` not resolved yet. */
+  pendingOf(sender: string): MessageModel[] {
+    return [...this.messages.values()].filter((m) => m.sender === sender && m.state === "pending");
+  }
+
+  /** Groups `user` is a member of now (model). */
+  groupsOf(user: string): GroupModel[] {
+    return [...this.groups.values()].filter((g) => g.roster.has(user));
+  }
+}

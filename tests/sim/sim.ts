@@ -1,0 +1,866 @@
+/**
+ * The seeded multi-client simulation (FoundationDB simulation / TigerBeetle VOPR style):
+ * K real clients against a real server process, M steps of group operations and faults
+ * chosen by one seed, and the invariants of check.ts at every quiescent point.
+ *
+ * ```
+ * setup: server process ─► K clients register + subscribe
+ * step s (its own PRNG stream, fork(seed, s)):
+ *   pick an operation (send, burst, create+invite, dm, invite, remove, leave, update,
+ *   two commits at once, offline, back online, crash, lost answer, doubled push,
+ *   server SIGTERM/SIGKILL) ─► run it ─► apply its outcome to the model
+ *   (ok: the change; refused: nothing; unknown: its targets "in doubt")
+ * every N steps and at the end: settle (flush + sync until quiet) ─► resolve doubts ─►
+ *   agreement + conversations ─► every member sends a probe ─► settle ─► messages
+ * a violation: seed, step, invariant, and the operation log that replays it
+ * ```
+ *
+ * Real processes and sockets make the timing (and so the winner of a race) vary between
+ * runs of one seed; the sequence of operations and faults does not, and each step draws
+ * from its own stream, so a history replays closely.
+ *
+ * @module
+ */
+import { Actor } from "./actor.ts";
+import {
+  checkAgreement,
+  type CheckContext,
+  checkConversations,
+  checkMessages,
+  observedRoster,
+  onlineActors,
+} from "./check.ts";
+import { type GroupModel, Model, refFor } from "./model.ts";
+import { Prng } from "./prng.ts";
+import { ServerProcess } from "./server_process.ts";
+import type { ArmedFault } from "./faults.ts";
+import { TransportError } from "../../src/errors.ts";
+
+/** The cipher suites groups are created with. */
+export const SUITES = [
+  "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
+  "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+] as const;
+
+/** Options of {@link runSim}. */
+export interface SimOptions {
+  seed: number;
+  steps: number;
+  clients: number;
+  /** Quiescent check every this many steps (and at the end). */
+  checkEvery?: number;
+  /** Inject faults (default true). */
+  faults?: boolean;
+  /** Suites new groups use (default both). */
+  suites?: readonly string[];
+  /** Continue after a violation (default: stop at the check that found it). */
+  keepGoing?: boolean;
+  /** Log every step to `progress`. */
+  verbose?: boolean;
+  /** Client request timeout (ms). */
+  timeoutMs?: number;
+  /** An operation running longer than this is a "stuck" violation (ms). */
+  opDeadlineMs?: number;
+  /** Progress lines (stderr in the CLI). */
+  progress?: (line: string) => void;
+}
+
+/** A broken invariant. */
+export interface Violation {
+  step: number;
+  invariant: string;
+  detail: string;
+}
+
+/** What a run found. */
+export interface SimResult {
+  seed: number;
+  steps: number;
+  clients: number;
+  violations: Violation[];
+  /** One line per step: the operation log that replays the run. */
+  log: string[];
+  elapsedMs: number;
+  /** Counters (steps by kind, faults fired, operations refused). */
+  stats: Record<string, number>;
+  /** Diagnostics for a violation: recent events of the clients named, server log tail. */
+  diagnostics: string[];
+}
+
+type StepKind =
+  | "send"
+  | "burst"
+  | "create"
+  | "dm"
+  | "invite"
+  | "remove"
+  | "leave"
+  | "update"
+  | "concurrent"
+  | "offline"
+  | "back"
+  | "crash"
+  | "lost"
+  | "dup"
+  | "restart";
+
+/** One group change an actor can make. */
+interface CommitPlan {
+  op: "invite" | "remove" | "leave" | "update";
+  actor: Actor;
+  g: GroupModel;
+  targets: string[];
+}
+
+/** How an operation ended. */
+type Outcome = { ok: true } | { ok: false; error: unknown; text: string; hung?: boolean };
+
+function errText(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: string }).code;
+    return `${e.name}${code ? `(${code})` : ""}: ${e.message}`;
+  }
+  return String(e);
+}
+
+function isTransport(e: unknown): boolean {
+  return e instanceof TransportError ||
+    (e instanceof Error && ["unavailable", "timeout", "transport"].includes(
+      (e as { code?: string }).code ?? "",
+    ));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run one seeded simulation. */
+export async function runSim(options: SimOptions): Promise<SimResult> {
+  const sim = new Simulation(options);
+  try {
+    return await sim.run();
+  } finally {
+    await sim.teardown();
+  }
+}
+
+class Simulation implements CheckContext {
+  readonly #o: Required<Omit<SimOptions, "progress">> & Pick<SimOptions, "progress">;
+  readonly model = new Model();
+  actors: Actor[] = [];
+  #server!: ServerProcess;
+  #dir = "";
+  readonly #log: string[] = [];
+  readonly violations: Violation[] = [];
+  readonly #stats: Record<string, number> = {};
+  readonly #diagnostics: string[] = [];
+  #step = 0;
+  #line: string[] = [];
+  #started = 0;
+  #lastProgress = 0;
+  #implicated = new Set<string>();
+
+  constructor(o: SimOptions) {
+    this.#o = {
+      checkEvery: 20,
+      faults: true,
+      suites: SUITES,
+      keepGoing: false,
+      verbose: false,
+      timeoutMs: 4_000,
+      opDeadlineMs: 120_000,
+      ...o,
+    };
+  }
+
+  // ------------------------------------------------------------------ run
+
+  async run(): Promise<SimResult> {
+    this.#started = performance.now();
+    await this.#setup();
+    const { steps, checkEvery } = this.#o;
+    let done = 0;
+    for (let s = 1; s <= steps; s++) {
+      this.#step = s;
+      await this.#runStep(s);
+      done = s;
+      this.#progress(false);
+      if (this.violations.length > 0 && !this.#o.keepGoing) break;
+      if (s % checkEvery === 0 && s < steps) {
+        await this.#check(s + 0.5, false);
+        if (this.violations.length > 0 && !this.#o.keepGoing) break;
+      }
+    }
+    if (this.violations.length === 0 || this.#o.keepGoing) {
+      this.#step = done;
+      await this.#check(done + 0.5, true);
+    }
+    this.#progress(true);
+    if (this.violations.length > 0) this.#collectDiagnostics();
+    return {
+      seed: this.#o.seed,
+      steps: done,
+      clients: this.#o.clients,
+      violations: this.violations,
+      log: this.#log,
+      elapsedMs: performance.now() - this.#started,
+      stats: this.#stats,
+      diagnostics: this.#diagnostics,
+    };
+  }
+
+  #progress(force: boolean): void {
+    const now = performance.now();
+    if (!force && now - this.#lastProgress < 3_000) return;
+    this.#lastProgress = now;
+    const secs = (now - this.#started) / 1000;
+    this.#o.progress?.(
+      `sim: seed ${this.#o.seed} step ${this.#step}/${this.#o.steps} ${
+        (this.#step / Math.max(secs, 0.001)).toFixed(2)
+      } steps/s, ${this.violations.length} violations, ${secs.toFixed(0)}s`,
+    );
+  }
+
+  async #setup(): Promise<void> {
+    this.#dir = await Deno.makeTempDir({ prefix: "qpq-sim-" });
+    await Deno.mkdir(`${this.#dir}/server`);
+    await Deno.mkdir(`${this.#dir}/clients`);
+    this.#server = await ServerProcess.start(`${this.#dir}/server`);
+    const addr = { addr: this.#server.addr, certPem: this.#server.certPem };
+    for (let i = 0; i < this.#o.clients; i++) {
+      this.actors.push(new Actor(`c${i}`, `${this.#dir}/clients`, addr, this.#o.timeoutMs));
+    }
+    await Promise.all(this.actors.map(async (a) => {
+      await a.open(true);
+      await a.register();
+    }));
+    this.#log.push(
+      `setup: server ${this.#server.addr}, clients ${this.actors.map((a) => a.name).join(" ")}`,
+    );
+  }
+
+  async teardown(): Promise<void> {
+    for (const a of this.actors) await a.close();
+    await this.#server?.stop("SIGTERM");
+    if (this.#dir && this.violations.length === 0) {
+      await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+    } else if (this.#dir) {
+      this.#o.progress?.(`sim: state kept in ${this.#dir}`);
+    }
+  }
+
+  violate(invariant: string, detail: string): void {
+    this.violations.push({ step: this.#step, invariant, detail });
+    for (const m of detail.matchAll(/\bc\d+\b/g)) this.#implicated.add(m[0]);
+    this.#note(`VIOLATION ${invariant}: ${detail}`);
+  }
+
+  #count(k: string, n = 1): void {
+    this.#stats[k] = (this.#stats[k] ?? 0) + n;
+  }
+
+  #note(s: string): void {
+    this.#line.push(s);
+  }
+
+  #collectDiagnostics(): void {
+    for (const name of [...this.#implicated].sort()) {
+      const a = this.actors.find((x) => x.name === name);
+      if (!a) continue;
+      this.#diagnostics.push(`recent events of ${name} (instance ${a.instance}):`);
+      for (const l of a.recent.slice(-25)) this.#diagnostics.push(`  ${l}`);
+    }
+    this.#diagnostics.push("server log tail:");
+    for (const l of this.#server.tail().slice(-15)) this.#diagnostics.push(`  ${l}`);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  #actor(name: string): Actor {
+    return this.actors.find((a) => a.name === name)!;
+  }
+
+  #online(): Actor[] {
+    return onlineActors(this);
+  }
+
+  #groupList(): GroupModel[] {
+    return [...this.model.groups.values()];
+  }
+
+  /** Run one client operation with a deadline; never throws. */
+  async #run(label: string, fn: () => Promise<unknown>, quiet = false): Promise<Outcome> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"hung">((r) => {
+      timer = setTimeout(() => r("hung"), this.#o.opDeadlineMs);
+    });
+    try {
+      const r = await Promise.race([fn().then(() => "ok" as const), deadline]);
+      if (r === "hung") {
+        this.#note(`${label} -> HUNG`);
+        this.violate(
+          "no-stuck-operation",
+          `${label} did not finish within ${this.#o.opDeadlineMs} ms`,
+        );
+        return { ok: false, error: new Error("hung"), text: "hung", hung: true };
+      }
+      if (!quiet) this.#note(`${label} -> ok`);
+      return { ok: true };
+    } catch (e) {
+      const text = errText(e);
+      this.#note(`${label} -> ${text}`);
+      return { ok: false, error: e, text };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A solo operation without faults on an online client failed: nothing excuses it, unless
+   * the group is in doubt or the client had not learnt of the conversation yet (a Welcome
+   * still on its way: a user would not have seen the conversation either).
+   */
+  #refused(what: string, out: Outcome, g?: GroupModel, knew = true): void {
+    if (out.ok || ("hung" in out && out.hung)) return;
+    this.#count("refused");
+    if ((g && g.doubt.size > 0) || !knew) return;
+    // The network is not the client's to guarantee (after a server SIGKILL the first
+    // request on the dead QUIC connection times out); a client that stays cut off is
+    // caught by the quiescent checks.
+    if (!out.ok && isTransport(out.error)) {
+      this.#count("transport-failures");
+      return;
+    }
+    this.violate("operation-succeeds", `${what} failed: ${out.text}`);
+  }
+
+  /** Does `a`'s client list `g` (has it learnt that it is a member)? */
+  #knows(a: Actor, g: GroupModel): boolean {
+    const ref = refFor(g, a.name);
+    try {
+      return a.client.listConversations().some((c) => c.name === ref);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Read the sender's history: pending messages are now sent, still pending, or gone. */
+  #observe(a: Actor, t: number): void {
+    if (a.seams.dead) return;
+    for (const m of this.model.pendingOf(a.name)) {
+      const g = this.model.groups.get(m.group)!;
+      const ref = refFor(g, a.name);
+      const mine = a.history(ref).filter((h) => h.body === m.text && h.direction === "out");
+      if (mine.length === 0) {
+        m.state = "dropped";
+        continue;
+      }
+      const status = mine[0]!.status ?? "";
+      if (status === "sent" || status === "delivered") {
+        this.model.accept(m, t);
+      } else if (!m.encRoster && a.offline) {
+        try {
+          m.encRoster = new Set(a.client.members(ref));
+        } catch {
+          m.encRoster = new Set(g.roster);
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ steps
+
+  async #runStep(s: number): Promise<void> {
+    const rng = Prng.fork(this.#o.seed, `step${s}`);
+    const kind = this.#chooseKind(rng);
+    this.#line = [];
+    this.#count(`step.${kind}`);
+    switch (kind) {
+      case "send":
+        await this.#stepSend(rng, s);
+        break;
+      case "burst":
+        await this.#stepBurst(rng, s);
+        break;
+      case "create":
+        await this.#stepCreate(rng, s);
+        break;
+      case "dm":
+        await this.#stepDm(rng, s);
+        break;
+      case "invite":
+      case "remove":
+      case "leave":
+      case "update":
+        await this.#stepCommit(rng, s, kind);
+        break;
+      case "concurrent":
+        await this.#stepConcurrent(rng, s);
+        break;
+      case "offline":
+        this.#stepOffline(rng, s);
+        break;
+      case "back":
+        await this.#stepBack(rng, s);
+        break;
+      case "crash":
+        await this.#stepCrash(rng, s);
+        break;
+      case "lost":
+        await this.#stepLost(rng, s);
+        break;
+      case "dup":
+        await this.#stepDup(rng, s);
+        break;
+      case "restart":
+        await this.#stepRestart(rng, s);
+        break;
+    }
+    for (const a of this.actors) {
+      for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
+    }
+    const line = `step ${s} ${kind}: ${this.#line.join("; ")}`;
+    this.#log.push(line);
+    if (this.#o.verbose) this.#o.progress?.(line);
+  }
+
+  #chooseKind(rng: Prng): StepKind {
+    const groups = this.#groupList();
+    const talk = groups.filter((g) => g.roster.size >= 2).length > 0;
+    const offline = this.actors.filter((a) => a.offline).length;
+    const f = this.#o.faults;
+    const named = groups.filter((g) => g.kind === "group").length;
+    return rng.weighted<StepKind>({
+      send: talk ? 28 : 0,
+      burst: talk ? 5 : 0,
+      create: named < 3 ? 25 : named < 12 ? 5 : 1,
+      dm: 4,
+      invite: named ? 9 : 0,
+      remove: named ? 5 : 0,
+      leave: named ? 3 : 0,
+      update: groups.length ? 4 : 0,
+      concurrent: talk ? 6 : 0,
+      offline: f && offline < Math.floor(this.actors.length / 4) ? 3 : 0,
+      back: offline ? 5 : 0,
+      crash: f ? 4 : 0,
+      lost: f ? 5 : 0,
+      dup: f && talk ? 3 : 0,
+      restart: f ? 1.5 : 0,
+    });
+  }
+
+  /** A group (or DM) with at least two members, and one of its members. */
+  #pickTalk(rng: Prng, who?: Actor): { g: GroupModel; a: Actor } | undefined {
+    const groups = this.#groupList().filter((g) =>
+      g.roster.size >= 2 && (!who || g.roster.has(who.name))
+    );
+    if (groups.length === 0) return undefined;
+    const g = rng.pick(groups);
+    const a = who ?? this.#actor(rng.pick([...g.roster].sort()));
+    return { g, a };
+  }
+
+  async #send(a: Actor, g: GroupModel, text: string, t: number): Promise<Outcome> {
+    this.model.newMessage(text, g, a.name, t);
+    const ref = refFor(g, a.name);
+    this.#count("messages");
+    return await this.#run(`${a.name} send ${ref} ${text}`, () => a.client.send(ref, text));
+  }
+
+  async #stepSend(rng: Prng, s: number): Promise<void> {
+    const p = this.#pickTalk(rng);
+    if (!p) return;
+    const knew = this.#knows(p.a, p.g);
+    const out = await this.#send(p.a, p.g, `s${s}-${p.a.name}`, s);
+    if (!p.a.offline) this.#refused(`${p.a.name} send to ${p.g.key}`, out, p.g, knew);
+    this.#observe(p.a, s);
+  }
+
+  async #stepBurst(rng: Prng, s: number): Promise<void> {
+    const p = this.#pickTalk(rng);
+    if (!p) return;
+    const senders = rng.sample([...p.g.roster].sort(), rng.int(2, 4)).map((n) => this.#actor(n));
+    const per = rng.int(1, 3);
+    await Promise.all(senders.map(async (a) => {
+      const knew = this.#knows(a, p.g);
+      for (let i = 0; i < per; i++) {
+        const out = await this.#send(a, p.g, `s${s}-${a.name}-${i}`, s);
+        if (!a.offline) this.#refused(`${a.name} send to ${p.g.key}`, out, p.g, knew);
+      }
+    }));
+    for (const a of senders) this.#observe(a, s);
+  }
+
+  async #stepCreate(rng: Prng, s: number): Promise<void> {
+    const online = this.#online();
+    if (online.length === 0) return;
+    const a = rng.pick(online);
+    const suites = this.#o.suites;
+    const suite = suites.length > 1 && rng.chance(0.3) ? suites[1]! : suites[0]!;
+    const name = `g${s}`;
+    const out = await this.#run(
+      `${a.name} create #${name} ${suite === SUITES[0] ? "xwing" : "x25519"}`,
+      () => a.client.createGroup(name, suite as typeof SUITES[number]),
+    );
+    if (!out.ok) {
+      this.#refused(`${a.name} createGroup #${name}`, out);
+      return;
+    }
+    const g = this.model.addGroup(name, suite, a.name, s);
+    const others = this.actors.filter((x) => x !== a).map((x) => x.name);
+    const targets = rng.sample(others, rng.int(1, 3)).sort();
+    await this.#commitAndApply({ op: "invite", actor: a, g, targets }, s, { strict: true });
+  }
+
+  async #stepDm(rng: Prng, s: number): Promise<void> {
+    const online = this.#online();
+    if (online.length === 0) return;
+    const a = rng.pick(online);
+    const b = rng.pick(this.actors.filter((x) => x !== a));
+    const g = this.model.dm(a.name, b.name, SUITES[0]);
+    const out = await this.#run(`${a.name} dm @${b.name}`, () => a.client.dm(b.name));
+    if (out.ok) {
+      this.model.setMember(g, a.name, true, s);
+      this.model.setMember(g, b.name, true, s);
+    } else {
+      this.#refused(`${a.name} dm ${b.name}`, out, g);
+      if (isTransport(out.error)) {
+        this.model.addDoubt(g, a.name, a.name, s);
+        this.model.addDoubt(g, b.name, a.name, s);
+      }
+    }
+  }
+
+  /** A random group change by `who` (or a random member) in `g` (or a random group). */
+  #planCommit(
+    rng: Prng,
+    opts: { op?: CommitPlan["op"]; g?: GroupModel; who?: Actor; avoid?: Set<string> } = {},
+  ): CommitPlan | undefined {
+    const avoid = opts.avoid ?? new Set<string>();
+    const groups = opts.g ? [opts.g] : this.#groupList().filter((g) => g.roster.size > 0);
+    if (groups.length === 0) return undefined;
+    const g = rng.pick(groups);
+    const members = [...g.roster].sort();
+    const candidates = opts.who ? [opts.who.name] : members.filter((m) => !avoid.has(m));
+    if (candidates.length === 0 || (opts.who && !g.roster.has(opts.who.name))) return undefined;
+    const actor = this.#actor(rng.pick(candidates));
+    const outsiders = this.actors.map((x) => x.name).filter((n) =>
+      !g.roster.has(n) && !avoid.has(n) && !g.doubt.has(n)
+    );
+    const others = members.filter((m) => m !== actor.name && !avoid.has(m));
+    const op = opts.op ?? rng.weighted({
+      invite: g.kind === "group" && outsiders.length ? 4 : 0,
+      remove: g.kind === "group" && others.length ? 3 : 0,
+      leave: g.kind === "group" ? 2 : 0,
+      update: 2,
+    });
+    switch (op) {
+      case "invite":
+        if (g.kind !== "group" || outsiders.length === 0) return undefined;
+        return { op, actor, g, targets: rng.sample(outsiders, rng.int(1, 3)).sort() };
+      case "remove":
+        if (g.kind !== "group" || others.length === 0) return undefined;
+        return { op, actor, g, targets: rng.sample(others, rng.int(1, 2)).sort() };
+      case "leave":
+        if (g.kind !== "group") return undefined;
+        return { op, actor, g, targets: [] };
+      case "update":
+        return { op, actor, g, targets: [] };
+    }
+  }
+
+  #label(p: CommitPlan): string {
+    const ref = refFor(p.g, p.actor.name);
+    return p.op === "invite" || p.op === "remove"
+      ? `${p.actor.name} ${p.op} ${ref} [${p.targets}]`
+      : `${p.actor.name} ${p.op} ${ref}`;
+  }
+
+  #execCommit(p: CommitPlan): Promise<Outcome> {
+    const c = p.actor.client;
+    const ref = refFor(p.g, p.actor.name);
+    return this.#run(this.#label(p), () => {
+      switch (p.op) {
+        case "invite":
+          return c.invite(ref, p.targets);
+        case "remove":
+          return c.remove(ref, p.targets);
+        case "leave":
+          return c.leave(ref);
+        case "update":
+          return c.update(ref);
+      }
+    });
+  }
+
+  /**
+   * Apply a group change's outcome: done, refused (nothing happened), or unknown (a fault
+   * hit it, or the network failed: it may complete later; its targets are in doubt).
+   */
+  #apply(p: CommitPlan, out: Outcome, t: number, faulty: boolean, wasOffline: boolean): void {
+    const affected = p.op === "leave" ? [p.actor.name] : p.targets;
+    if (out.ok) {
+      for (const u of affected) {
+        this.model.setMember(p.g, u, p.op === "invite", t);
+      }
+      return;
+    }
+    const unknown = faulty || (isTransport(out.error) && !wasOffline);
+    if (unknown) {
+      for (const u of affected) this.model.addDoubt(p.g, u, p.actor.name, t);
+      if (p.op === "update") this.#count("doubt.update");
+    }
+  }
+
+  async #commitAndApply(
+    p: CommitPlan,
+    t: number,
+    opts: { strict: boolean; faulty?: boolean },
+  ): Promise<Outcome> {
+    const wasOffline = p.actor.offline;
+    const knew = this.#knows(p.actor, p.g);
+    const out = await this.#execCommit(p);
+    this.#apply(p, out, t, opts.faulty ?? false, wasOffline);
+    if (opts.strict && !wasOffline) this.#refused(this.#label(p), out, p.g, knew);
+    return out;
+  }
+
+  async #stepCommit(rng: Prng, s: number, op: CommitPlan["op"]): Promise<void> {
+    const p = this.#planCommit(rng, { op });
+    if (!p) return;
+    await this.#commitAndApply(p, s, { strict: true });
+    this.#observe(p.actor, s);
+  }
+
+  async #stepConcurrent(rng: Prng, s: number): Promise<void> {
+    if (rng.chance(0.15)) {
+      // both sides open the same DM at once
+      const online = this.#online();
+      if (online.length < 2) return;
+      const [a, b] = rng.sample(online, 2) as [Actor, Actor];
+      const g = this.model.dm(a.name, b.name, SUITES[0]);
+      const outs = await Promise.all([
+        this.#run(`${a.name} dm @${b.name}`, () => a.client.dm(b.name)),
+        this.#run(`${b.name} dm @${a.name}`, () => b.client.dm(a.name)),
+      ]);
+      if (outs.some((o) => o.ok)) {
+        this.model.setMember(g, a.name, true, s);
+        this.model.setMember(g, b.name, true, s);
+      }
+      outs.forEach((o, i) => this.#refused(`racing dm ${i ? b.name : a.name}`, o, g));
+      return;
+    }
+    const talk = this.#groupList().filter((g) => g.roster.size >= 2);
+    if (talk.length === 0) return;
+    const g = rng.pick(talk);
+    const [x, y] = rng.sample([...g.roster].sort(), 2).map((n) => this.#actor(n)) as [
+      Actor,
+      Actor,
+    ];
+    const p1 = this.#planCommit(rng, { g, who: x, avoid: new Set([y.name]) });
+    // the second may target the first committer only with a removal; targets stay disjoint
+    const avoid = new Set([...(p1?.targets ?? [])]);
+    let p2 = this.#planCommit(rng, { g, who: y, avoid: new Set([...avoid]) });
+    if (p2 && p1 && p1.op === "leave" && p2.targets.includes(x.name)) p2 = undefined;
+    const withSend = rng.chance(0.3);
+    const plans = [p1, p2].filter((p): p is CommitPlan => p !== undefined);
+    const sender = withSend ? this.#actor(rng.pick([...g.roster].sort())) : undefined;
+    const outs = await Promise.all([
+      ...plans.map(async (p) => ({ p, out: await this.#execCommit(p) })),
+      ...(sender ? [this.#send(sender, g, `s${s}-${sender.name}`, s).then(() => undefined)] : []),
+    ]);
+    for (const o of outs) {
+      if (o) this.#apply(o.p, o.out, s, false, o.p.actor.offline);
+    }
+    for (const p of plans) this.#observe(p.actor, s);
+    if (sender) this.#observe(sender, s);
+  }
+
+  #stepOffline(rng: Prng, _s: number): void {
+    const online = this.#online();
+    if (online.length <= 2) return;
+    const a = rng.pick(online);
+    a.goOffline();
+    this.#note(`${a.name} offline`);
+  }
+
+  async #stepBack(rng: Prng, s: number): Promise<void> {
+    const off = this.actors.filter((a) => a.offline);
+    if (off.length === 0) return;
+    const a = rng.pick(off);
+    const out = await this.#run(`${a.name} back online`, () => a.comeBack());
+    this.#refused(`${a.name} back online`, out);
+    this.#observe(a, s);
+  }
+
+  /** A random single operation for `a` (for fault steps): a send or a group change. */
+  #randomOp(rng: Prng, a: Actor, s: number): (() => Promise<void>) | undefined {
+    if (rng.chance(0.5)) {
+      const p = this.#pickTalk(rng, a);
+      if (p) {
+        return async () => {
+          await this.#send(a, p.g, `s${s}-${a.name}`, s);
+        };
+      }
+    }
+    const mine = this.model.groupsOf(a.name);
+    if (mine.length === 0) return undefined;
+    const p = this.#planCommit(rng, { g: rng.pick(mine), who: a });
+    if (!p) return undefined;
+    return async () => {
+      await this.#commitAndApply(p, s, { strict: false, faulty: true });
+    };
+  }
+
+  async #stepCrash(rng: Prng, s: number): Promise<void> {
+    const online = this.#online();
+    if (online.length === 0) return;
+    const a = rng.pick(online);
+    const fault: ArmedFault = rng.chance(0.5)
+      ? { kind: "crashAtCall", n: rng.int(1, 6), after: rng.chance(0.5) }
+      : { kind: "crashAtWrite", n: rng.int(1, 8) };
+    this.#note(
+      `${a.name} armed ${fault.kind} #${fault.n}${"after" in fault && fault.after ? " after" : ""}`,
+    );
+    const op = this.#randomOp(rng, a, s);
+    a.seams.arm(fault);
+    if (op) await op();
+    a.seams.arm(undefined);
+    this.#count("fault.crash");
+    const out = await this.#run(`${a.name} restart after crash`, () => a.crashAndRestart(s));
+    this.#refused(`${a.name} restart after a crash`, out);
+    this.#observe(a, s);
+  }
+
+  async #stepLost(rng: Prng, s: number): Promise<void> {
+    const online = this.#online();
+    if (online.length === 0) return;
+    const a = rng.pick(online);
+    const fault: ArmedFault = { kind: "loseAnswer", n: rng.int(1, 5), dropLink: rng.chance(0.5) };
+    this.#note(`${a.name} armed lost answer #${fault.n}${fault.dropLink ? " (drop link)" : ""}`);
+    const op = this.#randomOp(rng, a, s);
+    if (!op) return;
+    a.seams.arm(fault);
+    await op();
+    if (!a.seams.armed) this.#count("fault.lost");
+    a.seams.arm(undefined);
+    this.#observe(a, s);
+  }
+
+  async #stepDup(rng: Prng, s: number): Promise<void> {
+    const p = this.#pickTalk(rng);
+    if (!p) return;
+    const others = [...p.g.roster].filter((n) => n !== p.a.name).map((n) => this.#actor(n));
+    for (const o of others) o.seams.duplicatePushes(rng.int(1, 4));
+    this.#note(`pushes to [${others.map((o) => o.name)}] doubled`);
+    const knew = this.#knows(p.a, p.g);
+    const out = await this.#send(p.a, p.g, `s${s}-${p.a.name}`, s);
+    if (!p.a.offline) this.#refused(`${p.a.name} send to ${p.g.key}`, out, p.g, knew);
+    this.#observe(p.a, s);
+    await sleep(rng.int(20, 150)); // let the pushes arrive while the fault is on
+    for (const o of others) o.seams.duplicatePushes(0);
+  }
+
+  async #stepRestart(rng: Prng, s: number): Promise<void> {
+    const signal = rng.chance(0.5) ? "SIGTERM" : "SIGKILL";
+    const online = this.#online();
+    const busy = rng.sample(online, rng.int(0, 2));
+    const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
+    const delay = rng.int(0, 120);
+    this.#note(`server ${signal} after ${delay} ms`);
+    const running = Promise.all(ops.map((o) => o.op?.()));
+    await sleep(delay);
+    await this.#server.restart(signal);
+    this.#count(`fault.${signal}`);
+    await running;
+    for (const o of ops) this.#observe(o.a, s);
+  }
+
+  // ------------------------------------------------------------------ quiescent checks
+
+  /** Flush and sync every online client until nothing moves. */
+  async #settle(t: number): Promise<void> {
+    const online = this.#online();
+    await Promise.all(online.map(async (a) => {
+      const out = await this.#run(`${a.name} flush`, async () => {
+        await a.client.ensureSession();
+        await a.client.flushOutbox();
+      }, true);
+      this.#refused(`${a.name} session + flush at a quiescent point`, out);
+    }));
+    for (const a of online) this.#observe(a, t);
+    let quiet = 0;
+    let lastErrors: string[] = [];
+    for (let round = 0; round < 15 && quiet < 2; round++) {
+      const errors: string[] = [];
+      const counts = await Promise.all(online.map(async (a) => {
+        try {
+          return await a.client.sync();
+        } catch (e) {
+          errors.push(`${a.name}: ${errText(e)}`);
+          return 1;
+        }
+      }));
+      quiet = counts.every((n) => n === 0) ? quiet + 1 : 0;
+      lastErrors = errors;
+      await sleep(quiet ? 60 : 20);
+    }
+    if (quiet < 2) {
+      this.violate(
+        "no-stuck-client",
+        `clients never became quiet at ${t}${
+          lastErrors.length ? `: ${lastErrors.join("; ")}` : ""
+        }`,
+      );
+    }
+  }
+
+  async #check(t: number, final: boolean): Promise<void> {
+    this.#line = [];
+    for (const a of this.actors) a.seams.arm(undefined);
+    if (final) {
+      for (const a of this.actors.filter((x) => x.offline)) {
+        const out = await this.#run(`${a.name} back online`, () => a.comeBack());
+        this.#refused(`${a.name} back online (final)`, out);
+        this.#observe(a, t - 0.25);
+      }
+    }
+    await this.#settle(t);
+    // doubts whose owner is online are settled now: read the outcome
+    for (const g of this.model.groups.values()) {
+      if (g.doubt.size === 0) continue;
+      const owners = [...g.doubt.values()].map((d) => this.#actor(d.owner));
+      if (owners.some((o) => o.offline)) continue;
+      const seen = observedRoster(this, g);
+      if (!seen) continue;
+      for (const u of [...g.doubt.keys()]) this.model.resolveDoubt(g, u, seen.has(u), t);
+      this.#note(`${g.key} doubt resolved: roster [${[...g.roster].sort()}]`);
+    }
+    checkAgreement(this);
+    checkConversations(this);
+    // liveness: every online member sends to every conversation it is in
+    const tp = t + 0.25;
+    await Promise.all(
+      this.#online().map(async (a) => {
+        for (const g of this.model.groupsOf(a.name)) {
+          if (g.roster.size < 2 || g.doubt.size > 0) continue;
+          const i = [...this.model.groups.keys()].indexOf(g.key);
+          const out = await this.#send(a, g, `p${tp}-${a.name}-${i}`, tp);
+          if (!out.ok) {
+            this.violate("no-stuck-client", `${a.name} cannot send to ${g.key}: ${out.text}`);
+          }
+        }
+      }),
+    );
+    for (const a of this.#online()) this.#observe(a, tp);
+    await this.#settle(t + 0.4);
+    if (final) {
+      for (const m of this.model.messages.values()) {
+        if (m.state === "pending") this.model.refuse(m, t + 0.4);
+      }
+    }
+    checkMessages(this, t + 0.4);
+    this.#count("checks");
+    const line = `check ${t}${final ? " (final)" : ""}: ${this.#line.join("; ")}`;
+    this.#log.push(line);
+    if (this.#o.verbose) this.#o.progress?.(line);
+  }
+}
