@@ -109,17 +109,27 @@ async function main(args: string[]): Promise<number> {
   console.error(
     `sim: seed ${seed}, ${steps} steps, ${clients} clients${faults ? "" : ", no faults"}`,
   );
-  const r = await runSim({
-    seed,
-    steps,
-    clients,
-    checkEvery,
-    faults,
-    suites,
-    keepGoing: v["keep-going"] ?? false,
-    verbose: v.verbose ?? false,
-    progress: (l) => console.error(l),
-  });
+  let r: SimResult;
+  try {
+    r = await runSim({
+      seed,
+      steps,
+      clients,
+      checkEvery,
+      faults,
+      suites,
+      keepGoing: v["keep-going"] ?? false,
+      verbose: v.verbose ?? false,
+      progress: (l) => console.error(l),
+    });
+  } catch (e) {
+    console.error(
+      `sim: the run failed outside the client operations (seed ${seed}): ${
+        e instanceof Error ? e.stack ?? e.message : String(e)
+      }`,
+    );
+    return 2;
+  }
   const replay = [
     `--seed ${seed}`,
     `--steps ${r.violations[0]?.step ?? steps}`,
