@@ -105,8 +105,9 @@ export async function openClient(
 
 /** Format a message for text output. */
 export function formatMessage(conv: Conversation, m: StoredMessage): string {
-  if (conv.kind === "group") return `[${conv.name}] ${m.sender}: ${m.body}`;
-  return `[${m.sender}] ${m.body}`;
+  const body = m.unreadable ? "(a message this device cannot read)" : m.body;
+  if (conv.kind === "group") return `[${conv.name}] ${m.sender}: ${body}`;
+  return `[${m.sender}] ${body}`;
 }
 
 /** JSON form of a message. */
@@ -116,6 +117,7 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
     conversation: conv.name,
     sender: m.sender,
     body: m.body,
+    ...(m.unreadable ? { unreadable: true } : {}),
     sentAt: m.sentAt,
     messageId: m.messageId,
     direction: m.direction,
@@ -126,7 +128,7 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
 export function printEvent(e: ClientEvent, json: boolean): void {
   const line = eventLine(e, json);
   if (line === undefined) return;
-  if (e.kind === "warning" || e.kind === "progress") eprintln(line);
+  if (e.kind === "warning" || e.kind === "progress" || e.kind === "broken") eprintln(line);
   else println(line);
 }
 
@@ -148,13 +150,27 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
           conversation: e.conversation.name,
           added: e.added,
           removed: e.removed,
+          left: e.left,
           by: e.by,
         });
       }
       return [
         ...e.added.map((u) => `* ${e.by} added ${u} to ${e.conversation.name}`),
         ...e.removed.map((u) => `* ${e.by} removed ${u} from ${e.conversation.name}`),
+        ...e.left.map((u) => `* ${u} left ${e.conversation.name}`),
       ].join("\n");
+    case "unreadable":
+      return json
+        ? JSON.stringify({ ...messageJson(e.conversation, e.message), reason: e.reason })
+        : formatMessage(e.conversation, e.message);
+    case "broken":
+      return json
+        ? JSON.stringify({ type: "broken", conversation: e.conversation.name, reason: e.reason })
+        : `qpq: warning: ${e.conversation.name} is broken (${e.reason}): asking its members to re-add you`;
+    case "rejoined":
+      return json
+        ? JSON.stringify({ type: "rejoined", conversation: e.conversation.name, by: e.by })
+        : `* ${e.by} re-added you to ${e.conversation.name}`;
     case "removed":
       return json
         ? JSON.stringify({ type: "removed", conversation: e.conversation.name, by: e.by })

@@ -22,12 +22,24 @@ export const run = clientCommand({
       println(
         JSON.stringify({
           type: "list",
-          conversations: convs.map((c) => ({ name: c.name, kind: c.kind })),
+          conversations: convs.map((c) => ({
+            name: c.name,
+            kind: c.kind,
+            ...(c.broken !== undefined ? { broken: c.broken } : {}),
+          })),
         }),
       );
     } else if (convs.length === 0) {
       println("No conversations yet: try qpq dm <user> or qpq create-group <name>");
-    } else for (const c of convs) println(`${c.name}\t${c.kind}`);
+    } else {
+      for (const c of convs) {
+        println(
+          c.broken === undefined
+            ? `${c.name}\t${c.kind}`
+            : `${c.name}\t${c.kind}\tbroken: ${c.broken} (waiting to be re-added)`,
+        );
+      }
+    }
     return 0;
   },
 });

@@ -5,7 +5,7 @@
  */
 import { clientCommand } from "./_client.ts";
 import { eprintln, println } from "./_args.ts";
-import { UsageError } from "../errors.ts";
+import { QpqError, TransportError, UsageError } from "../errors.ts";
 
 /** Usage text. */
 export const USAGE =
@@ -43,12 +43,26 @@ export const run = clientCommand({
     const refs: string[] = [];
     if (values.to) refs.push((await client.dm(values.to as string)).name);
     else if (values.group) refs.push(`#${(values.group as string).replace(/^#/, "")}`);
-    else {refs.push(
+    else {
+      refs.push(
         ...client.listConversations().filter((c) => c.kind !== "self").map((c) => c.name),
-      );}
+      );
+    }
     if (refs.length === 0) throw new UsageError("No conversations to send to");
+    let skipped = 0;
     for (const ref of refs) {
-      const m = await client.send(ref, text);
+      let m;
+      try {
+        m = await client.send(ref, text);
+      } catch (e) {
+        // --all goes on past a conversation it cannot send to, and says which
+        if (!values.all || !(e instanceof QpqError) || e instanceof TransportError) throw e;
+        skipped++;
+        if (values.json) {
+          println(JSON.stringify({ type: "skipped", conversation: ref, reason: e.message }));
+        } else eprintln(`skipped ${ref}: ${e.message}`);
+        continue;
+      }
       const queued = client.pendingCount() > 0;
       if (values.json) {
         println(
@@ -57,6 +71,7 @@ export const run = clientCommand({
       } else if (queued) eprintln(`queued for ${ref} (server unreachable)`);
       else println(`sent to ${ref}`);
     }
+    if (skipped > 0) return 1;
     return 0;
   },
 });

@@ -1,0 +1,61 @@
+/**
+ * What every part of the client shares: the local state, who we are, the clock, the event
+ * sink and the one lock that serializes changes of MLS group state.
+ *
+ * @module
+ */
+import type { IdentityKeyPair } from "../crypto/mod.ts";
+import type { SignatureKeyPair } from "../mls/mod.ts";
+import type { LocalState } from "../store/client/mod.ts";
+import type { ClientEvent } from "./events.ts";
+
+/** Shared by the client's parts. */
+export class ClientContext {
+  readonly state: LocalState;
+  readonly identity: IdentityKeyPair;
+  readonly #emit: (e: ClientEvent) => void;
+  readonly #now: () => number;
+  /** Serializes every load-modify-save of MLS group state. */
+  #lock: Promise<void> = Promise.resolve();
+
+  constructor(
+    state: LocalState,
+    identity: IdentityKeyPair,
+    emit: (e: ClientEvent) => void,
+    now: () => number,
+  ) {
+    this.state = state;
+    this.identity = identity;
+    this.#emit = emit;
+    this.#now = now;
+  }
+
+  /** Our username. */
+  get username(): string {
+    return this.state.meta.username;
+  }
+
+  /** The time (ms since the epoch) from the client's clock. */
+  now(): number {
+    return this.#now();
+  }
+
+  /** Report an event (a failing sink never breaks the client). */
+  emit(e: ClientEvent): void {
+    try {
+      this.#emit(e);
+    } catch { /* the sink's problem */ }
+  }
+
+  /** Our signing key pair for MLS; zero `privateKey` when done. */
+  signer(): SignatureKeyPair {
+    return { publicKey: this.identity.publicKey, privateKey: this.identity.exportPrivateKey() };
+  }
+
+  /** Run `fn` alone: no other group-state change interleaves with it. Not re-entrant. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn);
+    this.#lock = run.then(() => {}, () => {});
+    return run;
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * What the client reports while it works: incoming messages, membership changes, a
+ * conversation that broke or healed, progress and warnings. The CLI prints them; the
+ * simulation checks them.
+ *
+ * @module
+ */
+import type { Conversation, StoredMessage } from "../store/client/mod.ts";
+
+/** Something the client reports while it works. */
+export type ClientEvent =
+  | { kind: "message"; conversation: Conversation; message: StoredMessage }
+  /** A message arrived that this device cannot read (stored as a placeholder). */
+  | { kind: "unreadable"; conversation: Conversation; message: StoredMessage; reason: string }
+  | { kind: "joined"; conversation: Conversation; inviter: string }
+  /** A broken conversation works again: another member re-added us. */
+  | { kind: "rejoined"; conversation: Conversation; by: string }
+  | {
+    kind: "members";
+    conversation: Conversation;
+    added: string[];
+    /** Removed by `by` (not counting those who left). */
+    removed: string[];
+    /** Left on their own (their leave was committed by `by`). */
+    left: string[];
+    by: string;
+  }
+  | { kind: "removed"; conversation: Conversation; by: string }
+  /** This conversation's group state cannot advance; the rest of the account works. */
+  | { kind: "broken"; conversation: Conversation; reason: string }
+  | { kind: "progress"; text: string }
+  | { kind: "warning"; text: string };
+
+/** Where events go. */
+export type EventSink = (e: ClientEvent) => void;

@@ -1,0 +1,927 @@
+/**
+ * The groups part of the client: every conversation is an MLS group. Creating, inviting,
+ * removing, leaving and self-updating go through one commit protocol; every message of a
+ * group is applied here; a group whose state cannot advance is isolated and healed.
+ *
+ * ```
+ * own commit:  sync ─► stage ─► [state + exact request] stored ─► send ─┬─ committed ─► merge
+ *                                                                      ├─ epoch_conflict ─►
+ *                                                                      │   discard, sync, retry
+ *                                                                      └─ no answer ─► kept:
+ *                                                                          resent as is later
+ * receive:     welcome ─► join (never over a working state)
+ *              commit / proposal / application ─► processMessage ─► [state + cursor] stored
+ *              a commit that cannot be applied, or a state that cannot be read ─► BROKEN
+ * broken:      reported once; the rest of the account works; application messages become
+ *              "unreadable" placeholders; we send a rejoin request (a fresh KeyPackage) ─►
+ *              any member re-adds us (remove stale leaf + add, one commit) ─► Welcome ─►
+ *              the conversation works again
+ * ```
+ *
+ * @module
+ */
+import {
+  addMembers,
+  checkCredentialBinding,
+  createGroup,
+  decodeGroupState,
+  DEFAULT_SUITE,
+  discardPendingCommit,
+  encodeGroupState,
+  encryptMessage,
+  epochAuthenticator,
+  joinFromWelcome,
+  leaveGroup,
+  listMembers,
+  mergePendingCommit,
+  type MlsGroupState,
+  type MlsSuiteName,
+  parseKeyPackage,
+  peekGroupStateSuite,
+  processMessage,
+  removeMembers,
+  selfUpdate,
+  type StagedCommit,
+  verifyRoster,
+} from "../mls/mod.ts";
+import {
+  type DeliveredMessage,
+  type EncodedRequest,
+  encodedRequest,
+  encodeRequestOnce,
+  type Request,
+} from "../wire/mod.ts";
+import { constantTimeEqual, fromHex, toHex, zeroize } from "../bytes.ts";
+import { QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
+import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type { ClientContext } from "./_context.ts";
+import type { Contacts } from "./contacts.ts";
+import { decodeContent, encodeContent } from "./content.ts";
+import { findConversation, upsertChannel } from "./conversations.ts";
+import { uuidToString, uuidv7 } from "./ids.ts";
+import type { KeyPackages } from "./key_packages.ts";
+import type { Outbox } from "./outbox.ts";
+import type { Session } from "./session.ts";
+
+/** How often an own commit is retried after an epoch conflict. */
+const COMMIT_RETRIES = 5;
+/** Groups get a self-update when our last commit in them is older than this. */
+export const SELF_UPDATE_INTERVAL_MS = 24 * 3600 * 1000;
+/** A broken member asks the group again after this long without an answer. */
+export const REJOIN_RETRY_MS = 10 * 60 * 1000;
+
+/** What an own commit changes on the server's roster. */
+interface Roster {
+  add?: string[];
+  remove?: string[];
+  /** Send the commit's Welcome to the users in `add`. */
+  welcome?: boolean;
+}
+
+type MakeCommit = (
+  state: MlsGroupState,
+) => Promise<{ staged: StagedCommit; roster: Roster } | undefined>;
+
+/** Errors that say "not now", never "this message is bad": the message is kept. */
+function isTransient(e: unknown): boolean {
+  return e instanceof TransportError ||
+    (e instanceof QpqError && (e.code === "epoch_conflict" || e.code === "storage"));
+}
+
+function reason(e: unknown): string {
+  return e instanceof QpqError ? e.message : "unexpected error";
+}
+
+/** Conversations as MLS groups. */
+export class Groups {
+  #ctx: ClientContext;
+  #session: Session;
+  #contacts: Contacts;
+  #keyPackages: KeyPackages;
+  #outbox: Outbox;
+  #sync: () => Promise<number>;
+  /** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
+  #rejoins = new Map<string, Map<string, Uint8Array>>();
+
+  constructor(
+    ctx: ClientContext,
+    parts: {
+      session: Session;
+      contacts: Contacts;
+      keyPackages: KeyPackages;
+      outbox: Outbox;
+      sync: () => Promise<number>;
+    },
+  ) {
+    this.#ctx = ctx;
+    this.#session = parts.session;
+    this.#contacts = parts.contacts;
+    this.#keyPackages = parts.keyPackages;
+    this.#outbox = parts.outbox;
+    this.#sync = parts.sync;
+  }
+
+  // ---------------------------------------------------------------- reading state
+
+  /** Find a conversation by "@user", "#group", "user" or "group". */
+  conversation(ref: string): Conversation {
+    return findConversation(this.#ctx.state, this.#ctx.username, ref, this.#ctx.now());
+  }
+
+  /** Why a conversation is broken, or undefined when it works. */
+  brokenReason(conv: Conversation): string | undefined {
+    return conv.channelId ? this.#ctx.state.group(conv.channelId)?.broken : undefined;
+  }
+
+  /** Conversations we are in (the notepad, DMs and groups; broken ones too). */
+  list(): Conversation[] {
+    const state = this.#ctx.state;
+    return state.listConversations().filter((c) =>
+      c.kind === "self" || (c.channelId !== undefined && state.group(c.channelId) !== undefined)
+    );
+  }
+
+  /** The record and decoded state of a conversation we can use; UsageError otherwise. */
+  #open(conv: Conversation): { record: GroupRecord; state: MlsGroupState } {
+    if (conv.kind === "self" || !conv.channelId) {
+      throw new UsageError("The notepad has no members to change");
+    }
+    const record = this.#ctx.state.group(conv.channelId);
+    if (!record) {
+      throw new UsageError(`You are not a member of ${conv.name}`, { code: "not_found" });
+    }
+    if (record.broken) {
+      throw new UsageError(
+        `${conv.name} is broken (${record.broken}): waiting for a member to re-add you`,
+        { code: "conflict" },
+      );
+    }
+    let state: MlsGroupState;
+    try {
+      state = decodeGroupState(record.state);
+    } catch (e) {
+      this.#markBroken(conv, record, `its state cannot be read: ${reason(e)}`);
+      throw new UsageError(`${conv.name} is broken: waiting for a member to re-add you`, {
+        code: "conflict",
+      });
+    }
+    return { record, state };
+  }
+
+  /** Members of a conversation, from the local MLS state. */
+  members(conv: Conversation): string[] {
+    if (conv.kind === "self") return [this.#ctx.username];
+    return listMembers(this.#open(conv).state).map((m) => m.username);
+  }
+
+  /** The MLS epoch and epoch authenticator of a conversation. */
+  epochInfo(conv: Conversation): { epoch: bigint; authenticator: string } {
+    const { state } = this.#open(conv);
+    return { epoch: state.epoch, authenticator: toHex(epochAuthenticator(state)) };
+  }
+
+  #save(record: GroupRecord, state: MlsGroupState, patch: Partial<GroupRecord> = {}): void {
+    this.#ctx.state.putGroup({ ...record, ...patch, state: encodeGroupState(state) });
+  }
+
+  #markBroken(conv: Conversation, record: GroupRecord, why: string): void {
+    if (record.broken) return;
+    this.#ctx.state.putGroup({
+      channelId: record.channelId,
+      state: record.state,
+      lastUpdateMs: record.lastUpdateMs,
+      leaves: [],
+      broken: why,
+    });
+    this.#ctx.emit({ kind: "broken", conversation: conv, reason: why });
+  }
+
+  // ---------------------------------------------------------------- creating
+
+  /** Create a group; we are its first member. */
+  async createGroup(name: string, suite: MlsSuiteName = DEFAULT_SUITE): Promise<Conversation> {
+    const n = name.replace(/^#/, "");
+    await this.#session.ensure();
+    const channel = await this.#session.call({ kind: "createGroup", name: n }, "channel");
+    const signer = this.#ctx.signer();
+    const state = await createGroup({
+      groupId: channel.channelId,
+      username: this.#ctx.username,
+      identity: signer,
+      suite,
+    }).finally(() => zeroize(signer.privateKey));
+    const hex = toHex(channel.channelId);
+    let conv!: Conversation;
+    this.#ctx.state.transaction(() => {
+      this.#ctx.state.putGroup({
+        channelId: hex,
+        state: encodeGroupState(state),
+        lastUpdateMs: this.#ctx.now(),
+        leaves: [],
+      });
+      conv = upsertChannel(this.#ctx.state, this.#ctx.username, channel, this.#ctx.now());
+    });
+    return conv;
+  }
+
+  /** Open (or find) the DM with `user` (not ourselves: that is the notepad). */
+  async dm(user: string): Promise<Conversation> {
+    const state = this.#ctx.state;
+    const existing = state.findConversationByName(`@${user}`);
+    if (existing?.channelId && state.group(existing.channelId)) return existing;
+    await this.#session.ensure();
+    const channel = await this.#session.call({ kind: "createDm", username: user }, "channel");
+    const hex = toHex(channel.channelId);
+    const conv = upsertChannel(state, this.#ctx.username, channel, this.#ctx.now());
+    if (state.group(hex)) return conv;
+    // The peer may have created the group already: its Welcome is then in our queue.
+    await this.#sync();
+    if (state.group(hex)) return conv;
+    const signer = this.#ctx.signer();
+    const mls = await createGroup({
+      groupId: channel.channelId,
+      username: this.#ctx.username,
+      identity: signer,
+      suite: DEFAULT_SUITE,
+    }).finally(() => zeroize(signer.privateKey));
+    state.putGroup({
+      channelId: hex,
+      state: encodeGroupState(mls),
+      lastUpdateMs: this.#ctx.now(),
+      leaves: [],
+    });
+    try {
+      await this.#add(conv, [user]);
+    } catch (e) {
+      // A DM group without the peer would be reused by every later dm(): drop it (unless
+      // the conflict retries already left us in the peer's group), so the next try starts over.
+      const record = state.group(hex);
+      const st = record && !record.broken ? decodeGroupState(record.state) : undefined;
+      if (st && !listMembers(st).some((m) => m.username === user)) state.deleteGroup(hex);
+      throw e;
+    }
+    return conv;
+  }
+
+  // ---------------------------------------------------------------- membership
+
+  /** Invite users to a group: one commit adds them all; they join from the Welcome. */
+  async invite(
+    conv: Conversation,
+    users: string[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
+    if (conv.kind !== "group") {
+      throw new UsageError("Invite works on groups: use dm for one person");
+    }
+    await this.#session.ensure();
+    await this.#add(conv, users, onProgress);
+  }
+
+  async #add(
+    conv: Conversation,
+    users: string[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<void> {
+    const suite = this.#suiteOf(conv);
+    const packages: Uint8Array[] = [];
+    for (const u of users) {
+      const kp = await this.#session.call(
+        { kind: "fetchKeyPackage", username: u },
+        "keyPackage",
+      );
+      packages.push(kp.data);
+      onProgress?.(packages.length, users.length);
+    }
+    await this.#commit(conv, async (state) => {
+      // After an epoch conflict and re-sync some may be members already (two sides opening
+      // the same DM at once: we joined the peer's group): add only the others.
+      const present = new Set(listMembers(state).map((m) => m.username));
+      const missing = users.flatMap((u, i) => present.has(u) ? [] : [{ u, kp: packages[i]! }]);
+      if (missing.length === 0) return undefined;
+      const staged = await addMembers(state, missing.map((m) => m.kp));
+      for (const m of staged.added) {
+        checkCredentialBinding(m, await this.#contacts.key(m.username));
+      }
+      return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
+    });
+    void suite;
+  }
+
+  #suiteOf(conv: Conversation): MlsSuiteName {
+    const record = conv.channelId ? this.#ctx.state.group(conv.channelId) : undefined;
+    return (record && peekGroupStateSuite(record.state)) ?? DEFAULT_SUITE;
+  }
+
+  /** Remove users from a group; they cannot read anything sent afterwards. */
+  async remove(conv: Conversation, users: string[]): Promise<void> {
+    if (conv.kind !== "group") throw new UsageError("Remove works on groups");
+    await this.#session.ensure();
+    await this.#commit(conv, async (state) => {
+      const present = new Set(listMembers(state).map((m) => m.username));
+      const names = users.filter((u) => present.has(u));
+      if (names.length === 0) {
+        if (users.length === 1) {
+          throw new UsageError(`${users[0]} is not a member of ${conv.name}`, {
+            code: "not_found",
+          });
+        }
+        return undefined;
+      }
+      return { staged: await removeMembers(state, names), roster: { remove: names } };
+    });
+  }
+
+  /** Commit a self-update (new path secrets: post-compromise security). */
+  async update(conv: Conversation): Promise<void> {
+    await this.#session.ensure();
+    await this.#commit(conv, async (state) => ({ staged: await selfUpdate(state), roster: {} }));
+  }
+
+  /** Leave a group: propose our removal (another member commits it) and forget it. */
+  async leave(conv: Conversation): Promise<void> {
+    if (conv.kind !== "group") throw new UsageError("Leave works on groups");
+    await this.#session.ensure();
+    await this.#sync();
+    await this.#ctx.exclusive(async () => {
+      const record = this.#ctx.state.group(conv.channelId ?? "");
+      if (record?.broken) {
+        // nothing can be sent in a group we cannot read: just forget it locally
+        this.#ctx.state.deleteGroup(record.channelId);
+        return;
+      }
+      const { state } = this.#open(conv);
+      const enc = await leaveGroup(state);
+      await this.#session.call({
+        kind: "enqueue",
+        channelId: fromHex(conv.channelId!),
+        messageId: uuidv7(),
+        payload: enc.outbound,
+        messageKind: "proposal",
+        epoch: Number(state.epoch),
+        recipients: [],
+      }, "enqueued");
+      this.#ctx.state.deleteGroup(conv.channelId!);
+      enc.consumed.forEach((c) => zeroize(c));
+    });
+  }
+
+  /**
+   * Commit a self-update in every working group whose last own commit is older than
+   * `maxAgeMs`. Returns the groups updated.
+   */
+  async selfUpdateDue(maxAgeMs = SELF_UPDATE_INTERVAL_MS): Promise<string[]> {
+    const done: string[] = [];
+    for (const c of this.list()) {
+      if (c.kind === "self" || !c.channelId) continue;
+      const record = this.#ctx.state.group(c.channelId);
+      if (!record || record.broken) continue;
+      if (this.#ctx.now() - record.lastUpdateMs < maxAgeMs) continue;
+      await this.update(c);
+      done.push(c.name);
+    }
+    return done;
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /**
+   * Encrypt a text message and queue it in one transaction with the history entry; the
+   * caller delivers it. Returns the stored message and the queued request.
+   */
+  async compose(
+    conv: Conversation,
+    text: string,
+  ): Promise<{ message: StoredMessage; request: EncodedRequest }> {
+    return await this.#ctx.exclusive(async () => {
+      const { record, state } = this.#open(conv);
+      if (state.hasPendingCommit) {
+        throw new UsageError("A group change is still pending: try again", {
+          code: "conflict",
+        });
+      }
+      if (listMembers(state).length < 2) {
+        throw new UsageError(`Nobody else is in ${conv.name} yet: invite someone first`);
+      }
+      const id = uuidv7();
+      const now = this.#ctx.now();
+      const message: StoredMessage = {
+        conversationId: conv.id,
+        messageId: uuidToString(id),
+        sender: this.#ctx.username,
+        body: text,
+        sentAt: now,
+        receivedAt: now,
+        direction: "out",
+        status: "pending",
+      };
+      const enc = await encryptMessage(
+        state,
+        encodeContent({ messageId: message.messageId, sentAtMs: now, text }),
+      );
+      const request = encodeRequestOnce({
+        kind: "enqueue",
+        channelId: fromHex(record.channelId),
+        messageId: id,
+        payload: enc.outbound,
+        messageKind: "application",
+        epoch: Number(state.epoch),
+        recipients: [],
+      });
+      const s = this.#ctx.state;
+      s.transaction(() => {
+        this.#save(record, enc.state);
+        s.addMessage(message);
+        s.addOutbox({
+          messageId: message.messageId,
+          conversationId: conv.id,
+          request: request.bytes,
+          createdAt: now,
+          attempts: 0,
+        });
+      });
+      enc.consumed.forEach((c) => zeroize(c));
+      return { message, request };
+    });
+  }
+
+  // ---------------------------------------------------------------- the commit protocol
+
+  /**
+   * Stage, persist, send and merge an own commit, re-syncing and retrying on an epoch
+   * conflict. `make` builds the commit from the current state each attempt, or returns
+   * undefined when there is nothing left to do.
+   */
+  async #commit(conv: Conversation, make: MakeCommit): Promise<void> {
+    for (let attempt = 0;; attempt++) {
+      await this.#sync();
+      const retry = await this.#ctx.exclusive(async () => {
+        const { record, state } = this.#open(conv);
+        const made = await make(state);
+        if (!made) return false;
+        const { staged, roster } = made;
+        const welcome = roster.welcome && staged.outbound.welcome
+          ? staged.outbound.welcome
+          : undefined;
+        const request: Request = {
+          kind: "commit",
+          channelId: fromHex(record.channelId),
+          epoch: Number(state.epoch),
+          messageId: uuidv7(),
+          payload: staged.outbound.commit,
+          add: roster.add ?? [],
+          remove: [
+            ...new Set([...(roster.remove ?? []), ...staged.removed.map((m) => m.username)]),
+          ],
+          welcomes: [],
+          welcome: welcome ?? new Uint8Array(0),
+          welcomeFor: welcome ? (roster.add ?? []) : [],
+        };
+        const encoded = encodeRequestOnce(request);
+        // Staged state and the exact request are stored together before anything is sent:
+        // after a crash or a lost answer the same bytes are sent again (the server keeps
+        // one copy), so the outcome is never guessed.
+        this.#save(record, staged.state, { pendingCommit: encoded.bytes });
+        const outcome = await this.#pushCommit(record.channelId, encoded);
+        if (outcome !== "accepted") {
+          if (outcome.code === "epoch_conflict" && attempt < COMMIT_RETRIES) return true;
+          throw outcome;
+        }
+        return false;
+      });
+      if (!retry) return;
+    }
+  }
+
+  /**
+   * Send a stored own commit until the server answers. Accepted (also as a duplicate of an
+   * earlier try): merged. Refused: discarded and the error returned. Unreachable: it stays
+   * pending (resolved by the next sync) and this throws.
+   */
+  async #pushCommit(channelId: string, request: EncodedRequest): Promise<"accepted" | QpqError> {
+    const s = this.#ctx.state;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        if (attempt > 0) {
+          await this.#session.disconnect();
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+        if (!this.#session.connected) await this.#session.ensure();
+        await this.#session.call(request, "committed");
+      } catch (e) {
+        if (e instanceof TransportError || !(e instanceof QpqError)) {
+          lastError = e;
+          continue;
+        }
+        const record = s.group(channelId);
+        if (record) {
+          const state = decodeGroupState(record.state);
+          const rest = withoutPending(record);
+          if (state.hasPendingCommit) {
+            const back = await discardPendingCommit(state);
+            this.#save(rest, back.state);
+          } else s.putGroup(rest);
+        }
+        return e;
+      }
+      const record = s.group(channelId);
+      if (record) {
+        const state = decodeGroupState(record.state);
+        const next: GroupRecord = { ...withoutPending(record), lastUpdateMs: this.#ctx.now() };
+        if (state.hasPendingCommit) {
+          const merged = mergePendingCommit(state);
+          this.#save(next, merged.state);
+          merged.consumed.forEach((c) => zeroize(c));
+        } else s.putGroup(next);
+      }
+      return "accepted";
+    }
+    throw new TransportError(
+      "Server unreachable: the group change is kept and completed when the server is back",
+      { code: "unavailable", cause: lastError },
+    );
+  }
+
+  /** Finish own commits left pending by a crash or a lost connection (before receiving). */
+  async resolvePendingCommits(): Promise<void> {
+    for (const record of this.#ctx.state.listGroups()) {
+      if (!record.pendingCommit || record.broken) continue;
+      const request = encodedRequest("commit", record.pendingCommit);
+      await this.#ctx.exclusive(async () => {
+        const current = this.#ctx.state.group(record.channelId);
+        if (!current?.pendingCommit) return;
+        const outcome = await this.#pushCommit(record.channelId, request);
+        if (outcome !== "accepted" && outcome.code !== "epoch_conflict") {
+          this.#ctx.emit({
+            kind: "warning",
+            text: `A group change was refused by the server: ${outcome.message}`,
+          });
+        }
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  /**
+   * Apply one delivered message. `done` (record the queue position) runs inside the same
+   * transaction as the state change. Throws only for transient failures (the message is
+   * then kept and tried again); a bad message is isolated to its conversation.
+   */
+  async receive(m: DeliveredMessage, done: () => void): Promise<void> {
+    const s = this.#ctx.state;
+    const hex = toHex(m.channelId);
+    if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
+    const record = s.group(hex);
+    const conv = s.getConversation(hex);
+    if (!record || !conv) return s.transaction(done); // a group we left or never joined
+    if (record.broken) {
+      if (m.messageKind === "application") this.#unreadable(conv, m, record.broken, done);
+      else s.transaction(done);
+      return;
+    }
+    let state: MlsGroupState;
+    try {
+      state = decodeGroupState(record.state);
+    } catch (e) {
+      const why = `its state cannot be read: ${reason(e)}`;
+      s.transaction(() => this.#markBroken(conv, record, why));
+      if (m.messageKind === "application") return this.#unreadable(conv, m, why, done);
+      return s.transaction(done);
+    }
+    if (m.messageKind === "rejoin") {
+      await this.#noteRejoin(conv, state, m);
+      return s.transaction(done);
+    }
+    let r;
+    try {
+      r = await processMessage(state, m.payload);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      if (m.messageKind === "application") {
+        return this.#unreadable(conv, m, reason(e), done);
+      }
+      if (m.messageKind === "commit") {
+        s.transaction(() => {
+          this.#markBroken(conv, record, `a change by ${m.sender} cannot be applied`);
+          done();
+        });
+        return;
+      }
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a ${m.messageKind} from ${m.sender} in ${conv.name}: ${reason(e)}`,
+      });
+      return s.transaction(done);
+    }
+    switch (r.kind) {
+      case "application": {
+        let content;
+        try {
+          content = decodeContent(r.plaintext);
+        } catch (e) {
+          s.transaction(() => this.#save(record, r.state));
+          return this.#unreadable(conv, m, reason(e), done, r.sender.username);
+        }
+        const message: StoredMessage = {
+          conversationId: conv.id,
+          messageId: content.messageId || uuidToString(m.messageId),
+          sender: r.sender.username,
+          body: content.text,
+          sentAt: content.sentAtMs || m.sentAtMs,
+          receivedAt: this.#ctx.now(),
+          direction: "in",
+          status: "delivered",
+        };
+        let fresh = false;
+        s.transaction(() => {
+          this.#save(record, r.state);
+          fresh = s.addMessage(message);
+          done();
+        });
+        if (fresh) this.#ctx.emit({ kind: "message", conversation: conv, message });
+        return;
+      }
+      case "commit": {
+        try {
+          for (const a of r.added) checkCredentialBinding(a, await this.#contacts.key(a.username));
+        } catch (e) {
+          if (isTransient(e)) throw e;
+          // a member added someone whose key the directory does not vouch for: we do not
+          // follow the group there
+          s.transaction(() => {
+            this.#markBroken(conv, record, `a change by ${m.sender} added an unverified key`);
+            done();
+          });
+          return;
+        }
+        const gone = new Set(r.removed.map((x) => x.username));
+        s.transaction(() => {
+          this.#save(record, r.state, { leaves: record.leaves.filter((u) => !gone.has(u)) });
+          done();
+        });
+        const left = new Set(r.left);
+        const readded = r.added.filter((a) => gone.has(a.username)).map((a) => a.username);
+        const added = r.added.map((a) => a.username).filter((u) => !readded.includes(u));
+        const removed = r.removed.map((a) => a.username).filter((u) =>
+          !left.has(u) && !readded.includes(u)
+        );
+        if (added.length || removed.length || left.size) {
+          this.#ctx.emit({
+            kind: "members",
+            conversation: conv,
+            added,
+            removed,
+            left: [...left],
+            by: r.committer.username,
+          });
+        }
+        return;
+      }
+      case "removed":
+        s.transaction(() => {
+          s.deleteGroup(hex);
+          done();
+        });
+        this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
+        return;
+      case "stale":
+        return s.transaction(done);
+      case "proposal":
+        s.transaction(() => {
+          // Someone asked to leave: commit it after this sync (a commit syncs first). Kept
+          // in the record so a crash before the commit does not forget it.
+          const leaves = r.proposal === "remove" && !record.leaves.includes(r.proposer.username)
+            ? [...record.leaves, r.proposer.username]
+            : record.leaves;
+          this.#save(record, r.state, { leaves });
+          done();
+        });
+        return;
+    }
+  }
+
+  #unreadable(
+    conv: Conversation,
+    m: DeliveredMessage,
+    why: string,
+    done: () => void,
+    sender = m.sender,
+  ): void {
+    const message: StoredMessage = {
+      conversationId: conv.id,
+      messageId: uuidToString(m.messageId),
+      sender,
+      body: "",
+      sentAt: m.sentAtMs,
+      receivedAt: this.#ctx.now(),
+      direction: "in",
+      status: "delivered",
+      unreadable: true,
+    };
+    let fresh = false;
+    this.#ctx.state.transaction(() => {
+      fresh = this.#ctx.state.addMessage(message);
+      done();
+    });
+    if (fresh) this.#ctx.emit({ kind: "unreadable", conversation: conv, message, reason: why });
+  }
+
+  async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
+    const s = this.#ctx.state;
+    const existing = s.group(hex);
+    if (existing && !existing.broken && !aloneIn(existing)) {
+      // A Welcome never replaces a working group state with other members in it (a member
+      // could otherwise fork us into a look-alike group with the same id). A group with
+      // nobody else in it may be replaced: both sides of a DM created one at once, and the
+      // peer's commit won.
+      const name = s.getConversation(hex)?.name ?? "a group";
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome to ${name} from ${m.sender}: you are already a member`,
+      });
+      return s.transaction(done);
+    }
+    const held = this.#keyPackages.held();
+    const signer = this.#ctx.signer();
+    let joined;
+    try {
+      joined = await joinFromWelcome(m.payload, held.map((k) => k.privatePackage), signer);
+      if (toHex(joined.state.groupId) !== hex) {
+        throw new ValidationError("Welcome is for another group than the channel it came on");
+      }
+      await verifyRoster(joined.state, (u) => this.#contacts.key(u));
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome from ${m.sender}: ${reason(e)}`,
+      });
+      return s.transaction(done);
+    } finally {
+      zeroize(signer.privateKey);
+    }
+    const channels = await this.#session.call({ kind: "listChannels" }, "channels");
+    const info = channels.channels.find((c) => toHex(c.channelId) === hex);
+    if (!info) {
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome from ${m.sender}: not a channel you are in`,
+      });
+      return s.transaction(done);
+    }
+    let conv!: Conversation;
+    s.transaction(() => {
+      s.putGroup({
+        channelId: hex,
+        state: encodeGroupState(joined.state),
+        lastUpdateMs: this.#ctx.now(), // fresh keys on join
+        leaves: [],
+      });
+      conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
+      const used = held[joined.used];
+      if (used) this.#keyPackages.used(used);
+      done();
+    });
+    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: m.sender });
+    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter: m.sender });
+  }
+
+  /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */
+  async #noteRejoin(conv: Conversation, state: MlsGroupState, m: DeliveredMessage) {
+    try {
+      if (!listMembers(state).some((x) => x.username === m.sender)) return;
+      const parsed = await parseKeyPackage(m.payload, { suite: state.suite });
+      if (parsed.username !== m.sender) {
+        throw new ValidationError("Rejoin request carries someone else's KeyPackage");
+      }
+      const key = await this.#contacts.key(m.sender);
+      if (!key || !constantTimeEqual(parsed.signaturePublicKey, key)) {
+        throw new ValidationError("Rejoin request is not signed by the member's identity key");
+      }
+      const byUser = this.#rejoins.get(conv.channelId!) ?? new Map<string, Uint8Array>();
+      byUser.set(m.sender, m.payload);
+      this.#rejoins.set(conv.channelId!, byUser);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a rejoin request from ${m.sender} in ${conv.name}: ${reason(e)}`,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- after a sync
+
+  /**
+   * Work a sync leaves behind, never inside one (commits sync first): commit members'
+   * leaves, re-add members who asked, ask to be re-added where we are broken. Failures are
+   * warnings: one conversation never stops the others.
+   */
+  async maintain(): Promise<void> {
+    const s = this.#ctx.state;
+    for (const record of s.listGroups()) {
+      const conv = s.getConversation(record.channelId);
+      if (!conv) continue;
+      if (record.broken) {
+        await this.#askRejoin(conv, record).catch((e) =>
+          this.#ctx.emit({
+            kind: "warning",
+            text: `Could not ask ${conv.name} to re-add you: ${reason(e)}`,
+          })
+        );
+        continue;
+      }
+      for (const user of record.leaves) {
+        let committed = false;
+        await this.#commit(conv, async (state) => {
+          if (!listMembers(state).some((x) => x.username === user)) return undefined;
+          committed = true;
+          return { staged: await selfUpdate(state), roster: { remove: [user] } };
+        }).then(() => {
+          if (!committed) return;
+          this.#ctx.emit({
+            kind: "members",
+            conversation: conv,
+            added: [],
+            removed: [],
+            left: [user],
+            by: this.#ctx.username,
+          });
+        }).catch((e) =>
+          this.#ctx.emit({
+            kind: "warning",
+            text: `Could not commit ${user}'s leave: ${reason(e)}`,
+          })
+        );
+        const now = s.group(record.channelId);
+        if (now) s.putGroup({ ...now, leaves: now.leaves.filter((u) => u !== user) });
+      }
+      const asks = this.#rejoins.get(record.channelId);
+      this.#rejoins.delete(record.channelId);
+      for (const [user, kp] of asks ?? []) {
+        await this.#commit(conv, async (state) => {
+          if (!listMembers(state).some((x) => x.username === user)) return undefined;
+          let staged;
+          try {
+            staged = await addMembers(state, [kp], { replaceExisting: true });
+          } catch (e) {
+            if (e instanceof QpqError && e.code === "conflict") return undefined; // done already
+            throw e;
+          }
+          return { staged, roster: { add: [user], remove: [user], welcome: true } };
+        }).catch((e) =>
+          this.#ctx.emit({ kind: "warning", text: `Could not re-add ${user}: ${reason(e)}` })
+        );
+      }
+    }
+  }
+
+  async #askRejoin(conv: Conversation, record: GroupRecord): Promise<void> {
+    const now = this.#ctx.now();
+    if (
+      record.rejoinRequestedMs !== undefined && now - record.rejoinRequestedMs < REJOIN_RETRY_MS
+    ) {
+      return;
+    }
+    const suite = peekGroupStateSuite(record.state) ?? DEFAULT_SUITE;
+    const kp = await this.#keyPackages.make(suite);
+    await this.#session.call({
+      kind: "enqueue",
+      channelId: fromHex(record.channelId),
+      messageId: uuidv7(),
+      payload: kp,
+      messageKind: "rejoin",
+      epoch: 0,
+      recipients: [],
+    }, "enqueued");
+    const current = this.#ctx.state.group(record.channelId);
+    if (current?.broken) this.#ctx.state.putGroup({ ...current, rejoinRequestedMs: now });
+    this.#ctx.emit({
+      kind: "progress",
+      text: `Asked the members of ${conv.name} to re-add you`,
+    });
+  }
+
+  /** Used by the outbox owner: deliver a composed message. */
+  deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
+    return this.#outbox.deliver(messageId, request);
+  }
+}
+
+/** The record without an own commit awaiting the server. */
+function withoutPending(r: GroupRecord): GroupRecord {
+  const { pendingCommit: _, ...rest } = r;
+  return rest;
+}
+
+/** True when the record is a working group with nobody but us in it. */
+function aloneIn(r: GroupRecord): boolean {
+  try {
+    const st = decodeGroupState(r.state);
+    return !st.hasPendingCommit && listMembers(st).length === 1;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The receiver part of the client: the one path every delivered message takes, whether the
+ * server pushed it or we fetched it. Messages are applied one at a time in queue order;
+ * the queue position (cursor) is stored in the same transaction as what the message
+ * changed, and acknowledged to the server only after that.
+ *
+ * ```
+ * push{messages} ─► buffer ─┐
+ *                           ├─► in order from cursor+1 ─► Groups.receive ─► [change + cursor]
+ * fetch(after cursor) ──────┘     a gap (seq > cursor+1) ─► fetch fills it       ─► ack
+ *                                 seq ≤ cursor (repeat) ─► skipped
+ * ```
+ *
+ * @module
+ */
+import { MAX_FETCH_PAGE } from "../limits.ts";
+import type { DeliveredMessage, Push } from "../wire/mod.ts";
+import { QpqError, TransportError } from "../errors.ts";
+import type { ClientContext } from "./_context.ts";
+import type { Groups } from "./groups.ts";
+import type { Session } from "./session.ts";
+
+/** Ordered processing of deliveries. */
+export class Receiver {
+  #ctx: ClientContext;
+  #session: Session;
+  #groups!: Groups;
+  #serial: Promise<unknown> = Promise.resolve();
+  #pushed: DeliveredMessage[] = [];
+  /** Called after messages were applied (the client commits what they left to do). */
+  #after: (count: number) => void;
+
+  constructor(ctx: ClientContext, session: Session, after: (count: number) => void) {
+    this.#ctx = ctx;
+    this.#session = session;
+    this.#after = after;
+  }
+
+  /** Wire the groups part (built after the receiver: each needs the other). */
+  attach(groups: Groups): void {
+    this.#groups = groups;
+  }
+
+  /** Last queue position processed. */
+  cursor(): number {
+    return this.#ctx.state.cursor();
+  }
+
+  /** Server push: apply the pushed messages directly (fetching only to fill a gap). */
+  onPush(push: Push): void {
+    this.#pushed.push(...push.messages);
+    this.#one(() => this.#drainPushed()).then(
+      (n) => n > 0 && this.#after(n),
+      (e) =>
+        this.#ctx.emit({
+          kind: "warning",
+          text: `Receive failed: ${e instanceof QpqError ? e.message : String(e)}`,
+        }),
+    );
+  }
+
+  /** Fetch and apply everything waiting on the server. Returns how many were applied. */
+  fetch(): Promise<number> {
+    return this.#one(() => this.#fetchAll());
+  }
+
+  /** One drain at a time, in call order. */
+  #one<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(fn);
+    this.#serial = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #drainPushed(): Promise<number> {
+    const batch = this.#pushed.splice(0).sort((a, b) => a.seq - b.seq);
+    let cursor = this.cursor();
+    let n = 0;
+    for (const m of batch) {
+      if (m.seq <= cursor) continue; // delivered twice: applied already
+      if (m.seq !== cursor + 1) return n + await this.#fetchAll(); // a gap: fetch fills it
+      await this.#apply(m);
+      n++;
+      cursor = m.seq;
+    }
+    if (n > 0) await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
+    return n;
+  }
+
+  async #fetchAll(): Promise<number> {
+    await this.#session.ensure();
+    await this.#groups.resolvePendingCommits();
+    let total = 0;
+    while (true) {
+      const cursor = this.cursor();
+      const page = await this.#session.call(
+        { kind: "fetch", afterSeq: cursor, limit: MAX_FETCH_PAGE },
+        "messages",
+      );
+      if (page.messages.length === 0) break;
+      const first = page.messages[0]!.seq;
+      if (first > cursor + 1 && cursor > 0) {
+        this.#ctx.emit({
+          kind: "warning",
+          text: `${first - cursor - 1} message(s) expired on the server before delivery`,
+        });
+      }
+      for (const m of page.messages) {
+        if (m.seq <= this.cursor()) continue;
+        await this.#apply(m);
+        total++;
+      }
+      await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
+      if (!page.more) break;
+    }
+    return total;
+  }
+
+  /** Apply one message. Transient failures stop the drain (the message is kept). */
+  async #apply(m: DeliveredMessage): Promise<void> {
+    const state = this.#ctx.state;
+    const done = () => state.setCursor(m.seq);
+    try {
+      await this.#ctx.exclusive(() => this.#groups.receive(m, done));
+    } catch (e) {
+      if (e instanceof TransportError || (e instanceof QpqError && isKept(e))) throw e;
+      // A message we cannot process must not block the queue forever: report and move on.
+      const why = e instanceof QpqError ? e.message : "unexpected error";
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Dropped a ${m.messageKind} from ${m.sender}: ${why}`,
+      });
+      state.transaction(done);
+    }
+  }
+}
+
+function isKept(e: QpqError): boolean {
+  return e.code === "epoch_conflict" || e.code === "storage" || e.code === "unavailable" ||
+    e.code === "timeout";
+}

@@ -1,0 +1,278 @@
+/**
+ * The session part of the client: one server connection, logged in. Resumes the stored
+ * session token once per connection, logs in again with OPAQUE when it is missing,
+ * expired or revoked, repeats a request the server refused because the session ended,
+ * and keeps server push alive across reconnects.
+ *
+ * ```
+ * ensure ─► connect ─► same connection already logged in? ─► done
+ *                   └► resume(token) ─ok─► done
+ *                          └ refused ─► login (OPAQUE) ─► new token in the meta record
+ * call(request) ─► auth error (session ended elsewhere) ─► login ─► call once more
+ * connection lost while subscribed ─► back-off ─► ensure + subscribe ─► onReconnected
+ * ```
+ *
+ * @module
+ */
+import {
+  clientLoginFinish,
+  clientLoginStart,
+  clientRegistrationFinish,
+  clientRegistrationStart,
+} from "../auth/mod.ts";
+import type { EncodedRequest, Push, Request, ResponseKind, ResponseOf } from "../wire/mod.ts";
+import { zeroize } from "../bytes.ts";
+import { AuthError, QpqError, TransportError } from "../errors.ts";
+import type { ClientContext } from "./_context.ts";
+import { type Connector, connectServer, type ServerLink } from "./connection.ts";
+
+/** Requests of the login flow itself: never repeated after a re-login. */
+const SESSION_KINDS = new Set([
+  "registerStart",
+  "registerFinish",
+  "loginStart",
+  "loginFinish",
+  "resume",
+  "logout",
+]);
+
+/** First delay before reconnecting a subscribed client (doubles up to 30 s). */
+const RESUBSCRIBE_FIRST_MS = 1_000;
+const RESUBSCRIBE_MAX_MS = 30_000;
+
+/** Options of {@link Session}. */
+export interface SessionOptions {
+  /** The password (OPAQUE login when the token is gone). */
+  password: string;
+  /** Server address override (default: the one in the state). */
+  server?: string | undefined;
+  /** PEM certificate to pin. */
+  caCertPem?: string | undefined;
+  /** Request timeout (ms). */
+  timeoutMs?: number | undefined;
+  /** How to open a connection (default QUIC). */
+  connect?: Connector | undefined;
+  /** Server pushes (the receiver). */
+  onPush: (push: Push) => void;
+  /** After a lost connection came back and push was renewed (the receiver catches up). */
+  onReconnected: () => Promise<unknown>;
+  /** The queue position to subscribe after. */
+  cursor: () => number;
+}
+
+/** One logged-in server connection. */
+export class Session {
+  #ctx: ClientContext;
+  #o: SessionOptions;
+  #conn: ServerLink | undefined;
+  /** The connection our session is bound to (resume or login done on it). */
+  #sessionConn: ServerLink | undefined;
+  #wantPush = false;
+  #subscribed = false;
+  #closing = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ctx: ClientContext, options: SessionOptions) {
+    this.#ctx = ctx;
+    this.#o = options;
+  }
+
+  /** The server address in use. */
+  get server(): string {
+    return this.#o.server ?? this.#ctx.state.meta.server;
+  }
+
+  /** True while connected. */
+  get connected(): boolean {
+    return this.#conn !== undefined;
+  }
+
+  /** Connect (without logging in). */
+  async connect(): Promise<void> {
+    if (this.#conn) return;
+    let conn: ServerLink | undefined = undefined;
+    conn = await (this.#o.connect ?? connectServer)({
+      server: this.server,
+      caCertPem: this.#o.caCertPem,
+      timeoutMs: this.#o.timeoutMs,
+      onPush: (push) => this.#o.onPush(push),
+      onClose: () => {
+        // a connection we already replaced (or dropped on purpose) must not clear the new one
+        if (conn === undefined || this.#conn !== conn) return;
+        this.#conn = undefined;
+        this.#subscribed = false;
+        if (this.#wantPush && !this.#closing) {
+          this.#ctx.emit({ kind: "warning", text: "Connection to the server lost: reconnecting" });
+          this.#resubscribeLater(RESUBSCRIBE_FIRST_MS);
+        }
+      },
+    });
+    this.#conn = conn;
+  }
+
+  /** Close the connection (the local state stays open). */
+  async disconnect(): Promise<void> {
+    const c = this.#conn;
+    this.#conn = undefined;
+    this.#subscribed = false;
+    await c?.close();
+  }
+
+  /**
+   * Send one request on the current connection. When the server says the session ended
+   * (expiry, logout elsewhere), log in again once and repeat it.
+   *
+   * @throws TransportError (code "unavailable") when not connected
+   */
+  async call<K extends ResponseKind>(
+    request: Request | EncodedRequest,
+    expect: K,
+    options: { timeoutMs?: number } = {},
+  ): Promise<ResponseOf<K>> {
+    const conn = this.#conn;
+    if (!conn) throw new TransportError("Not connected to the server", { code: "unavailable" });
+    try {
+      return await conn.call(request as Request, expect, options);
+    } catch (e) {
+      if (!(e instanceof AuthError && e.code === "auth") || SESSION_KINDS.has(request.kind)) {
+        throw e;
+      }
+      this.#sessionConn = undefined;
+      await this.ensure();
+      const again = this.#conn as ServerLink | undefined;
+      if (!again) throw new TransportError("Not connected to the server", { code: "unavailable" });
+      return await again.call(request as Request, expect, options);
+    }
+  }
+
+  /**
+   * Connect and make sure the connection is logged in; a subscribed client subscribes
+   * again on a new connection.
+   */
+  async ensure(): Promise<void> {
+    await this.#loggedIn();
+    if (this.#wantPush && !this.#subscribed && this.#conn) {
+      try {
+        await this.#conn.call({ kind: "subscribe", afterSeq: this.#o.cursor() }, "ok");
+        this.#subscribed = true;
+      } catch {
+        this.#resubscribeLater(RESUBSCRIBE_FIRST_MS);
+      }
+    }
+  }
+
+  async #loggedIn(): Promise<void> {
+    await this.connect();
+    const m = this.#ctx.state.meta;
+    const now = this.#ctx.now();
+    if (this.#sessionConn === this.#conn && (m.sessionExpiresAt ?? 0) > now) return;
+    if (m.sessionToken && m.sessionToken.length > 0 && (m.sessionExpiresAt ?? 0) > now) {
+      try {
+        await this.call({ kind: "resume", token: m.sessionToken }, "session");
+        this.#sessionConn = this.#conn;
+        return;
+      } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+      }
+    }
+    await this.login();
+  }
+
+  /** Register the account (OPAQUE record and identity key), then log in. */
+  async register(authToken: string): Promise<void> {
+    await this.connect();
+    const username = this.#ctx.username;
+    const start = await clientRegistrationStart(this.#o.password);
+    const started = await this.call(
+      { kind: "registerStart", username, request: start.request, authToken },
+      "registerStarted",
+    );
+    const fin = await clientRegistrationFinish(start.state, this.#o.password, started.data);
+    zeroize(fin.exportKey);
+    await this.call({
+      kind: "registerFinish",
+      username,
+      record: fin.record,
+      authToken,
+      identityKey: this.#ctx.identity.publicKey,
+    }, "ok");
+    await this.login();
+  }
+
+  /** OPAQUE login; the new session token goes into the meta record. */
+  async login(): Promise<void> {
+    await this.connect();
+    const username = this.#ctx.username;
+    const start = await clientLoginStart(this.#o.password);
+    const started = await this.call(
+      { kind: "loginStart", username, request: start.request },
+      "loginStarted",
+    );
+    const fin = await clientLoginFinish(start.state, this.#o.password, started.response);
+    if (fin.kind !== "ok") throw fin.error;
+    zeroize(fin.sessionKey, fin.exportKey);
+    const session = await this.call(
+      { kind: "loginFinish", username, finish: fin.finishRequest, loginId: started.loginId },
+      "session",
+    );
+    this.#ctx.state.updateMeta({
+      sessionToken: session.token,
+      sessionExpiresAt: session.expiresAtMs,
+    });
+    this.#sessionConn = this.#conn;
+    // Registration writes the account and the identity key separately: if a crash came
+    // between them, publish the key now.
+    try {
+      await this.call({ kind: "fetchIdentityKey", username }, "identityKey");
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+      await this.call({ kind: "publishIdentityKey", key: this.#ctx.identity.publicKey }, "ok");
+    }
+  }
+
+  /** Revoke the session on the server and forget the token locally. */
+  async logout(): Promise<void> {
+    try {
+      await this.ensure();
+      await this.call({ kind: "logout" }, "ok");
+    } finally {
+      this.#sessionConn = undefined;
+      this.#ctx.state.updateMeta({ sessionToken: undefined, sessionExpiresAt: undefined });
+    }
+  }
+
+  /** Ask for server push from now on (renewed on every new connection until close). */
+  async subscribe(): Promise<void> {
+    this.#wantPush = true;
+    await this.ensure();
+    if (this.#subscribed) return;
+    await this.call({ kind: "subscribe", afterSeq: this.#o.cursor() }, "ok");
+    this.#subscribed = true;
+  }
+
+  #resubscribeLater(delayMs: number): void {
+    if (this.#timer !== undefined || this.#closing) return;
+    this.#timer = setTimeout(async () => {
+      this.#timer = undefined;
+      if (!this.#wantPush || this.#closing || this.#subscribed) return;
+      try {
+        await this.subscribe();
+        await this.#o.onReconnected();
+        this.#ctx.emit({ kind: "progress", text: "Reconnected" });
+      } catch {
+        if (!this.#subscribed) {
+          this.#resubscribeLater(Math.min(delayMs * 2, RESUBSCRIBE_MAX_MS));
+        }
+      }
+    }, delayMs);
+  }
+
+  /** Stop push and close the connection. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#wantPush = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.disconnect();
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The client's group life cycle against a real server (QUIC on loopback, SQLite), one
+ * regression test per sequence that once broke an account (issue 9): remove then leave,
+ * a broken conversation that must not block the rest and must heal, a leave shown as a
+ * leave, groups of either suite.
+ */
+import { assert, assertEquals } from "./_support/assert.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
+import { type ClientEvent, QpqClient } from "../src/client/client.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+import { DEFAULT_ARGON2ID_PARAMS } from "../src/crypto/mod.ts";
+
+const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
+
+interface TestUser {
+  name: string;
+  client: QpqClient;
+  events: ClientEvent[];
+  warnings: () => string[];
+  received: () => string[];
+}
+
+async function user(ts: TestServer, dir: string, name: string): Promise<TestUser> {
+  const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
+    create: true,
+    username: name,
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const client = QpqClient.create({
+    store,
+    password: `pw-${name}`,
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    timeoutMs: 5_000,
+  });
+  await client.register();
+  return {
+    name,
+    client,
+    events,
+    warnings: () => events.flatMap((e) => e.kind === "warning" ? [e.text] : []),
+    received: () =>
+      events.flatMap((e) =>
+        e.kind === "message" && e.message.direction === "in" ? [e.message.body] : []
+      ),
+  };
+}
+
+async function withUsers(
+  names: string[],
+  fn: (users: TestUser[]) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of names) users.push(await user(ts, dir, n));
+    await fn(users);
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+}
+
+async function syncAll(users: TestUser[], rounds = 2): Promise<void> {
+  for (let i = 0; i < rounds; i++) for (const u of users) await u.client.sync();
+}
+
+function agree(users: TestUser[], ref: string): void {
+  const views = users.map((u) => ({
+    ...u.client.epochInfo(ref),
+    members: u.client.members(ref).sort().join(","),
+  }));
+  for (const v of views) assertEquals(v, views[0]);
+}
+
+Deno.test("client: remove then leave in a group of three leaves the creator's account working", async () => {
+  await withUsers(["p1", "p2", "p3"], async ([p1, p2, p3]) => {
+    await p1!.client.createGroup("g");
+    await p1!.client.invite("#g", ["p2", "p3"]);
+    await syncAll([p2!, p3!]);
+    await p1!.client.remove("#g", ["p3"]);
+    await p2!.client.leave("#g");
+    await p1!.client.sync();
+    assertEquals(p1!.warnings(), []);
+    assertEquals(p1!.client.members("#g"), ["p1"]);
+    const left = p1!.events.find((e) => e.kind === "members" && e.left.includes("p2"));
+    assert(left, "p2's leave is shown as a leave");
+    // everything else still works: list, a DM, the group itself
+    assertEquals(p1!.client.listConversations().map((c) => c.name).sort(), ["#g"]);
+    await p3!.client.dm("p1");
+    await p3!.client.send("@p1", "still there?");
+    await p1!.client.sync();
+    assertEquals(p1!.received(), ["still there?"]);
+    await p1!.client.invite("#g", ["p3"]);
+    await p3!.client.sync();
+    await p1!.client.send("#g", "welcome back");
+    await p3!.client.sync();
+    assert(p3!.received().includes("welcome back"));
+  });
+});
+
+Deno.test("client: a leave is shown to the other members as a leave, not a removal", async () => {
+  await withUsers(["a", "b", "c"], async ([a, b, c]) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b", "c"]);
+    await syncAll([b!, c!]);
+    await c!.client.leave("#team");
+    await a!.client.sync(); // a commits c's leave
+    await b!.client.sync();
+    const seen = b!.events.find((e) => e.kind === "members") as Extract<
+      ClientEvent,
+      { kind: "members" }
+    >;
+    assertEquals({ left: seen.left, removed: seen.removed }, { left: ["c"], removed: [] });
+    agree([a!, b!], "#team");
+  });
+});
+
+Deno.test("client: a broken conversation does not block the account, and the member gets back in", async () => {
+  await withUsers(["ann", "bob", "cat"], async ([ann, bob, cat]) => {
+    await ann!.client.createGroup("g");
+    await ann!.client.invite("#g", ["bob", "cat"]);
+    await syncAll([bob!, cat!]);
+    // bob's copy of the group state is damaged (a bug, a disk error …)
+    const conv = bob!.client.conversation("#g");
+    const rec = bob!.client.store.group(conv.channelId!)!;
+    bob!.client.store.putGroup({ ...rec, state: rec.state.slice(0, 40) });
+    await ann!.client.send("#g", "while bob is out");
+    await bob!.client.sync();
+    const broken = bob!.events.filter((e) => e.kind === "broken");
+    assertEquals(broken.length, 1, "reported once");
+    assert(bob!.client.listConversations().find((c) => c.name === "#g")?.broken);
+    const unreadable = bob!.events.filter((e) => e.kind === "unreadable");
+    assertEquals(unreadable.length, 1, "the message sent while out is reported as unreadable");
+    // the rest of bob's account works: a DM in both directions
+    await cat!.client.dm("bob");
+    await cat!.client.send("@bob", "dm works");
+    await bob!.client.sync();
+    assert(bob!.received().includes("dm works"));
+    await bob!.client.send("@cat", "yes it does");
+    await cat!.client.sync();
+    assert(cat!.received().includes("yes it does"));
+    // bob asked to be re-added; a member's client does it; bob reads the group again
+    await syncAll([ann!, cat!, bob!], 2);
+    assert(bob!.events.some((e) => e.kind === "rejoined"), "bob is back in");
+    assertEquals(bob!.client.listConversations().find((c) => c.name === "#g")?.broken, undefined);
+    await ann!.client.send("#g", "hello again");
+    await syncAll([bob!, cat!]);
+    assert(bob!.received().includes("hello again"));
+    await bob!.client.send("#g", "thanks");
+    await syncAll([ann!, cat!]);
+    assert(ann!.received().includes("thanks") && cat!.received().includes("thanks"));
+    agree([ann!, bob!, cat!], "#g");
+  });
+});
+
+for (const suite of ["MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", undefined] as const) {
+  Deno.test(`client: a group of suite ${suite ?? "default"} invites and talks`, async () => {
+    await withUsers(["x", "y"], async ([x, y]) => {
+      await x!.client.createGroup("s", suite);
+      await x!.client.invite("#s", ["y"]);
+      await y!.client.sync();
+      await x!.client.send("#s", "hi");
+      await y!.client.sync();
+      assertEquals(y!.received(), ["hi"]);
+      agree([x!, y!], "#s");
+    });
+  });
+}
