@@ -197,7 +197,7 @@ Deno.test("every request that needs a session is refused with auth before login"
         assertEquals(await answer(s, id), "auth", name);
         checked++;
       }
-      assertEquals(checked, 15);
+      assertEquals(checked, 16);
       s.close();
     });
   } finally {
