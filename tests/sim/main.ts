@@ -28,6 +28,7 @@ Options:
   --suites S        suites of new groups: both (default), xwing or x25519
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
+  --print-log       print the operation log on stdout also when no invariant broke
   --help            this text`;
 
 function fail(msg: string): never {
@@ -44,7 +45,11 @@ function int(v: string | undefined, name: string, dflt: number, min = 1): number
 }
 
 /** Print a result; returns the exit code. */
-export function report(r: SimResult, replayArgs: string): number {
+export function report(r: SimResult, replayArgs: string, printLog = false): number {
+  if (r.violations.length === 0 && printLog) {
+    console.log("operation log:");
+    for (const l of r.log) console.log(`  ${l}`);
+  }
   if (r.violations.length > 0) {
     const first = r.violations[0]!;
     console.log(`sim: VIOLATION at step ${first.step} (seed ${r.seed})`);
@@ -83,6 +88,7 @@ async function main(args: string[]): Promise<number> {
         suites: { type: "string" },
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
+        "print-log": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -138,7 +144,7 @@ async function main(args: string[]): Promise<number> {
     faults ? "" : "--no-faults",
     suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
   ].filter(Boolean).join(" ");
-  return report(r, replay);
+  return report(r, replay, v["print-log"] ?? false);
 }
 
 if (import.meta.main) {

@@ -155,7 +155,7 @@ class Simulation implements CheckContext {
   #step = 0;
   #line: string[] = [];
   #started = 0;
-  #lastProgress = 0;
+  #phase = "setup";
   #implicated = new Set<string>();
 
   constructor(o: SimOptions) {
@@ -175,25 +175,35 @@ class Simulation implements CheckContext {
 
   async run(): Promise<SimResult> {
     this.#started = performance.now();
-    await this.#setup();
+    const ticker = setInterval(() => this.#progress(), 3_000);
     const { steps, checkEvery } = this.#o;
     let done = 0;
-    for (let s = 1; s <= steps; s++) {
-      this.#step = s;
-      await this.#runStep(s);
-      done = s;
-      this.#progress(false);
-      if (this.violations.length > 0 && !this.#o.keepGoing) break;
-      if (s % checkEvery === 0 && s < steps) {
-        await this.#check(s + 0.5, false);
+    try {
+      this.#phase = "setup";
+      await this.#setup();
+      this.#phase = "steps";
+      for (let s = 1; s <= steps; s++) {
+        this.#step = s;
+        await this.#runStep(s);
+        done = s;
         if (this.violations.length > 0 && !this.#o.keepGoing) break;
+        if (s % checkEvery === 0 && s < steps) {
+          this.#phase = "check";
+          await this.#check(s + 0.5, false);
+          this.#phase = "steps";
+          if (this.violations.length > 0 && !this.#o.keepGoing) break;
+        }
       }
+      if (this.violations.length === 0 || this.#o.keepGoing) {
+        this.#step = done;
+        this.#phase = "final check";
+        await this.#check(done + 0.5, true);
+      }
+    } finally {
+      clearInterval(ticker);
     }
-    if (this.violations.length === 0 || this.#o.keepGoing) {
-      this.#step = done;
-      await this.#check(done + 0.5, true);
-    }
-    this.#progress(true);
+    this.#phase = "done";
+    this.#progress();
     if (this.violations.length > 0) this.#collectDiagnostics();
     return {
       seed: this.#o.seed,
@@ -207,13 +217,10 @@ class Simulation implements CheckContext {
     };
   }
 
-  #progress(force: boolean): void {
-    const now = performance.now();
-    if (!force && now - this.#lastProgress < 3_000) return;
-    this.#lastProgress = now;
-    const secs = (now - this.#started) / 1000;
+  #progress(): void {
+    const secs = (performance.now() - this.#started) / 1000;
     this.#o.progress?.(
-      `sim: seed ${this.#o.seed} step ${this.#step}/${this.#o.steps} ${
+      `sim: seed ${this.#o.seed} ${this.#phase}, step ${this.#step}/${this.#o.steps}, ${
         (this.#step / Math.max(secs, 0.001)).toFixed(2)
       } steps/s, ${this.violations.length} violations, ${secs.toFixed(0)}s`,
     );
@@ -696,6 +703,15 @@ class Simulation implements CheckContext {
     this.#observe(a, s);
   }
 
+  /**
+   * Let `a`'s background work (push-driven syncs) finish, so that a fault armed next
+   * counts the operation's own calls and writes (replays hit the same point).
+   */
+  async #quiet(a: Actor): Promise<void> {
+    if (a.offline) return;
+    await a.client.sync().catch(() => {});
+  }
+
   /** A random single operation for `a` (for fault steps): a send or a group change. */
   #randomOp(rng: Prng, a: Actor, s: number): (() => Promise<void>) | undefined {
     if (rng.chance(0.5)) {
@@ -726,6 +742,7 @@ class Simulation implements CheckContext {
       `${a.name} armed ${fault.kind} #${fault.n}${"after" in fault && fault.after ? " after" : ""}`,
     );
     const op = this.#randomOp(rng, a, s);
+    await this.#quiet(a);
     a.seams.arm(fault);
     if (op) await op();
     a.seams.arm(undefined);
@@ -743,6 +760,7 @@ class Simulation implements CheckContext {
     this.#note(`${a.name} armed lost answer #${fault.n}${fault.dropLink ? " (drop link)" : ""}`);
     const op = this.#randomOp(rng, a, s);
     if (!op) return;
+    await this.#quiet(a);
     a.seams.arm(fault);
     await op();
     if (!a.seams.armed) this.#count("fault.lost");
