@@ -6,6 +6,7 @@
  * ```
  * agreement       current members of a conversation agree on epoch, epoch authenticator and
  *                 roster, and the roster is the model's
+ * server roster   the server fans out to exactly the model's members
  * conversations   a client lists exactly the conversations it is a member of, none broken
  * messages        each message: exactly once to those who must see it (history and event),
  *                 at most once to those who may, never to anyone else; right conversation,
@@ -15,6 +16,8 @@
  * @module
  */
 import type { Actor, SeenMessage } from "./actor.ts";
+import { connectServer, type ServerConnection } from "../../src/client/connection.ts";
+import { fromHex } from "../../src/bytes.ts";
 import { type GroupModel, type Model, refFor } from "./model.ts";
 
 /** What the checks need from the simulation. */
@@ -119,6 +122,60 @@ export function checkAgreement(ctx: CheckContext): void {
         break;
       }
     }
+  }
+}
+
+/**
+ * The server's roster of each conversation (what it fans messages out to) is the model's:
+ * a member the server still delivers to after leaving, or one it does not deliver to, is
+ * a violation even when the clients agree among themselves. Asked on a raw connection
+ * with the session of an online member.
+ */
+export async function checkServerRoster(
+  ctx: CheckContext,
+  server: { addr: string; certPem: string },
+): Promise<void> {
+  const conns = new Map<string, ServerConnection>();
+  try {
+    for (const g of ctx.model.groups.values()) {
+      const asker = onlineActors(ctx).find((a) => g.roster.has(a.name));
+      if (!asker) continue;
+      let channelId: string | undefined;
+      try {
+        channelId = asker.client.conversation(refFor(g, asker.name)).channelId;
+      } catch {
+        continue; // reported by the agreement check
+      }
+      if (!channelId) continue;
+      let conn = conns.get(asker.name);
+      try {
+        if (!conn) {
+          conn = await connectServer({ server: server.addr, caCertPem: server.certPem });
+          conns.set(asker.name, conn);
+          const token = asker.client.store.meta.sessionToken;
+          if (!token) continue;
+          await conn.call({ kind: "resume", token }, "session");
+        }
+        const list = await conn.call(
+          { kind: "members", channelId: fromHex(channelId) },
+          "memberList",
+        );
+        const seen = [...list.members].sort();
+        const open = new Set(g.doubt.keys());
+        const a = seen.filter((u) => !open.has(u)).join(",");
+        const b = [...g.roster].sort().filter((u) => !open.has(u)).join(",");
+        if (a !== b) {
+          ctx.violate(
+            "server-roster",
+            `${g.key}: the server delivers to [${seen}], the model roster is ${fmt(g.roster)}`,
+          );
+        }
+      } catch (e) {
+        ctx.violate("server-roster", `${g.key}: cannot read the server's roster: ${errText(e)}`);
+      }
+    }
+  } finally {
+    for (const c of conns.values()) await c.close().catch(() => {});
   }
 }
 

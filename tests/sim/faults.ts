@@ -37,6 +37,7 @@ const WRITE_PREFIXES = [
   "upsert",
   "save",
   "clear",
+  "pin",
   "transaction",
 ];
 

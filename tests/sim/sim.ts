@@ -27,6 +27,7 @@ import {
   type CheckContext,
   checkConversations,
   checkMessages,
+  checkServerRoster,
   observedRoster,
   onlineActors,
 } from "./check.ts";
@@ -604,10 +605,13 @@ class Simulation implements CheckContext {
   }
 
   /**
-   * Apply a group change's outcome: done, refused (nothing happened), or unknown (a fault
-   * hit it, or the network failed: it may complete later; its targets are in doubt).
+   * Apply a group change's outcome: done, refused (nothing happened), or unknown (the client
+   * crashed during it, or the network failed: it may complete later; its targets are in
+   * doubt until a quiescent check sees the outcome). A refusal is taken at its word, also
+   * after a lost answer: a change that happened although the client reported it refused is
+   * a bug the roster checks then catch.
    */
-  #apply(p: CommitPlan, out: Outcome, t: number, faulty: boolean, wasOffline: boolean): void {
+  #apply(p: CommitPlan, out: Outcome, t: number, crashed: boolean, wasOffline: boolean): void {
     const affected = p.op === "leave" ? [p.actor.name] : p.targets;
     if (out.ok) {
       for (const u of affected) {
@@ -615,7 +619,7 @@ class Simulation implements CheckContext {
       }
       return;
     }
-    const unknown = faulty || (isTransport(out.error) && !wasOffline);
+    const unknown = crashed || (isTransport(out.error) && !wasOffline);
     if (unknown) {
       for (const u of affected) this.model.addDoubt(p.g, u, p.actor.name, t);
       if (p.op === "update") this.#count("doubt.update");
@@ -625,12 +629,13 @@ class Simulation implements CheckContext {
   async #commitAndApply(
     p: CommitPlan,
     t: number,
-    opts: { strict: boolean; faulty?: boolean },
+    opts: { strict: boolean },
   ): Promise<Outcome> {
     const wasOffline = p.actor.offline;
     const knew = this.#knows(p.actor, p.g);
+    const seams = p.actor.seams;
     const out = await this.#execCommit(p);
-    this.#apply(p, out, t, opts.faulty ?? false, wasOffline);
+    this.#apply(p, out, t, seams.dead, wasOffline);
     if (opts.strict && !wasOffline) this.#refused(this.#label(p), out, p.g, knew);
     return out;
   }
@@ -727,7 +732,7 @@ class Simulation implements CheckContext {
     const p = this.#planCommit(rng, { g: rng.pick(mine), who: a });
     if (!p) return undefined;
     return async () => {
-      await this.#commitAndApply(p, s, { strict: false, faulty: true });
+      await this.#commitAndApply(p, s, { strict: false });
     };
   }
 
@@ -859,6 +864,7 @@ class Simulation implements CheckContext {
     }
     checkAgreement(this);
     checkConversations(this);
+    await checkServerRoster(this, this.#server);
     // liveness: every online member sends to every conversation it is in
     const tp = t + 0.25;
     await Promise.all(
