@@ -789,14 +789,24 @@ Deno.test("commit: a Welcome may only go to users the commit adds; a member is r
     assertEquals(got, [["welcome", 0], ["welcome", 1], ["commit", 2]]);
     const carolGot = (await fetchAll(carol.conn)).map((m) => [m.messageKind, m.epoch]);
     assertEquals(carolGot, [["welcome", 0], ["commit", 1], ["welcome", 2]]);
-    // a DM member can be re-added too (its roster cannot change otherwise)
+    // a DM's roster holds both users from the start: its first commit adds the peer
     const ch = await dm(alice.conn, "bob");
     assertEquals(
-      (await commit(0, { add: ["bob"], remove: ["bob"], welcomeFor: ["bob"] }, ch)).recipients,
+      (await commit(0, { add: ["bob"], remove: [], welcomeFor: ["bob"] }, ch)).recipients,
+      1,
+    );
+    // later, the peer is re-added only with its removal (its roster cannot change otherwise)
+    await refused(
+      () => commit(1, { add: ["bob"], remove: [], welcomeFor: ["bob"] }, ch),
+      UsageError,
+      "conflict",
+    );
+    assertEquals(
+      (await commit(1, { add: ["bob"], remove: ["bob"], welcomeFor: ["bob"] }, ch)).recipients,
       1,
     );
     await refused(
-      () => commit(1, { add: ["carol"], remove: [], welcomeFor: ["carol"] }, ch),
+      () => commit(2, { add: ["carol"], remove: [], welcomeFor: ["carol"] }, ch),
       UsageError,
       "usage",
     );

@@ -181,7 +181,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           throw new UsageError(`Unknown user ${u}`, { code: "not_found" });
         }
         // Re-adding a member (who asked to rejoin) removes the stale leaf in the same commit.
-        if (members.includes(u) && !remove.includes(u)) {
+        // A DM's roster holds both users from the start: its first commit adds the peer.
+        const firstDmCommit = c.kind === "dm" && req.epoch === 0 && u !== me;
+        if (members.includes(u) && !remove.includes(u) && !firstDmCommit) {
           throw new UsageError(
             `Cannot add ${u}: already a member (a re-add must also remove them)`,
             { code: "conflict" },
