@@ -12,7 +12,8 @@
  */
 import { QpqClient } from "../../src/client/client.ts";
 import { openLocalStore } from "../../src/client/open_store.ts";
-import { DEFAULT_ARGON2ID_PARAMS } from "../../src/crypto/mod.ts";
+import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../../src/crypto/mod.ts";
+import { type LocalState, MemoryLocalState } from "../../src/store/client/mod.ts";
 import { FaultySeams } from "./faults.ts";
 
 /** Cheap Argon2id parameters (tests only). */
@@ -60,23 +61,53 @@ export class Actor {
   /** Warnings seen, by text prefix (for the report). */
   readonly warnings: string[] = [];
 
-  constructor(name: string, dir: string, server: ServerAddress, timeoutMs: number) {
+  /**
+   * Where the state lives: files (encrypted SQLite: a crash reopens the same files) or
+   * memory ({@link MemoryLocalState}: a crash reopens the same data; much faster).
+   */
+  readonly storeKind: "file" | "memory";
+  #memory: MemoryLocalState | undefined;
+
+  constructor(
+    name: string,
+    dir: string,
+    server: ServerAddress,
+    options: { timeoutMs: number; store: "file" | "memory" },
+  ) {
+    this.storeKind = options.store;
     this.name = name;
     this.password = `pw-${name}`;
     this.statePath = `${dir}/${name}.bin`;
     this.#server = server;
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = options.timeoutMs;
   }
 
   /** Open (or create) the state and a client instance over it. */
   async open(create: boolean): Promise<void> {
     const seams = new FaultySeams(() => this.offline);
-    const store = await openLocalStore(this.statePath, this.password, {
-      create,
-      username: this.name,
-      server: this.#server.addr,
-      kdf: FAST_KDF,
-    });
+    let store: LocalState;
+    if (this.storeKind === "memory") {
+      if (create) {
+        const id = IdentityKeyPair.generate();
+        this.#memory = new MemoryLocalState({
+          username: this.name,
+          server: this.#server.addr,
+          identitySeed: id.exportPrivateKey(),
+          identityPublic: id.publicKey,
+        });
+        id.destroy();
+      } else {
+        this.#memory = this.#memory!.reopen();
+      }
+      store = this.#memory;
+    } else {
+      store = await openLocalStore(this.statePath, this.password, {
+        create,
+        username: this.name,
+        server: this.#server.addr,
+        kdf: FAST_KDF,
+      });
+    }
     const instance = ++this.instance;
     const wrapped = seams.wrapStore(store);
     this.seams = seams;

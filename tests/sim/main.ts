@@ -26,6 +26,8 @@ Options:
   --check-every N   quiescent check every N steps (default 20; always at the end)
   --no-faults       operations only, no faults
   --suites S        suites of new groups: both (default), xwing or x25519
+  --store S         client state: mixed (default: every third client on encrypted
+                    SQLite files, the others in memory), file or memory
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
   --print-log       print the operation log on stdout also when no invariant broke
@@ -86,6 +88,7 @@ async function main(args: string[]): Promise<number> {
         "check-every": { type: "string" },
         "no-faults": { type: "boolean" },
         suites: { type: "string" },
+        store: { type: "string" },
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
         "print-log": { type: "boolean" },
@@ -112,6 +115,10 @@ async function main(args: string[]): Promise<number> {
   const suiteFlag = v.suites ?? "both";
   const suites = { both: SUITES, xwing: [SUITES[0]], x25519: [SUITES[1]] }[suiteFlag];
   if (!suites) fail(`--suites must be both, xwing or x25519`);
+  const store = v.store ?? "mixed";
+  if (store !== "mixed" && store !== "file" && store !== "memory") {
+    fail("--store must be mixed, file or memory");
+  }
   console.error(
     `sim: seed ${seed}, ${steps} steps, ${clients} clients${faults ? "" : ", no faults"}`,
   );
@@ -143,6 +150,7 @@ async function main(args: string[]): Promise<number> {
     checkEvery !== 20 ? `--check-every ${checkEvery}` : "",
     faults ? "" : "--no-faults",
     suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
+    store !== "mixed" ? `--store ${store}` : "",
   ].filter(Boolean).join(" ");
   return report(r, replay, v["print-log"] ?? false);
 }

@@ -52,6 +52,11 @@ export interface SimOptions {
   checkEvery?: number;
   /** Inject faults (default true). */
   faults?: boolean;
+  /**
+   * Client state: "file" (encrypted SQLite files), "memory" ({@link MemoryLocalState}), or
+   * "mixed" (default: every third client on files, the rest in memory; crashes hit both).
+   */
+  store?: "file" | "memory" | "mixed";
   /** Suites new groups use (default both). */
   suites?: readonly string[];
   /** Continue after a violation (default: stop at the check that found it). */
@@ -164,6 +169,7 @@ class Simulation implements CheckContext {
       checkEvery: 20,
       faults: true,
       suites: SUITES,
+      store: "mixed",
       keepGoing: false,
       verbose: false,
       timeoutMs: 4_000,
@@ -234,7 +240,10 @@ class Simulation implements CheckContext {
     this.#server = await ServerProcess.start(`${this.#dir}/server`);
     const addr = { addr: this.#server.addr, certPem: this.#server.certPem };
     for (let i = 0; i < this.#o.clients; i++) {
-      this.actors.push(new Actor(`c${i}`, `${this.#dir}/clients`, addr, this.#o.timeoutMs));
+      const store = this.#o.store === "mixed" ? (i % 3 === 0 ? "file" : "memory") : this.#o.store;
+      this.actors.push(
+        new Actor(`c${i}`, `${this.#dir}/clients`, addr, { timeoutMs: this.#o.timeoutMs, store }),
+      );
     }
     // a few at a time: one process does every client's crypto, and a starved QUIC
     // handshake would time out
