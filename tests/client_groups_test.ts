@@ -172,3 +172,80 @@ for (const suite of ["MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", undefined] 
     });
   });
 }
+
+Deno.test("client: a Welcome for a group it is in never replaces its state (no fork into a look-alike)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { createGroup, addMembers } = await import("../src/mls/mod.ts");
+  const { IdentityKeyPair } = await import("../src/crypto/mod.ts");
+  const { fromHex } = await import("../src/bytes.ts");
+  let inject: ((p: import("../src/wire/mod.ts").Push) => void) | undefined;
+  const store = await openLocalStore(`${dir}/vic.bin`, "pw", {
+    create: true,
+    username: "vic",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const vic = QpqClient.create({
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: (o) => {
+      inject = (p) => o.onPush?.(p, 0);
+      return connectServer(o);
+    },
+  });
+  let mal: TestUser | undefined;
+  try {
+    await vic.register();
+    mal = await user(ts, dir, "mal");
+    await mal.client.createGroup("g");
+    await mal.client.invite("#g", ["vic"]);
+    await vic.sync();
+    await vic.subscribe();
+    const before = vic.epochInfo("#g");
+    // mal builds a look-alike group with the same id around one of vic's KeyPackages
+    const conv = vic.conversation("#g");
+    const malId = IdentityKeyPair.generate();
+    const fake = await createGroup({
+      groupId: fromHex(conv.channelId!),
+      username: "mal",
+      identity: { publicKey: malId.publicKey, privateKey: malId.exportPrivateKey() },
+    });
+    const conn = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+    await conn.call({ kind: "resume", token: mal.client.store.meta.sessionToken! }, "session");
+    const vkp = await conn.call({ kind: "fetchKeyPackage", username: "vic" }, "keyPackage");
+    await conn.close();
+    const staged = await addMembers(fake, [vkp.data]);
+    inject!({
+      messages: [{
+        seq: store.cursor() + 1,
+        channelId: fromHex(conv.channelId!),
+        sender: "mal",
+        messageId: new Uint8Array(16),
+        payload: staged.outbound.welcome!,
+        messageKind: "welcome",
+        epoch: 0,
+        sentAtMs: 0,
+      }],
+    });
+    for (let i = 0; i < 50 && !events.some((e) => e.kind === "warning"); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert(
+      events.some((e) => e.kind === "warning" && e.text.includes("already a member")),
+      "the Welcome is ignored with a warning",
+    );
+    assertEquals(vic.epochInfo("#g"), before, "the group state is unchanged");
+    assertEquals(vic.members("#g").sort(), ["mal", "vic"]);
+  } finally {
+    await vic.close().catch(() => {});
+    await mal?.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+});

@@ -10,6 +10,7 @@ import { connectServer, type ServerConnection } from "../src/client/connection.t
 import { openLocalStore } from "../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS } from "../src/crypto/mod.ts";
 import { UsageError } from "../src/errors.ts";
+import { DEFAULT_SUITE, SUITE_IDS } from "../src/mls/mod.ts";
 import { readUntil, spawnQpq } from "./_support/cli.ts";
 
 const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
@@ -272,7 +273,11 @@ Deno.test("QpqClient refills its KeyPackages on the server after they run low", 
     const count = async () => {
       const conn = await rawSession(ts, alice);
       try {
-        return (await conn.call({ kind: "countKeyPackages" }, "keyPackageCount")).count;
+        // the default suite's stock (the client keeps one per supported suite)
+        return (await conn.call(
+          { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
+          "keyPackageCount",
+        )).count;
       } finally {
         await conn.close();
       }

@@ -42,6 +42,7 @@ import {
   removeMembers,
   selfUpdate,
   type StagedCommit,
+  SUITE_IDS,
   verifyRoster,
 } from "../mls/mod.ts";
 import {
@@ -287,7 +288,7 @@ export class Groups {
     const packages: Uint8Array[] = [];
     for (const u of users) {
       const kp = await this.#session.call(
-        { kind: "fetchKeyPackage", username: u },
+        { kind: "fetchKeyPackage", username: u, cipherSuite: SUITE_IDS[suite] },
         "keyPackage",
       );
       packages.push(kp.data);
@@ -305,7 +306,6 @@ export class Groups {
       }
       return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
     });
-    void suite;
   }
 
   #suiteOf(conv: Conversation): MlsSuiteName {
@@ -417,7 +417,7 @@ export class Groups {
       };
       const enc = await encryptMessage(
         state,
-        encodeContent({ messageId: message.messageId, sentAtMs: now, text }),
+        encodeContent({ messageId: id, sentAtMs: now, text }),
       );
       const request = encodeRequestOnce({
         kind: "enqueue",

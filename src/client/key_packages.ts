@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { createKeyPackage, DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
+import { createKeyPackage, DEFAULT_SUITE, type MlsSuiteName, SUITE_IDS } from "../mls/mod.ts";
 import { toHex, zeroize } from "../bytes.ts";
 import type { KeyPackageRecord } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
@@ -58,25 +58,39 @@ export class KeyPackages {
   }
 
   /**
-   * Upload KeyPackages until the server holds a full batch of the default suite (and a
-   * last-resort one). Returns how many the server holds.
+   * Upload KeyPackages until the server holds a full batch of every supported suite (and a
+   * last-resort one per suite). Returns how many the server holds of the default suite.
    */
   async refill(force = false): Promise<number> {
-    const have = (await this.#session.call({ kind: "countKeyPackages" }, "keyPackageCount")).count;
-    if (!force && have >= KEY_PACKAGE_REFILL_BELOW) return have;
-    const packages: { data: Uint8Array }[] = [];
-    for (let i = have; i < KEY_PACKAGE_BATCH; i++) {
-      packages.push({ data: await this.make(DEFAULT_SUITE) });
-    }
     const held = this.#ctx.state.listKeyPackages();
-    const lastResort = held.some((k) => k.lastResort)
-      ? new Uint8Array(0)
-      : await this.make(DEFAULT_SUITE, true);
-    const res = await this.#session.call(
-      { kind: "uploadKeyPackages", packages, lastResort },
+    const packages: { data: Uint8Array }[] = [];
+    const lastResorts: { data: Uint8Array }[] = [];
+    let defaultCount = 0;
+    for (const suite of SUPPORTED_SUITES) {
+      const have = (await this.#session.call(
+        { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[suite] },
+        "keyPackageCount",
+      )).count;
+      if (suite === DEFAULT_SUITE) defaultCount = have;
+      if (!force && have >= KEY_PACKAGE_REFILL_BELOW) continue;
+      for (let i = have; i < KEY_PACKAGE_BATCH; i++) {
+        packages.push({ data: await this.make(suite) });
+      }
+      // records migrated from before suites were recorded are of the default suite
+      const hasLastResort = held.some((k) =>
+        k.lastResort && (k.suite === suite || (k.suite === "" && suite === DEFAULT_SUITE))
+      );
+      if (!hasLastResort) lastResorts.push({ data: await this.make(suite, true) });
+    }
+    if (packages.length === 0 && lastResorts.length === 0) return defaultCount;
+    await this.#session.call(
+      { kind: "uploadKeyPackages", packages, lastResort: new Uint8Array(0), lastResorts },
       "keyPackageCount",
     );
-    return res.count;
+    return (await this.#session.call(
+      { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
+      "keyPackageCount",
+    )).count;
   }
 
   /** Every private part we hold (a Welcome names the one it uses). */
