@@ -38,6 +38,25 @@ import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
 
 /** The cipher suites groups are created with. */
+/** Every kind of step (for `--skip`). */
+export const STEP_KINDS = [
+  "send",
+  "burst",
+  "create",
+  "dm",
+  "invite",
+  "remove",
+  "leave",
+  "update",
+  "concurrent",
+  "offline",
+  "back",
+  "crash",
+  "lost",
+  "dup",
+  "restart",
+] as const;
+
 export const SUITES = [
   "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
   "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
@@ -57,6 +76,8 @@ export interface SimOptions {
    * "mixed" (default: every third client on files, the rest in memory; crashes hit both).
    */
   store?: "file" | "memory" | "mixed";
+  /** Step kinds never chosen (to explore past a known bug, or to narrow a replay). */
+  skip?: readonly string[];
   /** Suites new groups use (default both). */
   suites?: readonly string[];
   /** Continue after a violation (default: stop at the check that found it). */
@@ -93,22 +114,7 @@ export interface SimResult {
   diagnostics: string[];
 }
 
-type StepKind =
-  | "send"
-  | "burst"
-  | "create"
-  | "dm"
-  | "invite"
-  | "remove"
-  | "leave"
-  | "update"
-  | "concurrent"
-  | "offline"
-  | "back"
-  | "crash"
-  | "lost"
-  | "dup"
-  | "restart";
+type StepKind = typeof STEP_KINDS[number];
 
 /** One group change an actor can make. */
 interface CommitPlan {
@@ -170,6 +176,7 @@ class Simulation implements CheckContext {
       faults: true,
       suites: SUITES,
       store: "mixed",
+      skip: [],
       keepGoing: false,
       verbose: false,
       timeoutMs: 4_000,
@@ -450,7 +457,7 @@ class Simulation implements CheckContext {
     const offline = this.actors.filter((a) => a.offline).length;
     const f = this.#o.faults;
     const named = groups.filter((g) => g.kind === "group").length;
-    return rng.weighted<StepKind>({
+    const weights: Record<StepKind, number> = {
       send: talk ? 28 : 0,
       burst: talk ? 5 : 0,
       create: named < 3 ? 25 : named < 12 ? 5 : 1,
@@ -466,7 +473,12 @@ class Simulation implements CheckContext {
       lost: f ? 5 : 0,
       dup: f && talk ? 3 : 0,
       restart: f ? 1.5 : 0,
-    });
+    };
+    for (const k of this.#o.skip) {
+      if (k in weights) weights[k as StepKind] = 0;
+    }
+    if (Object.values(weights).every((w) => w <= 0)) weights.create = 1;
+    return rng.weighted(weights);
   }
 
   /** A group (or DM) with at least two members, and one of its members. */
@@ -568,10 +580,11 @@ class Simulation implements CheckContext {
       !g.roster.has(n) && !avoid.has(n) && !g.doubt.has(n)
     );
     const others = members.filter((m) => m !== actor.name && !avoid.has(m));
+    const skip = new Set(this.#o.skip);
     const op = opts.op ?? rng.weighted({
-      invite: g.kind === "group" && outsiders.length ? 4 : 0,
-      remove: g.kind === "group" && others.length ? 3 : 0,
-      leave: g.kind === "group" ? 2 : 0,
+      invite: g.kind === "group" && outsiders.length && !skip.has("invite") ? 4 : 0,
+      remove: g.kind === "group" && others.length && !skip.has("remove") ? 3 : 0,
+      leave: g.kind === "group" && !skip.has("leave") ? 2 : 0,
       update: 2,
     });
     switch (op) {
