@@ -139,6 +139,8 @@ async function main(args: string[]): Promise<number> {
       checkEvery,
       faults,
       suites,
+      store,
+      skip,
       keepGoing: v["keep-going"] ?? false,
       verbose: v.verbose ?? false,
       progress: (l) => console.error(l),
