@@ -44,7 +44,6 @@ Deno.test({
         groupSize: FULL ? 10 : 4,
         messages: FULL ? 50 : 12,
         rate: FULL ? 2000 : 150,
-        decrypt: "all",
         suite: "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
         drainMs: 60_000,
         midway: async () => {

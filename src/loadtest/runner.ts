@@ -1,39 +1,55 @@
 /**
- * The load runner: N simulated clients (real QUIC, OPAQUE, MLS) in groups of a given size
- * send M messages each; every delivery is checked by message id, so the report counts
- * lost and duplicated messages exactly, beside throughput and send→receive latency.
+ * The load runner: N real clients ({@link QpqClient}: QUIC, OPAQUE, MLS, the same code a
+ * user runs) over in-memory local state, in groups of a given size, send M messages each.
+ * Every delivery is matched by message id (the id `send` returns is the id the receiver's
+ * "message" event carries), so the report counts lost and duplicated messages exactly,
+ * beside throughput and send→receive latency.
  *
  * ```
- * setup: register+login+KeyPackage (bounded concurrency) ─► groups formed by one commit each
- * send:  each client paces its M messages ─► enqueue (resent on failure, same id)
- * drain: wait until every acknowledged message reached every other member, or time out
+ * setup: account (registered and logged in with cheap OPAQUE stretching: _accounts.ts)
+ *        ─► client over MemoryLocalState resumes that session, uploads KeyPackages,
+ *        subscribes (8 at a time)
+ *        ─► per group: createGroup + invite (one commit) ─► members sync (join from Welcome)
+ * send:  each client paces its M messages ─► client.send (flush outbox, sync, encrypt,
+ *        store, enqueue); a message the server did not take stays in the client's outbox
+ * drain: flush outboxes ─► acknowledged = outgoing messages stored as "sent"
+ *        ─► wait until each reached every other member (pushed and decrypted), or until
+ *        none arrived for drainMs (what is missing then is lost)
  * ```
+ *
+ * Latency is from the moment `send` is called to the receiver's "message" event: it
+ * includes everything the client does before the message goes out (its sync before
+ * sending, encryption, the local store), the server, push and the receiver's decryption.
  *
  * @module
  */
-import type { DeliveredMessage } from "../wire/mod.ts";
 import type { MlsSuiteName } from "../mls/mod.ts";
-import { toHex } from "../bytes.ts";
-import { SimClient } from "./sim_client.ts";
+import { QpqClient } from "../client/client.ts";
+import type { ClientEvent } from "../client/events.ts";
+import { connectServer } from "../client/connection.ts";
+import { IdentityKeyPair } from "../crypto/mod.ts";
+import { MemoryLocalState } from "../store/client/mod.ts";
+import { toHex, zeroize } from "../bytes.ts";
+import { createAccount } from "./_accounts.ts";
 
 /** Options of {@link runLoad}. */
 export interface LoadOptions {
   server: string;
   caCertPem: string | undefined;
   authToken: string;
-  /** Simulated clients (each one QUIC connection). */
+  /** Clients (each a {@link QpqClient} with one QUIC connection). */
   clients: number;
   /** Members per group (2 = DM-shaped). */
   groupSize: number;
   /** Messages each client sends. */
   messages: number;
-  /** Total send rate in messages/s (0 = as fast as acknowledgements allow). */
+  /** Total send rate in messages/s (0 = each client sends as soon as its last send returned). */
   rate: number;
-  /** Which receivers decrypt: none, one per group, or all. */
-  decrypt: "none" | "sample" | "all";
   suite: MlsSuiteName;
-  /** How long to wait for the last deliveries (ms). */
+  /** How long the drain waits without any new delivery before counting the rest lost (ms). */
   drainMs: number;
+  /** Each client's request timeout (ms; default: the client's own). */
+  timeoutMs?: number;
   /** Prefix for user and group names (unique per run). */
   prefix?: string;
   /** Progress lines. */
@@ -65,11 +81,30 @@ export interface LoadReport {
   /** Groups whose members ended with different epoch authenticators. */
   groupsOutOfStep: number;
   firstErrors: string[];
+  /** Client warnings about faults it recovered from (see {@link runLoad}). */
+  recovered: number;
 }
+
+/**
+ * Warnings of the client that report a fault it recovers from by itself: a lost connection,
+ * a receive interrupted by it (the messages stay on the server and are fetched again), a
+ * message kept queued. The lost, duplicated and out-of-step counts check that it did
+ * recover; these are counted apart. Every other warning counts as an error. (The client's
+ * warnings carry text only, so they are told apart by it.)
+ */
+const RECOVERED_WARNINGS = [
+  /^Connection to the server lost/,
+  /^Receive failed: /,
+  /^Message kept in the queue/,
+];
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function pool<T>(
@@ -86,16 +121,31 @@ async function pool<T>(
   }));
 }
 
+/** One load client: the real client and what the runner counts of it. */
+interface Member {
+  username: string;
+  client: QpqClient;
+  /** Successful connects (the first one is not a reconnect). */
+  connects: number;
+}
+
 /** Run one load test against a server. */
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const progress = o.onProgress ?? (() => {});
   const prefix = o.prefix ?? `l${toHex(crypto.getRandomValues(new Uint8Array(3)))}`;
   const groupCount = Math.floor(o.clients / o.groupSize);
-  const sendTimes = new Map<string, number>();
-  const acked = new Set<string>();
-  const seen = new Map<string, number>(); // recipient|id -> count
-  const latencies: number[] = [];
+  /** Message id → when `send` was called for it. */
+  const sendStarts = new Map<string, number>();
+  /** recipient|message id → how many "message" events showed it. */
+  const seen = new Map<string, number>();
+  /** recipient|message id → when it was first shown. */
+  const firstSeen = new Map<string, number>();
+  /** Message ids the server took (known once sending is over). */
+  let acked: Set<string> | undefined;
+  /** First deliveries of acknowledged messages. */
+  let deliveredAcked = 0;
   let errors = 0;
+  let recovered = 0;
   const firstErrors: string[] = [];
   const recordError = (what: string, e: unknown) => {
     errors++;
@@ -103,146 +153,236 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       firstErrors.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
     }
   };
-  const observer = {
-    received(recipient: string, m: DeliveredMessage, at: number) {
-      if (m.messageKind !== "application") return;
-      const id = toHex(m.messageId);
-      const key = `${recipient}|${id}`;
-      const n = (seen.get(key) ?? 0) + 1;
-      seen.set(key, n);
-      const t0 = sendTimes.get(id);
-      if (n === 1 && t0 !== undefined) latencies.push(at - t0);
-    },
-    error: recordError,
+  const onEvent = (recipient: string, e: ClientEvent) => {
+    const at = performance.now();
+    switch (e.kind) {
+      case "message": {
+        const key = `${recipient}|${e.message.messageId}`;
+        const n = (seen.get(key) ?? 0) + 1;
+        seen.set(key, n);
+        if (n === 1) {
+          firstSeen.set(key, at);
+          if (acked?.has(e.message.messageId)) deliveredAcked++;
+        }
+        return;
+      }
+      case "unreadable":
+        return recordError(`${recipient} unreadable`, e.reason);
+      case "broken":
+        return recordError(`${recipient} broken`, e.reason);
+      case "removed":
+        return recordError(`${recipient} removed`, `by ${e.by}`);
+      case "warning":
+        if (RECOVERED_WARNINGS.some((r) => r.test(e.text))) recovered++;
+        else recordError(recipient, e.text);
+        return;
+    }
   };
 
   const t0 = performance.now();
-  const clients: SimClient[] = [];
-  for (let i = 0; i < groupCount * o.groupSize; i++) {
-    const g = Math.floor(i / o.groupSize);
-    clients.push(
-      new SimClient({
+  const timeoutMs = o.timeoutMs;
+  const members: Member[] = [];
+  /** One real client over in-memory state, logged in to a new account. */
+  const makeMember = async (username: string): Promise<Member> => {
+    const password = toHex(crypto.getRandomValues(new Uint8Array(12)));
+    const identity = IdentityKeyPair.generate();
+    const seed = identity.exportPrivateKey();
+    let store: MemoryLocalState;
+    try {
+      const session = await createAccount(username, password, {
         server: o.server,
         caCertPem: o.caCertPem,
-        username: `${prefix}-${i}`,
         authToken: o.authToken,
-        observer,
-        decrypt: o.decrypt === "all" || (o.decrypt === "sample" && i % o.groupSize === 1 && g >= 0),
-        suite: o.suite,
-      }),
-    );
-  }
-  let done = 0;
-  await pool(clients, 8, async (c) => {
-    await c.setup(1);
-    if (++done % 50 === 0 || done === clients.length) {
-      progress(`setup: ${done}/${clients.length} clients registered`);
+        identityPublic: identity.publicKey,
+        timeoutMs,
+      });
+      store = new MemoryLocalState({
+        username,
+        server: o.server,
+        identitySeed: seed,
+        identityPublic: identity.publicKey,
+        sessionToken: session.token,
+        sessionExpiresAt: session.expiresAtMs,
+      });
+      zeroize(session.token);
+    } finally {
+      zeroize(seed);
+      identity.destroy();
     }
-  });
-  const groups: { hex: string; members: SimClient[] }[] = [];
-  await pool(Array.from({ length: groupCount }, (_, g) => g), 4, async (g) => {
-    const members = clients.slice(g * o.groupSize, (g + 1) * o.groupSize);
-    const hex = await members[0]!.createGroupWith(
-      `${prefix}-g${g}`,
-      members.slice(1).map((m) => m.username),
-    );
-    groups.push({ hex, members });
-  });
-  const joinDeadline = Date.now() + 60_000;
-  while (groups.some((g) => g.members.some((m) => !m.inGroup(g.hex)))) {
-    if (Date.now() > joinDeadline) {
-      throw new Error("Members did not receive their Welcome within 60 s");
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const setupSeconds = (performance.now() - t0) / 1000;
-  progress(
-    `setup: ${groups.length} groups of ${o.groupSize} formed in ${setupSeconds.toFixed(1)} s`,
-  );
-
-  const total = groups.length * o.groupSize * o.messages;
-  let sent = 0;
-  let midwayDone = !o.midway;
-  const interval = o.rate > 0 ? (groups.length * o.groupSize) / o.rate * 1000 : 0;
-  const ticker = setInterval(
-    () => progress(`send: ${sent}/${total} sent, ${latencies.length} delivered`),
-    1000,
-  );
-  const s0 = performance.now();
+    const m: Member = { username, client: undefined!, connects: 0 };
+    m.client = QpqClient.create({
+      store,
+      password,
+      caCertPem: o.caCertPem,
+      server: o.server,
+      timeoutMs,
+      onEvent: (e) => onEvent(username, e),
+      connect: async (options) => {
+        const conn = await connectServer(options);
+        m.connects++;
+        return conn;
+      },
+    });
+    return m;
+  };
+  const conversationRef = (g: number) => `#${prefix}-g${g}`;
   try {
-    await Promise.all(groups.flatMap((g) =>
-      g.members.map(async (c, ci) => {
-        if (interval) await new Promise((r) => setTimeout(r, (interval * ci) / o.groupSize));
-        for (let k = 0; k < o.messages; k++) {
-          const start = performance.now();
-          try {
-            const id = await c.send(g.hex, `m${k} from ${c.username}`, (idHex) =>
-              sendTimes.set(idHex, performance.now()));
-            acked.add(id);
-          } catch (e) {
-            recordError("send", e);
+    const count = groupCount * o.groupSize;
+    let done = 0;
+    await pool(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
+      const m = await makeMember(`${prefix}-${i}`);
+      members[i] = m;
+      await m.client.ensureSession(); // resumes the session made above
+      await m.client.refillKeyPackages(true);
+      await m.client.subscribe();
+      if (++done % 50 === 0 || done === count) {
+        progress(`setup: ${done}/${count} clients registered`);
+      }
+    });
+    const groups: { ref: string; members: Member[] }[] = [];
+    await pool(Array.from({ length: groupCount }, (_, g) => g), 4, async (g) => {
+      const ms = members.slice(g * o.groupSize, (g + 1) * o.groupSize);
+      await ms[0]!.client.createGroup(`${prefix}-g${g}`, o.suite);
+      await ms[0]!.client.invite(conversationRef(g), ms.slice(1).map((m) => m.username));
+      groups.push({ ref: conversationRef(g), members: ms });
+    });
+    // Joining: the Welcome is usually pushed and applied already; sync fetches what was not.
+    await pool(groups.flatMap((g) => g.members.slice(1)), 8, (m) => m.client.sync().then(() => {}));
+    const joinDeadline = Date.now() + 60_000;
+    const inGroup = (m: Member, ref: string) => {
+      try {
+        return m.client.members(ref).length === o.groupSize;
+      } catch {
+        return false;
+      }
+    };
+    while (groups.some((g) => g.members.some((m) => !inGroup(m, g.ref)))) {
+      if (Date.now() > joinDeadline) {
+        throw new Error("Members did not join their group from its Welcome within 60 s");
+      }
+      await sleep(20);
+    }
+    const setupSeconds = (performance.now() - t0) / 1000;
+    progress(
+      `setup: ${groups.length} groups of ${o.groupSize} formed in ${setupSeconds.toFixed(1)} s`,
+    );
+
+    const total = groups.length * o.groupSize * o.messages;
+    let sent = 0;
+    let midwayDone = !o.midway;
+    const interval = o.rate > 0 ? (groups.length * o.groupSize) / o.rate * 1000 : 0;
+    const ticker = setInterval(
+      () => progress(`send: ${sent}/${total} sent, ${firstSeen.size} delivered`),
+      1000,
+    );
+    const s0 = performance.now();
+    try {
+      await Promise.all(groups.flatMap((g) =>
+        g.members.map(async (m, ci) => {
+          if (interval) await sleep((interval * ci) / o.groupSize);
+          for (let k = 0; k < o.messages; k++) {
+            const start = performance.now();
+            try {
+              const message = await m.client.send(g.ref, `m${k} from ${m.username}`);
+              sendStarts.set(message.messageId, start);
+            } catch (e) {
+              recordError("send", e);
+            }
+            sent++;
+            if (!midwayDone && sent >= total / 2) {
+              midwayDone = true;
+              await o.midway!().catch((e) => recordError("midway", e));
+            }
+            if (interval) {
+              const wait = interval - (performance.now() - start);
+              if (wait > 0) await sleep(wait);
+            }
           }
-          sent++;
-          if (!midwayDone && sent >= total / 2) {
-            midwayDone = true;
-            await o.midway!().catch((e) =>
-              recordError("midway", e)
-            );
-          }
-          if (interval) {
-            const wait = interval - (performance.now() - start);
-            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        })
+      ));
+      const sendSeconds = (performance.now() - s0) / 1000;
+      const deadline = Date.now() + o.drainMs;
+      // A message the server did not take (it was down) waits in its client's outbox.
+      await Promise.all(members.map(async (m) => {
+        while (m.client.pendingCount() > 0 && Date.now() < deadline) {
+          await m.client.flushOutbox().catch(() => {});
+          if (m.client.pendingCount() > 0) await sleep(100);
+        }
+      }));
+      // Acknowledged: stored by the server, which the client records as "sent".
+      const ids = new Set<string>();
+      for (const g of groups) {
+        for (const m of g.members) {
+          for (const h of m.client.history(g.ref, o.messages * o.groupSize * 2)) {
+            if (h.direction === "out" && h.status === "sent") ids.add(h.messageId);
           }
         }
-      })
-    ));
-    const sendSeconds = (performance.now() - s0) / 1000;
-    const expected = acked.size * (o.groupSize - 1);
-    const deadline = Date.now() + o.drainMs;
-    const deliveredAcked = () => {
-      let n = 0;
-      for (const [key] of seen) if (acked.has(key.slice(key.indexOf("|") + 1))) n++;
-      return n;
-    };
-    while (deliveredAcked() < expected && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
+      }
+      acked = ids;
+      for (const key of firstSeen.keys()) {
+        if (ids.has(key.slice(key.indexOf("|") + 1))) deliveredAcked++;
+      }
+      const expected = ids.size * (o.groupSize - 1);
+      // Wait while deliveries still arrive: lost means none came for drainMs.
+      let last = deliveredAcked;
+      let lastChange = Date.now();
+      const cap = Date.now() + 10 * o.drainMs;
+      while (deliveredAcked < expected && Date.now() - lastChange < o.drainMs && Date.now() < cap) {
+        await sleep(50);
+        if (deliveredAcked !== last) {
+          last = deliveredAcked;
+          lastChange = Date.now();
+        }
+      }
+      const elapsed = (performance.now() - s0) / 1000;
+      const delivered = deliveredAcked;
+      let duplicated = 0;
+      for (const n of seen.values()) if (n > 1) duplicated += n - 1;
+      let outOfStep = 0;
+      for (const g of groups) {
+        const auths = new Set(g.members.map((m) => {
+          try {
+            return m.client.epochInfo(g.ref).authenticator;
+          } catch {
+            return undefined;
+          }
+        }));
+        if (auths.size !== 1 || auths.has(undefined)) outOfStep++;
+      }
+      const latencies: number[] = [];
+      for (const [key, at] of firstSeen) {
+        const start = sendStarts.get(key.slice(key.indexOf("|") + 1));
+        if (start !== undefined) latencies.push(at - start);
+      }
+      latencies.sort((a, b) => a - b);
+      return {
+        clients: members.length,
+        groups: groups.length,
+        groupSize: o.groupSize,
+        setupSeconds,
+        sendSeconds,
+        sent,
+        acknowledged: ids.size,
+        expectedDeliveries: expected,
+        delivered,
+        lost: expected - delivered,
+        duplicated,
+        errors,
+        deliveredPerSecond: latencies.length / Math.max(elapsed, 1e-9),
+        p50Ms: percentile(latencies, 0.5),
+        p95Ms: percentile(latencies, 0.95),
+        p99Ms: percentile(latencies, 0.99),
+        maxMs: latencies[latencies.length - 1] ?? 0,
+        reconnects: members.reduce((n, m) => n + Math.max(0, m.connects - 1), 0),
+        groupsOutOfStep: outOfStep,
+        firstErrors,
+        recovered,
+      };
+    } finally {
+      clearInterval(ticker);
     }
-    await Promise.all(clients.map((c) => c.drain()));
-    const elapsed = (performance.now() - s0) / 1000;
-    const delivered = deliveredAcked();
-    let duplicated = 0;
-    for (const n of seen.values()) if (n > 1) duplicated += n - 1;
-    let outOfStep = 0;
-    for (const g of groups) {
-      const auths = new Set(g.members.map((m) => m.authenticator(g.hex)));
-      if (auths.size !== 1) outOfStep++;
-    }
-    latencies.sort((a, b) => a - b);
-    return {
-      clients: clients.length,
-      groups: groups.length,
-      groupSize: o.groupSize,
-      setupSeconds,
-      sendSeconds,
-      sent,
-      acknowledged: acked.size,
-      expectedDeliveries: expected,
-      delivered,
-      lost: expected - delivered,
-      duplicated,
-      errors,
-      deliveredPerSecond: latencies.length / Math.max(elapsed, 1e-9),
-      p50Ms: percentile(latencies, 0.5),
-      p95Ms: percentile(latencies, 0.95),
-      p99Ms: percentile(latencies, 0.99),
-      maxMs: latencies[latencies.length - 1] ?? 0,
-      reconnects: clients.reduce((n, c) => n + c.reconnects, 0),
-      groupsOutOfStep: outOfStep,
-      firstErrors,
-    };
   } finally {
-    clearInterval(ticker);
-    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await Promise.all(members.map((m) => m?.client.close().catch(() => {})));
   }
 }
 
@@ -269,5 +409,10 @@ export function formatReport(r: LoadReport): string {
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`);
   if (r.firstErrors.length) lines.push(...r.firstErrors.map((e) => `  error: ${e}`));
+  if (r.recovered) {
+    lines.push(
+      `  recovered: ${r.recovered} client warnings (connection lost, receive retried, kept queued)`,
+    );
+  }
   return lines.join("\n");
 }
