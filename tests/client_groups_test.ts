@@ -249,3 +249,18 @@ Deno.test("client: a Welcome for a group it is in never replaces its state (no f
     await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
+
+Deno.test("client: a leave that loses the race to another commit is proposed again until committed", async () => {
+  await withUsers(["a", "b", "c"], async ([a, b, c]) => {
+    await a!.client.createGroup("r");
+    await a!.client.invite("#r", ["b", "c"]);
+    await syncAll([b!, c!]);
+    // c leaves while b commits an update: c's proposal is made in the epoch b's commit ends
+    await Promise.all([b!.client.update("#r"), c!.client.leave("#r")]);
+    assertEquals(c!.client.listConversations().map((x) => x.name), [], "gone from c's list");
+    for (let i = 0; i < 4; i++) await syncAll([a!, b!, c!], 1);
+    assertEquals(a!.client.members("#r").sort(), ["a", "b"]);
+    agree([a!, b!], "#r");
+    assertEquals(c!.client.store.listGroups().length, 0, "c forgot the group once removed");
+  });
+});

@@ -1134,3 +1134,34 @@ Deno.test("requests that need a login are refused with auth before one", async (
     await conn.close();
   });
 });
+
+Deno.test("commit: an accepted commit sent again (its answer was lost) is a duplicate, not a roster error", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    await user(ts, "bob");
+    const g = await alice.conn.call({ kind: "createGroup", name: "team" }, "channel");
+    const request = {
+      kind: "commit" as const,
+      channelId: g.channelId,
+      epoch: 0,
+      messageId: randomBytes(16),
+      payload: fakeCommitPayload(g.channelId, 0),
+      add: ["bob"],
+      remove: [],
+      welcomes: [],
+      welcome: utf8("welcome-0"),
+      welcomeFor: ["bob"],
+    };
+    assertEquals((await alice.conn.call(request, "committed")).duplicate, false);
+    // bob is a member and the channel is at epoch 1 now: the same bytes again are the same
+    // commit, answered as such
+    assertEquals((await alice.conn.call(request, "committed")).duplicate, true);
+    // a different commit of the old epoch lost the race
+    await refused(
+      () => alice.conn.call({ ...request, messageId: randomBytes(16) }, "committed"),
+      UsageError,
+      "epoch_conflict",
+    );
+    await alice.conn.close();
+  });
+});

@@ -137,9 +137,11 @@ export class Groups {
   /** Conversations we are in (the notepad, DMs and groups; broken ones too). */
   list(): Conversation[] {
     const state = this.#ctx.state;
-    return state.listConversations().filter((c) =>
-      c.kind === "self" || (c.channelId !== undefined && state.group(c.channelId) !== undefined)
-    );
+    return state.listConversations().filter((c) => {
+      if (c.kind === "self") return true;
+      const g = c.channelId === undefined ? undefined : state.group(c.channelId);
+      return g !== undefined && g.leavingEpoch === undefined;
+    });
   }
 
   /** The record and decoded state of a conversation we can use; UsageError otherwise. */
@@ -148,7 +150,7 @@ export class Groups {
       throw new UsageError("The notepad has no members to change");
     }
     const record = this.#ctx.state.group(conv.channelId);
-    if (!record) {
+    if (!record || record.leavingEpoch !== undefined) {
       throw new UsageError(`You are not a member of ${conv.name}`, { code: "not_found" });
     }
     if (record.broken) {
@@ -338,7 +340,11 @@ export class Groups {
     await this.#commit(conv, async (state) => ({ staged: await selfUpdate(state), roster: {} }));
   }
 
-  /** Leave a group: propose our removal (another member commits it) and forget it. */
+  /**
+   * Leave a group: propose our removal; another member commits it. The group disappears
+   * from our list at once, but its state is kept (hidden) until the removal is committed:
+   * if another commit wins the race and our proposal goes stale, it is made again.
+   */
   async leave(conv: Conversation): Promise<void> {
     if (conv.kind !== "group") throw new UsageError("Leave works on groups");
     await this.#session.ensure();
@@ -351,19 +357,27 @@ export class Groups {
         return;
       }
       const { state } = this.#open(conv);
-      const enc = await leaveGroup(state);
-      await this.#session.call({
-        kind: "enqueue",
-        channelId: fromHex(conv.channelId!),
-        messageId: uuidv7(),
-        payload: enc.outbound,
-        messageKind: "proposal",
-        epoch: Number(state.epoch),
-        recipients: [],
-      }, "enqueued");
-      this.#ctx.state.deleteGroup(conv.channelId!);
-      enc.consumed.forEach((c) => zeroize(c));
+      if (listMembers(state).length === 1) {
+        this.#ctx.state.deleteGroup(record!.channelId); // nobody left to tell
+        return;
+      }
+      await this.#proposeLeave(record!, state);
     });
+  }
+
+  async #proposeLeave(record: GroupRecord, state: MlsGroupState): Promise<void> {
+    const enc = await leaveGroup(state);
+    await this.#session.call({
+      kind: "enqueue",
+      channelId: fromHex(record.channelId),
+      messageId: uuidv7(),
+      payload: enc.outbound,
+      messageKind: "proposal",
+      epoch: Number(state.epoch),
+      recipients: [],
+    }, "enqueued");
+    this.#save({ ...record, leaves: [] }, enc.state, { leavingEpoch: Number(state.epoch) });
+    enc.consumed.forEach((c) => zeroize(c));
   }
 
   /**
@@ -581,6 +595,7 @@ export class Groups {
       else s.transaction(done);
       return;
     }
+    if (record.leavingEpoch !== undefined) return await this.#whileLeaving(record, m, done);
     let state: MlsGroupState;
     try {
       state = decodeGroupState(record.state);
@@ -700,6 +715,28 @@ export class Groups {
         });
         return;
     }
+  }
+
+  /** After our leave: follow the group's changes until our removal; show nothing. */
+  async #whileLeaving(record: GroupRecord, m: DeliveredMessage, done: () => void) {
+    const s = this.#ctx.state;
+    if (m.messageKind !== "commit" && m.messageKind !== "proposal") return s.transaction(done);
+    let r;
+    try {
+      r = await processMessage(decodeGroupState(record.state), m.payload);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      // we cannot follow the group any more: we were leaving anyway
+      return s.transaction(() => {
+        s.deleteGroup(record.channelId);
+        done();
+      });
+    }
+    s.transaction(() => {
+      if (r.kind === "removed") s.deleteGroup(record.channelId);
+      else if (r.kind !== "stale" && r.kind !== "application") this.#save(record, r.state);
+      done();
+    });
   }
 
   #unreadable(
@@ -824,6 +861,23 @@ export class Groups {
     for (const record of s.listGroups()) {
       const conv = s.getConversation(record.channelId);
       if (!conv) continue;
+      if (record.leavingEpoch !== undefined) {
+        await this.#ctx.exclusive(async () => {
+          const now = s.group(record.channelId);
+          if (now?.leavingEpoch === undefined) return;
+          const st = decodeGroupState(now.state);
+          // our proposal went stale (another commit came first): ask again in this epoch
+          if (Number(st.epoch) > now.leavingEpoch && !st.hasPendingCommit) {
+            await this.#proposeLeave(now, st);
+          }
+        }).catch((e) =>
+          this.#ctx.emit({
+            kind: "warning",
+            text: `Could not repeat the leave of ${conv.name}: ${reason(e)}`,
+          })
+        );
+        continue;
+      }
       if (record.broken) {
         await this.#askRejoin(conv, record).catch((e) =>
           this.#ctx.emit({

@@ -175,23 +175,32 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       }
       const add = [...new Set(req.add.map(checkUsernameSyntax))];
       const remove = [...new Set(req.remove.map(checkUsernameSyntax))];
+      // The roster rules hold for a commit of the channel's current epoch. Any other
+      // commit is either a resend of one already accepted (its answer was lost: the store
+      // answers it as a duplicate) or one that lost the race (the store refuses it with
+      // epoch_conflict, so its sender re-syncs and retries): the store decides, atomically.
       const members = await store.listMembers(c.id);
-      for (const u of add) {
-        if (!(await store.getUser(u))) {
-          throw new UsageError(`Unknown user ${u}`, { code: "not_found" });
+      if (req.epoch === c.epoch) {
+        for (const u of add) {
+          if (!(await store.getUser(u))) {
+            throw new UsageError(`Unknown user ${u}`, { code: "not_found" });
+          }
+          // Re-adding a member (who asked to rejoin) removes the stale leaf in the same
+          // commit. A DM's roster holds both users from the start: its first commit adds
+          // the peer.
+          const firstDmCommit = c.kind === "dm" && req.epoch === 0 && u !== me;
+          if (members.includes(u) && !remove.includes(u) && !firstDmCommit) {
+            throw new UsageError(
+              `Cannot add ${u}: already a member (a re-add must also remove them)`,
+              { code: "conflict" },
+            );
+          }
         }
-        // Re-adding a member (who asked to rejoin) removes the stale leaf in the same commit.
-        // A DM's roster holds both users from the start: its first commit adds the peer.
-        const firstDmCommit = c.kind === "dm" && req.epoch === 0 && u !== me;
-        if (members.includes(u) && !remove.includes(u) && !firstDmCommit) {
-          throw new UsageError(
-            `Cannot add ${u}: already a member (a re-add must also remove them)`,
-            { code: "conflict" },
-          );
+        for (const u of remove) {
+          if (!members.includes(u)) {
+            throw new UsageError(`${u} is not a member of this conversation`);
+          }
         }
-      }
-      for (const u of remove) {
-        if (!members.includes(u)) throw new UsageError(`${u} is not a member of this conversation`);
       }
       // One Welcome for every new member (welcome + welcomeFor); the older per-user list
       // is still accepted when every entry carries the same Welcome.

@@ -179,6 +179,11 @@ export function checkGroup(g: GroupRecord): void {
     );
   }
   if (g.rejoinRequestedMs !== undefined) checkTime("rejoin request time", g.rejoinRequestedMs);
+  if (
+    g.leavingEpoch !== undefined && (!Number.isSafeInteger(g.leavingEpoch) || g.leavingEpoch < 0)
+  ) {
+    throw new UsageError("Invalid leaving epoch: expected a non-negative integer");
+  }
 }
 
 /** A KeyPackage record ("" is a valid suite: unknown, from a migrated state). */
@@ -246,6 +251,7 @@ export function copyGroup(g: GroupRecord): GroupRecord {
   if (g.pendingCommit !== undefined) out.pendingCommit = g.pendingCommit.slice();
   if (g.broken !== undefined) out.broken = g.broken;
   if (g.rejoinRequestedMs !== undefined) out.rejoinRequestedMs = g.rejoinRequestedMs;
+  if (g.leavingEpoch !== undefined) out.leavingEpoch = g.leavingEpoch;
   return out;
 }
 

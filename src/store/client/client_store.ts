@@ -912,6 +912,7 @@ export class ClientStore implements LocalState {
     if (r.pending !== null) g.pendingCommit = this.#open("group-commit", r.pending, idH);
     if (v.broken !== undefined) g.broken = str(v.broken);
     if (v.rejoinRequestedMs !== undefined) g.rejoinRequestedMs = num(v.rejoinRequestedMs);
+    if (v.leavingEpoch !== undefined) g.leavingEpoch = num(v.leavingEpoch);
     return g;
   }
 
@@ -1030,6 +1031,7 @@ function encodeGroup(g: GroupRecord): Uint8Array {
     leaves: g.leaves,
     broken: g.broken,
     rejoinRequestedMs: g.rejoinRequestedMs,
+    leavingEpoch: g.leavingEpoch,
   }));
 }
 

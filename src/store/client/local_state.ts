@@ -162,6 +162,12 @@ export interface GroupRecord {
   broken?: string;
   /** When we last asked the group to re-add us (ms), while broken. */
   rejoinRequestedMs?: number;
+  /**
+   * We asked to leave: the epoch our leave proposal was made in. The state is kept until
+   * a member commits our removal, and the proposal is made again if the group moved to a
+   * new epoch without it (another commit won the race).
+   */
+  leavingEpoch?: number;
 }
 
 /** The private part of one of our KeyPackages. */
