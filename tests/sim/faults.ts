@@ -21,9 +21,15 @@ import { TransportError } from "../../src/errors.ts";
 
 /** A fault armed on one instance (counts from the moment it is armed). */
 export type ArmedFault =
-  | { kind: "crashAtCall"; n: number; after: boolean }
+  | { kind: "crashAtCall"; n: number; after: boolean; only?: string }
   | { kind: "crashAtWrite"; n: number }
-  | { kind: "loseAnswer"; n: number; dropLink: boolean };
+  | { kind: "loseAnswer"; n: number; dropLink: boolean; only?: string };
+
+/** Does call number `n` (the `kn`-th of its kind `kind`) hit the call fault `a`? */
+function hits(a: ArmedFault, n: number, kind: string, kn: number): boolean {
+  if (a.kind === "crashAtWrite") return false;
+  return a.only === undefined ? n >= a.n : kind === a.only && kn >= a.n;
+}
 
 /** Store methods that change the local state (ClientStore and LocalState names). */
 const WRITE_PREFIXES = [
@@ -50,6 +56,7 @@ export class FaultySeams {
   #dead = false;
   #links = new Set<ServerLink>();
   #calls = 0;
+  #kindCalls = new Map<string, number>();
   #writes = 0;
   #depth = 0;
   #armed: ArmedFault | undefined;
@@ -75,6 +82,7 @@ export class FaultySeams {
   arm(f: ArmedFault | undefined): void {
     this.#armed = f;
     this.#calls = 0;
+    this.#kindCalls.clear();
     this.#writes = 0;
   }
 
@@ -174,19 +182,21 @@ export class FaultySeams {
       call: async (request, expect, callOptions) => {
         if (this.#dead || this.offline()) throw down();
         const n = ++this.#calls;
+        const kn = (this.#kindCalls.get(request.kind) ?? 0) + 1;
+        this.#kindCalls.set(request.kind, kn);
         const a = this.#armed;
-        if (a?.kind === "crashAtCall" && !a.after && n >= a.n) {
+        if (a?.kind === "crashAtCall" && !a.after && hits(a, n, request.kind, kn)) {
           this.crash(`before sending call #${n} ${request.kind}`);
           throw down();
         }
         const answer = await real.call(request, expect, callOptions);
         if (this.#dead) throw down();
         const b = this.#armed;
-        if (b?.kind === "crashAtCall" && b.after && n >= b.n) {
+        if (b?.kind === "crashAtCall" && b.after && hits(b, n, request.kind, kn)) {
           this.crash(`after the answer to call #${n} ${request.kind}`);
           throw down();
         }
-        if (b?.kind === "loseAnswer" && n >= b.n) {
+        if (b?.kind === "loseAnswer" && hits(b, n, request.kind, kn)) {
           this.#armed = undefined;
           this.notes.push(`answer to ${request.kind} lost${b.dropLink ? " (link dropped)" : ""}`);
           if (b.dropLink) {

@@ -38,6 +38,9 @@ import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
 
 /** The cipher suites groups are created with. */
+/** Requests a fault may single out (the ones that change something on the server). */
+const CALL_KINDS = ["commit", "enqueue", "fetch", "ack", "fetchKeyPackage"] as const;
+
 /** Every kind of step (for `--skip`). */
 export const STEP_KINDS = [
   "send",
@@ -763,10 +766,17 @@ class Simulation implements CheckContext {
     if (online.length === 0) return;
     const a = rng.pick(online);
     const fault: ArmedFault = rng.chance(0.5)
-      ? { kind: "crashAtCall", n: rng.int(1, 6), after: rng.chance(0.5) }
+      ? {
+        kind: "crashAtCall",
+        n: rng.int(1, 6),
+        after: rng.chance(0.5),
+        ...(rng.chance(0.5) ? { only: rng.pick(CALL_KINDS), n: 1 } : {}),
+      }
       : { kind: "crashAtWrite", n: rng.int(1, 8) };
     this.#note(
-      `${a.name} armed ${fault.kind} #${fault.n}${"after" in fault && fault.after ? " after" : ""}`,
+      `${a.name} armed ${fault.kind} #${fault.n}${
+        "only" in fault && fault.only ? ` ${fault.only}` : ""
+      }${"after" in fault && fault.after ? " after" : ""}`,
     );
     const op = this.#randomOp(rng, a, s);
     await this.#quiet(a);
@@ -783,8 +793,17 @@ class Simulation implements CheckContext {
     const online = this.#online();
     if (online.length === 0) return;
     const a = rng.pick(online);
-    const fault: ArmedFault = { kind: "loseAnswer", n: rng.int(1, 5), dropLink: rng.chance(0.5) };
-    this.#note(`${a.name} armed lost answer #${fault.n}${fault.dropLink ? " (drop link)" : ""}`);
+    const fault: ArmedFault = {
+      kind: "loseAnswer",
+      n: rng.int(1, 5),
+      dropLink: rng.chance(0.5),
+      ...(rng.chance(0.6) ? { only: rng.pick(CALL_KINDS), n: 1 } : {}),
+    };
+    this.#note(
+      `${a.name} armed lost answer #${fault.n}${fault.only ? ` ${fault.only}` : ""}${
+        fault.dropLink ? " (drop link)" : ""
+      }`,
+    );
     const op = this.#randomOp(rng, a, s);
     if (!op) return;
     await this.#quiet(a);
