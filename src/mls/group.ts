@@ -51,7 +51,8 @@ import { unprotectPrivateMessage } from "ts-mls/messageProtection.js";
 import { consumeRatchet } from "ts-mls/secretTree.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { constantTimeEqual, zeroize } from "../bytes.ts";
-import { UsageError, ValidationError } from "../errors.ts";
+import { QpqError, UsageError, ValidationError } from "../errors.ts";
+import { joinGroupRfc, TS_MLS_UNMERGED_BUG } from "./_join.ts";
 import {
   MAX_KEY_PACKAGE_LIFETIME_SECONDS,
   MAX_MESSAGE_BYTES,
@@ -673,8 +674,27 @@ export async function joinFromWelcome(
       CLIENT_CONFIG,
     );
   } catch (e) {
-    zeroize(signKey, chosen.initPrivateKey, chosen.hpkePrivateKey);
-    throw mapMlsError(e, "Cannot join group", true);
+    // ts-mls 1.6.4 refuses some valid trees (see _join.ts): join with the RFC's tree check
+    const bug = e instanceof Error && e.message.includes(TS_MLS_UNMERGED_BUG);
+    try {
+      if (!bug) throw e;
+      current = await joinGroupRfc(
+        w,
+        chosen.keyPackage,
+        {
+          initPrivateKey: chosen.initPrivateKey,
+          hpkePrivateKey: chosen.hpkePrivateKey,
+          signaturePrivateKey: signKey,
+        },
+        cs,
+        tree,
+        CLIENT_CONFIG,
+      );
+    } catch (e2) {
+      zeroize(signKey, chosen.initPrivateKey, chosen.hpkePrivateKey);
+      if (e2 instanceof QpqError) throw e2;
+      throw mapMlsError(e2, "Cannot join group", true);
+    }
   }
   zeroize(chosen.initPrivateKey);
   if (current.ratchetTree.length > MAX_MLS_TREE_NODES) {
