@@ -264,3 +264,66 @@ Deno.test("client: a leave that loses the race to another commit is proposed aga
     assertEquals(c!.client.store.listGroups().length, 0, "c forgot the group once removed");
   });
 });
+
+Deno.test("client: a leave whose answer is lost still goes out once and the leaver is removed, not broken", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let dropNextProposalAnswer = false;
+  const store = await openLocalStore(`${dir}/lea.bin`, "pw", {
+    create: true,
+    username: "lea",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const lea = QpqClient.create({
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: async (req, expect, opts) => {
+          const r = await link.call(req, expect, opts);
+          const raw = "bytes" in req ? undefined : req;
+          if (dropNextProposalAnswer && (raw?.kind === "enqueue" || "bytes" in req)) {
+            dropNextProposalAnswer = false;
+            throw new TransportError("answer lost (test)");
+          }
+          return r;
+        },
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await lea.register();
+    others.push(await user(ts, dir, "ola"), await user(ts, dir, "ove"));
+    const [ola, ove] = others;
+    await ola!.client.createGroup("t");
+    await ola!.client.invite("#t", ["lea", "ove"]);
+    await lea.sync();
+    await ove!.client.sync();
+    dropNextProposalAnswer = true;
+    await lea.leave("#t").catch(() => {}); // the proposal reached the server; its answer did not
+    await lea.flushOutbox(); // resent with the same id: the server keeps one copy
+    await ola!.client.sync(); // ola commits the leave
+    await ove!.client.sync();
+    await lea.sync();
+    assertEquals(ola!.client.members("#t").sort(), ["ola", "ove"]);
+    assertEquals(events.filter((e) => e.kind === "broken"), []);
+    assertEquals(lea.store.listGroups().length, 0, "lea forgot the group once removed");
+    assertEquals(lea.pendingCount(), 0);
+  } finally {
+    await lea.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+});

@@ -365,19 +365,36 @@ export class Groups {
     });
   }
 
+  /**
+   * Make our leave proposal and store it with the hidden "leaving" state and as a queued
+   * request in one transaction, then send it: a lost answer or a crash resends the same
+   * request (the server keeps one copy), so the group never sees a leave we forgot.
+   */
   async #proposeLeave(record: GroupRecord, state: MlsGroupState): Promise<void> {
     const enc = await leaveGroup(state);
-    await this.#session.call({
+    const id = uuidv7();
+    const request = encodeRequestOnce({
       kind: "enqueue",
       channelId: fromHex(record.channelId),
-      messageId: uuidv7(),
+      messageId: id,
       payload: enc.outbound,
       messageKind: "proposal",
       epoch: Number(state.epoch),
       recipients: [],
-    }, "enqueued");
-    this.#save({ ...record, leaves: [] }, enc.state, { leavingEpoch: Number(state.epoch) });
+    });
+    const s = this.#ctx.state;
+    s.transaction(() => {
+      this.#save({ ...record, leaves: [] }, enc.state, { leavingEpoch: Number(state.epoch) });
+      s.addOutbox({
+        messageId: uuidToString(id),
+        conversationId: record.channelId,
+        request: request.bytes,
+        createdAt: this.#ctx.now(),
+        attempts: 0,
+      });
+    });
     enc.consumed.forEach((c) => zeroize(c));
+    await this.#outbox.deliver(uuidToString(id), request);
   }
 
   /**
@@ -407,8 +424,25 @@ export class Groups {
     conv: Conversation,
     text: string,
   ): Promise<{ message: StoredMessage; request: EncodedRequest }> {
+    for (let attempt = 0;; attempt++) {
+      const made = await this.#compose(conv, text, attempt < 2);
+      if (made) return made;
+      // a member's leave is waiting for a commit (MLS sends nothing until then): commit it
+      await this.#commit(conv, async (state) => {
+        if (state.pendingProposals === 0) return undefined;
+        return { staged: await selfUpdate(state), roster: {} };
+      });
+    }
+  }
+
+  async #compose(
+    conv: Conversation,
+    text: string,
+    mayDefer: boolean,
+  ): Promise<{ message: StoredMessage; request: EncodedRequest } | undefined> {
     return await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
+      if (state.pendingProposals > 0 && mayDefer) return undefined;
       if (state.hasPendingCommit) {
         throw new UsageError("A group change is still pending: try again", {
           code: "conflict",
@@ -500,6 +534,19 @@ export class Groups {
         if (outcome !== "accepted") {
           if (outcome.code === "epoch_conflict" && attempt < COMMIT_RETRIES) return true;
           throw outcome;
+        }
+        // members removed without being named were leaves we committed
+        const named = new Set(roster.remove ?? []);
+        const left = staged.removed.map((m) => m.username).filter((u) => !named.has(u));
+        if (left.length > 0) {
+          this.#ctx.emit({
+            kind: "members",
+            conversation: conv,
+            added: [],
+            removed: [],
+            left,
+            by: this.#ctx.username,
+          });
         }
         return false;
       });
@@ -879,30 +926,25 @@ export class Groups {
         continue;
       }
       if (record.broken) {
-        await this.#askRejoin(conv, record).catch((e) =>
+        await this.#askRejoin(conv, record).catch((e) => {
+          if (e instanceof QpqError && e.code === "forbidden") {
+            // the server says we are not in this conversation any more: we were removed
+            // by a change we could not read
+            s.deleteGroup(record.channelId);
+            this.#ctx.emit({ kind: "removed", conversation: conv, by: "a member" });
+            return;
+          }
           this.#ctx.emit({
             kind: "warning",
             text: `Could not ask ${conv.name} to re-add you: ${reason(e)}`,
-          })
-        );
+          });
+        });
         continue;
       }
       for (const user of record.leaves) {
-        let committed = false;
         await this.#commit(conv, async (state) => {
           if (!listMembers(state).some((x) => x.username === user)) return undefined;
-          committed = true;
-          return { staged: await selfUpdate(state), roster: { remove: [user] } };
-        }).then(() => {
-          if (!committed) return;
-          this.#ctx.emit({
-            kind: "members",
-            conversation: conv,
-            added: [],
-            removed: [],
-            left: [user],
-            by: this.#ctx.username,
-          });
+          return { staged: await selfUpdate(state), roster: {} };
         }).catch((e) =>
           this.#ctx.emit({
             kind: "warning",

@@ -124,6 +124,11 @@ export class MlsGroupState {
   readonly hasPendingCommit: boolean;
   /** True once a commit removed us from the group; the state can then only be read. */
   readonly removed: boolean;
+  /**
+   * Proposals received and not yet committed (e.g. a member's leave). MLS allows no
+   * application message until a commit includes them.
+   */
+  readonly pendingProposals: number;
 
   /** Internal: build with {@link wrapState}. */
   constructor(s: InnerState) {
@@ -133,6 +138,7 @@ export class MlsGroupState {
     this.ownLeafIndex = s.current.privatePath.leafIndex;
     this.hasPendingCommit = s.pending !== undefined;
     this.removed = s.current.groupActiveState.kind === "removedFromGroup";
+    this.pendingProposals = Object.keys(s.current.unappliedProposals).length;
     inner.set(this, s);
     Object.freeze(this);
   }
