@@ -1165,3 +1165,40 @@ Deno.test("commit: an accepted commit sent again (its answer was lost) is a dupl
     await alice.conn.close();
   });
 });
+
+Deno.test("enqueue: a message resent after its sender left the channel is answered as a duplicate", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const bob = await user(ts, "bob");
+    const { channelId } = await groupWith(alice, ["bob"]);
+    const leave = {
+      kind: "enqueue" as const,
+      channelId,
+      messageId: randomBytes(16),
+      payload: utf8("bob's leave proposal"),
+      messageKind: "proposal" as const,
+      epoch: 1,
+      recipients: [],
+    };
+    assertEquals((await bob.conn.call(leave, "enqueued")).duplicate, false);
+    // alice commits bob's removal before bob's resend (his answer was lost)
+    await alice.conn.call({
+      kind: "commit",
+      channelId,
+      epoch: 1,
+      messageId: randomBytes(16),
+      payload: fakeCommitPayload(channelId, 1),
+      add: [],
+      remove: ["bob"],
+      welcomes: [],
+    }, "committed");
+    assertEquals((await bob.conn.call(leave, "enqueued")).duplicate, true);
+    // anything new from bob is refused, and looks like any channel he is not in
+    await refused(
+      () => bob.conn.call({ ...leave, messageId: randomBytes(16) }, "enqueued"),
+      AuthError,
+      "forbidden",
+    );
+    for (const u of [alice, bob]) await u.conn.close();
+  });
+});

@@ -128,7 +128,16 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         throw new UsageError("Commits and Welcomes go through the commit request");
       }
       checkSize(req.payload.length);
-      const c = await memberChannel(store, req.channelId, me);
+      let c: StoreChannel;
+      try {
+        c = await memberChannel(store, req.channelId, me);
+      } catch (e) {
+        // A resend of a message stored before its sender left (its answer was lost, and a
+        // member committed the leave meanwhile) is answered as the duplicate it is.
+        const dup = await store.findDuplicate(me, messageIdToStore(req.messageId));
+        if (dup === undefined) throw e;
+        return { kind: "enqueued", duplicate: true, recipients: dup.deliveries.length };
+      }
       const members = await store.listMembers(c.id);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {

@@ -363,6 +363,13 @@ export interface ServerStore {
    * Idempotent on (sender, messageId) while the message is retained.
    */
   enqueue(params: EnqueueParams): Promise<EnqueueResult>;
+
+  /**
+   * The result of an earlier `enqueue` or `commitAndFanOut` of (sender, messageId), while
+   * it is retained; undefined when there was none. Lets a sender who has since left the
+   * channel learn that its resent request was stored the first time.
+   */
+  findDuplicate(sender: string, messageId: string): Promise<EnqueueResult | undefined>;
   /** Up to `limit` (capped by maxFetchPage) messages with seq > afterSeq, ascending. */
   fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]>;
   /** Delete the recipient's messages with seq <= uptoSeq; returns how many. */

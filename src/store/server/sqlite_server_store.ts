@@ -925,6 +925,10 @@ export class SqliteServerStore implements ServerStore {
     return this.#notify(r);
   }
 
+  findDuplicate(sender: string, messageId: string): Promise<EnqueueResult | undefined> {
+    return this.#call(() => this.#duplicate(this.#dedupeRef({ sender, messageId })));
+  }
+
   fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
     return this.#call(() => {
       checkCount("sequence number", afterSeq);
