@@ -209,3 +209,20 @@ scenario(
     return problems;
   },
 );
+
+scenario(
+  "regression: an invite right after the invitee left re-adds them, or says it did not (seed 2)",
+  ["a", "b", "c"],
+  async (w) => {
+    await w.c("a").createGroup("g");
+    await w.c("a").invite("#g", ["b", "c"]);
+    await w.syncAll();
+    await w.c("c").leave("#g");
+    const problems: string[] = [];
+    let invited = true;
+    await w.c("b").invite("#g", ["c"]).catch(() => (invited = false));
+    await w.syncAll();
+    const members = invited ? ["a", "b", "c"] : ["a", "b"];
+    return [...problems, ...w.disagreements("#g", members)];
+  },
+);
