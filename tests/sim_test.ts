@@ -226,3 +226,29 @@ scenario(
     return [...problems, ...w.disagreements("#g", members)];
   },
 );
+
+scenario(
+  "regression: a message queued offline is readable when it goes out after the group moved on (offline probe)",
+  ["a", "b"],
+  async (w) => {
+    await w.c("a").createGroup("g");
+    await w.c("a").invite("#g", ["b"]);
+    await w.syncAll();
+    w.a("a").goOffline();
+    await w.c("a").send("#g", "queued while offline");
+    for (let i = 0; i < 5; i++) await w.c("b").update("#g");
+    await w.a("a").comeBack();
+    await w.syncAll();
+    const problems: string[] = [];
+    const sent = w.a("a").history("#g").find((h) => h.body === "queued while offline");
+    const got = w.a("b").history("#g").filter((h) => h.body === "queued while offline");
+    if (sent?.status === "sent" && got.length !== 1) {
+      problems.push(
+        `a shows the message as sent; b shows it ${got.length} times (${
+          w.a("b").history("#g").filter((h) => h.unreadable).length
+        } unreadable placeholders)`,
+      );
+    }
+    return [...problems, ...w.disagreements("#g", ["a", "b"])];
+  },
+);
