@@ -277,9 +277,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     );
     const s0 = performance.now();
     try {
-      await Promise.all(groups.flatMap((g) =>
+      // Start times spread evenly over one interval (members of a group interval/groupSize
+      // apart, the groups in between), so the offered rate is smooth, not bursts.
+      const clientCount = groups.length * o.groupSize;
+      await Promise.all(groups.flatMap((g, gi) =>
         g.members.map(async (m, ci) => {
-          if (interval) await sleep((interval * ci) / o.groupSize);
+          if (interval) await sleep((interval * (ci * groups.length + gi)) / clientCount);
           for (let k = 0; k < o.messages; k++) {
             const start = performance.now();
             try {
