@@ -355,6 +355,8 @@ contract("addMessage is idempotent on messageId and needs a known conversation",
   usage(() => s.addMessage({ ...msg("c1", "m3", "x"), unreadable: "yes" as unknown as boolean }));
   assert(s.hasMessage("m1"));
   assert(!s.hasMessage("m2"));
+  assertEquals(s.getMessage("m1")?.messageId, "m1");
+  assertEquals(s.getMessage("m2"), undefined);
   assert((await h.reopen()).hasMessage("m1"));
   assert(!h.state.addMessage(msg("c1", "m1", "after reopen")));
 });

@@ -288,8 +288,9 @@ export class QpqClient {
     let online = true;
     try {
       await this.#session.ensure();
-      await this.#outbox.flush();
       await this.sync();
+      await this.#groups.refreshQueued();
+      await this.#outbox.flush();
     } catch (e) {
       if (!(e instanceof TransportError)) throw e;
       online = false;
@@ -300,9 +301,21 @@ export class QpqClient {
     return message;
   }
 
-  /** Send everything still queued (oldest first). Returns how many went out. */
-  flushOutbox(): Promise<number> {
-    return this.#outbox.flush();
+  /**
+   * Send everything still queued (oldest first). Returns how many went out. Catches up
+   * with the groups first, so a message composed offline goes out in the current epoch.
+   */
+  async flushOutbox(): Promise<number> {
+    if (this.#outbox.pendingCount() === 0) return 0;
+    try {
+      await this.sync();
+    } catch (e) {
+      if (!(e instanceof TransportError)) throw e;
+      await this.#session.disconnect();
+      return 0; // no server: everything stays queued
+    }
+    await this.#groups.refreshQueued();
+    return await this.#outbox.flush();
   }
 
   /** Messages waiting to be sent. */

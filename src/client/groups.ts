@@ -32,6 +32,7 @@ import {
   epochAuthenticator,
   joinFromWelcome,
   leaveGroup,
+  leavingMembers,
   listMembers,
   mergePendingCommit,
   type MlsGroupState,
@@ -46,6 +47,7 @@ import {
   verifyRoster,
 } from "../mls/mod.ts";
 import {
+  decodeFrame,
   type DeliveredMessage,
   type EncodedRequest,
   encodedRequest,
@@ -293,13 +295,24 @@ export class Groups {
         { kind: "fetchKeyPackage", username: u, cipherSuite: SUITE_IDS[suite] },
         "keyPackage",
       );
+      // the server hands out KeyPackages: each must be the user's we asked for, signed by
+      // the identity key the directory (and our pin) has for them
+      const parsed = await parseKeyPackage(kp.data, { suite });
+      const key = await this.#contacts.key(u);
+      if (parsed.username !== u || !key || !constantTimeEqual(parsed.signaturePublicKey, key)) {
+        throw new ValidationError(`The server gave a KeyPackage that is not ${u}'s`);
+      }
       packages.push(kp.data);
       onProgress?.(packages.length, users.length);
     }
     await this.#commit(conv, async (state) => {
       // After an epoch conflict and re-sync some may be members already (two sides opening
       // the same DM at once: we joined the peer's group): add only the others.
-      const present = new Set(listMembers(state).map((m) => m.username));
+      // A member who just asked to leave is not staying: adding them again re-adds them.
+      const leaving = new Set(leavingMembers(state));
+      const present = new Set(
+        listMembers(state).map((m) => m.username).filter((u) => !leaving.has(u)),
+      );
       const missing = users.flatMap((u, i) => present.has(u) ? [] : [{ u, kp: packages[i]! }]);
       if (missing.length === 0) return undefined;
       const staged = await addMembers(state, missing.map((m) => m.kp));
@@ -490,6 +503,61 @@ export class Groups {
       });
       enc.consumed.forEach((c) => zeroize(c));
       return { message, request };
+    });
+  }
+
+  /**
+   * Queued messages encrypted in an epoch the group has since left (composed offline while
+   * others committed) are encrypted again in the current epoch, under the same message id,
+   * before they go out: members keep only a few past epochs' keys, so the old ciphertext
+   * could arrive unreadable. The queue keeps its order.
+   */
+  async refreshQueued(): Promise<void> {
+    const s = this.#ctx.state;
+    const queued = s.listOutbox();
+    if (queued.length === 0) return;
+    await this.#ctx.exclusive(async () => {
+      const redone = new Map<string, { bytes: Uint8Array; state?: MlsGroupState }>();
+      const states = new Map<string, { record: GroupRecord; state: MlsGroupState }>();
+      for (const e of s.listOutbox()) {
+        const frame = decodeFrame(e.request);
+        if (frame.type !== "request" || frame.request.kind !== "enqueue") continue;
+        const req = frame.request;
+        if (req.messageKind !== "application") continue;
+        const hex = toHex(req.channelId);
+        let g = states.get(hex);
+        if (!g) {
+          const record = s.group(hex);
+          if (!record || record.broken || record.leavingEpoch !== undefined) continue;
+          g = { record, state: decodeGroupState(record.state) };
+        }
+        if (Number(g.state.epoch) <= req.epoch || g.state.hasPendingCommit) continue;
+        if (g.state.pendingProposals > 0) continue; // sent as is; the next flush redoes it
+        const m = s.getMessage(e.messageId);
+        if (!m || m.direction !== "out") continue;
+        const enc = await encryptMessage(
+          g.state,
+          encodeContent({ messageId: req.messageId, sentAtMs: m.sentAt, text: m.body }),
+        );
+        const request = encodeRequestOnce({
+          ...req,
+          payload: enc.outbound,
+          epoch: Number(g.state.epoch),
+        });
+        enc.consumed.forEach((c) => zeroize(c));
+        g = { record: g.record, state: enc.state };
+        states.set(hex, g);
+        redone.set(e.messageId, { bytes: request.bytes });
+      }
+      if (redone.size === 0) return;
+      s.transaction(() => {
+        for (const { record, state } of states.values()) this.#save(record, state);
+        // every entry is queued again in its place, so the order is kept
+        for (const e of s.listOutbox()) {
+          s.removeOutbox(e.messageId);
+          s.addOutbox({ ...e, request: redone.get(e.messageId)?.bytes ?? e.request });
+        }
+      });
     });
   }
 
@@ -815,7 +883,9 @@ export class Groups {
   async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
     const s = this.#ctx.state;
     const existing = s.group(hex);
-    if (existing && !existing.broken && !aloneIn(existing)) {
+    if (
+      existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)
+    ) {
       // A Welcome never replaces a working group state with other members in it (a member
       // could otherwise fork us into a look-alike group with the same id). A group with
       // nobody else in it may be replaced: both sides of a DM created one at once, and the

@@ -416,6 +416,9 @@ export async function addMembers(
   const current = new Map(membersOf(s.current).map((m) => [m.username, m]));
   const existing = new Set(current.keys());
   const own = s.current.privatePath.leafIndex;
+  // members whose leave proposal we hold: the commit removes them, so they can be added
+  // again in it (invited right after they left)
+  const leaving = pendingRemovals(s.current);
   const proposals: Proposal[] = [];
   const kps: KeyPackage[] = [];
   for (const bytes of keyPackages) {
@@ -424,7 +427,11 @@ export async function addMembers(
       opts.now === undefined ? { suite: s.suite } : { suite: s.suite, now: opts.now },
     );
     const old = current.get(parsed.username);
-    if (old !== undefined && opts.replaceExisting === true && existing.has(parsed.username)) {
+    if (old !== undefined && leaving.has(old.leafIndex) && existing.has(parsed.username)) {
+      // removed by its pending proposal; nothing more to propose
+    } else if (
+      old !== undefined && opts.replaceExisting === true && existing.has(parsed.username)
+    ) {
       const leaf = leafAt(s.current.ratchetTree, old.leafIndex);
       if (old.leafIndex === own) throw new UsageError("Cannot re-add ourselves");
       if (constantTimeEqual(leaf.hpkePublicKey, keyPackage.leafNode.hpkePublicKey)) {
@@ -473,6 +480,25 @@ export async function addMembers(
   };
 }
 
+/** Leaves removed by proposals we hold (a member's leave), which our next commit applies. */
+function pendingRemovals(cs: ClientState): Set<number> {
+  const out = new Set<number>();
+  for (const p of Object.values(cs.unappliedProposals)) {
+    if (p.proposal.proposalType === "remove") out.add(p.proposal.remove.removed);
+  }
+  return out;
+}
+
+/**
+ * Members who asked to leave and whose removal our next commit applies (their leave
+ * proposals are pending here).
+ */
+export function leavingMembers(state: MlsGroupState): string[] {
+  const cs = unwrapState(state).current;
+  const leaving = pendingRemovals(cs);
+  return membersOf(cs).filter((m) => leaving.has(m.leafIndex)).map((m) => m.username);
+}
+
 /**
  * Stage one commit removing the named members (with a path update, so they cannot read
  * anything sent after it).
@@ -492,10 +518,7 @@ export async function removeMembers(
   const proposals: Proposal[] = [];
   // A member whose leave proposal we hold is removed by that proposal (every commit
   // includes the proposals received): proposing it again would make the commit invalid.
-  const leaving = new Set<number>();
-  for (const p of Object.values(s.current.unappliedProposals)) {
-    if (p.proposal.proposalType === "remove") leaving.add(p.proposal.remove.removed);
-  }
+  const leaving = pendingRemovals(s.current);
   for (const name of usernames) {
     const m = byName.get(name);
     if (m === undefined) {

@@ -54,6 +54,7 @@ export {
   joinFromWelcome,
   type JoinOptions,
   leaveGroup,
+  leavingMembers,
   members,
   mergePendingCommit,
   type ProcessedMessage,

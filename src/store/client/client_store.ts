@@ -694,6 +694,15 @@ export class ClientStore implements LocalState {
   }
 
   /** True when a message with this id is stored. */
+  getMessage(messageId: string): StoredMessage | undefined {
+    return this.#read(() => {
+      const idH = this.#keys.lookup("message", utf8(messageId));
+      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
+      return r === undefined ? undefined : this.#message(r.data, idH, r.conv_h as Uint8Array);
+    });
+  }
+
+  /** True when a message with this id is stored. */
   hasMessage(messageId: string): boolean {
     return this.#read(() =>
       this.#get(

@@ -230,6 +230,8 @@ export interface LocalState {
   addMessage(m: StoredMessage): boolean;
   /** True when a message with this id is stored. */
   hasMessage(messageId: string): boolean;
+  /** The stored message with this id, or undefined. */
+  getMessage(messageId: string): StoredMessage | undefined;
   /** The newest `count` messages of a conversation, oldest first (local order). */
   history(conversationId: string, count: number): StoredMessage[];
   /** Set the status of a stored message; false when unknown. */

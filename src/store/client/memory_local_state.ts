@@ -337,6 +337,13 @@ export class MemoryLocalState implements LocalState {
     });
   }
 
+  /** The stored message with this id, or undefined. */
+  getMessage(messageId: string): StoredMessage | undefined {
+    this.#alive();
+    const m = this.#d.messages.get(messageId);
+    return m === undefined ? undefined : copyMessage(m);
+  }
+
   /** True when a message with this id is stored. */
   hasMessage(messageId: string): boolean {
     this.#alive();
