@@ -6,6 +6,9 @@
  * QPQ_SIM_SEEDS=1,2,3 QPQ_SIM_STEPS=200 QPQ_SIM_CLIENTS=12 runs other or longer histories.
  */
 import { assert } from "./_support/assert.ts";
+import type { Actor, SeenMessage } from "./sim/actor.ts";
+import { checkMessages } from "./sim/check.ts";
+import { Model } from "./sim/model.ts";
 import { World } from "./sim/world.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -252,3 +255,47 @@ scenario(
     return [...problems, ...w.disagreements("#g", ["a", "b"])];
   },
 );
+
+// ---------------------------------------------------------------- the checker itself
+
+Deno.test("sim checkMessages flags a missing, a doubled, a reordered and an outsider's message", () => {
+  const model = new Model();
+  const g = model.addGroup("g", "x", "a", 1);
+  model.setMember(g, "b", true, 1);
+  model.setMember(g, "c", true, 1);
+  model.setMember(g, "c", false, 5);
+  const texts = ["m1", "m2", "m3", "m4"];
+  for (const [i, t] of texts.entries()) {
+    model.accept(model.newMessage(t, g, "a", 2 + i * 2), 2 + i * 2);
+  }
+  const seen: Record<string, SeenMessage[]> = {
+    a: texts.map((t) => ({ sender: "a", body: t, direction: "out", status: "sent" })),
+    // b: m2 twice, m4 before m3, m1 missing
+    b: ["m2", "m2", "m4", "m3"].map((t) => ({ sender: "a", body: t, direction: "in" })),
+    // c left at 5: m3 (sent at 6) must not reach it
+    c: ["m1", "m2", "m3"].map((t) => ({ sender: "a", body: t, direction: "in" })),
+  };
+  const actors = ["a", "b", "c"].map((name) => ({
+    name,
+    offline: false,
+    seams: { dead: false },
+    crashSteps: [],
+    shown: new Map(seen[name]!.filter((m) => m.direction === "in").map((m) => [m.body, 1])),
+    history: () => seen[name]!,
+  })) as unknown as Actor[];
+  const found: string[] = [];
+  checkMessages({ model, actors, violate: (inv, d) => found.push(`${inv}: ${d}`) }, 10);
+  const has = (inv: string, part: string) =>
+    assert(
+      found.some((f) => f.startsWith(inv) && f.includes(part)),
+      `${inv} ${part}:\n${found.join("\n")}`,
+    );
+  has("members-read", "b does not show m1");
+  has("shown-once", "b shows m2");
+  has("sender-order", "b shows a's m3 after m4");
+  has("only-members-read", "c shows m3");
+  assert(
+    !found.some((f) => f.includes("c shows m1") || f.includes("c shows m2")),
+    found.join("\n"),
+  );
+});

@@ -471,7 +471,7 @@ class Simulation implements CheckContext {
       update: groups.length ? 4 : 0,
       concurrent: talk ? 6 : 0,
       offline: f && offline < Math.floor(this.actors.length / 4) ? 3 : 0,
-      back: offline ? 5 : 0,
+      back: offline ? 2.5 : 0,
       crash: f ? 4 : 0,
       lost: f ? 5 : 0,
       dup: f && talk ? 3 : 0,
