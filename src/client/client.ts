@@ -288,9 +288,7 @@ export class QpqClient {
     let online = true;
     try {
       await this.#session.ensure();
-      await this.sync();
-      await this.#groups.refreshQueued();
-      await this.#outbox.flush();
+      await this.sync(); // receives, then sends what is queued
     } catch (e) {
       if (!(e instanceof TransportError)) throw e;
       online = false;
@@ -308,12 +306,17 @@ export class QpqClient {
   async flushOutbox(): Promise<number> {
     if (this.#outbox.pendingCount() === 0) return 0;
     try {
-      await this.sync();
+      await this.#receiver.fetch();
     } catch (e) {
       if (!(e instanceof TransportError)) throw e;
       await this.#session.disconnect();
       return 0; // no server: everything stays queued
     }
+    return await this.#flushQueued();
+  }
+
+  async #flushQueued(): Promise<number> {
+    if (this.#outbox.pendingCount() === 0) return 0;
     await this.#groups.refreshQueued();
     return await this.#outbox.flush();
   }
@@ -329,6 +332,7 @@ export class QpqClient {
   async sync(): Promise<number> {
     const n = await this.#receiver.fetch();
     await this.#maintain(n);
+    await this.#flushQueued(); // what is still queued goes out as soon as the server is there
     return n;
   }
 

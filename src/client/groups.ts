@@ -407,7 +407,12 @@ export class Groups {
       });
     });
     enc.consumed.forEach((c) => zeroize(c));
-    await this.#outbox.deliver(uuidToString(id), request);
+    if (!(await this.#outbox.deliver(uuidToString(id), request))) {
+      throw new TransportError(
+        "Server unreachable: the leave is kept and sent when the server is back",
+        { code: "unavailable" },
+      );
+    }
   }
 
   /**
