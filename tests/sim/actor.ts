@@ -214,6 +214,7 @@ export class Actor {
 
   /** Close for good. */
   async close(): Promise<void> {
-    await this.client.close().catch(() => {});
+    // an actor whose setup failed has no client yet
+    await this.client?.close().catch(() => {});
   }
 }
