@@ -4,11 +4,11 @@
  * ```
  *              QpqClient (this file: names, the public API)
  *   ┌──────────┬──────────┬─────────┬──────────┬──────────┬─────────┐
- *   Session    Contacts   KeyPackages  Groups    Receiver   Outbox    content.ts
- *   login,     pinned     uploads,     commits,  one path   queued    what a
- *   resume,    directory  private      joins,    for push   requests  message
- *   push       keys       parts        broken    and fetch  (encoded  body is
- *                                      & heal               once)
+ *   Session    Contacts   KeyPackages  Groups    Inbox      Receiver   Outbox
+ *   login,     pinned     uploads,     commands, what each  one path   queued
+ *   resume,    directory  private      commits,  delivered  for push   requests
+ *   push       keys       parts        leaves,   message    and fetch  (encoded
+ *                                      re-adds   does                  once)
  *   └──────────┴──────────┴─── ClientContext: LocalState, identity, clock, events, lock
  * ```
  *
@@ -24,6 +24,8 @@ import { Contacts } from "./contacts.ts";
 import { selfConversation } from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
 import { Groups, SELF_UPDATE_INTERVAL_MS } from "./groups.ts";
+import type { RejoinRequests } from "./_group_state.ts";
+import { Inbox } from "./inbox.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import { KeyPackages } from "./key_packages.ts";
 import { Outbox } from "./outbox.ts";
@@ -97,14 +99,22 @@ export class QpqClient {
     this.#contacts = new Contacts(this.#ctx, this.#session);
     this.#keyPackages = new KeyPackages(this.#ctx, this.#session);
     this.#outbox = new Outbox(this.#ctx, this.#session);
+    const rejoins: RejoinRequests = new Map();
     this.#groups = new Groups(this.#ctx, {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
       outbox: this.#outbox,
       sync: () => this.#receiver.fetch(),
+      rejoins,
     });
-    this.#receiver.attach(this.#groups);
+    const inbox = new Inbox(this.#ctx, {
+      session: this.#session,
+      contacts: this.#contacts,
+      keyPackages: this.#keyPackages,
+      rejoins,
+    });
+    this.#receiver.attach(this.#groups, inbox);
   }
 
   /** A client over an opened local state; it connects when first needed. */

@@ -1,7 +1,8 @@
 /**
  * The groups part of the client: every conversation is an MLS group. Creating, inviting,
- * removing, leaving and self-updating go through one commit protocol; every message of a
- * group is applied here; a group whose state cannot advance is isolated and healed.
+ * removing, leaving and self-updating go through one commit protocol; after each sync it
+ * commits members' leaves, re-adds members who asked, and asks to be re-added where this
+ * device's state broke. (What each delivered message does is inbox.ts.)
  *
  * ```
  * own commit:  sync ─► stage ─► [state + exact request] stored ─► send ─┬─ committed ─► merge
@@ -9,9 +10,8 @@
  *                                                                      │   discard, sync, retry
  *                                                                      └─ no answer ─► kept:
  *                                                                          resent as is later
- * receive:     welcome ─► join (never over a working state)
- *              commit / proposal / application ─► processMessage ─► [state + cursor] stored
- *              a commit that cannot be applied, or a state that cannot be read ─► BROKEN
+ * leave:       proposal ─► [leaving state + queued request] stored ─► sent; the state follows
+ *              the group until our removal, and the proposal is made again if it went stale
  * broken:      reported once; the rest of the account works; application messages become
  *              "unreadable" placeholders; we send a rejoin request (a fresh KeyPackage) ─►
  *              any member re-adds us (remove stale leaf + add, one commit) ─► Welcome ─►
@@ -30,7 +30,6 @@ import {
   encodeGroupState,
   encryptMessage,
   epochAuthenticator,
-  joinFromWelcome,
   leaveGroup,
   leavingMembers,
   listMembers,
@@ -39,16 +38,13 @@ import {
   type MlsSuiteName,
   parseKeyPackage,
   peekGroupStateSuite,
-  processMessage,
   removeMembers,
   selfUpdate,
   type StagedCommit,
   SUITE_IDS,
-  verifyRoster,
 } from "../mls/mod.ts";
 import {
   decodeFrame,
-  type DeliveredMessage,
   type EncodedRequest,
   encodedRequest,
   encodeRequestOnce,
@@ -59,7 +55,14 @@ import { QpqError, TransportError, UsageError, ValidationError } from "../errors
 import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
-import { decodeContent, encodeContent } from "./content.ts";
+import { encodeContent } from "./content.ts";
+import {
+  markBroken,
+  reason,
+  type RejoinRequests,
+  saveGroup,
+  withoutPending,
+} from "./_group_state.ts";
 import { findConversation, upsertChannel } from "./conversations.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
@@ -85,16 +88,6 @@ type MakeCommit = (
   state: MlsGroupState,
 ) => Promise<{ staged: StagedCommit; roster: Roster } | undefined>;
 
-/** Errors that say "not now", never "this message is bad": the message is kept. */
-function isTransient(e: unknown): boolean {
-  return e instanceof TransportError ||
-    (e instanceof QpqError && (e.code === "epoch_conflict" || e.code === "storage"));
-}
-
-function reason(e: unknown): string {
-  return e instanceof QpqError ? e.message : "unexpected error";
-}
-
 /** Conversations as MLS groups. */
 export class Groups {
   #ctx: ClientContext;
@@ -103,8 +96,7 @@ export class Groups {
   #keyPackages: KeyPackages;
   #outbox: Outbox;
   #sync: () => Promise<number>;
-  /** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
-  #rejoins = new Map<string, Map<string, Uint8Array>>();
+  #rejoins: RejoinRequests;
 
   constructor(
     ctx: ClientContext,
@@ -114,6 +106,7 @@ export class Groups {
       keyPackages: KeyPackages;
       outbox: Outbox;
       sync: () => Promise<number>;
+      rejoins: RejoinRequests;
     },
   ) {
     this.#ctx = ctx;
@@ -122,6 +115,7 @@ export class Groups {
     this.#keyPackages = parts.keyPackages;
     this.#outbox = parts.outbox;
     this.#sync = parts.sync;
+    this.#rejoins = parts.rejoins;
   }
 
   // ---------------------------------------------------------------- reading state
@@ -186,19 +180,11 @@ export class Groups {
   }
 
   #save(record: GroupRecord, state: MlsGroupState, patch: Partial<GroupRecord> = {}): void {
-    this.#ctx.state.putGroup({ ...record, ...patch, state: encodeGroupState(state) });
+    saveGroup(this.#ctx, record, state, patch);
   }
 
   #markBroken(conv: Conversation, record: GroupRecord, why: string): void {
-    if (record.broken) return;
-    this.#ctx.state.putGroup({
-      channelId: record.channelId,
-      state: record.state,
-      lastUpdateMs: record.lastUpdateMs,
-      leaves: [],
-      broken: why,
-    });
-    this.#ctx.emit({ kind: "broken", conversation: conv, reason: why });
+    markBroken(this.#ctx, conv, record, why);
   }
 
   // ---------------------------------------------------------------- creating
@@ -696,281 +682,6 @@ export class Groups {
     }
   }
 
-  // ---------------------------------------------------------------- receiving
-
-  /**
-   * Apply one delivered message. `done` (record the queue position) runs inside the same
-   * transaction as the state change. Throws only for transient failures (the message is
-   * then kept and tried again); a bad message is isolated to its conversation.
-   */
-  async receive(m: DeliveredMessage, done: () => void): Promise<void> {
-    const s = this.#ctx.state;
-    const hex = toHex(m.channelId);
-    if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
-    const record = s.group(hex);
-    const conv = s.getConversation(hex);
-    if (!record || !conv) return s.transaction(done); // a group we left or never joined
-    if (record.broken) {
-      if (m.messageKind === "application") this.#unreadable(conv, m, record.broken, done);
-      else s.transaction(done);
-      return;
-    }
-    if (record.leavingEpoch !== undefined) return await this.#whileLeaving(record, m, done);
-    let state: MlsGroupState;
-    try {
-      state = decodeGroupState(record.state);
-    } catch (e) {
-      const why = `its state cannot be read: ${reason(e)}`;
-      s.transaction(() => this.#markBroken(conv, record, why));
-      if (m.messageKind === "application") return this.#unreadable(conv, m, why, done);
-      return s.transaction(done);
-    }
-    if (m.messageKind === "rejoin") {
-      await this.#noteRejoin(conv, state, m);
-      return s.transaction(done);
-    }
-    let r;
-    try {
-      r = await processMessage(state, m.payload);
-    } catch (e) {
-      if (isTransient(e)) throw e;
-      if (m.messageKind === "application") {
-        return this.#unreadable(conv, m, reason(e), done);
-      }
-      if (m.messageKind === "commit") {
-        s.transaction(() => {
-          this.#markBroken(conv, record, `a change by ${m.sender} cannot be applied`);
-          done();
-        });
-        return;
-      }
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Ignored a ${m.messageKind} from ${m.sender} in ${conv.name}: ${reason(e)}`,
-      });
-      return s.transaction(done);
-    }
-    switch (r.kind) {
-      case "application": {
-        let content;
-        try {
-          content = decodeContent(r.plaintext);
-        } catch (e) {
-          s.transaction(() => this.#save(record, r.state));
-          return this.#unreadable(conv, m, reason(e), done, r.sender.username);
-        }
-        const message: StoredMessage = {
-          conversationId: conv.id,
-          messageId: content.messageId || uuidToString(m.messageId),
-          sender: r.sender.username,
-          body: content.text,
-          sentAt: content.sentAtMs || m.sentAtMs,
-          receivedAt: this.#ctx.now(),
-          direction: "in",
-          status: "delivered",
-        };
-        let fresh = false;
-        s.transaction(() => {
-          this.#save(record, r.state);
-          fresh = s.addMessage(message);
-          done();
-        });
-        if (fresh) this.#ctx.emit({ kind: "message", conversation: conv, message });
-        return;
-      }
-      case "commit": {
-        try {
-          for (const a of r.added) checkCredentialBinding(a, await this.#contacts.key(a.username));
-        } catch (e) {
-          if (isTransient(e)) throw e;
-          // a member added someone whose key the directory does not vouch for: we do not
-          // follow the group there
-          s.transaction(() => {
-            this.#markBroken(conv, record, `a change by ${m.sender} added an unverified key`);
-            done();
-          });
-          return;
-        }
-        const gone = new Set(r.removed.map((x) => x.username));
-        s.transaction(() => {
-          this.#save(record, r.state, { leaves: record.leaves.filter((u) => !gone.has(u)) });
-          done();
-        });
-        const left = new Set(r.left);
-        const readded = r.added.filter((a) => gone.has(a.username)).map((a) => a.username);
-        const added = r.added.map((a) => a.username).filter((u) => !readded.includes(u));
-        const removed = r.removed.map((a) => a.username).filter((u) =>
-          !left.has(u) && !readded.includes(u)
-        );
-        if (added.length || removed.length || left.size) {
-          this.#ctx.emit({
-            kind: "members",
-            conversation: conv,
-            added,
-            removed,
-            left: [...left],
-            by: r.committer.username,
-          });
-        }
-        return;
-      }
-      case "removed":
-        s.transaction(() => {
-          s.deleteGroup(hex);
-          done();
-        });
-        this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
-        return;
-      case "stale":
-        return s.transaction(done);
-      case "proposal":
-        s.transaction(() => {
-          // Someone asked to leave: commit it after this sync (a commit syncs first). Kept
-          // in the record so a crash before the commit does not forget it.
-          const leaves = r.proposal === "remove" && !record.leaves.includes(r.proposer.username)
-            ? [...record.leaves, r.proposer.username]
-            : record.leaves;
-          this.#save(record, r.state, { leaves });
-          done();
-        });
-        return;
-    }
-  }
-
-  /** After our leave: follow the group's changes until our removal; show nothing. */
-  async #whileLeaving(record: GroupRecord, m: DeliveredMessage, done: () => void) {
-    const s = this.#ctx.state;
-    if (m.messageKind !== "commit" && m.messageKind !== "proposal") return s.transaction(done);
-    let r;
-    try {
-      r = await processMessage(decodeGroupState(record.state), m.payload);
-    } catch (e) {
-      if (isTransient(e)) throw e;
-      // we cannot follow the group any more: we were leaving anyway
-      return s.transaction(() => {
-        s.deleteGroup(record.channelId);
-        done();
-      });
-    }
-    s.transaction(() => {
-      if (r.kind === "removed") s.deleteGroup(record.channelId);
-      else if (r.kind !== "stale" && r.kind !== "application") this.#save(record, r.state);
-      done();
-    });
-  }
-
-  #unreadable(
-    conv: Conversation,
-    m: DeliveredMessage,
-    why: string,
-    done: () => void,
-    sender = m.sender,
-  ): void {
-    const message: StoredMessage = {
-      conversationId: conv.id,
-      messageId: uuidToString(m.messageId),
-      sender,
-      body: "",
-      sentAt: m.sentAtMs,
-      receivedAt: this.#ctx.now(),
-      direction: "in",
-      status: "delivered",
-      unreadable: true,
-    };
-    let fresh = false;
-    this.#ctx.state.transaction(() => {
-      fresh = this.#ctx.state.addMessage(message);
-      done();
-    });
-    if (fresh) this.#ctx.emit({ kind: "unreadable", conversation: conv, message, reason: why });
-  }
-
-  async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
-    const s = this.#ctx.state;
-    const existing = s.group(hex);
-    if (
-      existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)
-    ) {
-      // A Welcome never replaces a working group state with other members in it (a member
-      // could otherwise fork us into a look-alike group with the same id). A group with
-      // nobody else in it may be replaced: both sides of a DM created one at once, and the
-      // peer's commit won.
-      const name = s.getConversation(hex)?.name ?? "a group";
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Ignored a Welcome to ${name} from ${m.sender}: you are already a member`,
-      });
-      return s.transaction(done);
-    }
-    const held = this.#keyPackages.held();
-    const signer = this.#ctx.signer();
-    let joined;
-    try {
-      joined = await joinFromWelcome(m.payload, held.map((k) => k.privatePackage), signer);
-      if (toHex(joined.state.groupId) !== hex) {
-        throw new ValidationError("Welcome is for another group than the channel it came on");
-      }
-      await verifyRoster(joined.state, (u) => this.#contacts.key(u));
-    } catch (e) {
-      if (isTransient(e)) throw e;
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Ignored a Welcome from ${m.sender}: ${reason(e)}`,
-      });
-      return s.transaction(done);
-    } finally {
-      zeroize(signer.privateKey);
-    }
-    const channels = await this.#session.call({ kind: "listChannels" }, "channels");
-    const info = channels.channels.find((c) => toHex(c.channelId) === hex);
-    if (!info) {
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Ignored a Welcome from ${m.sender}: not a channel you are in`,
-      });
-      return s.transaction(done);
-    }
-    let conv!: Conversation;
-    s.transaction(() => {
-      s.putGroup({
-        channelId: hex,
-        state: encodeGroupState(joined.state),
-        lastUpdateMs: this.#ctx.now(), // fresh keys on join
-        leaves: [],
-      });
-      conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
-      const used = held[joined.used];
-      if (used) this.#keyPackages.used(used);
-      done();
-    });
-    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: m.sender });
-    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter: m.sender });
-  }
-
-  /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */
-  async #noteRejoin(conv: Conversation, state: MlsGroupState, m: DeliveredMessage) {
-    try {
-      if (!listMembers(state).some((x) => x.username === m.sender)) return;
-      const parsed = await parseKeyPackage(m.payload, { suite: state.suite });
-      if (parsed.username !== m.sender) {
-        throw new ValidationError("Rejoin request carries someone else's KeyPackage");
-      }
-      const key = await this.#contacts.key(m.sender);
-      if (!key || !constantTimeEqual(parsed.signaturePublicKey, key)) {
-        throw new ValidationError("Rejoin request is not signed by the member's identity key");
-      }
-      const byUser = this.#rejoins.get(conv.channelId!) ?? new Map<string, Uint8Array>();
-      byUser.set(m.sender, m.payload);
-      this.#rejoins.set(conv.channelId!, byUser);
-    } catch (e) {
-      if (isTransient(e)) throw e;
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Ignored a rejoin request from ${m.sender} in ${conv.name}: ${reason(e)}`,
-      });
-    }
-  }
-
   // ---------------------------------------------------------------- after a sync
 
   /**
@@ -1078,21 +789,5 @@ export class Groups {
   /** Used by the outbox owner: deliver a composed message. */
   deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
     return this.#outbox.deliver(messageId, request);
-  }
-}
-
-/** The record without an own commit awaiting the server. */
-function withoutPending(r: GroupRecord): GroupRecord {
-  const { pendingCommit: _, ...rest } = r;
-  return rest;
-}
-
-/** True when the record is a working group with nobody but us in it. */
-function aloneIn(r: GroupRecord): boolean {
-  try {
-    const st = decodeGroupState(r.state);
-    return !st.hasPendingCommit && listMembers(st).length === 1;
-  } catch {
-    return false;
   }
 }

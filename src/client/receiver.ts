@@ -6,7 +6,7 @@
  *
  * ```
  * push{messages} ─► buffer ─┐
- *                           ├─► in order from cursor+1 ─► Groups.receive ─► [change + cursor]
+ *                           ├─► in order from cursor+1 ─► Inbox.receive ─► [change + cursor]
  * fetch(after cursor) ──────┘     a gap (seq > cursor+1) ─► fetch fills it       ─► ack
  *                                 seq ≤ cursor (repeat) ─► skipped
  * ```
@@ -18,6 +18,7 @@ import type { DeliveredMessage, Push } from "../wire/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Groups } from "./groups.ts";
+import type { Inbox } from "./inbox.ts";
 import type { Session } from "./session.ts";
 
 /** Ordered processing of deliveries. */
@@ -25,6 +26,7 @@ export class Receiver {
   #ctx: ClientContext;
   #session: Session;
   #groups!: Groups;
+  #inbox!: Inbox;
   #serial: Promise<unknown> = Promise.resolve();
   #pushed: DeliveredMessage[] = [];
   /** Called after messages were applied (the client commits what they left to do). */
@@ -36,9 +38,10 @@ export class Receiver {
     this.#after = after;
   }
 
-  /** Wire the groups part (built after the receiver: each needs the other). */
-  attach(groups: Groups): void {
+  /** Wire the groups and inbox parts (built after the receiver: each needs the other). */
+  attach(groups: Groups, inbox: Inbox): void {
     this.#groups = groups;
+    this.#inbox = inbox;
   }
 
   /** Last queue position processed. */
@@ -120,7 +123,7 @@ export class Receiver {
     const state = this.#ctx.state;
     const done = () => state.setCursor(m.seq);
     try {
-      await this.#ctx.exclusive(() => this.#groups.receive(m, done));
+      await this.#ctx.exclusive(() => this.#inbox.receive(m, done));
     } catch (e) {
       if (e instanceof TransportError || (e instanceof QpqError && isKept(e))) throw e;
       // A message we cannot process must not block the queue forever: report and move on.

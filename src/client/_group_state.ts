@@ -1,0 +1,67 @@
+/**
+ * Small rules over a conversation's GroupRecord shared by the groups and inbox parts.
+ *
+ * @module
+ */
+import { decodeGroupState, encodeGroupState, listMembers, type MlsGroupState } from "../mls/mod.ts";
+import { QpqError, TransportError } from "../errors.ts";
+import type { Conversation, GroupRecord } from "../store/client/mod.ts";
+import type { ClientContext } from "./_context.ts";
+
+/** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
+export type RejoinRequests = Map<string, Map<string, Uint8Array>>;
+
+/** Errors that say "not now", never "this message is bad": the message is kept. */
+export function isTransient(e: unknown): boolean {
+  return e instanceof TransportError ||
+    (e instanceof QpqError && (e.code === "epoch_conflict" || e.code === "storage"));
+}
+
+/** The reason to show for an error. */
+export function reason(e: unknown): string {
+  return e instanceof QpqError ? e.message : "unexpected error";
+}
+
+/** Store a group's new state (and record changes). */
+export function saveGroup(
+  ctx: ClientContext,
+  record: GroupRecord,
+  state: MlsGroupState,
+  patch: Partial<GroupRecord> = {},
+): void {
+  ctx.state.putGroup({ ...record, ...patch, state: encodeGroupState(state) });
+}
+
+/** Mark a conversation broken (once) and report it. */
+export function markBroken(
+  ctx: ClientContext,
+  conv: Conversation,
+  record: GroupRecord,
+  why: string,
+): void {
+  if (record.broken) return;
+  ctx.state.putGroup({
+    channelId: record.channelId,
+    state: record.state,
+    lastUpdateMs: record.lastUpdateMs,
+    leaves: [],
+    broken: why,
+  });
+  ctx.emit({ kind: "broken", conversation: conv, reason: why });
+}
+
+/** The record without an own commit awaiting the server. */
+export function withoutPending(r: GroupRecord): GroupRecord {
+  const { pendingCommit: _, ...rest } = r;
+  return rest;
+}
+
+/** True when the record is a working group with nobody but us in it. */
+export function aloneIn(r: GroupRecord): boolean {
+  try {
+    const st = decodeGroupState(r.state);
+    return !st.hasPendingCommit && listMembers(st).length === 1;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,349 @@
+/**
+ * The inbox part of the client: how each delivered message changes a conversation. The
+ * receiver (receiver.ts) hands messages over one at a time in queue order; this decides
+ * what each means.
+ *
+ * ```
+ * welcome     ─► join (never over a group with others in it; over a broken or left one: yes)
+ * commit      ─► apply; added members checked against the directory; cannot apply ─► BROKEN
+ * application ─► decrypt ─► content ─► history (cannot decrypt ─► an "unreadable" entry)
+ * proposal    ─► kept; a member's leave is committed after the sync (Groups.maintain)
+ * rejoin      ─► a member's fresh KeyPackage, checked; re-added after the sync
+ * any of them in a group we are leaving ─► followed silently until our removal
+ * ```
+ *
+ * @module
+ */
+import {
+  checkCredentialBinding,
+  decodeGroupState,
+  encodeGroupState,
+  joinFromWelcome,
+  listMembers,
+  type MlsGroupState,
+  parseKeyPackage,
+  processMessage,
+  verifyRoster,
+} from "../mls/mod.ts";
+import type { DeliveredMessage } from "../wire/mod.ts";
+import { constantTimeEqual, toHex } from "../bytes.ts";
+import { ValidationError } from "../errors.ts";
+import { zeroize } from "../bytes.ts";
+import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type { ClientContext } from "./_context.ts";
+import {
+  aloneIn,
+  isTransient,
+  markBroken,
+  reason,
+  type RejoinRequests,
+  saveGroup,
+} from "./_group_state.ts";
+import type { Contacts } from "./contacts.ts";
+import { decodeContent } from "./content.ts";
+import { upsertChannel } from "./conversations.ts";
+import { uuidToString } from "./ids.ts";
+import type { KeyPackages } from "./key_packages.ts";
+import type { Session } from "./session.ts";
+
+/** Applies delivered messages to conversations. */
+export class Inbox {
+  #ctx: ClientContext;
+  #session: Session;
+  #contacts: Contacts;
+  #keyPackages: KeyPackages;
+  #rejoins: RejoinRequests;
+
+  constructor(
+    ctx: ClientContext,
+    parts: {
+      session: Session;
+      contacts: Contacts;
+      keyPackages: KeyPackages;
+      rejoins: RejoinRequests;
+    },
+  ) {
+    this.#ctx = ctx;
+    this.#session = parts.session;
+    this.#contacts = parts.contacts;
+    this.#keyPackages = parts.keyPackages;
+    this.#rejoins = parts.rejoins;
+  }
+
+  /**
+   * Apply one delivered message. `done` (record the queue position) runs inside the same
+   * transaction as the state change. Throws only for transient failures (the message is
+   * then kept and tried again); a bad message is isolated to its conversation.
+   */
+  async receive(m: DeliveredMessage, done: () => void): Promise<void> {
+    const s = this.#ctx.state;
+    const hex = toHex(m.channelId);
+    if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
+    const record = s.group(hex);
+    const conv = s.getConversation(hex);
+    if (!record || !conv) return s.transaction(done); // a group we left or never joined
+    if (record.broken) {
+      if (m.messageKind === "application") this.#unreadable(conv, m, record.broken, done);
+      else s.transaction(done);
+      return;
+    }
+    if (record.leavingEpoch !== undefined) return await this.#whileLeaving(record, m, done);
+    let state: MlsGroupState;
+    try {
+      state = decodeGroupState(record.state);
+    } catch (e) {
+      const why = `its state cannot be read: ${reason(e)}`;
+      s.transaction(() => markBroken(this.#ctx, conv, record, why));
+      if (m.messageKind === "application") return this.#unreadable(conv, m, why, done);
+      return s.transaction(done);
+    }
+    if (m.messageKind === "rejoin") {
+      await this.#noteRejoin(conv, state, m);
+      return s.transaction(done);
+    }
+    let r;
+    try {
+      r = await processMessage(state, m.payload);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      if (m.messageKind === "application") {
+        return this.#unreadable(conv, m, reason(e), done);
+      }
+      if (m.messageKind === "commit") {
+        s.transaction(() => {
+          markBroken(this.#ctx, conv, record, `a change by ${m.sender} cannot be applied`);
+          done();
+        });
+        return;
+      }
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a ${m.messageKind} from ${m.sender} in ${conv.name}: ${reason(e)}`,
+      });
+      return s.transaction(done);
+    }
+    switch (r.kind) {
+      case "application": {
+        let content;
+        try {
+          content = decodeContent(r.plaintext);
+        } catch (e) {
+          s.transaction(() => saveGroup(this.#ctx, record, r.state));
+          return this.#unreadable(conv, m, reason(e), done, r.sender.username);
+        }
+        const message: StoredMessage = {
+          conversationId: conv.id,
+          messageId: content.messageId || uuidToString(m.messageId),
+          sender: r.sender.username,
+          body: content.text,
+          sentAt: content.sentAtMs || m.sentAtMs,
+          receivedAt: this.#ctx.now(),
+          direction: "in",
+          status: "delivered",
+        };
+        let fresh = false;
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, r.state);
+          fresh = s.addMessage(message);
+          done();
+        });
+        if (fresh) this.#ctx.emit({ kind: "message", conversation: conv, message });
+        return;
+      }
+      case "commit": {
+        try {
+          for (const a of r.added) checkCredentialBinding(a, await this.#contacts.key(a.username));
+        } catch (e) {
+          if (isTransient(e)) throw e;
+          // a member added someone whose key the directory does not vouch for: we do not
+          // follow the group there
+          s.transaction(() => {
+            markBroken(this.#ctx, conv, record, `a change by ${m.sender} added an unverified key`);
+            done();
+          });
+          return;
+        }
+        const gone = new Set(r.removed.map((x) => x.username));
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, r.state, {
+            leaves: record.leaves.filter((u) => !gone.has(u)),
+          });
+          done();
+        });
+        const left = new Set(r.left);
+        const readded = r.added.filter((a) => gone.has(a.username)).map((a) => a.username);
+        const added = r.added.map((a) => a.username).filter((u) => !readded.includes(u));
+        const removed = r.removed.map((a) => a.username).filter((u) =>
+          !left.has(u) && !readded.includes(u)
+        );
+        if (added.length || removed.length || left.size) {
+          this.#ctx.emit({
+            kind: "members",
+            conversation: conv,
+            added,
+            removed,
+            left: [...left],
+            by: r.committer.username,
+          });
+        }
+        return;
+      }
+      case "removed":
+        s.transaction(() => {
+          s.deleteGroup(hex);
+          done();
+        });
+        this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
+        return;
+      case "stale":
+        return s.transaction(done);
+      case "proposal":
+        s.transaction(() => {
+          // Someone asked to leave: commit it after this sync (a commit syncs first). Kept
+          // in the record so a crash before the commit does not forget it.
+          const leaves = r.proposal === "remove" && !record.leaves.includes(r.proposer.username)
+            ? [...record.leaves, r.proposer.username]
+            : record.leaves;
+          saveGroup(this.#ctx, record, r.state, { leaves });
+          done();
+        });
+        return;
+    }
+  }
+
+  /** After our leave: follow the group's changes until our removal; show nothing. */
+  async #whileLeaving(record: GroupRecord, m: DeliveredMessage, done: () => void) {
+    const s = this.#ctx.state;
+    if (m.messageKind !== "commit" && m.messageKind !== "proposal") return s.transaction(done);
+    let r;
+    try {
+      r = await processMessage(decodeGroupState(record.state), m.payload);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      // we cannot follow the group any more: we were leaving anyway
+      return s.transaction(() => {
+        s.deleteGroup(record.channelId);
+        done();
+      });
+    }
+    s.transaction(() => {
+      if (r.kind === "removed") s.deleteGroup(record.channelId);
+      else if (r.kind !== "stale" && r.kind !== "application") {
+        saveGroup(this.#ctx, record, r.state);
+      }
+      done();
+    });
+  }
+
+  #unreadable(
+    conv: Conversation,
+    m: DeliveredMessage,
+    why: string,
+    done: () => void,
+    sender = m.sender,
+  ): void {
+    const message: StoredMessage = {
+      conversationId: conv.id,
+      messageId: uuidToString(m.messageId),
+      sender,
+      body: "",
+      sentAt: m.sentAtMs,
+      receivedAt: this.#ctx.now(),
+      direction: "in",
+      status: "delivered",
+      unreadable: true,
+    };
+    let fresh = false;
+    this.#ctx.state.transaction(() => {
+      fresh = this.#ctx.state.addMessage(message);
+      done();
+    });
+    if (fresh) this.#ctx.emit({ kind: "unreadable", conversation: conv, message, reason: why });
+  }
+
+  async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
+    const s = this.#ctx.state;
+    const existing = s.group(hex);
+    if (
+      existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)
+    ) {
+      // A Welcome never replaces a working group state with other members in it (a member
+      // could otherwise fork us into a look-alike group with the same id). A group with
+      // nobody else in it may be replaced: both sides of a DM created one at once, and the
+      // peer's commit won.
+      const name = s.getConversation(hex)?.name ?? "a group";
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome to ${name} from ${m.sender}: you are already a member`,
+      });
+      return s.transaction(done);
+    }
+    const held = this.#keyPackages.held();
+    const signer = this.#ctx.signer();
+    let joined;
+    try {
+      joined = await joinFromWelcome(m.payload, held.map((k) => k.privatePackage), signer);
+      if (toHex(joined.state.groupId) !== hex) {
+        throw new ValidationError("Welcome is for another group than the channel it came on");
+      }
+      await verifyRoster(joined.state, (u) => this.#contacts.key(u));
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome from ${m.sender}: ${reason(e)}`,
+      });
+      return s.transaction(done);
+    } finally {
+      zeroize(signer.privateKey);
+    }
+    const channels = await this.#session.call({ kind: "listChannels" }, "channels");
+    const info = channels.channels.find((c) => toHex(c.channelId) === hex);
+    if (!info) {
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a Welcome from ${m.sender}: not a channel you are in`,
+      });
+      return s.transaction(done);
+    }
+    let conv!: Conversation;
+    s.transaction(() => {
+      s.putGroup({
+        channelId: hex,
+        state: encodeGroupState(joined.state),
+        lastUpdateMs: this.#ctx.now(), // fresh keys on join
+        leaves: [],
+      });
+      conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
+      const used = held[joined.used];
+      if (used) this.#keyPackages.used(used);
+      done();
+    });
+    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: m.sender });
+    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter: m.sender });
+  }
+
+  /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */
+  async #noteRejoin(conv: Conversation, state: MlsGroupState, m: DeliveredMessage) {
+    try {
+      if (!listMembers(state).some((x) => x.username === m.sender)) return;
+      const parsed = await parseKeyPackage(m.payload, { suite: state.suite });
+      if (parsed.username !== m.sender) {
+        throw new ValidationError("Rejoin request carries someone else's KeyPackage");
+      }
+      const key = await this.#contacts.key(m.sender);
+      if (!key || !constantTimeEqual(parsed.signaturePublicKey, key)) {
+        throw new ValidationError("Rejoin request is not signed by the member's identity key");
+      }
+      const byUser = this.#rejoins.get(conv.channelId!) ?? new Map<string, Uint8Array>();
+      byUser.set(m.sender, m.payload);
+      this.#rejoins.set(conv.channelId!, byUser);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Ignored a rejoin request from ${m.sender} in ${conv.name}: ${reason(e)}`,
+      });
+    }
+  }
+}
