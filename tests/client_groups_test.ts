@@ -5,48 +5,12 @@
  * leave, groups of either suite.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
-import { startTestServer, type TestServer } from "./_support/server.ts";
+import { startTestServer } from "./_support/server.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
-import { DEFAULT_ARGON2ID_PARAMS } from "../src/crypto/mod.ts";
+import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
 
-const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
-
-interface TestUser {
-  name: string;
-  client: QpqClient;
-  events: ClientEvent[];
-  warnings: () => string[];
-  received: () => string[];
-}
-
-async function user(ts: TestServer, dir: string, name: string): Promise<TestUser> {
-  const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
-    create: true,
-    username: name,
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const client = QpqClient.create({
-    store,
-    password: `pw-${name}`,
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    timeoutMs: 5_000,
-  });
-  await client.register();
-  return {
-    name,
-    client,
-    events,
-    warnings: () => events.flatMap((e) => e.kind === "warning" ? [e.text] : []),
-    received: () =>
-      events.flatMap((e) =>
-        e.kind === "message" && e.message.direction === "in" ? [e.message.body] : []
-      ),
-  };
-}
+const user = testUser;
 
 async function withUsers(
   names: string[],

@@ -5,54 +5,14 @@
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
-import { type ClientEvent, KEY_PACKAGE_BATCH, QpqClient } from "../src/client/client.ts";
+import { KEY_PACKAGE_BATCH } from "../src/client/client.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
-import { openLocalStore } from "../src/client/open_store.ts";
-import { DEFAULT_ARGON2ID_PARAMS } from "../src/crypto/mod.ts";
+import { type TestUser, testUser } from "./_support/clients.ts";
 import { UsageError } from "../src/errors.ts";
 import { DEFAULT_SUITE, SUITE_IDS } from "../src/mls/mod.ts";
 import { readUntil, spawnQpq } from "./_support/cli.ts";
 
-const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
-
-/** A registered client plus what it reported. */
-interface TestUser {
-  client: QpqClient;
-  events: ClientEvent[];
-  /** Bodies of received messages, in order. */
-  received: () => string[];
-}
-
-async function user(
-  ts: { addr: string; certPem: string },
-  dir: string,
-  name: string,
-  options: { timeoutMs?: number } = {},
-): Promise<TestUser> {
-  const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
-    create: true,
-    username: name,
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const client = QpqClient.create({
-    store,
-    password: `pw-${name}`,
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    timeoutMs: options.timeoutMs ?? 5_000,
-  });
-  await client.register();
-  return {
-    client,
-    events,
-    received: () =>
-      events.flatMap((e) =>
-        e.kind === "message" && e.message.direction === "in" ? [e.message.body] : []
-      ),
-  };
-}
+const user = testUser;
 
 /** A server, a temp dir for client states, and cleanup of both. */
 async function withServer(fn: (ts: TestServer, dir: string) => Promise<void>): Promise<void> {
