@@ -55,7 +55,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   chat: { summary: "chat interactively in one conversation", load: () => import("./chat.ts") },
   repl: { summary: "the interactive messenger", load: () => import("./repl.ts") },
   "bench-load": {
-    summary: "load test: simulated clients, throughput, latency, loss",
+    summary: "load test: many real clients, throughput, latency, loss",
     load: () => import("./bench_load.ts"),
   },
   "demo-group": {

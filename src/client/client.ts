@@ -363,7 +363,7 @@ export class QpqClient {
         this.#maintainAgain = false;
         await this.#groups.maintain();
       } while (this.#maintainAgain);
-      if (received > 0) await this.#keyPackages.refill().catch(() => {});
+      if (received > 0) await this.#keyPackages.refillIfSpent().catch(() => {});
     })().finally(() => (this.#maintaining = undefined));
     return await this.#maintaining;
   }

@@ -15,6 +15,8 @@ import type { Session } from "./session.ts";
 export const KEY_PACKAGE_BATCH = 20;
 /** Refill when the server holds fewer than this many (per suite). */
 export const KEY_PACKAGE_REFILL_BELOW = 5;
+/** How often the client checks its stock on the server when no Welcome used one. */
+export const KEY_PACKAGE_CHECK_INTERVAL_MS = 10 * 60 * 1000;
 /** KeyPackage lifetime (seconds). */
 export const KEY_PACKAGE_LIFETIME_SECONDS = 30 * 24 * 3600;
 
@@ -101,5 +103,22 @@ export class KeyPackages {
   /** A Welcome used this one: forget it, unless it is a last-resort package. */
   used(record: KeyPackageRecord): void {
     if (!record.lastResort) this.#ctx.state.deleteKeyPackage(record.ref);
+    this.#spent = true;
+  }
+
+  #spent = false;
+  #checkedAt = -Infinity;
+
+  /**
+   * Refill after a Welcome used one of ours, and otherwise at most every
+   * {@link KEY_PACKAGE_CHECK_INTERVAL_MS} (others may have fetched some): not two count
+   * round trips after every delivery.
+   */
+  async refillIfSpent(): Promise<void> {
+    const now = this.#ctx.now();
+    if (!this.#spent && now - this.#checkedAt < KEY_PACKAGE_CHECK_INTERVAL_MS) return;
+    this.#spent = false;
+    this.#checkedAt = now;
+    await this.refill();
   }
 }
