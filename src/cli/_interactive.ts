@@ -224,7 +224,13 @@ export class Interactive {
       case "/ls": {
         const list = c.listConversations();
         if (list.length === 0) this.print("* no conversations yet");
-        for (const x of list) this.print(`${x.id === this.#active?.id ? "*" : " "} ${x.name}`);
+        for (const x of list) {
+          const mark = x.id === this.#active?.id ? "*" : " ";
+          const why = x.broken === undefined
+            ? ""
+            : `  (broken: ${x.broken}; waiting to be re-added)`;
+          this.print(`${mark} ${x.name}${why}`);
+        }
         return false;
       }
       case "/members": {
