@@ -291,3 +291,63 @@ Deno.test("client: a leave whose answer is lost still goes out once and the leav
     await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
+
+Deno.test("client: a leave that could not be sent is kept, says so, and goes out with the next sync", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let enqueueDown = false;
+  const store = await openLocalStore(`${dir}/kim.bin`, "pw", {
+    create: true,
+    username: "kim",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const kim = QpqClient.create({
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: (req, expect, opts) =>
+          enqueueDown && "bytes" in req && req.kind === "enqueue"
+            ? Promise.reject(new TransportError("network down (test)"))
+            : link.call(req, expect, opts),
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await kim.register();
+    others.push(await user(ts, dir, "ida"), await user(ts, dir, "ivo"));
+    const [ida, ivo] = others;
+    await ida!.client.createGroup("t");
+    await ida!.client.invite("#t", ["kim", "ivo"]);
+    await kim.sync();
+    await ivo!.client.sync();
+    enqueueDown = true;
+    const e = await kim.leave("#t").then(() => undefined, (x) => x as { code?: string });
+    assertEquals(e?.code, "unavailable", "the leave says it is only queued");
+    assertEquals(kim.pendingCount(), 1);
+    assertEquals(kim.listConversations().map((c) => c.name), []);
+    enqueueDown = false;
+    await kim.sync(); // sends what is queued
+    assertEquals(kim.pendingCount(), 0);
+    await ida!.client.sync(); // commits the leave
+    await ivo!.client.sync();
+    await kim.sync();
+    assertEquals(ida!.client.members("#t").sort(), ["ida", "ivo"]);
+    agree([ida!, ivo!], "#t");
+    assertEquals(kim.store.listGroups().length, 0);
+  } finally {
+    await kim.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+});
