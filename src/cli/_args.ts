@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { visibleLines } from "./_terminal.ts";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
 
@@ -87,12 +88,12 @@ export function parseCommand<const O extends ParseArgsOptionsConfig>(
 
 /** Write a line to stdout. */
 export function println(line = ""): void {
-  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+  Deno.stdout.writeSync(new TextEncoder().encode(visibleLines(line) + "\n"));
 }
 
 /** Write a line to stderr. */
 export function eprintln(line: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
+  Deno.stderr.writeSync(new TextEncoder().encode(visibleLines(line) + "\n"));
 }
 
 /** Read an environment variable, treating a denied permission as unset. */

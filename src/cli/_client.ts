@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { bodyLines, visible } from "./_terminal.ts";
 import {
   CLIENT_FLAGS_USAGE,
   CLIENT_OPTIONS,
@@ -105,9 +106,17 @@ export async function openClient(
 
 /** Format a message for text output. */
 export function formatMessage(conv: Conversation, m: StoredMessage): string {
-  const body = m.unreadable ? "(a message this device cannot read)" : m.body;
-  if (conv.kind === "group") return `[${conv.name}] ${m.sender}: ${body}`;
-  return `[${m.sender}] ${body}`;
+  if (m.unreadable) {
+    const who = conv.kind === "group"
+      ? `[${visible(conv.name)}] ${visible(m.sender)}`
+      : `[${visible(m.sender)}]`;
+    return `${who}: (a message this device cannot read)`;
+  }
+  // every line of a multi-line body stays visibly part of this one message
+  if (conv.kind === "group") {
+    return bodyLines(`[${visible(conv.name)}] ${visible(m.sender)}: `, m.body);
+  }
+  return bodyLines(`[${visible(m.sender)}] `, m.body);
 }
 
 /** JSON form of a message. */
@@ -142,7 +151,7 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
     case "joined":
       return json
         ? JSON.stringify({ type: "joined", conversation: e.conversation.name, inviter: e.inviter })
-        : `* joined ${e.conversation.name} (invited by ${e.inviter})`;
+        : `* joined ${visible(e.conversation.name)} (invited by ${visible(e.inviter)})`;
     case "members":
       if (json) {
         return JSON.stringify({
@@ -155,9 +164,13 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
         });
       }
       return [
-        ...e.added.map((u) => `* ${e.by} added ${u} to ${e.conversation.name}`),
-        ...e.removed.map((u) => `* ${e.by} removed ${u} from ${e.conversation.name}`),
-        ...e.left.map((u) => `* ${u} left ${e.conversation.name}`),
+        ...e.added.map((u) =>
+          `* ${visible(e.by)} added ${visible(u)} to ${visible(e.conversation.name)}`
+        ),
+        ...e.removed.map((u) =>
+          `* ${visible(e.by)} removed ${visible(u)} from ${visible(e.conversation.name)}`
+        ),
+        ...e.left.map((u) => `* ${visible(u)} left ${visible(e.conversation.name)}`),
       ].join("\n");
     case "unreadable":
       return json
@@ -166,19 +179,23 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
     case "broken":
       return json
         ? JSON.stringify({ type: "broken", conversation: e.conversation.name, reason: e.reason })
-        : `qpq: warning: ${e.conversation.name} is broken (${e.reason}): asking its members to re-add you`;
+        : `qpq: warning: ${visible(e.conversation.name)} is broken (${
+          visible(e.reason)
+        }): asking its members to re-add you`;
     case "rejoined":
       return json
         ? JSON.stringify({ type: "rejoined", conversation: e.conversation.name, by: e.by })
-        : `* ${e.by} re-added you to ${e.conversation.name}`;
+        : `* ${visible(e.by)} re-added you to ${visible(e.conversation.name)}`;
     case "removed":
       return json
         ? JSON.stringify({ type: "removed", conversation: e.conversation.name, by: e.by })
-        : `* ${e.by} removed you from ${e.conversation.name}`;
+        : `* ${visible(e.by)} removed you from ${visible(e.conversation.name)}`;
     case "progress":
-      return json ? undefined : e.text;
+      return json ? undefined : visible(e.text);
     case "warning":
-      return json ? JSON.stringify({ type: "warning", text: e.text }) : `qpq: warning: ${e.text}`;
+      return json
+        ? JSON.stringify({ type: "warning", text: e.text })
+        : `qpq: warning: ${visible(e.text)}`;
   }
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { visible, visibleLines } from "./_terminal.ts";
 import * as readline from "node:readline";
 import process from "node:process";
 import type { QpqClient } from "../client/client.ts";
@@ -62,7 +63,8 @@ export class Interactive {
   }
 
   /** Print a line above the prompt, keeping what the user is typing intact. */
-  print(line: string): void {
+  print(raw: string): void {
+    const line = visibleLines(raw);
     const out = process.stdout;
     if (this.#rl && this.#tty) {
       readline.clearLine(out, 0);
@@ -235,7 +237,7 @@ export class Interactive {
       }
       case "/members": {
         const conv = this.#current();
-        this.print(`${conv.name}: ${c.members(conv.name).join(", ")}`);
+        this.print(`${visible(conv.name)}: ${c.members(conv.name).map(visible).join(", ")}`);
         return false;
       }
       case "/history": {

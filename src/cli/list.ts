@@ -5,6 +5,7 @@
  */
 import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
+import { visible } from "./_terminal.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq list --username NAME [--password PW]
@@ -35,8 +36,10 @@ export const run = clientCommand({
       for (const c of convs) {
         println(
           c.broken === undefined
-            ? `${c.name}\t${c.kind}`
-            : `${c.name}\t${c.kind}\tbroken: ${c.broken} (waiting to be re-added)`,
+            ? `${visible(c.name)}\t${c.kind}`
+            : `${visible(c.name)}\t${c.kind}\tbroken: ${
+              visible(c.broken)
+            } (waiting to be re-added)`,
         );
       }
     }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { visible } from "./_terminal.ts";
 import type { CommandModule } from "./_args.ts";
 import { eprintln, println } from "./_args.ts";
 import { exitCodeFor, QpqError, toQpqError } from "../errors.ts";
@@ -116,10 +117,10 @@ export async function runMain(
     const err = toQpqError(e);
     if (err instanceof QpqError && err.code === "internal") {
       const cause = err.cause instanceof Error ? err.cause : undefined;
-      eprintln(`qpq: internal error: ${cause?.message.split("\n")[0] ?? err.message}`);
+      eprintln(`qpq: internal error: ${visible(cause?.message.split("\n")[0] ?? err.message)}`);
       if (debugEnabled() && cause?.stack) eprintln(cause.stack);
     } else {
-      eprintln(`qpq: ${err.message}`);
+      eprintln(`qpq: ${visible(err.message)}`);
     }
     return exitCodeFor(err);
   }

@@ -5,6 +5,7 @@
  */
 import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
+import { visible } from "./_terminal.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq members <conversation> --username NAME [--password PW]
@@ -31,7 +32,7 @@ export const run = clientCommand({
         epochAuthenticator: epoch?.authenticator,
       }));
     } else {
-      println(`${conv.name}: ${members.join(", ")}`);
+      println(`${visible(conv.name)}: ${members.map(visible).join(", ")}`);
       if (epoch) {
         println(`epoch ${epoch.epoch}, authenticator ${epoch.authenticator.slice(0, 16)}…`);
       }
