@@ -250,6 +250,8 @@ struct Message {
   messageKind @5 :MessageKind;
   epoch @6 :UInt64;
   sentAtMs @7 :UInt64;
+  channelName @8 :Text;              # Welcome only: the group's name ("" for a DM), so a member
+  channelKind @9 :ChannelKind;       # removed again before reading its queue still knows it
 }
 
 struct Messages {

@@ -351,3 +351,19 @@ Deno.test("client: a leave that could not be sent is kept, says so, and goes out
     await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
+
+Deno.test("client: invited and removed again before reading the queue, it still reads what was sent meanwhile", async () => {
+  await withUsers(["ali", "bea", "cyd"], async ([ali, bea, cyd]) => {
+    await ali!.client.createGroup("brief");
+    await ali!.client.invite("#brief", ["bea", "cyd"]); // bea is not reading yet
+    await cyd!.client.sync();
+    await ali!.client.send("#brief", "while bea was in");
+    await ali!.client.remove("#brief", ["bea"]);
+    await ali!.client.send("#brief", "after bea left");
+    await bea!.client.sync();
+    assertEquals(bea!.received(), ["while bea was in"]);
+    assert(bea!.events.some((e) => e.kind === "removed"), "then bea learns she was removed");
+    assertEquals(bea!.client.listConversations().map((c) => c.name), []);
+    assertEquals(bea!.client.history("#brief").map((m) => m.body), ["while bea was in"]);
+  });
+});

@@ -298,8 +298,20 @@ export class Inbox {
       zeroize(signer.privateKey);
     }
     const channels = await this.#session.call({ kind: "listChannels" }, "channels");
-    const info = channels.channels.find((c) => toHex(c.channelId) === hex);
-    if (!info) {
+    let info = channels.channels.find((c) => toHex(c.channelId) === hex);
+    if (!info && m.channelKind !== undefined) {
+      // Added and removed again before we read our queue: the server no longer lists the
+      // channel for us, but what was sent while we were in is ours to read (the removal
+      // follows in the queue).
+      info = {
+        channelId: m.channelId,
+        channelKind: m.channelKind,
+        name: m.channelName ?? "",
+        members: [this.#ctx.username, m.sender],
+        epoch: 0,
+      };
+    }
+    if (!info || (info.channelKind === "group" && info.name === "")) {
       this.#ctx.emit({
         kind: "warning",
         text: `Ignored a Welcome from ${m.sender}: not a channel you are in`,

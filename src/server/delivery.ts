@@ -38,19 +38,44 @@ import {
 } from "./_names.ts";
 import { decodeRecord, encodeRecord } from "./_delivery_record.ts";
 
-function toDelivered(recipient: string, m: QueuedMessage): DeliveredMessage {
-  const r = decodeRecord(m.payload);
-  const welcome = r.welcomeFor.includes(recipient);
-  return {
-    seq: m.seq,
-    channelId: m.channelId === null ? new Uint8Array(0) : channelIdToWire(m.channelId),
-    sender: m.sender,
-    messageId: fromHex(m.messageId),
-    payload: welcome ? r.welcome : r.payload,
-    messageKind: welcome ? "welcome" : r.kind,
-    epoch: r.epoch,
-    sentAtMs: m.receivedAt,
-  };
+/**
+ * A page of queued messages as the recipient gets them. A Welcome also names its channel
+ * (name and kind): a member added and removed again before reading its queue can no longer
+ * look the channel up, yet must still read what was sent while it was in.
+ */
+async function toDelivered(
+  store: ServerStore,
+  recipient: string,
+  page: QueuedMessage[],
+): Promise<DeliveredMessage[]> {
+  const channels = new Map<string, StoreChannel | undefined>();
+  const out: DeliveredMessage[] = [];
+  for (const m of page) {
+    const r = decodeRecord(m.payload);
+    const welcome = r.welcomeFor.includes(recipient);
+    const d: DeliveredMessage = {
+      seq: m.seq,
+      channelId: m.channelId === null ? new Uint8Array(0) : channelIdToWire(m.channelId),
+      sender: m.sender,
+      messageId: fromHex(m.messageId),
+      payload: welcome ? r.welcome : r.payload,
+      messageKind: welcome ? "welcome" : r.kind,
+      epoch: r.epoch,
+      sentAtMs: m.receivedAt,
+    };
+    if (welcome && m.channelId !== null) {
+      if (!channels.has(m.channelId)) {
+        channels.set(m.channelId, await store.getChannel(m.channelId));
+      }
+      const c = channels.get(m.channelId);
+      if (c) {
+        d.channelName = c.name ?? "";
+        d.channelKind = c.kind;
+      }
+    }
+    out.push(d);
+  }
+  return out;
 }
 
 async function channelInfo(store: ServerStore, c: StoreChannel): Promise<ChannelInfo> {
@@ -266,7 +291,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       const page = msgs.slice(0, limit);
       return {
         kind: "messages",
-        messages: page.map((m) => toDelivered(me, m)),
+        messages: await toDelivered(store, me, page),
         more: msgs.length > limit,
       };
     },
@@ -322,7 +347,7 @@ function startPush(
         while (!stopped) {
           const batch = await store.fetch(user, cursor, MAX_FETCH_PAGE);
           if (batch.length === 0) break;
-          await send(batch.map((m) => toDelivered(user, m)));
+          await send(await toDelivered(store, user, batch));
           cursor = batch[batch.length - 1]!.seq;
           if (batch.length < MAX_FETCH_PAGE) break;
         }

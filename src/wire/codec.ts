@@ -89,7 +89,11 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
       return;
   }
   if ("optional" in kind) {
-    if (v !== undefined) writeField(target, field, kind.optional, v);
+    // like empty Data and lists, an empty optional Text stays a null pointer (read back as
+    // ""), so a decoded frame re-encodes to the same bytes whether or not it was set
+    if (v !== undefined && !(kind.optional === "text" && v === "")) {
+      writeField(target, field, kind.optional, v);
+    }
     return;
   }
   if ("enum" in kind) {

@@ -83,6 +83,8 @@ const MESSAGE = {
   messageKind: MESSAGE_KIND,
   epoch: "u64",
   sentAtMs: "u64",
+  channelName: { optional: "text" },
+  channelKind: { optional: CHANNEL_KIND },
 } as const;
 const CHANNEL_INFO = {
   channelId: "data",

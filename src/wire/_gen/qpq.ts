@@ -2301,7 +2301,7 @@ export class Message extends $.Struct {
     static readonly _capnp = {
         displayName: "Message",
         id: "8e1999677617687c",
-        size: new $.ObjectSize(32, 4),
+        size: new $.ObjectSize(32, 5),
     };
     /**
 * recipient queue sequence number
@@ -2390,6 +2390,26 @@ export class Message extends $.Struct {
     }
     set sentAtMs(value: bigint) {
         $.utils.setUint64(24, value, this);
+    }
+    /**
+* Welcome only: the group's name ("" for a DM), so a member
+*
+*/
+    get channelName(): string {
+        return $.utils.getText(4, this);
+    }
+    set channelName(value: string) {
+        $.utils.setText(4, value, this);
+    }
+    /**
+* removed again before reading its queue still knows it
+*
+*/
+    get channelKind(): ChannelKind {
+        return $.utils.getUint16(10, this) as ChannelKind;
+    }
+    set channelKind(value: ChannelKind) {
+        $.utils.setUint16(10, value, this);
     }
     toString(): string { return "Message_" + super.toString(); }
 }
