@@ -446,3 +446,20 @@ Deno.test("validateTreeRfc accepts that tree and refuses one whose unmerged leav
     "Tree hash does not match the group context",
   );
 });
+
+Deno.test("leavingMembers and pendingProposals tell who asked to leave and that a commit is due", async () => {
+  const { leavingMembers } = await import("../src/mls/mod.ts");
+  const { states } = await group(SUITES[1]!, 3);
+  assert.equal(states[0]!.pendingProposals, 0);
+  assert.deepEqual(leavingMembers(states[0]!), []);
+  const leave = await leaveGroup(states[2]!);
+  const p1 = reload(kind(await processMessage(states[0]!, leave.outbound), "proposal").state);
+  assert.equal(p1.pendingProposals, 1);
+  assert.deepEqual(leavingMembers(p1), ["p3"]);
+  // MLS sends nothing until the proposal is committed; the commit applies it
+  await assert.rejects(() => encryptMessage(p1, utf8("too early")));
+  const up = await selfUpdate(p1);
+  const after = mergePendingCommit(up.state).state;
+  assert.equal(after.pendingProposals, 0);
+  assert.deepEqual(listMembers(after).map((m) => m.username).sort(), ["p1", "p2"]);
+});
