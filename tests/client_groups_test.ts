@@ -367,3 +367,20 @@ Deno.test("client: invited and removed again before reading the queue, it still 
     assertEquals(bea!.client.history("#brief").map((m) => m.body), ["while bea was in"]);
   });
 });
+
+Deno.test("client: inviting back someone whose leave is not committed yet re-adds them (seed 2037)", async () => {
+  await withUsers(["gus", "nia", "ola"], async ([gus, nia, ola]) => {
+    await gus!.client.createGroup("g");
+    await gus!.client.invite("#g", ["nia"]);
+    await nia!.client.sync();
+    await gus!.client.leave("#g");
+    // nia's invite reads gus's leave on its way (nobody committed it yet) and re-adds gus
+    await nia!.client.invite("#g", ["gus", "ola"]);
+    await syncAll([gus!, ola!, nia!]);
+    agree([gus!, nia!, ola!], "#g");
+    assertEquals(nia!.client.members("#g").sort(), ["gus", "nia", "ola"]);
+    await gus!.client.send("#g", "back again");
+    await syncAll([nia!, ola!]);
+    assert(nia!.received().includes("back again") && ola!.received().includes("back again"));
+  });
+});

@@ -577,8 +577,14 @@ export class Groups {
           messageId: uuidv7(),
           payload: staged.outbound.commit,
           add: roster.add ?? [],
+          // everyone this commit removes: named, and the leaves it applies — also a leaver
+          // it adds again (the same key back in the same leaf reads as "unchanged")
           remove: [
-            ...new Set([...(roster.remove ?? []), ...staged.removed.map((m) => m.username)]),
+            ...new Set([
+              ...(roster.remove ?? []),
+              ...staged.removed.map((m) => m.username),
+              ...leavingMembers(state),
+            ]),
           ],
           welcomes: [],
           welcome: welcome ?? new Uint8Array(0),
