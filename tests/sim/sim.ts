@@ -166,6 +166,12 @@ class Simulation implements CheckContext {
   readonly #log: string[] = [];
   readonly violations: Violation[] = [];
   readonly #stats: Record<string, number> = {};
+  /**
+   * Leaves reported done, per group key. MLS lets nobody commit their own removal: when
+   * another commit makes the proposal stale, the leaver proposes again — which it can only do
+   * online. A leaver gone offline before its removal was committed is in doubt until back.
+   */
+  readonly #leaves = new Map<string, Set<string>>();
   readonly #diagnostics: string[] = [];
   #step = 0;
   #line: string[] = [];
@@ -642,6 +648,11 @@ class Simulation implements CheckContext {
       for (const u of affected) {
         this.model.setMember(p.g, u, p.op === "invite", t);
       }
+      if (p.op === "leave") {
+        const set = this.#leaves.get(p.g.key) ?? new Set<string>();
+        set.add(p.actor.name);
+        this.#leaves.set(p.g.key, set);
+      }
       return;
     }
     const unknown = crashed || (isTransport(out.error) && !wasOffline);
@@ -893,6 +904,16 @@ class Simulation implements CheckContext {
       }
     }
     await this.#settle(t);
+    // a leaver offline before its (possibly stale) leave was committed: in doubt until back
+    for (const [key, users] of this.#leaves) {
+      const g = this.model.groups.get(key);
+      if (!g) continue;
+      for (const u of users) {
+        if (g.roster.has(u) || g.doubt.has(u) || !this.#actor(u).offline) continue;
+        this.model.addDoubt(g, u, u, t);
+        this.#note(`${g.key}: ${u} left but is offline: in doubt until back`);
+      }
+    }
     // doubts whose owner is online are settled now: read the outcome
     for (const g of this.model.groups.values()) {
       if (g.doubt.size === 0) continue;
