@@ -26,7 +26,13 @@ const CORPUS = [
 
 /** True when `s` holds anything a terminal would act on (other than \n and \t). */
 function interpretable(s: string): boolean {
-  return /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(s);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x09 || c === 0x0a) continue;
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
+    if ((c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069)) return true;
+  }
+  return false;
 }
 
 Deno.test("visible makes every control, escape and bidi override visible", () => {

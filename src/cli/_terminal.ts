@@ -19,19 +19,34 @@
 /** Marks the continuation lines of a multi-line message. */
 export const CONTINUATION = "  | ";
 
-const DANGEROUS = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
-const DANGEROUS_KEEP_NEWLINE =
-  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+/** True for what a terminal would act on: C0 (but tab; newline unless kept), DEL, C1, bidi. */
+function dangerous(code: number, keepNewline: boolean): boolean {
+  if (code === 0x09) return false;
+  if (code === 0x0a) return !keepNewline;
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f) || (code >= 0x202a && code <= 0x202e) ||
+    (code >= 0x2066 && code <= 0x2069);
+}
 
-function show(c: string): string {
-  const code = c.charCodeAt(0);
+function show(code: number): string {
   if (code < 0x20) return `^${String.fromCharCode(code + 0x40)}`;
   return `\\u${code.toString(16).padStart(4, "0")}`;
 }
 
+function escape(s: string, keepNewline: boolean): string {
+  let out = "";
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const code = s.charCodeAt(i);
+    if (!dangerous(code, keepNewline)) continue;
+    out += s.slice(from, i) + show(code);
+    from = i + 1;
+  }
+  return from === 0 ? s : out + s.slice(from);
+}
+
 /** `s` with every control, escape and bidi override made visible; no newline survives. */
 export function visible(s: string): string {
-  return s.replace(DANGEROUS, show);
+  return escape(s, false);
 }
 
 /**
@@ -39,7 +54,7 @@ export function visible(s: string): string {
  * lines are kept (peer text has been through {@link visible} or {@link bodyLines} already).
  */
 export function visibleLines(s: string): string {
-  return s.replace(DANGEROUS_KEEP_NEWLINE, show);
+  return escape(s, true);
 }
 
 /** A message body as lines to print: the first after `prefix`, the rest as continuations. */
