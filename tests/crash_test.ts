@@ -87,6 +87,7 @@ Deno.test({
       const dm = await runQpq(["dm", "bob", "--username", "alice", ...common], as("alice"));
       assertEquals(dm.code, 0, dm.stderr);
       const rounds = FULL ? 20 : 4;
+      let killedRounds = 0;
       for (let k = 0; k < rounds; k++) {
         const child = spawnQpq([
           "send",
@@ -101,8 +102,11 @@ Deno.test({
         try {
           child.kill("SIGKILL");
         } catch { /* already finished */ }
-        await child.output();
+        const out = await child.output();
+        if (out.signal === "SIGKILL") killedRounds++;
       }
+      // A run in which every send finished before the kill tests nothing.
+      assert(killedRounds > 0, `no send of ${rounds} was cut off by SIGKILL`);
       // any later command of alice's flushes her outbox first
       const flush = await runQpq(["recv", "--username", "alice", ...common], as("alice"));
       assertEquals(flush.code, 0, flush.stderr);
@@ -119,17 +123,22 @@ Deno.test({
         "alice",
         ...common,
       ], as("alice"));
+      // Whole lines only: `crash-1` must not match `crash-10`.
+      const historyLines = sentHistory.stdout.split("\n");
+      let delivered = 0;
       for (let k = 0; k < rounds; k++) {
         const line = `[alice] crash-${k}`;
         const n = got.stdout.split("\n").filter((l) => l === line).length;
         assert(n <= 1, `crash-${k} delivered ${n} times`);
-        const stored = sentHistory.stdout.includes(`crash-${k}`);
+        delivered += n;
+        const stored = historyLines.some((l) => l.endsWith(` crash-${k}`) || l === line);
         assertEquals(
           n,
           stored ? 1 : 0,
           `crash-${k}: stored by alice=${stored}, delivered ${n} times`,
         );
       }
+      assert(delivered > 0, `none of ${rounds} messages arrived: the test proves nothing`);
     } finally {
       srv.child.kill("SIGKILL");
       await srv.child.status;
