@@ -274,6 +274,7 @@ Deno.test("joinFromWelcome uses an out-of-band ratchet tree and picks the right 
     { ratchetTree: staged.outbound.ratchetTree },
   );
   assert.equal(j.used, 1);
+  assert.equal(j.inviter, "alice");
   const a = mergePendingCommit(staged.state).state;
   const m = await send(j.state, "tree arrived separately");
   await receive(a, m.bytes, "bob", "tree arrived separately");
@@ -577,3 +578,21 @@ async function writeFixtures(): Promise<void> {
     encodeGroupState(staged.state),
   );
 }
+
+Deno.test("joinFromWelcome names the member who signed the Welcome as inviter, not the creator", async () => {
+  const [alice, bob, carol] = [user("alice"), user("bob"), user("carol")];
+  const a0 = await createGroup({
+    groupId: randomBytes(8),
+    username: "alice",
+    identity: alice.identity,
+    suite: X25519,
+  });
+  const kb = await keyPackage(bob, X25519);
+  const s1 = await addMembers(a0, [kb.publicPackage]);
+  const jb = await joinFromWelcome(s1.outbound.welcome!, [kb.privatePackage], bob.identity);
+  assert.equal(jb.inviter, "alice");
+  const kc = await keyPackage(carol, X25519);
+  const s2 = await addMembers(jb.state, [kc.publicPackage]);
+  const jc = await joinFromWelcome(s2.outbound.welcome!, [kc.privatePackage], carol.identity);
+  assert.equal(jc.inviter, "bob");
+});

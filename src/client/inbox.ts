@@ -307,16 +307,31 @@ export class Inbox {
         channelId: m.channelId,
         channelKind: m.channelKind,
         name: m.channelName ?? "",
-        members: [this.#ctx.username, m.sender],
+        members: [this.#ctx.username, joined.inviter],
         epoch: 0,
       };
     }
+    // Who invited us is what MLS says (the Welcome's signer), never the server's `sender`.
+    const inviter = joined.inviter;
     if (!info || (info.channelKind === "group" && info.name === "")) {
       this.#ctx.emit({
         kind: "warning",
-        text: `Ignored a Welcome from ${m.sender}: not a channel you are in`,
+        text: `Ignored a Welcome from ${inviter}: not a channel you are in`,
       });
       return s.transaction(done);
+    }
+    if (info.channelKind === "dm") {
+      // A DM is shown under the peer's name: its group must hold exactly us and that peer,
+      // or a lying server could file someone else's group under a contact's name.
+      const roster = listMembers(joined.state).map((x) => x.username).sort();
+      const expected = [...new Set([this.#ctx.username, ...info.members])].sort();
+      if (roster.length !== 2 || roster.join("\n") !== expected.join("\n")) {
+        this.#ctx.emit({
+          kind: "warning",
+          text: `Ignored a Welcome from ${inviter}: its members do not match the conversation`,
+        });
+        return s.transaction(done);
+      }
     }
     let conv!: Conversation;
     s.transaction(() => {
@@ -331,8 +346,8 @@ export class Inbox {
       if (used) this.#keyPackages.used(used);
       done();
     });
-    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: m.sender });
-    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter: m.sender });
+    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: inviter });
+    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter });
   }
 
   /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */

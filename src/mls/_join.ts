@@ -146,6 +146,30 @@ export async function validateTreeRfc(
 }
 
 /**
+ * Leaf index of the member whose signature the Welcome's GroupInfo carries: the inviter.
+ * Call only after a join with the same inputs succeeded (that join verified the signature
+ * with that leaf's key, so the index is authenticated, unlike the server's `sender` field).
+ *
+ * @throws ValidationError when the Welcome does not decrypt
+ */
+export async function welcomeSignerLeaf(
+  welcome: Welcome,
+  keyPackage: KeyPackage,
+  initPrivateKey: Uint8Array,
+  cs: CiphersuiteImpl,
+): Promise<number> {
+  const ref = await makeKeyPackageRef(keyPackage, cs.hash);
+  const initKey = await cs.hpke.importPrivateKey(initPrivateKey);
+  const secrets = await decryptGroupSecrets(initKey, ref, welcome, cs.hpke);
+  if (secrets === undefined) throw new ValidationError("Welcome secrets do not decrypt");
+  const [pskSecret] = await accumulatePskSecret([], emptyPskIndex, cs, new Uint8Array(cs.kdf.size));
+  const gi = await decryptGroupInfo(welcome, secrets.joinerSecret, pskSecret, cs);
+  zeroize(secrets.joinerSecret);
+  if (gi === undefined) throw new ValidationError("Welcome group info does not decrypt");
+  return gi.signer;
+}
+
+/**
  * Join from a Welcome as ts-mls's `joinGroup` does (no PSKs, no resumption: qpq uses
  * neither), with {@link validateTreeRfc} as the tree check.
  *

@@ -52,7 +52,7 @@ import { consumeRatchet } from "ts-mls/secretTree.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { constantTimeEqual, zeroize } from "../bytes.ts";
 import { QpqError, UsageError, ValidationError } from "../errors.ts";
-import { joinGroupRfc, TS_MLS_UNMERGED_BUG } from "./_join.ts";
+import { joinGroupRfc, TS_MLS_UNMERGED_BUG, welcomeSignerLeaf } from "./_join.ts";
 import {
   MAX_KEY_PACKAGE_LIFETIME_SECONDS,
   MAX_MESSAGE_BYTES,
@@ -252,6 +252,11 @@ export interface Joined {
   readonly keyPackageRef: Uint8Array;
   /** Index into `privatePackages` of the one used. */
   readonly used: number;
+  /**
+   * Username of the member who signed the Welcome (its GroupInfo signer): who invited us.
+   * Authenticated by MLS; the server's `sender` field is only a claim.
+   */
+  readonly inviter: string;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -719,17 +724,25 @@ export async function joinFromWelcome(
       throw mapMlsError(e2, "Cannot join group", true);
     }
   }
-  zeroize(chosen.initPrivateKey);
+  let signerLeaf;
+  try {
+    signerLeaf = await welcomeSignerLeaf(w, chosen.keyPackage, chosen.initPrivateKey, cs);
+  } finally {
+    zeroize(chosen.initPrivateKey);
+  }
   if (current.ratchetTree.length > MAX_MLS_TREE_NODES) {
     throw new ValidationError("Ratchet tree is too large", { code: "too_large" });
   }
   const all = membersOf(current);
   const names = new Set(all.map((m) => m.username));
   if (names.size !== all.length) throw new ValidationError("Group lists one username twice");
+  const inviter = all.find((m) => m.leafIndex === signerLeaf);
+  if (inviter === undefined) throw new ValidationError("Welcome signer is not a member");
   return {
     state: wrapState({ suite, current, pending: undefined }),
     keyPackageRef: ref,
     used,
+    inviter: inviter.username,
   };
 }
 

@@ -1,0 +1,233 @@
+/**
+ * A malicious server: real clients talk to a real `qpq server` through a lying proxy that
+ * holds the server's certificate and key and rewrites frames (tests/_support/lying_server.ts).
+ * Each attack must be refused with a clear warning or error, and leave the client's state
+ * intact: what MLS authenticates (senders, inviters, rosters, keys) wins over what the server
+ * claims.
+ */
+import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
+import { type Rewrite, startLyingServer } from "./_support/lying_server.ts";
+import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
+import { type ClientEvent, QpqClient } from "../src/client/client.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+import { ValidationError } from "../src/errors.ts";
+import type { DeliveredMessage, Frame } from "../src/wire/mod.ts";
+import { toHex } from "../src/bytes.ts";
+import { ed25519 } from "@noble/curves/ed25519.js";
+
+async function withLyingServer(
+  fn: (
+    ts: TestServer,
+    lie: Awaited<ReturnType<typeof startLyingServer>>,
+    dir: string,
+  ) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-lying-" });
+  try {
+    await fn(ts, lie, dir);
+  } finally {
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+}
+
+/** Rewrite every delivered message (fetch pages and pushes) going to the client. */
+function onDelivered(f: (m: DeliveredMessage) => DeliveredMessage): Rewrite {
+  return (frame, direction) => {
+    if (direction !== "toClient") return undefined;
+    if (frame.type === "push") {
+      return [{ ...frame, push: { messages: frame.push.messages.map(f) } }];
+    }
+    if (frame.type === "response" && frame.response.kind === "messages") {
+      return [{
+        ...frame,
+        response: { ...frame.response, messages: frame.response.messages.map(f) },
+      }];
+    }
+    return undefined;
+  };
+}
+
+/** Open `u`'s state again as a second client instance (a restart) through `server`. */
+async function reopen(
+  u: TestUser,
+  dir: string,
+  server: { addr: string; certPem: string },
+): Promise<{ client: QpqClient; events: ClientEvent[] }> {
+  await u.client.close();
+  const store = await openLocalStore(`${dir}/${u.name}.bin`, `pw-${u.name}`, {
+    create: false,
+    username: u.name,
+    server: server.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const client = QpqClient.create({
+    store,
+    password: `pw-${u.name}`,
+    caCertPem: server.certPem,
+    server: server.addr,
+    onEvent: (e) => events.push(e),
+    timeoutMs: 5_000,
+  });
+  return { client, events };
+}
+
+function warnings(events: ClientEvent[]): string[] {
+  return events.flatMap((e) => e.kind === "warning" ? [e.text] : []);
+}
+
+Deno.test("lying server: a swapped identity key is refused, the pinned key stays", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    await alice.client.dm("bob"); // pins bob's key
+    const realKey = alice.client.store.pinnedKey("bob")!;
+    assertEquals(toHex(realKey), toHex(bob.client.identityPublicKey));
+    const a = await reopen(alice, dir, lie);
+    const fake = ed25519.getPublicKey(ed25519.utils.randomSecretKey());
+    lie.rewrite = (frame, direction) =>
+      direction === "toClient" && frame.type === "response" &&
+        frame.response.kind === "identityKey"
+        ? [{ ...frame, response: { ...frame.response, key: fake } }]
+        : undefined;
+    await assertRejects(
+      () => a.client.verify("bob"),
+      ValidationError,
+      "The server now reports a different identity key for bob",
+    );
+    const g = await a.client.createGroup("team");
+    await assertRejects(
+      () => a.client.invite(g.name, ["bob"]),
+      ValidationError,
+      "different identity key",
+    );
+    assertEquals(a.client.members(g.name), ["alice"], "nobody was added");
+    assertEquals(toHex(a.client.store.pinnedKey("bob")!), toHex(realKey), "the pin is unchanged");
+    await a.client.close();
+    await bob.client.close();
+  });
+});
+
+Deno.test("lying server: a message's claimed sender is ignored; the MLS sender is shown", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    await testUser(ts, dir, "carol").then((c) => c.client.close());
+    await alice.client.dm("bob");
+    await alice.client.send("@bob", "hello from alice");
+    const b = await reopen(bob, dir, lie);
+    lie.rewrite = onDelivered((m) => ({ ...m, sender: "carol" }));
+    await b.client.sync();
+    const got = b.events.flatMap((e) => e.kind === "message" ? [e.message] : []);
+    assertEquals(got.map((m) => [m.sender, m.body]), [["alice", "hello from alice"]]);
+    const joined = b.events.flatMap((e) => e.kind === "joined" ? [e.inviter] : []);
+    assertEquals(joined, ["alice"], "the inviter is the Welcome's signer, not the claimed sender");
+    await b.client.close();
+    await alice.client.close();
+  });
+});
+
+Deno.test("lying server: a DM filed under another user's name is refused", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const mallory = await testUser(ts, dir, "mallory");
+    const bob = await testUser(ts, dir, "bob");
+    const alice = await testUser(ts, dir, "alice");
+    await mallory.client.dm("bob");
+    const b = await reopen(bob, dir, lie);
+    // The server says the DM is with alice, a contact bob trusts.
+    lie.rewrite = (frame, direction) => {
+      if (direction !== "toClient" || frame.type !== "response") return undefined;
+      if (frame.response.kind !== "channels") {
+        return onDelivered((m) => ({ ...m, sender: "alice" }))(frame, direction);
+      }
+      const channels = frame.response.channels.map((c) =>
+        c.channelKind === "dm"
+          ? { ...c, members: c.members.map((u) => u === "mallory" ? "alice" : u) }
+          : c
+      );
+      return [{ ...frame, response: { ...frame.response, channels } } as Frame];
+    };
+    await b.client.sync();
+    assert(
+      warnings(b.events).some((w) => w.includes("its members do not match the conversation")),
+      warnings(b.events).join("\n"),
+    );
+    assertEquals(b.client.listConversations().filter((c) => c.kind === "dm"), [], "no DM filed");
+    assertEquals(b.events.filter((e) => e.kind === "joined"), []);
+    await b.client.close();
+    await alice.client.close();
+    await mallory.client.close();
+  });
+});
+
+Deno.test("lying server: a replayed old commit is ignored and the group goes on", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    const carol = await testUser(ts, dir, "carol");
+    const b = await reopen(bob, dir, lie);
+    let oldCommit: DeliveredMessage | undefined;
+    lie.rewrite = onDelivered((m) => {
+      if (m.messageKind === "commit") oldCommit ??= m;
+      return m;
+    });
+    const g = await alice.client.createGroup("team");
+    await alice.client.invite(g.name, ["bob"]);
+    await b.client.sync();
+    await alice.client.invite(g.name, ["carol"]);
+    await b.client.sync();
+    assert(oldCommit, "bob saw the commit adding carol");
+    // From now on the server replaces what it delivers to bob by that old commit, once.
+    let replayed = false;
+    lie.rewrite = onDelivered((m) => {
+      if (replayed || m.messageKind !== "application") return m;
+      replayed = true;
+      return { ...oldCommit!, seq: m.seq };
+    });
+    await alice.client.send(g.name, "lost to the replay");
+    await b.client.sync();
+    assert(replayed);
+    await alice.client.send(g.name, "after the replay");
+    await b.client.sync();
+    const got = b.events.flatMap((e) => e.kind === "message" ? [e.message.body] : []);
+    assertEquals(got, ["after the replay"]);
+    assertEquals(b.client.epochInfo(g.name), alice.client.epochInfo(g.name));
+    assertEquals(b.client.listConversations().filter((c) => c.broken !== undefined), []);
+    await b.client.close();
+    await alice.client.close();
+    await carol.client.close();
+  });
+});
+
+Deno.test("lying server: acks dropped, everything delivered again, nothing shown twice", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    await alice.client.dm("bob");
+    await alice.client.send("@bob", "one");
+    await alice.client.send("@bob", "two");
+    const dropAcks: Rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" && frame.request.kind === "ack"
+        ? [{ ...frame, request: { kind: "ack", uptoSeq: 0 } }]
+        : undefined;
+    let b = await reopen(bob, dir, lie);
+    lie.rewrite = dropAcks;
+    await b.client.sync();
+    const first = b.events.flatMap((e) => e.kind === "message" ? [e.message.body] : []);
+    assertEquals(first, ["one", "two"]);
+    // A restart: the server delivers the whole queue again.
+    await b.client.close();
+    b = await reopen({ ...bob, client: b.client }, dir, lie);
+    await b.client.sync();
+    assertEquals(b.events.filter((e) => e.kind === "message" || e.kind === "joined"), []);
+    assertEquals(b.client.history("@alice").map((m) => m.body), ["one", "two"]);
+    await b.client.close();
+    await alice.client.close();
+  });
+});
