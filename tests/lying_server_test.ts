@@ -13,7 +13,16 @@ import { type ClientEvent, QpqClient } from "../src/client/client.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { ValidationError } from "../src/errors.ts";
 import type { DeliveredMessage, Frame } from "../src/wire/mod.ts";
-import { toHex } from "../src/bytes.ts";
+import { fromHex, toHex } from "../src/bytes.ts";
+import { connectServer } from "../src/client/connection.ts";
+import { uuidv7 } from "../src/client/ids.ts";
+import {
+  addMembers,
+  createKeyPackage,
+  decodeGroupState,
+  DEFAULT_SUITE,
+  SUITE_IDS,
+} from "../src/mls/mod.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 
 async function withLyingServer(
@@ -229,5 +238,97 @@ Deno.test("lying server: acks dropped, everything delivered again, nothing shown
     assertEquals(b.client.history("@alice").map((m) => m.body), ["one", "two"]);
     await b.client.close();
     await alice.client.close();
+  });
+});
+
+/**
+ * A malicious member colluding with the server: commits, from `u`'s own group state, the
+ * addition of `forged` (usernames whose KeyPackages it signs with keys of its own) and of
+ * `real` KeyPackages, and sends it with a Welcome for all of them.
+ */
+async function forgeAdd(
+  ts: { addr: string; certPem: string },
+  u: TestUser,
+  ref: string,
+  forged: string[],
+  real: string[] = [],
+): Promise<void> {
+  const conv = u.client.conversation(ref);
+  const state = decodeGroupState(u.client.store.group(conv.channelId!)!.state);
+  const conn = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+  try {
+    await conn.call({ kind: "resume", token: u.client.store.meta.sessionToken! }, "session");
+    const kps: Uint8Array[] = [];
+    for (const name of forged) {
+      const fake = ed25519.utils.randomSecretKey();
+      const kp = await createKeyPackage({
+        username: name,
+        identity: { privateKey: fake, publicKey: ed25519.getPublicKey(fake) },
+        suite: DEFAULT_SUITE,
+        lifetimeSeconds: 3600,
+      });
+      kps.push(kp.publicPackage);
+    }
+    for (const name of real) {
+      const r = await conn.call(
+        { kind: "fetchKeyPackage", username: name, cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
+        "keyPackage",
+      );
+      kps.push(r.data);
+    }
+    const staged = await addMembers(state, kps);
+    const add = [...forged, ...real];
+    await conn.call({
+      kind: "commit",
+      channelId: fromHex(conv.channelId!),
+      epoch: Number(state.epoch),
+      messageId: uuidv7(),
+      payload: staged.outbound.commit,
+      add,
+      remove: [],
+      welcomes: [],
+      welcome: staged.outbound.welcome!,
+      welcomeFor: add,
+    }, "committed");
+  } finally {
+    await conn.close();
+  }
+}
+
+Deno.test("malicious member: a commit adding a key the directory does not vouch for breaks the group for us, visibly", async () => {
+  await withLyingServer(async (ts, _lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const mallory = await testUser(ts, dir, "mallory");
+    const carol = await testUser(ts, dir, "carol");
+    const g = await alice.client.createGroup("team");
+    await alice.client.invite(g.name, ["mallory"]);
+    await mallory.client.sync();
+    await forgeAdd(ts, mallory, "#team", ["carol"]);
+    await alice.client.sync();
+    const listed = alice.client.listConversations().find((c) => c.name === "#team");
+    assertEquals(listed?.broken, "a change by mallory added an unverified key");
+    await carol.client.sync(); // her KeyPackages do not fit the forged Welcome
+    assertEquals(carol.client.listConversations().filter((c) => c.kind === "group"), []);
+    for (const u of [alice, mallory, carol]) await u.client.close();
+  });
+});
+
+Deno.test("malicious member: a Welcome naming a member with a forged key is refused", async () => {
+  await withLyingServer(async (ts, _lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const mallory = await testUser(ts, dir, "mallory");
+    const bob = await testUser(ts, dir, "bob");
+    await mallory.client.createGroup("friends");
+    // "alice" in the roster, with mallory's key: bob would believe alice is in the group
+    await forgeAdd(ts, mallory, "#friends", ["alice"], ["bob"]);
+    await bob.client.sync();
+    assert(
+      bob.warnings().some((w) =>
+        w.startsWith("Ignored a Welcome from mallory") && w.includes("does not match the directory")
+      ),
+      bob.warnings().join("\n"),
+    );
+    assertEquals(bob.client.listConversations().filter((c) => c.kind === "group"), []);
+    for (const u of [alice, mallory, bob]) await u.client.close();
   });
 });

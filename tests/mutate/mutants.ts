@@ -1,0 +1,215 @@
+/**
+ * The mutants of `deno task mutate` (tests/mutate/main.ts): the project's security and
+ * integrity checks, each removed or weakened once. Every one must make a test fail.
+ *
+ * To add one: name the check (`id`), quote text that occurs exactly once in `file` (`find`;
+ * the runner refuses an entry whose text is gone or ambiguous), say what replaces it
+ * (`replace`: usually the check disabled, e.g. `if (false) {`), why the check matters (`why`),
+ * and the test files that should catch it (`tests`: as few as kill it, so the run stays
+ * short). Mark it `quick` when those tests take seconds: CI runs the quick ones. Then run
+ * `deno task mutate --only <id>`: `killed` is the goal; `survived` means a test is missing.
+ *
+ * @module
+ */
+
+/** One mutation. */
+export interface Mutant {
+  /** Short unique name. */
+  id: string;
+  /** File to mutate, relative to the project root. */
+  file: string;
+  /** Text that occurs exactly once in the file. */
+  find: string;
+  /** What replaces it. */
+  replace: string;
+  /** What the check defends. */
+  why: string;
+  /** Test files that must fail on the mutant. */
+  tests: string[];
+  /** Part of the fast subset CI runs. */
+  quick?: boolean;
+}
+
+const LYING = "tests/lying_server_test.ts";
+
+/** The list; grouped by layer. */
+export const MUTANTS: Mutant[] = [
+  // ---- client defences (against a lying server or a malicious member)
+  {
+    id: "client-key-pinning",
+    file: "src/client/contacts.ts",
+    find: "if (pinned && !constantTimeEqual(pinned, key)) {",
+    replace: "if (false) {",
+    why: "a server that swaps a contact's identity key must be refused (TOFU pinning)",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-roster-on-join",
+    file: "src/client/inbox.ts",
+    find: "await verifyRoster(joined.state, (u) => this.#contacts.key(u));",
+    replace: "",
+    why: "a Welcome naming a member with a key the directory does not vouch for is refused",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-binding-on-commit",
+    file: "src/client/inbox.ts",
+    find:
+      "for (const a of r.added) checkCredentialBinding(a, await this.#contacts.key(a.username));",
+    replace: "",
+    why: "a commit adding an unbound credential must not be followed",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-mls-sender",
+    file: "src/client/inbox.ts",
+    find: "          sender: r.sender.username,",
+    replace: "          sender: m.sender,",
+    why: "the sender shown is the one MLS authenticates, not the server's claim",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-mls-inviter",
+    file: "src/client/inbox.ts",
+    find: "const inviter = joined.inviter;",
+    replace: "const inviter = m.sender;",
+    why: "the inviter shown is the Welcome's signer, not the server's claim",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-dm-roster",
+    file: "src/client/inbox.ts",
+    find: 'roster.length !== 2 || roster.join("\\n") !== expected.join("\\n")',
+    replace: "false",
+    why: "a DM is filed under a name only if its group holds exactly us and that peer",
+    tests: [LYING],
+    quick: true,
+  },
+  {
+    id: "client-welcome-group-id",
+    file: "src/client/inbox.ts",
+    find: "if (toHex(joined.state.groupId) !== hex) {",
+    replace: "if (false) {",
+    why: "a Welcome must be for the group of the channel it came on",
+    tests: [LYING, "tests/client_groups_test.ts"],
+  },
+  {
+    id: "client-welcome-no-fork",
+    file: "src/client/inbox.ts",
+    find:
+      "existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)",
+    replace: "false",
+    why: "a Welcome never replaces a working group that has other members (fork into a look-alike)",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  // ---- MLS layer
+  {
+    id: "mls-binding-key",
+    file: "src/mls/credential.ts",
+    find: "if (!constantTimeEqual(member.signaturePublicKey, directoryKey)) {",
+    replace: "if (false) {",
+    why: "a member's MLS signature key must be the directory's identity key for that name",
+    tests: ["tests/mls_group_test.ts", LYING],
+    quick: true,
+  },
+  {
+    id: "mls-roster-duplicate-name",
+    file: "src/mls/credential.ts",
+    find: 'if (seen.has(m.username)) throw new ValidationError("Group lists one username twice");',
+    replace: "",
+    why: "one username in two leaves would let a second device pose as the first",
+    tests: ["tests/mls_group_test.ts"],
+  },
+  // ---- server rules
+  {
+    id: "server-kp-owner-name",
+    file: "src/server/key_packages.ts",
+    find: "if (parsed.username !== username) {",
+    replace: "if (false) {",
+    why: "a user may only upload KeyPackages in their own name",
+    tests: ["tests/server_test.ts"],
+  },
+  {
+    id: "server-kp-owner-key",
+    file: "src/server/key_packages.ts",
+    find: "if (!constantTimeEqual(parsed.signaturePublicKey, identityKey)) {",
+    replace: "if (false) {",
+    why: "a KeyPackage must be signed by the uploader's published identity key",
+    tests: ["tests/server_test.ts"],
+  },
+  {
+    id: "server-kp-batch",
+    file: "src/server/key_packages.ts",
+    find: "if (req.packages.length + lastResorts.length > MAX_KEY_PACKAGE_BATCH) {",
+    replace: "if (false) {",
+    why: "bounds the work of one upload",
+    tests: ["tests/server_test.ts"],
+  },
+  {
+    id: "server-invite-token",
+    file: "src/server/accounts.ts",
+    find: "if (!inviteOk(token)) {",
+    replace: "if (false) {",
+    why: "registration needs the server's invite token",
+    tests: ["tests/auth_test.ts", "tests/server_test.ts"],
+  },
+  {
+    id: "server-require-login",
+    file: "src/server/accounts.ts",
+    find: "if (conn.username === undefined) {",
+    replace: "if (false) {",
+    why: "every request but login and health needs a session",
+    tests: ["tests/adversarial_test.ts"],
+  },
+  {
+    id: "server-bound-session-expiry",
+    file: "src/server/accounts.ts",
+    find: "if (bound !== undefined && Date.now() >= bound.expiresAt) {",
+    replace: "if (false) {",
+    why: "a connection bound to a session stops working when the session expires",
+    tests: ["tests/server_test.ts", "tests/auth_test.ts"],
+  },
+  {
+    id: "store-session-expiry",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: '"JOIN users u ON u.uid = s.uid WHERE s.token_ref = ? AND s.expires_at > ?",',
+    replace: '"JOIN users u ON u.uid = s.uid WHERE s.token_ref = ? AND s.expires_at > ? - 1e15",',
+    why: "an expired session token must not resume",
+    tests: ["tests/store_test.ts", "tests/adversarial_test.ts"],
+  },
+  // ---- stores
+  {
+    id: "store-db-key-check",
+    file: "src/store/sealing.ts",
+    find: "if (!constantTimeEqual(mine, stored)) {",
+    replace: "if (false) {",
+    why: "a wrong db_key must be refused before it seals anything",
+    tests: ["tests/store_test.ts"],
+    quick: true,
+  },
+  // ---- wire
+  {
+    id: "wire-frame-cap",
+    file: "src/wire/framing.ts",
+    find: "if (len > this.#max) {",
+    replace: "if (false) {",
+    why: "a peer announcing a huge frame is cut off before anything is buffered",
+    tests: ["tests/wire_codec_test.ts"],
+    quick: true,
+  },
+  // ---- crypto
+  {
+    id: "crypto-ed25519-verify",
+    file: "src/crypto/identity.ts",
+    find: "return verify(null, message, importPublicCached(publicKey), signature);",
+    replace: "return true;",
+    why: "a signature that does not verify must be refused",
+    tests: ["tests/crypto_vectors_test.ts"],
+    quick: true,
+  },
+];
