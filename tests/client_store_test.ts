@@ -216,9 +216,7 @@ Deno.test("ClientStore.open creates a state and reads everything back after reop
 Deno.test("ClientStore.open with default Argon2id params records them and reopens", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/state.bin`;
-    const t = performance.now();
     const s = await ClientStore.open(path, PASSWORD, { create: true, initialMeta: initialMeta() });
-    const createMs = performance.now() - t;
     await s.close();
     const file = Deno.readFileSync(path);
     assertEquals(fromUtf8(file.subarray(0, 4)), "QPQS");
@@ -229,8 +227,7 @@ Deno.test("ClientStore.open with default Argon2id params records them and reopen
     // The kdf option only applies to new states: the header's parameters win on reopen.
     const r = await ClientStore.open(path, PASSWORD, { kdf: FAST });
     assertEquals(r.meta.username, "alice");
-    await r.close();
-    assert(createMs < 20_000, `Argon2id took ${createMs} ms`);
+    await r.close(); // its speed: bench/client_bench.ts "Argon2id derivation, default params"
   });
 });
 

@@ -5,25 +5,10 @@
  * QPQ_CRASH_FULL=1 (see docs/results.md).
  */
 import { assert, assertEquals } from "./_support/assert.ts";
-import { readUntil, runQpq, spawnQpq } from "./_support/cli.ts";
+import { runQpq, spawnQpq, startServerProcess } from "./_support/cli.ts";
 import { formatReport, runLoad } from "../src/loadtest/runner.ts";
 
 const FULL = Deno.env.get("QPQ_CRASH_FULL") === "1";
-
-async function startServerProcess(dataDir: string, listen: string) {
-  const child = spawnQpq(["server", "--listen", listen, "--data-dir", dataDir]);
-  const { lines, reader } = await readUntil(
-    child.stdout,
-    (l) => l.startsWith("SHA-256 fingerprint"),
-  );
-  const addr = /listening on (\S+)/.exec(lines.join("\n"))![1]!;
-  // keep draining stdout/stderr so the child never blocks on a full pipe
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
-  child.stderr.pipeTo(new WritableStream()).catch(() => {});
-  return { child, addr };
-}
 
 Deno.test({
   name: "server SIGKILL under load: acknowledged messages delivered exactly once, groups in step",
@@ -48,8 +33,7 @@ Deno.test({
         drainMs: 60_000,
         midway: async () => {
           await new Promise((r) => setTimeout(r, Math.random() * 200));
-          srv.child.kill("SIGKILL");
-          await srv.child.status;
+          await srv.kill();
           kills++;
           srv = await startServerProcess(dir, addr);
         },
@@ -63,8 +47,7 @@ Deno.test({
       assertEquals(report.groupsOutOfStep, 0, "groups out of step");
       assertEquals(report.errors, 0, report.firstErrors.join("; "));
     } finally {
-      srv.child.kill("SIGKILL");
-      await srv.child.status;
+      await srv.kill();
     }
   },
 });
@@ -86,6 +69,15 @@ Deno.test({
       }
       const dm = await runQpq(["dm", "bob", "--username", "alice", ...common], as("alice"));
       assertEquals(dm.code, 0, dm.stderr);
+      // How long one whole send takes on this machine now: the kills are spread over that
+      // span (early ones cut the send off, late ones let it finish), whatever the load.
+      const t0 = performance.now();
+      const whole = await runQpq(
+        ["send", "--to", "bob", "warm-up", "--username", "alice", ...common],
+        as("alice"),
+      );
+      assertEquals(whole.code, 0, whole.stderr);
+      const span = performance.now() - t0;
       const rounds = FULL ? 20 : 4;
       let killedRounds = 0;
       for (let k = 0; k < rounds; k++) {
@@ -98,7 +90,7 @@ Deno.test({
           "alice",
           ...common,
         ], as("alice"));
-        await new Promise((r) => setTimeout(r, 200 + Math.random() * 900));
+        await new Promise((r) => setTimeout(r, span * 1.3 * (k + 0.5) / rounds));
         try {
           child.kill("SIGKILL");
         } catch { /* already finished */ }
@@ -140,8 +132,7 @@ Deno.test({
       }
       assert(delivered > 0, `none of ${rounds} messages arrived: the test proves nothing`);
     } finally {
-      srv.child.kill("SIGKILL");
-      await srv.child.status;
+      await srv.kill();
     }
   },
 });

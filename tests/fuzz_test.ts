@@ -9,6 +9,7 @@
  * scripts/fuzz.ts (`--frames 1000000`). A failing case prints its target, seed and index;
  * `caseInput(target, seed, index)` in tests/_support/fuzz_runner.ts rebuilds its input.
  */
+import { assertRatio, medianMs } from "./_support/timing.ts";
 import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
 import {
   caseRng,
@@ -145,22 +146,27 @@ function sharedPointerBomb(n: number, blob: number, share = true): Uint8Array {
   return frame;
 }
 
-Deno.test("decodeFrame refuses a zero-size list bomb and shared-pointer amplification at once", () => {
-  let t0 = performance.now();
+Deno.test("decodeFrame refuses a zero-size list bomb and shared-pointer amplification at once", async () => {
+  // Baseline: decoding the same frame without the shared pointers (honest work of that size).
+  const fine = decodeFrame(sharedPointerBomb(4000, 65536, false));
+  assert(fine.type === "request" && fine.request.kind === "uploadKeyPackages");
+  const honest = await medianMs(() => decodeFrame(sharedPointerBomb(4000, 65536, false)), 3);
   assertThrows(() => decodeFrame(fromHex(ZERO_SIZE_LIST_BOMB)), ValidationError, "zero-size");
-  assert(performance.now() - t0 < 100, `took ${performance.now() - t0} ms`);
+  const zero = await medianMs(() => {
+    assertThrows(() => decodeFrame(fromHex(ZERO_SIZE_LIST_BOMB)), ValidationError, "zero-size");
+  }, 3);
+  assertRatio("zero-size list bomb", zero, honest, 2);
   // 4,000 pointers at one 64 KiB blob: 130 KB of frame would decode to 262 MB of copies
   const bomb = sharedPointerBomb(4000, 65536);
-  t0 = performance.now();
-  assertThrows(() => decodeFrame(bomb), ValidationError, "larger than the frame");
-  assert(performance.now() - t0 < 100, `took ${performance.now() - t0} ms`);
-  // the same frame without the shared pointers decodes; one shared pointer is too many
-  const fine = decodeFrame(sharedPointerBomb(4000, 65536, false));
+  const refused = await medianMs(() => {
+    assertThrows(() => decodeFrame(bomb), ValidationError, "larger than the frame");
+  }, 3);
+  assertRatio("shared-pointer bomb", refused, honest, 2);
+  // one shared pointer is already too many
   assertThrows(() => decodeFrame(sharedPointerBomb(1, 65536)), ValidationError, "larger than");
-  assert(fine.type === "request" && fine.request.kind === "uploadKeyPackages");
 });
 
-Deno.test("decodeFrame takes big legitimate frames in proportion to their size", () => {
+Deno.test("decodeFrame takes big legitimate frames in proportion to their size", async () => {
   const msg = (i: number) => ({
     seq: i,
     channelId: new Uint8Array(16).fill(i & 255),
@@ -171,14 +177,14 @@ Deno.test("decodeFrame takes big legitimate frames in proportion to their size",
     epoch: 3,
     sentAtMs: 1_700_000_000_000 + i,
   });
-  const frames: Frame[] = [
+  const frames = (n: number): Frame[] => [
     {
       version: 1,
       requestId: 1,
       type: "response",
       response: {
         kind: "messages",
-        messages: Array.from({ length: 500 }, (_, i) => msg(i)),
+        messages: Array.from({ length: 5 * n }, (_, i) => msg(i)),
         more: true,
       },
     },
@@ -188,7 +194,7 @@ Deno.test("decodeFrame takes big legitimate frames in proportion to their size",
       type: "response",
       response: {
         kind: "memberList",
-        members: Array.from({ length: 10_000 }, (_, i) => `member.${i}`),
+        members: Array.from({ length: 100 * n }, (_, i) => `member.${i}`),
       },
     },
     {
@@ -197,39 +203,45 @@ Deno.test("decodeFrame takes big legitimate frames in proportion to their size",
       type: "request",
       request: {
         kind: "uploadKeyPackages",
-        packages: Array.from({ length: 100 }, () => ({ data: new Uint8Array(2700).fill(5) })),
+        packages: Array.from({ length: n }, () => ({ data: new Uint8Array(2700).fill(5) })),
         lastResort: new Uint8Array(2700),
       },
     },
   ];
-  for (const f of frames) {
+  // Full-size frames (500 messages, 10,000 members, 100 KeyPackages) against half-size ones:
+  // linear work takes about twice as long, quadratic four times.
+  const full = frames(100);
+  const half = frames(50);
+  for (const [i, f] of full.entries()) {
     const bytes = encodeFrame(f);
-    const t0 = performance.now();
-    const back = decodeFrame(bytes);
-    const ms = performance.now() - t0;
-    assertEquals(encodeFrame(back), bytes);
-    assert(ms < 1000, `${bytes.length} bytes took ${ms.toFixed(0)} ms`);
+    const halfBytes = encodeFrame(half[i]!);
+    assertEquals(encodeFrame(decodeFrame(bytes)), bytes);
+    const ms = await medianMs(() => decodeFrame(bytes));
+    const halfMs = await medianMs(() => decodeFrame(halfBytes));
+    assertRatio(`${bytes.length} bytes against ${halfBytes.length}`, ms, halfMs, 3);
   }
 });
 
 Deno.test("FrameReader reads a 1 MiB frame sent in 10-byte chunks in linear time", async () => {
   // joining the buffer on every chunk made this quadratic: 1.3 s at 100-byte chunks
-  const stream = lengthPrefixed(new Uint8Array(MAX_FRAME_BYTES).fill(3));
-  let o = 0;
-  const readable = new ReadableStream<Uint8Array>({
-    pull(c) {
-      if (o >= stream.length) return c.close();
-      c.enqueue(stream.slice(o, o + 10));
-      o += 10;
-    },
-  });
-  const reader = new FrameReader(readable);
-  const t0 = performance.now();
-  const frame = await reader.next();
-  const ms = performance.now() - t0;
-  assertEquals(frame?.length, MAX_FRAME_BYTES);
-  assertEquals(await reader.next(), null);
-  assert(ms < 3000, `took ${ms.toFixed(0)} ms`);
+  const read = async (size: number) => {
+    const stream = lengthPrefixed(new Uint8Array(size).fill(3));
+    let o = 0;
+    const readable = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (o >= stream.length) return c.close();
+        c.enqueue(stream.slice(o, o + 10));
+        o += 10;
+      },
+    });
+    const reader = new FrameReader(readable);
+    const frame = await reader.next();
+    assertEquals(frame?.length, size);
+    assertEquals(await reader.next(), null);
+  };
+  const full = await medianMs(() => read(MAX_FRAME_BYTES), 3);
+  const half = await medianMs(() => read(MAX_FRAME_BYTES / 2), 3);
+  assertRatio("1 MiB in 10-byte chunks against 512 KiB", full, half, 3);
 });
 
 Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 mutated inputs", async () => {

@@ -94,3 +94,76 @@ export async function readUntil(
   }
   throw new Error(`expected line not seen; got:\n${lines.join("\n")}${buf}`);
 }
+
+/** A `qpq server` child process started by {@link startServerProcess}. */
+export interface ServerProcess {
+  child: Deno.ChildProcess;
+  /** The bound address (`HOST:PORT`). */
+  addr: string;
+  /** Everything the server wrote on stderr, once it exited. */
+  stderr: Promise<string>;
+  /** SIGTERM and wait; resolves to the exit code. Repeated calls share the first. */
+  stop(): Promise<number>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Start `qpq server --listen LISTEN --data-dir DIR ...extra` and wait for its address.
+ * Listen on port 0 for a fresh server; a restart on the address of a server just stopped
+ * retries while the port is still taken (the OS may hold it for a moment), for up to 5 s.
+ */
+export async function startServerProcess(
+  dataDir: string,
+  listen: string,
+  options: { extra?: string[]; env?: Record<string, string>; cwd?: string } = {},
+): Promise<ServerProcess> {
+  const args = ["server", "--listen", listen, "--data-dir", dataDir, ...(options.extra ?? [])];
+  for (let attempt = 0;; attempt++) {
+    const child = spawnQpq(args, {
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+    });
+    const stderr = new Response(child.stderr).text();
+    let started;
+    try {
+      started = await readUntil(child.stdout, (l) => l.includes("listening on"));
+    } catch (e) {
+      await child.status;
+      const err = await stderr;
+      if (err.includes("Cannot listen") && attempt < 50) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      throw new Error(`qpq server did not start: ${err.trim() || (e as Error).message}`);
+    }
+    const addr = /listening on (\S+)/.exec(started.lines.join("\n"))?.[1];
+    if (!addr) throw new Error(`no address in ${started.lines.join("\n")}`);
+    // keep draining stdout so the server never blocks on a full pipe
+    const drained = (async () => {
+      while (!(await started.reader.read()).done) { /* discard */ }
+    })().catch(() => {});
+    let stopped: Promise<number> | undefined;
+    const signal = (sig: Deno.Signal): Promise<number> => {
+      try {
+        child.kill(sig);
+      } catch { /* already gone */ }
+      return (async () => {
+        const status = await child.status;
+        await drained;
+        await stderr;
+        return status.code;
+      })();
+    };
+    return {
+      child,
+      addr,
+      stderr,
+      stop: () => stopped ??= signal("SIGTERM"),
+      kill: async () => {
+        stopped ??= signal("SIGKILL");
+        await stopped;
+      },
+    };
+  }
+}
