@@ -1,0 +1,169 @@
+/**
+ * User paths through the `qpq` command that no other test walks: login/logout, verify (and a
+ * changed key refused in one line), update, leave, chat, demo-group. Each spawns the real
+ * entry point against a real server, as a person would type it.
+ */
+import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
+import { type CliResult, runQpq, spawnQpq } from "./_support/cli.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
+import { startLyingServer } from "./_support/lying_server.ts";
+import { ed25519 } from "@noble/curves/ed25519.js";
+
+type Qpq = (user: string, ...args: string[]) => Promise<CliResult>;
+
+async function withCli(
+  fn: (
+    qpq: Qpq,
+    ctx: { ts: TestServer; dir: string; env: (u: string) => Record<string, string> },
+  ) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-cli-paths-" });
+  await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
+  const env = (user: string) => ({
+    QPQ_SERVER: ts.addr,
+    QPQ_CA_CERT: `${dir}/ca.pem`,
+    QPQ_PASSWORD: `pw-${user}`,
+  });
+  const qpq: Qpq = (user, ...args) =>
+    runQpq([...args, "--username", user], { cwd: dir, env: env(user) });
+  try {
+    await fn(qpq, { ts, dir, env });
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+}
+
+function ok(r: CliResult): CliResult {
+  assertEquals(r.code, 0, r.stderr);
+  return r;
+}
+
+/** A failed command: exit 1 and exactly one stderr line. */
+function oneLine(r: CliResult): string {
+  assertEquals(r.code, 1, r.stdout);
+  const lines = r.stderr.trim().split("\n");
+  assertEquals(lines.length, 1, r.stderr);
+  return lines[0]!;
+}
+
+Deno.test("qpq logout, whoami, login: the session goes and comes back; a wrong password is one line", async () => {
+  await withCli(async (qpq, { dir, env }) => {
+    ok(await qpq("alice", "register-user"));
+    assertStringIncludes(ok(await qpq("alice", "whoami")).stdout, "session: valid until");
+    assertEquals(ok(await qpq("alice", "logout")).stdout, "Logged out alice\n");
+    assertStringIncludes(ok(await qpq("alice", "whoami")).stdout, "session: none");
+    const login = ok(await qpq("alice", "login"));
+    assert(
+      /^Logged in as alice on \S+ \(session valid until \S+\)\n$/.test(login.stdout),
+      login.stdout,
+    );
+    assertStringIncludes(ok(await qpq("alice", "whoami")).stdout, "session: valid until");
+    ok(await qpq("alice", "logout"));
+    const wrong = await runQpq(["login", "--username", "alice"], {
+      cwd: dir,
+      env: { ...env("alice"), QPQ_PASSWORD: "not her password" },
+    });
+    assert(oneLine(wrong).startsWith("qpq: "), wrong.stderr);
+  });
+});
+
+Deno.test("qpq verify: both sides see one safety number; a key the server swapped is refused in one line", async () => {
+  await withCli(async (qpq, { ts, dir, env }) => {
+    ok(await qpq("alice", "register-user"));
+    ok(await qpq("bob", "register-user"));
+    const a = ok(await qpq("alice", "verify", "@bob")).stdout.split("\n");
+    const b = ok(await qpq("bob", "verify", "alice")).stdout.split("\n");
+    assertEquals(a[0], "safety number with bob:");
+    assertEquals(b[0], "safety number with alice:");
+    assert(/^ {2}[0-9 ]{20,}$/.test(a[1]!), a[1]);
+    assertEquals(a[1], b[1], "one number for both");
+    const bobFingerprint = ok(await qpq("bob", "whoami")).stdout.split("\n")[1];
+    assertEquals(`identity fingerprint: ${a[2]!.split(": ")[1]}`, bobFingerprint);
+
+    const lie = await startLyingServer(ts);
+    try {
+      const fake = ed25519.getPublicKey(ed25519.utils.randomSecretKey());
+      lie.rewrite = (frame, direction) =>
+        direction === "toClient" && frame.type === "response" &&
+          frame.response.kind === "identityKey"
+          ? [{ ...frame, response: { ...frame.response, key: fake } }]
+          : undefined;
+      const r = await runQpq(["verify", "bob", "--username", "alice"], {
+        cwd: dir,
+        env: { ...env("alice"), QPQ_SERVER: lie.addr },
+      });
+      assertEquals(
+        oneLine(r),
+        "qpq: The server now reports a different identity key for bob: compare safety numbers (qpq verify bob)",
+      );
+    } finally {
+      await lie.close();
+    }
+    // still the real key afterwards
+    assertEquals(ok(await qpq("alice", "verify", "bob")).stdout.split("\n")[1], a[1]);
+  });
+});
+
+Deno.test("qpq update and leave: the group goes on after a self-update; a leaver is gone for the others", async () => {
+  await withCli(async (qpq) => {
+    for (const u of ["alice", "bob", "carol"]) ok(await qpq(u, "register-user"));
+    ok(await qpq("alice", "create-group", "g"));
+    ok(await qpq("alice", "invite", "#g", "bob", "carol"));
+    ok(await qpq("bob", "join"));
+    ok(await qpq("carol", "join"));
+    assertEquals(ok(await qpq("bob", "update", "#g")).stdout, "Updated #g\n");
+    assertEquals(ok(await qpq("bob", "update")).stdout, "Nothing to update\n");
+    ok(await qpq("alice", "send", "--group", "g", "after the update"));
+    assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: after the update");
+    assertStringIncludes(ok(await qpq("carol", "recv")).stdout, "[#g] alice: after the update");
+    assertEquals(ok(await qpq("carol", "leave", "#g")).stdout, "Left #g\n");
+    assertStringIncludes(ok(await qpq("alice", "recv")).stdout, "* carol left #g");
+    assertEquals(ok(await qpq("alice", "members", "#g")).stdout.split("\n")[0], "#g: alice, bob");
+    ok(await qpq("alice", "send", "--group", "g", "without carol"));
+    assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: without carol");
+    assert(!ok(await qpq("carol", "recv")).stdout.includes("without carol"));
+  });
+});
+
+Deno.test("qpq chat: typed lines are sent to the conversation; EOF ends it", async () => {
+  await withCli(async (qpq, { dir, env }) => {
+    ok(await qpq("alice", "register-user"));
+    ok(await qpq("bob", "register-user"));
+    ok(await qpq("bob", "send", "--to", "alice", "hi alice"));
+    const child = spawnQpq(["chat", "@bob", "--username", "alice"], {
+      cwd: dir,
+      env: env("alice"),
+      stdin: true,
+    });
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("hello from chat\nsecond line typed\n"));
+    await w.close();
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    assertStringIncludes(stdout, "[bob] hi alice");
+    const got = ok(await qpq("bob", "recv")).stdout;
+    assertStringIncludes(got, "[alice] hello from chat");
+    assertStringIncludes(got, "[alice] second line typed");
+  });
+});
+
+Deno.test("qpq demo-group: two new users form a group and talk both ways", async () => {
+  await withCli(async (_qpq, { ts, dir }) => {
+    const r = await runQpq([
+      "demo-group",
+      "--server",
+      ts.addr,
+      "--ca-cert",
+      `${dir}/ca.pem`,
+      "--dir",
+      `${dir}/demo`,
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.trim().split("\n").length >= 4, r.stdout);
+    assert(/alice-\w+/.test(r.stdout) && /bob-\w+/.test(r.stdout), r.stdout);
+  });
+});
