@@ -332,3 +332,46 @@ Deno.test("malicious member: a Welcome naming a member with a forged key is refu
     for (const u of [alice, mallory, bob]) await u.client.close();
   });
 });
+
+Deno.test("lying server: a Welcome to another group delivered on a channel's name is refused", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const mallory = await testUser(ts, dir, "mallory");
+    const bob = await testUser(ts, dir, "bob");
+    const b = await reopen(bob, dir, lie);
+    // alice invites bob to #bank; the lying server keeps her Welcome back and delivers
+    // mallory's Welcome to her own group as the one for #bank instead: bob would write to
+    // mallory's group under the name #bank
+    let bank: Uint8Array | undefined;
+    const lieAbout = (ms: DeliveredMessage[]) =>
+      ms.filter((m) => m.messageKind !== "welcome" || m.sender === "mallory").map((m) =>
+        m.messageKind === "welcome" && bank ? { ...m, channelId: bank } : m
+      );
+    lie.rewrite = (frame, direction) => {
+      if (direction !== "toClient") return undefined;
+      if (frame.type === "push") {
+        return [{ ...frame, push: { messages: lieAbout(frame.push.messages) } }];
+      }
+      if (frame.type === "response" && frame.response.kind === "messages") {
+        const messages = lieAbout(frame.response.messages);
+        return [{ ...frame, response: { ...frame.response, messages } }];
+      }
+      return undefined;
+    };
+    await alice.client.createGroup("bank");
+    await alice.client.invite("#bank", ["bob"]);
+    await b.client.sync();
+    bank = fromHex(alice.client.conversation("#bank").channelId!);
+    await mallory.client.createGroup("mine");
+    await mallory.client.invite("#mine", ["bob"]);
+    await b.client.sync();
+    assert(
+      warnings(b.events).some((w) =>
+        w.includes("Welcome is for another group than the channel it came on")
+      ),
+      warnings(b.events).join("\n"),
+    );
+    assertEquals(b.client.listConversations().filter((c) => c.kind === "group"), []);
+    for (const c of [b.client, alice.client, mallory.client]) await c.close();
+  });
+});

@@ -7,6 +7,10 @@
  */
 
 import assert from "node:assert/strict";
+import { createCommit, encodeMlsMessage } from "ts-mls";
+import { unwrapState } from "../src/mls/_state.ts";
+import { getCiphersuite } from "../src/mls/provider.ts";
+import { verifyKeyPackageBytes } from "../src/mls/key_package.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { fromUtf8, randomBytes, utf8 } from "../src/bytes.ts";
 import { CryptoError, QpqError, UsageError, ValidationError } from "../src/errors.ts";
@@ -431,6 +435,41 @@ Deno.test("checkCredentialBinding refuses a mismatched or missing directory key"
   await rejectsWith(
     () => verifyRoster(states[0]!, (name) => Promise.resolve(dir.get(name))),
     ValidationError,
+  );
+});
+
+Deno.test("joinFromWelcome refuses a group listing one username in two leaves", async () => {
+  const alice = user("alice");
+  const bob = user("bob");
+  const a0 = await createGroup({
+    groupId: randomBytes(8),
+    username: "alice",
+    identity: alice.identity,
+    suite: X25519,
+  });
+  // bob's KeyPackage and a second "bob" signed by another key (a forged second device);
+  // qpq's addMembers refuses this, a hostile client builds it with ts-mls directly
+  const real = await keyPackage(bob, X25519);
+  const forged = await keyPackage(user("bob"), X25519);
+  const kps = await Promise.all(
+    [real, forged].map(async (k) => (await verifyKeyPackageBytes(k.publicPackage)).keyPackage),
+  );
+  const res = await createCommit(
+    { state: unwrapState(a0).current, cipherSuite: await getCiphersuite(X25519) },
+    {
+      extraProposals: kps.map((keyPackage) => ({ proposalType: "add", add: { keyPackage } })),
+      ratchetTreeExtension: true,
+    },
+  );
+  const welcome = encodeMlsMessage({
+    version: "mls10",
+    wireformat: "mls_welcome",
+    welcome: res.welcome!,
+  });
+  await assert.rejects(
+    () => joinFromWelcome(welcome, [real.privatePackage], bob.identity),
+    ValidationError,
+    "Group lists one username twice",
   );
 });
 

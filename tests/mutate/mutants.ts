@@ -118,12 +118,14 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
-    id: "mls-roster-duplicate-name",
-    file: "src/mls/credential.ts",
-    find: 'if (seen.has(m.username)) throw new ValidationError("Group lists one username twice");',
+    id: "mls-join-duplicate-name",
+    file: "src/mls/group.ts",
+    find:
+      'if (names.size !== all.length) throw new ValidationError("Group lists one username twice");',
     replace: "",
     why: "one username in two leaves would let a second device pose as the first",
     tests: ["tests/mls_group_test.ts"],
+    quick: true,
   },
   // ---- server rules
   {
