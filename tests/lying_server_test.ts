@@ -342,10 +342,10 @@ Deno.test("lying server: a Welcome to another group delivered on a channel's nam
     // alice invites bob to #bank; the lying server keeps her Welcome back and delivers
     // mallory's Welcome to her own group as the one for #bank instead: bob would write to
     // mallory's group under the name #bank
-    let bank: Uint8Array | undefined;
+    const target: { bank?: Uint8Array } = {};
     const lieAbout = (ms: DeliveredMessage[]) =>
       ms.filter((m) => m.messageKind !== "welcome" || m.sender === "mallory").map((m) =>
-        m.messageKind === "welcome" && bank ? { ...m, channelId: bank } : m
+        m.messageKind === "welcome" && target.bank ? { ...m, channelId: target.bank } : m
       );
     lie.rewrite = (frame, direction) => {
       if (direction !== "toClient") return undefined;
@@ -361,7 +361,7 @@ Deno.test("lying server: a Welcome to another group delivered on a channel's nam
     await alice.client.createGroup("bank");
     await alice.client.invite("#bank", ["bob"]);
     await b.client.sync();
-    bank = fromHex(alice.client.conversation("#bank").channelId!);
+    target.bank = fromHex(alice.client.conversation("#bank").channelId!);
     await mallory.client.createGroup("mine");
     await mallory.client.invite("#mine", ["bob"]);
     await b.client.sync();

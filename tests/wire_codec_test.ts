@@ -1,4 +1,10 @@
-import { assert, assertEquals, assertInstanceOf, assertThrows } from "./_support/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertThrows,
+} from "./_support/assert.ts";
 import {
   CONTENT_VERSION,
   decodeContent,
@@ -7,6 +13,8 @@ import {
   encodeFrame,
   type FieldKind,
   type Frame,
+  FrameReader,
+  lengthPrefixed,
   type MessageContent,
   openFrame,
   PUSH,
@@ -273,4 +281,40 @@ Deno.test("decodeContent and encodeContent enforce the id length and the size ca
   const b = bytes.slice();
   b.fill(0, rootData(b) + 16, rootData(b) + 24);
   assertThrows(() => decodeContent(b), ValidationError, "message id");
+});
+
+Deno.test("FrameReader refuses an announced length over the cap before the body arrives", async () => {
+  const announce = (n: number) => {
+    const head = new Uint8Array(4);
+    new DataView(head.buffer).setUint32(0, n);
+    return head;
+  };
+  let pulls = 0;
+  // A header announcing one byte over the cap, then a body that never ends: the reader
+  // must answer from the header alone.
+  const readable = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(announce(MAX_FRAME_BYTES + 1));
+    },
+    pull() {
+      pulls++;
+      return new Promise(() => {}); // nothing more, ever
+    },
+  });
+  await assertRejects(
+    () => new FrameReader(readable).next(),
+    ValidationError,
+    `Frame of ${MAX_FRAME_BYTES + 1} bytes exceeds the limit of ${MAX_FRAME_BYTES} bytes`,
+  );
+  assert(pulls <= 1, `read ${pulls} times past the header`);
+  // exactly the cap is fine
+  const ok = new FrameReader(
+    new ReadableStream({
+      start(c) {
+        c.enqueue(lengthPrefixed(new Uint8Array(MAX_FRAME_BYTES)));
+        c.close();
+      },
+    }),
+  );
+  assertEquals((await ok.next())?.length, MAX_FRAME_BYTES);
 });

@@ -163,8 +163,9 @@ export const MUTANTS: Mutant[] = [
   {
     id: "server-require-login",
     file: "src/server/accounts.ts",
-    find: "if (conn.username === undefined) {",
-    replace: "if (false) {",
+    find:
+      'if (conn.username === undefined) {\n    throw new AuthError("Not logged in: log in first", { code: "auth" });\n  }',
+    replace: 'if (conn.username === undefined) return "";',
     why: "every request but login and health needs a session",
     tests: ["tests/adversarial_test.ts"],
   },
