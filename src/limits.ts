@@ -44,6 +44,19 @@ export const MAX_QUEUE_MESSAGES = 10_000;
 export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
 /** Most messages returned by one fetch. */
 export const MAX_FETCH_PAGE = 500;
+/**
+ * Most a delivered message adds on the wire to its stored size (sender, message id and
+ * payload are stored; channel id and name, the Cap'n Proto struct, list tag and far
+ * pointers are not): about 300 bytes, counted as 512.
+ */
+export const MESSAGE_ENVELOPE_BYTES = 512;
+/**
+ * Most bytes in one fetch page or push: stored sizes plus {@link MESSAGE_ENVELOPE_BYTES}
+ * each. The rest of the frame (16 KiB) is room for the frame header and segment table, so
+ * a page always fits in {@link MAX_FRAME_BYTES}; a page holds at least one message, and
+ * one maximal message ({@link MAX_MESSAGE_BYTES} plus its record) is well under this.
+ */
+export const MAX_FETCH_PAGE_BYTES = MAX_FRAME_BYTES - 16 * 1024;
 /** Most KeyPackages in one upload. */
 export const MAX_KEY_PACKAGE_BATCH = 100;
 /** Largest single KeyPackage (bytes); X-Wing keys make them about 1.3 KiB. */

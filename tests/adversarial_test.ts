@@ -26,6 +26,7 @@ import { connectQuic, formatHostPort, parseHostPort } from "../src/transport/qui
 import { clientLoginStart } from "../src/auth/mod.ts";
 import {
   decodeFrame,
+  type DeliveredMessage,
   encodeFrame,
   FrameReader,
   lengthPrefixed,
@@ -38,9 +39,14 @@ import { randomBytes } from "../src/bytes.ts";
 import {
   LOGIN_ATTEMPTS_PER_CONNECTION,
   LOGIN_ATTEMPTS_PER_USER,
+  MAX_FETCH_PAGE,
+  MAX_FETCH_PAGE_BYTES,
   MAX_FRAME_BYTES,
+  MAX_GROUP_NAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_STREAMS_PER_CONNECTION,
+  MAX_USERNAME_BYTES,
+  MESSAGE_ENVELOPE_BYTES,
   WIRE_VERSION,
 } from "../src/limits.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
@@ -547,5 +553,133 @@ Deno.test("a flood of login attempts is rate_limited after the limit while anoth
   } finally {
     await setup.close();
     await srv.close();
+  }
+});
+
+/** A maximal application message from `from` into `channelId` (payload MAX_MESSAGE_BYTES). */
+function maximal(channelId: Uint8Array, bytes = MAX_MESSAGE_BYTES): Request {
+  return {
+    kind: "enqueue",
+    channelId,
+    messageId: randomBytes(16),
+    payload: randomBytes(bytes),
+    messageKind: "application",
+    epoch: 0,
+    recipients: [],
+  };
+}
+
+Deno.test("inbox jam: two maximal messages to a victim still reach it, across fetch pages and pushes", async () => {
+  const srv = await startTestServer();
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    await duringAttack(srv, "inbox jam", async () => {
+      for (let i = 0; i < 3; i++) await mallory.conn.call(maximal(dm.channelId), "enqueued");
+      // fetch: every page fits in a frame, `more` says there is more
+      const seen: number[] = [];
+      let after = 0;
+      for (let page = 0; page < 10; page++) {
+        const m = await bob.conn.call({ kind: "fetch", afterSeq: after, limit: 500 }, "messages");
+        assert(m.messages.length >= 1, "a page holds at least one maximal message");
+        for (const x of m.messages) {
+          assertEquals(x.payload.length, MAX_MESSAGE_BYTES);
+          seen.push(x.seq);
+        }
+        after = m.messages.at(-1)!.seq;
+        if (!m.more) break;
+      }
+      assertEquals(seen, [1, 2, 3]);
+      // pushes: the same three, in order, on a subscription
+      const pushed: number[] = [];
+      let gotAll!: () => void;
+      const all = new Promise<void>((r) => (gotAll = r));
+      const sub = await connectServer({
+        server: srv.addr,
+        caCertPem: srv.certPem,
+        onPush: (p) => {
+          for (const x of p.messages) pushed.push(x.seq);
+          if (pushed.length >= 3) gotAll();
+        },
+      });
+      await sub.call({ kind: "resume", token: bob.token }, "session");
+      await sub.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+      await all;
+      assertEquals(pushed, [1, 2, 3]);
+      await sub.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("serveStream answers a response too large to encode with internal, never silence", async () => {
+  const [client, server] = pipePair();
+  const served = serveStream(server, (req) =>
+    Promise.resolve(
+      req.kind === "ping"
+        ? {
+          kind: "pong",
+          clientTimeMs: 0,
+          serverTimeMs: 0,
+          payload: new Uint8Array(MAX_FRAME_BYTES),
+        }
+        : { kind: "ok" },
+    ), { frameTimeoutMs: 1000 });
+  const writer = client.writable.getWriter();
+  const reader = new FrameReader(client.readable);
+  await writer.write(
+    requestFrame({ kind: "ping", clientTimeMs: 0, payload: new Uint8Array(0) }, 4),
+  );
+  const f = openFrame((await reader.next())!).decode();
+  assert(f.type === "response" && f.response.kind === "error", JSON.stringify(f));
+  assertEquals(f.requestId, 4);
+  assertEquals(f.response.code, "internal");
+  // the stream goes on serving
+  await writer.write(requestFrame({ kind: "health" }, 5));
+  const g = openFrame((await reader.next())!).decode();
+  assert(g.type === "response" && g.response.kind === "ok");
+  await writer.close();
+  await served;
+});
+
+Deno.test("a page at MAX_FETCH_PAGE_BYTES of worst-case envelopes always encodes within MAX_FRAME_BYTES", () => {
+  const longName = "x".repeat(MAX_USERNAME_BYTES);
+  const msg = (seq: number, payload: number): DeliveredMessage => ({
+    seq: 2 ** 50 + seq,
+    channelId: randomBytes(32),
+    sender: longName,
+    messageId: randomBytes(32),
+    payload: new Uint8Array(payload),
+    messageKind: "welcome",
+    epoch: 2 ** 50,
+    sentAtMs: 2 ** 50,
+    channelName: "g".repeat(MAX_GROUP_NAME_BYTES),
+    channelKind: "group",
+  });
+  // stored size as the store counts it: length-prefixed sender and hex message id, record
+  const stored = (m: DeliveredMessage) => 8 + m.sender.length + 64 + m.payload.length + 20;
+  for (const sizes of [[MAX_MESSAGE_BYTES], [0], [MAX_MESSAGE_BYTES, 300 * 1024], [1000, 7]]) {
+    const messages: DeliveredMessage[] = [];
+    let bytes = 0;
+    for (let i = 0; messages.length < MAX_FETCH_PAGE; i++) {
+      const m = msg(i, sizes[i % sizes.length]!);
+      const size = stored(m) + MESSAGE_ENVELOPE_BYTES;
+      if (messages.length > 0 && bytes + size > MAX_FETCH_PAGE_BYTES) break;
+      bytes += size;
+      messages.push(m);
+    }
+    for (
+      const frame of [
+        { type: "response", response: { kind: "messages", messages, more: true } },
+        { type: "push", push: { messages } },
+      ] as const
+    ) {
+      const n = encodeFrame({ version: WIRE_VERSION, requestId: 2 ** 31, ...frame }).length;
+      assert(n <= MAX_FRAME_BYTES, `${messages.length} messages: ${n} bytes`);
+    }
   }
 });

@@ -26,7 +26,7 @@ import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
-import { MAX_FETCH_PAGE } from "../limits.ts";
+import { MAX_FETCH_PAGE, MAX_FETCH_PAGE_BYTES, MESSAGE_ENVELOPE_BYTES } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { requireUser } from "./accounts.ts";
 import {
@@ -287,12 +287,11 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
     async fetch(req, conn) {
       const me = requireUser(conn);
       const limit = Math.max(1, Math.min(req.limit || MAX_FETCH_PAGE, MAX_FETCH_PAGE));
-      const msgs = await store.fetch(me, req.afterSeq, limit + 1);
-      const page = msgs.slice(0, limit);
+      const page = await fetchPage(store, me, req.afterSeq, limit);
       return {
         kind: "messages",
-        messages: await toDelivered(store, me, page),
-        more: msgs.length > limit,
+        messages: await toDelivered(store, me, page.messages),
+        more: page.more,
       };
     },
 
@@ -316,6 +315,18 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       return Promise.resolve({ kind: "ok" });
     },
   };
+}
+
+/**
+ * One page of a queue that fits in a frame: bounded by count and by bytes (one maximal
+ * message always fits), with `more` when the queue holds more.
+ */
+function fetchPage(store: ServerStore, user: string, afterSeq: number, limit: number) {
+  return store.fetchPage(user, afterSeq, {
+    limit,
+    maxBytes: MAX_FETCH_PAGE_BYTES,
+    rowOverheadBytes: MESSAGE_ENVELOPE_BYTES,
+  });
 }
 
 /**
@@ -345,11 +356,12 @@ function startPush(
       do {
         again = false;
         while (!stopped) {
-          const batch = await store.fetch(user, cursor, MAX_FETCH_PAGE);
+          const page = await fetchPage(store, user, cursor, MAX_FETCH_PAGE);
+          const batch = page.messages;
           if (batch.length === 0) break;
           await send(await toDelivered(store, user, batch));
           cursor = batch[batch.length - 1]!.seq;
-          if (batch.length < MAX_FETCH_PAGE) break;
+          if (!page.more) break;
         }
       } while (again && !stopped);
     } catch (e) {

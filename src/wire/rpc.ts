@@ -279,9 +279,26 @@ export async function serveStream(
   const stop = () => reader.cancel();
   options.signal?.addEventListener("abort", stop, { once: true });
 
+  // Never silence: an answer that cannot be encoded (over MAX_FRAME_BYTES: a bug, since
+  // every handler bounds its answer) is logged and replaced by an `internal` error answer.
   const reply = async (requestId: number, response: Response) => {
+    let bytes: Uint8Array;
     try {
-      await writer.write({ version: WIRE_VERSION, requestId, type: "response", response });
+      bytes = encodeFrame({ version: WIRE_VERSION, requestId, type: "response", response });
+    } catch (e) {
+      const err = toQpqError(e);
+      log.error("response cannot be encoded", { kind: response.kind, code: err.code });
+      bytes = encodeFrame({
+        version: WIRE_VERSION,
+        requestId,
+        type: "response",
+        response: errorResponse(
+          new InternalError(`The server cannot send its ${response.kind} answer (${err.code})`),
+        ),
+      });
+    }
+    try {
+      await writer.writeRaw(bytes);
     } catch (e) {
       log.debug("reply failed", { code: toQpqError(e).code });
     }

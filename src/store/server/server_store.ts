@@ -237,6 +237,27 @@ export interface QueuedMessage {
   receivedAt: number;
 }
 
+/** Bounds of one {@link ServerStore.fetchPage}. */
+export interface FetchPageOptions {
+  /** Most messages (default and cap: maxFetchPage). */
+  limit?: number;
+  /**
+   * Most bytes: the stored size of each message plus `rowOverheadBytes` each, summed. The
+   * first message is returned whatever its size, so one maximal message is never stuck.
+   */
+  maxBytes?: number;
+  /** Bytes counted per message on top of its stored size (default 0). */
+  rowOverheadBytes?: number;
+}
+
+/** A page of one queue. */
+export interface QueuedPage {
+  /** Messages with seq > afterSeq, ascending. */
+  messages: QueuedMessage[];
+  /** True when more messages follow this page. */
+  more: boolean;
+}
+
 /** How many rows {@link ServerStore.purgeExpired} removed. */
 export interface PurgeResult {
   /** Undelivered messages past retention (queue entries). */
@@ -372,6 +393,12 @@ export interface ServerStore {
   findDuplicate(sender: string, messageId: string): Promise<EnqueueResult | undefined>;
   /** Up to `limit` (capped by maxFetchPage) messages with seq > afterSeq, ascending. */
   fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]>;
+  /**
+   * A page of messages with seq > afterSeq, ascending, bounded by count and by bytes (at
+   * least one message when any is queued), and whether more follow. Only the page's
+   * payloads are read into memory.
+   */
+  fetchPage(recipient: string, afterSeq: number, options?: FetchPageOptions): Promise<QueuedPage>;
   /** Delete the recipient's messages with seq <= uptoSeq; returns how many. */
   ack(recipient: string, uptoSeq: number): Promise<number>;
   /** Undelivered messages in one queue. */

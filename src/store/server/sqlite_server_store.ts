@@ -63,6 +63,7 @@ import {
   type DmResult,
   type EnqueueParams,
   type EnqueueResult,
+  type FetchPageOptions,
   InProcessNotifier,
   type KeyPackageInput,
   type KeyPackageQuery,
@@ -70,6 +71,7 @@ import {
   type PendingLogin,
   type PurgeResult,
   type QueuedMessage,
+  type QueuedPage,
   type ServerStore,
   type ServerStoreOptions,
   type SessionInfo,
@@ -929,20 +931,49 @@ export class SqliteServerStore implements ServerStore {
     return this.#call(() => this.#duplicate(this.#dedupeRef({ sender, messageId })));
   }
 
-  fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
+  async fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
+    return (await this.fetchPage(recipient, afterSeq, limit === undefined ? {} : { limit }))
+      .messages;
+  }
+
+  fetchPage(
+    recipient: string,
+    afterSeq: number,
+    options: FetchPageOptions = {},
+  ): Promise<QueuedPage> {
     return this.#call(() => {
       checkCount("sequence number", afterSeq);
-      const n = Math.min(limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
+      const n = Math.min(options.limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
       checkCount("limit", n);
+      const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER;
+      const overhead = options.rowOverheadBytes ?? 0;
+      const uid = this.#uid(recipient);
+      // sizes first (length() of a BLOB does not read it), then only the page's bodies
+      const sizes = this.#all(
+        "SELECT d.seq, length(m.body) AS n FROM deliveries d JOIN messages m ON m.id = d.message " +
+          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
+        uid,
+        afterSeq,
+        n + 1,
+      );
+      let take = 0;
+      let bytes = 0;
+      while (take < Math.min(n, sizes.length)) {
+        const size = Number(sizes[take]!.n ?? 0) + overhead;
+        if (take > 0 && bytes + size > maxBytes) break;
+        bytes += size;
+        take++;
+      }
+      if (take === 0) return { messages: [], more: false };
       const rows = this.#all(
         "SELECT d.seq, m.dedupe_ref, m.channel_id, m.body, m.created_at " +
           "FROM deliveries d JOIN messages m ON m.id = d.message " +
-          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
-        this.#uid(recipient),
+          "WHERE d.recipient = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq",
+        uid,
         afterSeq,
-        n,
+        sizes[take - 1]!.seq as number,
       );
-      return rows.map((r) => {
+      const messages = rows.map((r) => {
         const ref = r.dedupe_ref as Uint8Array;
         const body = this.#sealer.open("messages.body", ref, r.body as Uint8Array);
         const [sender, messageId, payload] = splitBody(body);
@@ -955,6 +986,7 @@ export class SqliteServerStore implements ServerStore {
           receivedAt: r.created_at as number,
         };
       });
+      return { messages, more: sizes.length > take };
     });
   }
 
