@@ -40,6 +40,14 @@ export const MAX_GROUP_NAME_BYTES = 64;
 export const MAX_MESSAGE_BYTES = 512 * 1024;
 /** Most undelivered messages in one recipient queue. */
 export const MAX_QUEUE_MESSAGES = 10_000;
+/**
+ * Most undelivered messages one sender may hold in another user's queue (a fifth of
+ * {@link MAX_QUEUE_MESSAGES}, so no single sender fills a queue). A commit may go up to
+ * twice this, so a sender at the cap can still change the group.
+ */
+export const MAX_SENDER_QUEUE_MESSAGES = MAX_QUEUE_MESSAGES / 5;
+/** Most undelivered payload bytes one sender may hold in another user's queue (commits: twice). */
+export const MAX_SENDER_QUEUE_BYTES = 64 * 1024 * 1024;
 /** How long undelivered messages are kept (seconds). */
 export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
 /** Most messages returned by one fetch. */

@@ -683,3 +683,41 @@ Deno.test("a page at MAX_FETCH_PAGE_BYTES of worst-case envelopes always encodes
     }
   }
 });
+
+Deno.test("one sender holds at most max_sender_messages / max_sender_bytes of another user's queue: quota, others unaffected", async () => {
+  const srv = await startTestServer({
+    file: { max_sender_messages: 5, max_message_bytes: 1000, max_sender_bytes: 2000 },
+  });
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  const alice = await newUser(srv, "alice");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    const fromAlice = await alice.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    await duringAttack(srv, "sender quota", async () => {
+      const codes: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        codes.push(await codeOf(mallory.conn.call(maximal(dm.channelId, 10), "enqueued")));
+      }
+      assertEquals(codes, ["ok", "ok", "ok", "ok", "ok", "quota", "quota"]);
+      // another sender still reaches bob
+      assertEquals(
+        await codeOf(alice.conn.call(maximal(fromAlice.channelId, 10), "enqueued")),
+        "ok",
+      );
+      // once bob has read them, mallory may send again
+      const m = await bob.conn.call({ kind: "fetch", afterSeq: 0, limit: 500 }, "messages");
+      assertEquals(m.messages.length, 6);
+      await bob.conn.call({ kind: "ack", uptoSeq: m.messages.at(-1)!.seq }, "ok");
+      // bytes: 900-byte payloads (about 920 stored) fit twice in 2000, not three times
+      const byBytes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        byBytes.push(await codeOf(mallory.conn.call(maximal(dm.channelId, 900), "enqueued")));
+      }
+      assertEquals(byBytes, ["ok", "ok", "quota"]);
+    });
+  } finally {
+    for (const u of [mallory, bob, alice]) await u.conn.close();
+    await srv.close();
+  }
+});

@@ -11,6 +11,8 @@ import { parse as parseToml } from "smol-toml";
 import {
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
+  MAX_SENDER_QUEUE_BYTES,
+  MAX_SENDER_QUEUE_MESSAGES,
   MESSAGE_RETENTION_SECONDS,
   MIN_PRODUCTION_DB_KEY_LENGTH,
   MIN_PRODUCTION_TOKEN_LENGTH,
@@ -46,6 +48,10 @@ export interface ServerConfig {
   maxMessageBytes: number;
   /** Most undelivered messages per recipient. */
   maxQueueMessages: number;
+  /** Most undelivered messages one sender may hold in another user's queue (commits: twice). */
+  maxSenderMessages: number;
+  /** Most undelivered payload bytes one sender may hold in another user's queue (commits: twice). */
+  maxSenderBytes: number;
   /** How long undelivered messages are kept, seconds. */
   retentionSeconds: number;
   /** How long a session token from a login stays valid, seconds. */
@@ -78,6 +84,8 @@ const FILE_KEYS = {
   health_listen: "string",
   max_message_bytes: "number",
   max_queue_messages: "number",
+  max_sender_messages: "number",
+  max_sender_bytes: "number",
   retention_seconds: "number",
   session_ttl_seconds: "number",
   log_level: "string",
@@ -152,6 +160,8 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     healthListen: flags.healthListen ?? file.health_listen,
     maxMessageBytes: file.max_message_bytes ?? MAX_MESSAGE_BYTES,
     maxQueueMessages: file.max_queue_messages ?? MAX_QUEUE_MESSAGES,
+    maxSenderMessages: file.max_sender_messages ?? MAX_SENDER_QUEUE_MESSAGES,
+    maxSenderBytes: file.max_sender_bytes ?? MAX_SENDER_QUEUE_BYTES,
     retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
     sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
     fsync: file.fsync ?? true,
@@ -171,6 +181,8 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     const [name, v] of [
       ["max_message_bytes", config.maxMessageBytes],
       ["max_queue_messages", config.maxQueueMessages],
+      ["max_sender_messages", config.maxSenderMessages],
+      ["max_sender_bytes", config.maxSenderBytes],
       ["retention_seconds", config.retentionSeconds],
       ["session_ttl_seconds", config.sessionTtlSeconds],
     ] as const
@@ -179,6 +191,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
   }
   if (config.maxMessageBytes > MAX_MESSAGE_BYTES) {
     throw new UsageError(`max_message_bytes cannot exceed ${MAX_MESSAGE_BYTES}`);
+  }
+  if (config.maxSenderBytes < 2 * config.maxMessageBytes) {
+    throw new UsageError("max_sender_bytes must be at least twice max_message_bytes");
   }
   if (config.production) checkProduction(config);
   return config;

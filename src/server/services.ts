@@ -30,6 +30,8 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
     limits: {
       maxMessageBytes: c.maxMessageBytes + 4096, // room for the delivery record header
       maxQueueMessages: c.maxQueueMessages,
+      maxSenderMessages: c.maxSenderMessages,
+      maxSenderBytes: c.maxSenderBytes,
       messageRetentionMs: c.retentionSeconds * 1000,
     },
   };

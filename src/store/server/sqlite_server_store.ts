@@ -48,6 +48,7 @@ import {
   orderedPair,
   queueFull,
   resolveLimits,
+  senderQuotaFull,
   unknownChannel,
   unknownUser,
 } from "./_common.ts";
@@ -847,7 +848,7 @@ export class SqliteServerStore implements ServerStore {
       if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
       this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);
       this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
-      return this.#append(params, ref);
+      return this.#append(params, ref, true);
     });
     return this.#notify(r);
   }
@@ -868,16 +869,32 @@ export class SqliteServerStore implements ServerStore {
   }
 
   /** Write the message and its deliveries inside the caller's transaction. */
-  #append(p: EnqueueParams, ref: Uint8Array): EnqueueResult {
+  #append(p: EnqueueParams, ref: Uint8Array, commit = false): EnqueueResult {
     const now = this.#clock();
     const deliveries: Delivery[] = [];
     const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
+    const senderUid = this.#uid(p.sender);
+    const size = p.payload.length;
+    // a commit may use twice the sender's share: refusing it would stall the group
+    const share = commit ? 2 : 1;
     for (const recipient of p.recipients) {
       const uid = this.#requireUser(recipient);
       const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
       const next = (q?.next_seq as number | undefined) ?? 1;
       const depth = (q?.depth as number | undefined) ?? 0;
       if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);
+      const held = this.#get(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM deliveries " +
+          "WHERE recipient = ? AND sender_uid = ?",
+        uid,
+        senderUid,
+      );
+      if (
+        Number(held?.n ?? 0) + 1 > share * this.#lim.maxSenderMessages ||
+        Number(held?.b ?? 0) + size > share * this.#lim.maxSenderBytes
+      ) {
+        throw senderQuotaFull(recipient, this.#lim);
+      }
       queues.push({ uid, next, depth });
       deliveries.push({ recipient, seq: next });
     }
@@ -896,11 +913,14 @@ export class SqliteServerStore implements ServerStore {
     const msgId = Number(res.lastInsertRowid);
     for (const q of queues) {
       this.#run(
-        "INSERT INTO deliveries (recipient, seq, message, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO deliveries (recipient, seq, message, created_at, sender_uid, bytes) " +
+          "VALUES (?, ?, ?, ?, ?, ?)",
         q.uid,
         q.next,
         msgId,
         now,
+        senderUid,
+        size,
       );
       this.#run(
         "INSERT INTO queues (recipient, next_seq, depth) VALUES (?, ?, ?) " +
