@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "./_support/assert.ts";
+import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
 import { DEV_AUTH_TOKEN, parseConfigFile, resolveConfig } from "../src/server/config.ts";
 import { UsageError } from "../src/errors.ts";
 
@@ -76,4 +76,27 @@ Deno.test("resolveConfig in production refuses dev token, short token, no db_key
     QPQ_DB_KEY: key,
   });
   assertEquals(ok.production, true);
+});
+
+Deno.test("resolveConfig in production lists every unmet requirement in one error", () => {
+  const e = assertThrows(
+    () => resolveConfig({}, { store_backend: "memory" }, { QPQ_PRODUCTION: "1" }),
+    UsageError,
+  );
+  assertEquals(
+    e.message,
+    "Production mode refuses 4 settings: (1) the development auth_token (set QPQ_AUTH_TOKEN); " +
+      "(2) no db_key (or QPQ_DB_KEY), so stored data would not be sealed; " +
+      "(3) a generated certificate (set tls_cert and tls_key); (4) the in-memory store",
+  );
+  const two = assertThrows(
+    () => resolveConfig({}, {}, { QPQ_PRODUCTION: "1", QPQ_AUTH_TOKEN: "short", QPQ_DB_KEY: "k" }),
+    UsageError,
+  );
+  assert(
+    /refuses 3 settings: \(1\) an auth_token of at least 16.*\(2\) a random db_key.*\(3\) a generated/
+      .test(two.message),
+    two.message,
+  );
+  assert(!two.message.includes("\n"), "one line");
 });

@@ -199,32 +199,40 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
   return config;
 }
 
-/** QPQ_PRODUCTION=1 refuses the dev token, short tokens, no db_key and generated certificates. */
-export function checkProduction(config: ServerConfig): void {
+/**
+ * The unmet production requirements of a configuration, one phrase each (empty when
+ * none): the dev token, a short token, no or a short db_key, a generated certificate,
+ * the in-memory store.
+ */
+export function productionProblems(config: ServerConfig): string[] {
+  const problems: string[] = [];
   if (config.authToken === DEV_AUTH_TOKEN) {
-    throw new UsageError("Production mode refuses the development auth_token: set QPQ_AUTH_TOKEN");
-  }
-  if (config.authToken.length < MIN_PRODUCTION_TOKEN_LENGTH) {
-    throw new UsageError(
-      `Production mode needs an auth_token of at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters`,
-    );
+    problems.push("the development auth_token (set QPQ_AUTH_TOKEN)");
+  } else if (config.authToken.length < MIN_PRODUCTION_TOKEN_LENGTH) {
+    problems.push(`an auth_token of at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters is needed`);
   }
   if (config.dbKey === "") {
-    throw new UsageError("Production mode needs db_key (or QPQ_DB_KEY) so stored data is sealed");
-  }
-  if (config.dbKey.length < MIN_PRODUCTION_DB_KEY_LENGTH) {
-    throw new UsageError(
-      `Production mode needs a random db_key of at least ${MIN_PRODUCTION_DB_KEY_LENGTH} characters (e.g. openssl rand -base64 32)`,
+    problems.push("no db_key (or QPQ_DB_KEY), so stored data would not be sealed");
+  } else if (config.dbKey.length < MIN_PRODUCTION_DB_KEY_LENGTH) {
+    problems.push(
+      `a random db_key of at least ${MIN_PRODUCTION_DB_KEY_LENGTH} characters is needed (e.g. openssl rand -base64 32)`,
     );
   }
   if (config.tlsCert === undefined) {
-    throw new UsageError(
-      "Production mode refuses a generated certificate: set tls_cert and tls_key",
-    );
+    problems.push("a generated certificate (set tls_cert and tls_key)");
   }
-  if (config.storeBackend === "memory") {
-    throw new UsageError("Production mode refuses the in-memory store");
-  }
+  if (config.storeBackend === "memory") problems.push("the in-memory store");
+  return problems;
+}
+
+/** QPQ_PRODUCTION=1: one {@link UsageError} that lists every unmet requirement at once. */
+export function checkProduction(config: ServerConfig): void {
+  const problems = productionProblems(config);
+  if (problems.length === 0) return;
+  throw new UsageError(
+    `Production mode refuses ${problems.length} setting${problems.length > 1 ? "s" : ""}: ` +
+      problems.map((p, i) => `(${i + 1}) ${p}`).join("; "),
+  );
 }
 
 function joinPath(dir: string, name: string): string {

@@ -19,7 +19,7 @@ import { type RequestKind, serveStream } from "../wire/mod.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { MAX_STREAMS_PER_CONNECTION, SHUTDOWN_DRAIN_MS, SHUTDOWN_GRACE_MS } from "../limits.ts";
-import type { ServerConfig } from "./config.ts";
+import { DEV_AUTH_TOKEN, type ServerConfig } from "./config.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
@@ -187,6 +187,11 @@ export async function startServer(
     fingerprint: certificate.fingerprint,
     cert: certificate.certPath,
   });
+  if (config.authToken === DEV_AUTH_TOKEN) {
+    log.warn(
+      "development invite token in use: anyone who knows it can register; set QPQ_AUTH_TOKEN",
+    );
+  }
 
   let closing: Promise<void> | undefined;
   let resolveFinished!: () => void;
