@@ -23,6 +23,18 @@ export const FRAME_READ_TIMEOUT_MS = 10_000;
 export const MAX_STREAMS_PER_CONNECTION = 256;
 /** Requests being handled at once per connection. */
 export const MAX_INFLIGHT_PER_CONNECTION = 64;
+/** Most client connections one server serves at once; more are answered `unavailable`. */
+export const MAX_CONNECTIONS = 10_000;
+/** Most connections logged in as one user at once (devices, CLI runs); more get `quota`. */
+export const MAX_CONNECTIONS_PER_USER = 32;
+/**
+ * Most bytes of answers and pushes a connection may leave unread beyond what QUIC's flow
+ * control takes (about 1 MiB per stream); past it the connection is cut off. Pushes wait
+ * for each page to be taken, so a slow reader only pauses its own pushes.
+ */
+export const MAX_UNSENT_BYTES_PER_CONNECTION = 8 * 1024 * 1024;
+/** How long a connection over {@link MAX_CONNECTIONS} is kept to answer `unavailable` (ms). */
+export const REFUSED_CONNECTION_MS = 2_000;
 /** QUIC handshake / idle timeout (ms). */
 export const QUIC_IDLE_TIMEOUT_MS = 10_000;
 /** QUIC keep-alive interval (ms). */

@@ -721,3 +721,111 @@ Deno.test("one sender holds at most max_sender_messages / max_sender_bytes of an
     await srv.close();
   }
 });
+
+Deno.test("subscribe amplification: 300 subscribes on one connection leave one push loop (a new one replaces the old)", async () => {
+  const srv = await startTestServer();
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    for (let i = 0; i < 20; i++) {
+      await mallory.conn.call(maximal(dm.channelId, 64 * 1024), "enqueued");
+    }
+    await duringAttack(srv, "300 subscribes", async () => {
+      const pushes = new Map<number, number>();
+      let waiting: { seq: number; resolve: () => void } | undefined;
+      const sub = await connectServer({
+        server: srv.addr,
+        caCertPem: srv.certPem,
+        onPush: (p) => {
+          for (const x of p.messages) {
+            pushes.set(x.seq, (pushes.get(x.seq) ?? 0) + 1);
+            if (x.seq === waiting?.seq) waiting.resolve();
+          }
+        },
+      });
+      await sub.call({ kind: "resume", token: bob.token }, "session");
+      const rss0 = Deno.memoryUsage().rss;
+      await Promise.all(
+        Array.from({ length: 300 }, () => sub.call({ kind: "subscribe", afterSeq: 0 }, "ok")),
+      );
+      const rss1 = Deno.memoryUsage().rss;
+      console.log(`300 subscribes: rss +${((rss1 - rss0) / 1e6).toFixed(1)} MB`);
+      // one new message now reaches the connection once, not once per subscribe
+      const arrived = new Promise<void>((resolve) => (waiting = { seq: 21, resolve }));
+      await mallory.conn.call(maximal(dm.channelId, 10), "enqueued");
+      await arrived;
+      for (let i = 0; i < 3; i++) await sub.ping();
+      await new Promise((r) => setTimeout(r, 200));
+      assertEquals(pushes.get(21), 1);
+      await sub.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("connections per user and in total are capped: quota and unavailable, clearly", async () => {
+  const srv = await startTestServer({ file: { max_connections: 4, max_connections_per_user: 2 } });
+  const bob = await newUser(srv, "bob"); // connection 1
+  try {
+    await duringAttack(srv, "connection caps", async () => {
+      // the pinger is connection 2; bob's second connection is 3
+      const second = await connect(srv);
+      await second.call({ kind: "resume", token: bob.token }, "session");
+      const third = await connect(srv); // connection 4
+      assertEquals(
+        await codeOf(third.call({ kind: "resume", token: bob.token }, "session")),
+        "quota",
+      );
+      assertEquals(await codeOf(loginUser(third, "bob", PASSWORD)), "quota");
+      // a fifth connection is over the server's cap: every request answered unavailable
+      const fifth = await connect(srv);
+      const e = await fifth.call({ kind: "health" }, "health").catch((x) => x);
+      assert(e instanceof QpqError && e.code === "unavailable", String(e));
+      assert(/maximum of 4 connections/.test(e.message), e.message);
+      await fifth.close();
+      // a connection of bob's that closes makes room for another
+      await second.close();
+      let code = "";
+      for (let i = 0; i < 50 && code !== "ok"; i++) {
+        code = await codeOf(third.call({ kind: "resume", token: bob.token }, "session"));
+        if (code !== "ok") await new Promise((r) => setTimeout(r, 20));
+      }
+      assertEquals(code, "ok");
+      await third.close();
+    });
+  } finally {
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("a connection that sends requests and does not read the answers is cut off at max_unsent_bytes", async () => {
+  const srv = await startTestServer({ file: { max_unsent_bytes: 2 * MAX_FRAME_BYTES } });
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    for (let i = 0; i < 3; i++) await mallory.conn.call(maximal(dm.channelId), "enqueued");
+    await duringAttack(srv, "slow reader", async () => {
+      const s = await openRawStream(srv.addr, srv.certPem);
+      await s.writer.write(requestFrame({ kind: "resume", token: bob.token }, 1));
+      assertEquals(await answer(s, 1), "ok:session");
+      // 64 fetches of a maximal message each, never read: far more than QUIC takes
+      for (let i = 0; i < 64; i++) {
+        await s.writer.write(requestFrame({ kind: "fetch", afterSeq: 0, limit: 1 }, 10 + i))
+          .catch(() => {});
+      }
+      const info = await s.conn.closed;
+      assertEquals(info.reason, "too much unread data");
+      s.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});

@@ -100,3 +100,29 @@ Deno.test("resolveConfig in production lists every unmet requirement in one erro
   );
   assert(!two.message.includes("\n"), "one line");
 });
+
+Deno.test("resolveConfig reads the hostile-peer limits and refuses values that would break honest use", () => {
+  const c = resolveConfig({}, {
+    max_sender_messages: 7,
+    max_sender_bytes: 4_000_000,
+    max_connections: 9,
+    max_connections_per_user: 3,
+    max_unsent_bytes: 4_000_000,
+  }, {});
+  assertEquals(
+    [c.maxSenderMessages, c.maxSenderBytes, c.maxConnections, c.maxConnectionsPerUser],
+    [7, 4_000_000, 9, 3],
+  );
+  assertEquals(c.maxUnsentBytes, 4_000_000);
+  assertThrows(() => resolveConfig({}, { max_connections: 0 }, {}), UsageError, "max_connections");
+  assertThrows(
+    () => resolveConfig({}, { max_sender_bytes: 1000 }, {}),
+    UsageError,
+    "twice max_message_bytes",
+  );
+  assertThrows(
+    () => resolveConfig({}, { max_unsent_bytes: 1000 }, {}),
+    UsageError,
+    "max_unsent_bytes must be at least",
+  );
+});

@@ -9,10 +9,14 @@
  */
 import { parse as parseToml } from "smol-toml";
 import {
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_USER,
+  MAX_FRAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
   MAX_SENDER_QUEUE_BYTES,
   MAX_SENDER_QUEUE_MESSAGES,
+  MAX_UNSENT_BYTES_PER_CONNECTION,
   MESSAGE_RETENTION_SECONDS,
   MIN_PRODUCTION_DB_KEY_LENGTH,
   MIN_PRODUCTION_TOKEN_LENGTH,
@@ -54,6 +58,12 @@ export interface ServerConfig {
   maxSenderBytes: number;
   /** How long undelivered messages are kept, seconds. */
   retentionSeconds: number;
+  /** Most connections served at once. */
+  maxConnections: number;
+  /** Most connections logged in as one user at once. */
+  maxConnectionsPerUser: number;
+  /** Most unread answer and push bytes per connection before it is cut off. */
+  maxUnsentBytes: number;
   /** How long a session token from a login stays valid, seconds. */
   sessionTtlSeconds: number;
   /** fsync every commit (default true); false trades power-cut safety for throughput. */
@@ -86,6 +96,9 @@ const FILE_KEYS = {
   max_queue_messages: "number",
   max_sender_messages: "number",
   max_sender_bytes: "number",
+  max_connections: "number",
+  max_connections_per_user: "number",
+  max_unsent_bytes: "number",
   retention_seconds: "number",
   session_ttl_seconds: "number",
   log_level: "string",
@@ -163,6 +176,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     maxSenderMessages: file.max_sender_messages ?? MAX_SENDER_QUEUE_MESSAGES,
     maxSenderBytes: file.max_sender_bytes ?? MAX_SENDER_QUEUE_BYTES,
     retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
+    maxConnections: file.max_connections ?? MAX_CONNECTIONS,
+    maxConnectionsPerUser: file.max_connections_per_user ?? MAX_CONNECTIONS_PER_USER,
+    maxUnsentBytes: file.max_unsent_bytes ?? MAX_UNSENT_BYTES_PER_CONNECTION,
     sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
     fsync: file.fsync ?? true,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
@@ -183,6 +199,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["max_queue_messages", config.maxQueueMessages],
       ["max_sender_messages", config.maxSenderMessages],
       ["max_sender_bytes", config.maxSenderBytes],
+      ["max_connections", config.maxConnections],
+      ["max_connections_per_user", config.maxConnectionsPerUser],
+      ["max_unsent_bytes", config.maxUnsentBytes],
       ["retention_seconds", config.retentionSeconds],
       ["session_ttl_seconds", config.sessionTtlSeconds],
     ] as const
@@ -194,6 +213,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
   }
   if (config.maxSenderBytes < 2 * config.maxMessageBytes) {
     throw new UsageError("max_sender_bytes must be at least twice max_message_bytes");
+  }
+  if (config.maxUnsentBytes < 2 * MAX_FRAME_BYTES) {
+    throw new UsageError(`max_unsent_bytes must be at least ${2 * MAX_FRAME_BYTES} (two frames)`);
   }
   if (config.production) checkProduction(config);
   return config;

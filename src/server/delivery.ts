@@ -12,6 +12,8 @@
  *            (or re-adds: also removed) ─► Welcome only for added users
  *            ─► epoch == channel epoch? ─► roster change + fan-out in one COMMIT
  * subscribe ─► push everything after afterSeq, then on every notify, in order, no repeats
+ *             (one subscription per connection: a new one replaces the old; one page in
+ *             flight at a time, so a slow reader pauses its own pushes)
  * fetch/ack ─► page through the own queue; ack deletes up to a sequence number
  * ```
  *
@@ -303,6 +305,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
 
     subscribe(req, conn, stream) {
       const me = requireUser(conn);
+      // one subscription per connection: a new one replaces the old (its loop stops)
+      SUBSCRIPTIONS.get(conn)?.();
       startPush(
         store,
         conn,
@@ -316,6 +320,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
     },
   };
 }
+
+/** The one push subscription of each connection: its stop function. */
+const SUBSCRIPTIONS = new WeakMap<ConnectionState, () => void>();
 
 /**
  * One page of a queue that fits in a frame: bounded by count and by bytes (one maximal
@@ -358,8 +365,10 @@ function startPush(
         while (!stopped) {
           const page = await fetchPage(store, user, cursor, MAX_FETCH_PAGE);
           const batch = page.messages;
-          if (batch.length === 0) break;
-          await send(await toDelivered(store, user, batch));
+          if (batch.length === 0 || stopped) break; // replaced while fetching: no work
+          const delivered = await toDelivered(store, user, batch);
+          if (stopped) break;
+          await send(delivered);
           cursor = batch[batch.length - 1]!.seq;
           if (!page.more) break;
         }
@@ -376,8 +385,12 @@ function startPush(
     stopped = true;
     unsubscribe();
     conn.cleanups.delete(stop);
+    if (SUBSCRIPTIONS.get(conn) === stop) SUBSCRIPTIONS.delete(conn);
   };
   conn.cleanups.add(stop);
+  SUBSCRIPTIONS.set(conn, stop);
   signal.addEventListener("abort", stop, { once: true });
-  void pump();
+  // First pump after the current burst of requests: a subscribe replaced right away
+  // (several on one stream) does no work at all.
+  setTimeout(() => void pump(), 0);
 }
