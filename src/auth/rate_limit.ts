@@ -5,7 +5,9 @@
  * nodes, e.g. on the database, can replace the in-memory one); {@link SlidingWindowLimiter}
  * is an exact sliding-window log kept in memory: a key may make `limit` attempts in any
  * `windowMs` interval. Memory is bounded: at most `limit` timestamps per key and at most
- * `maxKeys` keys (the least recently used key is evicted first).
+ * `maxKeys` keys. A key is forgotten only once all its attempts have left the window, so
+ * no flood of fresh keys can reset a lockout; when all `maxKeys` keys are still inside
+ * their window, a new key is refused until the oldest one expires (fail closed).
  *
  * Unknown usernames are limited exactly like known ones, so the limiter reveals nothing
  * about which users exist.
@@ -47,7 +49,7 @@ export interface SlidingWindowOptions {
   windowMs: number;
   /** Current time (ms, default `Date.now`). */
   clock?: () => number;
-  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}). */
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
   maxKeys?: number;
 }
 
@@ -57,7 +59,7 @@ export class SlidingWindowLimiter implements RateLimiter {
   readonly #window: number;
   readonly #clock: () => number;
   readonly #maxKeys: number;
-  /** key -> attempt times, oldest first; Map order = least recently used first. */
+  /** key -> attempt times, oldest first; Map order = by last counted attempt, oldest first. */
   #hits = new Map<string, number[]>();
 
   constructor(options: SlidingWindowOptions) {
@@ -74,22 +76,48 @@ export class SlidingWindowLimiter implements RateLimiter {
   hit(key: string): Promise<RateDecision> {
     const now = this.#clock();
     const since = now - this.#window;
-    const times = (this.#hits.get(key) ?? []).filter((t) => t > since);
-    this.#hits.delete(key); // re-inserted below: most recently used last
-    let decision: RateDecision;
+    const known = this.#hits.get(key);
+    if (known === undefined && this.#hits.size >= this.#maxKeys) {
+      this.#dropExpired(since);
+      if (this.#hits.size >= this.#maxKeys) {
+        // Full of keys still inside their window: evicting one would reset its count (a
+        // locked-out victim's, say), so the new key waits until the oldest one expires.
+        const oldest = this.#hits.values().next().value!;
+        return Promise.resolve({
+          allowed: false,
+          remaining: 0,
+          retryAfterMs: Math.max(1, oldest[oldest.length - 1]! + this.#window - now),
+        });
+      }
+    }
+    const times = (known ?? []).filter((t) => t > since);
     if (times.length >= this.#limit) {
-      decision = { allowed: false, remaining: 0, retryAfterMs: times[0]! + this.#window - now };
-    } else {
-      times.push(now);
-      decision = { allowed: true, remaining: this.#limit - times.length, retryAfterMs: 0 };
+      this.#hits.set(key, times); // keeps its place: order is by last counted attempt
+      return Promise.resolve({
+        allowed: false,
+        remaining: 0,
+        retryAfterMs: times[0]! + this.#window - now,
+      });
     }
+    times.push(now);
+    this.#hits.delete(key); // re-inserted: the most recent attempt is last
     this.#hits.set(key, times);
-    while (this.#hits.size > this.#maxKeys) {
-      const oldest = this.#hits.keys().next().value;
-      if (oldest === undefined) break;
-      this.#hits.delete(oldest);
+    return Promise.resolve({
+      allowed: true,
+      remaining: this.#limit - times.length,
+      retryAfterMs: 0,
+    });
+  }
+
+  /**
+   * Forget keys whose every attempt has left the window (their state equals a fresh key's).
+   * Keys are ordered by their last counted attempt, so the expired ones are at the front.
+   */
+  #dropExpired(since: number): void {
+    for (const [k, times] of this.#hits) {
+      if (times.length > 0 && times[times.length - 1]! > since) break;
+      this.#hits.delete(k);
     }
-    return Promise.resolve(decision);
   }
 
   reset(key: string): Promise<void> {
