@@ -83,6 +83,26 @@ export const MAX_KEY_PACKAGE_BATCH = 100;
 export const MAX_KEY_PACKAGE_BYTES = 16 * 1024;
 /** Most KeyPackages stored for one user. */
 export const MAX_KEY_PACKAGES_PER_USER = 500;
+/**
+ * KeyPackage fetches one user may make at once (adding that many people), refilled over
+ * {@link KEY_PACKAGE_FETCH_REFILL_MS}; past it fetchKeyPackage is `rate_limited`.
+ */
+export const KEY_PACKAGE_FETCHES_PER_REQUESTER = 1000;
+/**
+ * KeyPackage fetches of one user's packages, by anyone, at once, refilled over
+ * {@link KEY_PACKAGE_FETCH_REFILL_MS}: nobody drains a user's stock faster than this. It
+ * equals the batch a client keeps (20), which an online client tops up every 10 minutes.
+ */
+export const KEY_PACKAGE_FETCHES_PER_TARGET = 20;
+/** Time in which the KeyPackage fetch allowances refill completely (ms). */
+export const KEY_PACKAGE_FETCH_REFILL_MS = 10 * 60_000;
+/**
+ * Below this many KeyPackages of a suite left after a fetch (or when a last resort is
+ * handed out), the server tells the owner (a `serverNotice` in its own queue).
+ */
+export const KEY_PACKAGE_LOW_WATER = 5;
+/** At most one KeyPackage notice per user in this interval (ms). */
+export const KEY_PACKAGE_NOTICE_INTERVAL_MS = 60 * 60_000;
 /** Most members of one channel. */
 export const MAX_CHANNEL_MEMBERS = 10_000;
 /** Session token lifetime (seconds). */

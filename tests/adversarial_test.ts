@@ -829,3 +829,35 @@ Deno.test("a connection that sends requests and does not read the answers is cut
     await srv.close();
   }
 });
+
+Deno.test("KeyPackage drain: fetchKeyPackage is rate_limited per requester and per target", async () => {
+  const srv = await startTestServer({
+    file: { key_package_fetches_per_requester: 6, key_package_fetches_per_target: 4 },
+  });
+  const mallory = await newUser(srv, "mallory");
+  const dave = await newUser(srv, "dave");
+  const setup = await connect(srv);
+  await registerUser(setup, "bob", PASSWORD, identityKey());
+  await registerUser(setup, "carol", PASSWORD, identityKey());
+  await setup.close();
+  try {
+    await duringAttack(srv, "KeyPackage drain", async () => {
+      const fetch = (who: { conn: ServerConnection }, username: string) =>
+        codeOf(who.conn.call({ kind: "fetchKeyPackage", username }, "keyPackage"));
+      // (they uploaded no KeyPackages: not_found, but every fetch counts)
+      const codes: string[] = [];
+      for (let i = 0; i < 5; i++) codes.push(await fetch(mallory, "bob"));
+      assertEquals(codes, ["not_found", "not_found", "not_found", "not_found", "rate_limited"]);
+      // the target's allowance holds across requesters
+      assertEquals(await fetch(dave, "bob"), "rate_limited");
+      assertEquals(await fetch(dave, "carol"), "not_found");
+      // the requester's allowance holds across targets
+      assertEquals(await fetch(mallory, "carol"), "not_found");
+      assertEquals(await fetch(mallory, "carol"), "rate_limited");
+    });
+  } finally {
+    await mallory.conn.close();
+    await dave.conn.close();
+    await srv.close();
+  }
+});

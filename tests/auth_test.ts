@@ -29,6 +29,7 @@ import {
   registrationStart,
   ServerLoginState,
   SlidingWindowLimiter,
+  TokenBucketLimiter,
 } from "../src/auth/mod.ts";
 import { MEMORY_PATH, SqliteServerStore } from "../src/store/server/mod.ts";
 import { accountHandlers } from "../src/server/accounts.ts";
@@ -366,4 +367,24 @@ Deno.test("loginStart (handler, sealed store) takes the same time for known and 
   } finally {
     await store.close();
   }
+});
+
+Deno.test("TokenBucketLimiter allows a burst, refills evenly, and never forgets a bucket that is not full", async () => {
+  let now = 0;
+  const rl = new TokenBucketLimiter({ burst: 3, refillMs: 300, clock: () => now, maxKeys: 2 });
+  for (let i = 0; i < 3; i++) assertEquals((await rl.hit("a")).allowed, true);
+  const refused = await rl.hit("a");
+  assertEquals(refused, { allowed: false, remaining: 0, retryAfterMs: 100 });
+  now = 100; // one token back
+  assertEquals((await rl.hit("a")).allowed, true);
+  assertEquals((await rl.hit("a")).allowed, false);
+  assertEquals((await rl.hit("b")).allowed, true);
+  // full of buckets still refilling: a new key waits instead of resetting "a"
+  const c = await rl.hit("c");
+  assertEquals(c.allowed, false);
+  assert(c.retryAfterMs > 0);
+  assertEquals((await rl.hit("a")).allowed, false, "a's count survived");
+  now = 1000; // every bucket full again: forgotten to make room
+  assertEquals((await rl.hit("c")).allowed, true);
+  assert(rl.size <= 2);
 });

@@ -1,5 +1,6 @@
 /**
- * Login rate limiting per user and per connection.
+ * Rate limiting: logins per user and per connection, and any other per-key allowance
+ * (KeyPackage fetches per requester and per target use {@link TokenBucketLimiter}).
  *
  * {@link RateLimiter} is the interface (async, so a limiter shared by several server
  * nodes, e.g. on the database, can replace the in-memory one); {@link SlidingWindowLimiter}
@@ -128,6 +129,84 @@ export class SlidingWindowLimiter implements RateLimiter {
   /** Keys currently tracked (for tests and health). */
   get size(): number {
     return this.#hits.size;
+  }
+}
+
+/** Options of {@link TokenBucketLimiter}. */
+export interface TokenBucketOptions {
+  /** Attempts allowed at once (the bucket's size). */
+  burst: number;
+  /** Time to refill an empty bucket (ms): `burst` attempts per `refillMs` on average. */
+  refillMs: number;
+  /** Current time (ms, default `Date.now`). */
+  clock?: () => number;
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
+  maxKeys?: number;
+}
+
+/**
+ * In-memory token bucket: up to `burst` attempts at once, refilled evenly over `refillMs`.
+ * Two numbers per key, so large allowances (a member adding hundreds of people) cost no
+ * more memory than small ones. Like {@link SlidingWindowLimiter}, a key is forgotten only
+ * once its bucket is full again (its state equals a fresh key's), and when all `maxKeys`
+ * keys are still refilling a new key is refused until the oldest one is full.
+ */
+export class TokenBucketLimiter implements RateLimiter {
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #clock: () => number;
+  readonly #maxKeys: number;
+  /** key -> tokens at `at`; Map order = by last counted attempt, oldest first. */
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(options: TokenBucketOptions) {
+    if (!Number.isSafeInteger(options.burst) || options.burst < 1) {
+      throw new RangeError("burst must be a positive integer");
+    }
+    if (!(options.refillMs > 0)) throw new RangeError("refillMs must be positive");
+    this.#burst = options.burst;
+    this.#perMs = options.burst / options.refillMs;
+    this.#clock = options.clock ?? Date.now;
+    this.#maxKeys = options.maxKeys ?? MAX_RATE_LIMIT_KEYS;
+  }
+
+  #tokens(b: { tokens: number; at: number }, now: number): number {
+    return Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
+  }
+
+  hit(key: string): Promise<RateDecision> {
+    const now = this.#clock();
+    let b = this.#buckets.get(key);
+    if (b === undefined && this.#buckets.size >= this.#maxKeys) {
+      for (const [k, old] of this.#buckets) {
+        if (this.#tokens(old, now) < this.#burst) break;
+        this.#buckets.delete(k);
+      }
+      if (this.#buckets.size >= this.#maxKeys) {
+        const oldest = this.#buckets.values().next().value!;
+        const wait = (this.#burst - this.#tokens(oldest, now)) / this.#perMs;
+        return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: Math.ceil(wait) });
+      }
+    }
+    const tokens = b === undefined ? this.#burst : this.#tokens(b, now);
+    if (tokens < 1) {
+      const wait = Math.max(1, Math.ceil((1 - tokens) / this.#perMs));
+      return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: wait });
+    }
+    b = { tokens: tokens - 1, at: now };
+    this.#buckets.delete(key); // re-inserted: the most recent attempt is last
+    this.#buckets.set(key, b);
+    return Promise.resolve({ allowed: true, remaining: Math.floor(b.tokens), retryAfterMs: 0 });
+  }
+
+  reset(key: string): Promise<void> {
+    this.#buckets.delete(key);
+    return Promise.resolve();
+  }
+
+  /** Keys currently tracked (for tests). */
+  get size(): number {
+    return this.#buckets.size;
   }
 }
 

@@ -9,6 +9,8 @@
  */
 import { parse as parseToml } from "smol-toml";
 import {
+  KEY_PACKAGE_FETCHES_PER_REQUESTER,
+  KEY_PACKAGE_FETCHES_PER_TARGET,
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_USER,
   MAX_FRAME_BYTES,
@@ -64,6 +66,10 @@ export interface ServerConfig {
   maxConnectionsPerUser: number;
   /** Most unread answer and push bytes per connection before it is cut off. */
   maxUnsentBytes: number;
+  /** KeyPackage fetches one user may make at once (refilled over 10 minutes). */
+  keyPackageFetchesPerRequester: number;
+  /** KeyPackage fetches of one user's packages at once, by anyone (refilled over 10 minutes). */
+  keyPackageFetchesPerTarget: number;
   /** How long a session token from a login stays valid, seconds. */
   sessionTtlSeconds: number;
   /** fsync every commit (default true); false trades power-cut safety for throughput. */
@@ -99,6 +105,8 @@ const FILE_KEYS = {
   max_connections: "number",
   max_connections_per_user: "number",
   max_unsent_bytes: "number",
+  key_package_fetches_per_requester: "number",
+  key_package_fetches_per_target: "number",
   retention_seconds: "number",
   session_ttl_seconds: "number",
   log_level: "string",
@@ -179,6 +187,10 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     maxConnections: file.max_connections ?? MAX_CONNECTIONS,
     maxConnectionsPerUser: file.max_connections_per_user ?? MAX_CONNECTIONS_PER_USER,
     maxUnsentBytes: file.max_unsent_bytes ?? MAX_UNSENT_BYTES_PER_CONNECTION,
+    keyPackageFetchesPerRequester: file.key_package_fetches_per_requester ??
+      KEY_PACKAGE_FETCHES_PER_REQUESTER,
+    keyPackageFetchesPerTarget: file.key_package_fetches_per_target ??
+      KEY_PACKAGE_FETCHES_PER_TARGET,
     sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
     fsync: file.fsync ?? true,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
@@ -202,6 +214,8 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["max_connections", config.maxConnections],
       ["max_connections_per_user", config.maxConnectionsPerUser],
       ["max_unsent_bytes", config.maxUnsentBytes],
+      ["key_package_fetches_per_requester", config.keyPackageFetchesPerRequester],
+      ["key_package_fetches_per_target", config.keyPackageFetchesPerTarget],
       ["retention_seconds", config.retentionSeconds],
       ["session_ttl_seconds", config.sessionTtlSeconds],
     ] as const

@@ -64,6 +64,7 @@ async function toDelivered(
       messageKind: welcome ? "welcome" : r.kind,
       epoch: r.epoch,
       sentAtMs: m.receivedAt,
+      ...(r.notice ? { serverNotice: r.notice } : {}),
     };
     if (welcome && m.channelId !== null) {
       if (!channels.has(m.channelId)) {

@@ -59,7 +59,7 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
     return [{
       handlers: {
         ...accountHandlers(ctx, store, setup),
-        ...keyPackageHandlers(store),
+        ...keyPackageHandlers(ctx, store),
         ...deliveryHandlers(ctx, store),
       },
       queueDepth: () => store.totalQueueDepth(),
