@@ -26,7 +26,7 @@ import type {
 } from "../store/server/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
-import { AuthError, UsageError, ValidationError } from "../errors.ts";
+import { AuthError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
 import { MAX_FETCH_PAGE, MAX_FETCH_PAGE_BYTES, MESSAGE_ENVELOPE_BYTES } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
@@ -375,7 +375,10 @@ function startPush(
         }
       } while (again && !stopped);
     } catch (e) {
-      ctx.log.debug("push stopped", { conn: conn.id, error: String(e) });
+      // the connection went (or was cut off): expected; anything else is a bug to see
+      if (e instanceof TransportError) {
+        ctx.log.debug("push stopped", { conn: conn.id, error: String(e) });
+      } else ctx.log.error("push failed", { conn: conn.id, error: String(e) });
       stop();
     } finally {
       running = false;
