@@ -252,6 +252,12 @@ struct Message {
   sentAtMs @7 :UInt64;
   channelName @8 :Text;              # Welcome only: the group's name ("" for a DM), so a member
   channelKind @9 :ChannelKind;       # removed again before reading its queue still knows it
+  serverNotice @10 :UInt16;          # 0: a message. Else a notice from the server to the queue's
+                                     # owner (empty channelId, sender = the owner, kind
+                                     # application, empty payload): 1 = your KeyPackages run
+                                     # low or your last resort was handed out (refill, rotate).
+                                     # A number, not an enum: older readers ignore the field and
+                                     # drop the message (no channel), unknown numbers are ignored.
 }
 
 struct Messages {

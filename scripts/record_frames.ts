@@ -16,6 +16,9 @@
  * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
  * ```
  *
+ * Variants of a kind are named `<kind>+<variant>`: `push+notice` is built from bob's push
+ * (a server notice, `serverNotice` set).
+ *
  * Usage: `deno run --unstable-net --allow-net=127.0.0.1,localhost --allow-read --allow-write
  * --allow-env --allow-sys=hostname scripts/record_frames.ts [outDir]`
  *
@@ -42,7 +45,9 @@ import { connectQuic, parseHostPort } from "../src/transport/quic.ts";
 import {
   CONTENT_VERSION,
   encodeContent,
+  encodeFrame,
   FrameReader,
+  NOTICE_KEY_PACKAGES,
   openFrame,
   type Push,
   type Request,
@@ -241,6 +246,20 @@ export async function recordSession(): Promise<Recording> {
     await b.rpc.call({ kind: "logout" }, "ok");
     await a.close();
     await b.close();
+    // a server notice as a push (built, not recorded: draining KeyPackages takes minutes)
+    const push = b.pushes[0]!;
+    const notice = {
+      ...push.messages[0]!,
+      channelId: new Uint8Array(0),
+      sender: "bob",
+      payload: new Uint8Array(0),
+      messageKind: "application" as const,
+      serverNotice: NOTICE_KEY_PACKAGES,
+    };
+    rec.set(
+      "push+notice",
+      encodeFrame({ version: 1, requestId: 3, type: "push", push: { messages: [notice] } }),
+    );
     return rec;
   } finally {
     await srv.close();

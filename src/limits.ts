@@ -23,6 +23,18 @@ export const FRAME_READ_TIMEOUT_MS = 10_000;
 export const MAX_STREAMS_PER_CONNECTION = 256;
 /** Requests being handled at once per connection. */
 export const MAX_INFLIGHT_PER_CONNECTION = 64;
+/** Most client connections one server serves at once; more are answered `unavailable`. */
+export const MAX_CONNECTIONS = 10_000;
+/** Most connections logged in as one user at once (devices, CLI runs); more get `quota`. */
+export const MAX_CONNECTIONS_PER_USER = 32;
+/**
+ * Most bytes of answers and pushes a connection may leave unread beyond what QUIC's flow
+ * control takes (about 1 MiB per stream); past it the connection is cut off. Pushes wait
+ * for each page to be taken, so a slow reader only pauses its own pushes.
+ */
+export const MAX_UNSENT_BYTES_PER_CONNECTION = 8 * 1024 * 1024;
+/** How long a connection over {@link MAX_CONNECTIONS} is kept to answer `unavailable` (ms). */
+export const REFUSED_CONNECTION_MS = 2_000;
 /** QUIC handshake / idle timeout (ms). */
 export const QUIC_IDLE_TIMEOUT_MS = 10_000;
 /** QUIC keep-alive interval (ms). */
@@ -40,16 +52,57 @@ export const MAX_GROUP_NAME_BYTES = 64;
 export const MAX_MESSAGE_BYTES = 512 * 1024;
 /** Most undelivered messages in one recipient queue. */
 export const MAX_QUEUE_MESSAGES = 10_000;
+/**
+ * Most undelivered messages one sender may hold in another user's queue (a fifth of
+ * {@link MAX_QUEUE_MESSAGES}, so no single sender fills a queue). A commit may go up to
+ * twice this, so a sender at the cap can still change the group.
+ */
+export const MAX_SENDER_QUEUE_MESSAGES = MAX_QUEUE_MESSAGES / 5;
+/** Most undelivered payload bytes one sender may hold in another user's queue (commits: twice). */
+export const MAX_SENDER_QUEUE_BYTES = 64 * 1024 * 1024;
 /** How long undelivered messages are kept (seconds). */
 export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
 /** Most messages returned by one fetch. */
 export const MAX_FETCH_PAGE = 500;
+/**
+ * Most a delivered message adds on the wire to its stored size (sender, message id and
+ * payload are stored; channel id and name, the Cap'n Proto struct, list tag and far
+ * pointers are not): about 300 bytes, counted as 512.
+ */
+export const MESSAGE_ENVELOPE_BYTES = 512;
+/**
+ * Most bytes in one fetch page or push: stored sizes plus {@link MESSAGE_ENVELOPE_BYTES}
+ * each. The rest of the frame (16 KiB) is room for the frame header and segment table, so
+ * a page always fits in {@link MAX_FRAME_BYTES}; a page holds at least one message, and
+ * one maximal message ({@link MAX_MESSAGE_BYTES} plus its record) is well under this.
+ */
+export const MAX_FETCH_PAGE_BYTES = MAX_FRAME_BYTES - 16 * 1024;
 /** Most KeyPackages in one upload. */
 export const MAX_KEY_PACKAGE_BATCH = 100;
 /** Largest single KeyPackage (bytes); X-Wing keys make them about 1.3 KiB. */
 export const MAX_KEY_PACKAGE_BYTES = 16 * 1024;
 /** Most KeyPackages stored for one user. */
 export const MAX_KEY_PACKAGES_PER_USER = 500;
+/**
+ * KeyPackage fetches one user may make at once (adding that many people), refilled over
+ * {@link KEY_PACKAGE_FETCH_REFILL_MS}; past it fetchKeyPackage is `rate_limited`.
+ */
+export const KEY_PACKAGE_FETCHES_PER_REQUESTER = 1000;
+/**
+ * KeyPackage fetches of one user's packages, by anyone, at once, refilled over
+ * {@link KEY_PACKAGE_FETCH_REFILL_MS}: nobody drains a user's stock faster than this. It
+ * equals the batch a client keeps (20), which an online client tops up every 10 minutes.
+ */
+export const KEY_PACKAGE_FETCHES_PER_TARGET = 20;
+/** Time in which the KeyPackage fetch allowances refill completely (ms). */
+export const KEY_PACKAGE_FETCH_REFILL_MS = 10 * 60_000;
+/**
+ * Below this many KeyPackages of a suite left after a fetch (or when a last resort is
+ * handed out), the server tells the owner (a `serverNotice` in its own queue).
+ */
+export const KEY_PACKAGE_LOW_WATER = 5;
+/** At most one KeyPackage notice per user in this interval (ms). */
+export const KEY_PACKAGE_NOTICE_INTERVAL_MS = 60 * 60_000;
 /** Most members of one channel. */
 export const MAX_CHANNEL_MEMBERS = 10_000;
 /** Session token lifetime (seconds). */

@@ -26,6 +26,7 @@ import { connectQuic, formatHostPort, parseHostPort } from "../src/transport/qui
 import { clientLoginStart } from "../src/auth/mod.ts";
 import {
   decodeFrame,
+  type DeliveredMessage,
   encodeFrame,
   FrameReader,
   lengthPrefixed,
@@ -38,9 +39,14 @@ import { randomBytes } from "../src/bytes.ts";
 import {
   LOGIN_ATTEMPTS_PER_CONNECTION,
   LOGIN_ATTEMPTS_PER_USER,
+  MAX_FETCH_PAGE,
+  MAX_FETCH_PAGE_BYTES,
   MAX_FRAME_BYTES,
+  MAX_GROUP_NAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_STREAMS_PER_CONNECTION,
+  MAX_USERNAME_BYTES,
+  MESSAGE_ENVELOPE_BYTES,
   WIRE_VERSION,
 } from "../src/limits.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
@@ -546,6 +552,312 @@ Deno.test("a flood of login attempts is rate_limited after the limit while anoth
     });
   } finally {
     await setup.close();
+    await srv.close();
+  }
+});
+
+/** A maximal application message from `from` into `channelId` (payload MAX_MESSAGE_BYTES). */
+function maximal(channelId: Uint8Array, bytes = MAX_MESSAGE_BYTES): Request {
+  return {
+    kind: "enqueue",
+    channelId,
+    messageId: randomBytes(16),
+    payload: randomBytes(bytes),
+    messageKind: "application",
+    epoch: 0,
+    recipients: [],
+  };
+}
+
+Deno.test("inbox jam: two maximal messages to a victim still reach it, across fetch pages and pushes", async () => {
+  const srv = await startTestServer();
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    await duringAttack(srv, "inbox jam", async () => {
+      for (let i = 0; i < 3; i++) await mallory.conn.call(maximal(dm.channelId), "enqueued");
+      // fetch: every page fits in a frame, `more` says there is more
+      const seen: number[] = [];
+      let after = 0;
+      for (let page = 0; page < 10; page++) {
+        const m = await bob.conn.call({ kind: "fetch", afterSeq: after, limit: 500 }, "messages");
+        assert(m.messages.length >= 1, "a page holds at least one maximal message");
+        for (const x of m.messages) {
+          assertEquals(x.payload.length, MAX_MESSAGE_BYTES);
+          seen.push(x.seq);
+        }
+        after = m.messages.at(-1)!.seq;
+        if (!m.more) break;
+      }
+      assertEquals(seen, [1, 2, 3]);
+      // pushes: the same three, in order, on a subscription
+      const pushed: number[] = [];
+      let gotAll!: () => void;
+      const all = new Promise<void>((r) => (gotAll = r));
+      const sub = await connectServer({
+        server: srv.addr,
+        caCertPem: srv.certPem,
+        onPush: (p) => {
+          for (const x of p.messages) pushed.push(x.seq);
+          if (pushed.length >= 3) gotAll();
+        },
+      });
+      await sub.call({ kind: "resume", token: bob.token }, "session");
+      await sub.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+      await all;
+      assertEquals(pushed, [1, 2, 3]);
+      await sub.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("serveStream answers a response too large to encode with internal, never silence", async () => {
+  const [client, server] = pipePair();
+  const served = serveStream(server, (req) =>
+    Promise.resolve(
+      req.kind === "ping"
+        ? {
+          kind: "pong",
+          clientTimeMs: 0,
+          serverTimeMs: 0,
+          payload: new Uint8Array(MAX_FRAME_BYTES),
+        }
+        : { kind: "ok" },
+    ), { frameTimeoutMs: 1000 });
+  const writer = client.writable.getWriter();
+  const reader = new FrameReader(client.readable);
+  await writer.write(
+    requestFrame({ kind: "ping", clientTimeMs: 0, payload: new Uint8Array(0) }, 4),
+  );
+  const f = openFrame((await reader.next())!).decode();
+  assert(f.type === "response" && f.response.kind === "error", JSON.stringify(f));
+  assertEquals(f.requestId, 4);
+  assertEquals(f.response.code, "internal");
+  // the stream goes on serving
+  await writer.write(requestFrame({ kind: "health" }, 5));
+  const g = openFrame((await reader.next())!).decode();
+  assert(g.type === "response" && g.response.kind === "ok");
+  await writer.close();
+  await served;
+});
+
+Deno.test("a page at MAX_FETCH_PAGE_BYTES of worst-case envelopes always encodes within MAX_FRAME_BYTES", () => {
+  const longName = "x".repeat(MAX_USERNAME_BYTES);
+  const msg = (seq: number, payload: number): DeliveredMessage => ({
+    seq: 2 ** 50 + seq,
+    channelId: randomBytes(32),
+    sender: longName,
+    messageId: randomBytes(32),
+    payload: new Uint8Array(payload),
+    messageKind: "welcome",
+    epoch: 2 ** 50,
+    sentAtMs: 2 ** 50,
+    channelName: "g".repeat(MAX_GROUP_NAME_BYTES),
+    channelKind: "group",
+  });
+  // stored size as the store counts it: length-prefixed sender and hex message id, record
+  const stored = (m: DeliveredMessage) => 8 + m.sender.length + 64 + m.payload.length + 20;
+  for (const sizes of [[MAX_MESSAGE_BYTES], [0], [MAX_MESSAGE_BYTES, 300 * 1024], [1000, 7]]) {
+    const messages: DeliveredMessage[] = [];
+    let bytes = 0;
+    for (let i = 0; messages.length < MAX_FETCH_PAGE; i++) {
+      const m = msg(i, sizes[i % sizes.length]!);
+      const size = stored(m) + MESSAGE_ENVELOPE_BYTES;
+      if (messages.length > 0 && bytes + size > MAX_FETCH_PAGE_BYTES) break;
+      bytes += size;
+      messages.push(m);
+    }
+    for (
+      const frame of [
+        { type: "response", response: { kind: "messages", messages, more: true } },
+        { type: "push", push: { messages } },
+      ] as const
+    ) {
+      const n = encodeFrame({ version: WIRE_VERSION, requestId: 2 ** 31, ...frame }).length;
+      assert(n <= MAX_FRAME_BYTES, `${messages.length} messages: ${n} bytes`);
+    }
+  }
+});
+
+Deno.test("one sender holds at most max_sender_messages / max_sender_bytes of another user's queue: quota, others unaffected", async () => {
+  const srv = await startTestServer({
+    file: { max_sender_messages: 5, max_message_bytes: 1000, max_sender_bytes: 2000 },
+  });
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  const alice = await newUser(srv, "alice");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    const fromAlice = await alice.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    await duringAttack(srv, "sender quota", async () => {
+      const codes: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        codes.push(await codeOf(mallory.conn.call(maximal(dm.channelId, 10), "enqueued")));
+      }
+      assertEquals(codes, ["ok", "ok", "ok", "ok", "ok", "quota", "quota"]);
+      // another sender still reaches bob
+      assertEquals(
+        await codeOf(alice.conn.call(maximal(fromAlice.channelId, 10), "enqueued")),
+        "ok",
+      );
+      // once bob has read them, mallory may send again
+      const m = await bob.conn.call({ kind: "fetch", afterSeq: 0, limit: 500 }, "messages");
+      assertEquals(m.messages.length, 6);
+      await bob.conn.call({ kind: "ack", uptoSeq: m.messages.at(-1)!.seq }, "ok");
+      // bytes: 900-byte payloads (about 920 stored) fit twice in 2000, not three times
+      const byBytes: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        byBytes.push(await codeOf(mallory.conn.call(maximal(dm.channelId, 900), "enqueued")));
+      }
+      assertEquals(byBytes, ["ok", "ok", "quota"]);
+    });
+  } finally {
+    for (const u of [mallory, bob, alice]) await u.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("subscribe amplification: 300 subscribes on one connection leave one push loop (a new one replaces the old)", async () => {
+  const srv = await startTestServer();
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    for (let i = 0; i < 20; i++) {
+      await mallory.conn.call(maximal(dm.channelId, 64 * 1024), "enqueued");
+    }
+    await duringAttack(srv, "300 subscribes", async () => {
+      const pushes = new Map<number, number>();
+      let waiting: { seq: number; resolve: () => void } | undefined;
+      const sub = await connectServer({
+        server: srv.addr,
+        caCertPem: srv.certPem,
+        onPush: (p) => {
+          for (const x of p.messages) {
+            pushes.set(x.seq, (pushes.get(x.seq) ?? 0) + 1);
+            if (x.seq === waiting?.seq) waiting.resolve();
+          }
+        },
+      });
+      await sub.call({ kind: "resume", token: bob.token }, "session");
+      const rss0 = Deno.memoryUsage().rss;
+      await Promise.all(
+        Array.from({ length: 300 }, () => sub.call({ kind: "subscribe", afterSeq: 0 }, "ok")),
+      );
+      const rss1 = Deno.memoryUsage().rss;
+      console.log(`300 subscribes: rss +${((rss1 - rss0) / 1e6).toFixed(1)} MB`);
+      // one new message now reaches the connection once, not once per subscribe
+      const arrived = new Promise<void>((resolve) => (waiting = { seq: 21, resolve }));
+      await mallory.conn.call(maximal(dm.channelId, 10), "enqueued");
+      await arrived;
+      for (let i = 0; i < 3; i++) await sub.ping();
+      await new Promise((r) => setTimeout(r, 200));
+      assertEquals(pushes.get(21), 1);
+      await sub.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("connections per user and in total are capped: quota and unavailable, clearly", async () => {
+  const srv = await startTestServer({ file: { max_connections: 4, max_connections_per_user: 2 } });
+  const bob = await newUser(srv, "bob"); // connection 1
+  try {
+    await duringAttack(srv, "connection caps", async () => {
+      // the pinger is connection 2; bob's second connection is 3
+      const second = await connect(srv);
+      await second.call({ kind: "resume", token: bob.token }, "session");
+      const third = await connect(srv); // connection 4
+      assertEquals(
+        await codeOf(third.call({ kind: "resume", token: bob.token }, "session")),
+        "quota",
+      );
+      assertEquals(await codeOf(loginUser(third, "bob", PASSWORD)), "quota");
+      // a fifth connection is over the server's cap: every request answered unavailable
+      const fifth = await connect(srv);
+      const e = await fifth.call({ kind: "health" }, "health").catch((x) => x);
+      assert(e instanceof QpqError && e.code === "unavailable", String(e));
+      assert(/maximum of 4 connections/.test(e.message), e.message);
+      await fifth.close();
+      // a connection of bob's that closes makes room for another
+      await second.close();
+      let code = "";
+      for (let i = 0; i < 50 && code !== "ok"; i++) {
+        code = await codeOf(third.call({ kind: "resume", token: bob.token }, "session"));
+        if (code !== "ok") await new Promise((r) => setTimeout(r, 20));
+      }
+      assertEquals(code, "ok");
+      await third.close();
+    });
+  } finally {
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("a connection that sends requests and does not read the answers is cut off at max_unsent_bytes", async () => {
+  const srv = await startTestServer({ file: { max_unsent_bytes: 2 * MAX_FRAME_BYTES } });
+  const mallory = await newUser(srv, "mallory");
+  const bob = await newUser(srv, "bob");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    for (let i = 0; i < 3; i++) await mallory.conn.call(maximal(dm.channelId), "enqueued");
+    await duringAttack(srv, "slow reader", async () => {
+      const s = await openRawStream(srv.addr, srv.certPem);
+      await s.writer.write(requestFrame({ kind: "resume", token: bob.token }, 1));
+      assertEquals(await answer(s, 1), "ok:session");
+      // 64 fetches of a maximal message each, never read: far more than QUIC takes
+      for (let i = 0; i < 64; i++) {
+        await s.writer.write(requestFrame({ kind: "fetch", afterSeq: 0, limit: 1 }, 10 + i))
+          .catch(() => {});
+      }
+      const info = await s.conn.closed;
+      assertEquals(info.reason, "too much unread data");
+      s.close();
+    });
+  } finally {
+    await mallory.conn.close();
+    await bob.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("KeyPackage drain: fetchKeyPackage is rate_limited per requester and per target", async () => {
+  const srv = await startTestServer({
+    file: { key_package_fetches_per_requester: 6, key_package_fetches_per_target: 4 },
+  });
+  const mallory = await newUser(srv, "mallory");
+  const dave = await newUser(srv, "dave");
+  const setup = await connect(srv);
+  await registerUser(setup, "bob", PASSWORD, identityKey());
+  await registerUser(setup, "carol", PASSWORD, identityKey());
+  await setup.close();
+  try {
+    await duringAttack(srv, "KeyPackage drain", async () => {
+      const fetch = (who: { conn: ServerConnection }, username: string) =>
+        codeOf(who.conn.call({ kind: "fetchKeyPackage", username }, "keyPackage"));
+      // (they uploaded no KeyPackages: not_found, but every fetch counts)
+      const codes: string[] = [];
+      for (let i = 0; i < 5; i++) codes.push(await fetch(mallory, "bob"));
+      assertEquals(codes, ["not_found", "not_found", "not_found", "not_found", "rate_limited"]);
+      // the target's allowance holds across requesters
+      assertEquals(await fetch(dave, "bob"), "rate_limited");
+      assertEquals(await fetch(dave, "carol"), "not_found");
+      // the requester's allowance holds across targets
+      assertEquals(await fetch(mallory, "carol"), "not_found");
+      assertEquals(await fetch(mallory, "carol"), "rate_limited");
+    });
+  } finally {
+    await mallory.conn.close();
+    await dave.conn.close();
     await srv.close();
   }
 });

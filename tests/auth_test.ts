@@ -29,8 +29,13 @@ import {
   registrationStart,
   ServerLoginState,
   SlidingWindowLimiter,
+  TokenBucketLimiter,
 } from "../src/auth/mod.ts";
 import { MEMORY_PATH, SqliteServerStore } from "../src/store/server/mod.ts";
+import { accountHandlers } from "../src/server/accounts.ts";
+import { resolveConfig } from "../src/server/config.ts";
+import type { ServerContext } from "../src/server/context.ts";
+import { silentLogger } from "../src/log.ts";
 
 /** Cheap argon2id so most tests stay fast; one test uses the production default. */
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
@@ -265,15 +270,29 @@ Deno.test("SlidingWindowLimiter refuses past the limit and allows again after th
   assertEquals((await rl.hit("k")).allowed, true);
 });
 
-Deno.test("SlidingWindowLimiter evicts the least recently used key past maxKeys", async () => {
-  const rl = new SlidingWindowLimiter({ limit: 1, windowMs: 1000, clock: () => 0, maxKeys: 2 });
-  await rl.hit("a");
-  await rl.hit("b");
-  await rl.hit("a"); // refused, but now most recent
-  await rl.hit("c"); // evicts b
-  assertEquals(rl.size, 2);
-  assertEquals((await rl.hit("a")).allowed, false);
-  assertEquals((await rl.hit("b")).allowed, true);
+Deno.test("SlidingWindowLimiter: cycling fresh keys never resets a lockout; full of live keys, new keys wait", async () => {
+  let now = 0;
+  const rl = new SlidingWindowLimiter({ limit: 3, windowMs: 1000, clock: () => now, maxKeys: 5 });
+  for (let i = 0; i < 3; i++) assertEquals((await rl.hit("victim")).allowed, true);
+  assertEquals((await rl.hit("victim")).allowed, false);
+  // an attacker cycles 1,000 fresh usernames
+  const fresh: boolean[] = [];
+  for (let i = 0; i < 1000; i++) {
+    now += 0.5;
+    fresh.push((await rl.hit(`fresh-${i}`)).allowed);
+  }
+  assertEquals(fresh.filter((a) => a).length, 4, "room for four more keys, then none");
+  assertEquals(rl.size, 5);
+  const refused = await rl.hit("victim");
+  assertEquals(refused.allowed, false, "the lockout holds");
+  const full = await rl.hit("another");
+  assertEquals(full.allowed, false);
+  assert(full.retryAfterMs > 0 && full.retryAfterMs <= 1000, String(full.retryAfterMs));
+  // once the window has passed, expired keys make room and the victim may try again
+  now = 1001;
+  assertEquals((await rl.hit("another")).allowed, true);
+  assertEquals((await rl.hit("victim")).allowed, true);
+  assert(rl.size <= 5);
 });
 
 Deno.test("LoginRateLimiter trips per user and per connection with rate_limited", async () => {
@@ -294,4 +313,78 @@ Deno.test("LoginRateLimiter trips per user and per connection with rate_limited"
   assertEquals(e2.code, "rate_limited");
   // The refused connection did not use up fresh-user's allowance.
   for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER; i++) await rl2.check("fresh-user", `c${i}`);
+});
+
+Deno.test("loginStart (handler, sealed store) takes the same time for known and unknown users: medians within 25%", async () => {
+  const store = await SqliteServerStore.open(MEMORY_PATH, { dbKey: "k".repeat(32) });
+  try {
+    const setup = await createServerSetup();
+    const reg = await register(setup, "alice", "pw");
+    await store.createUser("alice", reg.record);
+    const ctx: ServerContext = {
+      config: resolveConfig({}, {}, {}),
+      log: silentLogger,
+      startedAt: 0,
+      stats: { connections: 0, requests: 0 },
+      queueDepth: () => Promise.resolve(0),
+    };
+    const unlimited = new SlidingWindowLimiter({ limit: 1e9, windowMs: 1 });
+    const handlers = accountHandlers(
+      ctx,
+      store,
+      setup,
+      new LoginRateLimiter({ perUser: unlimited, perConnection: unlimited }),
+    );
+    const conn = {
+      id: 1,
+      remote: "",
+      username: undefined,
+      sessionHash: undefined,
+      cleanups: new Set<() => void>(),
+    };
+    const ke1 = (await clientLoginStart("pw")).request;
+    const time = async (username: string) => {
+      const t0 = performance.now();
+      await handlers.loginStart!({ kind: "loginStart", username, request: ke1 }, conn, {} as never);
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 20; i++) await time(i % 2 ? "alice" : "nobody"); // warm up
+    const known: number[] = [];
+    const unknown: number[] = [];
+    for (let i = 0; i < 300; i++) { // interleaved, so machine load hits both alike
+      known.push(await time("alice"));
+      unknown.push(await time(`nobody${i}`));
+    }
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+    const k = median(known);
+    const u = median(unknown);
+    console.log(
+      `loginStart median: known ${k.toFixed(3)} ms, unknown ${u.toFixed(3)} ms, ratio ${
+        (u / k).toFixed(3)
+      }`,
+    );
+    assert(u / k > 0.8 && u / k < 1.25, `ratio ${u / k}`);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("TokenBucketLimiter allows a burst, refills evenly, and never forgets a bucket that is not full", async () => {
+  let now = 0;
+  const rl = new TokenBucketLimiter({ burst: 3, refillMs: 300, clock: () => now, maxKeys: 2 });
+  for (let i = 0; i < 3; i++) assertEquals((await rl.hit("a")).allowed, true);
+  const refused = await rl.hit("a");
+  assertEquals(refused, { allowed: false, remaining: 0, retryAfterMs: 100 });
+  now = 100; // one token back
+  assertEquals((await rl.hit("a")).allowed, true);
+  assertEquals((await rl.hit("a")).allowed, false);
+  assertEquals((await rl.hit("b")).allowed, true);
+  // full of buckets still refilling: a new key waits instead of resetting "a"
+  const c = await rl.hit("c");
+  assertEquals(c.allowed, false);
+  assert(c.retryAfterMs > 0);
+  assertEquals((await rl.hit("a")).allowed, false, "a's count survived");
+  now = 1000; // every bucket full again: forgotten to make room
+  assertEquals((await rl.hit("c")).allowed, true);
+  assert(rl.size <= 2);
 });

@@ -8,7 +8,9 @@ import { startTestServer, type TestServer } from "./_support/server.ts";
 import { KEY_PACKAGE_BATCH } from "../src/client/client.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import { type TestUser, testUser } from "./_support/clients.ts";
-import { UsageError } from "../src/errors.ts";
+import { type QpqError, UsageError } from "../src/errors.ts";
+import { toHex } from "../src/bytes.ts";
+import { NOTICE_KEY_PACKAGES } from "../src/wire/mod.ts";
 import { DEFAULT_SUITE, SUITE_IDS } from "../src/mls/mod.ts";
 import { readUntil, spawnQpq } from "./_support/cli.ts";
 
@@ -265,4 +267,65 @@ Deno.test("QpqClient refills its KeyPackages on the server after they run low", 
     assertEquals(await count(), KEY_PACKAGE_BATCH);
     await closeAll(alice, bob);
   });
+});
+
+Deno.test("QpqClient refills and rotates its last resort when the server says its KeyPackages were drained", async () => {
+  const ts = await startTestServer({ file: { key_package_fetches_per_target: 25 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-client-" });
+  try {
+    const alice = await user(ts, dir, "alice");
+    const mallory = await user(ts, dir, "mallory");
+    const lastResorts = () =>
+      alice.client.store.listKeyPackages().filter((k) => k.lastResort && k.suite === DEFAULT_SUITE)
+        .map((k) => k.ref);
+    const before = lastResorts();
+    assertEquals(before.length, 1);
+    // mallory drains alice: the batch, then the last resort again and again, then refused
+    const raw = await rawSession(ts, mallory);
+    const got: string[] = [];
+    let refused = "";
+    for (let i = 0; i < 30 && refused === ""; i++) {
+      try {
+        const kp = await raw.call({ kind: "fetchKeyPackage", username: "alice" }, "keyPackage");
+        got.push(toHex(kp.data));
+      } catch (e) {
+        refused = (e as QpqError).code;
+      }
+    }
+    await raw.close();
+    assertEquals(got.length, 25);
+    assertEquals(refused, "rate_limited");
+    assertEquals(new Set(got.slice(KEY_PACKAGE_BATCH)).size, 1, "the last resort, repeated");
+    // alice's queue holds one notice (not one per fetch), from the server, with no channel
+    const look = await rawSession(ts, alice);
+    const queued = await look.call({ kind: "fetch", afterSeq: 0, limit: 500 }, "messages");
+    await look.close();
+    const notices = queued.messages.filter((m) => m.serverNotice === NOTICE_KEY_PACKAGES);
+    assertEquals(notices.length, 1);
+    assertEquals(notices[0]!.channelId.length, 0);
+    assertEquals(notices[0]!.sender, "alice");
+    // alice's next sync refills the batch and replaces the last resort that was handed out
+    await alice.client.sync();
+    const count = async () => {
+      const conn = await rawSession(ts, alice);
+      try {
+        return (await conn.call(
+          { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
+          "keyPackageCount",
+        )).count;
+      } finally {
+        await conn.close();
+      }
+    };
+    assertEquals(await count(), KEY_PACKAGE_BATCH);
+    const after = lastResorts();
+    assertEquals(after.length, 2, "a new last resort; the old private part kept for Welcomes");
+    assert(after.some((r) => !before.includes(r)));
+    assertEquals(alice.warnings(), []);
+    await closeAll(alice, mallory);
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
 });

@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "./_support/assert.ts";
+import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
 import { DEV_AUTH_TOKEN, parseConfigFile, resolveConfig } from "../src/server/config.ts";
 import { UsageError } from "../src/errors.ts";
 
@@ -76,4 +76,53 @@ Deno.test("resolveConfig in production refuses dev token, short token, no db_key
     QPQ_DB_KEY: key,
   });
   assertEquals(ok.production, true);
+});
+
+Deno.test("resolveConfig in production lists every unmet requirement in one error", () => {
+  const e = assertThrows(
+    () => resolveConfig({}, { store_backend: "memory" }, { QPQ_PRODUCTION: "1" }),
+    UsageError,
+  );
+  assertEquals(
+    e.message,
+    "Production mode refuses 4 settings: (1) the development auth_token (set QPQ_AUTH_TOKEN); " +
+      "(2) no db_key (or QPQ_DB_KEY), so stored data would not be sealed; " +
+      "(3) a generated certificate (set tls_cert and tls_key); (4) the in-memory store",
+  );
+  const two = assertThrows(
+    () => resolveConfig({}, {}, { QPQ_PRODUCTION: "1", QPQ_AUTH_TOKEN: "short", QPQ_DB_KEY: "k" }),
+    UsageError,
+  );
+  assert(
+    /refuses 3 settings: \(1\) an auth_token of at least 16.*\(2\) a random db_key.*\(3\) a generated/
+      .test(two.message),
+    two.message,
+  );
+  assert(!two.message.includes("\n"), "one line");
+});
+
+Deno.test("resolveConfig reads the hostile-peer limits and refuses values that would break honest use", () => {
+  const c = resolveConfig({}, {
+    max_sender_messages: 7,
+    max_sender_bytes: 4_000_000,
+    max_connections: 9,
+    max_connections_per_user: 3,
+    max_unsent_bytes: 4_000_000,
+  }, {});
+  assertEquals(
+    [c.maxSenderMessages, c.maxSenderBytes, c.maxConnections, c.maxConnectionsPerUser],
+    [7, 4_000_000, 9, 3],
+  );
+  assertEquals(c.maxUnsentBytes, 4_000_000);
+  assertThrows(() => resolveConfig({}, { max_connections: 0 }, {}), UsageError, "max_connections");
+  assertThrows(
+    () => resolveConfig({}, { max_sender_bytes: 1000 }, {}),
+    UsageError,
+    "twice max_message_bytes",
+  );
+  assertThrows(
+    () => resolveConfig({}, { max_unsent_bytes: 1000 }, {}),
+    UsageError,
+    "max_unsent_bytes must be at least",
+  );
 });

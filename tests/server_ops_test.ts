@@ -20,6 +20,8 @@ import { VERSION } from "../src/version.ts";
 import { WIRE_VERSION } from "../src/limits.ts";
 import type { QpqError } from "../src/errors.ts";
 import { DatabaseSync } from "node:sqlite";
+import { resolveConfig, startServer } from "../src/server/mod.ts";
+import { createLogger } from "../src/log.ts";
 
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
 
@@ -332,4 +334,32 @@ Deno.test("restoring a backup rewinds queue sequence numbers; the documented nex
   assertEquals(await restore(false), [], "without the bump the new message hides below the cursor");
   assertEquals(await restore(true), ["after restore"]);
   await removeDir(dataDir);
+});
+
+Deno.test("startServer warns at start when it runs with the development invite token, not otherwise", async () => {
+  for (
+    const [env, warned] of [[{}, true], [
+      { QPQ_AUTH_TOKEN: "an-invite-token-of-our-own" },
+      false,
+    ]] as const
+  ) {
+    const lines: string[] = [];
+    const dataDir = await Deno.makeTempDir({ prefix: "qpq-test-" });
+    const config = resolveConfig(
+      { listen: "127.0.0.1:0", dataDir },
+      { store_backend: "memory" },
+      env,
+    );
+    const server = await startServer(config, {
+      log: createLogger({ write: (l) => lines.push(l) }),
+    });
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+    const warn = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+    assertEquals(
+      warn.some((l) => /development invite token/.test(l.msg)),
+      warned,
+      lines.join("\n"),
+    );
+  }
 });

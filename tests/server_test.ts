@@ -1037,7 +1037,7 @@ Deno.test("qpq server in production mode refuses a generated certificate: exit 2
   assertEquals(lines.length, 1, r.stderr);
   assertEquals(
     lines[0],
-    "qpq: Production mode refuses a generated certificate: set tls_cert and tls_key",
+    "qpq: Production mode refuses 1 setting: (1) a generated certificate (set tls_cert and tls_key)",
   );
   // refused before anything was written
   await assertRejects(() => Deno.stat(`${dir}/d`), Deno.errors.NotFound);

@@ -438,6 +438,70 @@ contract(
   },
 );
 
+contract(
+  "a sender holds at most its share of a queue; a commit may use twice that, all or nothing",
+  async (_s, ctx) => {
+    const s = await ctx.open({ limits: { maxSenderMessages: 2, maxSenderBytes: 1000 } });
+    await users(s, "alice", "bob", "carol");
+    const g = await s.createGroupChannel({ name: "g", creator: "alice" });
+    await s.addMembers(g.id, ["bob", "carol"]);
+    const msg = (messageId: string, recipients: string[], payload = utf8("m")) =>
+      s.enqueue({ sender: "alice", channelId: g.id, messageId, payload, recipients });
+    await msg("1", ["bob"]);
+    await msg("2", ["bob"]);
+    assertEquals(await code(msg("3", ["bob"])), "UsageError:quota");
+    // the share is per (sender, recipient): carol and other senders are unaffected
+    await msg("4", ["carol"]);
+    await s.enqueue({
+      sender: "carol",
+      channelId: g.id,
+      messageId: "c1",
+      payload: utf8("c"),
+      recipients: ["bob"],
+    });
+    // refused for bob means refused for everyone: no recipient gets half a fan-out
+    assertEquals(await code(msg("5", ["carol", "bob"])), "UsageError:quota");
+    assertEquals(await s.queueDepth("carol"), 1);
+    // a commit may go to twice the share, so alice can still change the group ...
+    const commit = (epoch: number, messageId: string) =>
+      s.commitAndFanOut({
+        sender: "alice",
+        channelId: g.id,
+        epoch,
+        messageId,
+        payload: utf8("commit"),
+        recipients: ["bob", "carol"],
+      });
+    await commit(0, "k0");
+    await commit(1, "k1");
+    // ... and no further; refused for bob, it reaches nobody and the epoch stays
+    assertEquals(await code(commit(2, "k2")), "UsageError:quota");
+    assertEquals((await s.getChannel(g.id))?.epoch, 2);
+    assertEquals(await s.queueDepth("carol"), 3);
+    // bytes count too (twice the share for a commit)
+    await s.ack("bob", 100);
+    assertEquals(await code(msg("6", ["bob"], new Uint8Array(1001))), "UsageError:quota");
+    await msg("7", ["bob"], new Uint8Array(1000));
+    await commit(2, "k2");
+    assertEquals(
+      await code(
+        s.commitAndFanOut({
+          sender: "alice",
+          channelId: g.id,
+          epoch: 3,
+          messageId: "k3",
+          payload: new Uint8Array(995),
+          recipients: ["bob"],
+        }),
+      ),
+      "UsageError:quota",
+    );
+    // reading frees the share
+    await s.ack("bob", 100);
+    await msg("8", ["bob"]);
+  },
+);
+
 contract("purgeExpired drops messages past retention and forgets their ids", async (_s, ctx) => {
   const s = await ctx.open({ limits: { messageRetentionMs: 10 * HOUR } });
   await users(s, "alice", "bob");

@@ -1,11 +1,14 @@
 /**
- * Login rate limiting per user and per connection.
+ * Rate limiting: logins per user and per connection, and any other per-key allowance
+ * (KeyPackage fetches per requester and per target use {@link TokenBucketLimiter}).
  *
  * {@link RateLimiter} is the interface (async, so a limiter shared by several server
  * nodes, e.g. on the database, can replace the in-memory one); {@link SlidingWindowLimiter}
  * is an exact sliding-window log kept in memory: a key may make `limit` attempts in any
  * `windowMs` interval. Memory is bounded: at most `limit` timestamps per key and at most
- * `maxKeys` keys (the least recently used key is evicted first).
+ * `maxKeys` keys. A key is forgotten only once all its attempts have left the window, so
+ * no flood of fresh keys can reset a lockout; when all `maxKeys` keys are still inside
+ * their window, a new key is refused until the oldest one expires (fail closed).
  *
  * Unknown usernames are limited exactly like known ones, so the limiter reveals nothing
  * about which users exist.
@@ -47,7 +50,7 @@ export interface SlidingWindowOptions {
   windowMs: number;
   /** Current time (ms, default `Date.now`). */
   clock?: () => number;
-  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}). */
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
   maxKeys?: number;
 }
 
@@ -57,7 +60,7 @@ export class SlidingWindowLimiter implements RateLimiter {
   readonly #window: number;
   readonly #clock: () => number;
   readonly #maxKeys: number;
-  /** key -> attempt times, oldest first; Map order = least recently used first. */
+  /** key -> attempt times, oldest first; Map order = by last counted attempt, oldest first. */
   #hits = new Map<string, number[]>();
 
   constructor(options: SlidingWindowOptions) {
@@ -74,22 +77,48 @@ export class SlidingWindowLimiter implements RateLimiter {
   hit(key: string): Promise<RateDecision> {
     const now = this.#clock();
     const since = now - this.#window;
-    const times = (this.#hits.get(key) ?? []).filter((t) => t > since);
-    this.#hits.delete(key); // re-inserted below: most recently used last
-    let decision: RateDecision;
+    const known = this.#hits.get(key);
+    if (known === undefined && this.#hits.size >= this.#maxKeys) {
+      this.#dropExpired(since);
+      if (this.#hits.size >= this.#maxKeys) {
+        // Full of keys still inside their window: evicting one would reset its count (a
+        // locked-out victim's, say), so the new key waits until the oldest one expires.
+        const oldest = this.#hits.values().next().value!;
+        return Promise.resolve({
+          allowed: false,
+          remaining: 0,
+          retryAfterMs: Math.max(1, oldest[oldest.length - 1]! + this.#window - now),
+        });
+      }
+    }
+    const times = (known ?? []).filter((t) => t > since);
     if (times.length >= this.#limit) {
-      decision = { allowed: false, remaining: 0, retryAfterMs: times[0]! + this.#window - now };
-    } else {
-      times.push(now);
-      decision = { allowed: true, remaining: this.#limit - times.length, retryAfterMs: 0 };
+      this.#hits.set(key, times); // keeps its place: order is by last counted attempt
+      return Promise.resolve({
+        allowed: false,
+        remaining: 0,
+        retryAfterMs: times[0]! + this.#window - now,
+      });
     }
+    times.push(now);
+    this.#hits.delete(key); // re-inserted: the most recent attempt is last
     this.#hits.set(key, times);
-    while (this.#hits.size > this.#maxKeys) {
-      const oldest = this.#hits.keys().next().value;
-      if (oldest === undefined) break;
-      this.#hits.delete(oldest);
+    return Promise.resolve({
+      allowed: true,
+      remaining: this.#limit - times.length,
+      retryAfterMs: 0,
+    });
+  }
+
+  /**
+   * Forget keys whose every attempt has left the window (their state equals a fresh key's).
+   * Keys are ordered by their last counted attempt, so the expired ones are at the front.
+   */
+  #dropExpired(since: number): void {
+    for (const [k, times] of this.#hits) {
+      if (times.length > 0 && times[times.length - 1]! > since) break;
+      this.#hits.delete(k);
     }
-    return Promise.resolve(decision);
   }
 
   reset(key: string): Promise<void> {
@@ -100,6 +129,84 @@ export class SlidingWindowLimiter implements RateLimiter {
   /** Keys currently tracked (for tests and health). */
   get size(): number {
     return this.#hits.size;
+  }
+}
+
+/** Options of {@link TokenBucketLimiter}. */
+export interface TokenBucketOptions {
+  /** Attempts allowed at once (the bucket's size). */
+  burst: number;
+  /** Time to refill an empty bucket (ms): `burst` attempts per `refillMs` on average. */
+  refillMs: number;
+  /** Current time (ms, default `Date.now`). */
+  clock?: () => number;
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
+  maxKeys?: number;
+}
+
+/**
+ * In-memory token bucket: up to `burst` attempts at once, refilled evenly over `refillMs`.
+ * Two numbers per key, so large allowances (a member adding hundreds of people) cost no
+ * more memory than small ones. Like {@link SlidingWindowLimiter}, a key is forgotten only
+ * once its bucket is full again (its state equals a fresh key's), and when all `maxKeys`
+ * keys are still refilling a new key is refused until the oldest one is full.
+ */
+export class TokenBucketLimiter implements RateLimiter {
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #clock: () => number;
+  readonly #maxKeys: number;
+  /** key -> tokens at `at`; Map order = by last counted attempt, oldest first. */
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(options: TokenBucketOptions) {
+    if (!Number.isSafeInteger(options.burst) || options.burst < 1) {
+      throw new RangeError("burst must be a positive integer");
+    }
+    if (!(options.refillMs > 0)) throw new RangeError("refillMs must be positive");
+    this.#burst = options.burst;
+    this.#perMs = options.burst / options.refillMs;
+    this.#clock = options.clock ?? Date.now;
+    this.#maxKeys = options.maxKeys ?? MAX_RATE_LIMIT_KEYS;
+  }
+
+  #tokens(b: { tokens: number; at: number }, now: number): number {
+    return Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
+  }
+
+  hit(key: string): Promise<RateDecision> {
+    const now = this.#clock();
+    let b = this.#buckets.get(key);
+    if (b === undefined && this.#buckets.size >= this.#maxKeys) {
+      for (const [k, old] of this.#buckets) {
+        if (this.#tokens(old, now) < this.#burst) break;
+        this.#buckets.delete(k);
+      }
+      if (this.#buckets.size >= this.#maxKeys) {
+        const oldest = this.#buckets.values().next().value!;
+        const wait = (this.#burst - this.#tokens(oldest, now)) / this.#perMs;
+        return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: Math.ceil(wait) });
+      }
+    }
+    const tokens = b === undefined ? this.#burst : this.#tokens(b, now);
+    if (tokens < 1) {
+      const wait = Math.max(1, Math.ceil((1 - tokens) / this.#perMs));
+      return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: wait });
+    }
+    b = { tokens: tokens - 1, at: now };
+    this.#buckets.delete(key); // re-inserted: the most recent attempt is last
+    this.#buckets.set(key, b);
+    return Promise.resolve({ allowed: true, remaining: Math.floor(b.tokens), retryAfterMs: 0 });
+  }
+
+  reset(key: string): Promise<void> {
+    this.#buckets.delete(key);
+    return Promise.resolve();
+  }
+
+  /** Keys currently tracked (for tests). */
+  get size(): number {
+    return this.#buckets.size;
   }
 }
 

@@ -9,6 +9,7 @@
  * application ─► decrypt ─► content ─► history (cannot decrypt ─► an "unreadable" entry)
  * proposal    ─► kept; a member's leave is committed after the sync (Groups.maintain)
  * rejoin      ─► a member's fresh KeyPackage, checked; re-added after the sync
+ * KeyPackage notice (server, no channel) ─► refill and rotate the last resort after the sync
  * any of them in a group we are leaving ─► followed silently until our removal
  * ```
  *
@@ -25,7 +26,7 @@ import {
   processMessage,
   verifyRoster,
 } from "../mls/mod.ts";
-import type { DeliveredMessage } from "../wire/mod.ts";
+import { type DeliveredMessage, NOTICE_KEY_PACKAGES } from "../wire/mod.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
@@ -77,6 +78,10 @@ export class Inbox {
    */
   async receive(m: DeliveredMessage, done: () => void): Promise<void> {
     const s = this.#ctx.state;
+    if (m.serverNotice === NOTICE_KEY_PACKAGES && m.channelId.length === 0) {
+      this.#keyPackages.noticed(); // refilled and rotated after this sync
+      return s.transaction(done);
+    }
     const hex = toHex(m.channelId);
     if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
     const record = s.group(hex);

@@ -82,13 +82,18 @@ export class KeyPackages {
       const hasLastResort = held.some((k) =>
         k.lastResort && (k.suite === suite || (k.suite === "" && suite === DEFAULT_SUITE))
       );
-      if (!hasLastResort) lastResorts.push({ data: await this.make(suite, true) });
+      // after a notice the last resort is replaced: fewer groups share its init key. The
+      // old private part is kept, for Welcomes already made with it.
+      if (!hasLastResort || this.#rotate) {
+        lastResorts.push({ data: await this.make(suite, true) });
+      }
     }
     if (packages.length === 0 && lastResorts.length === 0) return defaultCount;
     await this.#session.call(
       { kind: "uploadKeyPackages", packages, lastResort: new Uint8Array(0), lastResorts },
       "keyPackageCount",
     );
+    this.#rotate = false;
     return (await this.#session.call(
       { kind: "countKeyPackagesForSuite", cipherSuite: SUITE_IDS[DEFAULT_SUITE] },
       "keyPackageCount",
@@ -107,7 +112,18 @@ export class KeyPackages {
   }
 
   #spent = false;
+  #rotate = false;
   #checkedAt = -Infinity;
+
+  /**
+   * The server said our KeyPackages run low or handed out our last resort (a
+   * `serverNotice`): refill and replace the last resorts at the next
+   * {@link refillIfSpent}.
+   */
+  noticed(): void {
+    this.#spent = true;
+    this.#rotate = true;
+  }
 
   /**
    * Refill after a Welcome used one of ours, and otherwise at most every

@@ -6,8 +6,11 @@
  *
  * ```
  * u8 version(1) | u8 kind | u64 epoch | u16 n | n × (u16 len, utf8 username)
- * | u32 len, payload | u32 len, welcome
+ * | u32 len, payload | u32 len, welcome [| u16 server notice]
  * ```
+ *
+ * The trailing notice number is written only for a server notice (see `serverNotice` in
+ * the schema); records without it (all older ones) are messages.
  *
  * @module
  */
@@ -26,13 +29,16 @@ export interface DeliveryRecord {
   /** Users who receive `welcome` instead of `payload`. */
   welcomeFor: string[];
   welcome: Uint8Array;
+  /** A server notice to the queue's owner (`serverNotice` on the wire); absent or 0: a message. */
+  notice?: number;
 }
 
 /** Encode a record for the store. */
 export function encodeRecord(r: DeliveryRecord): Uint8Array {
   const names = r.welcomeFor.map(utf8);
+  const notice = r.notice ?? 0;
   const size = 2 + 8 + 2 + names.reduce((n, b) => n + 2 + b.length, 0) + 4 + r.payload.length +
-    4 + r.welcome.length;
+    4 + r.welcome.length + (notice > 0 ? 2 : 0);
   const out = new Uint8Array(size);
   const dv = new DataView(out.buffer);
   let o = 0;
@@ -52,6 +58,7 @@ export function encodeRecord(r: DeliveryRecord): Uint8Array {
     out.set(part, o + 4);
     o += 4 + part.length;
   }
+  if (notice > 0) dv.setUint16(o, notice);
   return out;
 }
 
@@ -80,7 +87,15 @@ export function decodeRecord(b: Uint8Array): DeliveryRecord {
       parts.push(b.slice(o + 4, o + 4 + len));
       o += 4 + len;
     }
-    return { kind, epoch, welcomeFor, payload: parts[0]!, welcome: parts[1]! };
+    const notice = o + 2 <= b.length ? dv.getUint16(o) : 0;
+    return {
+      kind,
+      epoch,
+      welcomeFor,
+      payload: parts[0]!,
+      welcome: parts[1]!,
+      ...(notice > 0 ? { notice } : {}),
+    };
   } catch (e) {
     throw new InternalError("Stored delivery record is damaged", { cause: e });
   }

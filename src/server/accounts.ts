@@ -123,6 +123,46 @@ export function accountHandlers(
     }
   };
 
+  // Connections logged in per user (this server only), for MAX_CONNECTIONS_PER_USER.
+  const online = new Map<string, Set<ConnectionState>>();
+  const onlineAs = new WeakMap<ConnectionState, string>();
+  const withCleanup = new WeakSet<ConnectionState>();
+  const leave = (conn: ConnectionState) => {
+    const name = onlineAs.get(conn);
+    if (name === undefined) return;
+    onlineAs.delete(conn);
+    const set = online.get(name);
+    set?.delete(conn);
+    if (set?.size === 0) online.delete(name);
+  };
+  /** Refuse (quota) a login or resume that would exceed the user's connection cap. */
+  const admit = (conn: ConnectionState, username: string) => {
+    const set = online.get(username);
+    if (set !== undefined) {
+      // logged out or logged in as someone else since
+      for (const c of [...set]) if (c.username !== username) leave(c);
+    }
+    if (onlineAs.get(conn) === username && conn.username === username) return;
+    const max = ctx.config.maxConnectionsPerUser;
+    if ((online.get(username)?.size ?? 0) >= max) {
+      throw new UsageError(
+        `Too many connections for ${username} (${max}): close some, then try again`,
+        { code: "quota" },
+      );
+    }
+  };
+  const track = (conn: ConnectionState, username: string) => {
+    leave(conn);
+    let set = online.get(username);
+    if (set === undefined) online.set(username, set = new Set());
+    set.add(conn);
+    onlineAs.set(conn, username);
+    if (!withCleanup.has(conn)) {
+      withCleanup.add(conn);
+      conn.cleanups.add(() => leave(conn));
+    }
+  };
+
   return {
     async registerStart(req) {
       requireInvite(req.authToken);
@@ -182,11 +222,13 @@ export function accountHandlers(
       if (result.kind !== "ok") throw failed();
       result.sessionKey.fill(0);
       if (!(await store.getUser(pending.username))) throw failed();
+      admit(conn, pending.username);
       await limiter.succeeded(pending.username);
       const session = await issueSession(store, pending.username, {
         ttlMs: ctx.config.sessionTtlSeconds * 1000,
       });
       bind(conn, pending.username, session.token, session.expiresAt);
+      track(conn, pending.username);
       ctx.log.info("login", { conn: conn.id, user: pending.username });
       return {
         kind: "session",
@@ -203,7 +245,9 @@ export function accountHandlers(
       if (!info) {
         throw new AuthError("Session expired or revoked: log in again", { code: "auth" });
       }
+      admit(conn, info.username);
       bind(conn, info.username, req.token, info.expiresAt);
+      track(conn, info.username);
       return {
         kind: "session",
         token: new Uint8Array(0),

@@ -9,8 +9,16 @@
  */
 import { parse as parseToml } from "smol-toml";
 import {
+  KEY_PACKAGE_FETCHES_PER_REQUESTER,
+  KEY_PACKAGE_FETCHES_PER_TARGET,
+  MAX_CONNECTIONS,
+  MAX_CONNECTIONS_PER_USER,
+  MAX_FRAME_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
+  MAX_SENDER_QUEUE_BYTES,
+  MAX_SENDER_QUEUE_MESSAGES,
+  MAX_UNSENT_BYTES_PER_CONNECTION,
   MESSAGE_RETENTION_SECONDS,
   MIN_PRODUCTION_DB_KEY_LENGTH,
   MIN_PRODUCTION_TOKEN_LENGTH,
@@ -46,8 +54,22 @@ export interface ServerConfig {
   maxMessageBytes: number;
   /** Most undelivered messages per recipient. */
   maxQueueMessages: number;
+  /** Most undelivered messages one sender may hold in another user's queue (commits: twice). */
+  maxSenderMessages: number;
+  /** Most undelivered payload bytes one sender may hold in another user's queue (commits: twice). */
+  maxSenderBytes: number;
   /** How long undelivered messages are kept, seconds. */
   retentionSeconds: number;
+  /** Most connections served at once. */
+  maxConnections: number;
+  /** Most connections logged in as one user at once. */
+  maxConnectionsPerUser: number;
+  /** Most unread answer and push bytes per connection before it is cut off. */
+  maxUnsentBytes: number;
+  /** KeyPackage fetches one user may make at once (refilled over 10 minutes). */
+  keyPackageFetchesPerRequester: number;
+  /** KeyPackage fetches of one user's packages at once, by anyone (refilled over 10 minutes). */
+  keyPackageFetchesPerTarget: number;
   /** How long a session token from a login stays valid, seconds. */
   sessionTtlSeconds: number;
   /** fsync every commit (default true); false trades power-cut safety for throughput. */
@@ -78,6 +100,13 @@ const FILE_KEYS = {
   health_listen: "string",
   max_message_bytes: "number",
   max_queue_messages: "number",
+  max_sender_messages: "number",
+  max_sender_bytes: "number",
+  max_connections: "number",
+  max_connections_per_user: "number",
+  max_unsent_bytes: "number",
+  key_package_fetches_per_requester: "number",
+  key_package_fetches_per_target: "number",
   retention_seconds: "number",
   session_ttl_seconds: "number",
   log_level: "string",
@@ -152,7 +181,16 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     healthListen: flags.healthListen ?? file.health_listen,
     maxMessageBytes: file.max_message_bytes ?? MAX_MESSAGE_BYTES,
     maxQueueMessages: file.max_queue_messages ?? MAX_QUEUE_MESSAGES,
+    maxSenderMessages: file.max_sender_messages ?? MAX_SENDER_QUEUE_MESSAGES,
+    maxSenderBytes: file.max_sender_bytes ?? MAX_SENDER_QUEUE_BYTES,
     retentionSeconds: file.retention_seconds ?? MESSAGE_RETENTION_SECONDS,
+    maxConnections: file.max_connections ?? MAX_CONNECTIONS,
+    maxConnectionsPerUser: file.max_connections_per_user ?? MAX_CONNECTIONS_PER_USER,
+    maxUnsentBytes: file.max_unsent_bytes ?? MAX_UNSENT_BYTES_PER_CONNECTION,
+    keyPackageFetchesPerRequester: file.key_package_fetches_per_requester ??
+      KEY_PACKAGE_FETCHES_PER_REQUESTER,
+    keyPackageFetchesPerTarget: file.key_package_fetches_per_target ??
+      KEY_PACKAGE_FETCHES_PER_TARGET,
     sessionTtlSeconds: file.session_ttl_seconds ?? SESSION_TTL_SECONDS,
     fsync: file.fsync ?? true,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
@@ -171,6 +209,13 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     const [name, v] of [
       ["max_message_bytes", config.maxMessageBytes],
       ["max_queue_messages", config.maxQueueMessages],
+      ["max_sender_messages", config.maxSenderMessages],
+      ["max_sender_bytes", config.maxSenderBytes],
+      ["max_connections", config.maxConnections],
+      ["max_connections_per_user", config.maxConnectionsPerUser],
+      ["max_unsent_bytes", config.maxUnsentBytes],
+      ["key_package_fetches_per_requester", config.keyPackageFetchesPerRequester],
+      ["key_package_fetches_per_target", config.keyPackageFetchesPerTarget],
       ["retention_seconds", config.retentionSeconds],
       ["session_ttl_seconds", config.sessionTtlSeconds],
     ] as const
@@ -180,36 +225,50 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
   if (config.maxMessageBytes > MAX_MESSAGE_BYTES) {
     throw new UsageError(`max_message_bytes cannot exceed ${MAX_MESSAGE_BYTES}`);
   }
+  if (config.maxSenderBytes < 2 * config.maxMessageBytes) {
+    throw new UsageError("max_sender_bytes must be at least twice max_message_bytes");
+  }
+  if (config.maxUnsentBytes < 2 * MAX_FRAME_BYTES) {
+    throw new UsageError(`max_unsent_bytes must be at least ${2 * MAX_FRAME_BYTES} (two frames)`);
+  }
   if (config.production) checkProduction(config);
   return config;
 }
 
-/** QPQ_PRODUCTION=1 refuses the dev token, short tokens, no db_key and generated certificates. */
-export function checkProduction(config: ServerConfig): void {
+/**
+ * The unmet production requirements of a configuration, one phrase each (empty when
+ * none): the dev token, a short token, no or a short db_key, a generated certificate,
+ * the in-memory store.
+ */
+export function productionProblems(config: ServerConfig): string[] {
+  const problems: string[] = [];
   if (config.authToken === DEV_AUTH_TOKEN) {
-    throw new UsageError("Production mode refuses the development auth_token: set QPQ_AUTH_TOKEN");
-  }
-  if (config.authToken.length < MIN_PRODUCTION_TOKEN_LENGTH) {
-    throw new UsageError(
-      `Production mode needs an auth_token of at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters`,
-    );
+    problems.push("the development auth_token (set QPQ_AUTH_TOKEN)");
+  } else if (config.authToken.length < MIN_PRODUCTION_TOKEN_LENGTH) {
+    problems.push(`an auth_token of at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters is needed`);
   }
   if (config.dbKey === "") {
-    throw new UsageError("Production mode needs db_key (or QPQ_DB_KEY) so stored data is sealed");
-  }
-  if (config.dbKey.length < MIN_PRODUCTION_DB_KEY_LENGTH) {
-    throw new UsageError(
-      `Production mode needs a random db_key of at least ${MIN_PRODUCTION_DB_KEY_LENGTH} characters (e.g. openssl rand -base64 32)`,
+    problems.push("no db_key (or QPQ_DB_KEY), so stored data would not be sealed");
+  } else if (config.dbKey.length < MIN_PRODUCTION_DB_KEY_LENGTH) {
+    problems.push(
+      `a random db_key of at least ${MIN_PRODUCTION_DB_KEY_LENGTH} characters is needed (e.g. openssl rand -base64 32)`,
     );
   }
   if (config.tlsCert === undefined) {
-    throw new UsageError(
-      "Production mode refuses a generated certificate: set tls_cert and tls_key",
-    );
+    problems.push("a generated certificate (set tls_cert and tls_key)");
   }
-  if (config.storeBackend === "memory") {
-    throw new UsageError("Production mode refuses the in-memory store");
-  }
+  if (config.storeBackend === "memory") problems.push("the in-memory store");
+  return problems;
+}
+
+/** QPQ_PRODUCTION=1: one {@link UsageError} that lists every unmet requirement at once. */
+export function checkProduction(config: ServerConfig): void {
+  const problems = productionProblems(config);
+  if (problems.length === 0) return;
+  throw new UsageError(
+    `Production mode refuses ${problems.length} setting${problems.length > 1 ? "s" : ""}: ` +
+      problems.map((p, i) => `(${i + 1}) ${p}`).join("; "),
+  );
 }
 
 function joinPath(dir: string, name: string): string {

@@ -12,6 +12,8 @@
  *            (or re-adds: also removed) ─► Welcome only for added users
  *            ─► epoch == channel epoch? ─► roster change + fan-out in one COMMIT
  * subscribe ─► push everything after afterSeq, then on every notify, in order, no repeats
+ *             (one subscription per connection: a new one replaces the old; one page in
+ *             flight at a time, so a slow reader pauses its own pushes)
  * fetch/ack ─► page through the own queue; ack deletes up to a sequence number
  * ```
  *
@@ -24,9 +26,9 @@ import type {
 } from "../store/server/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
-import { AuthError, UsageError, ValidationError } from "../errors.ts";
+import { AuthError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
-import { MAX_FETCH_PAGE } from "../limits.ts";
+import { MAX_FETCH_PAGE, MAX_FETCH_PAGE_BYTES, MESSAGE_ENVELOPE_BYTES } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { requireUser } from "./accounts.ts";
 import {
@@ -62,6 +64,7 @@ async function toDelivered(
       messageKind: welcome ? "welcome" : r.kind,
       epoch: r.epoch,
       sentAtMs: m.receivedAt,
+      ...(r.notice ? { serverNotice: r.notice } : {}),
     };
     if (welcome && m.channelId !== null) {
       if (!channels.has(m.channelId)) {
@@ -287,12 +290,11 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
     async fetch(req, conn) {
       const me = requireUser(conn);
       const limit = Math.max(1, Math.min(req.limit || MAX_FETCH_PAGE, MAX_FETCH_PAGE));
-      const msgs = await store.fetch(me, req.afterSeq, limit + 1);
-      const page = msgs.slice(0, limit);
+      const page = await fetchPage(store, me, req.afterSeq, limit);
       return {
         kind: "messages",
-        messages: await toDelivered(store, me, page),
-        more: msgs.length > limit,
+        messages: await toDelivered(store, me, page.messages),
+        more: page.more,
       };
     },
 
@@ -304,6 +306,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
 
     subscribe(req, conn, stream) {
       const me = requireUser(conn);
+      // one subscription per connection: a new one replaces the old (its loop stops)
+      SUBSCRIPTIONS.get(conn)?.();
       startPush(
         store,
         conn,
@@ -316,6 +320,21 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       return Promise.resolve({ kind: "ok" });
     },
   };
+}
+
+/** The one push subscription of each connection: its stop function. */
+const SUBSCRIPTIONS = new WeakMap<ConnectionState, () => void>();
+
+/**
+ * One page of a queue that fits in a frame: bounded by count and by bytes (one maximal
+ * message always fits), with `more` when the queue holds more.
+ */
+function fetchPage(store: ServerStore, user: string, afterSeq: number, limit: number) {
+  return store.fetchPage(user, afterSeq, {
+    limit,
+    maxBytes: MAX_FETCH_PAGE_BYTES,
+    rowOverheadBytes: MESSAGE_ENVELOPE_BYTES,
+  });
 }
 
 /**
@@ -345,15 +364,21 @@ function startPush(
       do {
         again = false;
         while (!stopped) {
-          const batch = await store.fetch(user, cursor, MAX_FETCH_PAGE);
-          if (batch.length === 0) break;
-          await send(await toDelivered(store, user, batch));
+          const page = await fetchPage(store, user, cursor, MAX_FETCH_PAGE);
+          const batch = page.messages;
+          if (batch.length === 0 || stopped) break; // replaced while fetching: no work
+          const delivered = await toDelivered(store, user, batch);
+          if (stopped) break;
+          await send(delivered);
           cursor = batch[batch.length - 1]!.seq;
-          if (batch.length < MAX_FETCH_PAGE) break;
+          if (!page.more) break;
         }
       } while (again && !stopped);
     } catch (e) {
-      ctx.log.debug("push stopped", { conn: conn.id, error: String(e) });
+      // the connection went (or was cut off): expected; anything else is a bug to see
+      if (e instanceof TransportError) {
+        ctx.log.debug("push stopped", { conn: conn.id, error: String(e) });
+      } else ctx.log.error("push failed", { conn: conn.id, error: String(e) });
       stop();
     } finally {
       running = false;
@@ -364,8 +389,12 @@ function startPush(
     stopped = true;
     unsubscribe();
     conn.cleanups.delete(stop);
+    if (SUBSCRIPTIONS.get(conn) === stop) SUBSCRIPTIONS.delete(conn);
   };
   conn.cleanups.add(stop);
+  SUBSCRIPTIONS.set(conn, stop);
   signal.addEventListener("abort", stop, { once: true });
-  void pump();
+  // First pump after the current burst of requests: a subscribe replaced right away
+  // (several on one stream) does no work at all.
+  setTimeout(() => void pump(), 0);
 }

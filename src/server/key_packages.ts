@@ -7,7 +7,10 @@
  *
  * ```
  * upload ─► per package: suite from header ─► verify (own name and key) ─► store (suite)
- * fetch(user, suite) ─► oldest batch package of that suite ─► else its last resort
+ * fetch(user, suite) ─► requester and target allowances (rate_limited) ─► oldest batch
+ *                       package of that suite ─► else its last resort
+ *                    ─► last resort handed out, or few left? notice in the owner's queue
+ *                       (at most one per KEY_PACKAGE_NOTICE_INTERVAL_MS): refill, rotate
  * fetch(user, 0)     ─► the same for X-Wing (the default suite) ─► else any suite
  * ```
  *
@@ -21,10 +24,18 @@ import {
   suiteFromId,
 } from "../mls/mod.ts";
 import type { KeyPackageInput, ServerStore } from "../store/server/mod.ts";
-import { constantTimeEqual } from "../bytes.ts";
-import { UsageError, ValidationError } from "../errors.ts";
-import { MAX_KEY_PACKAGE_BATCH } from "../limits.ts";
-import type { HandlerTable } from "./context.ts";
+import { TokenBucketLimiter } from "../auth/mod.ts";
+import { NOTICE_KEY_PACKAGES } from "../wire/mod.ts";
+import { constantTimeEqual, toHex } from "../bytes.ts";
+import { AuthError, UsageError, ValidationError } from "../errors.ts";
+import {
+  KEY_PACKAGE_FETCH_REFILL_MS,
+  KEY_PACKAGE_LOW_WATER,
+  KEY_PACKAGE_NOTICE_INTERVAL_MS,
+  MAX_KEY_PACKAGE_BATCH,
+} from "../limits.ts";
+import type { HandlerTable, ServerContext } from "./context.ts";
+import { encodeRecord } from "./_delivery_record.ts";
 import { requireUser } from "./accounts.ts";
 import { checkUsernameSyntax } from "./_names.ts";
 
@@ -62,8 +73,52 @@ function requestedSuite(suite: number | undefined): number {
   return s;
 }
 
+/**
+ * Tell `owner` (a notice in its own queue) that its KeyPackages run low or its last resort
+ * was handed out. One per interval: the message id names the interval, so the store's
+ * idempotency drops repeats. Never fails the fetch that caused it.
+ */
+async function noticeKeyPackages(ctx: ServerContext, store: ServerStore, owner: string) {
+  const id = new Uint8Array(16);
+  id.set(new TextEncoder().encode("kp-notice"));
+  new DataView(id.buffer).setUint32(12, Math.floor(Date.now() / KEY_PACKAGE_NOTICE_INTERVAL_MS));
+  try {
+    await store.enqueue({
+      sender: owner,
+      messageId: toHex(id),
+      channelId: null,
+      payload: encodeRecord({
+        kind: "application",
+        epoch: 0,
+        payload: new Uint8Array(0),
+        welcomeFor: [],
+        welcome: new Uint8Array(0),
+        notice: NOTICE_KEY_PACKAGES,
+      }),
+      recipients: [owner],
+    });
+  } catch (e) {
+    ctx.log.warn("KeyPackage notice not queued", { user: owner, error: String(e) });
+  }
+}
+
+function fetchLimited(what: string, retryAfterMs: number): AuthError {
+  const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new AuthError(`Too many KeyPackage fetches ${what}: try again in ${s} s`, {
+    code: "rate_limited",
+  });
+}
+
 /** Handlers of the KeyPackage directory. */
-export function keyPackageHandlers(store: ServerStore): HandlerTable {
+export function keyPackageHandlers(ctx: ServerContext, store: ServerStore): HandlerTable {
+  const perRequester = new TokenBucketLimiter({
+    burst: ctx.config.keyPackageFetchesPerRequester,
+    refillMs: KEY_PACKAGE_FETCH_REFILL_MS,
+  });
+  const perTarget = new TokenBucketLimiter({
+    burst: ctx.config.keyPackageFetchesPerTarget,
+    refillMs: KEY_PACKAGE_FETCH_REFILL_MS,
+  });
   return {
     async uploadKeyPackages(req, conn) {
       const me = requireUser(conn);
@@ -99,12 +154,17 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
     },
 
     async fetchKeyPackage(req, conn) {
-      requireUser(conn);
+      const me = requireUser(conn);
       const username = checkUsernameSyntax(req.username);
       const suite = requestedSuite(req.cipherSuite);
       if (!(await store.getUser(username))) {
         throw new UsageError(`Unknown user ${username}`, { code: "not_found" });
       }
+      // requester first: one refused there does not use up the target's allowance
+      const mine = await perRequester.hit(me);
+      if (!mine.allowed) throw fetchLimited("from you", mine.retryAfterMs);
+      const theirs = await perTarget.hit(username);
+      if (!theirs.allowed) throw fetchLimited(`of ${username}'s`, theirs.retryAfterMs);
       // No suite named (a v1.0 client): the default suite first, which such clients use.
       const kp = suite === 0
         ? (await store.consumeKeyPackage(username, { cipherSuite: DEFAULT_SUITE_ID }) ??
@@ -114,6 +174,13 @@ export function keyPackageHandlers(store: ServerStore): HandlerTable {
         throw new UsageError(`${username} has no KeyPackages left: they need to come online once`, {
           code: "not_found",
         });
+      }
+      if (
+        kp.lastResort ||
+        await store.countKeyPackages(username, { cipherSuite: kp.cipherSuite }) <
+          KEY_PACKAGE_LOW_WATER
+      ) {
+        await noticeKeyPackages(ctx, store, username);
       }
       return { kind: "keyPackage", data: kp.data };
     },

@@ -15,11 +15,16 @@
  */
 import { listenQuic, type QuicServer } from "../transport/quic.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../transport/quic.ts";
-import { type RequestKind, serveStream } from "../wire/mod.ts";
-import { UsageError } from "../errors.ts";
+import { type RequestKind, SendBudget, serveStream } from "../wire/mod.ts";
+import { TransportError, UsageError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { MAX_STREAMS_PER_CONNECTION, SHUTDOWN_DRAIN_MS, SHUTDOWN_GRACE_MS } from "../limits.ts";
-import type { ServerConfig } from "./config.ts";
+import {
+  MAX_STREAMS_PER_CONNECTION,
+  REFUSED_CONNECTION_MS,
+  SHUTDOWN_DRAIN_MS,
+  SHUTDOWN_GRACE_MS,
+} from "../limits.ts";
+import { DEV_AUTH_TOKEN, type ServerConfig } from "./config.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
@@ -122,9 +127,29 @@ export async function startServer(
       sessionHash: undefined,
       cleanups: new Set(),
     };
+    // Over the connection cap: every request is answered `unavailable`, and the
+    // connection is closed soon after (it is not counted among the served ones).
+    const full = connections.size >= config.maxConnections;
+    if (full) {
+      refusedConnections++;
+      if (refusedConnections % 100 === 1) {
+        log.warn("connection limit reached", {
+          max: config.maxConnections,
+          refused: refusedConnections,
+        });
+      }
+      return await refuseConnection(conn);
+    }
     connections.add(conn);
     stats.connections++;
     log.debug("connection opened", { conn: state.id, remote: state.remote });
+    // A peer that sends requests and does not read the answers is cut off.
+    const budget = new SendBudget(config.maxUnsentBytes, (pending) => {
+      log.warn("slow reader cut off", { conn: state.id, unsent: pending });
+      try {
+        conn.close({ closeCode: 1, reason: "too much unread data" });
+      } catch { /* already closed */ }
+    });
     const streams = new Set<Promise<void>>();
     try {
       const reader = conn.incomingBidirectionalStreams.getReader();
@@ -150,6 +175,7 @@ export async function startServer(
           }, {
             log,
             signal: stopReading.signal,
+            sendBudget: budget,
             ...(options.frameTimeoutMs ? { frameTimeoutMs: options.frameTimeoutMs } : {}),
           }).catch((e) =>
             log.debug("stream ended with error", { conn: state.id, error: String(e) })
@@ -172,6 +198,32 @@ export async function startServer(
     }
   };
 
+  let refusedConnections = 0;
+  /** Answer each request on a connection over the cap with `unavailable`, then close it. */
+  const refuseConnection = async (conn: Deno.QuicConn) => {
+    const refusal = new TransportError(
+      `Server busy: it serves its maximum of ${config.maxConnections} connections; try again later`,
+      { code: "unavailable" },
+    );
+    const timer = setTimeout(() => {
+      try {
+        conn.close({ closeCode: 2, reason: "server busy" });
+      } catch { /* already closed */ }
+    }, REFUSED_CONNECTION_MS);
+    try {
+      const reader = conn.incomingBidirectionalStreams.getReader();
+      while (true) {
+        const { value: stream, done } = await reader.read();
+        if (done) break;
+        void serveStream(stream, () => Promise.reject(refusal), { maxInflight: 1 }).catch(() => {});
+      }
+    } catch {
+      // closed
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const acceptLoop = (async () => {
     for await (const conn of quic.connections()) {
       const t = serveConnection(conn).catch((e) =>
@@ -187,6 +239,11 @@ export async function startServer(
     fingerprint: certificate.fingerprint,
     cert: certificate.certPath,
   });
+  if (config.authToken === DEV_AUTH_TOKEN) {
+    log.warn(
+      "development invite token in use: anyone who knows it can register; set QPQ_AUTH_TOKEN",
+    );
+  }
 
   let closing: Promise<void> | undefined;
   let resolveFinished!: () => void;

@@ -30,6 +30,8 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
     limits: {
       maxMessageBytes: c.maxMessageBytes + 4096, // room for the delivery record header
       maxQueueMessages: c.maxQueueMessages,
+      maxSenderMessages: c.maxSenderMessages,
+      maxSenderBytes: c.maxSenderBytes,
       messageRetentionMs: c.retentionSeconds * 1000,
     },
   };
@@ -57,7 +59,7 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
     return [{
       handlers: {
         ...accountHandlers(ctx, store, setup),
-        ...keyPackageHandlers(store),
+        ...keyPackageHandlers(ctx, store),
         ...deliveryHandlers(ctx, store),
       },
       queueDepth: () => store.totalQueueDepth(),

@@ -85,6 +85,7 @@ const MESSAGE = {
   sentAtMs: "u64",
   channelName: { optional: "text" },
   channelKind: { optional: CHANNEL_KIND },
+  serverNotice: { optional: "u16" },
 } as const;
 const CHANNEL_INFO = {
   channelId: "data",
@@ -181,6 +182,9 @@ export type Response = UnionValue<typeof RESPONSE>;
 export type Push = StructValue<typeof PUSH>;
 /** One queued message as delivered to a recipient. */
 export type DeliveredMessage = StructValue<typeof MESSAGE>;
+
+/** `serverNotice` 1: the owner's KeyPackages run low or its last resort was handed out. */
+export const NOTICE_KEY_PACKAGES = 1;
 /** A channel as the server describes it. */
 export type ChannelInfo = StructValue<typeof CHANNEL_INFO>;
 /** Kinds of queued message. */

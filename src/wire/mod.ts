@@ -35,6 +35,7 @@ export {
   type RequestHandler,
   RpcClient,
   type RpcClientOptions,
+  SendBudget,
   serveStream,
   type ServeStreamOptions,
   type StreamContext,

@@ -42,28 +42,87 @@ export interface BidiStream {
   readonly writable: WritableStream<Uint8Array>;
 }
 
+/**
+ * Bytes handed to the streams of one connection that the transport has not taken yet
+ * (QUIC takes a stream's bytes as its flow-control window allows, so these are what a
+ * peer that does not read makes us hold). Past `maxBytes` the peer is cut off.
+ */
+export class SendBudget {
+  #pending = 0;
+  #exceeded = false;
+  readonly #max: number;
+  readonly #onExceeded: (pending: number) => void;
+
+  /** `onExceeded` runs once, when a write would take the pending bytes past `maxBytes`. */
+  constructor(maxBytes: number, onExceeded: (pending: number) => void) {
+    this.#max = maxBytes;
+    this.#onExceeded = onExceeded;
+  }
+
+  /** Bytes written and not yet taken by the transport. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** {@link TransportError} once the budget was exceeded (before encoding anything). */
+  check(): void {
+    if (this.#exceeded) throw cutOff();
+  }
+
+  /** Count `n` bytes about to be written; {@link TransportError} once over the budget. */
+  take(n: number): void {
+    if (this.#exceeded || this.#pending + n > this.#max) {
+      if (!this.#exceeded) {
+        this.#exceeded = true;
+        this.#onExceeded(this.#pending + n);
+      }
+      throw cutOff();
+    }
+    this.#pending += n;
+  }
+
+  /** The transport took `n` bytes (or the write failed). */
+  give(n: number): void {
+    this.#pending -= n;
+  }
+}
+
+function cutOff(): TransportError {
+  return new TransportError("Peer does not read what it is sent: connection cut off", {
+    code: "quota",
+  });
+}
+
 /** Writes frames in order on one stream. */
 export class FrameWriter {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #closed = false;
+  #budget: SendBudget | undefined;
 
-  constructor(writable: WritableStream<Uint8Array>) {
+  constructor(writable: WritableStream<Uint8Array>, budget?: SendBudget) {
     this.#writer = writable.getWriter();
+    this.#budget = budget;
   }
 
   /** Encode and send one frame. */
   async write(frame: Frame): Promise<void> {
+    if (this.#closed) throw new TransportError("Connection is closed");
+    this.#budget?.check();
     await this.writeRaw(encodeFrame(frame));
   }
 
   /** Send already-encoded frame bytes (the length prefix is added here). */
   async writeRaw(bytes: Uint8Array): Promise<void> {
     if (this.#closed) throw new TransportError("Connection is closed");
+    const framed = lengthPrefixed(bytes);
+    this.#budget?.take(framed.length);
     try {
-      await this.#writer.write(lengthPrefixed(bytes));
+      await this.#writer.write(framed);
     } catch (e) {
       this.#closed = true;
       throw new TransportError("Connection lost while sending", { cause: e });
+    } finally {
+      this.#budget?.give(framed.length);
     }
   }
 
@@ -256,6 +315,8 @@ export interface ServeStreamOptions {
   log?: Logger;
   /** Aborting stops reading new requests; in-flight ones finish. */
   signal?: AbortSignal;
+  /** Unsent bytes allowed on the connection this stream belongs to (shared by its streams). */
+  sendBudget?: SendBudget;
 }
 
 /**
@@ -269,7 +330,7 @@ export async function serveStream(
   options: ServeStreamOptions = {},
 ): Promise<void> {
   const log = options.log ?? silentLogger;
-  const writer = new FrameWriter(stream.writable);
+  const writer = new FrameWriter(stream.writable, options.sendBudget);
   const reader = new FrameReader(stream.readable, {
     frameTimeoutMs: options.frameTimeoutMs ?? FRAME_READ_TIMEOUT_MS,
   });
@@ -279,9 +340,26 @@ export async function serveStream(
   const stop = () => reader.cancel();
   options.signal?.addEventListener("abort", stop, { once: true });
 
+  // Never silence: an answer that cannot be encoded (over MAX_FRAME_BYTES: a bug, since
+  // every handler bounds its answer) is logged and replaced by an `internal` error answer.
   const reply = async (requestId: number, response: Response) => {
+    let bytes: Uint8Array;
     try {
-      await writer.write({ version: WIRE_VERSION, requestId, type: "response", response });
+      bytes = encodeFrame({ version: WIRE_VERSION, requestId, type: "response", response });
+    } catch (e) {
+      const err = toQpqError(e);
+      log.error("response cannot be encoded", { kind: response.kind, code: err.code });
+      bytes = encodeFrame({
+        version: WIRE_VERSION,
+        requestId,
+        type: "response",
+        response: errorResponse(
+          new InternalError(`The server cannot send its ${response.kind} answer (${err.code})`),
+        ),
+      });
+    }
+    try {
+      await writer.writeRaw(bytes);
     } catch (e) {
       log.debug("reply failed", { code: toQpqError(e).code });
     }

@@ -181,6 +181,16 @@ export function queueFull(lim: StoreLimits): UsageError {
   );
 }
 
+/** The error for a sender holding its share of a recipient's queue. */
+export function senderQuotaFull(recipient: string, lim: StoreLimits): UsageError {
+  const mib = Math.floor(lim.maxSenderBytes / (1024 * 1024));
+  return new UsageError(
+    `Cannot deliver: ${recipient} has not read ${lim.maxSenderMessages} messages or ${mib} MiB ` +
+      "from you yet; try again once they have",
+    { code: "quota" },
+  );
+}
+
 /** The error for a channel at its member cap. */
 export function channelFull(lim: StoreLimits): UsageError {
   return new UsageError(`Channel is full: at most ${lim.maxChannelMembers} members`, {

@@ -161,6 +161,18 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ALTER TABLE last_resort_key_packages_v2 RENAME TO last_resort_key_packages;
     `,
   },
+  {
+    // Per-sender quota in a recipient's queue: who sent each delivery (the sender's uid)
+    // and how many bytes it holds. Rows from before carry NULL and 0 and count for nobody
+    // until they are read or expire.
+    version: 3,
+    name: "sender and size of each delivery",
+    sql: `
+      ALTER TABLE deliveries ADD COLUMN sender_uid BLOB;
+      ALTER TABLE deliveries ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX deliveries_sender ON deliveries (recipient, sender_uid, bytes);
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */

@@ -15,7 +15,8 @@
  *   │  size cap ─► duplicate (sender, messageId)? ─► return the original seqs
  *   │  [commit] sender is a member ─► epoch == channel epoch
  *   │           ─► roster add/remove ─► channel epoch = epoch + 1
- *   │  per recipient: user exists ─► queue depth < cap ─► seq = next seq of that queue
+ *   │  per recipient: user exists ─► queue depth < cap ─► sender's share < its cap
+ *   │                 ─► seq = next seq of that queue
  *   ▼
  * COMMIT ─► notifier.notify(recipient) for each recipient ─► return seqs
  *
@@ -38,6 +39,14 @@ export interface StoreLimits {
   maxMessageBytes: number;
   /** Most undelivered messages in one recipient queue. */
   maxQueueMessages: number;
+  /**
+   * Most undelivered messages one sender may hold in another user's queue. A commit may
+   * go up to twice this, so a sender at the cap can still change the group (e.g. remove
+   * the member who does not read).
+   */
+  maxSenderMessages: number;
+  /** Most undelivered payload bytes one sender may hold in another user's queue (commits: twice). */
+  maxSenderBytes: number;
   /** How long an undelivered message is kept (ms). */
   messageRetentionMs: number;
   /** Most messages returned by one fetch. */
@@ -56,6 +65,8 @@ export interface StoreLimits {
 export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   maxMessageBytes: limits.MAX_MESSAGE_BYTES,
   maxQueueMessages: limits.MAX_QUEUE_MESSAGES,
+  maxSenderMessages: limits.MAX_SENDER_QUEUE_MESSAGES,
+  maxSenderBytes: limits.MAX_SENDER_QUEUE_BYTES,
   messageRetentionMs: limits.MESSAGE_RETENTION_SECONDS * 1000,
   maxFetchPage: limits.MAX_FETCH_PAGE,
   maxKeyPackagesPerUser: limits.MAX_KEY_PACKAGES_PER_USER,
@@ -237,6 +248,27 @@ export interface QueuedMessage {
   receivedAt: number;
 }
 
+/** Bounds of one {@link ServerStore.fetchPage}. */
+export interface FetchPageOptions {
+  /** Most messages (default and cap: maxFetchPage). */
+  limit?: number;
+  /**
+   * Most bytes: the stored size of each message plus `rowOverheadBytes` each, summed. The
+   * first message is returned whatever its size, so one maximal message is never stuck.
+   */
+  maxBytes?: number;
+  /** Bytes counted per message on top of its stored size (default 0). */
+  rowOverheadBytes?: number;
+}
+
+/** A page of one queue. */
+export interface QueuedPage {
+  /** Messages with seq > afterSeq, ascending. */
+  messages: QueuedMessage[];
+  /** True when more messages follow this page. */
+  more: boolean;
+}
+
 /** How many rows {@link ServerStore.purgeExpired} removed. */
 export interface PurgeResult {
   /** Undelivered messages past retention (queue entries). */
@@ -372,6 +404,12 @@ export interface ServerStore {
   findDuplicate(sender: string, messageId: string): Promise<EnqueueResult | undefined>;
   /** Up to `limit` (capped by maxFetchPage) messages with seq > afterSeq, ascending. */
   fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]>;
+  /**
+   * A page of messages with seq > afterSeq, ascending, bounded by count and by bytes (at
+   * least one message when any is queued), and whether more follow. Only the page's
+   * payloads are read into memory.
+   */
+  fetchPage(recipient: string, afterSeq: number, options?: FetchPageOptions): Promise<QueuedPage>;
   /** Delete the recipient's messages with seq <= uptoSeq; returns how many. */
   ack(recipient: string, uptoSeq: number): Promise<number>;
   /** Undelivered messages in one queue. */

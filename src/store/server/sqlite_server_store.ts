@@ -48,6 +48,7 @@ import {
   orderedPair,
   queueFull,
   resolveLimits,
+  senderQuotaFull,
   unknownChannel,
   unknownUser,
 } from "./_common.ts";
@@ -63,6 +64,7 @@ import {
   type DmResult,
   type EnqueueParams,
   type EnqueueResult,
+  type FetchPageOptions,
   InProcessNotifier,
   type KeyPackageInput,
   type KeyPackageQuery,
@@ -70,6 +72,7 @@ import {
   type PendingLogin,
   type PurgeResult,
   type QueuedMessage,
+  type QueuedPage,
   type ServerStore,
   type ServerStoreOptions,
   type SessionInfo,
@@ -845,7 +848,7 @@ export class SqliteServerStore implements ServerStore {
       if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
       this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);
       this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
-      return this.#append(params, ref);
+      return this.#append(params, ref, true);
     });
     return this.#notify(r);
   }
@@ -866,16 +869,32 @@ export class SqliteServerStore implements ServerStore {
   }
 
   /** Write the message and its deliveries inside the caller's transaction. */
-  #append(p: EnqueueParams, ref: Uint8Array): EnqueueResult {
+  #append(p: EnqueueParams, ref: Uint8Array, commit = false): EnqueueResult {
     const now = this.#clock();
     const deliveries: Delivery[] = [];
     const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
+    const senderUid = this.#uid(p.sender);
+    const size = p.payload.length;
+    // a commit may use twice the sender's share: refusing it would stall the group
+    const share = commit ? 2 : 1;
     for (const recipient of p.recipients) {
       const uid = this.#requireUser(recipient);
       const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
       const next = (q?.next_seq as number | undefined) ?? 1;
       const depth = (q?.depth as number | undefined) ?? 0;
       if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);
+      const held = this.#get(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM deliveries " +
+          "WHERE recipient = ? AND sender_uid = ?",
+        uid,
+        senderUid,
+      );
+      if (
+        Number(held?.n ?? 0) + 1 > share * this.#lim.maxSenderMessages ||
+        Number(held?.b ?? 0) + size > share * this.#lim.maxSenderBytes
+      ) {
+        throw senderQuotaFull(recipient, this.#lim);
+      }
       queues.push({ uid, next, depth });
       deliveries.push({ recipient, seq: next });
     }
@@ -894,11 +913,14 @@ export class SqliteServerStore implements ServerStore {
     const msgId = Number(res.lastInsertRowid);
     for (const q of queues) {
       this.#run(
-        "INSERT INTO deliveries (recipient, seq, message, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO deliveries (recipient, seq, message, created_at, sender_uid, bytes) " +
+          "VALUES (?, ?, ?, ?, ?, ?)",
         q.uid,
         q.next,
         msgId,
         now,
+        senderUid,
+        size,
       );
       this.#run(
         "INSERT INTO queues (recipient, next_seq, depth) VALUES (?, ?, ?) " +
@@ -929,20 +951,49 @@ export class SqliteServerStore implements ServerStore {
     return this.#call(() => this.#duplicate(this.#dedupeRef({ sender, messageId })));
   }
 
-  fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
+  async fetch(recipient: string, afterSeq: number, limit?: number): Promise<QueuedMessage[]> {
+    return (await this.fetchPage(recipient, afterSeq, limit === undefined ? {} : { limit }))
+      .messages;
+  }
+
+  fetchPage(
+    recipient: string,
+    afterSeq: number,
+    options: FetchPageOptions = {},
+  ): Promise<QueuedPage> {
     return this.#call(() => {
       checkCount("sequence number", afterSeq);
-      const n = Math.min(limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
+      const n = Math.min(options.limit ?? this.#lim.maxFetchPage, this.#lim.maxFetchPage);
       checkCount("limit", n);
+      const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER;
+      const overhead = options.rowOverheadBytes ?? 0;
+      const uid = this.#uid(recipient);
+      // sizes first (length() of a BLOB does not read it), then only the page's bodies
+      const sizes = this.#all(
+        "SELECT d.seq, length(m.body) AS n FROM deliveries d JOIN messages m ON m.id = d.message " +
+          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
+        uid,
+        afterSeq,
+        n + 1,
+      );
+      let take = 0;
+      let bytes = 0;
+      while (take < Math.min(n, sizes.length)) {
+        const size = Number(sizes[take]!.n ?? 0) + overhead;
+        if (take > 0 && bytes + size > maxBytes) break;
+        bytes += size;
+        take++;
+      }
+      if (take === 0) return { messages: [], more: false };
       const rows = this.#all(
         "SELECT d.seq, m.dedupe_ref, m.channel_id, m.body, m.created_at " +
           "FROM deliveries d JOIN messages m ON m.id = d.message " +
-          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
-        this.#uid(recipient),
+          "WHERE d.recipient = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq",
+        uid,
         afterSeq,
-        n,
+        sizes[take - 1]!.seq as number,
       );
-      return rows.map((r) => {
+      const messages = rows.map((r) => {
         const ref = r.dedupe_ref as Uint8Array;
         const body = this.#sealer.open("messages.body", ref, r.body as Uint8Array);
         const [sender, messageId, payload] = splitBody(body);
@@ -955,6 +1006,7 @@ export class SqliteServerStore implements ServerStore {
           receivedAt: r.created_at as number,
         };
       });
+      return { messages, more: sizes.length > take };
     });
   }
 

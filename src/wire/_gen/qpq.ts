@@ -2411,6 +2411,21 @@ export class Message extends $.Struct {
     set channelKind(value: ChannelKind) {
         $.utils.setUint16(10, value, this);
     }
+    /**
+* 0: a message. Else a notice from the server to the queue's
+* owner (empty channelId, sender = the owner, kind
+* application, empty payload): 1 = your KeyPackages run
+* low or your last resort was handed out (refill, rotate).
+* A number, not an enum: older readers ignore the field and
+* drop the message (no channel), unknown numbers are ignored.
+*
+*/
+    get serverNotice(): number {
+        return $.utils.getUint16(12, this);
+    }
+    set serverNotice(value: number) {
+        $.utils.setUint16(12, value, this);
+    }
     toString(): string { return "Message_" + super.toString(); }
 }
 export class Messages extends $.Struct {
