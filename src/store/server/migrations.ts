@@ -161,6 +161,22 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       ALTER TABLE last_resort_key_packages_v2 RENAME TO last_resort_key_packages;
     `,
   },
+  // Version 3 is another change of issue 10 (merged separately); the runner applies
+  // whatever is newer than the database, so the numbers may arrive out of order.
+  {
+    // Blocks (issue 10, consent): who refuses whose DMs, application messages and
+    // Welcomes. Both columns are user lookup references, like `members.uid`.
+    version: 4,
+    name: "blocks",
+    sql: `
+      CREATE TABLE blocks (
+        blocker BLOB NOT NULL REFERENCES users (uid),
+        blocked BLOB NOT NULL REFERENCES users (uid),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */
