@@ -19,6 +19,9 @@ export function consentHandlers(store: ServerStore): HandlerTable {
   const change = async (blocker: string, username: string, on: boolean) => {
     const user = checkUsernameSyntax(username);
     if (user === blocker) throw new UsageError("Cannot block yourself");
+    if (!(await store.getUser(user))) {
+      throw new UsageError(`Unknown user ${user}`, { code: "not_found" });
+    }
     await store.setBlocked(blocker, user, on);
   };
   return {
