@@ -208,6 +208,20 @@ Deno.test("client: a block makes the server drop the blocked user's DMs and invi
   });
 });
 
+Deno.test("client: what a user sent before being blocked, still queued, is never shown nor joined", async () => {
+  await withUsers(["bob", "mallory"], async ([bob, mallory]) => {
+    await say(mallory!, "bob", "queued before the block");
+    await mallory!.client.createGroup("early");
+    await mallory!.client.invite("#early", ["bob"]);
+    await bob!.client.block("mallory"); // bob has not read his queue yet
+    await bob!.client.sync();
+    assertEquals(shown(bob!.events), []);
+    assertEquals(bob!.client.requests(), []);
+    assertEquals(bob!.client.store.listGroups(), [], "no Welcome of hers was joined");
+    assertEquals(bob!.client.store.listConversations().filter((c) => c.kind !== "self"), []);
+  });
+});
+
 Deno.test("client: block and DM refuse ourselves and a blocked peer with one-line errors", async () => {
   await withUsers(["bob", "mallory"], async ([bob]) => {
     await assertRejects(() => bob!.client.block("bob"), QpqError, "Cannot block yourself");
