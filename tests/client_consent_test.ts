@@ -107,6 +107,7 @@ Deno.test("client: a group invitation from a stranger is kept current while pend
     await bob!.client.sync();
     await carol!.client.sync();
     assertEquals(shown(bob!.events), ["request #x from alice (0)"]);
+    assertEquals(await bob!.client.selfUpdateDue(0), [], "a request sends nothing by itself");
     // carol accepts at once and writes; alice adds a commit; the group moves on meanwhile
     carol!.client.accept("#x");
     await carol!.client.send("#x", "carol here");
@@ -208,6 +209,23 @@ Deno.test("client: a block makes the server drop the blocked user's DMs and invi
   });
 });
 
+Deno.test("client: opening the DM of a pending request accepts it and shows what it held", async () => {
+  await withUsers(["bob", "carl"], async ([bob, carl]) => {
+    await say(carl!, "bob", "are you there?");
+    await bob!.client.sync();
+    assertEquals(shown(bob!.events), ["request @carl from carl (1)"]);
+    bob!.events.length = 0;
+    const conv = await bob!.client.dm("carl");
+    assertEquals([conv.name, conv.requestFrom], ["@carl", undefined]);
+    assertEquals(shown(bob!.events), [
+      "joined @carl by carl",
+      "message @carl carl: are you there?",
+    ]);
+    assertEquals(bob!.client.requests(), []);
+    assertEquals(bob!.client.listConversations().map((c) => c.name), ["@carl"]);
+  });
+});
+
 Deno.test("client: what a user sent before being blocked, still queued, is never shown nor joined", async () => {
   await withUsers(["bob", "mallory"], async ([bob, mallory]) => {
     await say(mallory!, "bob", "queued before the block");
@@ -224,6 +242,8 @@ Deno.test("client: what a user sent before being blocked, still queued, is never
 
 Deno.test("client: block and DM refuse ourselves and a blocked peer with one-line errors", async () => {
   await withUsers(["bob", "mallory"], async ([bob]) => {
+    await assertRejects(() => bob!.client.dm("nobody"), QpqError, "Unknown user nobody");
+    assertEquals(bob!.client.store.consent("nobody"), undefined, "a failed dm makes no contact");
     await assertRejects(() => bob!.client.block("bob"), QpqError, "Cannot block yourself");
     await bob!.client.block("mallory");
     const e = await assertRejects(() => bob!.client.dm("mallory"), QpqError);

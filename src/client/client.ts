@@ -226,18 +226,24 @@ export class QpqClient {
   }
 
   /** Open (or find) the DM with `peer`; the self-DM is a local notepad. */
-  dm(peer: string): Promise<Conversation> {
+  async dm(peer: string): Promise<Conversation> {
     const user = peer.replace(/^@/, "");
     if (user === this.username) {
-      return Promise.resolve(selfConversation(this.#ctx.state, this.username, this.#ctx.now()));
+      return selfConversation(this.#ctx.state, this.username, this.#ctx.now());
     }
     if (this.#consent.blocked(user)) {
-      return Promise.reject(
-        new UsageError(`You blocked ${user}: qpq unblock ${user} first`, { code: "forbidden" }),
-      );
+      throw new UsageError(`You blocked ${user}: qpq unblock ${user} first`, { code: "forbidden" });
     }
-    this.#consent.befriend([user]); // writing to someone makes them a contact
-    return this.#groups.dm(user);
+    // writing to someone makes them a contact (before the sync in Groups.dm: a DM they
+    // opened at the same time is then joined, not held as a request)
+    const stranger = this.#ctx.state.consent(user) === undefined;
+    this.#consent.befriend([user]);
+    try {
+      return this.#accepted(await this.#groups.dm(user));
+    } catch (e) {
+      if (stranger) this.#ctx.state.setConsent(user, undefined); // e.g. no such user
+      throw e;
+    }
   }
 
   /** Create a group; we are its first member. */
