@@ -226,6 +226,24 @@ Deno.test("client: opening the DM of a pending request accepts it and shows what
   });
 });
 
+Deno.test("client: a request whose group state breaks reports nothing until accepted", async () => {
+  await withUsers(["bob", "dan"], async ([bob, dan]) => {
+    await dan!.client.createGroup("y");
+    await dan!.client.invite("#y", ["bob"]);
+    await bob!.client.sync();
+    const conv = bob!.client.conversation("#y");
+    const rec = bob!.client.store.group(conv.channelId!)!;
+    bob!.client.store.putGroup({ ...rec, state: rec.state.slice(0, 40) }); // damaged
+    bob!.events.length = 0;
+    await dan!.client.send("#y", "can you read this?");
+    await bob!.client.sync();
+    assertEquals(shown(bob!.events), [], "no broken warning, no unreadable line");
+    assertEquals(bob!.client.requests().map((r) => [r.conversation.name, r.messages]), [["#y", 1]]);
+    bob!.client.accept("#y");
+    assertEquals(shown(bob!.events), ["joined #y by dan", "unreadable"]);
+  });
+});
+
 Deno.test("client: what a user sent before being blocked, still queued, is never shown nor joined", async () => {
   await withUsers(["bob", "mallory"], async ([bob, mallory]) => {
     await say(mallory!, "bob", "queued before the block");
