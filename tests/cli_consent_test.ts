@@ -100,6 +100,11 @@ Deno.test("qpq join accepts every request, as join always did", async () => {
     ok(await qpq("ann", "send", "--to", "ben", "hello"));
     ok(await qpq("ann", "create-group", "g"));
     ok(await qpq("ann", "invite", "g", "ben"));
+    // received by requests itself: each listed once, with its count
+    assertEquals(
+      ok(await qpq("ben", "requests")),
+      "request from @ann: 1 message\nann invites you to #g\n",
+    );
     assertEquals(
       ok(await qpq("ben", "join")),
       "* joined @ann (invited by ann)\n[ann] hello\n* joined #g (invited by ann)\n",

@@ -229,6 +229,8 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   create?: boolean;
   /** Connect and log in before `run` (default true). */
   session?: boolean;
+  /** Which client events to print (default: all). */
+  shows?: (e: ClientEvent) => boolean;
   run(
     client: QpqClient,
     args: { values: ClientFlags & Record<string, unknown>; positionals: string[] },
@@ -249,7 +251,13 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       return 0;
     }
     const values = p.values as ClientFlags & Record<string, unknown>;
-    const client = await openClient(values, { create: def.create ?? false });
+    const json = values.json ?? false;
+    const client = await openClient(values, {
+      create: def.create ?? false,
+      onEvent: (e) => {
+        if (def.shows?.(e) ?? true) printEvent(e, json);
+      },
+    });
     try {
       if (def.session ?? true) {
         await client.ensureSession();

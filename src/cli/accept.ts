@@ -17,6 +17,8 @@ messages it held are printed in order.`;
 export const run = clientCommand({
   name: "accept",
   usage: USAGE,
+  // what is accepted is printed in full below: no request line for it on the way
+  shows: (e) => e.kind !== "request",
   positionals: { min: 1, max: 1 },
   async run(client, { positionals }) {
     await client.sync();

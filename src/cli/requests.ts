@@ -19,6 +19,8 @@ a group with are contacts: their DMs and invitations are shown at once.`;
 export const run = clientCommand({
   name: "requests",
   usage: USAGE,
+  // the list below has the current count of each request: no line per request on the way
+  shows: (e) => e.kind !== "request",
   async run(client, { values }) {
     await client.sync();
     const rs = client.requests();
