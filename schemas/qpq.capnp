@@ -59,6 +59,12 @@ struct Request {
 
     # KeyPackage directory, per cipher suite (appended).
     countKeyPackagesForSuite @22 :SuiteRef;   # own remaining packages of one suite
+
+    # Consent (appended): the server drops a blocked user's DMs, application messages and
+    # Welcomes to the blocker (answered as if delivered; commits still go through). Both
+    # answer `ok`, idempotently.
+    block @23 :UserRef;
+    unblock @24 :UserRef;
   }
 }
 

@@ -13,6 +13,7 @@
  *        uploadKeyPackages (both suites) countKeyPackages countKeyPackagesForSuite
  *        fetchIdentityKey fetchKeyPackage (X-Wing) createGroup
  *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels members
+ *        block unblock
  * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
  * ```
  *
@@ -234,6 +235,8 @@ export async function recordSession(): Promise<Recording> {
     await a.rpc.call({ kind: "createDm", username: "bob" }, "channel");
     await a.rpc.call({ kind: "listChannels" }, "channels");
     await a.rpc.call({ kind: "members", channelId: channel.channelId }, "memberList");
+    await a.rpc.call({ kind: "block", username: "bob" }, "ok");
+    await a.rpc.call({ kind: "unblock", username: "bob" }, "ok");
     for (let i = 0; i < 50 && b.pushes.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -186,3 +186,16 @@ export const OPAQUE_REGISTRATION_REQUEST_BYTES = 32;
 export const OPAQUE_KE1_BYTES = 96;
 /** OPAQUE KE3 length: the client's key-confirmation MAC. */
 export const OPAQUE_KE3_BYTES = 64;
+
+// ---- consent (issue 10: requests and blocks) ----
+/**
+ * Most users one account may block on the server. Bounds the rows one account can make the
+ * server keep; a person blocks a handful, a spam wave a few thousand at most.
+ */
+export const MAX_BLOCKS_PER_USER = 10_000;
+/**
+ * Most held messages of one request counted by `qpq requests` and shown when it is
+ * accepted (the newest ones; the rest stay in `history`). Bounds the work one stranger's
+ * flood costs the reader.
+ */
+export const MAX_REQUEST_MESSAGES_SHOWN = 1000;

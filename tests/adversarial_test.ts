@@ -203,7 +203,7 @@ Deno.test("every request that needs a session is refused with auth before login"
         assertEquals(await answer(s, id), "auth", name);
         checked++;
       }
-      assertEquals(checked, 16);
+      assertEquals(checked, 18); // block and unblock too (issue 10)
       s.close();
     });
   } finally {
@@ -858,6 +858,67 @@ Deno.test("KeyPackage drain: fetchKeyPackage is rate_limited per requester and p
   } finally {
     await mallory.conn.close();
     await dave.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("stranger spam after a block: 2,000 DMs from the blocked user take no room in the blocker's queue and are answered like deliveries", async () => {
+  const srv = await startTestServer();
+  const bob = await newUser(srv, "bob");
+  const mallory = await newUser(srv, "mallory");
+  const alice = await newUser(srv, "alice");
+  try {
+    const dm = await mallory.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    const spam = (conn: ServerConnection, channelId: Uint8Array, messageKind = "application") =>
+      conn.call({
+        kind: "enqueue",
+        channelId,
+        messageId: randomBytes(16),
+        payload: randomBytes(200),
+        messageKind,
+        epoch: 0,
+        recipients: [],
+      } as Request, "enqueued");
+    assertEquals((await spam(mallory.conn, dm.channelId)).recipients, 1);
+    assertEquals(await bob.conn.call({ kind: "block", username: "mallory" }, "ok"), {
+      kind: "ok",
+    });
+    const queued = async () =>
+      (await bob.conn.call({ kind: "fetch", afterSeq: 0, limit: 500 }, "messages")).messages;
+    const before = await queued();
+    assertEquals(before.length, 1, "what came before the block stays");
+    await duringAttack(srv, "blocked spam", async () => {
+      for (let round = 0; round < 20; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, () => spam(mallory.conn, dm.channelId)),
+        );
+        // indistinguishable from a delivery: mallory cannot tell she is blocked
+        for (const a of answers) assertEquals([a.duplicate, a.recipients], [false, 1]);
+      }
+    });
+    assertEquals(await queued(), before, "nothing of the flood reached bob's queue");
+    // a proposal (MLS control, needed to keep a shared group in step) still goes through
+    await spam(mallory.conn, dm.channelId, "proposal");
+    assertEquals((await queued()).length, 2);
+    // others still reach bob; unblocked, mallory does again
+    const other = await alice.conn.call({ kind: "createDm", username: "bob" }, "channel");
+    await spam(alice.conn, other.channelId);
+    assertEquals((await queued()).length, 3);
+    await bob.conn.call({ kind: "unblock", username: "mallory" }, "ok");
+    await spam(mallory.conn, dm.channelId);
+    assertEquals((await queued()).length, 4);
+    // the block requests themselves are refused for a stranger of the server and oneself
+    assertEquals(
+      await codeOf(bob.conn.call({ kind: "block", username: "ghost" }, "ok")),
+      "not_found",
+    );
+    assertEquals(await codeOf(bob.conn.call({ kind: "block", username: "bob" }, "ok")), "usage");
+    assertEquals(
+      await codeOf(bob.conn.call({ kind: "block", username: "../../x" }, "ok")),
+      "validation",
+    );
+  } finally {
+    for (const u of [alice, bob, mallory]) await u.conn.close();
     await srv.close();
   }
 });

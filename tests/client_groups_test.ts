@@ -153,6 +153,7 @@ Deno.test("client: a Welcome for a group it is in never replaces its state (no f
   });
   const events: ClientEvent[] = [];
   const vic = QpqClient.create({
+    acceptFrom: "anyone",
     store,
     password: "pw",
     caCertPem: ts.certPem,
@@ -243,6 +244,7 @@ Deno.test("client: a leave whose answer is lost still goes out once and the leav
   });
   const events: ClientEvent[] = [];
   const lea = QpqClient.create({
+    acceptFrom: "anyone",
     store,
     password: "pw",
     caCertPem: ts.certPem,
@@ -305,6 +307,7 @@ Deno.test("client: a leave that could not be sent is kept, says so, and goes out
     kdf: FAST_KDF,
   });
   const kim = QpqClient.create({
+    acceptFrom: "anyone",
     store,
     password: "pw",
     caCertPem: ts.certPem,

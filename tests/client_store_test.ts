@@ -879,8 +879,9 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 2);
+    assertEquals(userVersion(`${path}.db`), 3);
     assertEquals(tables(`${path}.db`), [
+      "consent",
       "contacts",
       "conversations",
       "cursor",
@@ -905,6 +906,49 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
     await assertOpenFails(v1, "wrong");
     assertSnapshot(fresh, before);
     assertEquals(userVersion(`${v1}.db`), 1);
+  });
+});
+
+const FIXTURE_V2 = new URL("./fixtures/client/v2.bin", import.meta.url).pathname;
+const FIXTURE_V2_PASSWORD = "golden v2 fixture password";
+
+Deno.test("ClientStore.open upgrades the golden version-2 state: users with a pinned key are contacts, no conversation is a request", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/v2.bin`;
+    Deno.copyFileSync(FIXTURE_V2, path);
+    Deno.copyFileSync(`${FIXTURE_V2}.db`, `${path}.db`);
+    assertEquals(userVersion(`${path}.db`), 2);
+    const check = (r: ClientStore) => {
+      assertEquals(r.consent("bob"), "contact");
+      assertEquals(r.consent("carol"), "contact");
+      assertEquals(r.consent("mallory"), undefined);
+      assertEquals(r.listBlocked(), []);
+      assertEquals(r.listConversations().map((c) => [c.name, c.requestFrom]), [
+        ["#friends", undefined],
+        ["@bob", undefined],
+      ]);
+      assertEquals(r.cursor(), 7);
+      assertEquals(r.pinnedKey("bob"), filled(32, 0x44));
+      assertEquals(r.history(CH_B, 5).map((m) => m.body), ["hi alice"]);
+      assertEquals(r.listGroups().map((g) => g.channelId), [CH_A, CH_B]);
+    };
+    const r = await ClientStore.open(path, FIXTURE_V2_PASSWORD);
+    try {
+      check(r);
+      r.setConsent("mallory", "blocked"); // and version 3 is writable
+    } finally {
+      await r.close();
+    }
+    assertEquals(userVersion(`${path}.db`), 3);
+    assert(tables(`${path}.db`).includes("consent"));
+    const again = await ClientStore.open(path, FIXTURE_V2_PASSWORD);
+    try {
+      assertEquals(again.listBlocked(), ["mallory"]);
+      again.setConsent("mallory", undefined);
+      check(again);
+    } finally {
+      await again.close();
+    }
   });
 });
 
@@ -950,13 +994,13 @@ Deno.test("ClientStore.open refuses a database newer than this build with one li
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
     const raw = new DatabaseSync(`${path}.db`);
-    raw.exec("PRAGMA user_version = 3");
+    raw.exec("PRAGMA user_version = 4");
     raw.close();
     const before = snapshot(dir);
     const e = await assertRejects(() => ClientStore.open(path, PASSWORD), StorageError);
     assertEquals(
       e.message,
-      "Cannot open state: its database has schema version 3, newer than this qpq reads (2); " +
+      "Cannot open state: its database has schema version 4, newer than this qpq reads (3); " +
         "update qpq",
     );
     assertSnapshot(dir, before);

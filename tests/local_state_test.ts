@@ -315,6 +315,35 @@ contract("pinKey pins a key per user and a later pin replaces it", async (h) => 
   usage(() => h.state.pinKey("dave", "key" as unknown as Uint8Array));
 });
 
+contract("setConsent records contacts and blocks per user, and forgets them", async (h) => {
+  const s = h.state;
+  assertEquals(s.consent("bob"), undefined);
+  s.setConsent("bob", "contact");
+  s.setConsent("mallory", "blocked");
+  s.setConsent("eve", "blocked");
+  s.setConsent("carol", "contact");
+  s.setConsent("carol", undefined);
+  s.setConsent("nobody", undefined); // forgetting a stranger is a no-op
+  const r = await h.reopen();
+  assertEquals(r.consent("bob"), "contact");
+  assertEquals(r.consent("mallory"), "blocked");
+  assertEquals(r.consent("carol"), undefined);
+  assertEquals(r.listBlocked(), ["eve", "mallory"]);
+  r.setConsent("eve", "contact");
+  assertEquals(r.listBlocked(), ["mallory"]);
+  usage(() => r.setConsent("", "contact"));
+  usage(() => r.setConsent("dave", "friend" as unknown as "contact"));
+});
+
+contract("a conversation keeps who its request is from until it is replaced without", async (h) => {
+  const s = h.state;
+  s.upsertConversation({ ...conv("c1", "@mallory"), requestFrom: "mallory" });
+  assertEquals((await h.reopen()).getConversation("c1")?.requestFrom, "mallory");
+  h.state.upsertConversation(conv("c1", "@mallory"));
+  assertEquals(h.state.getConversation("c1"), conv("c1", "@mallory"));
+  usage(() => h.state.upsertConversation({ ...conv("c2", "x"), requestFrom: "" }));
+});
+
 // --------------------------------------------------------------------- conversations
 
 contract("upsertConversation replaces by id and refuses a name another one uses", async (h) => {
@@ -431,7 +460,9 @@ function writeAll(s: LocalState, tag: string): void {
   s.putGroup(group(`new-${tag}`));
   s.putKeyPackage(keyPackage(`kp-${tag}`));
   s.pinKey("bob", utf8(`key ${tag}`));
-  s.upsertConversation(conv(`c-${tag}`, `name-${tag}`));
+  s.setConsent("bob", "blocked");
+  s.setConsent("carol", undefined);
+  s.upsertConversation({ ...conv(`c-${tag}`, `name-${tag}`), requestFrom: "eve" });
   s.upsertConversation({ ...conv("g", `renamed-${tag}`), kind: "group" });
   s.addMessage(msg("g", `m-${tag}`, "hi"));
   s.setMessageStatus("m0", "delivered");
@@ -449,6 +480,7 @@ function dump(s: LocalState): unknown {
     groups: s.listGroups(),
     keyPackages: s.listKeyPackages(),
     bob: s.pinnedKey("bob"),
+    consent: [s.consent("bob"), s.consent("carol"), s.listBlocked()],
     conversations: s.listConversations(),
     byName: s.listConversations().map((c) => s.findConversationByName(c.name)),
     history: s.listConversations().map((c) => s.history(c.id, 100)),
@@ -463,6 +495,8 @@ function base(s: LocalState): void {
   s.putGroup(group("gone"));
   s.putKeyPackage(keyPackage("kp0"));
   s.pinKey("bob", utf8("key 0"));
+  s.setConsent("bob", "contact");
+  s.setConsent("carol", "contact");
   s.addMessage({ ...msg("g", "m0", "zero"), direction: "out", status: "pending" });
   s.addOutbox({ ...outbox("o0"), conversationId: "g" });
   s.addOutbox({ ...outbox("o1"), conversationId: "g" });
@@ -640,6 +674,9 @@ contract("close makes every later call throw and is idempotent", async (h) => {
     () => s.deleteKeyPackage("r"),
     () => s.pinnedKey("bob"),
     () => s.pinKey("bob", utf8("k")),
+    () => s.consent("bob"),
+    () => s.setConsent("bob", "contact"),
+    () => s.listBlocked(),
     () => s.upsertConversation(conv("c2", "carol")),
     () => s.getConversation("c1"),
     () => s.findConversationByName("bob"),

@@ -158,8 +158,15 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
         "[alice] hello bob, this is the repl",
       ]);
 
-      // bob (the CLI) got both lines; his answer arrives by push, or at the latest on /sync
-      const got = await runQpq(["recv", ...s.args("bob")], { env: s.env("bob") });
+      // alice is not bob's contact: the CLI shows bob two requests, one line each
+      const got0 = await runQpq(["recv", ...s.args("bob")], { env: s.env("bob") });
+      assertEquals(got0.code, 0, got0.stderr);
+      assertEquals(got0.stdout.trim().split("\n"), [
+        "request from @alice: 1 message",
+        "alice invites you to #crew",
+      ]);
+      // accepting shows both lines; his answer arrives by push, or at the latest on /sync
+      const got = await runQpq(["accept", "alice", ...s.args("bob")], { env: s.env("bob") });
       assertEquals(got.code, 0, got.stderr);
       assertEquals(got.stdout.trim().split("\n"), [
         "* joined @alice (invited by alice)",
@@ -267,6 +274,8 @@ Deno.test("qpq repl keeps receiving by push after the server restarts", async ()
     }
     const dm = await runQpq(["dm", "bob", ...args("alice")], { env: env("alice") });
     assertEquals(dm.code, 0, dm.stderr);
+    const ok = await runQpq(["accept", "@alice", ...args("bob")], { env: env("bob") });
+    assertEquals(ok.stdout, "* joined @alice (invited by alice)\n", ok.stderr);
 
     child = spawnQpq(["repl", ...args("bob")], { env: env("bob"), stdin: true });
     const out = new Lines(child.stdout);
@@ -347,6 +356,8 @@ Deno.test({
       }
       const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
       assertEquals(dm.code, 0, dm.stderr);
+      const ok = await runQpq(["accept", "@alice", ...s.args("bob")], { env: s.env("bob") });
+      assertEquals(ok.code, 0, ok.stderr);
       const deno = Deno.execPath();
       const main = new URL("../main.ts", import.meta.url).pathname;
       const config = new URL("../deno.json", import.meta.url).pathname;
@@ -407,4 +418,76 @@ Deno.test({
       await teardown(s);
     }
   },
+});
+
+Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /block, /unblock", async () => {
+  const s = await setup();
+  try {
+    for (const u of ["bob", "mallory", "eve"]) {
+      const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+      assertEquals(r.code, 0, r.stderr);
+    }
+    const child = spawnQpq(["repl", ...s.args("bob")], { env: s.env("bob"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    const from = async (user: string, text: string) => {
+      const r = await runQpq(["send", "--to", "bob", text, ...s.args(user)], {
+        env: s.env(user),
+      });
+      assertEquals(r.code, 0, r.stderr);
+    };
+    try {
+      await out.until((l) => l.startsWith("qpq repl: bob"));
+      await from("mallory", "one");
+      // pushed: one line for the request, nothing of its content
+      assertEquals(await out.until((l) => l.startsWith("request")), [
+        "request from @mallory: 1 message",
+      ]);
+      await from("mallory", "two\u001b[2J");
+      assertEquals(await ask("/requests", (l) => l.startsWith("request")), [
+        "request from @mallory: 2 messages",
+      ]);
+      assertEquals(await ask("/accept --help", (l) => l.startsWith("/accept")), [
+        "/accept @user|#group  accept a request and show its messages",
+      ]);
+      assertEquals(await ask("/accept nobody", (l) => l.startsWith("error:")), [
+        "error: No request from nobody: see qpq requests",
+      ]);
+      assertEquals(await ask("/accept @mallory", (l) => l.startsWith("[mallory] two")), [
+        "* joined @mallory (invited by mallory)",
+        "[mallory] one",
+        "[mallory] two^[[2J",
+      ]);
+      assertEquals(await ask("/requests", (l) => l.startsWith("*")), ["* no requests"]);
+      // eve is blocked before she writes: nothing of hers ever arrives
+      assertEquals(await ask("/block @eve", (l) => l.startsWith("*")), ["* blocked @eve"]);
+      await from("eve", "let me in");
+      await from("mallory", "three");
+      assertEquals(await out.until((l) => l.startsWith("[mallory]")), ["[mallory] three"]);
+      assertEquals(await ask("/block", (l) => l.startsWith("blocked")), ["blocked @eve"]);
+      assertEquals(await ask("/requests", (l) => l.startsWith("*")), ["* no requests"]);
+      assertEquals(await ask("/unblock eve", (l) => l.startsWith("*")), ["* unblocked @eve"]);
+      assertEquals(await ask("/block", (l) => l.startsWith("*")), ["* no blocked users"]);
+      await send("/quit");
+      assertEquals(await out.rest(), []);
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
 });

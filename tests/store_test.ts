@@ -1115,3 +1115,31 @@ Deno.test("SqliteServerStore.consumeKeyPackage hands out each package once acros
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+contract(
+  "setBlocked blocks and unblocks idempotently; blockersOf names who blocked a sender",
+  async (s, ctx) => {
+    await users(s, "alice", "bob", "carol", "mallory");
+    assertEquals(await s.blockersOf("mallory", ["alice", "bob", "carol"]), []);
+    await s.setBlocked("alice", "mallory", true);
+    await s.setBlocked("alice", "mallory", true); // again: no change, no error
+    await s.setBlocked("carol", "mallory", true);
+    assertEquals(await s.blockersOf("mallory", ["carol", "bob", "alice"]), ["carol", "alice"]);
+    assertEquals(await s.blockersOf("alice", ["mallory"]), [], "a block goes one way");
+    await s.setBlocked("carol", "mallory", false);
+    await s.setBlocked("carol", "mallory", false);
+    assertEquals(await s.blockersOf("mallory", ["alice", "bob", "carol"]), ["alice"]);
+    assertEquals(await code(s.setBlocked("alice", "ghost", true)), "UsageError:not_found");
+    assertEquals(await code(s.setBlocked("ghost", "alice", true)), "UsageError:not_found");
+    // at most maxBlocksPerUser blocks per account
+    const small = await ctx.open({ limits: { maxBlocksPerUser: 2 } });
+    await users(small, "u1", "u2", "u3", "u4");
+    await small.setBlocked("u1", "u2", true);
+    await small.setBlocked("u1", "u3", true);
+    assertEquals(await code(small.setBlocked("u1", "u4", true)), "UsageError:quota");
+    await small.setBlocked("u1", "u3", true); // an existing block is not a new row
+    await small.setBlocked("u1", "u2", false);
+    await small.setBlocked("u1", "u4", true);
+    assertEquals(await small.blockersOf("u4", ["u1"]), ["u1"]);
+  },
+);

@@ -79,7 +79,7 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
       assertEquals(decodeFrame(encodeFrame(frame)), frame);
     }
   }
-  assertEquals(Object.keys(REQUEST).length, 23);
+  assertEquals(Object.keys(REQUEST).length, 25);
   assertEquals(Object.keys(RESPONSE).length, 16);
 });
 

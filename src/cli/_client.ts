@@ -133,6 +133,22 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
   };
 }
 
+/** One line for a request (a DM or an invitation from someone who is not a contact). */
+export function requestLine(conv: Conversation, from: string, messages: number): string {
+  const count = `${messages} message${messages === 1 ? "" : "s"}`;
+  if (conv.kind === "dm") return `request from @${visible(from)}: ${count}`;
+  return `${visible(from)} invites you to ${visible(conv.name)}${messages > 0 ? `: ${count}` : ""}`;
+}
+
+/** JSON form of a request. */
+export function requestJson(
+  conv: Conversation,
+  from: string,
+  messages: number,
+): Record<string, unknown> {
+  return { type: "request", conversation: conv.name, kind: conv.kind, from, messages };
+}
+
 /** Print a client event as text or JSON. */
 export function printEvent(e: ClientEvent, json: boolean): void {
   const line = eventLine(e, json);
@@ -152,6 +168,10 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
       return json
         ? JSON.stringify({ type: "joined", conversation: e.conversation.name, inviter: e.inviter })
         : `* joined ${visible(e.conversation.name)} (invited by ${visible(e.inviter)})`;
+    case "request":
+      return json
+        ? JSON.stringify(requestJson(e.conversation, e.from, e.messages))
+        : requestLine(e.conversation, e.from, e.messages);
     case "members":
       if (json) {
         return JSON.stringify({
@@ -209,6 +229,8 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   create?: boolean;
   /** Connect and log in before `run` (default true). */
   session?: boolean;
+  /** Which client events to print (default: all). */
+  shows?: (e: ClientEvent) => boolean;
   run(
     client: QpqClient,
     args: { values: ClientFlags & Record<string, unknown>; positionals: string[] },
@@ -229,7 +251,13 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       return 0;
     }
     const values = p.values as ClientFlags & Record<string, unknown>;
-    const client = await openClient(values, { create: def.create ?? false });
+    const json = values.json ?? false;
+    const client = await openClient(values, {
+      create: def.create ?? false,
+      onEvent: (e) => {
+        if (def.shows?.(e) ?? true) printEvent(e, json);
+      },
+    });
     try {
       if (def.session ?? true) {
         await client.ensureSession();

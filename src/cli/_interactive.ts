@@ -13,14 +13,18 @@ import type { ClientEvent } from "../client/client.ts";
 import type { Conversation } from "../client/local.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
-import { eventLine, formatMessage } from "./_client.ts";
+import { eventLine, formatMessage, requestLine } from "./_client.ts";
 
 /** Slash commands with their one-line help. */
 export const SLASH_COMMANDS: Record<string, string> = {
   "/dm": "/dm <user>            start or open a DM",
   "/create-group": "/create-group <name> create a group",
   "/invite": "/invite <user>...    add users to the current group",
-  "/join": "/join                accept pending invitations",
+  "/join": "/join                accept pending invitations (requests too)",
+  "/requests": "/requests            DMs and invitations from people not in your contacts",
+  "/accept": "/accept @user|#group  accept a request and show its messages",
+  "/block": "/block [@user]       block a user (their messages are dropped); list blocked",
+  "/unblock": "/unblock @user       unblock a user",
   "/switch": "/switch @user|#group  change the active conversation",
   "/list": "/list (/ls)          list conversations",
   "/ls": "",
@@ -161,6 +165,10 @@ export class Interactive {
     const need = (n: number, usage: string) => {
       if (args.length < n) throw new UsageError(`Usage: ${usage}`);
     };
+    if (args[0] === "--help" && SLASH_COMMANDS[cmd]) {
+      this.print(SLASH_COMMANDS[cmd]!);
+      return false;
+    }
     if (this.#fixed && ["/dm", "/switch", "/create-group"].includes(cmd)) {
       throw new UsageError("This chat is fixed to one conversation: use qpq repl to switch");
     }
@@ -195,7 +203,7 @@ export class Interactive {
       }
       case "/join": {
         const before = new Set(c.listConversations().map((x) => x.id));
-        await c.sync();
+        await c.join();
         const joined = c.listConversations().filter((x) => !before.has(x.id) && x.kind !== "self");
         if (joined.length === 0) this.print("* no pending invitations");
         else if (!this.#active) this.#active = joined[0];
@@ -204,6 +212,43 @@ export class Interactive {
       case "/sync":
         await c.sync();
         return false;
+      case "/requests": {
+        const rs = c.requests();
+        if (rs.length === 0) this.print("* no requests");
+        for (const r of rs) this.print(requestLine(r.conversation, r.from, r.messages));
+        return false;
+      }
+      case "/accept": {
+        need(1, "/accept @user|#group");
+        const accepted = c.accept(args[0]!); // "* joined …" and the held messages print as events
+        if (!this.#active && !this.#fixed) this.#active = accepted[0];
+        return false;
+      }
+      case "/block": {
+        if (args.length === 0) {
+          const blocked = c.listBlocked();
+          if (blocked.length === 0) this.print("* no blocked users");
+          for (const u of blocked) this.print(`blocked @${visible(u)}`);
+          return false;
+        }
+        const user = args[0]!.replace(/^@/, "");
+        const dropped = await c.block(user);
+        this.print(
+          `* blocked @${visible(user)}` +
+            (dropped > 0 ? ` (dropped ${dropped} request${dropped === 1 ? "" : "s"})` : ""),
+        );
+        if (this.#active?.kind === "dm" && this.#active.peer === user && !this.#fixed) {
+          this.#active = undefined;
+        }
+        return false;
+      }
+      case "/unblock": {
+        need(1, "/unblock @user");
+        const user = args[0]!.replace(/^@/, "");
+        await c.unblock(user);
+        this.print(`* unblocked @${visible(user)}`);
+        return false;
+      }
       case "/verify": {
         need(1, "/verify <user>");
         const v = await c.verify(args[0]!);

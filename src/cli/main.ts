@@ -38,6 +38,13 @@ export const COMMANDS: Record<string, CommandEntry> = {
   "create-group": { summary: "create a group", load: () => import("./create_group.ts") },
   invite: { summary: "add users to a group", load: () => import("./invite.ts") },
   join: { summary: "accept pending invitations", load: () => import("./join.ts") },
+  requests: {
+    summary: "list DMs and invitations from people who are not contacts",
+    load: () => import("./requests.ts"),
+  },
+  accept: { summary: "accept a request (show it)", load: () => import("./accept.ts") },
+  block: { summary: "block a user (or list blocked users)", load: () => import("./block.ts") },
+  unblock: { summary: "unblock a user", load: () => import("./unblock.ts") },
   remove: { summary: "remove a member from a group", load: () => import("./remove.ts") },
   leave: { summary: "leave a group", load: () => import("./leave.ts") },
   members: { summary: "list a conversation's members", load: () => import("./members.ts") },

@@ -47,7 +47,8 @@ export function markBroken(
     leaves: [],
     broken: why,
   });
-  ctx.emit({ kind: "broken", conversation: conv, reason: why });
+  // a request (consent.ts) shows nothing before it is accepted, a broken state neither
+  if (conv.requestFrom === undefined) ctx.emit({ kind: "broken", conversation: conv, reason: why });
 }
 
 /** The record without an own commit awaiting the server. */

@@ -16,10 +16,11 @@
  */
 import { IdentityKeyPair } from "../crypto/mod.ts";
 import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
-import { TransportError } from "../errors.ts";
+import { TransportError, UsageError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
 import { ClientContext } from "./_context.ts";
 import type { Connector } from "./connection.ts";
+import { type AcceptFrom, Consent, type ConversationRequest } from "./consent.ts";
 import { Contacts } from "./contacts.ts";
 import { selfConversation } from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
@@ -33,6 +34,7 @@ import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
 
 export type { ClientEvent } from "./events.ts";
+export type { AcceptFrom, ConversationRequest } from "./consent.ts";
 export {
   KEY_PACKAGE_BATCH,
   KEY_PACKAGE_LIFETIME_SECONDS,
@@ -58,6 +60,12 @@ export interface QpqClientOptions {
   connect?: Connector | undefined;
   /** The clock (ms since the epoch; default `Date.now`). */
   now?: (() => number) | undefined;
+  /**
+   * Whose DMs and invitations are shown at once: `"contacts"` (default; anyone else's
+   * arrive as requests, see {@link QpqClient.requests}) or `"anyone"` (every Welcome is
+   * accepted, as before requests existed: tools and tests that are not about consent).
+   */
+  acceptFrom?: AcceptFrom | undefined;
 }
 
 /** Options of {@link QpqClient.register}. */
@@ -78,6 +86,7 @@ export class QpqClient {
   #outbox: Outbox;
   #receiver: Receiver;
   #groups: Groups;
+  #consent: Consent;
   #maintaining: Promise<void> | undefined;
   #maintainAgain = false;
 
@@ -108,11 +117,17 @@ export class QpqClient {
       sync: () => this.#receiver.fetch(),
       rejoins,
     });
+    this.#consent = new Consent(this.#ctx, {
+      session: this.#session,
+      acceptFrom: o.acceptFrom ?? "contacts",
+      members: (c) => this.#groups.members(c),
+    });
     const inbox = new Inbox(this.#ctx, {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
       rejoins,
+      consent: this.#consent,
     });
     this.#receiver.attach(this.#groups, inbox);
   }
@@ -202,21 +217,33 @@ export class QpqClient {
     return this.#groups.conversation(ref);
   }
 
-  /** Conversations we are in; a broken one carries the reason. */
+  /** Conversations we are in (requests not yet accepted are not listed); a broken one carries the reason. */
   listConversations(): ListedConversation[] {
-    return this.#groups.list().map((c) => {
+    return this.#groups.list().filter((c) => c.requestFrom === undefined).map((c) => {
       const broken = this.#groups.brokenReason(c);
       return broken === undefined ? c : { ...c, broken };
     });
   }
 
   /** Open (or find) the DM with `peer`; the self-DM is a local notepad. */
-  dm(peer: string): Promise<Conversation> {
+  async dm(peer: string): Promise<Conversation> {
     const user = peer.replace(/^@/, "");
     if (user === this.username) {
-      return Promise.resolve(selfConversation(this.#ctx.state, this.username, this.#ctx.now()));
+      return selfConversation(this.#ctx.state, this.username, this.#ctx.now());
     }
-    return this.#groups.dm(user);
+    if (this.#consent.blocked(user)) {
+      throw new UsageError(`You blocked ${user}: qpq unblock ${user} first`, { code: "forbidden" });
+    }
+    // writing to someone makes them a contact (before the sync in Groups.dm: a DM they
+    // opened at the same time is then joined, not held as a request)
+    const stranger = this.#ctx.state.consent(user) === undefined;
+    this.#consent.befriend([user]);
+    try {
+      return this.#accepted(await this.#groups.dm(user));
+    } catch (e) {
+      if (stranger) this.#ctx.state.setConsent(user, undefined); // e.g. no such user
+      throw e;
+    }
   }
 
   /** Create a group; we are its first member. */
@@ -225,16 +252,15 @@ export class QpqClient {
   }
 
   /** Invite users to a group in one commit. */
-  invite(
+  async invite(
     ref: string,
     users: string[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<void> {
-    return this.#groups.invite(
-      this.conversation(ref),
-      users.map((u) => u.replace(/^@/, "")),
-      onProgress,
-    );
+    const names = users.map((u) => u.replace(/^@/, ""));
+    const conv = this.#accepted(this.conversation(ref));
+    await this.#groups.invite(conv, names, onProgress);
+    this.#consent.befriend(names); // inviting someone makes them a contact
   }
 
   /** Remove users from a group; they cannot read anything sent afterwards. */
@@ -267,9 +293,79 @@ export class QpqClient {
     return this.#groups.epochInfo(this.conversation(ref));
   }
 
-  /** Message history of a conversation (oldest first). */
+  /** Message history of a conversation (oldest first); UsageError for a request. */
   history(ref: string, count = 20): StoredMessage[] {
-    return this.#ctx.state.history(this.conversation(ref).id, count);
+    const conv = this.conversation(ref);
+    if (conv.requestFrom !== undefined) {
+      throw new UsageError(
+        `${conv.name} is a request from ${conv.requestFrom}: qpq accept ${conv.requestFrom} to read it`,
+        { code: "forbidden" },
+      );
+    }
+    return this.#ctx.state.history(conv.id, count);
+  }
+
+  // ---------------------------------------------------------------- consent
+
+  /** DMs and invitations from users who are not contacts, waiting for the user. */
+  requests(): ConversationRequest[] {
+    return this.#consent.requests();
+  }
+
+  /**
+   * Accept requests: `"@user"` (every request of theirs), `"#group"`, or a bare name. The
+   * conversations are listed from now on; "joined" and every held message are reported.
+   */
+  accept(ref: string): Conversation[] {
+    return this.#consent.accept(this.#consent.find(ref));
+  }
+
+  /** Receive what is waiting and accept every request (the `join` command). */
+  async join(): Promise<Conversation[]> {
+    await this.#consent.joining(() => this.sync());
+    return this.#consent.accept(this.#consent.requests());
+  }
+
+  /**
+   * Block a user: the server drops their messages and invitations to us, their requests
+   * are hidden (a requested group is left, a requested DM dropped). Returns how many
+   * requests were dropped.
+   */
+  async block(user: string): Promise<number> {
+    await this.#session.ensure();
+    const dropped = await this.#consent.block(user.replace(/^@/, ""));
+    for (const r of dropped) {
+      const channelId = r.conversation.channelId!;
+      if (r.conversation.kind === "group") {
+        try {
+          await this.#groups.leave(r.conversation);
+          continue;
+        } catch { /* cannot leave cleanly: drop it locally */ }
+      }
+      this.#ctx.state.deleteGroup(channelId);
+    }
+    return dropped.length;
+  }
+
+  /** Unblock a user: they are a stranger again. */
+  async unblock(user: string): Promise<void> {
+    await this.#session.ensure();
+    await this.#consent.unblock(user.replace(/^@/, ""));
+  }
+
+  /** Users blocked on this device, sorted. */
+  listBlocked(): string[] {
+    return this.#consent.listBlocked();
+  }
+
+  /** A conversation the user may write to: writing to a request accepts it. */
+  #accepted(conv: Conversation): Conversation {
+    if (conv.requestFrom === undefined) return conv;
+    const r = this.#consent.requests().filter((x) => x.conversation.id === conv.id);
+    if (r.length === 0) {
+      throw new UsageError(`No conversation ${conv.name}: see qpq list`, { code: "not_found" });
+    }
+    return this.#consent.accept(r)[0]!;
   }
 
   // ---------------------------------------------------------------- sending
@@ -279,7 +375,7 @@ export class QpqClient {
    * when the network fails: queued messages go out with the next {@link flushOutbox}.
    */
   async send(ref: string, text: string): Promise<StoredMessage> {
-    const conv = this.conversation(ref);
+    const conv = this.#accepted(this.conversation(ref));
     if (conv.kind === "self") {
       const now = this.#ctx.now();
       const message: StoredMessage = {

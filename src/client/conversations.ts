@@ -57,6 +57,7 @@ export function upsertChannel(
     ...(c.channelKind === "dm" ? { peer: c.members.find((m) => m !== me) ?? "" } : {}),
     channelId: hex,
     createdAt: prev?.createdAt ?? now,
+    ...(prev?.requestFrom !== undefined ? { requestFrom: prev.requestFrom } : {}),
   };
   state.upsertConversation(conv);
   return conv;

@@ -13,6 +13,12 @@ export type ClientEvent =
   /** A message arrived that this device cannot read (stored as a placeholder). */
   | { kind: "unreadable"; conversation: Conversation; message: StoredMessage; reason: string }
   | { kind: "joined"; conversation: Conversation; inviter: string }
+  /**
+   * Someone who is not a contact invited us (a group: at the Welcome, `messages` 0) or
+   * wrote to us (a DM: at its first message, `messages` 1). Reported once per request;
+   * nothing else of it is reported until the user accepts.
+   */
+  | { kind: "request"; conversation: Conversation; from: string; messages: number }
   /** A broken conversation works again: another member re-added us. */
   | { kind: "rejoined"; conversation: Conversation; by: string }
   | {

@@ -408,7 +408,8 @@ export class Groups {
   async selfUpdateDue(maxAgeMs = SELF_UPDATE_INTERVAL_MS): Promise<string[]> {
     const done: string[] = [];
     for (const c of this.list()) {
-      if (c.kind === "self" || !c.channelId) continue;
+      // a request (consent.ts) sends nothing on its own: no sign of life to a stranger
+      if (c.kind === "self" || !c.channelId || c.requestFrom !== undefined) continue;
       const record = this.#ctx.state.group(c.channelId);
       if (!record || record.broken) continue;
       if (this.#ctx.now() - record.lastUpdateMs < maxAgeMs) continue;

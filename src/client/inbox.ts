@@ -10,6 +10,9 @@
  * proposal    ─► kept; a member's leave is committed after the sync (Groups.maintain)
  * rejoin      ─► a member's fresh KeyPackage, checked; re-added after the sync
  * KeyPackage notice (server, no channel) ─► refill and rotate the last resort after the sync
+ * from someone not a contact (consent.ts): the same, but the conversation is a request:
+ *   its messages are stored and not shown; a blocked user's Welcome is dropped and their
+ *   messages are not stored (who invited is the Welcome's MLS signer, not the server's claim)
  * any of them in a group we are leaving ─► followed silently until our removal
  * ```
  *
@@ -40,11 +43,13 @@ import {
   type RejoinRequests,
   saveGroup,
 } from "./_group_state.ts";
+import type { Consent } from "./consent.ts";
 import type { Contacts } from "./contacts.ts";
 import { decodeContent } from "./content.ts";
 import { upsertChannel } from "./conversations.ts";
 import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
+import type { ClientEvent } from "./events.ts";
 import type { Session } from "./session.ts";
 
 /** Applies delivered messages to conversations. */
@@ -54,6 +59,7 @@ export class Inbox {
   #contacts: Contacts;
   #keyPackages: KeyPackages;
   #rejoins: RejoinRequests;
+  #consent: Consent;
 
   constructor(
     ctx: ClientContext,
@@ -62,6 +68,7 @@ export class Inbox {
       contacts: Contacts;
       keyPackages: KeyPackages;
       rejoins: RejoinRequests;
+      consent: Consent;
     },
   ) {
     this.#ctx = ctx;
@@ -69,6 +76,7 @@ export class Inbox {
     this.#contacts = parts.contacts;
     this.#keyPackages = parts.keyPackages;
     this.#rejoins = parts.rejoins;
+    this.#consent = parts.consent;
   }
 
   /**
@@ -136,6 +144,13 @@ export class Inbox {
           s.transaction(() => saveGroup(this.#ctx, record, r.state));
           return this.#unreadable(conv, m, reason(e), done, r.sender.username);
         }
+        if (this.#consent.blocked(r.sender.username)) {
+          // sent before the block reached the server: dropped, not stored
+          return s.transaction(() => {
+            saveGroup(this.#ctx, record, r.state);
+            done();
+          });
+        }
         const message: StoredMessage = {
           conversationId: conv.id,
           messageId: content.messageId || uuidToString(m.messageId),
@@ -152,7 +167,7 @@ export class Inbox {
           fresh = s.addMessage(message);
           done();
         });
-        if (fresh) this.#ctx.emit({ kind: "message", conversation: conv, message });
+        if (fresh) this.#show(conv, { kind: "message", conversation: conv, message });
         return;
       }
       case "commit": {
@@ -173,8 +188,13 @@ export class Inbox {
           saveGroup(this.#ctx, record, r.state, {
             leaves: record.leaves.filter((u) => !gone.has(u)),
           });
+          // sharing an accepted group makes contacts
+          if (conv.requestFrom === undefined) {
+            this.#consent.befriend(r.added.map((a) => a.username));
+          }
           done();
         });
+        if (conv.requestFrom !== undefined) return; // a request shows nothing
         const left = new Set(r.left);
         const readded = r.added.filter((a) => gone.has(a.username)).map((a) => a.username);
         const added = r.added.map((a) => a.username).filter((u) => !readded.includes(u));
@@ -198,6 +218,7 @@ export class Inbox {
           s.deleteGroup(hex);
           done();
         });
+        if (conv.requestFrom !== undefined) return; // a request shows nothing
         this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
         return;
       case "stale":
@@ -263,7 +284,18 @@ export class Inbox {
       fresh = this.#ctx.state.addMessage(message);
       done();
     });
-    if (fresh) this.#ctx.emit({ kind: "unreadable", conversation: conv, message, reason: why });
+    if (fresh) this.#show(conv, { kind: "unreadable", conversation: conv, message, reason: why });
+  }
+
+  /**
+   * Report a new message, unless its conversation is a request: then only a DM's first
+   * message is reported, as the request (a group's was reported at its Welcome).
+   */
+  #show(conv: Conversation, e: ClientEvent & { kind: "message" | "unreadable" }): void {
+    const from = conv.requestFrom;
+    if (from === undefined) return this.#ctx.emit(e);
+    if (conv.kind !== "dm" || this.#ctx.state.history(conv.id, 2).length !== 1) return;
+    this.#ctx.emit({ kind: "request", conversation: conv, from, messages: 1 });
   }
 
   async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
@@ -281,6 +313,10 @@ export class Inbox {
         kind: "warning",
         text: `Ignored a Welcome to ${name} from ${m.sender}: you are already a member`,
       });
+      return s.transaction(done);
+    }
+    if (this.#consent.blocked(m.sender)) {
+      // sent before the block reached the server: not joined
       return s.transaction(done);
     }
     const held = this.#keyPackages.held();
@@ -318,6 +354,7 @@ export class Inbox {
     }
     // Who invited us is what MLS says (the Welcome's signer), never the server's `sender`.
     const inviter = joined.inviter;
+    if (this.#consent.blocked(inviter)) return s.transaction(done); // under another name
     if (!info || (info.channelKind === "group" && info.name === "")) {
       this.#ctx.emit({
         kind: "warning",
@@ -338,6 +375,10 @@ export class Inbox {
         return s.transaction(done);
       }
     }
+    // Consent: a conversation we had keeps its standing; a new one from someone who is not
+    // a contact is a request (joined all the same, so accepting later needs nothing more).
+    const before = s.getConversation(hex);
+    const request = before ? before.requestFrom !== undefined : !this.#consent.admits(inviter);
     let conv!: Conversation;
     s.transaction(() => {
       s.putGroup({
@@ -347,12 +388,23 @@ export class Inbox {
         leaves: [],
       });
       conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
+      if (request && conv.requestFrom === undefined) {
+        conv = { ...conv, requestFrom: inviter };
+        s.upsertConversation(conv);
+      }
+      if (!request) this.#consent.befriend(listMembers(joined.state).map((x) => x.username));
       const used = held[joined.used];
       if (used) this.#keyPackages.used(used);
       done();
     });
-    if (existing?.broken) this.#ctx.emit({ kind: "rejoined", conversation: conv, by: inviter });
-    else this.#ctx.emit({ kind: "joined", conversation: conv, inviter });
+    if (request) {
+      // a DM is reported at its first message, a group now
+      if (conv.kind === "group" && !before) {
+        this.#ctx.emit({ kind: "request", conversation: conv, from: inviter, messages: 0 });
+      }
+    } else if (existing?.broken) {
+      this.#ctx.emit({ kind: "rejoined", conversation: conv, by: inviter });
+    } else this.#ctx.emit({ kind: "joined", conversation: conv, inviter });
   }
 
   /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */

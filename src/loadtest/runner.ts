@@ -216,6 +216,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       caCertPem: o.caCertPem,
       server: o.server,
       timeoutMs,
+      acceptFrom: "anyone", // load accounts are strangers to each other: no requests
       onEvent: (e) => onEvent(username, e),
       connect: async (options) => {
         const conn = await connectServer(options);

@@ -176,6 +176,17 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         }
         recipients = [...new Set(req.recipients)].filter((m) => m !== me);
       }
+      // Consent (issue 10): an application message never reaches the queue of a member who
+      // blocked its sender. The answer counts it as delivered: the sender cannot tell.
+      const blockers = req.messageKind === "application"
+        ? await store.blockersOf(me, recipients)
+        : [];
+      if (blockers.length > 0) {
+        recipients = recipients.filter((r) => !blockers.includes(r));
+        if (recipients.length === 0) {
+          return { kind: "enqueued", duplicate: false, recipients: blockers.length };
+        }
+      }
       const result = await store.enqueue({
         sender: me,
         messageId: messageIdToStore(req.messageId),
@@ -192,7 +203,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       return {
         kind: "enqueued",
         duplicate: result.duplicate,
-        recipients: result.deliveries.length,
+        recipients: result.deliveries.length + blockers.length,
       };
     },
 
@@ -260,8 +271,14 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         }
       }
       const after = new Set([...members.filter((m) => !remove.includes(m)), ...add]);
+      // Consent (issue 10): a user who blocked the committer gets neither the Welcome nor
+      // the commit that adds them. They stay on the roster (the MLS group has them; the
+      // roster must match it), as a member who never joins; the answer counts them.
+      const blockers = await store.blockersOf(me, welcomeFor);
       // the removed members receive the commit too, so they learn they are out
-      const recipients = [...new Set([...members, ...add])].filter((m) => m !== me);
+      const recipients = [...new Set([...members, ...add])].filter((m) =>
+        m !== me && !blockers.includes(m)
+      );
       const result = await store.commitAndFanOut({
         sender: me,
         messageId: messageIdToStore(req.messageId),
@@ -271,7 +288,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           kind: "commit",
           epoch: req.epoch,
           payload: req.payload,
-          welcomeFor,
+          welcomeFor: welcomeFor.filter((u) => !blockers.includes(u)),
           welcome: welcome ?? new Uint8Array(0),
         }),
         recipients,
@@ -283,7 +300,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       return {
         kind: "committed",
         duplicate: result.duplicate,
-        recipients: result.deliveries.length,
+        recipients: result.deliveries.length + blockers.length,
       };
     },
 

@@ -17,6 +17,7 @@ import type { ServerContext } from "./context.ts";
 import { accountHandlers } from "./accounts.ts";
 import { keyPackageHandlers } from "./key_packages.ts";
 import { deliveryHandlers } from "./delivery.ts";
+import { consentHandlers } from "./consent.ts";
 
 /** How often expired messages, sessions and KeyPackages are purged (ms). */
 const PURGE_INTERVAL_MS = 60_000;
@@ -61,6 +62,7 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
         ...accountHandlers(ctx, store, setup),
         ...keyPackageHandlers(ctx, store),
         ...deliveryHandlers(ctx, store),
+        ...consentHandlers(store),
       },
       queueDepth: () => store.totalQueueDepth(),
       async close() {

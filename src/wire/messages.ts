@@ -142,6 +142,8 @@ export const REQUEST = {
     welcomeFor: { optional: { list: "text" } },
   },
   countKeyPackagesForSuite: { cipherSuite: "u16" },
+  block: USER_REF,
+  unblock: USER_REF,
 } as const satisfies UnionDesc;
 
 /** The `Response` union of schemas/qpq.capnp. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type ClientEvent, QpqClient } from "../../src/client/client.ts";
+import { type AcceptFrom, type ClientEvent, QpqClient } from "../../src/client/client.ts";
 import { openLocalStore } from "../../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS } from "../../src/crypto/mod.ts";
 
@@ -27,7 +27,7 @@ export async function testUser(
   ts: { addr: string; certPem: string },
   dir: string,
   name: string,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; acceptFrom?: AcceptFrom } = {},
 ): Promise<TestUser> {
   const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
     create: true,
@@ -42,6 +42,8 @@ export async function testUser(
     caCertPem: ts.certPem,
     onEvent: (e) => events.push(e),
     timeoutMs: options.timeoutMs ?? 5_000,
+    // tests that are not about consent join every Welcome at once, as before requests
+    acceptFrom: options.acceptFrom ?? "anyone",
   });
   await client.register();
   return {

@@ -118,6 +118,9 @@ export class Actor {
       server: this.#server.addr,
       timeoutMs: this.#timeoutMs,
       connect: seams.connect,
+      // the simulation checks MLS and delivery invariants; consent only hides what a
+      // request holds (the same receive path runs), so its clients accept every Welcome
+      acceptFrom: "anyone",
       onEvent: (e) => this.#onEvent(instance, seams, e as unknown as AnyEvent),
     });
   }

@@ -11,6 +11,8 @@
  *             kp:…, kplr:…, dir:…), conversations, messages, outbox
  * version 2   state_meta, cursor, groups, key_packages, contacts, conversations, messages,
  *             outbox (kv converted into typed records by _client_migrate.ts, then dropped)
+ * version 3   + consent (who is a contact, who is blocked; keyed like contacts, so the
+ *             upgrade marks every user with a pinned key a contact: _client_migrate.ts)
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
@@ -25,7 +27,7 @@ import { ClientKeys } from "./_client_keys.ts";
 import { DamagedStateError } from "./_client_state_file.ts";
 
 /** Schema version recorded in `PRAGMA user_version` by this build. */
-export const CLIENT_SCHEMA_VERSION = 2;
+export const CLIENT_SCHEMA_VERSION = 3;
 
 /** Oldest schema version this build opens (and upgrades). */
 export const OLDEST_CLIENT_SCHEMA_VERSION = 1;
@@ -68,6 +70,11 @@ CREATE TABLE key_packages (
 CREATE TABLE contacts (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
 `;
 
+/** The table version 3 adds: consent records, keyed by the same hash as `contacts`. */
+export const TABLES_ADDED_IN_V3 = `
+CREATE TABLE consent (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
+`;
+
 function applyPragmas(db: DatabaseSync): void {
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
@@ -86,6 +93,7 @@ export function createClientDb(path: string, keys: ClientKeys): void {
     db.exec("BEGIN IMMEDIATE");
     db.exec(TABLES_V1_AND_V2);
     db.exec(TABLES_ADDED_IN_V2);
+    db.exec(TABLES_ADDED_IN_V3);
     db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
     db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
     db.exec("COMMIT");

@@ -47,6 +47,7 @@ export type ClientLabel =
   | "key-package"
   | "key-package-private"
   | "contact"
+  | "consent"
   | "conversation"
   | "conversation-name"
   | "message"

@@ -28,9 +28,9 @@
  */
 
 import type { DatabaseSync } from "node:sqlite";
-import { fromUtf8, zeroize } from "../../bytes.ts";
+import { fromUtf8, utf8, zeroize } from "../../bytes.ts";
 import { StorageError } from "../../errors.ts";
-import { TABLES_ADDED_IN_V2 } from "./_client_db.ts";
+import { TABLES_ADDED_IN_V2, TABLES_ADDED_IN_V3 } from "./_client_db.ts";
 import type { ClientKeys } from "./_client_keys.ts";
 import { byString, damagedRecord } from "./_records.ts";
 import type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
@@ -174,5 +174,36 @@ function open(
     return keys.open(label, sealed, h);
   } catch (e) {
     throw damagedRecord(e);
+  }
+}
+
+/**
+ * Upgrade a version-2 database to version 3: add the `consent` table and mark every user
+ * whose identity key is pinned a contact. Before version 3 every DM and invitation was
+ * accepted at once, so everyone this account has a pinned key for is someone it already
+ * talks with (a DM peer or a member of a group it is in): an upgraded user sees no request
+ * for an existing conversation. Conversations stored before carry no `requestFrom`, so they
+ * all read as accepted. The consent row reuses the contact row's lookup hash (the username
+ * itself is not stored in the contacts table, so a migrated record has none: only blocked
+ * users are ever listed by name). One transaction; on error nothing changes.
+ *
+ * @throws {StorageError} when the upgrade cannot be written
+ */
+export function migrateV2(db: DatabaseSync, keys: ClientKeys, into: LocalState): void {
+  try {
+    into.transaction(() => {
+      db.exec(TABLES_ADDED_IN_V3);
+      const insert = db.prepare("INSERT INTO consent (name_h, data) VALUES (?, ?)");
+      for (const r of db.prepare("SELECT name_h FROM contacts").all()) {
+        const h = r.name_h;
+        if (!(h instanceof Uint8Array)) throw damagedRecord();
+        const sealed = keys.seal("consent", utf8(JSON.stringify({ status: "contact" })), h);
+        insert.run(h, sealed);
+      }
+      db.exec("PRAGMA user_version = 3");
+    });
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError("Cannot upgrade local state to schema version 3", { cause: e });
   }
 }

@@ -15,6 +15,7 @@ import type {
   ClientMeta,
   ClientMetaInit,
   ClientMetaPatch,
+  ConsentStatus,
   Conversation,
   ConversationKind,
   GroupRecord,
@@ -137,6 +138,18 @@ export function checkConversation(c: Conversation): void {
   if (c.channelId !== undefined) checkId("channel id", c.channelId);
   if (c.groupId !== undefined) checkBytes("group id", c.groupId);
   checkTime("creation time", c.createdAt);
+  if (c.requestFrom !== undefined) checkId("request sender", c.requestFrom);
+}
+
+/** The consent statuses, as stored. */
+export const CONSENT_STATUSES: readonly ConsentStatus[] = ["contact", "blocked"];
+
+/** A consent record. */
+export function checkConsent(username: string, status: ConsentStatus | undefined): void {
+  checkId("username", username);
+  if (status !== undefined && !CONSENT_STATUSES.includes(status)) {
+    throw new UsageError("Invalid consent status");
+  }
 }
 
 /** A message. */
@@ -210,6 +223,7 @@ export function copyConversation(c: Conversation): Conversation {
   if (c.peer !== undefined) out.peer = c.peer;
   if (c.channelId !== undefined) out.channelId = c.channelId;
   if (c.groupId !== undefined) out.groupId = c.groupId.slice();
+  if (c.requestFrom !== undefined) out.requestFrom = c.requestFrom;
   return out;
 }
 

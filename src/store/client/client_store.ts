@@ -68,11 +68,12 @@ import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { StateLock } from "./_client_lock.ts";
-import { migrateV1 } from "./_client_migrate.ts";
+import { migrateV1, migrateV2 } from "./_client_migrate.ts";
 import {
   asyncTransaction,
   byCreation,
   byString,
+  checkConsent,
   checkContact,
   checkConversation,
   checkCount,
@@ -85,6 +86,7 @@ import {
   checkStatus,
   closedError,
   closeInTransaction,
+  CONSENT_STATUSES,
   copyMeta,
   damagedRecord,
   DIRECTIONS,
@@ -114,6 +116,7 @@ import type {
   ClientMeta,
   ClientMetaInit,
   ClientMetaPatch,
+  ConsentStatus,
   Conversation,
   GroupRecord,
   KeyPackageRecord,
@@ -334,7 +337,8 @@ export class ClientStore implements LocalState {
       });
       if (opened.version < CLIENT_SCHEMA_VERSION) {
         try {
-          migrateV1(db, keys, store);
+          if (opened.version < 2) migrateV1(db, keys, store);
+          migrateV2(db, keys, store);
         } catch (e) {
           store.#closeSync();
           throw e;
@@ -613,6 +617,48 @@ export class ClientStore implements LocalState {
         this.#keys.seal("contact", key, nameH),
       );
     });
+  }
+
+  // ---- consent ----
+
+  /** A user's consent status, or undefined for a stranger. */
+  consent(username: string): ConsentStatus | undefined {
+    return this.#read(() => {
+      const nameH = this.#keys.lookup("contact", utf8(username));
+      const r = this.#get("SELECT data FROM consent WHERE name_h = ?", nameH);
+      return r === undefined
+        ? undefined
+        : oneOf(this.#json("consent", r.data, nameH).status, CONSENT_STATUSES);
+    });
+  }
+
+  /** Set (or forget) a user's consent status. */
+  setConsent(username: string, status: ConsentStatus | undefined): void {
+    checkConsent(username, status);
+    this.#write(() => {
+      const nameH = this.#keys.lookup("contact", utf8(username));
+      if (status === undefined) {
+        this.#run("DELETE FROM consent WHERE name_h = ?", nameH);
+        return;
+      }
+      this.#run(
+        "INSERT INTO consent (name_h, data) VALUES (?, ?) " +
+          "ON CONFLICT (name_h) DO UPDATE SET data = excluded.data",
+        nameH,
+        this.#keys.seal("consent", utf8(JSON.stringify({ username, status })), nameH),
+      );
+    });
+  }
+
+  /** The users we blocked, sorted. */
+  listBlocked(): string[] {
+    return this.#read(() =>
+      this.#all("SELECT name_h, data FROM consent")
+        .map((r) => this.#json("consent", r.data, r.name_h as Uint8Array))
+        .filter((v) => v.status === "blocked")
+        .map((v) => str(v.username))
+        .sort(byString)
+    );
   }
 
   // ---- conversations ----
@@ -947,6 +993,7 @@ export class ClientStore implements LocalState {
     if (v.peer !== undefined) c.peer = str(v.peer);
     if (v.channelId !== undefined) c.channelId = str(v.channelId);
     if (v.groupId !== undefined) c.groupId = fromBase64(str(v.groupId));
+    if (v.requestFrom !== undefined) c.requestFrom = str(v.requestFrom);
     return c;
   }
 
@@ -1058,6 +1105,7 @@ function encodeConversation(c: Conversation): Uint8Array {
     channelId: c.channelId,
     groupId: c.groupId === undefined ? undefined : toBase64(c.groupId),
     createdAt: c.createdAt,
+    requestFrom: c.requestFrom,
   }));
 }
 

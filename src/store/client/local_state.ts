@@ -13,6 +13,7 @@
  *                     last self-update, broken reason, rejoin request time
  *   keyPackages     private parts of our uploaded KeyPackages (per suite, last resort)
  *   contacts        identity keys pinned on first use
+ *   consent         who is a contact (may start a conversation) and who is blocked
  *   conversations   what the user sees and names (DMs, groups, the notepad)
  *   messages        the history (incoming, outgoing, unreadable placeholders)
  *   outbox          encoded requests not yet acknowledged by the server
@@ -93,6 +94,12 @@ export interface Conversation {
   groupId?: Uint8Array;
   /** Creation time (ms since the epoch). */
   createdAt: number;
+  /**
+   * A request: someone who is not a contact invited us (a DM or a group) and the user has
+   * not accepted yet. The user who sent the Welcome. The group state is kept current and
+   * messages are stored, but nothing is shown until the user accepts.
+   */
+  requestFrom?: string;
 }
 
 /** Whether a message was received or sent by this client. */
@@ -182,6 +189,13 @@ export interface KeyPackageRecord {
   privatePackage: Uint8Array;
 }
 
+/**
+ * What the user decided about another user: a `contact` may start conversations with us
+ * (their DMs and invitations are shown at once); a `blocked` user's are dropped. No record:
+ * a stranger, whose DMs and invitations arrive as requests.
+ */
+export type ConsentStatus = "contact" | "blocked";
+
 /** The local state of one account on one device. */
 export interface LocalState {
   /** A copy of the meta record (identity, server, session). */
@@ -216,6 +230,13 @@ export interface LocalState {
   pinnedKey(username: string): Uint8Array | undefined;
   /** Pin a user's identity key (first use), replacing an earlier pin. */
   pinKey(username: string, key: Uint8Array): void;
+
+  /** A user's consent status, or undefined for a stranger. */
+  consent(username: string): ConsentStatus | undefined;
+  /** Set (or, with `undefined`, forget) a user's consent status. */
+  setConsent(username: string, status: ConsentStatus | undefined): void;
+  /** The users we blocked, sorted. */
+  listBlocked(): string[];
 
   /** Insert or replace a conversation (UsageError "conflict" when the name is taken). */
   upsertConversation(c: Conversation): void;

@@ -32,6 +32,7 @@ import {
   asyncTransaction,
   byCreation,
   byString,
+  checkConsent,
   checkContact,
   checkConversation,
   checkCount,
@@ -60,6 +61,7 @@ import type {
   ClientMeta,
   ClientMetaInit,
   ClientMetaPatch,
+  ConsentStatus,
   Conversation,
   GroupRecord,
   KeyPackageRecord,
@@ -76,6 +78,7 @@ interface Data {
   groups: Map<string, GroupRecord>;
   keyPackages: Map<string, KeyPackageRecord>;
   contacts: Map<string, Uint8Array>;
+  consent: Map<string, ConsentStatus>;
   conversations: Map<string, Conversation>;
   /** Conversation name → id. */
   names: Map<string, string>;
@@ -122,6 +125,7 @@ export class MemoryLocalState implements LocalState {
         groups: new Map(),
         keyPackages: new Map(),
         contacts: new Map(),
+        consent: new Map(),
         conversations: new Map(),
         names: new Map(),
         messages: new Map(),
@@ -275,6 +279,31 @@ export class MemoryLocalState implements LocalState {
   pinKey(username: string, key: Uint8Array): void {
     checkContact(username, key);
     this.#write(() => this.#set(this.#d.contacts, username, key.slice()));
+  }
+
+  // ---- consent
+
+  /** A user's consent status, or undefined for a stranger. */
+  consent(username: string): ConsentStatus | undefined {
+    this.#alive();
+    return this.#d.consent.get(username);
+  }
+
+  /** Set (or forget) a user's consent status. */
+  setConsent(username: string, status: ConsentStatus | undefined): void {
+    checkConsent(username, status);
+    this.#write(() => {
+      if (status === undefined) this.#delete(this.#d.consent, username);
+      else this.#set(this.#d.consent, username, status);
+    });
+  }
+
+  /** The users we blocked, sorted. */
+  listBlocked(): string[] {
+    this.#alive();
+    return [...this.#d.consent].filter(([, v]) => v === "blocked").map(([k]) => k).sort(
+      byString,
+    );
   }
 
   // ---- conversations

@@ -20,6 +20,7 @@ export type {
   ClientMeta,
   ClientMetaInit,
   ClientMetaPatch,
+  ConsentStatus,
   Conversation,
   ConversationKind,
   GroupRecord,

@@ -206,6 +206,13 @@ export function keyPackagesFull(lim: StoreLimits): UsageError {
   );
 }
 
+/** The error for an account at its block cap. */
+export function blocksFull(lim: StoreLimits): UsageError {
+  return new UsageError(`Cannot block more than ${lim.maxBlocksPerUser} users`, {
+    code: "quota",
+  });
+}
+
 /** The error when an operation runs after close. */
 export function closedError(): StorageError {
   return new StorageError("Cannot use store: it is closed");

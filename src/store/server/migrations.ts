@@ -173,6 +173,20 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX deliveries_sender ON deliveries (recipient, sender_uid, bytes);
     `,
   },
+  {
+    // Blocks (issue 10, consent): who refuses whose DMs, application messages and
+    // Welcomes. Both columns are user lookup references, like `members.uid`.
+    version: 4,
+    name: "blocks",
+    sql: `
+      CREATE TABLE blocks (
+        blocker BLOB NOT NULL REFERENCES users (uid),
+        blocked BLOB NOT NULL REFERENCES users (uid),
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */

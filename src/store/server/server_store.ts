@@ -59,6 +59,8 @@ export interface StoreLimits {
   maxKeyPackageBatch: number;
   /** Most members of one channel. */
   maxChannelMembers: number;
+  /** Most users one account may block. */
+  maxBlocksPerUser: number;
 }
 
 /** The limits used when a store is opened without overrides. */
@@ -73,6 +75,7 @@ export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   maxKeyPackageBytes: limits.MAX_KEY_PACKAGE_BYTES,
   maxKeyPackageBatch: limits.MAX_KEY_PACKAGE_BATCH,
   maxChannelMembers: limits.MAX_CHANNEL_MEMBERS,
+  maxBlocksPerUser: limits.MAX_BLOCKS_PER_USER,
 });
 
 /**
@@ -412,6 +415,16 @@ export interface ServerStore {
   fetchPage(recipient: string, afterSeq: number, options?: FetchPageOptions): Promise<QueuedPage>;
   /** Delete the recipient's messages with seq <= uptoSeq; returns how many. */
   ack(recipient: string, uptoSeq: number): Promise<number>;
+  // ---- consent ----
+
+  /**
+   * `blocker` blocks (`on`) or unblocks `blocked`; idempotent. "not_found" when either user
+   * is unknown, "quota" past `maxBlocksPerUser`.
+   */
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void>;
+  /** Those of `recipients` who blocked `sender` (in the order given). */
+  blockersOf(sender: string, recipients: readonly string[]): Promise<string[]>;
+
   /** Undelivered messages in one queue. */
   queueDepth(recipient: string): Promise<number>;
   /** Undelivered messages in all queues (health). */

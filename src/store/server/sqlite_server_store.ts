@@ -26,6 +26,7 @@ import { type Row, Statements } from "../_statements.ts";
 import { concat, constantTimeEqual, fromUtf8, utf8 } from "../../bytes.ts";
 import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import {
+  blocksFull,
   channelFull,
   checkChannelId,
   checkCipherSuite,
@@ -1007,6 +1008,36 @@ export class SqliteServerStore implements ServerStore {
         };
       });
       return { messages, more: sizes.length > take };
+    });
+  }
+
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void> {
+    return this.#tx(() => {
+      const a = this.#requireUser(blocker);
+      const b = this.#requireUser(blocked);
+      if (!on) {
+        this.#run("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", a, b);
+        return;
+      }
+      if (this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", a, b)) return;
+      const n = Number(this.#get("SELECT count(*) AS n FROM blocks WHERE blocker = ?", a)!.n);
+      if (n >= this.#lim.maxBlocksPerUser) throw blocksFull(this.#lim);
+      this.#run(
+        "INSERT INTO blocks (blocker, blocked, created_at) VALUES (?, ?, ?)",
+        a,
+        b,
+        this.#clock(),
+      );
+    });
+  }
+
+  blockersOf(sender: string, recipients: readonly string[]): Promise<string[]> {
+    return this.#call(() => {
+      const s = this.#uid(sender);
+      return recipients.filter((r) =>
+        this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", this.#uid(r), s) !==
+          undefined
+      );
     });
   }
 

@@ -173,7 +173,9 @@ export const Request_Which = {
 * own remaining packages of one suite
 *
 */
-    COUNT_KEY_PACKAGES_FOR_SUITE: 22
+    COUNT_KEY_PACKAGES_FOR_SUITE: 22,
+    BLOCK: 23,
+    UNBLOCK: 24
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -200,6 +202,8 @@ export class Request extends $.Struct {
     static readonly MEMBERS = Request_Which.MEMBERS;
     static readonly COMMIT = Request_Which.COMMIT;
     static readonly COUNT_KEY_PACKAGES_FOR_SUITE = Request_Which.COUNT_KEY_PACKAGES_FOR_SUITE;
+    static readonly BLOCK = Request_Which.BLOCK;
+    static readonly UNBLOCK = Request_Which.UNBLOCK;
     static readonly _capnp = {
         displayName: "Request",
         id: "b217adffcdae03fc",
@@ -718,6 +722,56 @@ export class Request extends $.Struct {
     }
     set countKeyPackagesForSuite(value: SuiteRef) {
         $.utils.setUint16(0, 22, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptBlock(value: $.Orphan<UserRef>): void {
+        $.utils.setUint16(0, 23, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownBlock(): $.Orphan<UserRef> {
+        return $.utils.disown(this.block);
+    }
+    get block(): UserRef {
+        $.utils.testWhich("block", $.utils.getUint16(0, this), 23, this);
+        return $.utils.getStruct(0, UserRef, this);
+    }
+    _hasBlock(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initBlock(): UserRef {
+        $.utils.setUint16(0, 23, this);
+        return $.utils.initStructAt(0, UserRef, this);
+    }
+    get _isBlock(): boolean {
+        return $.utils.getUint16(0, this) === 23;
+    }
+    set block(value: UserRef) {
+        $.utils.setUint16(0, 23, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptUnblock(value: $.Orphan<UserRef>): void {
+        $.utils.setUint16(0, 24, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownUnblock(): $.Orphan<UserRef> {
+        return $.utils.disown(this.unblock);
+    }
+    get unblock(): UserRef {
+        $.utils.testWhich("unblock", $.utils.getUint16(0, this), 24, this);
+        return $.utils.getStruct(0, UserRef, this);
+    }
+    _hasUnblock(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initUnblock(): UserRef {
+        $.utils.setUint16(0, 24, this);
+        return $.utils.initStructAt(0, UserRef, this);
+    }
+    get _isUnblock(): boolean {
+        return $.utils.getUint16(0, this) === 24;
+    }
+    set unblock(value: UserRef) {
+        $.utils.setUint16(0, 24, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Request_" + super.toString(); }
