@@ -67,6 +67,7 @@ async function reopen(
   u: TestUser,
   dir: string,
   server: { addr: string; certPem: string },
+  acceptFrom: "anyone" | "contacts" = "anyone",
 ): Promise<{ client: QpqClient; events: ClientEvent[] }> {
   await u.client.close();
   const store = await openLocalStore(`${dir}/${u.name}.bin`, `pw-${u.name}`, {
@@ -81,6 +82,7 @@ async function reopen(
     password: `pw-${u.name}`,
     caCertPem: server.certPem,
     server: server.addr,
+    acceptFrom,
     onEvent: (e) => events.push(e),
     timeoutMs: 5_000,
   });
@@ -372,6 +374,24 @@ Deno.test("lying server: a Welcome to another group delivered on a channel's nam
       warnings(b.events).join("\n"),
     );
     assertEquals(b.client.listConversations().filter((c) => c.kind === "group"), []);
+    for (const c of [b.client, alice.client, mallory.client]) await c.close();
+  });
+});
+
+Deno.test("lying server: a stranger's invitation under a contact's name is still a request from the stranger", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const mallory = await testUser(ts, dir, "mallory");
+    const bob = await testUser(ts, dir, "bob");
+    await bob.client.dm("alice"); // alice is bob's contact, mallory is not
+    const b = await reopen(bob, dir, lie, "contacts");
+    lie.rewrite = onDelivered((m) => m.sender === "mallory" ? { ...m, sender: "alice" } : m);
+    await mallory.client.createGroup("trap");
+    await mallory.client.invite("#trap", ["bob"]);
+    await b.client.sync();
+    const requests = b.events.flatMap((e) => e.kind === "request" ? [e.from] : []);
+    assertEquals(requests, ["mallory"]);
+    assertEquals(b.events.filter((e) => e.kind === "joined"), []);
     for (const c of [b.client, alice.client, mallory.client]) await c.close();
   });
 });
