@@ -166,12 +166,13 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       const members = await store.listMembers(c.id);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {
-        for (const r of req.recipients) {
+        const wanted = req.recipients.map(checkUsernameSyntax);
+        for (const r of wanted) {
           if (!members.includes(r)) {
             throw new UsageError(`${r} is not a member of this conversation`);
           }
         }
-        recipients = [...new Set(req.recipients)].filter((m) => m !== me);
+        recipients = [...new Set(wanted)].filter((m) => m !== me);
       }
       const result = await store.enqueue({
         sender: me,

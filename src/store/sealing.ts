@@ -36,7 +36,14 @@ const NAME_CACHE_SIZE = 10_000;
 export type SealMode = "plain" | "sealed-v1";
 
 /** Which lookup a keyed hash is for; part of the hash input (domain separation). */
-export type LookupLabel = "user" | "channel" | "token" | "dm" | "login" | "message";
+export type LookupLabel =
+  | "user"
+  | "channel"
+  | "token"
+  | "dm"
+  | "login"
+  | "message"
+  | "skeleton";
 
 /**
  * Seals values and derives lookup keys for one store. Holds keys, so it redacts itself
