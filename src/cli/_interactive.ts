@@ -218,7 +218,7 @@ export class Interactive {
       }
       case "/switch": {
         need(1, "/switch @user|#group");
-        this.#active = c.conversation(args[0]!);
+        this.#active = await c.resolve(args[0]!);
         this.print(`* now talking in ${this.#active.name}`);
         return false;
       }

@@ -16,12 +16,17 @@
  */
 import { IdentityKeyPair } from "../crypto/mod.ts";
 import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
-import { TransportError } from "../errors.ts";
+import { QpqError, TransportError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
 import { ClientContext } from "./_context.ts";
 import type { Connector } from "./connection.ts";
 import { Contacts } from "./contacts.ts";
-import { selfConversation } from "./conversations.ts";
+import {
+  canonicalizeLocalNames,
+  findConversation,
+  parseUsername,
+  selfConversation,
+} from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
 import { Groups, SELF_UPDATE_INTERVAL_MS } from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
@@ -82,6 +87,7 @@ export class QpqClient {
   #maintainAgain = false;
 
   private constructor(o: QpqClientOptions) {
+    canonicalizeLocalNames(o.store);
     const m = o.store.meta;
     const identity = IdentityKeyPair.fromBytes(m.identitySeed, m.identityPublic);
     this.#ctx = new ClientContext(o.store, identity, (e) => o.onEvent?.(e), o.now ?? Date.now);
@@ -192,7 +198,13 @@ export class QpqClient {
 
   /** The safety number shared with `username` and their key's fingerprint. */
   verify(username: string): Promise<{ safetyNumber: string; fingerprint: string }> {
-    return this.#contacts.verify(username);
+    let user: string;
+    try {
+      user = parseUsername(username);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#contacts.verify(user);
   }
 
   // ---------------------------------------------------------------- conversations
@@ -210,9 +222,40 @@ export class QpqClient {
     });
   }
 
+  /**
+   * The conversation to talk in for what a person typed: `#group` a group, `@user` the DM
+   * (opened if needed), a bare name the group of that name or else the DM. A bare name
+   * that is both a group and a user (the server's directory is asked) is refused, so a
+   * group named after a contact cannot catch words meant for that contact.
+   */
+  async resolve(ref: string): Promise<Conversation> {
+    if (ref.startsWith("#")) return this.conversation(ref);
+    if (ref.startsWith("@")) return await this.dm(ref);
+    let group: Conversation | undefined;
+    try {
+      group = this.conversation(`#${ref}`);
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+    }
+    if (group === undefined) return await this.dm(ref);
+    let user: string;
+    try {
+      user = parseUsername(ref);
+    } catch {
+      return group; // not a possible username
+    }
+    const isUser = user === this.username || await this.#contacts.exists(user);
+    return findConversation(this.#ctx.state, this.username, ref, this.#ctx.now(), { isUser });
+  }
+
   /** Open (or find) the DM with `peer`; the self-DM is a local notepad. */
   dm(peer: string): Promise<Conversation> {
-    const user = peer.replace(/^@/, "");
+    let user: string;
+    try {
+      user = parseUsername(peer);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (user === this.username) {
       return Promise.resolve(selfConversation(this.#ctx.state, this.username, this.#ctx.now()));
     }
@@ -232,14 +275,14 @@ export class QpqClient {
   ): Promise<void> {
     return this.#groups.invite(
       this.conversation(ref),
-      users.map((u) => u.replace(/^@/, "")),
+      users.map(parseUsername),
       onProgress,
     );
   }
 
   /** Remove users from a group; they cannot read anything sent afterwards. */
   remove(ref: string, users: string[]): Promise<void> {
-    return this.#groups.remove(this.conversation(ref), users.map((u) => u.replace(/^@/, "")));
+    return this.#groups.remove(this.conversation(ref), users.map(parseUsername));
   }
 
   /** Commit a self-update (new path secrets: post-compromise security). */
