@@ -78,7 +78,7 @@ export async function openClient(
   if (!typed) throw new UsageError("--username is required (or set QPQ_USERNAME)");
   // validated before anything touches the file system: the name becomes a file name
   const username = parseUsername(typed);
-  const statePath = flags.state ?? await defaultStatePath(typed, username);
+  const statePath = flags.state ?? await defaultStatePath(username);
   const password = flags.password ?? env("QPQ_PASSWORD") ??
     await promptPassword(`Password for ${username}: `);
   if (password.length === 0) throw new UsageError("Password must not be empty");
@@ -123,16 +123,21 @@ const CREATED = new WeakMap<QpqClient, string>();
 
 /**
  * After a failed first registration: when the server refused it (name taken or look-alike,
- * wrong invite token, invalid name) and `openClient` created the state for it, remove the
- * state's files (call after `client.close()`), so that nothing is left to block a later
- * `login` or `register-user`. A state that may belong to a registered account (the
- * failure came later, or the server's answer was lost) is kept.
+ * wrong invite token, invalid name) and `openClient` created the state for it, the state's
+ * files, to remove once the client is closed ({@link removeState}), so that nothing is
+ * left to block a later `login` or `register-user`. A state that may belong to a
+ * registered account (the failure came later, or the server's answer was lost) is kept.
  */
-export async function discardRefusedState(client: QpqClient, error: unknown): Promise<void> {
+export function refusedState(client: QpqClient, error: unknown): string | undefined {
   const path = CREATED.get(client);
-  if (path === undefined || client.store.meta.sessionToken !== undefined) return;
-  if (!(error instanceof QpqError) || !REFUSALS.has(error.code)) return;
-  CREATED.delete(client);
+  if (path === undefined || client.store.meta.sessionToken !== undefined) return undefined;
+  if (!(error instanceof QpqError) || !REFUSALS.has(error.code)) return undefined;
+  return path;
+}
+
+/** Remove the files of the (closed) state at `path`. */
+export async function removeState(path: string | undefined): Promise<void> {
+  if (path === undefined) return;
   for (const f of Object.values(clientStatePaths(path))) {
     await Deno.remove(f).catch(() => {});
   }
@@ -142,15 +147,21 @@ export async function discardRefusedState(client: QpqClient, error: unknown): Pr
 const REFUSALS = new Set(["conflict", "forbidden", "validation", "usage"]);
 
 /**
- * The default state file of a user: `qpq-<canonical name>.bin`, or the file an older qpq
- * made from the name as typed (`qpq-Bob.bin`) when only that one exists.
+ * The default state file of a user: `qpq-<canonical name>.bin`, or, when that does not
+ * exist, the one file an older qpq made from the name as typed then (`qpq-Bob.bin`), found
+ * in the working directory whatever the case typed now.
  */
-async function defaultStatePath(typed: string, username: string): Promise<string> {
+async function defaultStatePath(username: string): Promise<string> {
   const path = `qpq-${username}.bin`;
-  const legacy = `qpq-${typed}.bin`;
-  if (legacy === path || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(typed)) return path;
-  if (await exists(path) || !(await exists(legacy))) return path;
-  return legacy;
+  if (await exists(path)) return path;
+  const legacy: string[] = [];
+  try {
+    for await (const e of Deno.readDir(".")) {
+      const m = /^qpq-([A-Za-z0-9][A-Za-z0-9._-]*)\.bin$/.exec(e.name);
+      if (e.isFile && m && m[1]!.toLowerCase() === username) legacy.push(e.name);
+    }
+  } catch { /* unreadable directory: the default path then */ }
+  return legacy.length === 1 ? legacy[0]! : path;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -302,7 +313,7 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
     }
     const values = p.values as ClientFlags & Record<string, unknown>;
     const client = await openClient(values, { create: def.create ?? false });
-    let failure: unknown;
+    let discard: string | undefined;
     try {
       if (def.session ?? true) {
         await client.ensureSession();
@@ -310,11 +321,11 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       }
       return await def.run(client, { values, positionals: p.positionals });
     } catch (e) {
-      failure = e;
+      discard = refusedState(client, e);
       throw e;
     } finally {
       await client.close();
-      if (failure !== undefined) await discardRefusedState(client, failure);
+      await removeState(discard);
     }
   };
 }

@@ -11,6 +11,7 @@ import process from "node:process";
 import type { QpqClient } from "../client/client.ts";
 import type { ClientEvent } from "../client/client.ts";
 import type { Conversation } from "../client/local.ts";
+import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { eventLine, formatMessage } from "./_client.ts";
@@ -207,7 +208,7 @@ export class Interactive {
       case "/verify": {
         need(1, "/verify <user>");
         const v = await c.verify(args[0]!);
-        this.print(`safety number with ${args[0]!.replace(/^@/, "")}: ${v.safetyNumber}`);
+        this.print(`safety number with ${parseUsername(args[0]!)}: ${v.safetyNumber}`);
         return false;
       }
       case "/update": {

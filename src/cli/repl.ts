@@ -4,7 +4,7 @@
  * @module
  */
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, env, parseCommand, println } from "./_args.ts";
-import { type ClientFlags, discardRefusedState, openClient } from "./_client.ts";
+import { type ClientFlags, openClient, refusedState, removeState } from "./_client.ts";
 import { Interactive, SLASH_COMMANDS } from "./_interactive.ts";
 import type { QpqClient } from "../client/client.ts";
 import { AuthError } from "../errors.ts";
@@ -53,13 +53,13 @@ export async function run(args: string[]): Promise<number> {
     create: true,
     onEvent: (e) => ui?.onEvent(e),
   });
-  let refused: unknown;
+  let discard: string | undefined;
   try {
     ui = new Interactive(client);
     try {
       await startSession(client, p.values["auth-token"]);
     } catch (e) {
-      refused = e;
+      discard = refusedState(client, e);
       throw e;
     }
     println(`qpq repl: ${client.username} on ${client.server} — /help for commands`);
@@ -81,6 +81,6 @@ export async function run(args: string[]): Promise<number> {
     return code;
   } finally {
     await client.close();
-    if (refused !== undefined) await discardRefusedState(client, refused);
+    await removeState(discard);
   }
 }

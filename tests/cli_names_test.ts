@@ -1,0 +1,199 @@
+/**
+ * Names through the `qpq` command, as a person types them (issue 10): usernames in any
+ * case are one account, invalid names never touch the file system, a registration the
+ * server refuses leaves no state behind, an old state named `qpq-Bob.bin` keeps working,
+ * and `@user` / `#group` are never ambiguous.
+ */
+import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
+import { type CliResult, runQpq } from "./_support/cli.ts";
+import { FAST_KDF } from "./_support/clients.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+
+interface Cli {
+  /** Run `qpq args --username user` in `cwd` (default: the test's main directory). */
+  qpq(user: string, args: string[], opts?: { cwd?: string; password?: string }): Promise<CliResult>;
+  /** The test's directory (holds ca.pem and, below `work/`, the states). */
+  root: string;
+  /** The working directory of the commands. */
+  work: string;
+  ts: TestServer;
+}
+
+async function withCli(fn: (cli: Cli) => Promise<void>): Promise<void> {
+  const ts = await startTestServer();
+  const root = await Deno.makeTempDir({ prefix: "qpq-cli-names-" });
+  const work = `${root}/a/b/work`;
+  await Deno.mkdir(work, { recursive: true });
+  await Deno.writeTextFile(`${root}/ca.pem`, ts.certPem);
+  const qpq: Cli["qpq"] = (user, args, opts = {}) =>
+    runQpq([...args, "--username", user], {
+      cwd: opts.cwd ?? work,
+      env: {
+        QPQ_SERVER: ts.addr,
+        QPQ_CA_CERT: `${root}/ca.pem`,
+        QPQ_PASSWORD: opts.password ?? `pw-${user.toLowerCase()}`,
+      },
+    });
+  try {
+    await fn({ qpq, root, work, ts });
+  } finally {
+    await ts.close();
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(ts.dataDir, { recursive: true });
+  }
+}
+
+/** Every file below `dir`, relative to it, sorted. */
+async function files(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    const rel = `${prefix}${e.name}`;
+    if (e.isDirectory) out.push(...await files(`${dir}/${e.name}`, `${rel}/`));
+    else out.push(rel);
+  }
+  return out.sort();
+}
+
+function ok(r: CliResult): CliResult {
+  assertEquals(r.code, 0, r.stderr);
+  return r;
+}
+
+/** A one-line refusal: non-zero exit, `qpq: ...` containing `text`, no stack or usage. */
+function refusedWith(r: CliResult, text: string): void {
+  assert(r.code !== 0, `expected a refusal, got: ${r.stdout}`);
+  const lines = r.stderr.trim().split("\n");
+  assertEquals(lines.length, 1, r.stderr);
+  assertStringIncludes(lines[0]!, text);
+}
+
+Deno.test("qpq refuses an invalid username before touching the file system, in every command", async () => {
+  await withCli(async ({ qpq, root }) => {
+    const before = await files(root);
+    const bad = [
+      "x/../../pwned",
+      "../pwned",
+      "/tmp/pwned",
+      "a".repeat(300),
+      "a b",
+      "bob~2/..",
+      "ａ/ｂ", // full-width letters fold to ASCII, the slash stays
+      "\u0430lice", // Cyrillic a
+    ];
+    const commands = [["register-user"], ["login"], ["whoami"], ["send", "--to", "x", "hi"], [
+      "repl",
+    ]];
+    // every name through one command, and the path traversal through every command
+    const runs = [
+      ...bad.map((name, i) => [name, commands[i % commands.length]!] as const),
+      ...commands.map((cmd) => [bad[0]!, cmd] as const),
+    ];
+    for (const [name, cmd] of runs) {
+      const r = await qpq(name, [...cmd]);
+      refusedWith(r, "Invalid username");
+      assertEquals(r.code, 2, r.stderr);
+    }
+    assertEquals(await files(root), before, "no file created inside or outside");
+  });
+});
+
+Deno.test("qpq register-user refused by the server (taken, look-alike, bad token) leaves no state behind", async () => {
+  await withCli(async ({ qpq, work }) => {
+    ok(await qpq("bob", ["register-user"]));
+    const other = `${work}/../other`;
+    await Deno.mkdir(other);
+    refusedWith(await qpq("BOB", ["register-user"], { cwd: other }), "already registered");
+    refusedWith(await qpq("b0b", ["register-user"], { cwd: other }), "looks too much like");
+    refusedWith(
+      await qpq("carol", ["register-user", "--auth-token", "wrong"], { cwd: other }),
+      "auth token",
+    );
+    assertEquals(await files(other), [], "no state left by a refused registration");
+    // nothing blocks the next try, even with another password
+    const r = ok(await qpq("carol", ["register-user"], { cwd: other, password: "another" }));
+    assertStringIncludes(r.stdout, "Registered carol");
+    ok(await qpq("carol", ["login"], { cwd: other, password: "another" }));
+  });
+});
+
+Deno.test("qpq usernames in any case are one account: Alice registers alice, BOB is bob", async () => {
+  await withCli(async ({ qpq, work }) => {
+    assertStringIncludes(ok(await qpq("Alice", ["register-user"])).stdout, "Registered alice");
+    ok(await qpq("bob", ["register-user"]));
+    assertEquals((await files(work)).filter((f) => f.endsWith(".bin")), [
+      "qpq-alice.bin",
+      "qpq-bob.bin",
+    ]);
+    assertStringIncludes(ok(await qpq("ALICE", ["send", "--to", "BOB", "hi"])).stdout, "@bob");
+    assertStringIncludes(ok(await qpq("Bob", ["recv"])).stdout, "[alice] hi");
+    assertStringIncludes(ok(await qpq("bob", ["whoami"])).stdout, "bob on");
+    const v = ok(await qpq("alice", ["verify", "@BOB"])).stdout;
+    assertEquals(v, ok(await qpq("alice", ["verify", "bob"])).stdout);
+  });
+});
+
+Deno.test("qpq opens a state an older qpq wrote for Bob (qpq-Bob.bin, meta Bob) as bob", async () => {
+  await withCli(async ({ qpq, work, ts }) => {
+    // the state file as an older qpq created it: named and owned as typed
+    const store = await openLocalStore(`${work}/qpq-Bob.bin`, "pw-bob", {
+      create: true,
+      username: "Bob",
+      server: ts.addr,
+      kdf: FAST_KDF,
+    });
+    await store.close();
+    assertStringIncludes(ok(await qpq("Bob", ["register-user"])).stdout, "Registered bob");
+    assertStringIncludes(ok(await qpq("BOB", ["whoami"])).stdout, "bob on");
+    ok(await qpq("carol", ["register-user"]));
+    ok(await qpq("carol", ["send", "--to", "Bob", "found you"]));
+    assertStringIncludes(ok(await qpq("bob", ["recv"])).stdout, "[carol] found you");
+    assertEquals(
+      (await files(work)).filter((f) => f.endsWith(".bin")),
+      ["qpq-Bob.bin", "qpq-carol.bin"],
+    );
+  });
+});
+
+Deno.test("qpq: a group named after a contact cannot catch words meant for them", async () => {
+  await withCli(async ({ qpq }) => {
+    for (const u of ["mallory", "carol", "dave"]) ok(await qpq(u, ["register-user"]));
+    // mallory creates #dave and adds carol
+    ok(await qpq("mallory", ["create-group", "dave"]));
+    ok(await qpq("mallory", ["invite", "dave", "carol"]));
+    ok(await qpq("carol", ["recv"]));
+    // carol has never written to dave: the directory knows dave, so `chat dave` is refused
+    refusedWith(await qpq("carol", ["chat", "dave"]), "dave is both @dave and #dave: say which");
+    // once carol has a DM with dave, every command refuses the bare name
+    ok(await qpq("carol", ["send", "--to", "dave", "hi dave"]));
+    for (const cmd of [["history", "dave"], ["members", "dave"], ["leave", "dave"]]) {
+      refusedWith(await qpq("carol", cmd), "dave is both @dave and #dave: say which");
+    }
+    assertStringIncludes(ok(await qpq("carol", ["history", "@dave"])).stdout, "hi dave");
+    assertStringIncludes(ok(await qpq("carol", ["members", "#dave"])).stdout, "mallory");
+    assertStringIncludes(ok(await qpq("dave", ["recv"])).stdout, "[carol] hi dave");
+    assert(!ok(await qpq("mallory", ["recv"])).stdout.includes("hi dave"));
+  });
+});
+
+Deno.test("qpq: groups whose names look alike carry an id suffix in list, prompts and lines", async () => {
+  await withCli(async ({ qpq }) => {
+    for (const u of ["ann", "eve", "carol"]) ok(await qpq(u, ["register-user"]));
+    ok(await qpq("ann", ["create-group", "team"]));
+    ok(await qpq("ann", ["invite", "team", "carol"]));
+    ok(await qpq("eve", ["create-group", "Tearn"]));
+    ok(await qpq("eve", ["invite", "Tearn", "carol"]));
+    ok(await qpq("ann", ["send", "--group", "team", "from ann"]));
+    ok(await qpq("eve", ["send", "--group", "Tearn", "from eve"]));
+    const got = ok(await qpq("carol", ["recv"])).stdout;
+    const names = ok(await qpq("carol", ["list"])).stdout.match(/#[A-Za-z]+~[0-9a-f]{4}/g) ?? [];
+    assertEquals(names.length, 2, "both groups listed with a suffix");
+    const team = names.find((n) => n.startsWith("#team~"))!;
+    const tearn = names.find((n) => n.startsWith("#Tearn~"))!;
+    assertStringIncludes(got, `[${team}] ann: from ann`);
+    assertStringIncludes(got, `[${tearn}] eve: from eve`);
+    refusedWith(await qpq("carol", ["history", "#team"]), "matches several groups");
+    assertStringIncludes(ok(await qpq("carol", ["history", team])).stdout, "from ann");
+    assert(!ok(await qpq("carol", ["history", team])).stdout.includes("from eve"));
+  });
+});
