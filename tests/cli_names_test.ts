@@ -9,6 +9,7 @@ import { type CliResult, runQpq } from "./_support/cli.ts";
 import { FAST_KDF } from "./_support/clients.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
+import { writeSchemaTwoDb } from "./_support/legacy_db.ts";
 
 interface Cli {
   /** Run `qpq args --username user` in `cwd` (default: the test's main directory). */
@@ -196,4 +197,37 @@ Deno.test("qpq: groups whose names look alike carry an id suffix in list, prompt
     assertStringIncludes(ok(await qpq("carol", ["history", team])).stdout, "from ann");
     assert(!ok(await qpq("carol", ["history", team])).stdout.includes("from eve"));
   });
+});
+
+Deno.test("qpq: an account renamed by the server (Bob -> bob~2) logs in with its old state and password", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "qpq-renamed-" });
+  await writeSchemaTwoDb(dataDir, [
+    { name: "Bob", password: "pw-bob" },
+    { name: "bob", password: "pw-other" },
+  ], undefined);
+  const ts = await startTestServer({ dataDir });
+  const work = await Deno.makeTempDir({ prefix: "qpq-renamed-work-" });
+  try {
+    await Deno.writeTextFile(`${work}/ca.pem`, ts.certPem);
+    const store = await openLocalStore(`${work}/qpq-Bob.bin`, "pw-bob", {
+      create: true,
+      username: "Bob",
+      server: ts.addr,
+      kdf: FAST_KDF,
+    });
+    await store.close();
+    const qpq = (user: string, args: string[], password: string) =>
+      runQpq([...args, "--username", user], {
+        cwd: work,
+        env: { QPQ_SERVER: ts.addr, QPQ_CA_CERT: `${work}/ca.pem`, QPQ_PASSWORD: password },
+      });
+    assertStringIncludes(ok(await qpq("bob~2", ["login"], "pw-bob")).stdout, "Logged in as bob~2");
+    assertStringIncludes(ok(await qpq("bob~2", ["whoami"], "pw-bob")).stdout, "bob~2 on");
+    // the old name is the other account now: Bob's state is not its state
+    refusedWith(await qpq("bob", ["login"], "pw-bob"), "belongs to bob~2, not bob");
+  } finally {
+    await ts.close();
+    await Deno.remove(work, { recursive: true });
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });

@@ -12,6 +12,7 @@ import {
   assertStringIncludes,
 } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
+import { writeSchemaTwoDb } from "./_support/legacy_db.ts";
 import { runQpq } from "./_support/cli.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import {
@@ -1242,41 +1243,13 @@ Deno.test("registrations of look-alike names racing on several connections: exac
 
 Deno.test("accounts from before case-insensitive names still log in with their password after migration 3", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "qpq-names-" });
-  const { MIGRATIONS, Sealer } = await import("../src/store/server/mod.ts");
-  const { createServerSetup, registrationStart } = await import("../src/auth/mod.ts");
-  const { DatabaseSync } = await import("node:sqlite");
   // a schema-2 database as an old build wrote it: Bob (older), bob and Carol, each
   // registered in OPAQUE under the exact spelling
-  const setup = await createServerSetup();
-  const sealer = Sealer.plain();
-  const db = new DatabaseSync(`${dataDir}/qpq.db`);
-  db.exec(MIGRATIONS[0]!.sql + MIGRATIONS[1]!.sql);
-  db.exec(
-    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, " +
-      "applied_at INTEGER NOT NULL) STRICT; INSERT INTO schema_version VALUES (1, 'a', 0), (2, 'b', 0)",
+  await writeSchemaTwoDb(
+    dataDir,
+    ["Bob", "bob", "Carol"].map((name) => ({ name, password: `pw of ${name}` })),
+    FAST,
   );
-  db.prepare("INSERT INTO meta VALUES ('seal_mode', ?), ('seal_check', ?)")
-    .run(utf8(sealer.mode), sealer.checkValue());
-  db.prepare("INSERT INTO secrets VALUES ('opaque-server-setup', ?)").run(
-    sealer.seal("secrets.value", utf8("opaque-server-setup"), setup.toBytes()),
-  );
-  for (const [i, name] of ["Bob", "bob", "Carol"].entries()) {
-    const password = `pw of ${name}`;
-    const start = await clientRegistrationStart(password);
-    const response = await registrationStart(setup, name, start.request);
-    const fin = await clientRegistrationFinish(start.state, password, response, {
-      keyStretching: FAST,
-    });
-    const uid = sealer.lookupName("user", name);
-    db.prepare("INSERT INTO users VALUES (?, ?, ?, ?, ?)").run(
-      uid,
-      sealer.seal("users.username", uid, utf8(name)),
-      sealer.seal("users.record", uid, fin.record),
-      IdentityKeyPair.generate().publicKey,
-      1_700_000_000_000 + i,
-    );
-  }
-  db.close();
   const ts = await startTestServer({ dataDir });
   try {
     const c = await connect(ts);

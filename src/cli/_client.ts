@@ -154,11 +154,17 @@ const REFUSALS = new Set(["conflict", "forbidden", "validation", "usage"]);
 async function defaultStatePath(username: string): Promise<string> {
   const path = `qpq-${username}.bin`;
   if (await exists(path)) return path;
+  // an account the server renamed (Bob -> bob~2) finds its old qpq-Bob.bin, not qpq-bob.bin
+  const base = renamedFrom(username);
   const legacy: string[] = [];
   try {
     for await (const e of Deno.readDir(".")) {
       const m = /^qpq-([A-Za-z0-9][A-Za-z0-9._-]*)\.bin$/.exec(e.name);
-      if (e.isFile && m && m[1]!.toLowerCase() === username) legacy.push(e.name);
+      if (!e.isFile || !m) continue;
+      const name = m[1]!;
+      if (name.toLowerCase() === username || (name.toLowerCase() === base && name !== base)) {
+        legacy.push(e.name);
+      }
     }
   } catch { /* unreadable directory: the default path then */ }
   return legacy.length === 1 ? legacy[0]! : path;
