@@ -101,10 +101,9 @@ export async function openClient(
       // the server renamed this account (bob -> bob~2, docs/operations.md): follow it
       store.updateMeta({ username });
     } else {
+      const recorded = store.meta.username; // read before close: a closed store has no meta
       await store.close();
-      throw new UsageError(
-        `State ${statePath} belongs to ${visible(store.meta.username)}, not ${username}`,
-      );
+      throw new UsageError(`State ${statePath} belongs to ${visible(recorded)}, not ${username}`);
     }
   }
   const client = QpqClient.create({
