@@ -4,7 +4,13 @@
  * persistence, db_key handling and at-rest secrecy.
  */
 
-import { assert, assertEquals, assertNotEquals, assertRejects } from "./_support/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertNotEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "./_support/assert.ts";
 import { fromHex, randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { QpqError, StorageError, UsageError } from "../src/errors.ts";
 import {
@@ -1206,6 +1212,19 @@ for (const dbKey of [undefined, "migration key"]) {
       await again.close();
       const db = new DatabaseSync(path);
       assertEquals(readSchemaVersion(db), SCHEMA_VERSION);
+      // the skeleton index is unique: a second writer cannot slip a look-alike in
+      const rows = db.prepare("SELECT uid, skeleton_ref FROM users").all();
+      const withSkeleton = rows.filter((r) => r.skeleton_ref !== null);
+      // bob, carol, al1ce, dave; bob~2 and alice (a younger look-alike of al1ce) have none
+      assertEquals(withSkeleton.length, 4);
+      let unique = "";
+      try {
+        db.prepare("UPDATE users SET skeleton_ref = ? WHERE uid = ?")
+          .run(withSkeleton[0]!.skeleton_ref as Uint8Array, withSkeleton[1]!.uid as Uint8Array);
+      } catch (e) {
+        unique = String(e);
+      }
+      assertStringIncludes(unique, "UNIQUE");
       db.close();
     } finally {
       await Deno.remove(dir, { recursive: true });
