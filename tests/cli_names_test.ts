@@ -5,7 +5,7 @@
  * and `@user` / `#group` are never ambiguous.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { type CliResult, runQpq } from "./_support/cli.ts";
+import { type CliResult, readUntil, runQpq, spawnQpq } from "./_support/cli.ts";
 import { FAST_KDF } from "./_support/clients.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
@@ -229,5 +229,36 @@ Deno.test("qpq: an account renamed by the server (Bob -> bob~2) logs in with its
     await ts.close();
     await Deno.remove(work, { recursive: true });
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("qpq server logs at warn, when it migrates, each account it renamed and what to tell its owner", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-renamed-log-" });
+  await Deno.mkdir(`${dir}/data`);
+  await writeSchemaTwoDb(`${dir}/data`, [
+    { name: "Bob", password: "a" },
+    { name: "bob", password: "b" },
+    { name: "Carol", password: "c" },
+  ], undefined);
+  const start = async () => {
+    const server = spawnQpq(["server", "--listen", "127.0.0.1:0", "--data-dir", `${dir}/data`], {
+      cwd: dir,
+    });
+    await readUntil(server.stdout, (l) => l.startsWith("SHA-256 fingerprint"));
+    server.kill("SIGTERM");
+    assertEquals((await server.status).code, 0);
+    return new TextDecoder().decode(
+      new Uint8Array(await new Response(server.stderr).arrayBuffer()),
+    ).split("\n").filter((l) => l.includes("database migration")).map((l) => JSON.parse(l));
+  };
+  try {
+    const lines = await start();
+    assertEquals(lines.length, 1, "one rename: Carol became carol without a collision");
+    assertEquals(lines[0].level, "warn");
+    assertStringIncludes(lines[0].notice, '"Bob"');
+    assertStringIncludes(lines[0].notice, "--username bob~2");
+    assertEquals(await start(), [], "said once, when migrating");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
