@@ -85,7 +85,7 @@ export class Interactive {
   }
 
   #prompt(): string {
-    return this.#active ? `[${this.#active.name}] > ` : "> ";
+    return this.#active ? `[${visible(this.#refresh(this.#active).name)}] > ` : "> ";
   }
 
   #completer = (line: string): [string[], string] => {
@@ -145,7 +145,18 @@ export class Interactive {
     if (!this.#active) {
       throw new UsageError("No active conversation: /dm <user>, /create-group <name> or /switch");
     }
-    return this.#active;
+    return this.#refresh(this.#active);
+  }
+
+  /**
+   * The conversation as stored now: a look-alike group that arrived since gives this one
+   * its id suffix (`#team~3f2a`), and the old name no longer picks it.
+   */
+  #refresh(conv: Conversation): Conversation {
+    const now = this.#client.store.getConversation(conv.id) ?? conv;
+    if (this.#active?.id === conv.id) this.#active = now;
+    if (this.#fixed?.id === conv.id) this.#fixed = now;
+    return now;
   }
 
   async #handle(line: string): Promise<boolean> {
