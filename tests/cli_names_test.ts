@@ -157,7 +157,8 @@ Deno.test("qpq opens a state an older qpq wrote for Bob (qpq-Bob.bin, meta Bob) 
 });
 
 Deno.test("qpq: a group named after a contact cannot catch words meant for them", async () => {
-  await withCli(async ({ qpq }) => {
+  await withCli(async ({ qpq, work, root, ts }) => {
+    const env = { QPQ_SERVER: ts.addr, QPQ_CA_CERT: `${root}/ca.pem` };
     for (const u of ["mallory", "carol", "dave"]) ok(await qpq(u, ["register-user"]));
     // mallory creates #dave and adds carol
     ok(await qpq("mallory", ["create-group", "dave"]));
@@ -171,6 +172,15 @@ Deno.test("qpq: a group named after a contact cannot catch words meant for them"
       refusedWith(await qpq("carol", cmd), "dave is both @dave and #dave: say which");
     }
     assertStringIncludes(ok(await qpq("carol", ["history", "@dave"])).stdout, "hi dave");
+    // the REPL too: /switch refuses the bare name, @dave and #dave pick one each
+    const repl = await runQpq(["repl", "--username", "carol"], {
+      cwd: work,
+      env: { ...env, QPQ_PASSWORD: "pw-carol" },
+      stdin: "/switch dave\n/switch #dave\n/switch @dave\n/quit\n",
+    });
+    assertStringIncludes(repl.stdout + repl.stderr, "dave is both @dave and #dave: say which");
+    assertStringIncludes(repl.stdout, "* now talking in #dave");
+    assertStringIncludes(repl.stdout, "* now talking in @dave");
     assertStringIncludes(ok(await qpq("carol", ["members", "#dave"])).stdout, "mallory");
     assertStringIncludes(ok(await qpq("dave", ["recv"])).stdout, "[carol] hi dave");
     assert(!ok(await qpq("mallory", ["recv"])).stdout.includes("hi dave"));
