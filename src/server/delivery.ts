@@ -243,8 +243,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         ? req.welcome
         : undefined;
       const welcomeFor = (req.welcomeFor?.length ?? 0) > 0
-        ? [...new Set(req.welcomeFor!)]
-        : [...new Set(req.welcomes.map((w) => w.username))];
+        ? [...new Set(req.welcomeFor!.map(checkUsernameSyntax))]
+        : [...new Set(req.welcomes.map((w) => checkUsernameSyntax(w.username)))];
       if (welcome === undefined && req.welcomes.length > 0) {
         welcome = req.welcomes[0]!.payload;
         if (req.welcomes.some((w) => !bytesEqual(w.payload, welcome!))) {
