@@ -255,6 +255,7 @@ Deno.test("qpq server logs at warn, when it migrates, each account it renamed an
       cwd: dir,
     });
     await readUntil(server.stdout, (l) => l.startsWith("SHA-256 fingerprint"));
+    // at once: the server handles SIGTERM from its first line on (it once died with 143)
     server.kill("SIGTERM");
     assertEquals((await server.status).code, 0);
     return new TextDecoder().decode(
