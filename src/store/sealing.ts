@@ -11,8 +11,8 @@
  *   and bound to its row: the associated data is `label ‖ 0x00 ‖ row key`, so a sealed value
  *   moved to another row or column no longer opens.
  * - Every value the store looks rows up by (usernames and their look-alike skeletons, channel
- *   names, session tokens) goes
- *   through HMAC-SHA256 under the lookup key, so the file holds no username or token.
+ *   names, session tokens) goes through HMAC-SHA256 under the lookup key, so the file holds
+ *   no username or token.
  * - A check value `HMAC(check key, "qpq store check v1")` written at creation turns a wrong key
  *   into one clear error at open, before anything is written.
  *
