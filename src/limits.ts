@@ -44,6 +44,8 @@ export const SHUTDOWN_GRACE_MS = 5_000;
 /** Pause between the last response and closing connections at shutdown (ms). */
 export const SHUTDOWN_DRAIN_MS = 150;
 
+/** Longest username in characters (ASCII; the rule is in src/names.ts). */
+export const MAX_USERNAME_CHARS = 32;
 /** Longest username in bytes (UTF-8). */
 export const MAX_USERNAME_BYTES = 64;
 /** Longest group/channel name in bytes. */

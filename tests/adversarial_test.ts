@@ -23,7 +23,7 @@ import { resolveConfig, startServer } from "../src/server/mod.ts";
 import { createServices } from "../src/server/services.ts";
 import { silentLogger } from "../src/log.ts";
 import { connectQuic, formatHostPort, parseHostPort } from "../src/transport/quic.ts";
-import { clientLoginStart } from "../src/auth/mod.ts";
+import { clientLoginStart, clientRegistrationStart } from "../src/auth/mod.ts";
 import {
   decodeFrame,
   type DeliveredMessage,
@@ -919,6 +919,46 @@ Deno.test("stranger spam after a block: 2,000 DMs from the blocked user take no 
     );
   } finally {
     for (const u of [alice, bob, mallory]) await u.conn.close();
+    await srv.close();
+  }
+});
+
+Deno.test("a user's name in another case or a look-alike cannot be registered, and case variants share the user's login limit", async () => {
+  const srv = await startTestServer();
+  const setup = await connect(srv);
+  try {
+    await registerUser(setup, "alice", PASSWORD, identityKey());
+    await duringAttack(srv, "look-alike names", async () => {
+      const x = await connect(srv);
+      const register = async (username: string) => {
+        const start = await clientRegistrationStart("mallory's password");
+        return await codeOf(x.call(
+          { kind: "registerStart", username, request: start.request, authToken: "devtoken" },
+          "registerStarted",
+        ));
+      };
+      for (const name of ["Alice", "ALICE", "ａｌｉｃｅ", "a1ice", "aIice", "al1ce", "alice~2"]) {
+        assert(["conflict", "validation"].includes(await register(name)), name);
+      }
+      assertEquals(await register("\u0430lice"), "validation", "Cyrillic a");
+      assertEquals(await register("a|ice"), "validation");
+      // guessing alice's password under other spellings spends alice's own attempts
+      const codes: string[] = [];
+      for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER + 1; i++) {
+        const ke1 = await clientLoginStart("guess");
+        const username = ["alice", "Alice", "ALICE", "ａｌｉｃｅ"][i % 4]!;
+        codes.push(
+          await codeOf(
+            x.call({ kind: "loginStart", username, request: ke1.request }, "loginStarted"),
+          ),
+        );
+      }
+      assertEquals(codes.filter((c) => c === "ok").length, LOGIN_ATTEMPTS_PER_USER);
+      assertEquals(codes.at(-1), "rate_limited");
+      await x.close();
+    });
+  } finally {
+    await setup.close();
     await srv.close();
   }
 });

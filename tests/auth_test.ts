@@ -189,7 +189,7 @@ Deno.test("ServerLoginState survives a round trip through a store between reques
     setup,
     "alice",
     c1.request,
-    await store.getRegistrationRecord("alice"),
+    (await store.getRegistrationRecord("alice"))?.record,
   );
   const loginId = randomBytes(16);
   await store.savePendingLogin(

@@ -12,6 +12,7 @@ import {
   assertStringIncludes,
 } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
+import { writeSchemaTwoDb } from "./_support/legacy_db.ts";
 import { runQpq } from "./_support/cli.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import {
@@ -1201,4 +1202,67 @@ Deno.test("enqueue: a message resent after its sender left the channel is answer
     );
     for (const u of [alice, bob]) await u.conn.close();
   });
+});
+
+Deno.test("usernames are case-insensitive: Bob registers bob, logs in as BOB, and bob or a look-alike is refused", async () => {
+  await withServer(async (ts) => {
+    const conn = await connect(ts);
+    await register(conn, "Bob", "pw of bob");
+    const { session } = await login(conn, "BOB", "pw of bob");
+    assertEquals(session.username, "bob");
+    const key = await conn.call({ kind: "fetchIdentityKey", username: "bOb" }, "identityKey");
+    assertEquals(key.username, "bob");
+    const other = await connect(ts);
+    for (const name of ["bob", "b0b", "ＢＯＢ"]) {
+      const e = await refused(() => register(other, name, "x"), UsageError, "conflict");
+      assertStringIncludes(e.message, name === "b0b" ? "looks too much like" : "already");
+    }
+    // the reserved form of renamed accounts cannot be registered
+    await refused(() => register(other, "carol~2", "x"), ValidationError, "validation");
+    await register(other, "Carol", "pw of carol");
+    await login(other, "carol", "pw of carol");
+    // a DM opened with any spelling is the same channel
+    assertEquals(toHex(await dm(other, "BOB")), toHex(await dm(conn, "CAROL")));
+    await other.close();
+    await conn.close();
+  });
+});
+
+Deno.test("registrations of look-alike names racing on several connections: exactly one succeeds", async () => {
+  await withServer(async (ts) => {
+    const names = ["w0lf", "vvolf", "wolf", "WOLF", "vv0lf", "w01f"];
+    const conns = await Promise.all(names.map(() => connect(ts)));
+    const results = await Promise.allSettled(names.map((n, i) => register(conns[i]!, n, "pw")));
+    assertEquals(results.filter((r) => r.status === "fulfilled").length, 1);
+    for (const r of results) {
+      if (r.status === "rejected") assertEquals((r.reason as QpqError).code, "conflict");
+    }
+    await Promise.all(conns.map((c) => c.close()));
+  });
+});
+
+Deno.test("accounts from before case-insensitive names still log in with their password after migration 3", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "qpq-names-" });
+  // a schema-2 database as an old build wrote it: Bob (older), bob and Carol, each
+  // registered in OPAQUE under the exact spelling
+  await writeSchemaTwoDb(
+    dataDir,
+    ["Bob", "bob", "Carol"].map((name) => ({ name, password: `pw of ${name}` })),
+    FAST,
+  );
+  const ts = await startTestServer({ dataDir });
+  try {
+    const c = await connect(ts);
+    // bob (already lower case) keeps his name; the older Bob is now bob~2, same password
+    assertEquals((await login(c, "bob", "pw of bob")).session.username, "bob");
+    assertEquals((await login(c, "BOB~2", "pw of Bob")).session.username, "bob~2");
+    assertEquals((await login(c, "carol", "pw of Carol")).session.username, "carol");
+    assertEquals((await login(c, "CAROL", "pw of Carol")).session.username, "carol");
+    // "Bob" now means bob: Bob's password does not open it
+    await assertRejects(() => login(c, "Bob", "pw of Bob"));
+    await c.close();
+  } finally {
+    await ts.close();
+  }
+  await removeDir(dataDir);
 });

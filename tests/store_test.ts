@@ -4,7 +4,13 @@
  * persistence, db_key handling and at-rest secrecy.
  */
 
-import { assert, assertEquals, assertNotEquals, assertRejects } from "./_support/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertNotEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "./_support/assert.ts";
 import { fromHex, randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { QpqError, StorageError, UsageError } from "../src/errors.ts";
 import {
@@ -25,6 +31,7 @@ import {
   registrationStart,
 } from "../src/auth/mod.ts";
 import { DatabaseSync } from "node:sqlite";
+import { keyPackageRowKey, lengthPrefixed } from "../src/store/server/_common.ts";
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -122,11 +129,11 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 contract("createUser stores users and refuses a taken or invalid username", async (s) => {
   await s.createUser("alice", utf8("rec-a"));
-  assertEquals(await s.getRegistrationRecord("alice"), utf8("rec-a"));
+  assertEquals((await s.getRegistrationRecord("alice"))?.record, utf8("rec-a"));
   const u = await s.getUser("alice");
   assertEquals(u, { username: "alice", createdAt: T0, identityKey: undefined });
   assertEquals(await code(s.createUser("alice", utf8("other"))), "UsageError:conflict");
-  assertEquals(await s.getRegistrationRecord("alice"), utf8("rec-a"));
+  assertEquals((await s.getRegistrationRecord("alice"))?.record, utf8("rec-a"));
   assertEquals(await s.getUser("bob"), undefined);
   assertEquals(await s.getRegistrationRecord("bob"), undefined);
   assertEquals(await code(s.createUser("", utf8("x"))), "ValidationError:validation");
@@ -866,7 +873,7 @@ for (const dbKey of [undefined, "correct horse battery staple"]) {
       const s = await SqliteServerStore.open(path, opts);
       try {
         assertEquals(s.sealed, dbKey !== undefined);
-        assertEquals(await s.getRegistrationRecord("alice"), utf8("record of alice"));
+        assertEquals((await s.getRegistrationRecord("alice"))?.record, utf8("record of alice"));
         assertEquals(await s.getIdentityKey("alice"), new Uint8Array(32).fill(7));
         assertEquals(await s.lookupSession(token), { username: "alice", expiresAt: T0 + HOUR });
         assertEquals(await s.countKeyPackages("bob"), 2);
@@ -928,7 +935,7 @@ Deno.test("SqliteServerStore.open refuses a wrong db_key without changing the fi
     );
     // The right key still opens it.
     const again = await SqliteServerStore.open(path, { dbKey: "right key" });
-    assertEquals(await again.getRegistrationRecord("bob"), utf8("record of bob"));
+    assertEquals((await again.getRegistrationRecord("bob"))?.record, utf8("record of bob"));
     await again.close();
     // A plain database refuses a key.
     const plain = `${dir}/plain.db`;
@@ -1143,3 +1150,191 @@ contract(
     assertEquals(await small.blockersOf("u4", ["u1"]), ["u1"]);
   },
 );
+
+/**
+ * A schema-2 server database written as a build of that schema did (usernames compared
+ * exactly): `Bob` (oldest), `bob`, `Carol` and the look-alikes `al1ce` (older) and `alice`.
+ * Bob has a session, KeyPackages and a queued message; Carol created a group with Bob and
+ * has a DM with bob.
+ */
+function schemaTwoDb(path: string, dbKey: string | undefined, token: Uint8Array): string[] {
+  const sealer = dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(dbKey);
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(MIGRATIONS[0]!.sql);
+    db.exec(MIGRATIONS[1]!.sql);
+    db.exec(
+      "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, " +
+        "applied_at INTEGER NOT NULL) STRICT",
+    );
+    db.prepare("INSERT INTO schema_version VALUES (1, 'initial schema', ?), (2, 'kp', ?)")
+      .run(T0, T0);
+    const meta = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+    meta.run("seal_mode", utf8(sealer.mode));
+    meta.run("seal_check", sealer.checkValue());
+    const uid = (n: string) => sealer.lookupName("user", n).slice();
+    const names = ["Bob", "bob", "Carol", "al1ce", "alice"];
+    names.forEach((n, i) => {
+      const u = uid(n);
+      db.prepare("INSERT INTO users VALUES (?, ?, ?, ?, ?)").run(
+        u,
+        sealer.seal("users.username", u, utf8(n)),
+        sealer.seal("users.record", u, utf8(`record of ${n}`)),
+        sealer.seal("users.identity_key", u, new Uint8Array(32).fill(i + 1)),
+        T0 + i,
+      );
+    });
+    const bob = uid("Bob");
+    const carol = uid("Carol");
+    db.prepare("INSERT INTO sessions VALUES (?, ?, ?)")
+      .run(sealer.lookup("token", token), bob, T0 + HOUR);
+    const ref = utf8("ref-1");
+    db.prepare(
+      "INSERT INTO key_packages (uid, ref, data, not_after, cipher_suite) VALUES (?, ?, ?, ?, ?)",
+    ).run(
+      bob,
+      ref,
+      sealer.seal("key_packages.data", keyPackageRowKey(bob, ref), utf8("kp of Bob")),
+      T0 + 24 * HOUR,
+      XWING,
+    );
+    db.prepare("INSERT INTO last_resort_key_packages VALUES (?, ?, ?, ?, ?)").run(
+      bob,
+      XWING,
+      utf8("ref-lr"),
+      sealer.seal("last_resort_key_packages.data", bob, utf8("last resort of Bob")),
+      T0 + 24 * HOUR,
+    );
+    const channel = db.prepare("INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?, 0)");
+    const g = "11".repeat(16);
+    channel.run(
+      g,
+      "group",
+      sealer.lookupName("channel", "team"),
+      sealer.seal("channels.name", utf8(g), utf8("team")),
+      null,
+      sealer.seal("channels.created_by", utf8(g), utf8("Carol")),
+      T0,
+    );
+    const dm = "22".repeat(16);
+    const [x, y] = ["Carol", "bob"].sort();
+    channel.run(
+      dm,
+      "dm",
+      null,
+      null,
+      sealer.lookup("dm", lengthPrefixed(x!, y!)),
+      sealer.seal("channels.created_by", utf8(dm), utf8("Carol")),
+      T0,
+    );
+    const member = db.prepare("INSERT INTO members VALUES (?, ?)");
+    member.run(g, carol);
+    member.run(g, bob);
+    member.run(dm, carol);
+    member.run(dm, uid("bob"));
+    const mref = sealer.lookup("message", lengthPrefixed("Carol", "m1"));
+    const body = new Uint8Array([...lengthPrefixed("Carol", "m1"), ...utf8("hello Bob")]);
+    db.prepare("INSERT INTO messages VALUES (1, ?, ?, ?, ?, ?)").run(
+      mref,
+      g,
+      sealer.seal("messages.body", mref, body),
+      sealer.seal("messages.fanout", mref, utf8(JSON.stringify([["Bob", 1]]))),
+      T0,
+    );
+    db.prepare("INSERT INTO queues VALUES (?, 2, 1)").run(bob);
+    db.prepare("INSERT INTO deliveries VALUES (?, 1, 1, ?)").run(bob, T0);
+    return names;
+  } finally {
+    db.close();
+    sealer.destroy();
+  }
+}
+
+for (const dbKey of [undefined, "migration key"]) {
+  const label = dbKey === undefined ? "without db_key" : "with db_key";
+  Deno.test(`SqliteServerStore.open migrates schema 2 usernames to one canonical form (${label})`, async () => {
+    const { dir, path } = await tempDb();
+    const token = randomBytes(32);
+    const opts = { clock: () => T0, ...(dbKey === undefined ? {} : { dbKey }) };
+    try {
+      schemaTwoDb(path, dbKey, token);
+      const s = await SqliteServerStore.open(path, opts);
+      try {
+        // bob (already canonical) keeps its name; Bob, though older, becomes bob~2
+        assertEquals(s.migrationNotices.length, 1);
+        assert(s.migrationNotices[0]!.includes('"Bob"'));
+        assert(s.migrationNotices[0]!.includes("--username bob~2"));
+        for (const [name, key] of [["bob~2", 1], ["bob", 2], ["carol", 3], ["al1ce", 4]] as const) {
+          assertEquals((await s.getUser(name))?.identityKey, new Uint8Array(32).fill(key));
+        }
+        assertEquals(await s.getUser("Bob"), undefined);
+        assertEquals(await s.getUser("Carol"), undefined);
+        // OPAQUE keeps the spelling each account registered with
+        assertEquals(await s.getRegistrationRecord("bob~2"), {
+          record: utf8("record of Bob"),
+          identifier: "Bob",
+        });
+        assertEquals((await s.getRegistrationRecord("carol"))?.identifier, "Carol");
+        assertEquals((await s.getRegistrationRecord("bob"))?.identifier, "bob");
+        // everything of the renamed accounts followed them
+        assertEquals((await s.lookupSession(token))?.username, "bob~2");
+        assertEquals((await s.consumeKeyPackage("bob~2"))?.data, utf8("kp of Bob"));
+        assertEquals((await s.consumeKeyPackage("bob~2"))?.data, utf8("last resort of Bob"));
+        const queued = await s.fetch("bob~2", 0);
+        assertEquals(queued.map((m) => [m.seq, m.sender]), [[1, "Carol"]]);
+        assertEquals(queued[0]!.payload, utf8("hello Bob"));
+        const channels = await s.listChannels("carol");
+        assertEquals(channels.map((c) => [c.kind, c.createdBy]), [["group", "carol"], [
+          "dm",
+          "carol",
+        ]]);
+        assertEquals(await s.listMembers("11".repeat(16)), ["bob~2", "carol"]);
+        const dm = await s.getOrCreateDm("carol", "bob");
+        assertEquals([dm.created, dm.channel.id], [false, "22".repeat(16)]);
+        // look-alikes: neither a new one nor the reserved form's base may register
+        assertEquals(await code(s.checkNewUsername("a1ice")), "UsageError:conflict");
+        assertEquals(await code(s.createUser("b0b", utf8("r"))), "UsageError:conflict");
+        await s.createUser("dave", utf8("r"));
+      } finally {
+        await s.close();
+      }
+      // reopening applies nothing again and says nothing
+      const again = await SqliteServerStore.open(path, opts);
+      assertEquals(again.migrationNotices, []);
+      await again.close();
+      const db = new DatabaseSync(path);
+      assertEquals(readSchemaVersion(db), SCHEMA_VERSION);
+      // the skeleton index is unique: a second writer cannot slip a look-alike in
+      const rows = db.prepare("SELECT uid, skeleton_ref FROM users").all();
+      const withSkeleton = rows.filter((r) => r.skeleton_ref !== null);
+      // bob, carol, al1ce, dave; bob~2 and alice (a younger look-alike of al1ce) have none
+      assertEquals(withSkeleton.length, 4);
+      let unique = "";
+      try {
+        db.prepare("UPDATE users SET skeleton_ref = ? WHERE uid = ?")
+          .run(withSkeleton[0]!.skeleton_ref as Uint8Array, withSkeleton[1]!.uid as Uint8Array);
+      } catch (e) {
+        unique = String(e);
+      }
+      assertStringIncludes(unique, "UNIQUE");
+      db.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+contract("createUser refuses a look-alike of an existing name, also when racing", async (s) => {
+  await s.createUser("alice", utf8("r"));
+  for (const n of ["a1ice", "aIice", "alice", "al1ce", "a|ice"]) {
+    assertEquals(await code(s.createUser(n, utf8("r"))), "UsageError:conflict", n);
+  }
+  await s.createUser("rnary", utf8("r"));
+  assertEquals(await code(s.createUser("mary", utf8("r"))), "UsageError:conflict");
+  // concurrent registrations of look-alikes: exactly one wins
+  const results = await Promise.allSettled(
+    ["w0lf", "vvolf", "wolf", "vv0lf", "w01f"].map((n) => s.createUser(n, utf8("r"))),
+  );
+  assertEquals(results.filter((r) => r.status === "fulfilled").length, 1);
+  await s.createUser("bob", utf8("r"));
+});

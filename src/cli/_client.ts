@@ -16,9 +16,11 @@ import {
 } from "./_args.ts";
 import { type ClientEvent, QpqClient } from "../client/client.ts";
 import { readCaCert } from "../client/connection.ts";
-import type { Conversation, StoredMessage } from "../client/local.ts";
+import { clientStatePaths, type Conversation, type StoredMessage } from "../client/local.ts";
 import { openLocalStore } from "../client/open_store.ts";
-import { UsageError } from "../errors.ts";
+import { QpqError, UsageError } from "../errors.ts";
+import { parseUsername } from "../client/conversations.ts";
+import { canonicalUsername } from "../names.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
 
 /** Values of the common client flags. */
@@ -72,9 +74,11 @@ export async function openClient(
   flags: ClientFlags,
   options: OpenClientOptions = {},
 ): Promise<QpqClient> {
-  const username = flags.username ?? env("QPQ_USERNAME");
-  if (!username) throw new UsageError("--username is required (or set QPQ_USERNAME)");
-  const statePath = flags.state ?? `qpq-${username}.bin`;
+  const typed = flags.username ?? env("QPQ_USERNAME");
+  if (!typed) throw new UsageError("--username is required (or set QPQ_USERNAME)");
+  // validated before anything touches the file system: the name becomes a file name
+  const username = parseUsername(typed);
+  const statePath = flags.state ?? await defaultStatePath(username);
   const password = flags.password ?? env("QPQ_PASSWORD") ??
     await promptPassword(`Password for ${username}: `);
   if (password.length === 0) throw new UsageError("Password must not be empty");
@@ -91,17 +95,101 @@ export async function openClient(
       if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
     },
   });
-  if (store.meta.username !== username) {
-    await store.close();
-    throw new UsageError(`State ${statePath} belongs to ${store.meta.username}, not ${username}`);
+  const owner = canonicalOwner(store.meta.username);
+  if (owner !== username) {
+    if (renamedFrom(username) === owner) {
+      // the server renamed this account (bob -> bob~2, docs/operations.md): follow it
+      store.updateMeta({ username });
+    } else {
+      const recorded = store.meta.username; // read before close: a closed store has no meta
+      await store.close();
+      throw new UsageError(`State ${statePath} belongs to ${visible(recorded)}, not ${username}`);
+    }
   }
-  return QpqClient.create({
+  const client = QpqClient.create({
     store,
     password,
     caCertPem,
     server,
     onEvent: options.onEvent ?? ((e) => printEvent(e, flags.json ?? false)),
   });
+  if (store.created) CREATED.set(client, statePath);
+  return client;
+}
+
+/** The state path of clients whose state {@link openClient} created (not yet registered). */
+const CREATED = new WeakMap<QpqClient, string>();
+
+/**
+ * After a failed first registration: when the server refused it (name taken or look-alike,
+ * wrong invite token, invalid name) and `openClient` created the state for it, the state's
+ * files, to remove once the client is closed ({@link removeState}), so that nothing is
+ * left to block a later `login` or `register-user`. A state that may belong to a
+ * registered account (the failure came later, or the server's answer was lost) is kept.
+ */
+export function refusedState(client: QpqClient, error: unknown): string | undefined {
+  const path = CREATED.get(client);
+  if (path === undefined || client.store.meta.sessionToken !== undefined) return undefined;
+  if (!(error instanceof QpqError) || !REFUSALS.has(error.code)) return undefined;
+  return path;
+}
+
+/** Remove the files of the (closed) state at `path`. */
+export async function removeState(path: string | undefined): Promise<void> {
+  if (path === undefined) return;
+  for (const f of Object.values(clientStatePaths(path))) {
+    await Deno.remove(f).catch(() => {});
+  }
+}
+
+/** Error codes with which the server refuses a registration before creating anything. */
+const REFUSALS = new Set(["conflict", "forbidden", "validation", "usage"]);
+
+/**
+ * The default state file of a user: `qpq-<canonical name>.bin`, or, when that does not
+ * exist, the one file an older qpq made from the name as typed then (`qpq-Bob.bin`), found
+ * in the working directory whatever the case typed now.
+ */
+async function defaultStatePath(username: string): Promise<string> {
+  const path = `qpq-${username}.bin`;
+  if (await exists(path)) return path;
+  // an account the server renamed (Bob -> bob~2) finds its old qpq-Bob.bin, not qpq-bob.bin
+  const base = renamedFrom(username);
+  const legacy: string[] = [];
+  try {
+    for await (const e of Deno.readDir(".")) {
+      const m = /^qpq-([A-Za-z0-9][A-Za-z0-9._-]*)\.bin$/.exec(e.name);
+      if (!e.isFile || !m) continue;
+      const name = m[1]!;
+      if (name.toLowerCase() === username || (name.toLowerCase() === base && name !== base)) {
+        legacy.push(e.name);
+      }
+    }
+  } catch { /* unreadable directory: the default path then */ }
+  return legacy.length === 1 ? legacy[0]! : path;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The canonical form of the username a state records (kept as is when not valid). */
+function canonicalOwner(name: string): string {
+  try {
+    return canonicalUsername(name);
+  } catch {
+    return name;
+  }
+}
+
+/** `bob` for the reserved renamed form `bob~2`, else undefined. */
+function renamedFrom(username: string): string | undefined {
+  return /^(.+)~[0-9]+$/.exec(username)?.[1];
 }
 
 /** Format a message for text output. */
@@ -258,14 +346,19 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
         if (def.shows?.(e) ?? true) printEvent(e, json);
       },
     });
+    let discard: string | undefined;
     try {
       if (def.session ?? true) {
         await client.ensureSession();
         await client.flushOutbox();
       }
       return await def.run(client, { values, positionals: p.positionals });
+    } catch (e) {
+      discard = refusedState(client, e);
+      throw e;
     } finally {
       await client.close();
+      await removeState(discard);
     }
   };
 }

@@ -11,6 +11,7 @@ import process from "node:process";
 import type { QpqClient } from "../client/client.ts";
 import type { ClientEvent } from "../client/client.ts";
 import type { Conversation } from "../client/local.ts";
+import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { eventLine, formatMessage, requestLine } from "./_client.ts";
@@ -88,7 +89,7 @@ export class Interactive {
   }
 
   #prompt(): string {
-    return this.#active ? `[${this.#active.name}] > ` : "> ";
+    return this.#active ? `[${visible(this.#refresh(this.#active).name)}] > ` : "> ";
   }
 
   #completer = (line: string): [string[], string] => {
@@ -148,7 +149,18 @@ export class Interactive {
     if (!this.#active) {
       throw new UsageError("No active conversation: /dm <user>, /create-group <name> or /switch");
     }
-    return this.#active;
+    return this.#refresh(this.#active);
+  }
+
+  /**
+   * The conversation as stored now: a look-alike group that arrived since gives this one
+   * its id suffix (`#team~3f2a`), and the old name no longer picks it.
+   */
+  #refresh(conv: Conversation): Conversation {
+    const now = this.#client.store.getConversation(conv.id) ?? conv;
+    if (this.#active?.id === conv.id) this.#active = now;
+    if (this.#fixed?.id === conv.id) this.#fixed = now;
+    return now;
   }
 
   async #handle(line: string): Promise<boolean> {
@@ -252,7 +264,7 @@ export class Interactive {
       case "/verify": {
         need(1, "/verify <user>");
         const v = await c.verify(args[0]!);
-        this.print(`safety number with ${args[0]!.replace(/^@/, "")}: ${v.safetyNumber}`);
+        this.print(`safety number with ${parseUsername(args[0]!)}: ${v.safetyNumber}`);
         return false;
       }
       case "/update": {
@@ -263,7 +275,7 @@ export class Interactive {
       }
       case "/switch": {
         need(1, "/switch @user|#group");
-        this.#active = c.conversation(args[0]!);
+        this.#active = await c.resolve(args[0]!);
         this.print(`* now talking in ${this.#active.name}`);
         return false;
       }

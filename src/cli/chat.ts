@@ -11,7 +11,8 @@ import { startSession } from "./repl.ts";
 /** Usage text. */
 export const USAGE = `Usage: qpq chat <conversation> --username NAME [--password PW]
 
-Chat in one conversation (@user or #group): shows its recent history, then every line you
+Chat in one conversation (@user or #group; a bare name that is both is refused): shows
+its recent history, then every line you
 type is sent there and its new messages appear as they arrive. Slash commands of the repl
 work too, except those that switch conversations.`;
 
@@ -27,11 +28,8 @@ export async function run(args: string[]): Promise<number> {
   try {
     await startSession(client, undefined);
     const ref = p.positionals[0]!;
-    const conv = ref.startsWith("@") || !client.listConversations().some((c) =>
-        c.name === `#${ref}`
-      )
-      ? (ref.startsWith("#") ? client.conversation(ref) : await client.dm(ref))
-      : client.conversation(ref);
+    // a bare name that is both a user and a group is refused: say @user or #group
+    const conv = await client.resolve(ref);
     ui = new Interactive(client, { fixed: conv });
     for (const m of client.history(conv.name, 10)) println(formatMessage(conv, m));
     const code = await ui.run();

@@ -4,7 +4,7 @@
  * @module
  */
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, env, parseCommand, println } from "./_args.ts";
-import { type ClientFlags, openClient } from "./_client.ts";
+import { type ClientFlags, openClient, refusedState, removeState } from "./_client.ts";
 import { Interactive, SLASH_COMMANDS } from "./_interactive.ts";
 import type { QpqClient } from "../client/client.ts";
 import { AuthError } from "../errors.ts";
@@ -53,9 +53,15 @@ export async function run(args: string[]): Promise<number> {
     create: true,
     onEvent: (e) => ui?.onEvent(e),
   });
+  let discard: string | undefined;
   try {
     ui = new Interactive(client);
-    await startSession(client, p.values["auth-token"]);
+    try {
+      await startSession(client, p.values["auth-token"]);
+    } catch (e) {
+      discard = refusedState(client, e);
+      throw e;
+    }
     println(`qpq repl: ${client.username} on ${client.server} — /help for commands`);
     // Periodic self-update: groups whose last own change is over a day old get fresh keys.
     const selfUpdate = () =>
@@ -75,5 +81,6 @@ export async function run(args: string[]): Promise<number> {
     return code;
   } finally {
     await client.close();
+    await removeState(discard);
   }
 }

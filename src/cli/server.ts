@@ -57,6 +57,10 @@ export async function run(args: string[]): Promise<number> {
     },
   );
   const server = await startServer(config, { services: createServices });
+  // before the lines below: whoever waits for them may signal at once
+  const stop = () => void server.close();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
   const cert = server.certificate;
   println(`qpq server listening on ${formatHostPort(server.addr)} (QUIC, ALPN qpq/1)`);
   println(
@@ -65,9 +69,6 @@ export async function run(args: string[]): Promise<number> {
     }`,
   );
   println(`SHA-256 fingerprint: ${cert.fingerprint}`);
-  const stop = () => void server.close();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
   await server.finished;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);

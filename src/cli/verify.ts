@@ -4,6 +4,7 @@
  * @module
  */
 import { clientCommand } from "./_client.ts";
+import { parseUsername } from "../client/conversations.ts";
 import { println } from "./_args.ts";
 
 /** Usage text. */
@@ -19,7 +20,7 @@ export const run = clientCommand({
   usage: USAGE,
   positionals: { min: 1, max: 1 },
   async run(client, { values, positionals }) {
-    const user = positionals[0]!.replace(/^@/, "");
+    const user = parseUsername(positionals[0]!);
     const v = await client.verify(user);
     if (values.json) println(JSON.stringify({ type: "verify", user, ...v }));
     else {

@@ -16,13 +16,18 @@
  */
 import { IdentityKeyPair } from "../crypto/mod.ts";
 import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
-import { TransportError, UsageError } from "../errors.ts";
+import { QpqError, TransportError, UsageError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
 import { ClientContext } from "./_context.ts";
 import type { Connector } from "./connection.ts";
 import { type AcceptFrom, Consent, type ConversationRequest } from "./consent.ts";
 import { Contacts } from "./contacts.ts";
-import { selfConversation } from "./conversations.ts";
+import {
+  canonicalizeLocalNames,
+  findConversation,
+  parseUsername,
+  selfConversation,
+} from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
 import { Groups, SELF_UPDATE_INTERVAL_MS } from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
@@ -91,6 +96,7 @@ export class QpqClient {
   #maintainAgain = false;
 
   private constructor(o: QpqClientOptions) {
+    canonicalizeLocalNames(o.store);
     const m = o.store.meta;
     const identity = IdentityKeyPair.fromBytes(m.identitySeed, m.identityPublic);
     this.#ctx = new ClientContext(o.store, identity, (e) => o.onEvent?.(e), o.now ?? Date.now);
@@ -207,7 +213,13 @@ export class QpqClient {
 
   /** The safety number shared with `username` and their key's fingerprint. */
   verify(username: string): Promise<{ safetyNumber: string; fingerprint: string }> {
-    return this.#contacts.verify(username);
+    let user: string;
+    try {
+      user = parseUsername(username);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#contacts.verify(user);
   }
 
   // ---------------------------------------------------------------- conversations
@@ -225,9 +237,35 @@ export class QpqClient {
     });
   }
 
+  /**
+   * The conversation to talk in for what a person typed: `#group` a group, `@user` the DM
+   * (opened if needed), a bare name the group of that name or else the DM. A bare name
+   * that is both a group and a user (the server's directory is asked) is refused, so a
+   * group named after a contact cannot catch words meant for that contact.
+   */
+  async resolve(ref: string): Promise<Conversation> {
+    if (ref.startsWith("#")) return this.conversation(ref);
+    if (ref.startsWith("@")) return await this.dm(ref);
+    let group: Conversation | undefined;
+    try {
+      group = this.conversation(`#${ref}`);
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+    }
+    if (group === undefined) return await this.dm(ref);
+    let user: string;
+    try {
+      user = parseUsername(ref);
+    } catch {
+      return group; // not a possible username
+    }
+    const isUser = user === this.username || await this.#contacts.exists(user);
+    return findConversation(this.#ctx.state, this.username, ref, this.#ctx.now(), { isUser });
+  }
+
   /** Open (or find) the DM with `peer`; the self-DM is a local notepad. */
   async dm(peer: string): Promise<Conversation> {
-    const user = peer.replace(/^@/, "");
+    const user = parseUsername(peer);
     if (user === this.username) {
       return selfConversation(this.#ctx.state, this.username, this.#ctx.now());
     }
@@ -257,7 +295,7 @@ export class QpqClient {
     users: string[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<void> {
-    const names = users.map((u) => u.replace(/^@/, ""));
+    const names = users.map(parseUsername);
     const conv = this.#accepted(this.conversation(ref));
     await this.#groups.invite(conv, names, onProgress);
     this.#consent.befriend(names); // inviting someone makes them a contact
@@ -265,7 +303,7 @@ export class QpqClient {
 
   /** Remove users from a group; they cannot read anything sent afterwards. */
   remove(ref: string, users: string[]): Promise<void> {
-    return this.#groups.remove(this.conversation(ref), users.map((u) => u.replace(/^@/, "")));
+    return this.#groups.remove(this.conversation(ref), users.map(parseUsername));
   }
 
   /** Commit a self-update (new path secrets: post-compromise security). */
@@ -333,7 +371,7 @@ export class QpqClient {
    */
   async block(user: string): Promise<number> {
     await this.#session.ensure();
-    const dropped = await this.#consent.block(user.replace(/^@/, ""));
+    const dropped = await this.#consent.block(parseUsername(user));
     for (const r of dropped) {
       const channelId = r.conversation.channelId!;
       if (r.conversation.kind === "group") {
@@ -350,7 +388,7 @@ export class QpqClient {
   /** Unblock a user: they are a stranger again. */
   async unblock(user: string): Promise<void> {
     await this.#session.ensure();
-    await this.#consent.unblock(user.replace(/^@/, ""));
+    await this.#consent.unblock(parseUsername(user));
   }
 
   /** Users blocked on this device, sorted. */

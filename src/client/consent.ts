@@ -26,6 +26,7 @@ import { MAX_REQUEST_MESSAGES_SHOWN } from "../limits.ts";
 import type { Conversation, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
+import { parseUsername } from "./conversations.ts";
 
 /** Whose DMs and invitations are shown at once: contacts only (default) or anyone. */
 export type AcceptFrom = "contacts" | "anyone";
@@ -117,15 +118,18 @@ export class Consent {
   find(ref: string): ConversationRequest[] {
     const all = this.requests();
     const name = ref.replace(/^[@#]/, "");
-    const byGroup = all.filter((r) => r.conversation.name === `#${name}`);
-    const byUser = all.filter((r) => r.from === name);
-    const found = ref.startsWith("#")
-      ? byGroup
-      : ref.startsWith("@")
-      ? byUser
-      : byUser.length
-      ? byUser
-      : byGroup;
+    const byGroup = ref.startsWith("@")
+      ? []
+      : all.filter((r) => r.conversation.name === `#${name}`);
+    let user: string | undefined;
+    try {
+      if (!ref.startsWith("#")) user = parseUsername(name);
+    } catch { /* not a username: a group's name only */ }
+    const byUser = user === undefined ? [] : all.filter((r) => r.from === user);
+    if (byUser.length > 0 && byGroup.length > 0) {
+      throw new UsageError(`${name} is both @${name} and #${name}: say which`);
+    }
+    const found = byUser.length > 0 ? byUser : byGroup;
     if (found.length === 0) {
       throw new UsageError(`No request from ${ref}: see qpq requests`, { code: "not_found" });
     }

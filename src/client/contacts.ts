@@ -49,6 +49,19 @@ export class Contacts {
     return key;
   }
 
+  /** True when the directory knows `username` (nothing is pinned). */
+  async exists(username: string): Promise<boolean> {
+    if (this.#cache.has(username) || this.#ctx.state.pinnedKey(username)) return true;
+    await this.#session.ensure();
+    try {
+      await this.#session.call({ kind: "fetchIdentityKey", username }, "identityKey");
+      return true;
+    } catch (e) {
+      if (e instanceof QpqError && e.code === "not_found") return false;
+      throw e;
+    }
+  }
+
   /** The safety number shared with `username` and their key's fingerprint. */
   async verify(username: string): Promise<{ safetyNumber: string; fingerprint: string }> {
     const user = username.replace(/^@/, "");

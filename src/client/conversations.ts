@@ -2,14 +2,55 @@
  * Conversation names: `@user` for a DM, `#group` for a group, `@me` for the local
  * notepad. Pure functions over the local state.
  *
+ * ```
+ * "@dave"  ─► the DM with dave only          "#team"  ─► a group only
+ * "dave"   ─► the DM or the group, refused when both exist ("dave is both @dave and #dave")
+ * ```
+ *
+ * Usernames are case-insensitive (`@Dave` is `@dave`, see `src/names.ts`). Group names are
+ * global on a server and kept as created, so `#team`, `#Team` and `#tearn` can all exist:
+ * groups whose names look alike (same skeleton) are told apart by a suffix of their
+ * channel id, `#team~3f2a`, in the stored name and so in every listing, message line,
+ * event and prompt; the suffixed name is accepted as input, and a name matching several
+ * such groups is refused with the list.
+ *
  * @module
  */
 import type { ChannelInfo } from "../wire/mod.ts";
 import { toHex } from "../bytes.ts";
-import { UsageError } from "../errors.ts";
+import { UsageError, ValidationError } from "../errors.ts";
+import { canonicalUsername, usernameSkeleton } from "../names.ts";
 import type { Conversation, LocalState } from "../store/client/mod.ts";
 
-/** The display name of a channel for `me`. */
+/**
+ * The canonical username of what a person typed (`@Bob` → `bob`).
+ *
+ * @throws {UsageError} when it is not a valid username
+ */
+export function parseUsername(input: string): string {
+  try {
+    return canonicalUsername(input.replace(/^@/, ""));
+  } catch (e) {
+    if (e instanceof ValidationError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** The canonical username of `input`, or undefined when it is not one. */
+function asUsername(input: string): string | undefined {
+  try {
+    return canonicalUsername(input);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The look-alike key of a group name (the username skeleton rule, applied to groups). */
+function groupKey(name: string): string {
+  return usernameSkeleton(name.replace(/^#/, "").replace(/~[0-9a-f]+$/, ""));
+}
+
+/** The display name of a channel for `me` (before any look-alike suffix). */
 export function channelName(c: ChannelInfo, me: string): string {
   if (c.channelKind === "group") return `#${c.name}`;
   const peer = c.members.find((m) => m !== me) ?? me;
@@ -25,20 +66,88 @@ export function selfConversation(state: LocalState, me: string, now: number): Co
   return c;
 }
 
-/** Find a conversation by "@user", "#group", "user" or "group". */
+/** Group conversations whose name looks like `#name` (suffix ignored), by stored name. */
+function lookAlikeGroups(state: LocalState, name: string): Conversation[] {
+  const key = groupKey(name);
+  return state.listConversations().filter((c) => c.kind === "group" && groupKey(c.name) === key);
+}
+
+/**
+ * The group `#name` (any case) or `#name~suffix`; undefined when none. When several groups
+ * look alike, only the exact stored name or the suffixed form picks one: anything else is
+ * refused with the list.
+ */
+function findGroup(state: LocalState, ref: string): Conversation | undefined {
+  const exact = state.findConversationByName(ref);
+  if (exact?.kind === "group") return exact;
+  const similar = lookAlikeGroups(state, ref);
+  const m = /^(.*)~([0-9a-f]+)$/.exec(ref);
+  const hits = m
+    ? similar.filter((c) => (c.channelId ?? "").startsWith(m[2]!))
+    : similar.filter((c) => c.name.replace(/~[0-9a-f]+$/, "").toLowerCase() === ref.toLowerCase());
+  if (hits.length > 1 || (!m && similar.length > 1)) {
+    const names = similar.map((c) => c.name).join(", ");
+    throw new UsageError(`${ref} matches several groups: say which (${names})`);
+  }
+  return hits[0];
+}
+
+/** Options of {@link findConversation}. */
+export interface FindConversationOptions {
+  /**
+   * True when a bare name is known to be a user (e.g. the directory has it): then a bare
+   * name that is also a group is refused even without a local DM.
+   */
+  isUser?: boolean;
+}
+
+/**
+ * Find a conversation by `@user` (a DM only), `#group` (a group only) or a bare name. A
+ * bare name that is both a user we know (a DM, a pinned contact, ourselves, or
+ * `options.isUser`) and a group is refused: `dave is both @dave and #dave: say which`.
+ */
 export function findConversation(
   state: LocalState,
   me: string,
   ref: string,
   now: number,
+  options: FindConversationOptions = {},
 ): Conversation {
-  const candidates = ref.startsWith("@") || ref.startsWith("#") ? [ref] : [`#${ref}`, `@${ref}`];
-  for (const name of candidates) {
-    if (name === `@${me}`) return selfConversation(state, me, now);
-    const c = state.findConversationByName(name);
-    if (c) return c;
+  if (ref.startsWith("#")) {
+    const g = findGroup(state, ref);
+    if (g) return g;
+    throw new UsageError(`No conversation ${ref}: see qpq list`, { code: "not_found" });
   }
+  const bare = !ref.startsWith("@");
+  const user = asUsername(ref.replace(/^@/, ""));
+  if (!bare && user === undefined) parseUsername(ref); // throws the one-line reason
+  let dm: Conversation | undefined;
+  if (user !== undefined) {
+    dm = user === me ? selfConversation(state, me, now) : state.findConversationByName(`@${user}`);
+  }
+  if (!bare) {
+    if (dm) return dm;
+    throw new UsageError(`No conversation ${ref}: see qpq list`, { code: "not_found" });
+  }
+  const group = findGroup(state, `#${ref}`);
+  const known = dm !== undefined || options.isUser === true ||
+    (user !== undefined && state.pinnedKey(user) !== undefined);
+  if (group && known) {
+    throw new UsageError(`${ref} is both @${user} and ${group.name}: say which`);
+  }
+  const hit = group ?? dm;
+  if (hit) return hit;
   throw new UsageError(`No conversation ${ref}: see qpq list`, { code: "not_found" });
+}
+
+/** `#name~xxxx`: the group's name with the first hex digits of its channel id. */
+function suffixed(name: string, channelId: string, others: readonly Conversation[]): string {
+  const base = name.replace(/~[0-9a-f]+$/, "");
+  for (let n = 4; n < channelId.length; n += 2) {
+    const s = `${base}~${channelId.slice(0, n)}`;
+    if (!others.some((c) => c.name === s)) return s;
+  }
+  return `${base}~${channelId}`;
 }
 
 /** Record (or refresh) the conversation of a server channel. */
@@ -50,10 +159,25 @@ export function upsertChannel(
 ): Conversation {
   const hex = toHex(c.channelId);
   const prev = state.getConversation(hex);
+  let name = channelName(c, me);
+  if (c.channelKind === "group") {
+    // a look-alike of another group: both carry their id suffix from now on
+    const similar = lookAlikeGroups(state, name).filter((x) => x.id !== hex);
+    if (similar.length > 0) {
+      name = suffixed(name, hex, similar);
+      for (const other of similar) {
+        if (other.channelId === undefined || /~[0-9a-f]+$/.test(other.name)) continue;
+        state.upsertConversation({
+          ...other,
+          name: suffixed(other.name, other.channelId, [...similar, { ...other, name }]),
+        });
+      }
+    }
+  }
   const conv: Conversation = {
     id: hex,
     kind: c.channelKind,
-    name: channelName(c, me),
+    name,
     ...(c.channelKind === "dm" ? { peer: c.members.find((m) => m !== me) ?? "" } : {}),
     channelId: hex,
     createdAt: prev?.createdAt ?? now,
@@ -61,4 +185,34 @@ export function upsertChannel(
   };
   state.upsertConversation(conv);
   return conv;
+}
+
+/**
+ * Bring a local state from before case-insensitive usernames to canonical names: our own
+ * name, DM peers and names (`@Bob` → `@bob`) and their pinned keys. A state whose names
+ * are canonical is left untouched. Pins of users known only from groups cannot be found by
+ * name (the store keeps only a hash of it) and are pinned again on first use.
+ */
+export function canonicalizeLocalNames(state: LocalState): void {
+  const me = asUsername(state.meta.username);
+  const changes: (() => void)[] = [];
+  if (me !== undefined && me !== state.meta.username) state.updateMeta({ username: me });
+  for (const c of state.listConversations()) {
+    if (c.kind === "self" && me !== undefined && c.name !== `@${me}`) {
+      changes.push(() => state.upsertConversation({ ...c, name: `@${me}` }));
+    }
+    if (c.kind !== "dm" || c.peer === undefined) continue;
+    const peer = asUsername(c.peer);
+    if (peer === undefined || (peer === c.peer && c.name === `@${peer}`)) continue;
+    const old = c.peer;
+    changes.push(() => {
+      const pin = state.pinnedKey(old);
+      if (pin !== undefined && state.pinnedKey(peer) === undefined) state.pinKey(peer, pin);
+      // another DM already named @peer (two accounts that collided): keep this one as it is
+      if (state.findConversationByName(`@${peer}`) === undefined) {
+        state.upsertConversation({ ...c, peer, name: `@${peer}` });
+      }
+    });
+  }
+  if (changes.length > 0) state.transaction(() => changes.forEach((f) => f()));
 }

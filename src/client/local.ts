@@ -6,6 +6,7 @@
  */
 export {
   type ClientMeta,
+  clientStatePaths,
   ClientStore as LocalStore,
   type Conversation,
   type OutboxEntry,

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { canonicalUsername } from "../names.ts";
 import { MAX_FETCH_PAGE } from "../limits.ts";
 import type { DeliveredMessage, Push } from "../wire/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
@@ -123,7 +124,10 @@ export class Receiver {
     const state = this.#ctx.state;
     const done = () => state.setCursor(m.seq);
     try {
-      await this.#ctx.exclusive(() => this.#inbox.receive(m, done));
+      // the sender in canonical form: one queued before usernames were case-insensitive
+      // says "Carol"; a sender that is no username at all is refused here
+      const sender = canonicalUsername(m.sender);
+      await this.#ctx.exclusive(() => this.#inbox.receive({ ...m, sender }, done));
     } catch (e) {
       if (e instanceof TransportError || (e instanceof QpqError && isKept(e))) throw e;
       // A message we cannot process must not block the queue forever: report and move on.

@@ -15,6 +15,7 @@ import {
   MLS_RETAINED_EPOCHS,
 } from "../limits.ts";
 import { fromUtf8 } from "../bytes.ts";
+import { canonicalUsername } from "../names.ts";
 import { getCiphersuite, type MlsSuiteName } from "./provider.ts";
 
 /** Numeric MLS cipher suite ids of the suites qpq offers. */
@@ -38,19 +39,18 @@ export function suiteFromId(id: number): MlsSuiteName | undefined {
 
 /**
  * Decode a basic-credential identity as a qpq username: strict UTF-8, 1 to
- * MAX_USERNAME_BYTES bytes, no control characters. Returns undefined when invalid.
+ * MAX_USERNAME_BYTES bytes, a valid username (`src/names.ts`), returned in its canonical
+ * form: a credential written before usernames were case-insensitive (`Bob`) reads as
+ * `bob`, and is then checked against bob's directory key like any other. Returns undefined
+ * when invalid.
  */
 export function usernameFromIdentity(identity: Uint8Array): string | undefined {
   if (identity.length === 0 || identity.length > MAX_USERNAME_BYTES) return undefined;
-  let s: string;
   try {
-    s = fromUtf8(identity);
+    return canonicalUsername(fromUtf8(identity));
   } catch {
     return undefined;
   }
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(s)) return undefined;
-  return s;
 }
 
 /** The username of a credential, or undefined when it is not a valid qpq credential. */

@@ -1,23 +1,25 @@
 /**
- * Syntax of user and group names as the server accepts them from clients: 1–32
- * characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit.
- * Case is kept; names compare exactly.
+ * Syntax of user and group names as the server accepts them from clients. Usernames follow
+ * the shared rule of `src/names.ts` (case-insensitive, one canonical form); group names are
+ * 1–32 characters of letters, digits, `.`, `_` and `-`, starting with a letter or digit
+ * (case is kept).
  *
  * @module
  */
 import { ValidationError } from "../errors.ts";
 import { fromHex, toHex } from "../bytes.ts";
+import { canonicalNewUsername, canonicalUsername } from "../names.ts";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
 
-/** Check a username; throws {@link ValidationError} with a message a person can act on. */
+/** A username from a client in its canonical form; {@link ValidationError} when invalid. */
 export function checkUsernameSyntax(name: string): string {
-  if (!NAME_RE.test(name)) {
-    throw new ValidationError(
-      `Invalid username "${name.slice(0, 40)}": use 1-32 letters, digits, '.', '_' or '-'`,
-    );
-  }
-  return name;
+  return canonicalUsername(name);
+}
+
+/** A username for a new account (the reserved `name~N` form refused), canonical. */
+export function checkNewUsernameSyntax(name: string): string {
+  return canonicalNewUsername(name);
 }
 
 /** Check a group name (same rules as usernames). */

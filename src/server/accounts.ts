@@ -40,7 +40,7 @@ import {
   SESSION_TOKEN_BYTES,
 } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
-import { checkUsernameSyntax } from "./_names.ts";
+import { checkNewUsernameSyntax, checkUsernameSyntax } from "./_names.ts";
 
 /**
  * The user a connection is logged in as; {@link AuthError} when it is not, or when its
@@ -56,6 +56,15 @@ export function requireUser(conn: ConnectionState): string {
     throw new AuthError("Session expired or revoked: log in again", { code: "auth" });
   }
   return conn.username;
+}
+
+/** True when `typed` names `canonical` (any case); false for an invalid name. */
+function sameUser(canonical: string, typed: string): boolean {
+  try {
+    return checkUsernameSyntax(typed) === canonical;
+  } catch {
+    return false;
+  }
 }
 
 /** The session a connection is logged in with (the token is kept in memory for logout). */
@@ -166,10 +175,9 @@ export function accountHandlers(
   return {
     async registerStart(req) {
       requireInvite(req.authToken);
-      const username = checkUsernameSyntax(req.username);
-      if (await store.getUser(username)) {
-        throw new UsageError(`Username ${username} is already registered`, { code: "conflict" });
-      }
+      // the canonical form (`Bob` registers `bob`); taken or look-alike names are refused
+      const username = checkNewUsernameSyntax(req.username);
+      await store.checkNewUsername(username);
       // the OPAQUE library ignores trailing bytes: insist on the exact length here
       if (req.request.length !== OPAQUE_REGISTRATION_REQUEST_BYTES) {
         throw new ValidationError("Invalid registration request");
@@ -180,7 +188,7 @@ export function accountHandlers(
 
     async registerFinish(req, conn) {
       requireInvite(req.authToken);
-      const username = checkUsernameSyntax(req.username);
+      const username = checkNewUsernameSyntax(req.username);
       if (req.identityKey.length !== IDENTITY_KEY_BYTES) {
         throw new ValidationError(`Identity key must be ${IDENTITY_KEY_BYTES} bytes`);
       }
@@ -197,8 +205,15 @@ export function accountHandlers(
         throw new ValidationError("Invalid login request");
       }
       await limiter.check(username, `conn:${conn.id}`);
-      const record = await store.getRegistrationRecord(username);
-      const { response, serverState } = await loginStart(setup, username, req.request, record);
+      const found = await store.getRegistrationRecord(username);
+      // OPAQUE binds the identifier the account registered with (an account from before
+      // case-insensitive names keeps its original spelling there)
+      const { response, serverState } = await loginStart(
+        setup,
+        found?.identifier ?? username,
+        req.request,
+        found?.record,
+      );
       const loginId = randomBytes(16);
       await store.savePendingLogin(
         loginId,
@@ -214,7 +229,7 @@ export function accountHandlers(
         ? await store.takePendingLogin(req.loginId)
         : undefined;
       // take = delete: a replayed KE3 finds nothing and fails like a wrong password
-      if (!pending || pending.username !== req.username) throw failed();
+      if (!pending || !sameUser(pending.username, req.username)) throw failed();
       // after the take: a malformed KE3 also uses up the pending login
       if (req.finish.length !== OPAQUE_KE3_BYTES) throw failed();
       const result = await loginFinish(ServerLoginState.fromBytes(pending.state), req.finish);

@@ -169,12 +169,13 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       const members = await store.listMembers(c.id);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {
-        for (const r of req.recipients) {
+        const wanted = req.recipients.map(checkUsernameSyntax);
+        for (const r of wanted) {
           if (!members.includes(r)) {
             throw new UsageError(`${r} is not a member of this conversation`);
           }
         }
-        recipients = [...new Set(req.recipients)].filter((m) => m !== me);
+        recipients = [...new Set(wanted)].filter((m) => m !== me);
       }
       // Consent (issue 10): an application message never reaches the queue of a member who
       // blocked its sender. The answer counts it as delivered: the sender cannot tell.
@@ -256,8 +257,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         ? req.welcome
         : undefined;
       const welcomeFor = (req.welcomeFor?.length ?? 0) > 0
-        ? [...new Set(req.welcomeFor!)]
-        : [...new Set(req.welcomes.map((w) => w.username))];
+        ? [...new Set(req.welcomeFor!.map(checkUsernameSyntax))]
+        : [...new Set(req.welcomes.map((w) => checkUsernameSyntax(w.username)))];
       if (welcome === undefined && req.welcomes.length > 0) {
         welcome = req.welcomes[0]!.payload;
         if (req.welcomes.some((w) => !bytesEqual(w.payload, welcome!))) {

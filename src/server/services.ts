@@ -38,7 +38,11 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
   };
   if (c.storeBackend === "memory") return await SqliteServerStore.open(MEMORY_PATH, options);
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
-  return await SqliteServerStore.open(c.dbPath, options);
+  const store = await SqliteServerStore.open(c.dbPath, options);
+  // e.g. accounts renamed by migration 3 (case-insensitive usernames): the operator must
+  // tell their owners the new name (docs/operations.md)
+  for (const notice of store.migrationNotices) ctx.log.warn("database migration", { notice });
+  return store;
 }
 
 /** Build the services for a configured server. */

@@ -10,8 +10,9 @@
  * - Every secret or payload value is sealed with XChaCha20-Poly1305 (random 24-byte nonce)
  *   and bound to its row: the associated data is `label ‖ 0x00 ‖ row key`, so a sealed value
  *   moved to another row or column no longer opens.
- * - Every value the store looks rows up by (usernames, channel names, session tokens) goes
- *   through HMAC-SHA256 under the lookup key, so the file holds no username or token.
+ * - Every value the store looks rows up by (usernames and their look-alike skeletons, channel
+ *   names, session tokens) goes through HMAC-SHA256 under the lookup key, so the file holds
+ *   no username or token.
  * - A check value `HMAC(check key, "qpq store check v1")` written at creation turns a wrong key
  *   into one clear error at open, before anything is written.
  *
@@ -36,7 +37,14 @@ const NAME_CACHE_SIZE = 10_000;
 export type SealMode = "plain" | "sealed-v1";
 
 /** Which lookup a keyed hash is for; part of the hash input (domain separation). */
-export type LookupLabel = "user" | "channel" | "token" | "dm" | "login" | "message";
+export type LookupLabel =
+  | "user"
+  | "channel"
+  | "token"
+  | "dm"
+  | "login"
+  | "message"
+  | "skeleton";
 
 /**
  * Seals values and derives lookup keys for one store. Holds keys, so it redacts itself

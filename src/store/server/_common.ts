@@ -234,3 +234,12 @@ export function lengthPrefixed(...parts: string[]): Uint8Array {
 export function orderedPair(a: string, b: string): [string, string] {
   return a < b ? [a, b] : [b, a];
 }
+
+/** The row key a sealed KeyPackage is bound to: `u32 len ‖ uid ‖ ref`. */
+export function keyPackageRowKey(uid: Uint8Array, ref: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + uid.length + ref.length);
+  new DataView(out.buffer).setUint32(0, uid.length);
+  out.set(uid, 4);
+  out.set(ref, 4 + uid.length);
+  return out;
+}

@@ -17,6 +17,10 @@
 
 import type { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../../errors.ts";
+import { fromUtf8, utf8 } from "../../bytes.ts";
+import { isCanonicalUsername, usernameSkeleton } from "../../names.ts";
+import type { Sealer } from "../sealing.ts";
+import { keyPackageRowKey, lengthPrefixed, orderedPair } from "./_common.ts";
 
 /**
  * SQL for the MLS cipher suite of a stored KeyPackage row (`data`), for migration 2: the
@@ -37,6 +41,176 @@ export interface Migration {
   name: string;
   /** The statements to run. */
   sql: string;
+  /**
+   * Work SQL cannot do (it needs the db_key: sealed values, lookup hashes), run after `sql`
+   * in the same transaction. Returns notices for the operator.
+   */
+  run?: (db: DatabaseSync, sealer: Sealer) => string[];
+}
+
+/** The name of an account as case-insensitive usernames see it (NFKC + lower case). */
+function folded(name: string): string {
+  return name.normalize("NFKC").toLowerCase();
+}
+
+/**
+ * Migration 3: one canonical (lower-case) form per username, and look-alike skeletons.
+ *
+ * - An account whose stored name is already canonical keeps it. Every other account
+ *   (`Bob`) gets its lower-case form (`bob`) when that is free, oldest first, or else the
+ *   reserved form `bob~2` (`~3`, …), which nobody can register; a notice says so.
+ * - A renamed account moves to the new name's lookup hash everywhere it is referenced
+ *   (sessions, KeyPackages, memberships, queues, DM channel refs, channel creators); its
+ *   sealed values are sealed again for the new row; its original spelling is kept as its
+ *   OPAQUE identifier so its password still works. Nothing is deleted except pending
+ *   logins (seconds-long OPAQUE handshakes).
+ * - Each account gets its skeleton, oldest first; a later account whose skeleton is taken
+ *   (an existing look-alike) keeps its name with no skeleton, so the unique index holds.
+ *   Renamed `name~N` accounts have none either.
+ * - Names that are not valid usernames even in lower case (only possible through the store
+ *   API directly) are left as they are.
+ */
+function canonicalUsernames(db: DatabaseSync, sealer: Sealer): string[] {
+  db.exec("PRAGMA defer_foreign_keys = ON");
+  const users = db.prepare(
+    "SELECT uid, username, created_at FROM users ORDER BY created_at, rowid",
+  ).all().map((r) => {
+    const uid = r.uid as Uint8Array;
+    return {
+      uid,
+      name: fromUtf8(sealer.open("users.username", uid, r.username as Uint8Array)),
+      createdAt: r.created_at as number,
+    };
+  });
+  const target = new Map<Uint8Array, string>();
+  const taken = new Set<string>();
+  for (const u of users) {
+    if (isCanonicalUsername(u.name) || !isCanonicalUsername(folded(u.name))) {
+      target.set(u.uid, u.name);
+      taken.add(u.name);
+    }
+  }
+  const notices: string[] = [];
+  for (const u of users) {
+    if (target.has(u.uid)) continue;
+    const c = folded(u.name);
+    let t = c;
+    for (let n = 2; taken.has(t); n++) t = `${c}~${n}`;
+    taken.add(t);
+    target.set(u.uid, t);
+    if (t !== c) {
+      notices.push(
+        `account "${u.name}" (registered ${
+          new Date(u.createdAt).toISOString()
+        }) is now "${t}": usernames are case-insensitive and "${c}" is another account; ` +
+          `tell its owner to log in with --username ${t} (same password)`,
+      );
+    }
+  }
+  const skeletons = new Set<string>();
+  const renamed = new Map<string, string>();
+  for (const u of users) {
+    const t = target.get(u.uid)!;
+    let skeleton: Uint8Array | null = null;
+    if (isCanonicalUsername(t) && !t.includes("~")) {
+      const k = usernameSkeleton(t);
+      if (!skeletons.has(k)) {
+        skeletons.add(k);
+        skeleton = sealer.lookup("skeleton", utf8(k));
+      }
+    }
+    if (t === u.name) {
+      db.prepare("UPDATE users SET skeleton_ref = ? WHERE uid = ?").run(skeleton, u.uid);
+      continue;
+    }
+    renamed.set(u.name, t);
+    moveUser(db, sealer, u, t, skeleton);
+  }
+  if (renamed.size > 0) fixChannels(db, sealer, renamed);
+  return notices;
+}
+
+/** Move one account to the lookup hash of its new name `to` (see migration 3). */
+function moveUser(
+  db: DatabaseSync,
+  sealer: Sealer,
+  from: { uid: Uint8Array; name: string },
+  to: string,
+  skeleton: Uint8Array | null,
+): void {
+  const old = from.uid;
+  const uid = sealer.lookupName("user", to).slice();
+  const row = db.prepare("SELECT record, identity_key FROM users WHERE uid = ?").get(old)!;
+  const reseal = (label: string, v: Uint8Array) =>
+    sealer.seal(label, uid, sealer.open(label, old, v));
+  const ik = row.identity_key as Uint8Array | null;
+  db.prepare(
+    "UPDATE users SET uid = ?, username = ?, record = ?, identity_key = ?, opaque_id = ?, " +
+      "skeleton_ref = ? WHERE uid = ?",
+  ).run(
+    uid,
+    sealer.seal("users.username", uid, utf8(to)),
+    reseal("users.record", row.record as Uint8Array),
+    ik === null ? null : reseal("users.identity_key", ik),
+    sealer.seal("users.opaque_id", uid, utf8(from.name)),
+    skeleton,
+    old,
+  );
+  for (
+    const sql of [
+      "UPDATE sessions SET uid = ? WHERE uid = ?",
+      "UPDATE members SET uid = ? WHERE uid = ?",
+      "UPDATE queues SET recipient = ? WHERE recipient = ?",
+      "UPDATE deliveries SET recipient = ? WHERE recipient = ?",
+    ]
+  ) db.prepare(sql).run(uid, old);
+  for (const r of db.prepare("SELECT id, ref, data FROM key_packages WHERE uid = ?").all(old)) {
+    const ref = r.ref as Uint8Array;
+    const data = sealer.open("key_packages.data", keyPackageRowKey(old, ref), r.data as Uint8Array);
+    db.prepare("UPDATE key_packages SET uid = ?, data = ? WHERE id = ?")
+      .run(uid, sealer.seal("key_packages.data", keyPackageRowKey(uid, ref), data), r.id as number);
+  }
+  const lastResort = db.prepare(
+    "SELECT cipher_suite, data FROM last_resort_key_packages WHERE uid = ?",
+  ).all(old);
+  for (const r of lastResort) {
+    db.prepare(
+      "UPDATE last_resort_key_packages SET uid = ?, data = ? WHERE uid = ? AND cipher_suite = ?",
+    ).run(
+      uid,
+      reseal("last_resort_key_packages.data", r.data as Uint8Array),
+      old,
+      r.cipher_suite as number,
+    );
+  }
+}
+
+/** After renames: DM lookup refs from the members' new names, and channel creators. */
+function fixChannels(db: DatabaseSync, sealer: Sealer, renamed: Map<string, string>): void {
+  const channels = db.prepare("SELECT id, kind, created_by FROM channels").all();
+  for (const c of channels) {
+    const id = c.id as string;
+    const rowKey = utf8(id);
+    const creator = fromUtf8(
+      sealer.open("channels.created_by", rowKey, c.created_by as Uint8Array),
+    );
+    const now = renamed.get(creator);
+    if (now !== undefined) {
+      db.prepare("UPDATE channels SET created_by = ? WHERE id = ?")
+        .run(sealer.seal("channels.created_by", rowKey, utf8(now)), id);
+    }
+    if (c.kind !== "dm") continue;
+    const members = db.prepare(
+      "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid " +
+        "WHERE m.channel_id = ?",
+    ).all(id).map((r) =>
+      fromUtf8(sealer.open("users.username", r.uid as Uint8Array, r.username as Uint8Array))
+    );
+    if (members.length !== 2) continue;
+    const [x, y] = orderedPair(members[0]!, members[1]!);
+    db.prepare("UPDATE channels SET dm_ref = ? WHERE id = ?")
+      .run(sealer.lookup("dm", lengthPrefixed(x, y)), id);
+  }
 }
 
 /** All migrations, oldest first. */
@@ -162,10 +336,26 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     `,
   },
   {
+    // Case-insensitive usernames and look-alike skeletons: see canonicalUsernames above.
+    // `skeleton_ref` is the lookup hash of the name's skeleton (src/names.ts), unique so
+    // that two registrations racing for look-alike names cannot both succeed;
+    // `opaque_id` (sealed, NULL = the username) is the OPAQUE identifier of an account
+    // registered under a spelling other than its canonical name.
+    version: 3,
+    name: "case-insensitive usernames, look-alike skeletons",
+    sql: `
+      ALTER TABLE users ADD COLUMN skeleton_ref BLOB;
+      ALTER TABLE users ADD COLUMN opaque_id BLOB;
+      CREATE UNIQUE INDEX users_skeleton ON users (skeleton_ref);
+      DELETE FROM pending_logins;
+    `,
+    run: canonicalUsernames,
+  },
+  {
     // Per-sender quota in a recipient's queue: who sent each delivery (the sender's uid)
     // and how many bytes it holds. Rows from before carry NULL and 0 and count for nobody
     // until they are read or expire.
-    version: 3,
+    version: 4,
     name: "sender and size of each delivery",
     sql: `
       ALTER TABLE deliveries ADD COLUMN sender_uid BLOB;
@@ -176,7 +366,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
   {
     // Blocks (issue 10, consent): who refuses whose DMs, application messages and
     // Welcomes. Both columns are user lookup references, like `members.uid`.
-    version: 4,
+    version: 5,
     name: "blocks",
     sql: `
       CREATE TABLE blocks (
@@ -206,14 +396,22 @@ export function readSchemaVersion(db: DatabaseSync): number {
   return row?.v ?? 0;
 }
 
+/** What {@link migrate} did. */
+export interface MigrateResult {
+  /** The versions applied. */
+  applied: number[];
+  /** What an operator must act on (see {@link Migration.run}). */
+  notices: string[];
+}
+
 /**
  * Apply every migration newer than the database, each in its own transaction.
  *
  * @param now time recorded as `applied_at` (ms)
- * @returns the versions applied
+ * @param sealer the database's sealing keys, for migrations that transform sealed values
  * @throws {StorageError} when the database is newer than this build or a migration fails
  */
-export function migrate(db: DatabaseSync, now: number = Date.now()): number[] {
+export function migrate(db: DatabaseSync, now: number, sealer: Sealer): MigrateResult {
   const current = readSchemaVersion(db);
   if (current > SCHEMA_VERSION) {
     throw new StorageError(
@@ -221,6 +419,7 @@ export function migrate(db: DatabaseSync, now: number = Date.now()): number[] {
     );
   }
   const applied: number[] = [];
+  const notices: string[] = [];
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;
     db.exec("BEGIN IMMEDIATE");
@@ -230,6 +429,7 @@ export function migrate(db: DatabaseSync, now: number = Date.now()): number[] {
           "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
       );
       db.exec(m.sql);
+      if (m.run !== undefined) notices.push(...m.run(db, sealer));
       db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)")
         .run(m.version, m.name, now);
       db.exec("COMMIT");
@@ -241,5 +441,5 @@ export function migrate(db: DatabaseSync, now: number = Date.now()): number[] {
     }
     applied.push(m.version);
   }
-  return applied;
+  return { applied, notices };
 }

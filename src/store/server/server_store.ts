@@ -114,6 +114,18 @@ export interface UserInfo {
   identityKey: Uint8Array | undefined;
 }
 
+/** What OPAQUE needs to answer a login. */
+export interface RegistrationRecord {
+  /** The OPAQUE registration record. */
+  record: Uint8Array;
+  /**
+   * The user identifier the account was registered with in OPAQUE (its OPRF key depends
+   * on it): the username, except for an account registered before usernames were
+   * case-insensitive, whose original spelling (`Bob`) is kept here.
+   */
+  identifier: string;
+}
+
 /** A valid session found by its token. */
 export interface SessionInfo {
   /** Whose session it is. */
@@ -312,12 +324,18 @@ export interface ServerStore {
 
   // ---- users ----
 
-  /** Register a user. Throws `UsageError` "conflict" if the username is taken. */
+  /**
+   * Register a user. Throws `UsageError` "conflict" if the username is taken or its
+   * look-alike skeleton (`src/names.ts`) is an existing account's; a unique index on the
+   * skeleton keeps this true under concurrent registrations.
+   */
   createUser(username: string, registrationRecord: Uint8Array): Promise<void>;
+  /** Throw what {@link createUser} would for a taken or look-alike name; nothing else. */
+  checkNewUsername(username: string): Promise<void>;
   /** The user's metadata, or undefined. */
   getUser(username: string): Promise<UserInfo | undefined>;
   /** The OPAQUE registration record, or undefined for an unknown user. */
-  getRegistrationRecord(username: string): Promise<Uint8Array | undefined>;
+  getRegistrationRecord(username: string): Promise<RegistrationRecord | undefined>;
   /**
    * Publish the user's 32-byte identity key. Replacing a different existing key needs
    * `{ replace: true }`, else `UsageError` "conflict". Unknown user: "not_found".

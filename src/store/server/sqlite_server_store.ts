@@ -42,6 +42,7 @@ import {
   closedError,
   dmRosterFixed,
   epochConflict,
+  keyPackageRowKey,
   keyPackagesFull,
   lengthPrefixed,
   newChannelId,
@@ -74,12 +75,14 @@ import {
   type PurgeResult,
   type QueuedMessage,
   type QueuedPage,
+  type RegistrationRecord,
   type ServerStore,
   type ServerStoreOptions,
   type SessionInfo,
   type StoreLimits,
   type UserInfo,
 } from "./server_store.ts";
+import { usernameSkeleton } from "../../names.ts";
 
 /** Options of {@link SqliteServerStore.open}. */
 export interface SqliteServerStoreOptions extends ServerStoreOptions {
@@ -123,6 +126,14 @@ interface ChannelRow {
 
 const CHANNEL_COLUMNS = "c.id, c.kind, c.name, c.created_by, c.created_at, c.epoch";
 
+/** A new name refused because an existing account's name looks the same. */
+function lookAlike(username: string): UsageError {
+  return new UsageError(
+    `Username ${username} looks too much like an existing account: choose another`,
+    { code: "conflict" },
+  );
+}
+
 function readMeta(db: DatabaseSync): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();
   const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
@@ -137,6 +148,11 @@ function readMeta(db: DatabaseSync): Map<string, Uint8Array> {
 /** The SQLite server store. Create with {@link SqliteServerStore.open}. */
 export class SqliteServerStore implements ServerStore {
   readonly notifier: Notifier;
+  /**
+   * What the migrations run by this open did that an operator must act on (accounts
+   * renamed by migration 3); the server logs each at warn when it starts.
+   */
+  migrationNotices: readonly string[] = [];
   readonly #db: DatabaseSync;
   readonly #sealer: Sealer;
   readonly #clock: () => number;
@@ -165,6 +181,7 @@ export class SqliteServerStore implements ServerStore {
   static open(path: string, options: SqliteServerStoreOptions = {}): Promise<SqliteServerStore> {
     let db: DatabaseSync | undefined;
     let sealer: Sealer | undefined;
+    let notices: string[] = [];
     try {
       sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
       try {
@@ -193,7 +210,7 @@ export class SqliteServerStore implements ServerStore {
         db.exec(`PRAGMA synchronous = ${options.fsync === false ? "NORMAL" : "FULL"}`);
       }
       db.exec("PRAGMA foreign_keys = ON");
-      migrate(db, options.clock?.() ?? Date.now());
+      notices = migrate(db, options.clock?.() ?? Date.now(), sealer).notices;
       if (mode === undefined) {
         const ins = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
         db.exec("BEGIN IMMEDIATE");
@@ -202,6 +219,7 @@ export class SqliteServerStore implements ServerStore {
         db.exec("COMMIT");
       }
       const store = new SqliteServerStore(db, sealer, options);
+      store.migrationNotices = notices;
       store.#fsync = !inMemory && options.fsync !== false;
       return Promise.resolve(store);
     } catch (e) {
@@ -383,20 +401,49 @@ export class SqliteServerStore implements ServerStore {
 
   // ---- users ----
 
+  /** The skeleton lookup bytes of a username (see `src/names.ts`). */
+  #skeletonRef(username: string): Uint8Array {
+    return this.#sealer.lookup("skeleton", utf8(usernameSkeleton(username)));
+  }
+
+  /** Throw "conflict" when `username` or a look-alike of it is registered. */
+  #checkNewUsername(username: string): { uid: Uint8Array; skeleton: Uint8Array } {
+    checkUsername(username);
+    const uid = this.#uid(username);
+    if (this.#userExists(uid)) {
+      throw new UsageError(`Username ${username} is already registered`, { code: "conflict" });
+    }
+    const skeleton = this.#skeletonRef(username);
+    if (this.#get("SELECT 1 FROM users WHERE skeleton_ref = ?", skeleton) !== undefined) {
+      throw lookAlike(username);
+    }
+    return { uid, skeleton };
+  }
+
+  checkNewUsername(username: string): Promise<void> {
+    return this.#call(() => {
+      this.#checkNewUsername(username);
+    });
+  }
+
   createUser(username: string, registrationRecord: Uint8Array): Promise<void> {
     return this.#tx(() => {
-      checkUsername(username);
-      const uid = this.#uid(username);
-      if (this.#userExists(uid)) {
-        throw new UsageError("Username is already taken", { code: "conflict" });
+      const { uid, skeleton } = this.#checkNewUsername(username);
+      try {
+        this.#run(
+          "INSERT INTO users (uid, username, record, identity_key, created_at, skeleton_ref) " +
+            "VALUES (?, ?, ?, NULL, ?, ?)",
+          uid,
+          this.#sealer.seal("users.username", uid, utf8(username)),
+          this.#sealer.seal("users.record", uid, registrationRecord),
+          this.#clock(),
+          skeleton,
+        );
+      } catch (e) {
+        // another process registered the same or a look-alike name between check and insert
+        if (/UNIQUE/.test(String(e))) throw lookAlike(username);
+        throw e;
       }
-      this.#run(
-        "INSERT INTO users (uid, username, record, identity_key, created_at) VALUES (?, ?, ?, NULL, ?)",
-        uid,
-        this.#sealer.seal("users.username", uid, utf8(username)),
-        this.#sealer.seal("users.record", uid, registrationRecord),
-        this.#clock(),
-      );
     });
   }
 
@@ -414,13 +461,18 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  getRegistrationRecord(username: string): Promise<Uint8Array | undefined> {
+  getRegistrationRecord(username: string): Promise<RegistrationRecord | undefined> {
     return this.#call(() => {
       const uid = this.#uid(username);
-      const r = this.#get("SELECT record FROM users WHERE uid = ?", uid);
-      return r === undefined
-        ? undefined
-        : this.#sealer.open("users.record", uid, r.record as Uint8Array);
+      const r = this.#get("SELECT record, opaque_id FROM users WHERE uid = ?", uid);
+      if (r === undefined) return undefined;
+      const id = r.opaque_id as Uint8Array | null;
+      return {
+        record: this.#sealer.open("users.record", uid, r.record as Uint8Array),
+        identifier: id === null
+          ? username
+          : fromUtf8(this.#sealer.open("users.opaque_id", uid, id)),
+      };
     });
   }
 
@@ -550,16 +602,6 @@ export class SqliteServerStore implements ServerStore {
     return Number(r?.n ?? 0);
   }
 
-  #kpRowKey(uid: Uint8Array, ref: Uint8Array): Uint8Array {
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, uid.length);
-    const out = new Uint8Array(4 + uid.length + ref.length);
-    out.set(len, 0);
-    out.set(uid, 4);
-    out.set(ref, 4 + uid.length);
-    return out;
-  }
-
   addKeyPackages(username: string, packages: readonly KeyPackageInput[]): Promise<number> {
     return this.#tx(() => {
       checkKeyPackageBatch(packages, this.#lim);
@@ -571,7 +613,7 @@ export class SqliteServerStore implements ServerStore {
             "VALUES (?, ?, ?, ?, ?)",
           uid,
           p.ref,
-          this.#sealer.seal("key_packages.data", this.#kpRowKey(uid, p.ref), p.data),
+          this.#sealer.seal("key_packages.data", keyPackageRowKey(uid, p.ref), p.data),
           p.notAfter,
           p.cipherSuite,
         );
@@ -634,7 +676,7 @@ export class SqliteServerStore implements ServerStore {
           cipherSuite: r.cipher_suite as number,
           data: this.#sealer.open(
             "key_packages.data",
-            this.#kpRowKey(uid, ref),
+            keyPackageRowKey(uid, ref),
             r.data as Uint8Array,
           ),
           notAfter: r.not_after as number,

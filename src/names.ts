@@ -1,0 +1,99 @@
+/**
+ * The one rule for usernames, shared by the client (what a person types, the local state
+ * file name, MLS credentials) and the server (accounts, OPAQUE, directory, channels, queues).
+ *
+ * ```
+ * typed "Bob" ─► NFKC ─► lower case ─► "bob" ─► syntax check ─► canonical username
+ *                                                 └► skeleton "bob" (look-alike check at registration)
+ * ```
+ *
+ * A canonical username is 1–32 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a
+ * letter or digit. Names are case-insensitive: `Bob`, `BOB` and `ｂｏｂ` (full width, via
+ * NFKC) all mean `bob`. Only ASCII is allowed on purpose: with no Cyrillic or Greek letters
+ * there are no cross-script homoglyphs (`а` U+0430 beside `a`), so the look-alike skeleton
+ * only has to fold a few ASCII confusions.
+ *
+ * The reserved form `name~N` (N = 2..999) is never accepted at registration: migration 3 of
+ * the server database gives it to an account whose name collided with another one's
+ * case-insensitively (see docs/operations.md). Such an account logs in and is addressed
+ * with that name.
+ *
+ * @module
+ */
+import { ValidationError } from "./errors.ts";
+import { MAX_USERNAME_CHARS } from "./limits.ts";
+
+const NAME_RE = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${MAX_USERNAME_CHARS - 1}}$`);
+const RENAMED_RE = new RegExp(`^[a-z0-9][a-z0-9._-]{0,${MAX_USERNAME_CHARS - 1}}~[1-9][0-9]{0,2}$`);
+/** Longer input is refused before normalization (NFKC may expand a character up to 18x). */
+const MAX_INPUT_CHARS = 4 * MAX_USERNAME_CHARS;
+
+/** What a valid username looks like, for error messages. */
+export const USERNAME_RULE = `1-${MAX_USERNAME_CHARS} letters a-z, digits, '.', '_' or '-'`;
+
+function invalid(input: string): ValidationError {
+  // the input is hostile: show a bounded, printable prefix only
+  const shown = [...input.slice(0, 40)].map((c) => (/^[\x21-\x7e]$/.test(c) ? c : "?")).join("");
+  return new ValidationError(
+    `Invalid username "${shown}${input.length > 40 ? "…" : ""}": use ${USERNAME_RULE}`,
+  );
+}
+
+/** NFKC + lower case of at most {@link MAX_INPUT_CHARS} characters (no syntax check). */
+function fold(input: string): string | undefined {
+  if (typeof input !== "string" || input.length > MAX_INPUT_CHARS) return undefined;
+  return input.normalize("NFKC").toLowerCase();
+}
+
+/**
+ * The canonical form of a username (accepting the reserved `name~N` form of a renamed
+ * account), for lookups, login and addressing.
+ *
+ * @throws {ValidationError} when it is not a valid username
+ */
+export function canonicalUsername(input: string): string {
+  const s = fold(input);
+  if (s === undefined || !(NAME_RE.test(s) || RENAMED_RE.test(s))) throw invalid(input);
+  return s;
+}
+
+/**
+ * The canonical form of a username for a new account: like {@link canonicalUsername} but
+ * the reserved `name~N` form is refused.
+ *
+ * @throws {ValidationError} when it is not a valid new username
+ */
+export function canonicalNewUsername(input: string): string {
+  const s = fold(input);
+  if (s === undefined || !NAME_RE.test(s)) throw invalid(input);
+  return s;
+}
+
+/** True when `s` is already a canonical username (including the reserved form). */
+export function isCanonicalUsername(s: string): boolean {
+  return typeof s === "string" && (NAME_RE.test(s) || RENAMED_RE.test(s));
+}
+
+/** Same-looking characters folded by {@link usernameSkeleton}, applied in this order. */
+const SKELETON_FOLDS: readonly (readonly [RegExp, string])[] = [
+  [/[1il|]/g, "l"], // l, I (lower-cased to i), 1, |
+  [/0/g, "o"], // O, 0
+  [/5/g, "s"], // S, 5
+  [/[._-]/g, "."], // separators look alike at a glance
+  [/rn/g, "m"],
+  [/vv/g, "w"],
+  [/cl/g, "d"],
+];
+
+/**
+ * The look-alike skeleton of a username: two names with the same skeleton are too easy to
+ * mistake for each other, and a new account whose skeleton matches an existing one is
+ * refused. Folds (after lower case): `1`/`i`/`l`/`|` → `l`, `0`/`o` → `o`, `5`/`s` → `s`,
+ * `.`/`_`/`-` → `.`, then `rn` → `m`, `vv` → `w`, `cl` → `d`. Usernames are ASCII only
+ * (see the module doc), so no other script needs folding.
+ */
+export function usernameSkeleton(name: string): string {
+  let s = name.toLowerCase();
+  for (const [re, to] of SKELETON_FOLDS) s = s.replace(re, to);
+  return s;
+}
