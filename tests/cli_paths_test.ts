@@ -66,7 +66,7 @@ Deno.test("qpq logout, whoami, login: the session goes and comes back; a wrong p
       cwd: dir,
       env: { ...env("alice"), QPQ_PASSWORD: "not her password" },
     });
-    assert(oneLine(wrong).startsWith("qpq: "), wrong.stderr);
+    assertEquals(oneLine(wrong), "qpq: Login failed: wrong username or password");
   });
 });
 

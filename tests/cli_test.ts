@@ -29,12 +29,17 @@ Deno.test("qpq --version prints the version from deno.json", async () => {
 });
 
 Deno.test("qpq rejects an unknown command or flag with one line and exit 2", async () => {
-  for (const args of [["frobnicate"], ["ping", "--bogus"], ["server", "--listen"], ["--nope"]]) {
+  const cases: [string[], string][] = [
+    [["frobnicate"], 'qpq: Unknown command "frobnicate" (see qpq --help)'],
+    [["ping", "--bogus"], "qpq: Unknown option --bogus (see qpq ping --help)"],
+    [["server", "--listen"], "qpq: Option --listen needs a value (see qpq server --help)"],
+    [["--nope"], "qpq: Unknown option --nope (see qpq --help)"],
+  ];
+  for (const [args, line] of cases) {
     const r = await runQpq(args);
     assertEquals(r.code, 2, args.join(" "));
     assertEquals(r.stdout, "");
-    assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
-    assert(r.stderr.startsWith("qpq: "), r.stderr);
+    assertEquals(r.stderr, `${line}\n`);
   }
 });
 

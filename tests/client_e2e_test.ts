@@ -238,7 +238,9 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
         ];
         for (const call of refused) {
           const e = await assertRejects(call, QpqError);
-          assert(["forbidden", "not_found"].includes((e as QpqError).code), String(e));
+          // a channel she left looks exactly like one that never existed
+          assertEquals((e as QpqError).code, "forbidden", String(e));
+          assertEquals((e as QpqError).message, "Not a member of this conversation");
         }
         const fetched = await conn.call({ kind: "fetch", afterSeq: 0, limit: 100 }, "messages");
         assertEquals(fetched.messages.length, 0, "carol's queue holds nothing after removal");
