@@ -15,6 +15,12 @@ import { IdentityKeyPair } from "../src/crypto/mod.ts";
 import type { Request } from "../src/wire/mod.ts";
 import { loginUser, registerUser } from "./_support/fuzz.ts";
 
+/** The channel id a scene's commit request is for. */
+function commitChannel(commit: Scene["commit"]): Uint8Array {
+  const r = commit({});
+  return r.kind === "commit" ? r.channelId : new Uint8Array(0);
+}
+
 /** A member's raw connection, logged in with its session. */
 async function rawAs(ts: TestServer, u: TestUser): Promise<ServerConnection> {
   const conn = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
@@ -110,6 +116,29 @@ async function withScene(fn: (s: Scene) => Promise<void>): Promise<void> {
   }
 }
 
+Deno.test("server: a non-member cannot read the roster, enqueue or commit (same answer as no channel)", async () => {
+  await withScene(async ({ ts, dave, commit, enqueue }) => {
+    const d = await rawAs(ts, dave);
+    try {
+      for (
+        const [req, expect] of [
+          [{ kind: "members", channelId: commitChannel(commit) }, "memberList"],
+          [enqueue({}), "enqueued"],
+          [commit({}), "committed"],
+        ] as const
+      ) {
+        assertEquals(
+          await refusal(d.call(req as Request, expect)),
+          "forbidden: Not a member of this conversation",
+          req.kind,
+        );
+      }
+    } finally {
+      await d.close();
+    }
+  });
+});
+
 Deno.test("server: enqueue to a recipient outside the conversation is refused for all", async () => {
   await withScene(async ({ conn, enqueue }) => {
     assertEquals(
@@ -167,7 +196,7 @@ Deno.test("server: adding an existing member without removing them, or an unknow
 });
 
 Deno.test("server: a commit that is not an MLS commit of this group and epoch is refused", async () => {
-  await withScene(async ({ conn, commit }) => {
+  await withScene(async ({ bob, conn, commit }) => {
     assertEquals(
       await refusal(conn.call(commit({ epoch: 7 }), "committed")),
       "validation: Commit payload is not an MLS commit of this group and epoch",
@@ -175,6 +204,19 @@ Deno.test("server: a commit that is not an MLS commit of this group and epoch is
     assertEquals(
       await refusal(conn.call(commit({ payload: randomBytes(300) }), "committed")),
       "validation: MLS message does not decode",
+    );
+    // a real commit of another group of bob's, in its own epoch, sent as #team's
+    const other = await bob.client.createGroup("other");
+    const otherState = decodeGroupState(bob.client.store.group(other.channelId!)!.state);
+    const foreign = await selfUpdate(otherState);
+    assertEquals(
+      await refusal(
+        conn.call(
+          commit({ payload: foreign.outbound.commit, epoch: Number(otherState.epoch) }),
+          "committed",
+        ),
+      ),
+      "validation: Commit payload is not an MLS commit of this group and epoch",
     );
   });
 });

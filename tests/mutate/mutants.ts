@@ -31,6 +31,7 @@ export interface Mutant {
 }
 
 const LYING = "tests/lying_server_test.ts";
+const RULES = "tests/server_rules_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -127,6 +128,149 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/mls_group_test.ts"],
     quick: true,
   },
+  // ---- server rules (delivery service)
+  {
+    id: "server-member-channel",
+    file: "src/server/delivery.ts",
+    find: "if (!c || !(await store.isMember(channelId, user))) {",
+    replace: "if (!c) {",
+    why: "only members read a channel's roster, enqueue or commit to it",
+    tests: [RULES],
+  },
+  {
+    id: "server-enqueue-kinds",
+    file: "src/server/delivery.ts",
+    find: 'if (req.messageKind === "commit" || req.messageKind === "welcome") {',
+    replace: "if (false) {",
+    why: "commits and Welcomes must take the commit path (epoch order, roster rules)",
+    tests: [RULES],
+  },
+  {
+    id: "server-enqueue-recipients",
+    file: "src/server/delivery.ts",
+    find: "          if (!members.includes(r)) {",
+    replace: "          if (false) {",
+    why: "a member may not send into the queue of someone outside the conversation",
+    tests: [RULES],
+  },
+  {
+    id: "server-commit-epoch",
+    file: "src/server/delivery.ts",
+    find: "header.epoch !== BigInt(req.epoch)",
+    replace: "false",
+    why: "a commit's claimed epoch must be the one its MLS header carries (ordering)",
+    tests: [RULES],
+  },
+  {
+    id: "server-commit-group",
+    file: "src/server/delivery.ts",
+    find: "!bytesEqual(header.groupId, req.channelId)",
+    replace: "false",
+    why: "a commit of another group must not advance this channel",
+    tests: [RULES],
+  },
+  {
+    id: "server-remove-member-only",
+    file: "src/server/delivery.ts",
+    find: "        for (const u of remove) {\n          if (!members.includes(u)) {",
+    replace: "        for (const u of remove) {\n          if (false) {",
+    why: "a commit may only remove members",
+    tests: [RULES],
+  },
+  {
+    id: "server-readd-needs-remove",
+    file: "src/server/delivery.ts",
+    find: "if (members.includes(u) && !remove.includes(u) && !firstDmCommit) {",
+    replace: "if (false) {",
+    why: "a member added again without removal would get a Welcome into a fork",
+    tests: [RULES],
+  },
+  {
+    id: "server-welcome-only-added",
+    file: "src/server/delivery.ts",
+    find: "        if (!add.includes(u)) {",
+    replace: "        if (false) {",
+    why: "a Welcome to anyone the commit does not add forks them into a look-alike group",
+    tests: [RULES],
+  },
+  {
+    id: "server-block-drops",
+    file: "src/server/delivery.ts",
+    find:
+      'const blockers = req.messageKind === "application"\n        ? await store.blockersOf(me, recipients)\n        : [];',
+    replace: "const blockers: string[] = [];",
+    why: "a blocked user's messages take no room in the blocker's queue",
+    tests: ["tests/client_consent_test.ts"],
+  },
+  {
+    id: "server-kp-fetch-limit",
+    file: "src/server/key_packages.ts",
+    find: "if (!theirs.allowed) throw fetchLimited(`of ${username}'s`, theirs.retryAfterMs);",
+    replace: "",
+    why: "nobody drains a user's KeyPackages down to the reused last resort",
+    tests: ["tests/adversarial_test.ts"],
+  },
+  {
+    id: "server-one-subscription",
+    file: "src/server/delivery.ts",
+    find: "      SUBSCRIPTIONS.get(conn)?.();",
+    replace: "",
+    why: "each subscribe started a push loop: 300 on one stream grew the server by 310 MB",
+    tests: ["tests/adversarial_test.ts"],
+  },
+  // ---- server store
+  {
+    id: "store-queue-full",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);",
+    replace: "",
+    why: "a recipient queue is bounded",
+    tests: [RULES],
+  },
+  {
+    id: "store-sender-share",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "Number(held?.n ?? 0) + 1 > share * this.#lim.maxSenderMessages ||",
+    replace: "false ||",
+    why: "one sender cannot fill another user's queue (the inbox jam of issue 10)",
+    tests: ["tests/store_test.ts"],
+  },
+  {
+    id: "store-page-bytes",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "if (take > 0 && bytes + size > maxBytes) break;",
+    replace: "",
+    why: "a fetch page that cannot be encoded jammed an inbox for 30 days",
+    tests: ["tests/adversarial_test.ts"],
+  },
+  // ---- names and consent
+  {
+    id: "names-case-insensitive",
+    file: "src/names.ts",
+    find: 'return input.normalize("NFKC").toLowerCase();',
+    replace: 'return input.normalize("NFKC");',
+    why: "`Bob` must not be a second account beside `bob`",
+    tests: ["tests/names_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-consent-inviter",
+    file: "src/client/inbox.ts",
+    find: "!this.#consent.admits(inviter)",
+    replace: "!this.#consent.admits(m.sender)",
+    why: "a server naming a contact as sender must not turn a stranger's invitation into a join",
+    tests: [LYING],
+  },
+  // ---- what a user sees
+  {
+    id: "terminal-sanitizer",
+    file: "src/cli/_terminal.ts",
+    find: "export function visible(s: string): string {\n  return escape(s, false);",
+    replace: "export function visible(s: string): string {\n  return s;",
+    why: "a peer's bytes must never reach the terminal as control sequences",
+    tests: ["tests/terminal_test.ts"],
+    quick: true,
+  },
   // ---- server rules
   {
     id: "server-kp-owner-name",
@@ -149,8 +293,8 @@ export const MUTANTS: Mutant[] = [
     file: "src/server/key_packages.ts",
     find: "if (req.packages.length + lastResorts.length > MAX_KEY_PACKAGE_BATCH) {",
     replace: "if (false) {",
-    why: "bounds the work of one upload",
-    tests: ["tests/server_test.ts"],
+    why: "bounds the work of one upload (answered before any package is parsed)",
+    tests: [RULES],
   },
   {
     id: "server-invite-token",
