@@ -127,7 +127,7 @@ Deno.test("qpq usernames in any case are one account: Alice registers alice, BOB
       "qpq-bob.bin",
     ]);
     assertStringIncludes(ok(await qpq("ALICE", ["send", "--to", "BOB", "hi"])).stdout, "@bob");
-    assertStringIncludes(ok(await qpq("Bob", ["recv"])).stdout, "[alice] hi");
+    assertStringIncludes(ok(await qpq("Bob", ["join"])).stdout, "[alice] hi"); // a request: join accepts
     assertStringIncludes(ok(await qpq("bob", ["whoami"])).stdout, "bob on");
     const v = ok(await qpq("alice", ["verify", "@BOB"])).stdout;
     assertEquals(v, ok(await qpq("alice", ["verify", "bob"])).stdout);
@@ -148,7 +148,7 @@ Deno.test("qpq opens a state an older qpq wrote for Bob (qpq-Bob.bin, meta Bob) 
     assertStringIncludes(ok(await qpq("BOB", ["whoami"])).stdout, "bob on");
     ok(await qpq("carol", ["register-user"]));
     ok(await qpq("carol", ["send", "--to", "Bob", "found you"]));
-    assertStringIncludes(ok(await qpq("bob", ["recv"])).stdout, "[carol] found you");
+    assertStringIncludes(ok(await qpq("bob", ["join"])).stdout, "[carol] found you");
     assertEquals(
       (await files(work)).filter((f) => f.endsWith(".bin")),
       ["qpq-Bob.bin", "qpq-carol.bin"],
@@ -182,7 +182,7 @@ Deno.test("qpq: a group named after a contact cannot catch words meant for them"
     assertStringIncludes(repl.stdout, "* now talking in #dave");
     assertStringIncludes(repl.stdout, "* now talking in @dave");
     assertStringIncludes(ok(await qpq("carol", ["members", "#dave"])).stdout, "mallory");
-    assertStringIncludes(ok(await qpq("dave", ["recv"])).stdout, "[carol] hi dave");
+    assertStringIncludes(ok(await qpq("dave", ["join"])).stdout, "[carol] hi dave");
     assert(!ok(await qpq("mallory", ["recv"])).stdout.includes("hi dave"));
   });
 });
@@ -196,7 +196,7 @@ Deno.test("qpq: groups whose names look alike carry an id suffix in list, prompt
     ok(await qpq("eve", ["invite", "Tearn", "carol"]));
     ok(await qpq("ann", ["send", "--group", "team", "from ann"]));
     ok(await qpq("eve", ["send", "--group", "Tearn", "from eve"]));
-    const got = ok(await qpq("carol", ["recv"])).stdout;
+    const got = ok(await qpq("carol", ["join"])).stdout;
     const names = ok(await qpq("carol", ["list"])).stdout.match(/#[A-Za-z]+~[0-9a-f]{4}/g) ?? [];
     assertEquals(names.length, 2, "both groups listed with a suffix");
     const team = names.find((n) => n.startsWith("#team~"))!;

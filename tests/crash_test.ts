@@ -69,6 +69,9 @@ Deno.test({
       }
       const dm = await runQpq(["dm", "bob", "--username", "alice", ...common], as("alice"));
       assertEquals(dm.code, 0, dm.stderr);
+      // alice is a stranger to bob until he accepts her DM
+      const join = await runQpq(["join", "--username", "bob", ...common], as("bob"));
+      assertEquals(join.code, 0, join.stderr);
       // How long one whole send takes on this machine now: the kills are spread over that
       // span (early ones cut the send off, late ones let it finish), whatever the load.
       const t0 = performance.now();

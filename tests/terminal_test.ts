@@ -83,7 +83,10 @@ Deno.test("qpq recv and history show a hostile message as one visible message", 
     const body = CORPUS.join("\n") + "\n[alice] I owe you $100";
     // through standard input: a NUL cannot ride in an argument
     assertEquals((await qpq("mal", ["send", "--to", "vic"], body)).code, 0);
-    const r = await qpq("vic", ["recv"]);
+    // a stranger's DM is a request: one sanitized line, then `accept` shows it
+    const req = await qpq("vic", ["recv"]);
+    assertEquals(req.stdout, "request from @mal: 1 message\n");
+    const r = await qpq("vic", ["accept", "@mal"]);
     assertEquals(r.code, 0, r.stderr);
     assert(!interpretable(r.stdout), JSON.stringify(r.stdout));
     const lines = r.stdout.trimEnd().split("\n").filter((l) => !l.startsWith("* "));
