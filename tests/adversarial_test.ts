@@ -2,9 +2,10 @@
  * Hostile input, part 2: adversarial clients against a real server (QUIC on loopback,
  * SQLite). Each attack must be refused or cut off with a clear error code, and an honest
  * client pinging on its own connection during the attack must stay fast:
- * p99 < {@link HONEST_P99_MS} ms and no failed ping.
+ * no failed ping and a p99 within {@link HONEST_P99_RATIO} times its own baseline.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
+import { assertRatio } from "./_support/timing.ts";
 import {
   fmtStats,
   latencyStats,
@@ -51,8 +52,14 @@ import {
 } from "../src/limits.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 
-/** Bound on the honest client's ping p99 during any attack (ms). */
-const HONEST_P99_MS = 500;
+/**
+ * Bound on the honest client's ping p99 during any attack: at most this many times its p99
+ * just before the attack (same machine, same load), plus {@link HONEST_SLACK_MS} for the
+ * scheduling noise of a loaded 2-core machine.
+ */
+const HONEST_P99_RATIO = 10;
+/** See {@link HONEST_P99_RATIO} (ms). */
+const HONEST_SLACK_MS = 250;
 const PASSWORD = "adversarial test password";
 
 function identityKey(): Uint8Array {
@@ -89,6 +96,10 @@ async function duringAttack(
 ): Promise<void> {
   const honest = await connect(srv);
   await honest.ping();
+  // the baseline: the same pings on this machine, as loaded as it is now, without the attack
+  const before: number[] = [];
+  for (let i = 0; i < 30; i++) before.push((await honest.ping()).rttMs);
+  const base = latencyStats(before);
   const pinger = startPinger(honest, 10);
   try {
     await attack();
@@ -96,10 +107,10 @@ async function duringAttack(
     const samples = await pinger.stop();
     await honest.close();
     const s = latencyStats(samples);
-    console.log(`${label}: honest ping ${fmtStats(s)}`);
+    console.log(`${label}: honest ping ${fmtStats(s)} (before the attack: ${fmtStats(base)})`);
     assert(samples.every(Number.isFinite), `${label}: an honest ping failed`);
     assert(s.count >= 1, `${label}: no ping during the attack`);
-    assert(s.p99 < HONEST_P99_MS, `${label}: honest ping p99 ${s.p99.toFixed(1)} ms`);
+    assertRatio(`${label}: honest ping p99`, s.p99, base.p99, HONEST_P99_RATIO, HONEST_SLACK_MS);
   }
 }
 

@@ -167,3 +167,30 @@ Deno.test("qpq demo-group: two new users form a group and talk both ways", async
     assert(/alice-\w+/.test(r.stdout) && /bob-\w+/.test(r.stdout), r.stdout);
   });
 });
+
+Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the flags win", async () => {
+  await withCli(async (_qpq, { dir, env }) => {
+    const run = (args: string[], extra: Record<string, string>) =>
+      runQpq(args, { cwd: dir, env: { ...env("alice"), ...extra } });
+    ok(await run(["register-user"], { QPQ_USERNAME: "alice" }));
+    assertStringIncludes(ok(await run(["whoami"], { QPQ_USERNAME: "alice" })).stdout, "alice on");
+    // the flag beats the variable (bob has no state here: the flag was read)
+    const bob = await run(["whoami", "--username", "bob"], { QPQ_USERNAME: "alice" });
+    assertEquals([bob.code, bob.stderr], [
+      2,
+      "qpq: No local state at qpq-bob.bin: register or log in first\n",
+    ]);
+    // QPQ_CONFIG names the server's config file; --config beats it
+    await Deno.writeTextFile(`${dir}/bad.toml`, "no_such_key = 1\n");
+    await Deno.writeTextFile(`${dir}/worse.toml`, "listen = 7\n");
+    const viaEnv = await runQpq(["server"], { cwd: dir, env: { QPQ_CONFIG: `${dir}/bad.toml` } });
+    assertEquals(viaEnv.code, 2);
+    assertStringIncludes(viaEnv.stderr, `Unknown key "no_such_key" in ${dir}/bad.toml`);
+    const viaFlag = await runQpq(["server", "--config", `${dir}/worse.toml`], {
+      cwd: dir,
+      env: { QPQ_CONFIG: `${dir}/bad.toml` },
+    });
+    assertEquals(viaFlag.code, 2);
+    assertEquals(viaFlag.stderr, `qpq: Key "listen" in ${dir}/worse.toml must be a string\n`);
+  });
+});

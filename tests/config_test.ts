@@ -126,3 +126,95 @@ Deno.test("resolveConfig reads the hostile-peer limits and refuses values that w
     "max_unsent_bytes must be at least",
   );
 });
+
+/**
+ * Every key the config file knows, a non-default value for it and the resolved field it
+ * sets. The test below checks this table against the keys parseConfigFile lists, so a new
+ * key cannot be added without a test of it.
+ */
+const EVERY_KEY: [key: string, value: string | number | boolean, field: string, want?: unknown][] =
+  [
+    ["listen", "127.0.0.1:7101", "listen"],
+    ["data_dir", "/srv/qpq-all", "dataDir"],
+    ["tls_cert", "/etc/qpq/cert.pem", "tlsCert"],
+    ["tls_key", "/etc/qpq/key.pem", "tlsKey"],
+    ["auth_token", "file-token", "authToken"],
+    ["store_backend", "memory", "storeBackend"],
+    ["db_path", "/var/lib/qpq/other.db", "dbPath"],
+    ["db_key", "file-db-key", "dbKey"],
+    ["health_listen", "127.0.0.1:7102", "healthListen"],
+    ["max_message_bytes", 100_000, "maxMessageBytes"],
+    ["max_queue_messages", 500, "maxQueueMessages"],
+    ["max_sender_messages", 100, "maxSenderMessages"],
+    ["max_sender_bytes", 8 * 1024 * 1024, "maxSenderBytes"],
+    ["retention_seconds", 3600, "retentionSeconds"],
+    ["max_connections", 50, "maxConnections"],
+    ["max_connections_per_user", 4, "maxConnectionsPerUser"],
+    ["max_unsent_bytes", 4 * 1024 * 1024, "maxUnsentBytes"],
+    ["key_package_fetches_per_requester", 300, "keyPackageFetchesPerRequester"],
+    ["key_package_fetches_per_target", 30, "keyPackageFetchesPerTarget"],
+    ["session_ttl_seconds", 7200, "sessionTtlSeconds"],
+    ["log_level", "warn", "logLevel"],
+    ["fsync", false, "fsync"],
+  ];
+
+Deno.test("every config file key is read into the configuration (and this test knows them all)", () => {
+  let known: string[] = [];
+  try {
+    parseConfigFile("no_such_key = 1\n", "qpq.toml");
+  } catch (e) {
+    known = /known keys: (.*)$/.exec((e as Error).message)![1]!.split(", ");
+  }
+  assertEquals(EVERY_KEY.map(([k]) => k).sort(), [...known].sort());
+  const toml = EVERY_KEY.map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n");
+  const file = parseConfigFile(toml, "qpq.toml");
+  const c = resolveConfig({}, file, {}) as unknown as Record<string, unknown>;
+  const defaults = resolveConfig({}, {}, {}) as unknown as Record<string, unknown>;
+  for (const [key, value, field, want] of EVERY_KEY) {
+    assertEquals(c[field], want ?? value, key);
+    assert(defaults[field] !== c[field], `${key}: the test value must differ from the default`);
+  }
+});
+
+Deno.test("every QPQ_* variable of the server beats the file, and every flag beats both", () => {
+  const file = parseConfigFile(
+    [
+      'listen = "127.0.0.1:7201"',
+      'data_dir = "/from/file"',
+      'health_listen = "127.0.0.1:7202"',
+      'auth_token = "file-token"',
+      'db_key = "file-key"',
+      'log_level = "warn"',
+    ].join("\n"),
+    "qpq.toml",
+  );
+  const env = {
+    QPQ_AUTH_TOKEN: "env-token",
+    QPQ_DB_KEY: "env-key",
+    QPQ_LOG: "debug",
+    QPQ_PRODUCTION: "0",
+  };
+  const fromEnv = resolveConfig({}, file, env);
+  assertEquals(
+    [fromEnv.authToken, fromEnv.dbKey, fromEnv.logLevel, fromEnv.production],
+    ["env-token", "env-key", "debug", false],
+  );
+  assertEquals([fromEnv.listen, fromEnv.dataDir], ["127.0.0.1:7201", "/from/file"]);
+  const flags = {
+    listen: "127.0.0.1:7301",
+    dataDir: "/from/flag",
+    healthListen: "127.0.0.1:7302",
+  };
+  const fromFlags = resolveConfig(flags, file, env);
+  assertEquals(
+    [fromFlags.listen, fromFlags.dataDir, fromFlags.healthListen],
+    ["127.0.0.1:7301", "/from/flag", "127.0.0.1:7302"],
+  );
+  assertEquals(fromFlags.dbPath, "/from/flag/qpq.db", "db_path follows the data dir");
+  // QPQ_PRODUCTION: "1" and "true" turn it on, anything else leaves it off
+  for (const [v, on] of [["1", true], ["true", true], ["0", false], ["yes", false]] as const) {
+    const prod = { QPQ_AUTH_TOKEN: "x".repeat(40), QPQ_DB_KEY: "k".repeat(44) };
+    const tls = { tls_cert: "c.pem", tls_key: "k.pem" };
+    assertEquals(resolveConfig({}, tls, { ...prod, QPQ_PRODUCTION: v }).production, on, v);
+  }
+});

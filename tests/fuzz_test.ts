@@ -281,7 +281,7 @@ Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 m
   }
 });
 
-Deno.test("server keeps honest users served (p99 < 500 ms) under 4,000 mutated frames on 12 streams", async () => {
+Deno.test("server keeps honest users served (p99 within 10× their own) under 4,000 mutated frames on 12 streams", async () => {
   const srv = await startTestServer();
   const setup = await setupLiveFuzz(srv.addr, srv.certPem);
   try {
@@ -289,6 +289,10 @@ Deno.test("server keeps honest users served (p99 < 500 ms) under 4,000 mutated f
     const rss0 = Deno.memoryUsage().rss;
     let maxRss = rss0;
     const mem = setInterval(() => (maxRss = Math.max(maxRss, Deno.memoryUsage().rss)), 100);
+    // the baseline: the same honest traffic on this machine, as loaded as it is, unattacked
+    const calm = startHonestTraffic(setup, 10);
+    await new Promise((res) => setTimeout(res, 1000));
+    const base = await calm.stop();
     const honest = startHonestTraffic(setup, 10);
     const r = await runLiveFuzz(setup, corpus, {
       seed: SEED,
@@ -321,7 +325,11 @@ Deno.test("server keeps honest users served (p99 < 500 ms) under 4,000 mutated f
     assertEquals(r.byCode["internal"], undefined, "no request made the server fail");
     assertEquals(h.failures, 0, h.firstFailure);
     assert(h.ping.count >= 5 && h.delivered >= 5, "honest traffic ran");
-    for (const s of [h.ping, h.enqueue, h.fetch]) assert(s.p99 < 500, fmtStats(s));
+    assertEquals(base.failures, 0, base.firstFailure);
+    for (const k of ["ping", "enqueue", "fetch"] as const) {
+      console.log(`  honest ${k} before the fuzzing: ${fmtStats(base[k])}`);
+      assertRatio(`honest ${k} p99 under fuzzing`, h[k].p99, base[k].p99, 10, 250);
+    }
     assert(growthMb < 300, `server memory grew by ${growthMb.toFixed(0)} MB`);
     // the fuzz connections are gone from the server's books
     let clients = -1;
