@@ -59,7 +59,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
  */
 const HONEST_P99_RATIO = 10;
 /** See {@link HONEST_P99_RATIO} (ms). */
-const HONEST_SLACK_MS = 250;
+const HONEST_SLACK_MS = 500;
 const PASSWORD = "adversarial test password";
 
 function identityKey(): Uint8Array {

@@ -23,7 +23,6 @@ async function withCli(
   } finally {
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 

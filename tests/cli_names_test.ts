@@ -41,7 +41,6 @@ async function withCli(fn: (cli: Cli) => Promise<void>): Promise<void> {
   } finally {
     await ts.close();
     await Deno.remove(root, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 

@@ -97,6 +97,7 @@ Deno.test("qpq server + qpq ping: RTT printed; SIGTERM stops the server cleanly"
     const status = await server.status;
     assertEquals(status.code, 0);
     await server.stderr.cancel();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -108,6 +109,7 @@ Deno.test("qpq ping to a dead server: one line, non-zero exit", async () => {
   assertEquals(r.code, 1);
   assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
   assertStringIncludes(r.stderr, "127.0.0.1:9");
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("qpq server refuses bad config with one line", async () => {
@@ -119,6 +121,7 @@ Deno.test("qpq server refuses bad config with one line", async () => {
   const p = await runQpq(["server", "--data-dir", `${dir}/d`], { env: { QPQ_PRODUCTION: "1" } });
   assertEquals(p.code, 2);
   assertStringIncludes(p.stderr, "development auth_token");
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("qpq demo starts a server, pings it and stops", async () => {
@@ -127,4 +130,5 @@ Deno.test("qpq demo starts a server, pings it and stops", async () => {
   assertEquals(r.code, 0, r.stderr);
   assertStringIncludes(r.stdout, "SHA-256 fingerprint");
   assertEquals(r.stdout.match(/ping \d+: round trip \d+\.\d+ ms/g)?.length, 2, r.stdout);
+  await Deno.remove(dir, { recursive: true });
 });

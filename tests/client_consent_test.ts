@@ -35,7 +35,6 @@ async function withUsers(
     for (const u of users) await u.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 

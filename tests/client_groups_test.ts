@@ -26,7 +26,6 @@ async function withUsers(
     for (const u of users) await u.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 
@@ -211,7 +210,6 @@ Deno.test("client: a Welcome for a group it is in never replaces its state (no f
     await mal?.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
 
@@ -290,7 +288,6 @@ Deno.test("client: a leave whose answer is lost still goes out once and the leav
     for (const o of others) await o.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
 
@@ -351,7 +348,6 @@ Deno.test("client: a leave that could not be sent is kept, says so, and goes out
     for (const o of others) await o.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
 

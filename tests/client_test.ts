@@ -25,7 +25,6 @@ async function withServer(fn: (ts: TestServer, dir: string) => Promise<void>): P
   } finally {
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 
@@ -326,6 +325,5 @@ Deno.test("QpqClient refills and rotates its last resort when the server says it
   } finally {
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });

@@ -48,6 +48,7 @@ Deno.test({
       assertEquals(report.errors, 0, report.firstErrors.join("; "));
     } finally {
       await srv.kill();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
@@ -136,6 +137,7 @@ Deno.test({
       assert(delivered > 0, `none of ${rounds} messages arrived: the test proves nothing`);
     } finally {
       await srv.kill();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

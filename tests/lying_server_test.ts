@@ -41,7 +41,6 @@ async function withLyingServer(
     await lie.close();
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 

@@ -98,7 +98,6 @@ async function setup(): Promise<Setup> {
 async function teardown(s: Setup): Promise<void> {
   await s.ts.close();
   await Deno.remove(s.dir, { recursive: true });
-  await Deno.remove(s.ts.dataDir, { recursive: true });
 }
 
 Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and receives", async () => {

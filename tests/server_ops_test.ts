@@ -76,14 +76,6 @@ function removeDir(dir: string): Promise<void> {
   return Deno.remove(dir, { recursive: true }).catch(() => {});
 }
 
-/** A free loopback TCP port (closed again before use; fine for a test). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 /** Start `qpq server` on a temp dir; resolves once it printed its fingerprint. */
 async function spawnServer(env: Record<string, string>) {
   const dir = await Deno.makeTempDir({ prefix: "qpq-ops-" });
@@ -146,8 +138,10 @@ Deno.test("health over QUIC reports version, uptime, connected clients and queue
 });
 
 Deno.test("health_listen serves GET /health as JSON with status ok and 404 elsewhere", async () => {
-  const port = freePort();
-  const ts = await startTestServer({ file: { health_listen: `127.0.0.1:${port}` } });
+  // port 0: the OS picks a free port and the server says which (no pick-then-close race)
+  const ts = await startTestServer({ file: { health_listen: "127.0.0.1:0" } });
+  const port = ts.server.healthAddr!.port;
+  assert(port > 0);
   try {
     const res = await fetch(`http://127.0.0.1:${port}/health`);
     assertEquals(res.status, 200);

@@ -112,7 +112,6 @@ async function withScene(fn: (s: Scene) => Promise<void>): Promise<void> {
     for (const u of [alice, bob, dave]) await u.client.close();
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 }
 
@@ -278,7 +277,6 @@ Deno.test("server: KeyPackage uploads are capped per batch and per user", async 
   } finally {
     await conn.close();
     await ts.close();
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });
 
@@ -314,6 +312,5 @@ Deno.test("server: a full queue refuses the whole fan-out with quota, and takes 
     for (const u of [alice, bob]) await u.client.close();
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });

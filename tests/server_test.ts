@@ -1058,7 +1058,10 @@ Deno.test("server data dir holds no password, session token or payload bytes und
   const marker = utf8("QPQ-MARKER-PAYLOAD-" + toHex(randomBytes(12)));
   const authToken = "scan-auth-token-" + toHex(randomBytes(8));
   const dbKey = toBase64(randomBytes(32));
-  const ts = await startTestServer({ env: { QPQ_DB_KEY: dbKey, QPQ_AUTH_TOKEN: authToken } });
+  const ts = await startTestServer({
+    env: { QPQ_DB_KEY: dbKey, QPQ_AUTH_TOKEN: authToken },
+    keepDataDir: true, // scanned after close
+  });
   const secrets: [string, Uint8Array][] = [];
   const scan = async (when: string) => {
     const files = await allFiles(ts.dataDir);

@@ -103,6 +103,5 @@ Deno.test("qpq recv and history show a hostile message as one visible message", 
   } finally {
     await ts.close();
     await Deno.remove(dir, { recursive: true });
-    await Deno.remove(ts.dataDir, { recursive: true });
   }
 });

@@ -81,7 +81,7 @@ Deno.test("connectServer to a port with no server fails with one line", async ()
 });
 
 Deno.test("startServer keeps its generated certificate across a restart", async () => {
-  const first = await startTestServer();
+  const first = await startTestServer({ keepDataDir: true });
   const fp = first.server.certificate.fingerprint;
   assert(first.server.certificate.createdNow);
   const keyInfo = await Deno.stat(`${first.dataDir}/server-key.pem`);
@@ -96,6 +96,7 @@ Deno.test("startServer keeps its generated certificate across a restart", async 
     await conn.close();
   } finally {
     await second.close();
+    await Deno.remove(first.dataDir, { recursive: true });
   }
 });
 

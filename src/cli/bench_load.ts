@@ -107,11 +107,12 @@ export async function run(args: string[]): Promise<number> {
   const suite = suites[v.suite ?? "xwing"];
   if (!suite) throw new UsageError("--suite takes xwing or x25519");
   let target: { addr: string; certPem: string | undefined; close?: () => Promise<void> };
+  let ownDir: string | undefined;
   if (v.server) {
     const ca = v["ca-cert"] ?? env("QPQ_CA_CERT");
     target = { addr: v.server, certPem: ca ? await readCaCert(ca) : undefined };
   } else {
-    const dir = await Deno.makeTempDir({ prefix: "qpq-load-" });
+    const dir = ownDir = await Deno.makeTempDir({ prefix: "qpq-load-" });
     if (v.fsync !== undefined && !["on", "off"].includes(v.fsync)) {
       throw new UsageError("--fsync takes on or off");
     }
@@ -135,5 +136,6 @@ export async function run(args: string[]): Promise<number> {
     return report.lost === 0 && report.duplicated === 0 && report.errors === 0 ? 0 : 1;
   } finally {
     await target.close?.();
+    if (ownDir) await Deno.remove(ownDir, { recursive: true }).catch(() => {});
   }
 }

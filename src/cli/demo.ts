@@ -80,12 +80,17 @@ export async function run(args: string[]): Promise<number> {
     }
     println("");
     println("group demo (two clients, MLS over the server):");
-    await runGroupDemo({
-      server: addr,
-      caCertPem: server.certificate.certPem,
-      dir: await Deno.makeTempDir({ prefix: "qpq-demo-" }),
-      print: (line) => println(line ? `  ${line}` : ""),
-    });
+    const dir = await Deno.makeTempDir({ prefix: "qpq-demo-" });
+    try {
+      await runGroupDemo({
+        server: addr,
+        caCertPem: server.certificate.certPem,
+        dir,
+        print: (line) => println(line ? `  ${line}` : ""),
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
   } finally {
     await server.close();
   }

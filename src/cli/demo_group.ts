@@ -12,7 +12,7 @@ export const USAGE = `Usage: qpq demo-group [--server HOST:PORT] [--ca-cert FILE
 
 Two new identities (alice-xxxxxx and bob-xxxxxx) register on the server, form a group,
 exchange messages both ways and print the transcript. Their state files go to DIR
-(default: a new temporary directory).
+(default: a temporary directory, removed at the end).
 
 Options:
   --server HOST:PORT   server address (env QPQ_SERVER, default 127.0.0.1:7000)
@@ -33,11 +33,19 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const caPath = p.values["ca-cert"] ?? env("QPQ_CA_CERT");
-  await runGroupDemo({
-    server: p.values.server ?? env("QPQ_SERVER") ?? "127.0.0.1:7000",
-    caCertPem: caPath ? await readCaCert(caPath) : undefined,
-    dir: p.values.dir ?? await Deno.makeTempDir({ prefix: "qpq-demo-" }),
-    print: println,
-  });
+  // a directory of our own making goes when the demo ends; one the user named stays
+  const temp = p.values.dir === undefined
+    ? await Deno.makeTempDir({ prefix: "qpq-demo-" })
+    : undefined;
+  try {
+    await runGroupDemo({
+      server: p.values.server ?? env("QPQ_SERVER") ?? "127.0.0.1:7000",
+      caCertPem: caPath ? await readCaCert(caPath) : undefined,
+      dir: p.values.dir ?? temp!,
+      print: println,
+    });
+  } finally {
+    if (temp) await Deno.remove(temp, { recursive: true }).catch(() => {});
+  }
   return 0;
 }

@@ -69,6 +69,7 @@ export async function run(args: string[]): Promise<number> {
     }`,
   );
   println(`SHA-256 fingerprint: ${cert.fingerprint}`);
+  if (server.healthAddr) println(`health on http://${formatHostPort(server.healthAddr)}/health`);
   await server.finished;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);

@@ -39,6 +39,8 @@ export interface Service {
   onDisconnect?(conn: ConnectionState): void;
   /** Release resources at shutdown. */
   close?(): Promise<void> | void;
+  /** Where it serves plain-HTTP health, if it does (the port resolved when 0 was asked). */
+  healthAddr?: HostPort;
 }
 
 /** Builds the services of a server (the store-backed ones come from server/services.ts). */
@@ -63,6 +65,8 @@ export interface RunningServer {
   readonly addr: HostPort;
   /** The certificate it presents. */
   readonly certificate: ServerCertificate;
+  /** Bound address of the plain-HTTP health endpoint (`health_listen`), if configured. */
+  readonly healthAddr: HostPort | undefined;
   /** Resolves when the server has stopped. */
   readonly finished: Promise<void>;
   /** Graceful shutdown. */
@@ -272,5 +276,6 @@ export async function startServer(
     return closing;
   };
 
-  return { addr: quic.addr, certificate, finished, close };
+  const healthAddr = services.find((s) => s.healthAddr !== undefined)?.healthAddr;
+  return { addr: quic.addr, certificate, healthAddr, finished, close };
 }

@@ -69,6 +69,9 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
         ...consentHandlers(store),
       },
       queueDepth: () => store.totalQueueDepth(),
+      ...(http?.addr.transport === "tcp"
+        ? { healthAddr: { hostname: http.addr.hostname, port: http.addr.port } }
+        : {}),
       async close() {
         clearInterval(purge);
         await http?.shutdown();

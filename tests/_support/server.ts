@@ -29,8 +29,11 @@ export async function startTestServer(
     dataDir?: string;
     file?: Record<string, string | number | boolean>;
     env?: Record<string, string>;
+    /** Keep a data dir this made when the server closes (a test reads it afterwards). */
+    keepDataDir?: boolean;
   } = {},
 ): Promise<TestServer> {
+  const made = options.dataDir === undefined;
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "qpq-test-" });
   const config = resolveConfig(
     { listen: "127.0.0.1:0", dataDir },
@@ -44,6 +47,12 @@ export async function startTestServer(
     dataDir,
     certPem: server.certificate.certPem,
     config,
-    close: () => server.close(),
+    async close() {
+      await server.close();
+      // a data dir this made goes with the server (one given by the test is the test's)
+      if (made && !options.keepDataDir) {
+        await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      }
+    },
   };
 }
