@@ -394,3 +394,33 @@ Deno.test("lying server: a stranger's invitation under a contact's name is still
     for (const c of [b.client, alice.client, mallory.client]) await c.close();
   });
 });
+
+Deno.test("lying server: deliveries in reverse order are each shown once, none lost", async () => {
+  await withLyingServer(async (ts, lie, dir) => {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    await alice.client.dm("bob");
+    await bob.client.sync(); // joined
+    const b = await reopen(bob, dir, lie);
+    for (const t of ["one", "two", "three"]) await alice.client.send("@bob", t);
+    // every page and push arrives back to front
+    lie.rewrite = (frame, direction) => {
+      if (direction !== "toClient") return undefined;
+      if (frame.type === "push") {
+        return [{ ...frame, push: { messages: [...frame.push.messages].reverse() } }];
+      }
+      if (frame.type === "response" && frame.response.kind === "messages") {
+        const messages = [...frame.response.messages].reverse();
+        return [{ ...frame, response: { ...frame.response, messages } }];
+      }
+      return undefined;
+    };
+    await b.client.sync();
+    await b.client.sync();
+    const got = b.events.flatMap((e) => e.kind === "message" ? [e.message.body] : []);
+    assertEquals([...got].sort(), ["one", "three", "two"], "each exactly once");
+    assertEquals(b.events.filter((e) => e.kind === "unreadable"), []);
+    assertEquals(b.client.history("@alice").map((m) => m.body).sort(), ["one", "three", "two"]);
+    for (const c of [b.client, alice.client]) await c.close();
+  });
+});

@@ -101,14 +101,17 @@ export class Receiver {
         "messages",
       );
       if (page.messages.length === 0) break;
-      const first = page.messages[0]!.seq;
+      // in queue order whatever order the server sent them in (a lying server reordering a
+      // page made the later ones look applied already: skipped, acknowledged, lost)
+      const messages = [...page.messages].sort((a, b) => a.seq - b.seq);
+      const first = messages[0]!.seq;
       if (first > cursor + 1 && cursor > 0) {
         this.#ctx.emit({
           kind: "warning",
           text: `${first - cursor - 1} message(s) expired on the server before delivery`,
         });
       }
-      for (const m of page.messages) {
+      for (const m of messages) {
         if (m.seq <= this.cursor()) continue;
         await this.#apply(m);
         total++;

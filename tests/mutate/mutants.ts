@@ -108,6 +108,15 @@ export const MUTANTS: Mutant[] = [
     why: "a Welcome never replaces a working group that has other members (fork into a look-alike)",
     tests: ["tests/client_groups_test.ts"],
   },
+  {
+    id: "client-page-order",
+    file: "src/client/receiver.ts",
+    find: "const messages = [...page.messages].sort((a, b) => a.seq - b.seq);",
+    replace: "const messages = page.messages;",
+    why: "a page delivered out of order made later messages look applied: skipped and lost",
+    tests: [LYING],
+    quick: true,
+  },
   // ---- MLS layer
   {
     id: "mls-binding-key",
