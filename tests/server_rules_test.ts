@@ -316,3 +316,25 @@ Deno.test("server: a full queue refuses the whole fan-out with quota, and takes 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("server: a message past retention is never delivered, and the reader is told", async () => {
+  const ts = await startTestServer({ file: { retention_seconds: 1 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-rules-" });
+  const alice = await testUser(ts, dir, "alice");
+  const bob = await testUser(ts, dir, "bob");
+  try {
+    await alice.client.dm("bob");
+    await bob.client.sync(); // joined
+    await alice.client.send("@bob", "too old");
+    // retention is a rule about time: the only way to test it is to let a second pass
+    await new Promise((r) => setTimeout(r, 1_200));
+    await alice.client.send("@bob", "fresh");
+    await bob.client.sync();
+    assertEquals(bob.received(), ["fresh"]);
+    assertEquals(bob.warnings(), ["1 message(s) expired on the server before delivery"]);
+  } finally {
+    for (const u of [alice, bob]) await u.client.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

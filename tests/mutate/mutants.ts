@@ -252,6 +252,14 @@ export const MUTANTS: Mutant[] = [
     why: "a fetch page that cannot be encoded jammed an inbox for 30 days",
     tests: ["tests/adversarial_test.ts"],
   },
+  {
+    id: "store-retention",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "const cutoff = this.#clock() - this.#lim.messageRetentionMs;",
+    replace: "const cutoff = 0;",
+    why: "a message past retention is never delivered, purged yet or not",
+    tests: [RULES],
+  },
   // ---- names and consent
   {
     id: "names-case-insensitive",

@@ -1011,12 +1011,15 @@ export class SqliteServerStore implements ServerStore {
       const maxBytes = options.maxBytes ?? Number.MAX_SAFE_INTEGER;
       const overhead = options.rowOverheadBytes ?? 0;
       const uid = this.#uid(recipient);
+      // past retention a message is gone, whether or not the purge has run yet
+      const cutoff = this.#clock() - this.#lim.messageRetentionMs;
       // sizes first (length() of a BLOB does not read it), then only the page's bodies
       const sizes = this.#all(
         "SELECT d.seq, length(m.body) AS n FROM deliveries d JOIN messages m ON m.id = d.message " +
-          "WHERE d.recipient = ? AND d.seq > ? ORDER BY d.seq LIMIT ?",
+          "WHERE d.recipient = ? AND d.seq > ? AND d.created_at > ? ORDER BY d.seq LIMIT ?",
         uid,
         afterSeq,
+        cutoff,
         n + 1,
       );
       let take = 0;
@@ -1031,10 +1034,11 @@ export class SqliteServerStore implements ServerStore {
       const rows = this.#all(
         "SELECT d.seq, m.dedupe_ref, m.channel_id, m.body, m.created_at " +
           "FROM deliveries d JOIN messages m ON m.id = d.message " +
-          "WHERE d.recipient = ? AND d.seq > ? AND d.seq <= ? ORDER BY d.seq",
+          "WHERE d.recipient = ? AND d.seq > ? AND d.seq <= ? AND d.created_at > ? ORDER BY d.seq",
         uid,
         afterSeq,
         sizes[take - 1]!.seq as number,
+        cutoff,
       );
       const messages = rows.map((r) => {
         const ref = r.dedupe_ref as Uint8Array;
