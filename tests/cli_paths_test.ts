@@ -121,7 +121,7 @@ Deno.test("qpq update and leave: the group goes on after a self-update; a leaver
     assertEquals(ok(await qpq("carol", "leave", "#g")).stdout, "Left #g\n");
     assertStringIncludes(ok(await qpq("alice", "recv")).stdout, "* carol left #g");
     assertEquals(ok(await qpq("alice", "members", "#g")).stdout.split("\n")[0], "#g: alice, bob");
-    ok(await qpq("alice", "send", "--group", "g", "without carol"));
+    ok(await qpq("alice", "send", "--to", "#g", "without carol")); // --to takes a #group too
     assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: without carol");
     assert(!ok(await qpq("carol", "recv")).stdout.includes("without carol"));
   });

@@ -16,7 +16,7 @@ locally and queued first: if the server cannot be reached it stays queued and go
 with the next command that reaches the server, never twice.
 
 Options:
-  --to USER      the DM with USER (created if needed)
+  --to USER      the DM with USER (created if needed); --to #NAME is the group NAME
   --group NAME   the group NAME
   --all          every conversation`;
 
@@ -41,7 +41,9 @@ export const run = clientCommand({
     }
     if (text.length === 0) throw new UsageError("Nothing to send: the message is empty");
     const refs: string[] = [];
-    if (values.to) refs.push((await client.dm(values.to as string)).name);
+    const to = values.to as string | undefined;
+    if (to?.startsWith("#")) refs.push(client.conversation(to).name);
+    else if (to) refs.push((await client.dm(to)).name);
     else if (values.group) refs.push(`#${(values.group as string).replace(/^#/, "")}`);
     else {
       refs.push(
