@@ -5,27 +5,7 @@
  * mistakes are one line with exit code 1.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
-import { type CliResult, runQpq } from "./_support/cli.ts";
-import { startTestServer } from "./_support/server.ts";
-
-async function withCli(
-  fn: (qpq: (user: string, ...args: string[]) => Promise<CliResult>) => Promise<void>,
-): Promise<void> {
-  const ts = await startTestServer();
-  const dir = await Deno.makeTempDir({ prefix: "qpq-cli-consent-" });
-  await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
-  const qpq = (user: string, ...args: string[]) =>
-    runQpq([...args, "--username", user], {
-      cwd: dir,
-      env: { QPQ_SERVER: ts.addr, QPQ_CA_CERT: `${dir}/ca.pem`, QPQ_PASSWORD: `pw-${user}` },
-    });
-  try {
-    await fn(qpq);
-  } finally {
-    await ts.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { type CliResult, withCliUsers } from "./_support/cli.ts";
 
 function ok(r: CliResult): string {
   assertEquals(r.code, 0, r.stderr);
@@ -33,7 +13,7 @@ function ok(r: CliResult): string {
 }
 
 Deno.test("qpq requests, accept, block, unblock: one line per request, nothing more until accepted", async () => {
-  await withCli(async (qpq) => {
+  await withCliUsers(async (qpq) => {
     for (const u of ["bob", "mallory", "alice"]) ok(await qpq(u, "register-user"));
     ok(await qpq("mallory", "send", "--to", "bob", "buy now"));
     ok(await qpq("mallory", "send", "--to", "bob", "\u001b]0;pwned\u0007last chance"));
@@ -94,7 +74,7 @@ Deno.test("qpq requests, accept, block, unblock: one line per request, nothing m
 });
 
 Deno.test("qpq join accepts every request, as join always did", async () => {
-  await withCli(async (qpq) => {
+  await withCliUsers(async (qpq) => {
     for (const u of ["ann", "ben"]) ok(await qpq(u, "register-user"));
     ok(await qpq("ann", "send", "--to", "ben", "hello"));
     ok(await qpq("ann", "create-group", "g"));

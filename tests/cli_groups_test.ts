@@ -4,27 +4,7 @@
  * `list` marking a broken conversation, `send --all` going past what it cannot send to.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { type CliResult, runQpq } from "./_support/cli.ts";
-import { startTestServer } from "./_support/server.ts";
-
-async function withCli(
-  fn: (qpq: (user: string, ...args: string[]) => Promise<CliResult>) => Promise<void>,
-): Promise<void> {
-  const ts = await startTestServer();
-  const dir = await Deno.makeTempDir({ prefix: "qpq-cli-groups-" });
-  await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
-  const qpq = (user: string, ...args: string[]) =>
-    runQpq([...args, "--username", user], {
-      cwd: dir,
-      env: { QPQ_SERVER: ts.addr, QPQ_CA_CERT: `${dir}/ca.pem`, QPQ_PASSWORD: `pw-${user}` },
-    });
-  try {
-    await fn(qpq);
-  } finally {
-    await ts.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { type CliResult, withCliUsers } from "./_support/cli.ts";
 
 function ok(r: CliResult): CliResult {
   assertEquals(r.code, 0, r.stderr);
@@ -32,7 +12,7 @@ function ok(r: CliResult): CliResult {
 }
 
 Deno.test("qpq: create, invite two, remove one, another leaves: the creator's recv, list, send work", async () => {
-  await withCli(async (qpq) => {
+  await withCliUsers(async (qpq) => {
     for (const u of ["p1", "p2", "p3"]) ok(await qpq(u, "register-user"));
     ok(await qpq("p1", "create-group", "g"));
     ok(await qpq("p1", "invite", "g", "p2", "p3"));
@@ -52,7 +32,7 @@ Deno.test("qpq: create, invite two, remove one, another leaves: the creator's re
 });
 
 Deno.test("qpq send --all reports each conversation it skips and sends to the rest", async () => {
-  await withCli(async (qpq) => {
+  await withCliUsers(async (qpq) => {
     for (const u of ["ann", "ben"]) ok(await qpq(u, "register-user"));
     ok(await qpq("ann", "create-group", "solo")); // nobody else in it: cannot be sent to
     ok(await qpq("ann", "send", "--to", "ben", "first"));

@@ -4,36 +4,9 @@
  * entry point against a real server, as a person would type it.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { type CliResult, runQpq, spawnQpq } from "./_support/cli.ts";
-import { startTestServer, type TestServer } from "./_support/server.ts";
-import { startLyingServer } from "./_support/lying_server.ts";
+import { type CliResult, runQpq, spawnQpq, withCliUsers } from "./_support/cli.ts";
+import { startLyingServer, swapIdentityKeys } from "./_support/lying_server.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
-
-type Qpq = (user: string, ...args: string[]) => Promise<CliResult>;
-
-async function withCli(
-  fn: (
-    qpq: Qpq,
-    ctx: { ts: TestServer; dir: string; env: (u: string) => Record<string, string> },
-  ) => Promise<void>,
-): Promise<void> {
-  const ts = await startTestServer();
-  const dir = await Deno.makeTempDir({ prefix: "qpq-cli-paths-" });
-  await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
-  const env = (user: string) => ({
-    QPQ_SERVER: ts.addr,
-    QPQ_CA_CERT: `${dir}/ca.pem`,
-    QPQ_PASSWORD: `pw-${user}`,
-  });
-  const qpq: Qpq = (user, ...args) =>
-    runQpq([...args, "--username", user], { cwd: dir, env: env(user) });
-  try {
-    await fn(qpq, { ts, dir, env });
-  } finally {
-    await ts.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function ok(r: CliResult): CliResult {
   assertEquals(r.code, 0, r.stderr);
@@ -49,7 +22,7 @@ function oneLine(r: CliResult): string {
 }
 
 Deno.test("qpq logout, whoami, login: the session goes and comes back; a wrong password is one line", async () => {
-  await withCli(async (qpq, { dir, env }) => {
+  await withCliUsers(async (qpq, { dir, env }) => {
     ok(await qpq("alice", "register-user"));
     assertStringIncludes(ok(await qpq("alice", "whoami")).stdout, "session: valid until");
     assertEquals(ok(await qpq("alice", "logout")).stdout, "Logged out alice\n");
@@ -65,12 +38,13 @@ Deno.test("qpq logout, whoami, login: the session goes and comes back; a wrong p
       cwd: dir,
       env: { ...env("alice"), QPQ_PASSWORD: "not her password" },
     });
-    assertEquals(oneLine(wrong), "qpq: Login failed: wrong username or password");
+    // the local state is sealed under the password: that refuses it first, before the server
+    assertEquals(oneLine(wrong), "qpq: Cannot open state: wrong password or damaged file");
   });
 });
 
 Deno.test("qpq verify: both sides see one safety number; a key the server swapped is refused in one line", async () => {
-  await withCli(async (qpq, { ts, dir, env }) => {
+  await withCliUsers(async (qpq, { ts, dir, env }) => {
     ok(await qpq("alice", "register-user"));
     ok(await qpq("bob", "register-user"));
     const a = ok(await qpq("alice", "verify", "@bob")).stdout.split("\n");
@@ -85,11 +59,7 @@ Deno.test("qpq verify: both sides see one safety number; a key the server swappe
     const lie = await startLyingServer(ts);
     try {
       const fake = ed25519.getPublicKey(ed25519.utils.randomSecretKey());
-      lie.rewrite = (frame, direction) =>
-        direction === "toClient" && frame.type === "response" &&
-          frame.response.kind === "identityKey"
-          ? [{ ...frame, response: { ...frame.response, key: fake } }]
-          : undefined;
+      lie.rewrite = swapIdentityKeys(fake);
       const r = await runQpq(["verify", "bob", "--username", "alice"], {
         cwd: dir,
         env: { ...env("alice"), QPQ_SERVER: lie.addr },
@@ -107,7 +77,7 @@ Deno.test("qpq verify: both sides see one safety number; a key the server swappe
 });
 
 Deno.test("qpq update and leave: the group goes on after a self-update; a leaver is gone for the others", async () => {
-  await withCli(async (qpq) => {
+  await withCliUsers(async (qpq) => {
     for (const u of ["alice", "bob", "carol"]) ok(await qpq(u, "register-user"));
     ok(await qpq("alice", "create-group", "g"));
     ok(await qpq("alice", "invite", "#g", "bob", "carol"));
@@ -128,7 +98,7 @@ Deno.test("qpq update and leave: the group goes on after a self-update; a leaver
 });
 
 Deno.test("qpq chat: typed lines are sent to the conversation; EOF ends it", async () => {
-  await withCli(async (qpq, { dir, env }) => {
+  await withCliUsers(async (qpq, { dir, env }) => {
     ok(await qpq("alice", "register-user"));
     ok(await qpq("bob", "register-user"));
     ok(await qpq("bob", "send", "--to", "alice", "hi alice"));
@@ -151,7 +121,7 @@ Deno.test("qpq chat: typed lines are sent to the conversation; EOF ends it", asy
 });
 
 Deno.test("qpq demo-group: two new users form a group and talk both ways", async () => {
-  await withCli(async (_qpq, { ts, dir }) => {
+  await withCliUsers(async (_qpq, { ts, dir }) => {
     const r = await runQpq([
       "demo-group",
       "--server",
@@ -168,7 +138,7 @@ Deno.test("qpq demo-group: two new users form a group and talk both ways", async
 });
 
 Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the flags win", async () => {
-  await withCli(async (_qpq, { dir, env }) => {
+  await withCliUsers(async (_qpq, { dir, env }) => {
     const run = (args: string[], extra: Record<string, string>) =>
       runQpq(args, { cwd: dir, env: { ...env("alice"), ...extra } });
     ok(await run(["register-user"], { QPQ_USERNAME: "alice" }));

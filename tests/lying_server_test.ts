@@ -7,7 +7,12 @@
  */
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
-import { type Rewrite, startLyingServer } from "./_support/lying_server.ts";
+import {
+  onDelivered,
+  type Rewrite,
+  startLyingServer,
+  swapIdentityKeys,
+} from "./_support/lying_server.ts";
 import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
@@ -44,21 +49,9 @@ async function withLyingServer(
   }
 }
 
-/** Rewrite every delivered message (fetch pages and pushes) going to the client. */
-function onDelivered(f: (m: DeliveredMessage) => DeliveredMessage): Rewrite {
-  return (frame, direction) => {
-    if (direction !== "toClient") return undefined;
-    if (frame.type === "push") {
-      return [{ ...frame, push: { messages: frame.push.messages.map(f) } }];
-    }
-    if (frame.type === "response" && frame.response.kind === "messages") {
-      return [{
-        ...frame,
-        response: { ...frame.response, messages: frame.response.messages.map(f) },
-      }];
-    }
-    return undefined;
-  };
+/** Rewrite each delivered message (fetch pages and pushes) going to the client. */
+function eachDelivered(f: (m: DeliveredMessage) => DeliveredMessage): Rewrite {
+  return onDelivered((ms) => ms.map(f));
 }
 
 /** Open `u`'s state again as a second client instance (a restart) through `server`. */
@@ -101,11 +94,7 @@ Deno.test("lying server: a swapped identity key is refused, the pinned key stays
     assertEquals(toHex(realKey), toHex(bob.client.identityPublicKey));
     const a = await reopen(alice, dir, lie);
     const fake = ed25519.getPublicKey(ed25519.utils.randomSecretKey());
-    lie.rewrite = (frame, direction) =>
-      direction === "toClient" && frame.type === "response" &&
-        frame.response.kind === "identityKey"
-        ? [{ ...frame, response: { ...frame.response, key: fake } }]
-        : undefined;
+    lie.rewrite = swapIdentityKeys(fake);
     await assertRejects(
       () => a.client.verify("bob"),
       ValidationError,
@@ -132,7 +121,7 @@ Deno.test("lying server: a message's claimed sender is ignored; the MLS sender i
     await alice.client.dm("bob");
     await alice.client.send("@bob", "hello from alice");
     const b = await reopen(bob, dir, lie);
-    lie.rewrite = onDelivered((m) => ({ ...m, sender: "carol" }));
+    lie.rewrite = eachDelivered((m) => ({ ...m, sender: "carol" }));
     await b.client.sync();
     const got = b.events.flatMap((e) => e.kind === "message" ? [e.message] : []);
     assertEquals(got.map((m) => [m.sender, m.body]), [["alice", "hello from alice"]]);
@@ -154,7 +143,7 @@ Deno.test("lying server: a DM filed under another user's name is refused", async
     lie.rewrite = (frame, direction) => {
       if (direction !== "toClient" || frame.type !== "response") return undefined;
       if (frame.response.kind !== "channels") {
-        return onDelivered((m) => ({ ...m, sender: "alice" }))(frame, direction);
+        return eachDelivered((m) => ({ ...m, sender: "alice" }))(frame, direction);
       }
       const channels = frame.response.channels.map((c) =>
         c.channelKind === "dm"
@@ -183,7 +172,7 @@ Deno.test("lying server: a replayed old commit is ignored and the group goes on"
     const carol = await testUser(ts, dir, "carol");
     const b = await reopen(bob, dir, lie);
     let oldCommit: DeliveredMessage | undefined;
-    lie.rewrite = onDelivered((m) => {
+    lie.rewrite = eachDelivered((m) => {
       if (m.messageKind === "commit") oldCommit ??= m;
       return m;
     });
@@ -195,7 +184,7 @@ Deno.test("lying server: a replayed old commit is ignored and the group goes on"
     assert(oldCommit, "bob saw the commit adding carol");
     // From now on the server replaces what it delivers to bob by that old commit, once.
     let replayed = false;
-    lie.rewrite = onDelivered((m) => {
+    lie.rewrite = eachDelivered((m) => {
       if (replayed || m.messageKind !== "application") return m;
       replayed = true;
       return { ...oldCommit!, seq: m.seq };
@@ -348,17 +337,7 @@ Deno.test("lying server: a Welcome to another group delivered on a channel's nam
       ms.filter((m) => m.messageKind !== "welcome" || m.sender === "mallory").map((m) =>
         m.messageKind === "welcome" && target.bank ? { ...m, channelId: target.bank } : m
       );
-    lie.rewrite = (frame, direction) => {
-      if (direction !== "toClient") return undefined;
-      if (frame.type === "push") {
-        return [{ ...frame, push: { messages: lieAbout(frame.push.messages) } }];
-      }
-      if (frame.type === "response" && frame.response.kind === "messages") {
-        const messages = lieAbout(frame.response.messages);
-        return [{ ...frame, response: { ...frame.response, messages } }];
-      }
-      return undefined;
-    };
+    lie.rewrite = onDelivered(lieAbout);
     await alice.client.createGroup("bank");
     await alice.client.invite("#bank", ["bob"]);
     await b.client.sync();
@@ -384,7 +363,7 @@ Deno.test("lying server: a stranger's invitation under a contact's name is still
     const bob = await testUser(ts, dir, "bob");
     await bob.client.dm("alice"); // alice is bob's contact, mallory is not
     const b = await reopen(bob, dir, lie, "contacts");
-    lie.rewrite = onDelivered((m) => m.sender === "mallory" ? { ...m, sender: "alice" } : m);
+    lie.rewrite = eachDelivered((m) => m.sender === "mallory" ? { ...m, sender: "alice" } : m);
     await mallory.client.createGroup("trap");
     await mallory.client.invite("#trap", ["bob"]);
     await b.client.sync();
@@ -404,17 +383,7 @@ Deno.test("lying server: deliveries in reverse order are each shown once, none l
     const b = await reopen(bob, dir, lie);
     for (const t of ["one", "two", "three"]) await alice.client.send("@bob", t);
     // every page and push arrives back to front
-    lie.rewrite = (frame, direction) => {
-      if (direction !== "toClient") return undefined;
-      if (frame.type === "push") {
-        return [{ ...frame, push: { messages: [...frame.push.messages].reverse() } }];
-      }
-      if (frame.type === "response" && frame.response.kind === "messages") {
-        const messages = [...frame.response.messages].reverse();
-        return [{ ...frame, response: { ...frame.response, messages } }];
-      }
-      return undefined;
-    };
+    lie.rewrite = onDelivered((ms) => [...ms].reverse());
     await b.client.sync();
     await b.client.sync();
     const got = b.events.flatMap((e) => e.kind === "message" ? [e.message.body] : []);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { startTestServer, type TestServer } from "./server.ts";
 
 /** Permission and unstable flags of `deno task qpq` (kept in step with deno.json). */
 export async function qpqRunFlags(): Promise<string[]> {
@@ -165,5 +166,37 @@ export async function startServerProcess(
         await stopped;
       },
     };
+  }
+}
+
+/** `qpq ...args --username user`, as `user` types it (see {@link withCliUsers}). */
+export type QpqAs = (user: string, ...args: string[]) => Promise<CliResult>;
+
+/**
+ * A test server and a working directory for CLI users: `qpq(user, ...args)` runs the real
+ * entry point there with `QPQ_SERVER`, `QPQ_CA_CERT` and the password `pw-<user>`. Both are
+ * removed afterwards.
+ */
+export async function withCliUsers(
+  fn: (
+    qpq: QpqAs,
+    ctx: { ts: TestServer; dir: string; env: (user: string) => Record<string, string> },
+  ) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-cli-users-" });
+  await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
+  const env = (user: string) => ({
+    QPQ_SERVER: ts.addr,
+    QPQ_CA_CERT: `${dir}/ca.pem`,
+    QPQ_PASSWORD: `pw-${user}`,
+  });
+  const qpq: QpqAs = (user, ...args) =>
+    runQpq([...args, "--username", user], { cwd: dir, env: env(user) });
+  try {
+    await fn(qpq, { ts, dir, env });
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
   }
 }

@@ -14,6 +14,7 @@
 import { connectQuic, listenQuic, parseHostPort } from "../../src/transport/quic.ts";
 import {
   decodeFrame,
+  type DeliveredMessage,
   encodeFrame,
   type Frame,
   FrameReader,
@@ -29,6 +30,30 @@ export type Direction = "toServer" | "toClient";
  * to forward it unchanged, `[]` to drop it.
  */
 export type Rewrite = (frame: Frame, direction: Direction) => Frame[] | undefined;
+
+/**
+ * A lie about what is delivered: `f` gets the messages of every fetch page and push going to
+ * the client and returns what the client gets instead (dropped, changed, reordered, added).
+ */
+export function onDelivered(f: (messages: DeliveredMessage[]) => DeliveredMessage[]): Rewrite {
+  return (frame, direction) => {
+    if (direction !== "toClient") return undefined;
+    if (frame.type === "push") return [{ ...frame, push: { messages: f(frame.push.messages) } }];
+    if (frame.type === "response" && frame.response.kind === "messages") {
+      return [{ ...frame, response: { ...frame.response, messages: f(frame.response.messages) } }];
+    }
+    return undefined;
+  };
+}
+
+/** A lie about the directory: every identity key the server reports is `key`. */
+export function swapIdentityKeys(key: Uint8Array): Rewrite {
+  return (frame, direction) =>
+    direction === "toClient" && frame.type === "response" &&
+      frame.response.kind === "identityKey"
+      ? [{ ...frame, response: { ...frame.response, key } }]
+      : undefined;
+}
 
 /** A running lying server. */
 export interface LyingServer {
