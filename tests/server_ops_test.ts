@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { readUntil, spawnQpq } from "./_support/cli.ts";
+import { registerUser } from "./_support/fuzz.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import {
   clientLoginFinish,
@@ -355,5 +356,22 @@ Deno.test("startServer warns at start when it runs with the development invite t
       warned,
       lines.join("\n"),
     );
+  }
+});
+
+Deno.test("the server's files are its owner's alone under umask 022: data dir 0700, database, WAL and key 0600", async () => {
+  const ts = await startTestServer();
+  try {
+    // a write, so the WAL and shared-memory files exist
+    const conn = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
+    await registerUser(conn, "perm", "perm password", IdentityKeyPair.generate().publicKey);
+    await conn.close();
+    const mode = async (f: string) => (await Deno.stat(`${ts.dataDir}${f}`)).mode! & 0o777;
+    assertEquals(await mode(""), 0o700);
+    for (const f of ["/qpq.db", "/qpq.db-wal", "/qpq.db-shm", "/server-key.pem"]) {
+      assertEquals((await mode(f)).toString(8), "600", f);
+    }
+  } finally {
+    await ts.close();
   }
 });

@@ -260,6 +260,14 @@ export const MUTANTS: Mutant[] = [
     why: "a message past retention is never delivered, purged yet or not",
     tests: [RULES],
   },
+  {
+    id: "store-owner-only",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "if (path !== MEMORY_PATH) ownerOnly(path);",
+    replace: "",
+    why: "the database was world-readable (0644) outside the systemd unit's umask",
+    tests: ["tests/server_ops_test.ts"],
+  },
   // ---- names and consent
   {
     id: "names-case-insensitive",

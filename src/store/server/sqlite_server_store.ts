@@ -184,6 +184,7 @@ export class SqliteServerStore implements ServerStore {
     let notices: string[] = [];
     try {
       sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
+      if (path !== MEMORY_PATH) ownerOnly(path);
       try {
         db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
       } catch (e) {
@@ -1161,6 +1162,25 @@ export class SqliteServerStore implements ServerStore {
   /** Redacted: never shows keys or the file's contents. */
   [Symbol.for("Deno.customInspect")](): string {
     return `SqliteServerStore { sealed: ${this.#sealer.sealed}, closed: ${this.#closed} }`;
+  }
+}
+
+/**
+ * Make the database file (and a journal left from before) readable by its owner only,
+ * whatever the umask: created 0600 before SQLite opens it, an existing one narrowed to 0600.
+ * SQLite gives the WAL and shared-memory files it creates later the database file's mode.
+ * Failures are left to SQLite's open, which reports them.
+ */
+function ownerOnly(path: string): void {
+  try {
+    Deno.openSync(path, { create: true, write: true, mode: 0o600 }).close();
+  } catch {
+    return;
+  }
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      Deno.chmodSync(f, 0o600);
+    } catch { /* absent, or not ours to change */ }
   }
 }
 
