@@ -3,7 +3,7 @@
  * spawned `qpq server` under SIGTERM with a client connected, and structured logs that
  * carry no password, token or key.
  */
-import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { readUntil, spawnQpq } from "./_support/cli.ts";
 import { registerUser } from "./_support/fuzz.ts";
@@ -22,7 +22,9 @@ import { WIRE_VERSION } from "../src/limits.ts";
 import type { QpqError } from "../src/errors.ts";
 import { DatabaseSync } from "node:sqlite";
 import { resolveConfig, startServer } from "../src/server/mod.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger, silentLogger } from "../src/log.ts";
+import { createServices } from "../src/server/services.ts";
+import { generateSelfSignedCertificate } from "../src/transport/cert.ts";
 
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
 
@@ -373,5 +375,59 @@ Deno.test("the server's files are its owner's alone under umask 022: data dir 07
     }
   } finally {
     await ts.close();
+  }
+});
+
+Deno.test("start-up errors name what is wrong: a mismatched certificate and key, a port in use (QUIC and health alike)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-startup-" });
+  try {
+    const a = await generateSelfSignedCertificate();
+    const b = await generateSelfSignedCertificate();
+    await Deno.writeTextFile(`${dir}/cert.pem`, a.certPem);
+    await Deno.writeTextFile(`${dir}/key.pem`, b.keyPem);
+    const mismatched = resolveConfig(
+      { listen: "127.0.0.1:0", dataDir: `${dir}/data` },
+      { tls_cert: `${dir}/cert.pem`, tls_key: `${dir}/key.pem`, store_backend: "memory" },
+      {},
+    );
+    const e1 = await assertRejects(() => startServer(mismatched, { log: silentLogger }));
+    assertEquals(
+      (e1 as Error).message,
+      `TLS certificate ${dir}/cert.pem and key ${dir}/key.pem do not match: use the key the certificate was issued for`,
+    );
+    // the QUIC port of a running server, and a TCP port taken by someone else
+    const ts = await startTestServer();
+    const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const quicPort = ts.server.addr.port;
+      const busy = resolveConfig(
+        { listen: `127.0.0.1:${quicPort}`, dataDir: `${dir}/d2` },
+        { store_backend: "memory" },
+        {},
+      );
+      const e2 = await assertRejects(() => startServer(busy, { log: silentLogger }));
+      assertEquals(
+        (e2 as Error).message,
+        `Cannot listen on 127.0.0.1:${quicPort} (QUIC): address already in use`,
+      );
+      const httpPort = (tcp.addr as Deno.NetAddr).port;
+      const health = resolveConfig(
+        { listen: "127.0.0.1:0", dataDir: `${dir}/d3`, healthListen: `127.0.0.1:${httpPort}` },
+        { store_backend: "memory" },
+        {},
+      );
+      const e3 = await assertRejects(() =>
+        startServer(health, { log: silentLogger, services: createServices })
+      );
+      assertEquals(
+        (e3 as Error).message,
+        `Cannot listen on 127.0.0.1:${httpPort} (health): address already in use`,
+      );
+    } finally {
+      tcp.close();
+      await ts.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -25,6 +25,7 @@ import {
   SHUTDOWN_GRACE_MS,
 } from "../limits.ts";
 import { DEV_AUTH_TOKEN, type ServerConfig } from "./config.ts";
+import { GENERATED_KEY } from "./tls.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
@@ -115,6 +116,13 @@ export async function startServer(
     });
   } catch (e) {
     for (const s of services) await s.close?.();
+    // rustls says "keys may not be consistent: KeyMismatch": name the two files instead
+    if (/KeyMismatch|keys may not be consistent/.test(String((e as Error)?.message ?? e))) {
+      const keyPath = config.tlsKey ?? `${config.dataDir}/${GENERATED_KEY}`;
+      throw new UsageError(
+        `TLS certificate ${certificate.certPath} and key ${keyPath} do not match: use the key the certificate was issued for`,
+      );
+    }
     throw e;
   }
 

@@ -8,7 +8,7 @@
  */
 import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
 import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/server/mod.ts";
-import { parseHostPort } from "../transport/quic.ts";
+import { describeNetError, parseHostPort } from "../transport/quic.ts";
 import { TransportError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { WIRE_VERSION } from "../limits.ts";
@@ -107,6 +107,8 @@ function startHealthHttp(ctx: ServerContext, store: ServerStore, listen: string)
       }
     });
   } catch (e) {
-    throw new TransportError(`Cannot serve health on ${listen}: address unavailable`, { cause: e });
+    throw new TransportError(`Cannot listen on ${listen} (health): ${describeNetError(e)}`, {
+      cause: e,
+    });
   }
 }

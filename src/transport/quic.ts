@@ -69,7 +69,7 @@ export function listenQuic(options: ListenQuicOptions): QuicServer {
     });
   } catch (e) {
     throw new TransportError(
-      `Cannot listen on ${formatHostPort(options)}: ${describeNetError(e)}`,
+      `Cannot listen on ${formatHostPort(options)} (QUIC): ${describeNetError(e)}`,
       { cause: e },
     );
   }

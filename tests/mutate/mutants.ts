@@ -268,6 +268,15 @@ export const MUTANTS: Mutant[] = [
     why: "the database was world-readable (0644) outside the systemd unit's umask",
     tests: ["tests/server_ops_test.ts"],
   },
+  {
+    id: "server-cert-key-mismatch",
+    file: "src/server/server.ts",
+    find:
+      "if (/KeyMismatch|keys may not be consistent/.test(String((e as Error)?.message ?? e))) {",
+    replace: "if (false) {",
+    why: "a certificate and key that do not match must be named as such, not as a network failure",
+    tests: ["tests/server_ops_test.ts"],
+  },
   // ---- names and consent
   {
     id: "names-case-insensitive",
