@@ -7,45 +7,11 @@
  * in any file of the server or the clients.
  */
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
-import { type CliResult, readUntil, runQpq, spawnQpq } from "./_support/cli.ts";
+import { type CliResult, runQpq, startServerProcess } from "./_support/cli.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { QpqError } from "../src/errors.ts";
 import { fromHex } from "../src/bytes.ts";
-
-/** A `qpq server` child process. */
-interface ServerProcess {
-  child: Deno.ChildProcess;
-  addr: string;
-  stderr: Promise<string>;
-  stop(): Promise<void>;
-}
-
-async function startServerProcess(dataDir: string, listen: string): Promise<ServerProcess> {
-  const child = spawnQpq(["server", "--listen", listen, "--data-dir", dataDir]);
-  const stderr = new Response(child.stderr).text();
-  const { lines, reader } = await readUntil(child.stdout, (l) => l.includes("listening on"));
-  const addr = /listening on (\S+)/.exec(lines.join("\n"))?.[1];
-  assert(addr, `no address in ${lines.join("\n")}`);
-  // keep draining stdout so the server never blocks on a full pipe
-  const drained = (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  return {
-    child,
-    addr,
-    stderr,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* already gone */ }
-      const status = await child.status;
-      await drained;
-      await stderr;
-      assertEquals(status.code, 0, "server exit code after SIGTERM");
-    },
-  };
-}
 
 const USERS = ["alice", "bob", "carol"] as const;
 type User = typeof USERS[number];
@@ -147,7 +113,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
 
     await t.step("the server restarts on the same port mid-conversation", async () => {
       await ok("alice", ["send", "--group", "team", say("sent before the restart")]);
-      await server.stop();
+      assertEquals(await server.stop(), 0, "server exit code after SIGTERM");
       server = await startServerProcess(dataDir, listen);
       assertEquals(server.addr, listen);
       assertEquals(await ok("bob", ["send", "--group", "team", say("sent after the restart")]), [
@@ -274,7 +240,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
     await t.step(
       "server down: one line and exit 1; send queues and goes out once later",
       async () => {
-        await server.stop();
+        assertEquals(await server.stop(), 0, "server exit code after SIGTERM");
         const queuedText = say("queued while the server was down");
         const [down, queued] = await Promise.all([
           q("alice", ["recv"]),
@@ -318,7 +284,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
     await t.step("no plaintext or password in any file of the server or the clients", async () => {
       // scan once with the server running (its WAL in place) and once after it stopped
       await scanForSecrets([dataDir, clientDir], plaintexts, Object.values(PASSWORDS));
-      await server.stop();
+      assertEquals(await server.stop(), 0, "server exit code after SIGTERM");
       await scanForSecrets([dataDir, clientDir], plaintexts, Object.values(PASSWORDS));
     });
   } finally {

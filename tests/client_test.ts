@@ -12,7 +12,7 @@ import { type QpqError, UsageError } from "../src/errors.ts";
 import { toHex } from "../src/bytes.ts";
 import { NOTICE_KEY_PACKAGES } from "../src/wire/mod.ts";
 import { DEFAULT_SUITE, SUITE_IDS } from "../src/mls/mod.ts";
-import { readUntil, spawnQpq } from "./_support/cli.ts";
+import { startServerProcess } from "./_support/cli.ts";
 
 const user = testUser;
 
@@ -46,31 +46,6 @@ async function health(ts: { addr: string; certPem: string }) {
   } finally {
     await conn.close();
   }
-}
-
-/** A `qpq server` child process on `listen` with `dataDir`. */
-async function startServerProcess(dataDir: string, listen: string) {
-  const child = spawnQpq(["server", "--listen", listen, "--data-dir", dataDir]);
-  const stderr = new Response(child.stderr).text();
-  const { lines, reader } = await readUntil(child.stdout, (l) => l.includes("listening on"));
-  const addr = /listening on (\S+)/.exec(lines.join("\n"))?.[1];
-  assert(addr, lines.join("\n"));
-  const drained = (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  let stopped: Promise<void> | undefined;
-  return {
-    addr,
-    stop(): Promise<void> {
-      stopped ??= (async () => {
-        child.kill("SIGTERM");
-        await child.status;
-        await drained;
-        await stderr;
-      })();
-      return stopped;
-    },
-  };
 }
 
 async function group(owner: TestUser, name: string, ...others: TestUser[]): Promise<void> {
