@@ -264,6 +264,11 @@ struct Message {
                                      # low or your last resort was handed out (refill, rotate).
                                      # A number, not an enum: older readers ignore the field and
                                      # drop the message (no channel), unknown numbers are ignored.
+                                     # 2 = the server was restored from a backup (the fields below).
+  backupTakenAtMs @11 :UInt64;       # notice 2 only: when the backup was taken (0 = unknown)
+  backupQueueSeq @12 :UInt64;        # notice 2 only: the last sequence number of this queue in
+                                     # the backup; numbers after it, up to this notice's, were
+                                     # handed out by the lost history and are skipped (no expiry)
 }
 
 struct Messages {

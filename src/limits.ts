@@ -64,6 +64,12 @@ export const MAX_SENDER_QUEUE_MESSAGES = MAX_QUEUE_MESSAGES / 5;
 export const MAX_SENDER_QUEUE_BYTES = 64 * 1024 * 1024;
 /** How long undelivered messages are kept (seconds). */
 export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
+/**
+ * How far `qpq server restore` moves every queue's sequence numbers past the highest one
+ * in the backup: more than any queue receives between a backup and its restore, so a
+ * number a client saw from the lost history is never handed out again.
+ */
+export const RESTORE_SEQ_GAP = 1_000_000_000;
 /** Most messages returned by one fetch. */
 export const MAX_FETCH_PAGE = 500;
 /**

@@ -1,16 +1,20 @@
 /**
- * `qpq server`: run the server until SIGINT/SIGTERM.
+ * `qpq server`: run the server until SIGINT/SIGTERM; `qpq server backup|restore` are
+ * dispatched to their own modules.
  *
  * @module
  */
-import { env, parseCommand, println } from "./_args.ts";
-import { loadServerConfig, startServer } from "../server/mod.ts";
+import { parseCommand, println } from "./_args.ts";
+import { startServer } from "../server/mod.ts";
+import { readServerConfig } from "./_server_config.ts";
 import { formatHostPort } from "../transport/quic.ts";
 import { createServices } from "../server/services.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq server [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
                   [--health-listen HOST:PORT]
+       qpq server backup --out FILE      copy the database while the server runs
+       qpq server restore FILE           put a backup in place (server stopped)
 
 Run the qpq server (Authentication Service + Delivery Service) until SIGINT or SIGTERM.
 On first start without tls_cert/tls_key it writes a self-signed certificate into the data
@@ -29,8 +33,16 @@ Options:
 Environment: QPQ_AUTH_TOKEN, QPQ_DB_KEY, QPQ_PRODUCTION=1, QPQ_LOG=debug|info|warn|error
 Precedence: flags > environment > config file > defaults.`;
 
-/** Run `qpq server`. */
+/** Subcommands of `qpq server`, loaded when used. */
+const SUBCOMMANDS: Record<string, () => Promise<{ run(args: string[]): Promise<number> }>> = {
+  backup: () => import("./server_backup.ts"),
+  restore: () => import("./server_restore.ts"),
+};
+
+/** Run `qpq server` (or one of its subcommands). */
 export async function run(args: string[]): Promise<number> {
+  const sub = args[0] === undefined ? undefined : SUBCOMMANDS[args[0]];
+  if (sub) return (await sub()).run(args.slice(1));
   const p = parseCommand("server", args, {
     config: { type: "string" },
     listen: { type: "string" },
@@ -42,20 +54,10 @@ export async function run(args: string[]): Promise<number> {
     println(USAGE);
     return 0;
   }
-  const config = await loadServerConfig(
-    {
-      config: p.values.config ?? env("QPQ_CONFIG"),
-      listen: p.values.listen,
-      dataDir: p.values["data-dir"],
-      healthListen: p.values["health-listen"],
-    },
-    {
-      QPQ_AUTH_TOKEN: env("QPQ_AUTH_TOKEN"),
-      QPQ_DB_KEY: env("QPQ_DB_KEY"),
-      QPQ_PRODUCTION: env("QPQ_PRODUCTION"),
-      QPQ_LOG: env("QPQ_LOG"),
-    },
-  );
+  const config = await readServerConfig(p.values, {
+    listen: p.values.listen,
+    healthListen: p.values["health-listen"],
+  });
   const server = await startServer(config, { services: createServices });
   // before the lines below: whoever waits for them may signal at once
   const stop = () => void server.close();

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { MessageKind } from "../wire/mod.ts";
+import { type MessageKind, NOTICE_RESTORED } from "../wire/mod.ts";
 import { fromUtf8, utf8 } from "../bytes.ts";
 import { InternalError } from "../errors.ts";
 
@@ -99,4 +99,33 @@ export function decodeRecord(b: Uint8Array): DeliveryRecord {
   } catch (e) {
     throw new InternalError("Stored delivery record is damaged", { cause: e });
   }
+}
+
+/**
+ * The record of a restore notice (`serverNotice` 2): its payload holds, for the server
+ * alone, when the backup was taken and the last sequence number of the queue in it
+ * (u64 each); the recipient gets them as `backupTakenAtMs` and `backupQueueSeq`.
+ */
+export function encodeRestoreNotice(backupTakenAt: number, queueSeq: number): Uint8Array {
+  const payload = new Uint8Array(16);
+  const dv = new DataView(payload.buffer);
+  dv.setBigUint64(0, BigInt(backupTakenAt));
+  dv.setBigUint64(8, BigInt(queueSeq));
+  return encodeRecord({
+    kind: "application",
+    epoch: 0,
+    payload,
+    welcomeFor: [],
+    welcome: new Uint8Array(0),
+    notice: NOTICE_RESTORED,
+  });
+}
+
+/** Inverse of the payload written by {@link encodeRestoreNotice}. */
+export function decodeRestoreNotice(
+  payload: Uint8Array,
+): { backupTakenAt: number; queueSeq: number } {
+  if (payload.length !== 16) throw new InternalError("Stored restore notice is damaged");
+  const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return { backupTakenAt: Number(dv.getBigUint64(0)), queueSeq: Number(dv.getBigUint64(8)) };
 }

@@ -18,12 +18,18 @@ import { accountHandlers } from "./accounts.ts";
 import { keyPackageHandlers } from "./key_packages.ts";
 import { deliveryHandlers } from "./delivery.ts";
 import { consentHandlers } from "./consent.ts";
+import { lockDatabase } from "./backup.ts";
 
 /** How often expired messages, sessions and KeyPackages are purged (ms). */
 const PURGE_INTERVAL_MS = 60_000;
 
-/** Open the configured store. */
-export async function openStore(ctx: ServerContext): Promise<ServerStore> {
+/**
+ * Open the configured store. A file database is locked (`<db_path>.lock`) until `release`:
+ * `qpq server restore` refuses to replace a database in use.
+ */
+export async function openStore(
+  ctx: ServerContext,
+): Promise<{ store: ServerStore; release: () => void }> {
   const c = ctx.config;
   const options = {
     ...(c.dbKey ? { dbKey: c.dbKey } : {}),
@@ -36,18 +42,29 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
       messageRetentionMs: c.retentionSeconds * 1000,
     },
   };
-  if (c.storeBackend === "memory") return await SqliteServerStore.open(MEMORY_PATH, options);
+  if (c.storeBackend === "memory") {
+    return { store: await SqliteServerStore.open(MEMORY_PATH, options), release: () => {} };
+  }
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
-  const store = await SqliteServerStore.open(c.dbPath, options);
+  // held while the server runs: `qpq server restore` refuses to replace a database in use
+  const lock = lockDatabase(c.dbPath);
+  let store: SqliteServerStore;
+  try {
+    store = await SqliteServerStore.open(c.dbPath, options);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+
   // e.g. accounts renamed by migration 3 (case-insensitive usernames): the operator must
   // tell their owners the new name (docs/operations.md)
   for (const notice of store.migrationNotices) ctx.log.warn("database migration", { notice });
-  return store;
+  return { store, release: () => lock.release() };
 }
 
 /** Build the services for a configured server. */
 export async function createServices(ctx: ServerContext): Promise<Service[]> {
-  const store = await openStore(ctx);
+  const { store, release } = await openStore(ctx);
   try {
     const fresh = (await createServerSetup()).toBytes();
     const setupBytes = await store.getOrCreateSecret("opaque-server-setup", () => fresh);
@@ -75,11 +92,16 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
       async close() {
         clearInterval(purge);
         await http?.shutdown();
-        await store.close();
+        try {
+          await store.close();
+        } finally {
+          release();
+        }
       },
     }];
   } catch (e) {
     await store.close();
+    release();
     throw e;
   }
 }

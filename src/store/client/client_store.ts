@@ -67,7 +67,7 @@ import {
 import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
-import { StateLock } from "./_client_lock.ts";
+import { FileLock } from "../_file_lock.ts";
 import { migrateV1, migrateV2 } from "./_client_migrate.ts";
 import {
   asyncTransaction,
@@ -190,7 +190,7 @@ export class ClientStore implements LocalState {
   readonly #header: Uint8Array;
   readonly #db: DatabaseSync;
   readonly #keys: ClientKeys;
-  readonly #lock: StateLock;
+  readonly #lock: FileLock;
   readonly #created: boolean;
   readonly #sql: Statements;
   #meta: MetaFields;
@@ -205,7 +205,7 @@ export class ClientStore implements LocalState {
       header: Uint8Array;
       db: DatabaseSync;
       keys: ClientKeys;
-      lock: StateLock;
+      lock: FileLock;
       meta: MetaFields;
       created: boolean;
     },
@@ -259,9 +259,9 @@ export class ClientStore implements LocalState {
       }
     }
     OPEN_STATES.add(abs);
-    let lock: StateLock | undefined;
+    let lock: FileLock | undefined;
     try {
-      lock = StateLock.acquire(abs, statePath);
+      lock = FileLock.acquire(abs, statePath);
       if (exists(abs)) {
         return await ClientStore.#openExisting(statePath, abs, password, lock, options);
       }
@@ -281,7 +281,7 @@ export class ClientStore implements LocalState {
     path: string,
     abs: string,
     password: string | Uint8Array,
-    lock: StateLock,
+    lock: FileLock,
     options: ClientStoreOpenOptions,
   ): Promise<ClientStore> {
     let file: Uint8Array;
@@ -361,7 +361,7 @@ export class ClientStore implements LocalState {
     path: string,
     abs: string,
     password: string | Uint8Array,
-    lock: StateLock,
+    lock: FileLock,
     options: ClientStoreOpenOptions & { initialMeta: ClientMetaInit },
   ): Promise<ClientStore> {
     const kdf = options.kdf ?? DEFAULT_ARGON2ID_PARAMS;

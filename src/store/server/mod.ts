@@ -16,10 +16,15 @@
 
 export * from "./server_store.ts";
 export {
+  type DatabaseFileInfo,
+  type MarkRestoredParams,
   MEMORY_PATH,
+  type RestoreMark,
+  type RestoreNoticeInfo,
   SqliteServerStore,
   type SqliteServerStoreOptions,
 } from "./sqlite_server_store.ts";
+export { FileLock } from "../_file_lock.ts";
 export {
   migrate,
   type Migration,

@@ -21,9 +21,9 @@
  * @module
  */
 
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { type Row, Statements } from "../_statements.ts";
-import { concat, constantTimeEqual, fromUtf8, utf8 } from "../../bytes.ts";
+import { concat, constantTimeEqual, fromUtf8, toHex, utf8 } from "../../bytes.ts";
 import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import {
   blocksFull,
@@ -54,7 +54,8 @@ import {
   unknownChannel,
   unknownUser,
 } from "./_common.ts";
-import { migrate, readSchemaVersion } from "./migrations.ts";
+import { migrate, readSchemaVersion, SCHEMA_VERSION } from "./migrations.ts";
+import { RESTORE_SEQ_GAP } from "../../limits.ts";
 import { Sealer, type SealMode } from "../sealing.ts";
 import {
   type ChannelInfo,
@@ -102,6 +103,46 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
  * lost on close. The same rules as a file, at memory speed (tests, the "memory" backend).
  */
 export const MEMORY_PATH = ":memory:";
+
+/** What {@link SqliteServerStore.inspectFile} found in a database file. */
+export interface DatabaseFileInfo {
+  /** Schema version of the file. */
+  schemaVersion: number;
+  /** True when its values are sealed under a db_key. */
+  sealed: boolean;
+  /** When `qpq server backup` took this copy (ms), when it is one. */
+  backupTakenAt: number | undefined;
+  /** How many restores the database has been through. */
+  restoreGeneration: number;
+}
+
+/** What a restored database tells each user (see {@link SqliteServerStore.markRestored}). */
+export interface RestoreNoticeInfo {
+  /** Restores of this database so far, this one included (1 = the first). */
+  generation: number;
+  /** When the backup was taken (ms), when known. */
+  backupTakenAt: number | undefined;
+  /** The last sequence number of the user's queue in the backup (0: none). */
+  queueHighWater: number;
+}
+
+/** Parameters of {@link SqliteServerStore.markRestored}. */
+export interface MarkRestoredParams {
+  /** The stored payload of the notice put at the head of each user's queue. */
+  notice: (info: RestoreNoticeInfo) => Uint8Array;
+}
+
+/** What {@link SqliteServerStore.markRestored} did. */
+export interface RestoreMark {
+  /** Restores of this database so far, this one included. */
+  generation: number;
+  /** When the backup was taken (ms), when known. */
+  backupTakenAt: number | undefined;
+  /** Every queue's next sequence number now (past anything handed out since the backup). */
+  seqFloor: number;
+  /** Users told (one notice each). */
+  users: number;
+}
 
 /** A mutating call waiting for the next group commit. */
 interface PendingOp {
@@ -234,6 +275,213 @@ export class SqliteServerStore implements ServerStore {
         : new StorageError("Cannot open database: the file cannot be opened", { cause: e });
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * Check a database file without writing to it: SQLite's integrity check, that it is a
+   * qpq server database, a schema not newer than this build, and, when `verifyKey` is set,
+   * that it opens with `dbKey` (absent: a database created without db_key). Never needs
+   * the key to read what it reports.
+   *
+   * @throws {StorageError} one line naming what is wrong (damaged, foreign, newer, key)
+   */
+  static inspectFile(
+    path: string,
+    options: { dbKey?: string; verifyKey?: boolean } = {},
+  ): DatabaseFileInfo {
+    let db: DatabaseSync | undefined;
+    let sealer: Sealer | undefined;
+    try {
+      try {
+        Deno.statSync(path);
+        db = new DatabaseSync(path, { readOnly: true });
+      } catch (e) {
+        throw new StorageError(
+          e instanceof Deno.errors.NotFound ? "no such file" : "the file cannot be opened",
+          { cause: e },
+        );
+      }
+      let integrity: string;
+      try {
+        const rows = db.prepare("PRAGMA integrity_check(5)").all();
+        integrity = rows.map((r) => String(r.integrity_check)).join("; ");
+      } catch (e) {
+        throw new StorageError("not a qpq server database (nor any SQLite database)", {
+          cause: e,
+        });
+      }
+      if (integrity !== "ok") {
+        throw new StorageError(
+          `it is damaged (SQLite integrity check: ${integrity.slice(0, 200)})`,
+        );
+      }
+      let meta: Map<string, Uint8Array>;
+      let version: number;
+      try {
+        meta = readMeta(db);
+        version = readSchemaVersion(db);
+      } catch (e) {
+        throw new StorageError("not a qpq server database", { cause: e });
+      }
+      const mode = meta.get("seal_mode");
+      if (mode === undefined || version === 0) {
+        throw new StorageError("not a qpq server database");
+      }
+      if (version > SCHEMA_VERSION) {
+        throw new StorageError(
+          `it has schema version ${version}, newer than this qpq (${SCHEMA_VERSION})`,
+        );
+      }
+      if (options.verifyKey) {
+        sealer = options.dbKey ? Sealer.fromDbKey(options.dbKey) : Sealer.plain();
+        verifySealing(sealer, fromUtf8(mode), meta.get("seal_check"));
+      }
+      const num = (key: string): number | undefined => {
+        const v = meta.get(key);
+        const n = v === undefined ? NaN : Number(fromUtf8(v));
+        return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+      };
+      return {
+        schemaVersion: version,
+        sealed: fromUtf8(mode) !== "plain",
+        backupTakenAt: num("backup_taken_at"),
+        restoreGeneration: num("restore_generation") ?? 0,
+      };
+    } finally {
+      try {
+        db?.close();
+      } catch { /* already failing */ }
+      sealer?.destroy();
+    }
+  }
+
+  /**
+   * Write a consistent copy of the database at `path` into `out` while other processes
+   * (the running server) keep using it: SQLite's online backup in one step (one read
+   * transaction), so the copy is one committed state, WAL included, sealed values copied as
+   * they are (no key needed). `out` is created with mode 0600 and never replaces an existing file; the
+   * copy records when it was taken (meta `backup_taken_at`). A failed copy is removed.
+   *
+   * @returns the time of the snapshot (ms) and the size of the copy (bytes)
+   * @throws {UsageError} when `out` exists
+   * @throws {StorageError} when the database cannot be read or the copy written
+   */
+  static async backupTo(
+    path: string,
+    out: string,
+    options: { now?: () => number; busyTimeoutMs?: number } = {},
+  ): Promise<{ takenAt: number; bytes: number }> {
+    try {
+      Deno.openSync(out, { write: true, createNew: true, mode: 0o600 }).close();
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new UsageError(`${out} exists: a backup never replaces a file, choose another name`);
+      }
+      throw new StorageError(`Cannot create ${out}: ${errorName(e)}`, { cause: e });
+    }
+    let src: DatabaseSync | undefined;
+    let dst: DatabaseSync | undefined;
+    let done = false;
+    try {
+      try {
+        src = new DatabaseSync(path, { readOnly: true, timeout: options.busyTimeoutMs ?? 5000 });
+        if (readMeta(src).get("seal_mode") === undefined) {
+          throw new StorageError(`Cannot back up ${path}: not a qpq server database`);
+        }
+      } catch (e) {
+        if (e instanceof QpqError) throw e;
+        throw new StorageError(`Cannot back up ${path}: the database cannot be opened`, {
+          cause: e,
+        });
+      }
+      const takenAt = (options.now ?? Date.now)();
+      try {
+        // every page in one step: one read transaction, so one committed state (a copy
+        // in steps restarts whenever the server writes in between). VACUUM INTO would
+        // need ATTACH, which Deno disables without full permissions.
+        await backup(src, out, { rate: -1 });
+      } catch (e) {
+        throw new StorageError(`Cannot write ${out}: ${errorName(e)}`, { cause: e });
+      }
+      dst = new DatabaseSync(out);
+      // one self-contained file: no -wal beside it to lose when it is copied away
+      dst.exec("PRAGMA journal_mode = DELETE");
+      dst.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('backup_taken_at', ?)")
+        .run(utf8(String(takenAt)));
+      dst.close();
+      dst = undefined;
+      Deno.chmodSync(out, 0o600);
+      done = true;
+      return { takenAt, bytes: Deno.statSync(out).size };
+    } finally {
+      try {
+        src?.close();
+        dst?.close();
+      } catch { /* already failing */ }
+      if (!done) {
+        for (const f of [out, `${out}-journal`, `${out}-wal`, `${out}-shm`]) {
+          try {
+            Deno.removeSync(f);
+          } catch { /* not there */ }
+        }
+      }
+    }
+  }
+
+  /**
+   * Mark this database (just put back from a backup, not yet served) as restored, in one
+   * transaction: every queue's next sequence number moves {@link RESTORE_SEQ_GAP} past the
+   * highest in the backup, so numbers handed out after the backup (which clients may have
+   * seen) are never reused; every user gets a notice (`params.notice`) at the head of its
+   * queue saying what the restore rewound; meta records the restore generation and when.
+   */
+  markRestored(params: MarkRestoredParams): Promise<RestoreMark> {
+    return this.#tx(() => {
+      const meta = (key: string): number | undefined => {
+        const v = this.#get("SELECT value FROM meta WHERE key = ?", key)?.value;
+        const n = v instanceof Uint8Array ? Number(fromUtf8(v)) : NaN;
+        return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+      };
+      const setMeta = (key: string, value: number) =>
+        this.#run(
+          "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+          key,
+          utf8(String(value)),
+        );
+      const generation = (meta("restore_generation") ?? 0) + 1;
+      const backupTakenAt = meta("backup_taken_at");
+      const top = Number(this.#get("SELECT COALESCE(MAX(next_seq), 1) AS n FROM queues")!.n);
+      const seqFloor = top + RESTORE_SEQ_GAP;
+      const id = new Uint8Array(16);
+      id.set(utf8("qpq-restore"));
+      new DataView(id.buffer).setUint32(12, generation);
+      const users = this.#all("SELECT uid, username FROM users ORDER BY uid");
+      for (const u of users) {
+        const uid = u.uid as Uint8Array;
+        const q = this.#get("SELECT next_seq FROM queues WHERE recipient = ?", uid);
+        const queueHighWater = Number(q?.next_seq ?? 1) - 1;
+        this.#run(
+          "INSERT INTO queues (recipient, next_seq, depth) VALUES (?, ?, 0) " +
+            "ON CONFLICT (recipient) DO UPDATE SET next_seq = excluded.next_seq",
+          uid,
+          seqFloor,
+        );
+        const username = this.#openUsername(uid, u.username as Uint8Array);
+        const p = {
+          sender: username,
+          messageId: toHex(id),
+          channelId: null,
+          payload: params.notice({ generation, backupTakenAt, queueHighWater }),
+          recipients: [username],
+        };
+        this.#append(p, this.#dedupeRef(p), false, true);
+      }
+      setMeta("restore_generation", generation);
+      setMeta("restored_at", this.#clock());
+      this.#run("DELETE FROM meta WHERE key = 'backup_taken_at'");
+      if (backupTakenAt !== undefined) setMeta("restored_backup_taken_at", backupTakenAt);
+      return { generation, backupTakenAt, seqFloor, users: users.length };
+    });
   }
 
   /** True when values are sealed at rest (opened with a db_key). */
@@ -912,8 +1160,11 @@ export class SqliteServerStore implements ServerStore {
     return { deliveries: fan.map(([recipient, seq]) => ({ recipient, seq })), duplicate: true };
   }
 
-  /** Write the message and its deliveries inside the caller's transaction. */
-  #append(p: EnqueueParams, ref: Uint8Array, commit = false): EnqueueResult {
+  /**
+   * Write the message and its deliveries inside the caller's transaction. `unlimited`
+   * (a restore notice): no queue or sender quota, the notice must reach every queue.
+   */
+  #append(p: EnqueueParams, ref: Uint8Array, commit = false, unlimited = false): EnqueueResult {
     const now = this.#clock();
     const deliveries: Delivery[] = [];
     const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
@@ -926,7 +1177,7 @@ export class SqliteServerStore implements ServerStore {
       const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
       const next = (q?.next_seq as number | undefined) ?? 1;
       const depth = (q?.depth as number | undefined) ?? 0;
-      if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);
+      if (depth >= this.#lim.maxQueueMessages && !unlimited) throw queueFull(this.#lim);
       const held = this.#get(
         "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM deliveries " +
           "WHERE recipient = ? AND sender_uid = ?",
@@ -934,8 +1185,8 @@ export class SqliteServerStore implements ServerStore {
         senderUid,
       );
       if (
-        Number(held?.n ?? 0) + 1 > share * this.#lim.maxSenderMessages ||
-        Number(held?.b ?? 0) + size > share * this.#lim.maxSenderBytes
+        !unlimited && (Number(held?.n ?? 0) + 1 > share * this.#lim.maxSenderMessages ||
+          Number(held?.b ?? 0) + size > share * this.#lim.maxSenderBytes)
       ) {
         throw senderQuotaFull(recipient, this.#lim);
       }
@@ -1217,6 +1468,14 @@ function splitBody(body: Uint8Array): [string, string, Uint8Array] {
   const sender = text();
   const messageId = text();
   return [sender, messageId, body.slice(off)];
+}
+
+/** The name of an error for a one-line message (no paths or contents of others). */
+function errorName(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "no such directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Error && /full|SQLITE_FULL/i.test(e.message)) return "the disk is full";
+  return e instanceof Error ? e.message.split("\n")[0]!.slice(0, 200) : "failed";
 }
 
 function wrap(e: unknown): QpqError {

@@ -2355,7 +2355,7 @@ export class Message extends $.Struct {
     static readonly _capnp = {
         displayName: "Message",
         id: "8e1999677617687c",
-        size: new $.ObjectSize(32, 5),
+        size: new $.ObjectSize(48, 5),
     };
     /**
 * recipient queue sequence number
@@ -2472,6 +2472,7 @@ export class Message extends $.Struct {
 * low or your last resort was handed out (refill, rotate).
 * A number, not an enum: older readers ignore the field and
 * drop the message (no channel), unknown numbers are ignored.
+* 2 = the server was restored from a backup (the fields below).
 *
 */
     get serverNotice(): number {
@@ -2479,6 +2480,28 @@ export class Message extends $.Struct {
     }
     set serverNotice(value: number) {
         $.utils.setUint16(12, value, this);
+    }
+    /**
+* notice 2 only: when the backup was taken (0 = unknown)
+*
+*/
+    get backupTakenAtMs(): bigint {
+        return $.utils.getUint64(32, this);
+    }
+    set backupTakenAtMs(value: bigint) {
+        $.utils.setUint64(32, value, this);
+    }
+    /**
+* notice 2 only: the last sequence number of this queue in
+* the backup; numbers after it, up to this notice's, were
+* handed out by the lost history and are skipped (no expiry)
+*
+*/
+    get backupQueueSeq(): bigint {
+        return $.utils.getUint64(40, this);
+    }
+    set backupQueueSeq(value: bigint) {
+        $.utils.setUint64(40, value, this);
     }
     toString(): string { return "Message_" + super.toString(); }
 }

@@ -1,5 +1,7 @@
 /**
- * One process at a time per client state: `<statePath>.lock`.
+ * One process at a time per file: `<path>.lock`. The client takes it on its state
+ * (`<statePath>.lock`), the server on its database (`<db_path>.lock`), and
+ * `qpq server restore` takes the server's to know that no server is using the database.
  *
  * The exclusion itself is an exclusive advisory lock on the lock file (`flock`-style,
  * Deno's `FsFile.tryLockSync`), which the kernel drops when the holder exits or crashes, so
@@ -7,7 +9,7 @@
  * never keep a state locked. The file also holds the holder's pid, for the error message.
  *
  * ```
- * open/create <state>.lock ─► tryLock ─no─► UsageError "State … is in use by another qpq process (pid N)"
+ * open/create <path>.lock ─► tryLock ─no─► UsageError "<What> … is in use by another qpq process (pid N)"
  *                                │yes
  *                                ▼
  *        path still names this file? ─no (holder removed it while we opened)─► retry
@@ -19,12 +21,12 @@
  * @module
  */
 
-import { StorageError, UsageError } from "../../errors.ts";
+import { StorageError, UsageError } from "../errors.ts";
 
 const RETRIES = 5;
 
-/** A held lock on one client state. */
-export class StateLock {
+/** A held lock on one file (a client state, a server database). */
+export class FileLock {
   #file: Deno.FsFile | undefined;
   readonly #path: string;
 
@@ -34,20 +36,21 @@ export class StateLock {
   }
 
   /**
-   * Take the lock of the state at `statePath` (shown as `displayPath` in errors).
+   * Take the lock of the file at `filePath` (shown as `displayPath` in errors, after
+   * `what`: "State", "Database").
    *
    * @throws {UsageError} when another process holds it
    * @throws {StorageError} when the lock file cannot be created
    */
-  static acquire(statePath: string, displayPath: string): StateLock {
-    const path = `${statePath}.lock`;
+  static acquire(filePath: string, displayPath: string, what = "State"): FileLock {
+    const path = `${filePath}.lock`;
     for (let attempt = 0; attempt < RETRIES; attempt++) {
       let f: Deno.FsFile;
       try {
         f = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
       } catch (e) {
         throw new StorageError(
-          `Cannot lock state ${displayPath}: the lock file cannot be created`,
+          `Cannot lock ${what.toLowerCase()} ${displayPath}: the lock file cannot be created`,
           {
             cause: e,
           },
@@ -57,7 +60,7 @@ export class StateLock {
       try {
         if (!f.tryLockSync(true)) {
           throw new UsageError(
-            `State ${displayPath} is in use by another qpq process (${holder(path)})`,
+            `${what} ${displayPath} is in use by another qpq process (${holder(path)})`,
           );
         }
         if (!sameFile(f, path)) continue;
@@ -66,12 +69,14 @@ export class StateLock {
         let off = 0;
         while (off < pid.length) off += f.writeSync(pid.subarray(off));
         keep = true;
-        return new StateLock(f, path);
+        return new FileLock(f, path);
       } finally {
         if (!keep) f.close();
       }
     }
-    throw new StorageError(`Cannot lock state ${displayPath}: the lock file keeps changing`);
+    throw new StorageError(
+      `Cannot lock ${what.toLowerCase()} ${displayPath}: the lock file keeps changing`,
+    );
   }
 
   /** True until {@link release}. */

@@ -1,0 +1,50 @@
+/**
+ * `qpq server restore FILE`: put a backup in place of the server database (server stopped).
+ *
+ * @module
+ */
+import { parseCommand, println } from "./_args.ts";
+import { readServerConfig, SERVER_CONFIG_OPTIONS, SERVER_CONFIG_USAGE } from "./_server_config.ts";
+import { restoreDatabase } from "../server/backup.ts";
+import { formatUtc } from "./server_backup.ts";
+
+/** Usage text. */
+export const USAGE = `Usage: qpq server restore FILE [--config FILE] [--data-dir DIR]
+
+Put the backup FILE (from qpq server backup) in place of the server database. The server
+must be stopped: a running server holds the database and the restore is refused. FILE is
+checked first (integrity, a qpq database, a schema this qpq reads, opens with the
+configured db_key). The database it replaces is kept beside it, renamed
+<db>.replaced-<time> (with its -wal/-shm), never deleted. The restored database is marked
+so that clients learn of the restore and say so in one line, and sequence numbers move
+past anything handed out since the backup. Then start the server.
+
+Options:
+${SERVER_CONFIG_USAGE}
+  -h, --help               show this help
+
+Environment: QPQ_CONFIG, QPQ_DB_KEY (as for qpq server).`;
+
+/** Run `qpq server restore`. */
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand("server restore", args, {
+    ...SERVER_CONFIG_OPTIONS,
+    help: { type: "boolean", short: "h" },
+  }, { min: 1, max: 1 });
+  if (!p) {
+    println(USAGE);
+    return 0;
+  }
+  const file = p.positionals[0]!;
+  const config = await readServerConfig(p.values);
+  const r = await restoreDatabase(config, file);
+  const taken = r.mark.backupTakenAt === undefined
+    ? "taken at an unknown time"
+    : `taken ${formatUtc(r.mark.backupTakenAt)}`;
+  println(
+    `restored ${r.dbPath} from ${file} (${taken}, schema ${r.info.schemaVersion}, restore ${r.mark.generation}, ${r.mark.users} user(s) notified)${
+      r.keptAs ? `; the replaced database is kept as ${r.keptAs}` : ""
+    }`,
+  );
+  return 0;
+}

@@ -1,0 +1,245 @@
+/**
+ * Backups and restores of the server database (`qpq server backup`, `qpq server restore`).
+ *
+ * ```
+ * backup  ─► SQLite online backup into FILE (0600, new file only, one step = one read
+ *            transaction while the server serves) ─► integrity check, qpq database, schema, opens with db_key
+ *
+ * restore ─► take <db_path>.lock (a running server holds it: refused)
+ *         ─► check FILE (integrity, qpq database, schema not newer, opens with db_key)
+ *         ─► copy to <db_path>.restoring (0600) ─► open (migrations) ─► mark restored:
+ *            queues moved past the backup, a notice at the head of every queue
+ *         ─► keep the database it replaces (and its -wal/-shm) as <db_path>.replaced-<time>
+ *         ─► rename the copy into place ─► release the lock
+ * ```
+ *
+ * @module
+ */
+import {
+  type DatabaseFileInfo,
+  FileLock,
+  type RestoreMark,
+  SqliteServerStore,
+} from "../store/server/mod.ts";
+import { QpqError, StorageError, UsageError } from "../errors.ts";
+import type { ServerConfig } from "./config.ts";
+import { encodeRestoreNotice } from "./_delivery_record.ts";
+
+/** What {@link backupDatabase} wrote. */
+export interface BackupResult {
+  /** The backup file. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** When the snapshot was taken (ms). */
+  takenAt: number;
+  /** Its schema version and sealing. */
+  info: DatabaseFileInfo;
+}
+
+/** What {@link restoreDatabase} did. */
+export interface RestoreResult {
+  /** The database now in place. */
+  dbPath: string;
+  /** Where the database it replaced was kept, if there was one. */
+  keptAs: string | undefined;
+  /** The backup's schema version and sealing (before migrations). */
+  info: DatabaseFileInfo;
+  /** The restore mark written into the database. */
+  mark: RestoreMark;
+}
+
+/** Options of {@link backupDatabase}. */
+export interface BackupOptions {
+  /** Called before a copy that may take a while (a large database). */
+  onProgress?: (text: string) => void;
+  /** Clock (ms), for tests. */
+  now?: () => number;
+}
+
+/** A database this large prints a line before the copy starts (bytes). */
+const LONG_COPY_BYTES = 64 * 1024 * 1024;
+
+function fileDatabase(config: ServerConfig, what: string): void {
+  if (config.storeBackend === "memory") {
+    throw new UsageError(`Cannot ${what}: store_backend is "memory" (nothing is kept)`);
+  }
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Write a consistent copy of the configured database to `out` while the server runs.
+ * Sealed values stay sealed (no key needed to copy); with a db_key configured the copy
+ * must open with it. A copy that fails its checks is removed.
+ *
+ * @throws {UsageError} `out` exists, or the memory backend
+ * @throws {StorageError} the database cannot be read, the copy not written or checked
+ */
+export async function backupDatabase(
+  config: ServerConfig,
+  out: string,
+  options: BackupOptions = {},
+): Promise<BackupResult> {
+  fileDatabase(config, "back up");
+  const size = sizeOf(config.dbPath);
+  if (size === undefined) {
+    throw new StorageError(`Cannot back up ${config.dbPath}: no such database`);
+  }
+  if (size + (sizeOf(`${config.dbPath}-wal`) ?? 0) > LONG_COPY_BYTES) {
+    options.onProgress?.(
+      `copying ${config.dbPath} (${
+        mib(size)
+      } plus its journal) to ${out}; the server keeps serving`,
+    );
+  }
+  const { takenAt, bytes } = await SqliteServerStore.backupTo(config.dbPath, out, {
+    ...(options.now ? { now: options.now } : {}),
+  });
+  let info: DatabaseFileInfo;
+  try {
+    info = SqliteServerStore.inspectFile(out, {
+      ...(config.dbKey ? { dbKey: config.dbKey, verifyKey: true } : {}),
+    });
+  } catch (e) {
+    try {
+      Deno.removeSync(out);
+    } catch { /* keep the first error */ }
+    throw new StorageError(`The backup ${out} failed its check and was removed: ${msg(e)}`, {
+      cause: e,
+    });
+  }
+  return { path: out, bytes, takenAt, info };
+}
+
+/**
+ * Put the backup `file` in place of the configured database. Refused while a server uses
+ * the database (it holds `<db_path>.lock`). The database it replaces is kept, renamed, with
+ * its journal files. The restored database is marked (see
+ * {@link SqliteServerStore.markRestored}) so that clients learn of the restore and no
+ * sequence number handed out since the backup is used again.
+ *
+ * @throws {UsageError} a server is running on the database, or the memory backend
+ * @throws {StorageError} the backup is damaged, foreign, newer, or needs another db_key
+ */
+export async function restoreDatabase(
+  config: ServerConfig,
+  file: string,
+  options: { now?: () => number } = {},
+): Promise<RestoreResult> {
+  fileDatabase(config, "restore");
+  const db = config.dbPath;
+  let lock: FileLock;
+  try {
+    lock = FileLock.acquire(db, db, "Database");
+  } catch (e) {
+    if (e instanceof UsageError) {
+      throw new UsageError(`Cannot restore: ${e.message}; stop the server first`);
+    }
+    throw e;
+  }
+  const tmp = `${db}.restoring`;
+  try {
+    let info: DatabaseFileInfo;
+    try {
+      info = SqliteServerStore.inspectFile(file, { dbKey: config.dbKey, verifyKey: true });
+    } catch (e) {
+      if (e instanceof QpqError) {
+        throw new StorageError(`Cannot restore from ${file}: ${reason(e)}`, { cause: e });
+      }
+      throw e;
+    }
+    // ours to remove: we hold the lock, so an earlier restore that stopped half-way left it
+    for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`, `${tmp}-journal`]) removeIfThere(f);
+    await copyPrivate(file, tmp);
+    const store = await SqliteServerStore.open(tmp, {
+      ...(config.dbKey ? { dbKey: config.dbKey } : {}),
+      ...(options.now ? { clock: options.now } : {}),
+    });
+    let mark: RestoreMark;
+    try {
+      mark = await store.markRestored({
+        notice: (n) => encodeRestoreNotice(n.backupTakenAt ?? 0, n.queueHighWater),
+      });
+    } finally {
+      await store.close();
+    }
+    let keptAs: string | undefined;
+    if (sizeOf(db) !== undefined) {
+      keptAs = `${db}.replaced-${stamp((options.now ?? Date.now)())}`;
+      Deno.renameSync(db, keptAs);
+      // the journal belongs to the database it was written for: kept beside it, never
+      // left where it would be applied to the restored one
+      for (const ext of ["-wal", "-shm"]) {
+        if (sizeOf(db + ext) !== undefined) Deno.renameSync(db + ext, keptAs + ext);
+      }
+    }
+    for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
+    Deno.renameSync(tmp, db);
+    return { dbPath: db, keptAs, info, mark };
+  } catch (e) {
+    for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) removeIfThere(f);
+    throw e;
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Take the lock a running server holds on its database, so that `qpq server restore`
+ * cannot replace it underneath (see {@link restoreDatabase}).
+ */
+export function lockDatabase(dbPath: string): FileLock {
+  return FileLock.acquire(dbPath, dbPath, "Database");
+}
+
+async function copyPrivate(from: string, to: string): Promise<void> {
+  const src = await Deno.open(from, { read: true });
+  const dst = await Deno.open(to, { write: true, createNew: true, mode: 0o600 });
+  try {
+    await src.readable.pipeTo(dst.writable);
+  } catch (e) {
+    throw new StorageError(`Cannot copy ${from} to ${to}: ${msg(e)}`, { cause: e });
+  }
+  const f = await Deno.open(to, { read: true, write: true });
+  try {
+    await f.sync();
+  } finally {
+    f.close();
+  }
+  await Deno.chmod(to, 0o600);
+}
+
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch { /* not there */ }
+}
+
+/** The message of a store check without its "Cannot open database: " prefix. */
+function reason(e: QpqError): string {
+  return e.message.replace(/^Cannot open database: /, "");
+}
+
+function msg(e: unknown): string {
+  return e instanceof QpqError
+    ? reason(e)
+    : e instanceof Error
+    ? e.message.split("\n")[0]!
+    : "failed";
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** `20261128T140000Z` (UTC): sorts by time, no characters a shell must quote. */
+function stamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+}
