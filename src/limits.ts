@@ -66,10 +66,21 @@ export const MAX_SENDER_QUEUE_BYTES = 64 * 1024 * 1024;
 export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
 /**
  * How far `qpq server restore` moves every queue's sequence numbers past the highest one
- * in the backup: more than any queue receives between a backup and its restore, so a
- * number a client saw from the lost history is never handed out again.
+ * in the backup (at least; also past the restore time in microseconds): more than any
+ * queue receives between a backup and its restore, so a number a client saw from the lost
+ * history is never handed out again.
  */
 export const RESTORE_SEQ_GAP = 1_000_000_000;
+/**
+ * What a client keeps of the messages the server acknowledged, to send them again if the
+ * server is restored from a backup taken before them: the newest this many, of at most
+ * {@link SENT_KEEP_BYTES} in all, acknowledged within {@link SENT_KEEP_MS}.
+ */
+export const SENT_KEEP_MESSAGES = 500;
+/** Most bytes of acknowledged messages a client keeps (see {@link SENT_KEEP_MESSAGES}). */
+export const SENT_KEEP_BYTES = 16 * 1024 * 1024;
+/** How long a client keeps an acknowledged message (ms; see {@link SENT_KEEP_MESSAGES}). */
+export const SENT_KEEP_MS = 7 * 24 * 3600 * 1000;
 /** Most messages returned by one fetch. */
 export const MAX_FETCH_PAGE = 500;
 /**

@@ -42,7 +42,9 @@ export async function run(args: string[]): Promise<number> {
     ? "taken at an unknown time"
     : `taken ${formatUtc(r.mark.backupTakenAt)}`;
   println(
-    `restored ${r.dbPath} from ${file} (${taken}, schema ${r.info.schemaVersion}, restore ${r.mark.generation}, ${r.mark.users} user(s) notified)${
+    `restored ${r.dbPath} from ${file} (${taken}, schema ${r.info.schemaVersion}, ${
+      r.info.sealed ? "sealed" : "not sealed"
+    }, ${r.mark.users} user(s) notified)${
       r.keptAs ? `; the replaced database is kept as ${r.keptAs}` : ""
     }`,
   );

@@ -132,6 +132,7 @@ export class QpqClient {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
+      onRestored: (takenAt) => this.#outbox.noteRestore(takenAt),
       rejoins,
       consent: this.#consent,
     });
@@ -481,9 +482,12 @@ export class QpqClient {
   }
 
   #afterReceive(n: number): void {
-    this.#maintain(n).catch((e) =>
-      this.#ctx.emit({ kind: "warning", text: `Receive failed: ${(e as Error).message}` })
-    );
+    this.#maintain(n)
+      // messages queued again after a server restore go out without waiting for a command
+      .then(() => this.#outbox.restorePending ? this.#flushQueued() : 0)
+      .catch((e) =>
+        this.#ctx.emit({ kind: "warning", text: `Receive failed: ${(e as Error).message}` })
+      );
   }
 
   /** Commit leaves, re-add members, ask to rejoin, refill KeyPackages: one run at a time. */

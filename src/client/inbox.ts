@@ -10,6 +10,9 @@
  * proposal    ─► kept; a member's leave is committed after the sync (Groups.maintain)
  * rejoin      ─► a member's fresh KeyPackage, checked; re-added after the sync
  * KeyPackage notice (server, no channel) ─► refill and rotate the last resort after the sync
+ * restore notice (server, no channel) ─► one line; our kept sent messages queued again
+ *   (the restored server has not got those sent after its backup; it drops the others)
+ * an application message already stored (sent again after a restore) ─► dropped unread
  * from someone not a contact (consent.ts): the same, but the conversation is a request:
  *   its messages are stored and not shown; a blocked user's Welcome is dropped and their
  *   messages are not stored (who invited is the Welcome's MLS signer, not the server's claim)
@@ -29,7 +32,9 @@ import {
   processMessage,
   verifyRoster,
 } from "../mls/mod.ts";
-import { type DeliveredMessage, NOTICE_KEY_PACKAGES } from "../wire/mod.ts";
+import { type DeliveredMessage, NOTICE_KEY_PACKAGES, NOTICE_RESTORED } from "../wire/mod.ts";
+import { SENT_KEEP_MS } from "../limits.ts";
+import { restoredFrom } from "./outbox.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
@@ -60,6 +65,7 @@ export class Inbox {
   #keyPackages: KeyPackages;
   #rejoins: RejoinRequests;
   #consent: Consent;
+  #onRestored: (backupTakenAt: number) => void;
 
   constructor(
     ctx: ClientContext,
@@ -69,6 +75,8 @@ export class Inbox {
       keyPackages: KeyPackages;
       rejoins: RejoinRequests;
       consent: Consent;
+      /** A restore notice was applied (the kept sent messages are queued again). */
+      onRestored: (backupTakenAt: number) => void;
     },
   ) {
     this.#ctx = ctx;
@@ -77,6 +85,7 @@ export class Inbox {
     this.#keyPackages = parts.keyPackages;
     this.#rejoins = parts.rejoins;
     this.#consent = parts.consent;
+    this.#onRestored = parts.onRestored;
   }
 
   /**
@@ -89,6 +98,21 @@ export class Inbox {
     if (m.serverNotice === NOTICE_KEY_PACKAGES && m.channelId.length === 0) {
       this.#keyPackages.noticed(); // refilled and rotated after this sync
       return s.transaction(done);
+    }
+    if (m.serverNotice === NOTICE_RESTORED && m.channelId.length === 0) {
+      // with the queue position: a crash cannot lose the resend nor repeat it
+      s.transaction(() => {
+        s.requeueSent(this.#ctx.now() - SENT_KEEP_MS);
+        done();
+      });
+      this.#onRestored(m.backupTakenAtMs ?? 0);
+      this.#ctx.emit({
+        kind: "warning",
+        text: `${
+          restoredFrom(m.backupTakenAtMs ?? 0)
+        }: messages sent to you after it may be missing`,
+      });
+      return;
     }
     const hex = toHex(m.channelId);
     if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
@@ -112,6 +136,11 @@ export class Inbox {
     }
     if (m.messageKind === "rejoin") {
       await this.#noteRejoin(conv, state, m);
+      return s.transaction(done);
+    }
+    if (m.messageKind === "application" && this.#seen(conv, m)) {
+      // sent again after a server restore, and we have it: its keys are used up, so
+      // decrypting it would only fail; the history keeps one copy
       return s.transaction(done);
     }
     let r;
@@ -235,6 +264,13 @@ export class Inbox {
         });
         return;
     }
+  }
+
+  /** An application message of `m`'s sender with `m`'s id is in the conversation already. */
+  #seen(conv: Conversation, m: DeliveredMessage): boolean {
+    const known = this.#ctx.state.getMessage(uuidToString(m.messageId));
+    return known !== undefined && known.conversationId === conv.id &&
+      known.direction === "in" && known.sender === m.sender;
   }
 
   /** After our leave: follow the group's changes until our removal; show nothing. */

@@ -4,10 +4,14 @@
  * one copy) until the server answers.
  *
  * ```
- * queue (in the caller's transaction) ─► deliver ─┬─ enqueued ─► removed, message "sent"
+ * queue (in the caller's transaction) ─► deliver ─┬─ enqueued ─► message "sent"; a message
+ *                                                 │   of ours kept (bounded) for a restore,
+ *                                                 │   anything else removed
  *                                                 ├─ quota / rate limit ─► kept (later)
  *                                                 ├─ refused ─► removed, error
  *                                                 └─ no server ─► kept (next command)
+ * server restored (notice) ─► kept ones queued again ─► flush: the server answers
+ *   "duplicate" for those the backup has; the others were lost and are counted, one line
  * ```
  *
  * @module
@@ -16,6 +20,7 @@ import { type EncodedRequest, encodedRequest } from "../wire/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
+import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
 
 /** Refusals that may pass: the message stays queued. */
 const TEMPORARY_REFUSALS = new Set(["quota", "rate_limited", "unavailable", "timeout"]);
@@ -26,6 +31,10 @@ const RETRY_DELAYS_MS = [0, 200, 800];
 export class Outbox {
   #ctx: ClientContext;
   #session: Session;
+  /** The flush running now, if any: flushes run one at a time. */
+  #flushing: Promise<number> | undefined;
+  /** A restore was noticed: messages sent again that the server did not have. */
+  #restore: { takenAt: number; resent: number } | undefined;
 
   constructor(ctx: ClientContext, session: Session) {
     this.#ctx = ctx;
@@ -42,6 +51,14 @@ export class Outbox {
    * leaves it queued (false); a refusal removes it and throws (retrying cannot succeed).
    */
   async deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
+    return (await this.#deliver(messageId, request)) !== false;
+  }
+
+  /** {@link deliver}, saying whether the server had the message already. */
+  async #deliver(
+    messageId: string,
+    request: EncodedRequest,
+  ): Promise<"stored" | "duplicate" | false> {
     const state = this.#ctx.state;
     for (const d of RETRY_DELAYS_MS) {
       if (d) await new Promise((r) => setTimeout(r, d));
@@ -53,12 +70,18 @@ export class Outbox {
         break; // no server: do not wait for another connect timeout
       }
       try {
-        await this.#session.call(request, "enqueued");
+        const ans = await this.#session.call(request, "enqueued");
+        const now = this.#ctx.now();
         state.transaction(() => {
-          state.removeOutbox(messageId);
+          // a message of ours (not a leave proposal) is kept to resend after a restore
+          if (state.getMessage(messageId)?.direction !== "out") state.removeOutbox(messageId);
+          else {state.keepSent(messageId, now, {
+              count: SENT_KEEP_MESSAGES,
+              bytes: SENT_KEEP_BYTES,
+            });}
           state.setMessageStatus(messageId, "sent");
         });
-        return true;
+        return ans.duplicate ? "duplicate" : "stored";
       } catch (e) {
         if (
           !(e instanceof TransportError) && e instanceof QpqError && TEMPORARY_REFUSALS.has(e.code)
@@ -83,11 +106,21 @@ export class Outbox {
    * message the server refuses is dropped from the queue with a warning.
    */
   async flush(): Promise<number> {
+    while (this.#flushing) await this.#flushing.catch(() => {});
+    this.#flushing = this.#flush();
+    try {
+      return await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #flush(): Promise<number> {
     let sent = 0;
     for (const e of this.#ctx.state.listOutbox()) {
-      let ok: boolean;
+      let ok: "stored" | "duplicate" | false;
       try {
-        ok = await this.deliver(e.messageId, encodedRequest("enqueue", e.request));
+        ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request));
       } catch (err) {
         if (err instanceof TransportError || !(err instanceof QpqError)) throw err;
         this.#ctx.emit({
@@ -96,9 +129,44 @@ export class Outbox {
         });
         continue;
       }
-      if (ok) sent++;
-      else break;
+      if (!ok) break;
+      sent++;
+      // sent again after a restore: new to the server = the restore had lost it
+      if (e.resend && ok === "stored" && this.#restore) this.#restore.resent++;
+    }
+    const r = this.#restore;
+    if (r && !this.#ctx.state.listOutbox().some((e) => e.resend)) {
+      this.#restore = undefined;
+      if (r.resent > 0) {
+        this.#ctx.emit({
+          kind: "warning",
+          text: `${restoredFrom(r.takenAt)}: ${r.resent} message(s) you sent since were sent again`,
+        });
+      }
     }
     return sent;
   }
+
+  /**
+   * The server was restored from a backup taken at `takenAt` (ms, 0 = unknown) and the
+   * kept messages were queued again (in the notice's transaction): the next
+   * {@link flush} sends them and says how many the restore had lost.
+   */
+  noteRestore(takenAt: number): void {
+    this.#restore = { takenAt, resent: 0 };
+  }
+
+  /** True while messages queued again after a restore wait to go out. */
+  get restorePending(): boolean {
+    return this.#restore !== undefined;
+  }
+}
+
+/** `the server was restored from a backup (taken 2026-11-28 14:00 UTC)`: the start of both lines. */
+export function restoredFrom(takenAt: number): string {
+  const d = new Date(takenAt);
+  const when = takenAt > 0 && Number.isFinite(d.getTime())
+    ? `taken ${d.toISOString().slice(0, 16).replace("T", " ")} UTC`
+    : "taken at an unknown time";
+  return `the server was restored from a backup (${when})`;
 }

@@ -9,13 +9,15 @@
  *                           ├─► in order from cursor+1 ─► Inbox.receive ─► [change + cursor]
  * fetch(after cursor) ──────┘     a gap (seq > cursor+1) ─► fetch fills it       ─► ack
  *                                 seq ≤ cursor (repeat) ─► skipped
+ *                                 a gap in a fetched page: expired messages, one warning
+ *                                 (not before a restore notice: the restore skipped them)
  * ```
  *
  * @module
  */
 import { canonicalUsername } from "../names.ts";
 import { MAX_FETCH_PAGE } from "../limits.ts";
-import type { DeliveredMessage, Push } from "../wire/mod.ts";
+import { type DeliveredMessage, NOTICE_RESTORED, type Push } from "../wire/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Groups } from "./groups.ts";
@@ -105,7 +107,9 @@ export class Receiver {
       // page made the later ones look applied already: skipped, acknowledged, lost)
       const messages = [...page.messages].sort((a, b) => a.seq - b.seq);
       const first = messages[0]!.seq;
-      if (first > cursor + 1 && cursor > 0) {
+      // a restore notice follows the numbers the lost history used: none of them expired
+      const restored = messages[0]!.serverNotice === NOTICE_RESTORED;
+      if (first > cursor + 1 && cursor > 0 && !restored) {
         this.#ctx.emit({
           kind: "warning",
           text: `${first - cursor - 1} message(s) expired on the server before delivery`,

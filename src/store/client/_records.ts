@@ -176,6 +176,10 @@ export function checkOutbox(e: OutboxEntry): void {
   if (!Number.isSafeInteger(e.attempts) || e.attempts < 0) {
     throw new UsageError("Invalid attempt count");
   }
+  if (e.sentAt !== undefined) checkTime("sent time", e.sentAt);
+  if (e.resend !== undefined && typeof e.resend !== "boolean") {
+    throw new UsageError("Invalid resend flag: expected a boolean");
+  }
 }
 
 /** A group record. */
@@ -251,6 +255,8 @@ export function copyOutbox(e: OutboxEntry): OutboxEntry {
     request: e.request.slice(),
     createdAt: e.createdAt,
     attempts: e.attempts,
+    ...(e.sentAt !== undefined ? { sentAt: e.sentAt } : {}),
+    ...(e.resend ? { resend: true } : {}),
   };
 }
 

@@ -84,6 +84,7 @@ import {
   checkMeta,
   checkOutbox,
   checkStatus,
+  checkTime,
   closedError,
   closeInTransaction,
   CONSENT_STATUSES,
@@ -811,10 +812,79 @@ export class ClientStore implements LocalState {
   /** Every queued request, oldest first. */
   listOutbox(): OutboxEntry[] {
     return this.#read(() =>
-      this.#all("SELECT id_h, data FROM outbox ORDER BY seq").map((r) =>
+      this.#all("SELECT id_h, data FROM outbox WHERE seq > 0 ORDER BY seq").map((r) =>
         this.#outbox(r.data, r.id_h as Uint8Array)
       )
     );
+  }
+
+  // Kept sent requests share the outbox table (no new schema version): their `seq` is
+  // negative (the newest the lowest), so the queue (seq > 0) is read without opening them.
+
+  /** Keep an acknowledged request to resend after a server restore (see LocalState). */
+  keepSent(messageId: string, sentAt: number, limits: { count: number; bytes: number }): boolean {
+    checkTime("sent time", sentAt);
+    return this.#write(() => {
+      const idH = this.#keys.lookup("outbox", utf8(messageId));
+      const r = this.#get("SELECT data FROM outbox WHERE id_h = ? AND seq > 0", idH);
+      if (r === undefined) return false;
+      const e = { ...this.#outbox(r.data, idH), sentAt };
+      delete e.resend;
+      this.#run(
+        "UPDATE outbox SET seq = (SELECT MIN(COALESCE(MIN(seq), 0), 0) - 1 FROM outbox), " +
+          "data = ? WHERE id_h = ?",
+        this.#keys.seal("outbox", encodeOutbox(e), idH),
+        idH,
+      );
+      let count = 0;
+      let bytes = 0;
+      for (
+        const k of this.#all("SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq")
+      ) {
+        count++;
+        bytes += Number(k.n);
+        if (count > limits.count || bytes > limits.bytes) {
+          this.#run("DELETE FROM outbox WHERE seq = ?", k.seq as number);
+        }
+      }
+      return true;
+    });
+  }
+
+  /** The kept sent requests, oldest first. */
+  listSent(): OutboxEntry[] {
+    return this.#read(() =>
+      this.#all("SELECT id_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC").map((r) =>
+        this.#outbox(r.data, r.id_h as Uint8Array)
+      )
+    );
+  }
+
+  /** Queue the kept requests sent since `since` again; forget older ones. */
+  requeueSent(since: number): number {
+    return this.#write(() => {
+      let n = 0;
+      for (
+        const r of this.#all("SELECT seq, id_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC")
+      ) {
+        const idH = r.id_h as Uint8Array;
+        const e = this.#outbox(r.data, idH);
+        if ((e.sentAt ?? 0) < since) {
+          this.#run("DELETE FROM outbox WHERE id_h = ?", idH);
+          continue;
+        }
+        delete e.sentAt;
+        e.resend = true;
+        this.#run(
+          "UPDATE outbox SET seq = (SELECT MAX(COALESCE(MAX(seq), 0), 0) + 1 FROM outbox), " +
+            "data = ? WHERE id_h = ?",
+          this.#keys.seal("outbox", encodeOutbox(e), idH),
+          idH,
+        );
+        n++;
+      }
+      return n;
+    });
   }
 
   /** Remove a request (the server acknowledged it); false when it was not queued. */
@@ -1024,6 +1094,8 @@ export class ClientStore implements LocalState {
       request: fromBase64(str(v.request)),
       createdAt: num(v.createdAt),
       attempts: num(v.attempts),
+      ...(v.sentAt !== undefined ? { sentAt: num(v.sentAt) } : {}),
+      ...(v.resend === true ? { resend: true } : {}),
     };
   }
 }
@@ -1130,6 +1202,8 @@ function encodeOutbox(e: OutboxEntry): Uint8Array {
     request: toBase64(e.request),
     createdAt: e.createdAt,
     attempts: e.attempts,
+    ...(e.sentAt !== undefined ? { sentAt: e.sentAt } : {}),
+    ...(e.resend ? { resend: true } : {}),
   }));
 }
 

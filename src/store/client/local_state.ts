@@ -16,7 +16,8 @@
  *   consent         who is a contact (may start a conversation) and who is blocked
  *   conversations   what the user sees and names (DMs, groups, the notepad)
  *   messages        the history (incoming, outgoing, unreadable placeholders)
- *   outbox          encoded requests not yet acknowledged by the server
+ *   outbox          encoded requests not yet acknowledged by the server, and the
+ *                   recently acknowledged ones (kept to resend after a server restore)
  * ```
  *
  * Every method is synchronous and atomic; {@link LocalState.transaction} groups several
@@ -145,6 +146,13 @@ export interface OutboxEntry {
   createdAt: number;
   /** How many times sending was attempted. */
   attempts: number;
+  /**
+   * Acknowledged by the server at this time (ms): kept (see {@link LocalState.keepSent}) to
+   * be sent again if the server is restored from a backup that does not have it.
+   */
+  sentAt?: number;
+  /** Queued again after a server restore (see {@link LocalState.requeueSent}). */
+  resend?: boolean;
 }
 
 /** One conversation's MLS group as this device holds it. */
@@ -266,6 +274,20 @@ export interface LocalState {
   removeOutbox(messageId: string): boolean;
   /** Count one more attempt; the new count, or undefined when not queued. */
   bumpOutbox(messageId: string): number | undefined;
+  /**
+   * The server acknowledged a queued request: keep it (with `sentAt`), out of
+   * {@link listOutbox}, to send again after a server restore. Only the newest `limits.count`
+   * kept requests of at most `limits.bytes` in all are kept. False when it was not queued.
+   */
+  keepSent(messageId: string, sentAt: number, limits: { count: number; bytes: number }): boolean;
+  /** The kept sent requests, oldest first. */
+  listSent(): OutboxEntry[];
+  /**
+   * The server was restored from a backup: queue every kept request sent at or after
+   * `since` again (last in the outbox, `resend` set, `sentAt` cleared) and forget older
+   * ones. Returns how many were queued.
+   */
+  requeueSent(since: number): number;
 
   /**
    * Close this handle: later calls throw `UsageError`. {@link ClientStore} zeroes its keys

@@ -43,6 +43,7 @@ import {
   checkMeta,
   checkOutbox,
   checkStatus,
+  checkTime,
   closedError,
   closeInTransaction,
   copyConversation,
@@ -419,9 +420,59 @@ export class MemoryLocalState implements LocalState {
   /** Every queued request, oldest first. */
   listOutbox(): OutboxEntry[] {
     this.#alive();
-    return [...this.#d.outbox.values()].sort((a, b) => a.seq - b.seq).map((q) =>
-      copyOutbox(q.entry)
-    );
+    return [...this.#d.outbox.values()].filter((q) => q.seq > 0).sort((a, b) => a.seq - b.seq)
+      .map((q) => copyOutbox(q.entry));
+  }
+
+  /** Keep an acknowledged request to resend after a server restore (negated seq, as on disk). */
+  keepSent(messageId: string, sentAt: number, limits: { count: number; bytes: number }): boolean {
+    checkTime("sent time", sentAt);
+    return this.#write(() => {
+      const d = this.#d;
+      const q = d.outbox.get(messageId);
+      if (q === undefined || q.seq < 0) return false;
+      const entry = { ...copyOutbox(q.entry), sentAt };
+      delete entry.resend;
+      this.#set(d.outbox, messageId, { seq: -q.seq, entry });
+      let count = 0;
+      let bytes = 0;
+      const kept = [...d.outbox.entries()].filter(([, k]) => k.seq < 0)
+        .sort(([, a], [, b]) => a.seq - b.seq);
+      for (const [id, k] of kept) {
+        count++;
+        bytes += k.entry.request.length;
+        if (count > limits.count || bytes > limits.bytes) this.#delete(d.outbox, id);
+      }
+      return true;
+    });
+  }
+
+  /** The kept sent requests, oldest first. */
+  listSent(): OutboxEntry[] {
+    this.#alive();
+    return [...this.#d.outbox.values()].filter((q) => q.seq < 0).sort((a, b) => b.seq - a.seq)
+      .map((q) => copyOutbox(q.entry));
+  }
+
+  /** Queue the kept requests sent since `since` again; forget older ones. */
+  requeueSent(since: number): number {
+    return this.#write(() => {
+      const d = this.#d;
+      let n = 0;
+      const kept = [...d.outbox.entries()].filter(([, k]) => k.seq < 0)
+        .sort(([, a], [, b]) => b.seq - a.seq);
+      for (const [id, k] of kept) {
+        if ((k.entry.sentAt ?? 0) < since) {
+          this.#delete(d.outbox, id);
+          continue;
+        }
+        const entry: OutboxEntry = { ...copyOutbox(k.entry), resend: true };
+        delete entry.sentAt;
+        this.#set(d.outbox, id, { seq: ++d.outboxSeq, entry });
+        n++;
+      }
+      return n;
+    });
   }
 
   /** Remove a queued request; false when it was not queued. */

@@ -431,8 +431,9 @@ export class SqliteServerStore implements ServerStore {
   /**
    * Mark this database (just put back from a backup, not yet served) as restored, in one
    * transaction: every queue's next sequence number moves {@link RESTORE_SEQ_GAP} past the
-   * highest in the backup, so numbers handed out after the backup (which clients may have
-   * seen) are never reused; every user gets a notice (`params.notice`) at the head of its
+   * highest in the backup and past the current time in microseconds, so numbers handed out
+   * after the backup (which clients may have seen), even in the life of an earlier restore,
+   * are never reused; every user gets a notice (`params.notice`) at the head of its
    * queue saying what the restore rewound; meta records the restore generation and when.
    */
   markRestored(params: MarkRestoredParams): Promise<RestoreMark> {
@@ -451,10 +452,12 @@ export class SqliteServerStore implements ServerStore {
       const generation = (meta("restore_generation") ?? 0) + 1;
       const backupTakenAt = meta("backup_taken_at");
       const top = Number(this.#get("SELECT COALESCE(MAX(next_seq), 1) AS n FROM queues")!.n);
-      const seqFloor = top + RESTORE_SEQ_GAP;
+      // past the backup's numbers, and past the restore time in microseconds: a second
+      // restore from an older backup still moves past the numbers of the first one's life
+      const seqFloor = Math.max(top + RESTORE_SEQ_GAP, this.#clock() * 1000);
       const id = new Uint8Array(16);
-      id.set(utf8("qpq-restore"));
-      new DataView(id.buffer).setUint32(12, generation);
+      id.set(utf8("qpqrst"));
+      new DataView(id.buffer).setBigUint64(8, BigInt(seqFloor));
       const users = this.#all("SELECT uid, username FROM users ORDER BY uid");
       for (const u of users) {
         const uid = u.uid as Uint8Array;

@@ -1,0 +1,199 @@
+/**
+ * `qpq server backup` during traffic, `qpq server restore`, and what clients make of it:
+ * the exact restore lines, the messages the restore lost sent again, nothing lost or shown
+ * twice, no "expired" count. The server runs as a process (a restart on the same port
+ * needs a new process, see client_test.ts), the clients in process over QUIC.
+ *
+ * @module
+ */
+import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
+import { runQpq, startServerProcess } from "./_support/cli.ts";
+import { type TestUser, testUser } from "./_support/clients.ts";
+
+const RESTORED = "the server was restored from a backup";
+
+async function closeAll(...users: TestUser[]): Promise<void> {
+  for (const u of users) await u.client.close();
+}
+
+/** `qpq server <args>` for the data directory `dataDir`; fails the test on a crash. */
+async function serverCmd(dataDir: string, args: string[], env: Record<string, string> = {}) {
+  const r = await runQpq(["server", ...args, "--data-dir", dataDir], { env });
+  assert(!r.stderr.includes("at "), `a stack trace: ${r.stderr}`);
+  return r;
+}
+
+/** The one line a refused command prints, and its exit code. */
+function refused(r: { code: number; stdout: string; stderr: string }, code: number, part: string) {
+  assertEquals(r.code, code, r.stderr);
+  assertEquals(r.stdout, "");
+  const lines = r.stderr.trim().split("\n");
+  assertEquals(lines.length, 1, r.stderr);
+  assertStringIncludes(lines[0]!, part);
+}
+
+Deno.test("qpq server backup during traffic, restore: clients say what happened, lost messages are sent again, none twice", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-restore-" });
+  const dataDir = `${dir}/data`;
+  let server = await startServerProcess(dataDir, "127.0.0.1:0");
+  const addr = server.addr;
+  const ts = { addr, certPem: await Deno.readTextFile(`${dataDir}/server-cert.pem`) };
+  const backup = `${dir}/qpq-backup.db`;
+  try {
+    const [alice, bob, dave, erin] = await Promise.all(
+      ["alice", "bob", "dave", "erin"].map((n) => testUser(ts, dir, n, { timeoutMs: 3_000 })),
+    );
+    await alice!.client.dm("bob");
+    await bob!.client.sync();
+    await dave!.client.dm("erin");
+    await erin!.client.sync();
+    await alice!.client.send("@bob", "m1");
+    await alice!.client.send("@bob", "m2");
+    await bob!.client.sync();
+
+    // traffic while the backup runs: dave writes to erin without pause
+    let writing = true;
+    const daveSent: string[] = [];
+    const traffic = (async () => {
+      for (let i = 0; writing || i < 5; i++) {
+        await dave!.client.send("@erin", `d${i}`);
+        daveSent.push(`d${i}`);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    const b = await serverCmd(dataDir, ["backup", "--out", backup]);
+    writing = false;
+    await traffic;
+    assertEquals(b.code, 0, b.stderr);
+    const line =
+      /^backup written: (\S+) \(\S+ \S+, schema \d+, not sealed, taken (\d{4}-\d\d-\d\d \d\d:\d\d):\d\d UTC, integrity ok\)\n$/
+        .exec(b.stdout);
+    assert(line, b.stdout);
+    assertEquals(line[1], backup);
+    const taken = line[2]!;
+    assertEquals(Deno.statSync(backup).mode! & 0o777, 0o600);
+
+    // after the backup (every send fetches first): bob fetches three of alice's messages,
+    // answers, and alice (fetching that answer) sends two more that bob does not fetch
+    for (const t of ["a1", "a2", "a3"]) await alice!.client.send("@bob", t);
+    await bob!.client.sync();
+    await bob!.client.send("@alice", "b1");
+    for (const t of ["a4", "a5"]) await alice!.client.send("@bob", t);
+    await erin!.client.sync();
+    assertEquals(bob!.received(), ["m1", "m2", "a1", "a2", "a3"]);
+    assertEquals(alice!.received(), ["b1"]);
+
+    // refused: a restore while the server runs, a backup over an existing file
+    refused(await serverCmd(dataDir, ["restore", backup]), 2, "stop the server first");
+    refused(await serverCmd(dataDir, ["backup", "--out", backup]), 2, "exists");
+    assertEquals(await server.stop(), 0);
+
+    // refused: a damaged backup, a file that is not one
+    const damaged = `${dir}/damaged.db`;
+    const bytes = await Deno.readFile(backup);
+    for (let i = 4096 * 2; i < bytes.length; i += 4096) bytes.fill(0x5a, i + 100, i + 2000);
+    await Deno.writeFile(damaged, bytes);
+    refused(await serverCmd(dataDir, ["restore", damaged]), 1, `Cannot restore from ${damaged}:`);
+    await Deno.writeTextFile(`${dir}/notes.db`, "not a database\n");
+    refused(
+      await serverCmd(dataDir, ["restore", `${dir}/notes.db`]),
+      1,
+      "not a qpq server database",
+    );
+    refused(
+      await serverCmd(dataDir, ["restore", backup], { QPQ_DB_KEY: "k".repeat(32) }),
+      1,
+      "without db_key",
+    );
+
+    const r = await serverCmd(dataDir, ["restore", backup]);
+    assertEquals(r.code, 0, r.stderr);
+    assertStringIncludes(r.stdout, `restored ${dataDir}/qpq.db from ${backup} (taken ${taken}:`);
+    assertStringIncludes(r.stdout, "4 user(s) notified");
+    assertStringIncludes(r.stdout, `the replaced database is kept as ${dataDir}/qpq.db.replaced-`);
+    assertEquals(Deno.statSync(`${dataDir}/qpq.db`).mode! & 0o777, 0o600);
+    for (const ext of ["-wal", "-shm", ".restoring"]) {
+      assert(!exists(`${dataDir}/qpq.db${ext}`), `no ${ext} left beside the restored database`);
+    }
+
+    server = await startServerProcess(dataDir, addr);
+    await bob!.client.sync(); // the notice; b1 sent again
+    await alice!.client.sync(); // the notice; b1 again (dropped: shown once); a1..a5 sent again
+    await bob!.client.sync(); // a1..a3 again (dropped), a4, a5
+    await dave!.client.sync();
+    await erin!.client.sync();
+    await dave!.client.sync();
+    await erin!.client.sync();
+
+    const notice = `${RESTORED} (taken ${taken} UTC): messages sent to you after it may be missing`;
+    assertEquals(alice!.warnings(), [
+      notice,
+      `${RESTORED} (taken ${taken} UTC): 5 message(s) you sent since were sent again`,
+    ]);
+    assertEquals(bob!.warnings(), [
+      notice,
+      `${RESTORED} (taken ${taken} UTC): 1 message(s) you sent since were sent again`,
+    ]);
+    assertEquals(bob!.received(), ["m1", "m2", "a1", "a2", "a3", "a4", "a5"]);
+    assertEquals(alice!.received(), ["b1"]);
+    assertEquals(bob!.client.history("@alice").length, 8);
+    // the traffic during the backup: every message once, in order, whichever side of the
+    // snapshot it fell
+    assertEquals(erin!.received(), daveSent);
+    for (const u of [dave!, erin!]) {
+      assert(!u.warnings().some((w) => w.includes("expired")), u.warnings().join("\n"));
+      assertEquals(u.warnings()[0], notice);
+    }
+    await closeAll(alice!, bob!, dave!, erin!);
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qpq server backup of a sealed database needs no key; restore needs the right one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-restore-sealed-" });
+  const dataDir = `${dir}/data`;
+  const key = { QPQ_DB_KEY: "a-long-enough-random-db-key-for-this-test" };
+  const server = await startServerProcess(dataDir, "127.0.0.1:0", { env: key });
+  try {
+    const b = await serverCmd(dataDir, ["backup", "--out", `${dir}/b.db`]);
+    assertEquals(b.code, 0, b.stderr);
+    assertStringIncludes(b.stdout, ", sealed, ");
+    const b2 = await serverCmd(dataDir, ["backup", "--out", `${dir}/b2.db`], key);
+    assertEquals(b2.code, 0, b2.stderr);
+    refused(
+      await serverCmd(dataDir, ["backup", "--out", `${dir}/b3.db`], { QPQ_DB_KEY: "x".repeat(40) }),
+      1,
+      "wrong db_key",
+    );
+    assert(!exists(`${dir}/b3.db`), "a backup that failed its check is removed");
+    assertEquals(await server.stop(), 0);
+    refused(await serverCmd(dataDir, ["restore", `${dir}/b.db`]), 1, "no db_key");
+    refused(
+      await serverCmd(dataDir, ["restore", `${dir}/b.db`], { QPQ_DB_KEY: "x".repeat(40) }),
+      1,
+      "wrong db_key",
+    );
+    refused(await serverCmd(dataDir, ["restore", `${dir}/none.db`], key), 1, "no such file");
+    const r = await serverCmd(dataDir, ["restore", `${dir}/b.db`], key);
+    assertEquals(r.code, 0, r.stderr);
+    assertStringIncludes(r.stdout, ", sealed, ");
+    // the restored database works with the key: a second restore keeps it aside
+    const again = await serverCmd(dataDir, ["restore", `${dir}/b2.db`], key);
+    assertEquals(again.code, 0, again.stderr);
+    assertStringIncludes(again.stdout, "the replaced database is kept as");
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
