@@ -451,6 +451,51 @@ contract(
   },
 );
 
+contract(
+  "keepSent keeps acknowledged requests out of the queue, bounded; requeueSent queues them again last",
+  async (h) => {
+    const s = h.state;
+    const limits = { count: 3, bytes: 1 << 20 };
+    for (const id of ["k1", "q1", "k2", "k3", "k4"]) assert(s.addOutbox(outbox(id)));
+    // the first kept one is the only entry at first: its new place must still be found
+    assert(s.keepSent("k1", T0 + 1, limits));
+    assert(!s.keepSent("k1", T0 + 1, limits), "kept already: not queued");
+    assert(!s.keepSent("zz", T0 + 1, limits));
+    for (const [i, id] of ["k2", "k3", "k4"].entries()) assert(s.keepSent(id, T0 + 2 + i, limits));
+    assertEquals(s.listOutbox().map((e) => e.messageId), ["q1"]);
+    // the newest three are kept (k1, the oldest, is gone)
+    assertEquals(s.listSent().map((e) => [e.messageId, e.sentAt]), [
+      ["k2", T0 + 2],
+      ["k3", T0 + 3],
+      ["k4", T0 + 4],
+    ]);
+    const r = await h.reopen();
+    assertEquals(r.listSent().map((e) => e.messageId), ["k2", "k3", "k4"]);
+    // a byte bound (counted as stored: sealed on disk, the request in memory)
+    assert(r.addOutbox(outbox("k5")));
+    assert(r.keepSent("k5", T0 + 5, { count: 10, bytes: 1 }));
+    assertEquals(r.listSent(), [], "over the byte bound: none kept");
+    assert(r.addOutbox(outbox("k6")));
+    assert(r.keepSent("k6", T0 + 6, limits));
+    assertEquals(r.requeueSent(T0 + 6), 1, "sent before `since`: forgotten");
+    assertEquals(r.listSent(), []);
+    assertEquals(r.listOutbox().map((e) => [e.messageId, e.resend, e.sentAt]), [
+      ["q1", undefined, undefined],
+      ["k6", true, undefined],
+    ]);
+    // kept and queued again, twice over: places stay distinct
+    assert(r.keepSent("k6", T0 + 7, limits));
+    assert(r.keepSent("q1", T0 + 8, limits));
+    assertEquals(r.requeueSent(0), 2);
+    assertEquals(r.listOutbox().map((e) => e.messageId), ["k6", "q1"]);
+    assert(r.keepSent("q1", T0 + 9, limits));
+    assert(r.keepSent("k6", T0 + 9, limits));
+    assertEquals(r.listSent().map((e) => e.messageId), ["q1", "k6"]);
+    assert(r.removeOutbox("q1"), "removeOutbox removes a kept one too");
+    assertEquals(r.listSent().map((e) => e.messageId), ["k6"]);
+  },
+);
+
 // ---------------------------------------------------------------------- transactions
 
 /** Writes one of everything on top of `base` (a conversation "g" must exist). */

@@ -393,4 +393,46 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/crypto_vectors_test.ts"],
     quick: true,
   },
+  // ---- issue 12, part B: backups that restore cleanly
+  {
+    id: "restore-refuses-live-database",
+    file: "src/server/backup.ts",
+    find: 'lock = FileLock.acquire(db, db, "Database");',
+    replace: "lock = { release() {} } as unknown as FileLock;",
+    why: "a restore must not replace the database under a running server",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "restore-seq-bump",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "const seqFloor = Math.max(top + RESTORE_SEQ_GAP, this.#clock() * 1000);",
+    replace: "const seqFloor = top;",
+    why: "after a restore, sequence numbers handed out since the backup must not be reused " +
+      "(clients past them would skip new messages)",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "client-resend-after-restore",
+    file: "src/client/inbox.ts",
+    find: "s.requeueSent(this.#ctx.now() - SENT_KEEP_MS);",
+    replace: "",
+    why: "messages the restored server lost are sent again by their senders",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "client-drop-known-resent",
+    file: "src/client/inbox.ts",
+    find: 'if (m.messageKind === "application" && this.#seen(conv, m)) {',
+    replace: "if (false) {",
+    why: "a message sent again after a restore is shown once, not again as unreadable",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "client-restore-gap-not-expiry",
+    file: "src/client/receiver.ts",
+    find: "if (first > cursor + 1 && cursor > 0 && !restored) {",
+    replace: "if (first > cursor + 1 && cursor > 0) {",
+    why: "the numbers a restore skips are not reported as a six-digit expiry count",
+    tests: ["tests/backup_restore_test.ts"],
+  },
 ];

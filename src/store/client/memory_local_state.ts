@@ -424,7 +424,7 @@ export class MemoryLocalState implements LocalState {
       .map((q) => copyOutbox(q.entry));
   }
 
-  /** Keep an acknowledged request to resend after a server restore (negated seq, as on disk). */
+  /** Keep an acknowledged request to resend after a server restore. */
   keepSent(messageId: string, sentAt: number, limits: { count: number; bytes: number }): boolean {
     checkTime("sent time", sentAt);
     return this.#write(() => {
@@ -433,7 +433,9 @@ export class MemoryLocalState implements LocalState {
       if (q === undefined || q.seq < 0) return false;
       const entry = { ...copyOutbox(q.entry), sentAt };
       delete entry.resend;
-      this.#set(d.outbox, messageId, { seq: -q.seq, entry });
+      // negative, the newest the lowest (as on disk)
+      const low = Math.min(0, ...[...d.outbox.values()].map((k) => k.seq));
+      this.#set(d.outbox, messageId, { seq: low - 1, entry });
       let count = 0;
       let bytes = 0;
       const kept = [...d.outbox.entries()].filter(([, k]) => k.seq < 0)
