@@ -137,6 +137,10 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
     assertEquals(bob!.received(), ["m1", "m2", "a1", "a2", "a3", "a4", "a5"]);
     assertEquals(alice!.received(), ["b1"]);
     assertEquals(bob!.client.history("@alice").length, 8);
+    // a1..a3 came again: their keys were used, decrypting failed, and nothing was shown
+    for (const u of [alice!, bob!]) {
+      assertEquals(u.events.filter((e) => e.kind === "unreadable"), []);
+    }
     // the traffic during the backup: every message once, in order, whichever side of the
     // snapshot it fell
     assertEquals(erin!.received(), daveSent);

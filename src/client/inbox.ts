@@ -12,7 +12,8 @@
  * KeyPackage notice (server, no channel) ─► refill and rotate the last resort after the sync
  * restore notice (server, no channel) ─► one line; our kept sent messages queued again
  *   (the restored server has not got those sent after its backup; it drops the others)
- * an application message already stored (sent again after a restore) ─► dropped unread
+ * an application message sent again (after a restore) that we have: its keys are used up,
+ *   decrypting fails, and the unreadable placeholder has its id: not stored, not shown
  * from someone not a contact (consent.ts): the same, but the conversation is a request:
  *   its messages are stored and not shown; a blocked user's Welcome is dropped and their
  *   messages are not stored (who invited is the Welcome's MLS signer, not the server's claim)
@@ -138,11 +139,6 @@ export class Inbox {
       await this.#noteRejoin(conv, state, m);
       return s.transaction(done);
     }
-    if (m.messageKind === "application" && this.#seen(conv, m)) {
-      // sent again after a server restore, and we have it: its keys are used up, so
-      // decrypting it would only fail; the history keeps one copy
-      return s.transaction(done);
-    }
     let r;
     try {
       r = await processMessage(state, m.payload);
@@ -264,13 +260,6 @@ export class Inbox {
         });
         return;
     }
-  }
-
-  /** An application message of `m`'s sender with `m`'s id is in the conversation already. */
-  #seen(conv: Conversation, m: DeliveredMessage): boolean {
-    const known = this.#ctx.state.getMessage(uuidToString(m.messageId));
-    return known !== undefined && known.conversationId === conv.id &&
-      known.direction === "in" && known.sender === m.sender;
   }
 
   /** After our leave: follow the group's changes until our removal; show nothing. */

@@ -420,14 +420,6 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/backup_restore_test.ts"],
   },
   {
-    id: "client-drop-known-resent",
-    file: "src/client/inbox.ts",
-    find: 'if (m.messageKind === "application" && this.#seen(conv, m)) {',
-    replace: "if (false) {",
-    why: "a message sent again after a restore is shown once, not again as unreadable",
-    tests: ["tests/backup_restore_test.ts"],
-  },
-  {
     id: "client-restore-gap-not-expiry",
     file: "src/client/receiver.ts",
     find: "if (first > cursor + 1 && cursor > 0 && !restored) {",
