@@ -40,10 +40,15 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
   const ts = { addr, certPem: await Deno.readTextFile(`${dataDir}/server-cert.pem`) };
   const backup = `${dir}/qpq-backup.db`;
   try {
-    const [alice, bob, dave, erin] = await Promise.all(
-      ["alice", "bob", "dave", "erin"].map((n) => testUser(ts, dir, n, { timeoutMs: 3_000 })),
+    const [alice, bob, carol, dave, erin] = await Promise.all(
+      ["alice", "bob", "carol", "dave", "erin"].map((n) =>
+        testUser(ts, dir, n, { timeoutMs: 10_000 })
+      ),
     );
     await alice!.client.dm("bob");
+    await bob!.client.sync();
+    await alice!.client.createGroup("team");
+    await alice!.client.invite("#team", ["bob"]);
     await bob!.client.sync();
     await dave!.client.dm("erin");
     await erin!.client.sync();
@@ -72,6 +77,11 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
     assertEquals(line[1], backup);
     const taken = line[2]!;
     assertEquals(Deno.statSync(backup).mode! & 0o777, 0o600);
+
+    // a group change the restore loses
+    await alice!.client.invite("#team", ["carol"]);
+    await carol!.client.sync();
+    await bob!.client.sync();
 
     // after the backup (every send fetches first): bob fetches three of alice's messages,
     // answers, and alice (fetching that answer) sends two more that bob does not fetch
@@ -109,7 +119,7 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
     const r = await serverCmd(dataDir, ["restore", backup]);
     assertEquals(r.code, 0, r.stderr);
     assertStringIncludes(r.stdout, `restored ${dataDir}/qpq.db from ${backup} (taken ${taken}:`);
-    assertStringIncludes(r.stdout, "4 user(s) notified");
+    assertStringIncludes(r.stdout, "5 user(s) notified");
     assertStringIncludes(r.stdout, `the replaced database is kept as ${dataDir}/qpq.db.replaced-`);
     assertEquals(Deno.statSync(`${dataDir}/qpq.db`).mode! & 0o777, 0o600);
     for (const ext of ["-wal", "-shm", ".restoring"]) {
@@ -125,15 +135,22 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
     await dave!.client.sync();
     await erin!.client.sync();
 
-    const notice = `${RESTORED} (taken ${taken} UTC): messages sent to you after it may be missing`;
+    const restored = `${RESTORED} (taken ${taken} UTC)`;
+    const notice = `${restored}: messages sent to you after it may be missing`;
+    const team = `${restored}: #team changed since then and the server has it as it was; ` +
+      "create it again";
     assertEquals(alice!.warnings(), [
       notice,
-      `${RESTORED} (taken ${taken} UTC): 5 message(s) you sent since were sent again`,
+      team,
+      `${restored}: 5 message(s) you sent since were sent again`,
     ]);
     assertEquals(bob!.warnings(), [
       notice,
-      `${RESTORED} (taken ${taken} UTC): 1 message(s) you sent since were sent again`,
+      team,
+      `${restored}: 1 message(s) you sent since were sent again`,
     ]);
+    await carol!.client.sync();
+    assertEquals(carol!.warnings(), [notice, team]);
     assertEquals(bob!.received(), ["m1", "m2", "a1", "a2", "a3", "a4", "a5"]);
     assertEquals(alice!.received(), ["b1"]);
     assertEquals(bob!.client.history("@alice").length, 8);
@@ -148,7 +165,7 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
       assert(!u.warnings().some((w) => w.includes("expired")), u.warnings().join("\n"));
       assertEquals(u.warnings()[0], notice);
     }
-    await closeAll(alice!, bob!, dave!, erin!);
+    await closeAll(alice!, bob!, carol!, dave!, erin!);
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });

@@ -132,7 +132,10 @@ export class QpqClient {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
-      onRestored: (takenAt) => this.#outbox.noteRestore(takenAt),
+      onRestored: (takenAt) => {
+        this.#outbox.noteRestore(takenAt);
+        this.#groups.noteRestore(takenAt);
+      },
       rejoins,
       consent: this.#consent,
     });

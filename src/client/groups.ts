@@ -66,7 +66,7 @@ import {
 import { findConversation, upsertChannel } from "./conversations.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
-import type { Outbox } from "./outbox.ts";
+import { type Outbox, restoredFrom } from "./outbox.ts";
 import type { Session } from "./session.ts";
 
 /** How often an own commit is retried after an epoch conflict. */
@@ -97,6 +97,8 @@ export class Groups {
   #outbox: Outbox;
   #sync: () => Promise<number>;
   #rejoins: RejoinRequests;
+  /** A restore notice was applied (when the backup was taken): groups to check after the sync. */
+  #restored: number | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -698,6 +700,12 @@ export class Groups {
    */
   async maintain(): Promise<void> {
     const s = this.#ctx.state;
+    await this.#checkAfterRestore().catch((e) =>
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Could not compare the groups with the restored server: ${reason(e)}`,
+      })
+    );
     for (const record of s.listGroups()) {
       const conv = s.getConversation(record.channelId);
       if (!conv) continue;
@@ -764,6 +772,37 @@ export class Groups {
           this.#ctx.emit({ kind: "warning", text: `Could not re-add ${user}: ${reason(e)}` })
         );
       }
+    }
+  }
+
+  /**
+   * The server was restored from a backup taken at `backupTakenAt` (ms, 0 = unknown): after
+   * this sync, say which of our groups changed since (the server has an older epoch of it,
+   * or none at all). Their commits can no longer be accepted; the user creates them again.
+   */
+  noteRestore(backupTakenAt: number): void {
+    this.#restored = backupTakenAt;
+  }
+
+  async #checkAfterRestore(): Promise<void> {
+    const takenAt = this.#restored;
+    if (takenAt === undefined) return;
+    this.#restored = undefined;
+    const { channels } = await this.#session.call({ kind: "listChannels" }, "channels");
+    const epochs = new Map(channels.map((c) => [toHex(c.channelId), c.epoch]));
+    const s = this.#ctx.state;
+    for (const record of s.listGroups()) {
+      const conv = s.getConversation(record.channelId);
+      if (!conv || record.broken || record.leavingEpoch !== undefined) continue;
+      const ours = Number(decodeGroupState(record.state).epoch);
+      const theirs = epochs.get(record.channelId);
+      if (theirs !== undefined && theirs >= ours) continue;
+      this.#ctx.emit({
+        kind: "warning",
+        text: `${
+          restoredFrom(takenAt)
+        }: ${conv.name} changed since then and the server has it as it was; create it again`,
+      });
     }
   }
 

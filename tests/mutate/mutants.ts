@@ -427,4 +427,12 @@ export const MUTANTS: Mutant[] = [
     why: "the numbers a restore skips are not reported as a six-digit expiry count",
     tests: ["tests/backup_restore_test.ts"],
   },
+  {
+    id: "client-restore-group-check",
+    file: "src/client/groups.ts",
+    find: "if (theirs !== undefined && theirs >= ours) continue;",
+    replace: "continue;",
+    why: "a group the restore rewound is named in one line, not left to fail obscurely",
+    tests: ["tests/backup_restore_test.ts"],
+  },
 ];
