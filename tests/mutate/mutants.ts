@@ -431,7 +431,7 @@ export const MUTANTS: Mutant[] = [
     id: "client-restore-group-check",
     file: "src/client/groups.ts",
     find: "if (theirs !== undefined && theirs >= ours) continue;",
-    replace: "continue;",
+    replace: "if (theirs === undefined || theirs >= 0) continue;",
     why: "a group the restore rewound is named in one line, not left to fail obscurely",
     tests: ["tests/backup_restore_test.ts"],
   },
