@@ -71,6 +71,12 @@ export interface QpqClientOptions {
    * accepted, as before requests existed: tools and tests that are not about consent).
    */
   acceptFrom?: AcceptFrom | undefined;
+  /**
+   * How many of our acknowledged messages (and bytes) are kept to send again after a server
+   * restore (default `SENT_KEEP_MESSAGES`, `SENT_KEEP_BYTES` of limits.ts); `{ count: 0,
+   * bytes: 0 }` keeps none (the load tool: thousands of clients in one process).
+   */
+  keepSent?: { count: number; bytes: number } | undefined;
 }
 
 /** Options of {@link QpqClient.register}. */
@@ -113,7 +119,7 @@ export class QpqClient {
     this.#receiver = new Receiver(this.#ctx, this.#session, (n) => this.#afterReceive(n));
     this.#contacts = new Contacts(this.#ctx, this.#session);
     this.#keyPackages = new KeyPackages(this.#ctx, this.#session);
-    this.#outbox = new Outbox(this.#ctx, this.#session);
+    this.#outbox = new Outbox(this.#ctx, this.#session, o.keepSent);
     const rejoins: RejoinRequests = new Map();
     this.#groups = new Groups(this.#ctx, {
       session: this.#session,

@@ -31,14 +31,24 @@ const RETRY_DELAYS_MS = [0, 200, 800];
 export class Outbox {
   #ctx: ClientContext;
   #session: Session;
+  /** How much of what the server acknowledged is kept for a restore. */
+  #keep: { count: number; bytes: number };
   /** The flush running now, if any: flushes run one at a time. */
   #flushing: Promise<number> | undefined;
   /** A restore was noticed: messages sent again that the server did not have. */
-  #restore: { takenAt: number; resent: number } | undefined;
+  #restore: { takenAt: number; resent: number; refused: number } | undefined;
 
-  constructor(ctx: ClientContext, session: Session) {
+  constructor(
+    ctx: ClientContext,
+    session: Session,
+    keep: { count: number; bytes: number } = {
+      count: SENT_KEEP_MESSAGES,
+      bytes: SENT_KEEP_BYTES,
+    },
+  ) {
     this.#ctx = ctx;
     this.#session = session;
+    this.#keep = keep;
   }
 
   /** Messages waiting to be sent. */
@@ -74,11 +84,9 @@ export class Outbox {
         const now = this.#ctx.now();
         state.transaction(() => {
           // a message of ours (not a leave proposal) is kept to resend after a restore
-          if (state.getMessage(messageId)?.direction !== "out") state.removeOutbox(messageId);
-          else {state.keepSent(messageId, now, {
-              count: SENT_KEEP_MESSAGES,
-              bytes: SENT_KEEP_BYTES,
-            });}
+          if (state.getMessage(messageId)?.direction === "out") {
+            state.keepSent(messageId, now, this.#keep);
+          } else state.removeOutbox(messageId);
           state.setMessageStatus(messageId, "sent");
         });
         return ans.duplicate ? "duplicate" : "stored";
@@ -123,6 +131,10 @@ export class Outbox {
         ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request));
       } catch (err) {
         if (err instanceof TransportError || !(err instanceof QpqError)) throw err;
+        if (e.resend && this.#restore) {
+          this.#restore.refused++; // e.g. a DM opened since the backup: counted, one line
+          continue;
+        }
         this.#ctx.emit({
           kind: "warning",
           text: `A queued message was refused by the server: ${err.message}`,
@@ -137,10 +149,20 @@ export class Outbox {
     const r = this.#restore;
     if (r && !this.#ctx.state.listOutbox().some((e) => e.resend)) {
       this.#restore = undefined;
-      if (r.resent > 0) {
+      const parts: string[] = [];
+      const why = "(their conversations changed since)";
+      if (r.resent > 0) parts.push(`${r.resent} message(s) you sent since were sent again`);
+      if (r.refused > 0) {
+        parts.push(
+          r.resent > 0
+            ? `${r.refused} could not be ${why}`
+            : `${r.refused} message(s) you sent since could not be sent again ${why}`,
+        );
+      }
+      if (parts.length > 0) {
         this.#ctx.emit({
           kind: "warning",
-          text: `${restoredFrom(r.takenAt)}: ${r.resent} message(s) you sent since were sent again`,
+          text: `${restoredFrom(r.takenAt)}: ${parts.join("; ")}`,
         });
       }
     }
@@ -153,7 +175,7 @@ export class Outbox {
    * {@link flush} sends them and says how many the restore had lost.
    */
   noteRestore(takenAt: number): void {
-    this.#restore = { takenAt, resent: 0 };
+    this.#restore = { takenAt, resent: 0, refused: 0 };
   }
 
   /** True while messages queued again after a restore wait to go out. */

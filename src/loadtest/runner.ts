@@ -217,6 +217,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       server: o.server,
       timeoutMs,
       acceptFrom: "anyone", // load accounts are strangers to each other: no requests
+      keepSent: { count: 0, bytes: 0 }, // no server restore in a load run: keep nothing sent
       onEvent: (e) => onEvent(username, e),
       connect: async (options) => {
         const conn = await connectServer(options);
