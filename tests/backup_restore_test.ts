@@ -185,12 +185,21 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
   }
 });
 
-Deno.test("qpq server backup of a sealed database needs no key; restore needs the right one", async () => {
+Deno.test("qpq server backup of a sealed database needs no key; restore needs the right one; qpq recv says it once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-restore-sealed-" });
   const dataDir = `${dir}/data`;
   const key = { QPQ_DB_KEY: "a-long-enough-random-db-key-for-this-test" };
-  const server = await startServerProcess(dataDir, "127.0.0.1:0", { env: key });
+  let server = await startServerProcess(dataDir, "127.0.0.1:0", { env: key });
+  // a CLI user: what `qpq recv` prints after the restore
+  const cli = {
+    QPQ_SERVER: server.addr,
+    QPQ_CA_CERT: `${dataDir}/server-cert.pem`,
+    QPQ_PASSWORD: "pw-zed",
+  };
+  const zed = (...args: string[]) => runQpq([...args, "--username", "zed"], { cwd: dir, env: cli });
   try {
+    const reg = await zed("register-user");
+    assertEquals(reg.code, 0, reg.stderr);
     const b = await serverCmd(dataDir, ["backup", "--out", `${dir}/b.db`]);
     assertEquals(b.code, 0, b.stderr);
     assertStringIncludes(b.stdout, ", sealed, ");
@@ -217,6 +226,18 @@ Deno.test("qpq server backup of a sealed database needs no key; restore needs th
     const again = await serverCmd(dataDir, ["restore", `${dir}/b2.db`], key);
     assertEquals(again.code, 0, again.stderr);
     assertStringIncludes(again.stdout, "the replaced database is kept as");
+    const taken = /taken (\d{4}-\d\d-\d\d \d\d:\d\d):\d\d UTC/.exec(again.stdout)?.[1];
+    assert(taken, again.stdout);
+
+    server = await startServerProcess(dataDir, cli.QPQ_SERVER, { env: key });
+    const recv = await zed("recv");
+    assertEquals(recv.code, 0, recv.stderr);
+    assertEquals(
+      recv.stderr,
+      `qpq: warning: the server was restored from a backup (taken ${taken} UTC): ` +
+        "messages sent to you after it may be missing\n",
+    );
+    assertEquals((await zed("recv")).stderr, "", "said once");
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
