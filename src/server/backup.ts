@@ -137,7 +137,7 @@ export async function restoreDatabase(
   const db = config.dbPath;
   let lock: FileLock;
   try {
-    lock = FileLock.acquire(db, db, "Database");
+    lock = lockDatabase(db);
   } catch (e) {
     if (e instanceof UsageError) {
       throw new UsageError(`Cannot restore: ${e.message}; stop the server first`);
@@ -171,17 +171,18 @@ export async function restoreDatabase(
       await store.close();
     }
     let keptAs: string | undefined;
-    if (sizeOf(db) !== undefined) {
+    // the journal belongs to the database it was written for: kept beside it (even without
+    // its database), never left where SQLite would apply it to the restored one
+    const present = ["", "-wal", "-shm"].filter((ext) => sizeOf(db + ext) !== undefined);
+    if (present.length > 0) {
       keptAs = `${db}.replaced-${stamp((options.now ?? Date.now)())}`;
-      Deno.renameSync(db, keptAs);
-      // the journal belongs to the database it was written for: kept beside it, never
-      // left where it would be applied to the restored one
-      for (const ext of ["-wal", "-shm"]) {
-        if (sizeOf(db + ext) !== undefined) Deno.renameSync(db + ext, keptAs + ext);
-      }
+      for (const ext of present) Deno.renameSync(db + ext, keptAs + ext);
     }
-    for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
     Deno.renameSync(tmp, db);
+    // closing the last connection checkpoints and removes the journal; should one remain,
+    // it holds the restore mark and goes with the database
+    if (sizeOf(`${tmp}-wal`)) Deno.renameSync(`${tmp}-wal`, `${db}-wal`);
+    for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
     return { dbPath: db, keptAs, info, mark };
   } catch (e) {
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) removeIfThere(f);

@@ -397,7 +397,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "restore-refuses-live-database",
     file: "src/server/backup.ts",
-    find: 'lock = FileLock.acquire(db, db, "Database");',
+    find: "lock = lockDatabase(db);",
     replace: "lock = { release() {} } as unknown as FileLock;",
     why: "a restore must not replace the database under a running server",
     tests: ["tests/backup_restore_test.ts"],
