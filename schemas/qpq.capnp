@@ -264,11 +264,19 @@ struct Message {
                                      # low or your last resort was handed out (refill, rotate).
                                      # A number, not an enum: older readers ignore the field and
                                      # drop the message (no channel), unknown numbers are ignored.
-                                     # 2 = the server was restored from a backup (the fields below).
-  backupTakenAtMs @11 :UInt64;       # notice 2 only: when the backup was taken (0 = unknown)
-  backupQueueSeq @12 :UInt64;        # notice 2 only: the last sequence number of this queue in
-                                     # the backup; numbers after it, up to this notice's, were
-                                     # handed out by the lost history and are skipped (no expiry)
+                                     # 2 = the server was restored from a backup; the payload is
+                                     # a RestoreNotice. (No field is appended here for it: a larger
+                                     # Message would break capnp-es readers of lists of the
+                                     # smaller one, and the reverse.)
+}
+
+# The payload of a restore notice (Message.serverNotice 2): what the restore rewound. From
+# the server, read with the frame decoder's caps.
+struct RestoreNotice {
+  backupTakenAtMs @0 :UInt64;        # when the backup was taken (ms, 0 = unknown)
+  backupQueueSeq @1 :UInt64;         # the last sequence number of this queue in the backup;
+                                     # numbers after it, up to the notice's, were handed out by
+                                     # the lost history and are skipped (not an expiry)
 }
 
 struct Messages {

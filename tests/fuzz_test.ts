@@ -255,6 +255,7 @@ Deno.test("decoders of peer bytes return a value or throw a QpqError for 4,000 m
     const want of [
       "wire.decodeFrame",
       "wire.decodeContent",
+      "wire.decodeRestoreNotice",
       "wire.FrameReader",
       "mls.parseKeyPackage",
       "mls.processMessage.xwing",

@@ -33,7 +33,12 @@ import {
   processMessage,
   verifyRoster,
 } from "../mls/mod.ts";
-import { type DeliveredMessage, NOTICE_KEY_PACKAGES, NOTICE_RESTORED } from "../wire/mod.ts";
+import {
+  decodeRestoreNotice,
+  type DeliveredMessage,
+  NOTICE_KEY_PACKAGES,
+  NOTICE_RESTORED,
+} from "../wire/mod.ts";
 import { SENT_KEEP_MS } from "../limits.ts";
 import { restoredFrom } from "./outbox.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
@@ -101,17 +106,19 @@ export class Inbox {
       return s.transaction(done);
     }
     if (m.serverNotice === NOTICE_RESTORED && m.channelId.length === 0) {
+      let takenAt = 0; // a notice we cannot read still says that a restore happened
+      try {
+        takenAt = decodeRestoreNotice(m.payload).backupTakenAtMs;
+      } catch { /* the time stays unknown */ }
       // with the queue position: a crash cannot lose the resend nor repeat it
       s.transaction(() => {
         s.requeueSent(this.#ctx.now() - SENT_KEEP_MS);
         done();
       });
-      this.#onRestored(m.backupTakenAtMs ?? 0);
+      this.#onRestored(takenAt);
       this.#ctx.emit({
         kind: "warning",
-        text: `${
-          restoredFrom(m.backupTakenAtMs ?? 0)
-        }: messages sent to you after it may be missing`,
+        text: `${restoredFrom(takenAt)}: messages sent to you after it may be missing`,
       });
       return;
     }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { type MessageKind, NOTICE_RESTORED } from "../wire/mod.ts";
+import { encodeRestoreNotice, type MessageKind, NOTICE_RESTORED } from "../wire/mod.ts";
 import { fromUtf8, utf8 } from "../bytes.ts";
 import { InternalError } from "../errors.ts";
 
@@ -102,30 +102,17 @@ export function decodeRecord(b: Uint8Array): DeliveryRecord {
 }
 
 /**
- * The record of a restore notice (`serverNotice` 2): its payload holds, for the server
- * alone, when the backup was taken and the last sequence number of the queue in it
- * (u64 each); the recipient gets them as `backupTakenAtMs` and `backupQueueSeq`.
+ * The record of a restore notice (`serverNotice` 2) for one queue: its payload is the
+ * schema's `RestoreNotice` (when the backup was taken, the queue's last number in it),
+ * delivered as is.
  */
-export function encodeRestoreNotice(backupTakenAt: number, queueSeq: number): Uint8Array {
-  const payload = new Uint8Array(16);
-  const dv = new DataView(payload.buffer);
-  dv.setBigUint64(0, BigInt(backupTakenAt));
-  dv.setBigUint64(8, BigInt(queueSeq));
+export function restoreNoticeRecord(backupTakenAt: number, queueSeq: number): Uint8Array {
   return encodeRecord({
     kind: "application",
     epoch: 0,
-    payload,
+    payload: encodeRestoreNotice({ backupTakenAtMs: backupTakenAt, backupQueueSeq: queueSeq }),
     welcomeFor: [],
     welcome: new Uint8Array(0),
     notice: NOTICE_RESTORED,
   });
-}
-
-/** Inverse of the payload written by {@link encodeRestoreNotice}. */
-export function decodeRestoreNotice(
-  payload: Uint8Array,
-): { backupTakenAt: number; queueSeq: number } {
-  if (payload.length !== 16) throw new InternalError("Stored restore notice is damaged");
-  const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  return { backupTakenAt: Number(dv.getBigUint64(0)), queueSeq: Number(dv.getBigUint64(8)) };
 }

@@ -23,7 +23,7 @@ import {
 } from "../store/server/mod.ts";
 import { QpqError, StorageError, UsageError } from "../errors.ts";
 import type { ServerConfig } from "./config.ts";
-import { encodeRestoreNotice } from "./_delivery_record.ts";
+import { restoreNoticeRecord } from "./_delivery_record.ts";
 
 /** What {@link backupDatabase} wrote. */
 export interface BackupResult {
@@ -165,7 +165,7 @@ export async function restoreDatabase(
     let mark: RestoreMark;
     try {
       mark = await store.markRestored({
-        notice: (n) => encodeRestoreNotice(n.backupTakenAt ?? 0, n.queueHighWater),
+        notice: (n) => restoreNoticeRecord(n.backupTakenAt ?? 0, n.queueHighWater),
       });
     } finally {
       await store.close();

@@ -24,7 +24,7 @@ import type {
   QueuedMessage,
   ServerStore,
 } from "../store/server/mod.ts";
-import { type ChannelInfo, type DeliveredMessage, NOTICE_RESTORED } from "../wire/mod.ts";
+import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
@@ -38,7 +38,7 @@ import {
   checkUsernameSyntax,
   messageIdToStore,
 } from "./_names.ts";
-import { decodeRecord, decodeRestoreNotice, encodeRecord } from "./_delivery_record.ts";
+import { decodeRecord, encodeRecord } from "./_delivery_record.ts";
 
 /**
  * A page of queued messages as the recipient gets them. A Welcome also names its channel
@@ -66,12 +66,6 @@ async function toDelivered(
       sentAtMs: m.receivedAt,
       ...(r.notice ? { serverNotice: r.notice } : {}),
     };
-    if (r.notice === NOTICE_RESTORED) {
-      const n = decodeRestoreNotice(r.payload);
-      d.payload = new Uint8Array(0);
-      d.backupTakenAtMs = n.backupTakenAt;
-      d.backupQueueSeq = n.queueSeq;
-    }
     if (welcome && m.channelId !== null) {
       if (!channels.has(m.channelId)) {
         channels.set(m.channelId, await store.getChannel(m.channelId));

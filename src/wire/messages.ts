@@ -86,8 +86,6 @@ const MESSAGE = {
   channelName: { optional: "text" },
   channelKind: { optional: CHANNEL_KIND },
   serverNotice: { optional: "u16" },
-  backupTakenAtMs: { optional: "u64" },
-  backupQueueSeq: { optional: "u64" },
 } as const;
 const CHANNEL_INFO = {
   channelId: "data",
@@ -190,8 +188,8 @@ export type DeliveredMessage = StructValue<typeof MESSAGE>;
 /** `serverNotice` 1: the owner's KeyPackages run low or its last resort was handed out. */
 export const NOTICE_KEY_PACKAGES = 1;
 /**
- * `serverNotice` 2: the server was restored from a backup (`backupTakenAtMs`,
- * `backupQueueSeq` say which); at the head of every queue after `qpq server restore`.
+ * `serverNotice` 2: the server was restored from a backup (the payload, a `RestoreNotice`,
+ * says which: see notice.ts); at the head of every queue after `qpq server restore`.
  */
 export const NOTICE_RESTORED = 2;
 /** A channel as the server describes it. */

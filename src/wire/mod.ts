@@ -1,7 +1,7 @@
 /**
  * The qpq wire: typed messages generated from schemas/qpq.capnp, the frame codec,
- * length-prefixed framing, the request/response layer, and the message-content codec (the
- * plaintext inside MLS application messages). The only importer of capnp-es.
+ * length-prefixed framing, the request/response layer, the message-content codec (the
+ * plaintext inside MLS application messages) and the restore notice's payload. The only importer of capnp-es.
  *
  * @module
  */
@@ -22,6 +22,7 @@ export {
   encodeContent,
   type MessageContent,
 } from "./content.ts";
+export { decodeRestoreNotice, encodeRestoreNotice, type RestoreNoticeValue } from "./notice.ts";
 export {
   type EncodedRequest,
   encodedRequest,

@@ -19,8 +19,10 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import {
   decodeContent,
   decodeFrame,
+  decodeRestoreNotice,
   encodeContent,
   encodeFrame,
+  encodeRestoreNotice,
   FrameReader,
   lengthPrefixed,
 } from "../../src/wire/mod.ts";
@@ -211,6 +213,28 @@ function contentTarget(): FuzzTarget {
       const twice = encodeContent(decodeContent(once));
       if (!same(once, twice)) throw new Error("content oracle: re-encoding is not stable");
       return c;
+    },
+  };
+}
+
+function restoreNoticeTarget(): FuzzTarget {
+  const corpus = [[0, 0], [1_767_225_600_000, 12], [Number.MAX_SAFE_INTEGER, 1e15]].map((
+    [t, q],
+  ) => encodeRestoreNotice({ backupTakenAtMs: t!, backupQueueSeq: q! }));
+  return {
+    name: "wire.decodeRestoreNotice",
+    shape: "capnp",
+    corpus,
+    weight: 2,
+    run(input) {
+      const n = decodeRestoreNotice(input);
+      const again = decodeRestoreNotice(encodeRestoreNotice(n));
+      if (
+        again.backupTakenAtMs !== n.backupTakenAtMs || again.backupQueueSeq !== n.backupQueueSeq
+      ) {
+        throw new Error("restore notice oracle: a round trip changed it");
+      }
+      return n;
     },
   };
 }
@@ -440,6 +464,7 @@ export async function buildTargets(recorded: Map<string, Uint8Array>): Promise<F
     frameTarget(frames),
     framingTarget(frames),
     contentTarget(),
+    restoreNoticeTarget(),
     ...mlsTargets(fx, recordedKps),
     envelopeTarget(),
     ...(await authTargets(recorded)),

@@ -2355,7 +2355,7 @@ export class Message extends $.Struct {
     static readonly _capnp = {
         displayName: "Message",
         id: "8e1999677617687c",
-        size: new $.ObjectSize(48, 5),
+        size: new $.ObjectSize(32, 5),
     };
     /**
 * recipient queue sequence number
@@ -2472,7 +2472,10 @@ export class Message extends $.Struct {
 * low or your last resort was handed out (refill, rotate).
 * A number, not an enum: older readers ignore the field and
 * drop the message (no channel), unknown numbers are ignored.
-* 2 = the server was restored from a backup (the fields below).
+* 2 = the server was restored from a backup; the payload is
+* a RestoreNotice. (No field is appended here for it: a larger
+* Message would break capnp-es readers of lists of the
+* smaller one, and the reverse.)
 *
 */
     get serverNotice(): number {
@@ -2481,29 +2484,37 @@ export class Message extends $.Struct {
     set serverNotice(value: number) {
         $.utils.setUint16(12, value, this);
     }
+    toString(): string { return "Message_" + super.toString(); }
+}
+export class RestoreNotice extends $.Struct {
+    static readonly _capnp = {
+        displayName: "RestoreNotice",
+        id: "9681b42e39cca8dc",
+        size: new $.ObjectSize(16, 0),
+    };
     /**
-* notice 2 only: when the backup was taken (0 = unknown)
+* when the backup was taken (ms, 0 = unknown)
 *
 */
     get backupTakenAtMs(): bigint {
-        return $.utils.getUint64(32, this);
+        return $.utils.getUint64(0, this);
     }
     set backupTakenAtMs(value: bigint) {
-        $.utils.setUint64(32, value, this);
+        $.utils.setUint64(0, value, this);
     }
     /**
-* notice 2 only: the last sequence number of this queue in
-* the backup; numbers after it, up to this notice's, were
-* handed out by the lost history and are skipped (no expiry)
+* the last sequence number of this queue in the backup;
+* numbers after it, up to the notice's, were handed out by
+* the lost history and are skipped (not an expiry)
 *
 */
     get backupQueueSeq(): bigint {
-        return $.utils.getUint64(40, this);
+        return $.utils.getUint64(8, this);
     }
     set backupQueueSeq(value: bigint) {
-        $.utils.setUint64(40, value, this);
+        $.utils.setUint64(8, value, this);
     }
-    toString(): string { return "Message_" + super.toString(); }
+    toString(): string { return "RestoreNotice_" + super.toString(); }
 }
 export class Messages extends $.Struct {
     static readonly _capnp = {
