@@ -265,9 +265,9 @@ struct Message {
                                      # A number, not an enum: older readers ignore the field and
                                      # drop the message (no channel), unknown numbers are ignored.
                                      # 2 = the server was restored from a backup; the payload is
-                                     # a RestoreNotice. (No field is appended here for it: a larger
-                                     # Message would break capnp-es readers of lists of the
-                                     # smaller one, and the reverse.)
+                                     # a RestoreNotice. (No field is appended here for it: with a
+                                     # larger data section, capnp-es 0.0.16 failed to read a list
+                                     # of the smaller Message.)
 }
 
 # The payload of a restore notice (Message.serverNotice 2): what the restore rewound. From
