@@ -9,7 +9,7 @@
 import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
 import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/server/mod.ts";
 import { describeNetError, parseHostPort } from "../transport/quic.ts";
-import { TransportError } from "../errors.ts";
+import { StorageError, TransportError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { WIRE_VERSION } from "../limits.ts";
 import type { Service } from "./server.ts";
@@ -46,8 +46,15 @@ export async function openStore(
     return { store: await SqliteServerStore.open(MEMORY_PATH, options), release: () => {} };
   }
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
-  // held while the server runs: `qpq server restore` refuses to replace a database in use
-  const lock = lockDatabase(c.dbPath);
+  // held while the server runs: `qpq server restore` refuses to replace a database in use.
+  // A lock file that cannot be created (a read-only data dir) is left to the store's open
+  // to report; a restore could not write there either.
+  let lock: { release(): void } = { release() {} };
+  try {
+    lock = lockDatabase(c.dbPath);
+  } catch (e) {
+    if (!(e instanceof StorageError)) throw e;
+  }
   let store: SqliteServerStore;
   try {
     store = await SqliteServerStore.open(c.dbPath, options);
