@@ -481,6 +481,7 @@ export class SqliteServerStore implements ServerStore {
       }
       setMeta("restore_generation", generation);
       setMeta("restored_at", this.#clock());
+      setMeta("restore_seq_floor", seqFloor);
       this.#run("DELETE FROM meta WHERE key = 'backup_taken_at'");
       if (backupTakenAt !== undefined) setMeta("restored_backup_taken_at", backupTakenAt);
       return { generation, backupTakenAt, seqFloor, users: users.length };
