@@ -9,6 +9,8 @@
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import { runQpq, startServerProcess } from "./_support/cli.ts";
 import { type TestUser, testUser } from "./_support/clients.ts";
+import { type RestoreNoticeInfo, SqliteServerStore } from "../src/store/server/mod.ts";
+import { fromUtf8, utf8 } from "../src/bytes.ts";
 
 const RESTORED = "the server was restored from a backup";
 
@@ -252,3 +254,57 @@ function exists(path: string): boolean {
     return false;
   }
 }
+
+Deno.test("SqliteServerStore.markRestored moves every queue past the backup and past an earlier restore, one notice each", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-mark-" });
+  let now = 1_800_000_000_000;
+  const clock = () => now;
+  try {
+    const path = `${dir}/qpq.db`;
+    const s = await SqliteServerStore.open(path, { clock });
+    for (const u of ["ann", "ben"]) await s.createUser(u, new Uint8Array(32));
+    for (let i = 0; i < 3; i++) {
+      await s.enqueue({
+        sender: "ann",
+        messageId: `m${i}`.padEnd(32, "0"),
+        channelId: null,
+        payload: new Uint8Array([i]),
+        recipients: ["ben"],
+      });
+    }
+    await s.close();
+    const backup = `${dir}/old.db`;
+    await SqliteServerStore.backupTo(path, backup, { now: clock });
+    const notice = (n: RestoreNoticeInfo) => utf8(JSON.stringify(n));
+
+    const restoreFrom = async (file: string) => {
+      const copy = `${dir}/r${now}.db`;
+      await Deno.copyFile(file, copy);
+      const r = await SqliteServerStore.open(copy, { clock });
+      const mark = await r.markRestored({ notice });
+      const ben = await r.fetch("ben", 0);
+      const ann = await r.fetch("ann", 0);
+      await r.close();
+      return { mark, ben, ann };
+    };
+    const first = await restoreFrom(backup);
+    assertEquals(first.mark.generation, 1);
+    assertEquals(first.mark.backupTakenAt, now);
+    assert(first.mark.seqFloor > 3 + 1e9 - 1, "past the backup by the gap");
+    assertEquals(first.ben.map((m) => m.seq), [1, 2, 3, first.mark.seqFloor]);
+    assertEquals(
+      JSON.parse(fromUtf8(first.ben[3]!.payload)),
+      { generation: 1, backupTakenAt: now, queueHighWater: 3 },
+    );
+    assertEquals(first.ann.map((m) => m.seq), [first.mark.seqFloor], "a queue never used too");
+    // later, a restore from the same (older) backup again: past the first restore's numbers
+    now += 60_000;
+    const second = await restoreFrom(backup);
+    assert(second.mark.seqFloor > first.mark.seqFloor + 1e6, "past the first restore's life");
+    const info = SqliteServerStore.inspectFile(`${dir}/r${now}.db`);
+    assertEquals(info.restoreGeneration, 1, "the generation comes from the backup");
+    assertEquals(info.backupTakenAt, undefined, "a restored database is no backup");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
