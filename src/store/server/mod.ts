@@ -23,7 +23,10 @@ export {
 export {
   migrate,
   type Migration,
+  type MigrationPlan,
   MIGRATIONS,
+  type MigrationStep,
+  planMigrations,
   readSchemaVersion,
   SCHEMA_VERSION,
 } from "./migrations.ts";
