@@ -11,6 +11,7 @@ import { createServices } from "../server/services.ts";
 /** Usage text. */
 export const USAGE = `Usage: qpq server [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
                   [--health-listen HOST:PORT]
+       qpq server --check [--config FILE] [--data-dir DIR]
 
 Run the qpq server (Authentication Service + Delivery Service) until SIGINT or SIGTERM.
 On first start without tls_cert/tls_key it writes a self-signed certificate into the data
@@ -24,6 +25,11 @@ Options:
   --listen HOST:PORT       QUIC address (default 0.0.0.0:7000)
   --data-dir DIR           data directory (default ./data)
   --health-listen ADDR     also serve plain-HTTP GET /health on ADDR
+  --check                  do not serve: check the database this configuration opens
+                           (integrity, foreign keys, db_key, schema, a migration dry
+                           run on a copy) without changing it, also while a server runs
+                           on it; one line per finding, exit 0 when the server can
+                           start on it, 1 with the reason when not
   -h, --help               show this help
 
 Environment: QPQ_AUTH_TOKEN, QPQ_DB_KEY, QPQ_PRODUCTION=1, QPQ_LOG=debug|info|warn|error
@@ -36,6 +42,7 @@ export async function run(args: string[]): Promise<number> {
     listen: { type: "string" },
     "data-dir": { type: "string" },
     "health-listen": { type: "string" },
+    check: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (!p) {
@@ -56,6 +63,7 @@ export async function run(args: string[]): Promise<number> {
       QPQ_LOG: env("QPQ_LOG"),
     },
   );
+  if (p.values.check) return (await import("./server_check.ts")).runCheck(config);
   const server = await startServer(config, { services: createServices });
   // before the lines below: whoever waits for them may signal at once
   const stop = () => void server.close();

@@ -31,3 +31,4 @@ export {
   SCHEMA_VERSION,
 } from "./migrations.ts";
 export { type LookupLabel, Sealer, type SealMode } from "../sealing.ts";
+export { checkDatabase, type CheckDatabaseOptions, type DatabaseCheck } from "./check.ts";

@@ -1184,7 +1184,8 @@ function ownerOnly(path: string): void {
   }
 }
 
-function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefined): void {
+/** Throws the one-line StorageError when `sealer` does not match how the database was sealed. */
+export function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefined): void {
   const stored = mode as SealMode;
   if (stored === "plain") {
     if (sealer.sealed) {
