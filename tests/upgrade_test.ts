@@ -12,24 +12,7 @@ import { clientLoginFinish, clientLoginStart } from "../src/auth/mod.ts";
 import { toHex } from "../src/bytes.ts";
 import { planMigrations, SCHEMA_VERSION, SqliteServerStore } from "../src/store/server/mod.ts";
 import { DatabaseSync } from "node:sqlite";
-
-/** The db_key the sealed fixtures were made with. */
-export const GOLDEN_DB_KEY = "golden db_key for the qpq upgrade tests";
-/** Every golden database: its schema version and whether it is sealed. */
-export const GOLDEN = [1, 2, 3, 4].flatMap((version) =>
-  [false, true].map((sealed) => ({
-    version,
-    sealed,
-    file: new URL(`./fixtures/server/v${version}${sealed ? "_sealed" : ""}.db`, import.meta.url),
-  }))
-);
-
-/** A private copy of a golden database at `<dir>/qpq.db`. */
-export async function copyGolden(file: URL): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "qpq-upgrade-" });
-  await Deno.copyFile(file, `${dir}/qpq.db`);
-  return dir;
-}
+import { copyGolden, GOLDEN, GOLDEN_DB_KEY } from "./_support/golden.ts";
 
 /** Log in over OPAQUE (the client's default key stretching, as the old clients used). */
 async function login(ts: TestServer, username: string): Promise<ServerConnection> {

@@ -4,15 +4,16 @@
  * can open with the given db_key, and a migration dry run on a private copy.
  *
  * ```
- * file? ─► SQLite header? ─► read-only connection (WAL: a running server is fine)
+ * file? ─► SQLite header? ─► read-only connection (to the file while a server has it
+ *   open: WAL; else to a private copy, so that no -wal/-shm appear beside it)
  *   ─► integrity_check, foreign_key_check ─► meta + schema_version ─► newer than us?
- *   ─► db_key opens it? ─► migrations to run? ─► copy (VACUUM INTO, one snapshot)
+ *   ─► db_key opens it? ─► migrations to run? ─► copy (SQLite's online backup, one snapshot)
  *   ─► open the copy as the server would (migrates it) ─► report, delete the copy
  * ```
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import { backup, DatabaseSync } from "node:sqlite";
 import { fromUtf8 } from "../../bytes.ts";
 import { QpqError } from "../../errors.ts";
 import { Sealer } from "../sealing.ts";
@@ -102,10 +103,13 @@ export async function checkDatabase(
     return fail(`${path} is not an SQLite database: not a qpq server database`);
   }
 
+  let tempDir: string | undefined;
+  const scratch = async () => tempDir ??= await Deno.makeTempDir({ prefix: "qpq-check-" });
   let db: DatabaseSync;
   try {
-    db = await openReadOnly(path);
+    db = await openReadOnly(path, scratch);
   } catch (e) {
+    if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
     return fail(`${path} cannot be opened: ${reason(e)}`);
   }
   const sealer = options.dbKey ? Sealer.fromDbKey(options.dbKey) : Sealer.plain();
@@ -162,7 +166,7 @@ export async function checkDatabase(
       out.ok = true;
       return out;
     }
-    const dryRun = await migrateCopy(db, options.dbKey);
+    const dryRun = await migrateCopy(db, `${await scratch()}/qpq.db`, options.dbKey);
     if (dryRun.error !== undefined) {
       return fail(`${path}: the migration dry run failed: ${dryRun.error}`);
     }
@@ -173,41 +177,42 @@ export async function checkDatabase(
   } finally {
     db.close();
     sealer.destroy();
+    if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
   }
 }
 
 /**
- * A read-only connection that creates no file. With a `-wal` file beside the database (a
- * server has it open, or stopped without a checkpoint) a plain read-only connection, which
- * uses the server's `-wal` and `-shm`; without one, the file is read as it is (SQLite's
- * `immutable`), since a read-only connection would leave a `-wal` and `-shm` of its own
- * behind, owned by whoever ran the check (root, say), which the server's user then could
- * not open.
+ * A read-only connection that creates no file beside the database. With a `-wal` file there
+ * (a server has it open, or stopped without a checkpoint): a read-only connection, which
+ * uses the server's `-wal` and `-shm`. Without one the file is the whole database: it is
+ * copied into a private temp directory and read there, since a read-only connection to it
+ * would leave a `-wal` and `-shm` of its own behind, owned by whoever ran the check (root,
+ * say), which the server's user then could not open. (SQLite's `immutable` URI would avoid
+ * the copy, but Deno's node:sqlite takes no URI under a permission allow-list; nor does it
+ * allow `VACUUM INTO`, so the copy for the dry run is made with the online backup API.)
  */
-async function openReadOnly(path: string): Promise<DatabaseSync> {
-  const real = await Deno.realPath(path);
-  const walExists = await Deno.stat(`${real}-wal`).then(() => true, () => false);
-  if (walExists) return new DatabaseSync(real, { readOnly: true, timeout: 5000 });
-  const url = new URL("file://");
-  url.pathname = real;
-  url.searchParams.set("mode", "ro");
-  url.searchParams.set("immutable", "1");
-  // node:sqlite opens a URL object as an SQLite URI (the string type is narrower)
-  return new DatabaseSync(url as unknown as string, { readOnly: true, timeout: 5000 });
+async function openReadOnly(
+  path: string,
+  scratch: () => Promise<string>,
+): Promise<DatabaseSync> {
+  const walExists = await Deno.stat(`${path}-wal`).then(() => true, () => false);
+  if (walExists) return new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+  const copy = `${await scratch()}/snapshot.db`;
+  await Deno.copyFile(path, copy);
+  return new DatabaseSync(copy, { readOnly: true, timeout: 5000 });
 }
 
 /**
- * Copy the database behind `db` (one consistent snapshot) into a private temp directory
- * and open the copy as the server does, which migrates it; the copy is deleted after.
+ * Copy the database behind `db` (one consistent snapshot) to `copy` (in the private temp
+ * directory, deleted after) and open the copy as the server does, which migrates it.
  */
 async function migrateCopy(
   db: DatabaseSync,
+  copy: string,
   dbKey: string | undefined,
 ): Promise<{ notices: string[]; error?: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "qpq-check-" });
   try {
-    const copy = `${dir}/qpq.db`;
-    db.prepare("VACUUM INTO ?").run(copy);
+    await backup(db, copy);
     const store = await SqliteServerStore.open(
       copy,
       dbKey ? { dbKey, fsync: false } : {
@@ -219,7 +224,5 @@ async function migrateCopy(
     return { notices };
   } catch (e) {
     return { notices: [], error: reason(e) };
-  } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
