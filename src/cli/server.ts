@@ -18,10 +18,8 @@ On first start without tls_cert/tls_key it writes a self-signed certificate into
 directory and prints its SHA-256 fingerprint; give clients that file with --ca-cert.
 
 Options:
-  --config FILE            TOML config (keys: listen, data_dir, tls_cert, tls_key,
-                           auth_token, store_backend, db_path, db_key, health_listen,
-                           max_message_bytes, max_queue_messages, retention_seconds,
-                           session_ttl_seconds, fsync, log_level; see docs/operations.md)
+  --config FILE            TOML config file (every key with its env var, flag and
+                           default: docs/operations.md, section 2)
   --listen HOST:PORT       QUIC address (default 0.0.0.0:7000)
   --data-dir DIR           data directory (default ./data)
   --health-listen ADDR     also serve plain-HTTP GET /health on ADDR
@@ -33,6 +31,7 @@ Options:
   -h, --help               show this help
 
 Environment: QPQ_AUTH_TOKEN, QPQ_DB_KEY, QPQ_PRODUCTION=1, QPQ_LOG=debug|info|warn|error
+(QPQ_LOG wins over log_level), QPQ_CONFIG (the config file when --config is not given)
 Precedence: flags > environment > config file > defaults.`;
 
 /** Run `qpq server`. */
