@@ -104,6 +104,27 @@ Deno.test("qpq server --check reports a damaged database in one line and exits 1
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("qpq server --check reports an index that disagrees with its table, which reads fine otherwise", async () => {
+  // the schema text of one index names another column of the same length: every query
+  // still works, only SQLite's integrity_check sees that the index holds other values
+  const dir = await currentDb();
+  const path = `${dir}/qpq.db`;
+  const bytes = await Deno.readFile(path);
+  const from = "CREATE INDEX messages_created ON messages (created_at)";
+  const at = new TextDecoder("latin1").decode(bytes).indexOf(from);
+  assert(at > 0, "index statement found");
+  bytes.set(new TextEncoder().encode(from.replace("created_at", "channel_id")), at);
+  await Deno.writeFile(path, bytes);
+  const r = await check(dir);
+  assertEquals(r.code, 1, r.stdout);
+  assertEquals(
+    r.stderr.replace(/and \d+ more/, "and N more"),
+    `qpq: ${path} is damaged (row 1 missing from index messages_created and N more): ` +
+      "restore it from a backup, see docs/operations.md\n",
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("qpq server --check refuses a missing file, a foreign file, a newer schema and a wrong db_key", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-check-" });
   const path = `${dir}/qpq.db`;
