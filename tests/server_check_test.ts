@@ -125,6 +125,23 @@ Deno.test("qpq server --check reports an index that disagrees with its table, wh
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("qpq server --check reports a reference to a row that is gone (foreign_key_check)", async () => {
+  const dir = await currentDb();
+  const path = `${dir}/qpq.db`;
+  const db = new DatabaseSync(path);
+  db.exec("PRAGMA foreign_keys = OFF");
+  db.prepare("INSERT INTO sessions VALUES (?, ?, 0)").run(new Uint8Array(32), new Uint8Array(8));
+  db.close();
+  const r = await check(dir);
+  assertEquals(r.code, 1, r.stdout);
+  assertStringIncludes(
+    r.stderr,
+    `qpq: ${path} is damaged (1 broken reference(s), first: sessions row `,
+  );
+  assertStringIncludes(r.stderr, "→ users)");
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("qpq server --check refuses a missing file, a foreign file, a newer schema and a wrong db_key", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-check-" });
   const path = `${dir}/qpq.db`;
