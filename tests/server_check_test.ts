@@ -88,6 +88,29 @@ Deno.test("qpq server --check while a server runs on the database: ok, and it ke
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("qpq server --check reads a -wal left without its -shm, and adds no file", async () => {
+  // a server stopped without a checkpoint: the last account is only in qpq.db-wal
+  const src = await currentDb();
+  const db = new DatabaseSync(`${src}/qpq.db`);
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0");
+  db.prepare("INSERT INTO users (uid, username, record, created_at) VALUES (?, ?, ?, 0)")
+    .run(new Uint8Array([101]), new Uint8Array([101]), new Uint8Array(1));
+  const dir = await Deno.makeTempDir({ prefix: "qpq-check-" });
+  for (const f of ["qpq.db", "qpq.db-wal"]) await Deno.copyFile(`${src}/${f}`, `${dir}/${f}`);
+  db.close();
+  const before = [await Deno.readFile(`${dir}/qpq.db`), await Deno.readFile(`${dir}/qpq.db-wal`)];
+  assert(before[1]!.length > 0, "the WAL holds the last account");
+  const r = await check(dir);
+  assertEquals(r.code, 0, r.stderr);
+  assertStringIncludes(r.stdout, `ok: schema ${SCHEMA_VERSION}, 5 accounts`);
+  assertEquals(await files(dir), ["qpq.db", "qpq.db-wal"]);
+  assertEquals(
+    [await Deno.readFile(`${dir}/qpq.db`), await Deno.readFile(`${dir}/qpq.db-wal`)],
+    before,
+  );
+  for (const d of [src, dir]) await Deno.remove(d, { recursive: true });
+});
+
 Deno.test("qpq server --check reports a damaged database in one line and exits 1", async () => {
   const dir = await currentDb();
   const path = `${dir}/qpq.db`;

@@ -4,8 +4,8 @@
  * can open with the given db_key, and a migration dry run on a private copy.
  *
  * ```
- * file? ─► SQLite header? ─► read-only connection (to the file while a server has it
- *   open: WAL; else to a private copy, so that no -wal/-shm appear beside it)
+ * file? ─► SQLite header? ─► connection (read-only through a running server's WAL, else
+ *   to a private copy, so that no -wal/-shm appear beside the file)
  *   ─► integrity_check, foreign_key_check ─► meta + schema_version ─► newer than us?
  *   ─► db_key opens it? ─► migrations to run? ─► copy (SQLite's online backup, one snapshot)
  *   ─► open the copy as the server would (migrates it) ─► report, delete the copy
@@ -107,7 +107,7 @@ export async function checkDatabase(
   const scratch = async () => tempDir ??= await Deno.makeTempDir({ prefix: "qpq-check-" });
   let db: DatabaseSync;
   try {
-    db = await openReadOnly(path, scratch);
+    db = await openForCheck(path, scratch);
   } catch (e) {
     if (tempDir !== undefined) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
     return fail(`${path} cannot be opened: ${reason(e)}`);
@@ -182,24 +182,28 @@ export async function checkDatabase(
 }
 
 /**
- * A read-only connection that creates no file beside the database. With a `-wal` file there
+ * A connection that creates no file beside the database. With its `-wal` and `-shm` there
  * (a server has it open, or stopped without a checkpoint): a read-only connection, which
- * uses the server's `-wal` and `-shm`. Without one the file is the whole database: it is
- * copied into a private temp directory and read there, since a read-only connection to it
- * would leave a `-wal` and `-shm` of its own behind, owned by whoever ran the check (root,
- * say), which the server's user then could not open. (SQLite's `immutable` URI would avoid
- * the copy, but Deno's node:sqlite takes no URI under a permission allow-list; nor does it
+ * uses them. Otherwise the database file (and a `-wal`, if any) is copied into a private
+ * temp directory and read there, since even a read-only connection would create a `-shm`
+ * (and with WAL a `-wal`) of its own beside it, owned by whoever ran the check (root, say),
+ * which the server's user then could not open. (SQLite's `immutable` URI would avoid the
+ * copy, but Deno's node:sqlite takes no URI under a permission allow-list; nor does it
  * allow `VACUUM INTO`, so the copy for the dry run is made with the online backup API.)
  */
-async function openReadOnly(
+async function openForCheck(
   path: string,
   scratch: () => Promise<string>,
 ): Promise<DatabaseSync> {
-  const walExists = await Deno.stat(`${path}-wal`).then(() => true, () => false);
-  if (walExists) return new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+  const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
+  const wal = await exists(`${path}-wal`);
+  if (wal && await exists(`${path}-shm`)) {
+    return new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+  }
   const copy = `${await scratch()}/snapshot.db`;
   await Deno.copyFile(path, copy);
-  return new DatabaseSync(copy, { readOnly: true, timeout: 5000 });
+  if (wal) await Deno.copyFile(`${path}-wal`, `${copy}-wal`);
+  return new DatabaseSync(copy, { timeout: 5000 });
 }
 
 /**
