@@ -63,6 +63,32 @@ async function bobsView(ts: TestServer) {
   }
 }
 
+/**
+ * Sender and message id (hex) of each message queued for bob, in queue order, as the old
+ * server wrote them into a plain database: `messages.body` is `u32 length ‖ sender ‖ u32
+ * length ‖ message id ‖ payload`, unsealed.
+ */
+function bobsQueueInFile(path: string): [string, string][] {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    return db.prepare(
+      "SELECT m.body FROM deliveries d JOIN messages m ON m.id = d.message " +
+        "WHERE d.recipient = ? ORDER BY d.seq",
+    ).all(new TextEncoder().encode("bob")).map((r) => {
+      const body = r.body as Uint8Array;
+      const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+      const text = (at: number): [string, number] => {
+        const n = view.getUint32(at);
+        return [new TextDecoder().decode(body.subarray(at + 4, at + 4 + n)), at + 4 + n];
+      };
+      const [sender, next] = text(0);
+      return [sender, text(next)[0]];
+    });
+  } finally {
+    db.close();
+  }
+}
+
 function schemaRows(path: string): string {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
@@ -81,6 +107,8 @@ function schemaRows(path: string): string {
 for (const g of GOLDEN) {
   Deno.test(`upgrade from schema ${g.version}${g.sealed ? " (sealed)" : ""}: accounts log in, queues, channels and KeyPackages survive`, async () => {
     const dataDir = await copyGolden(g.file);
+    // what the old server stored for bob, read from the file itself (plain ones only)
+    const stored = g.sealed ? undefined : bobsQueueInFile(`${dataDir}/qpq.db`);
     const file = g.sealed ? { db_key: GOLDEN_DB_KEY } : {};
     const ts = await startTestServer({ dataDir, file });
     let first;
@@ -105,6 +133,13 @@ for (const g of GOLDEN) {
       const seqs = first.messages.map((m) => m.seq);
       assertEquals(seqs, [...seqs].sort((a, b) => a - b));
       assertEquals(new Set(first.messages.map((m) => m.id)).size, 4, "distinct message ids");
+      if (stored !== undefined) {
+        assertEquals(
+          first.messages.map((m) => [m.sender, m.id]),
+          stored,
+          "as the old server stored",
+        );
+      }
       assert(first.messages.every((m) => m.bytes > 0));
 
       // carol read everything; alice fetches dave's KeyPackages (two and the last resort)
