@@ -436,4 +436,12 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/upgrade_test.ts"],
     quick: true,
   },
+  {
+    id: "check-no-file-beside",
+    file: "src/store/server/check.ts",
+    find: "if (wal && await exists(`${path}-shm`)) {",
+    replace: "if (true) {",
+    why: "qpq server --check (often run as root) must not leave a -wal/-shm the server cannot open",
+    tests: ["tests/server_check_test.ts"],
+  },
 ];
