@@ -26,7 +26,7 @@ import {
 } from "../limits.ts";
 import { DEV_AUTH_TOKEN, type ServerConfig } from "./config.ts";
 import { GENERATED_KEY } from "./tls.ts";
-import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
+import type { Condition, ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
 
@@ -36,6 +36,8 @@ export interface Service {
   handlers: HandlerTable;
   /** Total queued messages, for health. */
   queueDepth?(): Promise<number>;
+  /** `degraded` with a reason while it cannot do its work, for health. */
+  condition?(): Promise<Condition>;
   /** Called when a connection closes. */
   onDisconnect?(conn: ConnectionState): void;
   /** Release resources at shutdown. */
@@ -93,6 +95,16 @@ export async function startServer(
       let n = 0;
       for (const s of services) n += s.queueDepth ? await s.queueDepth() : 0;
       return n;
+    },
+    condition: async () => {
+      const reasons: string[] = [];
+      for (const s of services) {
+        const c = await s.condition?.();
+        if (c?.status === "degraded") reasons.push(c.reason);
+      }
+      return reasons.length === 0
+        ? { status: "ok", reason: "" }
+        : { status: "degraded", reason: reasons.join("; ") };
     },
   };
   services.push({ handlers: pingHandlers(ctx) });

@@ -21,6 +21,12 @@ export {
   type SqliteServerStoreOptions,
 } from "./sqlite_server_store.ts";
 export {
+  classifyStorageError,
+  type StorageEvent,
+  type StorageFault,
+  type StorageHealth,
+} from "./_storage_health.ts";
+export {
   migrate,
   type Migration,
   MIGRATIONS,

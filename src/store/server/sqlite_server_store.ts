@@ -83,6 +83,14 @@ import {
   type UserInfo,
 } from "./server_store.ts";
 import { usernameSkeleton } from "../../names.ts";
+import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
+import {
+  classifyStorageError,
+  type StorageEvent,
+  storageFailure,
+  type StorageHealth,
+  StorageHealthTracker,
+} from "./_storage_health.ts";
 
 /** Options of {@link SqliteServerStore.open}. */
 export interface SqliteServerStoreOptions extends ServerStoreOptions {
@@ -95,6 +103,11 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
    * the throughput on slow disks.
    */
   fsync?: boolean;
+  /**
+   * Told when the store starts failing (once per kind of failure, with the SQLite error)
+   * and when it can write again (with the count): the server logs these. No secrets.
+   */
+  onStorageEvent?: (e: StorageEvent) => void;
 }
 
 /**
@@ -161,14 +174,17 @@ export class SqliteServerStore implements ServerStore {
   #batch: PendingOp[] = [];
   #closed = false;
   #fsync = true;
+  readonly #health: StorageHealthTracker;
+  #lastProbe = 0;
 
-  private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
+  private constructor(db: DatabaseSync, sealer: Sealer, options: SqliteServerStoreOptions) {
     this.#db = db;
     this.#sql = new Statements(db);
     this.#sealer = sealer;
     this.notifier = options.notifier ?? new InProcessNotifier();
     this.#clock = options.clock ?? Date.now;
     this.#lim = resolveLimits(options.limits);
+    this.#health = new StorageHealthTracker(options.onStorageEvent);
   }
 
   /**
@@ -256,6 +272,43 @@ export class SqliteServerStore implements ServerStore {
     return Promise.resolve();
   }
 
+  // ---- health ----
+
+  storageHealth(): StorageHealth {
+    return this.#health.health;
+  }
+
+  async checkStorage(): Promise<StorageHealth> {
+    const h = this.#health.health;
+    if (h.status === "ok" || h.fault === "damaged" || this.#closed) return h;
+    const now = this.#clock();
+    if (now - this.#lastProbe < STORAGE_PROBE_INTERVAL_MS) return h;
+    this.#lastProbe = now;
+    // A real write of STORAGE_PROBE_BYTES, committed like any call, then removed. Not a
+    // one-row write: after a failed commit SQLite reuses the WAL space that commit took,
+    // so a tiny write succeeds on a full disk while a message does not (health would
+    // flap and the failure be logged again and again).
+    try {
+      await this.#tx(() =>
+        this.#run(
+          "INSERT OR REPLACE INTO meta (key, value) VALUES ('storage_probe', zeroblob(?))",
+          STORAGE_PROBE_BYTES,
+        )
+      );
+      await this.#tx(() => this.#run("DELETE FROM meta WHERE key = 'storage_probe'"));
+      this.#health.wrote();
+    } catch { /* counted by the tracker */ }
+    return this.#health.health;
+  }
+
+  /** A failure of SQLite (or the file system) counted and turned into the client's error. */
+  #fail(e: unknown): QpqError {
+    if (e instanceof QpqError) return e;
+    const fault = classifyStorageError(e) ?? "io";
+    this.#health.failed(fault, e);
+    return storageFailure(fault, e);
+  }
+
   // ---- plumbing ----
 
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
@@ -276,7 +329,7 @@ export class SqliteServerStore implements ServerStore {
       if (this.#closed) throw closedError();
       return Promise.resolve(fn());
     } catch (e) {
-      return Promise.reject(wrap(e));
+      return Promise.reject(this.#fail(e));
     }
   }
 
@@ -315,6 +368,7 @@ export class SqliteServerStore implements ServerStore {
     // means a redelivery, which clients drop by sequence number and message id.
     const lazy = this.#fsync && batch.every((op) => !op.durable);
     if (lazy) db.exec("PRAGMA synchronous = NORMAL");
+    let wrote = false;
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of batch) {
@@ -323,19 +377,22 @@ export class SqliteServerStore implements ServerStore {
           const v = op.fn();
           db.exec("RELEASE op");
           outcomes.push({ ok: true, v });
+          wrote = true;
         } catch (e) {
           db.exec("ROLLBACK TO op");
           db.exec("RELEASE op");
-          outcomes.push({ ok: false, e: wrap(e) });
+          outcomes.push({ ok: false, e: this.#fail(e) });
         }
       }
       db.exec("COMMIT");
+      // degraded and something committed: maybe there is space again; the probe says
+      if (wrote && this.#health.health.status === "degraded") void this.checkStorage();
     } catch (e) {
       // BEGIN, a savepoint or COMMIT itself failed: nothing of this batch is stored.
       try {
         if (db.isTransaction) db.exec("ROLLBACK");
       } catch { /* the original error is the one to report */ }
-      const err = wrap(e);
+      const err = this.#fail(e);
       for (const op of batch) op.reject(err);
       return;
     } finally {
@@ -1217,9 +1274,4 @@ function splitBody(body: Uint8Array): [string, string, Uint8Array] {
   const sender = text();
   const messageId = text();
   return [sender, messageId, body.slice(off)];
-}
-
-function wrap(e: unknown): QpqError {
-  if (e instanceof QpqError) return e;
-  return new StorageError("Database operation failed", { cause: e });
 }
