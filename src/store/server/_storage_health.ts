@@ -105,6 +105,20 @@ export function storageFailure(fault: StorageFault, cause: unknown): StorageErro
   return new StorageError("Database operation failed", { cause });
 }
 
+/**
+ * Why the file system refused a write, in a few words ("read-only file system",
+ * "permission denied"), or undefined for any other failure.
+ */
+export function notWritableReason(e: unknown): string | undefined {
+  const msg = String((e as Error)?.message ?? e);
+  if (/os error 30|read-only file system/i.test(msg)) return "read-only file system";
+  if (/os error 13|os error 1\b|permission denied|operation not permitted/i.test(msg)) {
+    return "permission denied";
+  }
+  if (e instanceof Deno.errors.NotCapable) return "no --allow-write for it";
+  return undefined;
+}
+
 /** The error text and code, cut short: enough to act on, nothing from our rows. */
 export function describeStorageError(e: unknown): string {
   const err = e as { errcode?: unknown; errstr?: unknown; message?: unknown } | null;

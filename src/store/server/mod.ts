@@ -22,6 +22,7 @@ export {
 } from "./sqlite_server_store.ts";
 export {
   classifyStorageError,
+  notWritableReason,
   type StorageEvent,
   type StorageFault,
   type StorageHealth,

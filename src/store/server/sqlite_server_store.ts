@@ -12,9 +12,15 @@
  * Opening order, so that a wrong key writes nothing:
  *
  * ```
- * open file ─► read meta (seal mode, check value) and schema version ─► verify db_key
- *           ─► WAL + pragmas ─► migrations ─► record seal mode and check value (new DB only)
+ * writable? ─► open file ─► SQLite header? ─► read meta (seal mode, check value) and schema
+ *   version ─► quick_check ─► verify db_key ─► WAL + pragmas ─► migrations ─► record seal
+ *   mode and check value (new DB only)
  * ```
+ *
+ * Start-up errors name the path and tell apart what an operator does about them: a data
+ * dir that cannot be written (read-only mount, permissions: fix the mount, the database is
+ * fine), a damaged database (SQLite file failing `quick_check`: restore a backup), and a
+ * foreign file (not SQLite, or SQLite without our tables: wrong `db_path`).
  *
  * With a `db_key`, see `sealing.ts` for what is sealed and hashed.
  *
@@ -86,6 +92,8 @@ import { usernameSkeleton } from "../../names.ts";
 import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
 import {
   classifyStorageError,
+  describeStorageError,
+  notWritableReason,
   type StorageEvent,
   storageFailure,
   type StorageHealth,
@@ -200,7 +208,11 @@ export class SqliteServerStore implements ServerStore {
     let notices: string[] = [];
     try {
       sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
-      if (path !== MEMORY_PATH) ownerOnly(path);
+      if (path !== MEMORY_PATH) {
+        checkWritable(path);
+        ownerOnly(path);
+        if (!hasSqliteHeader(path)) throw foreignFile(path);
+      }
       try {
         db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
       } catch (e) {
@@ -212,9 +224,16 @@ export class SqliteServerStore implements ServerStore {
       try {
         meta = readMeta(db);
         version = readSchemaVersion(db);
+        if (path !== MEMORY_PATH) quickCheck(db, path);
       } catch (e) {
-        throw new StorageError("Cannot open database: not a qpq server database", { cause: e });
+        if (e instanceof QpqError) throw e;
+        // an SQLite file (the header said so) that cannot be read is damaged
+        if (classifyStorageError(e) === "damaged") throw damaged(path, e);
+        throw new StorageError(`Cannot open database ${path}: ${describeStorageError(e)}`, {
+          cause: e,
+        });
       }
+      if (version === 0 && meta.size === 0 && hasTables(db)) throw foreignFile(path);
       const mode = meta.get("seal_mode");
       if (mode !== undefined) verifySealing(sealer, fromUtf8(mode), meta.get("seal_check"));
       else if (version > 0) {
@@ -1220,6 +1239,89 @@ export class SqliteServerStore implements ServerStore {
   [Symbol.for("Deno.customInspect")](): string {
     return `SqliteServerStore { sealed: ${this.#sealer.sealed}, closed: ${this.#closed} }`;
   }
+}
+
+/** The one line for a file that is not ours: the operator points db_path elsewhere. */
+function foreignFile(path: string): UsageError {
+  return new UsageError(
+    `Cannot open database ${path}: it is not a qpq server database (check db_path and data_dir)`,
+  );
+}
+
+/** The one line for a damaged database: never the words of a foreign file (not deleted). */
+function damaged(path: string, cause?: unknown): UsageError {
+  return new UsageError(
+    `Database ${path} is damaged: restore it from a backup, see docs/operations.md`,
+    { cause },
+  );
+}
+
+/**
+ * Refuse at once, naming the path, when the database or its directory (where SQLite keeps
+ * the WAL and shared-memory files) cannot be written: SQLite would otherwise open the file
+ * read-only and fail later with words that suggest a foreign or damaged file. Other
+ * failures (a missing parent directory) are left to SQLite's open, which reports them.
+ */
+function checkWritable(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  try {
+    Deno.openSync(path, { create: true, write: true, mode: 0o600 }).close();
+  } catch (e) {
+    const why = notWritableReason(e);
+    if (why === "read-only file system") {
+      throw new UsageError(
+        `Cannot write to the data dir ${dir} (${why}): the database ${path} needs it writable`,
+        { cause: e },
+      );
+    }
+    if (why !== undefined) {
+      throw new UsageError(`Cannot write to the database ${path} (${why})`, { cause: e });
+    }
+    return;
+  }
+  try {
+    Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".qpq-write-test-" }));
+  } catch (e) {
+    const why = notWritableReason(e) ?? String((e as Error)?.message ?? e);
+    throw new UsageError(
+      `Cannot write to the data dir ${dir} (${why}): the database ${path} needs it writable`,
+      { cause: e },
+    );
+  }
+}
+
+/** True for an empty file (a new database) or one that starts like an SQLite database. */
+function hasSqliteHeader(path: string): boolean {
+  const f = Deno.openSync(path, { read: true });
+  try {
+    const head = new Uint8Array(16);
+    let n = 0;
+    while (n < 16) {
+      const r = f.readSync(head.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    return n === 0 || fromUtf8(head.subarray(0, n)) === "SQLite format 3\0";
+  } finally {
+    f.close();
+  }
+}
+
+/** True when the file has any table (an SQLite file of another program, if not ours). */
+function hasTables(db: DatabaseSync): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").get() !==
+    undefined;
+}
+
+/**
+ * `PRAGMA quick_check` at start-up: a damaged page anywhere is found now, with words an
+ * operator acts on, not as "Database operation failed" at some later request. Measured
+ * at 0.1 s warm and 1.5 s cold for a 94 MB database of 100,000 sealed messages.
+ */
+function quickCheck(db: DatabaseSync, path: string): void {
+  const rows = db.prepare("PRAGMA quick_check").all();
+  if (rows.length !== 1 || String(rows[0]?.quick_check) !== "ok") throw damaged(path);
 }
 
 /**
