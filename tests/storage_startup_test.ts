@@ -14,6 +14,7 @@ import { type StorageEvent, StorageHealthTracker } from "../src/store/server/_st
 import { classifyStorageError } from "../src/store/server/mod.ts";
 import { logStorageEvent } from "../src/server/services.ts";
 import { createLogger } from "../src/log.ts";
+import { startTestServer } from "./_support/server.ts";
 import { generateSelfSignedCertificate } from "../src/transport/mod.ts";
 
 /** `qpq server` on DIR: it must refuse to start; its exit code and stderr. */
@@ -168,6 +169,32 @@ Deno.test("corruption met while serving: classified damaged, logged at error onc
       `Database ${path} is damaged: restore it from a backup, see docs/operations.md`,
     );
     assertStringIncludes(String(lines[0]!.error), "malformed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a data dir open to other users (0755, made by someone else) is warned about at start", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-loose-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger({ write: (l) => lines.push(JSON.parse(l)) });
+    const ts = await startTestServer({ dataDir: dir, log });
+    await ts.close();
+    const warned = lines.filter((l) => l.msg === "data dir is open to other users: chmod 700 it");
+    assertEquals(warned.length, 1, JSON.stringify(lines));
+    assertEquals(warned[0]!.dir, dir);
+    assertEquals(warned[0]!.mode, "755");
+    // one the server made itself is 0700 and not warned about
+    const lines2: string[] = [];
+    const own = await startTestServer({
+      dataDir: `${dir}/own`,
+      log: createLogger({ write: (l) => lines2.push(l) }),
+    });
+    await own.close();
+    assertEquals((await Deno.stat(`${dir}/own`)).mode! & 0o777, 0o700);
+    assert(!lines2.some((l) => l.includes("open to other users")), lines2.join("\n"));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

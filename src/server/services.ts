@@ -45,6 +45,15 @@ export async function openStore(ctx: ServerContext): Promise<ServerStore> {
   };
   if (c.storeBackend === "memory") return await SqliteServerStore.open(MEMORY_PATH, options);
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  // made 0700 by us; one made by someone else may be open to other users: say so (the
+  // files in it are 0600 whatever the umask, but their names and sizes show)
+  const mode = (await Deno.stat(c.dataDir)).mode;
+  if (mode !== null && (mode & 0o077) !== 0) {
+    ctx.log.warn("data dir is open to other users: chmod 700 it", {
+      dir: c.dataDir,
+      mode: (mode & 0o777).toString(8),
+    });
+  }
   const store = await SqliteServerStore.open(c.dbPath, options);
   // e.g. accounts renamed by migration 3 (case-insensitive usernames): the operator must
   // tell their owners the new name (docs/operations.md)
