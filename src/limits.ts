@@ -43,6 +43,8 @@ export const QUIC_KEEPALIVE_MS = 2_500;
 export const SHUTDOWN_GRACE_MS = 5_000;
 /** Pause between the last response and closing connections at shutdown (ms). */
 export const SHUTDOWN_DRAIN_MS = 150;
+/** Longest a closing client waits for the server to end the stream too (ms). */
+export const CLOSE_WAIT_MS = 1_000;
 /**
  * While the server store cannot write, a health request tries one tiny write at most this
  * often (ms), so health turns `ok` again once space is back even without traffic.

@@ -9,7 +9,10 @@ import type { ServerConfig } from "./config.ts";
 
 /** Counters reported by health. */
 export interface ServerStats {
-  /** Open client connections. */
+  /**
+   * Client connections with a request stream open (a client that ended its stream is done;
+   * one that vanished without a word counts until the QUIC idle timeout).
+   */
   connections: number;
   /** Requests handled since start. */
   requests: number;

@@ -165,7 +165,6 @@ export async function startServer(
       return await refuseConnection(conn);
     }
     connections.add(conn);
-    stats.connections++;
     log.debug("connection opened", { conn: state.id, remote: state.remote });
     // A peer that sends requests and does not read the answers is cut off.
     const budget = new SendBudget(config.maxUnsentBytes, (pending) => {
@@ -204,8 +203,16 @@ export async function startServer(
           }).catch((e) =>
             log.debug("stream ended with error", { conn: state.id, error: String(e) })
           );
+          // Health counts a connection while it has a request stream open: a client ends
+          // its stream when it is done (and waits for the server's end of it), but a CLI
+          // process exiting right after may never get its CONNECTION_CLOSE out, which would
+          // leave the connection counted until the QUIC idle timeout.
+          if (streams.size === 0) stats.connections++;
           streams.add(task);
-          task.finally(() => streams.delete(task));
+          task.finally(() => {
+            streams.delete(task);
+            if (streams.size === 0) stats.connections--;
+          });
         }
       } catch {
         // connection closed
@@ -217,7 +224,6 @@ export async function startServer(
       for (const c of state.cleanups) c();
       for (const s of services) s.onDisconnect?.(state);
       connections.delete(conn);
-      stats.connections--;
       log.debug("connection closed", { conn: state.id });
     }
   };
