@@ -1291,6 +1291,9 @@ function checkWritable(path: string): void {
   }
 }
 
+/** The first 16 bytes of every SQLite 3 database file. */
+const SQLITE_HEADER = utf8("SQLite format 3\0");
+
 /** True for an empty file (a new database) or one that starts like an SQLite database. */
 function hasSqliteHeader(path: string): boolean {
   const f = Deno.openSync(path, { read: true });
@@ -1302,7 +1305,7 @@ function hasSqliteHeader(path: string): boolean {
       if (r === null) break;
       n += r;
     }
-    return n === 0 || fromUtf8(head.subarray(0, n)) === "SQLite format 3\0";
+    return n === 0 || (n === 16 && constantTimeEqual(head, SQLITE_HEADER));
   } finally {
     f.close();
   }
