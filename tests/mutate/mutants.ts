@@ -462,7 +462,7 @@ export const MUTANTS: Mutant[] = [
     id: "startup-loose-data-dir-warned",
     file: "src/server/services.ts",
     find: "if (mode !== null && (mode & 0o077) !== 0) {",
-    replace: "if (mode !== null && false) {",
+    replace: "if (mode !== null && (mode & 0o077) !== 0 && Date.now() < 0) {",
     why: "a data dir open to other users is warned about",
     tests: ["tests/storage_startup_test.ts"],
     quick: true,
