@@ -468,6 +468,15 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
+    id: "client-ack-refused-for-space",
+    file: "src/client/receiver.ts",
+    find:
+      'if (!(e instanceof QpqError) || (e.code !== "storage_full" && e.code !== "storage")) throw e;',
+    replace: "throw e;",
+    why: "an ack the server cannot store (disk full) does not stop receiving",
+    tests: ["tests/storage_health_test.ts"],
+  },
+  {
     id: "health-counts-open-connections",
     file: "src/server/server.ts",
     find: "if (streams.size === 0) stats.connections--;",
