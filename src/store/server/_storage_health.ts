@@ -98,7 +98,7 @@ export function classifyStorageError(e: unknown): StorageFault | undefined {
 export function storageFailure(fault: StorageFault, cause: unknown): StorageError {
   if (fault === "full") {
     return new StorageError(
-      "The server's disk is full: the message was not stored; try again later",
+      "The server's disk is full: nothing was stored; try again later",
       { code: "storage_full", cause },
     );
   }
