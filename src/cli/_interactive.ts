@@ -168,7 +168,8 @@ export class Interactive {
     if (!line.startsWith("/")) {
       const conv = this.#current();
       await c.send(conv.name, line);
-      if (c.pendingCount() > 0) {
+      // refused for now (disk full, quota): the warning already said why
+      if (c.pendingCount() > 0 && c.queueRefusal() === undefined) {
         this.print("(queued: server unreachable, will send when it is back)");
       }
       return false;

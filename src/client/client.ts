@@ -470,6 +470,15 @@ export class QpqClient {
     return this.#outbox.pendingCount();
   }
 
+  /**
+   * Why the last message sent stayed queued although the server answered (e.g. its disk is
+   * full; already told as a warning event); undefined when it went out or the server could
+   * not be reached.
+   */
+  queueRefusal(): string | undefined {
+    return this.#outbox.refusal;
+  }
+
   // ---------------------------------------------------------------- receiving
 
   /** Fetch and process everything waiting on the server; then finish what it left. */

@@ -5,7 +5,8 @@
  *
  * ```
  * queue (in the caller's transaction) ─► deliver ─┬─ enqueued ─► removed, message "sent"
- *                                                 ├─ quota / rate limit ─► kept (later)
+ *                                                 ├─ quota / rate limit / ─► kept (later)
+ *                                                 │  server disk full
  *                                                 ├─ refused ─► removed, error
  *                                                 └─ no server ─► kept (next command)
  * ```
@@ -18,7 +19,21 @@ import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
 
 /** Refusals that may pass: the message stays queued. */
-const TEMPORARY_REFUSALS = new Set(["quota", "rate_limited", "unavailable", "timeout"]);
+const TEMPORARY_REFUSALS = new Set([
+  "quota",
+  "rate_limited",
+  "unavailable",
+  "timeout",
+  "storage_full",
+]);
+
+/** Why a refused message stays queued, in words a user can act on (one line). */
+function heldText(e: QpqError): string {
+  if (e.code === "storage_full") {
+    return "Message kept in the queue: the server's disk is full; it will be sent when the server has space";
+  }
+  return `Message kept in the queue: ${e.message}`;
+}
 /** Delays between tries of one delivery over a dropping connection (ms). */
 const RETRY_DELAYS_MS = [0, 200, 800];
 
@@ -26,10 +41,19 @@ const RETRY_DELAYS_MS = [0, 200, 800];
 export class Outbox {
   #ctx: ClientContext;
   #session: Session;
+  #refusal: string | undefined;
 
   constructor(ctx: ClientContext, session: Session) {
     this.#ctx = ctx;
     this.#session = session;
+  }
+
+  /**
+   * Why the last delivery left its message queued although the server answered (the
+   * warning it emitted); undefined after a success or when the server could not be reached.
+   */
+  get refusal(): string | undefined {
+    return this.#refusal;
   }
 
   /** Messages waiting to be sent. */
@@ -43,6 +67,7 @@ export class Outbox {
    */
   async deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
     const state = this.#ctx.state;
+    this.#refusal = undefined;
     for (const d of RETRY_DELAYS_MS) {
       if (d) await new Promise((r) => setTimeout(r, d));
       try {
@@ -64,7 +89,8 @@ export class Outbox {
           !(e instanceof TransportError) && e instanceof QpqError && TEMPORARY_REFUSALS.has(e.code)
         ) {
           state.bumpOutbox(messageId);
-          this.#ctx.emit({ kind: "warning", text: `Message kept in the queue: ${e.message}` });
+          this.#refusal = heldText(e);
+          this.#ctx.emit({ kind: "warning", text: this.#refusal });
           return false;
         }
         if (!(e instanceof TransportError)) {

@@ -21,6 +21,13 @@ export {
   type SqliteServerStoreOptions,
 } from "./sqlite_server_store.ts";
 export {
+  classifyStorageError,
+  notWritableReason,
+  type StorageEvent,
+  type StorageFault,
+  type StorageHealth,
+} from "./_storage_health.ts";
+export {
   migrate,
   type Migration,
   type MigrationPlan,
