@@ -1,9 +1,8 @@
 /**
  * Builds one golden server database (tests/fixtures/server/README.md) with the server and
- * the clients of an OLD checkout: copy this file into the root of that
- * checkout and run
+ * the clients of an OLD checkout: run it from the root of that checkout
  *
- *   deno run -A make_golden_server_db.ts <out dir> [db_key]
+ *   cd /tmp/golden-vN && deno run -A --unstable-net /path/to/make_golden_server_db.ts <out dir> [db_key]
  *
  * It starts that checkout's real server (QUIC on loopback, SQLite in a temp data dir,
  * sealed under `db_key` when given), drives four of that checkout's `QpqClient`s through
@@ -21,11 +20,27 @@
  * - a group #team of alice, bob, carol: "team 1" (read by carol, not by bob);
  * - dave: no conversation, nothing queued.
  */
-import { startTestServer } from "./tests/_support/server.ts";
-import { QpqClient } from "./src/client/client.ts";
-import { openLocalStore } from "./src/client/open_store.ts";
-import { DEFAULT_ARGON2ID_PARAMS } from "./src/crypto/mod.ts";
 import { DatabaseSync } from "node:sqlite";
+
+// The old checkout's own modules, from the directory this runs in (so this file type-checks
+// here and runs against any checkout; their types are that checkout's).
+const root = new URL(`file://${Deno.cwd()}/`);
+const load = (path: string) => import(new URL(path, root).href);
+const { startTestServer } = await load("tests/_support/server.ts");
+const { QpqClient } = await load("src/client/client.ts");
+const { openLocalStore } = await load("src/client/open_store.ts");
+const { DEFAULT_ARGON2ID_PARAMS } = await load("src/crypto/mod.ts");
+
+/** What this script uses of an old checkout's `QpqClient`. */
+interface OldClient {
+  register(): Promise<void>;
+  dm(peer: string): Promise<{ name: string }>;
+  createGroup(name: string): Promise<{ name: string }>;
+  invite(group: string, users: string[]): Promise<unknown>;
+  send(conversation: string, text: string): Promise<unknown>;
+  sync(): Promise<unknown>;
+  close(): Promise<void>;
+}
 
 const out = Deno.args[0];
 if (out === undefined) throw new Error("usage: make_golden_server_db.ts <out dir> [db_key]");
@@ -38,7 +53,7 @@ const ts = await startTestServer({
 });
 const kdf = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
 
-async function user(name: string): Promise<QpqClient> {
+async function user(name: string): Promise<OldClient> {
   const password = `golden pw ${name}`;
   const store = await openLocalStore(`${stateDir}/${name}.bin`, password, {
     create: true,
@@ -46,15 +61,13 @@ async function user(name: string): Promise<QpqClient> {
     server: ts.addr,
     kdf,
   });
-  const client = QpqClient.create(
-    {
-      store,
-      password,
-      caCertPem: ts.certPem,
-      timeoutMs: 10_000,
-      acceptFrom: "anyone",
-    } as Parameters<typeof QpqClient.create>[0],
-  );
+  const client: OldClient = QpqClient.create({
+    store,
+    password,
+    caCertPem: ts.certPem,
+    timeoutMs: 10_000,
+    acceptFrom: "anyone",
+  });
   await client.register();
   return client;
 }
