@@ -530,3 +530,45 @@ Deno.test("client: an invite another member's commit beat adds only who is still
     );
   });
 });
+
+Deno.test("client: a commit the server refuses is discarded, never reported done, and a retry works", async () => {
+  await withLiar(["a", "b", "c"], async ([a, b, c], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b", "c"]);
+    await syncAll([b!, c!]);
+    const before = a!.client.epochInfo("#team");
+    // the real server refuses a's commit: its roster change names someone not in the group
+    let refuse = true;
+    lie.rewrite = (frame, direction) => {
+      if (
+        refuse && direction === "toServer" && frame.type === "request" &&
+        frame.request.kind === "commit"
+      ) {
+        refuse = false;
+        return [{ ...frame, request: { ...frame.request, remove: ["nobody"] } }];
+      }
+      return undefined;
+    };
+    await assertRejects(
+      () => a!.client.remove("#team", ["c"]),
+      QpqError,
+      "nobody is not a member of this conversation",
+    );
+    // not applied: same epoch, c still a member, nothing pending
+    assertEquals(a!.client.epochInfo("#team"), before);
+    assertEquals(a!.client.members("#team").sort(), ["a", "b", "c"]);
+    assertEquals(
+      a!.client.store.group(a!.client.conversation("#team").channelId!)?.pendingCommit,
+      undefined,
+    );
+    // the same remove again goes through, and the group agrees on it
+    assertEquals(await a!.client.remove("#team", ["c"]), {
+      done: ["c"],
+      already: [],
+      byOthers: [],
+    });
+    await syncAll([b!, c!], 1);
+    agree([a!, b!], "#team");
+    assertEquals(b!.client.members("#team").sort(), ["a", "b"]);
+  });
+});
