@@ -52,7 +52,7 @@ import {
   type Request,
 } from "../wire/mod.ts";
 import { constantTimeEqual, fromHex, toHex, zeroize } from "../bytes.ts";
-import { QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
+import { InternalError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
@@ -61,6 +61,7 @@ import {
   markBroken,
   reason,
   type RejoinRequests,
+  rememberCommit,
   saveGroup,
   withoutPending,
 } from "./_group_state.ts";
@@ -744,7 +745,11 @@ export class Groups {
       const record = s.group(channelId);
       if (record) {
         const state = decodeGroupState(record.state);
-        const next: GroupRecord = { ...withoutPending(record), lastUpdateMs: this.#ctx.now() };
+        const next: GroupRecord = {
+          ...withoutPending(record),
+          lastUpdateMs: this.#ctx.now(),
+          recentCommits: rememberCommit(record, commitPayload(request)),
+        };
         if (state.hasPendingCommit) {
           const merged = mergePendingCommit(state);
           this.#save(next, merged.state);
@@ -902,4 +907,13 @@ function sortOut(
   if (attempt === 0) change.already = users.filter(settled);
   change.byOthers = users.filter((u) => settled(u) && !change.already.includes(u));
   change.done = users.filter((u) => !settled(u));
+}
+
+/** The MLS commit inside an encoded own `commit` request. */
+function commitPayload(request: EncodedRequest): Uint8Array {
+  const frame = decodeFrame(request.bytes);
+  if (frame.type !== "request" || frame.request.kind !== "commit") {
+    throw new InternalError("A pending commit is not a commit request");
+  }
+  return frame.request.payload;
 }

@@ -38,10 +38,12 @@ import type { Conversation, GroupRecord, StoredMessage } from "../store/client/m
 import type { ClientContext } from "./_context.ts";
 import {
   aloneIn,
+  commitRef,
   isTransient,
   markBroken,
   reason,
   type RejoinRequests,
+  rememberCommit,
   saveGroup,
 } from "./_group_state.ts";
 import type { Consent } from "./consent.ts";
@@ -188,6 +190,7 @@ export class Inbox {
         s.transaction(() => {
           saveGroup(this.#ctx, record, r.state, {
             leaves: record.leaves.filter((u) => !gone.has(u)),
+            recentCommits: rememberCommit(record, m.payload),
           });
           // sharing an accepted group makes contacts
           if (conv.requestFrom === undefined) {
@@ -223,10 +226,10 @@ export class Inbox {
         this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
         return;
       case "stale":
-        if (m.messageKind === "commit") {
+        if (m.messageKind === "commit" && !this.#applied(record, m.payload)) {
           // The server accepts one commit per epoch, in order: a commit of an epoch this
-          // device has passed comes from a history that is not ours (the server was
-          // restored from a backup, or lies). Following our own line would fork the group
+          // device has passed, other than a replay of one it applied or made, comes from a
+          // history that is not ours (the server was restored from a backup, or lies). Following our own line would fork the group
           // (the server's roster and ours would differ at one epoch number): the
           // conversation is broken, and the rejoin asks a member on the server's line to
           // re-add us.
@@ -254,6 +257,11 @@ export class Inbox {
         });
         return;
     }
+  }
+
+  /** A commit this device applied or made (one of the last few): a replay. */
+  #applied(record: GroupRecord, payload: Uint8Array): boolean {
+    return (record.recentCommits ?? []).includes(commitRef(payload));
   }
 
   /** After our leave: follow the group's changes until our removal; show nothing. */
