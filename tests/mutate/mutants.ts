@@ -429,8 +429,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-stale-commit-breaks",
     file: "src/client/inbox.ts",
-    find: 'case "stale":\n        if (m.messageKind === "commit") {',
-    replace: 'case "stale":\n        if (false) {',
+    find: '(m.messageKind === "commit" && !this.#applied(record, m.payload))',
+    replace: "(false)",
     why: "a commit of a passed epoch (the server's history is not ours, e.g. restored) must " +
       "not be ignored: members and remove would disagree, and the group would fork",
     tests: ["tests/cli_groups_test.ts"],
