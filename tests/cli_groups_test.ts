@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import { type CliResult, runQpq, startServerProcess, withCliUsers } from "./_support/cli.ts";
 import { copyDatabase, restoreDatabase } from "./_support/rewind.ts";
+import { leaveLine, membershipLines } from "../src/cli/_membership.ts";
 
 function ok(r: CliResult): CliResult {
   assertEquals(r.code, 0, r.stderr);
@@ -146,4 +147,29 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     await server.stop();
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("membershipLines: success only for what the accepted commit changed; the rest named as it is", () => {
+  const none = { done: [], already: [], byOthers: [] };
+  assertEquals(membershipLines("remove", "#t", { ...none, done: ["bo"] }), ["Removed bo from #t"]);
+  assertEquals(
+    membershipLines("remove", "#t", { done: ["di"], already: ["xu"], byOthers: ["cy", "ed"] }),
+    [
+      "Removed di from #t",
+      "cy, ed are no longer in #t: another member's change came first",
+      "xu was not a member of #t",
+    ],
+  );
+  assertEquals(membershipLines("invite", "#t", { ...none, byOthers: ["cy"] }), [
+    "cy is in #t already: another member's change came first",
+  ]);
+  assertEquals(
+    membershipLines("invite", "#t", { done: ["di", "ed"], already: ["a", "b"], byOthers: [] }),
+    ["Invited di, ed to #t", "a, b were already members of #t"],
+  );
+  assertEquals(leaveLine("#t", "left"), "Left #t");
+  assertEquals(
+    leaveLine("#t", "asked"),
+    "Asked to leave #t: you stay a member until another member's client commits it",
+  );
 });
