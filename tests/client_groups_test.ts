@@ -572,3 +572,40 @@ Deno.test("client: a commit the server refuses is discarded, never reported done
     assertEquals(b!.client.members("#team").sort(), ["a", "b"]);
   });
 });
+
+Deno.test("client: a change kept while the server did not answer, then beaten by another member's commit, is reported not made", async () => {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b", "c"]) users.push(await user(lie, dir, n, { timeoutMs: 1_000 }));
+    const [a, b] = users as [TestUser, TestUser, TestUser];
+    await a.client.createGroup("team");
+    await a.client.invite("#team", ["b", "c"]);
+    await syncAll(users.slice(1));
+    // a's commit never reaches the server: a is told it is kept
+    lie.rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" && frame.request.kind === "commit"
+        ? []
+        : undefined;
+    await assertRejects(
+      () => a.client.remove("#team", ["c"]),
+      QpqError,
+      "Server unreachable: the group change is kept and completed when the server is back",
+    );
+    lie.rewrite = undefined;
+    await b.client.update("#team"); // b's commit takes the epoch a's was made in
+    await a.client.sync(); // a's kept commit is sent: epoch_conflict
+    assertEquals(a.warnings(), [
+      "A change of #team that waited for the server was not made: another member's change came first; make it again if it is still needed",
+    ]);
+    assertEquals(a.client.members("#team").sort(), ["a", "b", "c"]);
+    agree([a, b], "#team");
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

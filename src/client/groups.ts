@@ -773,12 +773,15 @@ export class Groups {
         const current = this.#ctx.state.group(record.channelId);
         if (!current?.pendingCommit) return;
         const outcome = await this.#pushCommit(record.channelId, request);
-        if (outcome !== "accepted" && outcome.code !== "epoch_conflict") {
-          this.#ctx.emit({
-            kind: "warning",
-            text: `A group change was refused by the server: ${outcome.message}`,
-          });
-        }
+        if (outcome === "accepted") return;
+        // The command that made it said the change was kept: say what became of it.
+        const name = this.#ctx.state.getConversation(record.channelId)?.name ?? "a group";
+        this.#ctx.emit({
+          kind: "warning",
+          text: outcome.code === "epoch_conflict"
+            ? `A change of ${name} that waited for the server was not made: another member's change came first; make it again if it is still needed`
+            : `A change of ${name} that waited for the server was refused: ${outcome.message}`,
+        });
       });
     }
   }
