@@ -430,7 +430,7 @@ export const MUTANTS: Mutant[] = [
     id: "client-stale-commit-breaks",
     file: "src/client/inbox.ts",
     find: '(m.messageKind === "commit" && !this.#applied(record, m.payload))',
-    replace: "(false)",
+    replace: '(m.messageKind === "commit" && m.seq < 0)',
     why: "a commit of a passed epoch (the server's history is not ours, e.g. restored) must " +
       "not be ignored: members and remove would disagree, and the group would fork",
     tests: ["tests/cli_groups_test.ts"],
