@@ -4,7 +4,7 @@
  * a broken conversation that must not block the rest and must heal, a leave shown as a
  * leave, groups of either suite.
  */
-import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
 import { QpqError } from "../src/errors.ts";
@@ -444,8 +444,8 @@ Deno.test("client: a leave the server refuses is withdrawn: the leaver stays a m
     assertEquals(a!.warnings(), []);
     // a leave the server accepts is "asked" until a member commits it; then b is told
     assertEquals(await b!.client.leave("#team"), "asked");
-    await assertRejects(
-      async () => b!.client.members("#team"),
+    assertThrows(
+      () => b!.client.members("#team"),
       QpqError,
       "You asked to leave #team: waiting for another member to commit it",
     );
