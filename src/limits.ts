@@ -213,3 +213,11 @@ export const MAX_BLOCKS_PER_USER = 10_000;
  * flood costs the reader.
  */
 export const MAX_REQUEST_MESSAGES_SHOWN = 1000;
+
+// ---- issue 12, part C: the client never reports success the server refused ----
+/**
+ * Commits a client remembers per group (hashes of the last ones it applied or made): a
+ * commit of a passed epoch that is one of them is a replay, ignored; any other shows that
+ * the server's history is not ours (restored from a backup, or lying) and breaks the group.
+ */
+export const MAX_REMEMBERED_COMMITS = 16;

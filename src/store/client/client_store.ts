@@ -968,6 +968,10 @@ export class ClientStore implements LocalState {
     if (v.broken !== undefined) g.broken = str(v.broken);
     if (v.rejoinRequestedMs !== undefined) g.rejoinRequestedMs = num(v.rejoinRequestedMs);
     if (v.leavingEpoch !== undefined) g.leavingEpoch = num(v.leavingEpoch);
+    if (v.recentCommits !== undefined) {
+      if (!Array.isArray(v.recentCommits)) throw damagedRecord();
+      g.recentCommits = v.recentCommits.map(str);
+    }
     return g;
   }
 
@@ -1088,6 +1092,7 @@ function encodeGroup(g: GroupRecord): Uint8Array {
     broken: g.broken,
     rejoinRequestedMs: g.rejoinRequestedMs,
     leavingEpoch: g.leavingEpoch,
+    recentCommits: g.recentCommits,
   }));
 }
 
