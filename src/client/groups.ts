@@ -468,8 +468,12 @@ export class Groups {
       );
     }
     if (!sent) {
+      // Unreachable, or answered with a temporary refusal (full disk, rate limit: the
+      // outbox warned why).
       throw new TransportError(
-        "Server unreachable: the leave is kept and sent when the server is back",
+        this.#outbox.refusal === undefined
+          ? "Server unreachable: the leave is kept and sent when the server is back"
+          : "The server could not take the leave yet: it is kept and sent later",
         { code: "unavailable" },
       );
     }
