@@ -215,7 +215,8 @@ struct Health {
   uptimeSeconds @2 :UInt64;
   connectedClients @3 :UInt32;
   queueDepth @4 :UInt64;
-  status @5 :Text;                   # "ok" or a short reason
+  status @5 :Text;                   # "ok" or "degraded" (older servers: a short reason)
+  reason @6 :Text;                   # why "degraded", e.g. "storage: disk full"; "" when ok
 }
 
 struct Blob {

@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   "unsupported_version",
   "unavailable",
   "internal",
+  "storage_full",
 ] as const;
 
 /** A stable, wire-visible error code. */
@@ -135,7 +136,8 @@ export function errorFromWire(code: string, message: string): QpqError {
     case "crypto":
       return new CryptoError(message);
     case "storage":
-      return new StorageError(message);
+    case "storage_full":
+      return new StorageError(message, { code });
     case "transport":
     case "timeout":
     case "unavailable":

@@ -43,6 +43,18 @@ export const QUIC_KEEPALIVE_MS = 2_500;
 export const SHUTDOWN_GRACE_MS = 5_000;
 /** Pause between the last response and closing connections at shutdown (ms). */
 export const SHUTDOWN_DRAIN_MS = 150;
+/** Longest a closing client waits for the server to end the stream too (ms). */
+export const CLOSE_WAIT_MS = 1_000;
+/**
+ * While the server store cannot write, a health request tries one tiny write at most this
+ * often (ms), so health turns `ok` again once space is back even without traffic.
+ */
+export const STORAGE_PROBE_INTERVAL_MS = 3_000;
+/**
+ * How much that probe writes (and removes at once): the store counts as writable again
+ * only when this much fits, so a nearly full disk stays `degraded` instead of flapping.
+ */
+export const STORAGE_PROBE_BYTES = 1024 * 1024;
 
 /** Longest username in characters (ASCII; the rule is in src/names.ts). */
 export const MAX_USERNAME_CHARS = 32;
@@ -218,3 +230,11 @@ export const MAX_BLOCKS_PER_USER = 10_000;
  * flood costs the reader.
  */
 export const MAX_REQUEST_MESSAGES_SHOWN = 1000;
+
+// ---- issue 12, part C: the client never reports success the server refused ----
+/**
+ * Commits a client remembers per group (hashes of the last ones it applied or made): a
+ * commit of a passed epoch that is one of them is a replay, ignored; any other shows that
+ * the server's history is not ours (restored from a backup, or lying) and breaks the group.
+ */
+export const MAX_REMEMBERED_COMMITS = 16;

@@ -327,6 +327,7 @@ Deno.test("loginStart (handler, sealed store) takes the same time for known and 
       startedAt: 0,
       stats: { connections: 0, requests: 0 },
       queueDepth: () => Promise.resolve(0),
+      condition: () => Promise.resolve({ status: "ok", reason: "" }),
     };
     const unlimited = new SlidingWindowLimiter({ limit: 1e9, windowMs: 1 });
     const handlers = accountHandlers(

@@ -88,8 +88,15 @@ Deno.test("qpq update and leave: the group goes on after a self-update; a leaver
     ok(await qpq("alice", "send", "--group", "g", "after the update"));
     assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: after the update");
     assertStringIncludes(ok(await qpq("carol", "recv")).stdout, "[#g] alice: after the update");
-    assertEquals(ok(await qpq("carol", "leave", "#g")).stdout, "Left #g\n");
+    assertEquals(
+      ok(await qpq("carol", "leave", "#g")).stdout,
+      "Asked to leave #g: you stay a member until another member's client commits it\n",
+    );
     assertStringIncludes(ok(await qpq("alice", "recv")).stdout, "* carol left #g");
+    assertEquals(
+      ok(await qpq("carol", "recv")).stdout,
+      "* you left #g (alice committed your leave)\n",
+    );
     assertEquals(ok(await qpq("alice", "members", "#g")).stdout.split("\n")[0], "#g: alice, bob");
     ok(await qpq("alice", "send", "--to", "#g", "without carol")); // --to takes a #group too
     assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: without carol");

@@ -4,8 +4,10 @@
  * a broken conversation that must not block the rest and must heal, a leave shown as a
  * leave, groups of either suite.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
+import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
+import { QpqError } from "../src/errors.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
@@ -382,4 +384,228 @@ Deno.test("client: inviting back someone whose leave is not committed yet re-add
     await syncAll([nia!, ola!]);
     assert(nia!.received().includes("back again") && ola!.received().includes("back again"));
   });
+});
+
+// ---------------------------------------------------------------- issue 12: never a success
+// the server refused
+
+/** Users connected through a lying server in front of a real one (`ts` is the real one). */
+async function withLiar(
+  names: string[],
+  fn: (users: TestUser[], lie: LyingServer) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of names) users.push(await user(lie, dir, n));
+    await fn(users, lie);
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("client: a leave the server refuses is withdrawn: the leaver stays a member and can leave later", async () => {
+  await withLiar(["a", "b"], async ([a, b], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b"]);
+    await b!.client.sync();
+    // b's leave proposal reaches the real server for a channel b is not in: it refuses
+    let refuse = true;
+    lie.rewrite = (frame, direction) => {
+      if (
+        refuse && direction === "toServer" && frame.type === "request" &&
+        frame.request.kind === "enqueue" && frame.request.messageKind === "proposal"
+      ) {
+        refuse = false;
+        return [{ ...frame, request: { ...frame.request, channelId: new Uint8Array(16) } }];
+      }
+      return undefined;
+    };
+    const e = await assertRejects(() => b!.client.leave("#team"), QpqError);
+    assertEquals(
+      e.message,
+      "The server refused the leave of #team: Not a member of this conversation; you are still a member",
+    );
+    assertEquals(e.code, "forbidden");
+    // still a member, as it says: listed, members, nothing queued
+    assertEquals(b!.client.listConversations().map((c) => c.name), ["#team"]);
+    assertEquals(b!.client.members("#team").sort(), ["a", "b"]);
+    assertEquals(b!.client.pendingCount(), 0);
+    // the withdrawn proposal is not carried into b's next commit (MLS forbids committing
+    // one's own removal): b's self-update goes through and a follows it
+    await b!.client.update("#team");
+    await a!.client.sync();
+    agree([a!, b!], "#team");
+    assertEquals(a!.warnings(), []);
+    // a leave the server accepts is "asked" until a member commits it; then b is told
+    assertEquals(await b!.client.leave("#team"), "asked");
+    assertThrows(
+      () => b!.client.members("#team"),
+      QpqError,
+      "You asked to leave #team: waiting for another member to commit it",
+    );
+    await a!.client.sync(); // a commits b's leave
+    assertEquals(a!.client.members("#team"), ["a"]);
+    await b!.client.sync();
+    const left = b!.events.filter((x) => x.kind === "left");
+    assertEquals(left.map((x) => [x.conversation.name, (x as { by: string }).by]), [[
+      "#team",
+      "a",
+    ]]);
+    assertEquals(b!.client.store.listGroups().length, 0);
+  });
+});
+
+/**
+ * Hide every commit delivered until the second commit request goes to the server: the
+ * first is `first`'s, the second is the one that then loses the race, made by a client that
+ * had not seen the first.
+ */
+function hideFirstCommitFromTheSecond(lie: LyingServer): void {
+  let commits = 0;
+  const hide = onDelivered((ms) => ms.filter((m) => m.messageKind !== "commit"));
+  lie.rewrite = (frame, direction) => {
+    if (direction === "toServer" && frame.type === "request" && frame.request.kind === "commit") {
+      commits++;
+      return undefined;
+    }
+    return commits < 2 ? hide(frame, direction) : undefined;
+  };
+}
+
+Deno.test("client: a remove another member's commit beat is retried after catching up and says who was removed meanwhile", async () => {
+  await withLiar(["a", "b", "c", "d"], async ([a, b, c, d], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b", "c", "d"]);
+    await syncAll([b!, c!, d!]);
+    hideFirstCommitFromTheSecond(lie);
+    assertEquals(await b!.client.remove("#team", ["c"]), {
+      done: ["c"],
+      already: [],
+      byOthers: [],
+    });
+    // a has not seen b's commit: its commit for the same epoch is refused (epoch_conflict),
+    // discarded, and made again after catching up — now only d is left to remove
+    const change = await a!.client.remove("#team", ["c", "d"]);
+    assertEquals(change, { done: ["d"], already: [], byOthers: ["c"] });
+    await syncAll([b!], 1);
+    agree([a!, b!], "#team");
+    assertEquals(a!.client.members("#team").sort(), ["a", "b"]);
+  });
+});
+
+Deno.test("client: an invite another member's commit beat adds only who is still missing", async () => {
+  await withLiar(["a", "b", "c", "d"], async ([a, b, c, d], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b"]);
+    await b!.client.sync();
+    hideFirstCommitFromTheSecond(lie);
+    assertEquals(await b!.client.invite("#team", ["c"]), {
+      done: ["c"],
+      already: [],
+      byOthers: [],
+    });
+    assertEquals(await a!.client.invite("#team", ["c", "d"]), {
+      done: ["d"],
+      already: [],
+      byOthers: ["c"],
+    });
+    await syncAll([b!, c!, d!]);
+    agree([a!, b!, c!, d!], "#team");
+    // nothing to do at all is an error, not a success
+    await assertRejects(
+      () => a!.client.invite("#team", ["c"]),
+      QpqError,
+      "c is already a member of #team",
+    );
+    await assertRejects(
+      () => a!.client.remove("#team", ["x", "y"]),
+      QpqError,
+      "x, y are not members of #team",
+    );
+  });
+});
+
+Deno.test("client: a commit the server refuses is discarded, never reported done, and a retry works", async () => {
+  await withLiar(["a", "b", "c"], async ([a, b, c], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b", "c"]);
+    await syncAll([b!, c!]);
+    const before = a!.client.epochInfo("#team");
+    // the real server refuses a's commit: its roster change names someone not in the group
+    let refuse = true;
+    lie.rewrite = (frame, direction) => {
+      if (
+        refuse && direction === "toServer" && frame.type === "request" &&
+        frame.request.kind === "commit"
+      ) {
+        refuse = false;
+        return [{ ...frame, request: { ...frame.request, remove: ["nobody"] } }];
+      }
+      return undefined;
+    };
+    await assertRejects(
+      () => a!.client.remove("#team", ["c"]),
+      QpqError,
+      "nobody is not a member of this conversation",
+    );
+    // not applied: same epoch, c still a member, nothing pending
+    assertEquals(a!.client.epochInfo("#team"), before);
+    assertEquals(a!.client.members("#team").sort(), ["a", "b", "c"]);
+    assertEquals(
+      a!.client.store.group(a!.client.conversation("#team").channelId!)?.pendingCommit,
+      undefined,
+    );
+    // the same remove again goes through, and the group agrees on it
+    assertEquals(await a!.client.remove("#team", ["c"]), {
+      done: ["c"],
+      already: [],
+      byOthers: [],
+    });
+    await syncAll([b!, c!], 1);
+    agree([a!, b!], "#team");
+    assertEquals(b!.client.members("#team").sort(), ["a", "b"]);
+  });
+});
+
+Deno.test("client: a change kept while the server did not answer, then beaten by another member's commit, is reported not made", async () => {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b", "c"]) users.push(await user(lie, dir, n, { timeoutMs: 1_000 }));
+    const [a, b] = users as [TestUser, TestUser, TestUser];
+    await a.client.createGroup("team");
+    await a.client.invite("#team", ["b", "c"]);
+    await syncAll(users.slice(1));
+    // a's commit never reaches the server: a is told it is kept
+    lie.rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" && frame.request.kind === "commit"
+        ? []
+        : undefined;
+    await assertRejects(
+      () => a.client.remove("#team", ["c"]),
+      QpqError,
+      "Server unreachable: the group change is kept and completed when the server is back",
+    );
+    lie.rewrite = undefined;
+    await b.client.update("#team"); // b's commit takes the epoch a's was made in
+    await a.client.sync(); // a's kept commit is sent: epoch_conflict
+    assertEquals(a.warnings(), [
+      "A change of #team that waited for the server was not made: another member's change came first; make it again if it is still needed",
+    ]);
+    assertEquals(a.client.members("#team").sort(), ["a", "b", "c"]);
+    agree([a, b], "#team");
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -154,9 +154,14 @@ Deno.test("QpqClient.leave: another member's next sync commits the removal; the 
     const carol = await user(ts, dir, "carol");
     await group(alice, "team", bob, carol);
     await bob.client.send("#team", "before carol leaves");
-    await carol.client.leave("#team");
+    // asked, not done: MLS lets nobody commit their own removal (issue 12)
+    assertEquals(await carol.client.leave("#team"), "asked");
     assert(!carol.client.listConversations().some((c) => c.name === "#team"));
-    assertThrows(() => carol.client.members("#team"), UsageError, "not a member");
+    assertThrows(
+      () => carol.client.members("#team"),
+      UsageError,
+      "You asked to leave #team: waiting for another member to commit it",
+    );
     await assertRejects(() => carol.client.send("#team", "still here?"), UsageError);
 
     const before = alice.client.epochInfo("#team").epoch;
@@ -175,6 +180,11 @@ Deno.test("QpqClient.leave: another member's next sync commits the removal; the 
     assertEquals(bob.received(), ["carol is gone"]);
     assertEquals(carol.received(), ["before carol leaves"]);
     assert(!carol.client.listConversations().some((c) => c.name === "#team"));
+    assertEquals(
+      carol.events.flatMap((e) => e.kind === "left" ? [`${e.conversation.name} by ${e.by}`] : []),
+      ["#team by alice"],
+      "carol is told when her leave is done",
+    );
     await closeAll(alice, bob, carol);
   });
 });

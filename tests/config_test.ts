@@ -1,5 +1,10 @@
 import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
-import { DEV_AUTH_TOKEN, parseConfigFile, resolveConfig } from "../src/server/config.ts";
+import {
+  DEV_AUTH_TOKEN,
+  parseConfigFile,
+  resolveConfig,
+  type ServerFlags,
+} from "../src/server/config.ts";
 import { UsageError } from "../src/errors.ts";
 
 const TOML = `
@@ -218,3 +223,75 @@ Deno.test("every QPQ_* variable of the server beats the file, and every flag bea
     assertEquals(resolveConfig({}, tls, { ...prod, QPQ_PRODUCTION: v }).production, on, v);
   }
 });
+
+/** The keys the config parser knows (from its own error message). */
+function knownKeys(): string[] {
+  try {
+    parseConfigFile("no_such_key = 1\n", "qpq.toml");
+  } catch (e) {
+    return /known keys: (.*)$/.exec((e as Error).message)![1]!.split(", ");
+  }
+  throw new Error("parseConfigFile accepted an unknown key");
+}
+
+/** The rows of the first Markdown table in `text` whose header is key | env var | flag | … */
+function configTable(text: string): Map<string, string[]>[] {
+  const lines = text.split("\n");
+  const head = lines.findIndex((l) => /^\|\s*key\s*\|\s*env var\s*\|\s*flag\s*\|/.test(l));
+  if (head < 0) return [];
+  const rows: Map<string, string[]>[] = [];
+  const names = lines[head]!.split("|").slice(1, -1).map((c) => c.trim());
+  for (const line of lines.slice(head + 2)) {
+    if (!line.startsWith("|")) break;
+    const cells = line.split("|").slice(1, -1).map((c) => c.trim());
+    rows.push(new Map(names.map((n, i) => [n, [cells[i] ?? ""]])));
+  }
+  return rows;
+}
+
+const code = (cell: string): string | undefined => /^`([^`]*)`/.exec(cell)?.[1];
+
+for (const doc of ["docs/operations.md", "README.md"]) {
+  Deno.test(`${doc} lists every config key exactly once, with the env var, flag and default the code uses`, async () => {
+    const text = await Deno.readTextFile(new URL(`../${doc}`, import.meta.url));
+    const rows = configTable(text);
+    const keys = rows.map((r) => code(r.get("key")![0]!) ?? "");
+    assertEquals([...keys].sort(), knownKeys().sort(), `${doc}: the keys of its table`);
+    assertEquals(new Set(keys).size, keys.length, `${doc}: a key listed twice`);
+    const field = new Map(EVERY_KEY.map(([k, v, f]) => [k, { value: v, field: f }]));
+    const defaults = resolveConfig({}, {}, {}) as unknown as Record<string, unknown>;
+    const flagField: Record<string, keyof ServerFlags> = {
+      "--listen": "listen",
+      "--data-dir": "dataDir",
+      "--health-listen": "healthListen",
+    };
+    for (const r of rows) {
+      const key = code(r.get("key")![0]!)!;
+      const { value, field: f } = field.get(key)!;
+      // the env var column: that variable sets this key, over the file
+      const envVar = code(r.get("env var")![0]!);
+      const other = typeof value === "string" ? `${value}-env` : value;
+      for (const name of ["QPQ_AUTH_TOKEN", "QPQ_DB_KEY", "QPQ_LOG"]) {
+        const envValue = name === "QPQ_LOG" ? "error" : String(other);
+        const c = resolveConfig({}, {}, { [name]: envValue }) as unknown as Record<string, unknown>;
+        assertEquals(c[f] === envValue, envVar === name, `${doc}: ${key} and ${name}`);
+      }
+      // the flag column: that flag sets this key
+      const flag = code(r.get("flag")![0]!);
+      for (const [name, flagKey] of Object.entries(flagField)) {
+        const v = flagKey === "dataDir" ? "/from/flag" : "127.0.0.1:7999";
+        const c = resolveConfig({ [flagKey]: v }, {}, {}) as unknown as Record<string, unknown>;
+        assertEquals(c[f] === v, flag === name, `${doc}: ${key} and ${name}`);
+      }
+      // the default column: a literal or a leading number is the code's default
+      const cell = r.get("default")![0]!;
+      const literal = code(cell);
+      const number = /^(\d+)\b/.exec(cell)?.[1];
+      if (literal !== undefined && !literal.includes("<")) {
+        assertEquals(String(defaults[f]), literal, `${doc}: default of ${key}`);
+      } else if (number !== undefined) {
+        assertEquals(defaults[f], Number(number), `${doc}: default of ${key}`);
+      }
+    }
+  });
+}

@@ -198,6 +198,9 @@ Deno.test("lying server: a replayed old commit is ignored and the group goes on"
     assertEquals(got, ["after the replay"]);
     assertEquals(b.client.epochInfo(g.name), alice.client.epochInfo(g.name));
     assertEquals(b.client.listConversations().filter((c) => c.broken !== undefined), []);
+    // a replay of a commit bob applied is told apart from another history (issue 12): the
+    // group never broke (and healed by a re-add) on the way
+    assertEquals(b.events.filter((e) => e.kind === "broken" || e.kind === "rejoined"), []);
     await b.client.close();
     await alice.client.close();
     await carol.client.close();

@@ -962,8 +962,11 @@ Deno.test("SqliteServerStore.open refuses a database newer than this build or no
     assert(err.message.includes("newer than this qpq"), err.message);
     const junk = `${dir}/junk.db`;
     await Deno.writeFile(junk, randomBytes(4096));
-    const e2 = await assertRejects(() => SqliteServerStore.open(junk), StorageError);
-    assertEquals(e2.message, "Cannot open database: not a qpq server database");
+    const e2 = await assertRejects(() => SqliteServerStore.open(junk), UsageError);
+    assertEquals(
+      e2.message,
+      `Cannot open database ${junk}: it is not a qpq server database (check db_path and data_dir)`,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

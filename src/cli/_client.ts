@@ -298,6 +298,10 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
       return json
         ? JSON.stringify({ type: "removed", conversation: e.conversation.name, by: e.by })
         : `* ${visible(e.by)} removed you from ${visible(e.conversation.name)}`;
+    case "left":
+      return json
+        ? JSON.stringify({ type: "left", conversation: e.conversation.name, by: e.by })
+        : `* you left ${visible(e.conversation.name)} (${visible(e.by)} committed your leave)`;
     case "progress":
       return json ? undefined : visible(e.text);
     case "warning":

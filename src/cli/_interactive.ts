@@ -15,6 +15,12 @@ import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { eventLine, formatMessage, requestLine } from "./_client.ts";
+import { leaveLine, membershipLines } from "./_membership.ts";
+
+/** A command's line as a REPL notice (`Left #g` → `* left #g`). */
+function lower(line: string): string {
+  return line.charAt(0).toLowerCase() + line.slice(1);
+}
 
 /** Slash commands with their one-line help. */
 export const SLASH_COMMANDS: Record<string, string> = {
@@ -168,7 +174,8 @@ export class Interactive {
     if (!line.startsWith("/")) {
       const conv = this.#current();
       await c.send(conv.name, line);
-      if (c.pendingCount() > 0) {
+      // refused for now (disk full, quota): the warning already said why
+      if (c.pendingCount() > 0 && c.queueRefusal() === undefined) {
         this.print("(queued: server unreachable, will send when it is back)");
       }
       return false;
@@ -207,10 +214,12 @@ export class Interactive {
       case "/invite": {
         need(1, "/invite <user>...");
         const conv = this.#current();
-        await c.invite(conv.name, args, (done, total) => {
+        const change = await c.invite(conv.name, args, (done, total) => {
           if (total >= 5) this.print(`* fetching KeyPackages ${done}/${total}`);
         });
-        this.print(`* invited ${args.join(", ")} to ${conv.name}`);
+        for (const line of membershipLines("invite", conv.name, change)) {
+          this.print(`* ${lower(line)}`);
+        }
         return false;
       }
       case "/join": {
@@ -307,14 +316,15 @@ export class Interactive {
       case "/remove": {
         need(1, "/remove <user>");
         const conv = this.#current();
-        await c.remove(conv.name, args);
-        this.print(`* removed ${args.join(", ")} from ${conv.name}`);
+        const change = await c.remove(conv.name, args);
+        for (const line of membershipLines("remove", conv.name, change)) {
+          this.print(`* ${lower(line)}`);
+        }
         return false;
       }
       case "/leave": {
         const conv = this.#current();
-        await c.leave(conv.name);
-        this.print(`* left ${conv.name}`);
+        this.print(`* ${lower(leaveLine(conv.name, await c.leave(conv.name)))}`);
         if (!this.#fixed) this.#active = undefined;
         return !!this.#fixed;
       }

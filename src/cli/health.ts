@@ -5,11 +5,13 @@
  */
 import { env, parseCommand, println } from "./_args.ts";
 import { connectServer, readCaCert } from "../client/connection.ts";
+import { visible } from "./_terminal.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq health [--server HOST:PORT] [--ca-cert FILE] [--json]
 
-Print a server's version, uptime, connected clients and queued messages.
+Print a server's status (ok, or degraded with the reason, e.g. its disk is full), version,
+uptime, connected clients and queued messages. Exit code 0 when ok, 1 when degraded.
 
 Options:
   --server HOST:PORT   server address (env QPQ_SERVER, default 127.0.0.1:7000)
@@ -40,12 +42,13 @@ export async function run(args: string[]): Promise<number> {
     const { kind: _, ...fields } = h;
     if (p.values.json) println(JSON.stringify({ server, ...fields }));
     else {
-      println(`server ${server}: ${h.status}`);
-      println(`version ${h.version} (wire v${h.wireVersion}), up ${h.uptimeSeconds} s`);
+      const why = h.reason === "" ? "" : ` (${visible(h.reason)})`;
+      println(`server ${visible(server)}: ${visible(h.status)}${why}`);
+      println(`version ${visible(h.version)} (wire v${h.wireVersion}), up ${h.uptimeSeconds} s`);
       println(`connected clients ${h.connectedClients}, queued messages ${h.queueDepth}`);
     }
+    return h.status === "ok" ? 0 : 1;
   } finally {
     await conn.close();
   }
-  return 0;
 }

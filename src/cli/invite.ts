@@ -5,12 +5,16 @@
  */
 import { clientCommand } from "./_client.ts";
 import { eprintln, println } from "./_args.ts";
+import { membershipLines } from "./_membership.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq invite <group> <user>... --username NAME [--password PW]
 
 Add users to a group: their KeyPackages are fetched and checked against their published
-identity keys, one commit adds them all, and each receives a Welcome to join with.`;
+identity keys, one commit adds them all, and each receives a Welcome to join with.
+"Invited ..." is printed only once the server accepted the commit; a commit another
+member's change beat is retried after catching up. Exit code 1 when nobody was added (all
+members already) or the server refused.`;
 
 /** Run `qpq invite`. */
 export const run = clientCommand({
@@ -19,12 +23,19 @@ export const run = clientCommand({
   positionals: { min: 2 },
   async run(client, { values, positionals }) {
     const [group, ...users] = positionals as [string, ...string[]];
-    await client.invite(group, users, (done, total) => {
+    const change = await client.invite(group, users, (done, total) => {
       if (total >= 5 && !values.json) eprintln(`fetching KeyPackages: ${done}/${total}`);
     });
     const conv = client.conversation(group);
-    if (values.json) println(JSON.stringify({ type: "invited", conversation: conv.name, users }));
-    else println(`Invited ${users.join(", ")} to ${conv.name}`);
+    if (values.json) {
+      println(JSON.stringify({
+        type: "invited",
+        conversation: conv.name,
+        users: change.done,
+        already: change.already,
+        byOthers: change.byOthers,
+      }));
+    } else for (const line of membershipLines("invite", conv.name, change)) println(line);
     return 0;
   },
 });

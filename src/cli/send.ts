@@ -70,8 +70,10 @@ export const run = clientCommand({
         println(
           JSON.stringify({ type: "sent", conversation: ref, messageId: m.messageId, queued }),
         );
-      } else if (queued) eprintln(`queued for ${ref} (server unreachable)`);
-      else println(`sent to ${ref}`);
+      } else if (queued) {
+        // refused for now (disk full, quota): the warning line already said why
+        if (client.queueRefusal() === undefined) eprintln(`queued for ${ref} (server unreachable)`);
+      } else println(`sent to ${ref}`);
     }
     if (skipped > 0) return 1;
     return 0;

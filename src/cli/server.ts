@@ -15,22 +15,27 @@ export const USAGE = `Usage: qpq server [--config FILE] [--listen HOST:PORT] [--
                   [--health-listen HOST:PORT]
        qpq server backup --out FILE      copy the database while the server runs
        qpq server restore FILE           put a backup in place (server stopped)
+       qpq server --check [--config FILE] [--data-dir DIR]
 
 Run the qpq server (Authentication Service + Delivery Service) until SIGINT or SIGTERM.
 On first start without tls_cert/tls_key it writes a self-signed certificate into the data
 directory and prints its SHA-256 fingerprint; give clients that file with --ca-cert.
 
 Options:
-  --config FILE            TOML config (keys: listen, data_dir, tls_cert, tls_key,
-                           auth_token, store_backend, db_path, db_key, health_listen,
-                           max_message_bytes, max_queue_messages, retention_seconds,
-                           session_ttl_seconds, fsync, log_level; see docs/operations.md)
+  --config FILE            TOML config file (every key with its env var, flag and
+                           default: docs/operations.md, section 2)
   --listen HOST:PORT       QUIC address (default 0.0.0.0:7000)
   --data-dir DIR           data directory (default ./data)
   --health-listen ADDR     also serve plain-HTTP GET /health on ADDR
+  --check                  do not serve: check the database this configuration opens
+                           (integrity, foreign keys, db_key, schema, a migration dry
+                           run on a copy) without changing it, also while a server runs
+                           on it; one line per finding, exit 0 when the server can
+                           start on it, 1 with the reason when not
   -h, --help               show this help
 
 Environment: QPQ_AUTH_TOKEN, QPQ_DB_KEY, QPQ_PRODUCTION=1, QPQ_LOG=debug|info|warn|error
+(QPQ_LOG wins over log_level), QPQ_CONFIG (the config file when --config is not given)
 Precedence: flags > environment > config file > defaults.`;
 
 /** Subcommands of `qpq server`, loaded when used. */
@@ -41,13 +46,16 @@ const SUBCOMMANDS: Record<string, () => Promise<{ run(args: string[]): Promise<n
 
 /** Run `qpq server` (or one of its subcommands). */
 export async function run(args: string[]): Promise<number> {
-  const sub = args[0] === undefined ? undefined : SUBCOMMANDS[args[0]];
+  const sub = args[0] !== undefined && Object.hasOwn(SUBCOMMANDS, args[0])
+    ? SUBCOMMANDS[args[0]]
+    : undefined;
   if (sub) return (await sub()).run(args.slice(1));
   const p = parseCommand("server", args, {
     config: { type: "string" },
     listen: { type: "string" },
     "data-dir": { type: "string" },
     "health-listen": { type: "string" },
+    check: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
   if (!p) {
@@ -58,6 +66,7 @@ export async function run(args: string[]): Promise<number> {
     listen: p.values.listen,
     healthListen: p.values["health-listen"],
   });
+  if (p.values.check) return (await import("./server_check.ts")).runCheck(config);
   const server = await startServer(config, { services: createServices });
   // before the lines below: whoever waits for them may signal at once
   const stop = () => void server.close();

@@ -5,6 +5,9 @@
  */
 import { decodeGroupState, encodeGroupState, listMembers, type MlsGroupState } from "../mls/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
+import { toHex } from "../bytes.ts";
+import { sha256 } from "../crypto/mod.ts";
+import { MAX_REMEMBERED_COMMITS } from "../limits.ts";
 import type { Conversation, GroupRecord } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 
@@ -65,4 +68,14 @@ export function aloneIn(r: GroupRecord): boolean {
   } catch {
     return false;
   }
+}
+
+/** The short hash by which a commit (its MLS message bytes) is remembered. */
+export function commitRef(payload: Uint8Array): string {
+  return toHex(sha256(payload).subarray(0, 16));
+}
+
+/** The record's remembered commits with `payload` added (the oldest dropped past the limit). */
+export function rememberCommit(r: GroupRecord, payload: Uint8Array): string[] {
+  return [...(r.recentCommits ?? []), commitRef(payload)].slice(-MAX_REMEMBERED_COMMITS);
 }

@@ -29,7 +29,12 @@ import {
   selfConversation,
 } from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
-import { Groups, SELF_UPDATE_INTERVAL_MS } from "./groups.ts";
+import {
+  Groups,
+  type LeaveOutcome,
+  type MembershipChange,
+  SELF_UPDATE_INTERVAL_MS,
+} from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
 import { Inbox } from "./inbox.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
@@ -40,6 +45,7 @@ import { Session } from "./session.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
+export type { LeaveOutcome, MembershipChange } from "./groups.ts";
 export {
   KEY_PACKAGE_BATCH,
   KEY_PACKAGE_LIFETIME_SECONDS,
@@ -299,20 +305,28 @@ export class QpqClient {
     return this.#groups.createGroup(name, suite);
   }
 
-  /** Invite users to a group in one commit. */
+  /**
+   * Invite users to a group in one commit. Resolves once the server accepted it, saying
+   * who our commit added and who was a member already (before, or by another member's
+   * commit meanwhile); throws when nobody was added or the server refused.
+   */
   async invite(
     ref: string,
     users: string[],
     onProgress?: (done: number, total: number) => void,
-  ): Promise<void> {
+  ): Promise<MembershipChange> {
     const names = users.map(parseUsername);
     const conv = this.#accepted(this.conversation(ref));
-    await this.#groups.invite(conv, names, onProgress);
+    const change = await this.#groups.invite(conv, names, onProgress);
     this.#consent.befriend(names); // inviting someone makes them a contact
+    return change;
   }
 
-  /** Remove users from a group; they cannot read anything sent afterwards. */
-  remove(ref: string, users: string[]): Promise<void> {
+  /**
+   * Remove users from a group; they cannot read anything sent afterwards. Resolves once
+   * the server accepted the commit (see {@link invite} for what it says).
+   */
+  remove(ref: string, users: string[]): Promise<MembershipChange> {
     return this.#groups.remove(this.conversation(ref), users.map(parseUsername));
   }
 
@@ -321,8 +335,11 @@ export class QpqClient {
     return this.#groups.update(this.conversation(ref));
   }
 
-  /** Leave a group (another member commits the removal). */
-  leave(ref: string): Promise<void> {
+  /**
+   * Leave a group: `asked` once the server accepted our leave proposal (another member
+   * commits the removal), `left` when nothing was left to tell anyone.
+   */
+  leave(ref: string): Promise<LeaveOutcome> {
     return this.#groups.leave(this.conversation(ref));
   }
 
@@ -478,6 +495,15 @@ export class QpqClient {
   /** Messages waiting to be sent. */
   pendingCount(): number {
     return this.#outbox.pendingCount();
+  }
+
+  /**
+   * Why the last message sent stayed queued although the server answered (e.g. its disk is
+   * full; already told as a warning event); undefined when it went out or the server could
+   * not be reached.
+   */
+  queueRefusal(): string | undefined {
+    return this.#outbox.refusal;
   }
 
   // ---------------------------------------------------------------- receiving

@@ -32,6 +32,8 @@ export type ClientEvent =
     by: string;
   }
   | { kind: "removed"; conversation: Conversation; by: string }
+  /** Our leave was committed (by `by`): we are out of the group now. */
+  | { kind: "left"; conversation: Conversation; by: string }
   /** This conversation's group state cannot advance; the rest of the account works. */
   | { kind: "broken"; conversation: Conversation; reason: string }
   | { kind: "progress"; text: string }

@@ -42,6 +42,7 @@ import {
   selfUpdate,
   type StagedCommit,
   SUITE_IDS,
+  withdrawOwnProposals,
 } from "../mls/mod.ts";
 import {
   decodeFrame,
@@ -51,7 +52,7 @@ import {
   type Request,
 } from "../wire/mod.ts";
 import { constantTimeEqual, fromHex, toHex, zeroize } from "../bytes.ts";
-import { QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
+import { InternalError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
@@ -60,6 +61,7 @@ import {
   markBroken,
   reason,
   type RejoinRequests,
+  rememberCommit,
   saveGroup,
   withoutPending,
 } from "./_group_state.ts";
@@ -84,9 +86,32 @@ interface Roster {
   welcome?: boolean;
 }
 
+/**
+ * Builds an own commit from the current state (`attempt` counts the tries after epoch
+ * conflicts, from 0), or returns undefined when there is nothing left to do.
+ */
 type MakeCommit = (
   state: MlsGroupState,
+  attempt: number,
 ) => Promise<{ staged: StagedCommit; roster: Roster } | undefined>;
+
+/** What `invite` or `remove` did, user by user: a success is only what the server accepted. */
+export interface MembershipChange {
+  /** Changed by our commit, which the server accepted. */
+  done: string[];
+  /** Nothing to do when we started: already members (invite), not members (remove). */
+  already: string[];
+  /** Changed meanwhile by another member's commit that came first: ours was superseded. */
+  byOthers: string[];
+}
+
+/**
+ * What `leave` did: `left` — out at once (nobody else was in the group, or a broken group
+ * was forgotten on this device); `asked` — the server accepted our leave proposal, and we
+ * stay a member until another member's client commits it (MLS lets nobody commit their
+ * own removal).
+ */
+export type LeaveOutcome = "left" | "asked";
 
 /** Conversations as MLS groups. */
 export class Groups {
@@ -148,8 +173,14 @@ export class Groups {
       throw new UsageError("The notepad has no members to change");
     }
     const record = this.#ctx.state.group(conv.channelId);
-    if (!record || record.leavingEpoch !== undefined) {
+    if (!record) {
       throw new UsageError(`You are not a member of ${conv.name}`, { code: "not_found" });
+    }
+    if (record.leavingEpoch !== undefined) {
+      throw new UsageError(
+        `You asked to leave ${conv.name}: waiting for another member to commit it`,
+        { code: "not_found" },
+      );
     }
     if (record.broken) {
       throw new UsageError(
@@ -263,19 +294,30 @@ export class Groups {
     conv: Conversation,
     users: string[],
     onProgress?: (done: number, total: number) => void,
-  ): Promise<void> {
+  ): Promise<MembershipChange> {
     if (conv.kind !== "group") {
       throw new UsageError("Invite works on groups: use dm for one person");
     }
     await this.#session.ensure();
-    await this.#add(conv, users, onProgress);
+    const change = await this.#add(conv, users, onProgress);
+    if (change.done.length === 0 && change.byOthers.length === 0) {
+      const who = change.already.join(", ");
+      throw new UsageError(
+        `${who} ${
+          change.already.length === 1 ? "is already a member" : "are already members"
+        } of ${conv.name}`,
+        { code: "conflict" },
+      );
+    }
+    return change;
   }
 
   async #add(
     conv: Conversation,
     users: string[],
     onProgress?: (done: number, total: number) => void,
-  ): Promise<void> {
+  ): Promise<MembershipChange> {
+    const change: MembershipChange = { done: [], already: [], byOthers: [] };
     const suite = this.#suiteOf(conv);
     const packages: Uint8Array[] = [];
     for (const u of users) {
@@ -293,7 +335,7 @@ export class Groups {
       packages.push(kp.data);
       onProgress?.(packages.length, users.length);
     }
-    await this.#commit(conv, async (state) => {
+    await this.#commit(conv, async (state, attempt) => {
       // After an epoch conflict and re-sync some may be members already (two sides opening
       // the same DM at once: we joined the peer's group): add only the others.
       // A member who just asked to leave is not staying: adding them again re-adds them.
@@ -301,6 +343,7 @@ export class Groups {
       const present = new Set(
         listMembers(state).map((m) => m.username).filter((u) => !leaving.has(u)),
       );
+      sortOut(change, users, (u) => present.has(u), attempt);
       const missing = users.flatMap((u, i) => present.has(u) ? [] : [{ u, kp: packages[i]! }]);
       if (missing.length === 0) return undefined;
       const staged = await addMembers(state, missing.map((m) => m.kp));
@@ -309,6 +352,7 @@ export class Groups {
       }
       return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
     });
+    return change;
   }
 
   #suiteOf(conv: Conversation): MlsSuiteName {
@@ -316,23 +360,31 @@ export class Groups {
     return (record && peekGroupStateSuite(record.state)) ?? DEFAULT_SUITE;
   }
 
-  /** Remove users from a group; they cannot read anything sent afterwards. */
-  async remove(conv: Conversation, users: string[]): Promise<void> {
+  /**
+   * Remove users from a group; they cannot read anything sent afterwards. Members are
+   * what the local MLS state says (the one roster `members` shows too).
+   */
+  async remove(conv: Conversation, users: string[]): Promise<MembershipChange> {
     if (conv.kind !== "group") throw new UsageError("Remove works on groups");
     await this.#session.ensure();
-    await this.#commit(conv, async (state) => {
+    const change: MembershipChange = { done: [], already: [], byOthers: [] };
+    await this.#commit(conv, async (state, attempt) => {
       const present = new Set(listMembers(state).map((m) => m.username));
+      sortOut(change, users, (u) => !present.has(u), attempt);
       const names = users.filter((u) => present.has(u));
-      if (names.length === 0) {
-        if (users.length === 1) {
-          throw new UsageError(`${users[0]} is not a member of ${conv.name}`, {
-            code: "not_found",
-          });
-        }
-        return undefined;
-      }
+      if (names.length === 0) return undefined;
       return { staged: await removeMembers(state, names), roster: { remove: names } };
     });
+    if (change.done.length === 0 && change.byOthers.length === 0) {
+      const who = change.already.join(", ");
+      throw new UsageError(
+        `${who} ${
+          change.already.length === 1 ? "is not a member" : "are not members"
+        } of ${conv.name}`,
+        { code: "not_found" },
+      );
+    }
+    return change;
   }
 
   /** Commit a self-update (new path secrets: post-compromise security). */
@@ -342,27 +394,30 @@ export class Groups {
   }
 
   /**
-   * Leave a group: propose our removal; another member commits it. The group disappears
-   * from our list at once, but its state is kept (hidden) until the removal is committed:
-   * if another commit wins the race and our proposal goes stale, it is made again.
+   * Leave a group: propose our removal; another member commits it (MLS lets nobody commit
+   * their own removal), so a leave the server accepted is `asked`, not done. The group
+   * disappears from our list at once, but its state is kept (hidden) until the removal is
+   * committed: if another commit wins the race and our proposal goes stale, it is made
+   * again. A proposal the server refuses is withdrawn: we stay a member, as before.
    */
-  async leave(conv: Conversation): Promise<void> {
+  async leave(conv: Conversation): Promise<LeaveOutcome> {
     if (conv.kind !== "group") throw new UsageError("Leave works on groups");
     await this.#session.ensure();
     await this.#sync();
-    await this.#ctx.exclusive(async () => {
+    return await this.#ctx.exclusive(async (): Promise<LeaveOutcome> => {
       const record = this.#ctx.state.group(conv.channelId ?? "");
       if (record?.broken) {
         // nothing can be sent in a group we cannot read: just forget it locally
         this.#ctx.state.deleteGroup(record.channelId);
-        return;
+        return "left";
       }
       const { state } = this.#open(conv);
       if (listMembers(state).length === 1) {
         this.#ctx.state.deleteGroup(record!.channelId); // nobody left to tell
-        return;
+        return "left";
       }
       await this.#proposeLeave(record!, state);
+      return "asked";
     });
   }
 
@@ -395,9 +450,32 @@ export class Groups {
       });
     });
     enc.consumed.forEach((c) => zeroize(c));
-    if (!(await this.#outbox.deliver(uuidToString(id), request))) {
+    let sent: boolean;
+    try {
+      sent = await this.#outbox.deliver(uuidToString(id), request);
+    } catch (e) {
+      if (e instanceof TransportError || !(e instanceof QpqError)) throw e;
+      // Refused (the outbox dropped the request): we stay a member, in the state the
+      // proposal left (its handshake key stays used), without the proposal.
+      const now = s.group(record.channelId);
+      if (now?.leavingEpoch !== undefined && !now.broken) {
+        const { leavingEpoch: _, ...rest } = now;
+        this.#save(rest, withdrawOwnProposals(decodeGroupState(now.state)));
+      }
+      const name = s.getConversation(record.channelId)?.name ?? "the group";
+      throw new QpqError(
+        e.code,
+        `The server refused the leave of ${name}: ${e.message}; you are still a member`,
+        { cause: e },
+      );
+    }
+    if (!sent) {
+      // Unreachable, or answered with a temporary refusal (full disk, rate limit: the
+      // outbox warned why).
       throw new TransportError(
-        "Server unreachable: the leave is kept and sent when the server is back",
+        this.#outbox.refusal === undefined
+          ? "Server unreachable: the leave is kept and sent when the server is back"
+          : "The server could not take the leave yet: it is kept and sent later",
         { code: "unavailable" },
       );
     }
@@ -560,14 +638,26 @@ export class Groups {
   /**
    * Stage, persist, send and merge an own commit, re-syncing and retrying on an epoch
    * conflict. `make` builds the commit from the current state each attempt, or returns
-   * undefined when there is nothing left to do.
+   * undefined when there is nothing left to do. Only a commit the server accepted is
+   * merged (then this returns true); a refused one is discarded and thrown. A conflict that
+   * catching up does not resolve (the server's channel is not at any epoch this device
+   * reaches: it was restored from a backup, or it lies) is thrown at once, not retried.
    */
-  async #commit(conv: Conversation, make: MakeCommit): Promise<void> {
+  async #commit(conv: Conversation, make: MakeCommit): Promise<boolean> {
+    let conflictAt: bigint | undefined;
+    let committed = false;
     for (let attempt = 0;; attempt++) {
       await this.#sync();
       const retry = await this.#ctx.exclusive(async () => {
         const { record, state } = this.#open(conv);
-        const made = await make(state);
+        if (conflictAt !== undefined && state.epoch === conflictAt) {
+          throw new QpqError(
+            "epoch_conflict",
+            `The server refused the change of ${conv.name}: its copy of the group is not at ` +
+              `epoch ${state.epoch} like this device's (was it restored from a backup?)`,
+          );
+        }
+        const made = await make(state, attempt);
         if (!made) return false;
         const { staged, roster } = made;
         const welcome = roster.welcome && staged.outbound.welcome
@@ -600,9 +690,13 @@ export class Groups {
         this.#save(record, staged.state, { pendingCommit: encoded.bytes });
         const outcome = await this.#pushCommit(record.channelId, encoded);
         if (outcome !== "accepted") {
-          if (outcome.code === "epoch_conflict" && attempt < COMMIT_RETRIES) return true;
+          if (outcome.code === "epoch_conflict" && attempt < COMMIT_RETRIES) {
+            conflictAt = state.epoch;
+            return true;
+          }
           throw outcome;
         }
+        committed = true;
         // members removed without being named were leaves we committed
         const named = new Set(roster.remove ?? []);
         const left = staged.removed.map((m) => m.username).filter((u) => !named.has(u));
@@ -618,7 +712,7 @@ export class Groups {
         }
         return false;
       });
-      if (!retry) return;
+      if (!retry) return committed;
     }
   }
 
@@ -657,7 +751,11 @@ export class Groups {
       const record = s.group(channelId);
       if (record) {
         const state = decodeGroupState(record.state);
-        const next: GroupRecord = { ...withoutPending(record), lastUpdateMs: this.#ctx.now() };
+        const next: GroupRecord = {
+          ...withoutPending(record),
+          lastUpdateMs: this.#ctx.now(),
+          recentCommits: rememberCommit(record, commitPayload(request)),
+        };
         if (state.hasPendingCommit) {
           const merged = mergePendingCommit(state);
           this.#save(next, merged.state);
@@ -681,12 +779,15 @@ export class Groups {
         const current = this.#ctx.state.group(record.channelId);
         if (!current?.pendingCommit) return;
         const outcome = await this.#pushCommit(record.channelId, request);
-        if (outcome !== "accepted" && outcome.code !== "epoch_conflict") {
-          this.#ctx.emit({
-            kind: "warning",
-            text: `A group change was refused by the server: ${outcome.message}`,
-          });
-        }
+        if (outcome === "accepted") return;
+        // The command that made it said the change was kept: say what became of it.
+        const name = this.#ctx.state.getConversation(record.channelId)?.name ?? "a group";
+        this.#ctx.emit({
+          kind: "warning",
+          text: outcome.code === "epoch_conflict"
+            ? `A change of ${name} that waited for the server was not made: another member's change came first; make it again if it is still needed`
+            : `A change of ${name} that waited for the server was refused: ${outcome.message}`,
+        });
       });
     }
   }
@@ -836,4 +937,29 @@ export class Groups {
   deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
     return this.#outbox.deliver(messageId, request);
   }
+}
+
+/**
+ * Sort the users of an invite or remove at each attempt: `settled` ones need nothing from
+ * our commit — so before we started (`already`, fixed at attempt 0) or meanwhile, by a
+ * member's commit that beat ours (`byOthers`); the rest are what our commit changes.
+ */
+function sortOut(
+  change: MembershipChange,
+  users: string[],
+  settled: (user: string) => boolean,
+  attempt: number,
+): void {
+  if (attempt === 0) change.already = users.filter(settled);
+  change.byOthers = users.filter((u) => settled(u) && !change.already.includes(u));
+  change.done = users.filter((u) => !settled(u));
+}
+
+/** The MLS commit inside an encoded own `commit` request. */
+function commitPayload(request: EncodedRequest): Uint8Array {
+  const frame = decodeFrame(request.bytes);
+  if (frame.type !== "request" || frame.request.kind !== "commit") {
+    throw new InternalError("A pending commit is not a commit request");
+  }
+  return frame.request.payload;
 }

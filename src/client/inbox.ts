@@ -6,6 +6,7 @@
  * ```
  * welcome     ─► join (never over a group with others in it; over a broken or left one: yes)
  * commit      ─► apply; added members checked against the directory; cannot apply ─► BROKEN
+ *                of an epoch we have passed (the server's history is not ours) ─► BROKEN
  * application ─► decrypt ─► content ─► history (cannot decrypt ─► an "unreadable" entry)
  * proposal    ─► kept; a member's leave is committed after the sync (Groups.maintain)
  * rejoin      ─► a member's fresh KeyPackage, checked; re-added after the sync
@@ -17,7 +18,7 @@
  * from someone not a contact (consent.ts): the same, but the conversation is a request:
  *   its messages are stored and not shown; a blocked user's Welcome is dropped and their
  *   messages are not stored (who invited is the Welcome's MLS signer, not the server's claim)
- * any of them in a group we are leaving ─► followed silently until our removal
+ * any of them in a group we are leaving ─► followed silently until our removal ("left")
  * ```
  *
  * @module
@@ -48,10 +49,12 @@ import type { Conversation, GroupRecord, StoredMessage } from "../store/client/m
 import type { ClientContext } from "./_context.ts";
 import {
   aloneIn,
+  commitRef,
   isTransient,
   markBroken,
   reason,
   type RejoinRequests,
+  rememberCommit,
   saveGroup,
 } from "./_group_state.ts";
 import type { Consent } from "./consent.ts";
@@ -219,6 +222,7 @@ export class Inbox {
         s.transaction(() => {
           saveGroup(this.#ctx, record, r.state, {
             leaves: record.leaves.filter((u) => !gone.has(u)),
+            recentCommits: rememberCommit(record, m.payload),
           });
           // sharing an accepted group makes contacts
           if (conv.requestFrom === undefined) {
@@ -254,6 +258,24 @@ export class Inbox {
         this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
         return;
       case "stale":
+        if (m.messageKind === "commit" && !this.#applied(record, m.payload)) {
+          // The server accepts one commit per epoch, in order: a commit of an epoch this
+          // device has passed, other than a replay of one it applied or made, comes from a
+          // history that is not ours (the server was restored from a backup, or lies). Following our own line would fork the group
+          // (the server's roster and ours would differ at one epoch number): the
+          // conversation is broken, and the rejoin asks a member on the server's line to
+          // re-add us.
+          s.transaction(() => {
+            markBroken(
+              this.#ctx,
+              conv,
+              record,
+              `the server's history differs from this device's: a change for epoch ${r.epoch} came after epoch ${state.epoch}`,
+            );
+            done();
+          });
+          return;
+        }
         return s.transaction(done);
       case "proposal":
         s.transaction(() => {
@@ -267,6 +289,11 @@ export class Inbox {
         });
         return;
     }
+  }
+
+  /** A commit this device applied or made (one of the last few): a replay. */
+  #applied(record: GroupRecord, payload: Uint8Array): boolean {
+    return (record.recentCommits ?? []).includes(commitRef(payload));
   }
 
   /** After our leave: follow the group's changes until our removal; show nothing. */
@@ -291,6 +318,11 @@ export class Inbox {
       }
       done();
     });
+    // `leave` said "asked": this is when it is done
+    const conv = s.getConversation(record.channelId);
+    if (r.kind === "removed" && conv && conv.requestFrom === undefined) {
+      this.#ctx.emit({ kind: "left", conversation: conv, by: r.committer.username });
+    }
   }
 
   #unreadable(

@@ -7,7 +7,8 @@
  * queue (in the caller's transaction) ─► deliver ─┬─ enqueued ─► message "sent"; a message
  *                                                 │   of ours kept (bounded) for a restore,
  *                                                 │   anything else removed
- *                                                 ├─ quota / rate limit ─► kept (later)
+ *                                                 ├─ quota / rate limit / ─► kept (later)
+ *                                                 │  server disk full
  *                                                 ├─ refused ─► removed, error
  *                                                 └─ no server ─► kept (next command)
  * server restored (notice) ─► kept ones queued again ─► flush: the server answers
@@ -23,7 +24,21 @@ import type { Session } from "./session.ts";
 import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
 
 /** Refusals that may pass: the message stays queued. */
-const TEMPORARY_REFUSALS = new Set(["quota", "rate_limited", "unavailable", "timeout"]);
+const TEMPORARY_REFUSALS = new Set([
+  "quota",
+  "rate_limited",
+  "unavailable",
+  "timeout",
+  "storage_full",
+]);
+
+/** Why a refused message stays queued, in words a user can act on (one line). */
+function heldText(e: QpqError): string {
+  if (e.code === "storage_full") {
+    return "Message kept in the queue: the server's disk is full; it will be sent when the server has space";
+  }
+  return `Message kept in the queue: ${e.message}`;
+}
 /** Delays between tries of one delivery over a dropping connection (ms). */
 const RETRY_DELAYS_MS = [0, 200, 800];
 
@@ -37,6 +52,7 @@ export class Outbox {
   #flushing: Promise<number> | undefined;
   /** A restore was noticed: messages sent again that the server did not have. */
   #restore: { takenAt: number; resent: number; refused: number } | undefined;
+  #refusal: string | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -49,6 +65,14 @@ export class Outbox {
     this.#ctx = ctx;
     this.#session = session;
     this.#keep = keep;
+  }
+
+  /**
+   * Why the last delivery left its message queued although the server answered (the
+   * warning it emitted); undefined after a success or when the server could not be reached.
+   */
+  get refusal(): string | undefined {
+    return this.#refusal;
   }
 
   /** Messages waiting to be sent. */
@@ -70,6 +94,7 @@ export class Outbox {
     request: EncodedRequest,
   ): Promise<"stored" | "duplicate" | false> {
     const state = this.#ctx.state;
+    this.#refusal = undefined;
     for (const d of RETRY_DELAYS_MS) {
       if (d) await new Promise((r) => setTimeout(r, d));
       try {
@@ -95,7 +120,8 @@ export class Outbox {
           !(e instanceof TransportError) && e instanceof QpqError && TEMPORARY_REFUSALS.has(e.code)
         ) {
           state.bumpOutbox(messageId);
-          this.#ctx.emit({ kind: "warning", text: `Message kept in the queue: ${e.message}` });
+          this.#refusal = heldText(e);
+          this.#ctx.emit({ kind: "warning", text: this.#refusal });
           return false;
         }
         if (!(e instanceof TransportError)) {

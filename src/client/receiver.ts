@@ -65,6 +65,19 @@ export class Receiver {
     );
   }
 
+  /**
+   * Acknowledge everything up to the stored cursor. A server that cannot store the ack (its
+   * disk is full) must not stop the receiving: the messages are applied and the cursor is
+   * stored here, so a redelivery is dropped by sequence number, and the next ack covers it.
+   */
+  async #ack(): Promise<void> {
+    try {
+      await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
+    } catch (e) {
+      if (!(e instanceof QpqError) || (e.code !== "storage_full" && e.code !== "storage")) throw e;
+    }
+  }
+
   /** Fetch and apply everything waiting on the server. Returns how many were applied. */
   fetch(): Promise<number> {
     return this.#one(() => this.#fetchAll());
@@ -88,7 +101,7 @@ export class Receiver {
       n++;
       cursor = m.seq;
     }
-    if (n > 0) await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
+    if (n > 0) await this.#ack();
     return n;
   }
 
@@ -120,7 +133,7 @@ export class Receiver {
         await this.#apply(m);
         total++;
       }
-      await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
+      await this.#ack();
       if (!page.more) break;
     }
     return total;

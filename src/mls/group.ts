@@ -806,6 +806,24 @@ export async function leaveGroup(state: MlsGroupState): Promise<Encrypted> {
   };
 }
 
+/**
+ * The server refused our leave proposal: forget it, so that our next commit does not carry
+ * our own removal (which MLS forbids). Only the proposal goes: the handshake key it used
+ * stays consumed (the state keeps the ratchet as {@link leaveGroup} left it).
+ */
+export function withdrawOwnProposals(state: MlsGroupState): MlsGroupState {
+  const s = unwrapState(state);
+  const own = s.current.privatePath.leafIndex;
+  const kept = Object.fromEntries(
+    Object.entries(s.current.unappliedProposals).filter(([, p]) => p.senderLeafIndex !== own),
+  );
+  return wrapState({
+    suite: s.suite,
+    current: { ...s.current, unappliedProposals: kept },
+    pending: s.pending,
+  });
+}
+
 interface Captured {
   sender: number | undefined;
   proposal: "remove" | "update" | undefined;

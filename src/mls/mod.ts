@@ -65,6 +65,7 @@ export {
   selfUpdate,
   type StagedCommit,
   type StaleReceived,
+  withdrawOwnProposals,
 } from "./group.ts";
 export { MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.ts";
 export {

@@ -9,7 +9,10 @@ import type { ServerConfig } from "./config.ts";
 
 /** Counters reported by health. */
 export interface ServerStats {
-  /** Open client connections. */
+  /**
+   * Client connections with a request stream open (a client that ended its stream is done;
+   * one that vanished without a word counts until the QUIC idle timeout).
+   */
   connections: number;
   /** Requests handled since start. */
   requests: number;
@@ -27,6 +30,19 @@ export interface ServerContext {
   readonly stats: ServerStats;
   /** Total messages waiting in queues (for health); filled in by the store. */
   queueDepth(): Promise<number>;
+  /**
+   * `degraded` with a reason while a service cannot do its work (the store cannot write);
+   * filled in by the store-backed services.
+   */
+  condition(): Promise<Condition>;
+}
+
+/** What health reports beside the numbers. */
+export interface Condition {
+  /** `ok`, or `degraded` while the store cannot write. */
+  status: "ok" | "degraded";
+  /** Why degraded, e.g. "storage: disk full"; "" when ok. */
+  reason: string;
 }
 
 /** State of one client connection. */

@@ -7,6 +7,29 @@ import { VERSION } from "../version.ts";
 import { WIRE_VERSION } from "../limits.ts";
 import { ValidationError } from "../errors.ts";
 import type { HandlerTable, ServerContext } from "./context.ts";
+import type { Response } from "../wire/mod.ts";
+
+/** The health report, one for QUIC `health` and HTTP `GET /health`. */
+export type HealthReport = Extract<Response, { kind: "health" }>;
+
+/**
+ * What health says: version, uptime, open connections, queued messages, and `ok` or
+ * `degraded` with the reason (while degraded, asking tries one tiny write so that health
+ * turns `ok` as soon as the store can write again).
+ */
+export async function healthReport(ctx: ServerContext): Promise<HealthReport> {
+  const { status, reason } = await ctx.condition();
+  return {
+    kind: "health",
+    version: VERSION,
+    wireVersion: WIRE_VERSION,
+    uptimeSeconds: Math.floor((Date.now() - ctx.startedAt) / 1000),
+    connectedClients: ctx.stats.connections,
+    queueDepth: await ctx.queueDepth(),
+    status,
+    reason,
+  };
+}
 
 /** Largest ping payload echoed back. */
 const MAX_PING_PAYLOAD = 4096;
@@ -27,16 +50,8 @@ export function pingHandlers(ctx: ServerContext): HandlerTable {
         payload: req.payload,
       });
     },
-    async health() {
-      return {
-        kind: "health",
-        version: VERSION,
-        wireVersion: WIRE_VERSION,
-        uptimeSeconds: Math.floor((Date.now() - ctx.startedAt) / 1000),
-        connectedClients: ctx.stats.connections,
-        queueDepth: await ctx.queueDepth(),
-        status: "ok",
-      };
+    health() {
+      return healthReport(ctx);
     },
   };
 }

@@ -26,7 +26,7 @@ import {
 } from "../limits.ts";
 import { DEV_AUTH_TOKEN, type ServerConfig } from "./config.ts";
 import { GENERATED_KEY } from "./tls.ts";
-import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
+import type { Condition, ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
 
@@ -36,6 +36,8 @@ export interface Service {
   handlers: HandlerTable;
   /** Total queued messages, for health. */
   queueDepth?(): Promise<number>;
+  /** `degraded` with a reason while it cannot do its work, for health. */
+  condition?(): Promise<Condition>;
   /** Called when a connection closes. */
   onDisconnect?(conn: ConnectionState): void;
   /** Release resources at shutdown. */
@@ -93,6 +95,16 @@ export async function startServer(
       let n = 0;
       for (const s of services) n += s.queueDepth ? await s.queueDepth() : 0;
       return n;
+    },
+    condition: async () => {
+      const reasons: string[] = [];
+      for (const s of services) {
+        const c = await s.condition?.();
+        if (c?.status === "degraded") reasons.push(c.reason);
+      }
+      return reasons.length === 0
+        ? { status: "ok", reason: "" }
+        : { status: "degraded", reason: reasons.join("; ") };
     },
   };
   services.push({ handlers: pingHandlers(ctx) });
@@ -153,7 +165,6 @@ export async function startServer(
       return await refuseConnection(conn);
     }
     connections.add(conn);
-    stats.connections++;
     log.debug("connection opened", { conn: state.id, remote: state.remote });
     // A peer that sends requests and does not read the answers is cut off.
     const budget = new SendBudget(config.maxUnsentBytes, (pending) => {
@@ -192,8 +203,16 @@ export async function startServer(
           }).catch((e) =>
             log.debug("stream ended with error", { conn: state.id, error: String(e) })
           );
+          // Health counts a connection while it has a request stream open: a client ends
+          // its stream when it is done (and waits for the server's end of it), but a CLI
+          // process exiting right after may never get its CONNECTION_CLOSE out, which would
+          // leave the connection counted until the QUIC idle timeout.
+          if (streams.size === 0) stats.connections++;
           streams.add(task);
-          task.finally(() => streams.delete(task));
+          task.finally(() => {
+            streams.delete(task);
+            if (streams.size === 0) stats.connections--;
+          });
         }
       } catch {
         // connection closed
@@ -205,7 +224,6 @@ export async function startServer(
       for (const c of state.cleanups) c();
       for (const s of services) s.onDisconnect?.(state);
       connections.delete(conn);
-      stats.connections--;
       log.debug("connection closed", { conn: state.id });
     }
   };

@@ -7,12 +7,17 @@
  * @module
  */
 import { createServerSetup, OpaqueServerSetup } from "../auth/mod.ts";
-import { MEMORY_PATH, type ServerStore, SqliteServerStore } from "../store/server/mod.ts";
+import {
+  MEMORY_PATH,
+  type ServerStore,
+  SqliteServerStore,
+  type StorageEvent,
+} from "../store/server/mod.ts";
 import { describeNetError, parseHostPort } from "../transport/quic.ts";
 import { StorageError, TransportError } from "../errors.ts";
-import { VERSION } from "../version.ts";
-import { WIRE_VERSION } from "../limits.ts";
+import type { Logger } from "../log.ts";
 import type { Service } from "./server.ts";
+import { healthReport } from "./ping.ts";
 import type { ServerContext } from "./context.ts";
 import { accountHandlers } from "./accounts.ts";
 import { keyPackageHandlers } from "./key_packages.ts";
@@ -41,11 +46,22 @@ export async function openStore(
       maxSenderBytes: c.maxSenderBytes,
       messageRetentionMs: c.retentionSeconds * 1000,
     },
+    onStorageEvent: (e: StorageEvent) =>
+      logStorageEvent(ctx.log, e, c.storeBackend === "memory" ? MEMORY_PATH : c.dbPath),
   };
   if (c.storeBackend === "memory") {
     return { store: await SqliteServerStore.open(MEMORY_PATH, options), release: () => {} };
   }
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  // made 0700 by us; one made by someone else may be open to other users: say so (the
+  // files in it are 0600 whatever the umask, but their names and sizes show)
+  const mode = (await Deno.stat(c.dataDir)).mode;
+  if (mode !== null && (mode & 0o077) !== 0) {
+    ctx.log.warn("data dir is open to other users: chmod 700 it", {
+      dir: c.dataDir,
+      mode: (mode & 0o777).toString(8),
+    });
+  }
   // held while the server runs: `qpq server restore` refuses to replace a database in use.
   // A lock file that cannot be created (a read-only data dir) is left to the store's open
   // to report; a restore could not write there either.
@@ -79,11 +95,14 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
     const setup = await OpaqueServerSetup.fromBytes(setupBytes);
     setupBytes.fill(0);
     const purge = setInterval(() => {
-      store.purgeExpired().catch((e) => ctx.log.warn("purge failed", { error: String(e) }));
+      store.purgeExpired().catch((e) => {
+        // a storage failure is logged once by the store's health, not once a minute here
+        if (!(e instanceof StorageError)) ctx.log.warn("purge failed", { error: String(e) });
+      });
     }, PURGE_INTERVAL_MS);
     Deno.unrefTimer(purge);
     const http = ctx.config.healthListen
-      ? startHealthHttp(ctx, store, ctx.config.healthListen)
+      ? startHealthHttp(ctx, ctx.config.healthListen)
       : undefined;
     return [{
       handlers: {
@@ -93,6 +112,12 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
         ...consentHandlers(store),
       },
       queueDepth: () => store.totalQueueDepth(),
+      async condition() {
+        const h = await store.checkStorage();
+        return h.status === "ok"
+          ? { status: "ok", reason: "" }
+          : { status: "degraded", reason: h.reason ?? "storage" };
+      },
       ...(http?.addr.transport === "tcp"
         ? { healthAddr: { hostname: http.addr.hostname, port: http.addr.port } }
         : {}),
@@ -113,8 +138,28 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
   }
 }
 
-/** Plain-HTTP `GET /health` for load balancers: JSON, no secrets, 503 when the store fails. */
-function startHealthHttp(ctx: ServerContext, store: ServerStore, listen: string): Deno.HttpServer {
+/**
+ * Log a change of the store's health: the first failure of a kind at error with its cause,
+ * repeats not at all (the store counts them), the recovery once with the count.
+ */
+export function logStorageEvent(log: Logger, e: StorageEvent, dbPath: string): void {
+  if (e.kind === "recovered") {
+    log.warn("storage recovered", { failures: e.failures });
+  } else if (e.fault === "damaged") {
+    log.error(`Database ${dbPath} is damaged: restore it from a backup, see docs/operations.md`, {
+      reason: e.reason,
+      error: e.detail,
+    });
+  } else {
+    log.error("storage failure", { reason: e.reason, error: e.detail, db: dbPath });
+  }
+}
+
+/**
+ * Plain-HTTP `GET /health` for load balancers: the health report as JSON, no secrets;
+ * 503 while degraded (the store cannot write) or when the store cannot even be read.
+ */
+function startHealthHttp(ctx: ServerContext, listen: string): Deno.HttpServer {
   const { hostname, port } = parseHostPort(listen, "health_listen address");
   try {
     return Deno.serve({ hostname, port, onListen: () => {} }, async (req) => {
@@ -122,17 +167,13 @@ function startHealthHttp(ctx: ServerContext, store: ServerStore, listen: string)
         return new Response("not found\n", { status: 404 });
       }
       try {
-        const body = {
-          status: "ok",
-          version: VERSION,
-          wireVersion: WIRE_VERSION,
-          uptimeSeconds: Math.floor((Date.now() - ctx.startedAt) / 1000),
-          connectedClients: ctx.stats.connections,
-          queueDepth: await store.totalQueueDepth(),
-        };
-        return Response.json(body);
+        const { kind: _, reason, ...body } = await healthReport(ctx);
+        if (body.status === "ok") return Response.json(body);
+        return Response.json({ ...body, reason }, { status: 503 });
       } catch {
-        return Response.json({ status: "store unavailable" }, { status: 503 });
+        return Response.json({ status: "degraded", reason: "storage: cannot read the database" }, {
+          status: 503,
+        });
       }
     });
   } catch (e) {

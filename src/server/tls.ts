@@ -11,6 +11,7 @@ import {
   privateKeyToPem,
 } from "../transport/cert.ts";
 import { UsageError } from "../errors.ts";
+import { notWritableReason } from "../store/server/mod.ts";
 import type { ServerConfig } from "./config.ts";
 
 /** The certificate a server presents. */
@@ -76,8 +77,17 @@ export async function loadServerCertificate(config: ServerConfig): Promise<Serve
     keyPem = pair.keyPem;
     // Key first (0600, atomically), then the certificate: a crash in between leaves no
     // certificate without its key.
-    await writeAtomic(keyPath, keyPem, 0o600);
-    await writeAtomic(certPath, certPem, 0o644);
+    try {
+      await writeAtomic(keyPath, keyPem, 0o600);
+      await writeAtomic(certPath, certPem, 0o644);
+    } catch (e) {
+      const why = notWritableReason(e);
+      if (why === undefined) throw e;
+      throw new UsageError(
+        `Cannot write to the data dir ${config.dataDir} (${why}): the generated certificate ${certPath} needs it writable`,
+        { cause: e },
+      );
+    }
     createdNow = true;
   }
   return {

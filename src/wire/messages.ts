@@ -158,6 +158,7 @@ export const RESPONSE = {
     connectedClients: "u32",
     queueDepth: "u64",
     status: "text",
+    reason: "text",
   },
   registerStarted: BLOB,
   loginStarted: { response: "data", loginId: "data" },

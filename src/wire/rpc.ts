@@ -19,6 +19,7 @@ import { type EncodedRequest, withRequestId } from "./encoded.ts";
 import { FrameReader, lengthPrefixed } from "./framing.ts";
 import type { Frame, Push, Request, Response, ResponseKind, ResponseOf } from "./messages.ts";
 import {
+  CLOSE_WAIT_MS,
   FRAME_READ_TIMEOUT_MS,
   MAX_INFLIGHT_PER_CONNECTION,
   REQUEST_TIMEOUT_MS,
@@ -282,10 +283,20 @@ export class RpcClient {
     this.#options.onClose?.(failure);
   }
 
-  /** Close the stream; pending calls fail with a {@link TransportError}. */
+  /**
+   * Close the stream; pending calls fail with a {@link TransportError}. Ends our side, then
+   * waits (at most {@link CLOSE_WAIT_MS}) for the server to end its side: proof that our
+   * end reached it before a process exiting right after takes the connection down.
+   */
   async close(): Promise<void> {
-    await this.#writer.close();
-    await this.#reader.cancel();
+    await this.#writer.close().catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#done,
+      new Promise<void>((r) => (timer = setTimeout(r, CLOSE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    await this.#reader.cancel().catch(() => {});
     await this.#done;
   }
 }

@@ -10,7 +10,7 @@ import {
   startServer,
 } from "../../src/server/mod.ts";
 import { createServices } from "../../src/server/services.ts";
-import { silentLogger } from "../../src/log.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 import { formatHostPort } from "../../src/transport/quic.ts";
 
 /** A server started for a test. */
@@ -31,6 +31,8 @@ export async function startTestServer(
     env?: Record<string, string>;
     /** Keep a data dir this made when the server closes (a test reads it afterwards). */
     keepDataDir?: boolean;
+    /** Where the server logs (default: nowhere). */
+    log?: Logger;
   } = {},
 ): Promise<TestServer> {
   const made = options.dataDir === undefined;
@@ -40,7 +42,10 @@ export async function startTestServer(
     options.file ?? {},
     options.env ?? {},
   );
-  const server = await startServer(config, { services: createServices, log: silentLogger });
+  const server = await startServer(config, {
+    services: createServices,
+    log: options.log ?? silentLogger,
+  });
   return {
     server,
     addr: formatHostPort(server.addr),

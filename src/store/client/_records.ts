@@ -9,7 +9,11 @@
 import { toHex, utf8, zeroize } from "../../bytes.ts";
 import { ED25519_PUBLIC_KEY_BYTES, ED25519_SEED_BYTES } from "../../crypto/mod.ts";
 import { StorageError, UsageError } from "../../errors.ts";
-import { MAX_CLIENT_ID_BYTES, MAX_CLIENT_REASON_BYTES } from "../../limits.ts";
+import {
+  MAX_CLIENT_ID_BYTES,
+  MAX_CLIENT_REASON_BYTES,
+  MAX_REMEMBERED_COMMITS,
+} from "../../limits.ts";
 import type { MetaFields } from "./_client_state_file.ts";
 import type {
   ClientMeta,
@@ -201,6 +205,13 @@ export function checkGroup(g: GroupRecord): void {
   ) {
     throw new UsageError("Invalid leaving epoch: expected a non-negative integer");
   }
+  if (
+    g.recentCommits !== undefined &&
+    (!Array.isArray(g.recentCommits) || g.recentCommits.length > MAX_REMEMBERED_COMMITS ||
+      !g.recentCommits.every((h) => typeof h === "string" && /^[0-9a-f]{32}$/.test(h)))
+  ) {
+    throw new UsageError("Invalid recent commits: expected a short list of hashes");
+  }
 }
 
 /** A KeyPackage record ("" is a valid suite: unknown, from a migrated state). */
@@ -272,6 +283,7 @@ export function copyGroup(g: GroupRecord): GroupRecord {
   if (g.broken !== undefined) out.broken = g.broken;
   if (g.rejoinRequestedMs !== undefined) out.rejoinRequestedMs = g.rejoinRequestedMs;
   if (g.leavingEpoch !== undefined) out.leavingEpoch = g.leavingEpoch;
+  if (g.recentCommits !== undefined) out.recentCommits = [...g.recentCommits];
   return out;
 }
 

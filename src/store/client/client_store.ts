@@ -1038,6 +1038,10 @@ export class ClientStore implements LocalState {
     if (v.broken !== undefined) g.broken = str(v.broken);
     if (v.rejoinRequestedMs !== undefined) g.rejoinRequestedMs = num(v.rejoinRequestedMs);
     if (v.leavingEpoch !== undefined) g.leavingEpoch = num(v.leavingEpoch);
+    if (v.recentCommits !== undefined) {
+      if (!Array.isArray(v.recentCommits)) throw damagedRecord();
+      g.recentCommits = v.recentCommits.map(str);
+    }
     return g;
   }
 
@@ -1160,6 +1164,7 @@ function encodeGroup(g: GroupRecord): Uint8Array {
     broken: g.broken,
     rejoinRequestedMs: g.rejoinRequestedMs,
     leavingEpoch: g.leavingEpoch,
+    recentCommits: g.recentCommits,
   }));
 }
 

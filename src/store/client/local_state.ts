@@ -183,6 +183,11 @@ export interface GroupRecord {
    * new epoch without it (another commit won the race).
    */
   leavingEpoch?: number;
+  /**
+   * Hashes (hex) of the last commits applied or made here, newest last, at most
+   * `MAX_REMEMBERED_COMMITS`: tells a replayed commit from another history's.
+   */
+  recentCommits?: string[];
 }
 
 /** The private part of one of our KeyPackages. */

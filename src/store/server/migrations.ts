@@ -162,6 +162,16 @@ function moveUser(
       "UPDATE members SET uid = ? WHERE uid = ?",
       "UPDATE queues SET recipient = ? WHERE recipient = ?",
       "UPDATE deliveries SET recipient = ? WHERE recipient = ?",
+      // present when this migration runs after them (a renumbered history, see migrate)
+      ...(hasColumn(db, "deliveries", "sender_uid")
+        ? ["UPDATE deliveries SET sender_uid = ? WHERE sender_uid = ?"]
+        : []),
+      ...(hasTable(db, "blocks")
+        ? [
+          "UPDATE blocks SET blocker = ? WHERE blocker = ?",
+          "UPDATE blocks SET blocked = ? WHERE blocked = ?",
+        ]
+        : []),
     ]
   ) db.prepare(sql).run(uid, old);
   for (const r of db.prepare("SELECT id, ref, data FROM key_packages WHERE uid = ?").all(old)) {
@@ -387,6 +397,135 @@ function hasTable(db: DatabaseSync, name: string): boolean {
     undefined;
 }
 
+function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
+  return db.prepare("SELECT 1 FROM pragma_table_info(?) WHERE name = ?").get(table, column) !==
+    undefined;
+}
+
+/** One row of `schema_version`. */
+interface Applied {
+  version: number;
+  name: string;
+  appliedAt: number;
+}
+
+/**
+ * The migrations a database recorded under other numbers than this build's, or undefined
+ * when its numbers are this build's (or its history is not one this build knows by name).
+ *
+ * Migrations 3–5 were merged from parallel branches and renumbered (commit c4110c3):
+ * main-line builds from 1bdd570 to 89c88b7 recorded "sender and size of each delivery" as
+ * 3 and "blocks" as 4, without "case-insensitive usernames". Read by number, such a
+ * database would skip the usernames migration and fail on the next one ("duplicate column",
+ * "table blocks already exists"). Read by name, the missing migrations are known.
+ */
+function renumberedHistory(db: DatabaseSync): Applied[] | undefined {
+  if (!hasTable(db, "schema_version")) return undefined;
+  const rows: Applied[] = db.prepare(
+    "SELECT version, name, applied_at FROM schema_version ORDER BY version",
+  ).all().map((r) => ({
+    version: r.version as number,
+    name: String(r.name),
+    appliedAt: r.applied_at as number,
+  }));
+  const byName = new Map(MIGRATIONS.map((m) => [m.name, m]));
+  if (rows.some((r) => !byName.has(r.name))) return undefined;
+  if (rows.every((r) => MIGRATIONS[r.version - 1]?.name === r.name)) return undefined;
+  return rows.map((r) => ({ ...r, version: byName.get(r.name)!.version }));
+}
+
+/** A step {@link migrate} would take (see {@link planMigrations}). */
+export interface MigrationStep {
+  /** The migration's number in this build. */
+  version: number;
+  /** Its name. */
+  name: string;
+}
+
+/** What {@link migrate} would do to a database. Reads only. */
+export interface MigrationPlan {
+  /** The version the database records (0: new or empty). */
+  from: number;
+  /** The version it would have afterwards ({@link SCHEMA_VERSION}). */
+  to: number;
+  /** True when it recorded migrations under other numbers (see migrate). */
+  renumbered: boolean;
+  /** The migrations that would run, in order. */
+  steps: MigrationStep[];
+}
+
+/**
+ * What {@link migrate} would do, without writing.
+ *
+ * @throws {StorageError} when the database is newer than this build
+ */
+export function planMigrations(db: DatabaseSync): MigrationPlan {
+  const from = readSchemaVersion(db);
+  if (from > SCHEMA_VERSION) throw newerDatabase(from);
+  const renumbered = renumberedHistory(db);
+  const done = new Set(
+    renumbered?.map((r) => r.name) ??
+      MIGRATIONS.filter((m) => m.version <= from).map((m) => m.name),
+  );
+  return {
+    from,
+    to: SCHEMA_VERSION,
+    renumbered: renumbered !== undefined,
+    steps: MIGRATIONS.filter((m) => !done.has(m.name)).map((m) => ({
+      version: m.version,
+      name: m.name,
+    })),
+  };
+}
+
+function newerDatabase(version: number): StorageError {
+  return new StorageError(
+    `Cannot open database: it has schema version ${version}, newer than this qpq (${SCHEMA_VERSION})`,
+  );
+}
+
+const CREATE_SCHEMA_VERSION = "CREATE TABLE IF NOT EXISTS schema_version (" +
+  "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT";
+
+/**
+ * Bring a renumbered history (see renumberedHistory) to this build's numbers in one
+ * transaction: run the migrations it lacks up to its newest one, in order, then record
+ * every migration under its number here. Returns the versions run and the notices.
+ */
+function renumber(
+  db: DatabaseSync,
+  rows: Applied[],
+  now: number,
+  sealer: Sealer,
+): { top: number; applied: number[]; notices: string[] } {
+  const top = Math.max(...rows.map((r) => r.version));
+  const done = new Map(rows.map((r) => [r.name, r.appliedAt]));
+  const missing = MIGRATIONS.filter((m) => m.version <= top && !done.has(m.name));
+  const notices: string[] = [];
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const m of missing) {
+      db.exec(m.sql);
+      if (m.run !== undefined) notices.push(...m.run(db, sealer));
+    }
+    db.exec("DELETE FROM schema_version");
+    const ins = db.prepare(
+      "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+    );
+    for (const m of MIGRATIONS) {
+      if (m.version <= top) ins.run(m.version, m.name, done.get(m.name) ?? now);
+    }
+    db.exec("COMMIT");
+  } catch (e) {
+    db.exec("ROLLBACK");
+    throw new StorageError(
+      `Cannot migrate database: renumbering its schema history to version ${top} failed`,
+      { cause: e },
+    );
+  }
+  return { top, applied: missing.map((m) => m.version), notices };
+}
+
 /** The database's schema version (0 for a new, empty database). Reads only. */
 export function readSchemaVersion(db: DatabaseSync): number {
   if (!hasTable(db, "schema_version")) return 0;
@@ -405,29 +544,31 @@ export interface MigrateResult {
 }
 
 /**
- * Apply every migration newer than the database, each in its own transaction.
+ * Apply every migration newer than the database, each in its own transaction. A database
+ * that recorded migrations under other numbers (see renumberedHistory) first gets the
+ * ones it lacks and this build's numbers, in one transaction.
  *
  * @param now time recorded as `applied_at` (ms)
  * @param sealer the database's sealing keys, for migrations that transform sealed values
  * @throws {StorageError} when the database is newer than this build or a migration fails
  */
 export function migrate(db: DatabaseSync, now: number, sealer: Sealer): MigrateResult {
-  const current = readSchemaVersion(db);
-  if (current > SCHEMA_VERSION) {
-    throw new StorageError(
-      `Cannot open database: it has schema version ${current}, newer than this qpq (${SCHEMA_VERSION})`,
-    );
-  }
+  let current = readSchemaVersion(db);
+  if (current > SCHEMA_VERSION) throw newerDatabase(current);
   const applied: number[] = [];
   const notices: string[] = [];
+  const renumbered = renumberedHistory(db);
+  if (renumbered !== undefined) {
+    const r = renumber(db, renumbered, now, sealer);
+    current = r.top;
+    applied.push(...r.applied);
+    notices.push(...r.notices);
+  }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;
     db.exec("BEGIN IMMEDIATE");
     try {
-      db.exec(
-        "CREATE TABLE IF NOT EXISTS schema_version (" +
-          "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
-      );
+      db.exec(CREATE_SCHEMA_VERSION);
       db.exec(m.sql);
       if (m.run !== undefined) notices.push(...m.run(db, sealer));
       db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)")

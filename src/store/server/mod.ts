@@ -26,10 +26,21 @@ export {
 } from "./sqlite_server_store.ts";
 export { FileLock } from "../_file_lock.ts";
 export {
+  classifyStorageError,
+  notWritableReason,
+  type StorageEvent,
+  type StorageFault,
+  type StorageHealth,
+} from "./_storage_health.ts";
+export {
   migrate,
   type Migration,
+  type MigrationPlan,
   MIGRATIONS,
+  type MigrationStep,
+  planMigrations,
   readSchemaVersion,
   SCHEMA_VERSION,
 } from "./migrations.ts";
 export { type LookupLabel, Sealer, type SealMode } from "../sealing.ts";
+export { checkDatabase, type CheckDatabaseOptions, type DatabaseCheck } from "./check.ts";

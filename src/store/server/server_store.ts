@@ -32,6 +32,7 @@
  */
 
 import * as limits from "../../limits.ts";
+import type { StorageHealth } from "./_storage_health.ts";
 
 /** Store-wide limits; defaults come from `src/limits.ts`, tests may lower them. */
 export interface StoreLimits {
@@ -313,6 +314,17 @@ export interface ServerStore {
 
   /** Close the store; later calls throw `StorageError`. Idempotent. */
   close(): Promise<void>;
+
+  // ---- health ----
+
+  /** Whether the store can write, and why not (see `_storage_health.ts`). */
+  storageHealth(): StorageHealth;
+
+  /**
+   * {@link storageHealth}, after trying one tiny write when degraded (at most every
+   * `STORAGE_PROBE_INTERVAL_MS`), so health recovers without traffic once space is back.
+   */
+  checkStorage(): Promise<StorageHealth>;
 
   // ---- server secrets ----
 

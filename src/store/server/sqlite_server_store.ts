@@ -12,9 +12,15 @@
  * Opening order, so that a wrong key writes nothing:
  *
  * ```
- * open file ─► read meta (seal mode, check value) and schema version ─► verify db_key
- *           ─► WAL + pragmas ─► migrations ─► record seal mode and check value (new DB only)
+ * writable? ─► open file ─► SQLite header? ─► read meta (seal mode, check value) and schema
+ *   version ─► quick_check ─► verify db_key ─► WAL + pragmas ─► migrations ─► record seal
+ *   mode and check value (new DB only)
  * ```
+ *
+ * Start-up errors name the path and tell apart what an operator does about them: a data
+ * dir that cannot be written (read-only mount, permissions: fix the mount, the database is
+ * fine), a damaged database (SQLite file failing `quick_check`: restore a backup), and a
+ * foreign file (not SQLite, or SQLite without our tables: wrong `db_path`).
  *
  * With a `db_key`, see `sealing.ts` for what is sealed and hashed.
  *
@@ -84,6 +90,16 @@ import {
   type UserInfo,
 } from "./server_store.ts";
 import { usernameSkeleton } from "../../names.ts";
+import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
+import {
+  classifyStorageError,
+  describeStorageError,
+  notWritableReason,
+  type StorageEvent,
+  storageFailure,
+  type StorageHealth,
+  StorageHealthTracker,
+} from "./_storage_health.ts";
 
 /** Options of {@link SqliteServerStore.open}. */
 export interface SqliteServerStoreOptions extends ServerStoreOptions {
@@ -96,6 +112,11 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
    * the throughput on slow disks.
    */
   fsync?: boolean;
+  /**
+   * Told when the store starts failing (once per kind of failure, with the SQLite error)
+   * and when it can write again (with the count): the server logs these. No secrets.
+   */
+  onStorageEvent?: (e: StorageEvent) => void;
 }
 
 /**
@@ -202,14 +223,17 @@ export class SqliteServerStore implements ServerStore {
   #batch: PendingOp[] = [];
   #closed = false;
   #fsync = true;
+  readonly #health: StorageHealthTracker;
+  #lastProbe = 0;
 
-  private constructor(db: DatabaseSync, sealer: Sealer, options: ServerStoreOptions) {
+  private constructor(db: DatabaseSync, sealer: Sealer, options: SqliteServerStoreOptions) {
     this.#db = db;
     this.#sql = new Statements(db);
     this.#sealer = sealer;
     this.notifier = options.notifier ?? new InProcessNotifier();
     this.#clock = options.clock ?? Date.now;
     this.#lim = resolveLimits(options.limits);
+    this.#health = new StorageHealthTracker(options.onStorageEvent);
   }
 
   /**
@@ -225,7 +249,11 @@ export class SqliteServerStore implements ServerStore {
     let notices: string[] = [];
     try {
       sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
-      if (path !== MEMORY_PATH) ownerOnly(path);
+      if (path !== MEMORY_PATH) {
+        checkWritable(path);
+        ownerOnly(path);
+        if (!hasSqliteHeader(path)) throw foreignFile(path);
+      }
       try {
         db = new DatabaseSync(path, { timeout: options.busyTimeoutMs ?? 5000 });
       } catch (e) {
@@ -237,9 +265,16 @@ export class SqliteServerStore implements ServerStore {
       try {
         meta = readMeta(db);
         version = readSchemaVersion(db);
+        if (path !== MEMORY_PATH) quickCheck(db, path);
       } catch (e) {
-        throw new StorageError("Cannot open database: not a qpq server database", { cause: e });
+        if (e instanceof QpqError) throw e;
+        // an SQLite file (the header said so) that cannot be read is damaged
+        if (classifyStorageError(e) === "damaged") throw damaged(path, e);
+        throw new StorageError(`Cannot open database ${path}: ${describeStorageError(e)}`, {
+          cause: e,
+        });
       }
+      if (version === 0 && meta.size === 0 && hasTables(db)) throw foreignFile(path);
       const mode = meta.get("seal_mode");
       if (mode !== undefined) verifySealing(sealer, fromUtf8(mode), meta.get("seal_check"));
       else if (version > 0) {
@@ -508,6 +543,43 @@ export class SqliteServerStore implements ServerStore {
     return Promise.resolve();
   }
 
+  // ---- health ----
+
+  storageHealth(): StorageHealth {
+    return this.#health.health;
+  }
+
+  async checkStorage(): Promise<StorageHealth> {
+    const h = this.#health.health;
+    if (h.status === "ok" || h.fault === "damaged" || this.#closed) return h;
+    const now = this.#clock();
+    if (now - this.#lastProbe < STORAGE_PROBE_INTERVAL_MS) return h;
+    this.#lastProbe = now;
+    // A real write of STORAGE_PROBE_BYTES, committed like any call, then removed. Not a
+    // one-row write: after a failed commit SQLite reuses the WAL space that commit took,
+    // so a tiny write succeeds on a full disk while a message does not (health would
+    // flap and the failure be logged again and again).
+    try {
+      await this.#tx(() =>
+        this.#run(
+          "INSERT OR REPLACE INTO meta (key, value) VALUES ('storage_probe', zeroblob(?))",
+          STORAGE_PROBE_BYTES,
+        )
+      );
+      await this.#tx(() => this.#run("DELETE FROM meta WHERE key = 'storage_probe'"));
+      this.#health.wrote();
+    } catch { /* counted by the tracker */ }
+    return this.#health.health;
+  }
+
+  /** A failure of SQLite (or the file system) counted and turned into the client's error. */
+  #fail(e: unknown): QpqError {
+    if (e instanceof QpqError) return e;
+    const fault = classifyStorageError(e) ?? "io";
+    this.#health.failed(fault, e);
+    return storageFailure(fault, e);
+  }
+
   // ---- plumbing ----
 
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
@@ -528,7 +600,7 @@ export class SqliteServerStore implements ServerStore {
       if (this.#closed) throw closedError();
       return Promise.resolve(fn());
     } catch (e) {
-      return Promise.reject(wrap(e));
+      return Promise.reject(this.#fail(e));
     }
   }
 
@@ -567,6 +639,7 @@ export class SqliteServerStore implements ServerStore {
     // means a redelivery, which clients drop by sequence number and message id.
     const lazy = this.#fsync && batch.every((op) => !op.durable);
     if (lazy) db.exec("PRAGMA synchronous = NORMAL");
+    let wrote = false;
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of batch) {
@@ -575,19 +648,22 @@ export class SqliteServerStore implements ServerStore {
           const v = op.fn();
           db.exec("RELEASE op");
           outcomes.push({ ok: true, v });
+          wrote = true;
         } catch (e) {
           db.exec("ROLLBACK TO op");
           db.exec("RELEASE op");
-          outcomes.push({ ok: false, e: wrap(e) });
+          outcomes.push({ ok: false, e: this.#fail(e) });
         }
       }
       db.exec("COMMIT");
+      // degraded and something committed: maybe there is space again; the probe says
+      if (wrote && this.#health.health.status === "degraded") void this.checkStorage();
     } catch (e) {
       // BEGIN, a savepoint or COMMIT itself failed: nothing of this batch is stored.
       try {
         if (db.isTransaction) db.exec("ROLLBACK");
       } catch { /* the original error is the one to report */ }
-      const err = wrap(e);
+      const err = this.#fail(e);
       for (const op of batch) op.reject(err);
       return;
     } finally {
@@ -1420,6 +1496,92 @@ export class SqliteServerStore implements ServerStore {
   }
 }
 
+/** The one line for a file that is not ours: the operator points db_path elsewhere. */
+function foreignFile(path: string): UsageError {
+  return new UsageError(
+    `Cannot open database ${path}: it is not a qpq server database (check db_path and data_dir)`,
+  );
+}
+
+/** The one line for a damaged database: never the words of a foreign file (not deleted). */
+function damaged(path: string, cause?: unknown): UsageError {
+  return new UsageError(
+    `Database ${path} is damaged: restore it from a backup, see docs/operations.md`,
+    { cause },
+  );
+}
+
+/**
+ * Refuse at once, naming the path, when the database or its directory (where SQLite keeps
+ * the WAL and shared-memory files) cannot be written: SQLite would otherwise open the file
+ * read-only and fail later with words that suggest a foreign or damaged file. Other
+ * failures (a missing parent directory) are left to SQLite's open, which reports them.
+ */
+function checkWritable(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  try {
+    Deno.openSync(path, { create: true, write: true, mode: 0o600 }).close();
+  } catch (e) {
+    const why = notWritableReason(e);
+    if (why === "read-only file system") {
+      throw new UsageError(
+        `Cannot write to the data dir ${dir} (${why}): the database ${path} needs it writable`,
+        { cause: e },
+      );
+    }
+    if (why !== undefined) {
+      throw new UsageError(`Cannot write to the database ${path} (${why})`, { cause: e });
+    }
+    return;
+  }
+  try {
+    Deno.removeSync(Deno.makeTempFileSync({ dir, prefix: ".qpq-write-test-" }));
+  } catch (e) {
+    const why = notWritableReason(e) ?? String((e as Error)?.message ?? e);
+    throw new UsageError(
+      `Cannot write to the data dir ${dir} (${why}): the database ${path} needs it writable`,
+      { cause: e },
+    );
+  }
+}
+
+/** The first 16 bytes of every SQLite 3 database file. */
+const SQLITE_HEADER = utf8("SQLite format 3\0");
+
+/** True for an empty file (a new database) or one that starts like an SQLite database. */
+function hasSqliteHeader(path: string): boolean {
+  const f = Deno.openSync(path, { read: true });
+  try {
+    const head = new Uint8Array(16);
+    let n = 0;
+    while (n < 16) {
+      const r = f.readSync(head.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    return n === 0 || (n === 16 && constantTimeEqual(head, SQLITE_HEADER));
+  } finally {
+    f.close();
+  }
+}
+
+/** True when the file has any table (an SQLite file of another program, if not ours). */
+function hasTables(db: DatabaseSync): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").get() !==
+    undefined;
+}
+
+/**
+ * `PRAGMA quick_check` at start-up: a damaged page anywhere is found now, with words an
+ * operator acts on, not as "Database operation failed" at some later request. Measured
+ * at 0.1 s warm and 1.5 s cold for a 94 MB database of 100,000 sealed messages.
+ */
+function quickCheck(db: DatabaseSync, path: string): void {
+  const rows = db.prepare("PRAGMA quick_check").all();
+  if (rows.length !== 1 || String(rows[0]?.quick_check) !== "ok") throw damaged(path);
+}
+
 /**
  * Make the database file (and a journal left from before) readable by its owner only,
  * whatever the umask: created 0600 before SQLite opens it, an existing one narrowed to 0600.
@@ -1439,7 +1601,8 @@ function ownerOnly(path: string): void {
   }
 }
 
-function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefined): void {
+/** Throws the one-line StorageError when `sealer` does not match how the database was sealed. */
+export function verifySealing(sealer: Sealer, mode: string, check: Uint8Array | undefined): void {
   const stored = mode as SealMode;
   if (stored === "plain") {
     if (sealer.sealed) {
@@ -1480,9 +1643,4 @@ function errorName(e: unknown): string {
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (e instanceof Error && /full|SQLITE_FULL/i.test(e.message)) return "the disk is full";
   return e instanceof Error ? e.message.split("\n")[0]!.slice(0, 200) : "failed";
-}
-
-function wrap(e: unknown): QpqError {
-  if (e instanceof QpqError) return e;
-  return new StorageError("Database operation failed", { cause: e });
 }

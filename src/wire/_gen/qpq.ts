@@ -2125,7 +2125,7 @@ export class Health extends $.Struct {
     static readonly _capnp = {
         displayName: "Health",
         id: "ec2b39782c7d4733",
-        size: new $.ObjectSize(24, 2),
+        size: new $.ObjectSize(24, 3),
     };
     get version(): string {
         return $.utils.getText(0, this);
@@ -2158,7 +2158,7 @@ export class Health extends $.Struct {
         $.utils.setUint64(16, value, this);
     }
     /**
-* "ok" or a short reason
+* "ok" or "degraded" (older servers: a short reason)
 *
 */
     get status(): string {
@@ -2166,6 +2166,16 @@ export class Health extends $.Struct {
     }
     set status(value: string) {
         $.utils.setText(1, value, this);
+    }
+    /**
+* why "degraded", e.g. "storage: disk full"; "" when ok
+*
+*/
+    get reason(): string {
+        return $.utils.getText(2, this);
+    }
+    set reason(value: string) {
+        $.utils.setText(2, value, this);
     }
     toString(): string { return "Health_" + super.toString(); }
 }

@@ -1,0 +1,53 @@
+/**
+ * What `invite`, `remove` and `leave` print (the commands and the REPL alike): success only
+ * for what the server accepted, and one line for each user the command did not change
+ * itself.
+ *
+ * @module
+ */
+import type { LeaveOutcome, MembershipChange } from "../client/client.ts";
+
+/** The lines describing an invite or remove the server accepted (or that others made). */
+export function membershipLines(
+  op: "invite" | "remove",
+  conv: string,
+  change: MembershipChange,
+): string[] {
+  const lines: string[] = [];
+  const list = (users: string[]) => users.join(", ");
+  const one = (users: string[], single: string, plural: string) =>
+    `${list(users)} ${users.length === 1 ? single : plural}`;
+  if (change.done.length > 0) {
+    lines.push(
+      op === "invite"
+        ? `Invited ${list(change.done)} to ${conv}`
+        : `Removed ${list(change.done)} from ${conv}`,
+    );
+  }
+  if (change.byOthers.length > 0) {
+    lines.push(
+      op === "invite"
+        ? `${
+          one(change.byOthers, "is", "are")
+        } in ${conv} already: another member's change came first`
+        : `${
+          one(change.byOthers, "is", "are")
+        } no longer in ${conv}: another member's change came first`,
+    );
+  }
+  if (change.already.length > 0) {
+    lines.push(
+      op === "invite"
+        ? `${one(change.already, "was already a member", "were already members")} of ${conv}`
+        : `${one(change.already, "was not a member", "were not members")} of ${conv}`,
+    );
+  }
+  return lines;
+}
+
+/** The line for a leave: done, or asked and waiting for another member's commit. */
+export function leaveLine(conv: string, outcome: LeaveOutcome): string {
+  return outcome === "left"
+    ? `Left ${conv}`
+    : `Asked to leave ${conv}: you stay a member until another member's client commits it`;
+}
