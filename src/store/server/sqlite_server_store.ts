@@ -338,16 +338,26 @@ export class SqliteServerStore implements ServerStore {
       }
       let integrity: string;
       try {
+        // the first finding only, on one line (a row may hold several lines)
         const rows = db.prepare("PRAGMA integrity_check(5)").all();
-        integrity = rows.map((r) => String(r.integrity_check)).join("; ");
+        const found = rows.flatMap((r) => String(r.integrity_check).split("\n"))
+          .map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("***"));
+        integrity = found.length === 1 && found[0] === "ok"
+          ? "ok"
+          : `${found.length} finding(s), first: ${found[0] ?? "unknown"}`;
       } catch (e) {
+        // SQLite could not even check it: damaged if it starts like an SQLite file
+        if (hasSqliteHeader(path) && Deno.statSync(path).size > 0) {
+          const why = e instanceof Error ? e.message.split("\n")[0]!.slice(0, 120) : "unreadable";
+          throw new StorageError(`it is damaged (SQLite: ${why})`, { cause: e });
+        }
         throw new StorageError("not a qpq server database (nor any SQLite database)", {
           cause: e,
         });
       }
       if (integrity !== "ok") {
         throw new StorageError(
-          `it is damaged (SQLite integrity check: ${integrity.slice(0, 200)})`,
+          `it is damaged (SQLite integrity check: ${integrity.slice(0, 160)})`,
         );
       }
       let meta: Map<string, Uint8Array>;
