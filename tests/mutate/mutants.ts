@@ -231,7 +231,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "store-queue-full",
     file: "src/store/server/sqlite_server_store.ts",
-    find: "if (depth >= this.#lim.maxQueueMessages) throw queueFull(this.#lim);",
+    find: "if (depth >= this.#lim.maxQueueMessages && !unlimited) throw queueFull(this.#lim);",
     replace: "",
     why: "a recipient queue is bounded",
     tests: [RULES],
@@ -263,7 +263,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "store-owner-only",
     file: "src/store/server/sqlite_server_store.ts",
-    find: "if (path !== MEMORY_PATH) ownerOnly(path);",
+    find: "        ownerOnly(path);\n",
     replace: "",
     why: "the database was world-readable (0644) outside the systemd unit's umask",
     tests: ["tests/server_ops_test.ts"],
