@@ -22,7 +22,8 @@ Deno.test("qpq requests, accept, block, unblock: one line per request, nothing m
     ok(await qpq("alice", "send", "--group", "team", "welcome bob"));
     assertEquals(
       ok(await qpq("bob", "recv")),
-      "request from @mallory: 1 message\nalice invites you to #team\n",
+      // both of mallory's messages counted (the first alone was, until issue 12)
+      "alice invites you to #team\nrequest from @mallory: 2 messages\n",
     );
     assertEquals(ok(await qpq("bob", "list")).includes("mallory"), false);
     assertEquals(

@@ -48,7 +48,7 @@ Deno.test("qpq send --all reports each conversation it skips and sends to the re
     assertStringIncludes(r.stderr, "skipped #solo: Nobody else is in #solo yet");
     assert(!r.stderr.includes("Usage"), r.stderr);
     // ann is not ben's contact: her DM is a request until ben accepts it (issue 10)
-    assertEquals(ok(await qpq("ben", "recv")).stdout, "request from @ann: 1 message\n");
+    assertEquals(ok(await qpq("ben", "recv")).stdout, "request from @ann: 2 messages\n");
     const got = ok(await qpq("ben", "accept", "@ann")).stdout;
     assertEquals(got, "* joined @ann (invited by ann)\n[ann] first\n[ann] to everyone\n");
   });

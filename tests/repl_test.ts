@@ -160,9 +160,10 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       // alice is not bob's contact: the CLI shows bob two requests, one line each
       const got0 = await runQpq(["recv", ...s.args("bob")], { env: s.env("bob") });
       assertEquals(got0.code, 0, got0.stderr);
+      // (a DM request is reported once the fetched page is in, with its count)
       assertEquals(got0.stdout.trim().split("\n"), [
-        "request from @alice: 1 message",
         "alice invites you to #crew",
+        "request from @alice: 1 message",
       ]);
       // accepting shows both lines; his answer arrives by push, or at the latest on /sync
       const got = await runQpq(["accept", "alice", ...s.args("bob")], { env: s.env("bob") });
@@ -449,6 +450,10 @@ Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /b
         "request from @mallory: 1 message",
       ]);
       await from("mallory", "two\u001b[2J");
+      // pushed: the request again with its new count, still nothing of its content
+      assertEquals(await out.until((l) => l.startsWith("request")), [
+        "request from @mallory: 2 messages",
+      ]);
       assertEquals(await ask("/requests", (l) => l.startsWith("request")), [
         "request from @mallory: 2 messages",
       ]);

@@ -40,7 +40,7 @@ import {
   NOTICE_KEY_PACKAGES,
   NOTICE_RESTORED,
 } from "../wire/mod.ts";
-import { SENT_KEEP_MS } from "../limits.ts";
+import { MAX_REQUEST_MESSAGES_SHOWN, SENT_KEEP_MS } from "../limits.ts";
 import { restoredFrom } from "./outbox.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
@@ -74,6 +74,8 @@ export class Inbox {
   #keyPackages: KeyPackages;
   #rejoins: RejoinRequests;
   #consent: Consent;
+  /** DM requests that got messages since the last {@link reportRequests}. */
+  #requestsGrown = new Set<string>();
   #onRestored: (backupTakenAt: number) => void;
 
   constructor(
@@ -352,14 +354,31 @@ export class Inbox {
   }
 
   /**
-   * Report a new message, unless its conversation is a request: then only a DM's first
-   * message is reported, as the request (a group's was reported at its Welcome).
+   * Report a new message, unless its conversation is a request: then a DM is noted, and
+   * reported as a request with its count by {@link reportRequests} once the batch is in
+   * (a group's was reported at its Welcome).
    */
   #show(conv: Conversation, e: ClientEvent & { kind: "message" | "unreadable" }): void {
     const from = conv.requestFrom;
     if (from === undefined) return this.#ctx.emit(e);
-    if (conv.kind !== "dm" || this.#ctx.state.history(conv.id, 2).length !== 1) return;
-    this.#ctx.emit({ kind: "request", conversation: conv, from, messages: 1 });
+    if (conv.kind === "dm") this.#requestsGrown.add(conv.id);
+  }
+
+  /**
+   * One "request" event per DM request that got messages since the last call, with the
+   * number it holds now: a stranger's three messages in one fetch read
+   * `request from @x: 3 messages`, not a count of the first alone.
+   */
+  reportRequests(): void {
+    const s = this.#ctx.state;
+    for (const id of this.#requestsGrown) {
+      const conv = s.getConversation(id);
+      const from = conv?.requestFrom;
+      if (conv === undefined || from === undefined || this.#consent.blocked(from)) continue;
+      const messages = s.history(id, MAX_REQUEST_MESSAGES_SHOWN).length;
+      this.#ctx.emit({ kind: "request", conversation: conv, from, messages });
+    }
+    this.#requestsGrown.clear();
   }
 
   async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {

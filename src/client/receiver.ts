@@ -102,6 +102,7 @@ export class Receiver {
       cursor = m.seq;
     }
     if (n > 0) await this.#ack();
+    this.#inbox.reportRequests();
     return n;
   }
 
@@ -134,8 +135,10 @@ export class Receiver {
         total++;
       }
       await this.#ack();
+      this.#inbox.reportRequests();
       if (!page.more) break;
     }
+    this.#inbox.reportRequests(); // also what a push drain applied before a gap
     return total;
   }
 
