@@ -645,4 +645,14 @@ export const MUTANTS: Mutant[] = [
     why: "a group the restore rewound is named in one line, not left to fail obscurely",
     tests: ["tests/backup_restore_test.ts"],
   },
+  // ---- issue 12, review: what a request line counts
+  {
+    id: "client-request-count",
+    file: "src/client/inbox.ts",
+    find: 'this.#ctx.emit({ kind: "request", conversation: conv, from, messages });',
+    replace: 'this.#ctx.emit({ kind: "request", conversation: conv, from, messages: 1 });',
+    why: "a stranger's three messages in one fetch were reported as '1 message'",
+    tests: ["tests/client_consent_test.ts"],
+    quick: true,
+  },
 ];
