@@ -378,6 +378,24 @@ Deno.test("the server's files are its owner's alone under umask 022: data dir 07
   }
 });
 
+Deno.test("a database left world-readable by an older qpq (0644) is its owner's alone (0600) after the next start", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "qpq-perm-upgrade-" });
+  try {
+    let ts = await startTestServer({ dataDir });
+    await ts.close();
+    await Deno.chmod(`${dataDir}/qpq.db`, 0o644);
+    ts = await startTestServer({ dataDir });
+    try {
+      const mode = (await Deno.stat(`${dataDir}/qpq.db`)).mode! & 0o777;
+      assertEquals(mode.toString(8), "600");
+    } finally {
+      await ts.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("start-up errors name what is wrong: a mismatched certificate and key, a port in use (QUIC and health alike)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-startup-" });
   try {
