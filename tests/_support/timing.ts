@@ -23,6 +23,32 @@ export async function medianMs(fn: () => unknown, runs = 5): Promise<number> {
 }
 
 /**
+ * Fastest wall times of `fn` and of `baseline`, run alternately `runs` times each after one
+ * warm-up of each, in ms. Noise (a garbage collection, another process) only ever adds time,
+ * so the fastest run is the steadiest estimate of the work itself, and alternating spreads a
+ * busy moment over both sides instead of one.
+ */
+export async function pairedMinMs(
+  fn: () => unknown,
+  baseline: () => unknown,
+  runs = 7,
+): Promise<[number, number]> {
+  await fn();
+  await baseline();
+  let best = Infinity;
+  let bestBaseline = Infinity;
+  for (let i = 0; i < runs; i++) {
+    let t0 = performance.now();
+    await fn();
+    best = Math.min(best, performance.now() - t0);
+    t0 = performance.now();
+    await baseline();
+    bestBaseline = Math.min(bestBaseline, performance.now() - t0);
+  }
+  return [best, bestBaseline];
+}
+
+/**
  * Assert `ms <= ratio * baselineMs + slackMs`. The slack absorbs timer granularity and
  * scheduling noise when both times are tiny.
  */
