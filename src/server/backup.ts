@@ -183,6 +183,7 @@ export async function restoreDatabase(
     // it holds the restore mark and goes with the database
     if (sizeOf(`${tmp}-wal`)) Deno.renameSync(`${tmp}-wal`, `${db}-wal`);
     for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
+    syncDir(db); // the renames survive a power cut, not only the file contents
     return { dbPath: db, keptAs, info, mark };
   } catch (e) {
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) removeIfThere(f);
@@ -215,6 +216,18 @@ async function copyPrivate(from: string, to: string): Promise<void> {
     f.close();
   }
   await Deno.chmod(to, 0o600);
+}
+
+/** fsync the directory holding `path`, so that renames in it are durable. */
+function syncDir(path: string): void {
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  const d = Deno.openSync(dir, { read: true });
+  try {
+    d.syncSync();
+  } finally {
+    d.close();
+  }
 }
 
 function removeIfThere(path: string): void {
