@@ -21,6 +21,11 @@ import { randomBytes } from "../src/bytes.ts";
 import type { Push } from "../src/wire/mod.ts";
 import { ClientStore } from "../src/store/client/mod.ts";
 import { PASSWORD_CHANGES_PER_WINDOW } from "../src/limits.ts";
+import { FAST_KDF, testUser } from "./_support/clients.ts";
+import { startLyingServer } from "./_support/lying_server.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+import { QpqClient } from "../src/client/client.ts";
+import { StorageError, TransportError, UsageError } from "../src/errors.ts";
 
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
 
@@ -291,6 +296,86 @@ Deno.test("changePasswordStart is rate limited per account", async () => {
     assertStringIncludes(e.message, "Too many password changes");
     await a.close();
   });
+});
+
+// ------------------------------------------------------------------ the local state
+
+/** Does the state at `path` open with `password`? */
+async function opens(path: string, password: string): Promise<boolean> {
+  try {
+    await (await ClientStore.open(path, password)).close();
+    return true;
+  } catch (e) {
+    if (e instanceof StorageError) return false;
+    throw e;
+  }
+}
+
+Deno.test("ClientStore.changePassword re-seals the state file only: data kept, old password refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-passwd-" });
+  try {
+    const path = `${dir}/s.bin`;
+    const s = await openLocalStore(path, "one", {
+      create: true,
+      username: "alice",
+      server: "x:1",
+      kdf: FAST_KDF,
+    });
+    s.setCursor(42);
+    await s.close();
+    const db = await Deno.readFile(`${path}.db`);
+    const s2 = await ClientStore.open(path, "one");
+    await assertRejects(() => s2.changePassword("wrong", ["two"]), UsageError, "wrong");
+    // while a change is under way both open it
+    await s2.changePassword("one", ["one", "two"]);
+    assertEquals(s2.passwordCount, 2);
+    await s2.changePassword("two", ["two"]);
+    assertEquals(s2.passwordCount, 1);
+    s2.updateMeta({ deviceId: "still writable" });
+    await s2.close();
+    assertEquals(await Deno.readFile(`${path}.db`), db, "the database is not rewritten");
+    assertEquals(await opens(path, "one"), false);
+    const again = await ClientStore.open(path, "two");
+    assertEquals(again.cursor(), 42);
+    assertEquals(again.meta.deviceId, "still writable");
+    assertEquals(again.passwordCount, 1);
+    // and once more, from a version-2 file
+    await again.changePassword("two", ["three"]);
+    await again.close();
+    assertEquals([await opens(path, "two"), await opens(path, "three")], [false, true]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a password change whose answer is lost: the state opens with both, the next login keeps the one the server took", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-passwd-lost-" });
+  const lie = await startLyingServer(ts);
+  try {
+    const alice = await testUser(lie, dir, "alice", { timeoutMs: 1_000 });
+    lie.rewrite = (f, d) =>
+      d === "toClient" && f.type === "response" && f.response.kind === "passwordChanged"
+        ? []
+        : undefined;
+    await assertRejects(() => alice.client.changePassword("new-pw"), TransportError, "lost");
+    assertEquals(alice.client.store.passwordCount, 2);
+    await alice.client.close();
+    const path = `${dir}/alice.bin`;
+    assertEquals([await opens(path, "pw-alice"), await opens(path, "new-pw")], [true, true]);
+    // the server did change it: the next login, with the new password, keeps only that one
+    const store = await ClientStore.open(path, "new-pw");
+    const client = QpqClient.create({ store, password: "new-pw", caCertPem: ts.certPem });
+    await client.connect();
+    await client.ensureSession();
+    assertEquals(store.passwordCount, 1);
+    await client.close();
+    assertEquals([await opens(path, "pw-alice"), await opens(path, "new-pw")], [false, true]);
+  } finally {
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 // ------------------------------------------------------------------ the qpq command
