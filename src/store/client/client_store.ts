@@ -23,6 +23,11 @@
  *                                                                     └─ check key (HMAC)
  * ```
  *
+ * After a password change ({@link ClientStore.changePassword}, format version 2) the state key
+ * is no longer Argon2id(password) itself but kept in the header wrapped (XChaCha20-Poly1305)
+ * under Argon2id(password, new salt) for each password that opens the state; the database
+ * and its keys are unchanged, so only the state file is rewritten, atomically.
+ *
  * Every database value is sealed with XChaCha20-Poly1305 under the value key with the table
  * (or column) label and row key as associated data (a value moved to another row or column
  * no longer opens); every lookup column is an HMAC under the index key. No plaintext, password or token is written
