@@ -348,6 +348,42 @@ Deno.test("ClientStore.changePassword re-seals the state file only: data kept, o
   }
 });
 
+Deno.test("a version-2 state with any byte of its header or key slots changed does not open", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-passwd-damage-" });
+  try {
+    const path = `${dir}/s.bin`;
+    const s = await openLocalStore(path, "one", {
+      create: true,
+      username: "alice",
+      server: "x:1",
+      kdf: FAST_KDF,
+    });
+    await s.changePassword("one", ["two"]);
+    await s.close();
+    const good = await Deno.readFile(path);
+    assertEquals(good[4], 2, "format version 2");
+    const jsonLen = (good[5]! << 8) | good[6]!;
+    const slotsAt = 8 + jsonLen + 16;
+    // the slot count, a slot's nonce, ciphertext and tag, the key check, the meta
+    for (
+      const i of [slotsAt, slotsAt + 3, slotsAt + 40, slotsAt + 72, slotsAt + 80, good.length - 1]
+    ) {
+      const b = good.slice();
+      b[i]! ^= 0x01;
+      await Deno.writeFile(path, b);
+      await assertRejects(
+        () => ClientStore.open(path, "two"),
+        StorageError,
+        "wrong password or damaged file",
+      );
+    }
+    await Deno.writeFile(path, good);
+    assert(await opens(path, "two"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a password change whose answer is lost: the state opens with both, the next login keeps the one the server took", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-passwd-lost-" });
