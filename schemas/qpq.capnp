@@ -65,6 +65,15 @@ struct Request {
     # answer `ok`, idempotently.
     block @23 :UserRef;
     unblock @24 :UserRef;
+
+    # Sessions and passwords (appended). logoutEverywhere ends every session of the
+    # account (answers `loggedOut`). A password change needs the session AND a fresh OPAQUE
+    # login with the current password: loginStart, then changePasswordStart (its KE3 and a
+    # new OPAQUE RegistrationRequest), then changePasswordFinish (the new record), on the
+    # same connection; it ends every other session and answers `passwordChanged`.
+    logoutEverywhere @25 :Void;
+    changePasswordStart @26 :ChangePasswordStart;
+    changePasswordFinish @27 :ChangePasswordFinish;
   }
 }
 
@@ -195,6 +204,11 @@ struct Response {
     channels @13 :Channels;
     memberList @14 :MemberList;
     committed @15 :Enqueued;
+
+    # Sessions and passwords (appended).
+    loggedOut @16 :Count;                         # sessions ended
+    passwordChangeStarted @17 :PasswordChangeStarted;
+    passwordChanged @18 :PasswordChanged;
   }
 }
 
@@ -324,4 +338,28 @@ struct Content {
     text @3 :Text;
     reserved @4 :Void;               # a union needs two members; never sent, refused on read
   }
+}
+
+# ---------------------------------------------------------------- password change (appended)
+
+struct ChangePasswordStart {
+  loginId @0 :Data;                  # from LoginStarted of a fresh loginStart on this connection
+  finish @1 :Data;                   # OPAQUE KE3 with the current password
+  request @2 :Data;                  # OPAQUE RegistrationRequest with the new password
+}
+
+struct ChangePasswordFinish {
+  changeId @0 :Data;                 # from PasswordChangeStarted
+  record @1 :Data;                   # OPAQUE RegistrationRecord with the new password
+}
+
+struct PasswordChangeStarted {
+  response @0 :Data;                 # OPAQUE RegistrationResponse
+  changeId @1 :Data;
+}
+
+struct PasswordChanged {
+  token @0 :Data;                    # a fresh session token for this device
+  expiresAtMs @1 :UInt64;
+  sessionsEnded @2 :UInt32;          # other sessions of the account that were ended
 }

@@ -13,7 +13,7 @@
  *        uploadKeyPackages (both suites) countKeyPackages countKeyPackagesForSuite
  *        fetchIdentityKey fetchKeyPackage (X-Wing) createGroup
  *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels members
- *        block unblock
+ *        block unblock changePasswordStart changePasswordFinish logoutEverywhere
  * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
  * ```
  *
@@ -168,6 +168,29 @@ async function registerAndLogin(c: Tapped, username: string, password: string) {
   return { identity, signer, token: session.token, kps };
 }
 
+/** A password change (a fresh login proof, then a new OPAQUE registration). */
+async function changePassword(c: Tapped, username: string, current: string, next: string) {
+  const login = await clientLoginStart(current);
+  const ls = await c.rpc.call(
+    { kind: "loginStart", username, request: login.request },
+    "loginStarted",
+  );
+  const lf = await clientLoginFinish(login.state, current, ls.response);
+  if (lf.kind !== "ok") throw lf.error;
+  const reg = await clientRegistrationStart(next);
+  const started = await c.rpc.call({
+    kind: "changePasswordStart",
+    loginId: ls.loginId,
+    finish: lf.finishRequest,
+    request: reg.request,
+  }, "passwordChangeStarted");
+  const fin = await clientRegistrationFinish(reg.state, next, started.response);
+  await c.rpc.call(
+    { kind: "changePasswordFinish", changeId: started.changeId, record: fin.record },
+    "passwordChanged",
+  );
+}
+
 /** Run the session and return the recorded frames by name. */
 export async function recordSession(): Promise<Recording> {
   const rec: Recording = new Map();
@@ -247,6 +270,8 @@ export async function recordSession(): Promise<Recording> {
     // an error response: members of a channel id that does not exist
     await b.rpc.call({ kind: "members", channelId: randomBytes(16) }, "memberList").catch(() => {});
     await b.rpc.call({ kind: "logout" }, "ok");
+    await changePassword(a, "alice", "correct horse alice", "alice's new password");
+    await a.rpc.call({ kind: "logoutEverywhere" }, "loggedOut");
     await a.close();
     await b.close();
     // a server notice as a push (built, not recorded: draining KeyPackages takes minutes)

@@ -238,3 +238,17 @@ export const MAX_REQUEST_MESSAGES_SHOWN = 1000;
  * the server's history is not ours (restored from a backup, or lying) and breaks the group.
  */
 export const MAX_REMEMBERED_COMMITS = 16;
+
+// ---- issue 18: logout everywhere and password change ----
+/**
+ * Password changes (`changePasswordStart`, counted whether or not the current password was
+ * right) one account may start per {@link PASSWORD_CHANGE_WINDOW_MS}, per server. Each one
+ * costs an OPAQUE login check and, when it finishes, a write that ends every session; a
+ * person changes a password a few times a year. Guessing the current password this way is
+ * bounded by the login limits too (each attempt starts with a `loginStart`).
+ */
+export const PASSWORD_CHANGES_PER_WINDOW = 5;
+/** Window of {@link PASSWORD_CHANGES_PER_WINDOW} (ms): one hour. */
+export const PASSWORD_CHANGE_WINDOW_MS = 60 * 60_000;
+/** How long a started password change may wait for its finish message (ms). */
+export const PENDING_PASSWORD_CHANGE_TTL_MS = 60_000;

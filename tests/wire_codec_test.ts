@@ -79,8 +79,8 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
       assertEquals(decodeFrame(encodeFrame(frame)), frame);
     }
   }
-  assertEquals(Object.keys(REQUEST).length, 25);
-  assertEquals(Object.keys(RESPONSE).length, 16);
+  assertEquals(Object.keys(REQUEST).length, 28);
+  assertEquals(Object.keys(RESPONSE).length, 19);
 });
 
 Deno.test("openFrame reads the header without decoding an unknown body", () => {

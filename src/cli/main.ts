@@ -30,7 +30,14 @@ export const COMMANDS: Record<string, CommandEntry> = {
     load: () => import("./register_user.ts"),
   },
   login: { summary: "log in (OPAQUE) and keep the session", load: () => import("./login.ts") },
-  logout: { summary: "revoke the session", load: () => import("./logout.ts") },
+  logout: {
+    summary: "revoke the session (--everywhere: every session of the account)",
+    load: () => import("./logout.ts"),
+  },
+  passwd: {
+    summary: "change your password (ends your other sessions)",
+    load: () => import("./passwd.ts"),
+  },
   whoami: { summary: "show identity, server and conversations", load: () => import("./whoami.ts") },
   ping: { summary: "measure round trips to a server", load: () => import("./ping.ts") },
   health: { summary: "show a server's status", load: () => import("./health.ts") },

@@ -217,6 +217,25 @@ export class QpqClient {
     return this.#session.logout();
   }
 
+  /**
+   * End every session of this account on the server (all devices) and forget the token
+   * here. Resolves to how many sessions the server ended.
+   */
+  logoutEverywhere(): Promise<number> {
+    return this.#session.logoutEverywhere();
+  }
+
+  /**
+   * Change the account's password (the one this client was opened with must be the
+   * current one): a fresh OPAQUE login proves it, a new OPAQUE registration replaces it,
+   * the local state is re-sealed under `next`, every other session ends. Identity keys
+   * stay. Resolves to how many other sessions ended.
+   */
+  async changePassword(next: string): Promise<{ sessionsEnded: number }> {
+    if (next.length === 0) throw new UsageError("Password must not be empty");
+    return await this.#session.changePassword(next);
+  }
+
   /** Subscribe to server push: new messages are processed as they arrive. */
   subscribe(): Promise<void> {
     return this.#session.subscribe();

@@ -9,6 +9,9 @@
  *                   └► resume(token) ─ok─► done
  *                          └ refused ─► login (OPAQUE) ─► new token in the meta record
  * call(request) ─► auth error (session ended elsewhere) ─► login ─► call once more
+ * changePassword ─► loginStart + KE3 (current password) + new registration request
+ *   ─► state opens with both passwords ─► changePasswordFinish ─► new token
+ *   ─► state opens with the new one only (a lost answer: both, until the next login)
  * connection lost while subscribed ─► back-off ─► ensure + subscribe ─► onReconnected
  * ```
  *
@@ -34,6 +37,9 @@ const SESSION_KINDS = new Set([
   "loginFinish",
   "resume",
   "logout",
+  "logoutEverywhere",
+  "changePasswordStart",
+  "changePasswordFinish",
 ]);
 
 /** First delay before reconnecting a subscribed client (doubles up to 30 s). */
@@ -220,6 +226,12 @@ export class Session {
       sessionExpiresAt: session.expiresAtMs,
     });
     this.#sessionConn = this.#conn;
+    // a password change whose outcome was unknown left the state open to two passwords:
+    // the one the server just accepted is the one to keep
+    const state = this.#ctx.state;
+    if ((state.passwordCount ?? 1) > 1 && state.changePassword) {
+      await state.changePassword(this.#o.password, [this.#o.password]);
+    }
     // Registration writes the account and the identity key separately: if a crash came
     // between them, publish the key now.
     try {
@@ -239,6 +251,83 @@ export class Session {
       this.#sessionConn = undefined;
       this.#ctx.state.updateMeta({ sessionToken: undefined, sessionExpiresAt: undefined });
     }
+  }
+
+  /**
+   * End every session of the account on the server (every device), and forget the token
+   * locally. Resolves to how many sessions the server ended.
+   */
+  async logoutEverywhere(): Promise<number> {
+    try {
+      await this.ensure();
+      return (await this.call({ kind: "logoutEverywhere" }, "loggedOut")).count;
+    } finally {
+      this.#sessionConn = undefined;
+      this.#ctx.state.updateMeta({ sessionToken: undefined, sessionExpiresAt: undefined });
+    }
+  }
+
+  /**
+   * Change the account's password to `next`: prove the current one with a fresh OPAQUE
+   * login, register `next` in OPAQUE, and re-seal the local state under it. The server
+   * ends every other session; this device gets a fresh token. Resolves to how many other
+   * sessions ended.
+   *
+   * @throws {AuthError} code "forbidden" when the server refuses (wrong current password)
+   * @throws {TransportError} when the server's last answer is lost: the state then opens
+   *   with either password until the next login, which keeps the one the server accepts
+   */
+  async changePassword(next: string): Promise<{ sessionsEnded: number }> {
+    await this.ensure();
+    const username = this.#ctx.username;
+    const current = this.#o.password;
+    const state = this.#ctx.state;
+    const start = await clientLoginStart(current);
+    const started = await this.call(
+      { kind: "loginStart", username, request: start.request },
+      "loginStarted",
+    );
+    const fin = await clientLoginFinish(start.state, current, started.response);
+    if (fin.kind !== "ok") {
+      throw new AuthError("Password change refused: the current password is wrong", {
+        code: "forbidden",
+      });
+    }
+    zeroize(fin.sessionKey, fin.exportKey);
+    const reg = await clientRegistrationStart(next);
+    const changing = await this.call({
+      kind: "changePasswordStart",
+      loginId: started.loginId,
+      finish: fin.finishRequest,
+      request: reg.request,
+    }, "passwordChangeStarted");
+    const record = await clientRegistrationFinish(reg.state, next, changing.response);
+    zeroize(record.exportKey);
+    // the server may apply the change and its answer be lost: until we know, both open it
+    await state.changePassword?.(current, [current, next]);
+    let changed;
+    try {
+      changed = await this.call(
+        { kind: "changePasswordFinish", changeId: changing.changeId, record: record.record },
+        "passwordChanged",
+      );
+    } catch (e) {
+      if (e instanceof QpqError && !(e instanceof TransportError)) {
+        // refused: nothing changed on the server
+        await state.changePassword?.(current, [current]);
+        throw e;
+      }
+      throw new TransportError(
+        "Password change: the server's answer was lost; log in with the new password " +
+          "(or the old one if it is refused): the state opens with either until then",
+        { code: "unavailable", cause: e },
+      );
+    }
+    this.#o = { ...this.#o, password: next };
+    state.updateMeta({ sessionToken: changed.token, sessionExpiresAt: changed.expiresAtMs });
+    this.#sessionConn = this.#conn;
+    await state.changePassword?.(next, [next]);
+    return { sessionsEnded: changed.sessionsEnded };
   }
 
   /** Ask for server push from now on (renewed on every new connection until close). */

@@ -7,12 +7,21 @@
  * register: registerStart(user, req, invite) ─► response ─► registerFinish(record, idKey)
  * login:    loginStart(user, KE1) ─► KE2 + loginId ─► loginFinish(loginId, KE3) ─► token
  *           (unknown user, wrong password, replayed KE3: the same "Login failed" error)
- * later:    resume(token) binds a new connection; logout revokes the token
+ * later:    resume(token) binds a new connection; logout revokes the token;
+ *           logoutEverywhere revokes every session of the account
+ * password: (logged in) loginStart(user, KE1) ─► KE2 + loginId
+ *           ─► changePasswordStart(loginId, KE3 of the current password, new reg request)
+ *           ─► reg response + changeId (this connection only, PENDING_PASSWORD_CHANGE_TTL_MS)
+ *           ─► changePasswordFinish(changeId, new record)
+ *           ─► record replaced + every session ended + a fresh token, in one transaction
  * ```
  *
  * A connection stays logged in only while its session does: every request checks the
  * session's expiry, and logout ends the session on every connection bound to the same
- * token (their push subscriptions stop too), not only on the one that asked.
+ * token (their push subscriptions stop too), not only on the one that asked;
+ * logoutEverywhere and a password change end it on every connection of the account.
+ * A stolen session token alone cannot change the password: the change needs the current
+ * password's OPAQUE proof on the same connection.
  *
  * @module
  */
@@ -22,10 +31,12 @@ import {
   loginFinish,
   LoginRateLimiter,
   loginStart,
+  newSessionToken,
   type OpaqueServerSetup,
   registrationFinish,
   registrationStart,
   ServerLoginState,
+  SlidingWindowLimiter,
 } from "../auth/mod.ts";
 import type { ServerStore } from "../store/server/mod.ts";
 import { sha256 } from "../crypto/mod.ts";
@@ -36,7 +47,10 @@ import {
   OPAQUE_KE1_BYTES,
   OPAQUE_KE3_BYTES,
   OPAQUE_REGISTRATION_REQUEST_BYTES,
+  PASSWORD_CHANGE_WINDOW_MS,
+  PASSWORD_CHANGES_PER_WINDOW,
   PENDING_LOGIN_TTL_MS,
+  PENDING_PASSWORD_CHANGE_TTL_MS,
   SESSION_TOKEN_BYTES,
 } from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
@@ -114,6 +128,14 @@ function unbind(conn: ConnectionState, stopPushes: boolean): void {
   if (stopPushes) { for (const c of [...conn.cleanups]) c(); }
 }
 
+/** A password change between its start and finish: per connection. */
+interface PendingChange {
+  username: string;
+  changeId: Uint8Array;
+  expiresAt: number;
+}
+const CHANGES = new WeakMap<ConnectionState, PendingChange>();
+
 /** Handlers of the Authentication Service and identity directory. */
 export function accountHandlers(
   ctx: ServerContext,
@@ -171,6 +193,19 @@ export function accountHandlers(
       conn.cleanups.add(() => leave(conn));
     }
   };
+
+  /** Log out every connection of `username` on this server (pushes stop), but `keep`. */
+  const unbindUser = (username: string, keep?: ConnectionState) => {
+    for (const c of [...(online.get(username) ?? [])]) {
+      if (c !== keep && c.username === username) unbind(c, true);
+    }
+  };
+  const changes = new SlidingWindowLimiter({
+    limit: PASSWORD_CHANGES_PER_WINDOW,
+    windowMs: PASSWORD_CHANGE_WINDOW_MS,
+  });
+  const changeRefused = (why: string) =>
+    new AuthError(`Password change refused: ${why}`, { code: "forbidden" });
 
   return {
     async registerStart(req) {
@@ -279,6 +314,77 @@ export function accountHandlers(
       for (const peer of b ? [...b.peers] : [conn]) unbind(peer, true);
       ctx.log.info("logout", { conn: conn.id, user });
       return { kind: "ok" };
+    },
+
+    async logoutEverywhere(_req, conn) {
+      const user = requireUser(conn);
+      const count = await store.revokeUserSessions(user);
+      // every connection logged in as the user on this server, whatever its token
+      unbindUser(user);
+      ctx.log.info("logout everywhere", { conn: conn.id, user, sessions: count });
+      return { kind: "loggedOut", count };
+    },
+
+    async changePasswordStart(req, conn) {
+      const user = requireUser(conn);
+      CHANGES.delete(conn);
+      const hit = await changes.hit(user);
+      if (!hit.allowed) {
+        const s = Math.ceil(hit.retryAfterMs / 1000);
+        throw new AuthError(`Too many password changes: try again in ${s} s`, {
+          code: "rate_limited",
+        });
+      }
+      // proof of the current password: a fresh OPAQUE login of this same account
+      const pending = req.loginId.length === 16
+        ? await store.takePendingLogin(req.loginId)
+        : undefined;
+      if (!pending || pending.username !== user || req.finish.length !== OPAQUE_KE3_BYTES) {
+        throw changeRefused("the current password is wrong");
+      }
+      const proof = await loginFinish(ServerLoginState.fromBytes(pending.state), req.finish);
+      pending.state.fill(0);
+      if (proof.kind !== "ok") throw changeRefused("the current password is wrong");
+      proof.sessionKey.fill(0);
+      if (req.request.length !== OPAQUE_REGISTRATION_REQUEST_BYTES) {
+        throw new ValidationError("Invalid registration request");
+      }
+      const response = await registrationStart(setup, user, req.request);
+      const changeId = randomBytes(16);
+      CHANGES.set(conn, {
+        username: user,
+        changeId: changeId.slice(),
+        expiresAt: Date.now() + PENDING_PASSWORD_CHANGE_TTL_MS,
+      });
+      return { kind: "passwordChangeStarted", response, changeId };
+    },
+
+    async changePasswordFinish(req, conn) {
+      const user = requireUser(conn);
+      const pending = CHANGES.get(conn);
+      CHANGES.delete(conn);
+      if (
+        pending === undefined || pending.username !== user || Date.now() >= pending.expiresAt ||
+        req.changeId.length !== pending.changeId.length ||
+        !constantTimeEqual(req.changeId, pending.changeId)
+      ) {
+        throw changeRefused("no password change started on this connection: start again");
+      }
+      const record = await registrationFinish(req.record);
+      const token = newSessionToken();
+      const expiresAt = Date.now() + ctx.config.sessionTtlSeconds * 1000;
+      const current = BOUND.get(conn)?.token;
+      const ended = await store.replaceRegistrationRecord(user, record, {
+        token,
+        expiresAt,
+        ...(current ? { current } : {}),
+      });
+      // every other connection of the account is logged out; this one gets the new token
+      unbindUser(user, conn);
+      bind(conn, user, token, expiresAt);
+      track(conn, user);
+      ctx.log.info("password changed", { conn: conn.id, user, sessions: ended });
+      return { kind: "passwordChanged", token, expiresAtMs: expiresAt, sessionsEnded: ended };
     },
 
     async publishIdentityKey(req, conn) {

@@ -144,6 +144,9 @@ export const REQUEST = {
   countKeyPackagesForSuite: { cipherSuite: "u16" },
   block: USER_REF,
   unblock: USER_REF,
+  logoutEverywhere: "void",
+  changePasswordStart: { loginId: "data", finish: "data", request: "data" },
+  changePasswordFinish: { changeId: "data", record: "data" },
 } as const satisfies UnionDesc;
 
 /** The `Response` union of schemas/qpq.capnp. */
@@ -172,6 +175,9 @@ export const RESPONSE = {
   channels: { channels: { list: CHANNEL_INFO } },
   memberList: { members: { list: "text" } },
   committed: ENQUEUED,
+  loggedOut: { count: "u32" },
+  passwordChangeStarted: { response: "data", changeId: "data" },
+  passwordChanged: { token: "data", expiresAtMs: "u64", sessionsEnded: "u32" },
 } as const satisfies UnionDesc;
 
 /** The `Push` struct of schemas/qpq.capnp. */

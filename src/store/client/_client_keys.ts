@@ -83,6 +83,54 @@ export class ClientKeys {
     }
   }
 
+  /**
+   * The state key a password unlocks: for a version-1 state (no `slots`) the Argon2id output
+   * itself; for version 2 the key in whichever slot the Argon2id output opens. Undefined
+   * when no slot opens (a wrong password). The caller zeroes the result.
+   */
+  static async stateKey(
+    password: string | Uint8Array,
+    salt: Uint8Array,
+    params: Argon2idParams,
+    slots?: { sealed: Uint8Array[]; aad: Uint8Array },
+  ): Promise<Uint8Array | undefined> {
+    const derived = await deriveKeyFromPassword(password, salt, params);
+    if (slots === undefined) return derived;
+    try {
+      for (const slot of slots.sealed) {
+        try {
+          const key = openXChaCha(derived, slot, slots.aad);
+          if (key.length === 32) return key;
+          zeroize(key);
+        } catch { /* another password's slot */ }
+      }
+      return undefined;
+    } finally {
+      zeroize(derived);
+    }
+  }
+
+  /** The subkeys of a state key (the caller keeps and zeroes `stateKey`). */
+  static fromStateKey(stateKey: Uint8Array): ClientKeys {
+    return new ClientKeys(stateKey);
+  }
+
+  /** A key slot: `stateKey` sealed under Argon2id(password, salt), bound to `aad`. */
+  static async wrap(
+    password: string | Uint8Array,
+    salt: Uint8Array,
+    params: Argon2idParams,
+    stateKey: Uint8Array,
+    aad: Uint8Array,
+  ): Promise<Uint8Array> {
+    const kek = await deriveKeyFromPassword(password, salt, params);
+    try {
+      return sealXChaCha(kek, stateKey, aad);
+    } finally {
+      zeroize(kek);
+    }
+  }
+
   /** Key-check value stored in the state header. */
   stateCheck(): Uint8Array {
     return hmacSha256(this.#alive(this.#check), STATE_CHECK_INPUT);

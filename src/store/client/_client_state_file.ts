@@ -15,6 +15,21 @@
  *               (end of file: trailing bytes make the file damaged)
  * ```
  *
+ * Format version 2 (written by a password change, `qpq passwd`): the state key is random
+ * (or, for a state first written as version 1, the Argon2id output of its first password)
+ * and is kept wrapped under each password that opens the state, so changing the password
+ * rewrites only this file (one atomic rename) and the database keeps its keys:
+ *
+ * ```
+ * 0       4     magic "QPQS"
+ * 4       1     format version (2)
+ * 5       2+L+1+S  KDF parameters and salt, as in version 1
+ * 8+L+S   1     N: key slots (1..2; 2 only while a password change is under way)
+ * 9+L+S   72·N  each: XChaCha20-Poly1305(Argon2id(password, salt), state key,
+ *               AAD = every byte before N)
+ * …       32    key check, then M and the sealed meta, as in version 1
+ * ```
+ *
  * The meta record is a deterministic tag-length-value encoding (no JSON, so no secret ever
  * becomes an immutable JavaScript string):
  *
@@ -34,8 +49,14 @@ import { type Argon2idParams, ED25519_SEED_BYTES } from "../../crypto/mod.ts";
 
 /** First four bytes of every state file. */
 export const STATE_MAGIC = "QPQS";
-/** Current state file format version. */
+/** Current state file format version (of a new state). */
 export const STATE_FORMAT_VERSION = 1;
+/** Format version with wrapped state keys (after a password change). */
+export const STATE_FORMAT_WRAPPED = 2;
+/** Bytes of one key slot: nonce, sealed 32-byte state key, tag. */
+export const KEY_SLOT_BYTES = 24 + 32 + 16;
+/** Most key slots in a version-2 header. */
+export const MAX_KEY_SLOTS = 2;
 /** Salt length written by new state files (bytes). */
 export const STATE_SALT_BYTES = 16;
 const MAX_SALT_BYTES = 64;
@@ -56,6 +77,8 @@ export interface StateHeader {
   salt: Uint8Array;
   /** Stored key-check value. */
   check: Uint8Array;
+  /** Version 2: the wrapped state keys, and their AAD (the header bytes before them). */
+  slots?: { sealed: Uint8Array[]; aad: Uint8Array };
   /** The raw header bytes (magic through check): the AAD of the sealed meta. */
   bytes: Uint8Array;
 }
@@ -91,6 +114,27 @@ export function encodeStateHeader(
   return concat(fixed, json, new Uint8Array([salt.length]), salt, check);
 }
 
+/**
+ * The first part of a version-2 header (magic through salt): the AAD of its key slots.
+ */
+export function encodeWrappedHeaderPrefix(kdf: Argon2idParams, salt: Uint8Array): Uint8Array {
+  const v1 = encodeStateHeader(kdf, salt, new Uint8Array(0));
+  const out = v1.slice();
+  out[4] = STATE_FORMAT_WRAPPED;
+  return out;
+}
+
+/** A version-2 header: prefix, the key slots, the check value. */
+export function encodeWrappedStateHeader(
+  prefix: Uint8Array,
+  slots: Uint8Array[],
+  check: Uint8Array,
+): Uint8Array {
+  if (slots.length < 1 || slots.length > MAX_KEY_SLOTS) throw new RangeError("key slots");
+  for (const s of slots) if (s.length !== KEY_SLOT_BYTES) throw new RangeError("key slot size");
+  return concat(prefix, new Uint8Array([slots.length]), ...slots, check);
+}
+
 /** The whole file: header ‖ u32 length ‖ sealed meta. */
 export function encodeStateFile(header: Uint8Array, sealedMeta: Uint8Array): Uint8Array {
   const len = new Uint8Array(4);
@@ -106,7 +150,10 @@ export function encodeStateFile(header: Uint8Array, sealedMeta: Uint8Array): Uin
 export function parseStateFile(file: Uint8Array): { header: StateHeader; sealedMeta: Uint8Array } {
   const r = new Reader(file);
   if (fromLatin1(r.take(4)) !== STATE_MAGIC) throw new DamagedStateError("bad magic");
-  if (r.u8() !== STATE_FORMAT_VERSION) throw new DamagedStateError("unknown format version");
+  const version = r.u8();
+  if (version !== STATE_FORMAT_VERSION && version !== STATE_FORMAT_WRAPPED) {
+    throw new DamagedStateError("unknown format version");
+  }
   const jsonLen = r.u16();
   if (jsonLen > MAX_KDF_JSON_BYTES) throw new DamagedStateError("KDF parameters too long");
   let kdf: unknown;
@@ -120,11 +167,22 @@ export function parseStateFile(file: Uint8Array): { header: StateHeader; sealedM
     throw new DamagedStateError("bad salt length");
   }
   const salt = r.take(saltLen);
+  let slots: StateHeader["slots"];
+  if (version === STATE_FORMAT_WRAPPED) {
+    const aad = file.subarray(0, r.offset);
+    const n = r.u8();
+    if (n < 1 || n > MAX_KEY_SLOTS) throw new DamagedStateError("bad key slot count");
+    const sealed: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) sealed.push(r.take(KEY_SLOT_BYTES));
+    slots = { sealed, aad };
+  }
   const check = r.take(CHECK_BYTES);
   const headerEnd = r.offset;
   const sealedMeta = r.take(r.u32());
   if (!r.done) throw new DamagedStateError("trailing bytes");
-  return { header: { kdf, salt, check, bytes: file.subarray(0, headerEnd) }, sealedMeta };
+  const header: StateHeader = { kdf, salt, check, bytes: file.subarray(0, headerEnd) };
+  if (slots !== undefined) header.slots = slots;
+  return { header, sealedMeta };
 }
 
 /** Encode the meta record (see the module doc). The caller zeroes the result. */

@@ -23,6 +23,11 @@
  *                                                                     └─ check key (HMAC)
  * ```
  *
+ * After a password change ({@link ClientStore.changePassword}, format version 2) the state key
+ * is no longer Argon2id(password) itself but kept in the header wrapped (XChaCha20-Poly1305)
+ * under Argon2id(password, new salt) for each password that opens the state; the database
+ * and its keys are unchanged, so only the state file is rewritten, atomically.
+ *
  * Every database value is sealed with XChaCha20-Poly1305 under the value key with the table
  * (or column) label and row key as associated data (a value moved to another row or column
  * no longer opens); every lookup column is an HMAC under the index key. No plaintext, password or token is written
@@ -105,6 +110,9 @@ import {
   encodeMeta,
   encodeStateFile,
   encodeStateHeader,
+  encodeWrappedHeaderPrefix,
+  encodeWrappedStateHeader,
+  MAX_KEY_SLOTS,
   type MetaFields,
   parseStateFile,
   removeStrayTempFiles,
@@ -188,7 +196,8 @@ const OPEN_STATES = new Set<string>();
 export class ClientStore implements LocalState {
   readonly #path: string;
   readonly #abs: string;
-  readonly #header: Uint8Array;
+  #header: Uint8Array;
+  #slots: number;
   readonly #db: DatabaseSync;
   readonly #keys: ClientKeys;
   readonly #lock: FileLock;
@@ -209,11 +218,13 @@ export class ClientStore implements LocalState {
       lock: FileLock;
       meta: MetaFields;
       created: boolean;
+      slots?: number;
     },
   ) {
     this.#path = init.path;
     this.#abs = init.abs;
     this.#header = init.header;
+    this.#slots = init.slots ?? 1;
     this.#db = init.db;
     this.#sql = new Statements(init.db);
     this.#keys = init.keys;
@@ -302,7 +313,13 @@ export class ClientStore implements LocalState {
         throw new DamagedStateError("bad KDF parameters", { cause: e });
       }
       options.onProgress?.(DERIVING_KEY_MESSAGE);
-      keys = await ClientKeys.derive(password, header.salt, kdf);
+      const stateKey = await ClientKeys.stateKey(password, header.salt, kdf, header.slots);
+      if (stateKey === undefined) throw new DamagedStateError("no key slot opens");
+      try {
+        keys = ClientKeys.fromStateKey(stateKey);
+      } finally {
+        zeroize(stateKey);
+      }
       if (!ClientKeys.checkMatches(header.check, keys.stateCheck())) {
         throw new DamagedStateError("key check differs");
       }
@@ -335,6 +352,7 @@ export class ClientStore implements LocalState {
         lock,
         meta,
         created: false,
+        slots: header.slots?.sealed.length ?? 1,
       });
       if (opened.version < CLIENT_SCHEMA_VERSION) {
         try {
@@ -446,6 +464,73 @@ export class ClientStore implements LocalState {
     }
     zeroMeta(this.#meta);
     this.#meta = next;
+  }
+
+  /** How many passwords open this state: 1, or 2 while a password change is under way. */
+  get passwordCount(): number {
+    this.#alive();
+    return this.#slots;
+  }
+
+  /**
+   * Re-seal the state so that exactly the passwords in `unlockWith` open it (one or two:
+   * two while a password change waits for the server). `current` must open it now. Only
+   * the state file is rewritten, atomically (temp file, fsync, rename): a crash leaves the
+   * old file or the new one. The state key, and so the database, is unchanged; the new
+   * file has a fresh salt, so `current` no longer opens it unless it is in `unlockWith`.
+   *
+   * @throws {UsageError} "Current password is wrong" when `current` does not open the state
+   * @throws {StorageError} when the file cannot be written (the old one is kept)
+   */
+  async changePassword(
+    current: string | Uint8Array,
+    unlockWith: readonly (string | Uint8Array)[],
+  ): Promise<void> {
+    this.#alive();
+    if (unlockWith.length < 1 || unlockWith.length > MAX_KEY_SLOTS) {
+      throw new UsageError(`A state opens with 1 to ${MAX_KEY_SLOTS} passwords`);
+    }
+    for (const pw of unlockWith) {
+      if (pw.length === 0) throw new UsageError("Password must not be empty");
+    }
+    let parsed: ReturnType<typeof parseStateFile>;
+    let kdf: Argon2idParams;
+    try {
+      parsed = parseStateFile(Deno.readFileSync(this.#abs));
+      kdf = parseArgon2idParams(parsed.header.kdf);
+    } catch (e) {
+      throw new StorageError(`Cannot read state ${this.#path}`, { cause: e });
+    }
+    const { header } = parsed;
+    const stateKey = await ClientKeys.stateKey(current, header.salt, kdf, header.slots);
+    try {
+      let ok = false;
+      if (stateKey !== undefined) {
+        const probe = ClientKeys.fromStateKey(stateKey);
+        ok = ClientKeys.checkMatches(header.check, probe.stateCheck()) &&
+          ClientKeys.checkMatches(this.#keys.stateCheck(), probe.stateCheck());
+        probe.destroy();
+      }
+      if (!ok || stateKey === undefined) throw new UsageError("Current password is wrong");
+      this.#alive();
+      const salt = crypto.getRandomValues(new Uint8Array(STATE_SALT_BYTES));
+      const prefix = encodeWrappedHeaderPrefix(kdf, salt);
+      const slots: Uint8Array[] = [];
+      for (const pw of unlockWith) {
+        slots.push(await ClientKeys.wrap(pw, salt, kdf, stateKey, prefix));
+      }
+      this.#alive();
+      const next = encodeWrappedStateHeader(prefix, slots, this.#keys.stateCheck());
+      try {
+        writeFileAtomicSync(this.#abs, sealedStateFile(this.#keys, next, this.#meta));
+      } catch (e) {
+        throw new StorageError(`Cannot write state ${this.#path}`, { cause: e });
+      }
+      this.#header = next;
+      this.#slots = slots.length;
+    } finally {
+      if (stateKey !== undefined) zeroize(stateKey);
+    }
   }
 
   /**

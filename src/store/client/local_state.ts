@@ -217,6 +217,19 @@ export interface LocalState {
   updateMeta(patch: ClientMetaPatch): void;
   /** Run `fn` as one all-or-nothing change; `fn` must be synchronous. Calls may nest. */
   transaction<T>(fn: () => T): T;
+  /**
+   * How many passwords open the state (2 while a password change is under way); absent
+   * for a state without a password (in memory).
+   */
+  readonly passwordCount?: number;
+  /**
+   * Re-seal the state so that exactly `unlockWith` (1 or 2 passwords) open it; absent for
+   * a state without a password. See {@link ClientStore.changePassword}.
+   */
+  changePassword?(
+    current: string | Uint8Array,
+    unlockWith: readonly (string | Uint8Array)[],
+  ): Promise<void>;
 
   /** Last queue sequence number processed (0 at first). */
   cursor(): number;

@@ -370,6 +370,18 @@ export interface ServerStore {
   revokeSession(token: Uint8Array): Promise<boolean>;
   /** Revoke all of a user's sessions; returns how many. */
   revokeUserSessions(username: string): Promise<number>;
+  /**
+   * Change a user's password, in one transaction: replace the OPAQUE registration record
+   * (registered under the username itself), revoke every session of the user, and store
+   * the session `next` for the device that changed it. Returns how many sessions were
+   * revoked, not counting `current` (the changing device's own old token, revoked too).
+   * Unknown user: `UsageError` "not_found", nothing changed.
+   */
+  replaceRegistrationRecord(
+    username: string,
+    record: Uint8Array,
+    next: { token: Uint8Array; expiresAt: number; current?: Uint8Array },
+  ): Promise<number>;
 
   // ---- key packages ----
 

@@ -922,6 +922,37 @@ export class SqliteServerStore implements ServerStore {
     return this.#tx(() => this.#run("DELETE FROM sessions WHERE uid = ?", this.#uid(username)));
   }
 
+  replaceRegistrationRecord(
+    username: string,
+    record: Uint8Array,
+    next: { token: Uint8Array; expiresAt: number; current?: Uint8Array },
+  ): Promise<number> {
+    return this.#tx(() => {
+      const uid = this.#requireUser(username);
+      // the new record is registered under the username: a legacy spelling goes with it
+      this.#run(
+        "UPDATE users SET record = ?, opaque_id = NULL WHERE uid = ?",
+        this.#sealer.seal("users.record", uid, record),
+        uid,
+      );
+      if (next.current !== undefined) {
+        this.#run(
+          "DELETE FROM sessions WHERE token_ref = ? AND uid = ?",
+          this.#sealer.lookup("token", next.current),
+          uid,
+        );
+      }
+      const ended = this.#run("DELETE FROM sessions WHERE uid = ?", uid);
+      this.#run(
+        "INSERT INTO sessions (token_ref, uid, expires_at) VALUES (?, ?, ?)",
+        this.#sealer.lookup("token", next.token),
+        uid,
+        next.expiresAt,
+      );
+      return ended;
+    });
+  }
+
   // ---- key packages ----
 
   /** Unexpired batch packages of `uid` (of one suite, or all when `suite` is 0). */

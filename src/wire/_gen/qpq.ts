@@ -175,7 +175,10 @@ export const Request_Which = {
 */
     COUNT_KEY_PACKAGES_FOR_SUITE: 22,
     BLOCK: 23,
-    UNBLOCK: 24
+    UNBLOCK: 24,
+    LOGOUT_EVERYWHERE: 25,
+    CHANGE_PASSWORD_START: 26,
+    CHANGE_PASSWORD_FINISH: 27
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -204,6 +207,9 @@ export class Request extends $.Struct {
     static readonly COUNT_KEY_PACKAGES_FOR_SUITE = Request_Which.COUNT_KEY_PACKAGES_FOR_SUITE;
     static readonly BLOCK = Request_Which.BLOCK;
     static readonly UNBLOCK = Request_Which.UNBLOCK;
+    static readonly LOGOUT_EVERYWHERE = Request_Which.LOGOUT_EVERYWHERE;
+    static readonly CHANGE_PASSWORD_START = Request_Which.CHANGE_PASSWORD_START;
+    static readonly CHANGE_PASSWORD_FINISH = Request_Which.CHANGE_PASSWORD_FINISH;
     static readonly _capnp = {
         displayName: "Request",
         id: "b217adffcdae03fc",
@@ -772,6 +778,62 @@ export class Request extends $.Struct {
     }
     set unblock(value: UserRef) {
         $.utils.setUint16(0, 24, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    get _isLogoutEverywhere(): boolean {
+        return $.utils.getUint16(0, this) === 25;
+    }
+    set logoutEverywhere(_: true) {
+        $.utils.setUint16(0, 25, this);
+    }
+    _adoptChangePasswordStart(value: $.Orphan<ChangePasswordStart>): void {
+        $.utils.setUint16(0, 26, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownChangePasswordStart(): $.Orphan<ChangePasswordStart> {
+        return $.utils.disown(this.changePasswordStart);
+    }
+    get changePasswordStart(): ChangePasswordStart {
+        $.utils.testWhich("changePasswordStart", $.utils.getUint16(0, this), 26, this);
+        return $.utils.getStruct(0, ChangePasswordStart, this);
+    }
+    _hasChangePasswordStart(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initChangePasswordStart(): ChangePasswordStart {
+        $.utils.setUint16(0, 26, this);
+        return $.utils.initStructAt(0, ChangePasswordStart, this);
+    }
+    get _isChangePasswordStart(): boolean {
+        return $.utils.getUint16(0, this) === 26;
+    }
+    set changePasswordStart(value: ChangePasswordStart) {
+        $.utils.setUint16(0, 26, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptChangePasswordFinish(value: $.Orphan<ChangePasswordFinish>): void {
+        $.utils.setUint16(0, 27, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownChangePasswordFinish(): $.Orphan<ChangePasswordFinish> {
+        return $.utils.disown(this.changePasswordFinish);
+    }
+    get changePasswordFinish(): ChangePasswordFinish {
+        $.utils.testWhich("changePasswordFinish", $.utils.getUint16(0, this), 27, this);
+        return $.utils.getStruct(0, ChangePasswordFinish, this);
+    }
+    _hasChangePasswordFinish(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initChangePasswordFinish(): ChangePasswordFinish {
+        $.utils.setUint16(0, 27, this);
+        return $.utils.initStructAt(0, ChangePasswordFinish, this);
+    }
+    get _isChangePasswordFinish(): boolean {
+        return $.utils.getUint16(0, this) === 27;
+    }
+    set changePasswordFinish(value: ChangePasswordFinish) {
+        $.utils.setUint16(0, 27, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Request_" + super.toString(); }
@@ -1640,7 +1702,14 @@ export const Response_Which = {
     CHANNEL: 12,
     CHANNELS: 13,
     MEMBER_LIST: 14,
-    COMMITTED: 15
+    COMMITTED: 15,
+    /**
+* sessions ended
+*
+*/
+    LOGGED_OUT: 16,
+    PASSWORD_CHANGE_STARTED: 17,
+    PASSWORD_CHANGED: 18
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1660,6 +1729,9 @@ export class Response extends $.Struct {
     static readonly CHANNELS = Response_Which.CHANNELS;
     static readonly MEMBER_LIST = Response_Which.MEMBER_LIST;
     static readonly COMMITTED = Response_Which.COMMITTED;
+    static readonly LOGGED_OUT = Response_Which.LOGGED_OUT;
+    static readonly PASSWORD_CHANGE_STARTED = Response_Which.PASSWORD_CHANGE_STARTED;
+    static readonly PASSWORD_CHANGED = Response_Which.PASSWORD_CHANGED;
     static readonly _capnp = {
         displayName: "Response",
         id: "86323cd724de3f0a",
@@ -2048,6 +2120,85 @@ export class Response extends $.Struct {
     }
     set committed(value: Enqueued) {
         $.utils.setUint16(0, 15, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptLoggedOut(value: $.Orphan<Count>): void {
+        $.utils.setUint16(0, 16, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownLoggedOut(): $.Orphan<Count> {
+        return $.utils.disown(this.loggedOut);
+    }
+    /**
+* sessions ended
+*
+*/
+    get loggedOut(): Count {
+        $.utils.testWhich("loggedOut", $.utils.getUint16(0, this), 16, this);
+        return $.utils.getStruct(0, Count, this);
+    }
+    _hasLoggedOut(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initLoggedOut(): Count {
+        $.utils.setUint16(0, 16, this);
+        return $.utils.initStructAt(0, Count, this);
+    }
+    get _isLoggedOut(): boolean {
+        return $.utils.getUint16(0, this) === 16;
+    }
+    set loggedOut(value: Count) {
+        $.utils.setUint16(0, 16, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptPasswordChangeStarted(value: $.Orphan<PasswordChangeStarted>): void {
+        $.utils.setUint16(0, 17, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownPasswordChangeStarted(): $.Orphan<PasswordChangeStarted> {
+        return $.utils.disown(this.passwordChangeStarted);
+    }
+    get passwordChangeStarted(): PasswordChangeStarted {
+        $.utils.testWhich("passwordChangeStarted", $.utils.getUint16(0, this), 17, this);
+        return $.utils.getStruct(0, PasswordChangeStarted, this);
+    }
+    _hasPasswordChangeStarted(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initPasswordChangeStarted(): PasswordChangeStarted {
+        $.utils.setUint16(0, 17, this);
+        return $.utils.initStructAt(0, PasswordChangeStarted, this);
+    }
+    get _isPasswordChangeStarted(): boolean {
+        return $.utils.getUint16(0, this) === 17;
+    }
+    set passwordChangeStarted(value: PasswordChangeStarted) {
+        $.utils.setUint16(0, 17, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptPasswordChanged(value: $.Orphan<PasswordChanged>): void {
+        $.utils.setUint16(0, 18, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownPasswordChanged(): $.Orphan<PasswordChanged> {
+        return $.utils.disown(this.passwordChanged);
+    }
+    get passwordChanged(): PasswordChanged {
+        $.utils.testWhich("passwordChanged", $.utils.getUint16(0, this), 18, this);
+        return $.utils.getStruct(0, PasswordChanged, this);
+    }
+    _hasPasswordChanged(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initPasswordChanged(): PasswordChanged {
+        $.utils.setUint16(0, 18, this);
+        return $.utils.initStructAt(0, PasswordChanged, this);
+    }
+    get _isPasswordChanged(): boolean {
+        return $.utils.getUint16(0, this) === 18;
+    }
+    set passwordChanged(value: PasswordChanged) {
+        $.utils.setUint16(0, 18, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Response_" + super.toString(); }
@@ -2804,6 +2955,226 @@ export class Content extends $.Struct {
         return $.utils.getAs(Content_Body, this);
     }
     toString(): string { return "Content_" + super.toString(); }
+}
+export class ChangePasswordStart extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ChangePasswordStart",
+        id: "e4c113f97bd4b221",
+        size: new $.ObjectSize(0, 3),
+    };
+    _adoptLoginId(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownLoginId(): $.Orphan<$.Data> {
+        return $.utils.disown(this.loginId);
+    }
+    /**
+* from LoginStarted of a fresh loginStart on this connection
+*
+*/
+    get loginId(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasLoginId(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initLoginId(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set loginId(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptFinish(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownFinish(): $.Orphan<$.Data> {
+        return $.utils.disown(this.finish);
+    }
+    /**
+* OPAQUE KE3 with the current password
+*
+*/
+    get finish(): $.Data {
+        return $.utils.getData(1, this);
+    }
+    _hasFinish(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initFinish(length: number): $.Data {
+        return $.utils.initData(1, length, this);
+    }
+    set finish(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    _adoptRequest(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(2, this));
+    }
+    _disownRequest(): $.Orphan<$.Data> {
+        return $.utils.disown(this.request);
+    }
+    /**
+* OPAQUE RegistrationRequest with the new password
+*
+*/
+    get request(): $.Data {
+        return $.utils.getData(2, this);
+    }
+    _hasRequest(): boolean {
+        return !$.utils.isNull($.utils.getPointer(2, this));
+    }
+    _initRequest(length: number): $.Data {
+        return $.utils.initData(2, length, this);
+    }
+    set request(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(2, this));
+    }
+    toString(): string { return "ChangePasswordStart_" + super.toString(); }
+}
+export class ChangePasswordFinish extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ChangePasswordFinish",
+        id: "cb3555a4a1d00d63",
+        size: new $.ObjectSize(0, 2),
+    };
+    _adoptChangeId(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownChangeId(): $.Orphan<$.Data> {
+        return $.utils.disown(this.changeId);
+    }
+    /**
+* from PasswordChangeStarted
+*
+*/
+    get changeId(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasChangeId(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initChangeId(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set changeId(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptRecord(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownRecord(): $.Orphan<$.Data> {
+        return $.utils.disown(this.record);
+    }
+    /**
+* OPAQUE RegistrationRecord with the new password
+*
+*/
+    get record(): $.Data {
+        return $.utils.getData(1, this);
+    }
+    _hasRecord(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initRecord(length: number): $.Data {
+        return $.utils.initData(1, length, this);
+    }
+    set record(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    toString(): string { return "ChangePasswordFinish_" + super.toString(); }
+}
+export class PasswordChangeStarted extends $.Struct {
+    static readonly _capnp = {
+        displayName: "PasswordChangeStarted",
+        id: "9a8243f3bb8590ad",
+        size: new $.ObjectSize(0, 2),
+    };
+    _adoptResponse(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownResponse(): $.Orphan<$.Data> {
+        return $.utils.disown(this.response);
+    }
+    /**
+* OPAQUE RegistrationResponse
+*
+*/
+    get response(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasResponse(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initResponse(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set response(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptChangeId(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownChangeId(): $.Orphan<$.Data> {
+        return $.utils.disown(this.changeId);
+    }
+    get changeId(): $.Data {
+        return $.utils.getData(1, this);
+    }
+    _hasChangeId(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initChangeId(length: number): $.Data {
+        return $.utils.initData(1, length, this);
+    }
+    set changeId(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    toString(): string { return "PasswordChangeStarted_" + super.toString(); }
+}
+export class PasswordChanged extends $.Struct {
+    static readonly _capnp = {
+        displayName: "PasswordChanged",
+        id: "f73a49eb6183d931",
+        size: new $.ObjectSize(16, 1),
+    };
+    _adoptToken(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownToken(): $.Orphan<$.Data> {
+        return $.utils.disown(this.token);
+    }
+    /**
+* a fresh session token for this device
+*
+*/
+    get token(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasToken(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initToken(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set token(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    get expiresAtMs(): bigint {
+        return $.utils.getUint64(0, this);
+    }
+    set expiresAtMs(value: bigint) {
+        $.utils.setUint64(0, value, this);
+    }
+    /**
+* other sessions of the account that were ended
+*
+*/
+    get sessionsEnded(): number {
+        return $.utils.getUint32(8, this);
+    }
+    set sessionsEnded(value: number) {
+        $.utils.setUint32(8, value, this);
+    }
+    toString(): string { return "PasswordChanged_" + super.toString(); }
 }
 UploadKeyPackages._Packages = $.CompositeList(Blob);
 UploadKeyPackages._LastResorts = $.CompositeList(Blob);
