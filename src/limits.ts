@@ -238,3 +238,24 @@ export const MAX_REQUEST_MESSAGES_SHOWN = 1000;
  * the server's history is not ours (restored from a backup, or lying) and breaks the group.
  */
 export const MAX_REMEMBERED_COMMITS = 16;
+
+// ---- issue 18: strangers cannot lock anyone out (connection admission) ----
+/**
+ * Time a connection has to log in (login or resume) from when it opens, or from when it
+ * logged out (ms); then it is closed. A successful registration starts the time again,
+ * so register-then-login gets it twice. Honest clients need well under it: `qpq ping` and
+ * `qpq health` are one request, a login costs one Argon2id run (about 0.5–1 s).
+ */
+export const LOGIN_DEADLINE_MS = 10_000;
+/**
+ * Connections not logged in at once from one source address (an IPv4 address, an IPv6
+ * /64); more are refused. 64 is an office or carrier NAT logging in 30 people a second
+ * (each is a stranger for about 2 s), and 64 × 150 KB ≈ 10 MB of server memory.
+ */
+export const MAX_UNAUTHENTICATED_PER_SOURCE = 64;
+/**
+ * Part of `max_connections` that connections not logged in may hold (its default is
+ * max_connections / this): the rest is kept for logged-in ones. Past the share a new
+ * connection displaces the oldest connection not logged in.
+ */
+export const UNAUTHENTICATED_SHARE_DIVISOR = 4;
