@@ -259,3 +259,11 @@ export const MAX_UNAUTHENTICATED_PER_SOURCE = 64;
  * connection displaces the oldest connection not logged in.
  */
 export const UNAUTHENTICATED_SHARE_DIVISOR = 4;
+/**
+ * Buffer of a frame reader's read while no frame is in progress (bytes): an idle QUIC
+ * stream's pending read holds it, so it is small (a ping is about 50 bytes; Deno's own
+ * default, 64 KiB, was about 40% of an idle connection's memory).
+ */
+export const FRAME_READ_IDLE_BYTES = 4 * 1024;
+/** Largest buffer of one read inside a frame (bytes); a read never asks past the frame. */
+export const FRAME_READ_CHUNK_BYTES = 64 * 1024;

@@ -119,7 +119,11 @@ Deno.test("resolveConfig: strangers get a quarter of max_connections by default,
     UsageError,
     "max_unauthenticated_connections cannot exceed max_connections",
   );
-  assertThrows(() => resolveConfig({}, { login_deadline_ms: 0 }, {}), UsageError, "login_deadline_ms");
+  assertThrows(
+    () => resolveConfig({}, { login_deadline_ms: 0 }, {}),
+    UsageError,
+    "login_deadline_ms",
+  );
 });
 
 Deno.test("resolveConfig reads the hostile-peer limits and refuses values that would break honest use", () => {

@@ -13,6 +13,8 @@ import { connectServer, type ServerConnection } from "../src/client/connection.t
 import { connectQuic, parseHostPort } from "../src/transport/quic.ts";
 import { Admission, sourceOf } from "../src/server/_admission.ts";
 import { QpqError } from "../src/errors.ts";
+import { FrameReader, lengthPrefixed } from "../src/wire/framing.ts";
+import { FRAME_READ_CHUNK_BYTES, FRAME_READ_IDLE_BYTES } from "../src/limits.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
 
 const PASSWORD = "correct horse battery staple";
@@ -199,4 +201,35 @@ Deno.test("sourceOf: an IPv4 address (also IPv4-mapped), an IPv6 address by its 
   assertEquals(sourceOf("2001:db8::1"), sourceOf("2001:db8:0:0:ab::"));
   assertEquals(sourceOf("::1"), "0:0:0:0::/64");
   assertEquals(sourceOf("fe80::1%eth0"), "fe80:0:0:0::/64");
+});
+
+Deno.test("FrameReader on a byte stream waits for a frame with a small buffer, then reads no further than the frame", async () => {
+  // what a QUIC stream is: a byte stream that fills the reader's buffer (an idle stream's
+  // pending read holds it; Deno's default of 64 KiB was 40% of an idle connection's memory)
+  const frame = lengthPrefixed(new Uint8Array(100_000).fill(7));
+  const asked: number[] = [];
+  let sent = 0;
+  const stream = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const view = controller.byobRequest!.view!;
+      asked.push(view.byteLength);
+      const n = Math.min(view.byteLength, frame.length - sent, 30_000);
+      if (n === 0) {
+        controller.close();
+        return controller.byobRequest!.respond(0);
+      }
+      new Uint8Array(view.buffer, view.byteOffset, n).set(frame.subarray(sent, sent + n));
+      sent += n;
+      controller.byobRequest!.respond(n);
+    },
+  });
+  const reader = new FrameReader(stream);
+  const got = await reader.next();
+  assertEquals(got?.length, 100_000);
+  assertEquals(asked[0], FRAME_READ_IDLE_BYTES, "waiting for a frame");
+  assert(asked.slice(1).every((n) => n <= FRAME_READ_CHUNK_BYTES), String(asked));
+  assertEquals(asked.at(-1), 4 + 100_000 - FRAME_READ_IDLE_BYTES - 3 * 30_000, "the rest");
+  assertEquals(await reader.next(), null);
+  assertEquals(asked.at(-1), FRAME_READ_IDLE_BYTES, "waiting again");
 });
