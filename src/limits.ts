@@ -267,3 +267,8 @@ export const UNAUTHENTICATED_SHARE_DIVISOR = 4;
 export const FRAME_READ_IDLE_BYTES = 4 * 1024;
 /** Largest buffer of one read inside a frame (bytes); a read never asks past the frame. */
 export const FRAME_READ_CHUNK_BYTES = 64 * 1024;
+/**
+ * How long a client call that lost its connection waits for the QUIC close to say why
+ * the server closed it ("not logged in within 10 s"), to put that in the error (ms).
+ */
+export const CLOSE_REASON_WAIT_MS = 200;

@@ -62,8 +62,9 @@ Deno.test("a connection that never logs in is closed at login_deadline_ms, pings
     const silent = await connectQuic({ ...parseHostPort(srv.addr), caCertPem: srv.certPem });
     const pinger = await connect(srv);
     let pinging = true;
+    let last = "ok";
     const pings = (async () => {
-      while (pinging && (await outcome(pinger.ping())) === "ok") {
+      while (pinging && (last = await outcome(pinger.ping())) === "ok") {
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
@@ -71,8 +72,10 @@ Deno.test("a connection that never logs in is closed at login_deadline_ms, pings
     assert(info !== "still open", "the silent connection is still open after 30 s");
     assertEquals(info.reason, "not logged in within 1 s");
     assertEquals(await within(pinger.done, 30_000), undefined, "the pinging one is closed too");
+    await pings; // its next ping fails: the connection is gone
     pinging = false;
-    await pings;
+    // the client says why, in one line
+    assertEquals(last, "unavailable: The server closed the connection: not logged in within 1 s");
     // bob logged in before both: his connection outlived their deadline and works
     const me = await bob.conn.call({ kind: "fetchIdentityKey", username: "bob" }, "identityKey");
     assertEquals(me.username, "bob");
