@@ -250,7 +250,7 @@ export const LOGIN_DEADLINE_MS = 10_000;
 /**
  * Connections not logged in at once from one source address (an IPv4 address, an IPv6
  * /64); more are refused. 64 is an office or carrier NAT logging in 30 people a second
- * (each is a stranger for about 2 s), and 64 × 150 KB ≈ 10 MB of server memory.
+ * (each is a stranger for about 2 s), and 64 × 100 KB ≈ 6 MB of server memory.
  */
 export const MAX_UNAUTHENTICATED_PER_SOURCE = 64;
 /**
