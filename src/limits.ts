@@ -252,3 +252,36 @@ export const PASSWORD_CHANGES_PER_WINDOW = 5;
 export const PASSWORD_CHANGE_WINDOW_MS = 60 * 60_000;
 /** How long a started password change may wait for its finish message (ms). */
 export const PENDING_PASSWORD_CHANGE_TTL_MS = 60_000;
+// ---- issue 18: strangers cannot lock anyone out (connection admission) ----
+/**
+ * Time a connection has to log in (login or resume) from when it opens, or from when it
+ * logged out (ms); then it is closed. A successful registration starts the time again,
+ * so register-then-login gets it twice. Honest clients need well under it: `qpq ping` and
+ * `qpq health` are one request, a login costs one Argon2id run (about 0.5–1 s).
+ */
+export const LOGIN_DEADLINE_MS = 10_000;
+/**
+ * Connections not logged in at once from one source address (an IPv4 address, an IPv6
+ * /64); more are refused. 64 is an office or carrier NAT logging in 30 people a second
+ * (each is a stranger for about 2 s), and 64 × 100 KB ≈ 6 MB of server memory.
+ */
+export const MAX_UNAUTHENTICATED_PER_SOURCE = 64;
+/**
+ * Part of `max_connections` that connections not logged in may hold (its default is
+ * max_connections / this): the rest is kept for logged-in ones. Past the share a new
+ * connection displaces the oldest connection not logged in.
+ */
+export const UNAUTHENTICATED_SHARE_DIVISOR = 4;
+/**
+ * Buffer of a frame reader's read while no frame is in progress (bytes): an idle QUIC
+ * stream's pending read holds it, so it is small (a ping is about 50 bytes; Deno's own
+ * default, 64 KiB, was about 40% of an idle connection's memory).
+ */
+export const FRAME_READ_IDLE_BYTES = 4 * 1024;
+/** Largest buffer of one read inside a frame (bytes); a read never asks past the frame. */
+export const FRAME_READ_CHUNK_BYTES = 64 * 1024;
+/**
+ * How long a client call that lost its connection waits for the QUIC close to say why
+ * the server closed it ("not logged in within 10 s"), to put that in the error (ms).
+ */
+export const CLOSE_REASON_WAIT_MS = 200;

@@ -779,7 +779,10 @@ Deno.test("subscribe amplification: 300 subscribes on one connection leave one p
 });
 
 Deno.test("connections per user and in total are capped: quota and unavailable, clearly", async () => {
-  const srv = await startTestServer({ file: { max_connections: 4, max_connections_per_user: 2 } });
+  const srv = await startTestServer({
+    // every slot open to strangers, as before the share (tests/server_strangers_test.ts)
+    file: { max_connections: 4, max_connections_per_user: 2, max_unauthenticated_connections: 4 },
+  });
   const bob = await newUser(srv, "bob"); // connection 1
   try {
     await duringAttack(srv, "connection caps", async () => {

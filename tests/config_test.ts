@@ -106,6 +106,26 @@ Deno.test("resolveConfig in production lists every unmet requirement in one erro
   assert(!two.message.includes("\n"), "one line");
 });
 
+Deno.test("resolveConfig: strangers get a quarter of max_connections by default, never more than all", () => {
+  const d = resolveConfig({}, {}, {});
+  assertEquals(
+    [d.loginDeadlineMs, d.maxUnauthenticatedConnections, d.maxUnauthenticatedPerSource],
+    [10_000, 2_500, 64],
+  );
+  assertEquals(resolveConfig({}, { max_connections: 100 }, {}).maxUnauthenticatedConnections, 25);
+  assertEquals(resolveConfig({}, { max_connections: 2 }, {}).maxUnauthenticatedConnections, 1);
+  assertThrows(
+    () => resolveConfig({}, { max_connections: 10, max_unauthenticated_connections: 11 }, {}),
+    UsageError,
+    "max_unauthenticated_connections cannot exceed max_connections",
+  );
+  assertThrows(
+    () => resolveConfig({}, { login_deadline_ms: 0 }, {}),
+    UsageError,
+    "login_deadline_ms",
+  );
+});
+
 Deno.test("resolveConfig reads the hostile-peer limits and refuses values that would break honest use", () => {
   const c = resolveConfig({}, {
     max_sender_messages: 7,
@@ -161,6 +181,9 @@ const EVERY_KEY: [key: string, value: string | number | boolean, field: string, 
     ["session_ttl_seconds", 7200, "sessionTtlSeconds"],
     ["log_level", "warn", "logLevel"],
     ["fsync", false, "fsync"],
+    ["login_deadline_ms", 5_000, "loginDeadlineMs"],
+    ["max_unauthenticated_connections", 20, "maxUnauthenticatedConnections"],
+    ["max_unauthenticated_per_source", 8, "maxUnauthenticatedPerSource"],
   ];
 
 Deno.test("every config file key is read into the configuration (and this test knows them all)", () => {

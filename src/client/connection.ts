@@ -14,6 +14,7 @@ import {
   RpcClient,
 } from "../wire/mod.ts";
 import { type QpqError, TransportError, UsageError } from "../errors.ts";
+import { CLOSE_REASON_WAIT_MS } from "../limits.ts";
 
 /** Options for {@link connectServer}. */
 export interface ConnectOptions {
@@ -64,13 +65,36 @@ export class ServerConnection implements ServerLink {
     this.#rpc = rpc;
   }
 
-  /** Send one request; see {@link RpcClient.call}. */
-  call<K extends ResponseKind>(
+  /**
+   * Send one request; see {@link RpcClient.call}. When the server closed the connection
+   * with a reason ("not logged in within 10 s", "server busy"), the error says it.
+   */
+  async call<K extends ResponseKind>(
     request: Request,
     expect: K,
     options: { timeoutMs?: number; requestId?: number } = {},
   ): Promise<ResponseOf<K>> {
-    return this.#rpc.call(request, expect, options);
+    try {
+      return await this.#rpc.call(request, expect, options);
+    } catch (e) {
+      throw await this.#explain(e);
+    }
+  }
+
+  /** A connection-lost error with the reason the server gave for closing, if it gave one. */
+  async #explain(e: unknown): Promise<unknown> {
+    if (!(e instanceof TransportError) || e.code !== "transport") return e;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const info = await Promise.race([
+      this.#conn.closed.catch(() => undefined),
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), CLOSE_REASON_WAIT_MS)),
+    ]).finally(() => clearTimeout(timer));
+    const reason = info?.reason.slice(0, 120);
+    if (!reason || reason === "bye") return e;
+    return new TransportError(`The server closed the connection: ${reason}`, {
+      code: "unavailable",
+      cause: e,
+    });
   }
 
   /** Allocate a request id (for subscriptions). */

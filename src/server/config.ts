@@ -11,6 +11,7 @@ import { parse as parseToml } from "smol-toml";
 import {
   KEY_PACKAGE_FETCHES_PER_REQUESTER,
   KEY_PACKAGE_FETCHES_PER_TARGET,
+  LOGIN_DEADLINE_MS,
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_USER,
   MAX_FRAME_BYTES,
@@ -18,11 +19,13 @@ import {
   MAX_QUEUE_MESSAGES,
   MAX_SENDER_QUEUE_BYTES,
   MAX_SENDER_QUEUE_MESSAGES,
+  MAX_UNAUTHENTICATED_PER_SOURCE,
   MAX_UNSENT_BYTES_PER_CONNECTION,
   MESSAGE_RETENTION_SECONDS,
   MIN_PRODUCTION_DB_KEY_LENGTH,
   MIN_PRODUCTION_TOKEN_LENGTH,
   SESSION_TTL_SECONDS,
+  UNAUTHENTICATED_SHARE_DIVISOR,
 } from "../limits.ts";
 import { UsageError } from "../errors.ts";
 import { parseHostPort } from "../transport/quic.ts";
@@ -78,6 +81,12 @@ export interface ServerConfig {
   production: boolean;
   /** Log level. */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Time a connection has to log in before it is closed (ms). */
+  loginDeadlineMs: number;
+  /** Most connections not logged in at once (default a quarter of maxConnections). */
+  maxUnauthenticatedConnections: number;
+  /** Most connections not logged in at once from one IPv4 address or IPv6 /64. */
+  maxUnauthenticatedPerSource: number;
 }
 
 /** Values given on the command line (undefined = not given). */
@@ -111,6 +120,9 @@ const FILE_KEYS = {
   session_ttl_seconds: "number",
   log_level: "string",
   fsync: "boolean",
+  login_deadline_ms: "number",
+  max_unauthenticated_connections: "number",
+  max_unauthenticated_per_source: "number",
 } as const;
 
 type FileConfig = {
@@ -195,6 +207,14 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     fsync: file.fsync ?? true,
     production: env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true",
     logLevel: logLevel as ServerConfig["logLevel"],
+    loginDeadlineMs: file.login_deadline_ms ?? LOGIN_DEADLINE_MS,
+    maxUnauthenticatedConnections: file.max_unauthenticated_connections ??
+      Math.max(
+        1,
+        Math.floor((file.max_connections ?? MAX_CONNECTIONS) / UNAUTHENTICATED_SHARE_DIVISOR),
+      ),
+    maxUnauthenticatedPerSource: file.max_unauthenticated_per_source ??
+      MAX_UNAUTHENTICATED_PER_SOURCE,
   };
   parseHostPort(config.listen, "listen address");
   if (config.healthListen !== undefined) {
@@ -218,6 +238,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["key_package_fetches_per_target", config.keyPackageFetchesPerTarget],
       ["retention_seconds", config.retentionSeconds],
       ["session_ttl_seconds", config.sessionTtlSeconds],
+      ["login_deadline_ms", config.loginDeadlineMs],
+      ["max_unauthenticated_connections", config.maxUnauthenticatedConnections],
+      ["max_unauthenticated_per_source", config.maxUnauthenticatedPerSource],
     ] as const
   ) {
     if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);
@@ -230,6 +253,9 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
   }
   if (config.maxUnsentBytes < 2 * MAX_FRAME_BYTES) {
     throw new UsageError(`max_unsent_bytes must be at least ${2 * MAX_FRAME_BYTES} (two frames)`);
+  }
+  if (config.maxUnauthenticatedConnections > config.maxConnections) {
+    throw new UsageError("max_unauthenticated_connections cannot exceed max_connections");
   }
   if (config.production) checkProduction(config);
   return config;

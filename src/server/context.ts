@@ -51,7 +51,11 @@ export interface ConnectionState {
   readonly id: number;
   /** Remote address, for logs. */
   readonly remote: string;
-  /** Logged-in user, once login or resume succeeded. */
+  /**
+   * Logged-in user, once login or resume succeeded. The server watches it: setting it ends
+   * the connection's login deadline and its count as a stranger; clearing it (logout,
+   * session ended) starts both again.
+   */
   username: string | undefined;
   /** Hash of the session token bound to this connection. */
   sessionHash: Uint8Array | undefined;

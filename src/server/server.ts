@@ -29,6 +29,7 @@ import { GENERATED_KEY } from "./tls.ts";
 import type { Condition, ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { loadServerCertificate, type ServerCertificate } from "./tls.ts";
 import { pingHandlers } from "./ping.ts";
+import { Admission, sourceOf } from "./_admission.ts";
 
 /** A service: handlers plus lifecycle hooks. */
 export interface Service {
@@ -142,29 +143,82 @@ export async function startServer(
   const connections = new Set<Deno.QuicConn>();
   const connectionTasks = new Set<Promise<void>>();
   let nextConnId = 1;
+  // Slots: strangers (not logged in) per source and in all, then everyone (_admission.ts).
+  const admission = new Admission<Deno.QuicConn>({
+    maxConnections: config.maxConnections,
+    maxUnauthenticated: config.maxUnauthenticatedConnections,
+    maxUnauthenticatedPerSource: config.maxUnauthenticatedPerSource,
+  });
+  let evictedConnections = 0;
+  const deadlineReason = `not logged in within ${config.loginDeadlineMs / 1000} s`;
 
   const serveConnection = async (conn: Deno.QuicConn) => {
+    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    const source = sourceOf(remoteAddr.hostname);
+    // A connection not logged in is closed at its deadline; the server learns of login,
+    // resume and logout from the accounts service setting `username`.
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const startDeadline = () => {
+      clearTimeout(deadline);
+      deadline = setTimeout(() => {
+        log.debug("login deadline passed", { conn: state.id });
+        try {
+          conn.close({ closeCode: 4, reason: deadlineReason });
+        } catch { /* already closed */ }
+      }, config.loginDeadlineMs);
+    };
+    let username: string | undefined;
     const state: ConnectionState = {
       id: nextConnId++,
-      remote: formatHostPort(conn.remoteAddr as Deno.NetAddr),
-      username: undefined,
+      remote: formatHostPort(remoteAddr),
+      get username() {
+        return username;
+      },
+      set username(name: string | undefined) {
+        const was = username;
+        username = name;
+        if (was === undefined && name !== undefined) {
+          clearTimeout(deadline);
+          admission.loggedIn(conn);
+        } else if (was !== undefined && name === undefined) {
+          admission.loggedOut(conn);
+          startDeadline();
+        }
+      },
       sessionHash: undefined,
       cleanups: new Set(),
     };
-    // Over the connection cap: every request is answered `unavailable`, and the
-    // connection is closed soon after (it is not counted among the served ones).
-    const full = connections.size >= config.maxConnections;
-    if (full) {
+    const admitted = admission.admit(conn, source);
+    if (admitted.kind !== "admitted") {
+      // Over a cap: every request is answered `unavailable`, and the connection is closed
+      // soon after (it is not counted among the served ones).
       refusedConnections++;
       if (refusedConnections % 100 === 1) {
         log.warn("connection limit reached", {
-          max: config.maxConnections,
+          limit: admitted.kind === "busy" ? "max_connections" : "max_unauthenticated_per_source",
+          max: admitted.kind === "busy"
+            ? config.maxConnections
+            : config.maxUnauthenticatedPerSource,
           refused: refusedConnections,
         });
       }
-      return await refuseConnection(conn);
+      return await refuseConnection(conn, admitted.kind === "busy" ? busy() : sourceFull());
+    }
+    if (admitted.evicted !== undefined) {
+      // strangers hold their whole share: the oldest of them makes room
+      evictedConnections++;
+      if (evictedConnections % 100 === 1) {
+        log.warn("connections not logged in at their limit: closing the oldest", {
+          max: config.maxUnauthenticatedConnections,
+          closed: evictedConnections,
+        });
+      }
+      try {
+        admitted.evicted.close({ closeCode: 2, reason: "server busy" });
+      } catch { /* already closed */ }
     }
     connections.add(conn);
+    startDeadline();
     log.debug("connection opened", { conn: state.id, remote: state.remote });
     // A peer that sends requests and does not read the answers is cut off.
     const budget = new SendBudget(config.maxUnsentBytes, (pending) => {
@@ -194,7 +248,12 @@ export async function startServer(
                 }),
               );
             }
-            return h(req, state, sctx);
+            const answer = h(req, state, sctx);
+            // registration then login: a registered connection gets the time again
+            if (req.kind === "registerFinish") {
+              answer.then(() => state.username === undefined && startDeadline(), () => {});
+            }
+            return answer;
           }, {
             log,
             signal: stopReading.signal,
@@ -221,20 +280,28 @@ export async function startServer(
       }
       await Promise.allSettled(streams);
     } finally {
+      clearTimeout(deadline);
       for (const c of state.cleanups) c();
       for (const s of services) s.onDisconnect?.(state);
+      admission.remove(conn);
       connections.delete(conn);
       log.debug("connection closed", { conn: state.id });
     }
   };
 
   let refusedConnections = 0;
-  /** Answer each request on a connection over the cap with `unavailable`, then close it. */
-  const refuseConnection = async (conn: Deno.QuicConn) => {
-    const refusal = new TransportError(
+  const busy = () =>
+    new TransportError(
       `Server busy: it serves its maximum of ${config.maxConnections} connections; try again later`,
       { code: "unavailable" },
     );
+  const sourceFull = () =>
+    new TransportError(
+      `Too many connections not logged in from your address (at most ${config.maxUnauthenticatedPerSource}): log in on them or close some, then try again`,
+      { code: "unavailable" },
+    );
+  /** Answer each request on a connection over a cap with `refusal`, then close it. */
+  const refuseConnection = async (conn: Deno.QuicConn, refusal: TransportError) => {
     const timer = setTimeout(() => {
       try {
         conn.close({ closeCode: 2, reason: "server busy" });

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { MAX_FRAME_BYTES } from "../limits.ts";
+import { FRAME_READ_CHUNK_BYTES, FRAME_READ_IDLE_BYTES, MAX_FRAME_BYTES } from "../limits.ts";
 import { TransportError, ValidationError } from "../errors.ts";
 
 /** Options for {@link FrameReader}. */
@@ -21,17 +21,25 @@ export interface FrameReaderOptions {
  * Reads whole frames from a byte stream. Chunks are kept as they arrive and joined once,
  * when a frame is complete, so the work per frame is linear in its size however the peer
  * splits it (joining on every chunk was quadratic: a 1 MiB frame in 100-byte chunks cost
- * 1.3 s of CPU).
+ * 1.3 s of CPU). On a byte stream (QUIC) it reads into buffers of its own size: small
+ * while waiting for a frame, since an idle stream's pending read holds its buffer (Deno's
+ * default is 64 KiB, most of an idle connection's memory), up to the rest of the frame after.
  */
 export class FrameReader {
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
+  #byob: boolean;
   #chunks: Uint8Array[] = [];
   #size = 0;
   #max: number;
   #timeoutMs: number | undefined;
 
   constructor(readable: ReadableStream<Uint8Array>, options: FrameReaderOptions = {}) {
-    this.#reader = readable.getReader();
+    let byob: ReadableStreamBYOBReader | undefined;
+    try {
+      byob = readable.getReader({ mode: "byob" });
+    } catch { /* not a byte stream */ }
+    this.#byob = byob !== undefined;
+    this.#reader = byob ?? readable.getReader();
     this.#max = options.maxFrameBytes ?? MAX_FRAME_BYTES;
     this.#timeoutMs = options.frameTimeoutMs;
   }
@@ -100,11 +108,26 @@ export class FrameReader {
     return out;
   }
 
-  async #read(deadline: number | undefined): Promise<Uint8Array | null> {
-    if (deadline === undefined) {
-      const { value, done } = await this.#reader.read();
+  /** One read: into a buffer sized for what is awaited on a byte stream. */
+  async #readOnce(): Promise<Uint8Array | null> {
+    if (!this.#byob) {
+      const { value, done } = await (this.#reader as ReadableStreamDefaultReader<Uint8Array>)
+        .read();
       return done ? null : value;
     }
+    let size = FRAME_READ_IDLE_BYTES;
+    if (this.#size >= 4) {
+      const head = this.#take(4, false);
+      const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+      size = Math.max(1, Math.min(FRAME_READ_CHUNK_BYTES, 4 + len - this.#size));
+    }
+    const { value, done } = await (this.#reader as ReadableStreamBYOBReader)
+      .read(new Uint8Array(size));
+    return done || value === undefined ? null : value;
+  }
+
+  async #read(deadline: number | undefined): Promise<Uint8Array | null> {
+    if (deadline === undefined) return await this.#readOnce();
     const left = deadline - Date.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -114,8 +137,7 @@ export class FrameReader {
       );
     });
     try {
-      const { value, done } = await Promise.race([this.#reader.read(), timeout]);
-      return done ? null : value;
+      return await Promise.race([this.#readOnce(), timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -32,6 +32,7 @@ export interface Mutant {
 
 const LYING = "tests/lying_server_test.ts";
 const RULES = "tests/server_rules_test.ts";
+const STRANGERS = "tests/server_strangers_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -718,5 +719,61 @@ export const MUTANTS: Mutant[] = [
     replace: "",
     why: "after a password change the local state opens with the new password only",
     tests: ["tests/sessions_test.ts"],
+  },
+  // ---- issue 18: strangers cannot lock anyone out (connection admission)
+  {
+    id: "server-login-deadline",
+    file: "src/server/server.ts",
+    find: "conn.close({ closeCode: 4, reason: deadlineReason });",
+    replace: "",
+    why: "a connection that never logs in held a slot forever on QUIC keep-alives",
+    tests: [STRANGERS],
+    quick: true,
+  },
+  {
+    id: "server-login-deadline-after-logout",
+    file: "src/server/server.ts",
+    find: "admission.loggedOut(conn);\n          startDeadline();",
+    replace: "admission.loggedOut(conn);",
+    why: "a connection that logged out is a stranger again and must log in again in time",
+    tests: [STRANGERS],
+    quick: true,
+  },
+  {
+    id: "server-stranger-per-source",
+    file: "src/server/_admission.ts",
+    find:
+      'if (this.strangersFrom(source) >= l.maxUnauthenticatedPerSource) return { kind: "source_full" };',
+    replace: "",
+    why: "one address must not hold more than its budget of connections that are not logged in",
+    tests: [STRANGERS],
+    quick: true,
+  },
+  {
+    id: "server-stranger-share",
+    file: "src/server/_admission.ts",
+    find: "if (this.#strangers.size >= l.maxUnauthenticated) {",
+    replace: "if (this.#strangers.size < 0) {",
+    why: "strangers from many addresses must not take the slots logged-in users need",
+    tests: [STRANGERS],
+    quick: true,
+  },
+  {
+    id: "server-login-frees-stranger-slot",
+    file: "src/server/server.ts",
+    find: "admission.loggedIn(conn);",
+    replace: "",
+    why: "a connection that logged in no longer counts against its address's stranger budget",
+    tests: [STRANGERS],
+    quick: true,
+  },
+  {
+    id: "frame-reader-idle-buffer",
+    file: "src/wire/framing.ts",
+    find: "let size = FRAME_READ_IDLE_BYTES;",
+    replace: "let size = FRAME_READ_CHUNK_BYTES;",
+    why: "an idle connection's pending read held 64 KiB, 40% of what each idle connection costs",
+    tests: [STRANGERS],
+    quick: true,
   },
 ];
