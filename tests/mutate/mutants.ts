@@ -692,4 +692,52 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/store_test.ts"],
     quick: true,
   },
+  // ---- issue 18: the OPAQUE server setup at rest without db_key
+  {
+    id: "store-secrets-sealed",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "const sealer = this.#secrets ?? this.#sealer;",
+    replace: "const sealer = this.#sealer;",
+    why: "without db_key a copy of the database must not hold the OPAQUE setup (offline attack)",
+    tests: ["tests/secrets_at_rest_test.ts"],
+    quick: true,
+  },
+  {
+    id: "store-secrets-key-mode",
+    file: "src/store/server/_secrets_key.ts",
+    find: "Deno.chmodSync(tmp, 0o600);",
+    replace: "Deno.chmodSync(tmp, 0o644);",
+    why: "the key file that seals the OPAQUE setup is its owner's alone",
+    tests: ["tests/secrets_at_rest_test.ts"],
+    quick: true,
+  },
+  {
+    id: "store-secrets-seal-old",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: 'upd.run(secrets.seal("secrets.value", utf8(name), plain), name);',
+    replace: "",
+    why: "an older database's plain OPAQUE setup is sealed at its first start",
+    tests: ["tests/secrets_at_rest_test.ts"],
+    quick: true,
+  },
+  {
+    id: "store-secrets-secure-delete",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: 'db.exec("PRAGMA secure_delete = ON");',
+    replace: "",
+    why: "sealing an older database's setup overwrites the plain bytes, not only unlinks them",
+    tests: ["tests/secrets_at_rest_test.ts"],
+    quick: true,
+  },
+  {
+    id: "store-secrets-key-required",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "if (secretsSealed) secrets = secretsSealerFor(keyFile, meta.get(SECRETS_CHECK_META));",
+    replace:
+      'if (secretsSealed && keyFile === "") secrets = secretsSealerFor(keyFile, meta.get(SECRETS_CHECK_META));',
+    why:
+      "a database whose key file is missing is refused, never given a new key (which loses the setup)",
+    tests: ["tests/secrets_at_rest_test.ts"],
+    quick: true,
+  },
 ];
