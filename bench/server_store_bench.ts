@@ -22,7 +22,8 @@ globalThis.addEventListener("unload", () => {
 });
 
 const payload = randomBytes(1024);
-const RECIPIENTS = Array.from({ length: 10 }, (_, i) => `member-${i}`);
+// letters, not digits: member-6 and member-8 look alike (see src/names.ts)
+const RECIPIENTS = Array.from({ length: 10 }, (_, i) => `member-${"abcdefghjk"[i]}`);
 
 async function prepare(s: ServerStore): Promise<ServerStore> {
   for (const u of ["alice", "bob", ...RECIPIENTS]) await s.createUser(u, randomBytes(192));

@@ -74,23 +74,40 @@ export function isCanonicalUsername(s: string): boolean {
   return typeof s === "string" && (NAME_RE.test(s) || RENAMED_RE.test(s));
 }
 
-/** Same-looking characters folded by {@link usernameSkeleton}, applied in this order. */
+/**
+ * Same-looking characters folded by {@link usernameSkeleton}, applied in this order.
+ *
+ * The reference is the Unicode confusables table (UTS #39, `confusables.txt`); its only
+ * entries among the characters a username may hold are `0` → `o`, `1`/`I`/`|` → `l` and
+ * `m` → `rn` (folded here the other way, `rn` → `m`). The rest are ours, from names reported
+ * as look-alikes (issues 18 and 21): `b.ob`, `bob-` and `bob_` beside `bob`; `8ob`, `6ob`,
+ * `c4rol`, `d4ve` beside `bob`, `carol`, `dave`; `nnallory` and `mallorv` beside `mallory`.
+ */
 const SKELETON_FOLDS: readonly (readonly [RegExp, string])[] = [
+  [/[._-]/g, ""], // separators are easy to miss (`bob.`, `b.ob`, `bob_`): dropped
   [/[1il|]/g, "l"], // l, I (lower-cased to i), 1, |
-  [/0/g, "o"], // O, 0
-  [/5/g, "s"], // S, 5
-  [/[._-]/g, "."], // separators look alike at a glance
-  [/rn/g, "m"],
-  [/vv/g, "w"],
+  [/0/g, "o"],
+  [/2/g, "z"],
+  [/3/g, "e"],
+  [/4/g, "a"],
+  [/5/g, "s"],
+  [/[68]/g, "b"], // 6 reads as b, 8 as B
+  [/7/g, "t"],
+  [/9/g, "g"],
+  [/y/g, "v"],
+  [/[rn]n/g, "m"], // rn, nn
+  [/vv/g, "w"], // vv, and so yy, vy
   [/cl/g, "d"],
 ];
 
 /**
  * The look-alike skeleton of a username: two names with the same skeleton are too easy to
  * mistake for each other, and a new account whose skeleton matches an existing one is
- * refused. Folds (after lower case): `1`/`i`/`l`/`|` → `l`, `0`/`o` → `o`, `5`/`s` → `s`,
- * `.`/`_`/`-` → `.`, then `rn` → `m`, `vv` → `w`, `cl` → `d`. Usernames are ASCII only
- * (see the module doc), so no other script needs folding.
+ * refused. After lower case: `.`, `_` and `-` are dropped; `1`/`i`/`l`/`|` → `l`, `0` → `o`,
+ * `2` → `z`, `3` → `e`, `4` → `a`, `5` → `s`, `6`/`8` → `b`, `7` → `t`, `9` → `g`,
+ * `y` → `v`; then `rn`/`nn` → `m`, `vv` → `w`, `cl` → `d`. Usernames are ASCII only (see the
+ * module doc), so no other script needs folding. Server databases store the skeleton of
+ * each account (migration 6 recomputed them when this rule grew).
  */
 export function usernameSkeleton(name: string): string {
   let s = name.toLowerCase();

@@ -73,10 +73,11 @@ Deno.test("qpq server backup during traffic, restore: clients say what happened,
     await traffic;
     assertEquals(b.code, 0, b.stderr);
     const line =
-      /^backup written: (\S+) \(\S+ \S+, schema \d+, not sealed, taken (\d{4}-\d\d-\d\d \d\d:\d\d):\d\d UTC, integrity ok\)\n$/
+      /^backup written: (\S+) \(\S+ \S+, schema \d+, not sealed, taken (\d{4}-\d\d-\d\d \d\d:\d\d):\d\d UTC, integrity ok\); its OPAQUE secret is sealed with (\S+), not in the backup: keep a copy of that file apart, a restore on another machine needs it \(or use --with-key\)\n$/
         .exec(b.stdout);
     assert(line, b.stdout);
     assertEquals(line[1], backup);
+    assertEquals(line[3], `${dataDir}/server-secrets.key`);
     const taken = line[2]!;
     assertEquals(Deno.statSync(backup).mode! & 0o777, 0o600);
 
@@ -245,6 +246,65 @@ Deno.test("qpq server backup of a sealed database needs no key; restore needs th
     assertEquals((await zed("recv")).stderr, "", "said once");
   } finally {
     await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qpq server backup without db_key: the key file stays out unless --with-key; a new machine restores only with it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-restore-keyfile-" });
+  const dataDir = `${dir}/data`;
+  const server = await startServerProcess(dataDir, "127.0.0.1:0");
+  const cli = {
+    QPQ_SERVER: server.addr,
+    QPQ_CA_CERT: `${dataDir}/server-cert.pem`,
+    QPQ_PASSWORD: "pw-zed",
+  };
+  let key = "";
+  try {
+    const reg = await runQpq(["register-user", "--username", "zed"], { cwd: dir, env: cli });
+    assertEquals(reg.code, 0, reg.stderr);
+    const b = await serverCmd(dataDir, ["backup", "--out", `${dir}/b.db`]);
+    assertEquals(b.code, 0, b.stderr);
+    assertStringIncludes(b.stdout, `sealed with ${dataDir}/server-secrets.key, not in the backup`);
+    assert(!exists(`${dir}/b.db.key`));
+    const c = await serverCmd(dataDir, ["backup", "--out", `${dir}/c.db`, "--with-key"]);
+    assertEquals(c.code, 0, c.stderr);
+    assertStringIncludes(c.stdout, `the secrets key file is copied to ${dir}/c.db.key`);
+    assertEquals(Deno.statSync(`${dir}/c.db.key`).mode! & 0o777, 0o600);
+    key = await Deno.readTextFile(`${dataDir}/server-secrets.key`);
+    assertEquals(await Deno.readTextFile(`${dir}/c.db.key`), key);
+    refused(
+      await serverCmd(dataDir, ["backup", "--out", `${dir}/d.db`, "--with-key"], {
+        QPQ_DB_KEY: "x".repeat(40),
+      }),
+      2,
+      "--with-key copies the secrets key file of a server without db_key",
+    );
+  } finally {
+    assertEquals(await server.stop(), 0);
+  }
+  try {
+    // a new machine: the backup alone is refused, with its key file it restores
+    const fresh = `${dir}/new`;
+    await Deno.mkdir(fresh, { mode: 0o700 });
+    refused(await serverCmd(fresh, ["restore", `${dir}/b.db`]), 1, "server-secrets.key is missing");
+    assert(!exists(`${fresh}/server-secrets.key`), "no key file made for a backup that needs one");
+    const r = await serverCmd(fresh, ["restore", `${dir}/c.db`]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(await Deno.readTextFile(`${fresh}/server-secrets.key`), key);
+    assertEquals(Deno.statSync(`${fresh}/server-secrets.key`).mode! & 0o777, 0o600);
+    // the restored setup is the old one: zed's password still works on the new machine
+    const again = await startServerProcess(fresh, "127.0.0.1:0");
+    try {
+      const login = await runQpq(["login", "--username", "zed"], {
+        cwd: dir,
+        env: { ...cli, QPQ_SERVER: again.addr, QPQ_CA_CERT: `${fresh}/server-cert.pem` },
+      });
+      assertEquals(login.code, 0, login.stderr);
+    } finally {
+      assertEquals(await again.stop(), 0);
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -105,6 +105,7 @@ Deno.test("qpq register-user refused by the server (taken, look-alike, bad token
     await Deno.mkdir(other);
     refusedWith(await qpq("BOB", ["register-user"], { cwd: other }), "already registered");
     refusedWith(await qpq("b0b", ["register-user"], { cwd: other }), "looks too much like");
+    refusedWith(await qpq("b.ob", ["register-user"], { cwd: other }), "looks too much like");
     refusedWith(
       await qpq("carol", ["register-user", "--auth-token", "wrong"], { cwd: other }),
       "auth token",

@@ -61,6 +61,30 @@ Deno.test("canonicalUsername shows a hostile name only as a short printable pref
   assertEquals(e.message.length < 120, true, e.message);
 });
 
+Deno.test("usernameSkeleton ignores separators and reads digits as the letters they look like", () => {
+  // issue 18 and issue 21: each of these registered beside the first of its row
+  const same = [
+    ["bob", "bob.", "bob-", "bob_", "bob..", "b.ob", "8ob", "6ob", "b-o_b."],
+    ["alice", "alice.", "al.ice", "4lice", "a1ice."],
+    ["mallory", "mallorv", "nnallory", "rnallory", "ma11ory", "nnallorv"],
+    ["carol", "c4rol", "carol.", "car0l", "c-4-r-0-l"],
+    ["dave", "d4ve", "dave.", "cl4ve"],
+    ["eve", "3ve", "ev3"],
+    ["tom", "7om", "t0m"],
+    ["zed", "2ed"],
+    ["greg", "9reg"],
+    ["yvette", "vvette", "wette"],
+  ];
+  for (const group of same) {
+    for (const n of group) {
+      assertEquals(usernameSkeleton(n), usernameSkeleton(group[0]!), `${n} ~ ${group[0]}`);
+    }
+  }
+  // still told apart: the names in each row are different people
+  const different = ["bob", "rob", "alice", "mallory", "carol", "dave", "eve", "tom", "ann"];
+  assertEquals(new Set(different.map(usernameSkeleton)).size, different.length);
+});
+
 Deno.test("usernameSkeleton folds the documented look-alikes and nothing else", () => {
   const same = [
     ["alice", "a1ice", "aIice", "al1ce", "a|ice"],
@@ -69,7 +93,7 @@ Deno.test("usernameSkeleton folds the documented look-alikes and nothing else", 
     ["wolf", "vvolf", "w0lf", "vv01f"],
     ["dan", "clan"],
     ["sam", "5am"],
-    ["a.b", "a_b", "a-b"],
+    ["a.b", "a_b", "a-b", "ab"],
   ];
   for (const group of same) {
     for (const n of group) assertEquals(usernameSkeleton(n), usernameSkeleton(group[0]!), n);

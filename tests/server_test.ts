@@ -1231,6 +1231,26 @@ Deno.test("usernames are case-insensitive: Bob registers bob, logs in as BOB, an
   });
 });
 
+Deno.test("look-alikes by separators and digits (bob., b.ob, 8ob, nnallory, mallorv, c4rol, d4ve) are refused", async () => {
+  await withServer(async (ts) => {
+    const conn = await connect(ts);
+    for (const name of ["bob", "alice", "mallory", "carol", "dave"]) {
+      await register(conn, name, `pw of ${name}`);
+    }
+    const lookAlikes = [
+      ...["bob.", "bob-", "bob_", "bob..", "b.ob", "8ob", "6ob"],
+      ...["alice.", "mallorv", "nnallory", "c4rol", "d4ve", "carol."],
+    ];
+    for (const name of lookAlikes) {
+      const e = await refused(() => register(conn, name, "x"), UsageError, "conflict");
+      assertStringIncludes(e.message, "looks too much like", name);
+    }
+    // other names still register
+    await register(conn, "rob", "pw of rob");
+    await conn.close();
+  });
+});
+
 Deno.test("registrations of look-alike names racing on several connections: exactly one succeeds", async () => {
   await withServer(async (ts) => {
     const names = ["w0lf", "vvolf", "wolf", "WOLF", "vv0lf", "w01f"];

@@ -708,9 +708,10 @@ contract(
 );
 
 contract("commitAndFanOut lets exactly one of many concurrent commits win an epoch", async (s) => {
-  const names = Array.from({ length: 10 }, (_, i) => `u${i}`);
+  // letters, not digits: u6 and u8 look alike (both read as "ub")
+  const names = Array.from({ length: 10 }, (_, i) => `u${"abcdefghjk"[i]}`);
   await users(s, ...names);
-  const g = await s.createGroupChannel({ name: "race", creator: "u0" });
+  const g = await s.createGroupChannel({ name: "race", creator: names[0]! });
   await s.addMembers(g.id, names.slice(1));
   const results = await Promise.allSettled(names.map((n) =>
     s.commitAndFanOut({
@@ -1321,6 +1322,65 @@ for (const dbKey of [undefined, "migration key"]) {
       }
       assertStringIncludes(unique, "UNIQUE");
       db.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+for (const dbKey of [undefined, "migration key"]) {
+  const label = dbKey === undefined ? "without db_key" : "with db_key";
+  Deno.test(`SqliteServerStore.open migration 6 recomputes skeletons; older look-alikes stay (${label})`, async () => {
+    const { dir, path } = await tempDb();
+    const opts = { clock: () => T0, ...(dbKey === undefined ? {} : { dbKey }) };
+    try {
+      const s0 = await SqliteServerStore.open(path, opts);
+      await s0.createUser("bob", utf8("record of bob"));
+      await s0.createUser("carol", utf8("record of carol"));
+      await s0.close();
+      // what schema 5 let in: "bob." and "c4rol" beside bob and carol, under the old rule
+      const sealer = dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(dbKey);
+      const db = new DatabaseSync(path);
+      for (const [i, [name, oldSkeleton]] of [["bob.", "bob."], ["c4rol", "c4rol"]].entries()) {
+        const uid = sealer.lookupName("user", name!);
+        db.prepare(
+          "INSERT INTO users (uid, username, record, identity_key, created_at, skeleton_ref) " +
+            "VALUES (?, ?, ?, NULL, ?, ?)",
+        ).run(
+          uid,
+          sealer.seal("users.username", uid, utf8(name!)),
+          sealer.seal("users.record", uid, utf8(`record of ${name}`)),
+          T0 + 1 + i,
+          sealer.lookup("skeleton", utf8(oldSkeleton!)),
+        );
+      }
+      db.exec("DELETE FROM schema_version WHERE version >= 6");
+      db.close();
+      sealer.destroy();
+      const s = await SqliteServerStore.open(path, opts);
+      try {
+        assertEquals(s.migrationNotices.length, 2, s.migrationNotices.join("\n"));
+        assertStringIncludes(
+          s.migrationNotices[0]!,
+          '"bob." now looks like the older account "bob"',
+        );
+        assertStringIncludes(s.migrationNotices[1]!, '"c4rol" now looks like the older account');
+        // both look-alikes keep their accounts
+        for (const name of ["bob", "bob.", "carol", "c4rol"]) {
+          assertEquals((await s.getRegistrationRecord(name))?.record, utf8(`record of ${name}`));
+        }
+        // new look-alikes of either are refused
+        for (const name of ["b_ob", "bob-", "8ob", "car0l", "carol."]) {
+          assertEquals(await code(s.createUser(name, utf8("r"))), "UsageError:conflict", name);
+        }
+        await s.createUser("dave", utf8("r"));
+        assertEquals(await code(s.createUser("d4ve", utf8("r"))), "UsageError:conflict");
+      } finally {
+        await s.close();
+      }
+      const again = await SqliteServerStore.open(path, opts);
+      assertEquals(again.migrationNotices, []);
+      await again.close();
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -89,6 +89,17 @@ function bobsQueueInFile(path: string): [string, string][] {
   }
 }
 
+/** The stored `secrets` row of the OPAQUE server setup, as the file holds it. */
+function opaqueSetupInFile(path: string): Uint8Array {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const r = db.prepare("SELECT value FROM secrets WHERE name = 'opaque-server-setup'").get();
+    return (r!.value as Uint8Array).slice();
+  } finally {
+    db.close();
+  }
+}
+
 function schemaRows(path: string): string {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
@@ -109,6 +120,7 @@ for (const g of GOLDEN) {
     const dataDir = await copyGolden(g.file);
     // what the old server stored for bob, read from the file itself (plain ones only)
     const stored = g.sealed ? undefined : bobsQueueInFile(`${dataDir}/qpq.db`);
+    const plainSetup = g.sealed ? undefined : opaqueSetupInFile(`${dataDir}/qpq.db`);
     const file = g.sealed ? { db_key: GOLDEN_DB_KEY } : {};
     const ts = await startTestServer({ dataDir, file });
     let first;
@@ -163,6 +175,13 @@ for (const g of GOLDEN) {
     }
 
     const path = `${dataDir}/qpq.db`;
+    // the OPAQUE setup an old server kept in plain text is sealed with the new key file
+    if (plainSetup !== undefined) {
+      assertEquals(plainSetup.length, 128);
+      const after = opaqueSetupInFile(path);
+      assert(after.length === 168 && toHex(after).indexOf(toHex(plainSetup.subarray(0, 16))) < 0);
+      assertEquals((await Deno.stat(`${dataDir}/server-secrets.key`)).mode! & 0o777, 0o600);
+    }
     const migrated = schemaRows(path);
     const parsed = JSON.parse(migrated);
     assertEquals(parsed.versions.map((r: { version: number }) => r.version).at(-1), SCHEMA_VERSION);

@@ -8,6 +8,7 @@ import { eprintln, println } from "./_args.ts";
 import { visible } from "./_terminal.ts";
 import type { ServerConfig } from "../server/mod.ts";
 import { checkDatabase } from "../store/server/check.ts";
+import { secretsKeyPath } from "../server/backup.ts";
 
 /** Run the check for `config`; resolves to the exit code (0 fine, 1 a problem). */
 export async function runCheck(config: ServerConfig): Promise<number> {
@@ -17,7 +18,10 @@ export async function runCheck(config: ServerConfig): Promise<number> {
   }
   const path = config.dbPath;
   println(`checking ${visible(path)}`);
-  const r = await checkDatabase(path, { dbKey: config.dbKey });
+  const r = await checkDatabase(path, {
+    dbKey: config.dbKey,
+    ...(config.dbKey ? {} : { secretsKeyFile: secretsKeyPath(config) }),
+  });
   for (const f of r.findings) println(f);
   for (const n of r.notices) println(`notice: ${visible(n)}`);
   if (!r.ok) {

@@ -17,7 +17,10 @@ checked first (integrity, a qpq database, a schema this qpq reads, opens with th
 configured db_key). The database it replaces is kept beside it, renamed
 <db>.replaced-<time> (with its -wal/-shm), never deleted. The restored database is marked
 so that clients learn of the restore and say so in one line, and sequence numbers move
-past anything handed out since the backup. Then start the server.
+past anything handed out since the backup. Without a db_key the backup's OPAQUE secret
+opens with the data dir's server-secrets.key or with FILE.key (from backup --with-key),
+which then goes into the data dir (a different key file there is kept, renamed). Then
+start the server.
 
 Options:
 ${SERVER_CONFIG_USAGE}
@@ -46,7 +49,7 @@ export async function run(args: string[]): Promise<number> {
       r.info.sealed ? "sealed" : "not sealed"
     }, ${r.mark.users} user(s) notified)${
       r.keptAs ? `; the replaced database is kept as ${r.keptAs}` : ""
-    }`,
+    }${r.keyKeptAs ? `; the replaced secrets key file is kept as ${r.keyKeptAs}` : ""}`,
   );
   return 0;
 }

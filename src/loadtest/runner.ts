@@ -227,12 +227,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     });
     return m;
   };
-  const conversationRef = (g: number) => `#${prefix}-g${g}`;
+  const conversationRef = (g: number) => `#${prefix}-g${letterTag(g)}`;
   try {
     const count = groupCount * o.groupSize;
     let done = 0;
     await pool(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
-      const m = await makeMember(`${prefix}-${i}`);
+      const m = await makeMember(`${prefix}-${letterTag(i)}`);
       members[i] = m;
       await m.client.ensureSession(); // resumes the session made above
       await m.client.refillKeyPackages(true);
@@ -244,7 +244,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     const groups: { ref: string; members: Member[] }[] = [];
     await pool(Array.from({ length: groupCount }, (_, g) => g), 4, async (g) => {
       const ms = members.slice(g * o.groupSize, (g + 1) * o.groupSize);
-      await ms[0]!.client.createGroup(`${prefix}-g${g}`, o.suite);
+      await ms[0]!.client.createGroup(`${prefix}-g${letterTag(g)}`, o.suite);
       await ms[0]!.client.invite(conversationRef(g), ms.slice(1).map((m) => m.username));
       groups.push({ ref: conversationRef(g), members: ms });
     });
@@ -420,4 +420,12 @@ export function formatReport(r: LoadReport): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * `n` in letters (`16` → `bg`) for user and group names: numbered names must not look alike
+ * under the username skeleton (`6` and `8` both read as `b`), or registrations are refused.
+ */
+function letterTag(n: number): string {
+  return [...String(n)].map((d) => "abcdefghjk"[Number(d)]).join("");
 }

@@ -6,7 +6,8 @@
  *            transaction while the server serves) ─► integrity check, qpq database, schema, opens with db_key
  *
  * restore ─► take <db_path>.lock (a running server holds it: refused)
- *         ─► check FILE (integrity, qpq database, schema not newer, opens with db_key)
+ *         ─► check FILE (integrity, qpq database, schema not newer, opens with db_key;
+ *            without db_key: its secrets key file, FILE.key or the data dir's, opens it)
  *         ─► copy to <db_path>.restoring (0600) ─► open (migrations) ─► mark restored:
  *            queues moved past the backup, a notice at the head of every queue
  *         ─► keep the database it replaces (and its -wal/-shm) as <db_path>.replaced-<time>
@@ -19,11 +20,21 @@ import {
   type DatabaseFileInfo,
   FileLock,
   type RestoreMark,
+  SECRETS_KEY_FILE,
   SqliteServerStore,
 } from "../store/server/mod.ts";
 import { QpqError, StorageError, UsageError } from "../errors.ts";
 import type { ServerConfig } from "./config.ts";
 import { restoreNoticeRecord } from "./_delivery_record.ts";
+
+/**
+ * The secrets key file of a server without db_key: `server-secrets.key` in the data dir. It
+ * seals the OPAQUE server setup in the database (see `src/store/server/_secrets_key.ts`).
+ */
+export function secretsKeyPath(config: { dataDir: string }): string {
+  const d = config.dataDir;
+  return d.endsWith("/") ? d + SECRETS_KEY_FILE : `${d}/${SECRETS_KEY_FILE}`;
+}
 
 /** What {@link backupDatabase} wrote. */
 export interface BackupResult {
@@ -35,6 +46,13 @@ export interface BackupResult {
   takenAt: number;
   /** Its schema version and sealing. */
   info: DatabaseFileInfo;
+  /**
+   * The secrets key file a restore of this backup needs (a server without db_key), kept
+   * out of the backup; undefined when it needs none (db_key, or an older database).
+   */
+  secretsKeyFile: string | undefined;
+  /** Where `withKey` copied the key file (`<out>.key`). */
+  keyCopy: string | undefined;
 }
 
 /** What {@link restoreDatabase} did. */
@@ -47,6 +65,10 @@ export interface RestoreResult {
   info: DatabaseFileInfo;
   /** The restore mark written into the database. */
   mark: RestoreMark;
+  /** The secrets key file the restored database opens with (no db_key). */
+  secretsKeyFile: string | undefined;
+  /** Where the key file it replaced was kept (a `<backup>.key` installed over another one). */
+  keyKeptAs: string | undefined;
 }
 
 /** Options of {@link backupDatabase}. */
@@ -55,6 +77,11 @@ export interface BackupOptions {
   onProgress?: (text: string) => void;
   /** Clock (ms), for tests. */
   now?: () => number;
+  /**
+   * Also copy the secrets key file (no db_key) to `<out>.key` (0600): a backup that can be
+   * restored on its own, and that gives the OPAQUE secret to whoever holds both files.
+   */
+  withKey?: boolean;
 }
 
 /** A database this large prints a line before the copy starts (bytes). */
@@ -88,6 +115,16 @@ export async function backupDatabase(
   options: BackupOptions = {},
 ): Promise<BackupResult> {
   fileDatabase(config, "back up");
+  const keyFile = config.dbKey ? undefined : secretsKeyPath(config);
+  const keyCopy = options.withKey ? `${out}.key` : undefined;
+  if (options.withKey && keyFile === undefined) {
+    throw new UsageError(
+      "--with-key copies the secrets key file of a server without db_key; with db_key, keep the db_key apart from the backups instead",
+    );
+  }
+  if (keyCopy !== undefined && sizeOf(keyCopy) !== undefined) {
+    throw new UsageError(`${keyCopy} exists: a backup never replaces a file, choose another name`);
+  }
   const size = sizeOf(config.dbPath);
   if (size === undefined) {
     throw new StorageError(`Cannot back up ${config.dbPath}: no such database`);
@@ -106,7 +143,9 @@ export async function backupDatabase(
   try {
     info = SqliteServerStore.inspectFile(out, {
       ...(config.dbKey ? { dbKey: config.dbKey, verifyKey: true } : {}),
+      ...(keyCopy !== undefined && keyFile !== undefined ? { secretsKeyFile: keyFile } : {}),
     });
+    if (keyCopy !== undefined && info.secretsKeyFile) await copyPrivate(keyFile!, keyCopy);
   } catch (e) {
     try {
       Deno.removeSync(out);
@@ -115,7 +154,14 @@ export async function backupDatabase(
       cause: e,
     });
   }
-  return { path: out, bytes, takenAt, info };
+  return {
+    path: out,
+    bytes,
+    takenAt,
+    info,
+    secretsKeyFile: info.secretsKeyFile ? keyFile : undefined,
+    keyCopy: info.secretsKeyFile ? keyCopy : undefined,
+  };
 }
 
 /**
@@ -155,12 +201,32 @@ export async function restoreDatabase(
       }
       throw e;
     }
+    // without db_key: the secrets key file the backup's OPAQUE secret is sealed with, from
+    // beside the backup (`--with-key`) or the one in the data dir; an older backup with the
+    // secret in plain text is sealed now, with the data dir's (made if needed)
+    const keyFile = config.dbKey ? undefined : secretsKeyPath(config);
+    let keySource = keyFile;
+    if (keyFile !== undefined && info.secretsKeyFile) {
+      if (sizeOf(`${file}.key`) !== undefined) keySource = `${file}.key`;
+      try {
+        SqliteServerStore.inspectFile(file, { secretsKeyFile: keySource! });
+      } catch (e) {
+        if (!(e instanceof QpqError)) throw e;
+        throw new StorageError(
+          `Cannot restore from ${file}: ${reason(e)}; or put it beside the backup as ${file}.key`,
+          { cause: e },
+        );
+      }
+    }
     // ours to remove: we hold the lock, so an earlier restore that stopped half-way left it
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`, `${tmp}-journal`]) removeIfThere(f);
     await copyPrivate(file, tmp);
     const store = await SqliteServerStore.open(tmp, {
       ...(config.dbKey ? { dbKey: config.dbKey } : {}),
       ...(options.now ? { clock: options.now } : {}),
+      ...(keySource !== undefined
+        ? { secretsKeyFile: keySource, createSecretsKeyFile: keySource === keyFile }
+        : {}),
     });
     let mark: RestoreMark;
     try {
@@ -169,6 +235,21 @@ export async function restoreDatabase(
       });
     } finally {
       await store.close();
+    }
+    // a key file from beside the backup goes into the data dir; one it replaces is kept
+    let keyKeptAs: string | undefined;
+    if (keyFile !== undefined && keySource !== keyFile) {
+      const theirs = await Deno.readFile(keySource!);
+      const ours = sizeOf(keyFile) === undefined ? undefined : await Deno.readFile(keyFile);
+      if (ours === undefined || !sameBytes(ours, theirs)) {
+        if (ours !== undefined) {
+          keyKeptAs = `${keyFile}.replaced-${stamp((options.now ?? Date.now)())}`;
+          Deno.renameSync(keyFile, keyKeptAs);
+        }
+        await copyPrivate(keySource!, keyFile);
+      }
+      theirs.fill(0);
+      ours?.fill(0);
     }
     let keptAs: string | undefined;
     // the journal belongs to the database it was written for: kept beside it (even without
@@ -184,7 +265,7 @@ export async function restoreDatabase(
     if (sizeOf(`${tmp}-wal`)) Deno.renameSync(`${tmp}-wal`, `${db}-wal`);
     for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
     syncDir(db); // the renames survive a power cut, not only the file contents
-    return { dbPath: db, keptAs, info, mark };
+    return { dbPath: db, keptAs, info, mark, secretsKeyFile: keyFile, keyKeptAs };
   } catch (e) {
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) removeIfThere(f);
     throw e;
@@ -228,6 +309,10 @@ function syncDir(path: string): void {
   } finally {
     d.close();
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function removeIfThere(path: string): void {

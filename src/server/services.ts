@@ -23,7 +23,7 @@ import { accountHandlers } from "./accounts.ts";
 import { keyPackageHandlers } from "./key_packages.ts";
 import { deliveryHandlers } from "./delivery.ts";
 import { consentHandlers } from "./consent.ts";
-import { lockDatabase } from "./backup.ts";
+import { lockDatabase, secretsKeyPath } from "./backup.ts";
 
 /** How often expired messages, sessions and KeyPackages are purged (ms). */
 const PURGE_INTERVAL_MS = 60_000;
@@ -53,6 +53,9 @@ export async function openStore(
     return { store: await SqliteServerStore.open(MEMORY_PATH, options), release: () => {} };
   }
   await Deno.mkdir(c.dataDir, { recursive: true, mode: 0o700 });
+  // without db_key only the OPAQUE server setup is sealed at rest, with a key file kept in
+  // the data dir (never in a backup unless asked): say so once
+  const secretsKeyFile = c.dbKey ? undefined : secretsKeyPath(c);
   // made 0700 by us; one made by someone else may be open to other users: say so (the
   // files in it are 0600 whatever the umask, but their names and sizes show)
   const mode = (await Deno.stat(c.dataDir)).mode;
@@ -73,10 +76,19 @@ export async function openStore(
   }
   let store: SqliteServerStore;
   try {
-    store = await SqliteServerStore.open(c.dbPath, options);
+    store = await SqliteServerStore.open(c.dbPath, {
+      ...options,
+      ...(secretsKeyFile !== undefined ? { secretsKeyFile } : {}),
+    });
   } catch (e) {
     lock.release();
     throw e;
+  }
+  if (secretsKeyFile !== undefined) {
+    ctx.log.warn(
+      "no db_key: the database is not sealed at rest (set db_key or QPQ_DB_KEY); only the OPAQUE server secret is, with the key file",
+      { keyFile: secretsKeyFile },
+    );
   }
 
   // e.g. accounts renamed by migration 3 (case-insensitive usernames): the operator must

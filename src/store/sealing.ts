@@ -18,7 +18,9 @@
  *
  * Without a `db_key` the {@link Sealer} is the identity on values, usernames are stored as
  * their UTF-8 bytes and tokens as SHA-256(token): readable for debugging, yet a stolen file
- * still does not reveal live session tokens.
+ * still does not reveal live session tokens. The `secrets` table (the OPAQUE server setup,
+ * which would allow an offline dictionary attack on every password) is sealed all the same,
+ * under a key file beside the database ({@link Sealer.fromSecretsKey}).
  *
  * @module
  */
@@ -28,6 +30,7 @@ import { concat, constantTimeEqual, utf8, zeroize } from "../bytes.ts";
 import { StorageError } from "../errors.ts";
 
 const SALT = utf8("qpq/server-store/v1");
+const SECRETS_SALT = utf8("qpq/server-secrets/v1");
 const CHECK_INPUT = utf8("qpq store check v1");
 const SEP = new Uint8Array([0]);
 /** Most memoized name lookups per store (the cache is simply emptied when full). */
@@ -89,6 +92,25 @@ export class Sealer {
     } finally {
       zeroize(ikm);
     }
+  }
+
+  /**
+   * The sealer of the `secrets` table of a database without `db_key`: keys derived from
+   * the 32 random bytes of the server's secrets key file (`server-secrets.key`), so that a
+   * copy of the database alone does not hold the OPAQUE server setup. Only
+   * {@link seal}, {@link open}, {@link checkValue} and {@link verifyCheck} are meant for it.
+   *
+   * @throws {StorageError} when the key is not 32 bytes
+   */
+  static fromSecretsKey(key: Uint8Array): Sealer {
+    if (key.length !== 32) {
+      throw new StorageError("Cannot open database: the secrets key is not 32 bytes");
+    }
+    return new Sealer(
+      hkdfSha256(key, SECRETS_SALT, utf8("qpq server secrets seal key v1"), 32),
+      hkdfSha256(key, SECRETS_SALT, utf8("qpq server secrets lookup key v1"), 32),
+      hkdfSha256(key, SECRETS_SALT, utf8("qpq server secrets check key v1"), 32),
+    );
   }
 
   /** The mode recorded in the database for this sealer. */

@@ -538,7 +538,7 @@ class Simulation implements CheckContext {
     const a = rng.pick(online);
     const suites = this.#o.suites;
     const suite = suites.length > 1 && rng.chance(0.3) ? suites[1]! : suites[0]!;
-    const name = `g${s}`;
+    const name = `g${letterTag(s)}`;
     const out = await this.#run(
       `${a.name} create #${name} ${suite === SUITES[0] ? "xwing" : "x25519"}`,
       () => a.client.createGroup(name, suite as typeof SUITES[number]),
@@ -954,4 +954,13 @@ class Simulation implements CheckContext {
     this.#log.push(line);
     if (this.#o.verbose) this.#o.progress?.(line);
   }
+}
+
+/**
+ * `n` in letters (`16` → `bg`): group names from step numbers must not look alike under the
+ * username skeleton (`g6` and `g8` would, both reading as `gb`), or a client holding both
+ * shows them with an id suffix.
+ */
+function letterTag(n: number): string {
+  return [...String(n)].map((d) => "abcdefghjk"[Number(d)]).join("");
 }

@@ -19,11 +19,14 @@ import { QpqError } from "../../errors.ts";
 import { Sealer } from "../sealing.ts";
 import { type MigrationPlan, planMigrations, readSchemaVersion } from "./migrations.ts";
 import { SqliteServerStore, verifySealing } from "./sqlite_server_store.ts";
+import { SECRETS_CHECK_META, SECRETS_SEAL_META, secretsSealerFor } from "./_secrets_key.ts";
 
 /** Options of {@link checkDatabase}. */
 export interface CheckDatabaseOptions {
   /** The server's db_key (absent or empty: not sealed). */
   dbKey?: string | undefined;
+  /** Without db_key: the secrets key file the server would open it with (never created). */
+  secretsKeyFile?: string | undefined;
 }
 
 /** What {@link checkDatabase} found. */
@@ -161,6 +164,21 @@ export async function checkDatabase(
       return fail(`${path}: ${reason(e)}`);
     }
     out.findings.push(sealer.sealed ? "db_key: opens it" : "db_key: none, not sealed");
+    const keyFile = options.secretsKeyFile;
+    if (!sealer.sealed && keyFile !== undefined) {
+      if (meta.get(SECRETS_SEAL_META) === undefined) {
+        out.findings.push(
+          `secrets key file: not used yet, the next start seals the OPAQUE secret with ${keyFile}`,
+        );
+      } else {
+        try {
+          secretsSealerFor(keyFile, meta.get(SECRETS_CHECK_META)).destroy();
+        } catch (e) {
+          return fail(`${path}: ${reason(e)}`);
+        }
+        out.findings.push(`secrets key file: ${keyFile} opens the OPAQUE secret`);
+      }
+    }
     out.findings.push(`schema: ${out.schemaVersion}, ${out.accounts} account(s)`);
     if (out.plan.steps.length === 0) {
       out.ok = true;

@@ -223,6 +223,45 @@ function fixChannels(db: DatabaseSync, sealer: Sealer, renamed: Map<string, stri
   }
 }
 
+/**
+ * Migration 6: every account's look-alike skeleton recomputed under the wider rule of
+ * `src/names.ts` (separators dropped, digits read as letters, `nn`, `y`). Oldest first, as
+ * in migration 3: an account whose new skeleton an older account already has keeps its
+ * name and its logins, with no skeleton (the unique index holds); a notice names both when
+ * it is a look-alike only under the new rule.
+ * New registrations of look-alikes of either are refused from now on.
+ */
+function recomputeSkeletons(db: DatabaseSync, sealer: Sealer): string[] {
+  const users = db.prepare(
+    "SELECT uid, username, skeleton_ref IS NOT NULL AS had FROM users ORDER BY created_at, rowid",
+  ).all().map((r) => {
+    const uid = r.uid as Uint8Array;
+    const name = fromUtf8(sealer.open("users.username", uid, r.username as Uint8Array));
+    return { uid, name, had: r.had === 1 };
+  });
+  db.exec("UPDATE users SET skeleton_ref = NULL");
+  const owner = new Map<string, string>();
+  const notices: string[] = [];
+  const set = db.prepare("UPDATE users SET skeleton_ref = ? WHERE uid = ?");
+  for (const u of users) {
+    if (!isCanonicalUsername(u.name) || u.name.includes("~")) continue;
+    const k = usernameSkeleton(u.name);
+    const first = owner.get(k);
+    if (first !== undefined) {
+      // a look-alike already under the old rule had no skeleton and was told nothing then
+      if (!u.had) continue;
+      notices.push(
+        `account "${u.name}" now looks like the older account "${first}" (wider look-alike ` +
+          `rule): both keep their names; new look-alikes of them are refused`,
+      );
+      continue;
+    }
+    owner.set(k, u.name);
+    set.run(sealer.lookup("skeleton", utf8(k)), u.uid);
+  }
+  return notices;
+}
+
 /** All migrations, oldest first. */
 export const MIGRATIONS: readonly Migration[] = Object.freeze([
   {
@@ -386,6 +425,13 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
         PRIMARY KEY (blocker, blocked)
       ) STRICT, WITHOUT ROWID;
     `,
+  },
+  {
+    // Look-alike skeletons under the wider rule (issues 18, 21): see recomputeSkeletons.
+    version: 6,
+    name: "wider look-alike skeletons",
+    sql: "",
+    run: recomputeSkeletons,
   },
 ]);
 

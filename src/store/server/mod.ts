@@ -25,6 +25,7 @@ export {
   type SqliteServerStoreOptions,
 } from "./sqlite_server_store.ts";
 export { FileLock } from "../_file_lock.ts";
+export { SECRETS_KEY_FILE } from "./_secrets_key.ts";
 export {
   classifyStorageError,
   notWritableReason,

@@ -90,6 +90,14 @@ import {
   type UserInfo,
 } from "./server_store.ts";
 import { usernameSkeleton } from "../../names.ts";
+import {
+  createSecretsKey,
+  readSecretsKey,
+  SECRETS_CHECK_META,
+  SECRETS_SEAL_META,
+  SECRETS_SEAL_MODE,
+  secretsSealerFor,
+} from "./_secrets_key.ts";
 import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
 import {
   classifyStorageError,
@@ -117,6 +125,15 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
    * and when it can write again (with the count): the server logs these. No secrets.
    */
   onStorageEvent?: (e: StorageEvent) => void;
+  /**
+   * Without `dbKey`: the secrets key file that seals the `secrets` table (the OPAQUE server
+   * setup), see `_secrets_key.ts`. A database that records sealed secrets refuses to open
+   * when the file is missing or another database's. Unset: secrets as they are (plain in a
+   * database that never had a key file; unreadable, not replaced, in one that has).
+   */
+  secretsKeyFile?: string;
+  /** Create {@link secretsKeyFile} when it is missing and the database does not need it (default true). */
+  createSecretsKeyFile?: boolean;
 }
 
 /**
@@ -135,6 +152,8 @@ export interface DatabaseFileInfo {
   backupTakenAt: number | undefined;
   /** How many restores the database has been through. */
   restoreGeneration: number;
+  /** True when its secrets are sealed with a secrets key file (a database without db_key). */
+  secretsKeyFile: boolean;
 }
 
 /** What a restored database tells each user (see {@link SqliteServerStore.markRestored}). */
@@ -217,6 +236,10 @@ export class SqliteServerStore implements ServerStore {
   migrationNotices: readonly string[] = [];
   readonly #db: DatabaseSync;
   readonly #sealer: Sealer;
+  /** Seals the `secrets` rows when they are not sealed by `#sealer` (no db_key, a key file). */
+  #secrets: Sealer | undefined;
+  /** True when the secrets are sealed with a key file this store was not given. */
+  #secretsLocked = false;
   readonly #clock: () => number;
   readonly #lim: StoreLimits;
   readonly #sql: Statements;
@@ -246,6 +269,7 @@ export class SqliteServerStore implements ServerStore {
   static open(path: string, options: SqliteServerStoreOptions = {}): Promise<SqliteServerStore> {
     let db: DatabaseSync | undefined;
     let sealer: Sealer | undefined;
+    let secrets: Sealer | undefined;
     let notices: string[] = [];
     try {
       sealer = options.dbKey === undefined ? Sealer.plain() : Sealer.fromDbKey(options.dbKey);
@@ -280,6 +304,24 @@ export class SqliteServerStore implements ServerStore {
       else if (version > 0) {
         throw new StorageError("Cannot open database: it has no sealing record");
       }
+      // the secrets key file (no db_key): required when the database says so, else made
+      const secretsSealed = meta.get(SECRETS_SEAL_META) !== undefined;
+      let sealSecretsNow = false;
+      const keyFile = options.secretsKeyFile;
+      if (!sealer.sealed && path !== MEMORY_PATH && keyFile !== undefined) {
+        if (secretsSealed) secrets = secretsSealerFor(keyFile, meta.get(SECRETS_CHECK_META));
+        else {
+          let key = readSecretsKey(keyFile);
+          if (key === undefined && options.createSecretsKeyFile !== false) {
+            key = createSecretsKey(keyFile);
+          }
+          if (key !== undefined) {
+            secrets = Sealer.fromSecretsKey(key);
+            key.fill(0);
+            sealSecretsNow = true;
+          }
+        }
+      }
       // 2. Writes. A private in-memory database has no journal file and nothing to fsync.
       const inMemory = path === MEMORY_PATH;
       if (!inMemory) {
@@ -295,7 +337,10 @@ export class SqliteServerStore implements ServerStore {
         ins.run("seal_check", sealer.checkValue());
         db.exec("COMMIT");
       }
+      if (sealSecretsNow) sealSecrets(db, secrets!, !inMemory);
       const store = new SqliteServerStore(db, sealer, options);
+      store.#secrets = secrets;
+      store.#secretsLocked = !sealer.sealed && secretsSealed && secrets === undefined;
       store.migrationNotices = notices;
       store.#fsync = !inMemory && options.fsync !== false;
       return Promise.resolve(store);
@@ -305,6 +350,7 @@ export class SqliteServerStore implements ServerStore {
         db?.close();
       } catch { /* already failing */ }
       sealer?.destroy();
+      secrets?.destroy();
       const err = e instanceof QpqError
         ? e
         : new StorageError("Cannot open database: the file cannot be opened", { cause: e });
@@ -322,7 +368,7 @@ export class SqliteServerStore implements ServerStore {
    */
   static inspectFile(
     path: string,
-    options: { dbKey?: string; verifyKey?: boolean } = {},
+    options: { dbKey?: string; verifyKey?: boolean; secretsKeyFile?: string } = {},
   ): DatabaseFileInfo {
     let db: DatabaseSync | undefined;
     let sealer: Sealer | undefined;
@@ -381,6 +427,9 @@ export class SqliteServerStore implements ServerStore {
         sealer = options.dbKey ? Sealer.fromDbKey(options.dbKey) : Sealer.plain();
         verifySealing(sealer, fromUtf8(mode), meta.get("seal_check"));
       }
+      if (options.secretsKeyFile !== undefined && meta.get(SECRETS_SEAL_META) !== undefined) {
+        secretsSealerFor(options.secretsKeyFile, meta.get(SECRETS_CHECK_META)).destroy();
+      }
       const num = (key: string): number | undefined => {
         const v = meta.get(key);
         const n = v === undefined ? NaN : Number(fromUtf8(v));
@@ -391,6 +440,7 @@ export class SqliteServerStore implements ServerStore {
         sealed: fromUtf8(mode) !== "plain",
         backupTakenAt: num("backup_taken_at"),
         restoreGeneration: num("restore_generation") ?? 0,
+        secretsKeyFile: meta.get(SECRETS_SEAL_META) !== undefined,
       };
     } finally {
       try {
@@ -548,6 +598,7 @@ export class SqliteServerStore implements ServerStore {
         this.#db.close();
       } finally {
         this.#sealer.destroy();
+        this.#secrets?.destroy();
       }
     }
     return Promise.resolve();
@@ -725,14 +776,20 @@ export class SqliteServerStore implements ServerStore {
 
   getOrCreateSecret(name: string, create: () => Uint8Array): Promise<Uint8Array> {
     return this.#tx(() => {
+      if (this.#secretsLocked) {
+        throw new StorageError(
+          "Cannot read the server secrets: they are sealed with a secrets key file this store was opened without",
+        );
+      }
+      const sealer = this.#secrets ?? this.#sealer;
       const rowKey = utf8(name);
       const r = this.#get("SELECT value FROM secrets WHERE name = ?", name);
-      if (r !== undefined) return this.#sealer.open("secrets.value", rowKey, r.value as Uint8Array);
+      if (r !== undefined) return sealer.open("secrets.value", rowKey, r.value as Uint8Array);
       const v = create();
       this.#run(
         "INSERT INTO secrets (name, value) VALUES (?, ?)",
         name,
-        this.#sealer.seal("secrets.value", rowKey, v),
+        sealer.seal("secrets.value", rowKey, v),
       );
       return v.slice();
     });
@@ -1640,6 +1697,37 @@ function ownerOnly(path: string): void {
       Deno.chmodSync(f, 0o600);
     } catch { /* absent, or not ours to change */ }
   }
+}
+
+/**
+ * Seal every `secrets` row of a database without db_key with the key file's sealer and
+ * record it (meta), in one transaction. The plain bytes are overwritten, not only unlinked
+ * (`secure_delete`), and a file database is checkpointed, so that neither the file nor its
+ * WAL keeps them.
+ */
+function sealSecrets(db: DatabaseSync, secrets: Sealer, file: boolean): void {
+  db.exec("PRAGMA secure_delete = ON");
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    const rows = db.prepare("SELECT name, value FROM secrets").all();
+    const upd = db.prepare("UPDATE secrets SET value = ? WHERE name = ?");
+    for (const r of rows) {
+      const name = String(r.name);
+      const plain = r.value as Uint8Array;
+      upd.run(secrets.seal("secrets.value", utf8(name), plain), name);
+      plain.fill(0);
+    }
+    const ins = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    ins.run(SECRETS_SEAL_META, utf8(SECRETS_SEAL_MODE));
+    ins.run(SECRETS_CHECK_META, secrets.checkValue());
+    db.exec("COMMIT");
+  } catch (e) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw e;
+  } finally {
+    db.exec("PRAGMA secure_delete = OFF");
+  }
+  if (file) db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 /** Throws the one-line StorageError when `sealer` does not match how the database was sealed. */
