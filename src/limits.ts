@@ -140,10 +140,19 @@ export const MAX_CHANNEL_MEMBERS = 10_000;
 export const SESSION_TTL_SECONDS = 7 * 24 * 3600;
 /** Session token length in bytes (256 bits). */
 export const SESSION_TOKEN_BYTES = 32;
-/** Login attempts allowed per user per window. */
+/**
+ * Login attempts allowed per user from one source address (IPv4 address, IPv6 /64) per
+ * window: failures from one source never use up the user's attempts from another.
+ */
 export const LOGIN_ATTEMPTS_PER_USER = 10;
-/** Login attempts allowed per connection per window. */
-export const LOGIN_ATTEMPTS_PER_CONNECTION = 20;
+/**
+ * Login attempts one source address (IPv4 address, IPv6 /64) may start at once, whatever
+ * the names, refilled over {@link LOGIN_WINDOW_MS}; a login that succeeds gives its attempt
+ * back, so only failed or abandoned ones count (an office behind one NAT logs in freely).
+ * Config `login_attempts_per_source`. It replaces the per-connection allowance, which a
+ * new connection reset.
+ */
+export const LOGIN_ATTEMPTS_PER_SOURCE = 30;
 /** Login rate-limit window (ms). */
 export const LOGIN_WINDOW_MS = 60_000;
 /** Shortest auth_token accepted in production mode. */
@@ -285,3 +294,27 @@ export const FRAME_READ_CHUNK_BYTES = 64 * 1024;
  * the server closed it ("not logged in within 10 s"), to put that in the error (ms).
  */
 export const CLOSE_REASON_WAIT_MS = 200;
+
+// ---- issue 18: logins a stranger cannot lock ----
+/**
+ * Login attempts all "unknown" sources share per account at once: a source is known for an
+ * account once a login from it succeeded (the last {@link LOGIN_KNOWN_SOURCES_PER_USER},
+ * for {@link LOGIN_KNOWN_SOURCE_MS}); known sources never spend this allowance.
+ */
+export const LOGIN_UNKNOWN_SOURCE_BURST = 20;
+/**
+ * Time in which one attempt from an unknown source comes back to an account's shared
+ * allowance (ms): 1 a minute, so online guessing from any number of addresses is bounded
+ * at {@link LOGIN_UNKNOWN_SOURCE_BURST} + 1,440 attempts per account per day.
+ */
+export const LOGIN_UNKNOWN_SOURCE_REFILL_MS = 60_000;
+/**
+ * Longest a login from an unknown source is held back when the shared allowance is
+ * empty, waiting for its next attempt (ms): unknown sources are slowed down first and
+ * refused only past this (below the client's request timeout).
+ */
+export const LOGIN_SLOWDOWN_MAX_MS = 8_000;
+/** Sources remembered per account as known (the most recent successful logins). */
+export const LOGIN_KNOWN_SOURCES_PER_USER = 8;
+/** How long a source stays known for an account after its last successful login (ms). */
+export const LOGIN_KNOWN_SOURCE_MS = 30 * 24 * 3600 * 1000;

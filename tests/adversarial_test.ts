@@ -38,7 +38,7 @@ import {
 import { AuthError, QpqError } from "../src/errors.ts";
 import { randomBytes } from "../src/bytes.ts";
 import {
-  LOGIN_ATTEMPTS_PER_CONNECTION,
+  LOGIN_ATTEMPTS_PER_SOURCE,
   LOGIN_ATTEMPTS_PER_USER,
   MAX_FETCH_PAGE,
   MAX_FETCH_PAGE_BYTES,
@@ -66,8 +66,9 @@ function identityKey(): Uint8Array {
   return ed25519.getPublicKey(ed25519.utils.randomSecretKey());
 }
 
-function connect(srv: { addr: string; certPem: string }): Promise<ServerConnection> {
-  return connectServer({ server: srv.addr, caCertPem: srv.certPem });
+/** A connection to `srv`, sent from `from` (a loopback address: 127.0.0.1 by default). */
+function connect(srv: { addr: string; certPem: string }, from?: string): Promise<ServerConnection> {
+  return connectServer({ server: srv.addr, caCertPem: srv.certPem, localHostname: from });
 }
 
 async function newUser(srv: TestServer, name: string) {
@@ -506,7 +507,7 @@ Deno.test("startServer cuts off a trickling QUIC stream at its frame deadline, o
   }
 });
 
-Deno.test("a flood of login attempts is rate_limited after the limit while another user still logs in", async () => {
+Deno.test("a flood of login attempts is rate_limited per source while the victim and another user still log in from theirs", async () => {
   const srv = await startTestServer();
   const setup = await connect(srv);
   try {
@@ -519,8 +520,9 @@ Deno.test("a flood of login attempts is rate_limited after the limit while anoth
           conn.call({ kind: "loginStart", username, request: ke1.request }, "loginStarted"),
         );
       };
-      // one user, from one connection: LOGIN_ATTEMPTS_PER_USER get through, then no more
-      const x = await connect(srv);
+      // the attacker's address, 127.0.0.12: LOGIN_ATTEMPTS_PER_USER guesses at the victim
+      // get through, then no more from there
+      const x = await connect(srv, "127.0.0.12");
       const codes: string[] = [];
       for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER + 3; i++) codes.push(await attempt(x, "victim"));
       assertEquals(codes.filter((c) => c === "ok").length, LOGIN_ATTEMPTS_PER_USER);
@@ -529,35 +531,35 @@ Deno.test("a flood of login attempts is rate_limited after the limit while anoth
         "rate_limited",
         "rate_limited",
       ]);
-      // the per-user limit holds across connections
-      const y = await connect(srv);
+      // a new connection from the same address does not reset it
+      const y = await connect(srv, "127.0.0.12");
       assertEquals(await attempt(y, "victim"), "rate_limited");
-      // one connection spraying usernames hits the per-connection limit
+      // spraying usernames from that address hits the per-source limit, whatever the
+      // connection: it has already started 14 of its LOGIN_ATTEMPTS_PER_SOURCE
       const spray: string[] = [];
-      for (let i = 0; i < LOGIN_ATTEMPTS_PER_CONNECTION + 5; i++) {
-        spray.push(await attempt(y, `u${i}`));
-      }
-      // y already used 1 attempt on victim (refused per user, but counted for the connection)
-      assertEquals(spray.filter((c) => c === "ok").length, LOGIN_ATTEMPTS_PER_CONNECTION - 1);
+      for (let i = 0; i < LOGIN_ATTEMPTS_PER_SOURCE; i++) spray.push(await attempt(y, `u${i}`));
+      assertEquals(spray.filter((c) => c === "ok").length, LOGIN_ATTEMPTS_PER_SOURCE - 14);
       assertEquals(spray.at(-1), "rate_limited");
-      // a concurrent flood from 8 more connections, 30 attempts each
+      // a concurrent flood from 8 more addresses (127.0.0.4–11: deno task test allows 2–12), 40 attempts each
       const flood = await Promise.all(Array.from({ length: 8 }, async (_, k) => {
-        const c = await connect(srv);
-        const r = await Promise.all(Array.from({ length: 30 }, (_, i) => attempt(c, `f${k}x${i}`)));
+        const c = await connect(srv, `127.0.0.${k + 4}`);
+        const r = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(c, `f${k}x${i}`)));
         await c.close();
         return r;
       }));
       const flat = flood.flat();
-      assertEquals(flat.filter((c) => c === "ok").length, 8 * LOGIN_ATTEMPTS_PER_CONNECTION);
+      assertEquals(flat.filter((c) => c === "ok").length, 8 * LOGIN_ATTEMPTS_PER_SOURCE);
       assertEquals(
         flat.filter((c) => c === "rate_limited").length,
-        8 * (30 - LOGIN_ATTEMPTS_PER_CONNECTION),
+        8 * (40 - LOGIN_ATTEMPTS_PER_SOURCE),
       );
-      // meanwhile another user logs in normally
-      const d = await connect(srv);
-      const token = await loginUser(d, "dave", PASSWORD);
-      assertEquals(token.length, 32);
-      await d.close();
+      // meanwhile the victim logs in from her own address, and dave from his
+      for (const [name, from] of [["victim", "127.0.0.2"], ["dave", "127.0.0.3"]] as const) {
+        const d = await connect(srv, from);
+        const token = await loginUser(d, name, PASSWORD);
+        assertEquals(token.length, 32);
+        await d.close();
+      }
       await x.close();
       await y.close();
     });

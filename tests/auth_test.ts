@@ -7,7 +7,12 @@
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { fromHex, randomBytes, toHex, utf8 } from "../src/bytes.ts";
 import { AuthError, CryptoError, ValidationError } from "../src/errors.ts";
-import { LOGIN_ATTEMPTS_PER_CONNECTION, LOGIN_ATTEMPTS_PER_USER } from "../src/limits.ts";
+import {
+  LOGIN_ATTEMPTS_PER_SOURCE,
+  LOGIN_ATTEMPTS_PER_USER,
+  LOGIN_UNKNOWN_SOURCE_BURST,
+  LOGIN_UNKNOWN_SOURCE_REFILL_MS,
+} from "../src/limits.ts";
 import {
   authenticateSession,
   clientLoginFinish,
@@ -270,49 +275,93 @@ Deno.test("SlidingWindowLimiter refuses past the limit and allows again after th
   assertEquals((await rl.hit("k")).allowed, true);
 });
 
-Deno.test("SlidingWindowLimiter: cycling fresh keys never resets a lockout; full of live keys, new keys wait", async () => {
+Deno.test("SlidingWindowLimiter: a table full of made-up names evicts the least recently used, never refuses everyone", async () => {
   let now = 0;
   const rl = new SlidingWindowLimiter({ limit: 3, windowMs: 1000, clock: () => now, maxKeys: 5 });
   for (let i = 0; i < 3; i++) assertEquals((await rl.hit("victim")).allowed, true);
   assertEquals((await rl.hit("victim")).allowed, false);
-  // an attacker cycles 1,000 fresh usernames
+  // fewer fresh keys than the table holds: the lockout holds
+  for (let i = 0; i < 4; i++) assertEquals((await rl.hit(`fresh-${i}`)).allowed, true);
+  assertEquals((await rl.hit("victim")).allowed, false, "still locked: it was used last");
+  // an attacker cycles 1,000 fresh usernames: every one is let in (issue 18: the old
+  // limiter refused every new key once 5 live keys filled it, locking out every user)
   const fresh: boolean[] = [];
   for (let i = 0; i < 1000; i++) {
     now += 0.5;
-    fresh.push((await rl.hit(`fresh-${i}`)).allowed);
+    fresh.push((await rl.hit(`flood-${i}`)).allowed);
   }
-  assertEquals(fresh.filter((a) => a).length, 4, "room for four more keys, then none");
+  assertEquals(fresh.filter((a) => a).length, 1000);
   assertEquals(rl.size, 5);
-  const refused = await rl.hit("victim");
-  assertEquals(refused.allowed, false, "the lockout holds");
-  const full = await rl.hit("another");
-  assertEquals(full.allowed, false);
-  assert(full.retryAfterMs > 0 && full.retryAfterMs <= 1000, String(full.retryAfterMs));
-  // once the window has passed, expired keys make room and the victim may try again
-  now = 1001;
-  assertEquals((await rl.hit("another")).allowed, true);
-  assertEquals((await rl.hit("victim")).allowed, true);
-  assert(rl.size <= 5);
+  assertEquals((await rl.hit("a-real-user")).allowed, true);
 });
 
-Deno.test("LoginRateLimiter trips per user and per connection with rate_limited", async () => {
-  const now = 5_000;
-  const rl = new LoginRateLimiter({ clock: () => now });
-  for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER; i++) await rl.check("alice", `conn-${i}`);
-  const e = await assertRejects(() => rl.check("alice", "conn-new"), AuthError);
+Deno.test("LoginRateLimiter: per user and source, per source, and a shared allowance for unknown sources", async () => {
+  let now = 5_000;
+  const slept: number[] = [];
+  const rl = new LoginRateLimiter({
+    clock: () => now,
+    sleep: (ms) => {
+      slept.push(ms);
+      return Promise.resolve();
+    },
+  });
+  // failures from one source lock the user out of that source only
+  for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER; i++) await rl.checkUser("alice", "10.0.0.1");
+  const e = await assertRejects(() => rl.checkUser("alice", "10.0.0.1"), AuthError);
   assertEquals(e.code, "rate_limited");
   assert(!e.message.includes("alice"));
-  // Unknown and other users are limited on their own counters.
-  await rl.check("bob", "conn-x");
-  await rl.succeeded("alice");
-  await rl.check("alice", "conn-y");
-  // One connection trying many usernames.
-  const rl2 = new LoginRateLimiter({ clock: () => now });
-  for (let i = 0; i < LOGIN_ATTEMPTS_PER_CONNECTION; i++) await rl2.check(`user-${i}`, "conn");
-  const e2 = await assertRejects(() => rl2.check("fresh-user", "conn"), AuthError);
-  assertEquals(e2.code, "rate_limited");
-  // The refused connection did not use up fresh-user's allowance.
-  for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER; i++) await rl2.check("fresh-user", `c${i}`);
+  await rl.checkUser("alice", "10.0.0.2");
+  await rl.checkUser("bob", "10.0.0.1");
+  // one source spraying usernames hits the per-source limit, whatever the connection
+  for (let i = 0; i < LOGIN_ATTEMPTS_PER_SOURCE; i++) await rl.checkSource("10.9.9.9");
+  assertEquals(
+    (await assertRejects(() => rl.checkSource("10.9.9.9"), AuthError)).code,
+    "rate_limited",
+  );
+  await rl.checkSource("10.9.9.8");
+  // a login that succeeds gives its attempt back: an office behind one NAT logs in freely
+  for (let i = 0; i < 3 * LOGIN_ATTEMPTS_PER_SOURCE; i++) {
+    await rl.checkSource("10.7.7.7");
+    await rl.succeeded(`worker${i}`, "10.7.7.7");
+  }
+  // carol logs in from her laptop; then strangers from many addresses spend the allowance
+  // unknown sources share for her account
+  await rl.succeeded("carol", "192.0.2.7");
+  let allowed = 0;
+  for (let i = 0; i < 100; i++) {
+    try {
+      await rl.checkUser("carol", `198.51.100.${i}`);
+      allowed++;
+    } catch (err) {
+      assertEquals((err as AuthError).code, "rate_limited");
+    }
+  }
+  assertEquals(allowed, LOGIN_UNKNOWN_SOURCE_BURST);
+  // her laptop is never held back by them
+  for (let i = 0; i < LOGIN_ATTEMPTS_PER_USER; i++) await rl.checkUser("carol", "192.0.2.7");
+  assertEquals(slept, []);
+  // an unknown source is slowed down, not refused, when the next attempt is near
+  now += LOGIN_UNKNOWN_SOURCE_REFILL_MS - 3_000;
+  await rl.checkUser("carol", "203.0.113.1");
+  assertEquals(slept.length, 1);
+  assert(slept[0]! > 2_000 && slept[0]! <= 3_000, String(slept[0]));
+});
+
+Deno.test("LoginRateLimiter: guesses at one account from any number of unknown sources are bounded per day", async () => {
+  let now = 0;
+  const rl = new LoginRateLimiter({ clock: () => now, sleep: () => Promise.resolve() });
+  let guesses = 0;
+  let source = 0;
+  for (; now < 24 * 3600_000; now += 1_000) {
+    // a new address every second, each trying as fast as it may
+    try {
+      await rl.checkUser("victim", `s${source++}`);
+      guesses++;
+    } catch { /* refused */ }
+  }
+  const bound = LOGIN_UNKNOWN_SOURCE_BURST + 24 * 3600_000 / LOGIN_UNKNOWN_SOURCE_REFILL_MS;
+  assert(guesses <= bound, `${guesses} guesses > ${bound}`);
+  assert(guesses >= bound - 2, `${guesses}: the allowance refills`);
 });
 
 Deno.test("loginStart (handler, sealed store) takes the same time for known and unknown users: medians within 25%", async () => {
@@ -334,11 +383,16 @@ Deno.test("loginStart (handler, sealed store) takes the same time for known and 
       ctx,
       store,
       setup,
-      new LoginRateLimiter({ perUser: unlimited, perConnection: unlimited }),
+      new LoginRateLimiter({
+        perUser: unlimited,
+        perSource: new TokenBucketLimiter({ burst: 1e9, refillMs: 1 }),
+        unknownSources: new TokenBucketLimiter({ burst: 1e9, refillMs: 1 }),
+      }),
     );
     const conn = {
       id: 1,
       remote: "",
+      source: "",
       username: undefined,
       sessionHash: undefined,
       cleanups: new Set<() => void>(),
@@ -370,7 +424,7 @@ Deno.test("loginStart (handler, sealed store) takes the same time for known and 
   }
 });
 
-Deno.test("TokenBucketLimiter allows a burst, refills evenly, and never forgets a bucket that is not full", async () => {
+Deno.test("TokenBucketLimiter allows a burst, refills evenly, forgets full buckets first, then the least recently used", async () => {
   let now = 0;
   const rl = new TokenBucketLimiter({ burst: 3, refillMs: 300, clock: () => now, maxKeys: 2 });
   for (let i = 0; i < 3; i++) assertEquals((await rl.hit("a")).allowed, true);
@@ -380,12 +434,27 @@ Deno.test("TokenBucketLimiter allows a burst, refills evenly, and never forgets 
   assertEquals((await rl.hit("a")).allowed, true);
   assertEquals((await rl.hit("a")).allowed, false);
   assertEquals((await rl.hit("b")).allowed, true);
-  // full of buckets still refilling: a new key waits instead of resetting "a"
-  const c = await rl.hit("c");
-  assertEquals(c.allowed, false);
-  assert(c.retryAfterMs > 0);
-  assertEquals((await rl.hit("a")).allowed, false, "a's count survived");
-  now = 1000; // every bucket full again: forgotten to make room
+  assertEquals((await rl.hit("a")).allowed, false, "refused, and now the most recent");
+  // full of buckets still refilling: a new key is admitted (never refuse everyone) and the
+  // least recently used bucket ("b": "a" is under attack and stays) makes room
   assertEquals((await rl.hit("c")).allowed, true);
+  assertEquals(rl.size, 2);
+  assertEquals((await rl.hit("a")).allowed, false, "a's count survived: it was used most recently");
+  now = 1000; // every bucket full again: forgotten to make room
+  assertEquals((await rl.hit("d")).allowed, true);
   assert(rl.size <= 2);
+});
+
+Deno.test("TokenBucketLimiter.reserve slows down before it refuses, and the average rate holds", async () => {
+  let now = 0;
+  const rl = new TokenBucketLimiter({ burst: 2, refillMs: 2000, clock: () => now });
+  assertEquals(rl.reserve("u", 1500).delayMs, 0);
+  assertEquals(rl.reserve("u", 1500).delayMs, 0);
+  const slow = rl.reserve("u", 1500);
+  assertEquals([slow.allowed, slow.delayMs], [true, 1000]);
+  const refused = rl.reserve("u", 1500);
+  assertEquals(refused.allowed, false, "the next one would wait 2 s, over the bound");
+  now = 3000; // 3 tokens back: 1 owed, 2 available... capped at burst
+  assertEquals(rl.reserve("u", 0).allowed, true);
+  assertEquals((await rl.hit("u")).allowed, true);
 });

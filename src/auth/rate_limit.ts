@@ -1,14 +1,16 @@
 /**
- * Rate limiting: logins per user and per connection, and any other per-key allowance
+ * Rate limiting: logins per user, per source and per account, and any other per-key allowance
  * (KeyPackage fetches per requester and per target use {@link TokenBucketLimiter}).
  *
  * {@link RateLimiter} is the interface (async, so a limiter shared by several server
  * nodes, e.g. on the database, can replace the in-memory one); {@link SlidingWindowLimiter}
  * is an exact sliding-window log kept in memory: a key may make `limit` attempts in any
  * `windowMs` interval. Memory is bounded: at most `limit` timestamps per key and at most
- * `maxKeys` keys. A key is forgotten only once all its attempts have left the window, so
- * no flood of fresh keys can reset a lockout; when all `maxKeys` keys are still inside
- * their window, a new key is refused until the oldest one expires (fail closed).
+ * `maxKeys` keys. Keys whose attempts have all left the window are forgotten first; when
+ * every key is still inside its window, the least recently used key is evicted (a table
+ * full of made-up names never refuses everyone: issue 18). Evicting a key resets its
+ * count, but a key stays recent while it is being attacked, so resetting one takes
+ * `maxKeys` attempts on other keys in between, which the per-source limits bound.
  *
  * Unknown usernames are limited exactly like known ones, so the limiter reveals nothing
  * about which users exist.
@@ -18,8 +20,13 @@
 
 import { AuthError } from "../errors.ts";
 import {
-  LOGIN_ATTEMPTS_PER_CONNECTION,
+  LOGIN_ATTEMPTS_PER_SOURCE,
   LOGIN_ATTEMPTS_PER_USER,
+  LOGIN_KNOWN_SOURCE_MS,
+  LOGIN_KNOWN_SOURCES_PER_USER,
+  LOGIN_SLOWDOWN_MAX_MS,
+  LOGIN_UNKNOWN_SOURCE_BURST,
+  LOGIN_UNKNOWN_SOURCE_REFILL_MS,
   LOGIN_WINDOW_MS,
   MAX_RATE_LIMIT_KEYS,
 } from "../limits.ts";
@@ -50,7 +57,7 @@ export interface SlidingWindowOptions {
   windowMs: number;
   /** Current time (ms, default `Date.now`). */
   clock?: () => number;
-  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); past it the least recently used goes. */
   maxKeys?: number;
 }
 
@@ -80,20 +87,16 @@ export class SlidingWindowLimiter implements RateLimiter {
     const known = this.#hits.get(key);
     if (known === undefined && this.#hits.size >= this.#maxKeys) {
       this.#dropExpired(since);
-      if (this.#hits.size >= this.#maxKeys) {
-        // Full of keys still inside their window: evicting one would reset its count (a
-        // locked-out victim's, say), so the new key waits until the oldest one expires.
-        const oldest = this.#hits.values().next().value!;
-        return Promise.resolve({
-          allowed: false,
-          remaining: 0,
-          retryAfterMs: Math.max(1, oldest[oldest.length - 1]! + this.#window - now),
-        });
-      }
+      // Still full of keys inside their window: the least recently used one goes (never
+      // refuse everyone because made-up names filled the table).
+      if (this.#hits.size >= this.#maxKeys) this.#hits.delete(this.#hits.keys().next().value!);
     }
     const times = (known ?? []).filter((t) => t > since);
     if (times.length >= this.#limit) {
-      this.#hits.set(key, times); // keeps its place: order is by last counted attempt
+      // a refused attempt also makes the key recent: a key under attack is never the one
+      // evicted, so its lockout is not reset
+      this.#hits.delete(key);
+      this.#hits.set(key, times);
       return Promise.resolve({
         allowed: false,
         remaining: 0,
@@ -140,16 +143,16 @@ export interface TokenBucketOptions {
   refillMs: number;
   /** Current time (ms, default `Date.now`). */
   clock?: () => number;
-  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); new keys are refused past it. */
+  /** Most keys tracked (default {@link MAX_RATE_LIMIT_KEYS}); past it the least recently used goes. */
   maxKeys?: number;
 }
 
 /**
  * In-memory token bucket: up to `burst` attempts at once, refilled evenly over `refillMs`.
  * Two numbers per key, so large allowances (a member adding hundreds of people) cost no
- * more memory than small ones. Like {@link SlidingWindowLimiter}, a key is forgotten only
- * once its bucket is full again (its state equals a fresh key's), and when all `maxKeys`
- * keys are still refilling a new key is refused until the oldest one is full.
+ * more memory than small ones. Like {@link SlidingWindowLimiter}, full buckets (whose state
+ * equals a fresh key's) are forgotten first, and when all `maxKeys` keys are still
+ * refilling the least recently used one is evicted.
  */
 export class TokenBucketLimiter implements RateLimiter {
   readonly #burst: number;
@@ -177,26 +180,67 @@ export class TokenBucketLimiter implements RateLimiter {
   hit(key: string): Promise<RateDecision> {
     const now = this.#clock();
     let b = this.#buckets.get(key);
-    if (b === undefined && this.#buckets.size >= this.#maxKeys) {
-      for (const [k, old] of this.#buckets) {
-        if (this.#tokens(old, now) < this.#burst) break;
-        this.#buckets.delete(k);
-      }
-      if (this.#buckets.size >= this.#maxKeys) {
-        const oldest = this.#buckets.values().next().value!;
-        const wait = (this.#burst - this.#tokens(oldest, now)) / this.#perMs;
-        return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: Math.ceil(wait) });
-      }
-    }
+    if (b === undefined && this.#buckets.size >= this.#maxKeys) this.#makeRoom(now);
     const tokens = b === undefined ? this.#burst : this.#tokens(b, now);
     if (tokens < 1) {
       const wait = Math.max(1, Math.ceil((1 - tokens) / this.#perMs));
+      this.#buckets.delete(key); // refused, but recent: a bucket under attack is not evicted
+      this.#buckets.set(key, b!);
       return Promise.resolve({ allowed: false, remaining: 0, retryAfterMs: wait });
     }
     b = { tokens: tokens - 1, at: now };
     this.#buckets.delete(key); // re-inserted: the most recent attempt is last
     this.#buckets.set(key, b);
     return Promise.resolve({ allowed: true, remaining: Math.floor(b.tokens), retryAfterMs: 0 });
+  }
+
+  /**
+   * Like {@link hit}, but when the bucket is empty and its next attempt comes back within
+   * `maxDelayMs`, the attempt is taken in advance and allowed after `delayMs`: callers
+   * wait instead of being refused, and the average rate stays the same (an attempt taken
+   * in advance is missing later).
+   */
+  reserve(key: string, maxDelayMs: number): RateDecision & { delayMs: number } {
+    const now = this.#clock();
+    const b = this.#buckets.get(key);
+    if (b === undefined && this.#buckets.size >= this.#maxKeys) this.#makeRoom(now);
+    const tokens = b === undefined ? this.#burst : this.#tokens(b, now);
+    const delayMs = tokens >= 1 ? 0 : Math.ceil((1 - tokens) / this.#perMs);
+    if (delayMs > maxDelayMs) {
+      if (b !== undefined) { // refused, but recent: a bucket under attack is not evicted
+        this.#buckets.delete(key);
+        this.#buckets.set(key, b);
+      }
+      return { allowed: false, remaining: 0, retryAfterMs: delayMs - maxDelayMs, delayMs: 0 };
+    }
+    this.#buckets.delete(key); // re-inserted: the most recent attempt is last
+    this.#buckets.set(key, { tokens: tokens - 1, at: now });
+    return {
+      allowed: true,
+      remaining: Math.max(0, Math.floor(tokens - 1)),
+      retryAfterMs: 0,
+      delayMs,
+    };
+  }
+
+  /** Give one attempt back to `key` (an attempt that turned out well), up to the burst. */
+  refund(key: string): void {
+    const b = this.#buckets.get(key);
+    if (b === undefined) return;
+    const now = this.#clock();
+    b.tokens = Math.min(this.#burst, this.#tokens(b, now) + 1);
+    b.at = now;
+  }
+
+  /** Forget full buckets (their state equals a fresh key's), else the least recently used. */
+  #makeRoom(now: number): void {
+    for (const [k, old] of this.#buckets) {
+      if (this.#tokens(old, now) < this.#burst) break;
+      this.#buckets.delete(k);
+    }
+    if (this.#buckets.size >= this.#maxKeys) {
+      this.#buckets.delete(this.#buckets.keys().next().value!);
+    }
   }
 
   reset(key: string): Promise<void> {
@@ -212,54 +256,136 @@ export class TokenBucketLimiter implements RateLimiter {
 
 /** Options of {@link LoginRateLimiter}. */
 export interface LoginRateLimiterOptions {
-  /** Per-username limiter (default: {@link LOGIN_ATTEMPTS_PER_USER} per {@link LOGIN_WINDOW_MS}). */
+  /**
+   * Per (user, source) limiter (default: {@link LOGIN_ATTEMPTS_PER_USER} per
+   * {@link LOGIN_WINDOW_MS}).
+   */
   perUser?: RateLimiter;
-  /** Per-connection limiter (default: {@link LOGIN_ATTEMPTS_PER_CONNECTION} per window). */
-  perConnection?: RateLimiter;
-  /** Clock for the default limiters. */
+  /**
+   * Per-source allowance (default: a token bucket of `perSourceLimit`, refilled over
+   * {@link LOGIN_WINDOW_MS}); a login that succeeds gives its attempt back.
+   */
+  perSource?: TokenBucketLimiter;
+  /** Burst of the default per-source allowance (default {@link LOGIN_ATTEMPTS_PER_SOURCE}). */
+  perSourceLimit?: number;
+  /**
+   * The allowance unknown sources share per account (default: a token bucket of
+   * {@link LOGIN_UNKNOWN_SOURCE_BURST}, one back per {@link LOGIN_UNKNOWN_SOURCE_REFILL_MS}).
+   */
+  unknownSources?: TokenBucketLimiter;
+  /** Clock for the default limiters and the known sources. */
   clock?: () => number;
+  /** Waits `ms` (default: a timer); a test may pass one that records the wait. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
-/** Applies both login limits; call {@link LoginRateLimiter.check} before each login start. */
+/**
+ * The login limits (issue 18: no stranger can lock a user out):
+ *
+ * ```
+ * loginStart from source S for user U
+ *   ─► S out of login_attempts_per_source (30, refilled over a minute; a login
+ *      that succeeds gives its attempt back: failed ones count)  ─► rate_limited
+ *   ─► (decoded: a request that fails to decode stops here and costs U nothing)
+ *   ─► (U, S) over LOGIN_ATTEMPTS_PER_USER a minute?       ─► rate_limited (only from S)
+ *   ─► S known for U (a login from S succeeded lately)?    ─► go ahead
+ *   ─► else U's shared unknown-source allowance: go ahead, or wait ≤ LOGIN_SLOWDOWN_MAX_MS
+ *      for its next attempt, or rate_limited past that
+ * ```
+ *
+ * Failures from one source never lock U's logins from another; a source U logged in from
+ * is never held back by strangers; guesses from all unknown sources together are bounded
+ * per account (burst + one a minute: at most 1,460 a day).
+ */
 export class LoginRateLimiter {
   readonly #user: RateLimiter;
-  readonly #conn: RateLimiter;
+  readonly #source: TokenBucketLimiter;
+  readonly #unknown: TokenBucketLimiter;
+  readonly #clock: () => number;
+  readonly #sleep: (ms: number) => Promise<void>;
+  /** user -> source -> last successful login (ms); Map order = least recently used first. */
+  #known = new Map<string, Map<string, number>>();
 
   constructor(options: LoginRateLimiterOptions = {}) {
     const clock = options.clock ?? Date.now;
+    this.#clock = clock;
+    this.#sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.#user = options.perUser ??
       new SlidingWindowLimiter({
         limit: LOGIN_ATTEMPTS_PER_USER,
         windowMs: LOGIN_WINDOW_MS,
         clock,
       });
-    this.#conn = options.perConnection ??
-      new SlidingWindowLimiter({
-        limit: LOGIN_ATTEMPTS_PER_CONNECTION,
-        windowMs: LOGIN_WINDOW_MS,
+    this.#source = options.perSource ??
+      new TokenBucketLimiter({
+        burst: options.perSourceLimit ?? LOGIN_ATTEMPTS_PER_SOURCE,
+        refillMs: LOGIN_WINDOW_MS,
+        clock,
+      });
+    this.#unknown = options.unknownSources ??
+      new TokenBucketLimiter({
+        burst: LOGIN_UNKNOWN_SOURCE_BURST,
+        refillMs: LOGIN_UNKNOWN_SOURCE_BURST * LOGIN_UNKNOWN_SOURCE_REFILL_MS,
         clock,
       });
   }
 
   /**
-   * Count one login attempt for `username` from `connectionId`. The connection is checked
-   * first, so a connection already refused does not use up the user's allowance.
+   * Count one login attempt from `source`, before the request is decoded.
    *
-   * @throws {AuthError} code "rate_limited" when either limit is exhausted
+   * @throws {AuthError} code "rate_limited" when the source is over its allowance
    */
-  async check(username: string, connectionId: string): Promise<void> {
-    const c = await this.#conn.hit(connectionId);
-    if (!c.allowed) throw limited(c.retryAfterMs);
-    const u = await this.#user.hit(username);
-    if (!u.allowed) throw limited(u.retryAfterMs);
+  async checkSource(source: string): Promise<void> {
+    const s = await this.#source.hit(source);
+    if (!s.allowed) throw limited(s.retryAfterMs);
   }
 
-  /** Clear the user's count after a successful login. */
-  succeeded(username: string): Promise<void> {
-    return this.#user.reset(username);
+  /**
+   * Count one decoded login attempt for `username` from `source`; it may wait (an unknown
+   * source while the account's shared allowance is empty).
+   *
+   * @throws {AuthError} code "rate_limited" when a limit is exhausted
+   */
+  async checkUser(username: string, source: string): Promise<void> {
+    const u = await this.#user.hit(`${username}\u0000${source}`);
+    if (!u.allowed) throw limited(u.retryAfterMs);
+    if (this.isKnown(username, source)) return;
+    const d = this.#unknown.reserve(username, LOGIN_SLOWDOWN_MAX_MS);
+    if (!d.allowed) throw limited(d.retryAfterMs);
+    if (d.delayMs > 0) await this.#sleep(d.delayMs);
+  }
+
+  /** True when a login of `username` from `source` succeeded within the known period. */
+  isKnown(username: string, source: string): boolean {
+    const at = this.#known.get(username)?.get(source);
+    return at !== undefined && this.#clock() - at < LOGIN_KNOWN_SOURCE_MS;
+  }
+
+  /**
+   * A login succeeded: the source gets its attempt back, and so does the account's shared
+   * allowance when the source was unknown; the (user, source) count is cleared and the
+   * source becomes known for the user.
+   */
+  async succeeded(username: string, source: string): Promise<void> {
+    this.#source.refund(source);
+    if (!this.isKnown(username, source)) this.#unknown.refund(username);
+    await this.#user.reset(`${username}\u0000${source}`);
+    let sources = this.#known.get(username);
+    if (sources === undefined) {
+      if (this.#known.size >= MAX_RATE_LIMIT_KEYS) {
+        this.#known.delete(this.#known.keys().next().value!);
+      }
+      sources = new Map();
+    }
+    this.#known.delete(username); // re-inserted: most recently used last
+    this.#known.set(username, sources);
+    sources.delete(source);
+    sources.set(source, this.#clock());
+    if (sources.size > LOGIN_KNOWN_SOURCES_PER_USER) {
+      sources.delete(sources.keys().next().value!);
+    }
   }
 }
-
 function limited(retryAfterMs: number): AuthError {
   const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
   return new AuthError(`Too many login attempts: try again in ${s} s`, { code: "rate_limited" });

@@ -26,6 +26,8 @@ export interface ConnectOptions {
   serverName?: string | undefined;
   /** Handshake and request timeout (ms). */
   timeoutMs?: number | undefined;
+  /** Local address to send from (default: chosen by the system). */
+  localHostname?: string | undefined;
   /** Called with each server push. */
   onPush?: ((push: Push, subscriptionId: number) => void) | undefined;
   /** Called when the connection drops. */
@@ -146,6 +148,7 @@ export async function connectServer(options: ConnectOptions): Promise<ServerConn
     caCertPem: options.caCertPem,
     serverName: options.serverName,
     timeoutMs: options.timeoutMs,
+    localHostname: options.localHostname,
   });
   let stream: Deno.QuicBidirectionalStream;
   try {

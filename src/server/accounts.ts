@@ -141,7 +141,7 @@ export function accountHandlers(
   ctx: ServerContext,
   store: ServerStore,
   setup: OpaqueServerSetup,
-  limiter = new LoginRateLimiter(),
+  limiter = new LoginRateLimiter({ perSourceLimit: ctx.config.loginAttemptsPerSource }),
 ): HandlerTable {
   const digest = (s: string) => sha256(utf8(s));
   const expected = digest(ctx.config.authToken);
@@ -239,16 +239,18 @@ export function accountHandlers(
       if (req.request.length !== OPAQUE_KE1_BYTES) {
         throw new ValidationError("Invalid login request");
       }
-      await limiter.check(username, `conn:${conn.id}`);
+      await limiter.checkSource(conn.source);
       const found = await store.getRegistrationRecord(username);
       // OPAQUE binds the identifier the account registered with (an account from before
-      // case-insensitive names keeps its original spelling there)
+      // case-insensitive names keeps its original spelling there). It decodes the request
+      // first: one that fails to decode costs the user nothing.
       const { response, serverState } = await loginStart(
         setup,
         found?.identifier ?? username,
         req.request,
         found?.record,
       );
+      await limiter.checkUser(username, conn.source);
       const loginId = randomBytes(16);
       await store.savePendingLogin(
         loginId,
@@ -273,7 +275,7 @@ export function accountHandlers(
       result.sessionKey.fill(0);
       if (!(await store.getUser(pending.username))) throw failed();
       admit(conn, pending.username);
-      await limiter.succeeded(pending.username);
+      await limiter.succeeded(pending.username, conn.source);
       const session = await issueSession(store, pending.username, {
         ttlMs: ctx.config.sessionTtlSeconds * 1000,
       });

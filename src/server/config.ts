@@ -11,6 +11,7 @@ import { parse as parseToml } from "smol-toml";
 import {
   KEY_PACKAGE_FETCHES_PER_REQUESTER,
   KEY_PACKAGE_FETCHES_PER_TARGET,
+  LOGIN_ATTEMPTS_PER_SOURCE,
   LOGIN_DEADLINE_MS,
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_USER,
@@ -87,6 +88,11 @@ export interface ServerConfig {
   maxUnauthenticatedConnections: number;
   /** Most connections not logged in at once from one IPv4 address or IPv6 /64. */
   maxUnauthenticatedPerSource: number;
+  /**
+   * Login attempts one IPv4 address or IPv6 /64 may start at once, one back every
+   * 60 s / this; a login that succeeds gives its attempt back.
+   */
+  loginAttemptsPerSource: number;
 }
 
 /** Values given on the command line (undefined = not given). */
@@ -123,6 +129,7 @@ const FILE_KEYS = {
   login_deadline_ms: "number",
   max_unauthenticated_connections: "number",
   max_unauthenticated_per_source: "number",
+  login_attempts_per_source: "number",
 } as const;
 
 type FileConfig = {
@@ -215,6 +222,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ),
     maxUnauthenticatedPerSource: file.max_unauthenticated_per_source ??
       MAX_UNAUTHENTICATED_PER_SOURCE,
+    loginAttemptsPerSource: file.login_attempts_per_source ?? LOGIN_ATTEMPTS_PER_SOURCE,
   };
   parseHostPort(config.listen, "listen address");
   if (config.healthListen !== undefined) {
@@ -241,6 +249,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["login_deadline_ms", config.loginDeadlineMs],
       ["max_unauthenticated_connections", config.maxUnauthenticatedConnections],
       ["max_unauthenticated_per_source", config.maxUnauthenticatedPerSource],
+      ["login_attempts_per_source", config.loginAttemptsPerSource],
     ] as const
   ) {
     if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);

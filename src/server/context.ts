@@ -51,6 +51,8 @@ export interface ConnectionState {
   readonly id: number;
   /** Remote address, for logs. */
   readonly remote: string;
+  /** The remote's source for per-address limits: its IPv4 address, or its IPv6 /64. */
+  readonly source: string;
   /**
    * Logged-in user, once login or resume succeeded. The server watches it: setting it ends
    * the connection's login deadline and its count as a stranger; clearing it (logout,

@@ -171,6 +171,7 @@ export async function startServer(
     const state: ConnectionState = {
       id: nextConnId++,
       remote: formatHostPort(remoteAddr),
+      source,
       get username() {
         return username;
       },

@@ -110,6 +110,8 @@ export interface ConnectQuicOptions extends HostPort {
   alpn?: string[] | undefined;
   /** Handshake timeout in ms (default 10 s). */
   timeoutMs?: number | undefined;
+  /** Local address to send from (default: chosen by the system), e.g. 127.0.0.2. */
+  localHostname?: string | undefined;
 }
 
 /** Connect to a QUIC server and complete the TLS handshake. */
@@ -117,6 +119,10 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
   const where = formatHostPort(options);
   const timeoutMs = options.timeoutMs ?? 10_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  // a local address asked for gets its own endpoint, closed with the connection
+  const endpoint = options.localHostname
+    ? new Deno.QuicEndpoint({ hostname: options.localHostname, port: 0 })
+    : undefined;
   const connecting = Deno.connectQuic<false>({
     hostname: options.hostname,
     port: options.port,
@@ -125,6 +131,7 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
     ...(options.caCertPem ? { caCerts: [options.caCertPem] } : {}),
     keepAliveInterval: QUIC_KEEPALIVE_MS,
     maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
+    ...(endpoint ? { endpoint } : {}),
   });
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -143,8 +150,12 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
   try {
     const conn = await Promise.race([connecting, timeout]);
     await Promise.race([conn.handshake, timeout]);
+    if (endpoint) {
+      conn.closed.finally(() => endpoint.close()).catch(() => {});
+    }
     return conn;
   } catch (e) {
+    endpoint?.close();
     if (e instanceof TransportError) {
       connecting.then((c) => c.close({ closeCode: 0, reason: "timeout" }), () => {});
       throw e;
