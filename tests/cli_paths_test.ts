@@ -154,7 +154,7 @@ Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the
     const bob = await run(["whoami", "--username", "bob"], { QPQ_USERNAME: "alice" });
     assertEquals([bob.code, bob.stderr], [
       2,
-      "qpq: No local state at qpq-bob.bin: register or log in first\n",
+      "qpq: No local state at qpq-bob.bin: qpq register-user creates an account; for an existing one, point --state at the file it was registered with\n",
     ]);
     // QPQ_CONFIG names the server's config file; --config beats it
     await Deno.writeTextFile(`${dir}/bad.toml`, "no_such_key = 1\n");
@@ -168,5 +168,34 @@ Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the
     });
     assertEquals(viaFlag.code, 2);
     assertEquals(viaFlag.stderr, `qpq: Key "listen" in ${dir}/worse.toml must be a string\n`);
+  });
+});
+
+Deno.test("a second state file for an existing account is refused in one line and never makes a second identity (issue 21)", async () => {
+  await withCliUsers(async (qpq, { dir, env }) => {
+    ok(await qpq("alice", "register-user"));
+    const fp = ok(await qpq("alice", "whoami")).stdout.split("\n")[1]!;
+    const other = `${dir}/other`;
+    await Deno.mkdir(other);
+    const at = (args: string[], stdin?: string) =>
+      runQpq(args, { cwd: other, env: env("alice"), ...(stdin === undefined ? {} : { stdin }) });
+    // login in a folder without her state says where the identity lives
+    const login = await at(["login", "--username", "alice"]);
+    assertEquals(login.code, 2);
+    assertStringIncludes(login.stderr, "point --state at the file it was registered with");
+    // a repl there created a new identity for the account, and reported online
+    const r = await at(["repl", "--username", "alice"], "/quit\n");
+    const line = oneLine(r);
+    assertStringIncludes(line, "This state holds another identity than account alice");
+    assertStringIncludes(line, fp.split(": ")[1]!.slice(0, 17), "the server's fingerprint");
+    assertStringIncludes(line, "--state FILE");
+    assertEquals(
+      [...Deno.readDirSync(other)].map((e) => e.name).filter((n) => n.startsWith("qpq-alice")),
+      [],
+      "no state with a new identity left behind",
+    );
+    // her own state is untouched: same identity, still logs in
+    assertEquals(ok(await qpq("alice", "whoami")).stdout.split("\n")[1], fp);
+    ok(await qpq("alice", "login"));
   });
 });

@@ -24,7 +24,8 @@ import {
   clientRegistrationStart,
 } from "../auth/mod.ts";
 import type { EncodedRequest, Push, Request, ResponseKind, ResponseOf } from "../wire/mod.ts";
-import { zeroize } from "../bytes.ts";
+import { constantTimeEqual, zeroize } from "../bytes.ts";
+import { fingerprint } from "../crypto/mod.ts";
 import { AuthError, QpqError, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import { type Connector, connectServer, type ServerLink } from "./connection.ts";
@@ -221,24 +222,40 @@ export class Session {
       { kind: "loginFinish", username, finish: fin.finishRequest, loginId: started.loginId },
       "session",
     );
+    this.#sessionConn = this.#conn;
+    // The account's identity is the one this state holds, or this state is not the
+    // account's (issue 21: a second state file made a second identity for the account,
+    // whose invitations everyone refused). Checked before the token is kept.
+    // Registration writes the account and the identity key separately: if a crash came
+    // between them, publish the key now.
+    let published: Uint8Array | undefined;
+    try {
+      published = (await this.call({ kind: "fetchIdentityKey", username }, "identityKey")).key;
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+      await this.call({ kind: "publishIdentityKey", key: this.#ctx.identity.publicKey }, "ok");
+    }
+    if (published !== undefined && !constantTimeEqual(published, this.#ctx.identity.publicKey)) {
+      await this.call({ kind: "logout" }, "ok").catch(() => {});
+      this.#sessionConn = undefined;
+      throw new AuthError(
+        `This state holds another identity than account ${username} (${
+          fingerprint(published).slice(0, 17)
+        }… on the server, ${
+          fingerprint(this.#ctx.identity.publicKey).slice(0, 17)
+        }… here): use the state file ${username} registered with (--state FILE); qpq has no second devices yet`,
+        { code: "conflict" },
+      );
+    }
     this.#ctx.state.updateMeta({
       sessionToken: session.token,
       sessionExpiresAt: session.expiresAtMs,
     });
-    this.#sessionConn = this.#conn;
     // a password change whose outcome was unknown left the state open to two passwords:
     // the one the server just accepted is the one to keep
     const state = this.#ctx.state;
     if ((state.passwordCount ?? 1) > 1 && state.changePassword) {
       await state.changePassword(this.#o.password, [this.#o.password]);
-    }
-    // Registration writes the account and the identity key separately: if a crash came
-    // between them, publish the key now.
-    try {
-      await this.call({ kind: "fetchIdentityKey", username }, "identityKey");
-    } catch (e) {
-      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
-      await this.call({ kind: "publishIdentityKey", key: this.#ctx.identity.publicKey }, "ok");
     }
   }
 

@@ -955,4 +955,13 @@ export const MUTANTS: Mutant[] = [
     why: "one address spraying names is bounded, whatever its connections",
     tests: ["tests/adversarial_test.ts"],
   },
+  {
+    id: "client-login-identity-matches",
+    file: "src/client/session.ts",
+    find:
+      "if (published !== undefined && !constantTimeEqual(published, this.#ctx.identity.publicKey)) {",
+    replace: "if (published !== undefined && !constantTimeEqual(published, published)) {",
+    why: "a second state file for an existing account never becomes a second identity (issue 21)",
+    tests: ["tests/cli_paths_test.ts"],
+  },
 ];

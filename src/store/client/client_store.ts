@@ -237,7 +237,7 @@ export class ClientStore implements LocalState {
   /**
    * Open the state at `statePath`, creating it when asked and missing.
    *
-   * @throws {UsageError} "No local state at <path>: register or log in first" when missing
+   * @throws {UsageError} "No local state at <path>: …" (register, or point --state at the account's file) when missing
    *   and `create` is not set; "State <path> is in use by another qpq process (pid N)" when
    *   locked; "State <path> is already open in this process"
    * @throws {StorageError} {@link STATE_OPEN_FAILED_MESSAGE} for a wrong password or a
@@ -1202,7 +1202,9 @@ function exists(path: string): boolean {
 }
 
 function noState(path: string): UsageError {
-  return new UsageError(`No local state at ${path}: register or log in first`);
+  return new UsageError(
+    `No local state at ${path}: qpq register-user creates an account; for an existing one, point --state at the file it was registered with`,
+  );
 }
 
 function wrap(e: unknown): QpqError {
