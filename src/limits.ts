@@ -318,3 +318,11 @@ export const LOGIN_SLOWDOWN_MAX_MS = 8_000;
 export const LOGIN_KNOWN_SOURCES_PER_USER = 8;
 /** How long a source stays known for an account after its last successful login (ms). */
 export const LOGIN_KNOWN_SOURCE_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * Below this `max_message_bytes` the server warns at start (issue 21: 1,000 broke every
+ * DM without a word): measured with the default X-Wing suite, a DM's first message fits
+ * in 8 KB but inviting two people into a group of three is over 12 KB, and Welcomes and
+ * commits grow by about 2.5 KB per member.
+ */
+export const MESSAGE_BYTES_WARN_BELOW = 65_536;

@@ -324,7 +324,10 @@ Deno.test("ClientStore.open refuses a missing state without create and writes no
   await withDir(async (dir) => {
     const path = `${dir}/nobody.bin`;
     const e = await assertRejects(() => ClientStore.open(path, PASSWORD), UsageError);
-    assertEquals(e.message, `No local state at ${path}: qpq register-user creates an account; for an existing one, point --state at the file it was registered with`);
+    assertEquals(
+      e.message,
+      `No local state at ${path}: qpq register-user creates an account; for an existing one, point --state at the file it was registered with`,
+    );
     await assertRejects(
       () => ClientStore.open(path, PASSWORD, { create: true }),
       UsageError,

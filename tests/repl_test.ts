@@ -132,10 +132,24 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       for (const cmd of ["/dm", "/create-group", "/invite", "/switch", "/list", "/members"]) {
         assert(help.some((l) => l.startsWith(cmd + " ")), `${cmd} in /help`);
       }
+      // one column for what each does (issue 21: they were misaligned), verify and update too
+      const columns = new Set(
+        help.filter((l) => l.startsWith("/")).map((l) =>
+          l.length - l.replace(/^.*? {2,}/, "").length
+        ),
+      );
+      assertEquals(columns.size, 1, help.join("\n"));
+      assert(
+        help.some((l) => l.startsWith("/verify ")) && help.some((l) => l.startsWith("/update ")),
+      );
 
       // mistakes answer with one error line and the loop goes on
       assertEquals(await ask("/frobnicate", (l) => l.startsWith("error:")), [
-        "error: Unknown command /frobnicate: /help lists them",
+        "error: Unknown command /frobnicate: /help lists them; //… sends a line starting with /",
+      ]);
+      // words past what a command takes are refused, not dropped (it created "#Bad")
+      assertEquals(await ask("/create-group Bad Name", (l) => l.startsWith("error:")), [
+        "error: Usage: /create-group <name>: too many words",
       ]);
       assertEquals(await ask("text with no conversation", (l) => l.startsWith("error:")), [
         "error: No active conversation: /dm <user>, /create-group <name> or /switch",
@@ -146,6 +160,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
 
       assertEquals(await ask("/dm bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
       await send("hello bob, this is the repl");
+      await send("//shrug: a line that starts with a slash");
       assertEquals(await ask("/create-group crew", (l) => l.startsWith("*")), ["* created #crew"]);
       assertEquals(await ask("/invite bob", (l) => l.startsWith("*")), ["* invited bob to #crew"]);
       await send("hello crew");
@@ -153,8 +168,9 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(await ask("/switch @bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
       assertEquals(await ask("/list", (l) => l.endsWith("#crew")), ["* @bob", "  #crew"]);
       assertEquals(await ask("/members", (l) => l.startsWith("@bob")), ["@bob: alice, bob"]);
-      assertEquals(await ask("/history", (l) => l.startsWith("[")), [
+      assertEquals(await ask("/history", (l) => l.startsWith("[alice] /")), [
         "[alice] hello bob, this is the repl",
+        "[alice] /shrug: a line that starts with a slash",
       ]);
 
       // alice is not bob's contact: the CLI shows bob two requests, one line each
@@ -163,7 +179,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       // (a DM request is reported once the fetched page is in, with its count)
       assertEquals(got0.stdout.trim().split("\n"), [
         "alice invites you to #crew",
-        "request from @alice: 1 message",
+        "request from @alice: 2 messages",
       ]);
       // accepting shows both lines; his answer arrives by push, or at the latest on /sync
       const got = await runQpq(["accept", "alice", ...s.args("bob")], { env: s.env("bob") });
@@ -171,6 +187,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(got.stdout.trim().split("\n"), [
         "* joined @alice (invited by alice)",
         "[alice] hello bob, this is the repl",
+        "[alice] /shrug: a line that starts with a slash",
         "* joined #crew (invited by alice)",
         "[#crew] alice: hello crew",
       ]);
@@ -185,6 +202,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(await out.until((l) => l.startsWith("[bob]")), ["[bob] hi alice, bob here"]);
       assertEquals(await ask("/history", (l) => l.startsWith("[bob]")), [
         "[alice] hello bob, this is the repl",
+        "[alice] /shrug: a line that starts with a slash",
         "[bob] hi alice, bob here",
       ]);
 

@@ -18,7 +18,7 @@ import {
 import { IdentityKeyPair } from "../src/crypto/identity.ts";
 import { randomBytes, toBase64, toHex, utf8 } from "../src/bytes.ts";
 import { VERSION } from "../src/version.ts";
-import { WIRE_VERSION } from "../src/limits.ts";
+import { MESSAGE_BYTES_WARN_BELOW, WIRE_VERSION } from "../src/limits.ts";
 import type { QpqError } from "../src/errors.ts";
 import { DatabaseSync } from "node:sqlite";
 import { resolveConfig, startServer } from "../src/server/mod.ts";
@@ -355,6 +355,29 @@ Deno.test("startServer warns at start when it runs with the development invite t
     const warn = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
     assertEquals(
       warn.some((l) => /development invite token/.test(l.msg)),
+      warned,
+      lines.join("\n"),
+    );
+  }
+});
+
+Deno.test("startServer warns at start when max_message_bytes is too small for MLS handshakes (issue 21)", async () => {
+  for (const [bytes, warned] of [[1000, true], [MESSAGE_BYTES_WARN_BELOW, false]] as const) {
+    const lines: string[] = [];
+    const dataDir = await Deno.makeTempDir({ prefix: "qpq-test-" });
+    const config = resolveConfig(
+      { listen: "127.0.0.1:0", dataDir },
+      { store_backend: "memory", max_message_bytes: bytes },
+      { QPQ_AUTH_TOKEN: "an-invite-token-of-our-own" },
+    );
+    const server = await startServer(config, {
+      log: createLogger({ write: (l) => lines.push(l) }),
+    });
+    await server.close();
+    await Deno.remove(dataDir, { recursive: true });
+    const warn = lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+    assertEquals(
+      warn.some((l) => l.msg.startsWith(`max_message_bytes = ${bytes} is too small for groups`)),
       warned,
       lines.join("\n"),
     );

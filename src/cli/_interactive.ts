@@ -22,30 +22,39 @@ function lower(line: string): string {
   return line.charAt(0).toLowerCase() + line.slice(1);
 }
 
-/** Slash commands with their one-line help. */
-export const SLASH_COMMANDS: Record<string, string> = {
-  "/dm": "/dm <user>            start or open a DM",
-  "/create-group": "/create-group <name> create a group",
-  "/invite": "/invite <user>...    add users to the current group",
-  "/join": "/join                accept pending invitations (requests too)",
-  "/requests": "/requests            DMs and invitations from people not in your contacts",
-  "/accept": "/accept @user|#group  accept a request and show its messages",
-  "/block": "/block [@user]       block a user (their messages are dropped); list blocked",
-  "/unblock": "/unblock @user       unblock a user",
-  "/switch": "/switch @user|#group  change the active conversation",
-  "/list": "/list (/ls)          list conversations",
-  "/ls": "",
-  "/members": "/members             members of the current conversation",
-  "/history": "/history [count]     recent messages (default 20)",
-  "/remove": "/remove <user>       remove a member from the current group",
-  "/leave": "/leave               leave the current group",
-  "/sync": "/sync                receive what is waiting now",
-  "/verify": "/verify <user>       safety number to compare with a contact",
-  "/update": "/update              fresh keys for you in the current group",
-  "/whoami": "/whoami              identity and status",
-  "/help": "/help                this help",
-  "/quit": "/quit                exit",
-};
+/** Each slash command: its usage, the most words it takes, and what it does. */
+const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = [
+  ["/dm", "/dm <user>", 1, "start or open a DM"],
+  ["/create-group", "/create-group <name>", 1, "create a group (one word)"],
+  ["/invite", "/invite <user>...", Infinity, "add users to the current group"],
+  ["/join", "/join", 0, "accept pending invitations (requests too)"],
+  ["/requests", "/requests", 0, "DMs and invitations from people not in your contacts"],
+  ["/accept", "/accept @user|#group", 1, "accept a request and show its messages"],
+  ["/block", "/block [@user]", 1, "block a user (their messages are dropped); list blocked"],
+  ["/unblock", "/unblock @user", 1, "unblock a user"],
+  ["/switch", "/switch @user|#group", 1, "change the active conversation"],
+  ["/list", "/list (/ls)", 0, "list conversations"],
+  ["/ls", "", 0, ""],
+  ["/members", "/members", 0, "members of the current conversation"],
+  ["/history", "/history [count]", 1, "recent messages (default 20)"],
+  ["/remove", "/remove <user>...", Infinity, "remove members from the current group"],
+  ["/leave", "/leave", 0, "leave the current group"],
+  ["/sync", "/sync", 0, "receive what is waiting now"],
+  ["/verify", "/verify <user>", 1, "safety number to compare with a contact"],
+  ["/update", "/update", 0, "fresh keys for you in the current group"],
+  ["/whoami", "/whoami", 0, "identity and status"],
+  ["/help", "/help", 0, "this help"],
+  ["/quit", "/quit", 0, "exit (also Ctrl-D on an empty line)"],
+];
+const USAGE_WIDTH = Math.max(...COMMANDS.map(([, u]) => u.length)) + 2;
+
+/** Slash commands with their one-line help, aligned (an alias has an empty line). */
+export const SLASH_COMMANDS: Record<string, string> = Object.fromEntries(
+  COMMANDS.map(([cmd, usage, , what]) => [cmd, usage ? usage.padEnd(USAGE_WIDTH) + what : ""]),
+);
+
+/** The most words each command takes; more is a usage error, not silently dropped. */
+const MAX_ARGS = new Map(COMMANDS.map(([cmd, usage, max]) => [cmd, [max, usage] as const]));
 
 /** Options of {@link runInteractive}. */
 export interface InteractiveOptions {
@@ -171,22 +180,29 @@ export class Interactive {
 
   async #handle(line: string): Promise<boolean> {
     const c = this.#client;
-    if (!line.startsWith("/")) {
+    // "//text" sends "/text": a message may start with a slash
+    if (!line.startsWith("/") || line.startsWith("//")) {
       const conv = this.#current();
-      await c.send(conv.name, line);
+      await c.send(conv.name, line.startsWith("//") ? line.slice(1) : line);
       // refused for now (disk full, quota): the warning already said why
       if (c.pendingCount() > 0 && c.queueRefusal() === undefined) {
         this.print("(queued: server unreachable, will send when it is back)");
       }
       return false;
     }
-    const [cmd, ...args] = line.split(/\s+/) as [string, ...string[]];
+    const [cmd, ...args] = line.trim().split(/\s+/) as [string, ...string[]];
     const need = (n: number, usage: string) => {
       if (args.length < n) throw new UsageError(`Usage: ${usage}`);
     };
     if (args[0] === "--help" && SLASH_COMMANDS[cmd]) {
       this.print(SLASH_COMMANDS[cmd]!);
       return false;
+    }
+    const arity = MAX_ARGS.get(cmd === "/ls" ? "/list" : cmd);
+    if (arity !== undefined && args.length > arity[0]) {
+      throw new UsageError(
+        `Usage: ${arity[1]}${arity[0] === 0 ? " (no arguments)" : ""}: too many words`,
+      );
     }
     if (this.#fixed && ["/dm", "/switch", "/create-group"].includes(cmd)) {
       throw new UsageError("This chat is fixed to one conversation: use qpq repl to switch");
@@ -197,7 +213,7 @@ export class Interactive {
         return true;
       case "/help":
         for (const h of Object.values(SLASH_COMMANDS)) if (h) this.print(h);
-        this.print("anything else is sent to the active conversation");
+        this.print("anything else is sent to the active conversation; //text sends /text");
         return false;
       case "/dm": {
         need(1, "/dm <user>");
@@ -337,7 +353,9 @@ export class Interactive {
         return false;
       }
       default:
-        throw new UsageError(`Unknown command ${cmd}: /help lists them`);
+        throw new UsageError(
+          `Unknown command ${cmd}: /help lists them; //… sends a line starting with /`,
+        );
     }
   }
 }

@@ -20,6 +20,7 @@ import { TransportError, UsageError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
 import {
   MAX_STREAMS_PER_CONNECTION,
+  MESSAGE_BYTES_WARN_BELOW,
   REFUSED_CONNECTION_MS,
   SHUTDOWN_DRAIN_MS,
   SHUTDOWN_GRACE_MS,
@@ -340,6 +341,11 @@ export async function startServer(
   if (config.authToken === DEV_AUTH_TOKEN) {
     log.warn(
       "development invite token in use: anyone who knows it can register; set QPQ_AUTH_TOKEN",
+    );
+  }
+  if (config.maxMessageBytes < MESSAGE_BYTES_WARN_BELOW) {
+    log.warn(
+      `max_message_bytes = ${config.maxMessageBytes} is too small for groups: an invitation into a group of three needs over 12 KB and they grow with the group (at least ${MESSAGE_BYTES_WARN_BELOW} recommended)`,
     );
   }
 

@@ -964,4 +964,22 @@ export const MUTANTS: Mutant[] = [
     why: "a second state file for an existing account never becomes a second identity (issue 21)",
     tests: ["tests/cli_paths_test.ts"],
   },
+  {
+    id: "repl-too-many-words",
+    file: "src/cli/_interactive.ts",
+    find: "if (arity !== undefined && args.length > arity[0]) {",
+    replace: "if (arity !== undefined && args.length > Infinity) {",
+    why:
+      "words past what a slash command takes are refused, not dropped (/create-group Bad Name made #Bad)",
+    tests: ["tests/repl_test.ts"],
+  },
+  {
+    id: "server-warn-small-messages",
+    file: "src/server/server.ts",
+    find: "if (config.maxMessageBytes < MESSAGE_BYTES_WARN_BELOW) {",
+    replace: "if (config.maxMessageBytes < 0) {",
+    why: "a max_message_bytes too small for MLS handshakes is said at start, not found by users",
+    tests: ["tests/server_ops_test.ts"],
+    quick: true,
+  },
 ];
