@@ -252,6 +252,28 @@ Deno.bench({
   },
 });
 
+// ---- a request while the store commits: does a disk sync stall it? ----
+//
+// Carol pings (no store access) while A's IN_FLIGHT deliveries to B run on the same
+// server. The in-memory store shows the CPU share of those deliveries; what the SQLite
+// file with fsync adds beyond it is time the event loop spent waiting for the disk.
+
+for (const [label, w] of [["SQLite file, fsync", sql], ["in-memory store", memory]] as const) {
+  Deno.bench({
+    name: `qpq ping while ${IN_FLIGHT} deliveries are in flight (${label})`,
+    group: "under load",
+    baseline: w === memory,
+    async fn(b) {
+      const load = w.deliverMany(IN_FLIGHT);
+      await new Promise((r) => setTimeout(r, 0)); // the deliveries are under way
+      b.start();
+      await w.carol.ping();
+      b.end();
+      await load;
+    },
+  });
+}
+
 // ---- where the time goes (SQLite server) ----
 
 const { alice, carol, dmCarol, enqueue } = sql;
