@@ -134,8 +134,9 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
   /** How long a writer waits for another process's lock (ms, default 5000). */
   busyTimeoutMs?: number;
   /**
-   * `true` (default): every COMMIT is fsynced before a call returns, so an acknowledged
-   * message survives a power cut. `false`: commits reach the OS at once (surviving a crash
+   * `true` (default): every COMMIT is fsynced (off the event loop, shared by the batches
+   * committed meanwhile) before a call's promise resolves, so an acknowledged message
+   * survives a power cut. `false`: commits reach the OS at once (surviving a crash
    * of the server process, not of the machine) and the disk at checkpoints; several times
    * the throughput on slow disks.
    */
