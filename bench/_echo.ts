@@ -12,6 +12,8 @@ import { FrameReader, lengthPrefixed } from "../src/wire/mod.ts";
 export interface RawEcho {
   /** One round trip of `payload`. */
   roundTrip(payload: Uint8Array): Promise<void>;
+  /** `n` round trips in flight at once on the one stream: `n` frames out, then `n` back. */
+  roundTrips(payload: Uint8Array, n: number): Promise<void>;
   /** Tear everything down. */
   close(): void;
 }
@@ -50,6 +52,12 @@ export async function startRawEcho(): Promise<RawEcho> {
     async roundTrip(payload) {
       await writer.write(lengthPrefixed(payload));
       await reader.next();
+    },
+    async roundTrips(payload, n) {
+      const frame = lengthPrefixed(payload);
+      const sent = Array.from({ length: n }, () => writer.write(frame));
+      for (let i = 0; i < n; i++) await reader.next();
+      await Promise.all(sent);
     },
     close() {
       conn.close({ closeCode: 0, reason: "" });

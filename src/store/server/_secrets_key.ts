@@ -97,7 +97,7 @@ export function createSecretsKey(path: string): Uint8Array {
 }
 
 /** fsync the directory holding `path`, so that the new file survives a power cut. */
-function syncDir(path: string): void {
+export function syncDir(path: string): void {
   const slash = path.lastIndexOf("/");
   const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
   try {

@@ -17,6 +17,7 @@
 export * from "./server_store.ts";
 export {
   type DatabaseFileInfo,
+  type DurabilityStats,
   type MarkRestoredParams,
   MEMORY_PATH,
   type RestoreMark,

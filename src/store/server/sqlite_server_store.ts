@@ -1,11 +1,30 @@
 /**
  * The production {@link ServerStore} on `node:sqlite`.
  *
- * Durability: WAL journal with `synchronous = FULL`, so every COMMIT is fsynced to the WAL
- * before the call returns; a message acknowledged to a sender survives a power cut. (WAL
- * with NORMAL could lose the last commits on power loss, which breaks "acknowledged means
- * stored".) `busy_timeout` lets several processes share the file; every mutating call is
- * one `BEGIN IMMEDIATE … COMMIT` transaction, so a call that throws changed nothing.
+ * Durability without a disk sync on the event loop: `node:sqlite` is synchronous, so a
+ * COMMIT with `synchronous = FULL` would stall every connection for one fsync. Instead the
+ * connection runs in WAL mode with `synchronous = NORMAL` (a COMMIT only writes its frames
+ * to the WAL file, no fsync; SQLite stays consistent after a power cut and syncs the WAL
+ * itself before each checkpoint), and the store fsyncs the WAL file off the event loop
+ * (`Deno.FsFile.syncData`, a thread of the runtime). Group commit, one rule for every call:
+ *
+ * ```
+ * calls of one event-loop turn ─► ONE transaction (a SAVEPOINT each) ─► COMMIT (no fsync)
+ *        ─► committed = n ─► fsync of the WAL in flight? wait for it : start one
+ * fsync(WAL) done covering n ─► answers of batches ≤ n released (then notify: pushes)
+ * calls arriving while an fsync is in flight ─► their own transaction at once ─► the NEXT
+ *        fsync covers every batch committed meanwhile: one fsync per group, not per call
+ * a read (#call) ─► its result waits for the fsync of every batch committed before it, so
+ *        nothing leaves the store (a pushed message, a seq, a dedupe answer) before it is
+ *        durable; when nothing is waiting it returns at once
+ * ```
+ *
+ * So an answer (and every push) is sent only after its data is on disk, exactly as with
+ * FULL, and a message acknowledged to a sender survives a power cut. Acks alone wait for
+ * no fsync (losing one in a crash only means a redelivery, dropped by sequence number);
+ * their frames reach the disk with the next fsync. `busy_timeout` lets several processes
+ * share the file; every mutating call is one SAVEPOINT of one `BEGIN IMMEDIATE … COMMIT`
+ * transaction, so a call that throws changed nothing.
  * Prepared statements are cached per SQL text. On `":memory:"` the same code runs on a
  * private in-memory database: the one implementation of every rule, at memory speed.
  *
@@ -97,6 +116,7 @@ import {
   SECRETS_SEAL_META,
   SECRETS_SEAL_MODE,
   secretsSealerFor,
+  syncDir,
 } from "./_secrets_key.ts";
 import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
 import {
@@ -114,8 +134,9 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
   /** How long a writer waits for another process's lock (ms, default 5000). */
   busyTimeoutMs?: number;
   /**
-   * `true` (default): every COMMIT is fsynced before a call returns, so an acknowledged
-   * message survives a power cut. `false`: commits reach the OS at once (surviving a crash
+   * `true` (default): every COMMIT is fsynced (off the event loop, shared by the batches
+   * committed meanwhile) before a call's promise resolves, so an acknowledged message
+   * survives a power cut. `false`: commits reach the OS at once (surviving a crash
    * of the server process, not of the machine) and the disk at checkpoints; several times
    * the throughput on slow disks.
    */
@@ -196,6 +217,24 @@ interface PendingOp {
 /** Most calls sharing one transaction. */
 const MAX_BATCH = 256;
 
+/** Answers waiting for the fsync that covers their batch. */
+interface SyncWaiter {
+  /** The batch number (`#committed` after its COMMIT) the fsync must cover. */
+  upTo: number;
+  release: () => void;
+  fail: (e: QpqError) => void;
+}
+
+/** Counters of {@link SqliteServerStore.durability} (tests, the bench). */
+export interface DurabilityStats {
+  /** Batches with a durable call committed so far. */
+  committed: number;
+  /** Every batch up to this one is on disk (fsynced). */
+  synced: number;
+  /** WAL fsyncs completed. */
+  syncs: number;
+}
+
 interface ChannelRow {
   id: string;
   kind: string;
@@ -245,7 +284,16 @@ export class SqliteServerStore implements ServerStore {
   readonly #sql: Statements;
   #batch: PendingOp[] = [];
   #closed = false;
-  #fsync = true;
+  #closing: Promise<void> | undefined;
+  /** The WAL file, fsynced off the event loop (a file database with fsync on). */
+  #wal: Deno.FsFile | undefined;
+  /** Batches with a durable call committed (COMMIT done, maybe not yet on disk). */
+  #committed = 0;
+  /** Every batch up to this number is on disk. */
+  #synced = 0;
+  #syncs = 0;
+  #syncing = false;
+  #waiters: SyncWaiter[] = [];
   readonly #health: StorageHealthTracker;
   #lastProbe = 0;
 
@@ -324,9 +372,11 @@ export class SqliteServerStore implements ServerStore {
       }
       // 2. Writes. A private in-memory database has no journal file and nothing to fsync.
       const inMemory = path === MEMORY_PATH;
+      const fsync = !inMemory && options.fsync !== false;
       if (!inMemory) {
         db.exec("PRAGMA journal_mode = WAL");
-        db.exec(`PRAGMA synchronous = ${options.fsync === false ? "NORMAL" : "FULL"}`);
+        // FULL while opening (migrations, sealing: synchronous, before any request)
+        db.exec(`PRAGMA synchronous = ${fsync ? "FULL" : "NORMAL"}`);
       }
       db.exec("PRAGMA foreign_keys = ON");
       notices = migrate(db, options.clock?.() ?? Date.now(), sealer).notices;
@@ -342,7 +392,17 @@ export class SqliteServerStore implements ServerStore {
       store.#secrets = secrets;
       store.#secretsLocked = !sealer.sealed && secretsSealed && secrets === undefined;
       store.migrationNotices = notices;
-      store.#fsync = !inMemory && options.fsync !== false;
+      if (fsync) {
+        // from here on COMMIT writes the WAL and the store fsyncs it off the event loop
+        store.#wal = Deno.openSync(`${path}-wal`, {
+          read: true,
+          write: true,
+          create: true,
+          mode: 0o600,
+        });
+        syncDir(path);
+        db.exec("PRAGMA synchronous = NORMAL");
+      }
       return Promise.resolve(store);
     } catch (e) {
       try {
@@ -588,20 +648,72 @@ export class SqliteServerStore implements ServerStore {
     return this.#sealer.sealed;
   }
 
-  /** Close the file after committing calls already made; later calls throw. */
+  /**
+   * Close the file after committing calls already made and syncing them to disk; later
+   * calls throw.
+   */
   close(): Promise<void> {
-    if (!this.#closed) {
+    if (this.#closing === undefined) {
       while (this.#batch.length > 0) this.#flush();
       this.#closed = true;
-      this.#sql.clear();
-      try {
-        this.#db.close();
-      } finally {
-        this.#sealer.destroy();
-        this.#secrets?.destroy();
-      }
+      this.#closing = new Promise<void>((resolve) => {
+        this.#afterSync(this.#committed, resolve, () => resolve());
+      }).then(() => {
+        this.#sql.clear();
+        try {
+          this.#wal?.close();
+          this.#db.close();
+        } finally {
+          this.#sealer.destroy();
+          this.#secrets?.destroy();
+        }
+      });
     }
-    return Promise.resolve();
+    return this.#closing;
+  }
+
+  /** How many batches are committed and how many are on disk (tests, the bench). */
+  durability(): DurabilityStats {
+    return { committed: this.#committed, synced: this.#synced, syncs: this.#syncs };
+  }
+
+  /**
+   * Call `release` once every batch up to `upTo` is on disk (at once when it is), or
+   * `fail` when the fsync covering it failed. Starts an fsync when none is in flight.
+   */
+  #afterSync(upTo: number, release: () => void, fail: (e: QpqError) => void): void {
+    if (this.#synced >= upTo) {
+      release();
+      return;
+    }
+    this.#waiters.push({ upTo, release, fail });
+    this.#startSync();
+  }
+
+  /**
+   * One fsync of the WAL, covering every batch committed before it starts; when it ends,
+   * the answers it covers are released and, if batches were committed meanwhile, the next
+   * one starts. At most one is in flight: calls arriving during it form the next group.
+   */
+  #startSync(): void {
+    const wal = this.#wal;
+    if (this.#syncing || wal === undefined || this.#synced >= this.#committed) return;
+    this.#syncing = true;
+    const target = this.#committed;
+    const settle = (err: QpqError | undefined) => {
+      this.#syncing = false;
+      this.#syncs++;
+      // after a failed fsync the kernel may have dropped the pages: those answers fail
+      // (the senders retry; duplicates are found by message id), later batches sync anew
+      this.#synced = Math.max(this.#synced, target);
+      while (this.#waiters.length > 0 && this.#waiters[0]!.upTo <= target) {
+        const w = this.#waiters.shift()!;
+        if (err === undefined) w.release();
+        else w.fail(err);
+      }
+      this.#startSync();
+    };
+    wal.syncData().then(() => settle(undefined), (e) => settle(this.#fail(e)));
   }
 
   // ---- health ----
@@ -655,22 +767,32 @@ export class SqliteServerStore implements ServerStore {
     return this.#sql.run(sql, ...args);
   }
 
-  /** Run `fn` synchronously as one call; wraps SQLite failures in StorageError. */
+  /**
+   * Run `fn` synchronously as one read; wraps SQLite failures in StorageError. Its result
+   * is released once every batch committed before it is on disk: it may have read them.
+   */
   #call<T>(fn: () => T): Promise<T> {
+    let v: T;
     try {
       if (this.#closed) throw closedError();
-      return Promise.resolve(fn());
+      v = fn();
     } catch (e) {
       return Promise.reject(this.#fail(e));
     }
+    if (this.#synced >= this.#committed) return Promise.resolve(v);
+    return new Promise<T>((resolve, reject) =>
+      this.#afterSync(this.#committed, () => resolve(v), reject)
+    );
   }
 
   /**
-   * Run `fn` atomically and durably: resolves only after the COMMIT that contains it.
+   * Run `fn` atomically and durably: resolves only after the COMMIT that contains it is on
+   * disk (the WAL fsync covering it, see the module doc; acks: after the COMMIT).
    *
    * Group commit: calls made in the same event-loop turn (from any request) share one
-   * `BEGIN IMMEDIATE … COMMIT` and so one fsync; each runs inside its own SAVEPOINT, so a
-   * call that throws is rolled back alone and the others still commit.
+   * `BEGIN IMMEDIATE … COMMIT`, and every batch committed while an fsync is in flight
+   * shares the next fsync; each call runs inside its own SAVEPOINT, so a call that throws
+   * is rolled back alone and the others still commit.
    */
   #tx<T>(fn: () => T, durable = true): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
@@ -695,11 +817,10 @@ export class SqliteServerStore implements ServerStore {
     }
     const db = this.#db;
     const outcomes: ({ ok: true; v: unknown } | { ok: false; e: QpqError })[] = [];
-    // A batch of only non-durable calls (acks) commits without an fsync: in WAL mode its
-    // frames reach the disk with the next durable commit. Losing an ack in a crash only
-    // means a redelivery, which clients drop by sequence number and message id.
-    const lazy = this.#fsync && batch.every((op) => !op.durable);
-    if (lazy) db.exec("PRAGMA synchronous = NORMAL");
+    // A batch of only non-durable calls (acks) waits for no fsync: its frames reach the
+    // disk with the next one. Losing an ack in a crash only means a redelivery, which
+    // clients drop by sequence number and message id.
+    const durable = this.#wal !== undefined && batch.some((op) => op.durable);
     let wrote = false;
     try {
       db.exec("BEGIN IMMEDIATE");
@@ -727,14 +848,23 @@ export class SqliteServerStore implements ServerStore {
       const err = this.#fail(e);
       for (const op of batch) op.reject(err);
       return;
-    } finally {
-      if (lazy) db.exec("PRAGMA synchronous = FULL");
     }
-    batch.forEach((op, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) op.resolve(o.v);
-      else op.reject(o.e);
-    });
+    const release = () =>
+      batch.forEach((op, i) => {
+        const o = outcomes[i]!;
+        if (o.ok) op.resolve(o.v);
+        else op.reject(o.e);
+      });
+    if (!durable) {
+      release();
+      return;
+    }
+    // answers leave only once the batch is on disk
+    this.#afterSync(++this.#committed, release, (e) =>
+      batch.forEach((op, i) => {
+        const o = outcomes[i]!;
+        op.reject(o.ok ? e : o.e);
+      }));
   }
 
   #uid(username: string): Uint8Array {

@@ -1,0 +1,92 @@
+/**
+ * Group commit off the event loop (issue 19): on a real SQLite file with fsync on, every
+ * answer and every read that saw a write is released only after the WAL fsync that covers
+ * it, calls arriving while an fsync is in flight share the next one, and closing syncs what
+ * was committed. The SIGKILL side of the promise is tests/crash_test.ts.
+ */
+
+import { assert, assertEquals } from "./_support/assert.ts";
+import { utf8 } from "../src/bytes.ts";
+import { SqliteServerStore } from "../src/store/server/mod.ts";
+
+/** The next turn of the event loop after the store's batch (setImmediate) has run. */
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+async function withStore(fn: (s: SqliteServerStore, path: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "qpq_durable_" });
+  const path = `${dir}/server.db`;
+  const s = await SqliteServerStore.open(path);
+  try {
+    for (const n of ["alice", "bob"]) await s.createUser(n, utf8(`record of ${n}`));
+    await fn(s, path);
+  } finally {
+    await s.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+let ids = 0;
+const message = () => ({
+  sender: "alice",
+  messageId: `m${++ids}`,
+  channelId: null,
+  payload: utf8("hello"),
+  recipients: ["bob"],
+});
+
+Deno.test("SqliteServerStore.enqueue answers only after the WAL fsync covering its batch", async () => {
+  await withStore(async (s) => {
+    for (let i = 0; i < 5; i++) {
+      const before = s.durability().committed;
+      const r = await s.enqueue(message());
+      const d = s.durability();
+      assertEquals(r.duplicate, false);
+      assert(d.committed > before, "the enqueue was committed");
+      assert(d.synced > before, `answered at synced ${d.synced}, its batch is ${before + 1}`);
+    }
+  });
+});
+
+Deno.test("SqliteServerStore reads that saw a batch not yet on disk wait for its fsync", async () => {
+  await withStore(async (s) => {
+    const sent = s.enqueue(message());
+    await nextTurn(); // the batch is committed, its fsync is in flight
+    const seen = s.durability().committed;
+    assert(seen > s.durability().synced, "the fsync is still in flight");
+    const page = await s.fetchPage("bob", 0);
+    assertEquals(page.messages.length, 1, "the read saw the committed message");
+    assert(
+      s.durability().synced >= seen,
+      "a message is never handed out (pushed, fetched) before it is on disk",
+    );
+    await sent;
+  });
+});
+
+Deno.test("SqliteServerStore calls arriving during an fsync share the next one", async () => {
+  await withStore(async (s, path) => {
+    const start = s.durability();
+    const calls = [s.enqueue(message())];
+    await nextTurn(); // first batch committed, its fsync in flight
+    for (let i = 0; i < 10; i++) {
+      calls.push(s.enqueue(message()));
+      await nextTurn(); // each call its own batch
+    }
+    await Promise.all(calls);
+    const d = s.durability();
+    const batches = d.committed - start.committed;
+    const syncs = d.syncs - start.syncs;
+    assertEquals(batches, 11);
+    assert(syncs < batches, `${syncs} fsyncs for ${batches} batches: not one each`);
+    // closing syncs what is committed; everything is there after a reopen
+    const last = s.enqueue(message());
+    await s.close();
+    await last;
+    const again = await SqliteServerStore.open(path);
+    try {
+      assertEquals(await again.queueDepth("bob"), 12);
+    } finally {
+      await again.close();
+    }
+  });
+});
