@@ -15,6 +15,7 @@ import {
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_USER,
   MAX_FRAME_BYTES,
+  MAX_GROUPS_PER_USER,
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
   MAX_SENDER_QUEUE_BYTES,
@@ -87,6 +88,8 @@ export interface ServerConfig {
   maxUnauthenticatedConnections: number;
   /** Most connections not logged in at once from one IPv4 address or IPv6 /64. */
   maxUnauthenticatedPerSource: number;
+  /** Most conversations one user is in; an add past it waits as a held invitation. */
+  maxGroupsPerUser: number;
 }
 
 /** Values given on the command line (undefined = not given). */
@@ -123,6 +126,7 @@ const FILE_KEYS = {
   login_deadline_ms: "number",
   max_unauthenticated_connections: "number",
   max_unauthenticated_per_source: "number",
+  max_groups_per_user: "number",
 } as const;
 
 type FileConfig = {
@@ -215,6 +219,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ),
     maxUnauthenticatedPerSource: file.max_unauthenticated_per_source ??
       MAX_UNAUTHENTICATED_PER_SOURCE,
+    maxGroupsPerUser: file.max_groups_per_user ?? MAX_GROUPS_PER_USER,
   };
   parseHostPort(config.listen, "listen address");
   if (config.healthListen !== undefined) {
@@ -241,6 +246,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["login_deadline_ms", config.loginDeadlineMs],
       ["max_unauthenticated_connections", config.maxUnauthenticatedConnections],
       ["max_unauthenticated_per_source", config.maxUnauthenticatedPerSource],
+      ["max_groups_per_user", config.maxGroupsPerUser],
     ] as const
   ) {
     if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);

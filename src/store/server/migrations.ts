@@ -433,6 +433,16 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     sql: "",
     run: recomputeSkeletons,
   },
+  {
+    // Held invitations (issue 18): a member row with held = 1 is a user added to the
+    // channel while at max_groups_per_user. On the roster (it matches the MLS group), not a
+    // member for requests, and never a recipient, until the user accepts it.
+    version: 7,
+    name: "held invitations",
+    sql: `
+      ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */
