@@ -83,8 +83,9 @@ function fakeCommitPayload(groupId: Uint8Array, epoch: number): Uint8Array {
 }
 
 /**
- * The attack: `mallory` creates `groups` groups and, with one commit each (no Welcome, no
- * MLS behind it: the server only reads the header), puts `victim` and `fillers` on them.
+ * The attack: `mallory` creates `groups` groups and, with one commit each (no MLS behind
+ * it: the server only reads the header), puts `victim` and `fillers` on them. The fillers'
+ * junk Welcomes are never queued (they blocked mallory), so only the victim gets the commit.
  */
 async function floodGroups(
   mallory: ServerConnection,
@@ -106,6 +107,8 @@ async function floodGroups(
       add: [victim, ...fillers],
       remove: [],
       welcomes: [],
+      welcome: randomBytes(16),
+      welcomeFor: fillers,
     }, "committed");
   }
 }
@@ -140,7 +143,12 @@ Deno.test("listChannels: a victim put on 400 large groups still joins a friend's
         { length: 70 },
         (_, i) => `${letters[i >> 4]}${letters[i & 15]}${"abcdefghjk".repeat(3)}`,
       );
-      for (const f of fillers) await register(mallory, f);
+      for (const f of fillers) {
+        // each filler blocks mallory: on the rosters, but sent nothing (keeps the test fast)
+        const c = await rawUser(ts, f);
+        await c.call({ kind: "block", username: "mallory" }, "ok");
+        await c.close();
+      }
       await floodGroups(mallory, "victim", fillers, 400);
       await victim.client.sync(); // the flood's commits: of groups it never joined, ignored
       await alice.client.createGroup("friends");
@@ -224,6 +232,32 @@ Deno.test("max_groups_per_user: an add past the cap is a held invitation, accept
       assertEquals(victim.received(), ["welcome in"]);
     } finally {
       for (const u of users) await u.client.close().catch(() => {});
+    }
+  });
+});
+
+Deno.test("listChannelsPage: at most 500 channels a page, then the rest after the cursor", async () => {
+  await withServer({}, async (ts) => {
+    const mallory = await rawUser(ts, "mallory");
+    try {
+      for (let i = 0; i < 501; i++) {
+        await mallory.call({ kind: "createGroup", name: `g-${i}` }, "channel");
+      }
+      const first = await mallory.call(
+        { kind: "listChannelsPage", after: new Uint8Array(0), held: false },
+        "channels",
+      );
+      assertEquals([first.channels.length, first.more], [500, true]);
+      const rest = await mallory.call(
+        { kind: "listChannelsPage", after: first.channels.at(-1)!.channelId, held: false },
+        "channels",
+      );
+      assertEquals([rest.channels.length, rest.more], [1, false]);
+      // the v1.0 request answers the first page
+      const old = await mallory.call({ kind: "listChannels" }, "channels");
+      assertEquals(old.channels.length, 500);
+    } finally {
+      await mallory.close();
     }
   });
 });

@@ -441,6 +441,7 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     name: "held invitations",
     sql: `
       ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX members_uid_held ON members (uid, held);
     `,
   },
 ]);
