@@ -184,6 +184,7 @@ const EVERY_KEY: [key: string, value: string | number | boolean, field: string, 
     ["login_deadline_ms", 5_000, "loginDeadlineMs"],
     ["max_unauthenticated_connections", 20, "maxUnauthenticatedConnections"],
     ["max_unauthenticated_per_source", 8, "maxUnauthenticatedPerSource"],
+    ["max_groups_per_user", 100, "maxGroupsPerUser"],
   ];
 
 Deno.test("every config file key is read into the configuration (and this test knows them all)", () => {

@@ -439,10 +439,8 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     // member for requests, and never a recipient, until the user accepts it.
     version: 7,
     name: "held invitations",
-    sql: `
-      ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
-      CREATE INDEX members_uid_held ON members (uid, held);
-    `,
+    sql: "",
+    run: addHeldColumn,
   },
 ]);
 
@@ -452,6 +450,15 @@ export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version
 function hasTable(db: DatabaseSync, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
     undefined;
+}
+
+/** Migration 7: `members.held` and its index (idempotent: a re-run finds them). */
+function addHeldColumn(db: DatabaseSync): string[] {
+  if (!hasColumn(db, "members", "held")) {
+    db.exec("ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0");
+  }
+  db.exec("CREATE INDEX IF NOT EXISTS members_uid_held ON members (uid, held)");
+  return [];
 }
 
 function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
