@@ -74,6 +74,15 @@ struct Request {
     logoutEverywhere @25 :Void;
     changePasswordStart @26 :ChangePasswordStart;
     changePasswordFinish @27 :ChangePasswordFinish;
+
+    # Lists that other people's actions make grow are paged (appended, issue 18).
+    # listChannelsPage answers `channels` with at most MAX_CHANNEL_PAGE channels after the
+    # cursor, within a byte budget, and `more` when there are more; `held: true` lists the
+    # held invitations instead (groups someone added us to while we were at
+    # max_groups_per_user). answerInvitation accepts (under the cap) or declines one; it
+    # answers `ok`.
+    listChannelsPage @28 :ChannelPage;
+    answerInvitation @29 :InvitationAnswer;
   }
 }
 
@@ -314,6 +323,7 @@ struct ChannelInfo {
 
 struct Channels {
   channels @0 :List(ChannelInfo);
+  more @1 :Bool;                     # listChannelsPage: more after the last one
 }
 
 struct MemberList {
@@ -362,4 +372,16 @@ struct PasswordChanged {
   token @0 :Data;                    # a fresh session token for this device
   expiresAtMs @1 :UInt64;
   sessionsEnded @2 :UInt32;          # other sessions of the account that were ended
+}
+
+# ---------------------------------------------------------------- paged lists (appended)
+
+struct ChannelPage {
+  after @0 :Data;                    # channel id of the last one of the previous page; empty = from the start
+  held @1 :Bool;                     # list held invitations instead of channels
+}
+
+struct InvitationAnswer {
+  channelId @0 :Data;
+  accept @1 :Bool;                   # false = decline (leave the roster)
 }

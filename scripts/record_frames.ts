@@ -12,7 +12,8 @@
  * alice: ping health registerStart registerFinish loginStart loginFinish publishIdentityKey
  *        uploadKeyPackages (both suites) countKeyPackages countKeyPackagesForSuite
  *        fetchIdentityKey fetchKeyPackage (X-Wing) createGroup
- *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels members
+ *        commit(add bob + Welcome) enqueue(MLS application) createDm listChannels
+ *        listChannelsPage answerInvitation members
  *        block unblock changePasswordStart changePasswordFinish logoutEverywhere
  * bob:   register, login, upload, subscribe (push), fetch, ack, resume, logout
  * ```
@@ -257,6 +258,15 @@ export async function recordSession(): Promise<Recording> {
     }, "enqueued");
     await a.rpc.call({ kind: "createDm", username: "bob" }, "channel");
     await a.rpc.call({ kind: "listChannels" }, "channels");
+    await a.rpc.call(
+      { kind: "listChannelsPage", after: new Uint8Array(0), held: false },
+      "channels",
+    );
+    // no invitation of alice's is held: the request is recorded, its answer is `not_found`
+    await a.rpc.call(
+      { kind: "answerInvitation", channelId: channel.channelId, accept: false },
+      "ok",
+    ).catch(() => {});
     await a.rpc.call({ kind: "members", channelId: channel.channelId }, "memberList");
     await a.rpc.call({ kind: "block", username: "bob" }, "ok");
     await a.rpc.call({ kind: "unblock", username: "bob" }, "ok");

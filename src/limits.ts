@@ -326,3 +326,31 @@ export const LOGIN_KNOWN_SOURCE_MS = 30 * 24 * 3600 * 1000;
  * commits grow by about 2.5 KB per member.
  */
 export const MESSAGE_BYTES_WARN_BELOW = 65_536;
+// ---- issue 18: lists that grow with other people's actions are paged; groups per user ----
+/** Most channels in one `listChannelsPage` answer. */
+export const MAX_CHANNEL_PAGE = 500;
+/**
+ * Most bytes of one channel page, counted as {@link CHANNEL_ENVELOPE_BYTES} per channel plus
+ * its id, name and members ({@link MEMBER_ENTRY_BYTES} each beside the name): the rest of
+ * the frame (64 KiB) is room for the frame header, so a page always fits in
+ * {@link MAX_FRAME_BYTES}. A page holds at least one channel; one of
+ * {@link MAX_CHANNEL_MEMBERS} members of the longest names is about 560 KiB, under this.
+ */
+export const MAX_CHANNEL_PAGE_BYTES = MAX_FRAME_BYTES - 64 * 1024;
+/** What a channel adds on the wire beside its id, name and members (counted generously). */
+export const CHANNEL_ENVELOPE_BYTES = 128;
+/** What a member name adds on the wire beside its bytes (list pointer, NUL, padding). */
+export const MEMBER_ENTRY_BYTES = 24;
+/** Most pages a client reads of one list before it stops (a bound, never reached honestly). */
+export const MAX_CLIENT_LIST_PAGES = 200;
+/**
+ * Default of `max_groups_per_user`: most channels (groups and DMs) one user is on, joined.
+ * A commit or DM that would add a user past it makes a held invitation instead: the user is
+ * on the roster, gets nothing of the channel, and can accept it once under the cap.
+ */
+export const MAX_GROUPS_PER_USER = 2_000;
+/**
+ * Most held invitations one user may have waiting; past it a commit that adds the user is
+ * refused (`quota`) until they accept or decline some.
+ */
+export const MAX_HELD_INVITATIONS_PER_USER = 1_000;

@@ -97,3 +97,23 @@ Deno.test("qpq join accepts every request, as join always did", async () => {
     assert(ok(await qpq("ben", "list")).includes("#h"));
   });
 });
+
+Deno.test("qpq requests lists held invitations; accept --decline and accept answer them", async () => {
+  await withCliUsers(async (qpq) => {
+    for (const u of ["bob", "alice"]) ok(await qpq(u, "register-user"));
+    ok(await qpq("bob", "create-group", "mine"));
+    ok(await qpq("alice", "create-group", "one"));
+    ok(await qpq("alice", "invite", "one", "bob"));
+    ok(await qpq("alice", "create-group", "two"));
+    ok(await qpq("alice", "invite", "two", "bob")); // bob is at the cap (2): held
+    ok(await qpq("bob", "recv"));
+    assertEquals(
+      ok(await qpq("bob", "requests")),
+      "alice invites you to #one\nheld: #two (2 members)\n",
+    );
+    const full = await qpq("bob", "accept", "#two");
+    assertEquals([full.code, full.stderr.startsWith("qpq: You are in 2 conversations")], [1, true]);
+    assertEquals(ok(await qpq("bob", "accept", "--decline", "#two")), "Declined #two\n");
+    assertEquals(ok(await qpq("bob", "requests")), "alice invites you to #one\n");
+  }, { file: { max_groups_per_user: 2 } });
+});

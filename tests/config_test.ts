@@ -185,6 +185,7 @@ const EVERY_KEY: [key: string, value: string | number | boolean, field: string, 
     ["max_unauthenticated_connections", 20, "maxUnauthenticatedConnections"],
     ["max_unauthenticated_per_source", 8, "maxUnauthenticatedPerSource"],
     ["login_attempts_per_source", 90, "loginAttemptsPerSource"],
+    ["max_groups_per_user", 100, "maxGroupsPerUser"],
   ];
 
 Deno.test("every config file key is read into the configuration (and this test knows them all)", () => {

@@ -79,7 +79,7 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
       assertEquals(decodeFrame(encodeFrame(frame)), frame);
     }
   }
-  assertEquals(Object.keys(REQUEST).length, 28);
+  assertEquals(Object.keys(REQUEST).length, 30);
   assertEquals(Object.keys(RESPONSE).length, 19);
 });
 

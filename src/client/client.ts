@@ -42,6 +42,8 @@ import { KeyPackages } from "./key_packages.ts";
 import { Outbox } from "./outbox.ts";
 import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
+import { listAllChannels } from "./_channels.ts";
+import { fromHex, toHex } from "../bytes.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
@@ -92,6 +94,18 @@ export interface RegisterOptions {
 }
 
 /** A conversation as listed: broken ones say why. */
+/** A held invitation: a conversation others added us to while we were at the server's cap. */
+export interface HeldInvitation {
+  /** Channel id, hex. */
+  channelId: string;
+  /** "dm" or "group". */
+  kind: "dm" | "group";
+  /** The group's name ("" for a DM); from the server, sanitize before showing. */
+  name: string;
+  /** Its roster as the server has it (us included). */
+  members: string[];
+}
+
 export type ListedConversation = Conversation & { broken?: string };
 
 /** A messenger account on one device. */
@@ -429,6 +443,46 @@ export class QpqClient {
       this.#ctx.state.deleteGroup(channelId);
     }
     return dropped.length;
+  }
+
+  /**
+   * Invitations the server holds for us: groups (and DMs) others added us to while we
+   * were in `max_groups_per_user` conversations. Nothing of them reaches us until accepted.
+   */
+  async invitations(): Promise<HeldInvitation[]> {
+    await this.#session.ensure();
+    const held = await listAllChannels(this.#session, { held: true });
+    return held.map((c) => ({
+      channelId: toHex(c.channelId),
+      kind: c.channelKind,
+      name: c.name,
+      members: c.members,
+    }));
+  }
+
+  /**
+   * Accept (once under the server's cap) or decline a held invitation, by channel id (hex)
+   * or group name. Accepting asks the members to add us again (a fresh KeyPackage): the
+   * Welcome then arrives as any other, a request if the adder is not a contact.
+   */
+  async answerInvitation(ref: string, accept: boolean): Promise<HeldInvitation> {
+    const name = ref.startsWith("#") ? ref.slice(1) : ref;
+    const found = (await this.invitations()).filter((i) =>
+      i.channelId === ref.toLowerCase() || (i.kind === "group" && i.name === name)
+    );
+    if (found.length !== 1) {
+      throw new UsageError(
+        found.length === 0
+          ? `No invitation to ${ref} is waiting`
+          : `${ref} names ${found.length} invitations: use the channel id`,
+        { code: found.length === 0 ? "not_found" : "conflict" },
+      );
+    }
+    const inv = found[0]!;
+    const channelId = fromHex(inv.channelId);
+    await this.#session.call({ kind: "answerInvitation", channelId, accept }, "ok");
+    if (accept) await this.#groups.askToBeAdded(channelId);
+    return inv;
   }
 
   /** Unblock a user: they are a stranger again. */

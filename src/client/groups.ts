@@ -70,6 +70,7 @@ import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import { type Outbox, restoredFrom } from "./outbox.ts";
 import type { Session } from "./session.ts";
+import { listAllChannels } from "./_channels.ts";
 
 /** How often an own commit is retried after an epoch conflict. */
 const COMMIT_RETRIES = 5;
@@ -889,7 +890,7 @@ export class Groups {
     const takenAt = this.#restored;
     if (takenAt === undefined) return;
     this.#restored = undefined;
-    const { channels } = await this.#session.call({ kind: "listChannels" }, "channels");
+    const channels = await listAllChannels(this.#session);
     const epochs = new Map(channels.map((c) => [toHex(c.channelId), c.epoch]));
     const s = this.#ctx.state;
     for (const record of s.listGroups()) {
@@ -905,6 +906,24 @@ export class Groups {
         }: ${conv.name} changed since then and the server has it as it was; create it again`,
       });
     }
+  }
+
+  /**
+   * Ask the members of a channel we are on the roster of, but not in (a held invitation
+   * just accepted), to add us: the rejoin request with a fresh KeyPackage, the same one a
+   * member whose state broke sends. A member's re-add commit brings the Welcome.
+   */
+  async askToBeAdded(channelId: Uint8Array): Promise<void> {
+    const kp = await this.#keyPackages.make(DEFAULT_SUITE);
+    await this.#session.call({
+      kind: "enqueue",
+      channelId,
+      messageId: uuidv7(),
+      payload: kp,
+      messageKind: "rejoin",
+      epoch: 0,
+      recipients: [],
+    }, "enqueued");
   }
 
   async #askRejoin(conv: Conversation, record: GroupRecord): Promise<void> {

@@ -65,6 +65,7 @@ import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import type { ClientEvent } from "./events.ts";
 import type { Session } from "./session.ts";
+import { listAllChannels } from "./_channels.ts";
 
 /** Applies delivered messages to conversations. */
 export class Inbox {
@@ -421,8 +422,8 @@ export class Inbox {
     } finally {
       zeroize(signer.privateKey);
     }
-    const channels = await this.#session.call({ kind: "listChannels" }, "channels");
-    let info = channels.channels.find((c) => toHex(c.channelId) === hex);
+    const channels = await listAllChannels(this.#session);
+    let info = channels.find((c) => toHex(c.channelId) === hex);
     if (!info && m.channelKind !== undefined) {
       // Added and removed again before we read our queue: the server no longer lists the
       // channel for us, but what was sent while we were in is ours to read (the removal

@@ -16,6 +16,7 @@ import {
   MAX_CONNECTIONS,
   MAX_CONNECTIONS_PER_USER,
   MAX_FRAME_BYTES,
+  MAX_GROUPS_PER_USER,
   MAX_MESSAGE_BYTES,
   MAX_QUEUE_MESSAGES,
   MAX_SENDER_QUEUE_BYTES,
@@ -93,6 +94,8 @@ export interface ServerConfig {
    * 60 s / this; a login that succeeds gives its attempt back.
    */
   loginAttemptsPerSource: number;
+  /** Most conversations one user is in; an add past it waits as a held invitation. */
+  maxGroupsPerUser: number;
 }
 
 /** Values given on the command line (undefined = not given). */
@@ -130,6 +133,7 @@ const FILE_KEYS = {
   max_unauthenticated_connections: "number",
   max_unauthenticated_per_source: "number",
   login_attempts_per_source: "number",
+  max_groups_per_user: "number",
 } as const;
 
 type FileConfig = {
@@ -223,6 +227,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
     maxUnauthenticatedPerSource: file.max_unauthenticated_per_source ??
       MAX_UNAUTHENTICATED_PER_SOURCE,
     loginAttemptsPerSource: file.login_attempts_per_source ?? LOGIN_ATTEMPTS_PER_SOURCE,
+    maxGroupsPerUser: file.max_groups_per_user ?? MAX_GROUPS_PER_USER,
   };
   parseHostPort(config.listen, "listen address");
   if (config.healthListen !== undefined) {
@@ -250,6 +255,7 @@ export function resolveConfig(flags: ServerFlags, file: FileConfig, env: ServerE
       ["max_unauthenticated_connections", config.maxUnauthenticatedConnections],
       ["max_unauthenticated_per_source", config.maxUnauthenticatedPerSource],
       ["login_attempts_per_source", config.loginAttemptsPerSource],
+      ["max_groups_per_user", config.maxGroupsPerUser],
     ] as const
   ) {
     if (!(v > 0)) throw new UsageError(`${name} must be a positive integer`);

@@ -27,8 +27,16 @@ import type {
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
 import { readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, TransportError, UsageError, ValidationError } from "../errors.ts";
-import { constantTimeEqual as bytesEqual, fromHex } from "../bytes.ts";
-import { MAX_FETCH_PAGE, MAX_FETCH_PAGE_BYTES, MESSAGE_ENVELOPE_BYTES } from "../limits.ts";
+import { constantTimeEqual as bytesEqual, fromHex, utf8 } from "../bytes.ts";
+import {
+  CHANNEL_ENVELOPE_BYTES,
+  MAX_CHANNEL_PAGE,
+  MAX_CHANNEL_PAGE_BYTES,
+  MAX_FETCH_PAGE,
+  MAX_FETCH_PAGE_BYTES,
+  MEMBER_ENTRY_BYTES,
+  MESSAGE_ENVELOPE_BYTES,
+} from "../limits.ts";
 import type { ConnectionState, HandlerTable, ServerContext } from "./context.ts";
 import { requireUser } from "./accounts.ts";
 import {
@@ -91,6 +99,41 @@ async function channelInfo(store: ServerStore, c: StoreChannel): Promise<Channel
   };
 }
 
+/** Bytes a channel takes in a page, counted as {@link MAX_CHANNEL_PAGE_BYTES} counts them. */
+function channelBytes(c: ChannelInfo): number {
+  let n = CHANNEL_ENVELOPE_BYTES + c.channelId.length + utf8(c.name).length;
+  for (const m of c.members) n += MEMBER_ENTRY_BYTES + utf8(m).length;
+  return n;
+}
+
+/**
+ * One page of a user's channels (or held invitations) after `after`: at most
+ * {@link MAX_CHANNEL_PAGE} of them within {@link MAX_CHANNEL_PAGE_BYTES} (at least one), so
+ * the answer always fits in a frame, however many groups others added the user to.
+ */
+async function channelPage(
+  store: ServerStore,
+  user: string,
+  after: Uint8Array,
+  held: boolean,
+): Promise<{ channels: ChannelInfo[]; more: boolean }> {
+  const rows = await store.listChannels(user, {
+    ...(after.length > 0 ? { after: channelIdToStore(after) } : {}),
+    limit: MAX_CHANNEL_PAGE + 1,
+    held,
+  });
+  const channels: ChannelInfo[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    if (channels.length >= MAX_CHANNEL_PAGE) return { channels, more: true };
+    const info = await channelInfo(store, row);
+    bytes += channelBytes(info);
+    if (bytes > MAX_CHANNEL_PAGE_BYTES && channels.length > 0) return { channels, more: true };
+    channels.push(info);
+  }
+  return { channels, more: false };
+}
+
 async function memberChannel(
   store: ServerStore,
   id: Uint8Array,
@@ -136,12 +179,20 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
     },
 
     async listChannels(_req, conn) {
+      // the v1.0 form: the first page (a reader of it does not know `more`)
       const me = requireUser(conn);
-      const channels = await store.listChannels(me);
-      return {
-        kind: "channels",
-        channels: await Promise.all(channels.map((c) => channelInfo(store, c))),
-      };
+      return { kind: "channels", ...(await channelPage(store, me, new Uint8Array(0), false)) };
+    },
+
+    async listChannelsPage(req, conn) {
+      const me = requireUser(conn);
+      return { kind: "channels", ...(await channelPage(store, me, req.after, req.held)) };
+    },
+
+    async answerInvitation(req, conn) {
+      const me = requireUser(conn);
+      await store.answerInvitation(channelIdToStore(req.channelId), me, req.accept);
+      return { kind: "ok" };
     },
 
     async members(req, conn) {

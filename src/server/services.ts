@@ -45,6 +45,7 @@ export async function openStore(
       maxSenderMessages: c.maxSenderMessages,
       maxSenderBytes: c.maxSenderBytes,
       messageRetentionMs: c.retentionSeconds * 1000,
+      maxGroupsPerUser: c.maxGroupsPerUser,
     },
     onStorageEvent: (e: StorageEvent) =>
       logStorageEvent(ctx.log, e, c.storeBackend === "memory" ? MEMORY_PATH : c.dbPath),

@@ -147,6 +147,8 @@ export const REQUEST = {
   logoutEverywhere: "void",
   changePasswordStart: { loginId: "data", finish: "data", request: "data" },
   changePasswordFinish: { changeId: "data", record: "data" },
+  listChannelsPage: { after: "data", held: "bool" },
+  answerInvitation: { channelId: "data", accept: "bool" },
 } as const satisfies UnionDesc;
 
 /** The `Response` union of schemas/qpq.capnp. */
@@ -172,7 +174,7 @@ export const RESPONSE = {
   enqueued: ENQUEUED,
   messages: { messages: { list: MESSAGE }, more: "bool" },
   channel: CHANNEL_INFO,
-  channels: { channels: { list: CHANNEL_INFO } },
+  channels: { channels: { list: CHANNEL_INFO }, more: { optional: "bool" } },
   memberList: { members: { list: "text" } },
   committed: ENQUEUED,
   loggedOut: { count: "u32" },

@@ -182,8 +182,9 @@ export async function withCliUsers(
     qpq: QpqAs,
     ctx: { ts: TestServer; dir: string; env: (user: string) => Record<string, string> },
   ) => Promise<void>,
+  server: { file?: Record<string, string | number | boolean> } = {},
 ): Promise<void> {
-  const ts = await startTestServer();
+  const ts = await startTestServer(server);
   const dir = await Deno.makeTempDir({ prefix: "qpq-cli-users-" });
   await Deno.writeTextFile(`${dir}/ca.pem`, ts.certPem);
   const env = (user: string) => ({

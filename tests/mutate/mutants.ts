@@ -33,6 +33,7 @@ export interface Mutant {
 const LYING = "tests/lying_server_test.ts";
 const RULES = "tests/server_rules_test.ts";
 const STRANGERS = "tests/server_strangers_test.ts";
+const LISTS = "tests/server_lists_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -999,5 +1000,48 @@ export const MUTANTS: Mutant[] = [
     why: "a max_message_bytes too small for MLS handshakes is said at start, not found by users",
     tests: ["tests/server_ops_test.ts"],
     quick: true,
+  },
+  // ---- issue 18: paged lists, groups per user, held invitations
+  {
+    id: "server-channel-page-bytes",
+    file: "src/server/delivery.ts",
+    find:
+      "if (bytes > MAX_CHANNEL_PAGE_BYTES && channels.length > 0) return { channels, more: true };",
+    replace: "",
+    why: "a page of channels stays within a frame however large the groups others put us on",
+    tests: [LISTS],
+  },
+  {
+    id: "server-channel-page-count",
+    file: "src/server/delivery.ts",
+    find: "if (channels.length >= MAX_CHANNEL_PAGE) return { channels, more: true };",
+    replace: "",
+    why: "a page holds at most MAX_CHANNEL_PAGE channels (bounded work per request)",
+    tests: [LISTS],
+  },
+  {
+    id: "store-groups-cap",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "    if (this.#channelCount(uid, 0) >= this.#lim.maxGroupsPerUser) {\n      if",
+    replace: "    if (false) {\n      if",
+    why: "an add past max_groups_per_user is held, not joined",
+    tests: [LISTS],
+  },
+  {
+    id: "store-held-gets-nothing",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "if (p.channelId !== null && this.#isHeldUid(p.channelId, uid)) continue;",
+    replace: "",
+    why: "a held invitation gets nothing of its channel (no Welcome, no messages) until accepted",
+    tests: [LISTS],
+  },
+  {
+    id: "store-accept-under-cap",
+    file: "src/store/server/sqlite_server_store.ts",
+    find:
+      'if (this.#channelCount(uid, 0) >= this.#lim.maxGroupsPerUser) throw groupsFull(this.#lim);\n      this.#run("UPDATE',
+    replace: 'this.#run("UPDATE',
+    why: "a held invitation is accepted only under the cap",
+    tests: [LISTS],
   },
 ];

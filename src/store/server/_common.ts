@@ -191,6 +191,22 @@ export function senderQuotaFull(recipient: string, lim: StoreLimits): UsageError
   );
 }
 
+/** The error for a user already on the most channels the server allows. */
+export function groupsFull(lim: StoreLimits): UsageError {
+  return new UsageError(
+    `You are in ${lim.maxGroupsPerUser} conversations, the most this server allows; leave one first`,
+    { code: "quota" },
+  );
+}
+
+/** The error for an add of a user whose held invitations are at their cap. */
+export function heldFull(user: string, lim: StoreLimits): UsageError {
+  return new UsageError(
+    `Cannot add ${user}: ${lim.maxHeldInvitationsPerUser} invitations are waiting for them already`,
+    { code: "quota" },
+  );
+}
+
 /** The error for a channel at its member cap. */
 export function channelFull(lim: StoreLimits): UsageError {
   return new UsageError(`Channel is full: at most ${lim.maxChannelMembers} members`, {

@@ -433,6 +433,15 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     sql: "",
     run: recomputeSkeletons,
   },
+  {
+    // Held invitations (issue 18): a member row with held = 1 is a user added to the
+    // channel while at max_groups_per_user. On the roster (it matches the MLS group), not a
+    // member for requests, and never a recipient, until the user accepts it.
+    version: 7,
+    name: "held invitations",
+    sql: "",
+    run: addHeldColumn,
+  },
 ]);
 
 /** The schema version this build writes. */
@@ -441,6 +450,15 @@ export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version
 function hasTable(db: DatabaseSync, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
     undefined;
+}
+
+/** Migration 7: `members.held` and its index (idempotent: a re-run finds them). */
+function addHeldColumn(db: DatabaseSync): string[] {
+  if (!hasColumn(db, "members", "held")) {
+    db.exec("ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0");
+  }
+  db.exec("CREATE INDEX IF NOT EXISTS members_uid_held ON members (uid, held)");
+  return [];
 }
 
 function hasColumn(db: DatabaseSync, table: string, column: string): boolean {

@@ -62,6 +62,10 @@ export interface StoreLimits {
   maxChannelMembers: number;
   /** Most users one account may block. */
   maxBlocksPerUser: number;
+  /** Most channels one user is on, joined; past it an add is a held invitation. */
+  maxGroupsPerUser: number;
+  /** Most held invitations of one user; past it an add is refused (`quota`). */
+  maxHeldInvitationsPerUser: number;
 }
 
 /** The limits used when a store is opened without overrides. */
@@ -77,7 +81,19 @@ export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   maxKeyPackageBatch: limits.MAX_KEY_PACKAGE_BATCH,
   maxChannelMembers: limits.MAX_CHANNEL_MEMBERS,
   maxBlocksPerUser: limits.MAX_BLOCKS_PER_USER,
+  maxGroupsPerUser: limits.MAX_GROUPS_PER_USER,
+  maxHeldInvitationsPerUser: limits.MAX_HELD_INVITATIONS_PER_USER,
 });
+
+/** Which channels of a user {@link ServerStore.listChannels} lists, and from where. */
+export interface ChannelListQuery {
+  /** Only channels with an id after this one (the last of the previous page). */
+  after?: string;
+  /** At most this many (default: all). */
+  limit?: number;
+  /** Held invitations instead of joined channels. */
+  held?: boolean;
+}
 
 /**
  * Wakes connections waiting for new messages. `notify` is called after a delivery has
@@ -415,12 +431,20 @@ export interface ServerStore {
   getChannel(channelId: string): Promise<ChannelInfo | undefined>;
   /** A group channel by name, or undefined. */
   findGroupByName(name: string): Promise<ChannelInfo | undefined>;
-  /** Channels the user is a member of, ordered by id. */
-  listChannels(username: string): Promise<ChannelInfo[]>;
-  /** Members of a channel, sorted. "not_found" for an unknown channel. */
+  /**
+   * Channels the user is a member of (or, with `held`, invited to and held), ordered by id,
+   * from `after`, at most `limit`.
+   */
+  listChannels(username: string, query?: ChannelListQuery): Promise<ChannelInfo[]>;
+  /** Members of a channel (held invitations included: the roster), sorted. "not_found" for an unknown channel. */
   listMembers(channelId: string): Promise<string[]>;
-  /** True when `username` is a member of the channel. */
+  /** True when `username` is a member of the channel (a held invitation is not). */
   isMember(channelId: string, username: string): Promise<boolean>;
+  /**
+   * Accept (joined, if under the groups cap, else `quota`) or decline (off the roster) the
+   * held invitation of `username` to a channel; `not_found` when there is none.
+   */
+  answerInvitation(channelId: string, username: string, accept: boolean): Promise<void>;
   /** Add members to a group (existing members ignored); "quota" past the member cap. */
   addMembers(channelId: string, usernames: readonly string[]): Promise<void>;
   /** Remove members from a group (non-members ignored). */

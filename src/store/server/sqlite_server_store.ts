@@ -67,6 +67,8 @@ import {
   closedError,
   dmRosterFixed,
   epochConflict,
+  groupsFull,
+  heldFull,
   keyPackageRowKey,
   keyPackagesFull,
   lengthPrefixed,
@@ -85,6 +87,7 @@ import { Sealer, type SealMode } from "../sealing.ts";
 import {
   type ChannelInfo,
   type ChannelKind,
+  type ChannelListQuery,
   type CommitParams,
   type ConsumedKeyPackage,
   type CreateGroupParams,
@@ -1292,8 +1295,43 @@ export class SqliteServerStore implements ServerStore {
   }
 
   #isMemberUid(id: string, uid: Uint8Array): boolean {
-    return this.#get("SELECT 1 FROM members WHERE channel_id = ? AND uid = ?", id, uid) !==
-      undefined;
+    return this.#get(
+      "SELECT 1 FROM members WHERE channel_id = ? AND uid = ? AND held = 0",
+      id,
+      uid,
+    ) !== undefined;
+  }
+
+  #isHeldUid(id: string, uid: Uint8Array): boolean {
+    return this.#get(
+      "SELECT 1 FROM members WHERE channel_id = ? AND uid = ? AND held = 1",
+      id,
+      uid,
+    ) !== undefined;
+  }
+
+  /** Channels the user is on, joined (held = 0) or held (held = 1). */
+  #channelCount(uid: Uint8Array, held: 0 | 1): number {
+    return Number(
+      this.#get("SELECT COUNT(*) AS n FROM members WHERE uid = ? AND held = ?", uid, held)?.n ??
+        0,
+    );
+  }
+
+  /**
+   * Put a user on a channel's roster inside the caller's transaction: joined while under
+   * `maxGroupsPerUser`, else held (an invitation that waits), refused past the held cap.
+   */
+  #addMember(id: string, uid: Uint8Array, username: string): void {
+    if (this.#get("SELECT 1 FROM members WHERE channel_id = ? AND uid = ?", id, uid)) return;
+    let held = 0;
+    if (this.#channelCount(uid, 0) >= this.#lim.maxGroupsPerUser) {
+      if (this.#channelCount(uid, 1) >= this.#lim.maxHeldInvitationsPerUser) {
+        throw heldFull(username, this.#lim);
+      }
+      held = 1;
+    }
+    this.#run("INSERT INTO members (channel_id, uid, held) VALUES (?, ?, ?)", id, uid, held);
   }
 
   createGroupChannel(params: CreateGroupParams): Promise<ChannelInfo> {
@@ -1304,6 +1342,9 @@ export class SqliteServerStore implements ServerStore {
       const epoch = params.epoch ?? 0;
       checkCount("epoch", epoch);
       const creator = this.#requireUser(params.creator);
+      if (this.#channelCount(creator, 0) >= this.#lim.maxGroupsPerUser) {
+        throw groupsFull(this.#lim);
+      }
       const nameRef = this.#sealer.lookupName("channel", params.name);
       if (
         this.#get("SELECT 1 FROM channels WHERE id = ? OR name_ref = ?", id, nameRef) !== undefined
@@ -1359,7 +1400,10 @@ export class SqliteServerStore implements ServerStore {
         this.#sealer.seal("channels.created_by", rowKey, utf8(a)),
         createdAt,
       );
-      this.#run("INSERT INTO members (channel_id, uid) VALUES (?, ?), (?, ?)", id, ua, id, ub);
+      // the asker must be under the cap; the peer may get a held invitation instead
+      if (this.#channelCount(ua, 0) >= this.#lim.maxGroupsPerUser) throw groupsFull(this.#lim);
+      this.#run("INSERT INTO members (channel_id, uid) VALUES (?, ?)", id, ua);
+      this.#addMember(id, ub, b);
       return {
         channel: { id, kind: "dm", name: undefined, createdBy: a, createdAt, epoch: 0 },
         created: true,
@@ -1384,14 +1428,34 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  listChannels(username: string): Promise<ChannelInfo[]> {
+  listChannels(username: string, query: ChannelListQuery = {}): Promise<ChannelInfo[]> {
     return this.#call(() =>
       this.#all(
         `SELECT ${CHANNEL_COLUMNS} FROM members m JOIN channels c ON c.id = m.channel_id ` +
-          "WHERE m.uid = ? ORDER BY c.id",
+          "WHERE m.uid = ? AND m.held = ? AND c.id > ? ORDER BY c.id LIMIT ?",
         this.#uid(username),
+        query.held ? 1 : 0,
+        query.after ?? "",
+        query.limit ?? -1,
       ).map((r) => this.#channelInfo(r))
     );
+  }
+
+  answerInvitation(channelId: string, username: string, accept: boolean): Promise<void> {
+    return this.#tx(() => {
+      const uid = this.#uid(username);
+      if (!this.#isHeldUid(channelId, uid)) {
+        throw new UsageError("No invitation to this conversation is waiting", {
+          code: "not_found",
+        });
+      }
+      if (!accept) {
+        this.#run("DELETE FROM members WHERE channel_id = ? AND uid = ?", channelId, uid);
+        return;
+      }
+      if (this.#channelCount(uid, 0) >= this.#lim.maxGroupsPerUser) throw groupsFull(this.#lim);
+      this.#run("UPDATE members SET held = 0 WHERE channel_id = ? AND uid = ?", channelId, uid);
+    });
   }
 
   listMembers(channelId: string): Promise<string[]> {
@@ -1417,13 +1481,7 @@ export class SqliteServerStore implements ServerStore {
     for (const u of remove) {
       this.#run("DELETE FROM members WHERE channel_id = ? AND uid = ?", c.id, this.#uid(u));
     }
-    for (const u of add) {
-      this.#run(
-        "INSERT OR IGNORE INTO members (channel_id, uid) VALUES (?, ?)",
-        c.id,
-        this.#requireUser(u),
-      );
-    }
+    for (const u of add) this.#addMember(c.id, this.#requireUser(u), u);
     if (add.length > 0 && this.#memberCount(c.id) > this.#lim.maxChannelMembers) {
       throw channelFull(this.#lim);
     }
@@ -1482,6 +1540,8 @@ export class SqliteServerStore implements ServerStore {
     const share = commit ? 2 : 1;
     for (const recipient of p.recipients) {
       const uid = this.#requireUser(recipient);
+      // a held invitation gets nothing of its channel (not even the Welcome) until accepted
+      if (p.channelId !== null && this.#isHeldUid(p.channelId, uid)) continue;
       const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
       const next = (q?.next_seq as number | undefined) ?? 1;
       const depth = (q?.depth as number | undefined) ?? 0;

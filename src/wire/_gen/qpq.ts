@@ -178,7 +178,9 @@ export const Request_Which = {
     UNBLOCK: 24,
     LOGOUT_EVERYWHERE: 25,
     CHANGE_PASSWORD_START: 26,
-    CHANGE_PASSWORD_FINISH: 27
+    CHANGE_PASSWORD_FINISH: 27,
+    LIST_CHANNELS_PAGE: 28,
+    ANSWER_INVITATION: 29
 } as const;
 export type Request_Which = (typeof Request_Which)[keyof typeof Request_Which];
 export class Request extends $.Struct {
@@ -210,6 +212,8 @@ export class Request extends $.Struct {
     static readonly LOGOUT_EVERYWHERE = Request_Which.LOGOUT_EVERYWHERE;
     static readonly CHANGE_PASSWORD_START = Request_Which.CHANGE_PASSWORD_START;
     static readonly CHANGE_PASSWORD_FINISH = Request_Which.CHANGE_PASSWORD_FINISH;
+    static readonly LIST_CHANNELS_PAGE = Request_Which.LIST_CHANNELS_PAGE;
+    static readonly ANSWER_INVITATION = Request_Which.ANSWER_INVITATION;
     static readonly _capnp = {
         displayName: "Request",
         id: "b217adffcdae03fc",
@@ -834,6 +838,56 @@ export class Request extends $.Struct {
     }
     set changePasswordFinish(value: ChangePasswordFinish) {
         $.utils.setUint16(0, 27, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptListChannelsPage(value: $.Orphan<ChannelPage>): void {
+        $.utils.setUint16(0, 28, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownListChannelsPage(): $.Orphan<ChannelPage> {
+        return $.utils.disown(this.listChannelsPage);
+    }
+    get listChannelsPage(): ChannelPage {
+        $.utils.testWhich("listChannelsPage", $.utils.getUint16(0, this), 28, this);
+        return $.utils.getStruct(0, ChannelPage, this);
+    }
+    _hasListChannelsPage(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initListChannelsPage(): ChannelPage {
+        $.utils.setUint16(0, 28, this);
+        return $.utils.initStructAt(0, ChannelPage, this);
+    }
+    get _isListChannelsPage(): boolean {
+        return $.utils.getUint16(0, this) === 28;
+    }
+    set listChannelsPage(value: ChannelPage) {
+        $.utils.setUint16(0, 28, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptAnswerInvitation(value: $.Orphan<InvitationAnswer>): void {
+        $.utils.setUint16(0, 29, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownAnswerInvitation(): $.Orphan<InvitationAnswer> {
+        return $.utils.disown(this.answerInvitation);
+    }
+    get answerInvitation(): InvitationAnswer {
+        $.utils.testWhich("answerInvitation", $.utils.getUint16(0, this), 29, this);
+        return $.utils.getStruct(0, InvitationAnswer, this);
+    }
+    _hasAnswerInvitation(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initAnswerInvitation(): InvitationAnswer {
+        $.utils.setUint16(0, 29, this);
+        return $.utils.initStructAt(0, InvitationAnswer, this);
+    }
+    get _isAnswerInvitation(): boolean {
+        return $.utils.getUint16(0, this) === 29;
+    }
+    set answerInvitation(value: InvitationAnswer) {
+        $.utils.setUint16(0, 29, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Request_" + super.toString(); }
@@ -2785,7 +2839,7 @@ export class Channels extends $.Struct {
     static readonly _capnp = {
         displayName: "Channels",
         id: "fd60774cfada7893",
-        size: new $.ObjectSize(0, 1),
+        size: new $.ObjectSize(8, 1),
     };
     static _Channels: $.ListCtor<ChannelInfo>;
     _adoptChannels(value: $.Orphan<$.List<ChannelInfo>>): void {
@@ -2805,6 +2859,16 @@ export class Channels extends $.Struct {
     }
     set channels(value: $.List<ChannelInfo>) {
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* listChannelsPage: more after the last one
+*
+*/
+    get more(): boolean {
+        return $.utils.getBit(0, this);
+    }
+    set more(value: boolean) {
+        $.utils.setBit(0, value, this);
     }
     toString(): string { return "Channels_" + super.toString(); }
 }
@@ -3175,6 +3239,82 @@ export class PasswordChanged extends $.Struct {
         $.utils.setUint32(8, value, this);
     }
     toString(): string { return "PasswordChanged_" + super.toString(); }
+}
+export class ChannelPage extends $.Struct {
+    static readonly _capnp = {
+        displayName: "ChannelPage",
+        id: "dfabdc4b6a4555fe",
+        size: new $.ObjectSize(8, 1),
+    };
+    _adoptAfter(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownAfter(): $.Orphan<$.Data> {
+        return $.utils.disown(this.after);
+    }
+    /**
+* channel id of the last one of the previous page; empty = from the start
+*
+*/
+    get after(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasAfter(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initAfter(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set after(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* list held invitations instead of channels
+*
+*/
+    get held(): boolean {
+        return $.utils.getBit(0, this);
+    }
+    set held(value: boolean) {
+        $.utils.setBit(0, value, this);
+    }
+    toString(): string { return "ChannelPage_" + super.toString(); }
+}
+export class InvitationAnswer extends $.Struct {
+    static readonly _capnp = {
+        displayName: "InvitationAnswer",
+        id: "a003e79ba39ba55c",
+        size: new $.ObjectSize(8, 1),
+    };
+    _adoptChannelId(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownChannelId(): $.Orphan<$.Data> {
+        return $.utils.disown(this.channelId);
+    }
+    get channelId(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasChannelId(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initChannelId(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set channelId(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* false = decline (leave the roster)
+*
+*/
+    get accept(): boolean {
+        return $.utils.getBit(0, this);
+    }
+    set accept(value: boolean) {
+        $.utils.setBit(0, value, this);
+    }
+    toString(): string { return "InvitationAnswer_" + super.toString(); }
 }
 UploadKeyPackages._Packages = $.CompositeList(Blob);
 UploadKeyPackages._LastResorts = $.CompositeList(Blob);
