@@ -215,7 +215,7 @@ Deno.test("every request that needs a session is refused with auth before login"
         assertEquals(await answer(s, id), "auth", name);
         checked++;
       }
-      assertEquals(checked, 21); // block and unblock too (issue 10); logoutEverywhere and the password change (issue 18)
+      assertEquals(checked, 23); // block and unblock too (issue 10); logoutEverywhere, the password change, listChannelsPage and answerInvitation (issue 18)
       s.close();
     });
   } finally {

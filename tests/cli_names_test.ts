@@ -211,21 +211,23 @@ Deno.test("qpq: groups whose names look alike carry an id suffix in list, prompt
 
 Deno.test("qpq: an account renamed by the server (Bob -> bob~2) logs in with its old state and password", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "qpq-renamed-" });
+  const work = await Deno.makeTempDir({ prefix: "qpq-renamed-work-" });
+  // Bob's state, whose identity the old server registered
+  const store = await openLocalStore(`${work}/qpq-Bob.bin`, "pw-bob", {
+    create: true,
+    username: "Bob",
+    server: "127.0.0.1:1",
+    kdf: FAST_KDF,
+  });
+  const identityKey = store.meta.identityPublic;
+  await store.close();
   await writeSchemaTwoDb(dataDir, [
-    { name: "Bob", password: "pw-bob" },
+    { name: "Bob", password: "pw-bob", identityKey },
     { name: "bob", password: "pw-other" },
   ], undefined);
   const ts = await startTestServer({ dataDir });
-  const work = await Deno.makeTempDir({ prefix: "qpq-renamed-work-" });
   try {
     await Deno.writeTextFile(`${work}/ca.pem`, ts.certPem);
-    const store = await openLocalStore(`${work}/qpq-Bob.bin`, "pw-bob", {
-      create: true,
-      username: "Bob",
-      server: ts.addr,
-      kdf: FAST_KDF,
-    });
-    await store.close();
     const qpq = (user: string, args: string[], password: string) =>
       runQpq([...args, "--username", user], {
         cwd: work,

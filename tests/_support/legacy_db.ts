@@ -19,14 +19,15 @@ import { utf8 } from "../../src/bytes.ts";
 
 /**
  * Write `<dataDir>/qpq.db` at schema 2 (not sealed) with the given accounts, each
- * registered in OPAQUE under its exact spelling, oldest first.
+ * registered in OPAQUE under its exact spelling, oldest first, with its identity key (a
+ * new one when not given: a client state of the account must then not log in, issue 21).
  *
  * @param keyStretching what the accounts' clients use (`undefined`: the client default,
  *   as the `qpq` command uses)
  */
 export async function writeSchemaTwoDb(
   dataDir: string,
-  accounts: readonly { name: string; password: string }[],
+  accounts: readonly { name: string; password: string; identityKey?: Uint8Array }[],
   keyStretching: KeyStretching | undefined,
 ): Promise<void> {
   const setup = await createServerSetup();
@@ -44,7 +45,7 @@ export async function writeSchemaTwoDb(
     db.prepare("INSERT INTO secrets VALUES ('opaque-server-setup', ?)").run(
       sealer.seal("secrets.value", utf8("opaque-server-setup"), setup.toBytes()),
     );
-    for (const [i, { name, password }] of accounts.entries()) {
+    for (const [i, { name, password, identityKey }] of accounts.entries()) {
       const start = await clientRegistrationStart(password);
       const response = await registrationStart(setup, name, start.request);
       const fin = await clientRegistrationFinish(
@@ -58,7 +59,7 @@ export async function writeSchemaTwoDb(
         uid,
         sealer.seal("users.username", uid, utf8(name)),
         sealer.seal("users.record", uid, fin.record),
-        IdentityKeyPair.generate().publicKey,
+        identityKey ?? IdentityKeyPair.generate().publicKey,
         1_700_000_000_000 + i,
       );
     }
