@@ -561,8 +561,9 @@ export class QpqClient {
 
   async #flushQueued(): Promise<number> {
     if (this.#outbox.pendingCount() === 0) return 0;
-    await this.#groups.refreshQueued();
-    return await this.#outbox.flush();
+    // a message leaves only on its group's current epoch: the others wait
+    const held = await this.#groups.refreshQueued();
+    return await this.#outbox.flush(held);
   }
 
   /** Messages waiting to be sent. */

@@ -58,6 +58,7 @@ import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
 import { encodeContent } from "./content.ts";
 import {
+  isTransient,
   markBroken,
   reason,
   type RejoinRequests,
@@ -513,12 +514,19 @@ export class Groups {
     for (let attempt = 0;; attempt++) {
       const made = await this.#compose(conv, text, attempt < 2);
       if (made) return made;
-      // a member's leave is waiting for a commit (MLS sends nothing until then): commit it
-      await this.#commit(conv, async (state) => {
-        if (state.pendingProposals === 0) return undefined;
-        return { staged: await selfUpdate(state), roster: {} };
-      });
+      await this.#commitProposals(conv);
     }
+  }
+
+  /**
+   * A member's leave is waiting for a commit (MLS sends nothing until then): commit every
+   * proposal waiting in the group. True when our commit made it (false: nothing waited).
+   */
+  #commitProposals(conv: Conversation): Promise<boolean> {
+    return this.#commit(conv, async (state) => {
+      if (state.pendingProposals === 0) return undefined;
+      return { staged: await selfUpdate(state), roster: {} };
+    });
   }
 
   async #compose(
@@ -580,47 +588,61 @@ export class Groups {
   }
 
   /**
-   * Queued messages encrypted in an epoch the group has since left (composed offline while
-   * others committed) are encrypted again in the current epoch, under the same message id,
-   * before they go out: members keep only a few past epochs' keys, so the old ciphertext
-   * could arrive unreadable. The queue keeps its order.
+   * Make every queued message ready to leave on its group's current epoch: one encrypted
+   * in an epoch the group has since left (composed offline while others committed) is
+   * encrypted again in the current epoch, under the same message id, before it goes out —
+   * members keep only a few past epochs' keys, so the old ciphertext could arrive
+   * unreadable. Where a member's proposal waits (MLS encrypts nothing until it is
+   * committed), it is committed first, as {@link compose} does. Returns the conversations
+   * whose queued requests must wait (the proposals could not be committed yet, or an own
+   * commit awaits the server's answer): the outbox holds all of them, in order, until a
+   * later flush finds the group current. The queue keeps its order.
    */
-  async refreshQueued(): Promise<void> {
+  async refreshQueued(): Promise<Set<string>> {
     const s = this.#ctx.state;
-    const queued = s.listOutbox();
-    if (queued.length === 0) return;
+    const held = new Set<string>();
+    if (s.listOutbox().length === 0) return held;
+    const waiting = new Set<string>();
+    for (const q of this.#staleQueued()) {
+      if (q.state.pendingProposals > 0 && !q.state.hasPendingCommit) waiting.add(q.channelId);
+    }
+    for (const channelId of waiting) {
+      const conv = s.getConversation(channelId);
+      if (!conv) continue;
+      // a failure holds the group's messages (below); the next flush tries again
+      await this.#commitProposals(conv).catch((e) => {
+        if (!(e instanceof QpqError)) throw e;
+        if (isTransient(e)) return;
+        this.#ctx.emit({
+          kind: "warning",
+          text: `A queued message to ${conv.name} waits: ${reason(e)}`,
+        });
+      });
+    }
     await this.#ctx.exclusive(async () => {
-      const redone = new Map<string, { bytes: Uint8Array; state?: MlsGroupState }>();
+      const redone = new Map<string, Uint8Array>();
       const states = new Map<string, { record: GroupRecord; state: MlsGroupState }>();
-      for (const e of s.listOutbox()) {
-        const frame = decodeFrame(e.request);
-        if (frame.type !== "request" || frame.request.kind !== "enqueue") continue;
-        const req = frame.request;
-        if (req.messageKind !== "application") continue;
-        const hex = toHex(req.channelId);
-        let g = states.get(hex);
-        if (!g) {
-          const record = s.group(hex);
-          if (!record || record.broken || record.leavingEpoch !== undefined) continue;
-          g = { record, state: decodeGroupState(record.state) };
+      for (const q of this.#staleQueued()) {
+        if (held.has(q.conversationId)) continue;
+        const m = s.getMessage(q.messageId);
+        if (!m || m.direction !== "out") continue; // no text to encrypt again: as it was
+        const g = states.get(q.channelId) ?? q;
+        if (g.state.pendingProposals > 0 || g.state.hasPendingCommit) {
+          held.add(q.conversationId); // never sent in an epoch the group has left
+          continue;
         }
-        if (Number(g.state.epoch) <= req.epoch || g.state.hasPendingCommit) continue;
-        if (g.state.pendingProposals > 0) continue; // sent as is; the next flush redoes it
-        const m = s.getMessage(e.messageId);
-        if (!m || m.direction !== "out") continue;
         const enc = await encryptMessage(
           g.state,
-          encodeContent({ messageId: req.messageId, sentAtMs: m.sentAt, text: m.body }),
+          encodeContent({ messageId: q.request.messageId, sentAtMs: m.sentAt, text: m.body }),
         );
         const request = encodeRequestOnce({
-          ...req,
+          ...q.request,
           payload: enc.outbound,
           epoch: Number(g.state.epoch),
         });
         enc.consumed.forEach((c) => zeroize(c));
-        g = { record: g.record, state: enc.state };
-        states.set(hex, g);
-        redone.set(e.messageId, { bytes: request.bytes });
+        states.set(q.channelId, { record: g.record, state: enc.state });
+        redone.set(q.messageId, request.bytes);
       }
       if (redone.size === 0) return;
       s.transaction(() => {
@@ -628,10 +650,56 @@ export class Groups {
         // every entry is queued again in its place, so the order is kept
         for (const e of s.listOutbox()) {
           s.removeOutbox(e.messageId);
-          s.addOutbox({ ...e, request: redone.get(e.messageId)?.bytes ?? e.request });
+          s.addOutbox({ ...e, request: redone.get(e.messageId) ?? e.request });
         }
       });
     });
+    return held;
+  }
+
+  /**
+   * Queued application messages of working groups encrypted in an epoch before the
+   * group's current one, oldest first, each with its group's stored record and state.
+   */
+  #staleQueued(): {
+    messageId: string;
+    /** The outbox entry's conversation (what the outbox holds by). */
+    conversationId: string;
+    channelId: string;
+    request: Extract<Request, { kind: "enqueue" }>;
+    record: GroupRecord;
+    state: MlsGroupState;
+  }[] {
+    const s = this.#ctx.state;
+    const groups = new Map<string, { record: GroupRecord; state: MlsGroupState } | undefined>();
+    const stale = [];
+    for (const e of s.listOutbox()) {
+      const frame = decodeFrame(e.request);
+      if (frame.type !== "request" || frame.request.kind !== "enqueue") continue;
+      const request = frame.request;
+      if (request.messageKind !== "application") continue;
+      const channelId = toHex(request.channelId);
+      if (!groups.has(channelId)) {
+        const record = s.group(channelId);
+        // a broken group cannot encrypt, a leaving one sends nothing new: as it was
+        groups.set(
+          channelId,
+          !record || record.broken || record.leavingEpoch !== undefined
+            ? undefined
+            : { record, state: decodeGroupState(record.state) },
+        );
+      }
+      const g = groups.get(channelId);
+      if (!g || Number(g.state.epoch) <= request.epoch) continue;
+      stale.push({
+        messageId: e.messageId,
+        conversationId: e.conversationId,
+        channelId,
+        request,
+        ...g,
+      });
+    }
+    return stale;
   }
 
   // ---------------------------------------------------------------- the commit protocol

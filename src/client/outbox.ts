@@ -136,12 +136,14 @@ export class Outbox {
   }
 
   /**
-   * Send everything still queued (oldest first). Returns how many went out. A queued
-   * message the server refuses is dropped from the queue with a warning.
+   * Send everything still queued (oldest first) but the requests of the conversations in
+   * `held` (their group is not at an epoch they may leave on yet: they wait, in order).
+   * Returns how many went out. A queued message the server refuses is dropped from the
+   * queue with a warning.
    */
-  async flush(): Promise<number> {
+  async flush(held: ReadonlySet<string> = new Set()): Promise<number> {
     while (this.#flushing) await this.#flushing.catch(() => {});
-    this.#flushing = this.#flush();
+    this.#flushing = this.#flush(held);
     try {
       return await this.#flushing;
     } finally {
@@ -149,9 +151,10 @@ export class Outbox {
     }
   }
 
-  async #flush(): Promise<number> {
+  async #flush(held: ReadonlySet<string>): Promise<number> {
     let sent = 0;
     for (const e of this.#ctx.state.listOutbox()) {
+      if (held.has(e.conversationId)) continue;
       let ok: "stored" | "duplicate" | false;
       try {
         ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request));

@@ -565,6 +565,35 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/health_connections_test.ts"],
     quick: true,
   },
+  // ---- issue 20: a queued message leaves only on its group's current epoch
+  {
+    id: "client-queued-sent-stale",
+    file: "src/client/groups.ts",
+    find: "held.add(q.conversationId); // never sent in an epoch the group has left",
+    replace: "// mutant: sent as is",
+    why: "a queued message its group cannot encrypt again yet waits; sent in an epoch the " +
+      "members left it arrives unreadable (the sim's seed: 'MLS message epoch is too old')",
+    tests: ["tests/client_queued_epoch_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-queued-proposals-not-committed",
+    file: "src/client/groups.ts",
+    find: "for (const channelId of waiting) {",
+    replace: "for (const channelId of [] as string[]) {",
+    why: "a member's waiting proposal is committed before a queued message is encrypted again",
+    tests: ["tests/client_queued_epoch_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-queued-held-ignored",
+    file: "src/client/outbox.ts",
+    find: "if (held.has(e.conversationId)) continue;",
+    replace: "",
+    why: "the outbox holds the requests of a conversation whose group is not current yet",
+    tests: ["tests/client_queued_epoch_test.ts"],
+    quick: true,
+  },
   // ---- issue 12, part C: the client never reports success the server refused
   {
     id: "client-refused-commit-merged",

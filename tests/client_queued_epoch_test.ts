@@ -1,0 +1,138 @@
+/**
+ * A queued message leaves only on its group's current epoch (issue 20, found by the
+ * simulation): one queued offline while the group moved four epochs on and a member's leave
+ * proposal waits for a commit must go out encrypted in the epoch the members are at — the
+ * proposal committed first — or wait; never as it was (members keep three past epochs'
+ * keys: it would arrive "MLS message epoch is too old", an unreadable placeholder). Real
+ * server over QUIC, real clients.
+ */
+import { assert, assertEquals } from "./_support/assert.ts";
+import { startTestServer } from "./_support/server.ts";
+import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
+import { type ClientEvent, QpqClient } from "../src/client/client.ts";
+import { connectServer } from "../src/client/connection.ts";
+import { openLocalStore } from "../src/client/open_store.ts";
+import { TransportError } from "../src/errors.ts";
+
+const TEXT = "hello from the train";
+
+/** What the sender's network lets through. */
+interface Network {
+  /** No connection at all. */
+  offline: boolean;
+  /** Commits are lost on the way (everything else goes through). */
+  commitsLost: boolean;
+}
+
+/**
+ * ann (behind `net`), bob and cat in bob's group #g; ann queues {@link TEXT} offline; bob
+ * commits four updates; cat asks to leave (the proposal waits: nobody synced since). Then
+ * `fn` runs with ann back online (`offline` false) and the epoch ann's message was queued in.
+ */
+async function queuedBehind(
+  net: Network,
+  fn: (ann: QpqClient, bob: TestUser, annEvents: ClientEvent[], queuedAt: bigint) => Promise<void>,
+): Promise<void> {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-queued-" });
+  const store = await openLocalStore(`${dir}/ann.bin`, "pw", {
+    create: true,
+    username: "ann",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const lost = () => Promise.reject(new TransportError("network down (test)"));
+  const ann = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    // offline the connection attempt fails at once (no timeout to wait)
+    connect: async (o) => {
+      if (net.offline) return await lost();
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: (req, expect, opts) =>
+          net.commitsLost && req.kind === "commit" ? lost() : link.call(req, expect, opts),
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await ann.register();
+    others.push(await testUser(ts, dir, "bob"), await testUser(ts, dir, "cat"));
+    const [bob, cat] = others;
+    await bob!.client.createGroup("g");
+    await bob!.client.invite("#g", ["ann", "cat"]);
+    await ann.sync();
+    await cat!.client.sync();
+    const queuedAt = ann.epochInfo("#g").epoch;
+
+    net.offline = true;
+    await ann.disconnect();
+    assertEquals((await ann.send("#g", TEXT)).status, "pending");
+    assertEquals(ann.pendingCount(), 1, "queued while offline");
+    for (let i = 0; i < 4; i++) await bob!.client.update("#g");
+    assertEquals(await cat!.client.leave("#g"), "asked");
+    assertEquals(bob!.client.epochInfo("#g").epoch, queuedAt + 4n);
+
+    net.offline = false;
+    await fn(ann, bob!, events, queuedAt);
+    assert(!events.some((e) => e.kind === "broken"));
+    assertEquals(bob!.events.filter((e) => e.kind === "unreadable"), [], "nothing unreadable");
+    assertEquals(ann.pendingCount(), 0, "nothing left queued");
+  } finally {
+    await ann.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** bob was shown ann's message once and keeps it once. */
+function readOnce(bob: TestUser): void {
+  const unreadable = bob.events.flatMap((e) => e.kind === "unreadable" ? [e.reason] : []);
+  assertEquals(unreadable, [], "bob, four epochs ahead, can read it");
+  assertEquals(bob.received(), [TEXT], "shown once");
+  const kept = bob.client.history("#g").filter((m) => m.direction === "in");
+  assertEquals(kept.map((m) => [m.sender, m.body]), [["ann", TEXT]]);
+}
+
+Deno.test("client: a message queued before the group moved on while a leave waits is sent after the leave is committed, in the current epoch", async () => {
+  await queuedBehind({ offline: false, commitsLost: false }, async (ann, bob, _, queuedAt) => {
+    assertEquals(await ann.flushOutbox(), 1);
+    assertEquals(ann.pendingCount(), 0);
+    const mine = ann.history("#g").filter((m) => m.direction === "out");
+    assertEquals(mine.map((m) => [m.body, m.status]), [[TEXT, "sent"]]);
+    await bob.client.sync();
+    readOnce(bob);
+    // ann committed cat's leave first (MLS encrypts nothing while a proposal waits)
+    assertEquals(ann.epochInfo("#g").epoch, queuedAt + 5n);
+    assertEquals(ann.members("#g").sort(), ["ann", "bob"]);
+    assertEquals(ann.epochInfo("#g"), bob.client.epochInfo("#g"));
+    assertEquals(bob.client.members("#g").sort(), ["ann", "bob"]);
+  });
+});
+
+Deno.test("client: a message queued before the group moved on waits while the waiting leave cannot be committed, then goes out once", async () => {
+  const net = { offline: false, commitsLost: true };
+  await queuedBehind(net, async (ann, bob, _, queuedAt) => {
+    // the leave cannot be committed: the message is held, not sent in the epoch it was made
+    assertEquals(await ann.flushOutbox(), 0, "held, not sent in the epoch it was made");
+    assertEquals(ann.pendingCount(), 1);
+    await bob.client.sync(); // bob commits cat's leave meanwhile
+    assertEquals(bob.received(), [], "nothing reached bob");
+    net.commitsLost = false;
+    // ann's kept commit of the leave lost the race to bob's; ann follows bob's, then sends
+    assertEquals(await ann.flushOutbox(), 1);
+    assertEquals(ann.pendingCount(), 0);
+    assertEquals(ann.epochInfo("#g").epoch, queuedAt + 5n);
+    await bob.client.sync();
+    readOnce(bob);
+    assertEquals(ann.epochInfo("#g"), bob.client.epochInfo("#g"));
+  });
+});
