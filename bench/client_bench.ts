@@ -8,9 +8,8 @@
  *   outside the timed part), in the 2-member group (baseline) and in the big group, and
  *   the bytes the recipient hands its local store per received message (every byte of
  *   every argument of a write: what is sealed and written), printed after the run.
- *   Before state ownership (issue 19, commit d77b570, QPQ_BENCH_BIG_GROUP=100, this
- *   machine): 2 members 3.9 ms/message and 1.8 KiB written; 100 members 22.5 ms and
- *   175 KiB written per message (the whole state decoded, encoded and written each time).
+ *   Baseline before state ownership (issue 19, commit d77b570): NOT YET MEASURED — run
+ *   this file on a checkout of d77b570 (copy this bench in) and write the figures here.
  * - first run: creating a local state with the default Argon2id parameters (OWASP
  *   minimum) beside the bare Argon2id derivation.
  * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside
