@@ -4,6 +4,12 @@
  * - send→recv round trip through a real in-process server (QUIC on loopback, SQLite):
  *   `QpqClient.send` then the recipient's `sync`, in a 2-member and a 100-member group,
  *   beside a bare qpq ping round trip.
+ * - receive one application message: the recipient's `sync` alone (the send happens
+ *   outside the timed part), in the 2-member group (baseline) and in the big group, and
+ *   the bytes the recipient hands its local store per received message (every byte of
+ *   every argument of a write: what is sealed and written), printed after the run.
+ *   Baseline before state ownership (issue 19, commit d77b570): NOT YET MEASURED — run
+ *   this file on a checkout of d77b570 (copy this bench in) and write the figures here.
  * - first run: creating a local state with the default Argon2id parameters (OWASP
  *   minimum) beside the bare Argon2id derivation.
  * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside
@@ -24,6 +30,7 @@ import { QpqClient } from "../src/client/client.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS, deriveKeyFromPassword } from "../src/crypto/mod.ts";
+import type { LocalState } from "../src/store/client/mod.ts";
 import { readUntil, runQpq, spawnQpq } from "../tests/_support/cli.ts";
 import { startTestServer } from "../tests/_support/server.ts";
 
@@ -34,6 +41,38 @@ const BIG_GROUP = Math.max(3, Number(Deno.env.get("QPQ_BENCH_BIG_GROUP") ?? 100)
 const ts = await startTestServer();
 const dir = await Deno.makeTempDir({ prefix: "qpq-client-bench-" });
 
+/** Bytes handed to a store's writing methods, per store (see {@link counted}). */
+const written = new Map<string, { bytes: number }>();
+
+/** Every byte of every Uint8Array and string in `v`. */
+function sizeOf(v: unknown): number {
+  if (v instanceof Uint8Array) return v.length;
+  if (typeof v === "string") return v.length;
+  if (Array.isArray(v)) return v.reduce((n, x) => n + sizeOf(x), 0);
+  if (typeof v === "object" && v !== null) {
+    return Object.values(v).reduce((n: number, x) => n + sizeOf(x), 0);
+  }
+  return 8;
+}
+
+const WRITES = /^(put|add|set|upsert|pin|keep|update|bump|remove|delete|requeue)/;
+
+/** The store of `name`, counting what its writing methods are given. */
+function counted(name: string, store: LocalState): LocalState {
+  const tally = { bytes: 0 };
+  written.set(name, tally);
+  return new Proxy(store, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target);
+      if (typeof v !== "function") return v;
+      return (...args: unknown[]) => {
+        if (typeof prop === "string" && WRITES.test(prop)) tally.bytes += sizeOf(args);
+        return Reflect.apply(v, target, args);
+      };
+    },
+  });
+}
+
 async function account(name: string): Promise<QpqClient> {
   const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
     create: true,
@@ -42,7 +81,7 @@ async function account(name: string): Promise<QpqClient> {
     kdf: FAST_KDF,
   });
   const c = QpqClient.create({
-    store,
+    store: counted(name, store),
     password: `pw-${name}`,
     caCertPem: ts.certPem,
     acceptFrom: "anyone",
@@ -107,6 +146,45 @@ Deno.bench({
   async fn() {
     await owner.send("#big", `message ${n++}`);
     if ((await reader.sync()) !== 1) throw new Error("not received");
+  },
+});
+
+// ---- receive one application message: the recipient's sync alone
+const perMessage = new Map<string, { n: number; bytes: number }>();
+
+async function receiveOne(
+  b: Deno.BenchContext,
+  from: QpqClient,
+  to: QpqClient,
+  group: string,
+): Promise<void> {
+  await from.send(group, `message ${n++}`);
+  const tally = written.get(to.username)!;
+  const before = tally.bytes;
+  b.start();
+  const got = await to.sync();
+  b.end();
+  if (got !== 1) throw new Error("not received");
+  const m = perMessage.get(group) ?? { n: 0, bytes: 0 };
+  m.n++;
+  m.bytes += tally.bytes - before;
+  perMessage.set(group, m);
+}
+
+Deno.bench({
+  name: "2-member group: receive one application message (baseline)",
+  group: "receive one",
+  baseline: true,
+  async fn(b) {
+    await receiveOne(b, alice, bob, "#duo");
+  },
+});
+
+Deno.bench({
+  name: `${BIG_GROUP}-member group: receive one application message`,
+  group: "receive one",
+  async fn(b) {
+    await receiveOne(b, owner, reader, "#big");
   },
 });
 
@@ -189,6 +267,15 @@ Deno.bench({
     await child.stderr.cancel();
     await child.status;
   },
+});
+
+globalThis.addEventListener("unload", () => {
+  for (const [group, m] of perMessage) {
+    console.error(
+      `bytes handed to the recipient's store per received message in ${group}: ` +
+        `${(m.bytes / m.n / 1024).toFixed(1)} KiB (${m.n} messages)`,
+    );
+  }
 });
 
 globalThis.addEventListener("unload", () => {

@@ -882,7 +882,7 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 3);
+    assertEquals(userVersion(`${path}.db`), 4);
     assertEquals(tables(`${path}.db`), [
       "consent",
       "contacts",
@@ -942,7 +942,7 @@ Deno.test("ClientStore.open upgrades the golden version-2 state: users with a pi
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 3);
+    assertEquals(userVersion(`${path}.db`), 4);
     assert(tables(`${path}.db`).includes("consent"));
     const again = await ClientStore.open(path, FIXTURE_V2_PASSWORD);
     try {
@@ -997,13 +997,13 @@ Deno.test("ClientStore.open refuses a database newer than this build with one li
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
     const raw = new DatabaseSync(`${path}.db`);
-    raw.exec("PRAGMA user_version = 4");
+    raw.exec("PRAGMA user_version = 5");
     raw.close();
     const before = snapshot(dir);
     const e = await assertRejects(() => ClientStore.open(path, PASSWORD), StorageError);
     assertEquals(
       e.message,
-      "Cannot open state: its database has schema version 4, newer than this qpq reads (3); " +
+      "Cannot open state: its database has schema version 5, newer than this qpq reads (4); " +
         "update qpq",
     );
     assertSnapshot(dir, before);

@@ -259,6 +259,54 @@ contract("listGroups is sorted by channel id and deleteGroup reports what it did
   assertEquals((await h.reopen()).listGroups().map((g) => g.channelId), ["a1", "c3"]);
 });
 
+contract(
+  "groupMeta reads a record without its state; putGroup gives each state a new tag",
+  async (h) => {
+    const s = h.state;
+    const summary = {
+      epoch: 3,
+      suite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
+      members: ["alice", "bob"],
+      pendingCommit: false,
+      pendingProposals: 1,
+    };
+    const full = group("aa", { state: randomBytes(500), leaves: ["carol"], summary });
+    const t1 = s.putGroup(full);
+    const m1 = s.groupMeta("aa")!;
+    assertEquals(m1.stateTag, t1);
+    assert(!("state" in m1), "the state is not read");
+    const { state: _, ...fields } = full;
+    assertEquals(m1, { ...fields, stateTag: t1 });
+    assertEquals(s.group("aa"), full, "the summary is stored with the record");
+    // the same bytes again still get a new tag: a tag names one write, not a value
+    const t2 = s.putGroup(full);
+    assert(t2 !== t1);
+    assertEquals(s.groupMeta("aa")?.stateTag, t2);
+    // putGroupMeta changes the fields, never the state nor its tag
+    assert(s.putGroupMeta({ ...fields, leaves: [], broken: "why", stateTag: "ignored" } as never));
+    assertEquals(s.group("aa"), { ...full, leaves: [], broken: "why" });
+    assertEquals(s.groupMeta("aa")?.stateTag, t2);
+    assert(!s.putGroupMeta({ ...fields, channelId: "zz" }), "no record, no change");
+    assertEquals(s.groupMeta("zz"), undefined);
+    // a rolled back write leaves the tag that is stored
+    try {
+      s.transaction(() => {
+        s.putGroup(group("aa"));
+        throw new Error("roll back");
+      });
+    } catch { /* expected */ }
+    assertEquals(s.groupMeta("aa")?.stateTag, t2);
+    s.putGroup(group("bb"));
+    const r = await h.reopen();
+    assertEquals(r.listGroupMeta().map((m) => [m.channelId, m.stateTag !== ""]), [
+      ["aa", true],
+      ["bb", true],
+    ]);
+    assertEquals(r.groupMeta("aa")?.stateTag, t2);
+    usage(() => r.putGroup(group("cc", { summary: { ...summary, epoch: -1 } })));
+  },
+);
+
 contract("putGroup refuses invalid records", async (h) => {
   const s = h.state;
   const bad: Partial<GroupRecord>[] = [

@@ -1,6 +1,6 @@
 /**
- * What every part of the client shares: the local state, who we are, the clock, the event
- * sink and the one lock that serializes changes of MLS group state.
+ * What every part of the client shares: the local state, the owner of the group states, who
+ * we are, the clock, the event sink and the one lock that serializes changes of MLS group state.
  *
  * @module
  */
@@ -8,11 +8,14 @@ import type { IdentityKeyPair } from "../crypto/mod.ts";
 import type { SignatureKeyPair } from "../mls/mod.ts";
 import type { LocalState } from "../store/client/mod.ts";
 import type { ClientEvent } from "./events.ts";
+import { GroupStates } from "./group_states.ts";
 
 /** Shared by the client's parts. */
 export class ClientContext {
   readonly state: LocalState;
   readonly identity: IdentityKeyPair;
+  /** The one owner of decoded MLS group states. */
+  readonly groups: GroupStates;
   readonly #emit: (e: ClientEvent) => void;
   readonly #now: () => number;
   /** Serializes every load-modify-save of MLS group state. */
@@ -25,6 +28,7 @@ export class ClientContext {
     now: () => number,
   ) {
     this.state = state;
+    this.groups = new GroupStates(state);
     this.identity = identity;
     this.#emit = emit;
     this.#now = now;

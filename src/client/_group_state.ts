@@ -3,12 +3,13 @@
  *
  * @module
  */
-import { decodeGroupState, encodeGroupState, listMembers, type MlsGroupState } from "../mls/mod.ts";
+import type { MlsGroupState } from "../mls/mod.ts";
 import { QpqError, TransportError } from "../errors.ts";
 import { toHex } from "../bytes.ts";
 import { sha256 } from "../crypto/mod.ts";
 import { MAX_REMEMBERED_COMMITS } from "../limits.ts";
-import type { Conversation, GroupRecord } from "../store/client/mod.ts";
+import type { Conversation, GroupMeta, GroupRecord } from "../store/client/mod.ts";
+import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
 
 /** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
@@ -25,49 +26,46 @@ export function reason(e: unknown): string {
   return e instanceof QpqError ? e.message : "unexpected error";
 }
 
-/** Store a group's new state (and record changes). */
+/** Store a group's new state (and record changes), through the one owner of states. */
 export function saveGroup(
   ctx: ClientContext,
-  record: GroupRecord,
+  record: GroupFields,
   state: MlsGroupState,
   patch: Partial<GroupRecord> = {},
 ): void {
-  ctx.state.putGroup({ ...record, ...patch, state: encodeGroupState(state) });
+  ctx.groups.save(record, state, patch);
 }
 
 /** Mark a conversation broken (once) and report it. */
 export function markBroken(
   ctx: ClientContext,
   conv: Conversation,
-  record: GroupRecord,
+  record: GroupFields,
   why: string,
 ): void {
   if (record.broken) return;
-  ctx.state.putGroup({
+  // the state stays as stored (a rejoin replaces it); its summary still names the suite
+  ctx.groups.update({
     channelId: record.channelId,
-    state: record.state,
     lastUpdateMs: record.lastUpdateMs,
     leaves: [],
     broken: why,
+    ...(record.summary ? { summary: record.summary } : {}),
   });
   // a request (consent.ts) shows nothing before it is accepted, a broken state neither
   if (conv.requestFrom === undefined) ctx.emit({ kind: "broken", conversation: conv, reason: why });
 }
 
 /** The record without an own commit awaiting the server. */
-export function withoutPending(r: GroupRecord): GroupRecord {
+export function withoutPending<R extends GroupFields>(r: R): Omit<R, "pendingCommit"> {
   const { pendingCommit: _, ...rest } = r;
   return rest;
 }
 
-/** True when the record is a working group with nobody but us in it. */
-export function aloneIn(r: GroupRecord): boolean {
-  try {
-    const st = decodeGroupState(r.state);
-    return !st.hasPendingCommit && listMembers(st).length === 1;
-  } catch {
-    return false;
-  }
+/** True when the record is a working group with nobody but us in it (from its summary). */
+export function aloneIn(ctx: ClientContext, r: GroupMeta): boolean {
+  const s = ctx.groups.summary(r);
+  return s !== undefined && !s.pendingCommit && s.members.length === 1;
 }
 
 /** The short hash by which a commit (its MLS message bytes) is remembered. */
@@ -76,6 +74,6 @@ export function commitRef(payload: Uint8Array): string {
 }
 
 /** The record's remembered commits with `payload` added (the oldest dropped past the limit). */
-export function rememberCommit(r: GroupRecord, payload: Uint8Array): string[] {
+export function rememberCommit(r: GroupFields, payload: Uint8Array): string[] {
   return [...(r.recentCommits ?? []), commitRef(payload)].slice(-MAX_REMEMBERED_COMMITS);
 }

@@ -126,6 +126,8 @@ export class QpqClient {
     const m = o.store.meta;
     const identity = IdentityKeyPair.fromBytes(m.identitySeed, m.identityPublic);
     this.#ctx = new ClientContext(o.store, identity, (e) => o.onEvent?.(e), o.now ?? Date.now);
+    // records of builds before client schema 4: their summaries, once, in one transaction
+    this.#ctx.groups.fillSummaries();
     this.#session = new Session(this.#ctx, {
       password: o.password,
       server: o.server,
@@ -440,7 +442,7 @@ export class QpqClient {
           continue;
         } catch { /* cannot leave cleanly: drop it locally */ }
       }
-      this.#ctx.state.deleteGroup(channelId);
+      this.#ctx.groups.delete(channelId);
     }
     return dropped.length;
   }

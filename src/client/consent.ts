@@ -101,7 +101,7 @@ export class Consent {
     return s.listConversations().flatMap((c) => {
       const from = c.requestFrom;
       if (from === undefined || this.blocked(from)) return [];
-      const g = c.channelId === undefined ? undefined : s.group(c.channelId);
+      const g = c.channelId === undefined ? undefined : this.#ctx.groups.meta(c.channelId);
       if (g === undefined || g.leavingEpoch !== undefined) return [];
       return [{
         conversation: c,

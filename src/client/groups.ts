@@ -24,10 +24,8 @@ import {
   addMembers,
   checkCredentialBinding,
   createGroup,
-  decodeGroupState,
   DEFAULT_SUITE,
   discardPendingCommit,
-  encodeGroupState,
   encryptMessage,
   epochAuthenticator,
   leaveGroup,
@@ -37,7 +35,6 @@ import {
   type MlsGroupState,
   type MlsSuiteName,
   parseKeyPackage,
-  peekGroupStateSuite,
   removeMembers,
   selfUpdate,
   type StagedCommit,
@@ -53,7 +50,8 @@ import {
 } from "../wire/mod.ts";
 import { constantTimeEqual, fromHex, toHex, zeroize } from "../bytes.ts";
 import { InternalError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
-import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type { Conversation, GroupMeta, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
 import { encodeContent } from "./content.ts";
@@ -156,25 +154,26 @@ export class Groups {
 
   /** Why a conversation is broken, or undefined when it works. */
   brokenReason(conv: Conversation): string | undefined {
-    return conv.channelId ? this.#ctx.state.group(conv.channelId)?.broken : undefined;
+    return conv.channelId ? this.#ctx.groups.meta(conv.channelId)?.broken : undefined;
   }
 
   /** Conversations we are in (the notepad, DMs and groups; broken ones too). */
   list(): Conversation[] {
-    const state = this.#ctx.state;
-    return state.listConversations().filter((c) => {
+    // small rows only: no state is unsealed or decoded to list
+    const groups = new Map(this.#ctx.groups.list().map((g) => [g.channelId, g]));
+    return this.#ctx.state.listConversations().filter((c) => {
       if (c.kind === "self") return true;
-      const g = c.channelId === undefined ? undefined : state.group(c.channelId);
+      const g = c.channelId === undefined ? undefined : groups.get(c.channelId);
       return g !== undefined && g.leavingEpoch === undefined;
     });
   }
 
   /** The record and decoded state of a conversation we can use; UsageError otherwise. */
-  #open(conv: Conversation): { record: GroupRecord; state: MlsGroupState } {
+  #open(conv: Conversation): { record: GroupMeta; state: MlsGroupState } {
     if (conv.kind === "self" || !conv.channelId) {
       throw new UsageError("The notepad has no members to change");
     }
-    const record = this.#ctx.state.group(conv.channelId);
+    const record = this.#ctx.groups.meta(conv.channelId);
     if (!record) {
       throw new UsageError(`You are not a member of ${conv.name}`, { code: "not_found" });
     }
@@ -192,7 +191,7 @@ export class Groups {
     }
     let state: MlsGroupState;
     try {
-      state = decodeGroupState(record.state);
+      state = this.#ctx.groups.open(record);
     } catch (e) {
       this.#markBroken(conv, record, `its state cannot be read: ${reason(e)}`);
       throw new UsageError(`${conv.name} is broken: waiting for a member to re-add you`, {
@@ -214,11 +213,11 @@ export class Groups {
     return { epoch: state.epoch, authenticator: toHex(epochAuthenticator(state)) };
   }
 
-  #save(record: GroupRecord, state: MlsGroupState, patch: Partial<GroupRecord> = {}): void {
+  #save(record: GroupFields, state: MlsGroupState, patch: Partial<GroupRecord> = {}): void {
     saveGroup(this.#ctx, record, state, patch);
   }
 
-  #markBroken(conv: Conversation, record: GroupRecord, why: string): void {
+  #markBroken(conv: Conversation, record: GroupFields, why: string): void {
     markBroken(this.#ctx, conv, record, why);
   }
 
@@ -239,12 +238,7 @@ export class Groups {
     const hex = toHex(channel.channelId);
     let conv!: Conversation;
     this.#ctx.state.transaction(() => {
-      this.#ctx.state.putGroup({
-        channelId: hex,
-        state: encodeGroupState(state),
-        lastUpdateMs: this.#ctx.now(),
-        leaves: [],
-      });
+      this.#ctx.groups.save({ channelId: hex, lastUpdateMs: this.#ctx.now(), leaves: [] }, state);
       conv = upsertChannel(this.#ctx.state, this.#ctx.username, channel, this.#ctx.now());
     });
     return conv;
@@ -253,16 +247,17 @@ export class Groups {
   /** Open (or find) the DM with `user` (not ourselves: that is the notepad). */
   async dm(user: string): Promise<Conversation> {
     const state = this.#ctx.state;
+    const groups = this.#ctx.groups;
     const existing = state.findConversationByName(`@${user}`);
-    if (existing?.channelId && state.group(existing.channelId)) return existing;
+    if (existing?.channelId && groups.meta(existing.channelId)) return existing;
     await this.#session.ensure();
     const channel = await this.#session.call({ kind: "createDm", username: user }, "channel");
     const hex = toHex(channel.channelId);
     const conv = upsertChannel(state, this.#ctx.username, channel, this.#ctx.now());
-    if (state.group(hex)) return conv;
+    if (groups.meta(hex)) return conv;
     // The peer may have created the group already: its Welcome is then in our queue.
     await this.#sync();
-    if (state.group(hex)) return conv;
+    if (groups.meta(hex)) return conv;
     const signer = this.#ctx.signer();
     const mls = await createGroup({
       groupId: channel.channelId,
@@ -270,20 +265,15 @@ export class Groups {
       identity: signer,
       suite: DEFAULT_SUITE,
     }).finally(() => zeroize(signer.privateKey));
-    state.putGroup({
-      channelId: hex,
-      state: encodeGroupState(mls),
-      lastUpdateMs: this.#ctx.now(),
-      leaves: [],
-    });
+    groups.save({ channelId: hex, lastUpdateMs: this.#ctx.now(), leaves: [] }, mls);
     try {
       await this.#add(conv, [user]);
     } catch (e) {
       // A DM group without the peer would be reused by every later dm(): drop it (unless
       // the conflict retries already left us in the peer's group), so the next try starts over.
-      const record = state.group(hex);
-      const st = record && !record.broken ? decodeGroupState(record.state) : undefined;
-      if (st && !listMembers(st).some((m) => m.username === user)) state.deleteGroup(hex);
+      const record = groups.meta(hex);
+      const st = record && !record.broken ? groups.summary(record) : undefined;
+      if (st && !st.members.includes(user)) groups.delete(hex);
       throw e;
     }
     return conv;
@@ -358,8 +348,8 @@ export class Groups {
   }
 
   #suiteOf(conv: Conversation): MlsSuiteName {
-    const record = conv.channelId ? this.#ctx.state.group(conv.channelId) : undefined;
-    return (record && peekGroupStateSuite(record.state)) ?? DEFAULT_SUITE;
+    const record = conv.channelId ? this.#ctx.groups.meta(conv.channelId) : undefined;
+    return (record && this.#ctx.groups.suite(record)) ?? DEFAULT_SUITE;
   }
 
   /**
@@ -407,18 +397,18 @@ export class Groups {
     await this.#session.ensure();
     await this.#sync();
     return await this.#ctx.exclusive(async (): Promise<LeaveOutcome> => {
-      const record = this.#ctx.state.group(conv.channelId ?? "");
+      const record = this.#ctx.groups.meta(conv.channelId ?? "");
       if (record?.broken) {
         // nothing can be sent in a group we cannot read: just forget it locally
-        this.#ctx.state.deleteGroup(record.channelId);
+        this.#ctx.groups.delete(record.channelId);
         return "left";
       }
-      const { state } = this.#open(conv);
+      const { record: open, state } = this.#open(conv);
       if (listMembers(state).length === 1) {
-        this.#ctx.state.deleteGroup(record!.channelId); // nobody left to tell
+        this.#ctx.groups.delete(open.channelId); // nobody left to tell
         return "left";
       }
-      await this.#proposeLeave(record!, state);
+      await this.#proposeLeave(open, state);
       return "asked";
     });
   }
@@ -428,7 +418,7 @@ export class Groups {
    * request in one transaction, then send it: a lost answer or a crash resends the same
    * request (the server keeps one copy), so the group never sees a leave we forgot.
    */
-  async #proposeLeave(record: GroupRecord, state: MlsGroupState): Promise<void> {
+  async #proposeLeave(record: GroupMeta, state: MlsGroupState): Promise<void> {
     const enc = await leaveGroup(state);
     const id = uuidv7();
     const request = encodeRequestOnce({
@@ -459,10 +449,10 @@ export class Groups {
       if (e instanceof TransportError || !(e instanceof QpqError)) throw e;
       // Refused (the outbox dropped the request): we stay a member, in the state the
       // proposal left (its handshake key stays used), without the proposal.
-      const now = s.group(record.channelId);
+      const now = this.#ctx.groups.meta(record.channelId);
       if (now?.leavingEpoch !== undefined && !now.broken) {
         const { leavingEpoch: _, ...rest } = now;
-        this.#save(rest, withdrawOwnProposals(decodeGroupState(now.state)));
+        this.#save(rest, withdrawOwnProposals(this.#ctx.groups.open(now)));
       }
       const name = s.getConversation(record.channelId)?.name ?? "the group";
       throw new QpqError(
@@ -492,7 +482,7 @@ export class Groups {
     for (const c of this.list()) {
       // a request (consent.ts) sends nothing on its own: no sign of life to a stranger
       if (c.kind === "self" || !c.channelId || c.requestFrom !== undefined) continue;
-      const record = this.#ctx.state.group(c.channelId);
+      const record = this.#ctx.groups.meta(c.channelId);
       if (!record || record.broken) continue;
       if (this.#ctx.now() - record.lastUpdateMs < maxAgeMs) continue;
       await this.update(c);
@@ -621,7 +611,8 @@ export class Groups {
     }
     await this.#ctx.exclusive(async () => {
       const redone = new Map<string, Uint8Array>();
-      const states = new Map<string, { record: GroupRecord; state: MlsGroupState }>();
+      const states = new Map<string, { record: GroupMeta; state: MlsGroupState }>();
+      const consumed: Uint8Array[] = [];
       for (const q of this.#staleQueued()) {
         if (held.has(q.conversationId)) continue;
         const m = s.getMessage(q.messageId);
@@ -640,7 +631,8 @@ export class Groups {
           payload: enc.outbound,
           epoch: Number(g.state.epoch),
         });
-        enc.consumed.forEach((c) => zeroize(c));
+        // zeroed once the new states are stored: the kept state must stay usable till then
+        consumed.push(...enc.consumed);
         states.set(q.channelId, { record: g.record, state: enc.state });
         redone.set(q.messageId, request.bytes);
       }
@@ -653,6 +645,7 @@ export class Groups {
           s.addOutbox({ ...e, request: redone.get(e.messageId) ?? e.request });
         }
       });
+      consumed.forEach((c) => zeroize(c));
     });
     return held;
   }
@@ -667,11 +660,11 @@ export class Groups {
     conversationId: string;
     channelId: string;
     request: Extract<Request, { kind: "enqueue" }>;
-    record: GroupRecord;
+    record: GroupMeta;
     state: MlsGroupState;
   }[] {
     const s = this.#ctx.state;
-    const groups = new Map<string, { record: GroupRecord; state: MlsGroupState } | undefined>();
+    const groups = new Map<string, { record: GroupMeta; state: MlsGroupState } | undefined>();
     const stale = [];
     for (const e of s.listOutbox()) {
       const frame = decodeFrame(e.request);
@@ -680,13 +673,13 @@ export class Groups {
       if (request.messageKind !== "application") continue;
       const channelId = toHex(request.channelId);
       if (!groups.has(channelId)) {
-        const record = s.group(channelId);
+        const record = this.#ctx.groups.meta(channelId);
         // a broken group cannot encrypt, a leaving one sends nothing new: as it was
         groups.set(
           channelId,
           !record || record.broken || record.leavingEpoch !== undefined
             ? undefined
-            : { record, state: decodeGroupState(record.state) },
+            : { record, state: this.#ctx.groups.open(record) },
         );
       }
       const g = groups.get(channelId);
@@ -791,7 +784,7 @@ export class Groups {
    * pending (resolved by the next sync) and this throws.
    */
   async #pushCommit(channelId: string, request: EncodedRequest): Promise<"accepted" | QpqError> {
-    const s = this.#ctx.state;
+    const groups = this.#ctx.groups;
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -806,21 +799,21 @@ export class Groups {
           lastError = e;
           continue;
         }
-        const record = s.group(channelId);
+        const record = groups.meta(channelId);
         if (record) {
-          const state = decodeGroupState(record.state);
+          const state = groups.open(record);
           const rest = withoutPending(record);
           if (state.hasPendingCommit) {
             const back = await discardPendingCommit(state);
             this.#save(rest, back.state);
-          } else s.putGroup(rest);
+          } else groups.update(rest);
         }
         return e;
       }
-      const record = s.group(channelId);
+      const record = groups.meta(channelId);
       if (record) {
-        const state = decodeGroupState(record.state);
-        const next: GroupRecord = {
+        const state = groups.open(record);
+        const next: GroupFields = {
           ...withoutPending(record),
           lastUpdateMs: this.#ctx.now(),
           recentCommits: rememberCommit(record, commitPayload(request)),
@@ -829,7 +822,7 @@ export class Groups {
           const merged = mergePendingCommit(state);
           this.#save(next, merged.state);
           merged.consumed.forEach((c) => zeroize(c));
-        } else s.putGroup(next);
+        } else groups.update(next);
       }
       return "accepted";
     }
@@ -841,11 +834,11 @@ export class Groups {
 
   /** Finish own commits left pending by a crash or a lost connection (before receiving). */
   async resolvePendingCommits(): Promise<void> {
-    for (const record of this.#ctx.state.listGroups()) {
+    for (const record of this.#ctx.groups.list()) {
       if (!record.pendingCommit || record.broken) continue;
       const request = encodedRequest("commit", record.pendingCommit);
       await this.#ctx.exclusive(async () => {
-        const current = this.#ctx.state.group(record.channelId);
+        const current = this.#ctx.groups.meta(record.channelId);
         if (!current?.pendingCommit) return;
         const outcome = await this.#pushCommit(record.channelId, request);
         if (outcome === "accepted") return;
@@ -876,14 +869,15 @@ export class Groups {
         text: `Could not compare the groups with the restored server: ${reason(e)}`,
       })
     );
-    for (const record of s.listGroups()) {
+    const groups = this.#ctx.groups;
+    for (const record of groups.list()) {
       const conv = s.getConversation(record.channelId);
       if (!conv) continue;
       if (record.leavingEpoch !== undefined) {
         await this.#ctx.exclusive(async () => {
-          const now = s.group(record.channelId);
+          const now = groups.meta(record.channelId);
           if (now?.leavingEpoch === undefined) return;
-          const st = decodeGroupState(now.state);
+          const st = groups.open(now);
           // our proposal went stale (another commit came first): ask again in this epoch
           if (Number(st.epoch) > now.leavingEpoch && !st.hasPendingCommit) {
             await this.#proposeLeave(now, st);
@@ -901,7 +895,7 @@ export class Groups {
           if (e instanceof QpqError && e.code === "forbidden") {
             // the server says we are not in this conversation any more: we were removed
             // by a change we could not read
-            s.deleteGroup(record.channelId);
+            groups.delete(record.channelId);
             this.#ctx.emit({ kind: "removed", conversation: conv, by: "a member" });
             return;
           }
@@ -922,8 +916,8 @@ export class Groups {
             text: `Could not commit ${user}'s leave: ${reason(e)}`,
           })
         );
-        const now = s.group(record.channelId);
-        if (now) s.putGroup({ ...now, leaves: now.leaves.filter((u) => u !== user) });
+        const now = groups.meta(record.channelId);
+        if (now) groups.update(now, { leaves: now.leaves.filter((u) => u !== user) });
       }
       const asks = this.#rejoins.get(record.channelId);
       this.#rejoins.delete(record.channelId);
@@ -961,10 +955,11 @@ export class Groups {
     const channels = await listAllChannels(this.#session);
     const epochs = new Map(channels.map((c) => [toHex(c.channelId), c.epoch]));
     const s = this.#ctx.state;
-    for (const record of s.listGroups()) {
+    for (const record of this.#ctx.groups.list()) {
       const conv = s.getConversation(record.channelId);
       if (!conv || record.broken || record.leavingEpoch !== undefined) continue;
-      const ours = Number(decodeGroupState(record.state).epoch);
+      const ours = this.#ctx.groups.summary(record)?.epoch;
+      if (ours === undefined) continue; // unreadable: broken at its next use
       const theirs = epochs.get(record.channelId);
       if (theirs !== undefined && theirs >= ours) continue;
       this.#ctx.emit({
@@ -994,14 +989,14 @@ export class Groups {
     }, "enqueued");
   }
 
-  async #askRejoin(conv: Conversation, record: GroupRecord): Promise<void> {
+  async #askRejoin(conv: Conversation, record: GroupMeta): Promise<void> {
     const now = this.#ctx.now();
     if (
       record.rejoinRequestedMs !== undefined && now - record.rejoinRequestedMs < REJOIN_RETRY_MS
     ) {
       return;
     }
-    const suite = peekGroupStateSuite(record.state) ?? DEFAULT_SUITE;
+    const suite = this.#ctx.groups.suite(record) ?? DEFAULT_SUITE;
     const kp = await this.#keyPackages.make(suite);
     await this.#session.call({
       kind: "enqueue",
@@ -1012,8 +1007,8 @@ export class Groups {
       epoch: 0,
       recipients: [],
     }, "enqueued");
-    const current = this.#ctx.state.group(record.channelId);
-    if (current?.broken) this.#ctx.state.putGroup({ ...current, rejoinRequestedMs: now });
+    const current = this.#ctx.groups.meta(record.channelId);
+    if (current?.broken) this.#ctx.groups.update(current, { rejoinRequestedMs: now });
     this.#ctx.emit({
       kind: "progress",
       text: `Asked the members of ${conv.name} to re-add you`,

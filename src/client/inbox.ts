@@ -25,8 +25,6 @@
  */
 import {
   checkCredentialBinding,
-  decodeGroupState,
-  encodeGroupState,
   joinFromWelcome,
   listMembers,
   type MlsGroupState,
@@ -45,7 +43,7 @@ import { restoredFrom } from "./outbox.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
-import type { Conversation, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type { Conversation, GroupMeta, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import {
   aloneIn,
@@ -130,7 +128,8 @@ export class Inbox {
     }
     const hex = toHex(m.channelId);
     if (m.messageKind === "welcome") return await this.#welcome(m, hex, done);
-    const record = s.group(hex);
+    const groups = this.#ctx.groups;
+    const record = groups.meta(hex);
     const conv = s.getConversation(hex);
     if (!record || !conv) return s.transaction(done); // a group we left or never joined
     if (record.broken) {
@@ -141,7 +140,7 @@ export class Inbox {
     if (record.leavingEpoch !== undefined) return await this.#whileLeaving(record, m, done);
     let state: MlsGroupState;
     try {
-      state = decodeGroupState(record.state);
+      state = groups.open(record);
     } catch (e) {
       const why = `its state cannot be read: ${reason(e)}`;
       s.transaction(() => markBroken(this.#ctx, conv, record, why));
@@ -156,6 +155,7 @@ export class Inbox {
     try {
       r = await processMessage(state, m.payload);
     } catch (e) {
+      groups.forget(hex); // whatever the failed step touched, the next one decodes afresh
       if (isTransient(e)) throw e;
       if (m.messageKind === "application") {
         return this.#unreadable(conv, m, reason(e), done);
@@ -254,7 +254,7 @@ export class Inbox {
       }
       case "removed":
         s.transaction(() => {
-          s.deleteGroup(hex);
+          groups.delete(hex);
           done();
         });
         if (conv.requestFrom !== undefined) return; // a request shows nothing
@@ -295,27 +295,29 @@ export class Inbox {
   }
 
   /** A commit this device applied or made (one of the last few): a replay. */
-  #applied(record: GroupRecord, payload: Uint8Array): boolean {
+  #applied(record: GroupMeta, payload: Uint8Array): boolean {
     return (record.recentCommits ?? []).includes(commitRef(payload));
   }
 
   /** After our leave: follow the group's changes until our removal; show nothing. */
-  async #whileLeaving(record: GroupRecord, m: DeliveredMessage, done: () => void) {
+  async #whileLeaving(record: GroupMeta, m: DeliveredMessage, done: () => void) {
     const s = this.#ctx.state;
+    const groups = this.#ctx.groups;
     if (m.messageKind !== "commit" && m.messageKind !== "proposal") return s.transaction(done);
     let r;
     try {
-      r = await processMessage(decodeGroupState(record.state), m.payload);
+      r = await processMessage(groups.open(record), m.payload);
     } catch (e) {
+      groups.forget(record.channelId);
       if (isTransient(e)) throw e;
       // we cannot follow the group any more: we were leaving anyway
       return s.transaction(() => {
-        s.deleteGroup(record.channelId);
+        groups.delete(record.channelId);
         done();
       });
     }
     s.transaction(() => {
-      if (r.kind === "removed") s.deleteGroup(record.channelId);
+      if (r.kind === "removed") groups.delete(record.channelId);
       else if (r.kind !== "stale" && r.kind !== "application") {
         saveGroup(this.#ctx, record, r.state);
       }
@@ -384,9 +386,10 @@ export class Inbox {
 
   async #welcome(m: DeliveredMessage, hex: string, done: () => void): Promise<void> {
     const s = this.#ctx.state;
-    const existing = s.group(hex);
+    const existing = this.#ctx.groups.meta(hex);
     if (
-      existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)
+      existing && !existing.broken && existing.leavingEpoch === undefined &&
+      !aloneIn(this.#ctx, existing)
     ) {
       // A Welcome never replaces a working group state with other members in it (a member
       // could otherwise fork us into a look-alike group with the same id). A group with
@@ -465,12 +468,12 @@ export class Inbox {
     const request = before ? before.requestFrom !== undefined : !this.#consent.admits(inviter);
     let conv!: Conversation;
     s.transaction(() => {
-      s.putGroup({
+      // a new state over whatever was stored (a rejoin, a DM both sides created)
+      this.#ctx.groups.save({
         channelId: hex,
-        state: encodeGroupState(joined.state),
         lastUpdateMs: this.#ctx.now(), // fresh keys on join
         leaves: [],
-      });
+      }, joined.state);
       conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
       if (request && conv.requestFrom === undefined) {
         conv = { ...conv, requestFrom: inviter };

@@ -67,7 +67,7 @@ export {
   type StaleReceived,
   withdrawOwnProposals,
 } from "./group.ts";
-export { MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.ts";
+export { isMlsSuiteName, MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.ts";
 export {
   decodeGroupState,
   encodeGroupState,

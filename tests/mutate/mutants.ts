@@ -614,7 +614,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-refused-leave-withdrawn",
     file: "src/client/groups.ts",
-    find: "this.#save(rest, withdrawOwnProposals(decodeGroupState(now.state)));",
+    find: "this.#save(rest, withdrawOwnProposals(this.#ctx.groups.open(now)));",
     replace: "void rest;",
     why: "a leave the server refused leaves the leaver a member (listed, usable), not hidden",
     tests: ["tests/client_groups_test.ts"],

@@ -13,6 +13,10 @@
  *             outbox (kv converted into typed records by _client_migrate.ts, then dropped)
  * version 3   + consent (who is a contact, who is blocked; keyed like contacts, so the
  *             upgrade marks every user with a pinned key a contact: _client_migrate.ts)
+ * version 4   + groups.tag (a random value, new with every stored group state: a decoded
+ *             copy kept in memory is current while the tag is unchanged); the sealed group
+ *             record may hold a summary (epoch, suite, roster), which the client fills in
+ *             for older records (src/client/group_states.ts)
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
@@ -27,7 +31,7 @@ import { ClientKeys } from "./_client_keys.ts";
 import { DamagedStateError } from "./_client_state_file.ts";
 
 /** Schema version recorded in `PRAGMA user_version` by this build. */
-export const CLIENT_SCHEMA_VERSION = 3;
+export const CLIENT_SCHEMA_VERSION = 4;
 
 /** Oldest schema version this build opens (and upgrades). */
 export const OLDEST_CLIENT_SCHEMA_VERSION = 1;
@@ -75,6 +79,11 @@ export const TABLES_ADDED_IN_V3 = `
 CREATE TABLE consent (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
 `;
 
+/** The column version 4 adds: the state tag of each group record. */
+export const COLUMNS_ADDED_IN_V4 = `
+ALTER TABLE groups ADD COLUMN tag TEXT;
+`;
+
 function applyPragmas(db: DatabaseSync): void {
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
@@ -94,6 +103,7 @@ export function createClientDb(path: string, keys: ClientKeys): void {
     db.exec(TABLES_V1_AND_V2);
     db.exec(TABLES_ADDED_IN_V2);
     db.exec(TABLES_ADDED_IN_V3);
+    db.exec(COLUMNS_ADDED_IN_V4);
     db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
     db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
     db.exec("COMMIT");

@@ -30,7 +30,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { fromUtf8, utf8, zeroize } from "../../bytes.ts";
 import { StorageError } from "../../errors.ts";
-import { TABLES_ADDED_IN_V2, TABLES_ADDED_IN_V3 } from "./_client_db.ts";
+import { COLUMNS_ADDED_IN_V4, TABLES_ADDED_IN_V2, TABLES_ADDED_IN_V3 } from "./_client_db.ts";
 import type { ClientKeys } from "./_client_keys.ts";
 import { byString, damagedRecord } from "./_records.ts";
 import type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
@@ -57,6 +57,7 @@ export function migrateV1(db: DatabaseSync, keys: ClientKeys, into: LocalState):
   try {
     into.transaction(() => {
       db.exec(TABLES_ADDED_IN_V2);
+      db.exec(COLUMNS_ADDED_IN_V4); // the groups table as this build writes it
       const rows = readKv(db, keys, plain);
       if (rows.cursor !== undefined) into.setCursor(rows.cursor);
       for (const g of groupRecords(rows, into)) into.putGroup(g);
@@ -205,5 +206,22 @@ export function migrateV2(db: DatabaseSync, keys: ClientKeys, into: LocalState):
   } catch (e) {
     if (e instanceof StorageError) throw e;
     throw new StorageError("Cannot upgrade local state to schema version 3", { cause: e });
+  }
+}
+
+/**
+ * Version 3 → 4: the state tag column. Rows keep a NULL tag (read as ""), which no decoded
+ * copy carries; their summaries are filled in by the client when it first opens them.
+ */
+export function migrateV3(db: DatabaseSync, into: LocalState): void {
+  try {
+    into.transaction(() => {
+      const columns = db.prepare("PRAGMA table_info(groups)").all().map((c) => c.name);
+      if (!columns.includes("tag")) db.exec(COLUMNS_ADDED_IN_V4); // not there after migrateV1
+      db.exec("PRAGMA user_version = 4");
+    });
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError("Cannot upgrade local state to schema version 4", { cause: e });
   }
 }

@@ -22,7 +22,9 @@ import type {
   ConsentStatus,
   Conversation,
   ConversationKind,
+  GroupMeta,
   GroupRecord,
+  GroupSummary,
   KeyPackageRecord,
   MessageDirection,
   MessageStatus,
@@ -212,6 +214,36 @@ export function checkGroup(g: GroupRecord): void {
   ) {
     throw new UsageError("Invalid recent commits: expected a short list of hashes");
   }
+  if (g.summary !== undefined) checkSummary(g.summary);
+}
+
+/** A group summary: an epoch, a suite name, usernames, a flag and a count. */
+function checkSummary(s: GroupSummary): void {
+  if (
+    typeof s !== "object" || s === null || !Number.isSafeInteger(s.epoch) || s.epoch < 0 ||
+    !textOk(s.suite, MAX_CLIENT_ID_BYTES) || !Array.isArray(s.members) ||
+    typeof s.pendingCommit !== "boolean" || !Number.isSafeInteger(s.pendingProposals) ||
+    s.pendingProposals < 0
+  ) {
+    throw new UsageError("Invalid group summary");
+  }
+  for (const u of s.members) checkId("member", u);
+}
+
+/** Copy of a group summary. */
+export function copySummary(s: GroupSummary): GroupSummary {
+  return {
+    epoch: s.epoch,
+    suite: s.suite,
+    members: [...s.members],
+    pendingCommit: s.pendingCommit,
+    pendingProposals: s.pendingProposals,
+  };
+}
+
+/** A fresh state tag (see `GroupMeta`): 96 random bits, hex. */
+export function newStateTag(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(12)));
 }
 
 /** A KeyPackage record ("" is a valid suite: unknown, from a migrated state). */
@@ -284,7 +316,14 @@ export function copyGroup(g: GroupRecord): GroupRecord {
   if (g.rejoinRequestedMs !== undefined) out.rejoinRequestedMs = g.rejoinRequestedMs;
   if (g.leavingEpoch !== undefined) out.leavingEpoch = g.leavingEpoch;
   if (g.recentCommits !== undefined) out.recentCommits = [...g.recentCommits];
+  if (g.summary !== undefined) out.summary = copySummary(g.summary);
   return out;
+}
+
+/** A copy of a group record without its state, under `tag`. */
+export function metaOf(g: GroupRecord, tag: string): GroupMeta {
+  const { state: _, ...rest } = copyGroup(g);
+  return { ...rest, stateTag: tag };
 }
 
 /** Copy of a KeyPackage record. */

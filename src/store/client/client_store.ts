@@ -73,7 +73,7 @@ import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { FileLock } from "../_file_lock.ts";
-import { migrateV1, migrateV2 } from "./_client_migrate.ts";
+import { migrateV1, migrateV2, migrateV3 } from "./_client_migrate.ts";
 import {
   asyncTransaction,
   byCreation,
@@ -98,6 +98,7 @@ import {
   DIRECTIONS,
   KINDS,
   nameConflict,
+  newStateTag,
   patchedMeta,
   redactedMeta,
   STATUSES,
@@ -127,7 +128,9 @@ import type {
   ClientMetaPatch,
   ConsentStatus,
   Conversation,
+  GroupMeta,
   GroupRecord,
+  GroupSummary,
   KeyPackageRecord,
   LocalState,
   MessageStatus,
@@ -357,7 +360,8 @@ export class ClientStore implements LocalState {
       if (opened.version < CLIENT_SCHEMA_VERSION) {
         try {
           if (opened.version < 2) migrateV1(db, keys, store);
-          migrateV2(db, keys, store);
+          if (opened.version < 3) migrateV2(db, keys, store);
+          migrateV3(db, store);
         } catch (e) {
           store.#closeSync();
           throw e;
@@ -607,24 +611,63 @@ export class ClientStore implements LocalState {
     });
   }
 
-  /** Insert or replace a group record. */
-  putGroup(record: GroupRecord): void {
+  /** Insert or replace a group record; returns its new state tag (see {@link GroupMeta}). */
+  putGroup(record: GroupRecord): string {
     checkGroup(record);
+    const tag = newStateTag();
     this.#write(() => {
       const idH = this.#keys.lookup("group", utf8(record.channelId));
       const pending = record.pendingCommit === undefined
         ? null
         : this.#keys.seal("group-commit", record.pendingCommit, idH);
       this.#run(
-        "INSERT INTO groups (id_h, state, pending, data) VALUES (?, ?, ?, ?) " +
+        "INSERT INTO groups (id_h, state, pending, data, tag) VALUES (?, ?, ?, ?, ?) " +
           "ON CONFLICT (id_h) DO UPDATE SET state = excluded.state, " +
-          "pending = excluded.pending, data = excluded.data",
+          "pending = excluded.pending, data = excluded.data, tag = excluded.tag",
         idH,
         this.#keys.seal("group-state", record.state, idH),
         pending,
         this.#keys.seal("group", encodeGroup(record), idH),
+        tag,
       );
     });
+    return tag;
+  }
+
+  /** The group record of a channel without its state (left sealed), or undefined. */
+  groupMeta(channelId: string): GroupMeta | undefined {
+    return this.#read(() => {
+      const idH = this.#keys.lookup("group", utf8(channelId));
+      const r = this.#get("SELECT pending, data, tag FROM groups WHERE id_h = ?", idH);
+      return r === undefined ? undefined : this.#groupMeta(r, idH);
+    });
+  }
+
+  /** Replace everything of a stored group record but its state; false when there is none. */
+  putGroupMeta(meta: Omit<GroupRecord, "state">): boolean {
+    // the state is not read: an empty placeholder passes the record checks
+    checkGroup({ ...meta, state: new Uint8Array(1) });
+    return this.#write(() => {
+      const idH = this.#keys.lookup("group", utf8(meta.channelId));
+      const pending = meta.pendingCommit === undefined
+        ? null
+        : this.#keys.seal("group-commit", meta.pendingCommit, idH);
+      return this.#run(
+        "UPDATE groups SET pending = ?, data = ? WHERE id_h = ?",
+        pending,
+        this.#keys.seal("group", encodeGroup(meta), idH),
+        idH,
+      ) > 0;
+    });
+  }
+
+  /** Every group record without its state, by channel id. */
+  listGroupMeta(): GroupMeta[] {
+    return this.#read(() =>
+      this.#all("SELECT id_h, pending, data, tag FROM groups")
+        .map((r) => this.#groupMeta(r, r.id_h as Uint8Array))
+        .sort((a, b) => byString(a.channelId, b.channelId))
+    );
   }
 
   /** Delete a group record (we left or were removed); true when it existed. */
@@ -1111,13 +1154,18 @@ export class ClientStore implements LocalState {
   }
 
   #group(r: Row, idH: Uint8Array): GroupRecord {
+    const { stateTag: _, ...meta } = this.#groupMeta(r, idH);
+    return { ...meta, state: this.#open("group-state", r.state, idH) };
+  }
+
+  #groupMeta(r: Row, idH: Uint8Array): GroupMeta {
     const v = this.#json("group", r.data, idH);
     if (!Array.isArray(v.leaves)) throw damagedRecord();
-    const g: GroupRecord = {
+    const g: GroupMeta = {
       channelId: str(v.channelId),
-      state: this.#open("group-state", r.state, idH),
       lastUpdateMs: num(v.lastUpdateMs),
       leaves: v.leaves.map(str),
+      stateTag: typeof r.tag === "string" ? r.tag : "",
     };
     if (r.pending !== null) g.pendingCommit = this.#open("group-commit", r.pending, idH);
     if (v.broken !== undefined) g.broken = str(v.broken);
@@ -1127,6 +1175,7 @@ export class ClientStore implements LocalState {
       if (!Array.isArray(v.recentCommits)) throw damagedRecord();
       g.recentCommits = v.recentCommits.map(str);
     }
+    if (v.summary !== undefined) g.summary = summaryOf(v.summary);
     return g;
   }
 
@@ -1242,8 +1291,22 @@ function sealedStateFile(keys: ClientKeys, header: Uint8Array, meta: MetaFields)
   }
 }
 
+/** A stored group summary, checked field by field. */
+function summaryOf(v: unknown): GroupSummary {
+  if (typeof v !== "object" || v === null) throw damagedRecord();
+  const o = v as Record<string, unknown>;
+  if (!Array.isArray(o.members) || typeof o.pendingCommit !== "boolean") throw damagedRecord();
+  return {
+    epoch: num(o.epoch),
+    suite: str(o.suite),
+    members: o.members.map(str),
+    pendingCommit: o.pendingCommit,
+    pendingProposals: num(o.pendingProposals),
+  };
+}
+
 /** The small part of a group record (the state and pending commit have their own columns). */
-function encodeGroup(g: GroupRecord): Uint8Array {
+function encodeGroup(g: Omit<GroupRecord, "state">): Uint8Array {
   return utf8(JSON.stringify({
     channelId: g.channelId,
     lastUpdateMs: g.lastUpdateMs,
@@ -1252,6 +1315,7 @@ function encodeGroup(g: GroupRecord): Uint8Array {
     rejoinRequestedMs: g.rejoinRequestedMs,
     leavingEpoch: g.leavingEpoch,
     recentCommits: g.recentCommits,
+    summary: g.summary,
   }));
 }
 

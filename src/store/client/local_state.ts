@@ -188,7 +188,34 @@ export interface GroupRecord {
    * `MAX_REMEMBERED_COMMITS`: tells a replayed commit from another history's.
    */
   recentCommits?: string[];
+  /**
+   * What the client read from the MLS state when it stored it (epoch, suite, roster): lets
+   * listing, maintenance and self-update checks work without decoding the state. Absent in
+   * records stored by builds before client schema version 4 (the client fills it in once).
+   */
+  summary?: GroupSummary;
 }
+
+/** The small facts of a stored MLS group state, kept beside it (see {@link GroupRecord}). */
+export interface GroupSummary {
+  /** The current (merged) MLS epoch. */
+  epoch: number;
+  /** The group's MLS cipher suite name. */
+  suite: string;
+  /** The members' usernames, in leaf order. */
+  members: string[];
+  /** An own commit is staged in the state (awaiting the server). */
+  pendingCommit: boolean;
+  /** Proposals received and not yet committed. */
+  pendingProposals: number;
+}
+
+/**
+ * A group record without its MLS state, read without unsealing the state. `stateTag`
+ * changes with every {@link LocalState.putGroup} (a new random value each time): a decoded
+ * copy of the state read under the same tag is still the stored one.
+ */
+export type GroupMeta = Omit<GroupRecord, "state"> & { stateTag: string };
 
 /** The private part of one of our KeyPackages. */
 export interface KeyPackageRecord {
@@ -238,8 +265,17 @@ export interface LocalState {
 
   /** The group record of a channel (hex id), or undefined. */
   group(channelId: string): GroupRecord | undefined;
-  /** Insert or replace a group record. */
-  putGroup(record: GroupRecord): void;
+  /** Insert or replace a group record; returns its new state tag (see {@link GroupMeta}). */
+  putGroup(record: GroupRecord): string;
+  /** The group record of a channel without its state (the state stays sealed), or undefined. */
+  groupMeta(channelId: string): GroupMeta | undefined;
+  /**
+   * Replace everything of a stored group record but its state (and state tag); false (and
+   * no change) when there is no record. Any `stateTag` field of `meta` is ignored.
+   */
+  putGroupMeta(meta: Omit<GroupRecord, "state">): boolean;
+  /** Every group record without its state, by channel id. */
+  listGroupMeta(): GroupMeta[];
   /** Delete a group record (we left or were removed); true when it existed. */
   deleteGroup(channelId: string): boolean;
   /** Every group record, by channel id. */

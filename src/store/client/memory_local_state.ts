@@ -52,7 +52,9 @@ import {
   copyMessage,
   copyMeta,
   copyOutbox,
+  metaOf,
   nameConflict,
+  newStateTag,
   patchedMeta,
   redactedMeta,
   unknownConversation,
@@ -64,6 +66,7 @@ import type {
   ClientMetaPatch,
   ConsentStatus,
   Conversation,
+  GroupMeta,
   GroupRecord,
   KeyPackageRecord,
   LocalState,
@@ -76,7 +79,7 @@ import type {
 interface Data {
   meta: MetaFields;
   cursor: { seq: number };
-  groups: Map<string, GroupRecord>;
+  groups: Map<string, { record: GroupRecord; tag: string }>;
   keyPackages: Map<string, KeyPackageRecord>;
   contacts: Map<string, Uint8Array>;
   consent: Map<string, ConsentStatus>;
@@ -225,13 +228,38 @@ export class MemoryLocalState implements LocalState {
   group(channelId: string): GroupRecord | undefined {
     this.#alive();
     const g = this.#d.groups.get(channelId);
-    return g === undefined ? undefined : copyGroup(g);
+    return g === undefined ? undefined : copyGroup(g.record);
   }
 
-  /** Insert or replace a group record. */
-  putGroup(record: GroupRecord): void {
+  /** Insert or replace a group record; returns its new state tag. */
+  putGroup(record: GroupRecord): string {
     checkGroup(record);
-    this.#write(() => this.#set(this.#d.groups, record.channelId, copyGroup(record)));
+    const tag = newStateTag();
+    this.#write(() =>
+      this.#set(this.#d.groups, record.channelId, { record: copyGroup(record), tag })
+    );
+    return tag;
+  }
+
+  /** The group record of a channel without its state, or undefined. */
+  groupMeta(channelId: string): GroupMeta | undefined {
+    this.#alive();
+    const g = this.#d.groups.get(channelId);
+    return g === undefined ? undefined : metaOf(g.record, g.tag);
+  }
+
+  /** Replace everything of a stored group record but its state; false when there is none. */
+  putGroupMeta(meta: Omit<GroupRecord, "state">): boolean {
+    this.#alive();
+    const g = this.#d.groups.get(meta.channelId);
+    if (g === undefined) return false;
+    const { stateTag: _, ...rest } = meta as Partial<GroupMeta>;
+    const record = { ...rest, channelId: meta.channelId, state: g.record.state } as GroupRecord;
+    checkGroup(record);
+    this.#write(() =>
+      this.#set(this.#d.groups, meta.channelId, { record: copyGroup(record), tag: g.tag })
+    );
+    return true;
   }
 
   /** Delete a group record; true when it existed. */
@@ -243,8 +271,16 @@ export class MemoryLocalState implements LocalState {
   listGroups(): GroupRecord[] {
     this.#alive();
     return [...this.#d.groups.values()]
-      .sort((a, b) => byString(a.channelId, b.channelId))
-      .map(copyGroup);
+      .sort((a, b) => byString(a.record.channelId, b.record.channelId))
+      .map((g) => copyGroup(g.record));
+  }
+
+  /** Every group record without its state, by channel id. */
+  listGroupMeta(): GroupMeta[] {
+    this.#alive();
+    return [...this.#d.groups.values()]
+      .sort((a, b) => byString(a.record.channelId, b.record.channelId))
+      .map((g) => metaOf(g.record, g.tag));
   }
 
   // ---- key packages
