@@ -63,6 +63,8 @@ Deno.test({
     const srv = await startServerProcess(`${dir}/server`, "127.0.0.1:0");
     const common = ["--server", srv.addr, "--ca-cert", `${dir}/server/server-cert.pem`];
     const as = (user: string) => ({ cwd: dir, env: { QPQ_PASSWORD: `pw-${user}-secret` } });
+    const aliceHistory = () =>
+      runQpq(["history", "@bob", "--count", "100", "--username", "alice", ...common], as("alice"));
     try {
       for (const u of ["alice", "bob"]) {
         const r = await runQpq(["register-user", "--username", u, ...common], as(u));
@@ -110,15 +112,7 @@ Deno.test({
         if (out.signal === "SIGKILL") killedRounds++;
         else finishedRounds++;
         if (k === rounds - 1 && finishedRounds === 0 && rounds < planned + 6) {
-          const h = await runQpq([
-            "history",
-            "@bob",
-            "--count",
-            "100",
-            "--username",
-            "alice",
-            ...common,
-          ], as("alice"));
+          const h = await aliceHistory();
           if (!h.stdout.includes(" crash-")) rounds++;
         }
       }
@@ -131,15 +125,7 @@ Deno.test({
       assertEquals(got.code, 0, got.stderr);
       const again = await runQpq(["recv", "--username", "bob", ...common], as("bob"));
       assertEquals(again.stdout, "", "a second recv repeats nothing");
-      const sentHistory = await runQpq([
-        "history",
-        "@bob",
-        "--count",
-        "100",
-        "--username",
-        "alice",
-        ...common,
-      ], as("alice"));
+      const sentHistory = await aliceHistory();
       // Whole lines only: `crash-1` must not match `crash-10`.
       const historyLines = sentHistory.stdout.split("\n");
       let delivered = 0;
