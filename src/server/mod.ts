@@ -12,3 +12,4 @@ export {
   loadServerCertificate,
   type ServerCertificate,
 } from "./tls.ts";
+export { createServices } from "./services.ts";
