@@ -7,7 +7,7 @@
  * in any file of the server or the clients.
  */
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
-import { type CliResult, runQpq, startServerProcess } from "./_support/cli.ts";
+import { type CliResult, runQpq, startServerProcess, untimed } from "./_support/cli.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { QpqError } from "../src/errors.ts";
@@ -221,8 +221,8 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
       await ok("bob", ["send", "--to", "alice", say("hi alice, got your DM")]);
       assertEquals(await ok("alice", ["recv"]), ["[bob] hi alice, got your DM"]);
       const expected = ["[alice] hi", "[bob] hi alice, got your DM"];
-      assertEquals(await ok("alice", ["history", "@bob"]), expected);
-      assertEquals(await ok("bob", ["history", "alice"]), expected);
+      assertEquals(untimed(await ok("alice", ["history", "@bob"])), expected);
+      assertEquals(untimed(await ok("bob", ["history", "alice"])), expected);
       const json = (await ok("bob", ["history", "@alice", "--json"])).map((l) => JSON.parse(l));
       assertEquals(json.map((m) => [m.sender, m.body, m.direction]), [
         ["alice", "hi", "in"],
@@ -273,7 +273,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
         ]);
         assertEquals(await ok("alice", ["recv"]), []);
         assertEquals(JSON.parse((await ok("bob", ["whoami", "--json"]))[0]!).queued, 0);
-        const history = await ok("bob", ["history", "team", "--count", "2"]);
+        const history = untimed(await ok("bob", ["history", "team", "--count", "2"]));
         assertEquals(history, [
           `[#team] bob: ${queuedText}`,
           "[#team] bob: the first one after the outage",

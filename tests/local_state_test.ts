@@ -844,3 +844,31 @@ Deno.test("MemoryLocalState keeps thousands of client states apart", () => {
   assertEquals(states[0]!.getMessage("m1"), undefined);
   // its speed: bench/client_store_bench.ts (MemoryLocalState in every group)
 });
+
+contract(
+  "markRead and unreadCount: what arrived since the last read, kept across a reopen",
+  async (h) => {
+    const s = h.state;
+    s.upsertConversation(conv("c1", "@bob"));
+    s.upsertConversation(conv("c2", "@carol"));
+    assertEquals(s.unreadCount("c1", 99), 0);
+    for (const id of ["m1", "m2", "m3"]) s.addMessage(msg("c1", id, id));
+    s.addMessage(msg("c2", "n1", "n1"));
+    assertEquals([s.unreadCount("c1", 99), s.unreadCount("c2", 99)], [3, 1]);
+    assertEquals(s.unreadCount("c1", 1), 2, "above the cap: cap + 1");
+    s.markRead("c1");
+    assertEquals([s.unreadCount("c1", 99), s.unreadCount("c2", 99)], [0, 1]);
+    // a copy read before the mark, stored again, does not take the mark back
+    const stale = conv("c1", "@bob");
+    s.upsertConversation(stale);
+    assertEquals(s.unreadCount("c1", 99), 0);
+    s.addMessage(msg("c1", "m4", "m4"));
+    assertEquals(s.unreadCount("c1", 99), 1);
+    const again = await h.reopen();
+    assertEquals([again.unreadCount("c1", 99), again.unreadCount("c2", 99)], [1, 1]);
+    again.markRead("c2");
+    assertEquals(again.unreadCount("c2", 99), 0);
+    assertEquals(again.unreadCount("nope", 99), 0);
+    usage(() => again.markRead("nope"));
+  },
+);

@@ -4,7 +4,7 @@
  * message does not garble a half-typed line.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { qpqRunFlags, runQpq, spawnQpq } from "./_support/cli.ts";
+import { qpqRunFlags, runQpq, spawnQpq, untimed, untimedLine } from "./_support/cli.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
 
 /** Line-by-line reader over a child's stdout that can wait for a line more than once. */
@@ -168,7 +168,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(await ask("/switch @bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
       assertEquals(await ask("/list", (l) => l.endsWith("#crew")), ["* @bob", "  #crew"]);
       assertEquals(await ask("/members", (l) => l.startsWith("@bob")), ["@bob: alice, bob"]);
-      assertEquals(await ask("/history", (l) => l.startsWith("[alice] /")), [
+      assertEquals(untimed(await ask("/history", (l) => untimedLine(l).startsWith("[alice] /"))), [
         "[alice] hello bob, this is the repl",
         "[alice] /shrug: a line that starts with a slash",
       ]);
@@ -200,7 +200,7 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(reply.code, 0, reply.stderr);
       await send("/sync");
       assertEquals(await out.until((l) => l.startsWith("[bob]")), ["[bob] hi alice, bob here"]);
-      assertEquals(await ask("/history", (l) => l.startsWith("[bob]")), [
+      assertEquals(untimed(await ask("/history", (l) => untimedLine(l).startsWith("[bob]"))), [
         "[alice] hello bob, this is the repl",
         "[alice] /shrug: a line that starts with a slash",
         "[bob] hi alice, bob here",

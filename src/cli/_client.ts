@@ -14,7 +14,7 @@ import {
   parseCommand,
   println,
 } from "./_args.ts";
-import { type ClientEvent, QpqClient } from "../client/client.ts";
+import { type ClientEvent, QpqClient, UNREAD_CAP } from "../client/client.ts";
 import { readCaCert } from "../client/connection.ts";
 import { clientStatePaths, type Conversation, type StoredMessage } from "../client/local.ts";
 import { openLocalStore } from "../client/open_store.ts";
@@ -111,7 +111,13 @@ export async function openClient(
     password,
     caCertPem,
     server,
-    onEvent: options.onEvent ?? ((e) => printEvent(e, flags.json ?? false)),
+    onEvent: (e) => {
+      if (options.onEvent) options.onEvent(e);
+      else printEvent(e, flags.json ?? false);
+      // a message shown is a message read (a command that hides it leaves it unread)
+      if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);
+      shown.delete(e);
+    },
   });
   if (store.created) CREATED.set(client, statePath);
   return client;
@@ -192,6 +198,53 @@ function renamedFrom(username: string): string | undefined {
   return /^(.+)~[0-9]+$/.exec(username)?.[1];
 }
 
+/** `3 unread`, `999+ unread` above the count's cap. */
+export function unreadText(n: number): string {
+  return n > UNREAD_CAP ? `${UNREAD_CAP}+ unread` : `${n} unread`;
+}
+
+/** `14:05`: the local time of day of a message. */
+export function timeOfDay(ms: number): string {
+  const d = new Date(ms);
+  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+}
+
+/** `── Sun 6 Dec 2026 ──`: the line history prints where a new local day begins. */
+export function dayLine(ms: number): string {
+  const d = new Date(ms);
+  const weekday = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getDay()];
+  const month =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][
+      d.getMonth()
+    ];
+  return `── ${weekday} ${d.getDate()} ${month} ${d.getFullYear()} ──`;
+}
+
+/** The local calendar day of a time, to tell when a day line is due. */
+export function localDay(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+/**
+ * Messages as history shows them: a day line where a new local day begins, each message
+ * with its local time (`14:05 [alice] hi`). The time is when the sender sent it, as their
+ * clock says; `--json` carries both `sentAt` and `receivedAt`.
+ */
+export function historyLines(conv: Conversation, messages: StoredMessage[]): string[] {
+  const out: string[] = [];
+  let day: string | undefined;
+  for (const m of messages) {
+    const at = m.sentAt > 0 ? m.sentAt : m.receivedAt;
+    if (localDay(at) !== day) {
+      day = localDay(at);
+      out.push(dayLine(at));
+    }
+    out.push(`${timeOfDay(at)} ${formatMessage(conv, m)}`);
+  }
+  return out;
+}
+
 /** Format a message for text output. */
 export function formatMessage(conv: Conversation, m: StoredMessage): string {
   if (m.unreadable) {
@@ -216,6 +269,7 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
     body: m.body,
     ...(m.unreadable ? { unreadable: true } : {}),
     sentAt: m.sentAt,
+    receivedAt: m.receivedAt,
     messageId: m.messageId,
     direction: m.direction,
   };
@@ -237,10 +291,14 @@ export function requestJson(
   return { type: "request", conversation: conv.name, kind: conv.kind, from, messages };
 }
 
+/** Events {@link printEvent} printed, until {@link openClient}'s handler marks them read. */
+const shown = new WeakSet<ClientEvent>();
+
 /** Print a client event as text or JSON. */
 export function printEvent(e: ClientEvent, json: boolean): void {
   const line = eventLine(e, json);
   if (line === undefined) return;
+  shown.add(e);
   if (e.kind === "warning" || e.kind === "progress" || e.kind === "broken") eprintln(line);
   else println(line);
 }

@@ -14,7 +14,7 @@ import type { Conversation } from "../client/local.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
-import { eventLine, formatMessage, requestLine } from "./_client.ts";
+import { eventLine, historyLines, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines } from "./_membership.ts";
 
 /** A command's line as a REPL notice (`Left #g` → `* left #g`). */
@@ -100,11 +100,25 @@ export class Interactive {
   onEvent(e: ClientEvent): void {
     if (e.kind === "message" && this.#fixed && e.conversation.id !== this.#fixed.id) return;
     const line = eventLine(e, false);
+    // the prompt counts what arrived elsewhere: fresh before print shows it again
+    if (e.kind === "message") this.#rl?.setPrompt(this.#prompt());
     if (line) this.print(line);
   }
 
+  /**
+   * `[#team] > `, with `(3 unread) ` for messages of the other conversations not yet
+   * read. The active conversation is on screen: showing the prompt marks it read.
+   */
   #prompt(): string {
-    return this.#active ? `[${visible(this.#refresh(this.#active).name)}] > ` : "> ";
+    const c = this.#client;
+    const active = this.#active ? this.#refresh(this.#active) : undefined;
+    if (active) c.store.markRead(active.id);
+    let unread = 0;
+    if (!this.#fixed) {
+      for (const x of c.listConversations()) if (x.id !== active?.id) unread += x.unread;
+    }
+    const count = unread > 0 ? `(${unreadText(unread)}) ` : "";
+    return active ? `[${visible(active.name)}] ${count}> ` : `${count}> `;
   }
 
   #completer = (line: string): [string[], string] => {
@@ -313,7 +327,10 @@ export class Interactive {
           const why = x.broken === undefined
             ? ""
             : `  (broken: ${x.broken}; waiting to be re-added)`;
-          this.print(`${mark} ${x.name}${why}`);
+          const unread = x.unread > 0 && x.id !== this.#active?.id
+            ? `  (${unreadText(x.unread)})`
+            : "";
+          this.print(`${mark} ${x.name}${unread}${why}`);
         }
         return false;
       }
@@ -326,7 +343,7 @@ export class Interactive {
         const conv = this.#current();
         const n = args[0] === undefined ? 20 : Number(args[0]);
         if (!Number.isInteger(n) || n < 1) throw new UsageError("Usage: /history [count]");
-        for (const m of c.history(conv.name, n)) this.print(formatMessage(conv, m));
+        for (const line of historyLines(conv, c.history(conv.name, n))) this.print(line);
         return false;
       }
       case "/remove": {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { clientCommand, formatMessage, messageJson } from "./_client.ts";
+import { clientCommand, historyLines, messageJson } from "./_client.ts";
 import { println } from "./_args.ts";
 import { UsageError } from "../errors.ts";
 
@@ -11,7 +11,8 @@ import { UsageError } from "../errors.ts";
 export const USAGE = `Usage: qpq history <conversation> [--count N] --username NAME [--password PW]
 
 Print the last N (default 20) messages of a conversation (@user or #group) from the
-encrypted local history. Works offline.`;
+encrypted local history, each with the local time it was sent and a line where a new day
+begins (--json: sentAt and receivedAt in ms). Marks the conversation read. Works offline.`;
 
 /** Run `qpq history`. */
 export const run = clientCommand({
@@ -26,9 +27,10 @@ export const run = clientCommand({
       throw new UsageError("--count must be 1 to 100000");
     }
     const conv = client.conversation(positionals[0]!);
-    for (const m of client.history(conv.name, count)) {
-      println(values.json ? JSON.stringify(messageJson(conv, m)) : formatMessage(conv, m));
-    }
+    const messages = client.history(conv.name, count);
+    if (values.json) { for (const m of messages) println(JSON.stringify(messageJson(conv, m))); }
+    else for (const line of historyLines(conv, messages)) println(line);
+    client.markRead(conv.name); // what history showed is read
     return Promise.resolve(0);
   },
 });

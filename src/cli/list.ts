@@ -3,14 +3,15 @@
  *
  * @module
  */
-import { clientCommand } from "./_client.ts";
+import { clientCommand, unreadText } from "./_client.ts";
 import { println } from "./_args.ts";
 import { visible } from "./_terminal.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq list --username NAME [--password PW]
 
-List your conversations (after receiving what is waiting).`;
+List your conversations (after receiving what is waiting), each with how many messages
+arrived since you last read it (history, recv, the REPL or chat read a conversation).`;
 
 /** Run `qpq list`. */
 export const run = clientCommand({
@@ -26,6 +27,7 @@ export const run = clientCommand({
           conversations: convs.map((c) => ({
             name: c.name,
             kind: c.kind,
+            unread: c.unread,
             ...(c.broken !== undefined ? { broken: c.broken } : {}),
           })),
         }),
@@ -34,10 +36,11 @@ export const run = clientCommand({
       println("No conversations yet: try qpq dm <user> or qpq create-group <name>");
     } else {
       for (const c of convs) {
+        const unread = c.unread > 0 ? `\t${unreadText(c.unread)}` : "";
         println(
           c.broken === undefined
-            ? `${visible(c.name)}\t${c.kind}`
-            : `${visible(c.name)}\t${c.kind}\tbroken: ${
+            ? `${visible(c.name)}\t${c.kind}${unread}`
+            : `${visible(c.name)}\t${c.kind}${unread}\tbroken: ${
               visible(c.broken)
             } (waiting to be re-added)`,
         );

@@ -106,7 +106,11 @@ export interface HeldInvitation {
   members: string[];
 }
 
-export type ListedConversation = Conversation & { broken?: string };
+/** A conversation as listed: a broken one carries the reason; `unread` is capped (see {@link UNREAD_CAP}). */
+export type ListedConversation = Conversation & { broken?: string; unread: number };
+
+/** Unread counts are counted up to this; above it they read `UNREAD_CAP + 1` ("999+"). */
+export const UNREAD_CAP = 999;
 
 /** A messenger account on one device. */
 export class QpqClient {
@@ -284,8 +288,19 @@ export class QpqClient {
   listConversations(): ListedConversation[] {
     return this.#groups.list().filter((c) => c.requestFrom === undefined).map((c) => {
       const broken = this.#groups.brokenReason(c);
-      return broken === undefined ? c : { ...c, broken };
+      const unread = this.#ctx.state.unreadCount(c.id, UNREAD_CAP);
+      return broken === undefined ? { ...c, unread } : { ...c, broken, unread };
     });
+  }
+
+  /** Messages of a conversation stored since it was last read (capped, see {@link UNREAD_CAP}). */
+  unread(ref: string): number {
+    return this.#ctx.state.unreadCount(this.conversation(ref).id, UNREAD_CAP);
+  }
+
+  /** Mark a conversation read up to its newest message (reading or answering it does). */
+  markRead(ref: string): void {
+    this.#ctx.state.markRead(this.conversation(ref).id);
   }
 
   /**
@@ -528,7 +543,10 @@ export class QpqClient {
         direction: "out",
         status: "delivered",
       };
-      this.#ctx.state.addMessage(message);
+      this.#ctx.state.transaction(() => {
+        this.#ctx.state.addMessage(message);
+        this.#ctx.state.markRead(conv.id);
+      });
       return message;
     }
     let online = true;
@@ -541,6 +559,7 @@ export class QpqClient {
       await this.#session.disconnect();
     }
     const { message, request } = await this.#groups.compose(conv, text);
+    this.#ctx.state.markRead(conv.id); // answering a conversation reads it
     if (online) await this.#outbox.deliver(message.messageId, request);
     return message;
   }

@@ -201,3 +201,25 @@ export async function withCliUsers(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** A history line's local time prefix (`14:05 `). */
+const TIME_PREFIX = /^([01][0-9]|2[0-3]):[0-5][0-9] /;
+/** The line history prints where a new local day begins. */
+const DAY_LINE = /^── (Sun|Mon|Tue|Wed|Thu|Fri|Sat) [0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} ──$/;
+
+/**
+ * History lines without their day lines and time prefixes (`14:05 [alice] hi` → `[alice]
+ * hi`); throws when a line has neither form, so the times cannot silently go missing.
+ */
+export function untimed(lines: string[]): string[] {
+  return lines.flatMap((l) => {
+    if (DAY_LINE.test(l)) return [];
+    if (!TIME_PREFIX.test(l)) throw new Error(`history line without its time: ${l}`);
+    return [l.replace(TIME_PREFIX, "")];
+  });
+}
+
+/** One history line without its time prefix (a day line stays as it is). */
+export function untimedLine(l: string): string {
+  return l.replace(TIME_PREFIX, "");
+}

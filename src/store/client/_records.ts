@@ -145,6 +145,9 @@ export function checkConversation(c: Conversation): void {
   if (c.groupId !== undefined) checkBytes("group id", c.groupId);
   checkTime("creation time", c.createdAt);
   if (c.requestFrom !== undefined) checkId("request sender", c.requestFrom);
+  if (c.readSeq !== undefined && (!Number.isSafeInteger(c.readSeq) || c.readSeq < 0)) {
+    throw new UsageError("Invalid read position");
+  }
 }
 
 /** The consent statuses, as stored. */
@@ -271,6 +274,7 @@ export function copyConversation(c: Conversation): Conversation {
   if (c.channelId !== undefined) out.channelId = c.channelId;
   if (c.groupId !== undefined) out.groupId = c.groupId.slice();
   if (c.requestFrom !== undefined) out.requestFrom = c.requestFrom;
+  if (c.readSeq !== undefined) out.readSeq = c.readSeq;
   return out;
 }
 

@@ -806,6 +806,12 @@ export class ClientStore implements LocalState {
       if (other !== undefined && !bytesEqual(other.id_h as Uint8Array, idH)) {
         throw nameConflict(c.name);
       }
+      const old = this.#get("SELECT data FROM conversations WHERE id_h = ?", idH);
+      const readSeq = Math.max(
+        c.readSeq ?? 0,
+        old === undefined ? 0 : this.#conversation(old.data, idH).readSeq ?? 0,
+      );
+      if (readSeq > 0) c = { ...c, readSeq };
       this.#run(
         "INSERT INTO conversations (id_h, name_h, data) VALUES (?, ?, ?) " +
           "ON CONFLICT (id_h) DO UPDATE SET name_h = excluded.name_h, data = excluded.data",
@@ -900,6 +906,35 @@ export class ClientStore implements LocalState {
         convH,
         count,
       ).reverse().map((r) => this.#message(r.data, r.id_h as Uint8Array, convH));
+    });
+  }
+
+  /** Mark every message of a conversation stored so far as read. */
+  markRead(conversationId: string): void {
+    this.#write(() => {
+      const c = this.getConversation(conversationId);
+      if (c === undefined) throw unknownConversation(conversationId);
+      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const r = this.#get("SELECT max(seq) AS s FROM messages WHERE conv_h = ?", convH);
+      const last = typeof r?.s === "number" ? r.s : 0;
+      if (last > (c.readSeq ?? 0)) this.upsertConversation({ ...c, readSeq: last });
+    });
+  }
+
+  /** Messages stored after the last {@link markRead}, counted up to `cap` (then `cap + 1`). */
+  unreadCount(conversationId: string, cap: number): number {
+    checkCount(cap);
+    return this.#read(() => {
+      const c = this.getConversation(conversationId);
+      if (c === undefined) return 0;
+      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const r = this.#get(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM messages WHERE conv_h = ? AND seq > ? LIMIT ?)",
+        convH,
+        c.readSeq ?? 0,
+        cap + 1,
+      );
+      return Number(r?.n ?? 0);
     });
   }
 
@@ -1202,6 +1237,7 @@ export class ClientStore implements LocalState {
     if (v.channelId !== undefined) c.channelId = str(v.channelId);
     if (v.groupId !== undefined) c.groupId = fromBase64(str(v.groupId));
     if (v.requestFrom !== undefined) c.requestFrom = str(v.requestFrom);
+    if (v.readSeq !== undefined) c.readSeq = num(v.readSeq);
     return c;
   }
 
@@ -1334,6 +1370,7 @@ function encodeConversation(c: Conversation): Uint8Array {
     groupId: c.groupId === undefined ? undefined : toBase64(c.groupId),
     createdAt: c.createdAt,
     requestFrom: c.requestFrom,
+    readSeq: c.readSeq,
   }));
 }
 

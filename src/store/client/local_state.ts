@@ -101,6 +101,12 @@ export interface Conversation {
    * messages are stored, but nothing is shown until the user accepts.
    */
   requestFrom?: string;
+  /**
+   * How far the user has read, as the store's own position of the last message read (see
+   * {@link LocalState.markRead}); only ever grows: a copy read before a `markRead` that is
+   * stored again keeps the newer mark.
+   */
+  readSeq?: number;
 }
 
 /** Whether a message was received or sent by this client. */
@@ -319,6 +325,13 @@ export interface LocalState {
   history(conversationId: string, count: number): StoredMessage[];
   /** Set the status of a stored message; false when unknown. */
   setMessageStatus(messageId: string, status: MessageStatus): boolean;
+  /** Mark every message of a conversation stored so far as read. */
+  markRead(conversationId: string): void;
+  /**
+   * Messages of a conversation stored after the last {@link markRead}, counted up to `cap`
+   * (a count above it is returned as `cap + 1`: "99+").
+   */
+  unreadCount(conversationId: string, cap: number): number;
 
   /** Queue an encoded request; false when its message id is queued already. */
   addOutbox(e: OutboxEntry): boolean;

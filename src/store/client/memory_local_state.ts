@@ -355,7 +355,8 @@ export class MemoryLocalState implements LocalState {
       const prev = d.conversations.get(c.id);
       if (prev !== undefined && prev.name !== c.name) this.#delete(d.names, prev.name);
       this.#set(d.names, c.name, c.id);
-      this.#set(d.conversations, c.id, copyConversation(c));
+      const readSeq = Math.max(c.readSeq ?? 0, prev?.readSeq ?? 0);
+      this.#set(d.conversations, c.id, copyConversation(readSeq > 0 ? { ...c, readSeq } : c));
     });
   }
 
@@ -422,6 +423,29 @@ export class MemoryLocalState implements LocalState {
     this.#alive();
     if (count === 0) return [];
     return (this.#d.timelines.get(conversationId) ?? []).slice(-count).map(copyMessage);
+  }
+
+  /**
+   * Mark every message of a conversation stored so far as read (the position is the length
+   * of its timeline: messages are never taken out of one).
+   */
+  markRead(conversationId: string): void {
+    this.#write(() => {
+      const c = this.#d.conversations.get(conversationId);
+      if (c === undefined) throw unknownConversation(conversationId);
+      const last = this.#d.timelines.get(conversationId)?.length ?? 0;
+      if (last > (c.readSeq ?? 0)) this.upsertConversation({ ...c, readSeq: last });
+    });
+  }
+
+  /** Messages stored after the last {@link markRead}, counted up to `cap` (then `cap + 1`). */
+  unreadCount(conversationId: string, cap: number): number {
+    checkCount(cap);
+    this.#alive();
+    const c = this.#d.conversations.get(conversationId);
+    if (c === undefined) return 0;
+    const n = (this.#d.timelines.get(conversationId)?.length ?? 0) - (c.readSeq ?? 0);
+    return Math.min(Math.max(n, 0), cap + 1);
   }
 
   /** Set the status of a stored message; false when unknown. */
