@@ -1073,4 +1073,21 @@ export const MUTANTS: Mutant[] = [
     why: "a held invitation is accepted only under the cap",
     tests: [LISTS],
   },
+  {
+    id: "store-read-mark-only-grows",
+    file: "src/store/client/client_store.ts",
+    find: "        old === undefined ? 0 : this.#conversation(old.data, idH).readSeq ?? 0,",
+    replace: "        0,",
+    why: "a conversation stored again from a copy read before markRead keeps the newer read mark",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
+    id: "cli-shown-is-read",
+    file: "src/cli/_client.ts",
+    find: 'if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);',
+    replace: "",
+    why: "a message a command printed counts as read (unread counts tell what was not seen)",
+    tests: ["tests/cli_unread_test.ts"],
+  },
 ];
