@@ -3,7 +3,7 @@
  * point: config errors that say where and what was meant, and the rest below.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { runQpq } from "./_support/cli.ts";
+import { runQpq, startServerProcess } from "./_support/cli.ts";
 
 Deno.test("qpq server: a config error names its line; an unknown key gets a did-you-mean", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-small-" });
@@ -29,6 +29,30 @@ Deno.test("qpq server: a config error names its line; an unknown key gets a did-
     // nothing written for a configuration that was refused
     assert(!(await Deno.stat(`${dir}/d`).then(() => true, () => false)));
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qpq ping without --ca-cert says what to pass, and where the server keeps it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-small-" });
+  const server = await startServerProcess(`${dir}/data`, "127.0.0.1:0");
+  try {
+    const r = await runQpq(["ping", "--server", server.addr], { cwd: dir });
+    assertEquals(r.code, 1, r.stderr);
+    assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assertStringIncludes(r.stderr, "not trusted: pass --ca-cert FILE");
+    assertStringIncludes(r.stderr, "server-cert.pem");
+    assert(!r.stderr.includes("pinned"), r.stderr);
+    const ok = await runQpq([
+      "ping",
+      "--server",
+      server.addr,
+      "--ca-cert",
+      `${dir}/data/server-cert.pem`,
+    ]);
+    assertEquals(ok.code, 0, ok.stderr);
+  } finally {
+    await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });

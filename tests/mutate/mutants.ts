@@ -1100,4 +1100,14 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
+  {
+    id: "cli-ca-cert-hint",
+    file: "src/transport/quic.ts",
+    find: 'const pinned = { pinned: options.caCertPem !== undefined && options.caCertPem !== "" };',
+    replace: "const pinned = { pinned: true };",
+    why:
+      "a client without --ca-cert is told to pass it (and where the server keeps its certificate), not that the pinned one differs",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
 ];
