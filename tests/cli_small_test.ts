@@ -3,7 +3,13 @@
  * point: config errors that say where and what was meant, and the rest below.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
-import { runQpq, startServerProcess } from "./_support/cli.ts";
+import {
+  type CliResult,
+  runQpq,
+  spawnQpq,
+  startServerProcess,
+  withCliUsers,
+} from "./_support/cli.ts";
 
 Deno.test("qpq server: a config error names its line; an unknown key gets a did-you-mean", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-small-" });
@@ -55,4 +61,42 @@ Deno.test("qpq ping without --ca-cert says what to pass, and where the server ke
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** `qpq send --to bob` as alice with raw bytes on standard input. */
+async function sendBytes(
+  env: Record<string, string>,
+  dir: string,
+  bytes: Uint8Array,
+): Promise<CliResult> {
+  const child = spawnQpq(["send", "--to", "bob", "--username", "alice"], {
+    cwd: dir,
+    env,
+    stdin: true,
+  });
+  const w = child.stdin.getWriter();
+  await w.write(bytes);
+  await w.close();
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("qpq send refuses binary standard input (NUL, not UTF-8) with a hint", async () => {
+  await withCliUsers(async (qpq, { dir, env }) => {
+    for (const u of ["alice", "bob"]) assertEquals((await qpq(u, "register-user")).code, 0);
+    const nul = await sendBytes(env("alice"), dir, new Uint8Array([0x68, 0x69, 0x00, 0x01]));
+    assertEquals(nul.code, 2, nul.stderr);
+    assertStringIncludes(nul.stderr, "Standard input is binary (a NUL byte at offset 2)");
+    assertStringIncludes(nul.stderr, "base64");
+    const latin1 = await sendBytes(env("alice"), dir, new Uint8Array([0x63, 0x61, 0x66, 0xe9]));
+    assertEquals(latin1.code, 2, latin1.stderr);
+    assertStringIncludes(latin1.stderr, "Standard input is not UTF-8 text");
+    // nothing went out; text still does
+    const text = await sendBytes(env("alice"), dir, new TextEncoder().encode("café ✓\n"));
+    assertEquals(text.code, 0, text.stderr);
+    const got = await qpq("bob", "accept", "@alice");
+    assertEquals(got.code, 0, got.stderr);
+    assertEquals(got.stdout.split("\n").filter((l) => l.startsWith("[alice]")), ["[alice] café ✓"]);
+  });
 });

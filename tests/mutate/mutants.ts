@@ -1110,4 +1110,22 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
+  {
+    id: "cli-send-nul-stdin",
+    file: "src/cli/send.ts",
+    find: "  if (nul >= 0) {\n",
+    replace: "  if (false) {\n",
+    why: "binary standard input (a NUL byte) is refused with a hint, not sent mangled",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
+  {
+    id: "cli-send-utf8-stdin",
+    file: "src/cli/send.ts",
+    find: "new TextDecoder(\"utf-8\", { fatal: true })",
+    replace: "new TextDecoder(\"utf-8\")",
+    why: "standard input that is not UTF-8 is refused with a hint, not sent with replacement characters",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
 ];
