@@ -5,6 +5,8 @@
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import {
   type CliResult,
+  type QpqAs,
+  qpqRunFlags,
   runQpq,
   spawnQpq,
   startServerProcess,
@@ -99,4 +101,140 @@ Deno.test("qpq send refuses binary standard input (NUL, not UTF-8) with a hint",
     assertEquals(got.code, 0, got.stderr);
     assertEquals(got.stdout.split("\n").filter((l) => l.startsWith("[alice]")), ["[alice] café ✓"]);
   });
+});
+
+/** True when tmux runs here (the terminal tests need a real terminal). */
+async function hasTmux(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("tmux", { args: ["-V"], stdout: "null" }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+const TMUX = await hasTmux();
+
+/** `qpq ...args` in a real terminal (a detached tmux session), keys in, screen out. */
+class Terminal {
+  #sock = `qpq-small-${crypto.randomUUID().slice(0, 8)}`;
+
+  async #tmux(...args: string[]): Promise<string> {
+    const r = await new Deno.Command("tmux", { args: ["-L", this.#sock, ...args] }).output();
+    assert(r.success, `tmux ${args[0]}: ${new TextDecoder().decode(r.stderr)}`);
+    return new TextDecoder().decode(r.stdout);
+  }
+
+  /** Start `qpq ...args` in `cwd` with `env`; when it exits the pane stays to be read. */
+  async start(args: string[], cwd: string, env: Record<string, string>): Promise<void> {
+    const cmd = [
+      Deno.execPath(),
+      "run",
+      "--config",
+      new URL("../deno.json", import.meta.url).pathname,
+      ...await qpqRunFlags(),
+      new URL("../main.ts", import.meta.url).pathname,
+      ...args,
+    ].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+    const vars = Object.entries({ NO_COLOR: "1", ...env }).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+    // the exit code is printed when qpq ends, and the shell waits so the screen can be read
+    await this.#tmux(
+      "new-session",
+      "-d",
+      "-s",
+      "qpq",
+      "-x",
+      "120",
+      "-y",
+      "40",
+      "-c",
+      cwd,
+      ...vars,
+      `${cmd}; echo "[exit $?]"; sleep 600`,
+    );
+  }
+
+  /** Type `text` literally. */
+  type(text: string): Promise<string> {
+    return this.#tmux("send-keys", "-t", "qpq", "-l", text);
+  }
+
+  /** Press keys by tmux name (`Enter`, `C-c`, `C-d`, `Tab`). */
+  press(...keys: string[]): Promise<string> {
+    return this.#tmux("send-keys", "-t", "qpq", ...keys);
+  }
+
+  /** The screen's lines, trailing blanks trimmed. */
+  async lines(): Promise<string[]> {
+    const text = await this.#tmux("capture-pane", "-p", "-t", "qpq");
+    const lines = text.split("\n").map((l) => l.trimEnd());
+    while (lines.length > 0 && lines.at(-1) === "") lines.pop();
+    return lines;
+  }
+
+  /** Wait until `pred` holds for the screen's lines; returns them. */
+  async until(pred: (lines: string[]) => boolean, what: string, ms = 30_000): Promise<string[]> {
+    const deadline = Date.now() + ms;
+    let lines: string[] = [];
+    while (Date.now() < deadline) {
+      lines = await this.lines();
+      if (pred(lines)) return lines;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`${what} not on screen:\n${lines.join("\n")}`);
+  }
+
+  /** Wait for a line on screen equal to `line`. */
+  see(line: string, ms?: number): Promise<string[]> {
+    return this.until((ls) => ls.includes(line), JSON.stringify(line), ms);
+  }
+
+  /** Wait until the last line is `line` (where the cursor is). */
+  last(line: string, ms?: number): Promise<string[]> {
+    return this.until((ls) => ls.at(-1) === line, `last line ${JSON.stringify(line)}`, ms);
+  }
+
+  async close(): Promise<void> {
+    await new Deno.Command("tmux", { args: ["-L", this.#sock, "kill-server"], stderr: "null" })
+      .output();
+  }
+}
+
+/** A test server, a directory and a terminal; every one removed afterwards. */
+async function withTerminal(
+  fn: (
+    t: Terminal,
+    qpq: QpqAs,
+    ctx: { dir: string; env: (user: string) => Record<string, string> },
+  ) => Promise<void>,
+): Promise<void> {
+  await withCliUsers(async (qpq, { dir, env }) => {
+    const t = new Terminal();
+    try {
+      await fn(t, qpq, { dir, env });
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+Deno.test({
+  name: "qpq repl: after a removal from the active group the prompt no longer names it",
+  ignore: !TMUX,
+  async fn() {
+    await withTerminal(async (t, qpq, { dir, env }) => {
+      for (const u of ["alice", "bob"]) assertEquals((await qpq(u, "register-user")).code, 0);
+      assertEquals((await qpq("alice", "create-group", "team")).code, 0);
+      assertEquals((await qpq("alice", "invite", "team", "bob")).code, 0);
+      assertEquals((await qpq("bob", "accept", "#team")).code, 0);
+      await t.start(["repl", "--username", "bob"], dir, env("bob"));
+      await t.until((ls) => ls.some((l) => l.startsWith("qpq repl: bob")), "banner");
+      await t.type("/switch #team");
+      await t.press("Enter");
+      await t.last("[#team] >");
+      const r = await qpq("alice", "remove", "team", "bob");
+      assertEquals(r.code, 0, r.stderr);
+      await t.see("* alice removed you from #team");
+      await t.last(">");
+    });
+  },
 });

@@ -99,6 +99,14 @@ export class Interactive {
   /** Handle a client event (incoming message, join, …). */
   onEvent(e: ClientEvent): void {
     if (e.kind === "message" && this.#fixed && e.conversation.id !== this.#fixed.id) return;
+    // removed from (or our leave committed in) the active group: the prompt stops naming it
+    if (
+      (e.kind === "removed" || e.kind === "left") && !this.#fixed &&
+      this.#active?.id === e.conversation.id
+    ) {
+      this.#active = undefined;
+      this.#rl?.setPrompt(this.#prompt());
+    }
     const line = eventLine(e, false);
     if (line) this.print(line);
   }

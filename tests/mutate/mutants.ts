@@ -1122,9 +1122,19 @@ export const MUTANTS: Mutant[] = [
   {
     id: "cli-send-utf8-stdin",
     file: "src/cli/send.ts",
-    find: "new TextDecoder(\"utf-8\", { fatal: true })",
-    replace: "new TextDecoder(\"utf-8\")",
-    why: "standard input that is not UTF-8 is refused with a hint, not sent with replacement characters",
+    find: 'new TextDecoder("utf-8", { fatal: true })',
+    replace: 'new TextDecoder("utf-8")',
+    why:
+      "standard input that is not UTF-8 is refused with a hint, not sent with replacement characters",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
+  {
+    id: "repl-prompt-after-removal",
+    file: "src/cli/_interactive.ts",
+    find: "      this.#active = undefined;\n      this.#rl?.setPrompt(this.#prompt());\n",
+    replace: "",
+    why: "after a removal from the active group the REPL prompt stops naming it",
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
