@@ -238,3 +238,35 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "qpq repl: Ctrl-C clears the line and stays; Ctrl-D on an empty line quits on a new line",
+  ignore: !TMUX,
+  async fn() {
+    await withTerminal(async (t, qpq, { dir, env }) => {
+      assertEquals((await qpq("alice", "register-user")).code, 0);
+      await t.start(["repl", "--username", "alice"], dir, env("alice"));
+      await t.until((ls) => ls.some((l) => l.startsWith("qpq repl: alice")), "banner");
+      await t.last(">");
+      await t.type("half a line");
+      await t.last("> half a line");
+      await t.press("C-c");
+      await t.last(">");
+      // still running, with an empty line: what is typed next is all there is
+      await t.type("/whoami");
+      await t.press("Enter");
+      await t.until((ls) => ls.some((l) => l.startsWith("alice on ")), "whoami");
+      await t.last(">");
+      await t.press("C-c"); // on an empty line: how to quit
+      await t.see("* Ctrl-D or /quit exits");
+      await t.type("x");
+      await t.press("C-d"); // not empty: deletes (nothing), does not quit
+      await t.last("> x");
+      await t.press("BSpace");
+      await t.last(">");
+      await t.press("C-d");
+      const lines = await t.see("[exit 0]");
+      assertEquals(lines.at(-2), ">", lines.join("\n"));
+    });
+  },
+});

@@ -139,7 +139,13 @@ export class Interactive {
     });
     this.#rl = rl;
     rl.setPrompt(this.#prompt());
-    rl.on("SIGINT", () => rl.close());
+    // as shells do: Ctrl-C drops the line being typed; Ctrl-D on an empty line quits
+    rl.on("SIGINT", () => {
+      if (rl.line.length === 0) this.print("* Ctrl-D or /quit exits");
+      rl.write(null, { ctrl: true, name: "e" });
+      rl.write(null, { ctrl: true, name: "u" });
+    });
+    let quitted = false;
     if (this.#tty) rl.prompt();
     try {
       for await (const raw of rl) {
@@ -156,7 +162,10 @@ export class Interactive {
               }`,
             );
           }
-          if (quit) break;
+          if (quit) {
+            quitted = true;
+            break;
+          }
         }
         rl.setPrompt(this.#prompt());
         if (this.#tty) rl.prompt();
@@ -165,6 +174,8 @@ export class Interactive {
       rl.close();
       this.#rl = undefined;
     }
+    // Ctrl-D leaves the cursor after the prompt: end its line, so the shell's starts clean
+    if (this.#tty && !quitted) process.stdout.write("\n");
     return 0;
   }
 

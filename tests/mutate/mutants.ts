@@ -1138,4 +1138,22 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
+  {
+    id: "repl-ctrl-c-clears",
+    file: "src/cli/_interactive.ts",
+    find: "      rl.write(null, { ctrl: true, name: \"e\" });\n      rl.write(null, { ctrl: true, name: \"u\" });\n",
+    replace: "      rl.close();\n",
+    why: "Ctrl-C in the REPL clears the line being typed (as shells do) instead of exiting",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
+  {
+    id: "repl-newline-on-exit",
+    file: "src/cli/_interactive.ts",
+    find: "if (this.#tty && !quitted) process.stdout.write(\"\\n\");",
+    replace: "",
+    why: "Ctrl-D ends the prompt line so the shell prompt starts on a fresh line",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
 ];
