@@ -270,3 +270,38 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "qpq repl: Tab completes commands, #groups and @users (members too, not only DM partners)",
+  ignore: !TMUX,
+  async fn() {
+    await withTerminal(async (t, qpq, { dir, env }) => {
+      for (const u of ["alice", "bob", "carol"]) {
+        assertEquals((await qpq(u, "register-user")).code, 0);
+      }
+      assertEquals((await qpq("alice", "create-group", "team")).code, 0);
+      assertEquals((await qpq("alice", "invite", "team", "bob", "carol")).code, 0);
+      await t.start(["repl", "--username", "alice"], dir, env("alice"));
+      await t.until((ls) => ls.some((l) => l.startsWith("qpq repl: alice")), "banner");
+      await t.type("/sw");
+      await t.press("Tab");
+      await t.last("> /switch");
+      await t.type(" #t");
+      await t.press("Tab");
+      await t.last("> /switch #team");
+      await t.press("Enter");
+      await t.last("[#team] >");
+      await t.type("/verify ca");
+      await t.press("Tab");
+      await t.last("[#team] > /verify carol");
+      await t.press("C-c");
+      await t.type("/dm @b");
+      await t.press("Tab");
+      await t.last("[#team] > /dm @bob");
+      await t.press("C-c");
+      await t.type("see you @c");
+      await t.press("Tab");
+      await t.last("[#team] > see you @carol");
+    });
+  },
+});

@@ -53,6 +53,10 @@ export const SLASH_COMMANDS: Record<string, string> = Object.fromEntries(
   COMMANDS.map(([cmd, usage, , what]) => [cmd, usage ? usage.padEnd(USAGE_WIDTH) + what : ""]),
 );
 
+/** Commands whose arguments are users, and those whose argument is a conversation (Tab). */
+const USER_ARGS = new Set(["/dm", "/invite", "/remove", "/verify", "/block", "/unblock"]);
+const CONVERSATION_ARGS = new Set(["/switch", "/accept"]);
+
 /** The most words each command takes; more is a usage error, not silently dropped. */
 const MAX_ARGS = new Map(COMMANDS.map(([cmd, usage, max]) => [cmd, [max, usage] as const]));
 
@@ -115,18 +119,46 @@ export class Interactive {
     return this.#active ? `[${visible(this.#refresh(this.#active).name)}] > ` : "> ";
   }
 
+  /**
+   * Tab: the first word completes a command; a command's argument a user (`/dm`, `/invite`,
+   * `/verify` …: DM partners and members of our groups) or a conversation (`/switch`,
+   * `/accept`: `@user` and `#group`); in a message, a word starting with `@` or `#`.
+   */
   #completer = (line: string): [string[], string] => {
     const words = line.split(" ");
     const last = words[words.length - 1] ?? "";
-    let pool: string[];
-    if (words.length === 1) pool = Object.keys(SLASH_COMMANDS);
-    else {
-      const names = this.#client.listConversations().map((c) => c.name);
-      pool = [...names, ...names.map((n) => n.slice(1))];
+    let pool: string[] = [];
+    if (words.length === 1 && (last === "" || last.startsWith("/"))) {
+      pool = COMMANDS.map(([cmd]) => cmd);
+    } else {
+      const cmd = words[0]!;
+      const users = () => this.#knownUsers();
+      const groups = () =>
+        this.#client.listConversations().filter((c) => c.kind === "group").map((c) => c.name);
+      const at = (names: string[]) => names.map((u) => `@${u}`);
+      if (USER_ARGS.has(cmd)) {
+        pool = cmd === "/unblock" ? at(this.#client.listBlocked()) : at(users());
+        if (!last.startsWith("@")) pool = pool.map((u) => u.slice(1));
+      } else if (CONVERSATION_ARGS.has(cmd)) pool = [...at(users()), ...groups()];
+      else if (!cmd.startsWith("/") && /^[@#]/.test(last)) pool = [...at(users()), ...groups()];
     }
-    const hits = pool.filter((p) => p.startsWith(last));
-    return [hits.length ? hits : pool, last];
+    return [pool.filter((p) => p.startsWith(last)).sort(), last];
   };
+
+  /** Users we know: DM partners and members of our groups (not ourselves). */
+  #knownUsers(): string[] {
+    const c = this.#client;
+    const users = new Set<string>();
+    for (const conv of c.listConversations()) {
+      if (conv.kind === "dm" && conv.peer !== undefined) users.add(conv.peer);
+      if (conv.kind !== "group") continue;
+      try {
+        for (const m of c.members(conv.name)) users.add(m);
+      } catch { /* a group without a state yet: none to offer */ }
+    }
+    users.delete(c.username);
+    return [...users];
+  }
 
   /** Run until the user quits. */
   async run(): Promise<number> {

@@ -1141,7 +1141,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "repl-ctrl-c-clears",
     file: "src/cli/_interactive.ts",
-    find: "      rl.write(null, { ctrl: true, name: \"e\" });\n      rl.write(null, { ctrl: true, name: \"u\" });\n",
+    find:
+      '      rl.write(null, { ctrl: true, name: "e" });\n      rl.write(null, { ctrl: true, name: "u" });\n',
     replace: "      rl.close();\n",
     why: "Ctrl-C in the REPL clears the line being typed (as shells do) instead of exiting",
     tests: ["tests/cli_small_test.ts"],
@@ -1150,9 +1151,27 @@ export const MUTANTS: Mutant[] = [
   {
     id: "repl-newline-on-exit",
     file: "src/cli/_interactive.ts",
-    find: "if (this.#tty && !quitted) process.stdout.write(\"\\n\");",
+    find: 'if (this.#tty && !quitted) process.stdout.write("\\n");',
     replace: "",
     why: "Ctrl-D ends the prompt line so the shell prompt starts on a fresh line",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
+  {
+    id: "repl-tab-members",
+    file: "src/cli/_interactive.ts",
+    find: "for (const m of c.members(conv.name)) users.add(m);",
+    replace: "",
+    why: "Tab completes users met in groups, not only DM partners",
+    tests: ["tests/cli_small_test.ts"],
+    quick: true,
+  },
+  {
+    id: "repl-tab-in-message",
+    file: "src/cli/_interactive.ts",
+    find: "!cmd.startsWith(\"/\") && /^[@#]/.test(last)",
+    replace: "false",
+    why: "Tab completes an @user or #group in the text of a message",
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
