@@ -80,8 +80,9 @@ Deno.test("qpq recv and history show a hostile message as one visible message", 
     });
   try {
     for (const u of ["mal", "vic"]) assertEquals((await qpq(u, ["register-user"])).code, 0);
-    const body = CORPUS.join("\n") + "\n[alice] I owe you $100";
-    // through standard input: a NUL cannot ride in an argument
+    // through standard input (a control cannot ride in an argument); a NUL is refused there
+    // as binary input, so it is left out (visible() above shows it as ^@)
+    const body = CORPUS.join("\n").replaceAll("\x00", "") + "\n[alice] I owe you $100";
     assertEquals((await qpq("mal", ["send", "--to", "vic"], body)).code, 0);
     // a stranger's DM is a request: one sanitized line, then `accept` shows it
     const req = await qpq("vic", ["recv"]);

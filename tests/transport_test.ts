@@ -40,7 +40,7 @@ Deno.test("connectQuic refuses another self-signed certificate for the same name
       () => connectServer({ server: srv.addr, caCertPem: other.certPem }),
       TransportError,
     );
-    assertStringIncludes(err.message, "not the pinned one");
+    assertStringIncludes(err.message, "not the one in --ca-cert");
     assert(!err.message.includes("\n"), "one line");
     await assertRejects(() => connectServer({ server: srv.addr }), TransportError, "certificate");
   } finally {

@@ -53,6 +53,10 @@ export const SLASH_COMMANDS: Record<string, string> = Object.fromEntries(
   COMMANDS.map(([cmd, usage, , what]) => [cmd, usage ? usage.padEnd(USAGE_WIDTH) + what : ""]),
 );
 
+/** Commands whose arguments are users, and those whose argument is a conversation (Tab). */
+const USER_ARGS = new Set(["/dm", "/invite", "/remove", "/verify", "/block", "/unblock"]);
+const CONVERSATION_ARGS = new Set(["/switch", "/accept"]);
+
 /** The most words each command takes; more is a usage error, not silently dropped. */
 const MAX_ARGS = new Map(COMMANDS.map(([cmd, usage, max]) => [cmd, [max, usage] as const]));
 
@@ -99,6 +103,14 @@ export class Interactive {
   /** Handle a client event (incoming message, join, …). */
   onEvent(e: ClientEvent): void {
     if (e.kind === "message" && this.#fixed && e.conversation.id !== this.#fixed.id) return;
+    // removed from (or our leave committed in) the active group: the prompt stops naming it
+    if (
+      (e.kind === "removed" || e.kind === "left") && !this.#fixed &&
+      this.#active?.id === e.conversation.id
+    ) {
+      this.#active = undefined;
+      this.#rl?.setPrompt(this.#prompt());
+    }
     const line = eventLine(e, false);
     // the prompt counts what arrived elsewhere: fresh before print shows it again
     if (e.kind === "message") this.#rl?.setPrompt(this.#prompt());
@@ -121,18 +133,46 @@ export class Interactive {
     return active ? `[${visible(active.name)}] ${count}> ` : `${count}> `;
   }
 
+  /**
+   * Tab: the first word completes a command; a command's argument a user (`/dm`, `/invite`,
+   * `/verify` …: DM partners and members of our groups) or a conversation (`/switch`,
+   * `/accept`: `@user` and `#group`); in a message, a word starting with `@` or `#`.
+   */
   #completer = (line: string): [string[], string] => {
     const words = line.split(" ");
     const last = words[words.length - 1] ?? "";
-    let pool: string[];
-    if (words.length === 1) pool = Object.keys(SLASH_COMMANDS);
-    else {
-      const names = this.#client.listConversations().map((c) => c.name);
-      pool = [...names, ...names.map((n) => n.slice(1))];
+    let pool: string[] = [];
+    if (words.length === 1 && (last === "" || last.startsWith("/"))) {
+      pool = COMMANDS.map(([cmd]) => cmd);
+    } else {
+      const cmd = words[0]!;
+      const users = () => this.#knownUsers();
+      const groups = () =>
+        this.#client.listConversations().filter((c) => c.kind === "group").map((c) => c.name);
+      const at = (names: string[]) => names.map((u) => `@${u}`);
+      if (USER_ARGS.has(cmd)) {
+        pool = cmd === "/unblock" ? at(this.#client.listBlocked()) : at(users());
+        if (!last.startsWith("@")) pool = pool.map((u) => u.slice(1));
+      } else if (CONVERSATION_ARGS.has(cmd)) pool = [...at(users()), ...groups()];
+      else if (!cmd.startsWith("/") && /^[@#]/.test(last)) pool = [...at(users()), ...groups()];
     }
-    const hits = pool.filter((p) => p.startsWith(last));
-    return [hits.length ? hits : pool, last];
+    return [pool.filter((p) => p.startsWith(last)).sort(), last];
   };
+
+  /** Users we know: DM partners and members of our groups (not ourselves). */
+  #knownUsers(): string[] {
+    const c = this.#client;
+    const users = new Set<string>();
+    for (const conv of c.listConversations()) {
+      if (conv.kind === "dm" && conv.peer !== undefined) users.add(conv.peer);
+      if (conv.kind !== "group") continue;
+      try {
+        for (const m of c.members(conv.name)) users.add(m);
+      } catch { /* a group without a state yet: none to offer */ }
+    }
+    users.delete(c.username);
+    return [...users];
+  }
 
   /** Run until the user quits. */
   async run(): Promise<number> {
@@ -145,7 +185,13 @@ export class Interactive {
     });
     this.#rl = rl;
     rl.setPrompt(this.#prompt());
-    rl.on("SIGINT", () => rl.close());
+    // as shells do: Ctrl-C drops the line being typed; Ctrl-D on an empty line quits
+    rl.on("SIGINT", () => {
+      if (rl.line.length === 0) this.print("* Ctrl-D or /quit exits");
+      rl.write(null, { ctrl: true, name: "e" });
+      rl.write(null, { ctrl: true, name: "u" });
+    });
+    let quitted = false;
     if (this.#tty) rl.prompt();
     try {
       for await (const raw of rl) {
@@ -162,7 +208,10 @@ export class Interactive {
               }`,
             );
           }
-          if (quit) break;
+          if (quit) {
+            quitted = true;
+            break;
+          }
         }
         rl.setPrompt(this.#prompt());
         if (this.#tty) rl.prompt();
@@ -171,6 +220,8 @@ export class Interactive {
       rl.close();
       this.#rl = undefined;
     }
+    // Ctrl-D leaves the cursor after the prompt: end its line, so the shell's starts clean
+    if (this.#tty && !quitted) process.stdout.write("\n");
     return 0;
   }
 

@@ -17,7 +17,8 @@ in; later it logs in by itself. Incoming messages appear as they arrive.
 
 Slash commands:
 ${Object.values(SLASH_COMMANDS).filter((h) => h).map((h) => "  " + h).join("\n")}
-Any other line is sent to the active conversation.
+Any other line is sent to the active conversation (//text sends /text). Tab completes
+commands, @users and #groups; Ctrl-C clears the line; Ctrl-D on an empty line quits.
 
 Options:
   --auth-token TOKEN   invite token for the first registration (env QPQ_AUTH_TOKEN)`;

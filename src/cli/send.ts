@@ -11,9 +11,9 @@ import { QpqError, TransportError, UsageError } from "../errors.ts";
 export const USAGE =
   `Usage: qpq send (--to USER | --group NAME | --all) [MESSAGE] --username NAME [--password PW]
 
-Send MESSAGE (or, without it, standard input) end-to-end encrypted. The message is kept
-locally and queued first: if the server cannot be reached it stays queued and goes out
-with the next command that reaches the server, never twice.
+Send MESSAGE (or, without it, standard input: UTF-8 text, binary is refused) end-to-end
+encrypted. The message is kept locally and queued first: if the server cannot be reached
+it stays queued and goes out with the next command that reaches the server, never twice.
 
 Options:
   --to USER      the DM with USER (created if needed); --to #NAME is the group NAME
@@ -37,7 +37,7 @@ export const run = clientCommand({
     }
     let text = positionals[0];
     if (text === undefined) {
-      text = (await new Response(Deno.stdin.readable).text()).replace(/\n$/, "");
+      text = stdinText(await new Response(Deno.stdin.readable).bytes()).replace(/\n$/, "");
     }
     if (text.length === 0) throw new UsageError("Nothing to send: the message is empty");
     const refs: string[] = [];
@@ -79,3 +79,20 @@ export const run = clientCommand({
     return 0;
   },
 });
+
+/**
+ * Standard input as the text of a message; binary input (a NUL byte or bytes that are not
+ * UTF-8) is refused rather than sent mangled.
+ */
+function stdinText(bytes: Uint8Array): string {
+  const hint = "qpq sends text: encode it first (e.g. base64 FILE | qpq send …)";
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new UsageError(`Standard input is binary (a NUL byte at offset ${nul}): ${hint}`);
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`Standard input is not UTF-8 text: ${hint}`);
+  }
+}

@@ -148,20 +148,27 @@ export function parseConfigFile(text: string, path: string): FileConfig {
   try {
     raw = parseToml(text) as Record<string, unknown>;
   } catch (e) {
-    const line = e instanceof Error ? (e.message.split("\n")[0] ?? "") : "";
-    throw new UsageError(`Cannot parse config ${path}: ${line}`);
+    const first = e instanceof Error ? (e.message.split("\n")[0] ?? "") : "";
+    const line = (e as { line?: unknown }).line;
+    const at = typeof line === "number" ? ` line ${line}` : "";
+    throw new UsageError(`Cannot parse config ${path}${at}: ${first}`);
   }
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     const want = (FILE_KEYS as Record<string, string>)[key];
+    const at = keyLine(text, key);
+    const where = `${path}${at === undefined ? "" : ` line ${at}`}`;
     if (!want) {
+      const near = closestKey(key, Object.keys(FILE_KEYS));
       throw new UsageError(
-        `Unknown key "${key}" in ${path}; known keys: ${Object.keys(FILE_KEYS).join(", ")}`,
+        `Unknown key "${key}" in ${where}${near ? `; did you mean "${near}"?` : ""}; known keys: ${
+          Object.keys(FILE_KEYS).join(", ")
+        }`,
       );
     }
     if (typeof value !== want || (want === "number" && !Number.isSafeInteger(value))) {
       throw new UsageError(
-        `Key "${key}" in ${path} must be ${
+        `Key "${key}" in ${where} must be ${
           want === "number" ? "an integer" : want === "boolean" ? "true or false" : "a string"
         }`,
       );
@@ -169,6 +176,48 @@ export function parseConfigFile(text: string, path: string): FileConfig {
     out[key] = value;
   }
   return out as FileConfig;
+}
+
+/** The 1-based line where top-level `key` is set (`key =`, `"key" =`, `[key]`), if found. */
+function keyLine(text: string, key: string): number | undefined {
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!.trim();
+    for (const k of [key, `"${key}"`, `'${key}'`]) {
+      if (!l.startsWith(k) && !l.startsWith(`[${k}`)) continue;
+      const rest = l.startsWith(k) ? l.slice(k.length).trimStart() : l.slice(k.length + 1);
+      if (/^[=.\]]/.test(rest)) return i + 1;
+    }
+  }
+  return undefined;
+}
+
+/** The known key nearest to `key` (edit distance at most a third of its length), if any. */
+function closestKey(key: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase().replaceAll("-", "_"), k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance (small strings: config keys). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(
+        prev[j]! + 1,
+        cur[j - 1]! + 1,
+        prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 /** Environment variables read by the server. */

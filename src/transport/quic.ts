@@ -117,6 +117,7 @@ export interface ConnectQuicOptions extends HostPort {
 /** Connect to a QUIC server and complete the TLS handshake. */
 export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.QuicConn> {
   const where = formatHostPort(options);
+  const pinned = { pinned: options.caCertPem !== undefined && options.caCertPem !== "" };
   const timeoutMs = options.timeoutMs ?? 10_000;
   let timer: ReturnType<typeof setTimeout> | undefined;
   // a local address asked for gets its own endpoint, closed with the connection
@@ -160,7 +161,7 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
       connecting.then((c) => c.close({ closeCode: 0, reason: "timeout" }), () => {});
       throw e;
     }
-    throw new TransportError(`Cannot connect to ${where}: ${describeNetError(e)}`, {
+    throw new TransportError(`Cannot connect to ${where}: ${describeNetError(e, pinned)}`, {
       code: "unavailable",
       cause: e,
     });
@@ -169,8 +170,11 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
   }
 }
 
-/** Turn a Deno/rustls error into a short human phrase. */
-export function describeNetError(e: unknown): string {
+/**
+ * Turn a Deno/rustls error into a short human phrase. `pinned`: a certificate to trust was
+ * given (else the system's roots were used, and an unknown issuer means `--ca-cert` is missing).
+ */
+export function describeNetError(e: unknown, options: { pinned?: boolean } = {}): string {
   const msg = e instanceof Error ? e.message : String(e);
   if (
     /UnknownIssuer|BadSignature|invalid peer certificate|NotValidForName|not valid for name/i.test(
@@ -180,7 +184,9 @@ export function describeNetError(e: unknown): string {
     if (/not valid for name|NotValidForName/i.test(msg)) {
       return "the server certificate is not valid for this host name";
     }
-    return "the server certificate is not the pinned one (check --ca-cert)";
+    return options.pinned
+      ? "the server certificate is not the one in --ca-cert (give the file the server printed at start as `certificate: …`)"
+      : "the server certificate is not trusted: pass --ca-cert FILE (or QPQ_CA_CERT) with the server's certificate, the file it printed at start as `certificate: DATA_DIR/server-cert.pem`";
   }
   if (/CaUsedAsEndEntity/.test(msg)) return "the server certificate is a CA certificate";
   if (/AddrInUse|address already in use/i.test(msg)) return "address already in use";
