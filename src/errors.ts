@@ -157,3 +157,29 @@ export function toQpqError(e: unknown): QpqError {
 export function exitCodeFor(e: QpqError): number {
   return e instanceof UsageError && e.code === "usage" ? 2 : 1;
 }
+
+/**
+ * Error codes that say "not now", never "this is wrong": what failed may pass if tried
+ * again later (the client keeps the message, the queued request, the ack). The one list:
+ * {@link retryLater} and {@link refusedForNow} are the one rule built on it.
+ */
+export const RETRY_LATER_CODES: ReadonlySet<string> = new Set([
+  "epoch_conflict", // the group moved on: catch up, then again
+  "storage", // a local or server database error
+  "storage_full", // the server's disk is full
+  "unavailable", // the server is starting, stopping or overloaded
+  "timeout",
+  "quota", // a queue or mailbox is full until its owner reads
+  "rate_limited",
+]);
+
+/** Try again later: the network failed, or a refusal that may pass ({@link RETRY_LATER_CODES}). */
+export function retryLater(e: unknown): boolean {
+  return e instanceof TransportError ||
+    (e instanceof QpqError && RETRY_LATER_CODES.has(e.code));
+}
+
+/** The server (or the store) answered "not now": {@link retryLater}, but not a network failure. */
+export function refusedForNow(e: unknown): e is QpqError {
+  return !(e instanceof TransportError) && e instanceof QpqError && RETRY_LATER_CODES.has(e.code);
+}

@@ -354,3 +354,28 @@ export const MAX_GROUPS_PER_USER = 2_000;
  * refused (`quota`) until they accept or decline some.
  */
 export const MAX_HELD_INVITATIONS_PER_USER = 1_000;
+
+// ---- client and server policy: retries, back-offs, intervals (one place for every number)
+
+/** How often an own commit is retried after an epoch conflict. */
+export const COMMIT_RETRIES = 5;
+/** Groups get a self-update when our last commit in them is older than this. */
+export const SELF_UPDATE_INTERVAL_MS = 24 * 3600 * 1000;
+/** A broken member asks the group again after this long without an answer. */
+export const REJOIN_RETRY_MS = 10 * 60 * 1000;
+/** First delay before reconnecting a subscribed client (doubles up to RESUBSCRIBE_MAX_MS). */
+export const RESUBSCRIBE_FIRST_MS = 1_000;
+/** Longest delay between reconnects of a subscribed client. */
+export const RESUBSCRIBE_MAX_MS = 30_000;
+/** KeyPackages uploaded per suite at registration and kept on the server. */
+export const KEY_PACKAGE_BATCH = 20;
+/** Refill when the server holds fewer than this many (per suite). */
+export const KEY_PACKAGE_REFILL_BELOW = 5;
+/** How often the client checks its stock on the server when no Welcome used one. */
+export const KEY_PACKAGE_CHECK_INTERVAL_MS = 10 * 60 * 1000;
+/** KeyPackage lifetime (seconds). */
+export const KEY_PACKAGE_LIFETIME_SECONDS = 30 * 24 * 3600;
+/** How often the server purges expired messages, sessions and KeyPackages (ms). */
+export const PURGE_INTERVAL_MS = 60_000;
+/** Unread counts are counted up to this; above it they read `UNREAD_CAP + 1` ("999+"). */
+export const UNREAD_CAP = 999;

@@ -4,7 +4,7 @@
  * @module
  */
 import type { MlsGroupState } from "../mls/mod.ts";
-import { QpqError, TransportError } from "../errors.ts";
+import { QpqError, retryLater } from "../errors.ts";
 import { toHex } from "../bytes.ts";
 import { sha256 } from "../crypto/mod.ts";
 import { MAX_REMEMBERED_COMMITS } from "../limits.ts";
@@ -17,8 +17,7 @@ export type RejoinRequests = Map<string, Map<string, Uint8Array>>;
 
 /** Errors that say "not now", never "this message is bad": the message is kept. */
 export function isTransient(e: unknown): boolean {
-  return e instanceof TransportError ||
-    (e instanceof QpqError && (e.code === "epoch_conflict" || e.code === "storage"));
+  return retryLater(e);
 }
 
 /** The reason to show for an error. */

@@ -44,6 +44,7 @@ import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 import { fromHex, toHex } from "../bytes.ts";
+import { UNREAD_CAP } from "../limits.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
@@ -109,8 +110,7 @@ export interface HeldInvitation {
 /** A conversation as listed: a broken one carries the reason; `unread` is capped (see {@link UNREAD_CAP}). */
 export type ListedConversation = Conversation & { broken?: string; unread: number };
 
-/** Unread counts are counted up to this; above it they read `UNREAD_CAP + 1` ("999+"). */
-export const UNREAD_CAP = 999;
+export { UNREAD_CAP };
 
 /** A messenger account on one device. */
 export class QpqClient {

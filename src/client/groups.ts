@@ -71,12 +71,8 @@ import { type Outbox, restoredFrom } from "./outbox.ts";
 import type { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 
-/** How often an own commit is retried after an epoch conflict. */
-const COMMIT_RETRIES = 5;
-/** Groups get a self-update when our last commit in them is older than this. */
-export const SELF_UPDATE_INTERVAL_MS = 24 * 3600 * 1000;
-/** A broken member asks the group again after this long without an answer. */
-export const REJOIN_RETRY_MS = 10 * 60 * 1000;
+import { COMMIT_RETRIES, REJOIN_RETRY_MS, SELF_UPDATE_INTERVAL_MS } from "../limits.ts";
+export { REJOIN_RETRY_MS, SELF_UPDATE_INTERVAL_MS };
 
 /** What an own commit changes on the server's roster. */
 interface Roster {

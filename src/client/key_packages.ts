@@ -11,14 +11,18 @@ import type { KeyPackageRecord } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
 
-/** KeyPackages uploaded per suite at registration and kept on the server. */
-export const KEY_PACKAGE_BATCH = 20;
-/** Refill when the server holds fewer than this many (per suite). */
-export const KEY_PACKAGE_REFILL_BELOW = 5;
-/** How often the client checks its stock on the server when no Welcome used one. */
-export const KEY_PACKAGE_CHECK_INTERVAL_MS = 10 * 60 * 1000;
-/** KeyPackage lifetime (seconds). */
-export const KEY_PACKAGE_LIFETIME_SECONDS = 30 * 24 * 3600;
+import {
+  KEY_PACKAGE_BATCH,
+  KEY_PACKAGE_CHECK_INTERVAL_MS,
+  KEY_PACKAGE_LIFETIME_SECONDS,
+  KEY_PACKAGE_REFILL_BELOW,
+} from "../limits.ts";
+export {
+  KEY_PACKAGE_BATCH,
+  KEY_PACKAGE_CHECK_INTERVAL_MS,
+  KEY_PACKAGE_LIFETIME_SECONDS,
+  KEY_PACKAGE_REFILL_BELOW,
+};
 
 /** The suites this client makes KeyPackages for (invitable into groups of each). */
 export const SUPPORTED_SUITES: readonly MlsSuiteName[] = [

@@ -18,19 +18,10 @@
  * @module
  */
 import { type EncodedRequest, encodedRequest } from "../wire/mod.ts";
-import { QpqError, TransportError } from "../errors.ts";
+import { QpqError, refusedForNow, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
 import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
-
-/** Refusals that may pass: the message stays queued. */
-const TEMPORARY_REFUSALS = new Set([
-  "quota",
-  "rate_limited",
-  "unavailable",
-  "timeout",
-  "storage_full",
-]);
 
 /** Why a refused message stays queued, in words a user can act on (one line). */
 function heldText(e: QpqError): string {
@@ -116,9 +107,7 @@ export class Outbox {
         });
         return ans.duplicate ? "duplicate" : "stored";
       } catch (e) {
-        if (
-          !(e instanceof TransportError) && e instanceof QpqError && TEMPORARY_REFUSALS.has(e.code)
-        ) {
+        if (refusedForNow(e)) { // a refusal that may pass: the message stays queued
           state.bumpOutbox(messageId);
           this.#refusal = heldText(e);
           this.#ctx.emit({ kind: "warning", text: this.#refusal });

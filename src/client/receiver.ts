@@ -18,7 +18,7 @@
 import { canonicalUsername } from "../names.ts";
 import { MAX_FETCH_PAGE } from "../limits.ts";
 import { type DeliveredMessage, NOTICE_RESTORED, type Push } from "../wire/mod.ts";
-import { QpqError, TransportError } from "../errors.ts";
+import { QpqError, refusedForNow, retryLater } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Groups } from "./groups.ts";
 import type { Inbox } from "./inbox.ts";
@@ -74,7 +74,7 @@ export class Receiver {
     try {
       await this.#session.call({ kind: "ack", uptoSeq: this.cursor() }, "ok");
     } catch (e) {
-      if (!(e instanceof QpqError) || (e.code !== "storage_full" && e.code !== "storage")) throw e;
+      if (!refusedForNow(e)) throw e;
     }
   }
 
@@ -152,7 +152,7 @@ export class Receiver {
       const sender = canonicalUsername(m.sender);
       await this.#ctx.exclusive(() => this.#inbox.receive({ ...m, sender }, done));
     } catch (e) {
-      if (e instanceof TransportError || (e instanceof QpqError && isKept(e))) throw e;
+      if (retryLater(e)) throw e;
       // A message we cannot process must not block the queue forever: report and move on.
       const why = e instanceof QpqError ? e.message : "unexpected error";
       this.#ctx.emit({
@@ -162,9 +162,4 @@ export class Receiver {
       state.transaction(done);
     }
   }
-}
-
-function isKept(e: QpqError): boolean {
-  return e.code === "epoch_conflict" || e.code === "storage" || e.code === "unavailable" ||
-    e.code === "timeout";
 }

@@ -43,9 +43,7 @@ const SESSION_KINDS = new Set([
   "changePasswordFinish",
 ]);
 
-/** First delay before reconnecting a subscribed client (doubles up to 30 s). */
-const RESUBSCRIBE_FIRST_MS = 1_000;
-const RESUBSCRIBE_MAX_MS = 30_000;
+import { RESUBSCRIBE_FIRST_MS, RESUBSCRIBE_MAX_MS } from "../limits.ts";
 
 /** Options of {@link Session}. */
 export interface SessionOptions {

@@ -25,8 +25,7 @@ import { deliveryHandlers } from "./delivery.ts";
 import { consentHandlers } from "./consent.ts";
 import { lockDatabase, secretsKeyPath } from "./backup.ts";
 
-/** How often expired messages, sessions and KeyPackages are purged (ms). */
-const PURGE_INTERVAL_MS = 60_000;
+import { PURGE_INTERVAL_MS } from "../limits.ts";
 
 /**
  * Open the configured store. A file database is locked (`<db_path>.lock`) until `release`:
