@@ -1192,4 +1192,12 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_small_test.ts"],
     quick: true,
   },
+  {
+    id: "retry-later-storage-full",
+    file: "src/errors.ts",
+    find: '  "storage_full", // the server\'s disk is full\n',
+    replace: "",
+    why: "a message refused while the server's disk is full stays queued and goes out later",
+    tests: ["tests/storage_health_test.ts"],
+  },
 ];
