@@ -9,37 +9,17 @@ import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
 import { type TestUser, testUser } from "./_support/clients.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
-import {
-  clientLoginFinish,
-  clientLoginStart,
-  clientRegistrationFinish,
-  clientRegistrationStart,
-  type KeyStretching,
-} from "../src/auth/mod.ts";
+import { clientLoginFinish, clientLoginStart, type KeyStretching } from "../src/auth/mod.ts";
 import { IdentityKeyPair } from "../src/crypto/identity.ts";
 import { randomBytes } from "../src/bytes.ts";
 import { QpqError } from "../src/errors.ts";
+import { registerUser } from "./_support/fuzz.ts";
 
 const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
 
 /** Register `username` on `conn` (no login). */
-async function register(conn: ServerConnection, username: string): Promise<void> {
-  const password = `pw of ${username}`;
-  const start = await clientRegistrationStart(password);
-  const started = await conn.call(
-    { kind: "registerStart", username, request: start.request, authToken: "devtoken" },
-    "registerStarted",
-  );
-  const fin = await clientRegistrationFinish(start.state, password, started.data, {
-    keyStretching: FAST,
-  });
-  await conn.call({
-    kind: "registerFinish",
-    username,
-    record: fin.record,
-    authToken: "devtoken",
-    identityKey: IdentityKeyPair.generate().publicKey,
-  }, "ok");
+function register(conn: ServerConnection, username: string): Promise<void> {
+  return registerUser(conn, username, `pw of ${username}`, IdentityKeyPair.generate().publicKey);
 }
 
 /** Register and log in `username` on a fresh connection. */

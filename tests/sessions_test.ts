@@ -23,6 +23,7 @@ import { ClientStore } from "../src/store/client/mod.ts";
 import { PASSWORD_CHANGES_PER_WINDOW } from "../src/limits.ts";
 import { FAST_KDF, testUser } from "./_support/clients.ts";
 import { startLyingServer } from "./_support/lying_server.ts";
+import { registerUser } from "./_support/fuzz.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { QpqClient } from "../src/client/client.ts";
 import { StorageError, TransportError, UsageError } from "../src/errors.ts";
@@ -33,22 +34,8 @@ function connect(ts: TestServer, onPush?: (p: Push, id: number) => void) {
   return connectServer({ server: ts.addr, caCertPem: ts.certPem, onPush });
 }
 
-async function register(conn: ServerConnection, username: string, password: string) {
-  const start = await clientRegistrationStart(password);
-  const started = await conn.call(
-    { kind: "registerStart", username, request: start.request, authToken: "devtoken" },
-    "registerStarted",
-  );
-  const fin = await clientRegistrationFinish(start.state, password, started.data, {
-    keyStretching: FAST,
-  });
-  await conn.call({
-    kind: "registerFinish",
-    username,
-    record: fin.record,
-    authToken: "devtoken",
-    identityKey: IdentityKeyPair.generate().publicKey,
-  }, "ok");
+function register(conn: ServerConnection, username: string, password: string) {
+  return registerUser(conn, username, password, IdentityKeyPair.generate().publicKey);
 }
 
 /** OPAQUE login (start and finish); the session token. */

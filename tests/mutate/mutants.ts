@@ -1186,7 +1186,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "repl-tab-in-message",
     file: "src/cli/_interactive.ts",
-    find: "!cmd.startsWith(\"/\") && /^[@#]/.test(last)",
+    find: '!cmd.startsWith("/") && /^[@#]/.test(last)',
     replace: "false",
     why: "Tab completes an @user or #group in the text of a message",
     tests: ["tests/cli_small_test.ts"],
