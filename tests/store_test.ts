@@ -590,7 +590,7 @@ contract("getOrCreateDm is unique per unordered pair with exactly two members", 
   assertEquals(await s.getChannel(a.channel.id), { ...a.channel, epoch: 1 });
 });
 
-contract("createGroupChannel names groups uniquely and manages the roster", async (_s, ctx) => {
+contract("createGroupChannel: names are labels, not unique; roster", async (_s, ctx) => {
   const s = await ctx.open({ limits: { maxChannelMembers: 3 } });
   await users(s, "alice", "bob", "carol", "dave");
   const g = await s.createGroupChannel({ name: "general", creator: "alice" });
@@ -599,10 +599,12 @@ contract("createGroupChannel names groups uniquely and manages the roster", asyn
   assertEquals(g.createdBy, "alice");
   assertEquals(g.epoch, 0);
   assertEquals(g.id.length, 32);
-  assertEquals(
-    await code(s.createGroupChannel({ name: "general", creator: "bob" })),
-    "UsageError:conflict",
-  );
+  // another user's group of the same name (any case) is another group (issue 21)
+  const same = await s.createGroupChannel({ name: "general", creator: "bob" });
+  const upper = await s.createGroupChannel({ name: "General", creator: "alice" });
+  assert(same.id !== g.id && upper.id !== g.id && upper.id !== same.id);
+  assertEquals((await s.getChannel(same.id))?.name, "general");
+  assertEquals(await s.listMembers(same.id), ["bob"]);
   assertEquals(
     await code(s.createGroupChannel({ name: "x", creator: "bob", id: g.id })),
     "UsageError:conflict",
@@ -617,8 +619,7 @@ contract("createGroupChannel names groups uniquely and manages the roster", asyn
   );
   const g2 = await s.createGroupChannel({ name: "ops", creator: "bob", id: "abcd", epoch: 7 });
   assertEquals((await s.getChannel("abcd"))?.epoch, 7);
-  assertEquals(await s.findGroupByName("general"), g);
-  assertEquals(await s.findGroupByName("nope"), undefined);
+  assertEquals(await s.getChannel(g.id), g);
   await s.addMembers(g.id, ["bob", "carol"]);
   await s.addMembers(g.id, ["bob"]); // already a member: ignored
   assertEquals(await s.listMembers(g.id), ["alice", "bob", "carol"]);
@@ -626,7 +627,7 @@ contract("createGroupChannel names groups uniquely and manages the roster", asyn
   assertEquals(await code(s.addMembers(g.id, ["nobody"])), "UsageError:not_found");
   await s.removeMembers(g.id, ["carol", "dave"]);
   assertEquals(await s.listMembers(g.id), ["alice", "bob"]);
-  assertEquals((await s.listChannels("bob")).map((c) => c.id), [g.id, g2.id].sort());
+  assertEquals((await s.listChannels("bob")).map((c) => c.id), [g.id, g2.id, same.id].sort());
   assertEquals(await s.listChannels("carol"), []);
   assertEquals(await code(s.listMembers("missing")), "UsageError:not_found");
 });
@@ -880,7 +881,7 @@ for (const dbKey of [undefined, "correct horse battery staple"]) {
         assertEquals(await s.countKeyPackages("bob"), 2);
         assertEquals((await s.consumeKeyPackage("bob"))?.data, utf8("keypackage-1"));
         assertEquals((await s.getChannel(channelId))?.epoch, 1);
-        assertEquals((await s.findGroupByName("general"))?.id, channelId);
+        assertEquals((await s.getChannel(channelId))?.name, "general");
         assertEquals(await s.listMembers(channelId), ["alice", "bob"]);
         const msgs = await s.fetch("bob", 0);
         assertEquals(msgs.map((m) => [m.sender, m.messageId, m.payload]), [[

@@ -26,7 +26,7 @@ import { MAX_REQUEST_MESSAGES_SHOWN } from "../limits.ts";
 import type { Conversation, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
-import { parseUsername } from "./conversations.ts";
+import { parseUsername, pickGroup } from "./conversations.ts";
 
 /** Whose DMs and invitations are shown at once: contacts only (default) or anyone. */
 export type AcceptFrom = "contacts" | "anyone";
@@ -118,9 +118,12 @@ export class Consent {
   find(ref: string): ConversationRequest[] {
     const all = this.requests();
     const name = ref.replace(/^[@#]/, "");
-    const byGroup = ref.startsWith("@")
-      ? []
-      : all.filter((r) => r.conversation.name === `#${name}`);
+    // a group's name in any case, or with its `~id` suffix (several: refused with the list)
+    const group = ref.startsWith("@") ? undefined : pickGroup(
+      all.map((r) => r.conversation),
+      `#${name}`,
+    );
+    const byGroup = all.filter((r) => r.conversation.id === group?.id);
     let user: string | undefined;
     try {
       if (!ref.startsWith("#")) user = parseUsername(name);

@@ -7,12 +7,15 @@
  * "dave"   ─► the DM or the group, refused when both exist ("dave is both @dave and #dave")
  * ```
  *
- * Usernames are case-insensitive (`@Dave` is `@dave`, see `src/names.ts`). Group names are
- * global on a server and kept as created, so `#team`, `#Team` and `#tearn` can all exist:
- * groups whose names look alike (same skeleton) are told apart by a suffix of their
- * channel id, `#team~3f2a`, in the stored name and so in every listing, message line,
- * event and prompt; the suffixed name is accepted as input, and a name matching several
- * such groups is refused with the list.
+ * Usernames are case-insensitive (`@Dave` is `@dave`, see `src/names.ts`). A group is its
+ * channel id; its name is a label kept as created, which unrelated groups may share (the
+ * server keeps no name unique), so `#team`, `#Team` and `#tearn` can all be ours: groups
+ * whose names look alike (same skeleton) are told apart by a suffix of their channel id,
+ * `#team~3f2a`, in the stored name and so in every listing, message line, event and
+ * prompt. A group name is looked up case-insensitively among our own conversations
+ * (`#Team` is `#team`); the suffixed name is accepted as input, and a name matching several
+ * groups is refused in one line listing each with its suffix. We never create a second
+ * group of a name we already have (any case): {@link ownGroupNamed}.
  *
  * @module
  */
@@ -47,7 +50,7 @@ function asUsername(input: string): string | undefined {
 
 /** The look-alike key of a group name (the username skeleton rule, applied to groups). */
 function groupKey(name: string): string {
-  return usernameSkeleton(name.replace(/^#/, "").replace(/~[0-9a-f]+$/, ""));
+  return usernameSkeleton(name.replace(/^#/, "").replace(/~[0-9a-f]+$/i, ""));
 }
 
 /** The display name of a channel for `me` (before any look-alike suffix). */
@@ -72,24 +75,55 @@ function lookAlikeGroups(state: LocalState, name: string): Conversation[] {
   return state.listConversations().filter((c) => c.kind === "group" && groupKey(c.name) === key);
 }
 
+/** A group's name without `#` and id suffix, in lower case: what a lookup compares. */
+function baseName(name: string): string {
+  return name.replace(/^#/, "").replace(/~[0-9a-f]+$/i, "").toLowerCase();
+}
+
 /**
  * The group `#name` (any case) or `#name~suffix`; undefined when none. When several groups
- * look alike, only the exact stored name or the suffixed form picks one: anything else is
- * refused with the list.
+ * look alike, only the suffixed form picks one: anything else is refused in one line that
+ * lists each with its suffix.
  */
 function findGroup(state: LocalState, ref: string): Conversation | undefined {
-  const exact = state.findConversationByName(ref);
-  if (exact?.kind === "group") return exact;
-  const similar = lookAlikeGroups(state, ref);
-  const m = /^(.*)~([0-9a-f]+)$/.exec(ref);
+  return pickGroup(state.listConversations(), ref);
+}
+
+/**
+ * {@link findGroup} among `conversations` (e.g. the requests only): the group `ref` names,
+ * undefined when none.
+ *
+ * @throws {UsageError} when it names several: one line listing each with its `~id` suffix
+ */
+export function pickGroup(
+  conversations: readonly Conversation[],
+  ref: string,
+): Conversation | undefined {
+  const key = groupKey(ref);
+  const similar = conversations.filter((c) => c.kind === "group" && groupKey(c.name) === key);
+  const m = /^(.*)~([0-9a-f]+)$/i.exec(ref);
   const hits = m
-    ? similar.filter((c) => (c.channelId ?? "").startsWith(m[2]!))
-    : similar.filter((c) => c.name.replace(/~[0-9a-f]+$/, "").toLowerCase() === ref.toLowerCase());
+    ? similar.filter((c) => (c.channelId ?? "").startsWith(m[2]!.toLowerCase()))
+    : similar.filter((c) => baseName(c.name) === baseName(ref));
   if (hits.length > 1 || (!m && similar.length > 1)) {
-    const names = similar.map((c) => c.name).join(", ");
-    throw new UsageError(`${ref} matches several groups: say which (${names})`);
+    const names = similar.map((c) =>
+      c.channelId === undefined || /~[0-9a-f]+$/.test(c.name)
+        ? c.name
+        : suffixed(c.name, c.channelId, similar)
+    );
+    throw new UsageError(`${ref} matches several groups: say which (${names.join(", ")})`);
   }
   return hits[0];
+}
+
+/**
+ * Our own group named `name` in any case (`#Team2` finds `#team2` and `#team2~3f2a`), or
+ * undefined. Only our local conversations are searched: nothing is asked of the server, so
+ * neither it nor anyone else learns what names are in use.
+ */
+export function ownGroupNamed(state: LocalState, name: string): Conversation | undefined {
+  const base = baseName(name);
+  return state.listConversations().find((c) => c.kind === "group" && baseName(c.name) === base);
 }
 
 /** Options of {@link findConversation}. */

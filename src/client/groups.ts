@@ -64,7 +64,7 @@ import {
   saveGroup,
   withoutPending,
 } from "./_group_state.ts";
-import { findConversation, upsertChannel } from "./conversations.ts";
+import { findConversation, ownGroupNamed, upsertChannel } from "./conversations.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import { type Outbox, restoredFrom } from "./outbox.ts";
@@ -222,6 +222,14 @@ export class Groups {
   /** Create a group; we are its first member. */
   async createGroup(name: string, suite: MlsSuiteName = DEFAULT_SUITE): Promise<Conversation> {
     const n = name.replace(/^#/, "");
+    // names are labels, not unique on the server: only a second one of our own is refused
+    const mine = ownGroupNamed(this.#ctx.state, n);
+    if (mine !== undefined) {
+      throw new UsageError(
+        `You already have a group ${mine.name}: choose another name`,
+        { code: "conflict" },
+      );
+    }
     await this.#session.ensure();
     const channel = await this.#session.call({ kind: "createGroup", name: n }, "channel");
     const signer = this.#ctx.signer();

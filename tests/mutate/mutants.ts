@@ -1200,4 +1200,60 @@ export const MUTANTS: Mutant[] = [
     why: "a message refused while the server's disk is full stays queued and goes out later",
     tests: ["tests/storage_health_test.ts"],
   },
+  // ---- group names are labels (issue 21)
+  {
+    id: "client-own-group-name-once",
+    file: "src/client/groups.ts",
+    find:
+      "    if (mine !== undefined) {\n      throw new UsageError(\n        `You already have a group",
+    replace:
+      "    if (mine !== undefined && Date.now() < 0) {\n      throw new UsageError(\n        `You already have a group",
+    why:
+      "a user never gets a second own group of a name she has (any case): #name stays unambiguous",
+    tests: ["tests/group_names_test.ts"],
+  },
+  {
+    id: "client-group-name-any-case",
+    file: "src/client/conversations.ts",
+    find: ": similar.filter((c) => baseName(c.name) === baseName(ref));",
+    replace: ": similar.filter((c) => c.name === ref);",
+    why: "#Team2 and #team2 name the same group",
+    tests: ["tests/group_names_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-ambiguous-group-suffixes",
+    file: "src/client/conversations.ts",
+    find: "        : suffixed(c.name, c.channelId, similar)",
+    replace: "        : c.name",
+    why: "a name matching several groups lists each with the ~id suffix that picks it",
+    tests: ["tests/group_names_test.ts"],
+    quick: true,
+  },
+  {
+    id: "consent-accept-group-any-case",
+    file: "src/client/consent.ts",
+    find: "const byGroup = all.filter((r) => r.conversation.id === group?.id);",
+    replace: "const byGroup = all.filter((r) => r.conversation.name === ref);",
+    why: "accept #Team2 finds the request of #team2 (or of #team2~3f2a, the only one so named)",
+    tests: ["tests/group_names_test.ts"],
+  },
+  {
+    id: "migration-rebuild-fk-check",
+    file: "src/store/server/migrations.ts",
+    find: "      if (m.rebuildsTables === true) checkForeignKeys(db);",
+    replace: "",
+    why: "a table rebuilt with foreign keys off leaves no dangling reference behind",
+    tests: ["tests/group_names_test.ts"],
+    quick: true,
+  },
+  {
+    id: "migration-rebuild-fk-restored",
+    file: "src/store/server/migrations.ts",
+    find: '      if (fkOn) db.exec("PRAGMA foreign_keys = ON");',
+    replace: "",
+    why: "foreign keys are enforced again once a table rebuild is done",
+    tests: ["tests/group_names_test.ts"],
+    quick: true,
+  },
 ];

@@ -46,6 +46,13 @@ export interface Migration {
    * in the same transaction. Returns notices for the operator.
    */
   run?: (db: DatabaseSync, sealer: Sealer) => string[];
+  /**
+   * True when the migration rebuilds a table others reference (SQLite's "make a new table,
+   * copy, drop the old, rename"): foreign keys are off while it runs, outside its
+   * transaction as SQLite requires, and `PRAGMA foreign_key_check` must find nothing
+   * before it commits.
+   */
+  rebuildsTables?: boolean;
 }
 
 /** The name of an account as case-insensitive usernames see it (NFKC + lower case). */
@@ -442,6 +449,33 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     sql: "",
     run: addHeldColumn,
   },
+  {
+    // Group names are labels (issue 21): a group is its random id, and two unrelated groups
+    // may carry the same name. `channels.name_ref` (the lookup hash of the name, UNIQUE
+    // server-wide) is gone with its index, so creating a group neither refuses a name nor
+    // tells anyone it is taken; the sealed `name` stays as the group's opaque label for
+    // listings and Welcomes. SQLite cannot drop a UNIQUE column: the table is rebuilt.
+    version: 8,
+    name: "group names are labels",
+    sql: `
+      CREATE TABLE channels_v8 (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('dm', 'group')),
+        name BLOB,
+        dm_ref BLOB UNIQUE,
+        created_by BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        CHECK ((kind = 'dm') = (dm_ref IS NOT NULL)),
+        CHECK ((kind = 'group') = (name IS NOT NULL))
+      ) STRICT;
+      INSERT INTO channels_v8 (id, kind, name, dm_ref, created_by, created_at, epoch)
+        SELECT id, kind, name, dm_ref, created_by, created_at, epoch FROM channels;
+      DROP TABLE channels;
+      ALTER TABLE channels_v8 RENAME TO channels;
+    `,
+    rebuildsTables: true,
+  },
 ]);
 
 /** The schema version this build writes. */
@@ -459,6 +493,18 @@ function addHeldColumn(db: DatabaseSync): string[] {
   }
   db.exec("CREATE INDEX IF NOT EXISTS members_uid_held ON members (uid, held)");
   return [];
+}
+
+function foreignKeysOn(db: DatabaseSync): boolean {
+  return db.prepare("PRAGMA foreign_keys").get()?.foreign_keys === 1;
+}
+
+/** Inside a table rebuild: every reference still finds its row, else the migration fails. */
+function checkForeignKeys(db: DatabaseSync): void {
+  const broken = db.prepare("PRAGMA foreign_key_check").all();
+  if (broken.length > 0) {
+    throw new StorageError(`Table rebuild left ${broken.length} dangling references`);
+  }
 }
 
 function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
@@ -630,11 +676,14 @@ export function migrate(db: DatabaseSync, now: number, sealer: Sealer): MigrateR
   }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;
+    const fkOn = m.rebuildsTables === true && foreignKeysOn(db);
+    if (fkOn) db.exec("PRAGMA foreign_keys = OFF");
     db.exec("BEGIN IMMEDIATE");
     try {
       db.exec(CREATE_SCHEMA_VERSION);
       db.exec(m.sql);
       if (m.run !== undefined) notices.push(...m.run(db, sealer));
+      if (m.rebuildsTables === true) checkForeignKeys(db);
       db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)")
         .run(m.version, m.name, now);
       db.exec("COMMIT");
@@ -643,6 +692,8 @@ export function migrate(db: DatabaseSync, now: number, sealer: Sealer): MigrateR
       throw new StorageError(`Cannot migrate database to schema version ${m.version}`, {
         cause: e,
       });
+    } finally {
+      if (fkOn) db.exec("PRAGMA foreign_keys = ON");
     }
     applied.push(m.version);
   }

@@ -423,14 +423,15 @@ export interface ServerStore {
 
   // ---- channels ----
 
-  /** Create a group; the creator is its first member. "conflict" if the name or id is taken. */
+  /**
+   * Create a group; the creator is its first member. "conflict" if the id is taken. The name
+   * is a label: any number of groups may carry the same one (a group is its id).
+   */
   createGroupChannel(params: CreateGroupParams): Promise<ChannelInfo>;
   /** The DM channel of an unordered pair of distinct users, created on first use. */
   getOrCreateDm(a: string, b: string): Promise<DmResult>;
   /** A channel by id, or undefined. */
   getChannel(channelId: string): Promise<ChannelInfo | undefined>;
-  /** A group channel by name, or undefined. */
-  findGroupByName(name: string): Promise<ChannelInfo | undefined>;
   /**
    * Channels the user is a member of (or, with `held`, invited to and held), ordered by id,
    * from `after`, at most `limit`.

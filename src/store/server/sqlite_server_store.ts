@@ -1345,19 +1345,16 @@ export class SqliteServerStore implements ServerStore {
       if (this.#channelCount(creator, 0) >= this.#lim.maxGroupsPerUser) {
         throw groupsFull(this.#lim);
       }
-      const nameRef = this.#sealer.lookupName("channel", params.name);
-      if (
-        this.#get("SELECT 1 FROM channels WHERE id = ? OR name_ref = ?", id, nameRef) !== undefined
-      ) {
+      // a group is its id; its name is a label that other groups may carry too (issue 21)
+      if (this.#get("SELECT 1 FROM channels WHERE id = ?", id) !== undefined) {
         throw new UsageError("Channel already exists", { code: "conflict" });
       }
       const rowKey = utf8(id);
       const createdAt = this.#clock();
       this.#run(
-        "INSERT INTO channels (id, kind, name_ref, name, dm_ref, created_by, created_at, epoch) " +
-          "VALUES (?, 'group', ?, ?, NULL, ?, ?, ?)",
+        "INSERT INTO channels (id, kind, name, dm_ref, created_by, created_at, epoch) " +
+          "VALUES (?, 'group', ?, NULL, ?, ?, ?)",
         id,
-        nameRef,
         this.#sealer.seal("channels.name", rowKey, utf8(params.name)),
         this.#sealer.seal("channels.created_by", rowKey, utf8(params.creator)),
         createdAt,
@@ -1393,8 +1390,8 @@ export class SqliteServerStore implements ServerStore {
       const rowKey = utf8(id);
       const createdAt = this.#clock();
       this.#run(
-        "INSERT INTO channels (id, kind, name_ref, name, dm_ref, created_by, created_at, epoch) " +
-          "VALUES (?, 'dm', NULL, NULL, ?, ?, ?, 0)",
+        "INSERT INTO channels (id, kind, name, dm_ref, created_by, created_at, epoch) " +
+          "VALUES (?, 'dm', NULL, ?, ?, ?, 0)",
         id,
         dmRef,
         this.#sealer.seal("channels.created_by", rowKey, utf8(a)),
@@ -1414,16 +1411,6 @@ export class SqliteServerStore implements ServerStore {
   getChannel(channelId: string): Promise<ChannelInfo | undefined> {
     return this.#call(() => {
       const r = this.#channelRow(channelId);
-      return r === undefined ? undefined : this.#channelInfo(r);
-    });
-  }
-
-  findGroupByName(name: string): Promise<ChannelInfo | undefined> {
-    return this.#call(() => {
-      const r = this.#get(
-        `SELECT ${CHANNEL_COLUMNS} FROM channels c WHERE c.name_ref = ?`,
-        this.#sealer.lookupName("channel", name),
-      );
       return r === undefined ? undefined : this.#channelInfo(r);
     });
   }
