@@ -476,6 +476,14 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     `,
     rebuildsTables: true,
   },
+  {
+    // Unblocking says how many messages the block dropped (issue 21): each block counts
+    // the blocked user's messages the server did not deliver to the blocker.
+    version: 9,
+    name: "messages dropped while blocked",
+    sql: "",
+    run: addDroppedColumn,
+  },
 ]);
 
 /** The schema version this build writes. */
@@ -492,6 +500,14 @@ function addHeldColumn(db: DatabaseSync): string[] {
     db.exec("ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0");
   }
   db.exec("CREATE INDEX IF NOT EXISTS members_uid_held ON members (uid, held)");
+  return [];
+}
+
+/** Migration 9: `blocks.dropped` (idempotent: a re-run finds it). */
+function addDroppedColumn(db: DatabaseSync): string[] {
+  if (!hasColumn(db, "blocks", "dropped")) {
+    db.exec("ALTER TABLE blocks ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0");
+  }
   return [];
 }
 

@@ -486,11 +486,17 @@ export interface ServerStore {
 
   /**
    * `blocker` blocks (`on`) or unblocks `blocked`; idempotent. "not_found" when either user
-   * is unknown, "quota" past `maxBlocksPerUser`.
+   * is unknown, "quota" past `maxBlocksPerUser`. Resolves to how many messages the block
+   * dropped (counted by {@link dropForBlockers}) when it ends now, else 0.
    */
-  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void>;
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<number>;
   /** Those of `recipients` who blocked `sender` (in the order given). */
   blockersOf(sender: string, recipients: readonly string[]): Promise<string[]>;
+  /**
+   * Those of `recipients` who blocked `sender` (in the order given), each block counting
+   * one more message dropped: a message from `sender` that is not delivered to them.
+   */
+  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]>;
 
   /** Undelivered messages in one queue. */
   queueDepth(recipient: string): Promise<number>;

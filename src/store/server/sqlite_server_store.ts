@@ -1664,15 +1664,16 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void> {
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<number> {
     return this.#tx(() => {
       const a = this.#requireUser(blocker);
       const b = this.#requireUser(blocked);
       if (!on) {
+        const row = this.#get("SELECT dropped FROM blocks WHERE blocker = ? AND blocked = ?", a, b);
         this.#run("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", a, b);
-        return;
+        return Number(row?.dropped ?? 0);
       }
-      if (this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", a, b)) return;
+      if (this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", a, b)) return 0;
       const n = Number(this.#get("SELECT count(*) AS n FROM blocks WHERE blocker = ?", a)!.n);
       if (n >= this.#lim.maxBlocksPerUser) throw blocksFull(this.#lim);
       this.#run(
@@ -1681,6 +1682,21 @@ export class SqliteServerStore implements ServerStore {
         b,
         this.#clock(),
       );
+      return 0;
+    });
+  }
+
+  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+    return this.#tx(() => {
+      const s = this.#uid(sender);
+      return recipients.filter((r) => {
+        const changed = this.#run(
+          "UPDATE blocks SET dropped = dropped + 1 WHERE blocker = ? AND blocked = ?",
+          this.#uid(r),
+          s,
+        );
+        return changed > 0;
+      });
     });
   }
 
