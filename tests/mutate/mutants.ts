@@ -231,6 +231,23 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_unblock_test.ts"],
   },
   {
+    id: "server-reserved-name-owner-only",
+    file: "src/store/server/sqlite_server_store.ts",
+    find:
+      "      theirs === undefined || identityKey === undefined || !constantTimeEqual(theirs, identityKey)\n",
+    replace: "      false\n",
+    why: "a name a restore lost is taken back only by the holder of its identity key",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "server-restore-reserves-lost-names",
+    file: "src/server/backup.ts",
+    find: "if (lost !== undefined) reserved = await store.reserveNames(lost);",
+    replace: "",
+    why: "after a restore, anyone could register the names of accounts the backup lacks",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
     id: "server-kp-fetch-limit",
     file: "src/server/key_packages.ts",
     find: "if (!theirs.allowed) throw fetchLimited(`of ${username}'s`, theirs.retryAfterMs);",

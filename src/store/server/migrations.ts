@@ -484,6 +484,23 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     sql: "",
     run: addDroppedColumn,
   },
+  {
+    // Names of accounts a restore lost (issue 21): registered after the backup, gone from
+    // the restored database. Kept for the holder of the identity key the account had (a
+    // sealed copy), so nobody else takes the name; `uid` and `skeleton_ref` are lookup
+    // references like `users.uid` and `users.skeleton_ref`.
+    version: 10,
+    name: "names reserved by a restore",
+    sql: `
+      CREATE TABLE IF NOT EXISTS reserved_names (
+        uid BLOB PRIMARY KEY,
+        skeleton_ref BLOB NOT NULL,
+        identity_key BLOB,
+        reserved_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS reserved_names_skeleton ON reserved_names (skeleton_ref);
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */

@@ -357,7 +357,21 @@ export interface ServerStore {
    * look-alike skeleton (`src/names.ts`) is an existing account's; a unique index on the
    * skeleton keeps this true under concurrent registrations.
    */
-  createUser(username: string, registrationRecord: Uint8Array): Promise<void>;
+  createUser(
+    username: string,
+    registrationRecord: Uint8Array,
+    options?: { identityKey?: Uint8Array },
+  ): Promise<void>;
+  /**
+   * Reserve the names of accounts a restore lost (those not in this database): each is
+   * registered again only by `createUser` with the identity key it had; look-alikes are
+   * refused. Resolves to how many were reserved.
+   */
+  reserveNames(
+    accounts: readonly { username: string; identityKey?: Uint8Array }[],
+  ): Promise<number>;
+  /** True when `username` is reserved by {@link reserveNames} (not registered again yet). */
+  isReserved(username: string): Promise<boolean>;
   /** Throw what {@link createUser} would for a taken or look-alike name; nothing else. */
   checkNewUsername(username: string): Promise<void>;
   /** The user's metadata, or undefined. */
