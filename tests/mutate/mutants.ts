@@ -248,6 +248,14 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/backup_restore_test.ts"],
   },
   {
+    id: "cli-login-discards-created-state",
+    file: "src/cli/login.ts",
+    find: "  discardCreated: true,\n",
+    replace: "",
+    why: "a login where the account's state is not leaves no state with a second identity",
+    tests: ["tests/cli_paths_test.ts"],
+  },
+  {
     id: "server-kp-fetch-limit",
     file: "src/server/key_packages.ts",
     find: "if (!theirs.allowed) throw fetchLimited(`of ${username}'s`, theirs.retryAfterMs);",
