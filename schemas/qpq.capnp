@@ -62,7 +62,7 @@ struct Request {
 
     # Consent (appended): the server drops a blocked user's DMs, application messages and
     # Welcomes to the blocker (answered as if delivered; commits still go through). Both
-    # answer `ok`, idempotently.
+    # are idempotent; block answers `ok`, unblock `unblocked` (since issue 21; `ok` before).
     block @23 :UserRef;
     unblock @24 :UserRef;
 
@@ -218,6 +218,10 @@ struct Response {
     loggedOut @16 :Count;                         # sessions ended
     passwordChangeStarted @17 :PasswordChangeStarted;
     passwordChanged @18 :PasswordChanged;
+
+    # Consent (appended, issue 21): unblock's answer, how many of the blocked user's
+    # messages the block dropped (0 when there was no block).
+    unblocked @19 :Count;
   }
 }
 

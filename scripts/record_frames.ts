@@ -269,7 +269,7 @@ export async function recordSession(): Promise<Recording> {
     ).catch(() => {});
     await a.rpc.call({ kind: "members", channelId: channel.channelId }, "memberList");
     await a.rpc.call({ kind: "block", username: "bob" }, "ok");
-    await a.rpc.call({ kind: "unblock", username: "bob" }, "ok");
+    await a.rpc.call({ kind: "unblock", username: "bob" }, "unblocked");
     for (let i = 0; i < 50 && b.pushes.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }

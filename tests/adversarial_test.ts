@@ -920,7 +920,11 @@ Deno.test("stranger spam after a block: 2,000 DMs from the blocked user take no 
     const other = await alice.conn.call({ kind: "createDm", username: "bob" }, "channel");
     await spam(alice.conn, other.channelId);
     assertEquals((await queued()).length, 3);
-    await bob.conn.call({ kind: "unblock", username: "mallory" }, "ok");
+    // unblocking says how many the block dropped (issue 21)
+    assertEquals(await bob.conn.call({ kind: "unblock", username: "mallory" }, "unblocked"), {
+      kind: "unblocked",
+      count: 2000,
+    });
     await spam(mallory.conn, dm.channelId);
     assertEquals((await queued()).length, 4);
     // the block requests themselves are refused for a stranger of the server and oneself

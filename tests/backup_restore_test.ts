@@ -371,3 +371,58 @@ Deno.test("SqliteServerStore.markRestored moves every queue past the backup and 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("qpq server restore keeps the names of accounts registered after the backup for their owners (issue 21)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-restore-names-" });
+  const dataDir = `${dir}/data`;
+  let server = await startServerProcess(dataDir, "127.0.0.1:0");
+  const addr = server.addr;
+  const env = (user: string) => ({
+    QPQ_SERVER: addr,
+    QPQ_CA_CERT: `${dataDir}/server-cert.pem`,
+    QPQ_PASSWORD: `pw-${user}`,
+  });
+  const other = `${dir}/other`;
+  await Deno.mkdir(other);
+  const qpq = (user: string, args: string[], cwd = dir) =>
+    runQpq([...args, "--username", user], { cwd, env: env(user) });
+  const ok = (r: { code: number; stdout: string; stderr: string }) => {
+    assertEquals(r.code, 0, r.stderr);
+    return r.stdout;
+  };
+  try {
+    ok(await qpq("alice", ["register-user"]));
+    const backup = `${dir}/qpq-backup.db`;
+    ok(await serverCmd(dataDir, ["backup", "--out", backup]));
+    const fp = ok(await qpq("bob", ["register-user"])).split("\n")[1];
+    assertEquals(await server.stop(), 0);
+    const restore = ok(await serverCmd(dataDir, ["restore", backup]));
+    assertStringIncludes(
+      restore,
+      "; 1 account name(s) lost since the backup kept for their owners",
+    );
+    server = await startServerProcess(dataDir, addr);
+    // nobody else takes bob's name (it was registered anew by anyone), nor a look-alike
+    refused(await qpq("bob", ["register-user"], other), 1, "Username bob is already registered");
+    refused(
+      await qpq("b0b", ["register-user"], other),
+      1,
+      "looks too much like an existing account",
+    );
+    // bob is told in one line what happened and how to get it back
+    refused(
+      await qpq("bob", ["login"]),
+      1,
+      "Account bob was lost when the server was restored from a backup: qpq register-user",
+    );
+    // his own state takes it back, with the identity he had
+    assertEquals(ok(await qpq("bob", ["register-user"])).split("\n")[1], fp);
+    ok(await qpq("alice", ["send", "--to", "bob", "welcome back"]));
+    assertEquals(ok(await qpq("bob", ["recv"])), "request from @alice: 1 message\n");
+    // taken back, the name is an account like any other
+    refused(await qpq("bob", ["register-user"], other), 1, "Username bob is already registered");
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -58,7 +58,10 @@ Deno.test("qpq requests, accept, block, unblock: one line per request, nothing m
     ok(await qpq("mallory", "invite", "trap", "bob"));
     assertEquals(ok(await qpq("bob", "recv")), "");
     assertEquals(ok(await qpq("bob", "block")), "blocked @mallory\n");
-    assertEquals(ok(await qpq("bob", "unblock", "mallory")), "Unblocked @mallory\n");
+    assertEquals(
+      ok(await qpq("bob", "unblock", "mallory")),
+      "Unblocked @mallory (1 message sent while blocked was dropped; asked to be added again to 1 conversation)\n",
+    );
     assertEquals(ok(await qpq("bob", "block")), "No blocked users\n");
     // one-line errors
     for (

@@ -153,7 +153,7 @@ Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the
     // the flag beats the variable (bob has no state here: the flag was read)
     const bob = await run(["whoami", "--username", "bob"], { QPQ_USERNAME: "alice" });
     assertEquals([bob.code, bob.stderr], [
-      2,
+      1, // not a usage mistake (issue 21): 2 is for those only
       "qpq: No local state at qpq-bob.bin: qpq register-user creates an account; for an existing one, point --state at the file it was registered with\n",
     ]);
     // QPQ_CONFIG names the server's config file; --config beats it
@@ -179,18 +179,35 @@ Deno.test("a second state file for an existing account is refused in one line an
     await Deno.mkdir(other);
     const at = (args: string[], stdin?: string) =>
       runQpq(args, { cwd: other, env: env("alice"), ...(stdin === undefined ? {} : { stdin }) });
-    // login in a folder without her state says where the identity lives
+    const serverFp = fp.split(": ")[1]!.slice(0, 17);
+    // login in a folder without her state logs in and says where the identity lives, in
+    // one line, exit code 1 (no usage mistake); it said "No local state", exit code 2
     const login = await at(["login", "--username", "alice"]);
-    assertEquals(login.code, 2);
-    assertStringIncludes(login.stderr, "point --state at the file it was registered with");
+    assertEquals(login.code, 1, login.stderr);
+    assert(
+      oneLine(login).startsWith(
+        `qpq: alice's identity lives in another state file (fingerprint ${serverFp}…`,
+      ),
+      login.stderr,
+    );
+    assertStringIncludes(login.stderr, "use --state FILE");
+    // a command that needs the state says there is none, exit code 1
+    const list = await at(["list", "--username", "alice"]);
+    assertEquals(list.code, 1, list.stderr);
+    assertStringIncludes(oneLine(list), "No local state at qpq-alice.bin");
+    // a login of an account that does not exist explains, leaving no state either
+    const ghost = await at(["login", "--username", "ghost"]);
+    assertEquals(ghost.code, 1, ghost.stderr);
+    assertStringIncludes(oneLine(ghost), "Cannot log in as ghost on ");
+    assertStringIncludes(ghost.stderr, "qpq register-user creates one");
     // a repl there created a new identity for the account, and reported online
     const r = await at(["repl", "--username", "alice"], "/quit\n");
     const line = oneLine(r);
-    assertStringIncludes(line, "This state holds another identity than account alice");
-    assertStringIncludes(line, fp.split(": ")[1]!.slice(0, 17), "the server's fingerprint");
+    assertStringIncludes(line, "alice's identity lives in another state file");
+    assertStringIncludes(line, serverFp, "the server's fingerprint");
     assertStringIncludes(line, "--state FILE");
     assertEquals(
-      [...Deno.readDirSync(other)].map((e) => e.name).filter((n) => n.startsWith("qpq-alice")),
+      [...Deno.readDirSync(other)].map((e) => e.name).filter((n) => n.startsWith("qpq-")),
       [],
       "no state with a new identity left behind",
     );

@@ -328,6 +328,7 @@ Deno.test("ClientStore.open refuses a missing state without create and writes no
       e.message,
       `No local state at ${path}: qpq register-user creates an account; for an existing one, point --state at the file it was registered with`,
     );
+    assertEquals(e.code, "not_found", "not a usage mistake: exit code 1 (issue 21)");
     await assertRejects(
       () => ClientStore.open(path, PASSWORD, { create: true }),
       UsageError,

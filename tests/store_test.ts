@@ -1156,6 +1156,51 @@ contract(
   },
 );
 
+contract(
+  "dropForBlockers counts each dropped message per block; setBlocked(off) answers the count (issue 21)",
+  async (s) => {
+    await users(s, "alice", "bob", "mallory");
+    await s.setBlocked("alice", "mallory", true);
+    for (let i = 0; i < 3; i++) {
+      assertEquals(await s.dropForBlockers("mallory", ["bob", "alice"]), ["alice"]);
+    }
+    assertEquals(await s.dropForBlockers("alice", ["mallory"]), [], "a block goes one way");
+    assertEquals(await s.setBlocked("alice", "mallory", true), 0, "blocking again counts nothing");
+    assertEquals(await s.setBlocked("alice", "mallory", false), 3);
+    assertEquals(await s.setBlocked("alice", "mallory", false), 0, "no block, nothing dropped");
+    await s.setBlocked("alice", "mallory", true);
+    assertEquals(await s.setBlocked("alice", "mallory", false), 0, "a new block counts anew");
+  },
+);
+
+contract(
+  "reserveNames keeps a lost name for the holder of its identity key; look-alikes are refused (issue 21)",
+  async (s) => {
+    const key = new Uint8Array(32).fill(7);
+    await users(s, "alice");
+    assertEquals(
+      await s.reserveNames([{ username: "alice" }, { username: "bob", identityKey: key }]),
+      1,
+      "alice is registered: nothing of hers was lost",
+    );
+    assertEquals([await s.isReserved("bob"), await s.isReserved("alice")], [true, false]);
+    await s.checkNewUsername("bob"); // the owner must get through registerStart
+    assertEquals(await code(s.checkNewUsername("b0b")), "UsageError:conflict");
+    assertEquals(
+      await code(s.createUser("bob", utf8("squatter"), { identityKey: new Uint8Array(32) })),
+      "UsageError:conflict",
+    );
+    assertEquals(await code(s.createUser("bob", utf8("no key"))), "UsageError:conflict");
+    assertEquals(await s.getUser("bob"), undefined);
+    await s.createUser("bob", utf8("record of bob"), { identityKey: key });
+    assertEquals(await s.isReserved("bob"), false, "taken back: an account like any other");
+    assertEquals(
+      await code(s.createUser("bob", utf8("again"), { identityKey: key })),
+      "UsageError:conflict",
+    );
+  },
+);
+
 /**
  * A schema-2 server database written as a build of that schema did (usernames compared
  * exactly): `Bob` (oldest), `bob`, `Carol` and the look-alikes `al1ce` (older) and `alice`.

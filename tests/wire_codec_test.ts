@@ -80,7 +80,7 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
     }
   }
   assertEquals(Object.keys(REQUEST).length, 30);
-  assertEquals(Object.keys(RESPONSE).length, 19);
+  assertEquals(Object.keys(RESPONSE).length, 20);
 });
 
 Deno.test("openFrame reads the header without decoding an unknown body", () => {

@@ -126,6 +126,11 @@ export async function openClient(
 /** The state path of clients whose state {@link openClient} created (not yet registered). */
 const CREATED = new WeakMap<QpqClient, string>();
 
+/** True when {@link openClient} created this client's state (there was none). */
+export function createdState(client: QpqClient): boolean {
+  return CREATED.has(client);
+}
+
 /**
  * After a failed first registration: when the server refused it (name taken or look-alike,
  * wrong invite token, invalid name) and `openClient` created the state for it, the state's
@@ -377,6 +382,12 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   positionals?: { min?: number; max?: number };
   /** Create the state if missing. */
   create?: boolean;
+  /**
+   * With `create`: a state this run created is removed whenever the command fails before
+   * a session was kept (`login` in a folder without the account's state: never a second
+   * identity left behind).
+   */
+  discardCreated?: boolean;
   /** Connect and log in before `run` (default true). */
   session?: boolean;
   /** Which client events to print (default: all). */
@@ -416,7 +427,9 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       }
       return await def.run(client, { values, positionals: p.positionals });
     } catch (e) {
-      discard = refusedState(client, e);
+      discard = def.discardCreated && client.store.meta.sessionToken === undefined
+        ? CREATED.get(client)
+        : refusedState(client, e);
       throw e;
     } finally {
       await client.close();

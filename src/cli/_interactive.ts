@@ -15,7 +15,7 @@ import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { eventLine, historyLines, requestLine, unreadText } from "./_client.ts";
-import { leaveLine, membershipLines } from "./_membership.ts";
+import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
 
 /** A command's line as a REPL notice (`Left #g` → `* left #g`). */
 function lower(line: string): string {
@@ -347,8 +347,7 @@ export class Interactive {
       case "/unblock": {
         need(1, "/unblock @user");
         const user = args[0]!.replace(/^@/, "");
-        await c.unblock(user);
-        this.print(`* unblocked @${visible(user)}`);
+        this.print(`* unblocked @${visible(user)}${unblockedLine(await c.unblock(user))}`);
         return false;
       }
       case "/verify": {

@@ -1,11 +1,11 @@
 /**
- * What `invite`, `remove` and `leave` print (the commands and the REPL alike): success only
+ * What `invite`, `remove`, `leave` and `unblock` print (the commands and the REPL alike): success only
  * for what the server accepted, and one line for each user the command did not change
  * itself.
  *
  * @module
  */
-import type { LeaveOutcome, MembershipChange } from "../client/client.ts";
+import type { LeaveOutcome, MembershipChange, UnblockResult } from "../client/client.ts";
 
 /** The lines describing an invite or remove the server accepted (or that others made). */
 export function membershipLines(
@@ -50,4 +50,25 @@ export function leaveLine(conv: string, outcome: LeaveOutcome): string {
   return outcome === "left"
     ? `Left ${conv}`
     : `Asked to leave ${conv}: you stay a member until another member's client commits it`;
+}
+
+/**
+ * What follows "Unblocked @user" (the command and the REPL alike): how many messages the
+ * block dropped, and the conversations that ask to be re-added; "" when neither.
+ */
+export function unblockedLine(r: UnblockResult): string {
+  const parts: string[] = [];
+  if (r.dropped > 0) {
+    parts.push(
+      `${r.dropped} message${r.dropped === 1 ? "" : "s"} sent while blocked ${
+        r.dropped === 1 ? "was" : "were"
+      } dropped`,
+    );
+  }
+  if (r.repairing > 0) {
+    parts.push(
+      `asked to be added again to ${r.repairing} conversation${r.repairing === 1 ? "" : "s"}`,
+    );
+  }
+  return parts.length === 0 ? "" : ` (${parts.join("; ")})`;
 }

@@ -19,8 +19,10 @@ configured db_key). The database it replaces is kept beside it, renamed
 so that clients learn of the restore and say so in one line, and sequence numbers move
 past anything handed out since the backup. Without a db_key the backup's OPAQUE secret
 opens with the data dir's server-secrets.key or with FILE.key (from backup --with-key),
-which then goes into the data dir (a different key file there is kept, renamed). Then
-start the server.
+which then goes into the data dir (a different key file there is kept, renamed).
+Accounts of the replaced database that the backup lacks (registered after it) keep their
+names: nobody else can register them, and their owners take them back with qpq
+register-user from the state file that holds their identity. Then start the server.
 
 Options:
 ${SERVER_CONFIG_USAGE}
@@ -49,7 +51,15 @@ export async function run(args: string[]): Promise<number> {
       r.info.sealed ? "sealed" : "not sealed"
     }, ${r.mark.users} user(s) notified)${
       r.keptAs ? `; the replaced database is kept as ${r.keptAs}` : ""
-    }${r.keyKeptAs ? `; the replaced secrets key file is kept as ${r.keyKeptAs}` : ""}`,
+    }${r.keyKeptAs ? `; the replaced secrets key file is kept as ${r.keyKeptAs}` : ""}${
+      r.reserved
+        ? `; ${r.reserved} account name(s) lost since the backup kept for their owners`
+        : ""
+    }${
+      r.reserveSkipped
+        ? `; names of accounts lost since the backup are not kept (the replaced database ${r.reserveSkipped})`
+        : ""
+    }`,
   );
   return 0;
 }

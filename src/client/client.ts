@@ -107,6 +107,14 @@ export interface HeldInvitation {
   members: string[];
 }
 
+/** What {@link QpqClient.unblock} did. */
+export interface UnblockResult {
+  /** The user's messages the server dropped during the block (not delivered, gone). */
+  dropped: number;
+  /** Conversations with them we asked to be added to again (Welcomes dropped meanwhile). */
+  repairing: number;
+}
+
 /** A conversation as listed: a broken one carries the reason; `unread` is capped (see {@link UNREAD_CAP}). */
 export type ListedConversation = Conversation & { broken?: string; unread: number };
 
@@ -450,14 +458,15 @@ export class QpqClient {
     await this.#session.ensure();
     const dropped = await this.#consent.block(parseUsername(user));
     for (const r of dropped) {
-      const channelId = r.conversation.channelId!;
-      if (r.conversation.kind === "group") {
-        try {
-          await this.#groups.leave(r.conversation);
-          continue;
-        } catch { /* cannot leave cleanly: drop it locally */ }
+      // A requested DM is kept, hidden: dropping its MLS state while the server keeps us
+      // in the channel would lose every later message of it, and the DM with them after
+      // an unblock (issue 21).
+      if (r.conversation.kind !== "group") continue;
+      try {
+        await this.#groups.leave(r.conversation);
+      } catch {
+        this.#ctx.groups.delete(r.conversation.channelId!); // cannot leave cleanly
       }
-      this.#ctx.groups.delete(channelId);
     }
     return dropped.length;
   }
@@ -502,10 +511,22 @@ export class QpqClient {
     return inv;
   }
 
-  /** Unblock a user: they are a stranger again. */
-  async unblock(user: string): Promise<void> {
+  /**
+   * Unblock a user: a contact again if we share an accepted conversation, else a stranger.
+   * Conversations with them we are in on the server but not in MLS (a DM or group they
+   * opened during the block: its Welcome was dropped) ask their members to add us again.
+   */
+  async unblock(user: string): Promise<UnblockResult> {
     await this.#session.ensure();
-    await this.#consent.unblock(parseUsername(user));
+    const name = parseUsername(user);
+    const dropped = await this.#consent.unblock(name);
+    let repairing = 0;
+    for (const c of await listAllChannels(this.#session)) {
+      if (!c.members.includes(name) || this.#ctx.groups.meta(toHex(c.channelId))) continue;
+      await this.#groups.askToBeAdded(c.channelId);
+      repairing++;
+    }
+    return { dropped, repairing };
   }
 
   /** Users blocked on this device, sorted. */

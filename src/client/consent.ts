@@ -9,8 +9,11 @@
  *                                   one "request" event; its messages are stored, not shown
  * accept(X | #g) ─► requestFrom cleared; X and the members become contacts;
  *                   "joined" + every held message, in order
- * block(X)       ─► server drops X's messages and Welcomes to us; X's requests are hidden,
- *                   a requested group is left, a requested DM dropped
+ * block(X)       ─► server drops X's messages and Welcomes to us (and counts them); X's
+ *                   requests are hidden, a requested group is left, a requested DM kept
+ *                   (hidden, its MLS state current, so it can go on after an unblock)
+ * unblock(X)     ─► the server delivers again and says how many it dropped; X is a contact
+ *                   again when we share an accepted conversation, else a stranger
  * ```
  *
  * Contacts are made by writing to someone (a DM, an invitation), by sharing a group the
@@ -189,11 +192,30 @@ export class Consent {
     return pending;
   }
 
-  /** Unblock a user: they are a stranger again (their next DM is a request). */
-  async unblock(user: string): Promise<void> {
+  /**
+   * Unblock a user: a contact again when we share an accepted conversation with them (people
+   * who share a group are contacts), else a stranger (their next DM is a request). Resolves
+   * to how many of their messages the server dropped during the block.
+   */
+  async unblock(user: string): Promise<number> {
     this.#checkOther(user);
-    await this.#session.call({ kind: "unblock", username: user }, "ok");
-    if (this.blocked(user)) this.#ctx.state.setConsent(user, undefined);
+    const { count } = await this.#session.call({ kind: "unblock", username: user }, "unblocked");
+    if (this.blocked(user)) {
+      this.#ctx.state.setConsent(user, this.#sharesConversation(user) ? "contact" : undefined);
+    }
+    return count;
+  }
+
+  /** True when `user` is a member of a conversation of ours that is not a request. */
+  #sharesConversation(user: string): boolean {
+    return this.#ctx.state.listConversations().some((c) => {
+      if (c.requestFrom !== undefined || c.channelId === undefined) return false;
+      try {
+        return this.#members(c).includes(user);
+      } catch {
+        return false; // a broken group: its members are not readable
+      }
+    });
   }
 
   /** The users blocked on this device, sorted. */

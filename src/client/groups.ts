@@ -262,6 +262,15 @@ export class Groups {
     // The peer may have created the group already: its Welcome is then in our queue.
     await this.#sync();
     if (groups.meta(hex)) return conv;
+    if (channel.epoch > 0) {
+      // The peer made the DM's group and we never joined it (its Welcome was dropped during
+      // a block, or our copy is gone): a group of our own would be refused at epoch 0.
+      await this.askToBeAdded(channel.channelId);
+      throw new UsageError(
+        `You are not in the DM with ${user} yet: asked ${user} to add you again; try once they were online`,
+        { code: "conflict" },
+      );
+    }
     const signer = this.#ctx.signer();
     const mls = await createGroup({
       groupId: channel.channelId,

@@ -237,11 +237,11 @@ export class Session {
       await this.call({ kind: "logout" }, "ok").catch(() => {});
       this.#sessionConn = undefined;
       throw new AuthError(
-        `This state holds another identity than account ${username} (${
+        `${username}'s identity lives in another state file (fingerprint ${
           fingerprint(published).slice(0, 17)
-        }… on the server, ${
+        }…; this one's is ${
           fingerprint(this.#ctx.identity.publicKey).slice(0, 17)
-        }… here): use the state file ${username} registered with (--state FILE); qpq has no second devices yet`,
+        }…): use --state FILE with the file ${username} registered with, or run qpq where it is; qpq has no second devices yet`,
         { code: "conflict" },
       );
     }

@@ -228,7 +228,8 @@ export function accountHandlers(
         throw new ValidationError(`Identity key must be ${IDENTITY_KEY_BYTES} bytes`);
       }
       const record = await registrationFinish(req.record);
-      await store.createUser(username, record);
+      // a name a restore lost is taken back only with the identity key it had (issue 21)
+      await store.createUser(username, record, { identityKey: req.identityKey });
       await store.setIdentityKey(username, req.identityKey);
       ctx.log.info("user registered", { conn: conn.id, user: username });
       return { kind: "ok" };
@@ -241,6 +242,13 @@ export function accountHandlers(
       }
       await limiter.checkSource(conn.source);
       const found = await store.getRegistrationRecord(username);
+      if (found === undefined && await store.isReserved(username)) {
+        // registering it is refused to all but its owner: no secret in saying so
+        throw new UsageError(
+          `Account ${username} was lost when the server was restored from a backup: qpq register-user with the state file that holds its identity takes it back`,
+          { code: "not_found" },
+        );
+      }
       // OPAQUE binds the identifier the account registered with (an account from before
       // case-insensitive names keeps its original spelling there). It decodes the request
       // first: one that fails to decode costs the user nothing.

@@ -8,8 +8,10 @@
  * restore ─► take <db_path>.lock (a running server holds it: refused)
  *         ─► check FILE (integrity, qpq database, schema not newer, opens with db_key;
  *            without db_key: its secrets key file, FILE.key or the data dir's, opens it)
+ *         ─► read the accounts of the database it replaces (read-only)
  *         ─► copy to <db_path>.restoring (0600) ─► open (migrations) ─► mark restored:
- *            queues moved past the backup, a notice at the head of every queue
+ *            queues moved past the backup, a notice at the head of every queue; names of
+ *            the replaced database's accounts the backup lacks reserved for their identity keys
  *         ─► keep the database it replaces (and its -wal/-shm) as <db_path>.replaced-<time>
  *         ─► rename the copy into place ─► release the lock
  * ```
@@ -19,6 +21,7 @@
 import {
   type DatabaseFileInfo,
   FileLock,
+  type ReservedName,
   type RestoreMark,
   SECRETS_KEY_FILE,
   SqliteServerStore,
@@ -69,6 +72,14 @@ export interface RestoreResult {
   secretsKeyFile: string | undefined;
   /** Where the key file it replaced was kept (a `<backup>.key` installed over another one). */
   keyKeptAs: string | undefined;
+  /**
+   * Names of accounts the replaced database had and the backup lacks, now reserved for
+   * their identity keys; undefined when there was no database to replace or it could not
+   * be read ({@link reserveSkipped} says why).
+   */
+  reserved: number | undefined;
+  /** Why no names were reserved from the replaced database (it could not be read). */
+  reserveSkipped?: string;
 }
 
 /** Options of {@link backupDatabase}. */
@@ -218,6 +229,18 @@ export async function restoreDatabase(
         );
       }
     }
+    // the accounts of the database it replaces, read before anything changes; a database
+    // that cannot be read (often why one restores) reserves nothing, and says so
+    let lost: ReservedName[] | undefined;
+    let reserveSkipped: string | undefined;
+    if (sizeOf(db) !== undefined) {
+      try {
+        lost = SqliteServerStore.readAccounts(db, config.dbKey ? { dbKey: config.dbKey } : {});
+      } catch (e) {
+        if (!(e instanceof QpqError)) throw e;
+        reserveSkipped = reason(e);
+      }
+    }
     // ours to remove: we hold the lock, so an earlier restore that stopped half-way left it
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`, `${tmp}-journal`]) removeIfThere(f);
     await copyPrivate(file, tmp);
@@ -229,10 +252,14 @@ export async function restoreDatabase(
         : {}),
     });
     let mark: RestoreMark;
+    let reserved: number | undefined;
     try {
       mark = await store.markRestored({
         notice: (n) => restoreNoticeRecord(n.backupTakenAt ?? 0, n.queueHighWater),
       });
+      // accounts of the database being replaced that the backup lacks (registered after
+      // it): their names stay reserved for their identity keys (issue 21)
+      if (lost !== undefined) reserved = await store.reserveNames(lost);
     } finally {
       await store.close();
     }
@@ -265,7 +292,16 @@ export async function restoreDatabase(
     if (sizeOf(`${tmp}-wal`)) Deno.renameSync(`${tmp}-wal`, `${db}-wal`);
     for (const ext of ["-wal", "-shm", "-journal"]) removeIfThere(tmp + ext);
     syncDir(db); // the renames survive a power cut, not only the file contents
-    return { dbPath: db, keptAs, info, mark, secretsKeyFile: keyFile, keyKeptAs };
+    return {
+      dbPath: db,
+      keptAs,
+      info,
+      mark,
+      secretsKeyFile: keyFile,
+      keyKeptAs,
+      reserved,
+      ...(reserveSkipped === undefined ? {} : { reserveSkipped }),
+    };
   } catch (e) {
     for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) removeIfThere(f);
     throw e;

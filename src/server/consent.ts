@@ -4,7 +4,8 @@
  * (delivery.ts), so they take no room in the blocker's queue. Commits, proposals and
  * rejoin requests still go through: a member who skipped them would fall out of a group
  * both share. The blocked user is not told: both the block and each dropped message are
- * answered as if nothing happened (see docs/threat-model.md, "Hostile peers").
+ * answered as if nothing happened (see docs/threat-model.md, "Hostile peers"). Each block
+ * counts what it dropped; unblock tells the blocker that count.
  *
  * @module
  */
@@ -22,7 +23,7 @@ export function consentHandlers(store: ServerStore): HandlerTable {
     if (!(await store.getUser(user))) {
       throw new UsageError(`Unknown user ${user}`, { code: "not_found" });
     }
-    await store.setBlocked(blocker, user, on);
+    return await store.setBlocked(blocker, user, on);
   };
   return {
     async block(req, conn) {
@@ -30,8 +31,8 @@ export function consentHandlers(store: ServerStore): HandlerTable {
       return { kind: "ok" };
     },
     async unblock(req, conn) {
-      await change(requireUser(conn), req.username, false);
-      return { kind: "ok" };
+      const dropped = await change(requireUser(conn), req.username, false);
+      return { kind: "unblocked", count: Math.min(dropped, 0xffff_ffff) };
     },
   };
 }

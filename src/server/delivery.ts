@@ -229,9 +229,10 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         recipients = [...new Set(wanted)].filter((m) => m !== me);
       }
       // Consent (issue 10): an application message never reaches the queue of a member who
-      // blocked its sender. The answer counts it as delivered: the sender cannot tell.
+      // blocked its sender. The answer counts it as delivered: the sender cannot tell. The
+      // block counts it, so that unblocking tells the blocker how many were dropped.
       const blockers = req.messageKind === "application"
-        ? await store.blockersOf(me, recipients)
+        ? await store.dropForBlockers(me, recipients)
         : [];
       if (blockers.length > 0) {
         recipients = recipients.filter((r) => !blockers.includes(r));

@@ -180,6 +180,7 @@ export const RESPONSE = {
   loggedOut: { count: "u32" },
   passwordChangeStarted: { response: "data", changeId: "data" },
   passwordChanged: { token: "data", expiresAtMs: "u64", sessionsEnded: "u32" },
+  unblocked: { count: "u32" },
 } as const satisfies UnionDesc;
 
 /** The `Push` struct of schemas/qpq.capnp. */

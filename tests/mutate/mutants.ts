@@ -208,10 +208,52 @@ export const MUTANTS: Mutant[] = [
     id: "server-block-drops",
     file: "src/server/delivery.ts",
     find:
-      'const blockers = req.messageKind === "application"\n        ? await store.blockersOf(me, recipients)\n        : [];',
+      'const blockers = req.messageKind === "application"\n        ? await store.dropForBlockers(me, recipients)\n        : [];',
     replace: "const blockers: string[] = [];",
     why: "a blocked user's messages take no room in the blocker's queue",
     tests: ["tests/client_consent_test.ts"],
+  },
+  {
+    id: "client-block-keeps-requested-dm",
+    file: "src/client/client.ts",
+    find: '      if (r.conversation.kind !== "group") continue;',
+    replace:
+      '      if (r.conversation.kind !== "group") {\n        this.#ctx.groups.delete(r.conversation.channelId!);\n        continue;\n      }',
+    why: "a requested DM dropped at a block loses every later message of it after the unblock",
+    tests: ["tests/cli_unblock_test.ts"],
+  },
+  {
+    id: "client-unblock-shared-group-contact",
+    file: "src/client/consent.ts",
+    find: 'this.#sharesConversation(user) ? "contact" : undefined',
+    replace: "undefined",
+    why: "people who share a group stay contacts across a block and unblock",
+    tests: ["tests/cli_unblock_test.ts"],
+  },
+  {
+    id: "server-reserved-name-owner-only",
+    file: "src/store/server/sqlite_server_store.ts",
+    find:
+      "      theirs === undefined || identityKey === undefined || !constantTimeEqual(theirs, identityKey)\n",
+    replace: "      false\n",
+    why: "a name a restore lost is taken back only by the holder of its identity key",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "server-restore-reserves-lost-names",
+    file: "src/server/backup.ts",
+    find: "if (lost !== undefined) reserved = await store.reserveNames(lost);",
+    replace: "",
+    why: "after a restore, anyone could register the names of accounts the backup lacks",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "cli-login-discards-created-state",
+    file: "src/cli/login.ts",
+    find: "  discardCreated: true,\n",
+    replace: "",
+    why: "a login where the account's state is not leaves no state with a second identity",
+    tests: ["tests/cli_paths_test.ts"],
   },
   {
     id: "server-kp-fetch-limit",

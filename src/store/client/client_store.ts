@@ -1289,6 +1289,7 @@ function exists(path: string): boolean {
 function noState(path: string): UsageError {
   return new UsageError(
     `No local state at ${path}: qpq register-user creates an account; for an existing one, point --state at the file it was registered with`,
+    { code: "not_found" }, // not a usage mistake (exit code 1, issue 21)
   );
 }
 

@@ -476,6 +476,31 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
     `,
     rebuildsTables: true,
   },
+  {
+    // Unblocking says how many messages the block dropped (issue 21): each block counts
+    // the blocked user's messages the server did not deliver to the blocker.
+    version: 9,
+    name: "messages dropped while blocked",
+    sql: "",
+    run: addDroppedColumn,
+  },
+  {
+    // Names of accounts a restore lost (issue 21): registered after the backup, gone from
+    // the restored database. Kept for the holder of the identity key the account had (a
+    // sealed copy), so nobody else takes the name; `uid` and `skeleton_ref` are lookup
+    // references like `users.uid` and `users.skeleton_ref`.
+    version: 10,
+    name: "names reserved by a restore",
+    sql: `
+      CREATE TABLE IF NOT EXISTS reserved_names (
+        uid BLOB PRIMARY KEY,
+        skeleton_ref BLOB NOT NULL,
+        identity_key BLOB,
+        reserved_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS reserved_names_skeleton ON reserved_names (skeleton_ref);
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */
@@ -492,6 +517,14 @@ function addHeldColumn(db: DatabaseSync): string[] {
     db.exec("ALTER TABLE members ADD COLUMN held INTEGER NOT NULL DEFAULT 0");
   }
   db.exec("CREATE INDEX IF NOT EXISTS members_uid_held ON members (uid, held)");
+  return [];
+}
+
+/** Migration 9: `blocks.dropped` (idempotent: a re-run finds it). */
+function addDroppedColumn(db: DatabaseSync): string[] {
+  if (!hasColumn(db, "blocks", "dropped")) {
+    db.exec("ALTER TABLE blocks ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0");
+  }
   return [];
 }
 

@@ -20,6 +20,7 @@ export {
   type DurabilityStats,
   type MarkRestoredParams,
   MEMORY_PATH,
+  type ReservedName,
   type RestoreMark,
   type RestoreNoticeInfo,
   SqliteServerStore,

@@ -357,7 +357,21 @@ export interface ServerStore {
    * look-alike skeleton (`src/names.ts`) is an existing account's; a unique index on the
    * skeleton keeps this true under concurrent registrations.
    */
-  createUser(username: string, registrationRecord: Uint8Array): Promise<void>;
+  createUser(
+    username: string,
+    registrationRecord: Uint8Array,
+    options?: { identityKey?: Uint8Array },
+  ): Promise<void>;
+  /**
+   * Reserve the names of accounts a restore lost (those not in this database): each is
+   * registered again only by `createUser` with the identity key it had; look-alikes are
+   * refused. Resolves to how many were reserved.
+   */
+  reserveNames(
+    accounts: readonly { username: string; identityKey?: Uint8Array }[],
+  ): Promise<number>;
+  /** True when `username` is reserved by {@link reserveNames} (not registered again yet). */
+  isReserved(username: string): Promise<boolean>;
   /** Throw what {@link createUser} would for a taken or look-alike name; nothing else. */
   checkNewUsername(username: string): Promise<void>;
   /** The user's metadata, or undefined. */
@@ -486,11 +500,17 @@ export interface ServerStore {
 
   /**
    * `blocker` blocks (`on`) or unblocks `blocked`; idempotent. "not_found" when either user
-   * is unknown, "quota" past `maxBlocksPerUser`.
+   * is unknown, "quota" past `maxBlocksPerUser`. Resolves to how many messages the block
+   * dropped (counted by {@link dropForBlockers}) when it ends now, else 0.
    */
-  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void>;
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<number>;
   /** Those of `recipients` who blocked `sender` (in the order given). */
   blockersOf(sender: string, recipients: readonly string[]): Promise<string[]>;
+  /**
+   * Those of `recipients` who blocked `sender` (in the order given), each block counting
+   * one more message dropped: a message from `sender` that is not delivered to them.
+   */
+  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]>;
 
   /** Undelivered messages in one queue. */
   queueDepth(recipient: string): Promise<number>;

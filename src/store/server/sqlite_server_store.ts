@@ -196,6 +196,13 @@ export interface MarkRestoredParams {
   notice: (info: RestoreNoticeInfo) => Uint8Array;
 }
 
+/** An account a restore lost: its name stays reserved for the owner of its identity key. */
+export interface ReservedName {
+  username: string;
+  /** The account's identity key (undefined: it had published none). */
+  identityKey?: Uint8Array;
+}
+
 /** What {@link SqliteServerStore.markRestored} did. */
 export interface RestoreMark {
   /** Restores of this database so far, this one included. */
@@ -946,7 +953,32 @@ export class SqliteServerStore implements ServerStore {
     if (this.#get("SELECT 1 FROM users WHERE skeleton_ref = ?", skeleton) !== undefined) {
       throw lookAlike(username);
     }
+    // a name lost in a restore is kept for its owner: look-alikes of it are refused too
+    if (
+      this.#get("SELECT 1 FROM reserved_names WHERE skeleton_ref = ? AND uid != ?", skeleton, uid)
+    ) {
+      throw lookAlike(username);
+    }
     return { uid, skeleton };
+  }
+
+  /**
+   * A name lost in a restore (see {@link reserveNames}) is registered again only with the
+   * identity key it had: its owner's state takes it back, nobody else gets it.
+   */
+  #checkReserved(username: string, uid: Uint8Array, identityKey: Uint8Array | undefined): void {
+    const r = this.#get("SELECT identity_key FROM reserved_names WHERE uid = ?", uid);
+    if (r === undefined) return;
+    const kept = r.identity_key as Uint8Array | null;
+    const theirs = kept === null
+      ? undefined
+      : this.#sealer.open("reserved_names.identity_key", uid, kept);
+    if (
+      theirs === undefined || identityKey === undefined || !constantTimeEqual(theirs, identityKey)
+    ) {
+      throw new UsageError(`Username ${username} is already registered`, { code: "conflict" });
+    }
+    this.#run("DELETE FROM reserved_names WHERE uid = ?", uid);
   }
 
   checkNewUsername(username: string): Promise<void> {
@@ -955,9 +987,14 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  createUser(username: string, registrationRecord: Uint8Array): Promise<void> {
+  createUser(
+    username: string,
+    registrationRecord: Uint8Array,
+    options: { identityKey?: Uint8Array } = {},
+  ): Promise<void> {
     return this.#tx(() => {
       const { uid, skeleton } = this.#checkNewUsername(username);
+      this.#checkReserved(username, uid, options.identityKey);
       try {
         this.#run(
           "INSERT INTO users (uid, username, record, identity_key, created_at, skeleton_ref) " +
@@ -974,6 +1011,68 @@ export class SqliteServerStore implements ServerStore {
         throw e;
       }
     });
+  }
+
+  reserveNames(accounts: readonly ReservedName[]): Promise<number> {
+    return this.#tx(() => {
+      let n = 0;
+      for (const a of accounts) {
+        const uid = this.#uid(a.username);
+        if (this.#userExists(uid)) continue; // the backup has it: nothing was lost
+        if (this.#get("SELECT 1 FROM reserved_names WHERE uid = ?", uid)) continue;
+        this.#run(
+          "INSERT INTO reserved_names (uid, skeleton_ref, identity_key, reserved_at) " +
+            "VALUES (?, ?, ?, ?)",
+          uid,
+          this.#skeletonRef(a.username),
+          a.identityKey === undefined
+            ? null
+            : this.#sealer.seal("reserved_names.identity_key", uid, a.identityKey),
+          this.#clock(),
+        );
+        n++;
+      }
+      return n;
+    });
+  }
+
+  isReserved(username: string): Promise<boolean> {
+    return this.#call(() =>
+      this.#get("SELECT 1 FROM reserved_names WHERE uid = ?", this.#uid(username)) !== undefined
+    );
+  }
+
+  /**
+   * Every account of the database at `path` with its identity key, read without opening
+   * it as a store (read-only: no migration, no lock): what a restore replacing it would
+   * lose. StorageError when it cannot be read.
+   */
+  static readAccounts(path: string, options: { dbKey?: string } = {}): ReservedName[] {
+    let db: DatabaseSync | undefined;
+    const sealer = options.dbKey ? Sealer.fromDbKey(options.dbKey) : Sealer.plain();
+    try {
+      db = new DatabaseSync(path, { readOnly: true });
+      const meta = readMeta(db);
+      verifySealing(
+        sealer,
+        fromUtf8(meta.get("seal_mode") ?? new Uint8Array()),
+        meta.get("seal_check"),
+      );
+      return db.prepare("SELECT uid, username, identity_key FROM users").all().map((r) => {
+        const uid = r.uid as Uint8Array;
+        const ik = r.identity_key as Uint8Array | null;
+        return {
+          username: fromUtf8(sealer.open("users.username", uid, r.username as Uint8Array)),
+          ...(ik === null ? {} : { identityKey: sealer.open("users.identity_key", uid, ik) }),
+        };
+      });
+    } catch (e) {
+      if (e instanceof QpqError) throw e;
+      throw new StorageError("Cannot read the accounts of the database", { cause: e });
+    } finally {
+      db?.close();
+      sealer.destroy();
+    }
   }
 
   getUser(username: string): Promise<UserInfo | undefined> {
@@ -1664,15 +1763,16 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  setBlocked(blocker: string, blocked: string, on: boolean): Promise<void> {
+  setBlocked(blocker: string, blocked: string, on: boolean): Promise<number> {
     return this.#tx(() => {
       const a = this.#requireUser(blocker);
       const b = this.#requireUser(blocked);
       if (!on) {
+        const row = this.#get("SELECT dropped FROM blocks WHERE blocker = ? AND blocked = ?", a, b);
         this.#run("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", a, b);
-        return;
+        return Number(row?.dropped ?? 0);
       }
-      if (this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", a, b)) return;
+      if (this.#get("SELECT 1 FROM blocks WHERE blocker = ? AND blocked = ?", a, b)) return 0;
       const n = Number(this.#get("SELECT count(*) AS n FROM blocks WHERE blocker = ?", a)!.n);
       if (n >= this.#lim.maxBlocksPerUser) throw blocksFull(this.#lim);
       this.#run(
@@ -1681,6 +1781,21 @@ export class SqliteServerStore implements ServerStore {
         b,
         this.#clock(),
       );
+      return 0;
+    });
+  }
+
+  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+    return this.#tx(() => {
+      const s = this.#uid(sender);
+      return recipients.filter((r) => {
+        const changed = this.#run(
+          "UPDATE blocks SET dropped = dropped + 1 WHERE blocker = ? AND blocked = ?",
+          this.#uid(r),
+          s,
+        );
+        return changed > 0;
+      });
     });
   }
 

@@ -1763,7 +1763,8 @@ export const Response_Which = {
 */
     LOGGED_OUT: 16,
     PASSWORD_CHANGE_STARTED: 17,
-    PASSWORD_CHANGED: 18
+    PASSWORD_CHANGED: 18,
+    UNBLOCKED: 19
 } as const;
 export type Response_Which = (typeof Response_Which)[keyof typeof Response_Which];
 export class Response extends $.Struct {
@@ -1786,6 +1787,7 @@ export class Response extends $.Struct {
     static readonly LOGGED_OUT = Response_Which.LOGGED_OUT;
     static readonly PASSWORD_CHANGE_STARTED = Response_Which.PASSWORD_CHANGE_STARTED;
     static readonly PASSWORD_CHANGED = Response_Which.PASSWORD_CHANGED;
+    static readonly UNBLOCKED = Response_Which.UNBLOCKED;
     static readonly _capnp = {
         displayName: "Response",
         id: "86323cd724de3f0a",
@@ -2253,6 +2255,31 @@ export class Response extends $.Struct {
     }
     set passwordChanged(value: PasswordChanged) {
         $.utils.setUint16(0, 18, this);
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    _adoptUnblocked(value: $.Orphan<Count>): void {
+        $.utils.setUint16(0, 19, this);
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownUnblocked(): $.Orphan<Count> {
+        return $.utils.disown(this.unblocked);
+    }
+    get unblocked(): Count {
+        $.utils.testWhich("unblocked", $.utils.getUint16(0, this), 19, this);
+        return $.utils.getStruct(0, Count, this);
+    }
+    _hasUnblocked(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initUnblocked(): Count {
+        $.utils.setUint16(0, 19, this);
+        return $.utils.initStructAt(0, Count, this);
+    }
+    get _isUnblocked(): boolean {
+        return $.utils.getUint16(0, this) === 19;
+    }
+    set unblocked(value: Count) {
+        $.utils.setUint16(0, 19, this);
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Response_" + super.toString(); }
