@@ -1734,12 +1734,12 @@ export class SqliteServerStore implements ServerStore {
       checkCount("sequence number", uptoSeq);
       const uid = this.#uid(recipient);
       const msgs = this.#all(
-        "SELECT message FROM deliveries WHERE recipient = ? AND seq <= ?",
+        "DELETE FROM deliveries WHERE recipient = ? AND seq <= ? RETURNING message",
         uid,
         uptoSeq,
       );
-      if (msgs.length === 0) return 0;
-      const n = this.#run("DELETE FROM deliveries WHERE recipient = ? AND seq <= ?", uid, uptoSeq);
+      const n = msgs.length;
+      if (n === 0) return 0;
       this.#run("UPDATE queues SET depth = depth - ? WHERE recipient = ?", n, uid);
       // Drop payloads nobody still needs; the row stays for idempotency until retention.
       for (const m of msgs) {
