@@ -247,13 +247,14 @@ Deno.bench({
 // in node:sqlite): 27 SQL statements, 0.5-0.9 ms inside them, of which the push's re-read
 // of the queue (two SELECTs) 0.15-0.23 ms.
 //
-// After it (2026-12-06 22:25-22:30 UTC, load average 6-9; the build before, b6478e8, and
-// after alternating in one loop, medians). This bench, 3 runs each, delivery / raw echo of
-// the same run: SQLite file, fsync 0.053x -> 0.044x; in-memory 0.097x -> 0.088x; 16 in
-// flight (fsync) 0.037x -> 0.045x: within the noise (single runs move by 2x here). So also
-// process CPU per operation (node:process cpuUsage; client and server in one process, the
-// same enqueue -> push -> ack; 1,500 sequential deliveries or 1,600 with 16 in flight; 5
-// or 4 runs each):
+// After it (2026-12-06 22:25-22:45 UTC, load average 6-9; the build before, b6478e8, and
+// after alternating in one loop, medians). This bench, 7 runs each, raw echo / delivery of
+// the same run: SQLite file, fsync 0.046x -> 0.045x (bound by the fsync of this shared
+// disk); fsync = false 0.097x -> 0.099x; in-memory 0.110x -> 0.139x; 16 in flight, per
+// delivery against one echo round trip: fsync 0.26x -> 0.26x, fsync = false 0.29x -> 0.40x,
+// in-memory 0.27x -> 0.44x (single runs move by 2x here). And process CPU per operation
+// (node:process cpuUsage; client and server in one process, the same enqueue -> push -> ack;
+// 1,500 sequential deliveries or 1,600 with 16 in flight; 5 or 4 runs each):
 //
 //   | per delivery                        | before   | after    | raw echo round trip |
 //   | ----------------------------------- | -------- | -------- | ------------------- |
