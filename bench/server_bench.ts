@@ -238,6 +238,39 @@ Deno.bench({
 // Goal >= 0.5x echo: not met. Even the in-memory store is ~0.1x echo sequentially (about 0.75
 // ms of RPC, Cap'n Proto and SQL work per delivery on one thread shared with the bench's
 // clients, where an echo does one write); see README Results, "Delivery".
+//
+// Baseline of the second step (pushes from what was committed, fewer reads per enqueue),
+// 2026-12-06 21:42 UTC, this bench once, load average 3-6 from other jobs: raw echo 493 µs
+// (2,027/s); delivery, SQLite file, fsync 7.9 ms (127/s, 0.06x); fsync = false 7.3 ms;
+// in-memory store 4.1 ms (0.12x); 16 in flight: echo 1.6 ms, delivery (fsync) 25.6 ms
+// (0.06x), in-memory 17.8 ms. Per delivery (one sequential enqueue -> push -> ack, counted
+// in node:sqlite): 27 SQL statements, 0.5-0.9 ms inside them, of which the push's re-read
+// of the queue (two SELECTs) 0.15-0.23 ms.
+//
+// After it (2026-12-06 22:25-22:45 UTC, load average 6-9; the build before, b6478e8, and
+// after alternating in one loop, medians). This bench, 7 runs each, raw echo / delivery of
+// the same run: SQLite file, fsync 0.046x -> 0.045x (bound by the fsync of this shared
+// disk); fsync = false 0.097x -> 0.099x; in-memory 0.110x -> 0.139x; 16 in flight, per
+// delivery against one echo round trip: fsync 0.26x -> 0.26x, fsync = false 0.29x -> 0.40x,
+// in-memory 0.27x -> 0.44x (single runs move by 2x here). And process CPU per operation
+// (node:process cpuUsage; client and server in one process, the same enqueue -> push -> ack;
+// 1,500 sequential deliveries or 1,600 with 16 in flight; 5 or 4 runs each):
+//
+//   | per delivery                        | before   | after    | raw echo round trip |
+//   | ----------------------------------- | -------- | -------- | ------------------- |
+//   | CPU, in-memory store                | 1,779 µs | 1,537 µs | 169-170 µs          |
+//   | CPU, SQLite file, fsync             | 2,325 µs | 1,885 µs | 164-175 µs          |
+//   | wall, SQLite file, fsync            | 4.41 ms  | 2.91 ms  | 182-222 µs          |
+//   | CPU, 16 in flight, fsync            | 641 µs   | 606 µs   | 176-181 µs          |
+//   | wall, 16 in flight, fsync           | 1,053 µs | 780 µs   | 216-253 µs          |
+//   | SQL statements (sequential)         | 27       | 24       |                     |
+//
+// A qpq ping (one RPC, no store) costs 345-390 µs of CPU here, twice a raw echo, and a
+// delivery is two requests and a push: about 1 ms of CPU before any store work, so even a
+// store that cost nothing would leave a sequential delivery near 0.2x echo. The goal (>=
+// 0.5x) is not reachable from the store; it needs a cheaper RPC path (src/wire: Cap'n
+// Proto encode/decode and copies, the stream reader) and a client that does not ack every
+// message on its own round trip.
 
 const IN_FLIGHT = 16;
 

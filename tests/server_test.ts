@@ -534,6 +534,35 @@ Deno.test("subscribe pushes new messages to a second connection, in order", asyn
   });
 });
 
+Deno.test("subscribe behind a queue while sends race it: every message pushed once, in queue order", async () => {
+  await withServer(async (ts) => {
+    const alice = await user(ts, "alice");
+    const bob = await user(ts, "bob");
+    const ch = await dm(alice.conn, "bob");
+    for (let i = 0; i < 3; i++) await send(alice.conn, ch, utf8(`queued ${i}`));
+    const pushes = pushCollector();
+    const bob2 = await connect(ts, pushes.onPush);
+    await bob2.call({ kind: "resume", token: bob.token }, "session");
+    // the subscription starts behind (3 queued) while new messages are committed and
+    // announced (racing it, then right after it): what is announced is pushed only once the
+    // queue has been read up to it
+    const sub = bob2.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+    const racing = Array.from({ length: 5 }, (_, i) => send(alice.conn, ch, utf8(`racing ${i}`)));
+    await sub;
+    const after = Array.from({ length: 5 }, (_, i) => send(alice.conn, ch, utf8(`after ${i}`)));
+    await Promise.all([...racing, ...after]);
+    const got = await pushes.waitFor(13);
+    await new Promise((r) => setTimeout(r, 100)); // any extra (repeated) push would land now
+    assertEquals(pushes.messages.length, 13, "each message once");
+    const text = pushes.messages.map((m) => new TextDecoder().decode(m.payload));
+    assertEquals(text.slice(0, 3), ["queued 0", "queued 1", "queued 2"]);
+    assertEquals(new Set(text).size, 13);
+    assert(got.every((m, i) => i === 0 || m.seq === got[i - 1]!.seq + 1), "queue order, no gap");
+    assertEquals((await fetchAll(bob.conn)).map((m) => m.seq), got.map((m) => m.seq));
+    for (const c of [alice.conn, bob.conn, bob2]) await c.close();
+  });
+});
+
 Deno.test("enqueue with the same messageId again is a duplicate and delivered once", async () => {
   await withServer(async (ts) => {
     const alice = await user(ts, "alice");

@@ -5,9 +5,10 @@
  * was committed. The SIGKILL side of the promise is tests/crash_test.ts.
  */
 
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { utf8 } from "../src/bytes.ts";
-import { SqliteServerStore } from "../src/store/server/mod.ts";
+import { StorageError } from "../src/errors.ts";
+import { InProcessNotifier, SqliteServerStore } from "../src/store/server/mod.ts";
 
 /** The next turn of the event loop after the store's batch (setImmediate) has run. */
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
@@ -91,4 +92,43 @@ Deno.test("SqliteServerStore calls arriving during an fsync share the next one, 
       await again.close();
     }
   });
+});
+
+Deno.test("SqliteServerStore a failed WAL fsync fails every answer and read it covers, and announces nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq_durable_" });
+  const notifier = new InProcessNotifier();
+  let failing = false;
+  const s = await SqliteServerStore.open(`${dir}/server.db`, {
+    notifier,
+    // the disk fails as an EIO does, after a while: fsync reports the error
+    syncData: (f) =>
+      failing
+        ? new Promise((_, reject) => setTimeout(() => reject(new Error("EIO: I/O error")), 20))
+        : f.syncData(),
+  });
+  try {
+    for (const n of ["alice", "bob"]) await s.createUser(n, utf8(`record of ${n}`));
+    const announced: number[] = [];
+    notifier.subscribe("bob", (m) => announced.push(m?.seq ?? -1));
+    failing = true;
+    const m = message();
+    const sent = assertRejects(() => s.enqueue(m), StorageError);
+    await nextTurn(); // committed, its fsync in flight
+    assert(s.durability().committed > s.durability().synced, "the fsync is in flight");
+    // a read that saw the batch waits for the same fsync, and fails with it
+    const read = assertRejects(() => s.fetchPage("bob", 0), StorageError);
+    const [e] = await Promise.all([sent, read]);
+    assertEquals(e.code, "storage");
+    assertEquals(announced, [], "no push of a message whose fsync failed");
+    // the disk works again: the sender's retry finds the message (stored, now synced)
+    failing = false;
+    const retry = await s.enqueue(m);
+    assertEquals(retry.duplicate, true);
+    const next = await s.enqueue(message());
+    assertEquals(next.duplicate, false);
+    assertEquals(announced, [next.deliveries[0]!.seq], "announced once on disk, with its seq");
+  } finally {
+    await s.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

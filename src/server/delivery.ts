@@ -21,6 +21,7 @@
  */
 import type {
   ChannelInfo as StoreChannel,
+  MemberChannel,
   QueuedMessage,
   ServerStore,
 } from "../store/server/mod.ts";
@@ -46,7 +47,23 @@ import {
   checkUsernameSyntax,
   messageIdToStore,
 } from "./_names.ts";
-import { decodeRecord, encodeRecord } from "./_delivery_record.ts";
+import { decodeRecord, type DeliveryRecord, encodeRecord } from "./_delivery_record.ts";
+import { announcedPage } from "./_push_page.ts";
+
+/**
+ * Records decoded once per stored payload: the pushes of one message to many recipients
+ * share the payload the store was given, so a fan-out decodes it once.
+ */
+const DECODED = new WeakMap<Uint8Array, DeliveryRecord>();
+
+function record(payload: Uint8Array): DeliveryRecord {
+  let r = DECODED.get(payload);
+  if (r === undefined) {
+    r = decodeRecord(payload);
+    DECODED.set(payload, r);
+  }
+  return r;
+}
 
 /**
  * A page of queued messages as the recipient gets them. A Welcome also names its channel
@@ -61,7 +78,7 @@ async function toDelivered(
   const channels = new Map<string, StoreChannel | undefined>();
   const out: DeliveredMessage[] = [];
   for (const m of page) {
-    const r = decodeRecord(m.payload);
+    const r = record(m.payload);
     const welcome = r.welcomeFor.includes(recipient);
     const d: DeliveredMessage = {
       seq: m.seq,
@@ -134,18 +151,18 @@ async function channelPage(
   return { channels, more: false };
 }
 
+/** The channel and its roster, in one read, when `user` is a member of it. */
 async function memberChannel(
   store: ServerStore,
   id: Uint8Array,
   user: string,
-): Promise<StoreChannel> {
-  const channelId = channelIdToStore(id);
-  const c = await store.getChannel(channelId);
+): Promise<MemberChannel> {
+  const mc = await store.channelOfMember(channelIdToStore(id), user);
   // Unknown and not-a-member look the same: no probing of channel ids.
-  if (!c || !(await store.isMember(channelId, user))) {
+  if (mc === undefined) {
     throw new AuthError("Not a member of this conversation", { code: "forbidden" });
   }
-  return c;
+  return mc;
 }
 
 /** Handlers of the Delivery Service and channels. */
@@ -197,8 +214,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
 
     async members(req, conn) {
       const me = requireUser(conn);
-      const c = await memberChannel(store, req.channelId, me);
-      return { kind: "memberList", members: await store.listMembers(c.id) };
+      const { members } = await memberChannel(store, req.channelId, me);
+      return { kind: "memberList", members };
     },
 
     async enqueue(req, conn) {
@@ -208,8 +225,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       }
       checkSize(req.payload.length);
       let c: StoreChannel;
+      let members: string[];
       try {
-        c = await memberChannel(store, req.channelId, me);
+        ({ channel: c, members } = await memberChannel(store, req.channelId, me));
       } catch (e) {
         // A resend of a message stored before its sender left (its answer was lost, and a
         // member committed the leave meanwhile) is answered as the duplicate it is.
@@ -217,7 +235,6 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         if (dup === undefined) throw e;
         return { kind: "enqueued", duplicate: true, recipients: dup.deliveries.length };
       }
-      const members = await store.listMembers(c.id);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {
         const wanted = req.recipients.map(checkUsernameSyntax);
@@ -265,7 +282,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       checkSize(
         req.payload.length + (req.welcome?.length ?? 0) + (req.welcomes[0]?.payload.length ?? 0),
       );
-      const c = await memberChannel(store, req.channelId, me);
+      const { channel: c, members } = await memberChannel(store, req.channelId, me);
       // The cleartext MLS header must say: a commit, of this group, in the claimed epoch.
       const header = readPrivateMessageHeader(req.payload);
       if (
@@ -280,7 +297,6 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       // commit is either a resend of one already accepted (its answer was lost: the store
       // answers it as a duplicate) or one that lost the race (the store refuses it with
       // epoch_conflict, so its sender re-syncs and retries): the store decides, atomically.
-      const members = await store.listMembers(c.id);
       if (req.epoch === c.epoch) {
         for (const u of add) {
           if (!(await store.getUser(u))) {
@@ -408,8 +424,12 @@ function fetchPage(store: ServerStore, user: string, afterSeq: number, limit: nu
 }
 
 /**
- * Push loop of one subscription: one fetch at a time, in sequence order, each message
- * once; a notify that arrives during a fetch triggers one more round.
+ * Push loop of one subscription: one page at a time, in sequence order, each message
+ * once; a notify that arrives during a page triggers one more round. A page is what the
+ * store announced with its notify when that continues the queue (no read: a fan-out to N
+ * recipients reads nothing back), else a fetch of the queue. At most
+ * {@link MAX_FETCH_PAGE} announced messages wait (a slow reader pauses its own pushes):
+ * past that they are dropped and the queue, which holds them, is read instead.
  */
 function startPush(
   store: ServerStore,
@@ -421,6 +441,7 @@ function startPush(
   ctx: ServerContext,
 ): void {
   let cursor = afterSeq;
+  const announced: QueuedMessage[] = [];
   let running = false;
   let again = false;
   let stopped = false;
@@ -434,7 +455,8 @@ function startPush(
       do {
         again = false;
         while (!stopped) {
-          const page = await fetchPage(store, user, cursor, MAX_FETCH_PAGE);
+          const page = announcedPage(announced, cursor) ??
+            await fetchPage(store, user, cursor, MAX_FETCH_PAGE);
           const batch = page.messages;
           if (batch.length === 0 || stopped) break; // replaced while fetching: no work
           const delivered = await toDelivered(store, user, batch);
@@ -454,7 +476,13 @@ function startPush(
       running = false;
     }
   };
-  const unsubscribe = store.notifier.subscribe(user, () => void pump());
+  const unsubscribe = store.notifier.subscribe(user, (message) => {
+    if (message !== undefined) {
+      if (announced.length < MAX_FETCH_PAGE) announced.push(message);
+      else announced.length = 0; // a slow reader: the queue holds them all, read it then
+    }
+    void pump();
+  });
   const stop = () => {
     stopped = true;
     unsubscribe();

@@ -1298,4 +1298,33 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/group_names_test.ts"],
     quick: true,
   },
+  {
+    id: "store-fsync-failure-fails-answers",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "        if (err === undefined) w.release();\n        else w.fail(err);",
+    replace: "        w.release();",
+    why: "a failed WAL fsync fails every answer and read it covers: nothing says stored, " +
+      "nothing is pushed, when the disk did not take it",
+    tests: ["tests/store_durability_test.ts"],
+    quick: true,
+  },
+  {
+    id: "push-announced-follows-cursor",
+    file: "src/server/_push_page.ts",
+    find: "  if (announced[0]?.seq !== cursor + 1) return undefined;",
+    replace: "  if (announced.length === 0) return undefined;",
+    why: "a push from announced messages only continues the queue: a subscription behind " +
+      "reads the queue first, so no queued message is skipped",
+    tests: ["tests/push_page_test.ts"],
+    quick: true,
+  },
+  {
+    id: "push-announced-consecutive",
+    file: "src/server/_push_page.ts",
+    find: "announced[run]!.seq === announced[run - 1]!.seq + 1",
+    replace: "announced[run]!.seq > announced[run - 1]!.seq",
+    why: "a push page of announced messages stops at a gap; the queue fills it",
+    tests: ["tests/push_page_test.ts"],
+    quick: true,
+  },
 ];

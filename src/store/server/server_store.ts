@@ -97,13 +97,15 @@ export interface ChannelListQuery {
 
 /**
  * Wakes connections waiting for new messages. `notify` is called after a delivery has
- * been committed; subscribers then fetch from the store.
+ * been committed and is on disk, with the message as it now sits in the recipient's queue
+ * (so a push needs no read of the queue: what the store just wrote is what it sends);
+ * without it, subscribers fetch from the store.
  */
 export interface Notifier {
-  /** Tell every subscriber of `userId` that its queue grew. Never throws. */
-  notify(userId: string): void;
+  /** Tell every subscriber of `userId` that its queue grew (by `message`). Never throws. */
+  notify(userId: string, message?: QueuedMessage): void;
   /** Call `cb` whenever `userId` is notified; returns the unsubscribe function. */
-  subscribe(userId: string, cb: () => void): () => void;
+  subscribe(userId: string, cb: (message?: QueuedMessage) => void): () => void;
 }
 
 /** Options shared by every {@link ServerStore} implementation. */
@@ -293,6 +295,36 @@ export interface FetchPageOptions {
   rowOverheadBytes?: number;
 }
 
+/** A channel as one of its members sees it: {@link ServerStore.channelOfMember}. */
+export interface MemberChannel {
+  /** The channel. */
+  channel: ChannelInfo;
+  /** Its roster, sorted. */
+  members: string[];
+}
+
+/**
+ * How many of a page's messages go in it: at most `limit`, their sizes plus
+ * `overheadBytes` each summed within `maxBytes`, and always the first (one maximal message
+ * is never stuck). The one rule of {@link ServerStore.fetchPage} and of pushes.
+ */
+export function pageLength(
+  sizes: readonly number[],
+  limit: number,
+  maxBytes: number,
+  overheadBytes: number,
+): number {
+  let take = 0;
+  let bytes = 0;
+  while (take < Math.min(limit, sizes.length)) {
+    const size = sizes[take]! + overheadBytes;
+    if (take > 0 && bytes + size > maxBytes) break;
+    bytes += size;
+    take++;
+  }
+  return take;
+}
+
 /** A page of one queue. */
 export interface QueuedPage {
   /** Messages with seq > afterSeq, ascending. */
@@ -447,6 +479,11 @@ export interface ServerStore {
   /** A channel by id, or undefined. */
   getChannel(channelId: string): Promise<ChannelInfo | undefined>;
   /**
+   * A channel and its roster (as {@link listMembers}) in one read when `username` is a
+   * member of it (a held invitation is not); undefined for an unknown channel alike.
+   */
+  channelOfMember(channelId: string, username: string): Promise<MemberChannel | undefined>;
+  /**
    * Channels the user is a member of (or, with `held`, invited to and held), ordered by id,
    * from `after`, at most `limit`.
    */
@@ -522,21 +559,21 @@ export interface ServerStore {
 
 /** A notifier for one process: subscribers are callbacks in this process. */
 export class InProcessNotifier implements Notifier {
-  #subs = new Map<string, Set<() => void>>();
+  #subs = new Map<string, Set<(message?: QueuedMessage) => void>>();
 
-  notify(userId: string): void {
+  notify(userId: string, message?: QueuedMessage): void {
     const set = this.#subs.get(userId);
     if (set === undefined) return;
     for (const cb of [...set]) {
       try {
-        cb();
+        cb(message);
       } catch {
         // A failing subscriber must not break delivery to the others.
       }
     }
   }
 
-  subscribe(userId: string, cb: () => void): () => void {
+  subscribe(userId: string, cb: (message?: QueuedMessage) => void): () => void {
     let set = this.#subs.get(userId);
     if (set === undefined) {
       set = new Set();

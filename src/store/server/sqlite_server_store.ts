@@ -99,7 +99,9 @@ import {
   InProcessNotifier,
   type KeyPackageInput,
   type KeyPackageQuery,
+  type MemberChannel,
   type Notifier,
+  pageLength,
   type PendingLogin,
   type PurgeResult,
   type QueuedMessage,
@@ -158,6 +160,11 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
   secretsKeyFile?: string;
   /** Create {@link secretsKeyFile} when it is missing and the database does not need it (default true). */
   createSecretsKeyFile?: boolean;
+  /**
+   * How the WAL file reaches the disk (default `file.syncData()`). Tests pass one that
+   * fails, as a failing disk does, to see that no answer covered by it says "stored".
+   */
+  syncData?: (file: Deno.FsFile) => Promise<void>;
 }
 
 /**
@@ -228,6 +235,11 @@ interface PendingOp {
 const MAX_BATCH = 256;
 
 /** Answers waiting for the fsync that covers their batch. */
+/** What `#append` wrote: the result, and when (absent for a duplicate: nothing new). */
+interface Appended extends EnqueueResult {
+  receivedAt?: number;
+}
+
 interface SyncWaiter {
   /** The batch number (`#committed` after its COMMIT) the fsync must cover. */
   upTo: number;
@@ -306,6 +318,7 @@ export class SqliteServerStore implements ServerStore {
   #waiters: SyncWaiter[] = [];
   readonly #health: StorageHealthTracker;
   #lastProbe = 0;
+  readonly #syncData: (file: Deno.FsFile) => Promise<void>;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: SqliteServerStoreOptions) {
     this.#db = db;
@@ -315,6 +328,7 @@ export class SqliteServerStore implements ServerStore {
     this.#clock = options.clock ?? Date.now;
     this.#lim = resolveLimits(options.limits);
     this.#health = new StorageHealthTracker(options.onStorageEvent);
+    this.#syncData = options.syncData ?? ((f) => f.syncData());
   }
 
   /**
@@ -723,7 +737,7 @@ export class SqliteServerStore implements ServerStore {
       }
       this.#startSync();
     };
-    wal.syncData().then(() => settle(undefined), (e) => settle(this.#fail(e)));
+    this.#syncData(wal).then(() => settle(undefined), (e) => settle(this.#fail(e)));
   }
 
   // ---- health ----
@@ -1547,10 +1561,22 @@ export class SqliteServerStore implements ServerStore {
   listMembers(channelId: string): Promise<string[]> {
     return this.#call(() => {
       this.#requireChannel(channelId);
-      return this.#all(
-        "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid WHERE m.channel_id = ?",
-        channelId,
-      ).map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array)).sort();
+      return this.#members(channelId);
+    });
+  }
+
+  #members(channelId: string): string[] {
+    return this.#all(
+      "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid WHERE m.channel_id = ?",
+      channelId,
+    ).map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array)).sort();
+  }
+
+  channelOfMember(channelId: string, username: string): Promise<MemberChannel | undefined> {
+    return this.#call(() => {
+      const r = this.#channelRow(channelId);
+      if (r === undefined || !this.#isMemberUid(channelId, this.#uid(username))) return undefined;
+      return { channel: this.#channelInfo(r), members: this.#members(channelId) };
     });
   }
 
@@ -1594,7 +1620,7 @@ export class SqliteServerStore implements ServerStore {
       this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
       return this.#append(params, ref, true);
     });
-    return this.#notify(r);
+    return this.#notify(r, params);
   }
 
   // ---- delivery queues ----
@@ -1616,7 +1642,7 @@ export class SqliteServerStore implements ServerStore {
    * Write the message and its deliveries inside the caller's transaction. `unlimited`
    * (a restore notice): no queue or sender quota, the notice must reach every queue.
    */
-  #append(p: EnqueueParams, ref: Uint8Array, commit = false, unlimited = false): EnqueueResult {
+  #append(p: EnqueueParams, ref: Uint8Array, commit = false, unlimited = false): Appended {
     const now = this.#clock();
     const deliveries: Delivery[] = [];
     const queues: { uid: Uint8Array; next: number; depth: number }[] = [];
@@ -1679,12 +1705,28 @@ export class SqliteServerStore implements ServerStore {
         q.depth + 1,
       );
     }
-    return { deliveries, duplicate: false };
+    return { deliveries, duplicate: false, receivedAt: now };
   }
 
-  #notify(r: EnqueueResult): EnqueueResult {
-    if (!r.duplicate) { for (const d of r.deliveries) this.notifier.notify(d.recipient); }
-    return r;
+  /**
+   * Tell the notifier about each delivery (after the COMMIT is on disk: `#tx` resolved), with
+   * the message as queued, so a push sends it without reading the queue back.
+   */
+  #notify(r: Appended, p: EnqueueParams): EnqueueResult {
+    const { deliveries, duplicate, receivedAt } = r;
+    if (!duplicate && receivedAt !== undefined) {
+      for (const d of deliveries) {
+        this.notifier.notify(d.recipient, {
+          seq: d.seq,
+          sender: p.sender,
+          messageId: p.messageId,
+          channelId: p.channelId,
+          payload: p.payload,
+          receivedAt,
+        });
+      }
+    }
+    return { deliveries, duplicate };
   }
 
   async enqueue(params: EnqueueParams): Promise<EnqueueResult> {
@@ -1693,7 +1735,7 @@ export class SqliteServerStore implements ServerStore {
       const ref = this.#dedupeRef(params);
       return this.#duplicate(ref) ?? this.#append(params, ref);
     });
-    return this.#notify(r);
+    return this.#notify(r, params);
   }
 
   findDuplicate(sender: string, messageId: string): Promise<EnqueueResult | undefined> {
@@ -1728,14 +1770,7 @@ export class SqliteServerStore implements ServerStore {
         cutoff,
         n + 1,
       );
-      let take = 0;
-      let bytes = 0;
-      while (take < Math.min(n, sizes.length)) {
-        const size = Number(sizes[take]!.n ?? 0) + overhead;
-        if (take > 0 && bytes + size > maxBytes) break;
-        bytes += size;
-        take++;
-      }
+      const take = pageLength(sizes.map((r) => Number(r.n ?? 0)), n, maxBytes, overhead);
       if (take === 0) return { messages: [], more: false };
       const rows = this.#all(
         "SELECT d.seq, m.dedupe_ref, m.channel_id, m.body, m.created_at " +
@@ -1814,12 +1849,12 @@ export class SqliteServerStore implements ServerStore {
       checkCount("sequence number", uptoSeq);
       const uid = this.#uid(recipient);
       const msgs = this.#all(
-        "SELECT message FROM deliveries WHERE recipient = ? AND seq <= ?",
+        "DELETE FROM deliveries WHERE recipient = ? AND seq <= ? RETURNING message",
         uid,
         uptoSeq,
       );
-      if (msgs.length === 0) return 0;
-      const n = this.#run("DELETE FROM deliveries WHERE recipient = ? AND seq <= ?", uid, uptoSeq);
+      const n = msgs.length;
+      if (n === 0) return 0;
       this.#run("UPDATE queues SET depth = depth - ? WHERE recipient = ?", n, uid);
       // Drop payloads nobody still needs; the row stays for idempotency until retention.
       for (const m of msgs) {
