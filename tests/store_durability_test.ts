@@ -13,10 +13,13 @@ import { InProcessNotifier, SqliteServerStore } from "../src/store/server/mod.ts
 /** The next turn of the event loop after the store's batch (setImmediate) has run. */
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
-async function withStore(fn: (s: SqliteServerStore, path: string) => Promise<void>) {
+async function withStore(
+  fn: (s: SqliteServerStore, path: string) => Promise<void>,
+  options: { syncData?: (file: Deno.FsFile) => Promise<void> } = {},
+) {
   const dir = await Deno.makeTempDir({ prefix: "qpq_durable_" });
   const path = `${dir}/server.db`;
-  const s = await SqliteServerStore.open(path);
+  const s = await SqliteServerStore.open(path, options);
   try {
     for (const n of ["alice", "bob"]) await s.createUser(n, utf8(`record of ${n}`));
     await fn(s, path);
@@ -49,19 +52,32 @@ Deno.test("SqliteServerStore.enqueue answers only after the WAL fsync covering i
 });
 
 Deno.test("SqliteServerStore reads that saw a batch not yet on disk wait for its fsync", async () => {
+  // the fsync is held until the read has been asked: on a fast or loaded disk it could
+  // otherwise end within the turn and the test would prove nothing
+  let hold = false;
+  let release = () => {};
+  const syncData = async (f: Deno.FsFile) => {
+    if (hold) await new Promise<void>((r) => release = r);
+    await f.syncData();
+  };
   await withStore(async (s) => {
+    hold = true;
     const sent = s.enqueue(message());
     await nextTurn(); // the batch is committed, its fsync is in flight
     const seen = s.durability().committed;
     assert(seen > s.durability().synced, "the fsync is still in flight");
-    const page = await s.fetchPage("bob", 0);
+    const read = s.fetchPage("bob", 0);
+    await nextTurn();
+    hold = false;
+    release();
+    const page = await read;
     assertEquals(page.messages.length, 1, "the read saw the committed message");
     assert(
       s.durability().synced >= seen,
       "a message is never handed out (pushed, fetched) before it is on disk",
     );
     await sent;
-  });
+  }, { syncData });
 });
 
 Deno.test("SqliteServerStore calls arriving during an fsync share the next one, never one more than the batches", async () => {
