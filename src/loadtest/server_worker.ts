@@ -1,9 +1,10 @@
 /**
  * A qpq server in a Web Worker: the load tool runs the server on its own thread (its own
- * core) while the simulated clients run on the main thread.
+ * core) while its clients run on other worker threads (client_worker.ts).
  *
- * Messages in: `{ type: "start", dataDir }`, `{ type: "close" }`.
- * Messages out: `{ type: "started", addr, certPem }`, `{ type: "closed" }`, `{ type: "error", message }`.
+ * Messages in: `{ type: "start", dataDir }`, `{ type: "cpu" }`, `{ type: "close" }`.
+ * Messages out: `{ type: "started", addr, certPem }`, `{ type: "cpu", ms }` (this thread's
+ * CPU time so far), `{ type: "closed" }`, `{ type: "error", message }`.
  *
  * @module
  */
@@ -13,6 +14,7 @@ import { createServices } from "../server/services.ts";
 import { createLogger } from "../log.ts";
 import { formatHostPort } from "../transport/quic.ts";
 import type { RunningServer } from "../server/server.ts";
+import { threadCpuMs } from "./_cpu.ts";
 
 let server: RunningServer | undefined;
 
@@ -34,6 +36,8 @@ self.onmessage = async (e: MessageEvent) => {
         addr: formatHostPort(server.addr),
         certPem: server.certificate.certPem,
       });
+    } else if (msg.type === "cpu") {
+      self.postMessage({ type: "cpu", ms: threadCpuMs() });
     } else if (msg.type === "close") {
       await server?.close();
       self.postMessage({ type: "closed" });
