@@ -5,7 +5,7 @@
  */
 import { env, eprintln, parseCommand, println } from "./_args.ts";
 import { readCaCert } from "../client/connection.ts";
-import { formatReport, type LoadOptions, runLoad } from "../loadtest/runner.ts";
+import { formatReport, type LoadOptions, runLoad, type ServerSample } from "../loadtest/runner.ts";
 import { procCpuMs } from "../loadtest/_cpu.ts";
 import { UsageError } from "../errors.ts";
 import type { MlsSuiteName } from "../mls/mod.ts";
@@ -38,8 +38,8 @@ Options:
   --group-size G       members per group; 2 = DM-shaped (default 10)
   --messages M         messages per client (default 20)
   --rate R             total messages/s to offer, 0 = closed loop (default 0)
-  --workers W          client worker threads (default: cores - 1 when the server runs
-                       here, else cores; at least 1, at most one per group)
+  --workers W          client worker threads (default: the number of cores; at most one
+                       per group; the clients need about 3× the server's CPU per delivery)
   --server-pid PID     with --server: the server's process id, to report its CPU time
   --suite SUITE        xwing (default) or x25519
   --fsync on|off       the started server fsyncs every commit (on, default) or not
@@ -58,7 +58,9 @@ function int(v: string | undefined, def: number, name: string, min: number, max:
 export async function startWorkerServer(
   dataDir: string,
   fsync = true,
-): Promise<{ addr: string; certPem: string; cpuMs(): Promise<number>; close(): Promise<void> }> {
+): Promise<
+  { addr: string; certPem: string; sample(): Promise<ServerSample>; close(): Promise<void> }
+> {
   const worker = new Worker(new URL("../loadtest/server_worker.ts", import.meta.url), {
     type: "module",
   });
@@ -77,10 +79,14 @@ export async function startWorkerServer(
   return {
     addr: String(s.addr),
     certPem: String(s.certPem),
-    async cpuMs() {
+    async sample() {
       const reply = next();
       worker.postMessage({ type: "cpu" });
-      return Number((await reply).ms);
+      const r = await reply;
+      return {
+        cpuMs: Number(r.ms),
+        lagMs: { p99: Number(r.lagP99Ms), max: Number(r.lagMaxMs) },
+      };
     },
     async close() {
       const closed = next();
@@ -123,13 +129,7 @@ export async function run(args: string[]): Promise<number> {
   const suite = suites[v.suite ?? "xwing"];
   if (!suite) throw new UsageError("--suite takes xwing or x25519");
   const cores = navigator.hardwareConcurrency || 1;
-  const workers = int(
-    v.workers,
-    Math.max(1, v.server ? cores : cores - 1),
-    "workers",
-    1,
-    256,
-  );
+  const workers = int(v.workers, cores, "workers", 1, 256);
   if (v["server-pid"] !== undefined && !v.server) {
     throw new UsageError("--server-pid needs --server (a started server is measured itself)");
   }
@@ -137,7 +137,7 @@ export async function run(args: string[]): Promise<number> {
     ? undefined
     : int(v["server-pid"], 0, "server-pid", 1, 2 ** 31 - 1);
   let target: { addr: string; certPem: string | undefined; close?: () => Promise<void> };
-  let serverCpu: LoadOptions["serverCpu"];
+  let serverProbe: LoadOptions["serverProbe"];
   let ownDir: string | undefined;
   if (v.server) {
     const ca = v["ca-cert"] ?? env("QPQ_CA_CERT");
@@ -149,13 +149,13 @@ export async function run(args: string[]): Promise<number> {
             `deno run -A main.ts bench-load …)`,
         );
       }
-      serverCpu = {
-        read: () => Promise.resolve(procCpuMs(serverPid)),
+      serverProbe = {
+        sample: () => Promise.resolve({ cpuMs: procCpuMs(serverPid) }),
         source: `process ${serverPid}, /proc/${serverPid}/stat`,
       };
     } else {
-      serverCpu = {
-        read: () => Promise.resolve(undefined),
+      serverProbe = {
+        sample: () => Promise.resolve({ cpuMs: undefined }),
         source: "not measured (give --server-pid)",
       };
     }
@@ -165,8 +165,8 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError("--fsync takes on or off");
     }
     const started = target = await startWorkerServer(dir, v.fsync !== "off");
-    serverCpu = {
-      read: () => started.cpuMs(),
+    serverProbe = {
+      sample: () => started.sample(),
       source:
         "its thread in this process (getrusage of that thread; the whole process includes it)",
     };
@@ -185,7 +185,7 @@ export async function run(args: string[]): Promise<number> {
       workers,
       drainMs: 30_000,
       onProgress: (line) => eprintln(line),
-      ...(serverCpu ? { serverCpu } : {}),
+      ...(serverProbe ? { serverProbe } : {}),
     });
     println(v.json ? JSON.stringify(report) : formatReport(report));
     return report.lost === 0 && report.duplicated === 0 && report.errors === 0 ? 0 : 1;

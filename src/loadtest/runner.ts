@@ -24,7 +24,7 @@
  * one thread's clock (sender and receivers share the worker) and merged before the
  * percentiles are taken. CPU is measured from go to the last report: each worker's own
  * thread (getrusage of that thread, read on it), the server (whatever
- * {@link LoadOptions.serverCpu} reads) and the whole process.
+ * {@link LoadOptions.serverProbe} samples) and the whole process.
  *
  * @module
  */
@@ -59,8 +59,19 @@ export interface LoadOptions {
   onProgress?: (line: string) => void;
   /** Called once when half of the messages were sent (fault injection). */
   midway?: () => Promise<void>;
-  /** How to read the server's CPU time (ms), and what is read, for the report. */
-  serverCpu?: { read(): Promise<number | undefined>; source: string };
+  /**
+   * How to sample the server (its CPU time, and where it can tell, how late its event loop
+   * ran since the last sample) and what is sampled, for the report.
+   */
+  serverProbe?: { sample(): Promise<ServerSample>; source: string };
+}
+
+/** One sample of the server ({@link LoadOptions.serverProbe}). */
+export interface ServerSample {
+  /** CPU time so far (ms), if measurable. */
+  cpuMs: number | undefined;
+  /** How late a 20 ms timer on the server's event loop ran since the last sample (ms). */
+  lagMs?: { p99: number; max: number };
 }
 
 /** CPU time spent from the start of sending to the end of the drain. */
@@ -72,6 +83,8 @@ export interface LoadCpu {
   /** The server (ms), if measurable; {@link serverSource} says what. */
   serverMs: number | undefined;
   serverSource: string;
+  /** How late the server's event loop ran over the window (a stall uses no CPU), if known. */
+  serverLagMs: { p99: number; max: number } | undefined;
   /** The whole load process (ms), every thread: clients, coordinator, runtime helpers. */
   processMs: number;
 }
@@ -202,7 +215,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       `setup: ${groupCount} groups of ${o.groupSize} formed in ${setupSeconds.toFixed(1)} s` +
         ` (${w} client worker${w === 1 ? "" : "s"})`,
     );
-    const server0 = await o.serverCpu?.read();
+    const server0 = (await o.serverProbe?.sample())?.cpuMs;
     const process0 = processCpuMs();
     const s0 = performance.now();
     ticker = setInterval(
@@ -213,7 +226,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     const shards = await Promise.race([Promise.all(reports), failure]);
     const seconds = (performance.now() - s0) / 1000;
     const process1 = processCpuMs();
-    const server1 = await o.serverCpu?.read();
+    const end = await o.serverProbe?.sample();
+    const server1 = end?.cpuMs;
     await midway;
     const add = (f: (r: ShardReport) => number) => shards.reduce((n, r) => n + f(r), 0);
     const latencies = new Float64Array(add((r) => r.latencies.length));
@@ -258,7 +272,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
         seconds,
         clientsMs: add((r) => r.cpuMs),
         serverMs: server0 === undefined || server1 === undefined ? undefined : server1 - server0,
-        serverSource: o.serverCpu?.source ?? "not measured",
+        serverSource: o.serverProbe?.source ?? "not measured",
+        serverLagMs: end?.lagMs,
         processMs: process1 - process0,
       },
     };
@@ -294,6 +309,12 @@ export function formatReport(r: LoadReport): string {
     ["client worker threads", String(r.workers)],
     [`CPU, clients (worker threads)`, cpuText(r.cpu.clientsMs, r)],
     ["CPU, server", cpuText(r.cpu.serverMs, r)],
+    ...(r.cpu.serverLagMs
+      ? [[
+        "server event-loop lag p99 / max",
+        `${r.cpu.serverLagMs.p99.toFixed(0)} / ${r.cpu.serverLagMs.max.toFixed(0)} ms`,
+      ] as [string, string]]
+      : []),
     ["CPU, whole load process", cpuText(r.cpu.processMs, r)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
