@@ -16,6 +16,7 @@
  * drain: flush outboxes ─► acknowledged = outgoing messages stored as "sent"
  *        ─► wait until each reached every other member (pushed and decrypted), or until
  *        none arrived for drainMs (what is missing then is lost)
+ *        ─► report ─► (the coordinator took its CPU samples) ─► close the clients
  * ```
  *
  * Latency is from the moment `send` is called to the receiver's "message" event (both on
@@ -69,6 +70,11 @@ export interface ShardHooks {
   progress(p: ShardProgress): void;
   /** Setup is done; resolves when every shard is ready and sending starts. */
   ready(setupMs: number): Promise<void>;
+  /**
+   * The shard's report, while its clients are still open; resolves when they may close (the
+   * coordinator takes its CPU samples first, so closing is not counted).
+   */
+  finished(report: ShardReport): Promise<void>;
 }
 
 /** What one shard measured. */
@@ -141,8 +147,8 @@ export function letterTag(n: number): string {
   return [...String(n)].map((d) => "abcdefghjk"[Number(d)]).join("");
 }
 
-/** Run one shard: set up its groups, wait for go, send, drain, count. */
-export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<ShardReport> {
+/** Run one shard: set up its groups, wait for go, send, drain, count, report, close. */
+export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<void> {
   const { prefix, groupSize } = o;
   /** Message id → when `send` was called for it. */
   const sendStarts = new Map<string, number>();
@@ -365,7 +371,7 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<Shar
         const start = sendStarts.get(key.slice(key.indexOf("|") + 1));
         if (start !== undefined) latencies.push(at - start);
       }
-      return {
+      await hooks.finished({
         clients: members.length,
         groups: groups.length,
         sendMs,
@@ -382,7 +388,7 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<Shar
         groupsOutOfStep: outOfStep,
         latencies: Float64Array.from(latencies),
         cpuMs: cpu1 - cpu0,
-      };
+      });
     } finally {
       clearInterval(ticker);
     }

@@ -8,7 +8,8 @@
  *                                   out: { type: "ready", setupMs }
  * in:  { type: "go" }            ─►  out: { type: "progress", … } (every 250 ms)
  *                                   out: { type: "report", report }   (latencies transferred)
- *                                   out: { type: "error", message }   (instead, on failure)
+ * in:  { type: "close" }         ─►  out: { type: "closed" }           (clients closed)
+ * any time, instead:                 out: { type: "error", message }
  * ```
  *
  * @module
@@ -17,23 +18,36 @@
 import { runShard, type ShardOptions } from "./_shard.ts";
 
 let go: (() => void) | undefined;
+let close: (() => void) | undefined;
 
 self.onmessage = async (e: MessageEvent) => {
-  const msg = e.data as { type: "run"; options: ShardOptions } | { type: "go" };
+  const msg = e.data as
+    | { type: "run"; options: ShardOptions }
+    | { type: "go" }
+    | { type: "close" };
   if (msg.type === "go") {
     go?.();
     return;
   }
+  if (msg.type === "close") {
+    close?.();
+    return;
+  }
   try {
-    const report = await runShard(msg.options, {
+    await runShard(msg.options, {
       progress: (p) => self.postMessage({ type: "progress", ...p }),
       ready: (setupMs) => {
         const started = new Promise<void>((resolve) => go = resolve);
         self.postMessage({ type: "ready", setupMs });
         return started;
       },
+      finished: (report) => {
+        const closing = new Promise<void>((resolve) => close = resolve);
+        self.postMessage({ type: "report", report }, [report.latencies.buffer as ArrayBuffer]);
+        return closing;
+      },
     });
-    self.postMessage({ type: "report", report }, [report.latencies.buffer as ArrayBuffer]);
+    self.postMessage({ type: "closed" });
   } catch (err) {
     self.postMessage({ type: "error", message: err instanceof Error ? err.message : String(err) });
   }

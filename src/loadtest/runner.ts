@@ -16,7 +16,7 @@
  *   (all ready) ◄──────────────────── ready
  *   CPU snapshot, go ──────────────► send (paced or closed loop), drain
  *   merge ◄────────────────────────── report: counts, latencies, thread CPU
- *   CPU snapshot
+ *   CPU snapshot, close ───────────► close the clients
  * ```
  *
  * Lost and duplicated stay exact: a group lives on one worker, so every message a worker
@@ -128,6 +128,7 @@ type WorkerMessage =
   | ({ type: "progress" } & ShardProgress)
   | { type: "ready"; setupMs: number }
   | { type: "report"; report: ShardReport }
+  | { type: "closed" }
   | { type: "error"; message: string };
 
 /** Run one load test against a server. */
@@ -147,6 +148,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   failure.catch(() => {});
   const ready: Promise<number>[] = [];
   const reports: Promise<ShardReport>[] = [];
+  const closed: Promise<void>[] = [];
   let shown = 0;
   let midwayDone = !o.midway;
   let midway: Promise<void> = Promise.resolve();
@@ -160,8 +162,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       workers.push(worker);
       let onReady: (ms: number) => void = () => {};
       let onReport: (r: ShardReport) => void = () => {};
+      let onClosed: () => void = () => {};
       ready.push(new Promise((r) => onReady = r));
       reports.push(new Promise((r) => onReport = r));
+      closed.push(new Promise((r) => onClosed = r));
       worker.onmessage = (e: MessageEvent<WorkerMessage>) => {
         const m = e.data;
         switch (m.type) {
@@ -184,6 +188,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
             return onReady(m.setupMs);
           case "report":
             return onReport(m.report);
+          case "closed":
+            return onClosed();
           case "error":
             return failed(new Error(m.message));
         }
@@ -228,6 +234,15 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
     const process1 = processCpuMs();
     const end = await o.serverProbe?.sample();
     const server1 = end?.cpuMs;
+    // The clients close gracefully (an external server sees their connections end).
+    for (const worker of workers) worker.postMessage({ type: "close" });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(closed),
+      failure,
+      new Promise((r) => timer = setTimeout(r, 10_000)),
+    ]);
+    clearTimeout(timer);
     await midway;
     const add = (f: (r: ShardReport) => number) => shards.reduce((n, r) => n + f(r), 0);
     const latencies = new Float64Array(add((r) => r.latencies.length));
