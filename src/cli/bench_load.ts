@@ -28,7 +28,8 @@ that is the client as users run it. Every receiver decrypts every message: --dec
 The clients run on W worker threads (whole groups to each), so one JavaScript thread is
 not the ceiling. CPU time from the first send to the end of the drain is reported for the
 clients (their worker threads), the server (its thread when started here, or the process
-given by --server-pid, from /proc) and the whole load process.
+given by --server-pid, from /proc) and the whole load process; for a server started
+here also how late its event loop ran (a synchronous commit stalls it without CPU).
 
 Options:
   --server HOST:PORT   target an existing server (registration needs --auth-token)
@@ -41,6 +42,7 @@ Options:
   --workers W          client worker threads (default: the number of cores; at most one
                        per group; the clients need about 3× the server's CPU per delivery)
   --server-pid PID     with --server: the server's process id, to report its CPU time
+                       (Deno reads /proc only with --allow-all: deno run -A main.ts …)
   --suite SUITE        xwing (default) or x25519
   --fsync on|off       the started server fsyncs every commit (on, default) or not
   --json               the report as one JSON object
