@@ -29,6 +29,7 @@ Deno.test({
         groupSize: FULL ? 10 : 4,
         messages: FULL ? 50 : 12,
         rate: FULL ? 2000 : 150,
+        workers: 2, // the groups split over two client threads, the kill seen by both
         suite: "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
         drainMs: 60_000,
         midway: async () => {

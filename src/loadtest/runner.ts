@@ -1,43 +1,44 @@
 /**
- * The load runner: N real clients ({@link QpqClient}: QUIC, OPAQUE, MLS, the same code a
+ * The load runner: N real clients (`QpqClient`: QUIC, OPAQUE, MLS, the same code a
  * user runs) over in-memory local state, in groups of a given size, send M messages each.
  * Every delivery is matched by message id (the id `send` returns is the id the receiver's
  * "message" event carries), so the report counts lost and duplicated messages exactly,
- * beside throughput and send→receive latency.
+ * beside throughput, send→receive latency and CPU time.
+ *
+ * The clients run on worker threads (client_worker.ts), so one JavaScript thread is not the
+ * ceiling: whole groups are dealt round-robin to the workers, each worker runs its shard
+ * (_shard.ts: setup, send, drain, count) and the coordinator here only starts them
+ * together, forwards progress and merges their reports.
  *
  * ```
- * setup: account (registered and logged in with cheap OPAQUE stretching: _accounts.ts)
- *        ─► client over MemoryLocalState resumes that session, uploads KeyPackages,
- *        subscribes (8 at a time)
- *        ─► per group: createGroup + invite (one commit) ─► members sync (join from Welcome)
- * send:  each client paces its M messages ─► client.send (flush outbox, sync, encrypt,
- *        store, enqueue); a message the server did not take stays in the client's outbox
- * drain: flush outboxes ─► acknowledged = outgoing messages stored as "sent"
- *        ─► wait until each reached every other member (pushed and decrypted), or until
- *        none arrived for drainMs (what is missing then is lost)
+ * coordinator                       worker 1 … W (groups g with g % W = w)
+ *   run(options) ──────────────────► register, log in, subscribe, form groups
+ *   (all ready) ◄──────────────────── ready
+ *   CPU snapshot, go ──────────────► send (paced or closed loop), drain
+ *   merge ◄────────────────────────── report: counts, latencies, thread CPU
+ *   CPU snapshot, close ───────────► close the clients
  * ```
  *
- * Latency is from the moment `send` is called to the receiver's "message" event: it
- * includes everything the client does before the message goes out (its sync before
- * sending, encryption, the local store), the server, push and the receiver's decryption.
+ * Lost and duplicated stay exact: a group lives on one worker, so every message a worker
+ * sends is received only by its own clients and matched there. Latencies are measured on
+ * one thread's clock (sender and receivers share the worker) and merged before the
+ * percentiles are taken. CPU is measured from go to the last report: each worker's own
+ * thread (getrusage of that thread, read on it), the server (whatever
+ * {@link LoadOptions.serverProbe} samples) and the whole process.
  *
  * @module
  */
 import type { MlsSuiteName } from "../mls/mod.ts";
-import { QpqClient } from "../client/client.ts";
-import type { ClientEvent } from "../client/events.ts";
-import { connectServer } from "../client/connection.ts";
-import { IdentityKeyPair } from "../crypto/mod.ts";
-import { MemoryLocalState } from "../store/client/mod.ts";
-import { toHex, zeroize } from "../bytes.ts";
-import { createAccount } from "./_accounts.ts";
+import { toHex } from "../bytes.ts";
+import type { ShardOptions, ShardProgress, ShardReport } from "./_shard.ts";
+import { processCpuMs } from "./_cpu.ts";
 
 /** Options of {@link runLoad}. */
 export interface LoadOptions {
   server: string;
   caCertPem: string | undefined;
   authToken: string;
-  /** Clients (each a {@link QpqClient} with one QUIC connection). */
+  /** Clients (each a `QpqClient` with one QUIC connection). */
   clients: number;
   /** Members per group (2 = DM-shaped). */
   groupSize: number;
@@ -48,6 +49,8 @@ export interface LoadOptions {
   suite: MlsSuiteName;
   /** How long the drain waits without any new delivery before counting the rest lost (ms). */
   drainMs: number;
+  /** Worker threads the clients are spread over (default 1; at most one per group). */
+  workers?: number;
   /** Each client's request timeout (ms; default: the client's own). */
   timeoutMs?: number;
   /** Prefix for user and group names (unique per run). */
@@ -56,6 +59,34 @@ export interface LoadOptions {
   onProgress?: (line: string) => void;
   /** Called once when half of the messages were sent (fault injection). */
   midway?: () => Promise<void>;
+  /**
+   * How to sample the server (its CPU time, and where it can tell, how late its event loop
+   * ran since the last sample) and what is sampled, for the report.
+   */
+  serverProbe?: { sample(): Promise<ServerSample>; source: string };
+}
+
+/** One sample of the server ({@link LoadOptions.serverProbe}). */
+export interface ServerSample {
+  /** CPU time so far (ms), if measurable. */
+  cpuMs: number | undefined;
+  /** How late a 20 ms timer on the server's event loop ran since the last sample (ms). */
+  lagMs?: { p99: number; max: number };
+}
+
+/** CPU time spent from the start of sending to the end of the drain. */
+export interface LoadCpu {
+  /** The send and drain window CPU is measured over (s). */
+  seconds: number;
+  /** The client worker threads together (ms), each measured on itself. */
+  clientsMs: number;
+  /** The server (ms), if measurable; {@link serverSource} says what. */
+  serverMs: number | undefined;
+  serverSource: string;
+  /** How late the server's event loop ran over the window (a stall uses no CPU), if known. */
+  serverLagMs: { p99: number; max: number } | undefined;
+  /** The whole load process (ms), every thread: clients, coordinator, runtime helpers. */
+  processMs: number;
 }
 
 /** What a run measured. */
@@ -63,6 +94,7 @@ export interface LoadReport {
   clients: number;
   groups: number;
   groupSize: number;
+  workers: number;
   setupSeconds: number;
   sendSeconds: number;
   sent: number;
@@ -81,314 +113,193 @@ export interface LoadReport {
   /** Groups whose members ended with different epoch authenticators. */
   groupsOutOfStep: number;
   firstErrors: string[];
-  /** Client warnings about faults it recovered from (see {@link runLoad}). */
+  /** Client warnings about faults it recovered from (connection lost, receive retried). */
   recovered: number;
+  cpu: LoadCpu;
 }
 
-/**
- * Warnings of the client that report a fault it recovers from by itself: a lost connection,
- * a receive interrupted by it (the messages stay on the server and are fetched again), a
- * message kept queued. The lost, duplicated and out-of-step counts check that it did
- * recover; these are counted apart. Every other warning counts as an error. (The client's
- * warnings carry text only, so they are told apart by it.)
- */
-const RECOVERED_WARNINGS = [
-  /^Connection to the server lost/,
-  /^Receive failed: /,
-  /^Message kept in the queue/,
-];
-
-function percentile(sorted: number[], p: number): number {
+function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function pool<T>(
-  items: T[],
-  limit: number,
-  fn: (t: T, i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i]!, i);
-    }
-  }));
-}
-
-/** One load client: the real client and what the runner counts of it. */
-interface Member {
-  username: string;
-  client: QpqClient;
-  /** Successful connects (the first one is not a reconnect). */
-  connects: number;
-}
+/** A message from a client worker (client_worker.ts). */
+type WorkerMessage =
+  | ({ type: "progress" } & ShardProgress)
+  | { type: "ready"; setupMs: number }
+  | { type: "report"; report: ShardReport }
+  | { type: "closed" }
+  | { type: "error"; message: string };
 
 /** Run one load test against a server. */
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const progress = o.onProgress ?? (() => {});
   const prefix = o.prefix ?? `l${toHex(crypto.getRandomValues(new Uint8Array(3)))}`;
   const groupCount = Math.floor(o.clients / o.groupSize);
-  /** Message id → when `send` was called for it. */
-  const sendStarts = new Map<string, number>();
-  /** recipient|message id → how many "message" events showed it. */
-  const seen = new Map<string, number>();
-  /** recipient|message id → when it was first shown. */
-  const firstSeen = new Map<string, number>();
-  /** Message ids the server took (known once sending is over). */
-  let acked: Set<string> | undefined;
-  /** First deliveries of acknowledged messages. */
-  let deliveredAcked = 0;
-  let errors = 0;
-  let recovered = 0;
-  const firstErrors: string[] = [];
-  const recordError = (what: string, e: unknown) => {
-    errors++;
-    if (firstErrors.length < 5) {
-      firstErrors.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  };
-  const onEvent = (recipient: string, e: ClientEvent) => {
-    const at = performance.now();
-    switch (e.kind) {
-      case "message": {
-        const key = `${recipient}|${e.message.messageId}`;
-        const n = (seen.get(key) ?? 0) + 1;
-        seen.set(key, n);
-        if (n === 1) {
-          firstSeen.set(key, at);
-          if (acked?.has(e.message.messageId)) deliveredAcked++;
-        }
-        return;
-      }
-      case "unreadable":
-        return recordError(`${recipient} unreadable`, e.reason);
-      case "broken":
-        return recordError(`${recipient} broken`, e.reason);
-      case "removed":
-        return recordError(`${recipient} removed`, `by ${e.by}`);
-      case "warning":
-        if (RECOVERED_WARNINGS.some((r) => r.test(e.text))) recovered++;
-        else recordError(recipient, e.text);
-        return;
-    }
-  };
-
+  const count = groupCount * o.groupSize;
+  const total = count * o.messages;
+  const w = Math.max(1, Math.min(o.workers ?? 1, groupCount));
   const t0 = performance.now();
-  const timeoutMs = o.timeoutMs;
-  const members: Member[] = [];
-  /** One real client over in-memory state, logged in to a new account. */
-  const makeMember = async (username: string): Promise<Member> => {
-    const password = toHex(crypto.getRandomValues(new Uint8Array(12)));
-    const identity = IdentityKeyPair.generate();
-    const seed = identity.exportPrivateKey();
-    let store: MemoryLocalState;
-    try {
-      const session = await createAccount(username, password, {
+  const workers: Worker[] = [];
+  const state = Array.from({ length: w }, () => ({ registered: 0, sent: 0, delivered: 0 }));
+  const sum = (k: keyof ShardProgress) => state.reduce((n, s) => n + s[k], 0);
+  let failed: (e: Error) => void = () => {};
+  const failure = new Promise<never>((_, reject) => failed = reject);
+  failure.catch(() => {});
+  const ready: Promise<number>[] = [];
+  const reports: Promise<ShardReport>[] = [];
+  const closed: Promise<void>[] = [];
+  let shown = 0;
+  let midwayDone = !o.midway;
+  let midway: Promise<void> = Promise.resolve();
+  let midwayError: unknown;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  try {
+    for (let i = 0; i < w; i++) {
+      const worker = new Worker(new URL("./client_worker.ts", import.meta.url), {
+        type: "module",
+      });
+      workers.push(worker);
+      let onReady: (ms: number) => void = () => {};
+      let onReport: (r: ShardReport) => void = () => {};
+      let onClosed: () => void = () => {};
+      ready.push(new Promise((r) => onReady = r));
+      reports.push(new Promise((r) => onReport = r));
+      closed.push(new Promise((r) => onClosed = r));
+      worker.onmessage = (e: MessageEvent<WorkerMessage>) => {
+        const m = e.data;
+        switch (m.type) {
+          case "progress": {
+            state[i] = { registered: m.registered, sent: m.sent, delivered: m.delivered };
+            const registered = sum("registered");
+            if (Math.floor(registered / 50) > Math.floor(shown / 50) || registered === count) {
+              if (registered !== shown) {
+                progress(`setup: ${registered}/${count} clients registered`);
+              }
+              shown = registered;
+            }
+            if (!midwayDone && sum("sent") >= total / 2) {
+              midwayDone = true;
+              midway = o.midway!().catch((err) => midwayError = err);
+            }
+            return;
+          }
+          case "ready":
+            return onReady(m.setupMs);
+          case "report":
+            return onReport(m.report);
+          case "closed":
+            return onClosed();
+          case "error":
+            return failed(new Error(m.message));
+        }
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        failed(new Error(e.message));
+      };
+      const options: ShardOptions = {
         server: o.server,
         caCertPem: o.caCertPem,
         authToken: o.authToken,
-        identityPublic: identity.publicKey,
-        timeoutMs,
-      });
-      store = new MemoryLocalState({
-        username,
-        server: o.server,
-        identitySeed: seed,
-        identityPublic: identity.publicKey,
-        sessionToken: session.token,
-        sessionExpiresAt: session.expiresAtMs,
-      });
-      zeroize(session.token);
-    } finally {
-      zeroize(seed);
-      identity.destroy();
+        groupIndices: Array.from({ length: groupCount }, (_, g) => g).filter((g) => g % w === i),
+        totalGroups: groupCount,
+        groupSize: o.groupSize,
+        messages: o.messages,
+        rate: o.rate,
+        suite: o.suite,
+        drainMs: o.drainMs,
+        timeoutMs: o.timeoutMs,
+        prefix,
+        eager: o.midway !== undefined,
+      };
+      worker.postMessage({ type: "run", options });
     }
-    const m: Member = { username, client: undefined!, connects: 0 };
-    m.client = QpqClient.create({
-      store,
-      password,
-      caCertPem: o.caCertPem,
-      server: o.server,
-      timeoutMs,
-      acceptFrom: "anyone", // load accounts are strangers to each other: no requests
-      keepSent: { count: 0, bytes: 0 }, // no server restore in a load run: keep nothing sent
-      onEvent: (e) => onEvent(username, e),
-      connect: async (options) => {
-        const conn = await connectServer(options);
-        m.connects++;
-        return conn;
-      },
-    });
-    return m;
-  };
-  const conversationRef = (g: number) => `#${prefix}-g${letterTag(g)}`;
-  try {
-    const count = groupCount * o.groupSize;
-    let done = 0;
-    await pool(Array.from({ length: count }, (_, i) => i), 8, async (i) => {
-      const m = await makeMember(`${prefix}-${letterTag(i)}`);
-      members[i] = m;
-      await m.client.ensureSession(); // resumes the session made above
-      await m.client.refillKeyPackages(true);
-      await m.client.subscribe();
-      if (++done % 50 === 0 || done === count) {
-        progress(`setup: ${done}/${count} clients registered`);
-      }
-    });
-    const groups: { ref: string; members: Member[] }[] = [];
-    await pool(Array.from({ length: groupCount }, (_, g) => g), 4, async (g) => {
-      const ms = members.slice(g * o.groupSize, (g + 1) * o.groupSize);
-      await ms[0]!.client.createGroup(`${prefix}-g${letterTag(g)}`, o.suite);
-      await ms[0]!.client.invite(conversationRef(g), ms.slice(1).map((m) => m.username));
-      groups.push({ ref: conversationRef(g), members: ms });
-    });
-    // Joining: the Welcome is usually pushed and applied already; sync fetches what was not.
-    await pool(groups.flatMap((g) => g.members.slice(1)), 8, (m) => m.client.sync().then(() => {}));
-    const joinDeadline = Date.now() + 60_000;
-    const inGroup = (m: Member, ref: string) => {
-      try {
-        return m.client.members(ref).length === o.groupSize;
-      } catch {
-        return false;
-      }
-    };
-    while (groups.some((g) => g.members.some((m) => !inGroup(m, g.ref)))) {
-      if (Date.now() > joinDeadline) {
-        throw new Error("Members did not join their group from its Welcome within 60 s");
-      }
-      await sleep(20);
-    }
+    await Promise.race([Promise.all(ready), failure]);
     const setupSeconds = (performance.now() - t0) / 1000;
     progress(
-      `setup: ${groups.length} groups of ${o.groupSize} formed in ${setupSeconds.toFixed(1)} s`,
+      `setup: ${groupCount} groups of ${o.groupSize} formed in ${setupSeconds.toFixed(1)} s` +
+        ` (${w} client worker${w === 1 ? "" : "s"})`,
     );
-
-    const total = groups.length * o.groupSize * o.messages;
-    let sent = 0;
-    let midwayDone = !o.midway;
-    const interval = o.rate > 0 ? (groups.length * o.groupSize) / o.rate * 1000 : 0;
-    const ticker = setInterval(
-      () => progress(`send: ${sent}/${total} sent, ${firstSeen.size} delivered`),
+    const server0 = (await o.serverProbe?.sample())?.cpuMs;
+    const process0 = processCpuMs();
+    const s0 = performance.now();
+    ticker = setInterval(
+      () => progress(`send: ${sum("sent")}/${total} sent, ${sum("delivered")} delivered`),
       1000,
     );
-    const s0 = performance.now();
-    try {
-      // Start times spread evenly over one interval (members of a group interval/groupSize
-      // apart, the groups in between), so the offered rate is smooth, not bursts.
-      const clientCount = groups.length * o.groupSize;
-      await Promise.all(groups.flatMap((g, gi) =>
-        g.members.map(async (m, ci) => {
-          if (interval) await sleep((interval * (ci * groups.length + gi)) / clientCount);
-          for (let k = 0; k < o.messages; k++) {
-            const start = performance.now();
-            try {
-              const message = await m.client.send(g.ref, `m${k} from ${m.username}`);
-              sendStarts.set(message.messageId, start);
-            } catch (e) {
-              recordError("send", e);
-            }
-            sent++;
-            if (!midwayDone && sent >= total / 2) {
-              midwayDone = true;
-              await o.midway!().catch((e) => recordError("midway", e));
-            }
-            if (interval) {
-              const wait = interval - (performance.now() - start);
-              if (wait > 0) await sleep(wait);
-            }
-          }
-        })
-      ));
-      const sendSeconds = (performance.now() - s0) / 1000;
-      const deadline = Date.now() + o.drainMs;
-      // A message the server did not take (it was down) waits in its client's outbox.
-      await Promise.all(members.map(async (m) => {
-        while (m.client.pendingCount() > 0 && Date.now() < deadline) {
-          await m.client.flushOutbox().catch(() => {});
-          if (m.client.pendingCount() > 0) await sleep(100);
-        }
-      }));
-      // Acknowledged: stored by the server, which the client records as "sent".
-      const ids = new Set<string>();
-      for (const g of groups) {
-        for (const m of g.members) {
-          for (const h of m.client.history(g.ref, o.messages * o.groupSize * 2)) {
-            if (h.direction === "out" && h.status === "sent") ids.add(h.messageId);
-          }
-        }
-      }
-      acked = ids;
-      for (const key of firstSeen.keys()) {
-        if (ids.has(key.slice(key.indexOf("|") + 1))) deliveredAcked++;
-      }
-      const expected = ids.size * (o.groupSize - 1);
-      // Wait while deliveries still arrive: lost means none came for drainMs.
-      let last = deliveredAcked;
-      let lastChange = Date.now();
-      const cap = Date.now() + 10 * o.drainMs;
-      while (deliveredAcked < expected && Date.now() - lastChange < o.drainMs && Date.now() < cap) {
-        await sleep(50);
-        if (deliveredAcked !== last) {
-          last = deliveredAcked;
-          lastChange = Date.now();
-        }
-      }
-      const elapsed = (performance.now() - s0) / 1000;
-      const delivered = deliveredAcked;
-      let duplicated = 0;
-      for (const n of seen.values()) if (n > 1) duplicated += n - 1;
-      let outOfStep = 0;
-      for (const g of groups) {
-        const auths = new Set(g.members.map((m) => {
-          try {
-            return m.client.epochInfo(g.ref).authenticator;
-          } catch {
-            return undefined;
-          }
-        }));
-        if (auths.size !== 1 || auths.has(undefined)) outOfStep++;
-      }
-      const latencies: number[] = [];
-      for (const [key, at] of firstSeen) {
-        const start = sendStarts.get(key.slice(key.indexOf("|") + 1));
-        if (start !== undefined) latencies.push(at - start);
-      }
-      latencies.sort((a, b) => a - b);
-      return {
-        clients: members.length,
-        groups: groups.length,
-        groupSize: o.groupSize,
-        setupSeconds,
-        sendSeconds,
-        sent,
-        acknowledged: ids.size,
-        expectedDeliveries: expected,
-        delivered,
-        lost: expected - delivered,
-        duplicated,
-        errors,
-        deliveredPerSecond: latencies.length / Math.max(elapsed, 1e-9),
-        p50Ms: percentile(latencies, 0.5),
-        p95Ms: percentile(latencies, 0.95),
-        p99Ms: percentile(latencies, 0.99),
-        maxMs: latencies[latencies.length - 1] ?? 0,
-        reconnects: members.reduce((n, m) => n + Math.max(0, m.connects - 1), 0),
-        groupsOutOfStep: outOfStep,
-        firstErrors,
-        recovered,
-      };
-    } finally {
-      clearInterval(ticker);
+    for (const worker of workers) worker.postMessage({ type: "go" });
+    const shards = await Promise.race([Promise.all(reports), failure]);
+    const seconds = (performance.now() - s0) / 1000;
+    const process1 = processCpuMs();
+    const end = await o.serverProbe?.sample();
+    const server1 = end?.cpuMs;
+    // The clients close gracefully (an external server sees their connections end).
+    for (const worker of workers) worker.postMessage({ type: "close" });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(closed),
+      failure,
+      new Promise((r) => timer = setTimeout(r, 10_000)),
+    ]);
+    clearTimeout(timer);
+    await midway;
+    const add = (f: (r: ShardReport) => number) => shards.reduce((n, r) => n + f(r), 0);
+    const latencies = new Float64Array(add((r) => r.latencies.length));
+    let at = 0;
+    for (const r of shards) {
+      latencies.set(r.latencies, at);
+      at += r.latencies.length;
     }
+    latencies.sort();
+    const errors = add((r) => r.errors) + (midwayError === undefined ? 0 : 1);
+    const firstErrors = [
+      ...(midwayError === undefined ? [] : [`midway: ${errorText(midwayError)}`]),
+      ...shards.flatMap((r) => r.firstErrors),
+    ].slice(0, 5);
+    const expected = add((r) => r.expectedDeliveries);
+    const delivered = add((r) => r.delivered);
+    const elapsed = Math.max(...shards.map((r) => r.elapsedMs)) / 1000;
+    return {
+      clients: add((r) => r.clients),
+      groups: add((r) => r.groups),
+      groupSize: o.groupSize,
+      workers: w,
+      setupSeconds,
+      sendSeconds: Math.max(...shards.map((r) => r.sendMs)) / 1000,
+      sent: add((r) => r.sent),
+      acknowledged: add((r) => r.acknowledged),
+      expectedDeliveries: expected,
+      delivered,
+      lost: expected - delivered,
+      duplicated: add((r) => r.duplicated),
+      errors,
+      deliveredPerSecond: latencies.length / Math.max(elapsed, 1e-9),
+      p50Ms: percentile(latencies, 0.5),
+      p95Ms: percentile(latencies, 0.95),
+      p99Ms: percentile(latencies, 0.99),
+      maxMs: latencies[latencies.length - 1] ?? 0,
+      reconnects: add((r) => r.reconnects),
+      groupsOutOfStep: add((r) => r.groupsOutOfStep),
+      firstErrors,
+      recovered: add((r) => r.recovered),
+      cpu: {
+        seconds,
+        clientsMs: add((r) => r.cpuMs),
+        serverMs: server0 === undefined || server1 === undefined ? undefined : server1 - server0,
+        serverSource: o.serverProbe?.source ?? "not measured",
+        serverLagMs: end?.lagMs,
+        processMs: process1 - process0,
+      },
+    };
   } finally {
-    await Promise.all(members.map((m) => m?.client.close().catch(() => {})));
+    clearInterval(ticker);
+    for (const worker of workers) worker.terminate();
   }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** The report as a text table. */
@@ -410,6 +321,16 @@ export function formatReport(r: LoadReport): string {
     ["errors", String(r.errors)],
     ["reconnects", String(r.reconnects)],
     ["groups out of step", String(r.groupsOutOfStep)],
+    ["client worker threads", String(r.workers)],
+    [`CPU, clients (worker threads)`, cpuText(r.cpu.clientsMs, r)],
+    ["CPU, server", cpuText(r.cpu.serverMs, r)],
+    ...(r.cpu.serverLagMs
+      ? [[
+        "server event-loop lag p99 / max",
+        `${r.cpu.serverLagMs.p99.toFixed(0)} / ${r.cpu.serverLagMs.max.toFixed(0)} ms`,
+      ] as [string, string]]
+      : []),
+    ["CPU, whole load process", cpuText(r.cpu.processMs, r)],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `| ${k.padEnd(w)} | ${v} |`);
@@ -419,13 +340,17 @@ export function formatReport(r: LoadReport): string {
       `  recovered: ${r.recovered} client warnings (connection lost, receive retried, kept queued)`,
     );
   }
+  lines.push(
+    `  CPU from the first send to the end of the drain (${r.cpu.seconds.toFixed(1)} s); ` +
+      `server: ${r.cpu.serverSource}`,
+  );
   return lines.join("\n");
 }
 
-/**
- * `n` in letters (`16` → `bg`) for user and group names: numbered names must not look alike
- * under the username skeleton (`6` and `8` both read as `b`), or registrations are refused.
- */
-function letterTag(n: number): string {
-  return [...String(n)].map((d) => "abcdefghjk"[Number(d)]).join("");
+/** `ms` of CPU as seconds, cores busy over the window, and ms per delivery. */
+function cpuText(ms: number | undefined, r: LoadReport): string {
+  if (ms === undefined) return "not measured";
+  const perDelivery = r.delivered ? ` · ${(ms / r.delivered).toFixed(3)} ms per delivery` : "";
+  return `${(ms / 1000).toFixed(1)} s · ${(ms / 1000 / Math.max(r.cpu.seconds, 1e-9)).toFixed(2)}` +
+    ` cores${perDelivery}`;
 }
