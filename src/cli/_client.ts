@@ -18,7 +18,8 @@ import { type ClientEvent, QpqClient, UNREAD_CAP } from "../client/client.ts";
 import { readCaCert } from "../client/connection.ts";
 import { clientStatePaths, type Conversation, type StoredMessage } from "../client/local.ts";
 import { openLocalStore } from "../client/open_store.ts";
-import { QpqError, UsageError } from "../errors.ts";
+import { QpqError, TransportError, UsageError } from "../errors.ts";
+import { QUICK_CONNECT_MS } from "../limits.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { canonicalUsername } from "../names.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
@@ -67,6 +68,8 @@ export interface OpenClientOptions {
   create?: boolean;
   /** Print client events (incoming messages, joins) as they happen. */
   onEvent?: (e: ClientEvent) => void;
+  /** How long a connect waits for the server's handshake (ms; see `QUICK_CONNECT_MS`). */
+  connectTimeoutMs?: number;
 }
 
 /** Resolve the common flags, open the state and build a client (not yet connected). */
@@ -111,6 +114,7 @@ export async function openClient(
     password,
     caCertPem,
     server,
+    connectTimeoutMs: options.connectTimeoutMs,
     onEvent: (e) => {
       if (options.onEvent) options.onEvent(e);
       else printEvent(e, flags.json ?? false);
@@ -379,12 +383,28 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   create?: boolean;
   /** Connect and log in before `run` (default true). */
   session?: boolean;
+  /**
+   * Answer from the local state when the server cannot be reached: connecting waits at
+   * most `QUICK_CONNECT_MS`, a warning line says the answer is this device's, and `run`
+   * gets `online: false` (it must not ask the server then).
+   */
+  offline?: boolean;
   /** Which client events to print (default: all). */
   shows?: (e: ClientEvent) => boolean;
   run(
     client: QpqClient,
-    args: { values: ClientFlags & Record<string, unknown>; positionals: string[] },
+    args: {
+      values: ClientFlags & Record<string, unknown>;
+      positionals: string[];
+      /** False when an `offline` command could not reach the server. */
+      online: boolean;
+    },
   ): Promise<number>;
+}
+
+/** The warning of an answer from local data: why the server was not asked. */
+export function offlineNote(e: TransportError): string {
+  return `Offline, showing what this device has: ${e.message}`;
 }
 
 /** Build the `run(args)` of a client subcommand from its definition. */
@@ -407,14 +427,23 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       onEvent: (e) => {
         if (def.shows?.(e) ?? true) printEvent(e, json);
       },
+      ...(def.offline ? { connectTimeoutMs: QUICK_CONNECT_MS } : {}),
     });
     let discard: string | undefined;
     try {
+      let online = true;
       if (def.session ?? true) {
-        await client.ensureSession();
-        await client.flushOutbox();
+        try {
+          await client.ensureSession();
+          await client.flushOutbox();
+        } catch (e) {
+          if (!(def.offline && e instanceof TransportError)) throw e;
+          online = false;
+          await client.disconnect();
+          printEvent({ kind: "warning", text: offlineNote(e) }, json);
+        }
       }
-      return await def.run(client, { values, positionals: p.positionals });
+      return await def.run(client, { values, positionals: p.positionals, online });
     } catch (e) {
       discard = refusedState(client, e);
       throw e;

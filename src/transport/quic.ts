@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ALPN, QUIC_IDLE_TIMEOUT_MS, QUIC_KEEPALIVE_MS } from "../limits.ts";
+import { ALPN, CONNECT_TIMEOUT_MS, QUIC_IDLE_TIMEOUT_MS, QUIC_KEEPALIVE_MS } from "../limits.ts";
 import { TransportError, UsageError } from "../errors.ts";
 
 /** A host and port. */
@@ -108,7 +108,7 @@ export interface ConnectQuicOptions extends HostPort {
   serverName?: string | undefined;
   /** ALPN protocols (default [`qpq/1`]). */
   alpn?: string[] | undefined;
-  /** Handshake timeout in ms (default 10 s). */
+  /** Handshake timeout in ms (default {@link CONNECT_TIMEOUT_MS}). */
   timeoutMs?: number | undefined;
   /** Local address to send from (default: chosen by the system), e.g. 127.0.0.2. */
   localHostname?: string | undefined;
@@ -118,7 +118,7 @@ export interface ConnectQuicOptions extends HostPort {
 export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.QuicConn> {
   const where = formatHostPort(options);
   const pinned = { pinned: options.caCertPem !== undefined && options.caCertPem !== "" };
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   let timer: ReturnType<typeof setTimeout> | undefined;
   // a local address asked for gets its own endpoint, closed with the connection
   const endpoint = options.localHostname
