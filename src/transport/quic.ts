@@ -53,12 +53,60 @@ export interface QuicServer {
   close(closeConnections?: boolean): void;
 }
 
+/**
+ * A UDP address bound for QUIC, not serving yet ({@link bindQuic}): a server binds before
+ * it writes a certificate or opens a database, so "address in use" leaves nothing behind.
+ */
+export interface QuicBinding {
+  /** The bound address (port resolved when 0 was asked). */
+  readonly addr: HostPort;
+  /** Serve QUIC on the bound address. */
+  listen(options: Omit<ListenQuicOptions, keyof HostPort>): QuicServer;
+  /** Release the address (when the server does not start after all). */
+  close(): void;
+}
+
+/** Bind a UDP address for QUIC. Throws {@link TransportError} when the address is taken. */
+export function bindQuic(addr: HostPort): QuicBinding {
+  let endpoint: Deno.QuicEndpoint;
+  try {
+    endpoint = new Deno.QuicEndpoint({ hostname: addr.hostname, port: addr.port });
+  } catch (e) {
+    throw new TransportError(
+      `Cannot listen on ${formatHostPort(addr)} (QUIC): ${describeNetError(e)}`,
+      { cause: e },
+    );
+  }
+  const bound = { hostname: endpoint.addr.hostname, port: endpoint.addr.port };
+  return {
+    addr: bound,
+    listen: (options) => serveQuic(endpoint, bound, options),
+    close() {
+      try {
+        endpoint.close();
+      } catch { /* closed already */ }
+    },
+  };
+}
+
 /** Listen for QUIC connections. Throws {@link TransportError} when the address is taken. */
 export function listenQuic(options: ListenQuicOptions): QuicServer {
-  let endpoint: Deno.QuicEndpoint;
+  const binding = bindQuic(options);
+  try {
+    return binding.listen(options);
+  } catch (e) {
+    binding.close();
+    throw e;
+  }
+}
+
+function serveQuic(
+  endpoint: Deno.QuicEndpoint,
+  addr: HostPort,
+  options: Omit<ListenQuicOptions, keyof HostPort>,
+): QuicServer {
   let listener: Deno.QuicListener;
   try {
-    endpoint = new Deno.QuicEndpoint({ hostname: options.hostname, port: options.port });
     listener = endpoint.listen({
       alpnProtocols: options.alpn ?? [ALPN],
       cert: options.certPem,
@@ -69,11 +117,10 @@ export function listenQuic(options: ListenQuicOptions): QuicServer {
     });
   } catch (e) {
     throw new TransportError(
-      `Cannot listen on ${formatHostPort(options)} (QUIC): ${describeNetError(e)}`,
+      `Cannot listen on ${formatHostPort(addr)} (QUIC): ${describeNetError(e)}`,
       { cause: e },
     );
   }
-  const addr = { hostname: endpoint.addr.hostname, port: endpoint.addr.port };
   let stopped = false;
   return {
     addr,
