@@ -4,17 +4,19 @@
  * @module
  */
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, env, parseCommand, println } from "./_args.ts";
-import { type ClientFlags, openClient, refusedState, removeState } from "./_client.ts";
+import { askYesNo, type ClientFlags, openClient, refusedState, removeState } from "./_client.ts";
 import { Interactive, SLASH_COMMANDS } from "./_interactive.ts";
 import type { QpqClient } from "../client/client.ts";
-import { AuthError, TransportError } from "../errors.ts";
+import { AuthError, TransportError, UsageError } from "../errors.ts";
 import { CONNECT_TIMEOUT_MS, QUICK_CONNECT_MS } from "../limits.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq repl --username NAME [--password PW] [--auth-token TOKEN]
 
-The interactive messenger. On first use it creates your identity, registers you and logs
-in; later it logs in by itself. Incoming messages appear as they arrive. When the server
+The interactive messenger. On first use it creates your identity (a password typed at the
+terminal is asked twice), registers you and logs in; at a terminal it first asks
+"No account NAME on SERVER. Register it? [y/N]" (without one, in scripts, it registers).
+Later it logs in by itself; a wrong password typed at the terminal is asked again (3 tries). Incoming messages appear as they arrive. When the server
 does not answer it starts offline (your conversations and history are on this device,
 what you send is queued) and connects in the background, saying when it is online.
 
@@ -50,6 +52,13 @@ export async function startSession(
     await client.ensureSession();
   } catch (e) {
     if (!(e instanceof AuthError && e.code === "auth" && fresh)) throw e;
+    // a typo must not make an account: a person at a terminal is asked (scripts register)
+    const yes = await askYesNo(`No account ${client.username} on ${client.server}. Register it?`);
+    if (yes === false) {
+      throw new UsageError(
+        `Not registered: no account ${client.username} on ${client.server} (check the name; qpq register-user creates one)`,
+      );
+    }
     await client.register({ authToken: authToken ?? env("QPQ_AUTH_TOKEN") ?? "devtoken" });
     println(`* registered ${client.username} on ${client.server}`);
   }
