@@ -216,3 +216,11 @@ Deno.test({
     });
   },
 });
+
+Deno.test("every client command's --help names QPQ_USERNAME beside --username", async () => {
+  for (const cmd of ["list", "send", "repl"]) {
+    const r = await runQpq([cmd, "--help"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertStringIncludes(r.stdout, "--username NAME      your user name (env QPQ_USERNAME)");
+  }
+});
