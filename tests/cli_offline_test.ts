@@ -64,7 +64,7 @@ function ok<R extends CliResult>(r: R): R {
 const OFFLINE_SLACK_MS = 3_000;
 
 Deno.test("offline: list and members answer from the device at once, send queues at once", async () => {
-  await withServerProcess(async ({ server, qpq }) => {
+  await withServerProcess(async ({ server, qpq, dir, env }) => {
     for (const u of ["alice", "bob"]) ok(await qpq(u, "register-user"));
     ok(await qpq("alice", "create-group", "team"));
     ok(await qpq("alice", "invite", "team", "bob"));
@@ -94,6 +94,17 @@ Deno.test("offline: list and members answer from the device at once, send queues
       );
     }
     assertEquals(JSON.parse(ok(await qpq("alice", "whoami", "--json")).stdout).queued, 1);
+    // chat starts offline too: its history, then the line that says so
+    const chat = await runQpq(["chat", "@bob", "--username", "alice"], {
+      cwd: dir,
+      env: env("alice"),
+      stdin: "/quit\n",
+      timeoutMs: 20_000,
+    });
+    assertEquals(chat.code, 0, chat.stderr);
+    const lines = chat.stdout.split("\n");
+    assert(lines.includes("[alice] hi bob"), chat.stdout);
+    assert(lines.some((l) => l.startsWith("Offline: no answer from ")), chat.stdout);
   });
 });
 
