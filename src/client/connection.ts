@@ -5,7 +5,9 @@
  * @module
  */
 import { certificateToPem } from "../transport/cert.ts";
-import { connectQuic, parseHostPort } from "../transport/quic.ts";
+import { connectQuic, noAnswer, parseHostPort } from "../transport/quic.ts";
+
+export { noAnswer };
 import {
   type Push,
   type Request,

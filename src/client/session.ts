@@ -31,7 +31,7 @@ import { constantTimeEqual, zeroize } from "../bytes.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { AuthError, QpqError, retryLater, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
-import { type Connector, connectServer, type ServerLink } from "./connection.ts";
+import { type Connector, connectServer, noAnswer, type ServerLink } from "./connection.ts";
 
 /** Requests of the login flow itself: never repeated after a re-login. */
 const SESSION_KINDS = new Set([
@@ -138,18 +138,7 @@ export class Session {
     if (ms === undefined) return await pending;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TransportError(
-              `Cannot reach server at ${this.server}: no answer within ${ms / 1000} s`,
-              {
-                code: "unavailable",
-              },
-            ),
-          ),
-        ms,
-      );
+      timer = setTimeout(() => reject(noAnswer(this.server, ms)), ms);
     });
     try {
       await Promise.race([pending, late]);

@@ -161,6 +161,13 @@ export interface ConnectQuicOptions extends HostPort {
   localHostname?: string | undefined;
 }
 
+/** The error of a server that did not answer the handshake within `ms` (code "unavailable"). */
+export function noAnswer(where: string, ms: number): TransportError {
+  return new TransportError(`Cannot reach server at ${where}: no answer within ${ms / 1000} s`, {
+    code: "unavailable",
+  });
+}
+
 /** Connect to a QUIC server and complete the TLS handshake. */
 export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.QuicConn> {
   const where = formatHostPort(options);
@@ -182,18 +189,7 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
     ...(endpoint ? { endpoint } : {}),
   });
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new TransportError(
-            `Cannot reach server at ${where}: no answer within ${timeoutMs / 1000} s`,
-            {
-              code: "unavailable",
-            },
-          ),
-        ),
-      timeoutMs,
-    );
+    timer = setTimeout(() => reject(noAnswer(where, timeoutMs)), timeoutMs);
   });
   try {
     const conn = await Promise.race([connecting, timeout]);
