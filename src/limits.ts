@@ -37,6 +37,17 @@ export const MAX_UNSENT_BYTES_PER_CONNECTION = 8 * 1024 * 1024;
 export const REFUSED_CONNECTION_MS = 2_000;
 /** QUIC handshake / idle timeout (ms). */
 export const QUIC_IDLE_TIMEOUT_MS = 10_000;
+/** How long a client waits for the QUIC handshake by default (ms). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * How long what works offline (`send`, `list`, `members`, the REPL and `chat` at start, a
+ * line typed in them while offline) waits for the server's QUIC handshake before it goes
+ * on from the local state (ms). A UDP server that is not there never answers (no
+ * "connection refused" reaches a QUIC client): this deadline is the offline test. A fresh
+ * process's first handshake on a loaded loopback takes 50-250 ms; reconnecting in the
+ * background waits longer each time, up to {@link CONNECT_TIMEOUT_MS}.
+ */
+export const QUICK_CONNECT_MS = 750;
 /** QUIC keep-alive interval (ms). */
 export const QUIC_KEEPALIVE_MS = 2_500;
 /** Time graceful shutdown waits for in-flight requests (ms). */

@@ -31,8 +31,9 @@ export const CLIENT_OPTIONS = {
 export const CLIENT_FLAGS_USAGE = `Connection and identity:
   --server HOST:PORT   server address (env QPQ_SERVER, default 127.0.0.1:7000)
   --ca-cert FILE       pin the server certificate, PEM or DER (env QPQ_CA_CERT)
-  --username NAME      your user name
-  --password PW        your password (env QPQ_PASSWORD; prompted when interactive)
+  --username NAME      your user name (env QPQ_USERNAME)
+  --password PW        your password (env QPQ_PASSWORD; else asked on a terminal,
+                       twice for a new state, again after a wrong one)
   --state FILE         local state file (default qpq-<username>.bin)
   --json               one JSON object per line
   -h, --help           show this help`;

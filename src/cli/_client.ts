@@ -16,9 +16,15 @@ import {
 } from "./_args.ts";
 import { type ClientEvent, QpqClient, UNREAD_CAP } from "../client/client.ts";
 import { readCaCert } from "../client/connection.ts";
-import { clientStatePaths, type Conversation, type StoredMessage } from "../client/local.ts";
+import {
+  clientStatePaths,
+  type Conversation,
+  STATE_OPEN_FAILED_MESSAGE,
+  type StoredMessage,
+} from "../client/local.ts";
 import { openLocalStore } from "../client/open_store.ts";
-import { QpqError, UsageError } from "../errors.ts";
+import { QpqError, TransportError, UsageError } from "../errors.ts";
+import { QUICK_CONNECT_MS } from "../limits.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { canonicalUsername } from "../names.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
@@ -61,12 +67,50 @@ export async function promptPassword(prompt: string): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(chars.map((c) => c.charCodeAt(0))));
 }
 
+/** How often a person at a terminal may type a password (a wrong one, or two that differ). */
+export const PASSWORD_TRIES = 3;
+
+/**
+ * A new password, typed twice at the terminal; two that differ are asked again, up to
+ * {@link PASSWORD_TRIES} times.
+ */
+export async function promptNewPassword(prompt: string): Promise<string> {
+  for (let attempt = 1;; attempt++) {
+    const first = await promptPassword(prompt);
+    if (first.length === 0) throw new UsageError("Password must not be empty");
+    const again = await promptPassword("Repeat the password: ");
+    if (again === first) return first;
+    if (attempt >= PASSWORD_TRIES) throw new UsageError("The passwords typed did not match");
+    eprintln("The passwords do not match: try again");
+  }
+}
+
+/**
+ * Ask a yes/no question on the terminal (the answer echoed, Enter ends it); only "y" or
+ * "yes" is yes. Without a terminal, undefined: the caller keeps its non-interactive way.
+ */
+export async function askYesNo(question: string): Promise<boolean | undefined> {
+  if (!Deno.stdin.isTerminal()) return undefined;
+  Deno.stderr.writeSync(new TextEncoder().encode(`${question} [y/N] `));
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  while (true) {
+    const n = await Deno.stdin.read(buf);
+    if (n === null || buf[0] === 10 || buf[0] === 13) break;
+    bytes.push(buf[0]!);
+  }
+  const answer = new TextDecoder().decode(new Uint8Array(bytes)).trim().toLowerCase();
+  return answer === "y" || answer === "yes";
+}
+
 /** Options of {@link openClient}. */
 export interface OpenClientOptions {
   /** Create a new state (new identity) when none exists. */
   create?: boolean;
   /** Print client events (incoming messages, joins) as they happen. */
   onEvent?: (e: ClientEvent) => void;
+  /** How long a connect waits for the server's handshake (ms; see `QUICK_CONNECT_MS`). */
+  connectTimeoutMs?: number;
 }
 
 /** Resolve the common flags, open the state and build a client (not yet connected). */
@@ -79,22 +123,39 @@ export async function openClient(
   // validated before anything touches the file system: the name becomes a file name
   const username = parseUsername(typed);
   const statePath = flags.state ?? await defaultStatePath(username);
-  const password = flags.password ?? env("QPQ_PASSWORD") ??
-    await promptPassword(`Password for ${username}: `);
+  const given = flags.password ?? env("QPQ_PASSWORD");
+  // typed at a terminal: a new state's password twice, a wrong one asked again
+  const prompted = given === undefined;
+  const creating = (options.create ?? false) && !(await exists(statePath));
+  let password = given ??
+    (creating
+      ? await promptNewPassword(`Password for ${username} (new): `)
+      : await promptPassword(`Password for ${username}: `));
   if (password.length === 0) throw new UsageError("Password must not be empty");
   const server = flags.server ?? env("QPQ_SERVER");
   const caPath = flags["ca-cert"] ?? env("QPQ_CA_CERT");
   const caCertPem = caPath ? await readCaCert(caPath) : undefined;
-  const store = await openLocalStore(statePath, password, {
-    create: options.create ?? false,
-    username,
-    server: server ?? "127.0.0.1:7000",
-    // "Deriving key from password…" helps a person waiting at a terminal; in scripts and
-    // pipes it would be one more stderr line on every command (errors are one line).
-    onProgress: (text) => {
-      if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
-    },
-  });
+  let store;
+  for (let attempt = 1;; attempt++) {
+    try {
+      store = await openLocalStore(statePath, password, {
+        create: options.create ?? false,
+        username,
+        server: server ?? "127.0.0.1:7000",
+        // "Deriving key from password…" helps a person waiting at a terminal; in scripts and
+        // pipes it would be one more stderr line on every command (errors are one line).
+        onProgress: (text) => {
+          if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
+        },
+      });
+      break;
+    } catch (e) {
+      const wrong = e instanceof QpqError && e.message === STATE_OPEN_FAILED_MESSAGE;
+      if (!wrong || !prompted || attempt >= PASSWORD_TRIES) throw e;
+      eprintln("Wrong password (or a damaged state file): try again");
+      password = await promptPassword(`Password for ${username}: `);
+    }
+  }
   const owner = canonicalOwner(store.meta.username);
   if (owner !== username) {
     if (renamedFrom(username) === owner) {
@@ -111,6 +172,7 @@ export async function openClient(
     password,
     caCertPem,
     server,
+    connectTimeoutMs: options.connectTimeoutMs,
     onEvent: (e) => {
       if (options.onEvent) options.onEvent(e);
       else printEvent(e, flags.json ?? false);
@@ -390,12 +452,28 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   discardCreated?: boolean;
   /** Connect and log in before `run` (default true). */
   session?: boolean;
+  /**
+   * Answer from the local state when the server cannot be reached: connecting waits at
+   * most `QUICK_CONNECT_MS`, a warning line says the answer is this device's, and `run`
+   * gets `online: false` (it must not ask the server then).
+   */
+  offline?: boolean;
   /** Which client events to print (default: all). */
   shows?: (e: ClientEvent) => boolean;
   run(
     client: QpqClient,
-    args: { values: ClientFlags & Record<string, unknown>; positionals: string[] },
+    args: {
+      values: ClientFlags & Record<string, unknown>;
+      positionals: string[];
+      /** False when an `offline` command could not reach the server. */
+      online: boolean;
+    },
   ): Promise<number>;
+}
+
+/** The warning of an answer from local data: why the server was not asked. */
+export function offlineNote(e: TransportError): string {
+  return `Offline, showing what this device has: ${e.message}`;
 }
 
 /** Build the `run(args)` of a client subcommand from its definition. */
@@ -418,14 +496,23 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       onEvent: (e) => {
         if (def.shows?.(e) ?? true) printEvent(e, json);
       },
+      ...(def.offline ? { connectTimeoutMs: QUICK_CONNECT_MS } : {}),
     });
     let discard: string | undefined;
     try {
+      let online = true;
       if (def.session ?? true) {
-        await client.ensureSession();
-        await client.flushOutbox();
+        try {
+          await client.ensureSession();
+          await client.flushOutbox();
+        } catch (e) {
+          if (!(def.offline && e instanceof TransportError)) throw e;
+          online = false;
+          await client.disconnect();
+          printEvent({ kind: "warning", text: offlineNote(e) }, json);
+        }
       }
-      return await def.run(client, { values, positionals: p.positionals });
+      return await def.run(client, { values, positionals: p.positionals, online });
     } catch (e) {
       discard = def.discardCreated && client.store.meta.sessionToken === undefined
         ? CREATED.get(client)

@@ -6,7 +6,8 @@
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, parseCommand, println } from "./_args.ts";
 import { type ClientFlags, formatMessage, openClient } from "./_client.ts";
 import { Interactive } from "./_interactive.ts";
-import { startSession } from "./repl.ts";
+import { offlineLine, startSession } from "./repl.ts";
+import { QUICK_CONNECT_MS } from "../limits.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq chat <conversation> --username NAME [--password PW]
@@ -14,7 +15,8 @@ export const USAGE = `Usage: qpq chat <conversation> --username NAME [--password
 Chat in one conversation (@user or #group; a bare name that is both is refused): shows
 its recent history, then every line you
 type is sent there and its new messages appear as they arrive. Slash commands of the repl
-work too, except those that switch conversations.`;
+work too, except those that switch conversations. Without the server it starts offline,
+as the repl does.`;
 
 /** Run `qpq chat`. */
 export async function run(args: string[]): Promise<number> {
@@ -24,9 +26,13 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   let ui: Interactive | undefined;
-  const client = await openClient(p.values as ClientFlags, { onEvent: (e) => ui?.onEvent(e) });
+  const client = await openClient(p.values as ClientFlags, {
+    onEvent: (e) => ui?.onEvent(e),
+    connectTimeoutMs: QUICK_CONNECT_MS,
+  });
   try {
-    await startSession(client, undefined);
+    const online = await startSession(client, undefined);
+    if (!online) println(offlineLine(client));
     const ref = p.positionals[0]!;
     // a bare name that is both a user and a group is refused: say @user or #group
     const conv = await client.resolve(ref);

@@ -11,19 +11,23 @@ import { visible } from "./_terminal.ts";
 export const USAGE = `Usage: qpq list --username NAME [--password PW]
 
 List your conversations (after receiving what is waiting), each with how many messages
-arrived since you last read it (history, recv, the REPL or chat read a conversation).`;
+arrived since you last read it (history, recv, the REPL or chat read a conversation).
+Offline (no answer from the server within a moment) it lists what this device has, and
+a warning line says so.`;
 
 /** Run `qpq list`. */
 export const run = clientCommand({
   name: "list",
   usage: USAGE,
-  async run(client, { values }) {
-    await client.sync();
+  offline: true,
+  async run(client, { values, online }) {
+    if (online) await client.sync();
     const convs = client.listConversations();
     if (values.json) {
       println(
         JSON.stringify({
           type: "list",
+          ...(online ? {} : { offline: true }),
           conversations: convs.map((c) => ({
             name: c.name,
             kind: c.kind,

@@ -11,21 +11,24 @@ import { visible } from "./_terminal.ts";
 export const USAGE = `Usage: qpq members <conversation> --username NAME [--password PW]
 
 List the members of a group or DM as the MLS group state knows them (after receiving
-what is waiting), with the epoch and its authenticator (equal on every member's device).`;
+what is waiting), with the epoch and its authenticator (equal on every member's device).
+Offline it shows what this device knows, and a warning line says so.`;
 
 /** Run `qpq members`. */
 export const run = clientCommand({
   name: "members",
   usage: USAGE,
   positionals: { min: 1, max: 1 },
-  async run(client, { values, positionals }) {
-    await client.sync();
+  offline: true,
+  async run(client, { values, positionals, online }) {
+    if (online) await client.sync();
     const members = client.members(positionals[0]!);
     const conv = client.conversation(positionals[0]!);
     const epoch = conv.kind === "self" ? undefined : client.epochInfo(positionals[0]!);
     if (values.json) {
       println(JSON.stringify({
         type: "members",
+        ...(online ? {} : { offline: true }),
         conversation: conv.name,
         members,
         epoch: epoch ? Number(epoch.epoch) : undefined,

@@ -28,6 +28,8 @@ export const run = clientCommand({
   positionals: { max: 1 },
   // client.send connects by itself and keeps the message queued when the server is down
   session: false,
+  // an absent server is told within QUICK_CONNECT_MS: the message is then queued
+  offline: true,
   async run(client, { values, positionals }) {
     const targets = [values.to, values.group, values.all].filter((v) =>
       v !== undefined && v !== false

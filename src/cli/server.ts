@@ -9,6 +9,8 @@ import { startServer } from "../server/mod.ts";
 import { readServerConfig } from "./_server_config.ts";
 import { formatHostPort } from "../transport/quic.ts";
 import { createServices } from "../server/services.ts";
+import { createLogger } from "../log.ts";
+import { exitCodeFor, toQpqError } from "../errors.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq server [--config FILE] [--listen HOST:PORT] [--data-dir DIR]
@@ -67,7 +69,31 @@ export async function run(args: string[]): Promise<number> {
     healthListen: p.values["health-listen"],
   });
   if (p.values.check) return (await import("./server_check.ts")).runCheck(config);
-  const server = await startServer(config, { services: createServices });
+  // stderr carries one format: once the server logged a JSON line, a failure to start is
+  // one more JSON line (level "error"), not a plain `qpq: …` line after it
+  let logged = false;
+  const enc = new TextEncoder();
+  const log = createLogger({
+    level: config.logLevel,
+    write: (line) => {
+      logged = true;
+      try {
+        Deno.stderr.writeSync(enc.encode(line + "\n"));
+      } catch { /* stderr closed */ }
+    },
+  });
+  let server;
+  try {
+    server = await startServer(config, { services: createServices, log });
+  } catch (e) {
+    if (!logged) throw e; // the one line main prints
+    const err = toQpqError(e);
+    const cause = err.code === "internal" && err.cause instanceof Error ? err.cause : undefined;
+    log.error(cause ? `internal error: ${cause.message.split("\n")[0]}` : err.message, {
+      code: err.code,
+    });
+    return exitCodeFor(err);
+  }
   // before the lines below: whoever waits for them may signal at once
   const stop = () => void server.close();
   Deno.addSignalListener("SIGINT", stop);

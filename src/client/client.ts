@@ -70,6 +70,12 @@ export interface QpqClientOptions {
   onEvent?: ((e: ClientEvent) => void) | undefined;
   /** Request timeout (ms). */
   timeoutMs?: number | undefined;
+  /**
+   * How long a connect waits for the server's handshake (ms; default the request timeout,
+   * else `CONNECT_TIMEOUT_MS`). `QUICK_CONNECT_MS` makes what works offline quick to tell
+   * that the server is not there (a QUIC server that is gone never answers).
+   */
+  connectTimeoutMs?: number | undefined;
   /** How to open a server connection (default: QUIC); the simulation wraps it. */
   connect?: Connector | undefined;
   /** The clock (ms since the epoch; default `Date.now`). */
@@ -145,6 +151,7 @@ export class QpqClient {
       server: o.server,
       caCertPem: o.caCertPem,
       timeoutMs: o.timeoutMs,
+      connectTimeoutMs: o.connectTimeoutMs,
       connect: o.connect,
       onPush: (push) => this.#receiver.onPush(push),
       onReconnected: () => this.sync(),
@@ -214,9 +221,12 @@ export class QpqClient {
 
   // ---------------------------------------------------------------- session
 
-  /** Connect to the server (without logging in). */
-  connect(): Promise<void> {
-    return this.#session.connect();
+  /**
+   * Connect to the server (without logging in), waiting at most `timeoutMs` for its
+   * handshake (default the client's `connectTimeoutMs`).
+   */
+  connect(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
+    return this.#session.connect(options);
   }
 
   /** Close the connection (the local state stays open). */
@@ -267,6 +277,15 @@ export class QpqClient {
   /** Subscribe to server push: new messages are processed as they arrive. */
   subscribe(): Promise<void> {
     return this.#session.subscribe();
+  }
+
+  /**
+   * Go online in the background (the REPL started offline): connect, log in, subscribe
+   * and {@link sync}, at once and then with back-off until the server answers; a
+   * `progress` event ("Online: connected to …") says when. Returns at once.
+   */
+  keepOnline(): void {
+    this.#session.keepOnline();
   }
 
   /** Upload KeyPackages until the server holds a full batch. */

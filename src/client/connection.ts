@@ -5,7 +5,9 @@
  * @module
  */
 import { certificateToPem } from "../transport/cert.ts";
-import { connectQuic, parseHostPort } from "../transport/quic.ts";
+import { connectQuic, noAnswer, parseHostPort } from "../transport/quic.ts";
+
+export { noAnswer };
 import {
   type Push,
   type Request,
@@ -24,8 +26,10 @@ export interface ConnectOptions {
   caCertPem?: string | undefined;
   /** Name the certificate must be valid for (default: the host). */
   serverName?: string | undefined;
-  /** Handshake and request timeout (ms). */
+  /** Request timeout (ms); also the handshake's unless {@link connectTimeoutMs} is set. */
   timeoutMs?: number | undefined;
+  /** How long the QUIC handshake may take (ms; default {@link timeoutMs}, else 10 s). */
+  connectTimeoutMs?: number | undefined;
   /** Local address to send from (default: chosen by the system). */
   localHostname?: string | undefined;
   /** Called with each server push. */
@@ -147,7 +151,7 @@ export async function connectServer(options: ConnectOptions): Promise<ServerConn
     ...addr,
     caCertPem: options.caCertPem,
     serverName: options.serverName,
-    timeoutMs: options.timeoutMs,
+    timeoutMs: options.connectTimeoutMs ?? options.timeoutMs,
     localHostname: options.localHostname,
   });
   let stream: Deno.QuicBidirectionalStream;

@@ -10,5 +10,6 @@ export {
   ClientStore as LocalStore,
   type Conversation,
   type OutboxEntry,
+  STATE_OPEN_FAILED_MESSAGE,
   type StoredMessage,
 } from "../store/client/mod.ts";

@@ -12,7 +12,10 @@
  * changePassword ─► loginStart + KE3 (current password) + new registration request
  *   ─► state opens with both passwords ─► changePasswordFinish ─► new token
  *   ─► state opens with the new one only (a lost answer: both, until the next login)
- * connection lost while subscribed ─► back-off ─► ensure + subscribe ─► onReconnected
+ * connection lost while subscribed ─► back-off ─► connect + ensure + subscribe
+ * keepOnline (the REPL offline) ──────► the same loop, at once
+ *   subscribed again (by the loop or a command) ─► "Online: connected to …" + onReconnected
+ * connect while another connect is under way ─► waits for it, at most its own deadline
  * ```
  *
  * @module
@@ -26,9 +29,9 @@ import {
 import type { EncodedRequest, Push, Request, ResponseKind, ResponseOf } from "../wire/mod.ts";
 import { constantTimeEqual, zeroize } from "../bytes.ts";
 import { fingerprint } from "../crypto/mod.ts";
-import { AuthError, QpqError, TransportError } from "../errors.ts";
+import { AuthError, QpqError, retryLater, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
-import { type Connector, connectServer, type ServerLink } from "./connection.ts";
+import { type Connector, connectServer, noAnswer, type ServerLink } from "./connection.ts";
 
 /** Requests of the login flow itself: never repeated after a re-login. */
 const SESSION_KINDS = new Set([
@@ -43,7 +46,12 @@ const SESSION_KINDS = new Set([
   "changePasswordFinish",
 ]);
 
-import { RESUBSCRIBE_FIRST_MS, RESUBSCRIBE_MAX_MS } from "../limits.ts";
+import {
+  CONNECT_TIMEOUT_MS,
+  QUICK_CONNECT_MS,
+  RESUBSCRIBE_FIRST_MS,
+  RESUBSCRIBE_MAX_MS,
+} from "../limits.ts";
 
 /** Options of {@link Session}. */
 export interface SessionOptions {
@@ -55,6 +63,12 @@ export interface SessionOptions {
   caCertPem?: string | undefined;
   /** Request timeout (ms). */
   timeoutMs?: number | undefined;
+  /**
+   * How long a connect waits for the server's handshake (ms; default the request timeout,
+   * else `CONNECT_TIMEOUT_MS`). What works offline sets `QUICK_CONNECT_MS`: an absent server
+   * is then told in well under a second.
+   */
+  connectTimeoutMs?: number | undefined;
   /** How to open a connection (default QUIC). */
   connect?: Connector | undefined;
   /** Server pushes (the receiver). */
@@ -76,6 +90,12 @@ export class Session {
   #subscribed = false;
   #closing = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The connect under way (one at a time: a second caller waits for it). */
+  #connecting: Promise<void> | undefined;
+  /** Push is wanted but the server could not be reached: say so when it is back. */
+  #offline = false;
+  /** The last reason going online failed other than the network (warned once). */
+  #offlineReason: string | undefined;
 
   constructor(ctx: ClientContext, options: SessionOptions) {
     this.#ctx = ctx;
@@ -92,14 +112,48 @@ export class Session {
     return this.#conn !== undefined;
   }
 
-  /** Connect (without logging in). */
-  async connect(): Promise<void> {
+  /**
+   * Connect (without logging in), waiting at most `timeoutMs` for the handshake (default
+   * the session's `connectTimeoutMs`). While another connect is under way (the background
+   * one of {@link keepOnline}) this one waits for it, for at most its own deadline.
+   *
+   * @throws TransportError (code "unavailable") when the server does not answer in time
+   */
+  async connect(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
     if (this.#conn) return;
+    const deadline = options.timeoutMs ?? this.#o.connectTimeoutMs;
+    const pending = this.#connecting;
+    if (pending) return await this.#within(pending, deadline);
+    const attempt = this.#open(deadline);
+    this.#connecting = attempt;
+    try {
+      await attempt;
+    } finally {
+      if (this.#connecting === attempt) this.#connecting = undefined;
+    }
+  }
+
+  /** `pending`, or a TransportError when it takes longer than `ms`. */
+  async #within(pending: Promise<void>, ms: number | undefined): Promise<void> {
+    if (ms === undefined) return await pending;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(noAnswer(this.server, ms)), ms);
+    });
+    try {
+      await Promise.race([pending, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #open(deadline: number | undefined): Promise<void> {
     let conn: ServerLink | undefined = undefined;
     conn = await (this.#o.connect ?? connectServer)({
       server: this.server,
       caCertPem: this.#o.caCertPem,
       timeoutMs: this.#o.timeoutMs,
+      connectTimeoutMs: deadline,
       onPush: (push) => this.#o.onPush(push),
       onClose: () => {
         // a connection we already replaced (or dropped on purpose) must not clear the new one
@@ -107,11 +161,16 @@ export class Session {
         this.#conn = undefined;
         this.#subscribed = false;
         if (this.#wantPush && !this.#closing) {
+          this.#offline = true;
           this.#ctx.emit({ kind: "warning", text: "Connection to the server lost: reconnecting" });
           this.#resubscribeLater(RESUBSCRIBE_FIRST_MS);
         }
       },
     });
+    if (this.#closing) {
+      await conn.close();
+      throw new TransportError("The client is closing", { code: "unavailable" });
+    }
     this.#conn = conn;
   }
 
@@ -160,10 +219,27 @@ export class Session {
       try {
         await this.#conn.call({ kind: "subscribe", afterSeq: this.#o.cursor() }, "ok");
         this.#subscribed = true;
+        this.#backOnline();
       } catch {
         this.#resubscribeLater(RESUBSCRIBE_FIRST_MS);
       }
     }
+  }
+
+  /**
+   * Subscribed again after being offline (whoever connected: the background attempts or a
+   * command): one progress line, then catch up (receive, send what is queued).
+   */
+  #backOnline(): void {
+    if (!this.#offline) return;
+    this.#offline = false;
+    this.#offlineReason = undefined;
+    this.#ctx.emit({ kind: "progress", text: `Online: connected to ${this.server}` });
+    this.#o.onReconnected().catch((e) => {
+      if (retryLater(e) || this.#closing) return; // the next connection catches up
+      const reason = e instanceof QpqError ? e.message : String(e);
+      this.#ctx.emit({ kind: "warning", text: `Catching up failed: ${reason}` });
+    });
   }
 
   async #loggedIn(): Promise<void> {
@@ -352,6 +428,22 @@ export class Session {
     if (this.#subscribed) return;
     await this.call({ kind: "subscribe", afterSeq: this.#o.cursor() }, "ok");
     this.#subscribed = true;
+    this.#backOnline();
+  }
+
+  /**
+   * Receive server push from now on without waiting for the server: connect, log in and
+   * subscribe in the background, at once and then with back-off while it cannot be
+   * reached (each attempt waiting longer for the handshake). Once online (by these
+   * attempts or a command's connect) a progress event says so and `onReconnected` catches
+   * up. A refusal that is not "try later" (e.g. the account's identity differs) is told
+   * once as a warning; the attempts go on.
+   */
+  keepOnline(): void {
+    this.#wantPush = true;
+    if (this.#subscribed) return;
+    this.#offline = true;
+    this.#resubscribeLater(0);
   }
 
   #resubscribeLater(delayMs: number): void {
@@ -360,12 +452,22 @@ export class Session {
       this.#timer = undefined;
       if (!this.#wantPush || this.#closing || this.#subscribed) return;
       try {
-        await this.subscribe();
-        await this.#o.onReconnected();
-        this.#ctx.emit({ kind: "progress", text: "Reconnected" });
-      } catch {
+        // a slow network gets longer each time: a fixed short deadline would never connect
+        const patience = Math.min(Math.max(QUICK_CONNECT_MS, delayMs), CONNECT_TIMEOUT_MS);
+        await this.connect({ timeoutMs: patience });
+        await this.subscribe(); // then #backOnline catches up
+      } catch (e) {
+        if (!retryLater(e) && !this.#closing) {
+          const reason = e instanceof QpqError ? e.message : String(e);
+          if (reason !== this.#offlineReason) {
+            this.#ctx.emit({ kind: "warning", text: `Still offline: ${reason}` });
+          }
+          this.#offlineReason = reason;
+        }
         if (!this.#subscribed) {
-          this.#resubscribeLater(Math.min(delayMs * 2, RESUBSCRIBE_MAX_MS));
+          this.#resubscribeLater(
+            Math.min(Math.max(delayMs * 2, RESUBSCRIBE_FIRST_MS), RESUBSCRIBE_MAX_MS),
+          );
         }
       }
     }, delayMs);

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { listenQuic, type QuicServer } from "../transport/quic.ts";
+import { bindQuic, type QuicServer } from "../transport/quic.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../transport/quic.ts";
 import { type RequestKind, SendBudget, serveStream } from "../wire/mod.ts";
 import { TransportError, UsageError } from "../errors.ts";
@@ -85,7 +85,15 @@ export async function startServer(
 ): Promise<RunningServer> {
   const log = options.log ?? createLogger({ level: config.logLevel });
   const listenAddr = parseHostPort(config.listen, "listen address");
-  const certificate = await loadServerCertificate(config);
+  // the address first: a server that cannot have it writes no certificate and no database
+  const binding = bindQuic(listenAddr);
+  let certificate: ServerCertificate;
+  try {
+    certificate = await loadServerCertificate(config);
+  } catch (e) {
+    binding.close();
+    throw e;
+  }
   const stats = { connections: 0, requests: 0 };
   const services: Service[] = [];
   const ctx: ServerContext = {
@@ -114,6 +122,7 @@ export async function startServer(
     services.push(...(options.services ? await options.services(ctx) : []));
   } catch (e) {
     for (const s of services) await s.close?.();
+    binding.close();
     throw e;
   }
 
@@ -122,14 +131,14 @@ export async function startServer(
 
   let quic: QuicServer;
   try {
-    quic = listenQuic({
-      ...listenAddr,
+    quic = binding.listen({
       certPem: certificate.certPem,
       keyPem: certificate.keyPem,
       maxStreams: MAX_STREAMS_PER_CONNECTION,
     });
   } catch (e) {
     for (const s of services) await s.close?.();
+    binding.close();
     // rustls says "keys may not be consistent: KeyMismatch": name the two files instead
     if (/KeyMismatch|keys may not be consistent/.test(String((e as Error)?.message ?? e))) {
       const keyPath = config.tlsKey ?? `${config.dataDir}/${GENERATED_KEY}`;

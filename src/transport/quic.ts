@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ALPN, QUIC_IDLE_TIMEOUT_MS, QUIC_KEEPALIVE_MS } from "../limits.ts";
+import { ALPN, CONNECT_TIMEOUT_MS, QUIC_IDLE_TIMEOUT_MS, QUIC_KEEPALIVE_MS } from "../limits.ts";
 import { TransportError, UsageError } from "../errors.ts";
 
 /** A host and port. */
@@ -53,12 +53,60 @@ export interface QuicServer {
   close(closeConnections?: boolean): void;
 }
 
+/**
+ * A UDP address bound for QUIC, not serving yet ({@link bindQuic}): a server binds before
+ * it writes a certificate or opens a database, so "address in use" leaves nothing behind.
+ */
+export interface QuicBinding {
+  /** The bound address (port resolved when 0 was asked). */
+  readonly addr: HostPort;
+  /** Serve QUIC on the bound address. */
+  listen(options: Omit<ListenQuicOptions, keyof HostPort>): QuicServer;
+  /** Release the address (when the server does not start after all). */
+  close(): void;
+}
+
+/** Bind a UDP address for QUIC. Throws {@link TransportError} when the address is taken. */
+export function bindQuic(addr: HostPort): QuicBinding {
+  let endpoint: Deno.QuicEndpoint;
+  try {
+    endpoint = new Deno.QuicEndpoint({ hostname: addr.hostname, port: addr.port });
+  } catch (e) {
+    throw new TransportError(
+      `Cannot listen on ${formatHostPort(addr)} (QUIC): ${describeNetError(e)}`,
+      { cause: e },
+    );
+  }
+  const bound = { hostname: endpoint.addr.hostname, port: endpoint.addr.port };
+  return {
+    addr: bound,
+    listen: (options) => serveQuic(endpoint, bound, options),
+    close() {
+      try {
+        endpoint.close();
+      } catch { /* closed already */ }
+    },
+  };
+}
+
 /** Listen for QUIC connections. Throws {@link TransportError} when the address is taken. */
 export function listenQuic(options: ListenQuicOptions): QuicServer {
-  let endpoint: Deno.QuicEndpoint;
+  const binding = bindQuic(options);
+  try {
+    return binding.listen(options);
+  } catch (e) {
+    binding.close();
+    throw e;
+  }
+}
+
+function serveQuic(
+  endpoint: Deno.QuicEndpoint,
+  addr: HostPort,
+  options: Omit<ListenQuicOptions, keyof HostPort>,
+): QuicServer {
   let listener: Deno.QuicListener;
   try {
-    endpoint = new Deno.QuicEndpoint({ hostname: options.hostname, port: options.port });
     listener = endpoint.listen({
       alpnProtocols: options.alpn ?? [ALPN],
       cert: options.certPem,
@@ -69,11 +117,10 @@ export function listenQuic(options: ListenQuicOptions): QuicServer {
     });
   } catch (e) {
     throw new TransportError(
-      `Cannot listen on ${formatHostPort(options)} (QUIC): ${describeNetError(e)}`,
+      `Cannot listen on ${formatHostPort(addr)} (QUIC): ${describeNetError(e)}`,
       { cause: e },
     );
   }
-  const addr = { hostname: endpoint.addr.hostname, port: endpoint.addr.port };
   let stopped = false;
   return {
     addr,
@@ -108,17 +155,24 @@ export interface ConnectQuicOptions extends HostPort {
   serverName?: string | undefined;
   /** ALPN protocols (default [`qpq/1`]). */
   alpn?: string[] | undefined;
-  /** Handshake timeout in ms (default 10 s). */
+  /** Handshake timeout in ms (default {@link CONNECT_TIMEOUT_MS}). */
   timeoutMs?: number | undefined;
   /** Local address to send from (default: chosen by the system), e.g. 127.0.0.2. */
   localHostname?: string | undefined;
+}
+
+/** The error of a server that did not answer the handshake within `ms` (code "unavailable"). */
+export function noAnswer(where: string, ms: number): TransportError {
+  return new TransportError(`Cannot reach server at ${where}: no answer within ${ms / 1000} s`, {
+    code: "unavailable",
+  });
 }
 
 /** Connect to a QUIC server and complete the TLS handshake. */
 export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.QuicConn> {
   const where = formatHostPort(options);
   const pinned = { pinned: options.caCertPem !== undefined && options.caCertPem !== "" };
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? CONNECT_TIMEOUT_MS;
   let timer: ReturnType<typeof setTimeout> | undefined;
   // a local address asked for gets its own endpoint, closed with the connection
   const endpoint = options.localHostname
@@ -135,18 +189,7 @@ export async function connectQuic(options: ConnectQuicOptions): Promise<Deno.Qui
     ...(endpoint ? { endpoint } : {}),
   });
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new TransportError(
-            `Cannot reach server at ${where}: no answer within ${timeoutMs / 1000} s`,
-            {
-              code: "unavailable",
-            },
-          ),
-        ),
-      timeoutMs,
-    );
+    timer = setTimeout(() => reject(noAnswer(where, timeoutMs)), timeoutMs);
   });
   try {
     const conn = await Promise.race([connecting, timeout]);

@@ -367,6 +367,33 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/terminal_test.ts"],
     quick: true,
   },
+  // ---- issue 21: first use at a terminal, a server that cannot start
+  {
+    id: "repl-asks-before-registering",
+    file: "src/cli/repl.ts",
+    find: "    if (yes === false) {",
+    replace: "    if (false) {",
+    why: "a mistyped name at a terminal must not silently become a new account",
+    tests: ["tests/cli_first_use_test.ts"],
+  },
+  {
+    id: "password-tries-capped",
+    file: "src/cli/_client.ts",
+    find: "if (!wrong || !prompted || attempt >= PASSWORD_TRIES) throw e;",
+    replace: "if (!wrong || !prompted) throw e;",
+    why: "a wrong password at the terminal is asked again a few times, not forever",
+    tests: ["tests/cli_first_use_test.ts"],
+  },
+  {
+    id: "server-binds-before-writing",
+    file: "src/server/server.ts",
+    find: "  const binding = bindQuic(listenAddr);\n",
+    replace:
+      "  const certificateFirst = await loadServerCertificate(config);\n  void certificateFirst;\n  const binding = bindQuic(listenAddr);\n",
+    why: "a server that cannot have its address writes no certificate into a fresh data dir",
+    tests: ["tests/server_start_test.ts"],
+    quick: true,
+  },
   // ---- server rules
   {
     id: "server-kp-owner-name",
