@@ -209,6 +209,8 @@ export class ClientStore implements LocalState {
   #meta: MetaFields;
   #depth = 0;
   #closed = false;
+  /** Bytes of every value handed to a writing statement (see {@link bytesWritten}). */
+  #written = 0;
   readonly #onUnload = () => this.#closeSync();
 
   private constructor(
@@ -433,6 +435,15 @@ export class ClientStore implements LocalState {
   /** True when {@link open} created this state (false when it already existed). */
   get created(): boolean {
     return this.#created;
+  }
+
+  /**
+   * Bytes of every value this handle has handed to SQLite in a writing statement (sealed
+   * values, lookup hashes, 8 per number or short text), since it was opened: what a change
+   * costs on disk before SQLite's own page and WAL overhead. For benchmarks and tests.
+   */
+  get bytesWritten(): number {
+    return this.#written;
   }
 
   /** True after {@link close}. */
@@ -1159,6 +1170,9 @@ export class ClientStore implements LocalState {
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
+    for (const a of args) {
+      this.#written += a instanceof Uint8Array || typeof a === "string" ? a.length : 8;
+    }
     return this.#sql.run(sql, ...args);
   }
 
