@@ -22,6 +22,22 @@
  * | 2-member group: receive one                   | 9.0 ms           |
  * | 100-member group: receive one                 | 12.8 ms (1.43×)  |
  * | bytes written per received message, 2 / 100   | 4.7 / 172.0 KiB  |
+ *
+ * After (f74360a: a received message writes the ratchet it moved), back to back with
+ * a97eab3 (= c5126c8 + the byte counter) on a busier machine, same command:
+ *
+ * | bench                                         | a97eab3          | f74360a          |
+ * | --------------------------------------------- | ---------------- | ---------------- |
+ * | qpq ping round trip                           | 1.3 ms           | 1.0 ms           |
+ * | 2-member group: send + recipient sync         | 24.6 ms (19.4×)  | 45.3 ms (43.4×)  |
+ * | 100-member group: send + one recipient's sync | 85.6 ms (67.3×)  | 56.7 ms (54.3×)  |
+ * | 2-member group: receive one                   | 12.1 ms          | 15.7 ms          |
+ * | 100-member group: receive one                 | 20.0 ms (1.65×)  | 17.5 ms (1.11×)  |
+ * | bytes written per received message, 2 / 100   | 4.7 / 172.0 KiB  | 0.7 / 0.7 KiB    |
+ *
+ * The times are round trips and fsyncs on a shared machine (noise of ±50 % between runs);
+ * the client's own cost without the network is in bench/group_states_bench.ts. Every send
+ * still syncs first (a fetch round trip): not changed yet.
  * - first run: creating a local state with the default Argon2id parameters (OWASP
  *   minimum) beside the bare Argon2id derivation.
  * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside
