@@ -8,7 +8,7 @@
 
 import { Buffer } from "node:buffer";
 import { inspect } from "node:util";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { fromUtf8, randomBytes, toBase64, toHex, utf8 } from "../src/bytes.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../src/crypto/mod.ts";
 import { StorageError, UsageError } from "../src/errors.ts";
@@ -1018,6 +1018,57 @@ Deno.test("ClientStore.open upgrades the golden version-4 state: its whole MLS s
         await again.close();
       }
     }
+  });
+});
+
+Deno.test("ClientStore group secrets are sealed to their row: moved to another node, epoch or group, they do not open", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.bin`;
+    const sec = (epoch: number, node: number) => ({
+      epoch,
+      node,
+      value: filled(64, epoch * 16 + node),
+    });
+    const s = await create(path);
+    s.putGroup({
+      channelId: "a",
+      state: utf8("a"),
+      lastUpdateMs: 0,
+      leaves: [],
+      secrets: [sec(1, 0), sec(1, 1), sec(2, 0)],
+    });
+    s.putGroup({ channelId: "b", state: utf8("b"), lastUpdateMs: 0, leaves: [], secrets: [] });
+    await s.close();
+    const raw = new DatabaseSync(`${path}.db`);
+    const rows = raw.prepare("SELECT rowid, group_h, slot_h, epoch_h, data FROM group_secrets")
+      .all();
+    assertEquals(rows.length, 3);
+    const plain = Deno.readFileSync(`${path}.db`);
+    assert(!toHex(plain).includes(toHex(filled(64, 17))), "no secret in the clear");
+    const before = Deno.readFileSync(`${path}.db`);
+    const idB = raw.prepare("SELECT id_h FROM groups WHERE id_h != ?").get(rows[0]!.group_h!)!
+      .id_h!;
+    raw.close();
+    const tampered = async (sql: string, args: SQLInputValue[], group: string) => {
+      Deno.writeFileSync(`${path}.db`, before);
+      const db = new DatabaseSync(`${path}.db`);
+      db.prepare(sql).run(...args);
+      db.close();
+      const r = await ClientStore.open(path, PASSWORD);
+      try {
+        assertThrows(() => r.group(group), StorageError, "cannot be decrypted");
+      } finally {
+        await r.close();
+      }
+    };
+    const [e1n0, e1n1, e2n0] = rows.sort((x, y) => Number(x.rowid) - Number(y.rowid));
+    const swap = "UPDATE group_secrets SET data = ? WHERE rowid = ?";
+    await tampered(swap, [e1n1!.data!, e1n0!.rowid!], "a"); // another node's
+    await tampered(swap, [e2n0!.data!, e1n0!.rowid!], "a"); // another epoch's
+    await tampered("UPDATE group_secrets SET group_h = ? WHERE rowid = ?", [
+      idB,
+      e1n0!.rowid!,
+    ], "b"); // another group's
   });
 });
 
