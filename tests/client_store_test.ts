@@ -891,6 +891,7 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
       "conversations",
       "cursor",
       "group_secrets",
+      "group_tags",
       "groups",
       "key_packages",
       "messages",
@@ -981,6 +982,7 @@ Deno.test("ClientStore.open upgrades the golden version-4 state: its whole MLS s
     try {
       assertEquals(userVersion(`${path}.db`), 5, "upgraded at open, in one step");
       assert(tables(`${path}.db`).includes("group_secrets"));
+      assert(r.groupMeta(CH_A)!.stateTag.length > 0, "the state tag moved to group_tags");
       assertEquals(r.cursor(), 3);
       assertEquals(r.consent("alice"), "contact");
       assertEquals(r.group(CH_A)!.state, mls("xwing_bob.state"), "the state is kept as it was");

@@ -20,7 +20,10 @@
  * version 5   + group_secrets: the secrets of a split group state, one row per ratchet-tree
  *             node and epoch, changed one row at a time (an application message sent or
  *             received changes the sender's); keyed by HMACs of (channel, epoch, node) and
- *             (channel, epoch), sealed with both
+ *             (channel, epoch), sealed with both. The state tag moves from groups.tag to
+ *             its own small table group_tags: a tag changes with every message, and
+ *             SQLite rewrites a whole row (a big group's state blob with it) to change
+ *             one column
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
@@ -83,7 +86,7 @@ export const TABLES_ADDED_IN_V3 = `
 CREATE TABLE consent (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
 `;
 
-/** The column version 4 adds: the state tag of each group record. */
+/** The column version 4 adds: the state tag of each group record (version 5 moves it). */
 export const COLUMNS_ADDED_IN_V4 = `
 ALTER TABLE groups ADD COLUMN tag TEXT;
 `;
@@ -98,6 +101,10 @@ CREATE TABLE group_secrets (
   PRIMARY KEY (group_h, slot_h)
 ) STRICT;
 CREATE INDEX group_secrets_by_epoch ON group_secrets (group_h, epoch_h);
+CREATE TABLE group_tags (
+  group_h BLOB PRIMARY KEY REFERENCES groups (id_h) ON DELETE CASCADE,
+  tag TEXT NOT NULL
+) STRICT;
 `;
 
 function applyPragmas(db: DatabaseSync): void {
@@ -119,7 +126,6 @@ export function createClientDb(path: string, keys: ClientKeys): void {
     db.exec(TABLES_V1_AND_V2);
     db.exec(TABLES_ADDED_IN_V2);
     db.exec(TABLES_ADDED_IN_V3);
-    db.exec(COLUMNS_ADDED_IN_V4);
     db.exec(TABLES_ADDED_IN_V5);
     db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
     db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);

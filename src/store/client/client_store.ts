@@ -640,13 +640,18 @@ export class ClientStore implements LocalState {
         ? null
         : this.#keys.seal("group-commit", record.pendingCommit, idH);
       this.#run(
-        "INSERT INTO groups (id_h, state, pending, data, tag) VALUES (?, ?, ?, ?, ?) " +
+        "INSERT INTO groups (id_h, state, pending, data) VALUES (?, ?, ?, ?) " +
           "ON CONFLICT (id_h) DO UPDATE SET state = excluded.state, " +
-          "pending = excluded.pending, data = excluded.data, tag = excluded.tag",
+          "pending = excluded.pending, data = excluded.data",
         idH,
         this.#keys.seal("group-state", record.state, idH),
         pending,
         this.#keys.seal("group", encodeGroup(record), idH),
+      );
+      this.#run(
+        "INSERT INTO group_tags (group_h, tag) VALUES (?, ?) " +
+          "ON CONFLICT (group_h) DO UPDATE SET tag = excluded.tag",
+        idH,
         tag,
       );
       this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
@@ -665,7 +670,7 @@ export class ClientStore implements LocalState {
     return this.#write(() => {
       const idH = this.#keys.lookup("group", utf8(channelId));
       const n = this.#run(
-        "UPDATE groups SET tag = ? WHERE id_h = ? AND tag = ?",
+        "UPDATE group_tags SET tag = ? WHERE group_h = ? AND tag = ?",
         tag,
         idH,
         baseTag,
@@ -724,7 +729,11 @@ export class ClientStore implements LocalState {
   groupMeta(channelId: string): GroupMeta | undefined {
     return this.#read(() => {
       const idH = this.#keys.lookup("group", utf8(channelId));
-      const r = this.#get("SELECT pending, data, tag FROM groups WHERE id_h = ?", idH);
+      const r = this.#get(
+        "SELECT pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h " +
+          "WHERE id_h = ?",
+        idH,
+      );
       return r === undefined ? undefined : this.#groupMeta(r, idH);
     });
   }
@@ -750,7 +759,9 @@ export class ClientStore implements LocalState {
   /** Every group record without its state, by channel id. */
   listGroupMeta(): GroupMeta[] {
     return this.#read(() =>
-      this.#all("SELECT id_h, pending, data, tag FROM groups")
+      this.#all(
+        "SELECT id_h, pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h",
+      )
         .map((r) => this.#groupMeta(r, r.id_h as Uint8Array))
         .sort((a, b) => byString(a.channelId, b.channelId))
     );
@@ -761,6 +772,7 @@ export class ClientStore implements LocalState {
     return this.#write(() => {
       const idH = this.#keys.lookup("group", utf8(channelId));
       this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
+      this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
       return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
     });
   }
