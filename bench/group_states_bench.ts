@@ -15,16 +15,21 @@
  * 2; at most 4 KiB written per received message whatever the group size.
  *
  * Before / after, one run each back to back on the shared 2-core machine (a97eab3: each
- * state saved whole; f74360a: the ratchet it moved), this file in both trees:
+ * state saved whole; 2ee9be8: the ratchet it moved, the tag in its own table), this file in
+ * both trees, `deno bench --allow-read --allow-write --allow-env bench/group_states_bench.ts`:
  *
- * | group of | a97eab3: time, written    | f74360a: time, written |
- * | -------- | ------------------------- | ---------------------- |
- * | 2        | 11.4 ms, 4.37 KiB         | 8.1 ms, 0.40 KiB       |
- * | 100      | 25.3 ms (2.2×), 172.9 KiB | 4.3 ms (0.5×), 0.40 KiB |
- * | 1,000    | 140.0 ms (12.2×), 1,645.6 KiB | 10.3 ms (1.27×), 0.40 KiB |
+ * | group of | a97eab3: avg (min), written          | 2ee9be8: avg (min), written |
+ * | -------- | ------------------------------------ | --------------------------- |
+ * | 2        | 8.2 ms (1.3 ms), 4.37 KiB            | 5.3 ms (1.3 ms), 0.40 KiB   |
+ * | 100      | 20.5 ms (9.3 ms), 2.5×, 172.9 KiB    | 7.1 ms (1.0 ms), 1.33×, 0.40 KiB |
+ * | 1,000    | 154.5 ms (75.4 ms), 18.8×, 1,645.6 KiB | 9.5 ms (1.5 ms), 1.78×, 0.40 KiB |
  *
- * What remains per message is mostly the fsync of the one transaction (min 0.8–1.5 ms,
- * the averages are the shared disk's noise) and `processMessage`.
+ * (An earlier run of f74360a, the tag still in the groups row: 8.1 / 4.3 / 10.3 ms.)
+ * Split by hand (100 messages, 2 vs 1,000 members): processMessage 0.4–0.6 ms in both,
+ * GroupStates.save 0.3–0.6 ms in both (1.3 ms at 1,000 while the tag was in the state's
+ * row), reading the small record 0.2 vs 0.5–0.7 ms (its summary lists every member: the
+ * one part still growing with the group), and the transaction's COMMIT, an fsync of 1 to
+ * 10 ms on this shared disk, which is most of every figure above.
  *
  * @module
  */
