@@ -6,10 +6,38 @@
  *   beside a bare qpq ping round trip.
  * - receive one application message: the recipient's `sync` alone (the send happens
  *   outside the timed part), in the 2-member group (baseline) and in the big group, and
- *   the bytes the recipient hands its local store per received message (every byte of
- *   every argument of a write: what is sealed and written), printed after the run.
- *   Baseline before state ownership (issue 19, commit d77b570): NOT YET MEASURED — run
- *   this file on a checkout of d77b570 (copy this bench in) and write the figures here.
+ *   the bytes the recipient's store writes per received message (counted by the store:
+ *   `ClientStore.bytesWritten`, every value handed to a writing SQLite statement),
+ *   printed after the run.
+ *
+ * Baseline (issue 19), commit c5126c8 (states decoded once per run, each saved whole), one
+ * run on the shared 2-core machine, QPQ_BENCH_BIG_GROUP=100,
+ * `--filter "/member group|ping/"`:
+ *
+ * | bench                                         | c5126c8          |
+ * | --------------------------------------------- | ---------------- |
+ * | qpq ping round trip                           | 0.48 ms          |
+ * | 2-member group: send + recipient sync         | 19.0 ms (39.5×)  |
+ * | 100-member group: send + one recipient's sync | 50.4 ms (104.8×) |
+ * | 2-member group: receive one                   | 9.0 ms           |
+ * | 100-member group: receive one                 | 12.8 ms (1.43×)  |
+ * | bytes written per received message, 2 / 100   | 4.7 / 172.0 KiB  |
+ *
+ * After (f74360a: a received message writes the ratchet it moved), back to back with
+ * a97eab3 (= c5126c8 + the byte counter) on a busier machine, same command:
+ *
+ * | bench                                         | a97eab3          | f74360a          |
+ * | --------------------------------------------- | ---------------- | ---------------- |
+ * | qpq ping round trip                           | 1.3 ms           | 1.0 ms           |
+ * | 2-member group: send + recipient sync         | 24.6 ms (19.4×)  | 45.3 ms (43.4×)  |
+ * | 100-member group: send + one recipient's sync | 85.6 ms (67.3×)  | 56.7 ms (54.3×)  |
+ * | 2-member group: receive one                   | 12.1 ms          | 15.7 ms          |
+ * | 100-member group: receive one                 | 20.0 ms (1.65×)  | 17.5 ms (1.11×)  |
+ * | bytes written per received message, 2 / 100   | 4.7 / 172.0 KiB  | 0.7 / 0.7 KiB    |
+ *
+ * The times are round trips and fsyncs on a shared machine (noise of ±50 % between runs);
+ * the client's own cost without the network is in bench/group_states_bench.ts. Every send
+ * still syncs first (a fetch round trip): not changed yet.
  * - first run: creating a local state with the default Argon2id parameters (OWASP
  *   minimum) beside the bare Argon2id derivation.
  * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside
@@ -30,7 +58,7 @@ import { QpqClient } from "../src/client/client.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS, deriveKeyFromPassword } from "../src/crypto/mod.ts";
-import type { LocalState } from "../src/store/client/mod.ts";
+import type { ClientStore } from "../src/store/client/mod.ts";
 import { readUntil, runQpq, spawnQpq } from "../tests/_support/cli.ts";
 import { startTestServer } from "../tests/_support/server.ts";
 
@@ -41,37 +69,8 @@ const BIG_GROUP = Math.max(3, Number(Deno.env.get("QPQ_BENCH_BIG_GROUP") ?? 100)
 const ts = await startTestServer();
 const dir = await Deno.makeTempDir({ prefix: "qpq-client-bench-" });
 
-/** Bytes handed to a store's writing methods, per store (see {@link counted}). */
-const written = new Map<string, { bytes: number }>();
-
-/** Every byte of every Uint8Array and string in `v`. */
-function sizeOf(v: unknown): number {
-  if (v instanceof Uint8Array) return v.length;
-  if (typeof v === "string") return v.length;
-  if (Array.isArray(v)) return v.reduce((n, x) => n + sizeOf(x), 0);
-  if (typeof v === "object" && v !== null) {
-    return Object.values(v).reduce((n: number, x) => n + sizeOf(x), 0);
-  }
-  return 8;
-}
-
-const WRITES = /^(put|add|set|upsert|pin|keep|update|bump|remove|delete|requeue)/;
-
-/** The store of `name`, counting what its writing methods are given. */
-function counted(name: string, store: LocalState): LocalState {
-  const tally = { bytes: 0 };
-  written.set(name, tally);
-  return new Proxy(store, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target);
-      if (typeof v !== "function") return v;
-      return (...args: unknown[]) => {
-        if (typeof prop === "string" && WRITES.test(prop)) tally.bytes += sizeOf(args);
-        return Reflect.apply(v, target, args);
-      };
-    },
-  });
-}
+/** Each account's store: it counts the bytes it hands SQLite ({@link ClientStore.bytesWritten}). */
+const stores = new Map<string, ClientStore>();
 
 async function account(name: string): Promise<QpqClient> {
   const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
@@ -80,8 +79,9 @@ async function account(name: string): Promise<QpqClient> {
     server: ts.addr,
     kdf: FAST_KDF,
   });
+  stores.set(name, store as ClientStore);
   const c = QpqClient.create({
-    store: counted(name, store),
+    store,
     password: `pw-${name}`,
     caCertPem: ts.certPem,
     acceptFrom: "anyone",
@@ -159,15 +159,15 @@ async function receiveOne(
   group: string,
 ): Promise<void> {
   await from.send(group, `message ${n++}`);
-  const tally = written.get(to.username)!;
-  const before = tally.bytes;
+  const tally = stores.get(to.username)!;
+  const before = tally.bytesWritten;
   b.start();
   const got = await to.sync();
   b.end();
   if (got !== 1) throw new Error("not received");
   const m = perMessage.get(group) ?? { n: 0, bytes: 0 };
   m.n++;
-  m.bytes += tally.bytes - before;
+  m.bytes += tally.bytesWritten - before;
   perMessage.set(group, m);
 }
 
@@ -272,7 +272,7 @@ Deno.bench({
 globalThis.addEventListener("unload", () => {
   for (const [group, m] of perMessage) {
     console.error(
-      `bytes handed to the recipient's store per received message in ${group}: ` +
+      `bytes written to the recipient's store per received message in ${group}: ` +
         `${(m.bytes / m.n / 1024).toFixed(1)} KiB (${m.n} messages)`,
     );
   }

@@ -8,10 +8,12 @@
 
 import { Buffer } from "node:buffer";
 import { inspect } from "node:util";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { fromUtf8, randomBytes, toBase64, toHex, utf8 } from "../src/bytes.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../src/crypto/mod.ts";
 import { StorageError, UsageError } from "../src/errors.ts";
+import { decodeGroupState, encryptMessage, processMessage } from "../src/mls/mod.ts";
+import { GroupStates } from "../src/client/group_states.ts";
 import {
   type ClientMetaInit,
   clientStatePaths,
@@ -883,12 +885,14 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 4);
+    assertEquals(userVersion(`${path}.db`), 5);
     assertEquals(tables(`${path}.db`), [
       "consent",
       "contacts",
       "conversations",
       "cursor",
+      "group_secrets",
+      "group_tags",
       "groups",
       "key_packages",
       "messages",
@@ -943,7 +947,7 @@ Deno.test("ClientStore.open upgrades the golden version-2 state: users with a pi
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 4);
+    assertEquals(userVersion(`${path}.db`), 5);
     assert(tables(`${path}.db`).includes("consent"));
     const again = await ClientStore.open(path, FIXTURE_V2_PASSWORD);
     try {
@@ -953,6 +957,121 @@ Deno.test("ClientStore.open upgrades the golden version-2 state: users with a pi
     } finally {
       await again.close();
     }
+  });
+});
+
+const FIXTURE_V4 = new URL("./fixtures/client/v4.bin", import.meta.url).pathname;
+const FIXTURE_V4_PASSWORD = "golden v4 fixture password";
+const MLS_FIXTURES = new URL("./fixtures/mls/", import.meta.url);
+
+Deno.test("ClientStore.open upgrades the golden version-4 state: its whole MLS state is read, split at its first save, and the group keeps talking", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/v4.bin`;
+    Deno.copyFileSync(FIXTURE_V4, path);
+    Deno.copyFileSync(`${FIXTURE_V4}.db`, `${path}.db`);
+    assertEquals(userVersion(`${path}.db`), 4);
+    const mls = (n: string) => Deno.readFileSync(new URL(n, MLS_FIXTURES));
+    let alice = decodeGroupState(mls("xwing_alice.state"));
+    const receive = async (groups: GroupStates, payload: Uint8Array, text: string) => {
+      const meta = groups.meta(CH_A)!;
+      const r = await processMessage(groups.open(meta), payload);
+      assert(r.kind === "application");
+      assertEquals(fromUtf8(r.plaintext), text);
+      groups.save(meta, r.state);
+    };
+    const r = await ClientStore.open(path, FIXTURE_V4_PASSWORD);
+    try {
+      assertEquals(userVersion(`${path}.db`), 5, "upgraded at open, in one step");
+      assert(tables(`${path}.db`).includes("group_secrets"));
+      assert(r.groupMeta(CH_A)!.stateTag.length > 0, "the state tag moved to group_tags");
+      assertEquals(r.cursor(), 3);
+      assertEquals(r.consent("alice"), "contact");
+      assertEquals(r.group(CH_A)!.state, mls("xwing_bob.state"), "the state is kept as it was");
+      assertEquals(r.groupMeta(CH_A)!.summary?.members, ["alice", "bob"]);
+      // alice's golden message, sent before the fixture's state was stored
+      await receive(
+        new GroupStates(r),
+        mls("xwing_message_alice.bin"),
+        "stored by an older qpq build",
+      );
+      const split = r.group(CH_A)!;
+      assertEquals(split.state[4], 2, "the first save writes the split form");
+      assert((split.secrets?.length ?? 0) > 0);
+    } finally {
+      await r.close();
+    }
+    for (const text of ["after the upgrade", "and again"]) {
+      const again = await ClientStore.open(path, FIXTURE_V4_PASSWORD);
+      try {
+        const before = again.group(CH_A)!;
+        const sent = await encryptMessage(alice, utf8(text));
+        alice = sent.state;
+        const groups = new GroupStates(again);
+        const written = again.bytesWritten;
+        await receive(groups, sent.outbound, text);
+        assertEquals(groups.decodes, 1, "decoded from the split form");
+        assert(again.bytesWritten - written < 1024, "one ratchet written, not the state");
+        const after = again.group(CH_A)!;
+        assertEquals(after.state, before.state, "the state's bytes are unchanged");
+        const changed = after.secrets!.filter((x, i) =>
+          toHex(x.value) !== toHex(before.secrets![i]!.value)
+        );
+        assertEquals(changed.length, 1, "alice's ratchet alone moved");
+      } finally {
+        await again.close();
+      }
+    }
+  });
+});
+
+Deno.test("ClientStore group secrets are sealed to their row: moved to another node, epoch or group, they do not open", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.bin`;
+    const sec = (epoch: number, node: number) => ({
+      epoch,
+      node,
+      value: filled(64, epoch * 16 + node),
+    });
+    const s = await create(path);
+    s.putGroup({
+      channelId: "a",
+      state: utf8("a"),
+      lastUpdateMs: 0,
+      leaves: [],
+      secrets: [sec(1, 0), sec(1, 1), sec(2, 0)],
+    });
+    s.putGroup({ channelId: "b", state: utf8("b"), lastUpdateMs: 0, leaves: [], secrets: [] });
+    await s.close();
+    const raw = new DatabaseSync(`${path}.db`);
+    const rows = raw.prepare("SELECT rowid, group_h, slot_h, epoch_h, data FROM group_secrets")
+      .all();
+    assertEquals(rows.length, 3);
+    const plain = Deno.readFileSync(`${path}.db`);
+    assert(!toHex(plain).includes(toHex(filled(64, 17))), "no secret in the clear");
+    const before = Deno.readFileSync(`${path}.db`);
+    const idB = raw.prepare("SELECT id_h FROM groups WHERE id_h != ?").get(rows[0]!.group_h!)!
+      .id_h!;
+    raw.close();
+    const tampered = async (sql: string, args: SQLInputValue[], group: string) => {
+      Deno.writeFileSync(`${path}.db`, before);
+      const db = new DatabaseSync(`${path}.db`);
+      db.prepare(sql).run(...args);
+      db.close();
+      const r = await ClientStore.open(path, PASSWORD);
+      try {
+        assertThrows(() => r.group(group), StorageError, "cannot be decrypted");
+      } finally {
+        await r.close();
+      }
+    };
+    const [e1n0, e1n1, e2n0] = rows.sort((x, y) => Number(x.rowid) - Number(y.rowid));
+    const swap = "UPDATE group_secrets SET data = ? WHERE rowid = ?";
+    await tampered(swap, [e1n1!.data!, e1n0!.rowid!], "a"); // another node's
+    await tampered(swap, [e2n0!.data!, e1n0!.rowid!], "a"); // another epoch's
+    await tampered("UPDATE group_secrets SET group_h = ? WHERE rowid = ?", [
+      idB,
+      e1n0!.rowid!,
+    ], "b"); // another group's
   });
 });
 
@@ -998,13 +1117,13 @@ Deno.test("ClientStore.open refuses a database newer than this build with one li
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
     const raw = new DatabaseSync(`${path}.db`);
-    raw.exec("PRAGMA user_version = 5");
+    raw.exec("PRAGMA user_version = 6");
     raw.close();
     const before = snapshot(dir);
     const e = await assertRejects(() => ClientStore.open(path, PASSWORD), StorageError);
     assertEquals(
       e.message,
-      "Cannot open state: its database has schema version 5, newer than this qpq reads (4); " +
+      "Cannot open state: its database has schema version 6, newer than this qpq reads (5); " +
         "update qpq",
     );
     assertSnapshot(dir, before);

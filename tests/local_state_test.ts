@@ -248,6 +248,58 @@ contract("putGroup stores every field exactly and replaces by channel id", async
   assertEquals(r.listGroups(), [full, group("bb")]);
 });
 
+contract(
+  "group secrets: stored beside the state, changed one by one under the state tag, gone with the group",
+  async (h) => {
+    const s = h.state;
+    const sec = (epoch: number, node: number, v: number) => ({
+      epoch,
+      node,
+      value: new Uint8Array(40).fill(v),
+    });
+    const g = group("aa", { state: utf8("split state") });
+    const t1 = s.putGroup({ ...g, secrets: [sec(2, 1, 1), sec(2, 0, 1), sec(1, 0, 1)] });
+    assertEquals(s.group("aa")?.secrets, [sec(1, 0, 1), sec(2, 0, 1), sec(2, 1, 1)], "sorted");
+    assert(!("secrets" in s.groupMeta("aa")!), "the meta row has no secrets");
+    // a change under the stored tag: one secret replaced, a new tag, state and fields kept
+    const t2 = s.putGroupSecrets("aa", t1, { put: [sec(2, 1, 9)] })!;
+    assert(t2 !== undefined && t2 !== t1);
+    assertEquals(s.groupMeta("aa")?.stateTag, t2);
+    assertEquals(s.group("aa"), { ...g, secrets: [sec(1, 0, 1), sec(2, 0, 1), sec(2, 1, 9)] });
+    // under another tag: nothing changes
+    assertEquals(s.putGroupSecrets("aa", t1, { put: [sec(2, 1, 7)] }), undefined);
+    assertEquals(s.putGroupSecrets("zz", t2, { put: [] }), undefined);
+    assertEquals(s.group("aa")?.secrets?.[2], sec(2, 1, 9));
+    // rolled back with its transaction
+    try {
+      s.transaction(() => {
+        s.putGroupSecrets("aa", t2, { put: [sec(2, 0, 5)] });
+        throw new Error("roll back");
+      });
+    } catch { /* expected */ }
+    assertEquals(s.group("aa")?.secrets?.[1], sec(2, 0, 1));
+    assertEquals(s.groupMeta("aa")?.stateTag, t2);
+    // putGroup with a change: an epoch dropped, one added; without: all replaced
+    s.putGroup(g, { drop: [1], put: [sec(3, 0, 3)] });
+    assertEquals(s.group("aa")?.secrets, [sec(2, 0, 1), sec(2, 1, 9), sec(3, 0, 3)]);
+    s.putGroup(g, { all: true, put: [sec(4, 0, 4)] });
+    assertEquals(s.group("aa")?.secrets, [sec(4, 0, 4)]);
+    assertEquals((await h.reopen()).group("aa")?.secrets, [sec(4, 0, 4)]);
+    const r = h.state;
+    assert(r.putGroupMeta({ ...g, leaves: ["x"] }));
+    assertEquals(r.group("aa")?.secrets, [sec(4, 0, 4)], "putGroupMeta keeps them");
+    r.putGroup(g);
+    assertEquals(r.group("aa"), g, "a record without secrets replaces them all");
+    r.putGroup({ ...g, secrets: [sec(1, 1, 1)] });
+    assert(r.deleteGroup("aa"));
+    r.putGroup(g);
+    assertEquals(r.group("aa"), g, "deleting a group deletes its secrets");
+    assertThrows(() => r.putGroup({ ...g, secrets: [sec(1, 1, 1), sec(1, 1, 2)] }), UsageError);
+    assertThrows(() => r.putGroup({ ...g, secrets: [sec(1, 1, 1)] }, { put: [] }), UsageError);
+    assertThrows(() => r.putGroupSecrets("aa", "t", { put: [sec(-1, 0, 1)] }), UsageError);
+  },
+);
+
 contract("listGroups is sorted by channel id and deleteGroup reports what it did", async (h) => {
   const s = h.state;
   for (const id of ["c3", "a1", "b2"]) s.putGroup(group(id));

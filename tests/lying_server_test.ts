@@ -26,9 +26,14 @@ import {
   createKeyPackage,
   decodeGroupState,
   DEFAULT_SUITE,
+  type GroupStateSecret,
   SUITE_IDS,
 } from "../src/mls/mod.ts";
 import { ed25519 } from "@noble/curves/ed25519.js";
+
+/** A group state as the client stores it (its bytes and the secrets beside them). */
+const decodeStored = (r: { state: Uint8Array; secrets?: GroupStateSecret[] }) =>
+  decodeGroupState(r.state, r.secrets);
 
 async function withLyingServer(
   fn: (
@@ -247,7 +252,7 @@ async function forgeAdd(
   real: string[] = [],
 ): Promise<void> {
   const conv = u.client.conversation(ref);
-  const state = decodeGroupState(u.client.store.group(conv.channelId!)!.state);
+  const state = decodeStored(u.client.store.group(conv.channelId!)!);
   const conn = await connectServer({ server: ts.addr, caCertPem: ts.certPem });
   try {
     await conn.call({ kind: "resume", token: u.client.store.meta.sessionToken! }, "session");

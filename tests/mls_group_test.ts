@@ -22,6 +22,7 @@ import {
   decodeGroupState,
   discardPendingCommit,
   encodeGroupState,
+  encodeGroupStateChange,
   encryptMessage,
   epoch,
   epochAuthenticator,
@@ -547,10 +548,62 @@ Deno.test("decodeGroupState turns random and damaged bytes into ValidationError"
   // Flips inside secrets may decode (they are opaque bytes); structure damage may not.
   assert.ok(refused >= inputs.length - 100);
   const future = good.slice();
-  future[4] = 2;
+  future[4] = 3;
   assert.throws(() => decodeGroupState(future), (e: unknown) => {
     return e instanceof ValidationError && e.code === "unsupported_version";
   });
+});
+
+/** A state through its split stored form (bytes + every secret). */
+function viaSplit(s: MlsGroupState): MlsGroupState {
+  const c = encodeGroupStateChange(s);
+  assert.ok(c.all && c.state !== undefined && c.drop.length === 0);
+  return decodeGroupState(c.state, c.put);
+}
+
+Deno.test("encodeGroupStateChange: an application message changes one secret, a commit the bytes", async () => {
+  const { states } = await makeGroup(XWING, ["alice", "bob", "carol"]);
+  let [a, b] = [viaSplit(states[0]!), viaSplit(states[1]!)];
+  // the split form holds the same state as the whole one
+  assert.deepEqual(encodeGroupState(a), encodeGroupState(states[0]!));
+  const m = await send(a, "one");
+  const sent = encodeGroupStateChange(m.state, a);
+  assert.equal(sent.state, undefined, "the sender's bytes do not change");
+  assert.deepEqual(sent.drop, []);
+  assert.equal(sent.put.length, 1, "the sender's own ratchet");
+  assert.equal(sent.put[0]!.node, 0);
+  const got = await receive(b, m.bytes, "alice", "one");
+  const received = encodeGroupStateChange(got, b);
+  assert.equal(received.state, undefined);
+  assert.deepEqual(received.put.map((x) => [x.epoch, x.node]), [[Number(b.epoch), 0]]);
+  // applying the change to the stored secrets gives the new state
+  const full = encodeGroupStateChange(b);
+  const stored = new Map(full.put.map((x) => [`${x.epoch}:${x.node}`, x]));
+  for (const x of received.put) stored.set(`${x.epoch}:${x.node}`, x);
+  b = decodeGroupState(full.state!, [...stored.values()]);
+  assert.deepEqual(encodeGroupState(b), encodeGroupState(got));
+  // a commit changes the bytes; the new epoch's secrets are all written
+  const staged = await selfUpdate(b);
+  const merged = mergePendingCommit(staged.state).state;
+  const committed = encodeGroupStateChange(merged, b);
+  assert.ok(committed.state !== undefined);
+  assert.ok(committed.put.some((x) => x.epoch === Number(b.epoch) + 1));
+  a = expectKind(await processMessage(a, staged.outbound.commit), "commit").state;
+  assert.deepEqual(epochAuthenticator(a), epochAuthenticator(merged));
+});
+
+Deno.test("decodeGroupState refuses a split state whose secrets are missing, extra or repeated", async () => {
+  const { states } = await makeGroup(X25519, ["alice", "bob"]);
+  const c = encodeGroupStateChange(states[0]!);
+  const bad = (secrets: typeof c.put) =>
+    assert.throws(() => decodeGroupState(c.state!, secrets), ValidationError);
+  bad([]);
+  bad(c.put.slice(1));
+  bad([...c.put, { ...c.put[0]!, node: c.put.length + 5 }]);
+  bad([...c.put, c.put[0]!]);
+  bad([...c.put, { ...c.put[0]!, epoch: 99 }]);
+  bad(c.put.map((x, i) => i === 0 ? { ...x, value: x.value.subarray(1) } : x));
+  assert.throws(() => decodeGroupState(encodeGroupState(states[0]!), c.put), ValidationError);
 });
 
 Deno.test("MlsGroupState redacts its secrets when printed", async () => {

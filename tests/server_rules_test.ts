@@ -10,10 +10,19 @@ import { type TestUser, testUser } from "./_support/clients.ts";
 import { connectServer, type ServerConnection } from "../src/client/connection.ts";
 import { fromHex, randomBytes } from "../src/bytes.ts";
 import { QpqError } from "../src/errors.ts";
-import { createKeyPackage, decodeGroupState, selfUpdate } from "../src/mls/mod.ts";
+import {
+  createKeyPackage,
+  decodeGroupState,
+  type GroupStateSecret,
+  selfUpdate,
+} from "../src/mls/mod.ts";
 import { IdentityKeyPair } from "../src/crypto/mod.ts";
 import type { Request } from "../src/wire/mod.ts";
 import { loginUser, registerUser } from "./_support/fuzz.ts";
+
+/** A group state as the client stores it (its bytes and the secrets beside them). */
+const decodeStored = (r: { state: Uint8Array; secrets?: GroupStateSecret[] }) =>
+  decodeGroupState(r.state, r.secrets);
 
 /** The channel id a scene's commit request is for. */
 function commitChannel(commit: Scene["commit"]): Uint8Array {
@@ -64,7 +73,7 @@ async function withScene(fn: (s: Scene) => Promise<void>): Promise<void> {
     await alice.client.invite("#team", ["bob"]);
     await bob.client.sync();
     const hex = bob.client.conversation("#team").channelId!;
-    const state = decodeGroupState(bob.client.store.group(hex)!.state);
+    const state = decodeStored(bob.client.store.group(hex)!);
     const staged = await selfUpdate(state);
     const channelId = fromHex(hex);
     const epoch = Number(state.epoch);
@@ -208,7 +217,7 @@ Deno.test("server: a commit that is not an MLS commit of this group and epoch is
     );
     // a real commit of another group of bob's, in its own epoch, sent as #team's
     const other = await bob.client.createGroup("other");
-    const otherState = decodeGroupState(bob.client.store.group(other.channelId!)!.state);
+    const otherState = decodeStored(bob.client.store.group(other.channelId!)!);
     const foreign = await selfUpdate(otherState);
     assertEquals(
       await refusal(

@@ -1,15 +1,24 @@
 /**
  * The one owner of the client's MLS group states. A conversation's state is decoded from
  * the store at most once while the client runs and kept in memory; every part (groups,
- * inbox, outbox refresh, maintenance) reads it here and stores a new one here, encoded once.
+ * inbox, outbox refresh, maintenance) reads it here and stores a new one here, writing
+ * only what changed.
  *
  * ```
  * open(meta) ─► memory copy under meta.stateTag? ─ yes ─► that state
- *                                               └ no ──► store.group ─► decode ─► kept
- * save(meta, state, patch) ─► encode once ─► store.putGroup (+ summary) ─► new tag
- *                                                                     └─► memory copy
+ *                                               └ no ──► store.group (bytes + secrets)
+ *                                                        ─► decode ─► kept
+ * save(meta, state, patch) ─► diff against the kept copy (encodeGroupStateChange)
+ *     only ratchets moved ─► store.putGroupSecrets: the changed secret rows + new tag
+ *     else ───────────────► store.putGroup: bytes (encoded once) + summary + changed rows
  * update(meta, patch)      ─► store.putGroupMeta: the state, its tag and the copy stay
  * ```
+ *
+ * A stored state is its bytes (everything but the secret trees) and one secret per
+ * secret-tree node of the current and retained epochs: an application message, sent or
+ * received, moves one ratchet and writes one secret row (docs/architecture.md, "The write
+ * path"). A state stored whole by an earlier build is read as it is and split at its next
+ * save.
  *
  * The memory copy is trusted only while its tag is the stored record's: the store gives
  * every stored state a new random tag, so a write the enclosing transaction rolled back, a
@@ -26,7 +35,7 @@
  */
 import {
   decodeGroupState,
-  encodeGroupState,
+  encodeGroupStateChange,
   isMlsSuiteName,
   listMembers,
   type MlsGroupState,
@@ -35,6 +44,9 @@ import {
 } from "../mls/mod.ts";
 import { InternalError } from "../errors.ts";
 import type { GroupMeta, GroupRecord, GroupSummary, LocalState } from "../store/client/mod.ts";
+
+/** The version byte of a split group state (`encodeGroupStateChange`). */
+const SPLIT_VERSION = 2;
 
 /** A group record as read without its state (with or without its tag). */
 export type GroupFields = Omit<GroupRecord, "state"> & { stateTag?: string };
@@ -53,7 +65,8 @@ export function summarize(state: MlsGroupState): GroupSummary {
 /** The one owner of decoded MLS group states (see the module doc). */
 export class GroupStates {
   readonly #store: LocalState;
-  readonly #decoded = new Map<string, { tag: string; state: MlsGroupState }>();
+  /** Memory copies by channel; `split`: stored as bytes and secrets (a change is a diff). */
+  readonly #decoded = new Map<string, { tag: string; state: MlsGroupState; split: boolean }>();
   /** How many times a stored state was decoded (for tests and benchmarks). */
   decodes = 0;
 
@@ -86,25 +99,54 @@ export class GroupStates {
     const record = this.#store.group(meta.channelId);
     if (record === undefined) throw new InternalError("A group record vanished while read");
     this.decodes++;
-    const state = decodeGroupState(record.state);
-    if (meta.stateTag !== "") this.#decoded.set(meta.channelId, { tag: meta.stateTag, state });
+    const state = decodeGroupState(record.state, record.secrets ?? []);
+    const split = record.state[4] === SPLIT_VERSION;
+    if (meta.stateTag !== "") {
+      this.#decoded.set(meta.channelId, { tag: meta.stateTag, state, split });
+    }
     return state;
   }
 
   /**
-   * Store a group's new state with the record's fields (`meta` and then `patch`), encoded
-   * once, with its summary. In a transaction, the memory copy is current only if the
-   * transaction commits (the tag tells).
+   * Store a group's new state with the record's fields (`meta` and then `patch`), with its
+   * summary, writing what changed since the stored state (see the module doc): when only
+   * ratchets moved (an application message sent or received) the changed secrets alone and
+   * a new tag; else the state's bytes (encoded once) and the changed secrets. In a
+   * transaction, the memory copy is current only if the transaction commits (the tag tells).
    */
   save(meta: GroupFields, state: MlsGroupState, patch: Partial<GroupRecord> = {}): void {
-    const { stateTag: _, ...fields } = { ...meta, ...patch };
-    this.#decoded.delete(meta.channelId);
-    const tag = this.#store.putGroup({
-      ...fields,
-      state: encodeGroupState(state),
-      summary: summarize(state),
-    });
-    this.#decoded.set(meta.channelId, { tag, state });
+    const { stateTag: _, secrets: __, ...fields } = { ...meta, ...patch } as GroupFields & {
+      secrets?: unknown;
+    };
+    const id = meta.channelId;
+    const kept = this.#decoded.get(id);
+    this.#decoded.delete(id);
+    // the diff's base: the memory copy, if it is what is stored (same tag, split form)
+    const base = kept !== undefined && kept.split && meta.stateTag !== undefined &&
+        meta.stateTag !== "" && kept.tag === meta.stateTag
+      ? kept
+      : undefined;
+    const change = encodeGroupStateChange(state, base?.state);
+    const same = Object.keys(patch).length === 0;
+    let tag: string | undefined;
+    if (base !== undefined && change.state === undefined) {
+      this.#store.transaction(() => {
+        tag = this.#store.putGroupSecrets(id, base.tag, change);
+        if (tag !== undefined && !same) this.#store.putGroupMeta(fields);
+      });
+    }
+    if (tag === undefined) {
+      // the bytes changed, or the stored record is not the base after all: write it whole
+      const whole = base !== undefined && this.#store.groupMeta(id)?.stateTag === base.tag
+        ? change
+        : encodeGroupStateChange(state);
+      tag = this.#store.putGroup({
+        ...fields,
+        state: whole.state ?? encodeGroupStateChange(state).state!,
+        summary: summarize(state),
+      }, whole);
+    }
+    this.#decoded.set(id, { tag, state, split: true });
   }
 
   /** Change a record's fields but not its state (nor its memory copy). */

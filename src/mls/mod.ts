@@ -71,7 +71,10 @@ export { isMlsSuiteName, MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.
 export {
   decodeGroupState,
   encodeGroupState,
+  encodeGroupStateChange,
   GROUP_STATE_VERSION,
+  type GroupStateChange,
+  type GroupStateSecret,
   peekGroupStateSuite,
 } from "./state_codec.ts";
 export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";

@@ -20,6 +20,14 @@
  * secretTree := u32 width, width x bytes(secretTreeNode)
  * ```
  *
+ * Version 2 is version 1 with the secret trees of the current state and of its past epochs
+ * kept outside the bytes, as {@link GroupStateSecret}s (one per secret-tree node and epoch:
+ * the ratchets an application message advances); `secretTree` is then `u32 width` alone.
+ * The pending state (an own commit awaiting the server) keeps its trees inside. A stored
+ * version-2 state is its bytes plus its secrets; {@link encodeGroupStateChange} says what
+ * to write when a state replaces another (for an application message sent or received:
+ * one secret, the sender's, and no bytes).
+ *
  * Leaf values (`node`, `groupContext`, ...) use the RFC 9420 TLS encodings as ts-mls
  * writes them. The node table keeps one copy of each node shared by the current tree and
  * the trees retained for past epochs, which would otherwise multiply the size of large
@@ -60,8 +68,37 @@ import {
 } from "./_state.ts";
 import type { MlsSuiteName } from "./provider.ts";
 
-/** Current version of the group state encoding. */
-export const GROUP_STATE_VERSION = 1;
+/** Current version of the group state encoding (2: secret trees kept outside). */
+export const GROUP_STATE_VERSION = 2;
+
+/**
+ * One secret-tree node of a version-2 group state, stored beside its bytes: node `node`
+ * of the tree of epoch `epoch` (the current one or a past one kept for late messages).
+ * SECRET: it holds the ratchet secrets of that node.
+ */
+export interface GroupStateSecret {
+  /** The epoch whose secret tree holds the node. */
+  readonly epoch: number;
+  /** The node index in that tree. */
+  readonly node: number;
+  /** The node's encoding (its handshake and application ratchets). */
+  readonly value: Uint8Array;
+}
+
+/**
+ * What to store when a state replaces another (see {@link encodeGroupStateChange}): apply
+ * `all` or `drop`, then `put`, and store `state` unless it is undefined (unchanged).
+ */
+export interface GroupStateChange {
+  /** The new encoding (version 2), or undefined when only secrets changed. */
+  readonly state: Uint8Array | undefined;
+  /** Delete every stored secret of the state first (there is no base to change). */
+  readonly all: boolean;
+  /** Delete every stored secret of these epochs first. */
+  readonly drop: number[];
+  /** Secrets to store, each replacing the one of the same epoch and node. */
+  readonly put: GroupStateSecret[];
+}
 
 const MAGIC = Uint8Array.of(0x51, 0x4d, 0x4c, 0x53); // "QMLS"
 /** Past epochs a state may carry (the retention setting is lower; this is a sanity cap). */
@@ -135,11 +172,13 @@ function readSecretTree(r: Reader): SecretTree {
   return out;
 }
 
-function writeState(w: Writer, p: PlannedState): void {
+/** `external`: the secret trees are written as their width alone (version 2, current). */
+function writeState(w: Writer, p: PlannedState, external: boolean): void {
   const cs = p.cs;
+  const trees = (t: SecretTree) => external ? w.u32(t.length) : writeSecretTree(w, t);
   w.bytes(encode(groupContextEncoder)(cs.groupContext));
   w.bytes(encode(keyScheduleEncoder)(cs.keySchedule));
-  writeSecretTree(w, cs.secretTree);
+  trees(cs.secretTree);
   writeTree(w, p.tree);
   w.bytes(encode(privateKeyPathEncoder)(cs.privatePath));
   w.bytes(cs.signaturePrivateKey);
@@ -149,7 +188,7 @@ function writeState(w: Writer, p: PlannedState): void {
   for (const e of p.past) {
     w.u64(e.epoch);
     w.bytes(e.data.resumptionPsk);
-    writeSecretTree(w, e.data.secretTree);
+    trees(e.data.secretTree);
     writeTree(w, e.tree);
     w.bytes(e.data.senderDataSecret);
     w.bytes(encode(groupContextEncoder)(e.data.groupContext));
@@ -158,26 +197,109 @@ function writeState(w: Writer, p: PlannedState): void {
 }
 
 /**
- * Serialize a group state (including a pending commit) for storage.
+ * Serialize a group state (including a pending commit) as one self-contained value
+ * (version 1: every secret tree inside). The client store keeps version 2 instead (see
+ * {@link encodeGroupStateChange}).
  *
  * @returns versioned bytes; SECRET (they hold the group's keys and our identity key)
  */
 export function encodeGroupState(state: MlsGroupState): Uint8Array {
-  const s = unwrapState(state);
+  return encodeVersion(unwrapState(state), 1);
+}
+
+function encodeVersion(s: InnerState, version: 1 | 2): Uint8Array {
   const t = new NodeTable();
   const cur = plan(t, s.current);
   const pend = s.pending === undefined ? undefined : plan(t, s.pending.state);
-  const w = new Writer().raw(MAGIC).u8(GROUP_STATE_VERSION).u16(SUITE_IDS[s.suite]);
+  const w = new Writer().raw(MAGIC).u8(version).u16(SUITE_IDS[s.suite]);
   w.u32(t.nodes.length);
   for (const n of t.nodes) w.bytes(encode(nodeEncoder)(n));
-  writeState(w, cur);
+  writeState(w, cur, version === 2);
   if (pend === undefined) {
     w.u8(0);
   } else {
     w.u8(1);
-    writeState(w, pend);
+    writeState(w, pend, false);
   }
   return w.finish();
+}
+
+/** The secret trees of a state's current epoch and of its past epochs, by epoch. */
+function secretTrees(cs: ClientState): Map<number, SecretTree> {
+  const out = new Map<number, SecretTree>([[Number(cs.groupContext.epoch), cs.secretTree]]);
+  for (const [e, d] of cs.historicalReceiverData) out.set(Number(e), d.secretTree);
+  return out;
+}
+
+function secretsOf(epoch: number, tree: SecretTree, only?: SecretTree): GroupStateSecret[] {
+  const out: GroupStateSecret[] = [];
+  for (let i = 0; i < tree.length; i++) {
+    if (only !== undefined && only[i] === tree[i]) continue;
+    out.push({ epoch, node: i, value: encodeSecretNode(tree[i]!) });
+  }
+  return out;
+}
+
+/** True when two states differ in nothing but their secret trees (compared by identity). */
+function sameButSecrets(a: InnerState, b: InnerState): boolean {
+  if (a.suite !== b.suite || a.pending?.state !== b.pending?.state) return false;
+  const x = a.current as unknown as Record<string, unknown>;
+  const y = b.current as unknown as Record<string, unknown>;
+  const keys = Object.keys(x);
+  if (keys.length !== Object.keys(y).length) return false;
+  for (const k of keys) {
+    if (k === "secretTree" || k === "historicalReceiverData") continue;
+    if (x[k] !== y[k]) return false;
+  }
+  const hx = a.current.historicalReceiverData;
+  const hy = b.current.historicalReceiverData;
+  if (hx.size !== hy.size) return false;
+  for (const [e, d] of hx) {
+    const o = hy.get(e);
+    if (
+      o === undefined || o.ratchetTree !== d.ratchetTree || o.groupContext !== d.groupContext ||
+      o.resumptionPsk !== d.resumptionPsk || o.senderDataSecret !== d.senderDataSecret
+    ) return false;
+  }
+  return true;
+}
+
+/**
+ * What to store so that the stored form of `base` (its version-2 bytes and secrets)
+ * becomes `next`'s: only the secret-tree nodes that are not the same objects, the epochs
+ * gone, and the bytes only when more than the secret trees changed. Without `base` (or
+ * when the stored form is not version 2): everything, replacing all stored secrets.
+ * Comparing by identity is exact because states are immutable values: an operation
+ * copies what it changes. An application message sent or received changes one node.
+ *
+ * @returns SECRET values (the bytes hold the group's keys, the secrets its ratchets)
+ */
+export function encodeGroupStateChange(
+  next: MlsGroupState,
+  base?: MlsGroupState,
+): GroupStateChange {
+  const n = unwrapState(next);
+  const trees = secretTrees(n.current);
+  if (base === undefined) {
+    const put = [...trees].flatMap(([e, t]) => secretsOf(e, t));
+    return { state: encodeVersion(n, 2), all: true, drop: [], put };
+  }
+  const b = unwrapState(base);
+  const before = secretTrees(b.current);
+  const drop: number[] = [];
+  const put: GroupStateSecret[] = [];
+  for (const [e, t] of trees) {
+    const old = before.get(e);
+    if (old !== undefined && old.length === t.length) {
+      put.push(...secretsOf(e, t, old));
+      continue;
+    }
+    if (old !== undefined) drop.push(e);
+    put.push(...secretsOf(e, t));
+  }
+  for (const e of before.keys()) if (!trees.has(e)) drop.push(e);
+  const state = sameButSecrets(n, b) ? undefined : encodeVersion(n, 2);
+  return { state, all: false, drop, put };
 }
 
 function readTree(r: Reader, nodes: Node[]): RatchetTree {
@@ -206,11 +328,38 @@ function readTree(r: Reader, nodes: Node[]): RatchetTree {
   return tree;
 }
 
-function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
+/** Where the secret trees of a version-2 state are: epoch → node → encoded node. */
+type ExternalSecrets = Map<number, Map<number, Uint8Array>>;
+
+function readExternalTree(r: Reader, secrets: ExternalSecrets, epoch: bigint): SecretTree {
+  const width = r.u32();
+  if (width > MAX_MLS_TREE_NODES) throw new ValidationError("Group state secret tree is too large");
+  const stored = secrets.get(Number(epoch));
+  if (stored === undefined || stored.size !== width) {
+    throw new ValidationError("Group state secrets do not match its tree");
+  }
+  secrets.delete(Number(epoch));
+  const out: SecretTree = new Array(width);
+  for (let i = 0; i < width; i++) {
+    const v = stored.get(i);
+    if (v === undefined) throw new ValidationError("Group state secrets do not match its tree");
+    out[i] = decodeExact(decodeSecretTreeNode, v.slice(), "Group state secret");
+  }
+  return out;
+}
+
+function readState(
+  r: Reader,
+  nodes: Node[],
+  suite: MlsSuiteName,
+  secrets?: ExternalSecrets,
+): ClientState {
   const f = (_what: string) => r.bytes(MAX_FIELD_BYTES).slice();
   const groupContext = decodeExact(decodeGroupContext, f("context"), "Group state context");
   const keySchedule = decodeExact(decodeKeySchedule, f("keys"), "Group state key schedule");
-  const secretTree = readSecretTree(r);
+  const trees = (epoch: bigint) =>
+    secrets === undefined ? readSecretTree(r) : readExternalTree(r, secrets, epoch);
+  const secretTree = trees(groupContext.epoch);
   const ratchetTree = readTree(r, nodes);
   const privatePath = decodeExact(decodePrivateKeyPath, f("path"), "Group state private path");
   for (const k of Object.keys(privatePath.privateKeys)) {
@@ -237,7 +386,7 @@ function readState(r: Reader, nodes: Node[], suite: MlsSuiteName): ClientState {
     }
     last = epoch;
     const resumptionPsk = f("psk");
-    const st = readSecretTree(r);
+    const st = trees(epoch);
     const rt = readTree(r, nodes);
     const senderDataSecret = f("sd");
     const gc = decodeExact(decodeGroupContext, f("context"), "Group state context");
@@ -307,13 +456,17 @@ export function peekGroupStateSuite(bytes: Uint8Array): MlsSuiteName | undefined
 }
 
 /**
- * Decode bytes from {@link encodeGroupState}. The input is copied, so the caller may zero
- * it afterwards.
+ * Decode bytes from {@link encodeGroupState} (version 1), or the bytes and secrets of a
+ * version-2 state stored by {@link encodeGroupStateChange} (every secret of the state,
+ * none more). The input is copied, so the caller may zero it afterwards.
  *
  * @throws ValidationError (code "unsupported_version" for an unknown version) on any
  *   malformed, truncated, oversized or inconsistent input
  */
-export function decodeGroupState(bytes: Uint8Array): MlsGroupState {
+export function decodeGroupState(
+  bytes: Uint8Array,
+  secrets: readonly GroupStateSecret[] = [],
+): MlsGroupState {
   if (!(bytes instanceof Uint8Array)) throw new ValidationError("Group state is not bytes");
   if (bytes.length > MAX_MLS_STATE_BYTES) {
     throw new ValidationError("Group state is too large", { code: "too_large" });
@@ -322,10 +475,24 @@ export function decodeGroupState(bytes: Uint8Array): MlsGroupState {
   const magic = r.raw(4);
   if (magic.some((b, i) => b !== MAGIC[i])) throw new ValidationError("Not a qpq group state");
   const version = r.u8();
-  if (version !== GROUP_STATE_VERSION) {
+  if (version !== 1 && version !== 2) {
     throw new ValidationError("Group state version is not supported", {
       code: "unsupported_version",
     });
+  }
+  let external: ExternalSecrets | undefined;
+  if (version === 2) {
+    external = new Map();
+    for (const x of secrets) {
+      const byNode = external.get(x.epoch) ?? new Map<number, Uint8Array>();
+      if (byNode.has(x.node) || !(x.value instanceof Uint8Array)) {
+        throw new ValidationError("Group state secrets do not match its tree");
+      }
+      byNode.set(x.node, x.value);
+      external.set(x.epoch, byNode);
+    }
+  } else if (secrets.length > 0) {
+    throw new ValidationError("Group state secrets do not match its tree");
   }
   const suite = suiteFromId(r.u16());
   if (suite === undefined) throw new ValidationError("Group state has an unknown suite");
@@ -339,7 +506,10 @@ export function decodeGroupState(bytes: Uint8Array): MlsGroupState {
     nodes.push(decodeExact(decodeNode, r.bytes(MAX_NODE_BYTES), "Group state node"));
   }
   try {
-    const current = readState(r, nodes, suite);
+    const current = readState(r, nodes, suite, external);
+    if (external !== undefined && external.size > 0) {
+      throw new ValidationError("Group state secrets do not match its tree");
+    }
     const flag = r.u8();
     if (flag > 1) throw new ValidationError("Group state has a bad pending flag");
     let inner: InnerState;

@@ -119,6 +119,27 @@ export const MUTANTS: Mutant[] = [
     tests: [LYING],
     quick: true,
   },
+  {
+    id: "client-send-ratchet-stored",
+    file: "src/client/group_states.ts",
+    find: "tag = this.#store.putGroupSecrets(id, base.tag, change);",
+    replace: "tag = this.#store.putGroupSecrets(id, base.tag, { put: [] });",
+    why:
+      "the ratchet a message moved is stored with it: after a crash a sender never reuses a generation, a used key is gone from disk",
+    tests: ["tests/group_states_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-receive-stored-before-ack",
+    file: "src/client/inbox.ts",
+    find:
+      "          saveGroup(this.#ctx, record, r.state);\n          fresh = s.addMessage(message);",
+    replace: "          fresh = s.addMessage(message);",
+    why:
+      "a received message's new state (its key used up) is stored with the message and the cursor, before the ack",
+    tests: ["tests/group_states_test.ts"],
+    quick: true,
+  },
   // ---- MLS layer
   {
     id: "mls-binding-key",

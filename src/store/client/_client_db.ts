@@ -17,6 +17,13 @@
  *             copy kept in memory is current while the tag is unchanged); the sealed group
  *             record may hold a summary (epoch, suite, roster), which the client fills in
  *             for older records (src/client/group_states.ts)
+ * version 5   + group_secrets: the secrets of a split group state, one row per ratchet-tree
+ *             node and epoch, changed one row at a time (an application message sent or
+ *             received changes the sender's); keyed by HMACs of (channel, epoch, node) and
+ *             (channel, epoch), sealed with both. The state tag moves from groups.tag to
+ *             its own small table group_tags: a tag changes with every message, and
+ *             SQLite rewrites a whole row (a big group's state blob with it) to change
+ *             one column
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
@@ -31,7 +38,7 @@ import { ClientKeys } from "./_client_keys.ts";
 import { DamagedStateError } from "./_client_state_file.ts";
 
 /** Schema version recorded in `PRAGMA user_version` by this build. */
-export const CLIENT_SCHEMA_VERSION = 4;
+export const CLIENT_SCHEMA_VERSION = 5;
 
 /** Oldest schema version this build opens (and upgrades). */
 export const OLDEST_CLIENT_SCHEMA_VERSION = 1;
@@ -79,9 +86,25 @@ export const TABLES_ADDED_IN_V3 = `
 CREATE TABLE consent (name_h BLOB PRIMARY KEY, data BLOB NOT NULL) STRICT;
 `;
 
-/** The column version 4 adds: the state tag of each group record. */
+/** The column version 4 adds: the state tag of each group record (version 5 moves it). */
 export const COLUMNS_ADDED_IN_V4 = `
 ALTER TABLE groups ADD COLUMN tag TEXT;
+`;
+
+/** The table version 5 adds: the secrets of split group states (see the module doc). */
+export const TABLES_ADDED_IN_V5 = `
+CREATE TABLE group_secrets (
+  group_h BLOB NOT NULL REFERENCES groups (id_h) ON DELETE CASCADE,
+  slot_h BLOB NOT NULL,
+  epoch_h BLOB NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (group_h, slot_h)
+) STRICT;
+CREATE INDEX group_secrets_by_epoch ON group_secrets (group_h, epoch_h);
+CREATE TABLE group_tags (
+  group_h BLOB PRIMARY KEY REFERENCES groups (id_h) ON DELETE CASCADE,
+  tag TEXT NOT NULL
+) STRICT;
 `;
 
 function applyPragmas(db: DatabaseSync): void {
@@ -103,7 +126,7 @@ export function createClientDb(path: string, keys: ClientKeys): void {
     db.exec(TABLES_V1_AND_V2);
     db.exec(TABLES_ADDED_IN_V2);
     db.exec(TABLES_ADDED_IN_V3);
-    db.exec(COLUMNS_ADDED_IN_V4);
+    db.exec(TABLES_ADDED_IN_V5);
     db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
     db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
     db.exec("COMMIT");

@@ -30,7 +30,12 @@
 import type { DatabaseSync } from "node:sqlite";
 import { fromUtf8, utf8, zeroize } from "../../bytes.ts";
 import { StorageError } from "../../errors.ts";
-import { COLUMNS_ADDED_IN_V4, TABLES_ADDED_IN_V2, TABLES_ADDED_IN_V3 } from "./_client_db.ts";
+import {
+  COLUMNS_ADDED_IN_V4,
+  TABLES_ADDED_IN_V2,
+  TABLES_ADDED_IN_V3,
+  TABLES_ADDED_IN_V5,
+} from "./_client_db.ts";
 import type { ClientKeys } from "./_client_keys.ts";
 import { byString, damagedRecord } from "./_records.ts";
 import type { GroupRecord, KeyPackageRecord, LocalState } from "./local_state.ts";
@@ -57,7 +62,7 @@ export function migrateV1(db: DatabaseSync, keys: ClientKeys, into: LocalState):
   try {
     into.transaction(() => {
       db.exec(TABLES_ADDED_IN_V2);
-      db.exec(COLUMNS_ADDED_IN_V4); // the groups table as this build writes it
+      db.exec(TABLES_ADDED_IN_V5); // the groups' secrets and tags, as this build writes them
       const rows = readKv(db, keys, plain);
       if (rows.cursor !== undefined) into.setCursor(rows.cursor);
       for (const g of groupRecords(rows, into)) into.putGroup(g);
@@ -223,5 +228,31 @@ export function migrateV3(db: DatabaseSync, into: LocalState): void {
   } catch (e) {
     if (e instanceof StorageError) throw e;
     throw new StorageError("Cannot upgrade local state to schema version 4", { cause: e });
+  }
+}
+
+/**
+ * Version 4 to 5, in one transaction: the tables of split group states' secrets and of the
+ * state tags, each tag moved there from its `groups` row. Stored states stay as they are
+ * (whole, version-1 encodings, read as before); each is split at its next save
+ * (src/client/group_states.ts).
+ */
+export function migrateV4(db: DatabaseSync, into: LocalState): void {
+  try {
+    into.transaction(() => {
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+      if (!tables.some((t) => t.name === "group_secrets")) db.exec(TABLES_ADDED_IN_V5);
+      const columns = db.prepare("PRAGMA table_info(groups)").all().map((c) => c.name);
+      if (columns.includes("tag")) {
+        db.exec(
+          "INSERT INTO group_tags (group_h, tag) SELECT id_h, tag FROM groups WHERE tag IS NOT NULL",
+        );
+        db.exec("ALTER TABLE groups DROP COLUMN tag");
+      }
+      db.exec("PRAGMA user_version = 5");
+    });
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError("Cannot upgrade local state to schema version 5", { cause: e });
   }
 }

@@ -24,6 +24,8 @@ import type {
   ConversationKind,
   GroupMeta,
   GroupRecord,
+  GroupSecret,
+  GroupSecretChanges,
   GroupSummary,
   KeyPackageRecord,
   MessageDirection,
@@ -218,6 +220,49 @@ export function checkGroup(g: GroupRecord): void {
     throw new UsageError("Invalid recent commits: expected a short list of hashes");
   }
   if (g.summary !== undefined) checkSummary(g.summary);
+  if (g.secrets !== undefined) checkGroupSecrets({ put: g.secrets });
+}
+
+/** A change of a group's secrets: whole epochs and nodes, bytes, each (epoch, node) once. */
+export function checkGroupSecrets(c: GroupSecretChanges): void {
+  const index = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (
+    typeof c !== "object" || c === null || !Array.isArray(c.put) ||
+    (c.all !== undefined && typeof c.all !== "boolean") ||
+    (c.drop !== undefined && (!Array.isArray(c.drop) || !c.drop.every(index)))
+  ) {
+    throw new UsageError("Invalid group secrets");
+  }
+  const seen = new Set<string>();
+  for (const x of c.put) {
+    if (typeof x !== "object" || x === null || !index(x.epoch) || !index(x.node)) {
+      throw new UsageError("Invalid group secret: expected an epoch and a node index");
+    }
+    checkBytes("group secret", x.value);
+    const key = `${x.epoch}:${x.node}`;
+    if (seen.has(key)) throw new UsageError("Invalid group secrets: a node given twice");
+    seen.add(key);
+  }
+}
+
+/** `stored` with `c` applied (copies, by epoch then node). */
+export function applyGroupSecrets(
+  stored: readonly GroupSecret[] | undefined,
+  c: GroupSecretChanges,
+): GroupSecret[] {
+  const drop = new Set(c.drop ?? []);
+  const byKey = new Map<string, GroupSecret>();
+  if (c.all !== true) {
+    for (const x of stored ?? []) if (!drop.has(x.epoch)) byKey.set(`${x.epoch}:${x.node}`, x);
+  }
+  for (const x of c.put) byKey.set(`${x.epoch}:${x.node}`, x);
+  return copyGroupSecrets([...byKey.values()]);
+}
+
+/** Copy of a list of group secrets, by epoch then node. */
+export function copyGroupSecrets(xs: readonly GroupSecret[]): GroupSecret[] {
+  return xs.map((x) => ({ epoch: x.epoch, node: x.node, value: x.value.slice() }))
+    .sort((a, b) => a.epoch - b.epoch || a.node - b.node);
 }
 
 /** A group summary: an epoch, a suite name, usernames, a flag and a count. */
@@ -321,12 +366,13 @@ export function copyGroup(g: GroupRecord): GroupRecord {
   if (g.leavingEpoch !== undefined) out.leavingEpoch = g.leavingEpoch;
   if (g.recentCommits !== undefined) out.recentCommits = [...g.recentCommits];
   if (g.summary !== undefined) out.summary = copySummary(g.summary);
+  if (g.secrets !== undefined && g.secrets.length > 0) out.secrets = copyGroupSecrets(g.secrets);
   return out;
 }
 
-/** A copy of a group record without its state, under `tag`. */
+/** A copy of a group record without its state (nor its secrets), under `tag`. */
 export function metaOf(g: GroupRecord, tag: string): GroupMeta {
-  const { state: _, ...rest } = copyGroup(g);
+  const { state: _, secrets: __, ...rest } = copyGroup(g);
   return { ...rest, stateTag: tag };
 }
 

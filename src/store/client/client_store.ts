@@ -73,7 +73,7 @@ import { QpqError, StorageError, UsageError } from "../../errors.ts";
 import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { FileLock } from "../_file_lock.ts";
-import { migrateV1, migrateV2, migrateV3 } from "./_client_migrate.ts";
+import { migrateV1, migrateV2, migrateV3, migrateV4 } from "./_client_migrate.ts";
 import {
   asyncTransaction,
   byCreation,
@@ -84,6 +84,7 @@ import {
   checkCount,
   checkCursor,
   checkGroup,
+  checkGroupSecrets,
   checkKeyPackage,
   checkMessage,
   checkMeta,
@@ -130,6 +131,8 @@ import type {
   Conversation,
   GroupMeta,
   GroupRecord,
+  GroupSecret,
+  GroupSecretChanges,
   GroupSummary,
   KeyPackageRecord,
   LocalState,
@@ -209,6 +212,8 @@ export class ClientStore implements LocalState {
   #meta: MetaFields;
   #depth = 0;
   #closed = false;
+  /** Bytes of every value handed to a writing statement (see {@link bytesWritten}). */
+  #written = 0;
   readonly #onUnload = () => this.#closeSync();
 
   private constructor(
@@ -361,7 +366,8 @@ export class ClientStore implements LocalState {
         try {
           if (opened.version < 2) migrateV1(db, keys, store);
           if (opened.version < 3) migrateV2(db, keys, store);
-          migrateV3(db, store);
+          if (opened.version < 4) migrateV3(db, store);
+          migrateV4(db, store);
         } catch (e) {
           store.#closeSync();
           throw e;
@@ -433,6 +439,15 @@ export class ClientStore implements LocalState {
   /** True when {@link open} created this state (false when it already existed). */
   get created(): boolean {
     return this.#created;
+  }
+
+  /**
+   * Bytes of every value this handle has handed to SQLite in a writing statement (sealed
+   * values, lookup hashes, 8 per number or short text), since it was opened: what a change
+   * costs on disk before SQLite's own page and WAL overhead. For benchmarks and tests.
+   */
+  get bytesWritten(): number {
+    return this.#written;
   }
 
   /** True after {@link close}. */
@@ -611,9 +626,13 @@ export class ClientStore implements LocalState {
     });
   }
 
-  /** Insert or replace a group record; returns its new state tag (see {@link GroupMeta}). */
-  putGroup(record: GroupRecord): string {
+  /** Insert or replace a group record; returns its new state tag (see {@link LocalState}). */
+  putGroup(record: GroupRecord, secrets?: GroupSecretChanges): string {
     checkGroup(record);
+    if (secrets !== undefined) {
+      checkGroupSecrets(secrets);
+      if (record.secrets !== undefined) throw new UsageError("Invalid group secrets: given twice");
+    }
     const tag = newStateTag();
     this.#write(() => {
       const idH = this.#keys.lookup("group", utf8(record.channelId));
@@ -621,24 +640,100 @@ export class ClientStore implements LocalState {
         ? null
         : this.#keys.seal("group-commit", record.pendingCommit, idH);
       this.#run(
-        "INSERT INTO groups (id_h, state, pending, data, tag) VALUES (?, ?, ?, ?, ?) " +
+        "INSERT INTO groups (id_h, state, pending, data) VALUES (?, ?, ?, ?) " +
           "ON CONFLICT (id_h) DO UPDATE SET state = excluded.state, " +
-          "pending = excluded.pending, data = excluded.data, tag = excluded.tag",
+          "pending = excluded.pending, data = excluded.data",
         idH,
         this.#keys.seal("group-state", record.state, idH),
         pending,
         this.#keys.seal("group", encodeGroup(record), idH),
+      );
+      this.#run(
+        "INSERT INTO group_tags (group_h, tag) VALUES (?, ?) " +
+          "ON CONFLICT (group_h) DO UPDATE SET tag = excluded.tag",
+        idH,
         tag,
       );
+      this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
     });
     return tag;
+  }
+
+  /** Change only a group's secrets, when its tag is `baseTag` (see {@link LocalState}). */
+  putGroupSecrets(
+    channelId: string,
+    baseTag: string,
+    secrets: GroupSecretChanges,
+  ): string | undefined {
+    checkGroupSecrets(secrets);
+    const tag = newStateTag();
+    return this.#write(() => {
+      const idH = this.#keys.lookup("group", utf8(channelId));
+      const n = this.#run(
+        "UPDATE group_tags SET tag = ? WHERE group_h = ? AND tag = ?",
+        tag,
+        idH,
+        baseTag,
+      );
+      if (n === 0) return undefined;
+      this.#putSecrets(channelId, idH, secrets);
+      return tag;
+    });
+  }
+
+  /** Apply a change of a group's secrets (inside a write). */
+  #putSecrets(channelId: string, idH: Uint8Array, c: GroupSecretChanges): void {
+    if (c.all === true) this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
+    for (const epoch of c.all === true ? [] : c.drop ?? []) {
+      this.#run(
+        "DELETE FROM group_secrets WHERE group_h = ? AND epoch_h = ?",
+        idH,
+        this.#keys.lookup("group-secret-epoch", secretKey(channelId, epoch)),
+      );
+    }
+    for (const x of c.put) {
+      const slotH = this.#keys.lookup("group-secret-slot", secretKey(channelId, x.epoch, x.node));
+      const epochH = this.#keys.lookup("group-secret-epoch", secretKey(channelId, x.epoch));
+      this.#run(
+        "INSERT INTO group_secrets (group_h, slot_h, epoch_h, data) VALUES (?, ?, ?, ?) " +
+          "ON CONFLICT (group_h, slot_h) DO UPDATE SET data = excluded.data",
+        idH,
+        slotH,
+        epochH,
+        this.#keys.seal("group-secret", encodeSecret(x), idH, slotH, epochH),
+      );
+    }
+  }
+
+  /** Every stored secret of a group, by epoch then node. */
+  #secrets(idH: Uint8Array): GroupSecret[] {
+    return this.#all("SELECT slot_h, epoch_h, data FROM group_secrets WHERE group_h = ?", idH)
+      .map((r) => {
+        const plain = this.#open(
+          "group-secret",
+          r.data,
+          idH,
+          r.slot_h as Uint8Array,
+          r.epoch_h as Uint8Array,
+        );
+        try {
+          return decodeSecret(plain);
+        } finally {
+          zeroize(plain);
+        }
+      })
+      .sort((a, b) => a.epoch - b.epoch || a.node - b.node);
   }
 
   /** The group record of a channel without its state (left sealed), or undefined. */
   groupMeta(channelId: string): GroupMeta | undefined {
     return this.#read(() => {
       const idH = this.#keys.lookup("group", utf8(channelId));
-      const r = this.#get("SELECT pending, data, tag FROM groups WHERE id_h = ?", idH);
+      const r = this.#get(
+        "SELECT pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h " +
+          "WHERE id_h = ?",
+        idH,
+      );
       return r === undefined ? undefined : this.#groupMeta(r, idH);
     });
   }
@@ -664,7 +759,9 @@ export class ClientStore implements LocalState {
   /** Every group record without its state, by channel id. */
   listGroupMeta(): GroupMeta[] {
     return this.#read(() =>
-      this.#all("SELECT id_h, pending, data, tag FROM groups")
+      this.#all(
+        "SELECT id_h, pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h",
+      )
         .map((r) => this.#groupMeta(r, r.id_h as Uint8Array))
         .sort((a, b) => byString(a.channelId, b.channelId))
     );
@@ -672,10 +769,12 @@ export class ClientStore implements LocalState {
 
   /** Delete a group record (we left or were removed); true when it existed. */
   deleteGroup(channelId: string): boolean {
-    return this.#write(() =>
-      this.#run("DELETE FROM groups WHERE id_h = ?", this.#keys.lookup("group", utf8(channelId))) >
-        0
-    );
+    return this.#write(() => {
+      const idH = this.#keys.lookup("group", utf8(channelId));
+      this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
+      this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
+      return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
+    });
   }
 
   /** Every group record, by channel id. */
@@ -1159,6 +1258,9 @@ export class ClientStore implements LocalState {
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
+    for (const a of args) {
+      this.#written += a instanceof Uint8Array || typeof a === "string" ? a.length : 8;
+    }
     return this.#sql.run(sql, ...args);
   }
 
@@ -1190,7 +1292,12 @@ export class ClientStore implements LocalState {
 
   #group(r: Row, idH: Uint8Array): GroupRecord {
     const { stateTag: _, ...meta } = this.#groupMeta(r, idH);
-    return { ...meta, state: this.#open("group-state", r.state, idH) };
+    const secrets = this.#secrets(idH);
+    return {
+      ...meta,
+      state: this.#open("group-state", r.state, idH),
+      ...(secrets.length > 0 ? { secrets } : {}),
+    };
   }
 
   #groupMeta(r: Row, idH: Uint8Array): GroupMeta {
@@ -1340,6 +1447,29 @@ function summaryOf(v: unknown): GroupSummary {
     pendingCommit: o.pendingCommit,
     pendingProposals: num(o.pendingProposals),
   };
+}
+
+/** The row key of a group secret (its epoch, and its node unless a whole epoch is meant). */
+function secretKey(channelId: string, epoch: number, node?: number): Uint8Array {
+  return utf8(node === undefined ? `${channelId}:${epoch}` : `${channelId}:${epoch}:${node}`);
+}
+
+/** A group secret as sealed: u64 epoch, u32 node, the value. */
+function encodeSecret(x: GroupSecret): Uint8Array {
+  const out = new Uint8Array(12 + x.value.length);
+  const v = new DataView(out.buffer);
+  v.setBigUint64(0, BigInt(x.epoch));
+  v.setUint32(8, x.node);
+  out.set(x.value, 12);
+  return out;
+}
+
+function decodeSecret(b: Uint8Array): GroupSecret {
+  if (b.length < 12) throw damagedRecord();
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const epoch = Number(v.getBigUint64(0));
+  if (!Number.isSafeInteger(epoch)) throw damagedRecord();
+  return { epoch, node: v.getUint32(8), value: b.slice(12) };
 }
 
 /** The small part of a group record (the state and pending commit have their own columns). */

@@ -165,8 +165,14 @@ export interface OutboxEntry {
 export interface GroupRecord {
   /** Server channel id (hex), the key of the record. */
   channelId: string;
-  /** The encoded MLS group state (`encodeGroupState`). */
+  /** The encoded MLS group state (`encodeGroupState`, or the bytes of a split one). */
   state: Uint8Array;
+  /**
+   * The secrets kept beside `state` (a split state: its ratchets, changed one by one as
+   * messages are sent and received, see {@link LocalState.putGroupSecrets}). Absent when
+   * there are none. As given to {@link LocalState.putGroup}: they replace every stored one.
+   */
+  secrets?: GroupSecret[];
   /**
    * Our own commit, staged in `state` and not yet answered by the server: the exact
    * encoded request frame, resent as is after a crash or a lost answer.
@@ -200,6 +206,32 @@ export interface GroupRecord {
    * records stored by builds before client schema version 4 (the client fills it in once).
    */
   summary?: GroupSummary;
+}
+
+/**
+ * One secret stored beside a group's state: node `node` of the ratchet (secret) tree of
+ * epoch `epoch`, as the MLS layer encoded it. Secret. Unique per (epoch, node).
+ */
+export interface GroupSecret {
+  /** The epoch of the tree. */
+  epoch: number;
+  /** The node index in the tree. */
+  node: number;
+  /** The encoded node. */
+  value: Uint8Array;
+}
+
+/**
+ * A change of the secrets stored beside a group's state, applied in this order: `all` or
+ * `drop` delete, then `put` stores (replacing the secret of the same epoch and node).
+ */
+export interface GroupSecretChanges {
+  /** Delete every stored secret of the group first. */
+  all?: boolean;
+  /** Delete every stored secret of these epochs first. */
+  drop?: number[];
+  /** Secrets to store. */
+  put: GroupSecret[];
 }
 
 /** The small facts of a stored MLS group state, kept beside it (see {@link GroupRecord}). */
@@ -271,8 +303,22 @@ export interface LocalState {
 
   /** The group record of a channel (hex id), or undefined. */
   group(channelId: string): GroupRecord | undefined;
-  /** Insert or replace a group record; returns its new state tag (see {@link GroupMeta}). */
-  putGroup(record: GroupRecord): string;
+  /**
+   * Insert or replace a group record; returns its new state tag (see {@link GroupMeta}).
+   * Without `secrets` the record's `secrets` replace every stored one; with it, that
+   * change is applied to the stored ones instead (and `record.secrets` must be absent).
+   */
+  putGroup(record: GroupRecord, secrets?: GroupSecretChanges): string;
+  /**
+   * Change only the secrets of a group whose stored state tag is `baseTag` (what one
+   * application message changes: a ratchet or two); returns the new state tag. Undefined,
+   * and nothing changed, when there is no record or its tag is another.
+   */
+  putGroupSecrets(
+    channelId: string,
+    baseTag: string,
+    secrets: GroupSecretChanges,
+  ): string | undefined;
   /** The group record of a channel without its state (the state stays sealed), or undefined. */
   groupMeta(channelId: string): GroupMeta | undefined;
   /**

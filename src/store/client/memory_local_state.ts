@@ -29,6 +29,7 @@
 import { UsageError } from "../../errors.ts";
 import type { MetaFields } from "./_client_state_file.ts";
 import {
+  applyGroupSecrets,
   asyncTransaction,
   byCreation,
   byString,
@@ -38,6 +39,7 @@ import {
   checkCount,
   checkCursor,
   checkGroup,
+  checkGroupSecrets,
   checkKeyPackage,
   checkMessage,
   checkMeta,
@@ -68,6 +70,7 @@ import type {
   Conversation,
   GroupMeta,
   GroupRecord,
+  GroupSecretChanges,
   KeyPackageRecord,
   LocalState,
   MessageStatus,
@@ -231,13 +234,40 @@ export class MemoryLocalState implements LocalState {
     return g === undefined ? undefined : copyGroup(g.record);
   }
 
-  /** Insert or replace a group record; returns its new state tag. */
-  putGroup(record: GroupRecord): string {
+  /** Insert or replace a group record; returns its new state tag (see LocalState). */
+  putGroup(record: GroupRecord, secrets?: GroupSecretChanges): string {
     checkGroup(record);
+    if (secrets !== undefined) {
+      checkGroupSecrets(secrets);
+      if (record.secrets !== undefined) throw new UsageError("Invalid group secrets: given twice");
+    }
     const tag = newStateTag();
-    this.#write(() =>
-      this.#set(this.#d.groups, record.channelId, { record: copyGroup(record), tag })
-    );
+    this.#write(() => {
+      const stored = this.#d.groups.get(record.channelId)?.record.secrets;
+      const next = secrets === undefined
+        ? copyGroup(record)
+        : copyGroup({ ...record, secrets: applyGroupSecrets(stored, secrets) });
+      this.#set(this.#d.groups, record.channelId, { record: next, tag });
+    });
+    return tag;
+  }
+
+  /** Change only a group's secrets, when its tag is `baseTag` (see LocalState). */
+  putGroupSecrets(
+    channelId: string,
+    baseTag: string,
+    secrets: GroupSecretChanges,
+  ): string | undefined {
+    this.#alive();
+    checkGroupSecrets(secrets);
+    const g = this.#d.groups.get(channelId);
+    if (g === undefined || g.tag !== baseTag) return undefined;
+    const tag = newStateTag();
+    const record = copyGroup({
+      ...g.record,
+      secrets: applyGroupSecrets(g.record.secrets, secrets),
+    });
+    this.#write(() => this.#set(this.#d.groups, channelId, { record, tag }));
     return tag;
   }
 
@@ -254,7 +284,12 @@ export class MemoryLocalState implements LocalState {
     const g = this.#d.groups.get(meta.channelId);
     if (g === undefined) return false;
     const { stateTag: _, ...rest } = meta as Partial<GroupMeta>;
-    const record = { ...rest, channelId: meta.channelId, state: g.record.state } as GroupRecord;
+    const record = {
+      ...rest,
+      channelId: meta.channelId,
+      state: g.record.state,
+      ...(g.record.secrets ? { secrets: g.record.secrets } : {}),
+    } as GroupRecord;
     checkGroup(record);
     this.#write(() =>
       this.#set(this.#d.groups, meta.channelId, { record: copyGroup(record), tag: g.tag })

@@ -1,0 +1,144 @@
+/**
+ * GroupStates, the one owner of the client's MLS group states, over a real client store:
+ * what a message writes (only the ratchet it moved), and the promises that must survive a
+ * restart (a new process over the same files): a sender never reuses a generation, a used
+ * key is gone from disk. The last test drives real clients through a real server.
+ *
+ * @module
+ */
+import { fromUtf8, toHex, utf8 } from "../src/bytes.ts";
+import { GroupStates } from "../src/client/group_states.ts";
+import {
+  decodeGroupState,
+  encryptMessage,
+  type MlsGroupState,
+  processMessage,
+} from "../src/mls/mod.ts";
+import { ClientStore } from "../src/store/mod.ts";
+import { IdentityKeyPair } from "../src/crypto/mod.ts";
+import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
+import { FAST_KDF, testUser } from "./_support/clients.ts";
+import { startTestServer } from "./_support/server.ts";
+
+const MLS_FIXTURES = new URL("./fixtures/mls/", import.meta.url);
+const CH = "c4".repeat(16);
+const mls = (n: string) => Deno.readFileSync(new URL(n, MLS_FIXTURES));
+
+/** A state file in `dir` holding `state` for channel CH, closed again. */
+async function stored(dir: string, name: string, state: MlsGroupState): Promise<string> {
+  const path = `${dir}/${name}.bin`;
+  const kp = IdentityKeyPair.generate();
+  const s = await ClientStore.open(path, "pw", {
+    create: true,
+    kdf: FAST_KDF,
+    initialMeta: {
+      username: name,
+      server: "localhost:4433",
+      identitySeed: kp.exportPrivateKey(),
+      identityPublic: kp.publicKey,
+    },
+  });
+  new GroupStates(s).save({ channelId: CH, lastUpdateMs: 0, leaves: [] }, state);
+  await s.close();
+  return path;
+}
+
+/** Run `fn` in a "new process": the state opened afresh, nothing kept in memory. */
+async function restart<T>(path: string, fn: (g: GroupStates, s: ClientStore) => Promise<T>) {
+  const s = await ClientStore.open(path, "pw");
+  try {
+    return await fn(new GroupStates(s), s);
+  } finally {
+    await s.close();
+  }
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-group-states-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("GroupStates stores the sender's ratchet with the send: after a restart the next message takes the next generation", async () => {
+  await withDir(async (dir) => {
+    const alice = await stored(dir, "alice", decodeGroupState(mls("xwing_alice.state")));
+    let bob = decodeGroupState(mls("xwing_bob.state"));
+    for (const text of ["one", "two", "three"]) {
+      // compose: encrypt, then store the new state (in the send's transaction) before
+      // anything leaves; the process then dies
+      const outbound = await restart(alice, async (groups, s) => {
+        const meta = groups.meta(CH)!;
+        const enc = await encryptMessage(groups.open(meta), utf8(text));
+        const before = s.bytesWritten;
+        s.transaction(() => groups.save(meta, enc.state));
+        assert(s.bytesWritten - before < 1024, "the sender's ratchet, not the state");
+        return enc.outbound;
+      });
+      // a generation used twice would not decrypt: its key is gone at the recipient
+      const r = await processMessage(bob, outbound);
+      assert(r.kind === "application");
+      assertEquals(fromUtf8(r.plaintext), text);
+      bob = r.state;
+    }
+  });
+});
+
+Deno.test("GroupStates stores a received message's ratchet: after a restart its key is gone from disk (RFC 9420 §9.2)", async () => {
+  await withDir(async (dir) => {
+    const bob = await stored(dir, "bob", decodeGroupState(mls("xwing_bob.state")));
+    const message = mls("xwing_message_alice.bin");
+    await restart(bob, async (groups, s) => {
+      const meta = groups.meta(CH)!;
+      const r = await processMessage(groups.open(meta), message);
+      assert(r.kind === "application");
+      assertEquals(fromUtf8(r.plaintext), "stored by an older qpq build");
+      s.transaction(() => {
+        groups.save(meta, r.state);
+        s.setCursor(1); // with the message's queue position, before the ack
+      });
+    });
+    await restart(bob, async (groups, s) => {
+      assertEquals(s.cursor(), 1);
+      // the stored state can no longer decrypt it: the used key was deleted
+      await assertRejects(() => processMessage(groups.open(groups.meta(CH)!), message));
+    });
+  });
+});
+
+Deno.test("QpqClient: a received application message writes the sender's ratchet and not the state, before the ack", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-group-states-" });
+  try {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob");
+    await alice.client.createGroup("duo");
+    await alice.client.invite("#duo", ["bob"]);
+    await bob.client.sync();
+    await alice.client.send("#duo", "warm up"); // the first save after the join is whole
+    assertEquals(await bob.client.sync(), 1);
+    const ch = bob.client.conversation("#duo").channelId!;
+    const store = bob.client.store as ClientStore;
+    for (const text of ["hello", "again"]) {
+      const before = store.group(ch)!;
+      await alice.client.send("#duo", text);
+      const written = store.bytesWritten;
+      assertEquals(await bob.client.sync(), 1);
+      const after = store.group(ch)!;
+      assertEquals(toHex(after.state), toHex(before.state), "the state's bytes are unchanged");
+      const moved = after.secrets!.filter((x, i) =>
+        toHex(x.value) !== toHex(before.secrets![i]!.value)
+      );
+      assertEquals(moved.length, 1, "alice's ratchet, stored with the message");
+      assert(store.bytesWritten - written < 4096, "at most 4 KiB per received message");
+    }
+    assertEquals(bob.received(), ["warm up", "hello", "again"]);
+    await alice.client.close();
+    await bob.client.close();
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
