@@ -104,8 +104,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-welcome-no-fork",
     file: "src/client/inbox.ts",
-    find:
-      "existing && !existing.broken && existing.leavingEpoch === undefined && !aloneIn(existing)",
+    find: "existing && !existing.broken && existing.leavingEpoch === undefined &&\n" +
+      "      !aloneIn(this.#ctx, existing)",
     replace: "false",
     why: "a Welcome never replaces a working group that has other members (fork into a look-alike)",
     tests: ["tests/client_groups_test.ts"],
@@ -566,8 +566,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "storage-full-kept-queued",
     file: "src/client/outbox.ts",
-    find: '  "storage_full",\n]);',
-    replace: "]);",
+    find: "if (refusedForNow(e)) {",
+    replace: 'if (refusedForNow(e) && e.code !== "storage_full") {',
     why: "a message the server could not store for lack of space is kept and sent later, not lost",
     tests: ["tests/storage_health_test.ts"],
   },
@@ -631,8 +631,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-ack-refused-for-space",
     file: "src/client/receiver.ts",
-    find:
-      'if (!(e instanceof QpqError) || (e.code !== "storage_full" && e.code !== "storage")) throw e;',
+    find: "if (!refusedForNow(e)) throw e;",
     replace: "throw e;",
     why: "an ack the server cannot store (disk full) does not stop receiving",
     tests: ["tests/storage_health_test.ts"],
