@@ -75,7 +75,7 @@ export class Session {
   #wantPush = false;
   #subscribed = false;
   #closing = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
 
   constructor(ctx: ClientContext, options: SessionOptions) {
     this.#ctx = ctx;
@@ -356,7 +356,7 @@ export class Session {
 
   #resubscribeLater(delayMs: number): void {
     if (this.#timer !== undefined || this.#closing) return;
-    this.#timer = setTimeout(async () => {
+    this.#timer = this.#ctx.timers.setTimeout(async () => {
       this.#timer = undefined;
       if (!this.#wantPush || this.#closing || this.#subscribed) return;
       try {
@@ -375,7 +375,7 @@ export class Session {
   async close(): Promise<void> {
     this.#closing = true;
     this.#wantPush = false;
-    clearTimeout(this.#timer);
+    this.#ctx.timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.disconnect();
   }

@@ -16,7 +16,7 @@
  * @module
  */
 import type { Actor, SeenMessage } from "./actor.ts";
-import { connectServer, type ServerConnection } from "../../src/client/connection.ts";
+import type { ServerLink } from "../../src/client/connection.ts";
 import { fromHex } from "../../src/bytes.ts";
 import { type GroupModel, type Model, refFor } from "./model.ts";
 
@@ -133,9 +133,9 @@ export function checkAgreement(ctx: CheckContext): void {
  */
 export async function checkServerRoster(
   ctx: CheckContext,
-  server: { addr: string; certPem: string },
+  connect: () => Promise<ServerLink>,
 ): Promise<void> {
-  const conns = new Map<string, ServerConnection>();
+  const conns = new Map<string, ServerLink>();
   try {
     for (const g of ctx.model.groups.values()) {
       const asker = onlineActors(ctx).find((a) => g.roster.has(a.name));
@@ -150,7 +150,7 @@ export async function checkServerRoster(
       let conn = conns.get(asker.name);
       try {
         if (!conn) {
-          conn = await connectServer({ server: server.addr, caCertPem: server.certPem });
+          conn = await connect();
           conns.set(asker.name, conn);
           const token = asker.client.store.meta.sessionToken;
           if (!token) continue;

@@ -36,6 +36,9 @@ import { Prng } from "./prng.ts";
 import { ServerProcess } from "./server_process.ts";
 import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
+import { connectServer } from "../../src/client/connection.ts";
+import { MemServer, SimNet } from "./net.ts";
+import { VirtualClock } from "./vclock.ts";
 
 /** The cipher suites groups are created with. */
 /** Requests a fault may single out (the ones that change something on the server). */
@@ -58,6 +61,7 @@ export const STEP_KINDS = [
   "lost",
   "dup",
   "restart",
+  "partition",
 ] as const;
 
 export const SUITES = [
@@ -93,6 +97,12 @@ export interface SimOptions {
   opDeadlineMs?: number;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /**
+   * "memory" (default): the server's services in this process, clients on a simulated
+   * network, virtual time (net.ts, vclock.ts). "process": a real server process over QUIC,
+   * real time, SIGTERM/SIGKILL.
+   */
+  mode?: "memory" | "process";
 }
 
 /** A broken invariant. */
@@ -145,7 +155,7 @@ function isTransport(e: unknown): boolean {
     ));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Run one seeded simulation. */
 export async function runSim(options: SimOptions): Promise<SimResult> {
@@ -161,7 +171,10 @@ class Simulation implements CheckContext {
   readonly #o: Required<Omit<SimOptions, "progress">> & Pick<SimOptions, "progress">;
   readonly model = new Model();
   actors: Actor[] = [];
-  #server!: ServerProcess;
+  #server: ServerProcess | undefined;
+  #mem: MemServer | undefined;
+  #net: SimNet | undefined;
+  #clock: VirtualClock | undefined;
   #dir = "";
   readonly #log: string[] = [];
   readonly violations: Violation[] = [];
@@ -190,6 +203,7 @@ class Simulation implements CheckContext {
       verbose: false,
       timeoutMs: 4_000,
       opDeadlineMs: 120_000,
+      mode: "memory",
       ...o,
     };
   }
@@ -227,6 +241,11 @@ class Simulation implements CheckContext {
     }
     this.#phase = "done";
     this.#progress();
+    if (this.#net) {
+      for (const [k, v] of Object.entries(this.#net.fired)) this.#stats[`net.${k}`] = v;
+      this.#stats["tap.frames-judged"] = this.#net.ledger.checked;
+      this.#stats["virtual-s"] = Math.round((this.#clock!.now() - Date.UTC(2026, 0, 1)) / 1000);
+    }
     if (this.violations.length > 0) this.#collectDiagnostics();
     return {
       seed: this.#o.seed,
@@ -253,12 +272,29 @@ class Simulation implements CheckContext {
     this.#dir = await Deno.makeTempDir({ prefix: "qpq-sim-" });
     await Deno.mkdir(`${this.#dir}/server`);
     await Deno.mkdir(`${this.#dir}/clients`);
-    this.#server = await ServerProcess.start(`${this.#dir}/server`);
-    const addr = { addr: this.#server.addr, certPem: this.#server.certPem };
+    let addr = { addr: "sim:7000", certPem: "" };
+    if (this.#o.mode === "memory") {
+      // one virtual clock for everything; a fixed start so that the event log replays
+      this.#clock = new VirtualClock(Date.UTC(2026, 0, 1));
+      this.#clock.start();
+      this.#mem = await MemServer.start(`${this.#dir}/server`, this.#clock);
+      this.#net = new SimNet(this.#mem, Prng.fork(this.#o.seed, "net"), this.#o.faults);
+      this.#net.calm = true; // registration is not under test here
+    } else {
+      this.#server = await ServerProcess.start(`${this.#dir}/server`);
+      addr = { addr: this.#server.addr, certPem: this.#server.certPem };
+    }
     for (let i = 0; i < this.#o.clients; i++) {
       const store = this.#o.store === "mixed" ? (i % 3 === 0 ? "file" : "memory") : this.#o.store;
+      const name = `c${i}`;
       this.actors.push(
-        new Actor(`c${i}`, `${this.#dir}/clients`, addr, { timeoutMs: this.#o.timeoutMs, store }),
+        new Actor(name, `${this.#dir}/clients`, addr, {
+          timeoutMs: this.#o.timeoutMs,
+          store,
+          ...(this.#net && this.#clock
+            ? { connector: this.#net.connector(name), clock: this.#clock }
+            : {}),
+        }),
       );
     }
     // a few at a time: one process does every client's crypto, and a starved QUIC
@@ -270,14 +306,19 @@ class Simulation implements CheckContext {
         await a.register();
       }
     }));
+    if (this.#net) this.#net.calm = false;
     this.#log.push(
-      `setup: server ${this.#server.addr}, clients ${this.actors.map((a) => a.name).join(" ")}`,
+      `setup: server ${addr.addr} (${this.#o.mode}), clients ${
+        this.actors.map((a) => a.name).join(" ")
+      }`,
     );
   }
 
   async teardown(): Promise<void> {
     for (const a of this.actors) await a.close();
     await this.#server?.stop("SIGTERM");
+    await this.#mem?.stop();
+    await this.#clock?.stop();
     if (this.#dir && this.violations.length === 0) {
       await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
     } else if (this.#dir) {
@@ -307,10 +348,25 @@ class Simulation implements CheckContext {
       for (const l of a.recent.slice(-25)) this.#diagnostics.push(`  ${l}`);
     }
     this.#diagnostics.push("server log tail:");
-    for (const l of this.#server.tail().slice(-15)) this.#diagnostics.push(`  ${l}`);
+    const tail = this.#server?.tail() ?? this.#mem?.tail() ?? [];
+    for (const l of tail.slice(-15)) this.#diagnostics.push(`  ${l}`);
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /** Wait `ms` (virtual in memory mode). */
+  #sleep(ms: number): Promise<void> {
+    return this.#clock ? this.#clock.sleep(ms) : realSleep(ms);
+  }
+
+  #setTimer(fn: () => void, ms: number): unknown {
+    return this.#clock ? this.#clock.setTimeout(fn, ms) : setTimeout(fn, ms);
+  }
+
+  #clearTimer(t: unknown): void {
+    if (this.#clock) this.#clock.clearTimeout(t);
+    else clearTimeout(t as number);
+  }
 
   #actor(name: string): Actor {
     return this.actors.find((a) => a.name === name)!;
@@ -326,9 +382,9 @@ class Simulation implements CheckContext {
 
   /** Run one client operation with a deadline; never throws. */
   async #run(label: string, fn: () => Promise<unknown>, quiet = false): Promise<Outcome> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     const deadline = new Promise<"hung">((r) => {
-      timer = setTimeout(() => r("hung"), this.#o.opDeadlineMs);
+      timer = this.#setTimer(() => r("hung"), this.#o.opDeadlineMs);
     });
     try {
       const r = await Promise.race([fn().then(() => "ok" as const), deadline]);
@@ -347,7 +403,7 @@ class Simulation implements CheckContext {
       this.#note(`${label} -> ${text}`);
       return { ok: false, error: e, text };
     } finally {
-      clearTimeout(timer);
+      this.#clearTimer(timer);
     }
   }
 
@@ -451,10 +507,14 @@ class Simulation implements CheckContext {
       case "restart":
         await this.#stepRestart(rng, s);
         break;
+      case "partition":
+        await this.#stepPartition(rng, s);
+        break;
     }
     for (const a of this.actors) {
       for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
     }
+    this.#drainNet();
     const line = `step ${s} ${kind}: ${this.#line.join("; ")}`;
     this.#log.push(line);
     if (this.#o.verbose) this.#o.progress?.(line);
@@ -482,6 +542,7 @@ class Simulation implements CheckContext {
       lost: f ? 5 : 0,
       dup: f && talk ? 3 : 0,
       restart: f ? 1.5 : 0,
+      partition: f && this.#net ? 3 : 0,
     };
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
@@ -835,7 +896,7 @@ class Simulation implements CheckContext {
     const out = await this.#send(p.a, p.g, `s${s}-${p.a.name}`, s);
     if (!p.a.offline) this.#refused(`${p.a.name} send to ${p.g.key}`, out, p.g, knew);
     this.#observe(p.a, s);
-    await sleep(rng.int(20, 150)); // let the pushes arrive while the fault is on
+    await this.#sleep(rng.int(20, 150)); // let the pushes arrive while the fault is on
     for (const o of others) o.seams.duplicatePushes(0);
   }
 
@@ -847,10 +908,52 @@ class Simulation implements CheckContext {
     const delay = rng.int(0, 120);
     this.#note(`server ${signal} after ${delay} ms`);
     const running = Promise.all(ops.map((o) => o.op?.()));
-    await sleep(delay);
-    await this.#server.restart(signal);
+    await this.#sleep(delay);
+    if (this.#net) await this.#net.crashServer();
+    else await this.#server!.restart(signal);
     this.#count(`fault.${signal}`);
     await running;
+    for (const o of ops) this.#observe(o.a, s);
+  }
+
+  /** A connection for the checker's own questions to the server. */
+  #rosterLink() {
+    if (this.#net) return this.#net.connector("checker")({ server: "sim:7000" });
+    return connectServer({ server: this.#server!.addr, caCertPem: this.#server!.certPem });
+  }
+
+  /** Move what the network and its tap saw into the log and the violations. */
+  #drainNet(): void {
+    const net = this.#net;
+    if (!net) return;
+    for (const n of net.notes.splice(0)) this.#note(n);
+    for (const v of net.ledger.violations.splice(0)) this.violate(v.invariant, v.detail);
+  }
+
+  /**
+   * A partition of one client (links drop, connects fail) or of the server from everyone,
+   * for a while of virtual time, with operations running into it; then it heals.
+   */
+  async #stepPartition(rng: Prng, s: number): Promise<void> {
+    const net = this.#net;
+    if (!net) return;
+    const online = this.#online();
+    if (online.length === 0) return;
+    const whole = rng.chance(0.3);
+    const victim = rng.pick(online);
+    const ms = rng.int(200, 9_000);
+    const busy = whole ? rng.sample(online, rng.int(1, 2)) : [victim];
+    const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
+    this.#note(`partition ${whole ? "server" : victim.name} for ${ms} ms`);
+    if (whole) net.partitionServer(true);
+    else net.partition(victim.name, true);
+    this.#count(`fault.partition`);
+    const heal = this.#sleep(ms).then(() => {
+      if (whole) net.partitionServer(false);
+      else net.partition(victim.name, false);
+    });
+    await Promise.all(ops.map((o) => o.op?.()));
+    await heal;
     for (const o of ops) this.#observe(o.a, s);
   }
 
@@ -881,7 +984,7 @@ class Simulation implements CheckContext {
       }));
       quiet = counts.every((n) => n === 0) ? quiet + 1 : 0;
       lastErrors = errors;
-      await sleep(quiet ? 60 : 20);
+      await this.#sleep(quiet ? 60 : 20);
     }
     if (quiet < 2) {
       this.violate(
@@ -896,6 +999,8 @@ class Simulation implements CheckContext {
   async #check(t: number, final: boolean): Promise<void> {
     this.#line = [];
     for (const a of this.actors) a.seams.arm(undefined);
+    // everything heals: no network faults while the checks run
+    if (this.#net) this.#net.calm = true;
     if (final) {
       for (const a of this.actors.filter((x) => x.offline)) {
         const out = await this.#run(`${a.name} back online`, () => a.comeBack());
@@ -919,14 +1024,16 @@ class Simulation implements CheckContext {
       if (g.doubt.size === 0) continue;
       const owners = [...g.doubt.values()].map((d) => this.#actor(d.owner));
       if (owners.some((o) => o.offline)) continue;
-      const seen = observedRoster(this, g);
+      // settled by what the server acknowledged (the tap's ledger), not by the clients
+      // under test; the process mode has no tap and asks the clients
+      const seen = this.#net ? this.#net.ledger.roster(g.key) : observedRoster(this, g);
       if (!seen) continue;
       for (const u of [...g.doubt.keys()]) this.model.resolveDoubt(g, u, seen.has(u), t);
       this.#note(`${g.key} doubt resolved: roster [${[...g.roster].sort()}]`);
     }
     checkAgreement(this);
     checkConversations(this);
-    await checkServerRoster(this, this.#server);
+    await checkServerRoster(this, () => this.#rosterLink());
     // liveness: every online member sends to every conversation it is in
     const tp = t + 0.25;
     await Promise.all(
@@ -945,10 +1052,18 @@ class Simulation implements CheckContext {
     await this.#settle(t + 0.4);
     if (final) {
       for (const m of this.model.messages.values()) {
-        if (m.state === "pending") this.model.refuse(m, t + 0.4);
+        if (m.state !== "pending") continue;
+        // everything healed: what a client was asked to send is owed, whatever its status
+        this.violate(
+          "nothing-pending",
+          `${m.sender}'s ${m.text} to ${m.group} (sent at ${m.sentAt}) is still not sent after the final heal`,
+        );
+        this.model.accept(m, t + 0.4);
       }
     }
     checkMessages(this, t + 0.4);
+    this.#drainNet();
+    if (this.#net) this.#net.calm = false;
     this.#count("checks");
     const line = `check ${t}${final ? " (final)" : ""}: ${this.#line.join("; ")}`;
     this.#log.push(line);
