@@ -79,6 +79,9 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
     } steps/s; ${stats}`,
   );
   console.log(
+    `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,
+  );
+  console.log(
     `sim: seed ${r.seed}, ${r.steps} steps, ${r.clients} clients, ${r.violations.length} violations`,
   );
   return r.violations.length > 0 ? 1 : 0;

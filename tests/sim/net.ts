@@ -511,8 +511,11 @@ export class SimLink implements ServerLink {
     if (this.#net.server.up) this.#net.server.disconnected(this.#state);
   }
 
+  /** Close (our side ends the stream; like QUIC, the client hears the end: onClose). */
   close(): Promise<void> {
-    if (!this.#closed) this.#end(lost());
+    if (this.#closed) return Promise.resolve();
+    this.#end(lost());
+    this.#options.onClose?.(undefined);
     return Promise.resolve();
   }
 }

@@ -44,6 +44,9 @@ import { VirtualClock } from "./vclock.ts";
 /** Requests a fault may single out (the ones that change something on the server). */
 const CALL_KINDS = ["commit", "enqueue", "fetch", "ack", "fetchKeyPackage"] as const;
 
+/** At most this share of the messages may have an excused check (plus 5). */
+const DOUBT_BOUND = 0.25;
+
 /** Every kind of step (for `--skip`). */
 export const STEP_KINDS = [
   "send",
@@ -1053,6 +1056,14 @@ class Simulation implements CheckContext {
     if (final) {
       for (const m of this.model.messages.values()) {
         if (m.state !== "pending") continue;
+        // a sender removed (or leaving) before its queued message went out cannot send it:
+        // refused, an excuse the doubt count shows (the client keeps showing it pending)
+        const g = this.model.groups.get(m.group)!;
+        if (!this.model.memberThroughout(g, m.sender, m.sentAt, t) || g.doubt.has(m.sender)) {
+          this.model.refuse(m, t + 0.4);
+          this.#count("pending-after-removal");
+          continue;
+        }
         // everything healed: what a client was asked to send is owed, whatever its status
         this.violate(
           "nothing-pending",
@@ -1061,7 +1072,22 @@ class Simulation implements CheckContext {
         this.model.accept(m, t + 0.4);
       }
     }
-    checkMessages(this, t + 0.4);
+    const doubts = checkMessages(this, t + 0.4);
+    if (final) {
+      const n = this.model.messages.size;
+      this.#stats["messages-in-doubt"] = doubts;
+      // excuses are counted, and bounded: a run that excuses most of its checks proves little
+      const bound = Math.ceil(n * DOUBT_BOUND) + 5;
+      this.#note(`${doubts} messages in doubt of ${n} (bound ${bound})`);
+      if (doubts > bound) {
+        this.violate(
+          "doubts-bounded",
+          `${doubts} of ${n} messages in doubt: more than the bound ${bound} (${
+            DOUBT_BOUND * 100
+          } % + 5)`,
+        );
+      }
+    }
     this.#drainNet();
     if (this.#net) this.#net.calm = false;
     this.#count("checks");
