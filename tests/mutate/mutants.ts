@@ -1263,8 +1263,8 @@ export const MUTANTS: Mutant[] = [
     id: "sim-outbox-drops-on-transport-error",
     file: "src/client/outbox.ts",
     find: "        state.bumpOutbox(messageId);\n        await this.#session.disconnect();",
-    replace: "        state.removeOutbox(messageId);\n        await this.#session.disconnect();",
-    why: "a message queued when the network failed is sent later, never silently dropped",
+    replace: "        state.removeOutbox(messageId);\n        return false;",
+    why: "a message whose sending failed on the network stays queued and goes out later",
     tests: [SIM],
   },
   {

@@ -73,10 +73,11 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
     for (const l of r.diagnostics) console.log(l);
   }
   const stats = Object.entries(r.stats).sort().map(([k, v]) => `${k}=${v}`).join(" ");
+  const stepsMs = r.elapsedMs - (r.stats["setup-ms"] ?? 0);
   console.error(
     `sim: ${(r.elapsedMs / 1000).toFixed(1)}s, ${
       (r.steps / (r.elapsedMs / 1000)).toFixed(2)
-    } steps/s; ${stats}`,
+    } steps/s (${(r.steps / (stepsMs / 1000)).toFixed(2)} after setup); ${stats}`,
   );
   console.log(
     `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,

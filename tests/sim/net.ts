@@ -56,6 +56,8 @@ export interface NetFaults {
   lossCommit: number;
   lossWelcome: number;
   lossAck: number;
+  /** Extra weight on a lost or cut answer to a message sent (enqueue). */
+  lossEnqueue: number;
   /** A push arrives twice (a redelivery after a resubscribe). */
   dupPush: number;
   /** The server gets a request twice (a replay the client does not know of). */
@@ -75,6 +77,7 @@ export const DEFAULT_NET_FAULTS: NetFaults = {
   lossCommit: 0.06,
   lossWelcome: 0.05,
   lossAck: 0.05,
+  lossEnqueue: 0.04,
   dupPush: 0.02,
   dupRequest: 0.004,
   maxDelayMs: 40,
@@ -90,6 +93,7 @@ const NO_FAULTS: NetFaults = {
   lossCommit: 0,
   lossWelcome: 0,
   lossAck: 0,
+  lossEnqueue: 0,
   dupPush: 0,
   dupRequest: 0,
   maxDelayMs: 0,
@@ -442,7 +446,13 @@ export class SimLink implements ServerLink {
     if (replay) return; // the answer to a replay goes to a request the client never made
     const f = net.faults;
     const kind = request?.kind ?? "";
-    const extra = kind === "commit" ? f.lossCommit : kind === "ack" ? f.lossAck : 0;
+    const extra = kind === "commit"
+      ? f.lossCommit
+      : kind === "ack"
+      ? f.lossAck
+      : kind === "enqueue"
+      ? f.lossEnqueue
+      : 0;
     if (net.chance(f.loseAnswer + extra / 2)) {
       net.fire(`lost-answer`, `${this.owner} ${kind}`);
       return; // the client times out

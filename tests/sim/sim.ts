@@ -222,6 +222,7 @@ class Simulation implements CheckContext {
       this.#phase = "setup";
       await this.#setup();
       this.#phase = "steps";
+      this.#stats["setup-ms"] = Math.round(performance.now() - this.#started);
       for (let s = 1; s <= steps; s++) {
         this.#step = s;
         await this.#runStep(s);
@@ -448,6 +449,16 @@ class Simulation implements CheckContext {
       const mine = a.history(ref).filter((h) => h.body === m.text && h.direction === "out");
       if (mine.length === 0) {
         m.state = "dropped";
+        // a message the client took (send resolved) is never silently forgotten, unless its
+        // sender left the conversation before it could go out
+        if (
+          m.taken && this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name)
+        ) {
+          this.violate(
+            "taken-message-kept",
+            `${a.name} took ${m.text} for ${g.key} (send succeeded) and then lost it from its history`,
+          );
+        }
         continue;
       }
       const status = mine[0]!.status ?? "";
@@ -566,10 +577,12 @@ class Simulation implements CheckContext {
   }
 
   async #send(a: Actor, g: GroupModel, text: string, t: number): Promise<Outcome> {
-    this.model.newMessage(text, g, a.name, t);
+    const m = this.model.newMessage(text, g, a.name, t);
     const ref = refFor(g, a.name);
     this.#count("messages");
-    return await this.#run(`${a.name} send ${ref} ${text}`, () => a.client.send(ref, text));
+    const out = await this.#run(`${a.name} send ${ref} ${text}`, () => a.client.send(ref, text));
+    if (out.ok) m.taken = true;
+    return out;
   }
 
   async #stepSend(rng: Prng, s: number): Promise<void> {
