@@ -114,12 +114,22 @@ export class Actor {
       }
       store = this.#memory;
     } else {
-      store = await openLocalStore(this.statePath, this.password, {
-        create,
-        username: this.name,
-        server: this.#server.addr,
-        kdf: FAST_KDF,
-      });
+      // real file I/O and key stretching: virtual time stands still meanwhile (no frame
+      // moves), so the other clients' background work cannot interleave differently
+      if (this.#clock) {
+        await this.#clock.idle();
+        this.#clock.busy++;
+      }
+      try {
+        store = await openLocalStore(this.statePath, this.password, {
+          create,
+          username: this.name,
+          server: this.#server.addr,
+          kdf: FAST_KDF,
+        });
+      } finally {
+        if (this.#clock) this.#clock.busy--;
+      }
     }
     const instance = ++this.instance;
     const wrapped = seams.wrapStore(store);

@@ -40,6 +40,7 @@ export class VirtualClock {
   busy = 0;
   /** Timers fired (for the report). */
   fired = 0;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(startMs: number) {
     this.#now = startMs;
@@ -64,6 +65,15 @@ export class VirtualClock {
   /** Wait `ms` of virtual time. */
   readonly sleep = (ms: number): Promise<void> =>
     new Promise((r) => this.setTimeout(() => r(), ms));
+
+  /**
+   * Resolves the next time nothing is runnable (before time jumps): real I/O started then
+   * (a file store opening, with {@link VirtualClock.busy} held) cannot interleave with
+   * other work differently from run to run.
+   */
+  idle(): Promise<void> {
+    return new Promise((r) => this.#idleWaiters.push(r));
+  }
 
   /** Timers waiting. */
   get pending(): number {
@@ -95,6 +105,12 @@ export class VirtualClock {
       }
       if (++still < IDLE_TURNS) continue;
       still = 0;
+      if (this.#idleWaiters.length > 0) {
+        this.#idleWaiters.shift()!();
+        this.activity++;
+        seen = this.activity;
+        continue;
+      }
       const next = this.#earliest();
       if (!next) {
         // nothing to fire: wait for real work (a file store opening) without spinning hot
