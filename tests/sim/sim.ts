@@ -39,10 +39,29 @@ import { TransportError } from "../../src/errors.ts";
 import { connectServer } from "../../src/client/connection.ts";
 import { MemServer, SimNet } from "./net.ts";
 import { VirtualClock } from "./vclock.ts";
+import { getHashFns } from "../../src/mls/_provider_primitives.ts";
+import { getCiphersuite } from "../../src/mls/provider.ts";
 
 /** The cipher suites groups are created with. */
 /** Requests a fault may single out (the ones that change something on the server). */
 const CALL_KINDS = ["commit", "enqueue", "fetch", "ack", "fetchKeyPackage"] as const;
+
+/** Replace `crypto.getRandomValues` in this process with draws from `rng` (memory mode). */
+function seedGetRandomValues(rng: Prng): void {
+  const fill = <T extends ArrayBufferView | null>(array: T): T => {
+    if (array === null) return array;
+    const bytes = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+    for (let i = 0; i < bytes.length; i += 4) {
+      let x = rng.next();
+      for (let j = i; j < Math.min(i + 4, bytes.length); j++) {
+        bytes[j] = x & 0xff;
+        x >>>= 8;
+      }
+    }
+    return array;
+  };
+  (crypto as { getRandomValues: unknown }).getRandomValues = fill;
+}
 
 /** At most this share of the messages may have an excused check (plus 5). */
 const DOUBT_BOUND = 0.25;
@@ -279,7 +298,18 @@ class Simulation implements CheckContext {
     let addr = { addr: "sim:7000", certPem: "" };
     if (this.#o.mode === "memory") {
       // one virtual clock for everything; a fixed start so that the event log replays
+      // the hash WebAssembly instances come into being on first use, asynchronously (real
+      // time): before the clock starts, so that no run sees them arrive at another moment
+      for (const h of ["SHA-256", "SHA-384", "SHA-512"] as const) await getHashFns(h);
+      for (const suite of this.#o.suites) await getCiphersuite(suite as typeof SUITES[number]);
+      // ids (channel ids sort a client's groups; message ids) come from crypto.getRandomValues:
+      // drawn from the seed in this process, so one seed makes the same ids and orders.
+      // (Keys come from node:crypto and stay random: nothing orders by them.)
+      seedGetRandomValues(Prng.fork(this.#o.seed, "random"));
       this.#clock = new VirtualClock(Date.UTC(2026, 0, 1));
+      // the server (sessions, receipt times, KeyPackage notices) and the ids' time bits on
+      // the same virtual clock: Date.now is this process's, and every part of it is simulated
+      Date.now = this.#clock.now;
       this.#clock.start();
       this.#mem = await MemServer.start(`${this.#dir}/server`, this.#clock);
       this.#net = new SimNet(this.#mem, Prng.fork(this.#o.seed, "net"), this.#o.faults);
