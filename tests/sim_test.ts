@@ -1,7 +1,8 @@
 /**
- * The seeded multi-client simulation (tests/sim, `deno task sim`) on a fixed set of seeds,
- * each a spawned run against a real server process: every invariant must hold (0
- * violations); and the histories it found, replayed as scripted regressions. A failure shows the simulation's report: the seed, the step, the invariant
+ * The seeded multi-client simulation (tests/sim, `deno task sim`) on a fixed set of seeds:
+ * in memory mode (in-process server, simulated network, virtual time) and one run against
+ * a real server process over QUIC; every invariant must hold (0 violations); one seed run
+ * twice prints the same log; and the histories it found, replayed as scripted regressions. A failure shows the simulation's report: the seed, the step, the invariant
  * and the operation log that replays it. Bounded for CI (about two minutes on two cores);
  * QPQ_SIM_SEEDS=1,2,3 QPQ_SIM_STEPS=200 QPQ_SIM_CLIENTS=12 runs other or longer histories.
  */
@@ -23,62 +24,96 @@ async function simFlags(): Promise<string[]> {
 const envSeeds = Deno.env.get("QPQ_SIM_SEEDS");
 const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 60);
 const CLIENTS = Number(Deno.env.get("QPQ_SIM_CLIENTS") ?? 6);
-const RUNS: { seed: number; steps: number; clients: number }[] = envSeeds
-  ? envSeeds.split(",").map((s) => ({ seed: Number(s), steps: STEPS, clients: CLIENTS }))
+type Run = { seed: number; steps: number; clients: number; mode: "memory" | "process" };
+const RUNS: Run[] = envSeeds
+  ? envSeeds.split(",").map((s) => ({
+    seed: Number(s),
+    steps: STEPS,
+    clients: CLIENTS,
+    mode: "memory",
+  }))
   : [
-    { seed: 1, steps: STEPS, clients: CLIENTS },
-    { seed: 2, steps: STEPS, clients: CLIENTS },
-    { seed: 3, steps: STEPS, clients: CLIENTS },
+    // in-process server, simulated network, virtual time: the faults and the tap
+    { seed: 1, steps: STEPS, clients: CLIENTS, mode: "memory" },
+    { seed: 2, steps: STEPS, clients: CLIENTS, mode: "memory" },
+    { seed: 3, steps: STEPS, clients: CLIENTS, mode: "memory" },
+    // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
+    { seed: 1, steps: 25, clients: 4, mode: "process" },
   ];
 const FLAGS = await simFlags();
+
+/** Run `deno task sim` with `args`; its exit code, stdout and stderr. */
+async function sim(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", `${ROOT}deno.json`, ...FLAGS, `${ROOT}tests/sim/main.ts`, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* finished */ }
+  }, 240_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
 
 for (const run of RUNS) {
   Deno.test({
     name:
-      `simulation seed ${run.seed}, ${run.steps} steps, ${run.clients} clients: every invariant holds`,
+      `simulation (${run.mode}) seed ${run.seed}, ${run.steps} steps, ${run.clients} clients: every invariant holds`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--config",
-          `${ROOT}deno.json`,
-          ...FLAGS,
-          `${ROOT}tests/sim/main.ts`,
-          "--seed",
-          String(run.seed),
-          "--steps",
-          String(run.steps),
-          "--clients",
-          String(run.clients),
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-        env: { NO_COLOR: "1" },
-      }).spawn();
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* finished */ }
-      }, 240_000);
-      const out = await child.output();
-      clearTimeout(timer);
-      const stdout = new TextDecoder().decode(out.stdout);
-      const stderr = new TextDecoder().decode(out.stderr);
-      const last = stdout.trimEnd().split("\n").at(-1) ?? "";
+      const out = await sim([
+        "--seed",
+        String(run.seed),
+        "--steps",
+        String(run.steps),
+        "--clients",
+        String(run.clients),
+        "--mode",
+        run.mode,
+      ]);
+      const last = out.stdout.trimEnd().split("\n").at(-1) ?? "";
       const expected =
         `sim: seed ${run.seed}, ${run.steps} steps, ${run.clients} clients, 0 violations`;
       assert(
         out.code === 0 && last === expected,
-        `simulation failed (exit ${out.code}):\n${stdout}\n--- stderr (tail) ---\n${
-          stderr.split("\n").slice(-20).join("\n")
+        `simulation failed (exit ${out.code}):\n${out.stdout}\n--- stderr (tail) ---\n${
+          out.stderr.split("\n").slice(-20).join("\n")
         }`,
       );
     },
   });
 }
+
+Deno.test({
+  name: "simulation (memory) replays: one seed twice prints the same operation log byte for byte",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const args = ["--seed", "5", "--steps", "24", "--clients", "4", "--print-log"];
+    const a = await sim(args);
+    const b = await sim(args);
+    assert(a.code === 0 && b.code === 0, `a run failed:\n${a.stdout}\n${b.stdout}`);
+    const steps = a.stdout.split("\n").filter((l) => l.startsWith("  step ")).length;
+    assert(steps === 24, `expected 24 logged steps, got ${steps}:\n${a.stdout}`);
+    if (a.stdout !== b.stdout) {
+      const x = a.stdout.split("\n");
+      const y = b.stdout.split("\n");
+      const i = x.findIndex((l, j) => l !== y[j]);
+      assert(false, `the logs differ from line ${i + 1}:\n  ${x[i]}\n  ${y[i]}`);
+    }
+  },
+});
 
 // ---------------------------------------------------------------- regressions
 // Histories the simulation found, replayed as fixed scripts (habit 12: every one found

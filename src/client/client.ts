@@ -18,7 +18,7 @@ import { IdentityKeyPair } from "../crypto/mod.ts";
 import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
-import { ClientContext } from "./_context.ts";
+import { ClientContext, type Timers } from "./_context.ts";
 import type { Connector } from "./connection.ts";
 import { type AcceptFrom, Consent, type ConversationRequest } from "./consent.ts";
 import { Contacts } from "./contacts.ts";
@@ -80,6 +80,8 @@ export interface QpqClientOptions {
   connect?: Connector | undefined;
   /** The clock (ms since the epoch; default `Date.now`). */
   now?: (() => number) | undefined;
+  /** The timers of back-offs and reconnects (default the runtime's; the simulation's are virtual). */
+  timers?: Timers | undefined;
   /**
    * Whose DMs and invitations are shown at once: `"contacts"` (default; anyone else's
    * arrive as requests, see {@link QpqClient.requests}) or `"anyone"` (every Welcome is
@@ -125,6 +127,7 @@ export interface UnblockResult {
 export type ListedConversation = Conversation & { broken?: string; unread: number };
 
 export { UNREAD_CAP };
+export type { Timers };
 
 /** A messenger account on one device. */
 export class QpqClient {
@@ -143,7 +146,13 @@ export class QpqClient {
     canonicalizeLocalNames(o.store);
     const m = o.store.meta;
     const identity = IdentityKeyPair.fromBytes(m.identitySeed, m.identityPublic);
-    this.#ctx = new ClientContext(o.store, identity, (e) => o.onEvent?.(e), o.now ?? Date.now);
+    this.#ctx = new ClientContext(
+      o.store,
+      identity,
+      (e) => o.onEvent?.(e),
+      o.now ?? Date.now,
+      o.timers,
+    );
     // records of builds before client schema 4: their summaries, once, in one transaction
     this.#ctx.groups.fillSummaries();
     this.#session = new Session(this.#ctx, {

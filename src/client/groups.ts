@@ -803,7 +803,7 @@ export class Groups {
       try {
         if (attempt > 0) {
           await this.#session.disconnect();
-          await new Promise((r) => setTimeout(r, 200 * attempt));
+          await this.#ctx.sleep(200 * attempt);
         }
         if (!this.#session.connected) await this.#session.ensure();
         await this.#session.call(request, "committed");

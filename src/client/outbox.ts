@@ -87,7 +87,7 @@ export class Outbox {
     const state = this.#ctx.state;
     this.#refusal = undefined;
     for (const d of RETRY_DELAYS_MS) {
-      if (d) await new Promise((r) => setTimeout(r, d));
+      if (d) await this.#ctx.sleep(d);
       try {
         if (!this.#session.connected) await this.#session.ensure();
       } catch (e) {

@@ -89,7 +89,7 @@ export class Session {
   #wantPush = false;
   #subscribed = false;
   #closing = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
   /** The connect under way (one at a time: a second caller waits for it). */
   #connecting: Promise<void> | undefined;
   /** Push is wanted but the server could not be reached: say so when it is back. */
@@ -136,14 +136,14 @@ export class Session {
   /** `pending`, or a TransportError when it takes longer than `ms`. */
   async #within(pending: Promise<void>, ms: number | undefined): Promise<void> {
     if (ms === undefined) return await pending;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(noAnswer(this.server, ms)), ms);
+      timer = this.#ctx.timers.setTimeout(() => reject(noAnswer(this.server, ms)), ms);
     });
     try {
       await Promise.race([pending, late]);
     } finally {
-      clearTimeout(timer);
+      this.#ctx.timers.clearTimeout(timer);
     }
   }
 
@@ -448,7 +448,7 @@ export class Session {
 
   #resubscribeLater(delayMs: number): void {
     if (this.#timer !== undefined || this.#closing) return;
-    this.#timer = setTimeout(async () => {
+    this.#timer = this.#ctx.timers.setTimeout(async () => {
       this.#timer = undefined;
       if (!this.#wantPush || this.#closing || this.#subscribed) return;
       try {
@@ -477,7 +477,7 @@ export class Session {
   async close(): Promise<void> {
     this.#closing = true;
     this.#wantPush = false;
-    clearTimeout(this.#timer);
+    this.#ctx.timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.disconnect();
   }

@@ -35,6 +35,11 @@ export interface ServerContext {
    * filled in by the store-backed services.
    */
   condition(): Promise<Condition>;
+  /**
+   * Schedules the server's own deferred work (the first push of a subscription); default
+   * the runtime's `setTimeout`. The in-process simulation passes virtual time.
+   */
+  readonly defer?: ((fn: () => void, ms: number) => void) | undefined;
 }
 
 /** What health reports beside the numbers. */

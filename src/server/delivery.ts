@@ -494,5 +494,5 @@ function startPush(
   signal.addEventListener("abort", stop, { once: true });
   // First pump after the current burst of requests: a subscribe replaced right away
   // (several on one stream) does no work at all.
-  setTimeout(() => void pump(), 0);
+  (ctx.defer ?? setTimeout)(() => void pump(), 0);
 }

@@ -34,6 +34,7 @@ const LYING = "tests/lying_server_test.ts";
 const RULES = "tests/server_rules_test.ts";
 const STRANGERS = "tests/server_strangers_test.ts";
 const LISTS = "tests/server_lists_test.ts";
+const SIM = "tests/sim_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -1373,5 +1374,40 @@ export const MUTANTS: Mutant[] = [
     why: "a push page of announced messages stops at a gap; the queue fills it",
     tests: ["tests/push_page_test.ts"],
     quick: true,
+  },
+  // ---- only the simulation kills these (tests/sim: memory mode, its tap and its
+  // non-vacuous liveness checks; the CI seeds of tests/sim_test.ts)
+  {
+    id: "sim-outbox-drops-on-transport-error",
+    file: "src/client/outbox.ts",
+    find: "        state.bumpOutbox(messageId);\n        await this.#session.disconnect();",
+    replace: "        state.removeOutbox(messageId);\n        return false;",
+    why: "a message whose sending failed on the network stays queued and goes out later",
+    tests: [SIM],
+  },
+  {
+    id: "sim-sent-never-recorded",
+    file: "src/client/outbox.ts",
+    find: 'state.setMessageStatus(messageId, "sent");',
+    replace: "",
+    why: "a message the server acknowledged shows as sent to its sender",
+    tests: [SIM],
+  },
+  {
+    id: "sim-server-keeps-removed-members",
+    file: "src/server/delivery.ts",
+    find: "rosterRemove: remove.filter((u) => !add.includes(u)),",
+    replace: "rosterRemove: [],",
+    why: "a member a commit removed gets no ciphertext of the group's later epochs",
+    tests: [SIM],
+  },
+  {
+    id: "sim-receiver-acks-before-storing",
+    file: "src/client/receiver.ts",
+    find: "      for (const m of messages) {\n        if (m.seq <= this.cursor()) continue;",
+    replace:
+      '      await this.#session.call({ kind: "ack", uptoSeq: messages.at(-1)!.seq }, "ok");\n      for (const m of messages) {\n        if (m.seq <= this.cursor()) continue;',
+    why: "a message is acknowledged (deleted on the server) only once it is stored",
+    tests: [SIM],
   },
 ];

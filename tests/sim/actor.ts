@@ -15,6 +15,8 @@ import { openLocalStore } from "../../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../../src/crypto/mod.ts";
 import { type LocalState, MemoryLocalState } from "../../src/store/client/mod.ts";
 import { FaultySeams } from "./faults.ts";
+import type { Connector } from "../../src/client/connection.ts";
+import type { VirtualClock } from "./vclock.ts";
 
 /** Cheap Argon2id parameters (tests only). */
 export const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
@@ -44,6 +46,8 @@ export class Actor {
   readonly statePath: string;
   #server: ServerAddress;
   #timeoutMs: number;
+  #connector: Connector | undefined;
+  #clock: VirtualClock | undefined;
   client!: QpqClient;
   seams!: FaultySeams;
   /** Instance number (0 = the first process; +1 per crash). */
@@ -72,8 +76,17 @@ export class Actor {
     name: string,
     dir: string,
     server: ServerAddress,
-    options: { timeoutMs: number; store: "file" | "memory" },
+    options: {
+      timeoutMs: number;
+      store: "file" | "memory";
+      /** The simulated network's connector (default QUIC). */
+      connector?: Connector;
+      /** Virtual time for the client's clock and timers (default real). */
+      clock?: VirtualClock;
+    },
   ) {
+    this.#connector = options.connector;
+    this.#clock = options.clock;
     this.storeKind = options.store;
     this.name = name;
     this.password = `pw-${name}`;
@@ -84,7 +97,7 @@ export class Actor {
 
   /** Open (or create) the state and a client instance over it. */
   async open(create: boolean): Promise<void> {
-    const seams = new FaultySeams(() => this.offline);
+    const seams = new FaultySeams(() => this.offline, this.#connector);
     let store: LocalState;
     if (this.storeKind === "memory") {
       if (create) {
@@ -101,12 +114,22 @@ export class Actor {
       }
       store = this.#memory;
     } else {
-      store = await openLocalStore(this.statePath, this.password, {
-        create,
-        username: this.name,
-        server: this.#server.addr,
-        kdf: FAST_KDF,
-      });
+      // real file I/O and key stretching: virtual time stands still meanwhile (no frame
+      // moves), so the other clients' background work cannot interleave differently
+      if (this.#clock) {
+        await this.#clock.idle();
+        this.#clock.busy++;
+      }
+      try {
+        store = await openLocalStore(this.statePath, this.password, {
+          create,
+          username: this.name,
+          server: this.#server.addr,
+          kdf: FAST_KDF,
+        });
+      } finally {
+        if (this.#clock) this.#clock.busy--;
+      }
     }
     const instance = ++this.instance;
     const wrapped = seams.wrapStore(store);
@@ -118,6 +141,7 @@ export class Actor {
       server: this.#server.addr,
       timeoutMs: this.#timeoutMs,
       connect: seams.connect,
+      ...(this.#clock ? { now: this.#clock.now, timers: this.#clock } : {}),
       // the simulation checks MLS and delivery invariants; consent only hides what a
       // request holds (the same receive path runs), so its clients accept every Welcome
       acceptFrom: "anyone",

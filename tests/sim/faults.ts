@@ -2,7 +2,7 @@
  * Fault injection at the client's two seams, for one client instance (one "process"):
  *
  * ```
- * QpqClient ──call──► FaultyLink ──► real ServerConnection ──► server
+ * QpqClient ──call──► FaultyLink ──► ServerConnection (QUIC) or SimLink (net.ts) ──► server
  *     │                 │ n-th call: crash before sending | crash after the answer came
  *     │                 │            lose the answer (TransportError; maybe drop the link)
  *     │                 │ push: delivered twice | dropped while offline or dead
@@ -69,8 +69,12 @@ export class FaultySeams {
   /** Called once when a crash fault fires (the instance is dead from then on). */
   onCrash: () => void = () => {};
 
-  constructor(offline: () => boolean) {
+  /** The connector under the faults (QUIC, or the simulated network's). */
+  readonly #inner: Connector;
+
+  constructor(offline: () => boolean, inner: Connector = connectServer) {
     this.offline = offline;
+    this.#inner = inner;
   }
 
   /** True after a crash: the instance must not touch anything any more. */
@@ -155,7 +159,7 @@ export class FaultySeams {
       });
     }
     const userPush = options.onPush;
-    const real = await connectServer({
+    const real = await this.#inner({
       ...options,
       onPush: (push, id) => {
         if (this.#dead || this.offline() || !userPush) return;

@@ -24,6 +24,11 @@ Options:
   --steps M         steps to run (default 100)
   --clients K       clients (default 12)
   --check-every N   quiescent check every N steps (default 20; always at the end)
+  --mode M          memory (default): the server's services in this process, clients on
+                    a simulated network (delay, loss, cuts mid-frame, duplicates,
+                    partitions; a tap checks every frame the server sends), virtual
+                    time; process: a real server process over QUIC, real time,
+                    SIGTERM/SIGKILL
   --no-faults       operations only, no faults
   --suites S        suites of new groups: both (default), xwing or x25519
   --store S         client state: mixed (default: every third client on encrypted
@@ -68,10 +73,14 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
     for (const l of r.diagnostics) console.log(l);
   }
   const stats = Object.entries(r.stats).sort().map(([k, v]) => `${k}=${v}`).join(" ");
+  const stepsMs = r.elapsedMs - (r.stats["setup-ms"] ?? 0);
   console.error(
     `sim: ${(r.elapsedMs / 1000).toFixed(1)}s, ${
       (r.steps / (r.elapsedMs / 1000)).toFixed(2)
-    } steps/s; ${stats}`,
+    } steps/s (${(r.steps / (stepsMs / 1000)).toFixed(2)} after setup); ${stats}`,
+  );
+  console.log(
+    `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,
   );
   console.log(
     `sim: seed ${r.seed}, ${r.steps} steps, ${r.clients} clients, ${r.violations.length} violations`,
@@ -96,6 +105,7 @@ async function main(args: string[]): Promise<number> {
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
         "print-log": { type: "boolean" },
+        mode: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -127,8 +137,10 @@ async function main(args: string[]): Promise<number> {
   if (store !== "mixed" && store !== "file" && store !== "memory") {
     fail("--store must be mixed, file or memory");
   }
+  const mode = v.mode ?? "memory";
+  if (mode !== "memory" && mode !== "process") fail("--mode must be memory or process");
   console.error(
-    `sim: seed ${seed}, ${steps} steps, ${clients} clients${faults ? "" : ", no faults"}`,
+    `sim: seed ${seed}, ${steps} steps, ${clients} clients, ${mode}${faults ? "" : ", no faults"}`,
   );
   let r: SimResult;
   try {
@@ -142,6 +154,7 @@ async function main(args: string[]): Promise<number> {
       store,
       skip,
       keepGoing: v["keep-going"] ?? false,
+      mode,
       verbose: v.verbose ?? false,
       progress: (l) => console.error(l),
     });
@@ -162,6 +175,7 @@ async function main(args: string[]): Promise<number> {
     suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
     store !== "mixed" ? `--store ${store}` : "",
     skip.length ? `--skip ${skip.join(",")}` : "",
+    mode !== "memory" ? `--mode ${mode}` : "",
   ].filter(Boolean).join(" ");
   return report(r, replay, v["print-log"] ?? false);
 }

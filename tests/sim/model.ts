@@ -60,6 +60,8 @@ export interface MessageModel {
   state: "pending" | "sent" | "dropped" | "refused";
   /** Time the sender's history showed it "sent". */
   acceptedBy?: number;
+  /** send() resolved: the client took the message (it must go out or say why). */
+  taken?: boolean;
   /** The sender's local roster when it was encrypted without reaching the server. */
   encRoster?: Set<string>;
   /** Who must show it exactly once and who may show it (at most once); set once sent. */

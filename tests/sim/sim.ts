@@ -36,10 +36,35 @@ import { Prng } from "./prng.ts";
 import { ServerProcess } from "./server_process.ts";
 import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
+import { connectServer } from "../../src/client/connection.ts";
+import { MemServer, SimNet } from "./net.ts";
+import { VirtualClock } from "./vclock.ts";
+import { getHashFns } from "../../src/mls/_provider_primitives.ts";
+import { getCiphersuite } from "../../src/mls/provider.ts";
 
 /** The cipher suites groups are created with. */
 /** Requests a fault may single out (the ones that change something on the server). */
 const CALL_KINDS = ["commit", "enqueue", "fetch", "ack", "fetchKeyPackage"] as const;
+
+/** Replace `crypto.getRandomValues` in this process with draws from `rng` (memory mode). */
+function seedGetRandomValues(rng: Prng): void {
+  const fill = <T extends ArrayBufferView | null>(array: T): T => {
+    if (array === null) return array;
+    const bytes = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+    for (let i = 0; i < bytes.length; i += 4) {
+      let x = rng.next();
+      for (let j = i; j < Math.min(i + 4, bytes.length); j++) {
+        bytes[j] = x & 0xff;
+        x >>>= 8;
+      }
+    }
+    return array;
+  };
+  (crypto as { getRandomValues: unknown }).getRandomValues = fill;
+}
+
+/** At most this share of the messages may have an excused check (plus 5). */
+const DOUBT_BOUND = 0.25;
 
 /** Every kind of step (for `--skip`). */
 export const STEP_KINDS = [
@@ -58,6 +83,7 @@ export const STEP_KINDS = [
   "lost",
   "dup",
   "restart",
+  "partition",
 ] as const;
 
 export const SUITES = [
@@ -93,6 +119,12 @@ export interface SimOptions {
   opDeadlineMs?: number;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /**
+   * "memory" (default): the server's services in this process, clients on a simulated
+   * network, virtual time (net.ts, vclock.ts). "process": a real server process over QUIC,
+   * real time, SIGTERM/SIGKILL.
+   */
+  mode?: "memory" | "process";
 }
 
 /** A broken invariant. */
@@ -145,7 +177,7 @@ function isTransport(e: unknown): boolean {
     ));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Run one seeded simulation. */
 export async function runSim(options: SimOptions): Promise<SimResult> {
@@ -161,7 +193,10 @@ class Simulation implements CheckContext {
   readonly #o: Required<Omit<SimOptions, "progress">> & Pick<SimOptions, "progress">;
   readonly model = new Model();
   actors: Actor[] = [];
-  #server!: ServerProcess;
+  #server: ServerProcess | undefined;
+  #mem: MemServer | undefined;
+  #net: SimNet | undefined;
+  #clock: VirtualClock | undefined;
   #dir = "";
   readonly #log: string[] = [];
   readonly violations: Violation[] = [];
@@ -190,6 +225,7 @@ class Simulation implements CheckContext {
       verbose: false,
       timeoutMs: 4_000,
       opDeadlineMs: 120_000,
+      mode: "memory",
       ...o,
     };
   }
@@ -205,6 +241,7 @@ class Simulation implements CheckContext {
       this.#phase = "setup";
       await this.#setup();
       this.#phase = "steps";
+      this.#stats["setup-ms"] = Math.round(performance.now() - this.#started);
       for (let s = 1; s <= steps; s++) {
         this.#step = s;
         await this.#runStep(s);
@@ -227,6 +264,11 @@ class Simulation implements CheckContext {
     }
     this.#phase = "done";
     this.#progress();
+    if (this.#net) {
+      for (const [k, v] of Object.entries(this.#net.fired)) this.#stats[`net.${k}`] = v;
+      this.#stats["tap.frames-judged"] = this.#net.ledger.checked;
+      this.#stats["virtual-s"] = Math.round((this.#clock!.now() - Date.UTC(2026, 0, 1)) / 1000);
+    }
     if (this.violations.length > 0) this.#collectDiagnostics();
     return {
       seed: this.#o.seed,
@@ -253,31 +295,68 @@ class Simulation implements CheckContext {
     this.#dir = await Deno.makeTempDir({ prefix: "qpq-sim-" });
     await Deno.mkdir(`${this.#dir}/server`);
     await Deno.mkdir(`${this.#dir}/clients`);
-    this.#server = await ServerProcess.start(`${this.#dir}/server`);
-    const addr = { addr: this.#server.addr, certPem: this.#server.certPem };
+    let addr = { addr: "sim:7000", certPem: "" };
+    if (this.#o.mode === "memory") {
+      // one virtual clock for everything; a fixed start so that the event log replays
+      // the hash WebAssembly instances come into being on first use, asynchronously (real
+      // time): before the clock starts, so that no run sees them arrive at another moment
+      for (const h of ["SHA-256", "SHA-384", "SHA-512"] as const) await getHashFns(h);
+      for (const suite of this.#o.suites) await getCiphersuite(suite as typeof SUITES[number]);
+      // ids (channel ids sort a client's groups; message ids) come from crypto.getRandomValues:
+      // drawn from the seed in this process, so one seed makes the same ids and orders.
+      // (Keys come from node:crypto and stay random: nothing orders by them.)
+      seedGetRandomValues(Prng.fork(this.#o.seed, "random"));
+      this.#clock = new VirtualClock(Date.UTC(2026, 0, 1));
+      // the server (sessions, receipt times, KeyPackage notices) and the ids' time bits on
+      // the same virtual clock: Date.now is this process's, and every part of it is simulated
+      Date.now = this.#clock.now;
+      this.#clock.start();
+      this.#mem = await MemServer.start(`${this.#dir}/server`, this.#clock);
+      this.#net = new SimNet(this.#mem, Prng.fork(this.#o.seed, "net"), this.#o.faults);
+      this.#net.calm = true; // registration is not under test here
+    } else {
+      this.#server = await ServerProcess.start(`${this.#dir}/server`);
+      addr = { addr: this.#server.addr, certPem: this.#server.certPem };
+    }
     for (let i = 0; i < this.#o.clients; i++) {
       const store = this.#o.store === "mixed" ? (i % 3 === 0 ? "file" : "memory") : this.#o.store;
+      // c + the index in letters (ca, cb, …, cbc): with digits c6 and c8 look alike to the
+      // server's username skeleton (digits read as letters) and c8 cannot register
+      const name = `c${letterTag(i)}`;
       this.actors.push(
-        new Actor(`c${i}`, `${this.#dir}/clients`, addr, { timeoutMs: this.#o.timeoutMs, store }),
+        new Actor(name, `${this.#dir}/clients`, addr, {
+          timeoutMs: this.#o.timeoutMs,
+          store,
+          ...(this.#net && this.#clock
+            ? { connector: this.#net.connector(name), clock: this.#clock }
+            : {}),
+        }),
       );
     }
     // a few at a time: one process does every client's crypto, and a starved QUIC
     // handshake would time out
     const queue = [...this.actors];
-    await Promise.all([0, 1, 2].map(async () => {
+    // (in memory mode one at a time: it is one thread anyway, and the order is then fixed)
+    const workers = this.#clock ? [0] : [0, 1, 2];
+    await Promise.all(workers.map(async () => {
       for (let a = queue.shift(); a; a = queue.shift()) {
         await a.open(true);
         await a.register();
       }
     }));
+    if (this.#net) this.#net.calm = false;
     this.#log.push(
-      `setup: server ${this.#server.addr}, clients ${this.actors.map((a) => a.name).join(" ")}`,
+      `setup: server ${addr.addr} (${this.#o.mode}), clients ${
+        this.actors.map((a) => a.name).join(" ")
+      }`,
     );
   }
 
   async teardown(): Promise<void> {
     for (const a of this.actors) await a.close();
     await this.#server?.stop("SIGTERM");
+    await this.#mem?.stop();
+    await this.#clock?.stop();
     if (this.#dir && this.violations.length === 0) {
       await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
     } else if (this.#dir) {
@@ -287,7 +366,7 @@ class Simulation implements CheckContext {
 
   violate(invariant: string, detail: string): void {
     this.violations.push({ step: this.#step, invariant, detail });
-    for (const m of detail.matchAll(/\bc\d+\b/g)) this.#implicated.add(m[0]);
+    for (const m of detail.matchAll(/\bc[a-k]+\b/g)) this.#implicated.add(m[0]);
     this.#note(`VIOLATION ${invariant}: ${detail}`);
   }
 
@@ -307,10 +386,25 @@ class Simulation implements CheckContext {
       for (const l of a.recent.slice(-25)) this.#diagnostics.push(`  ${l}`);
     }
     this.#diagnostics.push("server log tail:");
-    for (const l of this.#server.tail().slice(-15)) this.#diagnostics.push(`  ${l}`);
+    const tail = this.#server?.tail() ?? this.#mem?.tail() ?? [];
+    for (const l of tail.slice(-15)) this.#diagnostics.push(`  ${l}`);
   }
 
   // ------------------------------------------------------------------ helpers
+
+  /** Wait `ms` (virtual in memory mode). */
+  #sleep(ms: number): Promise<void> {
+    return this.#clock ? this.#clock.sleep(ms) : realSleep(ms);
+  }
+
+  #setTimer(fn: () => void, ms: number): unknown {
+    return this.#clock ? this.#clock.setTimeout(fn, ms) : setTimeout(fn, ms);
+  }
+
+  #clearTimer(t: unknown): void {
+    if (this.#clock) this.#clock.clearTimeout(t);
+    else clearTimeout(t as number);
+  }
 
   #actor(name: string): Actor {
     return this.actors.find((a) => a.name === name)!;
@@ -326,9 +420,9 @@ class Simulation implements CheckContext {
 
   /** Run one client operation with a deadline; never throws. */
   async #run(label: string, fn: () => Promise<unknown>, quiet = false): Promise<Outcome> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     const deadline = new Promise<"hung">((r) => {
-      timer = setTimeout(() => r("hung"), this.#o.opDeadlineMs);
+      timer = this.#setTimer(() => r("hung"), this.#o.opDeadlineMs);
     });
     try {
       const r = await Promise.race([fn().then(() => "ok" as const), deadline]);
@@ -347,7 +441,7 @@ class Simulation implements CheckContext {
       this.#note(`${label} -> ${text}`);
       return { ok: false, error: e, text };
     } finally {
-      clearTimeout(timer);
+      this.#clearTimer(timer);
     }
   }
 
@@ -389,6 +483,16 @@ class Simulation implements CheckContext {
       const mine = a.history(ref).filter((h) => h.body === m.text && h.direction === "out");
       if (mine.length === 0) {
         m.state = "dropped";
+        // a message the client took (send resolved) is never silently forgotten, unless its
+        // sender left the conversation before it could go out
+        if (
+          m.taken && this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name)
+        ) {
+          this.violate(
+            "taken-message-kept",
+            `${a.name} took ${m.text} for ${g.key} (send succeeded) and then lost it from its history`,
+          );
+        }
         continue;
       }
       const status = mine[0]!.status ?? "";
@@ -451,10 +555,14 @@ class Simulation implements CheckContext {
       case "restart":
         await this.#stepRestart(rng, s);
         break;
+      case "partition":
+        await this.#stepPartition(rng, s);
+        break;
     }
     for (const a of this.actors) {
       for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
     }
+    this.#drainNet();
     const line = `step ${s} ${kind}: ${this.#line.join("; ")}`;
     this.#log.push(line);
     if (this.#o.verbose) this.#o.progress?.(line);
@@ -482,6 +590,7 @@ class Simulation implements CheckContext {
       lost: f ? 5 : 0,
       dup: f && talk ? 3 : 0,
       restart: f ? 1.5 : 0,
+      partition: f && this.#net ? 3 : 0,
     };
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
@@ -502,10 +611,12 @@ class Simulation implements CheckContext {
   }
 
   async #send(a: Actor, g: GroupModel, text: string, t: number): Promise<Outcome> {
-    this.model.newMessage(text, g, a.name, t);
+    const m = this.model.newMessage(text, g, a.name, t);
     const ref = refFor(g, a.name);
     this.#count("messages");
-    return await this.#run(`${a.name} send ${ref} ${text}`, () => a.client.send(ref, text));
+    const out = await this.#run(`${a.name} send ${ref} ${text}`, () => a.client.send(ref, text));
+    if (out.ok) m.taken = true;
+    return out;
   }
 
   async #stepSend(rng: Prng, s: number): Promise<void> {
@@ -835,7 +946,7 @@ class Simulation implements CheckContext {
     const out = await this.#send(p.a, p.g, `s${s}-${p.a.name}`, s);
     if (!p.a.offline) this.#refused(`${p.a.name} send to ${p.g.key}`, out, p.g, knew);
     this.#observe(p.a, s);
-    await sleep(rng.int(20, 150)); // let the pushes arrive while the fault is on
+    await this.#sleep(rng.int(20, 150)); // let the pushes arrive while the fault is on
     for (const o of others) o.seams.duplicatePushes(0);
   }
 
@@ -847,10 +958,52 @@ class Simulation implements CheckContext {
     const delay = rng.int(0, 120);
     this.#note(`server ${signal} after ${delay} ms`);
     const running = Promise.all(ops.map((o) => o.op?.()));
-    await sleep(delay);
-    await this.#server.restart(signal);
+    await this.#sleep(delay);
+    if (this.#net) await this.#net.crashServer();
+    else await this.#server!.restart(signal);
     this.#count(`fault.${signal}`);
     await running;
+    for (const o of ops) this.#observe(o.a, s);
+  }
+
+  /** A connection for the checker's own questions to the server. */
+  #rosterLink() {
+    if (this.#net) return this.#net.connector("checker")({ server: "sim:7000" });
+    return connectServer({ server: this.#server!.addr, caCertPem: this.#server!.certPem });
+  }
+
+  /** Move what the network and its tap saw into the log and the violations. */
+  #drainNet(): void {
+    const net = this.#net;
+    if (!net) return;
+    for (const n of net.notes.splice(0)) this.#note(n);
+    for (const v of net.ledger.violations.splice(0)) this.violate(v.invariant, v.detail);
+  }
+
+  /**
+   * A partition of one client (links drop, connects fail) or of the server from everyone,
+   * for a while of virtual time, with operations running into it; then it heals.
+   */
+  async #stepPartition(rng: Prng, s: number): Promise<void> {
+    const net = this.#net;
+    if (!net) return;
+    const online = this.#online();
+    if (online.length === 0) return;
+    const whole = rng.chance(0.3);
+    const victim = rng.pick(online);
+    const ms = rng.int(200, 9_000);
+    const busy = whole ? rng.sample(online, rng.int(1, 2)) : [victim];
+    const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
+    this.#note(`partition ${whole ? "server" : victim.name} for ${ms} ms`);
+    if (whole) net.partitionServer(true);
+    else net.partition(victim.name, true);
+    this.#count(`fault.partition`);
+    const heal = this.#sleep(ms).then(() => {
+      if (whole) net.partitionServer(false);
+      else net.partition(victim.name, false);
+    });
+    await Promise.all(ops.map((o) => o.op?.()));
+    await heal;
     for (const o of ops) this.#observe(o.a, s);
   }
 
@@ -881,7 +1034,7 @@ class Simulation implements CheckContext {
       }));
       quiet = counts.every((n) => n === 0) ? quiet + 1 : 0;
       lastErrors = errors;
-      await sleep(quiet ? 60 : 20);
+      await this.#sleep(quiet ? 60 : 20);
     }
     if (quiet < 2) {
       this.violate(
@@ -896,6 +1049,8 @@ class Simulation implements CheckContext {
   async #check(t: number, final: boolean): Promise<void> {
     this.#line = [];
     for (const a of this.actors) a.seams.arm(undefined);
+    // everything heals: no network faults while the checks run
+    if (this.#net) this.#net.calm = true;
     if (final) {
       for (const a of this.actors.filter((x) => x.offline)) {
         const out = await this.#run(`${a.name} back online`, () => a.comeBack());
@@ -919,14 +1074,16 @@ class Simulation implements CheckContext {
       if (g.doubt.size === 0) continue;
       const owners = [...g.doubt.values()].map((d) => this.#actor(d.owner));
       if (owners.some((o) => o.offline)) continue;
-      const seen = observedRoster(this, g);
+      // settled by what the server acknowledged (the tap's ledger), not by the clients
+      // under test; the process mode has no tap and asks the clients
+      const seen = this.#net ? this.#net.ledger.roster(g.key) : observedRoster(this, g);
       if (!seen) continue;
       for (const u of [...g.doubt.keys()]) this.model.resolveDoubt(g, u, seen.has(u), t);
       this.#note(`${g.key} doubt resolved: roster [${[...g.roster].sort()}]`);
     }
     checkAgreement(this);
     checkConversations(this);
-    await checkServerRoster(this, this.#server);
+    await checkServerRoster(this, () => this.#rosterLink());
     // liveness: every online member sends to every conversation it is in
     const tp = t + 0.25;
     await Promise.all(
@@ -945,10 +1102,41 @@ class Simulation implements CheckContext {
     await this.#settle(t + 0.4);
     if (final) {
       for (const m of this.model.messages.values()) {
-        if (m.state === "pending") this.model.refuse(m, t + 0.4);
+        if (m.state !== "pending") continue;
+        // a sender removed (or leaving) before its queued message went out cannot send it:
+        // refused, an excuse the doubt count shows (the client keeps showing it pending)
+        const g = this.model.groups.get(m.group)!;
+        if (!this.model.memberThroughout(g, m.sender, m.sentAt, t) || g.doubt.has(m.sender)) {
+          this.model.refuse(m, t + 0.4);
+          this.#count("pending-after-removal");
+          continue;
+        }
+        // everything healed: what a client was asked to send is owed, whatever its status
+        this.violate(
+          "nothing-pending",
+          `${m.sender}'s ${m.text} to ${m.group} (sent at ${m.sentAt}) is still not sent after the final heal`,
+        );
+        this.model.accept(m, t + 0.4);
       }
     }
-    checkMessages(this, t + 0.4);
+    const doubts = checkMessages(this, t + 0.4);
+    if (final) {
+      const n = this.model.messages.size;
+      this.#stats["messages-in-doubt"] = doubts;
+      // excuses are counted, and bounded: a run that excuses most of its checks proves little
+      const bound = Math.ceil(n * DOUBT_BOUND) + 5;
+      this.#note(`${doubts} messages in doubt of ${n} (bound ${bound})`);
+      if (doubts > bound) {
+        this.violate(
+          "doubts-bounded",
+          `${doubts} of ${n} messages in doubt: more than the bound ${bound} (${
+            DOUBT_BOUND * 100
+          } % + 5)`,
+        );
+      }
+    }
+    this.#drainNet();
+    if (this.#net) this.#net.calm = false;
     this.#count("checks");
     const line = `check ${t}${final ? " (final)" : ""}: ${this.#line.join("; ")}`;
     this.#log.push(line);

@@ -1,0 +1,138 @@
+/**
+ * Virtual time for the in-process simulation: one clock and one timer queue shared by the
+ * clients (their `now` and `timers` seams), the in-process server (`defer`), the simulated
+ * link (delays, request timeouts) and the simulation itself (deadlines, waits).
+ *
+ * ```
+ * driver loop: run every ready task (real macrotask turns) ─► nothing moved for IDLE_TURNS
+ *              turns and no request in the server? ─► jump to the earliest timer, fire it
+ * ```
+ *
+ * Nothing waits in real time: a 4 s request timeout costs the few turns it takes to notice
+ * that everything else is idle. Timers fire in (time, creation order): with no real I/O in
+ * the world (SQLite is synchronous, fsync is off) a seed replays the same interleaving.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+}
+
+/** Turns without activity before virtual time may jump. */
+const IDLE_TURNS = 4;
+
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+/** A virtual clock with timers; {@link VirtualClock.start} runs the driver. */
+export class VirtualClock {
+  #now: number;
+  #seq = 0;
+  #timers = new Map<number, Timer>();
+  #running = false;
+  #loop: Promise<void> | undefined;
+  /** Bumped by anything that happens (frames, handlers); time jumps only when it stands. */
+  activity = 0;
+  /** Work in progress that time must not jump over (requests inside the server). */
+  busy = 0;
+  /** Timers fired (for the report). */
+  fired = 0;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(startMs: number) {
+    this.#now = startMs;
+  }
+
+  /** The virtual time (ms since the epoch). */
+  readonly now = (): number => this.#now;
+
+  /** Run `fn` at virtual time now + `ms`. */
+  readonly setTimeout = (fn: () => void, ms: number): number => {
+    const id = ++this.#seq;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms || 0), seq: id, fn });
+    this.activity++;
+    return id;
+  };
+
+  /** Cancel a timer. */
+  readonly clearTimeout = (id: unknown): void => {
+    if (typeof id === "number") this.#timers.delete(id);
+  };
+
+  /** Wait `ms` of virtual time. */
+  readonly sleep = (ms: number): Promise<void> =>
+    new Promise((r) => this.setTimeout(() => r(), ms));
+
+  /**
+   * Resolves the next time nothing is runnable (before time jumps): real I/O started then
+   * (a file store opening, with {@link VirtualClock.busy} held) cannot interleave with
+   * other work differently from run to run.
+   */
+  idle(): Promise<void> {
+    return new Promise((r) => this.#idleWaiters.push(r));
+  }
+
+  /** Timers waiting. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Start the driver (idempotent). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#drive();
+  }
+
+  /** Stop the driver (pending timers stay; nothing fires any more). */
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#loop;
+  }
+
+  async #drive(): Promise<void> {
+    let still = 0;
+    let seen = this.activity;
+    while (this.#running) {
+      await turn();
+      if (this.activity !== seen || this.busy > 0) {
+        seen = this.activity;
+        still = 0;
+        continue;
+      }
+      if (++still < IDLE_TURNS) continue;
+      still = 0;
+      if (this.#idleWaiters.length > 0) {
+        this.#idleWaiters.shift()!();
+        this.activity++;
+        seen = this.activity;
+        continue;
+      }
+      const next = this.#earliest();
+      if (!next) {
+        // nothing to fire: wait for real work (a file store opening) without spinning hot
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
+      }
+      this.#timers.delete(next.seq);
+      if (next.at > this.#now) this.#now = next.at;
+      this.fired++;
+      this.activity++;
+      seen = this.activity;
+      try {
+        next.fn();
+      } catch { /* a timer's own problem */ }
+    }
+  }
+
+  #earliest(): Timer | undefined {
+    let best: Timer | undefined;
+    for (const t of this.#timers.values()) {
+      if (!best || t.at < best.at || (t.at === best.at && t.seq < best.seq)) best = t;
+    }
+    return best;
+  }
+}
