@@ -609,3 +609,69 @@ Deno.test("client: a change kept while the server did not answer, then beaten by
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let enqueueDown = false;
+  const store = await openLocalStore(`${dir}/kim.bin`, "pw", {
+    create: true,
+    username: "kim",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const kim = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: (req, expect, opts) =>
+          enqueueDown && "bytes" in req && req.kind === "enqueue"
+            ? Promise.reject(new TransportError("network down (test)"))
+            : link.call(req, expect, opts),
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await kim.register();
+    others.push(await user(ts, dir, "ida"));
+    const [ida] = others;
+    await ida!.client.createGroup("team");
+    await ida!.client.invite("#team", ["kim"]);
+    await kim.sync();
+    enqueueDown = true;
+    const queued = await kim.send("#team", "too late");
+    assertEquals(kim.pendingCount(), 1);
+    assertEquals(kim.store.getMessage(queued.messageId)?.status, "pending");
+    await ida!.client.remove("#team", ["kim"]);
+    enqueueDown = false;
+    await kim.sync(); // reads its removal: what it queued can never go out
+    assertEquals(kim.pendingCount(), 0);
+    const m = kim.store.getMessage(queued.messageId);
+    assertEquals({ status: m?.status, failure: m?.failure }, {
+      status: "failed",
+      failure: "you were removed",
+    });
+    const warnings = events.flatMap((e) => e.kind === "warning" ? [e.text] : []);
+    assertEquals(warnings, ["Not sent to #team: you were removed"]);
+    await kim.sync();
+    assertEquals(kim.store.getMessage(queued.messageId)?.status, "failed");
+    await ida!.client.sync();
+    assert(!ida!.received().includes("too late"));
+  } finally {
+    await kim.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -307,7 +307,8 @@ export function historyLines(conv: Conversation, messages: StoredMessage[]): str
       day = localDay(at);
       out.push(dayLine(at));
     }
-    out.push(`${timeOfDay(at)} ${formatMessage(conv, m)}`);
+    const failed = m.status === "failed" ? ` (not sent: ${visible(m.failure ?? "refused")})` : "";
+    out.push(`${timeOfDay(at)} ${formatMessage(conv, m)}${failed}`);
   }
   return out;
 }
@@ -339,6 +340,7 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
     receivedAt: m.receivedAt,
     messageId: m.messageId,
     direction: m.direction,
+    ...(m.status === "failed" ? { status: "failed", failure: m.failure ?? "refused" } : {}),
   };
 }
 

@@ -67,7 +67,7 @@ import {
 import { findConversation, ownGroupNamed, upsertChannel } from "./conversations.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
-import { type Outbox, restoredFrom } from "./outbox.ts";
+import { failRemoved, notSentText, type Outbox, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
 import type { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 
@@ -908,8 +908,14 @@ export class Groups {
           if (e instanceof QpqError && e.code === "forbidden") {
             // the server says we are not in this conversation any more: we were removed
             // by a change we could not read
-            groups.delete(record.channelId);
+            const unsent = this.#ctx.state.transaction(() => {
+              groups.delete(record.channelId);
+              return failRemoved(this.#ctx.state, conv.id);
+            });
             this.#ctx.emit({ kind: "removed", conversation: conv, by: "a member" });
+            if (unsent > 0) {
+              this.#ctx.emit({ kind: "warning", text: notSentText(conv.name, REMOVED_FAILURE) });
+            }
             return;
           }
           this.#ctx.emit({

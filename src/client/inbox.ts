@@ -39,7 +39,7 @@ import {
   NOTICE_RESTORED,
 } from "../wire/mod.ts";
 import { MAX_REQUEST_MESSAGES_SHOWN, SENT_KEEP_MS } from "../limits.ts";
-import { restoredFrom } from "./outbox.ts";
+import { failRemoved, notSentText, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
@@ -252,14 +252,21 @@ export class Inbox {
         }
         return;
       }
-      case "removed":
+      case "removed": {
+        let unsent = 0;
         s.transaction(() => {
           groups.delete(hex);
+          // what we queued for it can never go out now: failed, never pending forever
+          unsent = failRemoved(s, conv.id);
           done();
         });
         if (conv.requestFrom !== undefined) return; // a request shows nothing
         this.#ctx.emit({ kind: "removed", conversation: conv, by: r.committer.username });
+        if (unsent > 0) {
+          this.#ctx.emit({ kind: "warning", text: notSentText(conv.name, REMOVED_FAILURE) });
+        }
         return;
+      }
       case "stale":
         if (m.messageKind === "commit" && !this.#applied(record, m.payload)) {
           // The server accepts one commit per epoch, in order: a commit of an epoch this
@@ -317,8 +324,10 @@ export class Inbox {
       });
     }
     s.transaction(() => {
-      if (r.kind === "removed") groups.delete(record.channelId);
-      else if (r.kind !== "stale" && r.kind !== "application") {
+      if (r.kind === "removed") {
+        groups.delete(record.channelId);
+        failRemoved(s, record.channelId, "you left");
+      } else if (r.kind !== "stale" && r.kind !== "application") {
         saveGroup(this.#ctx, record, r.state);
       }
       done();

@@ -9,7 +9,9 @@
  *                                                 │   anything else removed
  *                                                 ├─ quota / rate limit / ─► kept (later)
  *                                                 │  server disk full
- *                                                 ├─ refused ─► removed, error
+ *                                                 ├─ refused ─► removed, message "failed"
+ *                                                 │   (why kept), error; "not a member":
+ *                                                 │   `Not sent to #team: you were removed`
  *                                                 └─ no server ─► kept (next command)
  * server restored (notice) ─► kept ones queued again ─► flush: the server answers
  *   "duplicate" for those the backup has; the others were lost and are counted, one line
@@ -22,6 +24,49 @@ import { QpqError, refusedForNow, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
 import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
+import type { LocalState } from "../store/client/mod.ts";
+
+/** Why a message queued by a member the conversation has since removed was not sent. */
+export const REMOVED_FAILURE = "you were removed";
+
+/** The one line telling the user a message of theirs to `name` will never go out. */
+export function notSentText(name: string, failure: string): string {
+  return `Not sent to ${name}: ${failure}`;
+}
+
+/**
+ * Take a request out of the queue for good: its message (ours) becomes "failed" with
+ * `failure` (terminal, shown in history), never pending forever. Runs in one transaction.
+ */
+export function failQueued(state: LocalState, messageId: string, failure: string): void {
+  state.transaction(() => {
+    state.removeOutbox(messageId);
+    if (state.getMessage(messageId)?.direction === "out") {
+      state.setMessageStatus(messageId, "failed", failure);
+    }
+  });
+}
+
+/**
+ * This device was removed from `conversationId` (it processed its removal, or the server
+ * said it is not a member): every request still queued for it fails with `failure`.
+ * Returns how many of them were messages of ours (the caller tells the user, one line).
+ */
+export function failRemoved(
+  state: LocalState,
+  conversationId: string,
+  failure = REMOVED_FAILURE,
+): number {
+  let n = 0;
+  state.transaction(() => {
+    for (const e of state.listOutbox()) {
+      if (e.conversationId !== conversationId) continue;
+      if (state.getMessage(e.messageId)?.direction === "out") n++;
+      failQueued(state, e.messageId, failure);
+    }
+  });
+  return n;
+}
 
 /** Why a refused message stays queued, in words a user can act on (one line). */
 function heldText(e: QpqError): string {
@@ -114,7 +159,12 @@ export class Outbox {
           return false;
         }
         if (!(e instanceof TransportError)) {
-          state.removeOutbox(messageId);
+          const why = e instanceof QpqError && e.code === "forbidden"
+            ? REMOVED_FAILURE
+            : e instanceof Error
+            ? e.message
+            : "refused";
+          failQueued(state, messageId, why);
           throw e;
         }
         state.bumpOutbox(messageId);
@@ -152,6 +202,15 @@ export class Outbox {
         if (e.resend && this.#restore) {
           this.#restore.refused++; // e.g. a DM opened since the backup: counted, one line
           continue;
+        }
+        if (err.code === "forbidden") {
+          // not a member any more: whatever else is queued for it cannot go out either
+          failRemoved(this.#ctx.state, e.conversationId);
+          const name = this.#ctx.state.getConversation(e.conversationId)?.name;
+          if (name !== undefined) {
+            this.#ctx.emit({ kind: "warning", text: notSentText(name, REMOVED_FAILURE) });
+            continue;
+          }
         }
         this.#ctx.emit({
           kind: "warning",

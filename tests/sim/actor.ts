@@ -27,6 +27,8 @@ export interface SeenMessage {
   body: string;
   direction: string;
   status?: string;
+  /** Why a "failed" message was not sent. */
+  failure?: string;
   /** A placeholder for a message the client could not decrypt. */
   unreadable?: boolean;
 }

@@ -21,6 +21,9 @@
 import type { Frame, Request } from "../../src/wire/messages.ts";
 import { toHex } from "../../src/bytes.ts";
 
+/** The fields of a delivered message the ledger judges. */
+type Judged = { channelId: Uint8Array; messageKind: string; epoch: number; sender: string };
+
 interface Channel {
   /** Model key: "#name" or "dm:a:b". */
   key: string;
@@ -46,6 +49,11 @@ export class Ledger {
   readonly frames: Record<string, number> = {};
   /** Violations found since the simulation last took them. */
   readonly violations: TapViolation[] = [];
+  /**
+   * Welcomes the server pushed before its answer to the commit that adds them went out (the
+   * push may come first): judged when that answer is seen, by channel and epoch.
+   */
+  readonly #early = new Map<string, { to: string; m: Judged }[]>();
 
   /** A frame the server sent to the connection of `to` (in answer to `request`, if one). */
   sent(to: string | undefined, request: Request | undefined, frame: Frame): void {
@@ -77,6 +85,9 @@ export class Ledger {
           c.rosters.set(e + 1, next);
           c.added.set(e, new Set(request.add));
           c.latest = Math.max(c.latest, e + 1);
+          const early = this.#early.get(`${toHex(request.channelId)}:${e}`) ?? [];
+          this.#early.delete(`${toHex(request.channelId)}:${e}`);
+          for (const w of early) this.#judge(w.to, w.m);
         }
       } else if (r.kind === "messages" && to !== undefined) {
         for (const m of r.messages) this.#judge(to, m);
@@ -112,6 +123,12 @@ export class Ledger {
       });
     } else if (m.messageKind === "welcome") {
       if (c.added.get(m.epoch)?.has(to)) return;
+      if (!c.added.has(m.epoch)) {
+        // no answer to a commit of that epoch seen yet: judged when it is
+        const k = `${toHex(m.channelId)}:${m.epoch}`;
+        this.#early.set(k, [...(this.#early.get(k) ?? []), { to, m }]);
+        return;
+      }
       this.violations.push({
         invariant: "server-welcomes-added",
         detail: `the server sent ${to} a Welcome into ${c.key} (epoch ${m.epoch}); ` +

@@ -498,6 +498,18 @@ class Simulation implements CheckContext {
       const status = mine[0]!.status ?? "";
       if (status === "sent" || status === "delivered") {
         this.model.accept(m, t);
+      } else if (status === "failed") {
+        // terminal: the client says it will never go out; only a removal (or leave) may say so
+        if (this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name)) {
+          this.violate(
+            "failed-only-if-removed",
+            `${a.name} shows ${m.text} to ${g.key} as failed (${
+              mine[0]!.failure ?? "no reason"
+            }), though a member throughout`,
+          );
+        }
+        this.model.refuse(m, t);
+        this.#count("failed-after-removal");
       } else if (!m.encRoster && a.offline) {
         try {
           m.encRoster = new Set(a.client.members(ref));
@@ -1103,15 +1115,8 @@ class Simulation implements CheckContext {
     if (final) {
       for (const m of this.model.messages.values()) {
         if (m.state !== "pending") continue;
-        // a sender removed (or leaving) before its queued message went out cannot send it:
-        // refused, an excuse the doubt count shows (the client keeps showing it pending)
-        const g = this.model.groups.get(m.group)!;
-        if (!this.model.memberThroughout(g, m.sender, m.sentAt, t) || g.doubt.has(m.sender)) {
-          this.model.refuse(m, t + 0.4);
-          this.#count("pending-after-removal");
-          continue;
-        }
-        // everything healed: what a client was asked to send is owed, whatever its status
+        // everything healed: what a client was asked to send is owed, whatever its status; a
+        // sender removed before it went out shows it "failed" (terminal), never pending
         this.violate(
           "nothing-pending",
           `${m.sender}'s ${m.text} to ${m.group} (sent at ${m.sentAt}) is still not sent after the final heal`,

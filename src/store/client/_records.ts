@@ -39,7 +39,7 @@ export const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
 /** Every message direction. */
 export const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
 /** Every message status. */
-export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
+export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered", "failed"];
 
 // ---- errors
 
@@ -335,6 +335,7 @@ export function copyMessage(m: StoredMessage): StoredMessage {
     direction: m.direction,
   };
   if (m.status !== undefined) out.status = m.status;
+  if (m.failure !== undefined) out.failure = m.failure;
   if (m.unreadable !== undefined) out.unreadable = m.unreadable;
   return out;
 }

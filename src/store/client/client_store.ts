@@ -1038,7 +1038,7 @@ export class ClientStore implements LocalState {
   }
 
   /** Set the delivery status of a stored message; false when no such message. */
-  setMessageStatus(messageId: string, status: MessageStatus): boolean {
+  setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean {
     checkStatus(status);
     return this.#write(() => {
       const idH = this.#keys.lookup("message", utf8(messageId));
@@ -1047,6 +1047,8 @@ export class ClientStore implements LocalState {
       const convH = r.conv_h as Uint8Array;
       const m = this.#message(r.data, idH, convH);
       m.status = status;
+      if (status === "failed" && failure !== undefined) m.failure = failure;
+      else delete m.failure;
       this.#run(
         "UPDATE messages SET data = ? WHERE id_h = ?",
         this.#keys.seal("message", encodeMessage(m), idH, convH),
@@ -1360,6 +1362,7 @@ export class ClientStore implements LocalState {
       direction: oneOf(v.direction, DIRECTIONS),
     };
     if (v.status !== undefined) m.status = oneOf(v.status, STATUSES);
+    if (v.failure !== undefined) m.failure = str(v.failure);
     if (v.unreadable !== undefined) {
       if (typeof v.unreadable !== "boolean") throw damagedRecord();
       m.unreadable = v.unreadable;
@@ -1515,6 +1518,7 @@ function encodeMessage(m: StoredMessage): Uint8Array {
     receivedAt: m.receivedAt,
     direction: m.direction,
     status: m.status,
+    failure: m.failure,
     unreadable: m.unreadable,
   }));
 }

@@ -112,8 +112,11 @@ export interface Conversation {
 /** Whether a message was received or sent by this client. */
 export type MessageDirection = "in" | "out";
 
-/** Delivery state of an outgoing message. */
-export type MessageStatus = "pending" | "sent" | "delivered";
+/**
+ * Delivery state of an outgoing message: "failed" is terminal (it will never go out, e.g.
+ * its sender was removed from the conversation first; {@link StoredMessage.failure} says why).
+ */
+export type MessageStatus = "pending" | "sent" | "delivered" | "failed";
 
 /** A message in the local history. */
 export interface StoredMessage {
@@ -133,6 +136,8 @@ export interface StoredMessage {
   direction: MessageDirection;
   /** Delivery state (outgoing messages). */
   status?: MessageStatus;
+  /** Why a "failed" message was not sent, in words for the user ("you were removed"). */
+  failure?: string;
   /**
    * A placeholder for a message this device could not decrypt, shown as such (stored and
    * returned as given).
@@ -369,8 +374,8 @@ export interface LocalState {
   getMessage(messageId: string): StoredMessage | undefined;
   /** The newest `count` messages of a conversation, oldest first (local order). */
   history(conversationId: string, count: number): StoredMessage[];
-  /** Set the status of a stored message; false when unknown. */
-  setMessageStatus(messageId: string, status: MessageStatus): boolean;
+  /** Set the status of a stored message (and why it failed); false when unknown. */
+  setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean;
   /** Mark every message of a conversation stored so far as read. */
   markRead(conversationId: string): void;
   /**

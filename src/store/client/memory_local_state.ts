@@ -484,16 +484,21 @@ export class MemoryLocalState implements LocalState {
   }
 
   /** Set the status of a stored message; false when unknown. */
-  setMessageStatus(messageId: string, status: MessageStatus): boolean {
+  setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean {
     checkStatus(status);
     return this.#write(() => {
       const m = this.#d.messages.get(messageId);
       if (m === undefined) return false;
       const old = m.status;
+      const oldFailure = m.failure;
       m.status = status;
+      if (status === "failed" && failure !== undefined) m.failure = failure;
+      else delete m.failure;
       this.#d.undo.push(() => {
         if (old === undefined) delete m.status;
         else m.status = old;
+        if (oldFailure === undefined) delete m.failure;
+        else m.failure = oldFailure;
       });
       return true;
     });
