@@ -675,3 +675,59 @@ Deno.test("client: a message queued by a member removed before it went out fails
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: a DM whose adding commit's answer is lost keeps it pending and joins once it is resent", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let loseCommitAnswers = false;
+  const store = await openLocalStore(`${dir}/amy.bin`, "pw", {
+    create: true,
+    username: "amy",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const amy = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: async (req, expect, opts) => {
+          if (!(loseCommitAnswers && "bytes" in req && req.kind === "commit")) {
+            return await link.call(req, expect, opts);
+          }
+          await link.call(req, expect, opts).catch(() => {}); // the server takes it
+          throw new TransportError("answer lost (test)");
+        },
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await amy.register();
+    others.push(await user(ts, dir, "bo"));
+    const [bo] = others;
+    loseCommitAnswers = true;
+    const e = await amy.dm("bo").then(() => undefined, (x) => x as { code?: string });
+    assertEquals(e?.code, "unavailable");
+    loseCommitAnswers = false;
+    await bo!.client.sync(); // joins from amy's Welcome: the server took her commit
+    assertEquals(bo!.client.members("@amy").sort(), ["amy", "bo"]);
+    await amy.sync(); // resends the commit: a duplicate, so accepted and merged
+    assertEquals(amy.members("@bo").sort(), ["amy", "bo"]);
+    await amy.send("@bo", "made it");
+    await bo!.client.sync();
+    assertEquals(bo!.received(), ["made it"]);
+  } finally {
+    await amy.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -284,8 +284,12 @@ export class Groups {
     } catch (e) {
       // A DM group without the peer would be reused by every later dm(): drop it (unless
       // the conflict retries already left us in the peer's group), so the next try starts over.
+      // Not while our commit adding the peer awaits its answer: the server may have accepted
+      // it (the peer joins from its Welcome), and the next sync resends it to learn which.
       const record = groups.meta(hex);
-      const st = record && !record.broken ? groups.summary(record) : undefined;
+      const st = record && !record.broken && record.pendingCommit === undefined
+        ? groups.summary(record)
+        : undefined;
       if (st && !st.members.includes(user)) groups.delete(hex);
       throw e;
     }
