@@ -874,6 +874,19 @@ Deno.test("MemoryLocalState refuses an invalid initial meta and redacts itself",
   assertStringIncludes(Deno.inspect(s), `statePath: ":memory:"`);
 });
 
+Deno.test("MemoryLocalState is the one store on :memory:: no file, no password to change", async () => {
+  const meta = initialMeta();
+  const s = new MemoryLocalState(meta);
+  assert(s instanceof ClientStore, "no second implementation");
+  assertEquals(s.statePath, ":memory:");
+  assertEquals(s.passwordCount, 1);
+  await s.changePassword("a", ["b"]); // nothing seals it: no change, no file
+  assertEquals(s.meta.username, meta.username);
+  usage(() => s.transaction(() => s.reopen()));
+  await s.close();
+  assertEquals(s.reopen().meta.username, meta.username);
+});
+
 Deno.test("MemoryLocalState keeps thousands of client states apart", () => {
   const meta = initialMeta();
   const make = (n: number) => {
