@@ -9,8 +9,8 @@
  * - 100 messages in one transaction: the same without the per-commit fsync, so the
  *   sealing overhead shows;
  * - history of 50: a raw SELECT of the newest 50 rows (baseline) beside `history(c, 50)`;
- * - each group also shows `MemoryLocalState` (the in-memory twin the simulation runs
- *   thousands of): what the encryption and the disk cost, read against the same baseline.
+ * - each group also shows `MemoryLocalState` (the same store on SQLite `:memory:`, unsealed,
+ *   which the simulation runs thousands of): what the encryption and the disk cost.
  *
  * Run with `deno bench --allow-read --allow-write bench/client_store_bench.ts`.
  */

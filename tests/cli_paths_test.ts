@@ -167,7 +167,10 @@ Deno.test("QPQ_USERNAME and QPQ_CONFIG stand in for --username and --config; the
       env: { QPQ_CONFIG: `${dir}/bad.toml` },
     });
     assertEquals(viaFlag.code, 2);
-    assertEquals(viaFlag.stderr, `qpq: Key "listen" in ${dir}/worse.toml line 1 must be a string\n`);
+    assertEquals(
+      viaFlag.stderr,
+      `qpq: Key "listen" in ${dir}/worse.toml line 1 must be a string\n`,
+    );
   });
 });
 

@@ -1,7 +1,7 @@
 /**
- * The LocalState contract, run against both implementations: ClientStore (a real state
- * file and SQLite database in a temp directory, small Argon2id parameters) and
- * MemoryLocalState. Every method, reopening, transactions (commit, rollback on throw,
+ * The LocalState contract, run against both ways of opening the one store: ClientStore on a
+ * real state file and SQLite database in a temp directory (small Argon2id parameters), and
+ * MemoryLocalState (ClientStore.inMemory: SQLite :memory:). Every method, reopening, transactions (commit, rollback on throw,
  * nesting), idempotency, errors and byte copies. What only one of them does (files, locks,
  * migration, handles) is tested in client_store_test.ts and at the end of this file.
  */
@@ -871,7 +871,20 @@ Deno.test("MemoryLocalState refuses an invalid initial meta and redacts itself",
   const s = new MemoryLocalState(meta);
   const shown = [Deno.inspect(s, { depth: 10 }), JSON.stringify(s), Deno.inspect(s.meta)].join();
   assert(!shown.includes(meta.identitySeed.join(",")), "the seed leaked");
-  assertStringIncludes(Deno.inspect(s), "MemoryLocalState");
+  assertStringIncludes(Deno.inspect(s), `statePath: ":memory:"`);
+});
+
+Deno.test("MemoryLocalState is the one store on :memory:: no file, no password to change", async () => {
+  const meta = initialMeta();
+  const s = new MemoryLocalState(meta);
+  assert(s instanceof ClientStore, "no second implementation");
+  assertEquals(s.statePath, ":memory:");
+  assertEquals(s.passwordCount, 1);
+  await s.changePassword("a", ["b"]); // nothing seals it: no change, no file
+  assertEquals(s.meta.username, meta.username);
+  usage(() => s.transaction(() => s.reopen()));
+  await s.close();
+  assertEquals(s.reopen().meta.username, meta.username);
 });
 
 Deno.test("MemoryLocalState keeps thousands of client states apart", () => {
@@ -894,7 +907,7 @@ Deno.test("MemoryLocalState keeps thousands of client states apart", () => {
   assertEquals(states[0]!.cursor(), 0, "no state shares another's data");
   assertEquals(states[0]!.getMessage("m0")?.body, "hi");
   assertEquals(states[0]!.getMessage("m1"), undefined);
-  // its speed: bench/client_store_bench.ts (MemoryLocalState in every group)
+  // its speed: bench/client_store_bench.ts (MemoryLocalState, i.e. ClientStore on :memory:)
 });
 
 contract(

@@ -10,7 +10,7 @@
  * await store.ack("bob", page.at(-1)!.seq);
  * ```
  *
- * (The client-side store lives beside it in `client/`: `ClientStore`, `MemoryLocalState`.)
+ * (The client-side store lives beside it in `client/`: `ClientStore`, also in memory as `MemoryLocalState`.)
  *
  * @module
  */

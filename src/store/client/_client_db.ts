@@ -121,18 +121,37 @@ export function createClientDb(path: string, keys: ClientKeys): void {
   Deno.openSync(path, { write: true, createNew: true, mode: 0o600 }).close();
   const db = new DatabaseSync(path);
   try {
-    applyPragmas(db);
-    db.exec("BEGIN IMMEDIATE");
-    db.exec(TABLES_V1_AND_V2);
-    db.exec(TABLES_ADDED_IN_V2);
-    db.exec(TABLES_ADDED_IN_V3);
-    db.exec(TABLES_ADDED_IN_V5);
-    db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
-    db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
-    db.exec("COMMIT");
+    initClientDb(db, keys);
   } finally {
     db.close();
   }
+}
+
+/**
+ * A new, initialised database in memory (SQLite `:memory:`), open: the same schema as a file
+ * (see `ClientStore.inMemory`). Gone when closed.
+ */
+export function createMemoryClientDb(keys: ClientKeys): DatabaseSync {
+  const db = new DatabaseSync(":memory:");
+  try {
+    initClientDb(db, keys);
+    return db;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+function initClientDb(db: DatabaseSync, keys: ClientKeys): void {
+  applyPragmas(db);
+  db.exec("BEGIN IMMEDIATE");
+  db.exec(TABLES_V1_AND_V2);
+  db.exec(TABLES_ADDED_IN_V2);
+  db.exec(TABLES_ADDED_IN_V3);
+  db.exec(TABLES_ADDED_IN_V5);
+  db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
+  db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
+  db.exec("COMMIT");
 }
 
 /** An open database and the schema version it had when opened. */

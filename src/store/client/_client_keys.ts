@@ -13,6 +13,11 @@
  * The Argon2id salt is random per state file, so two states with the same password share
  * no key, and a database moved next to another state file fails its check value.
  *
+ * A state in memory (SQLite `:memory:`, {@link ClientKeys.inMemory}) has no file to protect:
+ * its keys seal nothing (a value is stored as a copy of itself) and its lookup column is the
+ * label and the value, not an HMAC; the same store code runs above them, without the
+ * cryptographic cost per value (tests, the simulation, the load tool run thousands).
+ *
  * @module
  */
 
@@ -63,8 +68,11 @@ export class ClientKeys {
   #index: Uint8Array;
   #check: Uint8Array;
   #destroyed = false;
+  /** True for {@link ClientKeys.inMemory}: no sealing, no keyed hash. */
+  readonly #plain: boolean;
 
-  private constructor(stateKey: Uint8Array) {
+  private constructor(stateKey: Uint8Array, plain = false) {
+    this.#plain = plain;
     const k = (info: string) => hkdfSha256(stateKey, HKDF_SALT, utf8(info), 32);
     this.#meta = k("qpq client meta key v1");
     this.#value = k("qpq client value key v1");
@@ -118,6 +126,19 @@ export class ClientKeys {
     return new ClientKeys(stateKey);
   }
 
+  /**
+   * Keys of a state in memory: random subkeys (for the check values) that seal nothing; see
+   * the module doc. Never used for a state on disk.
+   */
+  static inMemory(): ClientKeys {
+    const stateKey = crypto.getRandomValues(new Uint8Array(32));
+    try {
+      return new ClientKeys(stateKey, true);
+    } finally {
+      zeroize(stateKey);
+    }
+  }
+
   /** A key slot: `stateKey` sealed under Argon2id(password, salt), bound to `aad`. */
   static async wrap(
     password: string | Uint8Array,
@@ -161,16 +182,19 @@ export class ClientKeys {
 
   /** Keyed hash used as the on-disk lookup column for `value` in domain `label`. */
   lookup(label: ClientLabel, value: Uint8Array): Uint8Array {
+    if (this.#plain) return concat(utf8(label), SEP, value);
     return hmacSha256(this.#alive(this.#index), utf8(label), SEP, value);
   }
 
   /** Seal a database value bound to its table (`label`) and row (`rowKey` parts). */
   seal(label: ClientLabel, plaintext: Uint8Array, ...rowKey: Uint8Array[]): Uint8Array {
+    if (this.#plain) return this.#alive(plaintext).slice();
     return sealXChaCha(this.#alive(this.#value), plaintext, aad(label, rowKey));
   }
 
   /** Open a database value sealed by {@link seal} for the same label and row. */
   open(label: ClientLabel, sealed: Uint8Array, ...rowKey: Uint8Array[]): Uint8Array {
+    if (this.#plain) return this.#alive(sealed).slice();
     return openXChaCha(this.#alive(this.#value), sealed, aad(label, rowKey));
   }
 

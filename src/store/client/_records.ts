@@ -1,7 +1,6 @@
 /**
- * Checks and copies of the local-state records, shared by {@link ClientStore} and
- * {@link MemoryLocalState} so both refuse the same inputs with the same errors, plus the
- * meta record's redacted view.
+ * Checks of the local-state records ({@link ClientStore} refuses bad inputs with these
+ * errors), plus the meta record's redacted view.
  *
  * @module
  */
@@ -22,9 +21,7 @@ import type {
   ConsentStatus,
   Conversation,
   ConversationKind,
-  GroupMeta,
   GroupRecord,
-  GroupSecret,
   GroupSecretChanges,
   GroupSummary,
   KeyPackageRecord,
@@ -39,7 +36,7 @@ export const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
 /** Every message direction. */
 export const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
 /** Every message status. */
-export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered", "failed"];
+export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
 
 // ---- errors
 
@@ -245,26 +242,6 @@ export function checkGroupSecrets(c: GroupSecretChanges): void {
   }
 }
 
-/** `stored` with `c` applied (copies, by epoch then node). */
-export function applyGroupSecrets(
-  stored: readonly GroupSecret[] | undefined,
-  c: GroupSecretChanges,
-): GroupSecret[] {
-  const drop = new Set(c.drop ?? []);
-  const byKey = new Map<string, GroupSecret>();
-  if (c.all !== true) {
-    for (const x of stored ?? []) if (!drop.has(x.epoch)) byKey.set(`${x.epoch}:${x.node}`, x);
-  }
-  for (const x of c.put) byKey.set(`${x.epoch}:${x.node}`, x);
-  return copyGroupSecrets([...byKey.values()]);
-}
-
-/** Copy of a list of group secrets, by epoch then node. */
-export function copyGroupSecrets(xs: readonly GroupSecret[]): GroupSecret[] {
-  return xs.map((x) => ({ epoch: x.epoch, node: x.node, value: x.value.slice() }))
-    .sort((a, b) => a.epoch - b.epoch || a.node - b.node);
-}
-
 /** A group summary: an epoch, a suite name, usernames, a flag and a count. */
 function checkSummary(s: GroupSummary): void {
   if (
@@ -276,17 +253,6 @@ function checkSummary(s: GroupSummary): void {
     throw new UsageError("Invalid group summary");
   }
   for (const u of s.members) checkId("member", u);
-}
-
-/** Copy of a group summary. */
-export function copySummary(s: GroupSummary): GroupSummary {
-  return {
-    epoch: s.epoch,
-    suite: s.suite,
-    members: [...s.members],
-    pendingCommit: s.pendingCommit,
-    pendingProposals: s.pendingProposals,
-  };
 }
 
 /** A fresh state tag (see `GroupMeta`): 96 random bits, hex. */
@@ -308,83 +274,6 @@ export function checkKeyPackage(k: KeyPackageRecord): void {
 export function checkContact(username: string, key: Uint8Array): void {
   checkId("username", username);
   checkBytes("identity key", key);
-}
-
-// ---- copies (the in-memory store keeps and hands out copies; exact optional fields)
-
-/** Copy of a conversation. */
-export function copyConversation(c: Conversation): Conversation {
-  const out: Conversation = { id: c.id, kind: c.kind, name: c.name, createdAt: c.createdAt };
-  if (c.peer !== undefined) out.peer = c.peer;
-  if (c.channelId !== undefined) out.channelId = c.channelId;
-  if (c.groupId !== undefined) out.groupId = c.groupId.slice();
-  if (c.requestFrom !== undefined) out.requestFrom = c.requestFrom;
-  if (c.readSeq !== undefined) out.readSeq = c.readSeq;
-  return out;
-}
-
-/** Copy of a message. */
-export function copyMessage(m: StoredMessage): StoredMessage {
-  const out: StoredMessage = {
-    conversationId: m.conversationId,
-    messageId: m.messageId,
-    sender: m.sender,
-    body: m.body,
-    sentAt: m.sentAt,
-    receivedAt: m.receivedAt,
-    direction: m.direction,
-  };
-  if (m.status !== undefined) out.status = m.status;
-  if (m.failure !== undefined) out.failure = m.failure;
-  if (m.unreadable !== undefined) out.unreadable = m.unreadable;
-  return out;
-}
-
-/** Copy of an outbox entry. */
-export function copyOutbox(e: OutboxEntry): OutboxEntry {
-  return {
-    messageId: e.messageId,
-    conversationId: e.conversationId,
-    request: e.request.slice(),
-    createdAt: e.createdAt,
-    attempts: e.attempts,
-    ...(e.sentAt !== undefined ? { sentAt: e.sentAt } : {}),
-    ...(e.resend ? { resend: true } : {}),
-  };
-}
-
-/** Copy of a group record. */
-export function copyGroup(g: GroupRecord): GroupRecord {
-  const out: GroupRecord = {
-    channelId: g.channelId,
-    state: g.state.slice(),
-    lastUpdateMs: g.lastUpdateMs,
-    leaves: [...g.leaves],
-  };
-  if (g.pendingCommit !== undefined) out.pendingCommit = g.pendingCommit.slice();
-  if (g.broken !== undefined) out.broken = g.broken;
-  if (g.rejoinRequestedMs !== undefined) out.rejoinRequestedMs = g.rejoinRequestedMs;
-  if (g.leavingEpoch !== undefined) out.leavingEpoch = g.leavingEpoch;
-  if (g.recentCommits !== undefined) out.recentCommits = [...g.recentCommits];
-  if (g.summary !== undefined) out.summary = copySummary(g.summary);
-  if (g.secrets !== undefined && g.secrets.length > 0) out.secrets = copyGroupSecrets(g.secrets);
-  return out;
-}
-
-/** A copy of a group record without its state (nor its secrets), under `tag`. */
-export function metaOf(g: GroupRecord, tag: string): GroupMeta {
-  const { state: _, secrets: __, ...rest } = copyGroup(g);
-  return { ...rest, stateTag: tag };
-}
-
-/** Copy of a KeyPackage record. */
-export function copyKeyPackage(k: KeyPackageRecord): KeyPackageRecord {
-  return {
-    ref: k.ref,
-    suite: k.suite,
-    lastResort: k.lastResort,
-    privatePackage: k.privatePackage.slice(),
-  };
 }
 
 /** Compare strings by code unit (the order of every sorted list). */

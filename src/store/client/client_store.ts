@@ -49,7 +49,12 @@
  * `statePath.db` without a state file cannot be decrypted by anyone (its salt was never
  * written) and is moved aside to `statePath.db.orphan-<ms>`.
  *
- * API shape: {@link LocalState} (its in-memory twin is {@link MemoryLocalState}).
+ * In memory ({@link ClientStore.inMemory}: tests, the simulation, the load tool): the same
+ * store and every rule, on a SQLite `:memory:` database, with no file, lock, password or
+ * sealing (nothing reaches a disk; see _client_keys.ts); {@link ClientStore.reopen} stands for a restart
+ * (the data is kept, every earlier handle is closed).
+ *
+ * API shape: {@link LocalState}.
  * {@link ClientStore.open} and {@link ClientStore.close} are async (Argon2id runs
  * in WebAssembly); every other method is synchronous (node:sqlite is synchronous), runs as
  * one SQLite transaction, and can be grouped with others in {@link ClientStore.transaction}.
@@ -70,7 +75,12 @@ import {
   parseArgon2idParams,
 } from "../../crypto/mod.ts";
 import { QpqError, StorageError, UsageError } from "../../errors.ts";
-import { CLIENT_SCHEMA_VERSION, createClientDb, openClientDb } from "./_client_db.ts";
+import {
+  CLIENT_SCHEMA_VERSION,
+  createClientDb,
+  createMemoryClientDb,
+  openClientDb,
+} from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { FileLock } from "../_file_lock.ts";
 import { migrateV1, migrateV2, migrateV3, migrateV4 } from "./_client_migrate.ts";
@@ -192,6 +202,9 @@ export function clientStatePaths(statePath: string): ClientStatePaths {
   };
 }
 
+/** The `statePath` of a state in memory ({@link ClientStore.inMemory}). */
+const MEMORY_PATH = ":memory:";
+
 /** Absolute paths of the states open in this process. */
 const OPEN_STATES = new Set<string>();
 
@@ -206,7 +219,9 @@ export class ClientStore implements LocalState {
   #slots: number;
   readonly #db: DatabaseSync;
   readonly #keys: ClientKeys;
-  readonly #lock: FileLock;
+  readonly #lock: FileLock | undefined;
+  /** In memory only: the data's one open handle (see {@link reopen}). */
+  readonly #memory: { handle: ClientStore } | undefined;
   readonly #created: boolean;
   readonly #sql: Statements;
   #meta: MetaFields;
@@ -223,7 +238,8 @@ export class ClientStore implements LocalState {
       header: Uint8Array;
       db: DatabaseSync;
       keys: ClientKeys;
-      lock: FileLock;
+      lock?: FileLock;
+      memory?: { handle: ClientStore };
       meta: MetaFields;
       created: boolean;
       slots?: number;
@@ -237,9 +253,60 @@ export class ClientStore implements LocalState {
     this.#sql = new Statements(init.db);
     this.#keys = init.keys;
     this.#lock = init.lock;
+    this.#memory = init.memory;
     this.#meta = init.meta;
     this.#created = init.created;
-    globalThis.addEventListener("unload", this.#onUnload);
+    if (init.memory !== undefined) init.memory.handle = this;
+    else globalThis.addEventListener("unload", this.#onUnload);
+  }
+
+  /**
+   * A new, empty state in memory with this meta record (checked and copied, as `open`'s
+   * `initialMeta`), and a first open handle on it: SQLite `:memory:`, no
+   * file, lock, password or sealing (`changePassword` changes nothing). The data lives until the last handle is
+   * garbage-collected; {@link reopen} opens the next handle.
+   *
+   * @throws {UsageError} when the meta record is invalid
+   */
+  static inMemory(initialMeta: ClientMetaInit): ClientStore {
+    checkMeta(initialMeta);
+    const keys = ClientKeys.inMemory();
+    const db = createMemoryClientDb(keys);
+    return new ClientStore({
+      path: MEMORY_PATH,
+      abs: MEMORY_PATH,
+      header: new Uint8Array(0),
+      db,
+      keys,
+      memory: { handle: undefined as unknown as ClientStore },
+      meta: copyMeta(initialMeta),
+      created: true,
+    });
+  }
+
+  /**
+   * In memory only: a new open handle over the same data, as a restarted process would open
+   * the same file. Every earlier handle is closed from then on (even one never closed: a
+   * crashed client's late writes throw `UsageError`). Works on a closed handle too.
+   *
+   * @throws {UsageError} for a state on disk, or inside a transaction
+   */
+  reopen(): ClientStore {
+    const memory = this.#memory;
+    if (memory === undefined) throw new UsageError("Only a state in memory reopens itself");
+    const open = memory.handle;
+    if (open.#depth > 0) throw new UsageError("Cannot reopen state inside a transaction");
+    open.#sql.clear();
+    return new ClientStore({
+      path: MEMORY_PATH,
+      abs: MEMORY_PATH,
+      header: this.#header,
+      db: this.#db,
+      keys: this.#keys,
+      memory,
+      meta: open.#meta,
+      created: false,
+    });
   }
 
   /**
@@ -452,7 +519,7 @@ export class ClientStore implements LocalState {
 
   /** True after {@link close}. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#closed || (this.#memory !== undefined && this.#memory.handle !== this);
   }
 
   /**
@@ -474,6 +541,11 @@ export class ClientStore implements LocalState {
   updateMeta(patch: ClientMetaPatch): void {
     this.#alive();
     const next = patchedMeta(this.#meta, patch);
+    if (this.#memory !== undefined) {
+      zeroMeta(this.#meta);
+      this.#meta = next;
+      return;
+    }
     try {
       writeFileAtomicSync(this.#abs, sealedStateFile(this.#keys, this.#header, next));
     } catch (e) {
@@ -506,6 +578,7 @@ export class ClientStore implements LocalState {
     unlockWith: readonly (string | Uint8Array)[],
   ): Promise<void> {
     this.#alive();
+    if (this.#memory !== undefined) return; // no password seals a state in memory
     if (unlockWith.length < 1 || unlockWith.length > MAX_KEY_SLOTS) {
       throw new UsageError(`A state opens with 1 to ${MAX_KEY_SLOTS} passwords`);
     }
@@ -1194,15 +1267,15 @@ export class ClientStore implements LocalState {
 
   /** Redacted JSON form (no keys, no meta). */
   toJSON(): { statePath: string; closed: boolean } {
-    return { statePath: this.#path, closed: this.#closed };
+    return { statePath: this.#path, closed: this.closed };
   }
 
   [Symbol.for("Deno.customInspect")](): string {
-    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.#closed} }`;
+    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.closed} }`;
   }
 
   [Symbol.for("nodejs.util.inspect.custom")](): string {
-    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.#closed} }`;
+    return `ClientStore { statePath: ${JSON.stringify(this.#path)}, closed: ${this.closed} }`;
   }
 
   // ---- plumbing ----
@@ -1210,6 +1283,11 @@ export class ClientStore implements LocalState {
   #closeSync(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#memory !== undefined) {
+      // the data stays for the next handle (reopen); only this handle ends
+      if (this.#memory.handle === this) this.#sql.clear();
+      return;
+    }
     globalThis.removeEventListener("unload", this.#onUnload);
     this.#sql.clear();
     try {
@@ -1217,12 +1295,12 @@ export class ClientStore implements LocalState {
     } catch { /* closing anyway */ }
     this.#keys.destroy();
     zeroMeta(this.#meta);
-    this.#lock.release();
+    this.#lock?.release();
     OPEN_STATES.delete(this.#abs);
   }
 
   #alive(): void {
-    if (this.#closed) throw closedError();
+    if (this.closed) throw closedError();
   }
 
   #exec(sql: string): void {

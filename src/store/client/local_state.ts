@@ -1,7 +1,7 @@
 /**
- * The client's local state as typed records: {@link LocalState}. One interface, two
- * implementations: the encrypted SQLite store on disk ({@link ClientStore}) and
- * {@link MemoryLocalState} (tests and the simulation: thousands of clients, no disk).
+ * The client's local state as typed records: {@link LocalState}. One implementation,
+ * {@link ClientStore}: encrypted SQLite on disk, or on SQLite `:memory:` without sealing
+ * ({@link MemoryLocalState} = `ClientStore.inMemory`: tests, the simulation, the load tool).
  * The client's logic only sees this interface.
  *
  * ```
@@ -408,8 +408,8 @@ export interface LocalState {
   requeueSent(since: number): number;
 
   /**
-   * Close this handle: later calls throw `UsageError`. {@link ClientStore} zeroes its keys
-   * and releases its lock; {@link MemoryLocalState} keeps the data (see its `reopen`).
+   * Close this handle: later calls throw `UsageError`. {@link ClientStore} on disk zeroes its
+   * keys and releases its lock; in memory it keeps the data (see `ClientStore.reopen`).
    */
   close(): Promise<void>;
 }

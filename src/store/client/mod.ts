@@ -1,7 +1,7 @@
 /**
  * The client's local state: the {@link LocalState} interface the client logic uses, its
- * encrypted SQLite implementation {@link ClientStore} (state file + database on disk) and
- * the in-memory {@link MemoryLocalState} (tests, the simulation).
+ * one implementation {@link ClientStore} (encrypted state file + database on disk, or SQLite
+ * `:memory:` unsealed: {@link MemoryLocalState}, for tests, the simulation, the load tool).
  *
  * ```ts
  * const store = await ClientStore.open("qpq-alice.bin", password, { create: true, initialMeta });
