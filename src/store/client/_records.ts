@@ -36,7 +36,7 @@ export const KINDS: readonly ConversationKind[] = ["dm", "group", "self"];
 /** Every message direction. */
 export const DIRECTIONS: readonly MessageDirection[] = ["in", "out"];
 /** Every message status. */
-export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered"];
+export const STATUSES: readonly MessageStatus[] = ["pending", "sent", "delivered", "failed"];
 
 // ---- errors
 
