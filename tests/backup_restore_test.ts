@@ -11,6 +11,7 @@ import { runQpq, startServerProcess } from "./_support/cli.ts";
 import { type TestUser, testUser } from "./_support/clients.ts";
 import { type RestoreNoticeInfo, SqliteServerStore } from "../src/store/server/mod.ts";
 import { fromUtf8, utf8 } from "../src/bytes.ts";
+import { QpqError } from "../src/errors.ts";
 
 const RESTORED = "the server was restored from a backup";
 
@@ -433,6 +434,70 @@ Deno.test("SqliteServerStore.markRestored moves every queue past the backup and 
     const info = SqliteServerStore.inspectFile(`${dir}/r${now}.db`);
     assertEquals(info.restoreGeneration, 1, "the generation comes from the backup");
     assertEquals(info.backupTakenAt, undefined, "a restored database is no backup");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteServerStore: a heal (a commit past the epoch) is accepted once, only on a channel a restore put back and nothing committed to since", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq-heal-" });
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (e) {
+      if (e instanceof QpqError) return e.code;
+      throw e;
+    }
+    return "accepted";
+  };
+  try {
+    const path = `${dir}/qpq.db`;
+    const s = await SqliteServerStore.open(path);
+    for (const u of ["ann", "ben", "cat", "dan"]) await s.createUser(u, new Uint8Array(32));
+    const g = await s.createGroupChannel({ name: "g", creator: "ann" });
+    const h = await s.createGroupChannel({ name: "h", creator: "ann" });
+    await s.addMembers(g.id, ["ben"]);
+    await s.addMembers(h.id, ["ben"]);
+    let n = 0;
+    const heal = (
+      store: SqliteServerStore,
+      channelId: string,
+      epoch: number,
+      rosterAdd: string[] = [],
+    ) =>
+      store.commitAndFanOut({
+        sender: "ben",
+        channelId,
+        epoch,
+        messageId: `h${n++}`.padEnd(32, "0"),
+        payload: utf8("commit"),
+        recipients: ["ann"],
+        rosterAdd,
+        heal: true,
+      });
+    // never restored: a commit past the epoch is an epoch conflict, heal or not
+    assertEquals(await code(heal(s, g.id, 5, ["cat"])), "epoch_conflict");
+    await s.close();
+    await SqliteServerStore.backupTo(path, `${dir}/old.db`);
+    const r = await SqliteServerStore.open(`${dir}/old.db`);
+    await r.markRestored({ notice: () => new Uint8Array(0) });
+    // restored: one heal, then the channel is as any other
+    assertEquals(await code(heal(r, g.id, 5, ["cat"])), "accepted");
+    assertEquals((await r.getChannel(g.id))?.epoch, 6);
+    assertEquals((await r.listMembers(g.id)).sort(), ["ann", "ben", "cat"]);
+    assertEquals(await code(heal(r, g.id, 9, ["dan"])), "epoch_conflict", "a second heal");
+    // a commit at the channel's epoch ends the heal too
+    await r.commitAndFanOut({
+      sender: "ann",
+      channelId: h.id,
+      epoch: 0,
+      messageId: "c0".padEnd(32, "0"),
+      payload: utf8("commit"),
+      recipients: ["ben"],
+    });
+    assertEquals(await code(heal(r, h.id, 5, ["dan"])), "epoch_conflict");
+    assertEquals((await r.listMembers(h.id)).sort(), ["ann", "ben"]);
+    await r.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
