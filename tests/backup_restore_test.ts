@@ -198,8 +198,10 @@ Deno.test("after a restore, a group changed since the backup heals: the member a
   const ts = { addr, certPem: await Deno.readTextFile(`${dataDir}/server-cert.pem`) };
   const backup = `${dir}/qpq-backup.db`;
   try {
-    const [alice, bob, carol, dave] = await Promise.all(
-      ["alice", "bob", "carol", "dave"].map((n) => testUser(ts, dir, n, { timeoutMs: 10_000 })),
+    const [alice, bob, carol, dave, erin] = await Promise.all(
+      ["alice", "bob", "carol", "dave", "erin"].map((n) =>
+        testUser(ts, dir, n, { timeoutMs: 10_000 })
+      ),
     );
     await alice!.client.createGroup("team");
     await alice!.client.invite("#team", ["bob", "dave"]);
@@ -218,24 +220,29 @@ Deno.test("after a restore, a group changed since the backup heals: the member a
     assertEquals(r.code, 0, r.stderr);
 
     server = await startServerProcess(dataDir, addr);
-    await bob!.client.sync(); // the notice: bob heals #team (carol on the roster, dave off)
-    await alice!.client.sync(); // alice gets bob's heal: nothing left to do
+    // alice's first command is an invite: its sync brings the notice, and her client heals
+    // #team (carol on the roster, dave off) before the invite's commit (which, sent first,
+    // would have been taken as the heal without carol)
+    const erinAdded = await alice!.client.invite("#team", ["erin"]);
+    assertEquals(erinAdded.done, ["erin"]);
+    await bob!.client.sync(); // the heal and the invite: nothing left to do
     await carol!.client.sync();
+    await erin!.client.sync();
     const restored = `${RESTORED} (taken ${taken} UTC)`;
-    assertEquals(bob!.warnings(), [
+    assertEquals(alice!.warnings(), [
       `${restored}: messages sent to you after it may be missing`,
       `${restored}: #team changed since then; the server's copy was brought up to date`,
     ]);
-    assertEquals(alice!.warnings(), [`${restored}: messages sent to you after it may be missing`]);
+    assertEquals(bob!.warnings(), [`${restored}: messages sent to you after it may be missing`]);
 
     await alice!.client.send("#team", "after the restore");
     await carol!.client.sync();
     assertEquals(carol!.received(), ["after the restore"]);
     await carol!.client.send("#team", "carol here");
-    await alice!.client.sync();
-    await bob!.client.sync();
+    for (const u of [alice!, bob!, erin!]) await u.client.sync();
     assertEquals(alice!.received(), ["carol here"]);
     assertEquals(bob!.received(), ["after the restore", "carol here"]);
+    assertEquals(erin!.received(), ["after the restore", "carol here"]);
     // dave is off the server's roster as in the group: nothing of the group reaches him
     await dave!.client.sync();
     assertEquals(dave!.received(), []);
@@ -245,13 +252,13 @@ Deno.test("after a restore, a group changed since the backup heals: the member a
     assertEquals(removed.done, ["carol"]);
     const added = await alice!.client.invite("#team", ["dave"]);
     assertEquals(added.done, ["dave"]);
-    for (const u of [bob!, carol!, dave!]) await u.client.sync();
-    assertEquals(bob!.client.members("#team").sort(), ["alice", "bob", "dave"]);
+    for (const u of [bob!, carol!, dave!, erin!]) await u.client.sync();
+    assertEquals(bob!.client.members("#team").sort(), ["alice", "bob", "dave", "erin"]);
     assertEquals(
       bob!.client.epochInfo("#team").authenticator,
       alice!.client.epochInfo("#team").authenticator,
     );
-    await closeAll(alice!, bob!, carol!, dave!);
+    await closeAll(alice!, bob!, carol!, dave!, erin!);
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });

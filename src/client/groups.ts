@@ -120,6 +120,8 @@ export class Groups {
   #rejoins: RejoinRequests;
   /** A restore notice was applied (when the backup was taken): groups to check after the sync. */
   #restored: number | undefined;
+  /** The restore check running (it heals groups the server has behind ours). */
+  #restoreCheck: Promise<void> | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -718,11 +720,14 @@ export class Groups {
    * catching up does not resolve (the server's channel is not at any epoch this device
    * reaches: it was restored from a backup, or it lies) is thrown at once, not retried.
    */
-  async #commit(conv: Conversation, make: MakeCommit): Promise<boolean> {
+  async #commit(conv: Conversation, make: MakeCommit, heal = false): Promise<boolean> {
     let conflictAt: bigint | undefined;
     let committed = false;
     for (let attempt = 0;; attempt++) {
       await this.#sync();
+      // after a restore notice our groups heal first: a commit of ours past the server's
+      // epoch would be taken as the heal, without the roster change that heals
+      if (!heal) await this.#afterRestore();
       const retry = await this.#ctx.exclusive(async () => {
         const { record, state } = this.#open(conv);
         if (conflictAt !== undefined && state.epoch === conflictAt) {
@@ -876,12 +881,7 @@ export class Groups {
    */
   async maintain(): Promise<void> {
     const s = this.#ctx.state;
-    await this.#checkAfterRestore().catch((e) =>
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Could not compare the groups with the restored server: ${reason(e)}`,
-      })
-    );
+    await this.#afterRestore();
     const groups = this.#ctx.groups;
     for (const record of groups.list()) {
       const conv = s.getConversation(record.channelId);
@@ -963,6 +963,19 @@ export class Groups {
     this.#restored = backupTakenAt;
   }
 
+  /** Run the restore check if a notice asked for one, or wait for the one running. */
+  #afterRestore(): Promise<void> {
+    if (this.#restoreCheck === undefined && this.#restored !== undefined) {
+      this.#restoreCheck = this.#checkAfterRestore().catch((e) =>
+        this.#ctx.emit({
+          kind: "warning",
+          text: `Could not compare the groups with the restored server: ${reason(e)}`,
+        })
+      ).finally(() => this.#restoreCheck = undefined);
+    }
+    return this.#restoreCheck ?? Promise.resolve();
+  }
+
   async #checkAfterRestore(): Promise<void> {
     const takenAt = this.#restored;
     if (takenAt === undefined) return;
@@ -1028,7 +1041,7 @@ export class Groups {
           remove: [...server].filter((u) => !mls.has(u)),
         },
       };
-    });
+    }, true);
   }
 
   /**

@@ -283,11 +283,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       const members = await store.listMembers(c.id);
       // A commit past the channel's epoch: a heal if a restore put the channel back as it
       // was in the backup (the store decides): the member's MLS group moved on since, and
-      // its roster (add, remove) is taken as the group's. Nobody joins by a heal: no Welcome.
+      // its roster (add, remove) is taken as the group's. Its Welcome rules are any commit's.
       const heal = req.epoch > c.epoch;
-      if (heal && (req.welcomeFor?.length ?? 0) + req.welcomes.length > 0) {
-        throw new ValidationError("A commit that heals a restored channel carries no Welcome");
-      }
       if (req.epoch === c.epoch) {
         for (const u of add) {
           if (!(await store.getUser(u))) {

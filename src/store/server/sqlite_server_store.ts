@@ -1604,10 +1604,10 @@ export class SqliteServerStore implements ServerStore {
     return this.#notify(r);
   }
 
-  /** A restored channel, untouched since the restore, and a commit past its epoch. */
+  /** A channel marked by the restore (no commit accepted since), and a commit past its epoch. */
   #healable(c: ChannelInfo, epoch: number): boolean {
     const r = this.#get("SELECT epoch FROM restored_channels WHERE channel_id = ?", c.id);
-    return r !== undefined && Number(r.epoch) === c.epoch && epoch > c.epoch;
+    return r !== undefined && epoch > c.epoch;
   }
 
   // ---- delivery queues ----
