@@ -3,6 +3,7 @@
  * remove-then-leave sequence that once locked the creator out, a leave shown as a leave,
  * `list` marking a broken conversation, `send --all` going past what it cannot send to.
  */
+import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import { type CliResult, runQpq, startServerProcess, withCliUsers } from "./_support/cli.ts";
 import { leaveLine, membershipLines } from "../src/cli/_membership.ts";
@@ -61,7 +62,7 @@ function errLines(r: CliResult): string[] {
   );
 }
 
-Deno.test("qpq after a server restore: a refused leave says so and keeps the group; a member heals the channel, one who missed a change is re-added", async () => {
+Deno.test("qpq after a server restore: a refused leave says so and keeps the group; remove and members agree on a forked group, which heals", async () => {
   const root = await Deno.makeTempDir({ prefix: "qpq-cli-restore-" });
   const dataDir = `${root}/server`;
   let server = await startServerProcess(dataDir, "127.0.0.1:0");
@@ -90,6 +91,11 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ok(await qpq("bob", "recv"));
     await server.stop();
     ok(await runQpq(["server", "restore", "--data-dir", dataDir, `${root}/backup.db`]));
+    // as restored by a qpq before issue 21: no channel marked for a heal, so #team stays
+    // behind (the heal itself: tests/backup_restore_test.ts)
+    const db = new DatabaseSync(`${dataDir}/qpq.db`);
+    db.exec("DELETE FROM restored_channels");
+    db.close();
     server = await startServerProcess(dataDir, listen);
 
     // the restored server never had dave in #team: it refuses his leave, and he is told
@@ -104,30 +110,42 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     );
     assertStringIncludes(ok(await qpq("dave", "list")).stdout, "#team");
 
-    // bob is at epoch 2 like alice, the server's channel at 1 (issue 21): his client heals
-    // the channel first (dave onto the server's roster), then his update is accepted
-    const update = ok(await qpq("bob", "update", "team"));
-    assertEquals(update.stdout, "Updated #team\n");
-    assertStringIncludes(
-      update.stderr,
-      "#team changed since then; the server's copy was brought up to date",
-    );
-    // carol never got the commit that added dave (queued after the backup, lost): bob's
-    // commits cannot be applied, so her group is broken and a member re-adds her
-    const c = await qpq("carol", "recv");
-    assertEquals(errLines(c), [
-      "qpq: warning: #team is broken (a change by bob cannot be applied): asking its members to re-add you",
-      "Asked the members of #team to re-add you",
+    // bob is at epoch 2 like alice, the server's channel at 1: catching up cannot help, so
+    // his change is refused at once with the likely reason, never reported done
+    const update = await qpq("bob", "update", "team");
+    assertEquals([update.code, update.stdout], [1, ""]);
+    assertEquals(errLines(update), [
+      "qpq: The server refused the change of #team: its copy of the group is not at epoch 2 " +
+      "like this device's (was it restored from a backup?)",
     ]);
-    ok(await qpq("alice", "recv"));
-    assertEquals(ok(await qpq("carol", "recv")).stdout, "* alice re-added you to #team\n");
-    // one group again: the same roster and epoch for everyone, on the server as in MLS
-    ok(await qpq("dave", "recv"));
+
+    // carol is on the server's line (epoch 1): her removal of bob is accepted there
+    assertEquals(
+      ok(await qpq("carol", "remove", "team", "bob")).stdout,
+      "Removed bob from #team\n",
+    );
+    // alice is at her own epoch 2: carol's commit for epoch 1 shows the server's history is
+    // not hers. Before issue 12 she ignored it: members listed bob while remove said
+    // "bob is not a member of this conversation" (the server's roster at "epoch 2")
+    const broken = "#team is broken (the server's history differs from this device's: " +
+      "a change for epoch 1 came after epoch 2)";
+    const members = await qpq("alice", "members", "team");
+    assertEquals([members.code, members.stdout], [1, ""]);
+    assertEquals(errLines(members), [
+      `qpq: warning: ${broken}: asking its members to re-add you`,
+      "Asked the members of #team to re-add you",
+      `qpq: ${broken}: waiting for a member to re-add you`,
+    ]);
+    const remove = await qpq("alice", "remove", "team", "bob");
+    assertEquals([remove.code, remove.stdout], [1, ""]);
+    assertEquals(errLines(remove), [`qpq: ${broken}: waiting for a member to re-add you`]);
+
+    // carol's client re-adds alice (one commit); then both see one group
+    ok(await qpq("carol", "recv"));
+    assertEquals(ok(await qpq("alice", "recv")).stdout, "* carol re-added you to #team\n");
     const a = ok(await qpq("alice", "members", "team")).stdout;
-    assertEquals(a.split("\n")[0], "#team: alice, bob, carol, dave");
-    for (const u of ["bob", "carol", "dave"]) {
-      assertEquals(ok(await qpq(u, "members", "team")).stdout, a);
-    }
+    assertEquals(a.split("\n")[0], "#team: alice, carol");
+    assertEquals(ok(await qpq("carol", "members", "team")).stdout, a);
   } finally {
     await server.stop();
     await Deno.remove(root, { recursive: true });
