@@ -120,6 +120,8 @@ export class Groups {
   #rejoins: RejoinRequests;
   /** A restore notice was applied (when the backup was taken): groups to check after the sync. */
   #restored: number | undefined;
+  /** The restore check running (it heals groups the server has behind ours). */
+  #restoreCheck: Promise<void> | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -722,11 +724,14 @@ export class Groups {
    * catching up does not resolve (the server's channel is not at any epoch this device
    * reaches: it was restored from a backup, or it lies) is thrown at once, not retried.
    */
-  async #commit(conv: Conversation, make: MakeCommit): Promise<boolean> {
+  async #commit(conv: Conversation, make: MakeCommit, heal = false): Promise<boolean> {
     let conflictAt: bigint | undefined;
     let committed = false;
     for (let attempt = 0;; attempt++) {
       await this.#sync();
+      // after a restore notice our groups heal first: a commit of ours past the server's
+      // epoch would be taken as the heal, without the roster change that heals
+      if (!heal) await this.#afterRestore();
       const retry = await this.#ctx.exclusive(async () => {
         const { record, state } = this.#open(conv);
         if (conflictAt !== undefined && state.epoch === conflictAt) {
@@ -880,12 +885,7 @@ export class Groups {
    */
   async maintain(): Promise<void> {
     const s = this.#ctx.state;
-    await this.#checkAfterRestore().catch((e) =>
-      this.#ctx.emit({
-        kind: "warning",
-        text: `Could not compare the groups with the restored server: ${reason(e)}`,
-      })
-    );
+    await this.#afterRestore();
     const groups = this.#ctx.groups;
     for (const record of groups.list()) {
       const conv = s.getConversation(record.channelId);
@@ -964,11 +964,26 @@ export class Groups {
 
   /**
    * The server was restored from a backup taken at `backupTakenAt` (ms, 0 = unknown): after
-   * this sync, say which of our groups changed since (the server has an older epoch of it,
-   * or none at all). Their commits can no longer be accepted; the user creates them again.
+   * this sync, heal our groups that changed since (the server has an older epoch of them):
+   * a self-update at our epoch that brings the server's roster up to our MLS group's, which
+   * the server accepts once per restored channel (issue 21). A group the server does not
+   * list for us (created since, or we were added since) is said in one line.
    */
   noteRestore(backupTakenAt: number): void {
     this.#restored = backupTakenAt;
+  }
+
+  /** Run the restore check if a notice asked for one, or wait for the one running. */
+  #afterRestore(): Promise<void> {
+    if (this.#restoreCheck === undefined && this.#restored !== undefined) {
+      this.#restoreCheck = this.#checkAfterRestore().catch((e) =>
+        this.#ctx.emit({
+          kind: "warning",
+          text: `Could not compare the groups with the restored server: ${reason(e)}`,
+        })
+      ).finally(() => this.#restoreCheck = undefined);
+    }
+    return this.#restoreCheck ?? Promise.resolve();
   }
 
   async #checkAfterRestore(): Promise<void> {
@@ -985,13 +1000,58 @@ export class Groups {
       if (ours === undefined) continue; // unreadable: broken at its next use
       const theirs = epochs.get(record.channelId);
       if (theirs !== undefined && theirs >= ours) continue;
-      this.#ctx.emit({
-        kind: "warning",
-        text: `${
-          restoredFrom(takenAt)
-        }: ${conv.name} changed since then and the server has it as it was; create it again`,
+      if (theirs === undefined) {
+        // a DM opened since, a group created since or that added us since: for the last,
+        // a member the backup's roster has heals it (and we get its commit)
+        this.#ctx.emit({
+          kind: "warning",
+          text: `${restoredFrom(takenAt)}: ${conv.name} changed since then and the server ` +
+            (conv.kind === "group"
+              ? "does not list it for you: a member it lists brings it up to date, or create it again"
+              : "has it as it was; create it again"),
+        });
+        continue;
+      }
+      const healed = await this.#heal(conv, record.channelId).catch((e) => {
+        this.#ctx.emit({
+          kind: "warning",
+          text: `${restoredFrom(takenAt)}: ${conv.name} changed since then and the server ` +
+            `has it as it was; bringing it up to date failed (${reason(e)}): create it again`,
+        });
+        return false;
       });
+      if (healed) {
+        this.#ctx.emit({
+          kind: "warning",
+          text: `${restoredFrom(takenAt)}: ${conv.name} changed since then; ` +
+            "the server's copy was brought up to date",
+        });
+      }
     }
+  }
+
+  /**
+   * Heal a channel the restore put back at an older epoch: a self-update commit at our
+   * epoch whose roster change makes the server's roster our MLS group's. Another member's
+   * heal that came first (an epoch conflict, then caught up) leaves nothing to do.
+   */
+  #heal(conv: Conversation, channelId: string): Promise<boolean> {
+    return this.#commit(conv, async (state, attempt) => {
+      if (attempt > 0) return undefined; // a member's commit came first: healed by them
+      const answer = await this.#session.call(
+        { kind: "members", channelId: fromHex(channelId) },
+        "memberList",
+      );
+      const server = new Set(answer.members);
+      const mls = new Set(listMembers(state).map((m) => m.username));
+      return {
+        staged: await selfUpdate(state),
+        roster: {
+          add: [...mls].filter((u) => !server.has(u)),
+          remove: [...server].filter((u) => !mls.has(u)),
+        },
+      };
+    }, true);
   }
 
   /**

@@ -297,6 +297,10 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       // commit is either a resend of one already accepted (its answer was lost: the store
       // answers it as a duplicate) or one that lost the race (the store refuses it with
       // epoch_conflict, so its sender re-syncs and retries): the store decides, atomically.
+      // A commit past the channel's epoch: a heal if a restore put the channel back as it
+      // was in the backup (the store decides): the member's MLS group moved on since, and
+      // its roster (add, remove) is taken as the group's. Its Welcome rules are any commit's.
+      const heal = req.epoch > c.epoch;
       if (req.epoch === c.epoch) {
         for (const u of add) {
           if (!(await store.getUser(u))) {
@@ -339,6 +343,11 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
           throw new ValidationError("A Welcome may only be for a user the commit adds");
         }
       }
+      // a heal's users the restore lost (registered after the backup) stay off the roster
+      if (heal) {
+        const known = await Promise.all(add.map((u) => store.getUser(u)));
+        add.splice(0, add.length, ...add.filter((_, i) => known[i] !== undefined));
+      }
       const after = new Set([...members.filter((m) => !remove.includes(m)), ...add]);
       // Consent (issue 10): a user who blocked the committer gets neither the Welcome nor
       // the commit that adds them. They stay on the roster (the MLS group has them; the
@@ -363,7 +372,8 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         recipients,
         // a re-added member stays on the roster: neither added nor removed there
         rosterAdd: add.filter((u) => !members.includes(u)),
-        rosterRemove: remove.filter((u) => !add.includes(u)),
+        rosterRemove: remove.filter((u) => !add.includes(u) && members.includes(u)),
+        ...(heal ? { heal } : {}),
       });
       ctx.log.debug("commit accepted", { channel: c.id, epoch: req.epoch, members: after.size });
       return {

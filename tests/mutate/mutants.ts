@@ -262,6 +262,23 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/backup_restore_test.ts"],
   },
   {
+    id: "server-heal-only-restored-channels",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "return r !== undefined && epoch > c.epoch;",
+    replace: "return epoch > c.epoch;",
+    why: "a member's commit past the epoch rewrites the roster only on a channel a restore " +
+      "put back and nothing committed to since (else a member adds or removes anyone)",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
+    id: "server-heal-once",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: 'this.#run("DELETE FROM restored_channels WHERE channel_id = ?", c.id);',
+    replace: "",
+    why: "a restored channel accepts one heal: a second one would let a member rewrite its roster",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
     id: "server-restore-reserves-lost-names",
     file: "src/server/backup.ts",
     find: "if (lost !== undefined) reserved = await store.reserveNames(lost);",

@@ -501,6 +501,19 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       CREATE INDEX IF NOT EXISTS reserved_names_skeleton ON reserved_names (skeleton_ref);
     `,
   },
+  {
+    // Channels a restore put back as they were in the backup (issue 21): each accepts one
+    // heal, a member's commit at a later epoch that brings the roster up to the MLS group
+    // (see `commitAndFanOut`). `epoch` is the channel's epoch in the backup.
+    version: 11,
+    name: "channels a restore put back",
+    sql: `
+      CREATE TABLE IF NOT EXISTS restored_channels (
+        channel_id TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ]);
 
 /** The schema version this build writes. */

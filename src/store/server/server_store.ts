@@ -248,6 +248,13 @@ export interface CommitParams extends EnqueueParams {
   rosterAdd?: readonly string[];
   /** Users removed from the roster by this commit. */
   rosterRemove?: readonly string[];
+  /**
+   * A heal after a restore (issue 21): `epoch` is past the channel's, which a restore put
+   * back as it was in the backup and nothing has committed to since. Accepted once per
+   * restored channel: the epoch jumps to `epoch + 1`, the roster changes as given.
+   * Anything else is an `epoch_conflict` as for any commit not at the current epoch.
+   */
+  heal?: boolean;
 }
 
 /** One recipient's copy of an enqueued message. */

@@ -658,6 +658,9 @@ export class SqliteServerStore implements ServerStore {
         };
         this.#append(p, this.#dedupeRef(p), false, true);
       }
+      // every channel is as it was in the backup: each may be healed once (issue 21)
+      this.#run("DELETE FROM restored_channels");
+      this.#run("INSERT INTO restored_channels (channel_id, epoch) SELECT id, epoch FROM channels");
       setMeta("restore_generation", generation);
       setMeta("restored_at", this.#clock());
       setMeta("restore_seq_floor", seqFloor);
@@ -1615,12 +1618,22 @@ export class SqliteServerStore implements ServerStore {
       if (dup !== undefined) return dup;
       const c = this.#requireChannel(params.channelId);
       if (!this.#isMemberUid(c.id, this.#uid(params.sender))) throw notAMember();
-      if (params.epoch !== c.epoch) throw epochConflict(c.epoch, params.epoch);
+      if (params.epoch !== c.epoch && !(params.heal && this.#healable(c, params.epoch))) {
+        throw epochConflict(c.epoch, params.epoch);
+      }
+      // any accepted commit ends the heal of a restored channel: server and group agree
+      this.#run("DELETE FROM restored_channels WHERE channel_id = ?", c.id);
       this.#changeRoster(c, params.rosterAdd ?? [], params.rosterRemove ?? []);
       this.#run("UPDATE channels SET epoch = ? WHERE id = ?", params.epoch + 1, c.id);
       return this.#append(params, ref, true);
     });
     return this.#notify(r, params);
+  }
+
+  /** A channel marked by the restore (no commit accepted since), and a commit past its epoch. */
+  #healable(c: ChannelInfo, epoch: number): boolean {
+    const r = this.#get("SELECT epoch FROM restored_channels WHERE channel_id = ?", c.id);
+    return r !== undefined && epoch > c.epoch;
   }
 
   // ---- delivery queues ----
