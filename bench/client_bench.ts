@@ -36,8 +36,22 @@
  * | bytes written per received message, 2 / 100   | 4.7 / 172.0 KiB  | 0.7 / 0.7 KiB    |
  *
  * The times are round trips and fsyncs on a shared machine (noise of ±50 % between runs);
- * the client's own cost without the network is in bench/group_states_bench.ts. Every send
- * still syncs first (a fetch round trip): not changed yet.
+ * the client's own cost without the network is in bench/group_states_bench.ts.
+ *
+ * A send without the sync before it (0b002f2: the server answers epoch_conflict when the
+ * sender is behind), back to back with 0b002f2's parent c6ac402, same command (run 1); run 2
+ * with QPQ_BENCH_BIG_GROUP=10, new / old / new in a row:
+ *
+ * | bench                                  | c6ac402 | 0b002f2 | c6ac402 | 0b002f2 (×2)  |
+ * | -------------------------------------- | ------- | ------- | ------- | ------------- |
+ * | qpq ping round trip                    | 0.95 ms | 0.39 ms | 1.1 ms  | 1.3 / 0.61 ms |
+ * | 2-member group: send + recipient sync  | 34.9 ms | 23.1 ms | 35.2 ms | 28.5 / 37.5   |
+ * | 100 (run 1) / 10 (run 2) members: same | 49.7 ms | 25.1 ms | 43.1 ms | 29.1 / 27.5   |
+ * | 2-member group: receive one            | 8.6 ms  | 6.0 ms  | 10.6 ms | 8.2 / 8.4     |
+ *
+ * One fetch round trip fewer per send (about 5–20 ms here, within the noise of one run);
+ * still 20–60× a ping: what is left is the sender's enqueue (a durable commit on the server)
+ * and the recipient's fetch, decrypt, store and ack.
  * - first run: creating a local state with the default Argon2id parameters (OWASP
  *   minimum) beside the bare Argon2id derivation.
  * - REPL start: spawning `qpq repl` on an existing state until its banner line, beside

@@ -94,7 +94,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
           "sent to #team",
         ],
       );
-      // send receives what is waiting first (it must encrypt for the current epoch)
+      // qpq send receives what is waiting first (QpqClient.send's receiveFirst)
       assertEquals(await ok("carol", ["send", "--group", "team", say("carol says ship it")]), [
         "[#team] bob: bob says the build is green",
         "sent to #team",

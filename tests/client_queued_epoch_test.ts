@@ -136,3 +136,43 @@ Deno.test("client: a message queued before the group moved on waits while the wa
     assertEquals(ann.epochInfo("#g"), bob.client.epochInfo("#g"));
   });
 });
+
+// Issue 19: a send makes no sync round trip first; it leaves on the epoch the sender has.
+// The server refuses an application message of an epoch its channel has left
+// (`epoch_conflict`), so a sender one epoch behind (bob added dan since) catches up, encrypts
+// it again and sends it: dan, added in the new epoch, holds no key of the old one and would
+// otherwise see only "MLS message epoch is too old".
+Deno.test("client: a sender one epoch behind sends without syncing first and every current member reads it", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-behind-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["ann", "bob", "dan"]) users.push(await testUser(ts, dir, n));
+    const [ann, bob, dan] = users as [TestUser, TestUser, TestUser];
+    await bob.client.createGroup("g");
+    await bob.client.invite("#g", ["ann"]);
+    await ann.client.sync();
+    const before = ann.client.epochInfo("#g").epoch;
+    await bob.client.invite("#g", ["dan"]); // ann does not hear of it (no sync, no push)
+    await dan.client.sync();
+    assertEquals(bob.client.epochInfo("#g").epoch, before + 1n);
+    assertEquals(ann.client.epochInfo("#g").epoch, before, "ann is one epoch behind");
+
+    await ann.client.send("#g", TEXT);
+    assertEquals(ann.client.pendingCount(), 0, "sent, nothing left queued");
+    assertEquals(ann.client.epochInfo("#g"), bob.client.epochInfo("#g"), "ann caught up");
+    assertEquals(ann.warnings(), [], "catching up is no warning");
+    for (const u of [bob, dan]) {
+      await u.client.sync();
+      const unreadable = u.events.flatMap((e) => e.kind === "unreadable" ? [e.reason] : []);
+      assertEquals(unreadable, [], `${u.name} can read it`);
+      assertEquals(u.received(), [TEXT], `${u.name} was shown it once`);
+    }
+    const mine = ann.client.history("#g").filter((m) => m.direction === "out");
+    assertEquals(mine.map((m) => [m.body, m.status]), [[TEXT, "sent"]]);
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

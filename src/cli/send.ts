@@ -57,7 +57,8 @@ export const run = clientCommand({
     for (const ref of refs) {
       let m;
       try {
-        m = await client.send(ref, text);
+        // a one-shot send shows what was waiting first (and sends on the epoch it brings)
+        m = await client.send(ref, text, { receiveFirst: true });
       } catch (e) {
         // --all goes on past a conversation it cannot send to, and says which
         if (!values.all || !(e instanceof QpqError) || e instanceof TransportError) throw e;

@@ -577,8 +577,16 @@ export class QpqClient {
   /**
    * Send a text message. It is stored and queued before it goes out, so nothing is lost
    * when the network fails: queued messages go out with the next {@link flushOutbox}.
+   * No round trip comes first (unless something is queued, or `receiveFirst` asks to
+   * receive what is waiting, as `qpq send` does): the message leaves on the epoch the client
+   * has; when the server answers that the group moved on (`epoch_conflict`) the client
+   * catches up, encrypts it again under the same id and sends it.
    */
-  async send(ref: string, text: string): Promise<StoredMessage> {
+  async send(
+    ref: string,
+    text: string,
+    opts: { receiveFirst?: boolean } = {},
+  ): Promise<StoredMessage> {
     const conv = this.#accepted(this.conversation(ref));
     if (conv.kind === "self") {
       const now = this.#ctx.now();
@@ -601,7 +609,9 @@ export class QpqClient {
     let online = true;
     try {
       await this.#session.ensure();
-      await this.sync(); // receives, then sends what is queued
+      // what is queued goes out first, in order; otherwise no round trip before the send:
+      // it leaves on the epoch the client has, and the server says when the group moved on
+      if (opts.receiveFirst || this.#outbox.pendingCount() > 0) await this.sync();
     } catch (e) {
       if (!(e instanceof TransportError)) throw e;
       online = false;
@@ -609,7 +619,17 @@ export class QpqClient {
     }
     const { message, request } = await this.#groups.compose(conv, text);
     this.#ctx.state.markRead(conv.id); // answering a conversation reads it
-    if (online) await this.#outbox.deliver(message.messageId, request);
+    if (
+      online && !(await this.#outbox.deliver(message.messageId, request)) && this.#outbox.behind
+    ) {
+      // behind (epoch_conflict, kept queued): catch up; the sync encrypts it again, sends it
+      try {
+        await this.sync();
+      } catch (e) {
+        if (!(e instanceof TransportError)) throw e;
+        await this.#session.disconnect();
+      }
+    }
     return message;
   }
 

@@ -7,6 +7,8 @@
  * queue (in the caller's transaction) ─► deliver ─┬─ enqueued ─► message "sent"; a message
  *                                                 │   of ours kept (bounded) for a restore,
  *                                                 │   anything else removed
+ *                                                 ├─ epoch_conflict ─► kept; the caller
+ *                                                 │   syncs: encrypted again, sent
  *                                                 ├─ quota / rate limit / ─► kept (later)
  *                                                 │  server disk full
  *                                                 ├─ refused ─► removed, message "failed"
@@ -89,6 +91,7 @@ export class Outbox {
   /** A restore was noticed: messages sent again that the server did not have. */
   #restore: { takenAt: number; resent: number; refused: number } | undefined;
   #refusal: string | undefined;
+  #behind = false;
 
   constructor(
     ctx: ClientContext,
@@ -111,6 +114,14 @@ export class Outbox {
     return this.#refusal;
   }
 
+  /**
+   * The last delivery left its message queued because the server's channel is at a later
+   * epoch than the one it was encrypted in: a sync catches up and sends it again.
+   */
+  get behind(): boolean {
+    return this.#behind;
+  }
+
   /** Messages waiting to be sent. */
   pendingCount(): number {
     return this.#ctx.state.listOutbox().length;
@@ -131,6 +142,7 @@ export class Outbox {
   ): Promise<"stored" | "duplicate" | false> {
     const state = this.#ctx.state;
     this.#refusal = undefined;
+    this.#behind = false;
     for (const d of RETRY_DELAYS_MS) {
       if (d) await this.#ctx.sleep(d);
       try {
@@ -154,6 +166,11 @@ export class Outbox {
       } catch (e) {
         if (refusedForNow(e)) { // a refusal that may pass: the message stays queued
           state.bumpOutbox(messageId);
+          if (e.code === "epoch_conflict") {
+            // the group moved on: the next sync catches up and encrypts it again (no warning)
+            this.#behind = true;
+            return false;
+          }
           this.#refusal = heldText(e);
           this.#ctx.emit({ kind: "warning", text: this.#refusal });
           return false;

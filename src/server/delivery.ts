@@ -165,6 +165,36 @@ async function memberChannel(
   return mc;
 }
 
+/**
+ * An application message leaves only in the channel's current epoch: one encrypted in an
+ * epoch the channel has left may reach a member who holds no key of it (one added since:
+ * "MLS message epoch is too old"), so it is refused with `epoch_conflict`; its sender
+ * catches up and encrypts it again (the client sends without syncing first and learns here
+ * that it is behind). The epoch is read from the ciphertext's cleartext header (what the
+ * members will read), not from the request's informational field; a payload that is not an
+ * MLS PrivateMessage is passed on as before. A resend of a message already stored (its
+ * answer was lost) is still answered as the duplicate it is.
+ */
+async function checkCurrentEpoch(
+  store: ServerStore,
+  me: string,
+  req: { payload: Uint8Array; messageId: Uint8Array },
+  channelEpoch: number,
+): Promise<void> {
+  let epoch: bigint;
+  try {
+    epoch = readPrivateMessageHeader(req.payload).epoch;
+  } catch {
+    return;
+  }
+  if (epoch >= BigInt(channelEpoch)) return;
+  if (await store.findDuplicate(me, messageIdToStore(req.messageId)) !== undefined) return;
+  throw new UsageError(
+    `Message refused: the conversation is at epoch ${channelEpoch}, not ${epoch}: catch up first`,
+    { code: "epoch_conflict" },
+  );
+}
+
 /** Handlers of the Delivery Service and channels. */
 export function deliveryHandlers(ctx: ServerContext, store: ServerStore): HandlerTable {
   const maxBytes = ctx.config.maxMessageBytes;
@@ -235,6 +265,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
         if (dup === undefined) throw e;
         return { kind: "enqueued", duplicate: true, recipients: dup.deliveries.length };
       }
+      if (req.messageKind === "application") await checkCurrentEpoch(store, me, req, c.epoch);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {
         const wanted = req.recipients.map(checkUsernameSyntax);

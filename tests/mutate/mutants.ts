@@ -701,6 +701,27 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_queued_epoch_test.ts"],
     quick: true,
   },
+  // ---- issue 19: a send makes no sync round trip first; the server says when it is behind
+  {
+    id: "server-stale-epoch-application",
+    file: "src/server/delivery.ts",
+    find: "if (epoch >= BigInt(channelEpoch)) return;",
+    replace: "if (epoch >= 0n) return;",
+    why: "an application message of an epoch the channel has left is refused (epoch_conflict) " +
+      "so its sender catches up and encrypts it again: a member added since cannot read it",
+    tests: ["tests/client_queued_epoch_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-behind-no-catch-up",
+    file: "src/client/client.ts",
+    find:
+      "online && !(await this.#outbox.deliver(message.messageId, request)) && this.#outbox.behind",
+    replace: "online && !(await this.#outbox.deliver(message.messageId, request)) && false",
+    why: "a send the server refused as behind (epoch_conflict) catches up and goes out at once",
+    tests: ["tests/client_queued_epoch_test.ts"],
+    quick: true,
+  },
   // ---- issue 12, part C: the client never reports success the server refused
   {
     id: "client-refused-commit-merged",
