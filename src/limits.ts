@@ -95,6 +95,13 @@ export const MESSAGE_RETENTION_SECONDS = 30 * 24 * 3600;
  */
 export const RESTORE_SEQ_GAP = 1_000_000_000;
 /**
+ * How far one heal (a member's commit rebuilding a group a restore put back) may move a
+ * channel's epoch: the server cannot check the MLS state, so the jump is bounded (a group
+ * rarely takes a thousand commits between a backup and its restore; a jump to near the
+ * largest epoch would wedge the channel).
+ */
+export const MAX_HEAL_EPOCH_JUMP = 100_000;
+/**
  * What a client keeps of the messages the server acknowledged, to send them again if the
  * server is restored from a backup taken before them: the newest this many, of at most
  * {@link SENT_KEEP_BYTES} in all, acknowledged within {@link SENT_KEEP_MS}.

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { MAX_HEAL_EPOCH_JUMP } from "../src/limits.ts";
 import { assert, assertEquals, assertStringIncludes } from "./_support/assert.ts";
 import { runQpq, startServerProcess } from "./_support/cli.ts";
 import { type TestUser, testUser } from "./_support/clients.ts";
@@ -489,7 +490,9 @@ Deno.test("SqliteServerStore: a heal (a commit past the epoch) is accepted once,
     await SqliteServerStore.backupTo(path, `${dir}/old.db`);
     const r = await SqliteServerStore.open(`${dir}/old.db`);
     await r.markRestored({ notice: () => new Uint8Array(0) });
-    // restored: one heal, then the channel is as any other
+    // restored: a jump past the bound is refused (it would let a member wedge the channel)
+    assertEquals(await code(heal(r, g.id, MAX_HEAL_EPOCH_JUMP + 1, ["cat"])), "epoch_conflict");
+    // one heal, then the channel is as any other
     assertEquals(await code(heal(r, g.id, 5, ["cat"])), "accepted");
     assertEquals((await r.getChannel(g.id))?.epoch, 6);
     assertEquals((await r.listMembers(g.id)).sort(), ["ann", "ben", "cat"]);

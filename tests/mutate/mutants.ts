@@ -271,6 +271,14 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/backup_restore_test.ts"],
   },
   {
+    id: "server-heal-epoch-jump-bounded",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: " && epoch - c.epoch <= MAX_HEAL_EPOCH_JUMP;",
+    replace: ";",
+    why: "a heal may move the channel's epoch only a bounded distance (else a member wedges it)",
+    tests: ["tests/backup_restore_test.ts"],
+  },
+  {
     id: "server-heal-once",
     file: "src/store/server/sqlite_server_store.ts",
     find: 'this.#run("DELETE FROM restored_channels WHERE channel_id = ?", c.id);',

@@ -82,7 +82,7 @@ import {
   unknownUser,
 } from "./_common.ts";
 import { migrate, readSchemaVersion, SCHEMA_VERSION } from "./migrations.ts";
-import { RESTORE_SEQ_GAP } from "../../limits.ts";
+import { MAX_HEAL_EPOCH_JUMP, RESTORE_SEQ_GAP } from "../../limits.ts";
 import { Sealer, type SealMode } from "../sealing.ts";
 import {
   type ChannelInfo,
@@ -1633,7 +1633,7 @@ export class SqliteServerStore implements ServerStore {
   /** A channel marked by the restore (no commit accepted since), and a commit past its epoch. */
   #healable(c: ChannelInfo, epoch: number): boolean {
     const r = this.#get("SELECT epoch FROM restored_channels WHERE channel_id = ?", c.id);
-    return r !== undefined && epoch > c.epoch;
+    return r !== undefined && epoch > c.epoch && epoch - c.epoch <= MAX_HEAL_EPOCH_JUMP;
   }
 
   // ---- delivery queues ----
