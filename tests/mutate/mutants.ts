@@ -273,8 +273,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "server-heal-epoch-jump-bounded",
     file: "src/store/server/sqlite_server_store.ts",
-    find: " && epoch - c.epoch <= MAX_HEAL_EPOCH_JUMP;",
-    replace: ";",
+    find: "if (epoch - c.epoch > MAX_HEAL_EPOCH_JUMP) {",
+    replace: "if (false) {",
     why: "a heal may move the channel's epoch only a bounded distance (else a member wedges it)",
     tests: ["tests/backup_restore_test.ts"],
   },

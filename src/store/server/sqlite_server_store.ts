@@ -49,7 +49,7 @@
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { type Row, Statements } from "../_statements.ts";
 import { concat, constantTimeEqual, fromUtf8, toHex, utf8 } from "../../bytes.ts";
-import { QpqError, StorageError, UsageError } from "../../errors.ts";
+import { QpqError, StorageError, UsageError, ValidationError } from "../../errors.ts";
 import {
   blocksFull,
   channelFull,
@@ -1630,10 +1630,22 @@ export class SqliteServerStore implements ServerStore {
     return this.#notify(r, params);
   }
 
-  /** A channel marked by the restore (no commit accepted since), and a commit past its epoch. */
+  /**
+   * A channel marked by the restore (no commit accepted since), and a commit past its epoch.
+   * @throws {ValidationError} for a jump past MAX_HEAL_EPOCH_JUMP: refused in words, never
+   *   as an epoch conflict (its member would retry, take it as healed by someone else and
+   *   say nothing)
+   */
   #healable(c: ChannelInfo, epoch: number): boolean {
     const r = this.#get("SELECT epoch FROM restored_channels WHERE channel_id = ?", c.id);
-    return r !== undefined && epoch > c.epoch && epoch - c.epoch <= MAX_HEAL_EPOCH_JUMP;
+    if (r === undefined || epoch <= c.epoch) return false;
+    if (epoch - c.epoch > MAX_HEAL_EPOCH_JUMP) {
+      throw new ValidationError(
+        `A repair may move a conversation at most ${MAX_HEAL_EPOCH_JUMP} epochs past the ` +
+          `server's (${c.epoch} to ${epoch})`,
+      );
+    }
+    return true;
   }
 
   // ---- delivery queues ----
