@@ -14,10 +14,9 @@ import type { Conversation } from "../client/local.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
-import { eventLine, formatMessage, historyLines, requestLine, unreadText } from "./_client.ts";
+import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
 
-/** A command's line as a REPL notice (`Left #g` → `* left #g`). */
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {
   let rest = line.trimStart();
@@ -26,6 +25,7 @@ function restAfter(line: string, words: number): string {
   return rest;
 }
 
+/** A command's line as a REPL notice (`Left #g` → `* left #g`). */
 function lower(line: string): string {
   return line.charAt(0).toLowerCase() + line.slice(1);
 }

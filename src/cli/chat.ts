@@ -4,7 +4,7 @@
  * @module
  */
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, parseCommand, println } from "./_args.ts";
-import { type ClientFlags, numberedMessage, openClient } from "./_client.ts";
+import { type ClientFlags, formatMessage, openClient } from "./_client.ts";
 import { Interactive } from "./_interactive.ts";
 import { offlineLine, startSession } from "./repl.ts";
 import { QUICK_CONNECT_MS } from "../limits.ts";
@@ -37,7 +37,7 @@ export async function run(args: string[]): Promise<number> {
     // a bare name that is both a user and a group is refused: say @user or #group
     const conv = await client.resolve(ref);
     ui = new Interactive(client, { fixed: conv });
-    for (const m of client.history(conv.name, 10)) println(numberedMessage(conv, m, client.store));
+    for (const m of client.history(conv.name, 10)) println(formatMessage(conv, m, client.store));
     const code = await ui.run();
     await client.sync().catch(() => {});
     return code;
