@@ -116,7 +116,7 @@ Deno.test("qpq: replies, reactions, edits and deletes reach every member, shown 
 
     // what the sender cannot do is refused in one line, nothing sent
     const notMine = await qpq("bob", "edit", "--group", "team", "1", "mine now");
-    assertEquals(notMine.code, 1);
+    assertEquals(notMine.code, 2);
     assertStringIncludes(notMine.stderr, "Only its author can edit a message");
     const gone = await qpq("bob", "react", "--group", "team", "9", "👍");
     assertStringIncludes(gone.stderr, "No message 9 in #team");
