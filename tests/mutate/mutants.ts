@@ -165,7 +165,7 @@ export const MUTANTS: Mutant[] = [
     id: "client-change-later-wins",
     file: "src/client/changes.ts",
     find: "if (i >= 0 && reactions[i]!.at >= at) return",
-    replace: "if (false) return",
+    replace: "if (i < -1 && reactions[i]!.at >= at) return",
     why: "an older reaction delivered late (a resend after a restore) does not undo a newer one",
     tests: ["tests/client_changes_test.ts"],
     quick: true,
