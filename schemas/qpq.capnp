@@ -351,7 +351,11 @@ struct Content {
   body :union {
     text @3 :Text;
     reserved @4 :Void;               # a union needs two members; never sent, refused on read
+    reaction @5 :Reaction;           # a member's reaction to a message (appended)
+    edit @6 :Edit;                   # the author's new text of a message (appended)
+    deletion @7 :Deletion;           # the author deletes a message for everyone (appended)
   }
+  replyTo @8 :Data;                  # text: the message id (16 bytes) it answers; empty = none
 }
 
 # ---------------------------------------------------------------- password change (appended)
@@ -388,4 +392,24 @@ struct ChannelPage {
 struct InvitationAnswer {
   channelId @0 :Data;
   accept @1 :Bool;                   # false = decline (leave the roster)
+}
+
+# ---------------------------------------------------------------- content kinds (appended)
+
+# A member's reaction to a message of the same conversation: one per member and message
+# (a newer one replaces theirs; by the sender's clock). Empty emoji = withdrawn.
+struct Reaction {
+  target @0 :Data;                   # message id (16 bytes)
+  emoji @1 :Text;                    # at most MAX_REACTION_GRAPHEMES graphemes and MAX_REACTION_BYTES
+}
+
+# The new text of a message. Receivers apply it only when the MLS sender wrote the target.
+struct Edit {
+  target @0 :Data;                   # message id (16 bytes)
+  text @1 :Text;
+}
+
+# Delete a message for everyone. Receivers apply it only when the MLS sender wrote the target.
+struct Deletion {
+  target @0 :Data;                   # message id (16 bytes)
 }

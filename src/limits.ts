@@ -397,3 +397,9 @@ export const KEY_PACKAGE_LIFETIME_SECONDS = 30 * 24 * 3600;
 export const PURGE_INTERVAL_MS = 60_000;
 /** Unread counts are counted up to this; above it they read `UNREAD_CAP + 1` ("999+"). */
 export const UNREAD_CAP = 999;
+/** Most graphemes in one reaction (`👍`, `👍🏽`, `🇫🇷` are one each). */
+export const MAX_REACTION_GRAPHEMES = 3;
+/** Most bytes (UTF-8) in one reaction. */
+export const MAX_REACTION_BYTES = 64;
+/** Most members' reactions kept on one message (one per member; more are dropped). */
+export const MAX_REACTIONS_PER_MESSAGE = 256;

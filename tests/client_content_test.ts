@@ -7,18 +7,22 @@ import { ValidationError } from "../src/errors.ts";
 
 Deno.test("encodeContent writes the schema's Content and decodeContent reads it back", () => {
   const id = uuidv7();
-  const bytes = encodeContent({ messageId: id, sentAtMs: 1_700_000_000_123, text: "hi ✓\nthere" });
+  const bytes = encodeContent({
+    messageId: id,
+    sentAtMs: 1_700_000_000_123,
+    body: { kind: "text", text: "hi ✓\nthere" },
+  });
   assertEquals(bytes[0], 0, "a Cap'n Proto message (segment table), not JSON");
   assertEquals(decodeContent(bytes), {
     messageId: uuidToString(id),
     sentAtMs: 1_700_000_000_123,
-    text: "hi ✓\nthere",
+    body: { kind: "text", text: "hi ✓\nthere" },
   });
 });
 
 Deno.test("decodeContent still reads the JSON content of older builds", () => {
   assertEquals(decodeContent(utf8(JSON.stringify({ t: "old", ts: 5, id: "x" }))), {
-    text: "old",
+    body: { kind: "text", text: "old" },
     sentAtMs: 5,
     messageId: "x",
   });

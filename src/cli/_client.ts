@@ -6,6 +6,7 @@
  * @module
  */
 import { bodyLines, visible } from "./_terminal.ts";
+import { reactionCounts } from "../client/changes.ts";
 import {
   CLIENT_FLAGS_USAGE,
   CLIENT_OPTIONS,
@@ -19,6 +20,7 @@ import { readCaCert } from "../client/connection.ts";
 import {
   clientStatePaths,
   type Conversation,
+  type LocalState,
   STATE_OPEN_FAILED_MESSAGE,
   type StoredMessage,
 } from "../client/local.ts";
@@ -175,7 +177,7 @@ export async function openClient(
     connectTimeoutMs: options.connectTimeoutMs,
     onEvent: (e) => {
       if (options.onEvent) options.onEvent(e);
-      else printEvent(e, flags.json ?? false);
+      else printEvent(e, flags.json ?? false, client.store);
       // a message shown is a message read (a command that hides it leaves it unread)
       if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);
       shown.delete(e);
@@ -294,11 +296,22 @@ export function localDay(ms: number): string {
 }
 
 /**
- * Messages as history shows them: a day line where a new local day begins, each message
- * with its local time (`14:05 [alice] hi`). The time is when the sender sent it, as their
- * clock says; `--json` carries both `sentAt` and `receivedAt`.
+ * What message output needs besides the message: the other messages of its conversation
+ * (a reply's quote) and positions (`[3]`, how a user names a message: `/reply 3`). A
+ * client's `store` is one.
  */
-export function historyLines(conv: Conversation, messages: StoredMessage[]): string[] {
+export type MessageLookup = Pick<LocalState, "getMessage" | "messageIndex">;
+
+/**
+ * Messages as history shows them: a day line where a new local day begins, each message
+ * with its local time and its position (`14:05 [3] [alice] hi`). The time is when the
+ * sender sent it, as their clock says; `--json` carries both `sentAt` and `receivedAt`.
+ */
+export function historyLines(
+  conv: Conversation,
+  messages: StoredMessage[],
+  look?: MessageLookup,
+): string[] {
   const out: string[] = [];
   let day: string | undefined;
   for (const m of messages) {
@@ -308,28 +321,84 @@ export function historyLines(conv: Conversation, messages: StoredMessage[]): str
       out.push(dayLine(at));
     }
     const failed = m.status === "failed" ? ` (not sent: ${visible(m.failure ?? "refused")})` : "";
-    out.push(`${timeOfDay(at)} ${formatMessage(conv, m)}${failed}`);
+    out.push(`${timeOfDay(at)} ${numberedMessage(conv, m, look)}${failed}`);
   }
   return out;
 }
 
-/** Format a message for text output. */
-export function formatMessage(conv: Conversation, m: StoredMessage): string {
+/** Longest quote of a replied-to message (graphemes). */
+const QUOTE_GRAPHEMES = 24;
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/** `text` on one line, cut to `max` graphemes (`…` when cut). Not yet made visible. */
+function shortText(text: string, max: number): string {
+  const one = text.replace(/\s+/g, " ").trim();
+  const parts = [...graphemes.segment(one)].map((g) => g.segment);
+  return parts.length > max ? parts.slice(0, max).join("") + "…" : one;
+}
+
+/** `[3] ` for a message with a known position, else "". */
+function indexTag(m: StoredMessage, look?: MessageLookup): string {
+  const i = look?.messageIndex(m.messageId);
+  return i === undefined ? "" : `[${i}] `;
+}
+
+/** A compact quote of a message (a reply's target): `[3] alice: hi there…`. */
+export function quoteOf(id: string, look?: MessageLookup): string {
+  const t = look?.getMessage(id);
+  if (!t) return "a message not on this device";
+  const what = t.deleted
+    ? "message deleted"
+    : t.unreadable
+    ? "unreadable"
+    : shortText(t.body, QUOTE_GRAPHEMES);
+  return `${indexTag(t, look)}${visible(t.sender)}: ${visible(what)}`;
+}
+
+/** `  👍 2 ❤ 1`: a message's reactions, aggregated; "" when none. */
+export function reactionsText(m: StoredMessage): string {
+  const all = reactionCounts(m);
+  if (all.length === 0) return "";
+  return "  " + all.map((r) => `${visible(r.emoji)} ${r.count}`).join(" ");
+}
+
+/** {@link formatMessage} after the message's position (`[3] [alice] hi`), as history shows it. */
+export function numberedMessage(
+  conv: Conversation,
+  m: StoredMessage,
+  look?: MessageLookup,
+): string {
+  return indexTag(m, look) + formatMessage(conv, m, look);
+}
+
+/**
+ * Format a message for text output (with `look`: a reply's quote), as recv and the REPL
+ * show one arriving; its position is in history ({@link numberedMessage}).
+ */
+export function formatMessage(conv: Conversation, m: StoredMessage, look?: MessageLookup): string {
   if (m.unreadable) {
     const who = conv.kind === "group"
       ? `[${visible(conv.name)}] ${visible(m.sender)}`
       : `[${visible(m.sender)}]`;
     return `${who}: (a message this device cannot read)`;
   }
+  const prefix = conv.kind === "group"
+    ? `[${visible(conv.name)}] ${visible(m.sender)}: `
+    : `[${visible(m.sender)}] `;
+  if (m.deleted) return `${prefix}(message deleted)`;
+  const reply = m.replyTo ? `(↪ ${quoteOf(m.replyTo, look)}) ` : "";
   // every line of a multi-line body stays visibly part of this one message
-  if (conv.kind === "group") {
-    return bodyLines(`[${visible(conv.name)}] ${visible(m.sender)}: `, m.body);
-  }
-  return bodyLines(`[${visible(m.sender)}] `, m.body);
+  return bodyLines(prefix + reply, m.body) + (m.editedAt !== undefined ? " (edited)" : "") +
+    reactionsText(m);
 }
 
-/** JSON form of a message. */
-export function messageJson(conv: Conversation, m: StoredMessage): Record<string, unknown> {
+/** JSON form of a message (with `look`: its position as `index`). */
+export function messageJson(
+  conv: Conversation,
+  m: StoredMessage,
+  look?: MessageLookup,
+): Record<string, unknown> {
+  const index = look?.messageIndex(m.messageId);
   return {
     type: "message",
     conversation: conv.name,
@@ -339,9 +408,36 @@ export function messageJson(conv: Conversation, m: StoredMessage): Record<string
     sentAt: m.sentAt,
     receivedAt: m.receivedAt,
     messageId: m.messageId,
+    ...(index !== undefined ? { index } : {}),
     direction: m.direction,
     ...(m.status === "failed" ? { status: "failed", failure: m.failure ?? "refused" } : {}),
+    ...(m.replyTo ? { replyTo: m.replyTo } : {}),
+    ...(m.editedAt !== undefined ? { edited: true, editedAt: m.editedAt } : {}),
+    ...(m.deleted ? { deleted: true } : {}),
+    reactions: (m.reactions ?? []).filter((r) => r.emoji !== "").map((r) => ({
+      user: r.user,
+      emoji: r.emoji,
+      at: r.at,
+    })),
   };
+}
+
+/** The line for a change of a message (an edit, a deletion, a reaction). */
+function changeLine(e: Extract<ClientEvent, { kind: "changed" }>, look?: MessageLookup): string {
+  const by = visible(e.by);
+  const target = look?.messageIndex(e.message.messageId);
+  const which = target === undefined ? "a message" : `[${target}]`;
+  const where = `in ${visible(e.conversation.name)}`;
+  switch (e.change) {
+    case "edit":
+      return bodyLines(`* ${by} edited ${which} ${where}: `, e.message.body);
+    case "deletion":
+      return `* ${by} deleted ${which} ${where}`;
+    case "reaction":
+      return e.emoji
+        ? `* ${by} reacted ${visible(e.emoji)} to ${quoteOf(e.message.messageId, look)} ${where}`
+        : `* ${by} withdrew a reaction to ${which} ${where}`;
+  }
 }
 
 /** One line for a request (a DM or an invitation from someone who is not a contact). */
@@ -364,8 +460,8 @@ export function requestJson(
 const shown = new WeakSet<ClientEvent>();
 
 /** Print a client event as text or JSON. */
-export function printEvent(e: ClientEvent, json: boolean): void {
-  const line = eventLine(e, json);
+export function printEvent(e: ClientEvent, json: boolean, look?: MessageLookup): void {
+  const line = eventLine(e, json, look);
   if (line === undefined) return;
   shown.add(e);
   if (e.kind === "warning" || e.kind === "progress" || e.kind === "broken") eprintln(line);
@@ -373,12 +469,26 @@ export function printEvent(e: ClientEvent, json: boolean): void {
 }
 
 /** The line for an event (undefined = nothing to show). */
-export function eventLine(e: ClientEvent, json: boolean): string | undefined {
+export function eventLine(
+  e: ClientEvent,
+  json: boolean,
+  look?: MessageLookup,
+): string | undefined {
   switch (e.kind) {
     case "message":
       return json
-        ? JSON.stringify(messageJson(e.conversation, e.message))
-        : formatMessage(e.conversation, e.message);
+        ? JSON.stringify(messageJson(e.conversation, e.message, look))
+        : formatMessage(e.conversation, e.message, look);
+    case "changed":
+      return json
+        ? JSON.stringify({
+          ...messageJson(e.conversation, e.message, look),
+          type: "changed",
+          change: e.change,
+          by: e.by,
+          ...(e.change === "reaction" ? { emoji: e.emoji ?? "" } : {}),
+        })
+        : changeLine(e, look);
     case "joined":
       return json
         ? JSON.stringify({ type: "joined", conversation: e.conversation.name, inviter: e.inviter })
@@ -409,8 +519,8 @@ export function eventLine(e: ClientEvent, json: boolean): string | undefined {
       ].join("\n");
     case "unreadable":
       return json
-        ? JSON.stringify({ ...messageJson(e.conversation, e.message), reason: e.reason })
-        : formatMessage(e.conversation, e.message);
+        ? JSON.stringify({ ...messageJson(e.conversation, e.message, look), reason: e.reason })
+        : formatMessage(e.conversation, e.message, look);
     case "broken":
       return json
         ? JSON.stringify({ type: "broken", conversation: e.conversation.name, reason: e.reason })
@@ -496,7 +606,7 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
     const client = await openClient(values, {
       create: def.create ?? false,
       onEvent: (e) => {
-        if (def.shows?.(e) ?? true) printEvent(e, json);
+        if (def.shows?.(e) ?? true) printEvent(e, json, client.store);
       },
       ...(def.offline ? { connectTimeoutMs: QUICK_CONNECT_MS } : {}),
     });

@@ -14,8 +14,16 @@ import type { Conversation } from "../client/local.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
-import { eventLine, historyLines, requestLine, unreadText } from "./_client.ts";
+import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
+
+/** The text of `line` after its first `words` words (the command and its arguments). */
+function restAfter(line: string, words: number): string {
+  let rest = line.trimStart();
+  for (let i = 0; i < words; i++) rest = rest.replace(/^\S+\s*/, "");
+  if (rest.length === 0) throw new UsageError("Nothing to send: the text is empty");
+  return rest;
+}
 
 /** A command's line as a REPL notice (`Left #g` → `* left #g`). */
 function lower(line: string): string {
@@ -36,7 +44,11 @@ const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = 
   ["/list", "/list (/ls)", 0, "list conversations"],
   ["/ls", "", 0, ""],
   ["/members", "/members", 0, "members of the current conversation"],
-  ["/history", "/history [count]", 1, "recent messages (default 20)"],
+  ["/history", "/history [count]", 1, "recent messages (default 20), numbered [N]"],
+  ["/reply", "/reply <N> <text>", Infinity, "answer message [N] of /history"],
+  ["/react", "/react <N> <emoji>", 2, "react to message [N] (again: withdraw)"],
+  ["/edit", "/edit <N> <text>", Infinity, "change the text of your message [N]"],
+  ["/delete", "/delete <N>", 1, "delete your message [N] for everyone"],
   ["/remove", "/remove <user>...", Infinity, "remove members from the current group"],
   ["/leave", "/leave", 0, "leave the current group"],
   ["/sync", "/sync", 0, "receive what is waiting now"],
@@ -111,7 +123,7 @@ export class Interactive {
       this.#active = undefined;
       this.#rl?.setPrompt(this.#prompt());
     }
-    const line = eventLine(e, false);
+    const line = eventLine(e, false, this.#client.store);
     // the prompt counts what arrived elsewhere: fresh before print shows it again
     if (e.kind === "message") this.#rl?.setPrompt(this.#prompt());
     if (line) this.print(line);
@@ -243,16 +255,22 @@ export class Interactive {
     return now;
   }
 
+  /** Say so when what was just sent is queued. */
+  #queuedNote(): void {
+    const c = this.#client;
+    // refused for now (disk full, quota): the warning already said why
+    if (c.pendingCount() > 0 && c.queueRefusal() === undefined) {
+      this.print("(queued: server unreachable, will send when it is back)");
+    }
+  }
+
   async #handle(line: string): Promise<boolean> {
     const c = this.#client;
     // "//text" sends "/text": a message may start with a slash
     if (!line.startsWith("/") || line.startsWith("//")) {
       const conv = this.#current();
       await c.send(conv.name, line.startsWith("//") ? line.slice(1) : line);
-      // refused for now (disk full, quota): the warning already said why
-      if (c.pendingCount() > 0 && c.queueRefusal() === undefined) {
-        this.print("(queued: server unreachable, will send when it is back)");
-      }
+      this.#queuedNote();
       return false;
     }
     const [cmd, ...args] = line.trim().split(/\s+/) as [string, ...string[]];
@@ -393,7 +411,40 @@ export class Interactive {
         const conv = this.#current();
         const n = args[0] === undefined ? 20 : Number(args[0]);
         if (!Number.isInteger(n) || n < 1) throw new UsageError("Usage: /history [count]");
-        for (const line of historyLines(conv, c.history(conv.name, n))) this.print(line);
+        for (const line of historyLines(conv, c.history(conv.name, n), c.store)) {
+          this.print(line);
+        }
+        return false;
+      }
+      case "/reply": {
+        need(2, "/reply <N> <text>");
+        const conv = this.#current();
+        await c.send(conv.name, restAfter(line, 2), { replyTo: args[0]! });
+        this.#queuedNote();
+        return false;
+      }
+      case "/edit": {
+        need(2, "/edit <N> <text>");
+        const conv = this.#current();
+        const m = await c.edit(conv.name, args[0]!, restAfter(line, 2));
+        this.print(`* edited: ${numberedMessage(conv, m, c.store)}`);
+        this.#queuedNote();
+        return false;
+      }
+      case "/react": {
+        need(2, "/react <N> <emoji>");
+        const conv = this.#current();
+        const m = await c.react(conv.name, args[0]!, args[1]!);
+        this.print(`* reacted: ${numberedMessage(conv, m, c.store)}`);
+        this.#queuedNote();
+        return false;
+      }
+      case "/delete": {
+        need(1, "/delete <N>");
+        const conv = this.#current();
+        const m = await c.deleteMessage(conv.name, args[0]!);
+        this.print(`* deleted: ${numberedMessage(conv, m, c.store)}`);
+        this.#queuedNote();
         return false;
       }
       case "/remove": {

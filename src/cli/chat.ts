@@ -37,7 +37,7 @@ export async function run(args: string[]): Promise<number> {
     // a bare name that is both a user and a group is refused: say @user or #group
     const conv = await client.resolve(ref);
     ui = new Interactive(client, { fixed: conv });
-    for (const m of client.history(conv.name, 10)) println(formatMessage(conv, m));
+    for (const m of client.history(conv.name, 10)) println(formatMessage(conv, m, client.store));
     const code = await ui.run();
     await client.sync().catch(() => {});
     return code;

@@ -12,7 +12,10 @@ export const USAGE = `Usage: qpq history <conversation> [--count N] --username N
 
 Print the last N (default 20) messages of a conversation (@user or #group) from the
 encrypted local history, each with the local time it was sent and a line where a new day
-begins (--json: sentAt and receivedAt in ms). Marks the conversation read. Works offline.`;
+begins (--json: sentAt and receivedAt in ms). Each message shows its number in the
+conversation ([3]), how send --reply-to, react, edit and delete name it; a reply quotes
+what it answers, an edited message says "(edited)", a deleted one "(message deleted)", and
+reactions follow it (👍 2). Marks the conversation read. Works offline.`;
 
 /** Run `qpq history`. */
 export const run = clientCommand({
@@ -28,8 +31,10 @@ export const run = clientCommand({
     }
     const conv = client.conversation(positionals[0]!);
     const messages = client.history(conv.name, count);
-    if (values.json) { for (const m of messages) println(JSON.stringify(messageJson(conv, m))); }
-    else for (const line of historyLines(conv, messages)) println(line);
+    const look = client.store;
+    if (values.json) {
+      for (const m of messages) println(JSON.stringify(messageJson(conv, m, look)));
+    } else for (const line of historyLines(conv, messages, look)) println(line);
     client.markRead(conv.name); // what history showed is read
     return Promise.resolve(0);
   },

@@ -62,6 +62,12 @@ export const COMMANDS: Record<string, CommandEntry> = {
   },
   update: { summary: "self-update your keys in groups", load: () => import("./update.ts") },
   send: { summary: "send a message (DM, group or all)", load: () => import("./send.ts") },
+  react: { summary: "react to a message (again: withdraw)", load: () => import("./react.ts") },
+  edit: { summary: "edit one of your messages", load: () => import("./edit.ts") },
+  delete: {
+    summary: "delete one of your messages for everyone",
+    load: () => import("./delete.ts"),
+  },
   recv: { summary: "receive and print messages", load: () => import("./recv.ts") },
   history: {
     summary: "print a conversation's stored messages",

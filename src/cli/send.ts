@@ -9,7 +9,7 @@ import { QpqError, TransportError, UsageError } from "../errors.ts";
 
 /** Usage text. */
 export const USAGE =
-  `Usage: qpq send (--to USER | --group NAME | --all) [MESSAGE] --username NAME [--password PW]
+  `Usage: qpq send (--to USER | --group NAME | --all) [--reply-to MSG] [MESSAGE] --username NAME [--password PW]
 
 Send MESSAGE (or, without it, standard input: UTF-8 text, binary is refused) end-to-end
 encrypted. The message is kept locally and queued first: if the server cannot be reached
@@ -18,13 +18,20 @@ it stays queued and goes out with the next command that reaches the server, neve
 Options:
   --to USER      the DM with USER (created if needed); --to #NAME is the group NAME
   --group NAME   the group NAME
-  --all          every conversation`;
+  --all          every conversation
+  --reply-to MSG a reply to MSG: the number history shows before it ([3] -> 3) or its
+                 messageId (--json); not with --all`;
 
 /** Run `qpq send`. */
 export const run = clientCommand({
   name: "send",
   usage: USAGE,
-  options: { to: { type: "string" }, group: { type: "string" }, all: { type: "boolean" } },
+  options: {
+    to: { type: "string" },
+    group: { type: "string" },
+    all: { type: "boolean" },
+    "reply-to": { type: "string" },
+  },
   positionals: { max: 1 },
   // client.send connects by itself and keeps the message queued when the server is down
   session: false,
@@ -36,6 +43,10 @@ export const run = clientCommand({
     );
     if (targets.length !== 1) {
       throw new UsageError("Choose one of --to USER, --group NAME or --all");
+    }
+    const replyTo = values["reply-to"] as string | undefined;
+    if (replyTo !== undefined && values.all) {
+      throw new UsageError("--reply-to answers one message: use --to or --group");
     }
     let text = positionals[0];
     if (text === undefined) {
@@ -58,7 +69,10 @@ export const run = clientCommand({
       let m;
       try {
         // a one-shot send shows what was waiting first (and sends on the epoch it brings)
-        m = await client.send(ref, text, { receiveFirst: true });
+        m = await client.send(ref, text, {
+          receiveFirst: true,
+          ...(replyTo !== undefined ? { replyTo } : {}),
+        });
       } catch (e) {
         // --all goes on past a conversation it cannot send to, and says which
         if (!values.all || !(e instanceof QpqError) || e instanceof TransportError) throw e;

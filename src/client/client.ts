@@ -30,6 +30,7 @@ import {
 } from "./conversations.ts";
 import type { ClientEvent } from "./events.ts";
 import {
+  type Composed,
   Groups,
   type LeaveOutcome,
   type MembershipChange,
@@ -37,6 +38,9 @@ import {
 } from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
 import { Inbox } from "./inbox.ts";
+import type { Body } from "./content.ts";
+import { applyChange } from "./changes.ts";
+import { checkReaction } from "../wire/mod.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import { KeyPackages } from "./key_packages.ts";
 import { Outbox } from "./outbox.ts";
@@ -55,6 +59,15 @@ export {
   KEY_PACKAGE_REFILL_BELOW,
 } from "./key_packages.ts";
 export { SELF_UPDATE_INTERVAL_MS };
+
+/** Options of the sending calls ({@link QpqClient.send}, `react`, `edit`, `deleteMessage`). */
+export interface SendOptions {
+  /** Receive what is waiting before sending (as `qpq send` does). */
+  receiveFirst?: boolean;
+}
+
+/** What a sending call stored or changed. */
+type Sent = Pick<Composed, "message" | "changed">;
 
 /** Options of {@link QpqClient.create}. */
 export interface QpqClientOptions {
@@ -580,32 +593,102 @@ export class QpqClient {
    * No round trip comes first (unless something is queued, or `receiveFirst` asks to
    * receive what is waiting, as `qpq send` does): the message leaves on the epoch the client
    * has; when the server answers that the group moved on (`epoch_conflict`) the client
-   * catches up, encrypts it again under the same id and sends it.
+   * catches up, encrypts it again under the same id and sends it. `replyTo` (a message of
+   * the conversation, see {@link findMessage}) makes it a reply.
    */
   async send(
     ref: string,
     text: string,
-    opts: { receiveFirst?: boolean } = {},
+    opts: SendOptions & { replyTo?: string } = {},
   ): Promise<StoredMessage> {
     const conv = this.#accepted(this.conversation(ref));
-    if (conv.kind === "self") {
-      const now = this.#ctx.now();
-      const message: StoredMessage = {
-        conversationId: conv.id,
-        messageId: uuidToString(uuidv7()),
-        sender: this.username,
-        body: text,
-        sentAt: now,
-        receivedAt: now,
-        direction: "out",
-        status: "delivered",
-      };
-      this.#ctx.state.transaction(() => {
-        this.#ctx.state.addMessage(message);
-        this.#ctx.state.markRead(conv.id);
+    const replyTo = opts.replyTo === undefined
+      ? undefined
+      : this.findMessage(conv.name, opts.replyTo).messageId;
+    const sent = await this.#sendBody(conv, {
+      kind: "text",
+      text,
+      ...(replyTo ? { replyTo } : {}),
+    }, opts);
+    return sent.message!;
+  }
+
+  /**
+   * React to a message of a conversation (one reaction per member: it replaces ours).
+   * Reacting again with the same emoji withdraws it (a toggle). Returns the message as it
+   * is now.
+   */
+  async react(
+    ref: string,
+    target: string,
+    emoji: string,
+    opts: SendOptions = {},
+  ): Promise<StoredMessage> {
+    checkReaction(emoji);
+    if (emoji === "") throw new UsageError("A reaction cannot be empty");
+    const conv = this.#accepted(this.conversation(ref));
+    const m = this.findMessage(conv.name, target);
+    const mine = m.reactions?.find((r) => r.user === this.username)?.emoji;
+    const sent = await this.#sendBody(conv, {
+      kind: "reaction",
+      target: m.messageId,
+      emoji: mine === emoji ? "" : emoji,
+    }, opts);
+    return sent.changed!;
+  }
+
+  /** Replace the text of one of our messages, for every member (shown "(edited)"). */
+  async edit(
+    ref: string,
+    target: string,
+    text: string,
+    opts: SendOptions = {},
+  ): Promise<StoredMessage> {
+    const conv = this.#accepted(this.conversation(ref));
+    const m = this.findMessage(conv.name, target);
+    const sent = await this.#sendBody(conv, { kind: "edit", target: m.messageId, text }, opts);
+    return sent.changed!;
+  }
+
+  /** Delete one of our messages for every member (shown "message deleted"). */
+  async deleteMessage(ref: string, target: string, opts: SendOptions = {}): Promise<StoredMessage> {
+    const conv = this.#accepted(this.conversation(ref));
+    const m = this.findMessage(conv.name, target);
+    const sent = await this.#sendBody(conv, { kind: "deletion", target: m.messageId }, opts);
+    return sent.changed!;
+  }
+
+  /**
+   * A message of a conversation named the way a user names it: its position in the
+   * conversation's history (`3`, as `history` shows `[3]`) or its message id.
+   *
+   * @throws {UsageError} "not_found" when there is no such message
+   */
+  findMessage(ref: string, which: string): StoredMessage {
+    const conv = this.conversation(ref);
+    const w = which.trim().replace(/^\[(.*)\]$/, "$1");
+    const m = /^[0-9]{1,9}$/.test(w)
+      ? this.#ctx.state.messageAt(conv.id, Number(w))
+      : this.#ctx.state.getMessage(w.toLowerCase());
+    if (!m || m.conversationId !== conv.id) {
+      throw new UsageError(`No message ${which} in ${conv.name}: see qpq history`, {
+        code: "not_found",
       });
-      return message;
     }
+    return m;
+  }
+
+  /** A message's position in its conversation's history (`[3]`), see {@link findMessage}. */
+  messageIndex(messageId: string): number | undefined {
+    return this.#ctx.state.messageIndex(messageId);
+  }
+
+  /**
+   * The one way content of any kind leaves: composed (stored, queued, applied locally) by
+   * `Groups.compose`, then delivered; a note to self is stored at once.
+   */
+  async #sendBody(conv: Conversation, body: Body, opts: SendOptions): Promise<Sent> {
+    if (conv.kind === "self") return this.#noteToSelf(conv, body);
     let online = true;
     try {
       await this.#session.ensure();
@@ -617,10 +700,12 @@ export class QpqClient {
       online = false;
       await this.#session.disconnect();
     }
-    const { message, request } = await this.#groups.compose(conv, text);
+    const composed = await this.#groups.compose(conv, body);
     this.#ctx.state.markRead(conv.id); // answering a conversation reads it
     if (
-      online && !(await this.#outbox.deliver(message.messageId, request)) && this.#outbox.behind
+      online &&
+      !(await this.#outbox.deliver(composed.messageId, composed.request, { content: true })) &&
+      this.#outbox.behind
     ) {
       // behind (epoch_conflict, kept queued): catch up; the sync encrypts it again, sends it
       try {
@@ -630,7 +715,40 @@ export class QpqClient {
         await this.#session.disconnect();
       }
     }
-    return message;
+    return composed;
+  }
+
+  /** Content in the conversation with oneself: stored (or applied) here, never sent. */
+  #noteToSelf(conv: Conversation, body: Body): Sent {
+    const s = this.#ctx.state;
+    const now = this.#ctx.now();
+    const messageId = uuidToString(uuidv7());
+    if (body.kind === "text") {
+      const message: StoredMessage = {
+        conversationId: conv.id,
+        messageId,
+        sender: this.username,
+        body: body.text,
+        sentAt: now,
+        receivedAt: now,
+        direction: "out",
+        status: "delivered",
+        ...(body.replyTo ? { replyTo: body.replyTo } : {}),
+      };
+      s.transaction(() => {
+        s.addMessage(message);
+        s.markRead(conv.id);
+      });
+      return { message };
+    }
+    let r!: ReturnType<typeof applyChange>;
+    s.transaction(() => {
+      r = applyChange(s, conv, this.username, body, now);
+    });
+    if (r.kind === "unknown" || r.kind === "refused") {
+      throw new UsageError("No such message of yours in this conversation", { code: "not_found" });
+    }
+    return { changed: r.message };
   }
 
   /**

@@ -10,6 +10,18 @@ import type { Conversation, StoredMessage } from "../store/client/mod.ts";
 /** Something the client reports while it works. */
 export type ClientEvent =
   | { kind: "message"; conversation: Conversation; message: StoredMessage }
+  /**
+   * A member changed a message: `message` is it as it is now. `emoji` is the reaction
+   * (empty: withdrawn).
+   */
+  | {
+    kind: "changed";
+    conversation: Conversation;
+    message: StoredMessage;
+    change: "reaction" | "edit" | "deletion";
+    by: string;
+    emoji?: string;
+  }
   /** A message arrived that this device cannot read (stored as a placeholder). */
   | { kind: "unreadable"; conversation: Conversation; message: StoredMessage; reason: string }
   | { kind: "joined"; conversation: Conversation; inviter: string }

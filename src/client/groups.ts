@@ -54,7 +54,8 @@ import type { Conversation, GroupMeta, GroupRecord, StoredMessage } from "../sto
 import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
-import { encodeContent } from "./content.ts";
+import { type Body, encodeContent } from "./content.ts";
+import { type Change, type ChangeResult, planChange } from "./changes.ts";
 import {
   isTransient,
   markBroken,
@@ -108,6 +109,37 @@ export interface MembershipChange {
  * own removal).
  */
 export type LeaveOutcome = "left" | "asked";
+
+/** What {@link Groups.compose} queued: the request, and what it stored or changed. */
+export interface Composed {
+  /** The id of the queued message (of any kind). */
+  messageId: string;
+  request: EncodedRequest;
+  /** A text's new history entry. */
+  message?: StoredMessage;
+  /** A change's target as it is now (a reaction, edit or deletion). */
+  changed?: StoredMessage;
+}
+
+/** A change of one's own, as {@link Groups.compose} queues it: refused in words otherwise. */
+function ownChange(r: ChangeResult, change: Change): ChangeResult {
+  switch (r.kind) {
+    case "unknown":
+      throw new UsageError("No such message in this conversation", { code: "not_found" });
+    case "refused":
+      throw new UsageError(
+        `Only its author can ${change.kind === "edit" ? "edit" : "delete"} a message`,
+      );
+    case "unchanged":
+      if (r.message.deleted) throw new UsageError("That message was deleted");
+      if (change.kind === "reaction") {
+        throw new UsageError("That message has as many reactions as it can hold");
+      }
+      return r;
+    default:
+      return r;
+  }
+}
 
 /** Conversations as MLS groups. */
 export class Groups {
@@ -513,15 +545,18 @@ export class Groups {
   // ---------------------------------------------------------------- sending
 
   /**
-   * Encrypt a text message and queue it in one transaction with the history entry; the
-   * caller delivers it. Returns the stored message and the queued request.
+   * The one send path for every kind of content: encrypt `body` and queue it in one
+   * transaction with what it changes locally (a text: its history entry; a reaction, edit
+   * or deletion: its target, as every receiver changes it, changes.ts); the caller
+   * delivers it. The outbox entry keeps the Content bytes, so a queued message of any kind
+   * is encrypted again after an epoch change ({@link refreshQueued}).
+   *
+   * @throws {UsageError} for a change the receivers would not apply (no such message in
+   *   this conversation, someone else's message to edit or delete, a deleted one)
    */
-  async compose(
-    conv: Conversation,
-    text: string,
-  ): Promise<{ message: StoredMessage; request: EncodedRequest }> {
+  async compose(conv: Conversation, body: Body): Promise<Composed> {
     for (let attempt = 0;; attempt++) {
-      const made = await this.#compose(conv, text, attempt < 2);
+      const made = await this.#compose(conv, body, attempt < 2);
       if (made) return made;
       await this.#commitProposals(conv);
     }
@@ -540,9 +575,9 @@ export class Groups {
 
   async #compose(
     conv: Conversation,
-    text: string,
+    body: Body,
     mayDefer: boolean,
-  ): Promise<{ message: StoredMessage; request: EncodedRequest } | undefined> {
+  ): Promise<Composed | undefined> {
     return await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
       if (state.pendingProposals > 0 && mayDefer) return undefined;
@@ -556,20 +591,27 @@ export class Groups {
       }
       const id = uuidv7();
       const now = this.#ctx.now();
-      const message: StoredMessage = {
-        conversationId: conv.id,
-        messageId: uuidToString(id),
-        sender: this.#ctx.username,
-        body: text,
-        sentAt: now,
-        receivedAt: now,
-        direction: "out",
-        status: "pending",
-      };
-      const enc = await encryptMessage(
-        state,
-        encodeContent({ messageId: id, sentAtMs: now, text }),
-      );
+      const messageId = uuidToString(id);
+      const s = this.#ctx.state;
+      let message: StoredMessage | undefined;
+      let change: ChangeResult | undefined;
+      if (body.kind === "text") {
+        message = {
+          conversationId: conv.id,
+          messageId,
+          sender: this.#ctx.username,
+          body: body.text,
+          sentAt: now,
+          receivedAt: now,
+          direction: "out",
+          status: "pending",
+          ...(body.replyTo ? { replyTo: body.replyTo } : {}),
+        };
+      } else {
+        change = ownChange(planChange(s, conv, this.#ctx.username, body, now), body);
+      }
+      const content = encodeContent({ messageId: id, sentAtMs: now, body });
+      const enc = await encryptMessage(state, content);
       const request = encodeRequestOnce({
         kind: "enqueue",
         channelId: fromHex(record.channelId),
@@ -579,20 +621,26 @@ export class Groups {
         epoch: Number(state.epoch),
         recipients: [],
       });
-      const s = this.#ctx.state;
       s.transaction(() => {
         this.#save(record, enc.state);
-        s.addMessage(message);
+        if (message) s.addMessage(message);
+        if (change?.kind === "applied") s.updateMessage(change.message);
         s.addOutbox({
-          messageId: message.messageId,
+          messageId,
           conversationId: conv.id,
           request: request.bytes,
           createdAt: now,
           attempts: 0,
+          content,
         });
       });
       enc.consumed.forEach((c) => zeroize(c));
-      return { message, request };
+      return {
+        messageId,
+        request,
+        ...(message ? { message } : {}),
+        ...(change?.kind === "applied" ? { changed: change.message } : {}),
+      };
     });
   }
 
@@ -634,17 +682,23 @@ export class Groups {
       const consumed: Uint8Array[] = [];
       for (const q of this.#staleQueued()) {
         if (held.has(q.conversationId)) continue;
-        const m = s.getMessage(q.messageId);
-        if (!m || m.direction !== "out") continue; // no text to encrypt again: as it was
+        // the Content as composed; an entry of an older build has its text in the row
+        let content = q.content;
+        if (!content) {
+          const m = s.getMessage(q.messageId);
+          if (!m || m.direction !== "out") continue; // nothing to encrypt again: as it was
+          content = encodeContent({
+            messageId: q.request.messageId,
+            sentAtMs: m.sentAt,
+            body: { kind: "text", text: m.body },
+          });
+        }
         const g = states.get(q.channelId) ?? q;
         if (g.state.pendingProposals > 0 || g.state.hasPendingCommit) {
           held.add(q.conversationId); // never sent in an epoch the group has left
           continue;
         }
-        const enc = await encryptMessage(
-          g.state,
-          encodeContent({ messageId: q.request.messageId, sentAtMs: m.sentAt, text: m.body }),
-        );
+        const enc = await encryptMessage(g.state, content);
         const request = encodeRequestOnce({
           ...q.request,
           payload: enc.outbound,
@@ -679,6 +733,8 @@ export class Groups {
     conversationId: string;
     channelId: string;
     request: Extract<Request, { kind: "enqueue" }>;
+    /** The Content bytes to encrypt again (absent: an older build's text entry). */
+    content?: Uint8Array;
     record: GroupMeta;
     state: MlsGroupState;
   }[] {
@@ -708,6 +764,7 @@ export class Groups {
         conversationId: e.conversationId,
         channelId,
         request,
+        ...(e.content ? { content: e.content } : {}),
         ...g,
       });
     }

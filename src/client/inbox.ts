@@ -57,7 +57,8 @@ import {
 } from "./_group_state.ts";
 import type { Consent } from "./consent.ts";
 import type { Contacts } from "./contacts.ts";
-import { decodeContent } from "./content.ts";
+import { decodeContent, type DecodedContent } from "./content.ts";
+import { applyChange, type ChangeResult } from "./changes.ts";
 import { upsertChannel } from "./conversations.ts";
 import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
@@ -76,6 +77,7 @@ export class Inbox {
   /** DM requests that got messages since the last {@link reportRequests}. */
   #requestsGrown = new Set<string>();
   #onRestored: (backupTakenAt: number) => void;
+  #ignored = 0;
 
   constructor(
     ctx: ClientContext,
@@ -189,24 +191,7 @@ export class Inbox {
             done();
           });
         }
-        const message: StoredMessage = {
-          conversationId: conv.id,
-          messageId: content.messageId || uuidToString(m.messageId),
-          sender: r.sender.username,
-          body: content.text,
-          sentAt: content.sentAtMs || m.sentAtMs,
-          receivedAt: this.#ctx.now(),
-          direction: "in",
-          status: "delivered",
-        };
-        let fresh = false;
-        s.transaction(() => {
-          saveGroup(this.#ctx, record, r.state);
-          fresh = s.addMessage(message);
-          done();
-        });
-        if (fresh) this.#show(conv, { kind: "message", conversation: conv, message });
-        return;
+        return this.#content(conv, record, r.state, m, content, r.sender.username, done);
       }
       case "commit": {
         try {
@@ -337,6 +322,83 @@ export class Inbox {
     if (r.kind === "removed" && conv && conv.requestFrom === undefined) {
       this.#ctx.emit({ kind: "left", conversation: conv, by: r.committer.username });
     }
+  }
+
+  /**
+   * Decrypted content from `author` (the MLS sender): one case per body kind. The group's
+   * new state is saved in the same transaction as what the content changes.
+   */
+  #content(
+    conv: Conversation,
+    record: GroupMeta,
+    state: MlsGroupState,
+    m: DeliveredMessage,
+    content: DecodedContent,
+    author: string,
+    done: () => void,
+  ): void {
+    const s = this.#ctx.state;
+    const body = content.body;
+    const sentAt = content.sentAtMs || m.sentAtMs;
+    switch (body.kind) {
+      case "text": {
+        const message: StoredMessage = {
+          conversationId: conv.id,
+          messageId: content.messageId || uuidToString(m.messageId),
+          sender: author,
+          body: body.text,
+          sentAt,
+          receivedAt: this.#ctx.now(),
+          direction: "in",
+          status: "delivered",
+          ...(body.replyTo ? { replyTo: body.replyTo } : {}),
+        };
+        let fresh = false;
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, state);
+          fresh = s.addMessage(message);
+          done();
+        });
+        if (fresh) this.#show(conv, { kind: "message", conversation: conv, message });
+        return;
+      }
+      case "reaction":
+      case "edit":
+      case "deletion": {
+        let r!: ChangeResult;
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, state);
+          r = applyChange(s, conv, author, body, sentAt);
+          done();
+        });
+        if (r.kind === "refused") {
+          this.#ignored++;
+          this.#ctx.emit({
+            kind: "warning",
+            text: `Ignored ${
+              body.kind === "edit" ? "an edit" : "a deletion"
+            } from ${author} in ${conv.name}: ${r.why}`,
+          });
+        } else if (r.kind === "unknown") {
+          this.#ignored++; // a change of a message this device has not got: dropped
+        } else if (r.kind === "applied" && conv.requestFrom === undefined) {
+          this.#ctx.emit({
+            kind: "changed",
+            conversation: conv,
+            message: r.message,
+            change: body.kind,
+            by: author,
+            ...(body.kind === "reaction" ? { emoji: body.emoji } : {}),
+          });
+        }
+        return;
+      }
+    }
+  }
+
+  /** Changes ignored so far: refused (not their message) or of an unknown message. */
+  get ignoredChanges(): number {
+    return this.#ignored;
   }
 
   #unreadable(

@@ -9,6 +9,8 @@ export {
   clientStatePaths,
   ClientStore as LocalStore,
   type Conversation,
+  type LocalState,
+  type MessageReaction,
   type OutboxEntry,
   STATE_OPEN_FAILED_MESSAGE,
   type StoredMessage,

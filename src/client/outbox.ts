@@ -28,6 +28,15 @@ import type { Session } from "./session.ts";
 import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
 import type { LocalState } from "../store/client/mod.ts";
 
+/** Options of {@link Outbox.deliver}. */
+export interface DeliverOptions {
+  /**
+   * The request is content of ours (of any kind, composed by `Groups.compose`): kept once
+   * sent, to send again after a server restore. Without it: when its history row is ours.
+   */
+  content?: boolean;
+}
+
 /** Why a message queued by a member the conversation has since removed was not sent. */
 export const REMOVED_FAILURE = "you were removed";
 
@@ -131,14 +140,19 @@ export class Outbox {
    * Send one queued request. A dropped connection is retried; an unreachable server
    * leaves it queued (false); a refusal removes it and throws (retrying cannot succeed).
    */
-  async deliver(messageId: string, request: EncodedRequest): Promise<boolean> {
-    return (await this.#deliver(messageId, request)) !== false;
+  async deliver(
+    messageId: string,
+    request: EncodedRequest,
+    opts: DeliverOptions = {},
+  ): Promise<boolean> {
+    return (await this.#deliver(messageId, request, opts)) !== false;
   }
 
   /** {@link deliver}, saying whether the server had the message already. */
   async #deliver(
     messageId: string,
     request: EncodedRequest,
+    opts: DeliverOptions,
   ): Promise<"stored" | "duplicate" | false> {
     const state = this.#ctx.state;
     this.#refusal = undefined;
@@ -157,7 +171,7 @@ export class Outbox {
         const now = this.#ctx.now();
         state.transaction(() => {
           // a message of ours (not a leave proposal) is kept to resend after a restore
-          if (state.getMessage(messageId)?.direction === "out") {
+          if (opts.content || state.getMessage(messageId)?.direction === "out") {
             state.keepSent(messageId, now, this.#keep);
           } else state.removeOutbox(messageId);
           state.setMessageStatus(messageId, "sent");
@@ -213,7 +227,9 @@ export class Outbox {
       if (held.has(e.conversationId)) continue;
       let ok: "stored" | "duplicate" | false;
       try {
-        ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request));
+        ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request), {
+          content: e.content !== undefined,
+        });
       } catch (err) {
         if (err instanceof TransportError || !(err instanceof QpqError)) throw err;
         if (e.resend && this.#restore) {

@@ -18,7 +18,12 @@
  */
 import * as $ from "capnp-es";
 import * as gen from "./_gen/qpq.ts";
-import { MAX_MESSAGE_BYTES, MAX_NESTING_DEPTH } from "../limits.ts";
+import {
+  MAX_MESSAGE_BYTES,
+  MAX_NESTING_DEPTH,
+  MAX_REACTION_BYTES,
+  MAX_REACTION_GRAPHEMES,
+} from "../limits.ts";
 import { QpqError, UsageError, ValidationError } from "../errors.ts";
 import { checkSegmentTable, validateMessage } from "./_validate.ts";
 
@@ -28,8 +33,21 @@ export const CONTENT_VERSION = 1;
 /** Length of a message id: a UUIDv7 (bytes). */
 export const CONTENT_MESSAGE_ID_BYTES = 16;
 
-/** The body of a message: one member of the schema's `Content.body` union. */
-export type ContentBody = { kind: "text"; text: string };
+/**
+ * The body of a message: one member of the schema's `Content.body` union. `target` is the
+ * 16-byte id of a message of the same conversation.
+ */
+export type ContentBody =
+  | { kind: "text"; text: string }
+  /** One member's reaction (replaces their earlier one); `emoji` "" withdraws it. */
+  | { kind: "reaction"; target: Uint8Array; emoji: string }
+  /** The author's new text of `target`. */
+  | { kind: "edit"; target: Uint8Array; text: string }
+  /** The author deletes `target` for everyone. */
+  | { kind: "deletion"; target: Uint8Array };
+
+/** Every body kind this build writes and reads. */
+export type ContentKind = ContentBody["kind"];
 
 /** The plaintext of one application message. */
 export interface MessageContent {
@@ -41,6 +59,8 @@ export interface MessageContent {
   sentAtMs: number;
   /** What the message says. */
   body: ContentBody;
+  /** A text's answer to this message id (16 bytes); absent or empty = none. */
+  replyTo?: Uint8Array;
 }
 
 const WHAT = "message content";
@@ -72,15 +92,18 @@ export function encodeContent(c: MessageContent): Uint8Array {
   if (!Number.isSafeInteger(c.sentAtMs) || c.sentAtMs < 0) {
     throw new UsageError("Message time must be a non-negative integer");
   }
-  if (c.body?.kind !== "text" || typeof c.body.text !== "string") {
-    throw new UsageError("Message content body must be text");
+  if (c.replyTo !== undefined && c.replyTo.length !== 0) {
+    checkId(c.replyTo, "Replied-to message id", UsageError);
   }
   const msg = new $.Message();
   const root = msg.initRoot(gen.Content);
   root.version = c.version;
   root._initMessageId(c.messageId.length).copyBuffer(c.messageId);
   root.sentAtMs = BigInt(c.sentAtMs);
-  root.body.text = c.body.text;
+  writeBody(root.body, c.body);
+  if (c.replyTo !== undefined && c.replyTo.length > 0) {
+    root._initReplyTo(c.replyTo.length).copyBuffer(c.replyTo);
+  }
   const out = new Uint8Array(msg.toArrayBuffer());
   if (out.length > MAX_MESSAGE_BYTES) {
     throw new UsageError(`Message is too large: at most ${MAX_MESSAGE_BYTES} bytes`, {
@@ -123,15 +146,116 @@ export function decodeContent(bytes: Uint8Array): MessageContent {
     if (sentAt > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new ValidationError(`Malformed ${WHAT}: time out of range`);
     }
-    const body: Dyn = root.body;
-    if (body.which() !== gen.Content_Body_Which.TEXT) throw unsupported();
+    const replyTo = (root.replyTo as $.Data).toUint8Array().slice();
+    if (replyTo.length !== 0) checkId(replyTo, `Malformed ${WHAT}: replied-to message id`);
     return {
       version,
       messageId,
       sentAtMs: Number(sentAt),
-      body: { kind: "text", text: body.text as string },
+      body: readBody(root.body),
+      ...(replyTo.length > 0 ? { replyTo } : {}),
     };
   });
+}
+
+// ---------------------------------------------------------------- one place per body kind
+
+/** Write `body` into the union (a new kind: one case here and one in {@link readBody}). */
+function writeBody(u: Dyn, body: ContentBody): void {
+  switch (body?.kind) {
+    case "text":
+      if (typeof body.text !== "string") break;
+      u.text = body.text;
+      return;
+    case "reaction": {
+      checkId(body.target, "Reacted-to message id", UsageError);
+      checkReaction(body.emoji, UsageError);
+      const r = u._initReaction();
+      r._initTarget(16).copyBuffer(body.target);
+      r.emoji = body.emoji;
+      return;
+    }
+    case "edit": {
+      checkId(body.target, "Edited message id", UsageError);
+      if (typeof body.text !== "string") break;
+      const e = u._initEdit();
+      e._initTarget(16).copyBuffer(body.target);
+      e.text = body.text;
+      return;
+    }
+    case "deletion": {
+      checkId(body.target, "Deleted message id", UsageError);
+      u._initDeletion()._initTarget(16).copyBuffer(body.target);
+      return;
+    }
+  }
+  throw new UsageError("Message content body is not a known kind");
+}
+
+/** Read the union (untrusted). An unknown member is "upgrade qpq". */
+function readBody(u: Dyn): ContentBody {
+  switch (u.which()) {
+    case gen.Content_Body_Which.TEXT:
+      return { kind: "text", text: u.text as string };
+    case gen.Content_Body_Which.REACTION: {
+      const r = u.reaction;
+      const target = targetOf(r, "reaction");
+      const emoji = r.emoji as string;
+      checkReaction(emoji, ValidationError);
+      return { kind: "reaction", target, emoji };
+    }
+    case gen.Content_Body_Which.EDIT: {
+      const e = u.edit;
+      return { kind: "edit", target: targetOf(e, "edit"), text: e.text as string };
+    }
+    case gen.Content_Body_Which.DELETION:
+      return { kind: "deletion", target: targetOf(u.deletion, "deletion") };
+    default:
+      throw unsupported();
+  }
+}
+
+function targetOf(s: Dyn, what: string): Uint8Array {
+  const t = (s.target as $.Data).toUint8Array().slice();
+  checkId(t, `Malformed ${WHAT}: ${what} target`);
+  return t;
+}
+
+function checkId(
+  id: Uint8Array,
+  what: string,
+  E: typeof UsageError | typeof ValidationError = ValidationError,
+): void {
+  if (!(id instanceof Uint8Array) || id.length !== CONTENT_MESSAGE_ID_BYTES) {
+    throw new E(`${what} must be ${CONTENT_MESSAGE_ID_BYTES} bytes`);
+  }
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/**
+ * A reaction: "" (withdrawn) or 1 to {@link MAX_REACTION_GRAPHEMES} graphemes of at most
+ * {@link MAX_REACTION_BYTES} bytes, no whitespace or control characters.
+ */
+export function checkReaction(
+  emoji: string,
+  E: typeof UsageError | typeof ValidationError = UsageError,
+): void {
+  if (typeof emoji !== "string") throw new E("A reaction must be text");
+  if (emoji === "") return;
+  if (new TextEncoder().encode(emoji).length > MAX_REACTION_BYTES) {
+    throw new E(`A reaction is at most ${MAX_REACTION_BYTES} bytes`);
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\s\u0000-\u001f\u007f-\u009f]/u.test(emoji)) {
+    throw new E("A reaction has no spaces or control characters");
+  }
+  let n = 0;
+  for (const _ of graphemes.segment(emoji)) {
+    if (++n > MAX_REACTION_GRAPHEMES) {
+      throw new E(`A reaction is at most ${MAX_REACTION_GRAPHEMES} characters`);
+    }
+  }
 }
 
 function guard<T>(fn: () => T): T {

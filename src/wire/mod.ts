@@ -15,9 +15,11 @@ export {
 } from "./codec.ts";
 export { FrameReader, type FrameReaderOptions, lengthPrefixed } from "./framing.ts";
 export {
+  checkReaction,
   CONTENT_MESSAGE_ID_BYTES,
   CONTENT_VERSION,
   type ContentBody,
+  type ContentKind,
   decodeContent,
   encodeContent,
   type MessageContent,

@@ -202,14 +202,14 @@ export async function withCliUsers(
   }
 }
 
-/** A history line's local time prefix (`14:05 `). */
-const TIME_PREFIX = /^([01][0-9]|2[0-3]):[0-5][0-9] /;
+/** A history line's local time prefix and the message's number (`14:05 [3] `). */
+const TIME_PREFIX = /^([01][0-9]|2[0-3]):[0-5][0-9] (\[[0-9]+\] )?/;
 /** The line history prints where a new local day begins. */
 const DAY_LINE = /^── (Sun|Mon|Tue|Wed|Thu|Fri|Sat) [0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} ──$/;
 
 /**
- * History lines without their day lines and time prefixes (`14:05 [alice] hi` → `[alice]
- * hi`); throws when a line has neither form, so the times cannot silently go missing.
+ * History lines without their day lines, time prefixes and numbers (`14:05 [1] [alice] hi` →
+ * `[alice] hi`); throws when a line has neither form, so the times cannot silently go missing.
  */
 export function untimed(lines: string[]): string[] {
   return lines.flatMap((l) => {

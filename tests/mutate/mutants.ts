@@ -70,8 +70,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-mls-sender",
     file: "src/client/inbox.ts",
-    find: "          sender: r.sender.username,",
-    replace: "          sender: m.sender,",
+    find: "return this.#content(conv, record, r.state, m, content, r.sender.username, done);",
+    replace: "return this.#content(conv, record, r.state, m, content, m.sender, done);",
     why: "the sender shown is the one MLS authenticates, not the server's claim",
     tests: [LYING],
     quick: true,
@@ -134,12 +134,50 @@ export const MUTANTS: Mutant[] = [
     id: "client-receive-stored-before-ack",
     file: "src/client/inbox.ts",
     find:
-      "          saveGroup(this.#ctx, record, r.state);\n          fresh = s.addMessage(message);",
+      "          saveGroup(this.#ctx, record, state);\n          fresh = s.addMessage(message);",
     replace: "          fresh = s.addMessage(message);",
     why:
       "a received message's new state (its key used up) is stored with the message and the cursor, before the ack",
     tests: ["tests/group_states_test.ts"],
     quick: true,
+  },
+  // ---- issue 21 part 2: replies, reactions, edits, deletes
+  {
+    id: "client-change-author",
+    file: "src/client/changes.ts",
+    find: `if (change.kind !== "reaction" && author !== target.sender) {`,
+    replace: "if (false) {",
+    why:
+      "a member edits or deletes only their own messages: receivers check the MLS sender is the author",
+    tests: ["tests/client_changes_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-change-same-conversation",
+    file: "src/client/changes.ts",
+    find: "target.conversationId !== conv.id || ",
+    replace: "",
+    why: "a change applies only to a message of the conversation it was sent in",
+    tests: ["tests/client_changes_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-change-later-wins",
+    file: "src/client/changes.ts",
+    find: "if (i >= 0 && reactions[i]!.at >= at) return",
+    replace: "if (i < -1 && reactions[i]!.at >= at) return",
+    why: "an older reaction delivered late (a resend after a restore) does not undo a newer one",
+    tests: ["tests/client_changes_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-queued-content-reencrypted",
+    file: "src/client/groups.ts",
+    find: "let content = q.content;",
+    replace: "let content = undefined as Uint8Array | undefined;",
+    why:
+      "a queued reaction, edit or deletion is encrypted again in the group's current epoch, like a text",
+    tests: ["tests/cli_content_test.ts"],
   },
   // ---- MLS layer
   {
@@ -723,9 +761,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-behind-no-catch-up",
     file: "src/client/client.ts",
-    find:
-      "online && !(await this.#outbox.deliver(message.messageId, request)) && this.#outbox.behind",
-    replace: "online && !(await this.#outbox.deliver(message.messageId, request)) && false",
+    find: "{ content: true })) &&\n      this.#outbox.behind",
+    replace: "{ content: true })) &&\n      false",
     why: "a send the server refused as behind (epoch_conflict) catches up and goes out at once",
     tests: ["tests/client_queued_epoch_test.ts"],
     quick: true,

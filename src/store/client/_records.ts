@@ -11,6 +11,7 @@ import { StorageError, UsageError } from "../../errors.ts";
 import {
   MAX_CLIENT_ID_BYTES,
   MAX_CLIENT_REASON_BYTES,
+  MAX_REACTIONS_PER_MESSAGE,
   MAX_REMEMBERED_COMMITS,
 } from "../../limits.ts";
 import type { MetaFields } from "./_client_state_file.ts";
@@ -173,6 +174,21 @@ export function checkMessage(m: StoredMessage): void {
   if (m.unreadable !== undefined && typeof m.unreadable !== "boolean") {
     throw new UsageError("Invalid unreadable flag: expected a boolean");
   }
+  if (m.replyTo !== undefined) checkId("replied-to message id", m.replyTo);
+  if (m.editedAt !== undefined) checkTime("edit time", m.editedAt);
+  if (m.deleted !== undefined && typeof m.deleted !== "boolean") {
+    throw new UsageError("Invalid deleted flag: expected a boolean");
+  }
+  if (m.reactions !== undefined) {
+    if (!Array.isArray(m.reactions) || m.reactions.length > MAX_REACTIONS_PER_MESSAGE) {
+      throw new UsageError("Invalid reactions");
+    }
+    for (const r of m.reactions) {
+      checkId("reacting member", r.user);
+      if (typeof r.emoji !== "string") throw new UsageError("Invalid reaction: expected text");
+      checkTime("reaction time", r.at);
+    }
+  }
 }
 
 /** An outbox entry. */
@@ -188,6 +204,7 @@ export function checkOutbox(e: OutboxEntry): void {
   if (e.resend !== undefined && typeof e.resend !== "boolean") {
     throw new UsageError("Invalid resend flag: expected a boolean");
   }
+  if (e.content !== undefined) checkBytes("content", e.content);
 }
 
 /** A group record. */

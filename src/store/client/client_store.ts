@@ -1081,6 +1081,35 @@ export class ClientStore implements LocalState {
     });
   }
 
+  /** A message's 1-based position in its conversation's history; undefined when unknown. */
+  messageIndex(messageId: string): number | undefined {
+    return this.#read(() => {
+      const idH = this.#keys.lookup("message", utf8(messageId));
+      const r = this.#get("SELECT conv_h, seq FROM messages WHERE id_h = ?", idH);
+      if (r === undefined) return undefined;
+      const n = this.#get(
+        "SELECT count(*) AS n FROM messages WHERE conv_h = ? AND seq <= ?",
+        r.conv_h as Uint8Array,
+        r.seq as number,
+      );
+      return Number(n?.n ?? 0);
+    });
+  }
+
+  /** The message at 1-based position `index` of a conversation's history, or undefined. */
+  messageAt(conversationId: string, index: number): StoredMessage | undefined {
+    if (!Number.isSafeInteger(index) || index < 1) return undefined;
+    return this.#read(() => {
+      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const r = this.#get(
+        "SELECT id_h, data FROM messages WHERE conv_h = ? ORDER BY seq LIMIT 1 OFFSET ?",
+        convH,
+        index - 1,
+      );
+      return r === undefined ? undefined : this.#message(r.data, r.id_h as Uint8Array, convH);
+    });
+  }
+
   /** Mark every message of a conversation stored so far as read. */
   markRead(conversationId: string): void {
     this.#write(() => {
@@ -1107,6 +1136,27 @@ export class ClientStore implements LocalState {
         cap + 1,
       );
       return Number(r?.n ?? 0);
+    });
+  }
+
+  /** Replace a stored message's content (same id, same conversation); false when unknown. */
+  updateMessage(m: StoredMessage): boolean {
+    checkMessage(m);
+    return this.#write(() => {
+      const idH = this.#keys.lookup("message", utf8(m.messageId));
+      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
+      if (r === undefined) return false;
+      const convH = r.conv_h as Uint8Array;
+      const old = this.#message(r.data, idH, convH);
+      if (old.conversationId !== m.conversationId) {
+        throw new UsageError("A message cannot move to another conversation");
+      }
+      this.#run(
+        "UPDATE messages SET data = ? WHERE id_h = ?",
+        this.#keys.seal("message", encodeMessage(m), idH, convH),
+        idH,
+      );
+      return true;
     });
   }
 
@@ -1445,6 +1495,20 @@ export class ClientStore implements LocalState {
       if (typeof v.unreadable !== "boolean") throw damagedRecord();
       m.unreadable = v.unreadable;
     }
+    if (v.replyTo !== undefined) m.replyTo = str(v.replyTo);
+    if (v.editedAt !== undefined) m.editedAt = num(v.editedAt);
+    if (v.deleted !== undefined) {
+      if (typeof v.deleted !== "boolean") throw damagedRecord();
+      m.deleted = v.deleted;
+    }
+    if (v.reactions !== undefined) {
+      if (!Array.isArray(v.reactions)) throw damagedRecord();
+      m.reactions = v.reactions.map((r: Record<string, unknown>) => ({
+        user: str(r?.user),
+        emoji: str(r?.emoji),
+        at: num(r?.at),
+      }));
+    }
     return m;
   }
 
@@ -1458,6 +1522,7 @@ export class ClientStore implements LocalState {
       attempts: num(v.attempts),
       ...(v.sentAt !== undefined ? { sentAt: num(v.sentAt) } : {}),
       ...(v.resend === true ? { resend: true } : {}),
+      ...(v.content !== undefined ? { content: fromBase64(str(v.content)) } : {}),
     };
   }
 }
@@ -1598,6 +1663,10 @@ function encodeMessage(m: StoredMessage): Uint8Array {
     status: m.status,
     failure: m.failure,
     unreadable: m.unreadable,
+    replyTo: m.replyTo,
+    editedAt: m.editedAt,
+    deleted: m.deleted,
+    reactions: m.reactions?.map((r) => ({ user: r.user, emoji: r.emoji, at: r.at })),
   }));
 }
 
@@ -1610,6 +1679,7 @@ function encodeOutbox(e: OutboxEntry): Uint8Array {
     attempts: e.attempts,
     ...(e.sentAt !== undefined ? { sentAt: e.sentAt } : {}),
     ...(e.resend ? { resend: true } : {}),
+    ...(e.content !== undefined ? { content: toBase64(e.content) } : {}),
   }));
 }
 

@@ -143,6 +143,28 @@ export interface StoredMessage {
    * returned as given).
    */
   unreadable?: boolean;
+  /** The id of the message this one answers (a reply). */
+  replyTo?: string;
+  /** When its author last edited it (the edit's send time, their clock); absent = never. */
+  editedAt?: number;
+  /** Deleted for everyone by its author: `body` is empty. */
+  deleted?: boolean;
+  /**
+   * Members' reactions, one per member (an `emoji` of "" is a withdrawn one, kept for its
+   * time so an older reaction arriving later does not come back); at most
+   * MAX_REACTIONS_PER_MESSAGE.
+   */
+  reactions?: MessageReaction[];
+}
+
+/** One member's reaction to a stored message. */
+export interface MessageReaction {
+  /** Who reacted. */
+  user: string;
+  /** The reaction ("" = withdrawn). */
+  emoji: string;
+  /** When they sent it (their clock): a newer one replaces it. */
+  at: number;
 }
 
 /** A request waiting to be (re)sent to the server. */
@@ -164,6 +186,12 @@ export interface OutboxEntry {
   sentAt?: number;
   /** Queued again after a server restore (see {@link LocalState.requeueSent}). */
   resend?: boolean;
+  /**
+   * The plaintext `Content` bytes of an application message (any kind): what is encrypted
+   * again, under the same id, when the group left the epoch of `request`. Absent for other
+   * requests and for entries queued by older builds (their text is the message row's).
+   */
+  content?: Uint8Array;
 }
 
 /** One conversation's MLS group as this device holds it. */
@@ -372,8 +400,20 @@ export interface LocalState {
   hasMessage(messageId: string): boolean;
   /** The stored message with this id, or undefined. */
   getMessage(messageId: string): StoredMessage | undefined;
+  /**
+   * A message's position in its conversation's local history: 1 for the first stored,
+   * counting every stored message (deleted ones keep their place); undefined when unknown.
+   */
+  messageIndex(messageId: string): number | undefined;
+  /** The message at {@link messageIndex} `index` of a conversation, or undefined. */
+  messageAt(conversationId: string, index: number): StoredMessage | undefined;
   /** The newest `count` messages of a conversation, oldest first (local order). */
   history(conversationId: string, count: number): StoredMessage[];
+  /**
+   * Replace a stored message's content (an edit, a deletion, a reaction): the record with
+   * its id gets `m` (its conversation unchanged); false when no such message.
+   */
+  updateMessage(m: StoredMessage): boolean;
   /** Set the status of a stored message (and why it failed); false when unknown. */
   setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean;
   /** Mark every message of a conversation stored so far as read. */

@@ -29,6 +29,7 @@ export type {
   KeyPackageRecord,
   LocalState,
   MessageDirection,
+  MessageReaction,
   MessageStatus,
   OutboxEntry,
   StoredMessage,

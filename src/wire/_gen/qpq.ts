@@ -2958,16 +2958,34 @@ export const Content_Body_Which = {
 * a union needs two members; never sent, refused on read
 *
 */
-    RESERVED: 1
+    RESERVED: 1,
+    /**
+* a member's reaction to a message (appended)
+*
+*/
+    REACTION: 2,
+    /**
+* the author's new text of a message (appended)
+*
+*/
+    EDIT: 3,
+    /**
+* the author deletes a message for everyone (appended)
+*
+*/
+    DELETION: 4
 } as const;
 export type Content_Body_Which = (typeof Content_Body_Which)[keyof typeof Content_Body_Which];
 export class Content_Body extends $.Struct {
     static readonly TEXT = Content_Body_Which.TEXT;
     static readonly RESERVED = Content_Body_Which.RESERVED;
+    static readonly REACTION = Content_Body_Which.REACTION;
+    static readonly EDIT = Content_Body_Which.EDIT;
+    static readonly DELETION = Content_Body_Which.DELETION;
     static readonly _capnp = {
         displayName: "body",
         id: "f84a3d386b6772f2",
-        size: new $.ObjectSize(16, 2),
+        size: new $.ObjectSize(16, 3),
     };
     get text(): string {
         $.utils.testWhich("text", $.utils.getUint16(2, this), 0, this);
@@ -2986,6 +3004,93 @@ export class Content_Body extends $.Struct {
     set reserved(_: true) {
         $.utils.setUint16(2, 1, this);
     }
+    _adoptReaction(value: $.Orphan<Reaction>): void {
+        $.utils.setUint16(2, 2, this);
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownReaction(): $.Orphan<Reaction> {
+        return $.utils.disown(this.reaction);
+    }
+    /**
+* a member's reaction to a message (appended)
+*
+*/
+    get reaction(): Reaction {
+        $.utils.testWhich("reaction", $.utils.getUint16(2, this), 2, this);
+        return $.utils.getStruct(1, Reaction, this);
+    }
+    _hasReaction(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initReaction(): Reaction {
+        $.utils.setUint16(2, 2, this);
+        return $.utils.initStructAt(1, Reaction, this);
+    }
+    get _isReaction(): boolean {
+        return $.utils.getUint16(2, this) === 2;
+    }
+    set reaction(value: Reaction) {
+        $.utils.setUint16(2, 2, this);
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    _adoptEdit(value: $.Orphan<Edit>): void {
+        $.utils.setUint16(2, 3, this);
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownEdit(): $.Orphan<Edit> {
+        return $.utils.disown(this.edit);
+    }
+    /**
+* the author's new text of a message (appended)
+*
+*/
+    get edit(): Edit {
+        $.utils.testWhich("edit", $.utils.getUint16(2, this), 3, this);
+        return $.utils.getStruct(1, Edit, this);
+    }
+    _hasEdit(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initEdit(): Edit {
+        $.utils.setUint16(2, 3, this);
+        return $.utils.initStructAt(1, Edit, this);
+    }
+    get _isEdit(): boolean {
+        return $.utils.getUint16(2, this) === 3;
+    }
+    set edit(value: Edit) {
+        $.utils.setUint16(2, 3, this);
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    _adoptDeletion(value: $.Orphan<Deletion>): void {
+        $.utils.setUint16(2, 4, this);
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownDeletion(): $.Orphan<Deletion> {
+        return $.utils.disown(this.deletion);
+    }
+    /**
+* the author deletes a message for everyone (appended)
+*
+*/
+    get deletion(): Deletion {
+        $.utils.testWhich("deletion", $.utils.getUint16(2, this), 4, this);
+        return $.utils.getStruct(1, Deletion, this);
+    }
+    _hasDeletion(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initDeletion(): Deletion {
+        $.utils.setUint16(2, 4, this);
+        return $.utils.initStructAt(1, Deletion, this);
+    }
+    get _isDeletion(): boolean {
+        return $.utils.getUint16(2, this) === 4;
+    }
+    set deletion(value: Deletion) {
+        $.utils.setUint16(2, 4, this);
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
     toString(): string { return "Content_Body_" + super.toString(); }
     which(): Content_Body_Which {
         return $.utils.getUint16(2, this) as Content_Body_Which;
@@ -2995,7 +3100,7 @@ export class Content extends $.Struct {
     static readonly _capnp = {
         displayName: "Content",
         id: "dfb6280619d906c7",
-        size: new $.ObjectSize(16, 2),
+        size: new $.ObjectSize(16, 3),
     };
     /**
 * 1
@@ -3044,6 +3149,28 @@ export class Content extends $.Struct {
     }
     _initBody(): Content_Body {
         return $.utils.getAs(Content_Body, this);
+    }
+    _adoptReplyTo(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(2, this));
+    }
+    _disownReplyTo(): $.Orphan<$.Data> {
+        return $.utils.disown(this.replyTo);
+    }
+    /**
+* text: the message id (16 bytes) it answers; empty = none
+*
+*/
+    get replyTo(): $.Data {
+        return $.utils.getData(2, this);
+    }
+    _hasReplyTo(): boolean {
+        return !$.utils.isNull($.utils.getPointer(2, this));
+    }
+    _initReplyTo(length: number): $.Data {
+        return $.utils.initData(2, length, this);
+    }
+    set replyTo(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(2, this));
     }
     toString(): string { return "Content_" + super.toString(); }
 }
@@ -3342,6 +3469,112 @@ export class InvitationAnswer extends $.Struct {
         $.utils.setBit(0, value, this);
     }
     toString(): string { return "InvitationAnswer_" + super.toString(); }
+}
+export class Reaction extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Reaction",
+        id: "981a1a5d1fbed7e7",
+        size: new $.ObjectSize(0, 2),
+    };
+    _adoptTarget(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownTarget(): $.Orphan<$.Data> {
+        return $.utils.disown(this.target);
+    }
+    /**
+* message id (16 bytes)
+*
+*/
+    get target(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasTarget(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initTarget(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set target(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* at most MAX_REACTION_GRAPHEMES graphemes and MAX_REACTION_BYTES
+*
+*/
+    get emoji(): string {
+        return $.utils.getText(1, this);
+    }
+    set emoji(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    toString(): string { return "Reaction_" + super.toString(); }
+}
+export class Edit extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Edit",
+        id: "bc2f926b3666c0fe",
+        size: new $.ObjectSize(0, 2),
+    };
+    _adoptTarget(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownTarget(): $.Orphan<$.Data> {
+        return $.utils.disown(this.target);
+    }
+    /**
+* message id (16 bytes)
+*
+*/
+    get target(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasTarget(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initTarget(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set target(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    get text(): string {
+        return $.utils.getText(1, this);
+    }
+    set text(value: string) {
+        $.utils.setText(1, value, this);
+    }
+    toString(): string { return "Edit_" + super.toString(); }
+}
+export class Deletion extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Deletion",
+        id: "e36b5b3d0a808dfb",
+        size: new $.ObjectSize(0, 1),
+    };
+    _adoptTarget(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownTarget(): $.Orphan<$.Data> {
+        return $.utils.disown(this.target);
+    }
+    /**
+* message id (16 bytes)
+*
+*/
+    get target(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasTarget(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initTarget(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set target(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    toString(): string { return "Deletion_" + super.toString(); }
 }
 UploadKeyPackages._Packages = $.CompositeList(Blob);
 UploadKeyPackages._LastResorts = $.CompositeList(Blob);
