@@ -731,3 +731,35 @@ Deno.test("client: a DM whose adding commit's answer is lost keeps it pending an
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: the last member's leave takes it off the server's roster, and when every member asks to leave they all get out (sim seed 8)", async () => {
+  // one group per user on this server: a group the server still counts for us refuses the next
+  const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["ana", "ben"]) users.push(await user(ts, dir, n));
+    const [ana, ben] = users;
+    // alone in a group: leaving it frees the server's slot (before: deleted only locally)
+    await ana!.client.createGroup("solo");
+    assertEquals(await ana!.client.leave("#solo"), "left");
+    await ana!.client.createGroup("pair");
+    await ana!.client.invite("#pair", ["ben"]);
+    await ben!.client.sync();
+    // both ask to leave: nobody else is left to commit either leave (before: both waited forever)
+    assertEquals(await ana!.client.leave("#pair"), "asked");
+    assertEquals(await ben!.client.leave("#pair"), "asked");
+    await syncAll([ana!, ben!], 3);
+    for (const u of [ana!, ben!]) {
+      assertEquals(u.client.listConversations().map((c) => c.name), [], `${u.name} is out`);
+    }
+    // and the server agrees: each can be in a group again
+    await ana!.client.createGroup("again");
+    await ben!.client.createGroup("mine");
+    assertEquals([...ana!.warnings(), ...ben!.warnings()], []);
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -447,7 +447,7 @@ export class Groups {
     if (conv.kind !== "group") throw new UsageError("Leave works on groups");
     await this.#session.ensure();
     await this.#sync();
-    return await this.#ctx.exclusive(async (): Promise<LeaveOutcome> => {
+    const outcome = await this.#ctx.exclusive(async (): Promise<LeaveOutcome | "alone"> => {
       const record = this.#ctx.groups.meta(conv.channelId ?? "");
       if (record?.broken) {
         // nothing can be sent in a group we cannot read: just forget it locally
@@ -455,13 +455,58 @@ export class Groups {
         return "left";
       }
       const { record: open, state } = this.#open(conv);
-      if (listMembers(state).length === 1) {
-        this.#ctx.groups.delete(open.channelId); // nobody left to tell
-        return "left";
-      }
+      if (listMembers(state).length === 1) return "alone";
       await this.#proposeLeave(open, state);
       return "asked";
     });
+    if (outcome !== "alone") return outcome;
+    return await this.#leaveAlone(conv);
+  }
+
+  /**
+   * The last member leaves. Nobody is left to commit a leave proposal, but the server's
+   * roster must not keep us (it would list the group, route to it, count it): a
+   * self-update commit whose roster change takes us off it, then the group is forgotten
+   * here. If someone was added meanwhile, it is an ordinary leave.
+   */
+  async #leaveAlone(conv: Conversation): Promise<LeaveOutcome> {
+    const me = this.#ctx.username;
+    let alone = false;
+    await this.#commit(conv, async (state) => {
+      alone = listMembers(state).length === 1;
+      if (!alone) return undefined;
+      return { staged: await selfUpdate(state), roster: { remove: [me] } };
+    });
+    if (!alone) return await this.leave(conv);
+    await this.#ctx.exclusive(() => {
+      if (conv.channelId) this.#ctx.groups.delete(conv.channelId);
+      return Promise.resolve();
+    });
+    return "left";
+  }
+
+  /**
+   * We asked to leave and so did every other member: nobody would ever commit anyone's
+   * leave. Withdraw ours, commit theirs, then leave as the last member (a concurrent
+   * commit of another leaver that removes us instead grants our leave as well).
+   */
+  async #commitOthersLeaves(conv: Conversation): Promise<void> {
+    const channelId = conv.channelId ?? "";
+    await this.#ctx.exclusive(() => {
+      const now = this.#ctx.groups.meta(channelId);
+      if (now?.leavingEpoch === undefined) return Promise.resolve();
+      const { leavingEpoch: _, ...rest } = now;
+      this.#save(rest, withdrawOwnProposals(this.#ctx.groups.open(now)));
+      return Promise.resolve();
+    });
+    try {
+      await this.#commit(conv, async (state) => ({ staged: await selfUpdate(state), roster: {} }));
+    } catch (e) {
+      // removed by another leaver's commit first: our leave is granted, nothing to do
+      if (!this.#ctx.groups.meta(channelId)) return;
+      if (!(e instanceof QpqError)) throw e;
+    }
+    if (this.#ctx.groups.meta(channelId)) await this.leave(conv);
   }
 
   /**
@@ -483,7 +528,8 @@ export class Groups {
     });
     const s = this.#ctx.state;
     s.transaction(() => {
-      this.#save({ ...record, leaves: [] }, enc.state, { leavingEpoch: Number(state.epoch) });
+      // others' leaves stay recorded: if every member asks, one of us commits theirs
+      this.#save(record, enc.state, { leavingEpoch: Number(state.epoch) });
       s.addOutbox({
         messageId: uuidToString(id),
         conversationId: record.channelId,
@@ -948,6 +994,7 @@ export class Groups {
       const conv = s.getConversation(record.channelId);
       if (!conv) continue;
       if (record.leavingEpoch !== undefined) {
+        let everyoneLeaving = false;
         await this.#ctx.exclusive(async () => {
           const now = groups.meta(record.channelId);
           if (now?.leavingEpoch === undefined) return;
@@ -955,6 +1002,12 @@ export class Groups {
           // our proposal went stale (another commit came first): ask again in this epoch
           if (Number(st.epoch) > now.leavingEpoch && !st.hasPendingCommit) {
             await this.#proposeLeave(now, st);
+            return;
+          }
+          const me = this.#ctx.username;
+          const others = listMembers(st).map((m) => m.username).filter((u) => u !== me);
+          if (!st.hasPendingCommit && others.every((u) => now.leaves.includes(u))) {
+            everyoneLeaving = true;
           }
         }).catch((e) =>
           this.#ctx.emit({
@@ -962,6 +1015,14 @@ export class Groups {
             text: `Could not repeat the leave of ${conv.name}: ${reason(e)}`,
           })
         );
+        if (everyoneLeaving) {
+          await this.#commitOthersLeaves(conv).catch((e) =>
+            this.#ctx.emit({
+              kind: "warning",
+              text: `Could not complete the leave of ${conv.name}: ${reason(e)}`,
+            })
+          );
+        }
         continue;
       }
       if (record.broken) {

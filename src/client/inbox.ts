@@ -312,6 +312,13 @@ export class Inbox {
       if (r.kind === "removed") {
         groups.delete(record.channelId);
         failRemoved(s, record.channelId, "you left");
+      } else if (r.kind === "proposal") {
+        // another member asks to leave too: kept, so that if everyone asks, one of us
+        // commits the others' leaves (groups.ts maintain)
+        const leaves = r.proposal === "remove" && !record.leaves.includes(r.proposer.username)
+          ? [...record.leaves, r.proposer.username]
+          : record.leaves;
+        saveGroup(this.#ctx, record, r.state, { leaves });
       } else if (r.kind !== "stale" && r.kind !== "application") {
         saveGroup(this.#ctx, record, r.state);
       }
