@@ -1,6 +1,6 @@
 /**
  * Speak the control protocol (src/cli/_control.ts) by hand, as a same-user process that
- * does not know the password would: `deno run --allow-net --allow-read control_raw.ts
+ * does not know the password would: `deno run --allow-net --allow-read --allow-write control_raw.ts
  * SOCKET HELLO_JSON` reads the server's hello, sends HELLO_JSON (or, for `-`, nothing
  * and junk), and prints every frame it got as one JSON array. Run as its own process, since
  * the test runner's permissions do not reach Unix sockets.
