@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { visibleLines } from "./_terminal.ts";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
@@ -87,13 +88,30 @@ export function parseCommand<const O extends ParseArgsOptionsConfig>(
   return parsed as never;
 }
 
+/**
+ * Where a command's output goes: the process's stdout and stderr, or, for a command run on
+ * behalf of another process through the local control socket (src/cli/_control.ts), that
+ * process's connection. Set per command run with `OUTPUT.run(sink, …)`.
+ */
+export interface OutputSink {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** The output of the command running in this async context (none: stdout and stderr). */
+export const OUTPUT = new AsyncLocalStorage<OutputSink>();
+
 /** Write a line to stdout. */
 export function println(line = ""): void {
+  const sink = OUTPUT.getStore();
+  if (sink) return sink.out(visibleLines(line));
   Deno.stdout.writeSync(new TextEncoder().encode(visibleLines(line) + "\n"));
 }
 
 /** Write a line to stderr. */
 export function eprintln(line: string): void {
+  const sink = OUTPUT.getStore();
+  if (sink) return sink.err(visibleLines(line));
   Deno.stderr.writeSync(new TextEncoder().encode(visibleLines(line) + "\n"));
 }
 

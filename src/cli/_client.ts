@@ -12,6 +12,7 @@ import {
   CLIENT_OPTIONS,
   env,
   eprintln,
+  OUTPUT,
   parseCommand,
   println,
 } from "./_args.ts";
@@ -21,6 +22,8 @@ import {
   clientStatePaths,
   type Conversation,
   type LocalState,
+  LocalStore,
+  LockedError,
   STATE_OPEN_FAILED_MESSAGE,
   type StoredMessage,
 } from "../client/local.ts";
@@ -30,6 +33,15 @@ import { QUICK_CONNECT_MS } from "../limits.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { canonicalUsername } from "../names.ts";
 import type { ParseArgsOptionsConfig } from "node:util";
+import {
+  type ControlKey,
+  ControlServer,
+  controlSupported,
+  exclusive,
+  forward,
+  ForwardedExit,
+  SERVED,
+} from "./_control.ts";
 
 /** Values of the common client flags. */
 export interface ClientFlags {
@@ -152,6 +164,23 @@ export async function openClient(
       });
       break;
     } catch (e) {
+      if (e instanceof LockedError) {
+        // another qpq process has it open: run this command line there
+        const code = await forward(
+          statePath,
+          Deno.args,
+          () =>
+            LocalStore.unlockKeys(statePath, password, (text) => {
+              if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
+            }),
+        );
+        if (code !== undefined) throw new ForwardedExit(code);
+        throw new LockedError(
+          controlSupported()
+            ? `${e.message}, which does not serve other commands (quit it, or run this there)`
+            : `${e.message}: quit it, or run this there (no control socket on this system)`,
+        );
+      }
       const wrong = e instanceof QpqError && e.message === STATE_OPEN_FAILED_MESSAGE;
       if (!wrong || !prompted || attempt >= PASSWORD_TRIES) throw e;
       eprintln("Wrong password (or a damaged state file): try again");
@@ -175,16 +204,42 @@ export async function openClient(
     caCertPem,
     server,
     connectTimeoutMs: options.connectTimeoutMs,
-    onEvent: (e) => {
-      if (options.onEvent) options.onEvent(e);
-      else printEvent(e, flags.json ?? false, client.store);
-      // a message shown is a message read (a command that hides it leaves it unread)
-      if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);
-      shown.delete(e);
-    },
+    // shown by this process, even while it runs a command for another (the control socket)
+    onEvent: (e) =>
+      OUTPUT.exit(() => {
+        if (options.onEvent) options.onEvent(e);
+        else printEvent(e, flags.json ?? false, client.store);
+        // a message shown is a message read (a command that hides it leaves it unread)
+        if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);
+        shown.delete(e);
+      }),
   });
   if (store.created) CREATED.set(client, statePath);
+  CONTROL.set(client, { statePath, key: store });
   return client;
+}
+
+/** What {@link serveOthers} needs of a client {@link openClient} opened. */
+const CONTROL = new WeakMap<QpqClient, { statePath: string; key: ControlKey }>();
+
+/**
+ * Serve other qpq commands of this state through `client` (a REPL, a chat): they run on it
+ * one at a time, between this process's own commands ({@link exclusive}); see _control.ts.
+ * Undefined when it cannot (the reason is a warning line).
+ */
+export function serveOthers(client: QpqClient): ControlServer | undefined {
+  const c = CONTROL.get(client);
+  if (c === undefined) return undefined;
+  return ControlServer.start(
+    c.statePath,
+    c.key,
+    (args) =>
+      exclusive(client, async () => {
+        const { runMain, COMMANDS } = await import("./main.ts");
+        return SERVED.run(client, () => runMain(args, COMMANDS));
+      }),
+    (text) => eprintln(`qpq: warning: ${text}`),
+  );
 }
 
 /** The state path of clients whose state {@link openClient} created (not yet registered). */
@@ -603,6 +658,8 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
     }
     const values = p.values as ClientFlags & Record<string, unknown>;
     const json = values.json ?? false;
+    const served = SERVED.getStore();
+    if (served instanceof QpqClient) return await runServed(def, served, values, p.positionals);
     const client = await openClient(values, {
       create: def.create ?? false,
       onEvent: (e) => {
@@ -635,4 +692,34 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       await removeState(discard);
     }
   };
+}
+
+/**
+ * A client command run for another process on this process's open client (the control
+ * socket): the same steps as {@link clientCommand}, but the client stays open, and what
+ * arrives is shown by this process as usual.
+ */
+async function runServed<O extends ParseArgsOptionsConfig>(
+  def: ClientCommand<O>,
+  client: QpqClient,
+  values: ClientFlags & Record<string, unknown>,
+  positionals: string[],
+): Promise<number> {
+  const typed = values.username ?? env("QPQ_USERNAME");
+  if (typed !== undefined && parseUsername(typed) !== client.username) {
+    throw new UsageError(`This qpq process has ${client.username}'s state, not ${typed}'s`);
+  }
+  if (def.create) throw new UsageError(`qpq ${def.name} cannot run beside an open state`);
+  let online = true;
+  if (def.session ?? true) {
+    try {
+      await client.ensureSession();
+      await client.flushOutbox();
+    } catch (e) {
+      if (!(def.offline && e instanceof TransportError)) throw e;
+      online = false;
+      printEvent({ kind: "warning", text: offlineNote(e) }, values.json ?? false);
+    }
+  }
+  return await def.run(client, { values, positionals, online });
 }

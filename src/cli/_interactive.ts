@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { exclusive } from "./_control.ts";
 import { visible, visibleLines } from "./_terminal.ts";
 import * as readline from "node:readline";
 import process from "node:process";
@@ -211,7 +212,8 @@ export class Interactive {
         if (line.length > 0) {
           let quit = false;
           try {
-            quit = await this.#handle(line);
+            // one at a time with commands other processes run here (the control socket)
+            quit = await exclusive(this.#client, () => this.#handle(line));
           } catch (e) {
             const err = toQpqError(e);
             this.print(

@@ -3,8 +3,9 @@
  *
  * @module
  */
+import { exclusive } from "./_control.ts";
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, parseCommand, println } from "./_args.ts";
-import { type ClientFlags, formatMessage, openClient } from "./_client.ts";
+import { type ClientFlags, formatMessage, openClient, serveOthers } from "./_client.ts";
 import { Interactive } from "./_interactive.ts";
 import { offlineLine, startSession } from "./repl.ts";
 import { QUICK_CONNECT_MS } from "../limits.ts";
@@ -30,8 +31,10 @@ export async function run(args: string[]): Promise<number> {
     onEvent: (e) => ui?.onEvent(e),
     connectTimeoutMs: QUICK_CONNECT_MS,
   });
+  // other qpq commands of this state run through this process meanwhile
+  const control = serveOthers(client);
   try {
-    const online = await startSession(client, undefined);
+    const online = await exclusive(client, () => startSession(client, undefined));
     if (!online) println(offlineLine(client));
     const ref = p.positionals[0]!;
     // a bare name that is both a user and a group is refused: say @user or #group
@@ -42,6 +45,7 @@ export async function run(args: string[]): Promise<number> {
     await client.sync().catch(() => {});
     return code;
   } finally {
+    await control?.close();
     await client.close();
   }
 }

@@ -9,6 +9,7 @@ import type { CommandModule } from "./_args.ts";
 import { eprintln, println } from "./_args.ts";
 import { exitCodeFor, QpqError, toQpqError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import { ForwardedExit } from "./_control.ts";
 
 /** One entry of the command table. */
 export interface CommandEntry {
@@ -134,6 +135,7 @@ export async function runMain(
     const mod = await entry.load();
     return await mod.run(rest);
   } catch (e) {
+    if (e instanceof ForwardedExit) return e.exitCode;
     const err = toQpqError(e);
     if (err instanceof QpqError && err.code === "internal") {
       const cause = err.cause instanceof Error ? err.cause : undefined;

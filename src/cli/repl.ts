@@ -3,8 +3,16 @@
  *
  * @module
  */
+import { exclusive } from "./_control.ts";
 import { CLIENT_FLAGS_USAGE, CLIENT_OPTIONS, env, parseCommand, println } from "./_args.ts";
-import { askYesNo, type ClientFlags, openClient, refusedState, removeState } from "./_client.ts";
+import {
+  askYesNo,
+  type ClientFlags,
+  openClient,
+  refusedState,
+  removeState,
+  serveOthers,
+} from "./_client.ts";
 import { Interactive, SLASH_COMMANDS } from "./_interactive.ts";
 import type { QpqClient } from "../client/client.ts";
 import { AuthError, TransportError, UsageError } from "../errors.ts";
@@ -87,12 +95,14 @@ export async function run(args: string[]): Promise<number> {
     // offline, a typed line waits this long for the server, then is queued
     connectTimeoutMs: QUICK_CONNECT_MS,
   });
+  // other qpq commands of this state run through this process meanwhile
+  const control = serveOthers(client);
   let discard: string | undefined;
   try {
     ui = new Interactive(client);
     let online: boolean;
     try {
-      online = await startSession(client, p.values["auth-token"]);
+      online = await exclusive(client, () => startSession(client, p.values["auth-token"]));
     } catch (e) {
       discard = refusedState(client, e);
       throw e;
@@ -116,6 +126,7 @@ export async function run(args: string[]): Promise<number> {
     await client.sync().catch(() => {});
     return code;
   } finally {
+    await control?.close();
     await client.close();
     await removeState(discard);
   }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { SERVED } from "./_control.ts";
 import { clientCommand } from "./_client.ts";
 import { eprintln, println } from "./_args.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
@@ -50,6 +51,12 @@ export const run = clientCommand({
     }
     let text = positionals[0];
     if (text === undefined) {
+      if (SERVED.getStore() !== undefined) {
+        // run by the REPL for another process: its stdin is the person's, not the script's
+        throw new UsageError(
+          "Give the message as an argument: stdin does not reach the qpq process that has this state open",
+        );
+      }
       text = stdinText(await new Response(Deno.stdin.readable).bytes()).replace(/\n$/, "");
     }
     if (text.length === 0) throw new UsageError("Nothing to send: the message is empty");

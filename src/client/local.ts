@@ -10,6 +10,7 @@ export {
   ClientStore as LocalStore,
   type Conversation,
   type LocalState,
+  LockedError,
   type MessageReaction,
   type OutboxEntry,
   STATE_OPEN_FAILED_MESSAGE,

@@ -9,7 +9,7 @@
  * never keep a state locked. The file also holds the holder's pid, for the error message.
  *
  * ```
- * open/create <path>.lock ─► tryLock ─no─► UsageError "<What> … is in use by another qpq process (pid N)"
+ * open/create <path>.lock ─► tryLock ─no─► LockedError "<What> … is in use by another qpq process (pid N)"
  *                                │yes
  *                                ▼
  *        path still names this file? ─no (holder removed it while we opened)─► retry
@@ -24,6 +24,16 @@
 import { StorageError, UsageError } from "../errors.ts";
 
 const RETRIES = 5;
+
+/**
+ * The file is locked by another process: not a usage mistake (exit 1, code "conflict");
+ * a client command then tries the holder's control socket (src/cli/_control.ts).
+ */
+export class LockedError extends UsageError {
+  constructor(message: string) {
+    super(message, { code: "conflict" });
+  }
+}
 
 /** A held lock on one file (a client state, a server database). */
 export class FileLock {
@@ -59,7 +69,7 @@ export class FileLock {
       let keep = false;
       try {
         if (!f.tryLockSync(true)) {
-          throw new UsageError(
+          throw new LockedError(
             `${what} ${displayPath} is in use by another qpq process (${holder(path)})`,
           );
         }

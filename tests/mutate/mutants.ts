@@ -1493,4 +1493,29 @@ export const MUTANTS: Mutant[] = [
     why: "a message is acknowledged (deleted on the server) only once it is stored",
     tests: [SIM],
   },
+  {
+    id: "control-mac-unchecked",
+    file: "src/cli/_control.ts",
+    find: "if (!constantTimeEqual(mac, clientMac(this.#key, challenge, nonce, argv))) {",
+    replace: "if (false) {",
+    why:
+      "the control socket runs a command only for a process that proves the state key (a same-user process without the password is refused)",
+    tests: ["tests/cli_control_test.ts"],
+  },
+  {
+    id: "control-no-lockout",
+    file: "src/cli/_control.ts",
+    find: "if (++this.#failures >= MAX_FAILURES) {",
+    replace: "if (++this.#failures >= Infinity) {",
+    why: "wrong answers on the control socket are counted: five lock it for a minute",
+    tests: ["tests/cli_control_test.ts"],
+  },
+  {
+    id: "control-dir-not-checked",
+    file: "src/cli/_control.ts",
+    find: "  if (why !== undefined) {\n    throw new UsageError(\n      `Not using the control socket",
+    replace: "  if (false) {\n    throw new UsageError(\n      `Not using the control socket",
+    why: "a forwarding command talks only to a socket in a directory no one else may use",
+    tests: ["tests/cli_control_test.ts"],
+  },
 ];

@@ -7,7 +7,9 @@
  *      ├─ "qpq client meta key v1"  → XChaCha20-Poly1305 key of the meta record (state file)
  *      ├─ "qpq client value key v1" → XChaCha20-Poly1305 key of every database value
  *      ├─ "qpq client index key v1" → HMAC-SHA256 key of every database lookup column
- *      └─ "qpq client check key v1" → HMAC-SHA256 key of the two key-check values
+ *      ├─ "qpq client check key v1" → HMAC-SHA256 key of the two key-check values
+ *      └─ "qpq client control key v1" → HMAC-SHA256 key of the local control socket's
+ *                                        challenge answers (src/cli/_control.ts)
  * ```
  *
  * The Argon2id salt is random per state file, so two states with the same password share
@@ -67,6 +69,7 @@ export class ClientKeys {
   #value: Uint8Array;
   #index: Uint8Array;
   #check: Uint8Array;
+  #control: Uint8Array;
   #destroyed = false;
   /** True for {@link ClientKeys.inMemory}: no sealing, no keyed hash. */
   readonly #plain: boolean;
@@ -78,6 +81,7 @@ export class ClientKeys {
     this.#value = k("qpq client value key v1");
     this.#index = k("qpq client index key v1");
     this.#check = k("qpq client check key v1");
+    this.#control = k("qpq client control key v1");
   }
 
   /** Run Argon2id on the password and split the result into subkeys. */
@@ -155,6 +159,11 @@ export class ClientKeys {
     }
   }
 
+  /** HMAC-SHA256 under the control key (the local control socket's proofs). */
+  controlMac(...parts: Uint8Array[]): Uint8Array {
+    return hmacSha256(this.#alive(this.#control), ...parts);
+  }
+
   /** Key-check value stored in the state header. */
   stateCheck(): Uint8Array {
     return hmacSha256(this.#alive(this.#check), STATE_CHECK_INPUT);
@@ -202,7 +211,7 @@ export class ClientKeys {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    zeroize(this.#meta, this.#value, this.#index, this.#check);
+    zeroize(this.#meta, this.#value, this.#index, this.#check, this.#control);
   }
 
   #alive(k: Uint8Array): Uint8Array {

@@ -364,6 +364,45 @@ export class ClientStore implements LocalState {
     }
   }
 
+  /**
+   * The keys a password unlocks for the state at `statePath`, without opening it (no lock,
+   * no database): what a second process proves to the one holding the state, through the
+   * local control socket ({@link ClientKeys.controlMac}). The caller destroys them.
+   *
+   * @throws {StorageError} {@link STATE_OPEN_FAILED_MESSAGE} for a wrong password or a damaged header
+   */
+  static async unlockKeys(
+    statePath: string,
+    password: string | Uint8Array,
+    onProgress?: (text: string) => void,
+  ): Promise<ClientKeys> {
+    let keys: ClientKeys | undefined;
+    try {
+      const { header } = parseStateFile(Deno.readFileSync(resolve(statePath)));
+      const kdf = parseArgon2idParams(header.kdf);
+      onProgress?.(DERIVING_KEY_MESSAGE);
+      const stateKey = await ClientKeys.stateKey(password, header.salt, kdf, header.slots);
+      if (stateKey === undefined) throw new DamagedStateError("no key slot opens");
+      try {
+        keys = ClientKeys.fromStateKey(stateKey);
+      } finally {
+        zeroize(stateKey);
+      }
+      if (!ClientKeys.checkMatches(header.check, keys.stateCheck())) {
+        throw new DamagedStateError("key check differs");
+      }
+      return keys;
+    } catch (e) {
+      keys?.destroy();
+      throw new StorageError(STATE_OPEN_FAILED_MESSAGE, { cause: e });
+    }
+  }
+
+  /** HMAC-SHA256 under this state's control key (see {@link ClientStore.unlockKeys}). */
+  controlMac(...parts: Uint8Array[]): Uint8Array {
+    return this.#keys.controlMac(...parts);
+  }
+
   static async #openExisting(
     path: string,
     abs: string,

@@ -16,6 +16,7 @@
  */
 
 export * from "./client_store.ts";
+export { LockedError } from "../_file_lock.ts";
 export type {
   ClientMeta,
   ClientMetaInit,
