@@ -25,17 +25,23 @@ export const run = clientCommand({
     const members = client.members(positionals[0]!);
     const conv = client.conversation(positionals[0]!);
     const epoch = conv.kind === "self" ? undefined : client.epochInfo(positionals[0]!);
+    const settings = client.settings(positionals[0]!);
+    // a DM or a group made before roles: everyone is an admin, no role is shown
+    const admins = settings?.admins.filter((a) => members.includes(a));
     if (values.json) {
       println(JSON.stringify({
         type: "members",
         ...(online ? {} : { offline: true }),
         conversation: conv.name,
         members,
+        ...(admins ? { admins } : {}),
+        ...(settings?.description ? { description: settings.description } : {}),
         epoch: epoch ? Number(epoch.epoch) : undefined,
         epochAuthenticator: epoch?.authenticator,
       }));
     } else {
-      println(`${visible(conv.name)}: ${members.map(visible).join(", ")}`);
+      const shown = members.map((m) => admins?.includes(m) ? `${visible(m)} (admin)` : visible(m));
+      println(`${visible(conv.name)}: ${shown.join(", ")}`);
       if (epoch) {
         println(`epoch ${epoch.epoch}, authenticator ${epoch.authenticator.slice(0, 16)}…`);
       }

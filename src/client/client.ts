@@ -15,7 +15,7 @@
  * @module
  */
 import { IdentityKeyPair } from "../crypto/mod.ts";
-import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
+import { DEFAULT_SUITE, type GroupSettings, type MlsSuiteName } from "../mls/mod.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
 import { ClientContext, type Timers } from "./_context.ts";
@@ -450,6 +450,22 @@ export class QpqClient {
   /** Members of a conversation, from the local MLS state. */
   members(ref: string): string[] {
     return this.#groups.members(this.conversation(ref));
+  }
+
+  /**
+   * Roles and settings of a group from its MLS state (admins, name, description,
+   * disappearing timer); undefined for a DM or a group made before roles (all are admins).
+   */
+  settings(ref: string): GroupSettings | undefined {
+    return this.#groups.settings(this.conversation(ref));
+  }
+
+  /**
+   * Grant or revoke admin of `user` in a group (admins only; refused locally first, and by
+   * every member's client from MLS). Resolves false when nothing changed.
+   */
+  setAdmin(ref: string, user: string, grant: boolean): Promise<boolean> {
+    return this.#groups.setAdmin(this.conversation(ref), user, grant);
   }
 
   /** The MLS epoch and epoch authenticator of a conversation (members must agree). */

@@ -22,12 +22,16 @@
  */
 import {
   addMembers,
+  changeSettings,
   checkCredentialBinding,
   createGroup,
   DEFAULT_SUITE,
   discardPendingCommit,
   encryptMessage,
   epochAuthenticator,
+  type GroupSettings,
+  groupSettings,
+  isAdmin,
   leaveGroup,
   leavingMembers,
   listMembers,
@@ -237,6 +241,56 @@ export class Groups {
     return listMembers(this.#open(conv).state).map((m) => m.username);
   }
 
+  /**
+   * The roles and settings of a group from its MLS state; undefined for a legacy group
+   * or a DM (every member is an admin).
+   */
+  settings(conv: Conversation): GroupSettings | undefined {
+    if (conv.kind === "self") return undefined;
+    return groupSettings(this.#open(conv).state);
+  }
+
+  /** Refuse locally, before anything is sent, what receivers would refuse from us. */
+  #mustBeAdmin(conv: Conversation, state: MlsGroupState, what: string): void {
+    if (!isAdmin(state, this.#ctx.username)) {
+      throw new UsageError(`Only admins of ${conv.name} can ${what}`, { code: "forbidden" });
+    }
+  }
+
+  /**
+   * Grant (`grant` true) or revoke admin of `user` in a group: a settings commit. The last
+   * admin cannot be revoked (a group would have nobody to manage it).
+   */
+  async setAdmin(conv: Conversation, user: string, grant: boolean): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Admins exist in groups only");
+    this.#mustBeAdmin(conv, this.#open(conv).state, grant ? "grant admin" : "revoke admin");
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, grant ? "grant admin" : "revoke admin");
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no roles (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      if (grant && !listMembers(state).some((m) => m.username === user)) {
+        throw new UsageError(`${user} is not a member of ${conv.name}`, { code: "not_found" });
+      }
+      const has = now.admins.includes(user);
+      if (grant === has) return undefined;
+      const admins = grant ? [...now.admins, user] : now.admins.filter((a) => a !== user);
+      if (admins.length === 0) {
+        throw new UsageError(
+          `${user} is the last admin of ${conv.name}: grant someone else first`,
+          {
+            code: "conflict",
+          },
+        );
+      }
+      return { staged: await changeSettings(state, { ...now, admins }), roster: {} };
+    });
+  }
+
   /** The MLS epoch and epoch authenticator of a conversation. */
   epochInfo(conv: Conversation): { epoch: bigint; authenticator: string } {
     const { state } = this.#open(conv);
@@ -272,6 +326,8 @@ export class Groups {
       username: this.#ctx.username,
       identity: signer,
       suite,
+      // the creator is the first admin (src/mls/settings.ts)
+      settings: { admins: [this.#ctx.username], name: "", description: "", disappearingSeconds: 0 },
     }).finally(() => zeroize(signer.privateKey));
     const hex = toHex(channel.channelId);
     let conv!: Conversation;
@@ -409,6 +465,7 @@ export class Groups {
    */
   async remove(conv: Conversation, users: string[]): Promise<MembershipChange> {
     if (conv.kind !== "group") throw new UsageError("Remove works on groups");
+    this.#mustBeAdmin(conv, this.#open(conv).state, "remove members");
     await this.#session.ensure();
     const change: MembershipChange = { done: [], already: [], byOthers: [] };
     await this.#commit(conv, async (state, attempt) => {
@@ -416,6 +473,7 @@ export class Groups {
       sortOut(change, users, (u) => !present.has(u), attempt);
       const names = users.filter((u) => present.has(u));
       if (names.length === 0) return undefined;
+      this.#mustBeAdmin(conv, state, "remove members");
       return { staged: await removeMembers(state, names), roster: { remove: names } };
     });
     if (change.done.length === 0 && change.byOthers.length === 0) {

@@ -164,7 +164,11 @@ export class Inbox {
       }
       if (m.messageKind === "commit") {
         s.transaction(() => {
-          markBroken(this.#ctx, conv, record, `a change by ${m.sender} cannot be applied`);
+          // the roles rule (src/mls/settings.ts) says why, in one line
+          const why = e instanceof ValidationError && e.code === "forbidden"
+            ? `${e.message.replace(/^Refused a change: /, `refused a change by ${m.sender}: `)}`
+            : `a change by ${m.sender} cannot be applied`;
+          markBroken(this.#ctx, conv, record, why);
           done();
         });
         return;
