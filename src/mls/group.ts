@@ -1107,9 +1107,11 @@ export function isAdmin(state: MlsGroupState, username: string): boolean {
 
 /**
  * Stage one commit replacing the group's settings (a GroupContextExtensions proposal).
- * Receivers apply it only when we are an admin per the settings before it.
+ * Receivers apply it only when we are an admin per the settings before it; like
+ * {@link removeMembers}, this builds the commit and leaves the local refusal to the caller
+ * ({@link isAdmin}), so a test can forge what a modified client would send.
  *
- * @throws UsageError when we are not an admin; ValidationError for out-of-bounds settings
+ * @throws ValidationError for out-of-bounds settings
  */
 export async function changeSettings(
   state: MlsGroupState,
@@ -1117,11 +1119,6 @@ export async function changeSettings(
 ): Promise<StagedCommit> {
   const s = live(state);
   noPending(s);
-  const own = s.current.privatePath.leafIndex;
-  const me = memberOfLeaf(leafAt(s.current.ratchetTree, own), own).username;
-  if (!isAdmin(state, me)) {
-    throw new UsageError("Only admins can change the group's settings", { code: "forbidden" });
-  }
   const proposal: Proposal = {
     proposalType: "group_context_extensions",
     groupContextExtensions: {
