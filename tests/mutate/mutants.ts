@@ -35,6 +35,7 @@ const RULES = "tests/server_rules_test.ts";
 const STRANGERS = "tests/server_strangers_test.ts";
 const LISTS = "tests/server_lists_test.ts";
 const SIM = "tests/sim_test.ts";
+const ROLES = "tests/cli_roles_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -1492,5 +1493,30 @@ export const MUTANTS: Mutant[] = [
       '      await this.#session.call({ kind: "ack", uptoSeq: messages.at(-1)!.seq }, "ok");\n      for (const m of messages) {\n        if (m.seq <= this.cursor()) continue;',
     why: "a message is acknowledged (deleted on the server) only once it is stored",
     tests: [SIM],
+  },
+  // ---- group roles (issue 21): every receiver enforces them from the MLS group context
+  {
+    id: "roles-receiver-remove",
+    file: "src/mls/group.ts",
+    find: 'if (q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin) {',
+    replace: "if (false) {",
+    why: "a Remove of another member committed by a non-admin is refused by every receiver",
+    tests: [ROLES],
+  },
+  {
+    id: "roles-receiver-settings",
+    file: "src/mls/group.ts",
+    find: "if (!admin) return `${name} is not an admin and changed the group's settings`;",
+    replace: "",
+    why: "a settings change (admins, name, timer) committed by a non-admin is refused",
+    tests: [ROLES],
+  },
+  {
+    id: "roles-local-refusal",
+    file: "src/client/groups.ts",
+    find: 'this.#mustBeAdmin(conv, state, "remove members");',
+    replace: "",
+    why: "a non-admin's remove is refused locally, in one line, before anything is sent",
+    tests: [ROLES],
   },
 ];
