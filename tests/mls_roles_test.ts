@@ -37,7 +37,7 @@ function user(name: string) {
 }
 
 /** alice (admin) with bob and carol; every member's state. */
-async function team(settings: GroupSettings | undefined = BASE): Promise<MlsGroupState[]> {
+async function team(settings: GroupSettings | null = BASE): Promise<MlsGroupState[]> {
   const [alice, bob, carol] = ["alice", "bob", "carol"].map(user);
   const a = await createGroup({
     groupId: randomBytes(16),
@@ -48,7 +48,12 @@ async function team(settings: GroupSettings | undefined = BASE): Promise<MlsGrou
   });
   const kps = await Promise.all(
     [bob!, carol!].map((u) =>
-      createKeyPackage({ username: u.name, identity: u.identity, suite: SUITE })
+      createKeyPackage({
+        username: u.name,
+        identity: u.identity,
+        suite: SUITE,
+        lifetimeSeconds: 86400,
+      })
     ),
   );
   const staged = await addMembers(a, kps.map((k) => k.publicPackage));
@@ -143,7 +148,7 @@ Deno.test("processMessage refuses a non-admin's settings change; an admin's gran
 });
 
 Deno.test("processMessage treats a group without settings (legacy, DMs) as all admins", async () => {
-  const [a, b, c] = await team(undefined);
+  const [a, b, c] = await team(null);
   assert.equal(groupSettings(a!), undefined);
   assert.ok(isAdmin(b!, "carol"));
   const byCarol = await removeMembers(c!, ["alice"]);

@@ -209,6 +209,33 @@ export class QpqClient {
       consent: this.#consent,
     });
     this.#receiver.attach(this.#groups, inbox);
+    // disappearing messages: expired ones go on start, then every EXPIRE_EVERY_MS
+    this.#expire();
+  }
+
+  #expireTimer: unknown;
+  #closed = false;
+
+  /** Delete expired messages now and schedule the next run on the client's timers. */
+  #expire(): void {
+    if (this.#closed) return;
+    try {
+      this.#groups.expire();
+    } catch (e) {
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Expiring messages failed: ${(e as Error).message}`,
+      });
+    }
+    this.#expireTimer = this.#ctx.timers.setTimeout(() => this.#expire(), EXPIRE_EVERY_MS);
+  }
+
+  /**
+   * Set a group's disappearing-message timer in seconds (0 = off; admins only; checked by
+   * every member's client from MLS). Resolves false when it was already so.
+   */
+  setDisappearing(ref: string, seconds: number): Promise<boolean> {
+    return this.#groups.setDisappearing(this.conversation(ref), seconds);
   }
 
   /** A client over an opened local state; it connects when first needed. */
@@ -815,6 +842,7 @@ export class QpqClient {
   }
 
   #afterReceive(n: number): void {
+    if (n > 0) this.#expire();
     this.#maintain(n)
       // messages queued again after a server restore go out without waiting for a command
       .then(() => this.#outbox.restorePending ? this.#flushQueued() : 0)
@@ -841,6 +869,8 @@ export class QpqClient {
 
   /** Close the connection and the local state. */
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#ctx.timers.clearTimeout(this.#expireTimer);
     await this.#session.close();
     this.#ctx.identity.destroy();
     await this.#ctx.state.close();

@@ -43,6 +43,7 @@ import {
   selfUpdate,
   type StagedCommit,
   SUITE_IDS,
+  validDisappearing,
   withdrawOwnProposals,
 } from "../mls/mod.ts";
 import {
@@ -288,6 +289,51 @@ export class Groups {
       }
       return { staged: await changeSettings(state, { ...now, admins }), roster: {} };
     });
+  }
+
+  /**
+   * Set a group's disappearing-message timer (seconds, 0 = off; admins only): a settings
+   * commit. Resolves false when it was already so.
+   */
+  async setDisappearing(conv: Conversation, seconds: number): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Disappearing messages are set in groups");
+    if (!validDisappearing(seconds)) {
+      throw new UsageError("Disappearing timer must be off or 30 seconds to 4 weeks");
+    }
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, "set disappearing messages");
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no roles (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      if (now.disappearingSeconds === seconds) return undefined;
+      const next = { ...now, disappearingSeconds: seconds };
+      return { staged: await changeSettings(state, next), roster: {} };
+    });
+  }
+
+  /**
+   * Disappearing messages: delete, in every group with a timer, the messages older than it
+   * (run on start, after each receive and periodically). Returns how many went.
+   */
+  expire(): number {
+    let n = 0;
+    for (const c of this.#ctx.state.listConversations()) {
+      if (c.kind !== "group" || !c.channelId) continue;
+      const meta = this.#ctx.groups.meta(c.channelId);
+      if (!meta) continue;
+      let secs = 0;
+      try {
+        secs = groupSettings(this.#ctx.groups.open(meta))?.disappearingSeconds ?? 0;
+      } catch {
+        continue;
+      }
+      if (secs > 0) n += this.#ctx.state.expireMessages(c.id, this.#ctx.now() - secs * 1000);
+    }
+    return n;
   }
 
   /** The MLS epoch and epoch authenticator of a conversation. */
