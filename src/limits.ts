@@ -414,3 +414,6 @@ export const MAX_GROUP_DESCRIPTION_BYTES = 512;
 export const MIN_DISAPPEARING_SECONDS = 30;
 /** Longest disappearing-message timer (seconds): four weeks. */
 export const MAX_DISAPPEARING_SECONDS = 4 * 7 * 24 * 3600;
+
+/** How often a running client deletes expired disappearing messages (ms). */
+export const EXPIRE_EVERY_MS = 10_000;

@@ -145,3 +145,31 @@ Deno.test("qpq: a settings change forged by a non-admin is refused by every othe
     }
   });
 });
+
+Deno.test("qpq: an admin's disappearing timer deletes expired messages on every member", async () => {
+  await withCliUsers(async (qpq) => {
+    await team(qpq);
+    const bad = await qpq("alice", "disappear", "team", "10s");
+    assertEquals(bad.code, 2, bad.stderr);
+    const nb = await qpq("bob", "disappear", "team", "1m");
+    assertEquals(nb.stderr, "qpq: Only admins of #team can set disappearing messages\n");
+    assertEquals(
+      ok(await qpq("alice", "disappear", "team", "30s")),
+      "Disappearing messages in #team: 30s\n",
+    );
+    ok(await qpq("bob", "recv"));
+    ok(await qpq("carol", "recv"));
+    assertStringIncludes(ok(await qpq("carol", "members", "#team")), "disappearing messages: 30s");
+    const json = JSON.parse(ok(await qpq("bob", "members", "#team", "--json")));
+    assertEquals(json.disappearingSeconds, 30);
+    ok(await qpq("bob", "send", "--group", "team", "soon gone"));
+    // it arrives (recv shows it; on this loaded machine a command may take seconds, so the
+    // 30 s minimum leaves no room for a history check of each member before it expires)
+    assertStringIncludes(ok(await qpq("alice", "recv")), "soon gone");
+    await new Promise((r) => setTimeout(r, 31_000));
+    for (const u of ["alice", "bob", "carol"]) {
+      const h = ok(await qpq(u, "history", "#team"));
+      assertEquals(h.includes("soon gone"), false, `${u}: ${h}`);
+    }
+  });
+});

@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { clientCommand } from "./_client.ts";
+import { clientCommand, timerText } from "./_client.ts";
 import { println } from "./_args.ts";
+import { formatDuration } from "./disappear.ts";
 import { visible } from "./_terminal.ts";
 
 /** Usage text. */
@@ -35,13 +36,22 @@ export const run = clientCommand({
         conversation: conv.name,
         members,
         ...(admins ? { admins } : {}),
+        ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
         ...(settings?.description ? { description: settings.description } : {}),
+        ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
         epoch: epoch ? Number(epoch.epoch) : undefined,
         epochAuthenticator: epoch?.authenticator,
       }));
     } else {
       const shown = members.map((m) => admins?.includes(m) ? `${visible(m)} (admin)` : visible(m));
       println(`${visible(conv.name)}: ${shown.join(", ")}`);
+      if (settings?.description) println(`topic: ${visible(settings.description)}`);
+      if (settings?.disappearingSeconds) {
+        println(`disappearing messages: ${timerText(settings.disappearingSeconds)}`);
+      }
+      if (settings?.disappearingSeconds) {
+        println(`disappearing messages: ${formatDuration(settings.disappearingSeconds)}`);
+      }
       if (epoch) {
         println(`epoch ${epoch.epoch}, authenticator ${epoch.authenticator.slice(0, 16)}…`);
       }

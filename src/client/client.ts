@@ -48,7 +48,7 @@ import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 import { fromHex, toHex } from "../bytes.ts";
-import { UNREAD_CAP } from "../limits.ts";
+import { EXPIRE_EVERY_MS, MAX_GROUP_DESCRIPTION_BYTES, UNREAD_CAP } from "../limits.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
@@ -219,6 +219,7 @@ export class QpqClient {
   /** Delete expired messages now and schedule the next run on the client's timers. */
   #expire(): void {
     if (this.#closed) return;
+    this.#ctx.timers.clearTimeout(this.#expireTimer);
     try {
       this.#groups.expire();
     } catch (e) {
@@ -493,6 +494,18 @@ export class QpqClient {
    */
   setAdmin(ref: string, user: string, grant: boolean): Promise<boolean> {
     return this.#groups.setAdmin(this.conversation(ref), user, grant);
+  }
+
+  /** Set a group's description (topic); admins only. Resolves false when unchanged. */
+  describe(ref: string, text: string): Promise<boolean> {
+    if (new TextEncoder().encode(text).length > MAX_GROUP_DESCRIPTION_BYTES) {
+      throw new UsageError(`A topic has at most ${MAX_GROUP_DESCRIPTION_BYTES} bytes`);
+    }
+    return this.#groups.changeSettings(
+      this.conversation(ref),
+      "change the topic",
+      (s) => ({ ...s, description: text }),
+    );
   }
 
   /** The MLS epoch and epoch authenticator of a conversation (members must agree). */

@@ -259,6 +259,36 @@ export class Groups {
   }
 
   /**
+   * Change a group's settings (admins only: refused here in one line, and by every member
+   * from MLS): `what` names the action for the refusal ("change the topic"). Resolves false
+   * when nothing changed.
+   */
+  async changeSettings(
+    conv: Conversation,
+    what: string,
+    patch: (now: GroupSettings) => GroupSettings,
+  ): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Settings exist in groups only");
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, what);
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no settings (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      const next = patch(now);
+      if (
+        next.description === now.description &&
+        next.disappearingSeconds === now.disappearingSeconds && next.name === now.name &&
+        next.admins.join() === now.admins.join()
+      ) return undefined;
+      return { staged: await changeSettings(state, next), roster: {} };
+    });
+  }
+
+  /**
    * Grant (`grant` true) or revoke admin of `user` in a group: a settings commit. The last
    * admin cannot be revoked (a group would have nobody to manage it).
    */
