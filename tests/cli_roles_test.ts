@@ -173,3 +173,23 @@ Deno.test("qpq: an admin's disappearing timer deletes expired messages on every 
     }
   });
 });
+
+Deno.test("qpq: an admin sets the topic; every member sees the line and members shows it", async () => {
+  await withCliUsers(async (qpq) => {
+    await team(qpq);
+    const nb = await qpq("bob", "describe", "team", "mine now");
+    assertEquals(nb.code, 1);
+    assertEquals(nb.stderr, "qpq: Only admins of #team can change the topic\n");
+    assertEquals(
+      ok(await qpq("alice", "describe", "team", "lunch \u202eat noon")),
+      "Topic of #team: lunch \\u202eat noon\n",
+    );
+    ok(await qpq("alice", "admin", "grant", "team", "bob"));
+    const got = ok(await qpq("carol", "recv"));
+    assertStringIncludes(got, "* alice set the topic of #team: lunch \\u202eat noon\n");
+    assertStringIncludes(got, "* alice made bob an admin of #team");
+    assertStringIncludes(ok(await qpq("bob", "members", "#team")), "topic: lunch \\u202eat noon");
+    const json = JSON.parse(ok(await qpq("carol", "members", "#team", "--json")));
+    assertEquals([json.description, json.admins], ["lunch \u202eat noon", ["alice", "bob"]]);
+  });
+});
