@@ -403,3 +403,17 @@ export const MAX_REACTION_GRAPHEMES = 3;
 export const MAX_REACTION_BYTES = 64;
 /** Most members' reactions kept on one message (one per member; more are dropped). */
 export const MAX_REACTIONS_PER_MESSAGE = 256;
+
+/** Admins a group's settings extension may list. */
+export const MAX_GROUP_ADMINS = 256;
+/** A group's name in its settings extension, in UTF-8 bytes. */
+export const MAX_GROUP_SETTINGS_NAME_BYTES = 64;
+/** A group's description (topic) in its settings extension, in UTF-8 bytes. */
+export const MAX_GROUP_DESCRIPTION_BYTES = 512;
+/** Shortest disappearing-message timer (seconds); 0 means off. */
+export const MIN_DISAPPEARING_SECONDS = 30;
+/** Longest disappearing-message timer (seconds): four weeks. */
+export const MAX_DISAPPEARING_SECONDS = 4 * 7 * 24 * 3600;
+
+/** How often a running client deletes expired disappearing messages (ms). */
+export const EXPIRE_EVERY_MS = 10_000;

@@ -7,6 +7,7 @@
  */
 import { bodyLines, visible } from "./_terminal.ts";
 import { reactionCounts } from "../client/changes.ts";
+import type { GroupSettings } from "../client/events.ts";
 import {
   CLIENT_FLAGS_USAGE,
   CLIENT_OPTIONS,
@@ -572,6 +573,17 @@ export function eventLine(
         ),
         ...e.left.map((u) => `* ${visible(u)} left ${visible(e.conversation.name)}`),
       ].join("\n");
+    case "settings":
+      return json
+        ? JSON.stringify({
+          type: "settings",
+          conversation: e.conversation.name,
+          by: e.by,
+          admins: e.after.admins,
+          description: e.after.description,
+          disappearingSeconds: e.after.disappearingSeconds,
+        })
+        : settingsLines(e.conversation.name, e.by, e.before, e.after).join("\n");
     case "unreadable":
       return json
         ? JSON.stringify({ ...messageJson(e.conversation, e.message, look), reason: e.reason })
@@ -722,4 +734,42 @@ async function runServed<O extends ParseArgsOptionsConfig>(
     }
   }
   return await def.run(client, { values, positionals, online });
+}
+
+/** A timer compactly: "off", "30s", "5m", "1h", "2w" (the largest unit that divides it). */
+export function timerText(seconds: number): string {
+  if (seconds === 0) return "off";
+  for (const [n, unit] of [[604800, "w"], [86400, "d"], [3600, "h"], [60, "m"]] as const) {
+    if (seconds % n === 0) return `${seconds / n}${unit}`;
+  }
+  return `${seconds}s`;
+}
+
+/** One line per change an admin made to a group's settings. */
+function settingsLines(
+  conv: string,
+  by: string,
+  before: GroupSettings | undefined,
+  after: GroupSettings,
+): string[] {
+  const c = visible(conv);
+  const who = visible(by);
+  const was = before?.admins ?? [];
+  const lines = [
+    ...after.admins.filter((a) => !was.includes(a)).map((a) =>
+      `* ${who} made ${visible(a)} an admin of ${c}`
+    ),
+    ...was.filter((a) => !after.admins.includes(a)).map((a) =>
+      `* ${who} made ${visible(a)} no longer an admin of ${c}`
+    ),
+  ];
+  if ((before?.description ?? "") !== after.description) {
+    lines.push(`* ${who} set the topic of ${c}: ${visible(after.description)}`);
+  }
+  if ((before?.disappearingSeconds ?? 0) !== after.disappearingSeconds) {
+    lines.push(
+      `* ${who} set disappearing messages in ${c} to ${timerText(after.disappearingSeconds)}`,
+    );
+  }
+  return lines.length > 0 ? lines : [`* ${who} changed the settings of ${c}`];
 }

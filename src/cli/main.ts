@@ -56,6 +56,12 @@ export const COMMANDS: Record<string, CommandEntry> = {
   remove: { summary: "remove a member from a group", load: () => import("./remove.ts") },
   leave: { summary: "leave a group", load: () => import("./leave.ts") },
   members: { summary: "list a conversation's members", load: () => import("./members.ts") },
+  admin: { summary: "grant or revoke admin of a group", load: () => import("./admin.ts") },
+  describe: { summary: "set a group's topic (admins)", load: () => import("./describe.ts") },
+  disappear: {
+    summary: "set a group's disappearing-message timer",
+    load: () => import("./disappear.ts"),
+  },
   list: { summary: "list conversations", load: () => import("./list.ts") },
   verify: {
     summary: "show the safety number shared with a contact",

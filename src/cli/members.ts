@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { clientCommand } from "./_client.ts";
+import { clientCommand, timerText } from "./_client.ts";
 import { println } from "./_args.ts";
+import { formatDuration } from "./disappear.ts";
 import { visible } from "./_terminal.ts";
 
 /** Usage text. */
@@ -25,17 +26,32 @@ export const run = clientCommand({
     const members = client.members(positionals[0]!);
     const conv = client.conversation(positionals[0]!);
     const epoch = conv.kind === "self" ? undefined : client.epochInfo(positionals[0]!);
+    const settings = client.settings(positionals[0]!);
+    // a DM or a group made before roles: everyone is an admin, no role is shown
+    const admins = settings?.admins.filter((a) => members.includes(a));
     if (values.json) {
       println(JSON.stringify({
         type: "members",
         ...(online ? {} : { offline: true }),
         conversation: conv.name,
         members,
+        ...(admins ? { admins } : {}),
+        ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
+        ...(settings?.description ? { description: settings.description } : {}),
+        ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
         epoch: epoch ? Number(epoch.epoch) : undefined,
         epochAuthenticator: epoch?.authenticator,
       }));
     } else {
-      println(`${visible(conv.name)}: ${members.map(visible).join(", ")}`);
+      const shown = members.map((m) => admins?.includes(m) ? `${visible(m)} (admin)` : visible(m));
+      println(`${visible(conv.name)}: ${shown.join(", ")}`);
+      if (settings?.description) println(`topic: ${visible(settings.description)}`);
+      if (settings?.disappearingSeconds) {
+        println(`disappearing messages: ${timerText(settings.disappearingSeconds)}`);
+      }
+      if (settings?.disappearingSeconds) {
+        println(`disappearing messages: ${formatDuration(settings.disappearingSeconds)}`);
+      }
       if (epoch) {
         println(`epoch ${epoch.epoch}, authenticator ${epoch.authenticator.slice(0, 16)}…`);
       }

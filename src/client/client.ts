@@ -15,7 +15,7 @@
  * @module
  */
 import { IdentityKeyPair } from "../crypto/mod.ts";
-import { DEFAULT_SUITE, type MlsSuiteName } from "../mls/mod.ts";
+import { DEFAULT_SUITE, type GroupSettings, type MlsSuiteName } from "../mls/mod.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
 import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
 import { ClientContext, type Timers } from "./_context.ts";
@@ -48,7 +48,7 @@ import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 import { fromHex, toHex } from "../bytes.ts";
-import { UNREAD_CAP } from "../limits.ts";
+import { EXPIRE_EVERY_MS, MAX_GROUP_DESCRIPTION_BYTES, UNREAD_CAP } from "../limits.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
@@ -209,6 +209,34 @@ export class QpqClient {
       consent: this.#consent,
     });
     this.#receiver.attach(this.#groups, inbox);
+    // disappearing messages: expired ones go on start, then every EXPIRE_EVERY_MS
+    this.#expire();
+  }
+
+  #expireTimer: unknown;
+  #closed = false;
+
+  /** Delete expired messages now and schedule the next run on the client's timers. */
+  #expire(): void {
+    if (this.#closed) return;
+    this.#ctx.timers.clearTimeout(this.#expireTimer);
+    try {
+      this.#groups.expire();
+    } catch (e) {
+      this.#ctx.emit({
+        kind: "warning",
+        text: `Expiring messages failed: ${(e as Error).message}`,
+      });
+    }
+    this.#expireTimer = this.#ctx.timers.setTimeout(() => this.#expire(), EXPIRE_EVERY_MS);
+  }
+
+  /**
+   * Set a group's disappearing-message timer in seconds (0 = off; admins only; checked by
+   * every member's client from MLS). Resolves false when it was already so.
+   */
+  setDisappearing(ref: string, seconds: number): Promise<boolean> {
+    return this.#groups.setDisappearing(this.conversation(ref), seconds);
   }
 
   /** A client over an opened local state; it connects when first needed. */
@@ -450,6 +478,34 @@ export class QpqClient {
   /** Members of a conversation, from the local MLS state. */
   members(ref: string): string[] {
     return this.#groups.members(this.conversation(ref));
+  }
+
+  /**
+   * Roles and settings of a group from its MLS state (admins, name, description,
+   * disappearing timer); undefined for a DM or a group made before roles (all are admins).
+   */
+  settings(ref: string): GroupSettings | undefined {
+    return this.#groups.settings(this.conversation(ref));
+  }
+
+  /**
+   * Grant or revoke admin of `user` in a group (admins only; refused locally first, and by
+   * every member's client from MLS). Resolves false when nothing changed.
+   */
+  setAdmin(ref: string, user: string, grant: boolean): Promise<boolean> {
+    return this.#groups.setAdmin(this.conversation(ref), user, grant);
+  }
+
+  /** Set a group's description (topic); admins only. Resolves false when unchanged. */
+  describe(ref: string, text: string): Promise<boolean> {
+    if (new TextEncoder().encode(text).length > MAX_GROUP_DESCRIPTION_BYTES) {
+      throw new UsageError(`A topic has at most ${MAX_GROUP_DESCRIPTION_BYTES} bytes`);
+    }
+    return this.#groups.changeSettings(
+      this.conversation(ref),
+      "change the topic",
+      (s) => ({ ...s, description: text }),
+    );
   }
 
   /** The MLS epoch and epoch authenticator of a conversation (members must agree). */
@@ -799,6 +855,7 @@ export class QpqClient {
   }
 
   #afterReceive(n: number): void {
+    if (n > 0) this.#expire();
     this.#maintain(n)
       // messages queued again after a server restore go out without waiting for a command
       .then(() => this.#outbox.restorePending ? this.#flushQueued() : 0)
@@ -825,6 +882,8 @@ export class QpqClient {
 
   /** Close the connection and the local state. */
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#ctx.timers.clearTimeout(this.#expireTimer);
     await this.#session.close();
     this.#ctx.identity.destroy();
     await this.#ctx.state.close();

@@ -6,6 +6,9 @@
  * @module
  */
 import type { Conversation, StoredMessage } from "../store/client/mod.ts";
+import type { GroupSettings } from "../mls/mod.ts";
+
+export type { GroupSettings };
 
 /** Something the client reports while it works. */
 export type ClientEvent =
@@ -44,6 +47,14 @@ export type ClientEvent =
     by: string;
   }
   | { kind: "removed"; conversation: Conversation; by: string }
+  /** An admin changed the group's roles or settings (`before` undefined: a legacy group). */
+  | {
+    kind: "settings";
+    conversation: Conversation;
+    by: string;
+    before: GroupSettings | undefined;
+    after: GroupSettings;
+  }
   /** Our leave was committed (by `by`): we are out of the group now. */
   | { kind: "left"; conversation: Conversation; by: string }
   /** This conversation's group state cannot advance; the rest of the account works. */

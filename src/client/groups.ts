@@ -22,12 +22,16 @@
  */
 import {
   addMembers,
+  changeSettings,
   checkCredentialBinding,
   createGroup,
   DEFAULT_SUITE,
   discardPendingCommit,
   encryptMessage,
   epochAuthenticator,
+  type GroupSettings,
+  groupSettings,
+  isAdmin,
   leaveGroup,
   leavingMembers,
   listMembers,
@@ -39,6 +43,7 @@ import {
   selfUpdate,
   type StagedCommit,
   SUITE_IDS,
+  validDisappearing,
   withdrawOwnProposals,
 } from "../mls/mod.ts";
 import {
@@ -237,6 +242,130 @@ export class Groups {
     return listMembers(this.#open(conv).state).map((m) => m.username);
   }
 
+  /**
+   * The roles and settings of a group from its MLS state; undefined for a legacy group
+   * or a DM (every member is an admin).
+   */
+  settings(conv: Conversation): GroupSettings | undefined {
+    if (conv.kind === "self") return undefined;
+    return groupSettings(this.#open(conv).state);
+  }
+
+  /** Refuse locally, before anything is sent, what receivers would refuse from us. */
+  #mustBeAdmin(conv: Conversation, state: MlsGroupState, what: string): void {
+    if (!isAdmin(state, this.#ctx.username)) {
+      throw new UsageError(`Only admins of ${conv.name} can ${what}`, { code: "forbidden" });
+    }
+  }
+
+  /**
+   * Change a group's settings (admins only: refused here in one line, and by every member
+   * from MLS): `what` names the action for the refusal ("change the topic"). Resolves false
+   * when nothing changed.
+   */
+  async changeSettings(
+    conv: Conversation,
+    what: string,
+    patch: (now: GroupSettings) => GroupSettings,
+  ): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Settings exist in groups only");
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, what);
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no settings (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      const next = patch(now);
+      if (
+        next.description === now.description &&
+        next.disappearingSeconds === now.disappearingSeconds && next.name === now.name &&
+        next.admins.join() === now.admins.join()
+      ) return undefined;
+      return { staged: await changeSettings(state, next), roster: {} };
+    });
+  }
+
+  /**
+   * Grant (`grant` true) or revoke admin of `user` in a group: a settings commit. The last
+   * admin cannot be revoked (a group would have nobody to manage it).
+   */
+  async setAdmin(conv: Conversation, user: string, grant: boolean): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Admins exist in groups only");
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, grant ? "grant admin" : "revoke admin");
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no roles (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      if (grant && !listMembers(state).some((m) => m.username === user)) {
+        throw new UsageError(`${user} is not a member of ${conv.name}`, { code: "not_found" });
+      }
+      const has = now.admins.includes(user);
+      if (grant === has) return undefined;
+      const admins = grant ? [...now.admins, user] : now.admins.filter((a) => a !== user);
+      if (admins.length === 0) {
+        throw new UsageError(
+          `${user} is the last admin of ${conv.name}: grant someone else first`,
+          {
+            code: "conflict",
+          },
+        );
+      }
+      return { staged: await changeSettings(state, { ...now, admins }), roster: {} };
+    });
+  }
+
+  /**
+   * Set a group's disappearing-message timer (seconds, 0 = off; admins only): a settings
+   * commit. Resolves false when it was already so.
+   */
+  async setDisappearing(conv: Conversation, seconds: number): Promise<boolean> {
+    if (conv.kind !== "group") throw new UsageError("Disappearing messages are set in groups");
+    if (!validDisappearing(seconds)) {
+      throw new UsageError("Disappearing timer must be off or 30 seconds to 4 weeks");
+    }
+    await this.#session.ensure();
+    return await this.#commit(conv, async (state) => {
+      this.#mustBeAdmin(conv, state, "set disappearing messages");
+      const now = groupSettings(state);
+      if (now === undefined) {
+        throw new UsageError(`${conv.name} has no roles (made before roles existed)`, {
+          code: "conflict",
+        });
+      }
+      if (now.disappearingSeconds === seconds) return undefined;
+      const next = { ...now, disappearingSeconds: seconds };
+      return { staged: await changeSettings(state, next), roster: {} };
+    });
+  }
+
+  /**
+   * Disappearing messages: delete, in every group with a timer, the messages older than it
+   * (run on start, after each receive and periodically). Returns how many went.
+   */
+  expire(): number {
+    let n = 0;
+    for (const c of this.#ctx.state.listConversations()) {
+      if (c.kind !== "group" || !c.channelId) continue;
+      const meta = this.#ctx.groups.meta(c.channelId);
+      if (!meta) continue;
+      let secs = 0;
+      try {
+        secs = groupSettings(this.#ctx.groups.open(meta))?.disappearingSeconds ?? 0;
+      } catch {
+        continue;
+      }
+      if (secs > 0) n += this.#ctx.state.expireMessages(c.id, this.#ctx.now() - secs * 1000);
+    }
+    return n;
+  }
+
   /** The MLS epoch and epoch authenticator of a conversation. */
   epochInfo(conv: Conversation): { epoch: bigint; authenticator: string } {
     const { state } = this.#open(conv);
@@ -272,6 +401,8 @@ export class Groups {
       username: this.#ctx.username,
       identity: signer,
       suite,
+      // the creator is the first admin (src/mls/settings.ts)
+      settings: { admins: [this.#ctx.username], name: "", description: "", disappearingSeconds: 0 },
     }).finally(() => zeroize(signer.privateKey));
     const hex = toHex(channel.channelId);
     let conv!: Conversation;
@@ -416,6 +547,7 @@ export class Groups {
       sortOut(change, users, (u) => !present.has(u), attempt);
       const names = users.filter((u) => present.has(u));
       if (names.length === 0) return undefined;
+      this.#mustBeAdmin(conv, state, "remove members");
       return { staged: await removeMembers(state, names), roster: { remove: names } };
     });
     if (change.done.length === 0 && change.byOthers.length === 0) {

@@ -25,6 +25,8 @@
  */
 import {
   checkCredentialBinding,
+  type GroupSettings,
+  groupSettings,
   joinFromWelcome,
   listMembers,
   type MlsGroupState,
@@ -154,7 +156,9 @@ export class Inbox {
       return s.transaction(done);
     }
     let r;
+    let settingsBefore: GroupSettings | undefined;
     try {
+      settingsBefore = m.messageKind === "commit" ? groupSettings(state) : undefined;
       r = await processMessage(state, m.payload);
     } catch (e) {
       groups.forget(hex); // whatever the failed step touched, the next one decodes afresh
@@ -164,7 +168,11 @@ export class Inbox {
       }
       if (m.messageKind === "commit") {
         s.transaction(() => {
-          markBroken(this.#ctx, conv, record, `a change by ${m.sender} cannot be applied`);
+          // the roles rule (src/mls/settings.ts) says why, in one line
+          const why = e instanceof ValidationError && e.code === "forbidden"
+            ? `${e.message.replace(/^Refused a change: /, `refused a change by ${m.sender}: `)}`
+            : `a change by ${m.sender} cannot be applied`;
+          markBroken(this.#ctx, conv, record, why);
           done();
         });
         return;
@@ -219,6 +227,15 @@ export class Inbox {
           done();
         });
         if (conv.requestFrom !== undefined) return; // a request shows nothing
+        if (r.settings) {
+          this.#ctx.emit({
+            kind: "settings",
+            conversation: conv,
+            by: r.committer.username,
+            before: settingsBefore,
+            after: r.settings,
+          });
+        }
         const left = new Set(r.left);
         const readded = r.added.filter((a) => gone.has(a.username)).map((a) => a.username);
         const added = r.added.map((a) => a.username).filter((u) => !readded.includes(u));

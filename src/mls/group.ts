@@ -86,6 +86,12 @@ import {
   verifyKeyPackageBytes,
 } from "./key_package.ts";
 import { DEFAULT_SUITE, getCiphersuite, type MlsSuiteName } from "./provider.ts";
+import {
+  decodeGroupSettings,
+  encodeGroupSettings,
+  GROUP_SETTINGS_EXTENSION,
+  type GroupSettings,
+} from "./settings.ts";
 
 export type { MemberInfo, MlsGroupState };
 
@@ -99,6 +105,11 @@ export interface CreateGroupOptions {
   readonly identity: SignatureKeyPair;
   /** Cipher suite (default: X-Wing). */
   readonly suite?: MlsSuiteName;
+  /**
+   * Roles and settings (the qpq group settings extension); without them the group is a
+   * legacy group where every member is an admin (DMs).
+   */
+  readonly settings?: GroupSettings;
 }
 
 /** Messages an own commit produced, to send through the server. */
@@ -193,6 +204,8 @@ export interface CommitReceived extends CommitApplied {
   readonly kind: "commit";
   /** Who committed. */
   readonly committer: MemberInfo;
+  /** The group's new settings, when the commit changed them. */
+  readonly settings?: GroupSettings;
   /** Usernames among `removed` who asked to leave (their own remove proposal). */
   readonly left: string[];
 }
@@ -353,7 +366,7 @@ async function ownKeyPackage(
     {
       versions: ["mls10"],
       ciphersuites: [suite],
-      extensions: [],
+      extensions: [GROUP_SETTINGS_EXTENSION],
       proposals: [],
       credentials: ["basic"],
     },
@@ -387,7 +400,10 @@ export async function createGroup(opts: CreateGroupOptions): Promise<MlsGroupSta
       opts.groupId.slice(),
       kp.publicPackage,
       kp.privatePackage,
-      [],
+      opts.settings === undefined ? [] : [{
+        extensionType: GROUP_SETTINGS_EXTENSION,
+        extensionData: encodeGroupSettings(opts.settings),
+      }],
       cs,
       CLIENT_CONFIG,
     );
@@ -829,17 +845,81 @@ interface Captured {
   proposal: "remove" | "update" | undefined;
   /** Leaves removed by a commit through their own remove proposal. */
   selfRemoved: Set<number>;
+  /** Why the commit was refused by the roles rule (see {@link roleRefusal}). */
+  refusal?: string;
+  /** The settings a commit sets, when it changes them. */
+  newSettings?: GroupSettings | undefined;
+}
+
+/** The settings a group context holds; undefined for a legacy group (everyone is an admin). */
+function settingsOf(gc: ClientState["groupContext"]): GroupSettings | undefined {
+  const ext = gc.extensions.find((e) => e.extensionType === GROUP_SETTINGS_EXTENSION);
+  return ext === undefined ? undefined : decodeGroupSettings(ext.extensionData);
+}
+
+/**
+ * The roles rule, applied by every receiver to every commit against the settings BEFORE
+ * it: removing another member or changing the group context extensions takes an admin; a
+ * settings change must keep valid settings. Returns why the commit is refused, or
+ * undefined when it is allowed.
+ */
+function roleRefusal(
+  current: ClientState,
+  committer: number,
+  proposals: readonly { proposal: Proposal; senderLeafIndex: number | undefined }[],
+  captured: Captured,
+): string | undefined {
+  let settings: GroupSettings | undefined;
+  try {
+    settings = settingsOf(current.groupContext);
+  } catch {
+    return "the group's settings are unreadable";
+  }
+  let name: string | undefined;
+  try {
+    name = memberOfLeaf(leafAt(current.ratchetTree, committer), committer).username;
+  } catch {
+    return "its committer is not a member";
+  }
+  const admin = settings === undefined || settings.admins.includes(name);
+  for (const p of proposals) {
+    const q = p.proposal;
+    if (q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin) {
+      return `${name} is not an admin and removed a member`;
+    }
+    if (q.proposalType === "group_context_extensions") {
+      if (!admin) return `${name} is not an admin and changed the group's settings`;
+      const exts = q.groupContextExtensions.extensions;
+      const ours = exts.filter((e) => e.extensionType === GROUP_SETTINGS_EXTENSION);
+      if (exts.length !== ours.length || ours.length !== 1) {
+        return "it changes the group's extensions to something qpq does not allow";
+      }
+      try {
+        captured.newSettings = decodeGroupSettings(ours[0]!.extensionData);
+      } catch {
+        return "its new group settings are malformed";
+      }
+    }
+  }
+  return undefined;
 }
 
 /** qpq's proposal policy: commits may add, remove and update; proposals only self-remove or update. */
-function policy(captured: Captured): IncomingMessageCallback {
+function policy(captured: Captured, current: ClientState): IncomingMessageCallback {
   return (incoming) => {
     if (incoming.kind === "commit") {
       captured.sender = incoming.senderLeafIndex;
       if (incoming.senderLeafIndex === undefined) return "reject";
+      const refusal = roleRefusal(current, incoming.senderLeafIndex, incoming.proposals, captured);
+      if (refusal !== undefined) {
+        captured.refusal = refusal;
+        return "reject";
+      }
       for (const p of incoming.proposals) {
         const t = p.proposal.proposalType;
-        if (t !== "add" && t !== "remove" && t !== "update") return "reject";
+        if (
+          t !== "add" && t !== "remove" && t !== "update" && t !== "group_context_extensions"
+        ) return "reject";
         if (
           p.proposal.proposalType === "remove" && p.proposal.remove.removed === p.senderLeafIndex
         ) {
@@ -963,13 +1043,16 @@ export async function processMessage(
       pm,
       makePskIndex(s.current, {}),
       cs,
-      policy(captured),
+      policy(captured, s.current),
     );
   } catch (e) {
     throw mapMlsError(e, "Cannot process handshake message", true);
   }
   if (res.kind !== "newState") {
     throw new ValidationError("MLS message content does not match its type");
+  }
+  if (res.actionTaken === "reject" && captured.refusal !== undefined) {
+    throw new ValidationError(`Refused a change: ${captured.refusal}`, { code: "forbidden" });
   }
   if (res.actionTaken === "reject") {
     throw new ValidationError("MLS message carries a proposal qpq does not allow");
@@ -1001,8 +1084,51 @@ export async function processMessage(
     removed,
     committer: who,
     left: removed.filter((m) => captured.selfRemoved.has(m.leafIndex)).map((m) => m.username),
+    ...(captured.newSettings ? { settings: captured.newSettings } : {}),
     consumed: res.consumed,
   };
+}
+
+/**
+ * The group's roles and settings; undefined for a legacy group (no settings extension:
+ * every member is an admin).
+ *
+ * @throws ValidationError when the stored settings are malformed
+ */
+export function groupSettings(state: MlsGroupState): GroupSettings | undefined {
+  return settingsOf(live(state).current.groupContext);
+}
+
+/** True when `username` may remove others and change the settings (an admin, or legacy). */
+export function isAdmin(state: MlsGroupState, username: string): boolean {
+  const s = groupSettings(state);
+  return s === undefined || s.admins.includes(username);
+}
+
+/**
+ * Stage one commit replacing the group's settings (a GroupContextExtensions proposal).
+ * Receivers apply it only when we are an admin per the settings before it; like
+ * {@link removeMembers}, this builds the commit and leaves the local refusal to the caller
+ * ({@link isAdmin}), so a test can forge what a modified client would send.
+ *
+ * @throws ValidationError for out-of-bounds settings
+ */
+export async function changeSettings(
+  state: MlsGroupState,
+  settings: GroupSettings,
+): Promise<StagedCommit> {
+  const s = live(state);
+  noPending(s);
+  const proposal: Proposal = {
+    proposalType: "group_context_extensions",
+    groupContextExtensions: {
+      extensions: [{
+        extensionType: GROUP_SETTINGS_EXTENSION,
+        extensionData: encodeGroupSettings(settings),
+      }],
+    },
+  };
+  return await stageCommit(s, [proposal], "Cannot change the group's settings");
 }
 
 /** The current epoch. */

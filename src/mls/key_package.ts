@@ -23,6 +23,7 @@ import {
   MAX_KEY_PACKAGE_LIFETIME_SECONDS,
 } from "../limits.ts";
 import { Reader, Writer } from "./_codec.ts";
+import { GROUP_SETTINGS_EXTENSION } from "./settings.ts";
 import {
   ED25519_KEY_BYTES,
   isMlsSuiteName,
@@ -136,7 +137,9 @@ function capabilitiesFor(suite: MlsSuiteName, lastResort: boolean): Capabilities
   return {
     versions: ["mls10"],
     ciphersuites: [suite],
-    extensions: lastResort ? [LAST_RESORT_EXTENSION] : [],
+    extensions: lastResort
+      ? [LAST_RESORT_EXTENSION, GROUP_SETTINGS_EXTENSION]
+      : [GROUP_SETTINGS_EXTENSION],
     proposals: [],
     credentials: ["basic"],
   };

@@ -38,6 +38,7 @@ export {
   addMembers,
   type AddMembersOptions,
   type ApplicationReceived,
+  changeSettings,
   type CommitApplied,
   type CommitOutbound,
   type CommitReceived,
@@ -50,6 +51,8 @@ export {
   epochAuthenticator,
   exportRatchetTree,
   exportSecret,
+  groupSettings,
+  isAdmin,
   type Joined,
   joinFromWelcome,
   type JoinOptions,
@@ -67,6 +70,13 @@ export {
   type StaleReceived,
   withdrawOwnProposals,
 } from "./group.ts";
+export {
+  decodeGroupSettings,
+  encodeGroupSettings,
+  GROUP_SETTINGS_EXTENSION,
+  type GroupSettings,
+  validDisappearing,
+} from "./settings.ts";
 export { isMlsSuiteName, MlsGroupState, SUITE_IDS, suiteFromId } from "./_state.ts";
 export {
   decodeGroupState,

@@ -35,10 +35,20 @@ const RULES = "tests/server_rules_test.ts";
 const STRANGERS = "tests/server_strangers_test.ts";
 const LISTS = "tests/server_lists_test.ts";
 const SIM = "tests/sim_test.ts";
+const ROLES = "tests/cli_roles_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
   // ---- client defences (against a lying server or a malicious member)
+  {
+    id: "roles-admin-list",
+    file: "src/mls/group.ts",
+    find: "const admin = settings === undefined || settings.admins.includes(name);",
+    replace: "const admin = true;",
+    why: "the admin list in the settings before the commit decides who may remove and change",
+    tests: ["tests/mls_roles_test.ts"],
+    quick: true,
+  },
   {
     id: "client-key-pinning",
     file: "src/client/contacts.ts",
@@ -1517,5 +1527,30 @@ export const MUTANTS: Mutant[] = [
     replace: "  if (false) {\n    throw new UsageError(\n      `Not using the control socket",
     why: "a forwarding command talks only to a socket in a directory no one else may use",
     tests: ["tests/cli_control_test.ts"],
+  },
+  // ---- group roles (issue 21): every receiver enforces them from the MLS group context
+  {
+    id: "roles-receiver-remove",
+    file: "src/mls/group.ts",
+    find: 'if (q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin) {',
+    replace: "if (false) {",
+    why: "a Remove of another member committed by a non-admin is refused by every receiver",
+    tests: [ROLES],
+  },
+  {
+    id: "roles-receiver-settings",
+    file: "src/mls/group.ts",
+    find: "if (!admin) return `${name} is not an admin and changed the group's settings`;",
+    replace: "",
+    why: "a settings change (admins, name, timer) committed by a non-admin is refused",
+    tests: [ROLES],
+  },
+  {
+    id: "roles-local-refusal",
+    file: "src/client/groups.ts",
+    find: 'this.#mustBeAdmin(conv, state, "remove members");',
+    replace: "",
+    why: "a non-admin's remove is refused locally, in one line, before anything is sent",
+    tests: [ROLES],
   },
 ];

@@ -1161,6 +1161,23 @@ export class ClientStore implements LocalState {
     });
   }
 
+  /** See {@link LocalState.expireMessages}. */
+  expireMessages(conversationId: string, before: number): number {
+    return this.#write(() => {
+      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const rows = this.#all("SELECT id_h, data FROM messages WHERE conv_h = ?", convH);
+      let n = 0;
+      for (const r of rows) {
+        const m = this.#message(r.data, r.id_h as Uint8Array, convH);
+        if ((m.sentAt || m.receivedAt) < before) {
+          this.#run("DELETE FROM messages WHERE id_h = ?", r.id_h as Uint8Array);
+          n++;
+        }
+      }
+      return n;
+    });
+  }
+
   /** Messages stored after the last {@link markRead}, counted up to `cap` (then `cap + 1`). */
   unreadCount(conversationId: string, cap: number): number {
     checkCount(cap);

@@ -419,6 +419,11 @@ export interface LocalState {
   /** Mark every message of a conversation stored so far as read. */
   markRead(conversationId: string): void;
   /**
+   * Disappearing messages: delete every message of a conversation sent (or, for one of ours
+   * never sent, received) before `before` (ms since the epoch). Returns how many went.
+   */
+  expireMessages(conversationId: string, before: number): number;
+  /**
    * Messages of a conversation stored after the last {@link markRead}, counted up to `cap`
    * (a count above it is returned as `cap + 1`: "99+").
    */
