@@ -30,6 +30,7 @@ export type {
   LocalState,
   MessageDirection,
   MessageReaction,
+  MessageReceipt,
   MessageStatus,
   OutboxEntry,
   StoredMessage,
