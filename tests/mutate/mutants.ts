@@ -35,6 +35,7 @@ const RULES = "tests/server_rules_test.ts";
 const STRANGERS = "tests/server_strangers_test.ts";
 const LISTS = "tests/server_lists_test.ts";
 const SIM = "tests/sim_test.ts";
+const EPHEMERAL = "tests/server_ephemeral_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -178,6 +179,43 @@ export const MUTANTS: Mutant[] = [
     why:
       "a queued reaction, edit or deletion is encrypted again in the group's current epoch, like a text",
     tests: ["tests/cli_content_test.ts"],
+  },
+  // ---- issue 21 part 2: typing indicators are ephemeral (server side)
+  {
+    id: "ephemeral-stored",
+    file: "src/server/delivery.ts",
+    find: "      if (req.ephemeral) return await ephemeral(store, me, req, conn);\n",
+    replace: "",
+    why: "an ephemeral enqueue (typing) is never stored in a queue nor recorded",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-to-blocker",
+    file: "src/server/delivery.ts",
+    find: "  const blockers = await store.blockersOf(me, recipients);\n",
+    replace: "  const blockers: string[] = [];\n",
+    why: "a user who blocked the sender gets no typing indicator of theirs",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-size-cap",
+    file: "src/server/delivery.ts",
+    find: "  if (req.payload.length > MAX_EPHEMERAL_BYTES) {",
+    replace: "  if (false) {",
+    why: "an ephemeral payload is bounded by MAX_EPHEMERAL_BYTES",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-rate-limit",
+    file: "src/server/delivery.ts",
+    find: "  } else if (++rate.count > MAX_EPHEMERAL_PER_WINDOW) {",
+    replace: "  } else if (++rate.count < 0) {",
+    why: "a connection sends at most MAX_EPHEMERAL_PER_WINDOW ephemeral messages per window",
+    tests: [EPHEMERAL],
+    quick: true,
   },
   // ---- MLS layer
   {
