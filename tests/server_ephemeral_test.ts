@@ -7,61 +7,12 @@
  */
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { startTestServer, type TestServer } from "./_support/server.ts";
-import { connectServer, type ServerConnection } from "../src/client/connection.ts";
-import {
-  clientLoginFinish,
-  clientLoginStart,
-  clientRegistrationFinish,
-  clientRegistrationStart,
-  type KeyStretching,
-} from "../src/auth/mod.ts";
-import { IdentityKeyPair } from "../src/crypto/identity.ts";
+import type { ServerConnection } from "../src/client/connection.ts";
+import { rawUser as user } from "./_support/raw_user.ts";
 import { AuthError, type QpqError, UsageError, ValidationError } from "../src/errors.ts";
 import { randomBytes, utf8 } from "../src/bytes.ts";
-import type { DeliveredMessage, Push } from "../src/wire/mod.ts";
+import type { DeliveredMessage } from "../src/wire/mod.ts";
 import { MAX_EPHEMERAL_BYTES, MAX_EPHEMERAL_PER_WINDOW } from "../src/limits.ts";
-
-const FAST: KeyStretching = { argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 } };
-
-function connect(ts: TestServer, onPush?: (p: Push, id: number) => void) {
-  return connectServer({ server: ts.addr, caCertPem: ts.certPem, onPush });
-}
-
-async function user(ts: TestServer, username: string, onPush?: (p: Push, id: number) => void) {
-  const conn = await connect(ts, onPush);
-  const password = `pw of ${username}`;
-  const start = await clientRegistrationStart(password);
-  const started = await conn.call(
-    { kind: "registerStart", username, request: start.request, authToken: "devtoken" },
-    "registerStarted",
-  );
-  const fin = await clientRegistrationFinish(start.state, password, started.data, {
-    keyStretching: FAST,
-  });
-  await conn.call({
-    kind: "registerFinish",
-    username,
-    record: fin.record,
-    authToken: "devtoken",
-    identityKey: IdentityKeyPair.generate().publicKey,
-  }, "ok");
-  const ls = await clientLoginStart(password);
-  const lstarted = await conn.call(
-    { kind: "loginStart", username, request: ls.request },
-    "loginStarted",
-  );
-  const lfin = await clientLoginFinish(ls.state, password, lstarted.response, {
-    keyStretching: FAST,
-  });
-  if (lfin.kind !== "ok") throw new Error("client-side login failed");
-  await conn.call({
-    kind: "loginFinish",
-    username,
-    finish: lfin.finishRequest,
-    loginId: lstarted.loginId,
-  }, "session");
-  return conn;
-}
 
 function enqueue(
   conn: ServerConnection,
