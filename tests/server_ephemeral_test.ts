@@ -134,3 +134,22 @@ Deno.test("ephemeral enqueue is bounded: members only, application only, size ca
     await refused(() => enqueue(alice, ch, utf8("typing"), true), AuthError, "rate_limited");
   });
 });
+
+Deno.test("ephemeral enqueue reaches only the subscriptions of its own server (two in one process)", async () => {
+  await withUsers(async (_alice, _bob, _carol, pushed, _ch) => {
+    // a second server in the same process, with its own alice and bob (not subscribed)
+    const ts2 = await startTestServer({});
+    try {
+      const alice2 = await user(ts2, "alice");
+      const bob2 = await user(ts2, "bob");
+      const ch2 = (await alice2.call({ kind: "createDm", username: "bob" }, "channel")).channelId;
+      assertEquals((await enqueue(alice2, ch2, utf8("typing"), true)).recipients, 0);
+      await settle();
+      assertEquals(pushed, [], "the first server's bob got nothing");
+      for (const c of [alice2, bob2]) await c.close();
+    } finally {
+      await ts2.close();
+    }
+    await Deno.remove(ts2.dataDir, { recursive: true }).catch(() => {});
+  });
+});

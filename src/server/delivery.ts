@@ -463,7 +463,14 @@ const EPHEMERAL_RATE = new WeakMap<ConnectionState, { since: number; count: numb
  * ephemeral message unless a page is in flight (then it is dropped: ephemeral is best
  * effort, and a slow reader must not queue them up).
  */
-const LIVE = new Map<string, Set<(m: DeliveredMessage) => void>>();
+const LIVE = new WeakMap<ServerStore, Map<string, Set<(m: DeliveredMessage) => void>>>();
+
+/** The live push targets of one server (its store): servers in one process stay apart. */
+function liveOf(store: ServerStore): Map<string, Set<(m: DeliveredMessage) => void>> {
+  let m = LIVE.get(store);
+  if (m === undefined) LIVE.set(store, m = new Map());
+  return m;
+}
 
 /**
  * An ephemeral message (a typing indicator): application only, from a member, within
@@ -518,7 +525,7 @@ async function ephemeral(
   };
   let reached = 0;
   for (const r of recipients) {
-    for (const push of LIVE.get(r) ?? []) {
+    for (const push of liveOf(store).get(r) ?? []) {
       push(m);
       reached++;
     }
@@ -602,8 +609,9 @@ function startPush(
       if (again) void pump();
     });
   };
-  let lives = LIVE.get(user);
-  if (lives === undefined) LIVE.set(user, lives = new Set());
+  const liveUsers = liveOf(store);
+  let lives = liveUsers.get(user);
+  if (lives === undefined) liveUsers.set(user, lives = new Set());
   lives.add(live);
   const unsubscribe = store.notifier.subscribe(user, (message) => {
     if (message !== undefined) {
@@ -615,9 +623,9 @@ function startPush(
   const stop = () => {
     stopped = true;
     unsubscribe();
-    const set = LIVE.get(user);
+    const set = liveUsers.get(user);
     set?.delete(live);
-    if (set?.size === 0) LIVE.delete(user);
+    if (set?.size === 0) liveUsers.delete(user);
     conn.cleanups.delete(stop);
     if (SUBSCRIPTIONS.get(conn) === stop) SUBSCRIPTIONS.delete(conn);
   };
