@@ -153,6 +153,9 @@ struct Enqueue {
   messageKind @3 :MessageKind;
   epoch @4 :UInt64;                  # sender's MLS epoch (informational)
   recipients @5 :List(Text);         # empty = every other member of the channel
+  ephemeral @6 :Bool;                # appended: forward only to the recipients' live
+                                     # subscriptions (pushed with seq 0), store nothing;
+                                     # application only, at most MAX_EPHEMERAL_BYTES
 }
 
 struct Fetch {
@@ -354,6 +357,7 @@ struct Content {
     reaction @5 :Reaction;           # a member's reaction to a message (appended)
     edit @6 :Edit;                   # the author's new text of a message (appended)
     deletion @7 :Deletion;           # the author deletes a message for everyone (appended)
+    receipt @9 :Receipt;             # delivered / read receipt for messages (appended)
   }
   replyTo @8 :Data;                  # text: the message id (16 bytes) it answers; empty = none
 }
@@ -412,4 +416,12 @@ struct Edit {
 # Delete a message for everyone. Receivers apply it only when the MLS sender wrote the target.
 struct Deletion {
   target @0 :Data;                   # message id (16 bytes)
+}
+
+# A member got (or read) messages of the same conversation: one receipt covers up to
+# MAX_RECEIPT_TARGETS message ids. Receivers apply it only to their own messages, from the
+# MLS sender; never shown as a message.
+struct Receipt {
+  targets @0 :Data;                  # message ids, 16 bytes each, concatenated (1 to 100)
+  read @1 :Bool;                     # false = delivered (stored), true = read
 }

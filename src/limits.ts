@@ -417,3 +417,19 @@ export const MAX_DISAPPEARING_SECONDS = 4 * 7 * 24 * 3600;
 
 /** How often a running client deletes expired disappearing messages (ms). */
 export const EXPIRE_EVERY_MS = 10_000;
+
+/**
+ * Most message ids one receipt names (a larger batch is sent as several receipts): 100 ids
+ * of 16 bytes keep a receipt under 2 KiB.
+ */
+export const MAX_RECEIPT_TARGETS = 100;
+/** Most members' receipts kept on one of our messages (one per member). */
+export const MAX_RECEIPTS_PER_MESSAGE = 2_000;
+
+// --- ephemeral messages (typing indicators; src/server/delivery.ts) -----------------------
+/** Largest payload of an ephemeral enqueue (bytes): a typing indicator is small. */
+export const MAX_EPHEMERAL_BYTES = 2048;
+/** Most ephemeral enqueues one connection may make per {@link EPHEMERAL_WINDOW_MS}. */
+export const MAX_EPHEMERAL_PER_WINDOW = 20;
+/** Window of the per-connection ephemeral rate limit (ms). */
+export const EPHEMERAL_WINDOW_MS = 10_000;

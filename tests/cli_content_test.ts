@@ -22,7 +22,7 @@ async function history(
 ): Promise<string[]> {
   return ok(await qpq(user, "history", conv)).trimEnd().split("\n").filter((l) =>
     !l.startsWith("── ")
-  ).map((l) => l.replace(/^[0-9]{2}:[0-9]{2} /, ""));
+  ).map((l) => l.replace(/^[0-9]{2}:[0-9]{2} /, "").replace(/ ✓{1,3}$/, "")); // receipts: cli_receipts_test
 }
 
 Deno.test("qpq: replies, reactions, edits and deletes reach every member, shown and in --json", async () => {

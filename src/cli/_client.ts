@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { receiptMark, receiptState } from "../client/receipts.ts";
 import { bodyLines, visible } from "./_terminal.ts";
 import { reactionCounts } from "../client/changes.ts";
 import type { GroupSettings } from "../client/events.ts";
@@ -211,7 +212,7 @@ export async function openClient(
         if (options.onEvent) options.onEvent(e);
         else printEvent(e, flags.json ?? false, client.store);
         // a message shown is a message read (a command that hides it leaves it unread)
-        if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);
+        if (e.kind === "message" && shown.has(e)) void client.markRead(e.conversation);
         shown.delete(e);
       }),
   });
@@ -367,6 +368,7 @@ export function historyLines(
   conv: Conversation,
   messages: StoredMessage[],
   look?: MessageLookup,
+  others?: string[],
 ): string[] {
   const out: string[] = [];
   let day: string | undefined;
@@ -377,7 +379,12 @@ export function historyLines(
       out.push(dayLine(at));
     }
     const failed = m.status === "failed" ? ` (not sent: ${visible(m.failure ?? "refused")})` : "";
-    out.push(`${timeOfDay(at)} ${numberedMessage(conv, m, look)}${failed}`);
+    const mark = others && m.direction === "out" && !m.deleted
+      ? receiptMark(receiptState(m, others))
+      : "";
+    out.push(
+      `${timeOfDay(at)} ${numberedMessage(conv, m, look)}${failed}${mark ? " " + mark : ""}`,
+    );
   }
   return out;
 }
@@ -453,6 +460,7 @@ export function messageJson(
   conv: Conversation,
   m: StoredMessage,
   look?: MessageLookup,
+  others?: string[],
 ): Record<string, unknown> {
   const index = look?.messageIndex(m.messageId);
   return {
@@ -475,6 +483,16 @@ export function messageJson(
       emoji: r.emoji,
       at: r.at,
     })),
+    ...(m.direction === "out"
+      ? {
+        ...(others ? { receiptState: receiptState(m, others) } : {}),
+        receipts: (m.receipts ?? []).map((r) => ({
+          user: r.user,
+          ...(r.deliveredAt !== undefined ? { deliveredAt: r.deliveredAt } : {}),
+          ...(r.readAt !== undefined ? { readAt: r.readAt } : {}),
+        })),
+      }
+      : {}),
   };
 }
 

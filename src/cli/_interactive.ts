@@ -137,7 +137,7 @@ export class Interactive {
   #prompt(): string {
     const c = this.#client;
     const active = this.#active ? this.#refresh(this.#active) : undefined;
-    if (active) c.store.markRead(active.id);
+    if (active) void c.markRead(active);
     let unread = 0;
     if (!this.#fixed) {
       for (const x of c.listConversations()) if (x.id !== active?.id) unread += x.unread;

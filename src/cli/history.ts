@@ -15,7 +15,10 @@ encrypted local history, each with the local time it was sent and a line where a
 begins (--json: sentAt and receivedAt in ms). Each message shows its number in the
 conversation ([3]), how send --reply-to, react, edit and delete name it; a reply quotes
 what it answers, an edited message says "(edited)", a deleted one "(message deleted)", and
-reactions follow it (👍 2). Marks the conversation read. Works offline.`;
+reactions follow it (👍 2). Our messages carry their receipts: ✓ sent, ✓✓ delivered to
+every member, ✓✓✓ read by every member (--json: receiptState and receipts, each member's
+deliveredAt and readAt; qpq receipts N lists them). Marks the conversation read (a read
+receipt, unless turned off with qpq receipts off). Works offline.`;
 
 /** Run `qpq history`. */
 export const run = clientCommand({
@@ -24,7 +27,7 @@ export const run = clientCommand({
   options: { count: { type: "string" } },
   positionals: { min: 1, max: 1 },
   session: false,
-  run(client, { values, positionals }) {
+  async run(client, { values, positionals }) {
     const count = Number(values.count ?? "20");
     if (!Number.isInteger(count) || count < 1 || count > 100_000) {
       throw new UsageError("--count must be 1 to 100000");
@@ -32,10 +35,13 @@ export const run = clientCommand({
     const conv = client.conversation(positionals[0]!);
     const messages = client.history(conv.name, count);
     const look = client.store;
+    const others = conv.kind === "self"
+      ? []
+      : client.members(conv.name).filter((u) => u !== client.username);
     if (values.json) {
-      for (const m of messages) println(JSON.stringify(messageJson(conv, m, look)));
-    } else for (const line of historyLines(conv, messages, look)) println(line);
-    client.markRead(conv.name); // what history showed is read
-    return Promise.resolve(0);
+      for (const m of messages) println(JSON.stringify(messageJson(conv, m, look, others)));
+    } else for (const line of historyLines(conv, messages, look, others)) println(line);
+    await client.markRead(conv.name); // what history showed is read (a read receipt)
+    return 0;
   },
 });

@@ -70,6 +70,10 @@ export const COMMANDS: Record<string, CommandEntry> = {
   update: { summary: "self-update your keys in groups", load: () => import("./update.ts") },
   send: { summary: "send a message (DM, group or all)", load: () => import("./send.ts") },
   react: { summary: "react to a message (again: withdraw)", load: () => import("./react.ts") },
+  receipts: {
+    summary: "who got and read a message; read receipts on|off",
+    load: () => import("./receipts.ts"),
+  },
   edit: { summary: "edit one of your messages", load: () => import("./edit.ts") },
   delete: {
     summary: "delete one of your messages for everyone",

@@ -48,7 +48,12 @@ import { Receiver } from "./receiver.ts";
 import { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 import { fromHex, toHex } from "../bytes.ts";
-import { EXPIRE_EVERY_MS, MAX_GROUP_DESCRIPTION_BYTES, UNREAD_CAP } from "../limits.ts";
+import {
+  EXPIRE_EVERY_MS,
+  MAX_GROUP_DESCRIPTION_BYTES,
+  MAX_RECEIPT_TARGETS,
+  UNREAD_CAP,
+} from "../limits.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
@@ -152,6 +157,11 @@ export class QpqClient {
   #receiver: Receiver;
   #groups: Groups;
   #consent: Consent;
+  #inbox!: Inbox;
+  /** Receipts composed by this client (delivered and read), for the cost figures. */
+  #receiptsSent = 0;
+  /** Read receipts being sent: {@link close} waits for them. */
+  #receipting = new Set<Promise<void>>();
   #maintaining: Promise<void> | undefined;
   #maintainAgain = false;
 
@@ -209,6 +219,7 @@ export class QpqClient {
       consent: this.#consent,
     });
     this.#receiver.attach(this.#groups, inbox);
+    this.#inbox = inbox;
     // disappearing messages: expired ones go on start, then every EXPIRE_EVERY_MS
     this.#expire();
   }
@@ -375,9 +386,86 @@ export class QpqClient {
     return this.#ctx.state.unreadCount(this.conversation(ref).id, UNREAD_CAP);
   }
 
-  /** Mark a conversation read up to its newest message (reading or answering it does). */
-  markRead(ref: string): void {
-    this.#ctx.state.markRead(this.conversation(ref).id);
+  /**
+   * Mark a conversation read up to its newest message (reading or answering it does). The
+   * texts it marks read get one read receipt (unless read receipts are off, or the
+   * conversation is a request): composed into the outbox here, sent now when connected
+   * (else with the next command that goes online).
+   */
+  markRead(ref: string | Conversation): Promise<void> {
+    const p = this.#markRead(ref);
+    this.#receipting.add(p);
+    p.catch(() => {}).finally(() => this.#receipting.delete(p));
+    return p;
+  }
+
+  async #markRead(ref: string | Conversation): Promise<void> {
+    // (up to the first await this runs in the caller's turn: the marking is done on return)
+    const conv = typeof ref === "string" ? this.conversation(ref) : ref;
+    const s = this.#ctx.state;
+    const n = s.unreadCount(conv.id, UNREAD_CAP);
+    const texts = n === 0
+      ? []
+      : s.history(conv.id, n).filter((m) =>
+        m.direction === "in" && !m.unreadable && !m.deleted && m.sender !== this.username &&
+        !this.#consent.blocked(m.sender)
+      );
+    s.markRead(conv.id);
+    if (texts.length === 0 || !s.readReceipts() || !this.#receiptsAllowed(conv)) return;
+    await this.#sendReceipt(conv, texts.map((m) => m.messageId), true);
+  }
+
+  /** Whether read receipts are sent (persisted; on by default). */
+  get readReceipts(): boolean {
+    return this.#ctx.state.readReceipts();
+  }
+
+  /** Turn sending read receipts on or off (delivered receipts are always sent). */
+  setReadReceipts(on: boolean): void {
+    this.#ctx.state.setReadReceipts(on);
+  }
+
+  /** Receipts this client composed (delivered and read). */
+  get receiptsSent(): number {
+    return this.#receiptsSent;
+  }
+
+  /** Receipts go to accepted conversations with someone else, never to a blocked peer. */
+  #receiptsAllowed(conv: Conversation): boolean {
+    if (conv.kind === "self" || conv.requestFrom !== undefined) return false;
+    return !(conv.peer !== undefined && this.#consent.blocked(conv.peer));
+  }
+
+  /** The delivered receipts the messages received made due: one per conversation (per 100). */
+  async #sendDelivered(): Promise<void> {
+    for (const [convId, ids] of this.#inbox.takeDelivered()) {
+      const conv = this.#ctx.state.getConversation(convId);
+      if (conv && this.#receiptsAllowed(conv)) await this.#sendReceipt(conv, ids, false);
+    }
+  }
+
+  /**
+   * Receipts for `ids` (at most MAX_RECEIPT_TARGETS each) through the one compose path;
+   * delivered at once when connected, else queued. One that cannot be composed now (the
+   * group is changing, nobody else is left) is dropped: a receipt is a courtesy.
+   */
+  async #sendReceipt(conv: Conversation, ids: string[], read: boolean): Promise<void> {
+    for (let i = 0; i < ids.length; i += MAX_RECEIPT_TARGETS) {
+      const targets = ids.slice(i, i + MAX_RECEIPT_TARGETS);
+      try {
+        const composed = await this.#groups.compose(conv, { kind: "receipt", targets, read });
+        this.#receiptsSent++;
+        if (this.#session.connected) {
+          await this.#outbox.deliver(composed.messageId, composed.request, { content: true });
+        }
+      } catch (e) {
+        if (e instanceof TransportError) {
+          await this.#session.disconnect();
+          return;
+        }
+        if (!(e instanceof QpqError)) throw e;
+      }
+    }
   }
 
   /**
@@ -797,6 +885,7 @@ export class QpqClient {
       });
       return { message };
     }
+    if (body.kind === "receipt") return {}; // never to oneself
     let r!: ReturnType<typeof applyChange>;
     s.transaction(() => {
       r = applyChange(s, conv, this.username, body, now);
@@ -850,6 +939,7 @@ export class QpqClient {
   async sync(): Promise<number> {
     const n = await this.#receiver.fetch();
     await this.#maintain(n);
+    await this.#sendDelivered();
     await this.#flushQueued(); // what is still queued goes out as soon as the server is there
     return n;
   }
@@ -857,6 +947,7 @@ export class QpqClient {
   #afterReceive(n: number): void {
     if (n > 0) this.#expire();
     this.#maintain(n)
+      .then(() => this.#sendDelivered())
       // messages queued again after a server restore go out without waiting for a command
       .then(() => this.#outbox.restorePending ? this.#flushQueued() : 0)
       .catch((e) =>
@@ -884,6 +975,7 @@ export class QpqClient {
   async close(): Promise<void> {
     this.#closed = true;
     this.#ctx.timers.clearTimeout(this.#expireTimer);
+    await Promise.allSettled([...this.#receipting]);
     await this.#session.close();
     this.#ctx.identity.destroy();
     await this.#ctx.state.close();

@@ -33,7 +33,9 @@ export type Body =
   /** The author's new text of `target`. */
   | { kind: "edit"; target: string; text: string }
   /** The author deletes `target` for everyone. */
-  | { kind: "deletion"; target: string };
+  | { kind: "deletion"; target: string }
+  /** The sender got (`read` false) or read these messages (never shown as a message). */
+  | { kind: "receipt"; targets: string[]; read: boolean };
 
 /** A kind of content. */
 export type BodyKind = Body["kind"];
@@ -82,6 +84,9 @@ export function encodeContent(c: MessageContent): Uint8Array {
     case "deletion":
       body = { kind: "deletion", target: messageIdBytes(b.target) };
       break;
+    case "receipt":
+      body = { kind: "receipt", targets: b.targets.map(messageIdBytes), read: b.read };
+      break;
   }
   return encodeWire({
     version: CONTENT_VERSION,
@@ -111,6 +116,9 @@ export function decodeContent(bytes: Uint8Array): DecodedContent {
       break;
     case "deletion":
       body = { kind: "deletion", target: uuidToString(b.target) };
+      break;
+    case "receipt":
+      body = { kind: "receipt", targets: b.targets.map(uuidToString), read: b.read };
       break;
   }
   return {

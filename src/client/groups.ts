@@ -785,7 +785,7 @@ export class Groups {
           status: "pending",
           ...(body.replyTo ? { replyTo: body.replyTo } : {}),
         };
-      } else {
+      } else if (body.kind !== "receipt") {
         change = ownChange(planChange(s, conv, this.#ctx.username, body, now), body);
       }
       const content = encodeContent({ messageId: id, sentAtMs: now, body });

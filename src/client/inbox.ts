@@ -61,6 +61,7 @@ import type { Consent } from "./consent.ts";
 import type { Contacts } from "./contacts.ts";
 import { decodeContent, type DecodedContent } from "./content.ts";
 import { applyChange, type ChangeResult } from "./changes.ts";
+import { applyReceipt } from "./receipts.ts";
 import { upsertChannel } from "./conversations.ts";
 import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
@@ -80,6 +81,8 @@ export class Inbox {
   #requestsGrown = new Set<string>();
   #onRestored: (backupTakenAt: number) => void;
   #ignored = 0;
+  /** Delivered receipts due: conversation id ─► ids of the texts stored. */
+  #delivered = new Map<string, string[]>();
 
   constructor(
     ctx: ClientContext,
@@ -383,7 +386,20 @@ export class Inbox {
           fresh = s.addMessage(message);
           done();
         });
-        if (fresh) this.#show(conv, { kind: "message", conversation: conv, message });
+        if (fresh) {
+          this.#show(conv, { kind: "message", conversation: conv, message });
+          this.#noteDelivered(conv, author, message.messageId);
+        }
+        return;
+      }
+      case "receipt": {
+        // the MLS sender is a member of this group (its key decrypted it); our own
+        // messages only, never shown, never counted as unread
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, state);
+          applyReceipt(s, conv, author, body.targets, body.read, sentAt);
+          done();
+        });
         return;
       }
       case "reaction":
@@ -418,6 +434,25 @@ export class Inbox {
         return;
       }
     }
+  }
+
+  /**
+   * A text from `author` was stored: a delivered receipt is due, sent after the batch
+   * ({@link takeDelivered}), never to a request (not accepted) or a blocked user.
+   */
+  #noteDelivered(conv: Conversation, author: string, messageId: string): void {
+    if (conv.requestFrom !== undefined || conv.kind === "self") return;
+    if (this.#consent.blocked(author) || author === this.#ctx.username) return;
+    const ids = this.#delivered.get(conv.id) ?? [];
+    ids.push(messageId);
+    this.#delivered.set(conv.id, ids);
+  }
+
+  /** The delivered receipts due (conversation id ─► message ids), emptied. */
+  takeDelivered(): Map<string, string[]> {
+    const d = this.#delivered;
+    this.#delivered = new Map();
+    return d;
   }
 
   /** Changes ignored so far: refused (not their message) or of an unknown message. */

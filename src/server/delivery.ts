@@ -15,6 +15,8 @@
  *             (one subscription per connection: a new one replaces the old; one page in
  *             flight at a time, so a slow reader pauses its own pushes)
  * fetch/ack ─► page through the own queue; ack deletes up to a sequence number
+ * ephemeral enqueue ─► member? size? rate? ─► push to the recipients' live subscriptions
+ *             (seq 0: not in any queue, never acked), store nothing
  * ```
  *
  * @module
@@ -31,8 +33,11 @@ import { AuthError, TransportError, UsageError, ValidationError } from "../error
 import { constantTimeEqual as bytesEqual, fromHex, utf8 } from "../bytes.ts";
 import {
   CHANNEL_ENVELOPE_BYTES,
+  EPHEMERAL_WINDOW_MS,
   MAX_CHANNEL_PAGE,
   MAX_CHANNEL_PAGE_BYTES,
+  MAX_EPHEMERAL_BYTES,
+  MAX_EPHEMERAL_PER_WINDOW,
   MAX_FETCH_PAGE,
   MAX_FETCH_PAGE_BYTES,
   MEMBER_ENTRY_BYTES,
@@ -253,6 +258,7 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       if (req.messageKind === "commit" || req.messageKind === "welcome") {
         throw new UsageError("Commits and Welcomes go through the commit request");
       }
+      if (req.ephemeral) return await ephemeral(store, me, req, conn);
       checkSize(req.payload.length);
       let c: StoreChannel;
       let members: string[];
@@ -449,6 +455,84 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
   };
 }
 
+/** Ephemeral enqueues of each connection in the current window: the rate limit. */
+const EPHEMERAL_RATE = new WeakMap<ConnectionState, { since: number; count: number }>();
+
+/**
+ * Live push targets of each user: one function per subscribed connection that pushes one
+ * ephemeral message unless a page is in flight (then it is dropped: ephemeral is best
+ * effort, and a slow reader must not queue them up).
+ */
+const LIVE = new WeakMap<ServerStore, Map<string, Set<(m: DeliveredMessage) => void>>>();
+
+/** The live push targets of one server (its store): servers in one process stay apart. */
+function liveOf(store: ServerStore): Map<string, Set<(m: DeliveredMessage) => void>> {
+  let m = LIVE.get(store);
+  if (m === undefined) LIVE.set(store, m = new Map());
+  return m;
+}
+
+/**
+ * An ephemeral message (a typing indicator): application only, from a member, within
+ * {@link MAX_EPHEMERAL_BYTES} and {@link MAX_EPHEMERAL_PER_WINDOW} per connection, pushed
+ * with seq 0 to the connections of the recipients subscribed right now, and stored
+ * nowhere (no queue, no duplicate record, no block count: a blocker gets none). The
+ * answer says how many connections it reached.
+ */
+async function ephemeral(
+  store: ServerStore,
+  me: string,
+  req: {
+    channelId: Uint8Array;
+    messageId: Uint8Array;
+    payload: Uint8Array;
+    messageKind: string;
+    epoch: number;
+    recipients: string[];
+  },
+  conn: ConnectionState,
+): Promise<{ kind: "enqueued"; duplicate: boolean; recipients: number }> {
+  if (req.messageKind !== "application") {
+    throw new UsageError("Only application messages can be ephemeral");
+  }
+  if (req.payload.length > MAX_EPHEMERAL_BYTES) {
+    throw new ValidationError(
+      `Ephemeral message exceeds the limit of ${MAX_EPHEMERAL_BYTES} bytes`,
+      { code: "too_large" },
+    );
+  }
+  const now = Date.now();
+  const rate = EPHEMERAL_RATE.get(conn);
+  if (rate === undefined || now - rate.since >= EPHEMERAL_WINDOW_MS) {
+    EPHEMERAL_RATE.set(conn, { since: now, count: 1 });
+  } else if (++rate.count > MAX_EPHEMERAL_PER_WINDOW) {
+    throw new AuthError("Too many ephemeral messages: slow down", { code: "rate_limited" });
+  }
+  const { channel: c, members } = await memberChannel(store, req.channelId, me);
+  const wanted = req.recipients.length > 0 ? req.recipients.map(checkUsernameSyntax) : members;
+  let recipients = [...new Set(wanted)].filter((m) => m !== me && members.includes(m));
+  const blockers = await store.blockersOf(me, recipients);
+  recipients = recipients.filter((r) => !blockers.includes(r));
+  const m: DeliveredMessage = {
+    seq: 0,
+    channelId: channelIdToWire(c.id),
+    sender: me,
+    messageId: req.messageId,
+    payload: req.payload,
+    messageKind: "application",
+    epoch: req.epoch,
+    sentAtMs: now,
+  };
+  let reached = 0;
+  for (const r of recipients) {
+    for (const push of liveOf(store).get(r) ?? []) {
+      push(m);
+      reached++;
+    }
+  }
+  return { kind: "enqueued", duplicate: false, recipients: reached };
+}
+
 /** The one push subscription of each connection: its stop function. */
 const SUBSCRIPTIONS = new WeakMap<ConnectionState, () => void>();
 
@@ -517,6 +601,18 @@ function startPush(
       running = false;
     }
   };
+  const live = (m: DeliveredMessage) => {
+    if (running || stopped) return;
+    running = true;
+    send([m]).catch(() => {}).finally(() => {
+      running = false;
+      if (again) void pump();
+    });
+  };
+  const liveUsers = liveOf(store);
+  let lives = liveUsers.get(user);
+  if (lives === undefined) liveUsers.set(user, lives = new Set());
+  lives.add(live);
   const unsubscribe = store.notifier.subscribe(user, (message) => {
     if (message !== undefined) {
       if (announced.length < MAX_FETCH_PAGE) announced.push(message);
@@ -527,6 +623,9 @@ function startPush(
   const stop = () => {
     stopped = true;
     unsubscribe();
+    const set = liveUsers.get(user);
+    set?.delete(live);
+    if (set?.size === 0) liveUsers.delete(user);
     conn.cleanups.delete(stop);
     if (SUBSCRIPTIONS.get(conn) === stop) SUBSCRIPTIONS.delete(conn);
   };

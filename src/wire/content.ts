@@ -23,6 +23,7 @@ import {
   MAX_NESTING_DEPTH,
   MAX_REACTION_BYTES,
   MAX_REACTION_GRAPHEMES,
+  MAX_RECEIPT_TARGETS,
 } from "../limits.ts";
 import { QpqError, UsageError, ValidationError } from "../errors.ts";
 import { checkSegmentTable, validateMessage } from "./_validate.ts";
@@ -44,7 +45,9 @@ export type ContentBody =
   /** The author's new text of `target`. */
   | { kind: "edit"; target: Uint8Array; text: string }
   /** The author deletes `target` for everyone. */
-  | { kind: "deletion"; target: Uint8Array };
+  | { kind: "deletion"; target: Uint8Array }
+  /** The sender got (`read` false) or read these messages: 1 to MAX_RECEIPT_TARGETS ids. */
+  | { kind: "receipt"; targets: Uint8Array[]; read: boolean };
 
 /** Every body kind this build writes and reads. */
 export type ContentKind = ContentBody["kind"];
@@ -188,6 +191,15 @@ function writeBody(u: Dyn, body: ContentBody): void {
       u._initDeletion()._initTarget(16).copyBuffer(body.target);
       return;
     }
+    case "receipt": {
+      checkTargets(body.targets, UsageError);
+      const r = u._initReceipt();
+      const all = new Uint8Array(body.targets.length * CONTENT_MESSAGE_ID_BYTES);
+      body.targets.forEach((t, i) => all.set(t, i * CONTENT_MESSAGE_ID_BYTES));
+      r._initTargets(all.length).copyBuffer(all);
+      r.read = body.read === true;
+      return;
+    }
   }
   throw new UsageError("Message content body is not a known kind");
 }
@@ -210,9 +222,34 @@ function readBody(u: Dyn): ContentBody {
     }
     case gen.Content_Body_Which.DELETION:
       return { kind: "deletion", target: targetOf(u.deletion, "deletion") };
+    case gen.Content_Body_Which.RECEIPT: {
+      const r = u.receipt;
+      const all = (r.targets as $.Data).toUint8Array();
+      const n = all.length / CONTENT_MESSAGE_ID_BYTES;
+      if (!Number.isInteger(n) || n < 1 || n > MAX_RECEIPT_TARGETS) {
+        throw new ValidationError(
+          `Malformed ${WHAT}: a receipt names 1 to ${MAX_RECEIPT_TARGETS} messages`,
+        );
+      }
+      const targets: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) {
+        targets.push(all.slice(i * CONTENT_MESSAGE_ID_BYTES, (i + 1) * CONTENT_MESSAGE_ID_BYTES));
+      }
+      return { kind: "receipt", targets, read: r.read === true };
+    }
     default:
       throw unsupported();
   }
+}
+
+function checkTargets(
+  targets: Uint8Array[],
+  E: typeof UsageError | typeof ValidationError,
+): void {
+  if (!Array.isArray(targets) || targets.length < 1 || targets.length > MAX_RECEIPT_TARGETS) {
+    throw new E(`A receipt names 1 to ${MAX_RECEIPT_TARGETS} messages`);
+  }
+  for (const t of targets) checkId(t, "Receipt message id", E);
 }
 
 function targetOf(s: Dyn, what: string): Uint8Array {

@@ -122,6 +122,7 @@ export const REQUEST = {
     messageKind: MESSAGE_KIND,
     epoch: "u64",
     recipients: { list: "text" },
+    ephemeral: { optional: "bool" },
   },
   fetch: { afterSeq: "u64", limit: "u32" },
   ack: { uptoSeq: "u64" },

@@ -36,6 +36,7 @@ const STRANGERS = "tests/server_strangers_test.ts";
 const LISTS = "tests/server_lists_test.ts";
 const SIM = "tests/sim_test.ts";
 const ROLES = "tests/cli_roles_test.ts";
+const EPHEMERAL = "tests/server_ephemeral_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -188,6 +189,43 @@ export const MUTANTS: Mutant[] = [
     why:
       "a queued reaction, edit or deletion is encrypted again in the group's current epoch, like a text",
     tests: ["tests/cli_content_test.ts"],
+  },
+  // ---- issue 21 part 2: typing indicators are ephemeral (server side)
+  {
+    id: "ephemeral-stored",
+    file: "src/server/delivery.ts",
+    find: "      if (req.ephemeral) return await ephemeral(store, me, req, conn);\n",
+    replace: "",
+    why: "an ephemeral enqueue (typing) is never stored in a queue nor recorded",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-to-blocker",
+    file: "src/server/delivery.ts",
+    find: "  const blockers = await store.blockersOf(me, recipients);\n",
+    replace: "  const blockers: string[] = [];\n",
+    why: "a user who blocked the sender gets no typing indicator of theirs",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-size-cap",
+    file: "src/server/delivery.ts",
+    find: "  if (req.payload.length > MAX_EPHEMERAL_BYTES) {",
+    replace: "  if (false) {",
+    why: "an ephemeral payload is bounded by MAX_EPHEMERAL_BYTES",
+    tests: [EPHEMERAL],
+    quick: true,
+  },
+  {
+    id: "ephemeral-rate-limit",
+    file: "src/server/delivery.ts",
+    find: "  } else if (++rate.count > MAX_EPHEMERAL_PER_WINDOW) {",
+    replace: "  } else if (++rate.count < 0) {",
+    why: "a connection sends at most MAX_EPHEMERAL_PER_WINDOW ephemeral messages per window",
+    tests: [EPHEMERAL],
+    quick: true,
   },
   // ---- MLS layer
   {
@@ -1523,7 +1561,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "control-dir-not-checked",
     file: "src/cli/_control.ts",
-    find: "  if (why !== undefined) {\n    throw new UsageError(\n      `Not using the control socket",
+    find:
+      "  if (why !== undefined) {\n    throw new UsageError(\n      `Not using the control socket",
     replace: "  if (false) {\n    throw new UsageError(\n      `Not using the control socket",
     why: "a forwarding command talks only to a socket in a directory no one else may use",
     tests: ["tests/cli_control_test.ts"],
@@ -1552,5 +1591,40 @@ export const MUTANTS: Mutant[] = [
     replace: "",
     why: "a non-admin's remove is refused locally, in one line, before anything is sent",
     tests: [ROLES],
+  },
+  // ---- issue 21 part 2: delivery and read receipts
+  {
+    id: "receipt-not-ours",
+    file: "src/client/receipts.ts",
+    find: 'm.direction !== "out" || m.sender === author',
+    replace: "m.sender === author",
+    why: "a receipt marks only our own messages: a member cannot mark someone else's",
+    tests: ["tests/client_receipts_test.ts"],
+    quick: true,
+  },
+  {
+    id: "receipt-other-conversation",
+    file: "src/client/receipts.ts",
+    find: "!m || m.conversationId !== conv.id ||",
+    replace: "!m ||",
+    why: "a receipt from one group cannot mark messages of another conversation",
+    tests: ["tests/client_receipts_test.ts"],
+    quick: true,
+  },
+  {
+    id: "receipt-to-request",
+    file: "src/client/inbox.ts",
+    find: 'if (conv.requestFrom !== undefined || conv.kind === "self") return;',
+    replace: 'if (conv.kind === "self") return;',
+    why: "no delivered receipt to an unaccepted DM: a stranger does not learn we are there",
+    tests: ["tests/cli_receipts_test.ts"],
+  },
+  {
+    id: "read-receipts-off-ignored",
+    file: "src/client/client.ts",
+    find: "!s.readReceipts() ||",
+    replace: "",
+    why: "read receipts turned off send none",
+    tests: ["tests/cli_receipts_test.ts"],
   },
 ];

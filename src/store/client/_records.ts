@@ -12,6 +12,7 @@ import {
   MAX_CLIENT_ID_BYTES,
   MAX_CLIENT_REASON_BYTES,
   MAX_REACTIONS_PER_MESSAGE,
+  MAX_RECEIPTS_PER_MESSAGE,
   MAX_REMEMBERED_COMMITS,
 } from "../../limits.ts";
 import type { MetaFields } from "./_client_state_file.ts";
@@ -187,6 +188,16 @@ export function checkMessage(m: StoredMessage): void {
       checkId("reacting member", r.user);
       if (typeof r.emoji !== "string") throw new UsageError("Invalid reaction: expected text");
       checkTime("reaction time", r.at);
+    }
+  }
+  if (m.receipts !== undefined) {
+    if (!Array.isArray(m.receipts) || m.receipts.length > MAX_RECEIPTS_PER_MESSAGE) {
+      throw new UsageError("Invalid receipts");
+    }
+    for (const r of m.receipts) {
+      checkId("receipt member", r.user);
+      if (r.deliveredAt !== undefined) checkTime("delivery time", r.deliveredAt);
+      if (r.readAt !== undefined) checkTime("read time", r.readAt);
     }
   }
 }

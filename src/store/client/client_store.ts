@@ -973,6 +973,25 @@ export class ClientStore implements LocalState {
   }
 
   /** Set (or forget) a user's consent status. */
+  /** Whether read receipts are sent: on unless turned off. */
+  readReceipts(): boolean {
+    return this.#read(() => {
+      const r = this.#get("SELECT value FROM state_meta WHERE key = 'read_receipts'");
+      return r === undefined || (r.value as Uint8Array)[0] !== 0;
+    });
+  }
+
+  /** Turn sending read receipts on or off. */
+  setReadReceipts(on: boolean): void {
+    this.#write(() => {
+      this.#run(
+        "INSERT INTO state_meta (key, value) VALUES ('read_receipts', ?) " +
+          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        new Uint8Array([on ? 1 : 0]),
+      );
+    });
+  }
+
   setConsent(username: string, status: ConsentStatus | undefined): void {
     checkConsent(username, status);
     this.#write(() => {
@@ -1565,6 +1584,14 @@ export class ClientStore implements LocalState {
         at: num(r?.at),
       }));
     }
+    if (v.receipts !== undefined) {
+      if (!Array.isArray(v.receipts)) throw damagedRecord();
+      m.receipts = v.receipts.map((r: Record<string, unknown>) => ({
+        user: str(r?.user),
+        ...(r?.deliveredAt !== undefined ? { deliveredAt: num(r.deliveredAt) } : {}),
+        ...(r?.readAt !== undefined ? { readAt: num(r.readAt) } : {}),
+      }));
+    }
     return m;
   }
 
@@ -1723,6 +1750,11 @@ function encodeMessage(m: StoredMessage): Uint8Array {
     editedAt: m.editedAt,
     deleted: m.deleted,
     reactions: m.reactions?.map((r) => ({ user: r.user, emoji: r.emoji, at: r.at })),
+    receipts: m.receipts?.map((r) => ({
+      user: r.user,
+      deliveredAt: r.deliveredAt,
+      readAt: r.readAt,
+    })),
   }));
 }
 

@@ -155,6 +155,21 @@ export interface StoredMessage {
    * MAX_REACTIONS_PER_MESSAGE.
    */
   reactions?: MessageReaction[];
+  /**
+   * Of our own messages: each member's delivered and read receipt (one entry per member;
+   * times by the member's clock); at most MAX_RECEIPTS_PER_MESSAGE.
+   */
+  receipts?: MessageReceipt[];
+}
+
+/** One member's receipt for one of our messages. */
+export interface MessageReceipt {
+  /** Who got it. */
+  user: string;
+  /** When it was stored on their device (ms, their clock). */
+  deliveredAt?: number;
+  /** When they read it (ms, their clock); absent = not yet, or read receipts are off. */
+  readAt?: number;
 }
 
 /** One member's reaction to a stored message. */
@@ -384,6 +399,10 @@ export interface LocalState {
   setConsent(username: string, status: ConsentStatus | undefined): void;
   /** The users we blocked, sorted. */
   listBlocked(): string[];
+  /** Whether read receipts are sent (on unless turned off with {@link setReadReceipts}). */
+  readReceipts(): boolean;
+  /** Turn sending read receipts on or off (kept in the state). */
+  setReadReceipts(on: boolean): void;
 
   /** Insert or replace a conversation (UsageError "conflict" when the name is taken). */
   upsertConversation(c: Conversation): void;

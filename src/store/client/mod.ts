@@ -31,6 +31,7 @@ export type {
   LocalState,
   MessageDirection,
   MessageReaction,
+  MessageReceipt,
   MessageStatus,
   OutboxEntry,
   StoredMessage,

@@ -1423,6 +1423,18 @@ export class Enqueue extends $.Struct {
     set recipients(value: $.List<string>) {
         $.utils.copyFrom(value, $.utils.getPointer(3, this));
     }
+    /**
+* appended: forward only to the recipients' live
+* subscriptions (pushed with seq 0), store nothing;
+* application only, at most MAX_EPHEMERAL_BYTES
+*
+*/
+    get ephemeral(): boolean {
+        return $.utils.getBit(16, this);
+    }
+    set ephemeral(value: boolean) {
+        $.utils.setBit(16, value, this);
+    }
     toString(): string { return "Enqueue_" + super.toString(); }
 }
 export class Fetch extends $.Struct {
@@ -2973,7 +2985,12 @@ export const Content_Body_Which = {
 * the author deletes a message for everyone (appended)
 *
 */
-    DELETION: 4
+    DELETION: 4,
+    /**
+* delivered / read receipt for messages (appended)
+*
+*/
+    RECEIPT: 5
 } as const;
 export type Content_Body_Which = (typeof Content_Body_Which)[keyof typeof Content_Body_Which];
 export class Content_Body extends $.Struct {
@@ -2982,6 +2999,7 @@ export class Content_Body extends $.Struct {
     static readonly REACTION = Content_Body_Which.REACTION;
     static readonly EDIT = Content_Body_Which.EDIT;
     static readonly DELETION = Content_Body_Which.DELETION;
+    static readonly RECEIPT = Content_Body_Which.RECEIPT;
     static readonly _capnp = {
         displayName: "body",
         id: "f84a3d386b6772f2",
@@ -3089,6 +3107,35 @@ export class Content_Body extends $.Struct {
     }
     set deletion(value: Deletion) {
         $.utils.setUint16(2, 4, this);
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    _adoptReceipt(value: $.Orphan<Receipt>): void {
+        $.utils.setUint16(2, 5, this);
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownReceipt(): $.Orphan<Receipt> {
+        return $.utils.disown(this.receipt);
+    }
+    /**
+* delivered / read receipt for messages (appended)
+*
+*/
+    get receipt(): Receipt {
+        $.utils.testWhich("receipt", $.utils.getUint16(2, this), 5, this);
+        return $.utils.getStruct(1, Receipt, this);
+    }
+    _hasReceipt(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initReceipt(): Receipt {
+        $.utils.setUint16(2, 5, this);
+        return $.utils.initStructAt(1, Receipt, this);
+    }
+    get _isReceipt(): boolean {
+        return $.utils.getUint16(2, this) === 5;
+    }
+    set receipt(value: Receipt) {
+        $.utils.setUint16(2, 5, this);
         $.utils.copyFrom(value, $.utils.getPointer(1, this));
     }
     toString(): string { return "Content_Body_" + super.toString(); }
@@ -3575,6 +3622,46 @@ export class Deletion extends $.Struct {
         $.utils.copyFrom(value, $.utils.getPointer(0, this));
     }
     toString(): string { return "Deletion_" + super.toString(); }
+}
+export class Receipt extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Receipt",
+        id: "d1c591f261e91a71",
+        size: new $.ObjectSize(8, 1),
+    };
+    _adoptTargets(value: $.Orphan<$.Data>): void {
+        $.utils.adopt(value, $.utils.getPointer(0, this));
+    }
+    _disownTargets(): $.Orphan<$.Data> {
+        return $.utils.disown(this.targets);
+    }
+    /**
+* message ids, 16 bytes each, concatenated (1 to 100)
+*
+*/
+    get targets(): $.Data {
+        return $.utils.getData(0, this);
+    }
+    _hasTargets(): boolean {
+        return !$.utils.isNull($.utils.getPointer(0, this));
+    }
+    _initTargets(length: number): $.Data {
+        return $.utils.initData(0, length, this);
+    }
+    set targets(value: $.Data) {
+        $.utils.copyFrom(value, $.utils.getPointer(0, this));
+    }
+    /**
+* false = delivered (stored), true = read
+*
+*/
+    get read(): boolean {
+        return $.utils.getBit(0, this);
+    }
+    set read(value: boolean) {
+        $.utils.setBit(0, value, this);
+    }
+    toString(): string { return "Receipt_" + super.toString(); }
 }
 UploadKeyPackages._Packages = $.CompositeList(Blob);
 UploadKeyPackages._LastResorts = $.CompositeList(Blob);
