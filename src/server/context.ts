@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { SqliteServerStoreOptions } from "../store/server/sqlite_server_store.ts";
 import type { Logger } from "../log.ts";
 import type { Request, RequestKind, Response, StreamContext } from "../wire/mod.ts";
 import type { ServerConfig } from "./config.ts";
@@ -40,6 +41,11 @@ export interface ServerContext {
    * the runtime's `setTimeout`. The in-process simulation passes virtual time.
    */
   readonly defer?: ((fn: () => void, ms: number) => void) | undefined;
+  /**
+   * The store's disk seams (the in-process simulation: a durable image taken at each fsync
+   * for power cuts, a disk that fills); unset in production.
+   */
+  readonly storeSeams?: Pick<SqliteServerStoreOptions, "syncData" | "onOpen"> | undefined;
 }
 
 /** What health reports beside the numbers. */

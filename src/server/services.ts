@@ -38,6 +38,7 @@ export async function openStore(
   const options = {
     ...(c.dbKey ? { dbKey: c.dbKey } : {}),
     fsync: c.fsync,
+    ...ctx.storeSeams,
     limits: {
       maxMessageBytes: c.maxMessageBytes + 4096, // room for the delivery record header
       maxQueueMessages: c.maxQueueMessages,

@@ -56,6 +56,8 @@ export class Actor {
   instance = -1;
   /** Network down for this user. */
   offline = false;
+  /** This client's clock minus the server's (ms): skew, suspends (virtual time only). */
+  skewMs = 0;
   /** Steps at which this user crashed. */
   readonly crashSteps: number[] = [];
   /** Incoming message events per body, over all instances (what the user was shown). */
@@ -143,7 +145,7 @@ export class Actor {
       server: this.#server.addr,
       timeoutMs: this.#timeoutMs,
       connect: seams.connect,
-      ...(this.#clock ? { now: this.#clock.now, timers: this.#clock } : {}),
+      ...(this.#clock ? { now: () => this.#clock!.now() + this.skewMs, timers: this.#clock } : {}),
       // the simulation checks MLS and delivery invariants; consent only hides what a
       // request holds (the same receive path runs), so its clients accept every Welcome
       acceptFrom: "anyone",

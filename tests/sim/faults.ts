@@ -23,11 +23,12 @@ import { TransportError } from "../../src/errors.ts";
 export type ArmedFault =
   | { kind: "crashAtCall"; n: number; after: boolean; only?: string }
   | { kind: "crashAtWrite"; n: number }
+  | { kind: "crashInTransaction"; n: number }
   | { kind: "loseAnswer"; n: number; dropLink: boolean; only?: string };
 
 /** Does call number `n` (the `kn`-th of its kind `kind`) hit the call fault `a`? */
 function hits(a: ArmedFault, n: number, kind: string, kn: number): boolean {
-  if (a.kind === "crashAtWrite") return false;
+  if (a.kind === "crashAtWrite" || a.kind === "crashInTransaction") return false;
   return a.only === undefined ? n >= a.n : kind === a.only && kn >= a.n;
 }
 
@@ -58,6 +59,7 @@ export class FaultySeams {
   #calls = 0;
   #kindCalls = new Map<string, number>();
   #writes = 0;
+  #innerWrites = 0;
   #depth = 0;
   #armed: ArmedFault | undefined;
   #dupPushes = 0;
@@ -88,6 +90,7 @@ export class FaultySeams {
     this.#calls = 0;
     this.#kindCalls.clear();
     this.#writes = 0;
+    this.#innerWrites = 0;
   }
 
   /** The fault still armed (did not fire yet). */
@@ -110,7 +113,16 @@ export class FaultySeams {
       // Every store method throws from now on; close() is refused only inside a
       // transaction, and a crash point is never inside one.
       void this.#store?.close().catch(() => {});
-    } catch { /* closing anyway */ }
+    } catch {
+      // inside a transaction: it rolls back as the throw unwinds (callbacks are
+      // synchronous), then the store closes
+      const store = this.#store;
+      queueMicrotask(() => {
+        try {
+          void store?.close().catch(() => {});
+        } catch { /* closing anyway */ }
+      });
+    }
     this.dropLinks();
     this.onCrash();
   }
@@ -138,6 +150,13 @@ export class FaultySeams {
             const a = seams.#armed;
             if (a?.kind === "crashAtWrite" && seams.#writes >= a.n) {
               seams.crash(`before store write #${seams.#writes} ${name}`);
+            }
+          } else {
+            seams.#innerWrites++;
+            const a = seams.#armed;
+            if (a?.kind === "crashInTransaction" && seams.#innerWrites >= a.n) {
+              seams.crash(`inside a transaction, at write #${seams.#innerWrites} ${name}`);
+              throw new Error("crashed inside a transaction (simulated)");
             }
           }
           seams.#depth++;

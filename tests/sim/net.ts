@@ -41,6 +41,7 @@ import { createLogger } from "../../src/log.ts";
 import type { Prng } from "./prng.ts";
 import type { VirtualClock } from "./vclock.ts";
 import { Ledger } from "./ledger.ts";
+import { SimDisk } from "./disk.ts";
 
 /** Probabilities of network faults per frame (0 = never). */
 export interface NetFaults {
@@ -110,10 +111,13 @@ export class MemServer {
   up = false;
   starts = 0;
   readonly #tail: string[] = [];
+  /** The store's disk: durable image at each fsync (power cuts), fills and frees. */
+  readonly disk: SimDisk;
 
   private constructor(dir: string, clock: VirtualClock) {
     this.dir = dir;
     this.clock = clock;
+    this.disk = new SimDisk(dir);
   }
 
   /** Open the store and build the handlers. */
@@ -126,9 +130,9 @@ export class MemServer {
   async #open(): Promise<void> {
     const config = resolveConfig(
       { dataDir: this.dir, listen: "127.0.0.1:7000" },
-      // fsync off: the WAL fsync runs off the event loop (real I/O, real timing); a crash
-      // here closes the database, so what was committed stays either way
-      { fsync: false, log_level: "warn" },
+      // fsync on, through the disk's seam (no real I/O): it takes the durable image that a
+      // power cut goes back to (tests/sim/disk.ts)
+      { fsync: true, log_level: "warn" },
       {},
     );
     const log = createLogger({
@@ -147,6 +151,7 @@ export class MemServer {
       queueDepth: () => Promise.resolve(0),
       condition: () => Promise.resolve({ status: "ok", reason: "" }),
       defer: (fn, ms) => void this.clock.setTimeout(fn, ms),
+      storeSeams: { syncData: this.disk.syncData, onOpen: this.disk.onOpen },
     };
     services.push({ handlers: pingHandlers(ctx) }, ...(await createServices(ctx)));
     this.#services = services;
@@ -173,6 +178,14 @@ export class MemServer {
   /** Close and open again on the same files. */
   async restart(): Promise<void> {
     await this.stop();
+    await this.#open();
+  }
+
+  /** A power cut: the disk dies, the store closes, the files go back to the last fsync. */
+  async powerCut(): Promise<void> {
+    this.disk.cut();
+    await this.stop();
+    this.disk.restore();
     await this.#open();
   }
 
@@ -285,6 +298,12 @@ export class SimNet {
   async crashServer(): Promise<void> {
     this.cut(undefined, "server crash");
     await this.server.restart();
+  }
+
+  /** A power cut: every link drops, writes since the last fsync are lost, it opens again. */
+  async powerCutServer(): Promise<void> {
+    this.cut(undefined, "server power cut");
+    await this.server.powerCut();
   }
 }
 

@@ -84,6 +84,9 @@ export const STEP_KINDS = [
   "dup",
   "restart",
   "partition",
+  "powercut",
+  "diskfull",
+  "clock",
 ] as const;
 
 export const SUITES = [
@@ -461,6 +464,11 @@ class Simulation implements CheckContext {
       this.#count("transport-failures");
       return;
     }
+    // the server's disk is full: "try again later" (the client keeps what it queued)
+    if (!out.ok && (out.error as { code?: string })?.code === "storage_full") {
+      this.#count("disk-full-refused");
+      return;
+    }
     this.violate("operation-succeeds", `${what} failed: ${out.text}`);
   }
 
@@ -570,6 +578,15 @@ class Simulation implements CheckContext {
       case "partition":
         await this.#stepPartition(rng, s);
         break;
+      case "powercut":
+        await this.#stepPowerCut(rng, s);
+        break;
+      case "diskfull":
+        await this.#stepDiskFull(rng, s);
+        break;
+      case "clock":
+        this.#stepClock(rng);
+        break;
     }
     for (const a of this.actors) {
       for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
@@ -603,6 +620,9 @@ class Simulation implements CheckContext {
       dup: f && talk ? 3 : 0,
       restart: f ? 1.5 : 0,
       partition: f && this.#net ? 3 : 0,
+      powercut: f && this.#net ? 1.5 : 0,
+      diskfull: f && this.#net ? 2 : 0,
+      clock: f && this.#net ? 2.5 : 0,
     };
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
@@ -906,7 +926,10 @@ class Simulation implements CheckContext {
         after: rng.chance(0.5),
         ...(rng.chance(0.5) ? { only: rng.pick(CALL_KINDS), n: 1 } : {}),
       }
-      : { kind: "crashAtWrite", n: rng.int(1, 8) };
+      : rng.chance(0.6)
+      ? { kind: "crashAtWrite", n: rng.int(1, 8) }
+      // inside a store transaction: the statement throws, nothing of it may land
+      : { kind: "crashInTransaction", n: rng.int(1, 12) };
     this.#note(
       `${a.name} armed ${fault.kind} #${fault.n}${
         "only" in fault && fault.only ? ` ${fault.only}` : ""
@@ -976,6 +999,74 @@ class Simulation implements CheckContext {
     this.#count(`fault.${signal}`);
     await running;
     for (const o of ops) this.#observe(o.a, s);
+  }
+
+  /**
+   * A power cut of the server: like a crash, and every write no fsync covered is lost (the
+   * files go back to the last durable image, tests/sim/disk.ts).
+   */
+  async #stepPowerCut(rng: Prng, s: number): Promise<void> {
+    const net = this.#net;
+    if (!net) return;
+    const online = this.#online();
+    const busy = rng.sample(online, rng.int(0, 2));
+    const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
+    const delay = rng.int(0, 120);
+    this.#note(`server power cut after ${delay} ms`);
+    const running = Promise.all(ops.map((o) => o.op?.()));
+    await this.#sleep(delay);
+    await net.powerCutServer();
+    this.#count("fault.power-cut");
+    await running;
+    for (const o of ops) this.#observe(o.a, s);
+  }
+
+  /**
+   * The server's disk fills (writes refused "try again later"), operations run into it,
+   * then space is freed: what the clients kept queued must go out at the next heal.
+   */
+  async #stepDiskFull(rng: Prng, s: number): Promise<void> {
+    const net = this.#net;
+    if (!net) return;
+    const online = this.#online();
+    const busy = rng.sample(online, rng.int(1, 3));
+    const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
+    const ms = rng.int(100, 6_000);
+    this.#note(`server disk full for ${ms} ms`);
+    net.server.disk.fill();
+    this.#count("fault.disk-full");
+    const free = this.#sleep(ms).then(() => net.server.disk.free());
+    await Promise.all(ops.map((o) => o.op?.()));
+    await free;
+    for (const o of ops) this.#observe(o.a, s);
+  }
+
+  /**
+   * Clocks: a client's skew against the server changes (± minutes), a client is suspended
+   * (its clock jumps hours ahead of the server's), or the whole machine's time jumps
+   * (server and clients: a resume), past request timeouts, retries and session ages.
+   */
+  #stepClock(rng: Prng): void {
+    const clock = this.#clock;
+    if (!clock) return;
+    const k = rng.weighted({ skew: 3, suspend: 2, jump: 2 });
+    if (k === "jump") {
+      const ms = rng.int(1, 40) * 3_600_000 + rng.int(0, 3_599_999);
+      clock.jump(ms);
+      this.#note(`time jumps ${Math.round(ms / 60_000)} min (server and clients)`);
+      this.#count("fault.time-jump");
+      return;
+    }
+    const a = rng.pick(this.actors);
+    if (k === "skew") {
+      a.skewMs = rng.int(-10 * 60_000, 10 * 60_000);
+      this.#note(`${a.name} clock skew ${Math.round(a.skewMs / 1000)} s`);
+      this.#count("fault.clock-skew");
+    } else {
+      a.skewMs += rng.int(1, 30) * 3_600_000;
+      this.#note(`${a.name} suspended: its clock now ${Math.round(a.skewMs / 60_000)} min ahead`);
+      this.#count("fault.client-suspend");
+    }
   }
 
   /** A connection for the checker's own questions to the server. */

@@ -62,6 +62,12 @@ export class VirtualClock {
     if (typeof id === "number") this.#timers.delete(id);
   };
 
+  /** Time jumps forward `ms` (a suspend and resume): timers now due fire next. */
+  jump(ms: number): void {
+    this.#now += Math.max(0, ms);
+    this.activity++;
+  }
+
   /** Wait `ms` of virtual time. */
   readonly sleep = (ms: number): Promise<void> =>
     new Promise((r) => this.setTimeout(() => r(), ms));

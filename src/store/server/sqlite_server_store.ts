@@ -165,6 +165,11 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
    * fails, as a failing disk does, to see that no answer covered by it says "stored".
    */
   syncData?: (file: Deno.FsFile) => Promise<void>;
+  /**
+   * Called once the database is open, before any request (tests and the simulation: e.g.
+   * `PRAGMA max_page_count` to fill the disk, as SQLite's own SQLITE_FULL does).
+   */
+  onOpen?: (db: DatabaseSync) => void;
 }
 
 /**
@@ -427,6 +432,7 @@ export class SqliteServerStore implements ServerStore {
         syncDir(path);
         db.exec("PRAGMA synchronous = NORMAL");
       }
+      options.onOpen?.(db);
       return Promise.resolve(store);
     } catch (e) {
       try {
