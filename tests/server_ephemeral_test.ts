@@ -6,7 +6,7 @@
  * SQLite file, like tests/server_test.ts.
  */
 import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
-import { startTestServer, type TestServer } from "./_support/server.ts";
+import { startTestServer } from "./_support/server.ts";
 import type { ServerConnection } from "../src/client/connection.ts";
 import { rawUser as user } from "./_support/raw_user.ts";
 import { AuthError, type QpqError, UsageError, ValidationError } from "../src/errors.ts";
