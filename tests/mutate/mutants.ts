@@ -1627,4 +1627,25 @@ export const MUTANTS: Mutant[] = [
     why: "read receipts turned off send none",
     tests: ["tests/cli_receipts_test.ts"],
   },
+  {
+    id: "sim-pending-commit-discarded-on-lost-answer",
+    file: "src/client/groups.ts",
+    find:
+      "        if (e instanceof TransportError || !(e instanceof QpqError)) {\n          lastError = e;",
+    replace: [
+      "        if (e instanceof TransportError) {",
+      "          const lost = groups.meta(channelId);",
+      "          const st = lost ? groups.open(lost) : undefined;",
+      "          if (lost && st?.hasPendingCommit) {",
+      "            this.#save(withoutPending(lost), (await discardPendingCommit(st)).state);",
+      "          }",
+      "          throw e;",
+      "        }",
+      "        if (!(e instanceof QpqError)) {",
+      "          lastError = e;",
+    ].join("\n"),
+    why: "an own commit whose answer was lost stays pending and is resent (the server may " +
+      "have taken it): dropping it forks this device from the group",
+    tests: [SIM],
+  },
 ];
