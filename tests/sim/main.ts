@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { installSyncSubtle } from "./sync_subtle.ts";
 import { runSim, type SimResult, STEP_KINDS, SUITES } from "./sim.ts";
 
 /** Usage text. */
@@ -139,6 +140,8 @@ async function main(args: string[]): Promise<number> {
   }
   const mode = v.mode ?? "memory";
   if (mode !== "memory" && mode !== "process") fail("--mode must be memory or process");
+  // real-time WebCrypto completions reordered work from run to run (sync_subtle.ts)
+  if (mode === "memory") installSyncSubtle();
   console.error(
     `sim: seed ${seed}, ${steps} steps, ${clients} clients, ${mode}${faults ? "" : ", no faults"}`,
   );
