@@ -250,9 +250,10 @@ export const MUTANTS: Mutant[] = [
   // ---- server rules (delivery service)
   {
     id: "server-member-channel",
-    file: "src/server/delivery.ts",
-    find: "if (!c || !(await store.isMember(channelId, user))) {",
-    replace: "if (!c) {",
+    file: "src/store/server/sqlite_server_store.ts",
+    find:
+      "if (r === undefined || !this.#isMemberUid(channelId, this.#uid(username))) return undefined;",
+    replace: "if (r === undefined) return undefined;",
     why: "only members read a channel's roster, enqueue or commit to it",
     tests: [RULES],
   },
@@ -350,8 +351,8 @@ export const MUTANTS: Mutant[] = [
   {
     id: "server-heal-only-restored-channels",
     file: "src/store/server/sqlite_server_store.ts",
-    find: "return r !== undefined && epoch > c.epoch;",
-    replace: "return epoch > c.epoch;",
+    find: "if (r === undefined || epoch <= c.epoch) return false;",
+    replace: "if (epoch <= c.epoch) return false;",
     why: "a member's commit past the epoch rewrites the roster only on a channel a restore " +
       "put back and nothing committed to since (else a member adds or removes anyone)",
     tests: ["tests/backup_restore_test.ts"],
@@ -423,7 +424,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     id: "store-page-bytes",
-    file: "src/store/server/sqlite_server_store.ts",
+    file: "src/store/server/server_store.ts",
     find: "if (take > 0 && bytes + size > maxBytes) break;",
     replace: "",
     why: "a fetch page that cannot be encoded jammed an inbox for 30 days",
@@ -835,8 +836,10 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-refused-leave-withdrawn",
     file: "src/client/groups.ts",
-    find: "this.#save(rest, withdrawOwnProposals(this.#ctx.groups.open(now)));",
-    replace: "void rest;",
+    find:
+      "if (now?.leavingEpoch !== undefined && !now.broken) {\n        const { leavingEpoch: _, ...rest } = now;\n        this.#save(rest, withdrawOwnProposals(this.#ctx.groups.open(now)));",
+    replace:
+      "if (now?.leavingEpoch !== undefined && !now.broken) {\n        const { leavingEpoch: _, ...rest } = now;\n        void rest;",
     why: "a leave the server refused leaves the leaver a member (listed, usable), not hidden",
     tests: ["tests/client_groups_test.ts"],
   },
@@ -1306,7 +1309,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "cli-shown-is-read",
     file: "src/cli/_client.ts",
-    find: 'if (e.kind === "message" && shown.has(e)) client.store.markRead(e.conversation.id);',
+    find: 'if (e.kind === "message" && shown.has(e)) void client.markRead(e.conversation);',
     replace: "",
     why: "a message a command printed counts as read (unread counts tell what was not seen)",
     tests: ["tests/cli_unread_test.ts"],
@@ -1527,7 +1530,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "sim-server-keeps-removed-members",
     file: "src/server/delivery.ts",
-    find: "rosterRemove: remove.filter((u) => !add.includes(u)),",
+    find: "rosterRemove: remove.filter((u) => !add.includes(u) && members.includes(u)),",
     replace: "rosterRemove: [],",
     why: "a member a commit removed gets no ciphertext of the group's later epochs",
     tests: [SIM],
