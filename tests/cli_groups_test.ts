@@ -106,7 +106,7 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ]);
     assertEquals(
       ok(await qpq("dave", "members", "team")).stdout.split("\n")[0],
-      "#team: alice, bob, carol, dave",
+      "#team: alice (admin), bob, carol, dave",
     );
     assertStringIncludes(ok(await qpq("dave", "list")).stdout, "#team");
 
@@ -144,7 +144,7 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ok(await qpq("carol", "recv"));
     assertEquals(ok(await qpq("alice", "recv")).stdout, "* carol re-added you to #team\n");
     const a = ok(await qpq("alice", "members", "team")).stdout;
-    assertEquals(a.split("\n")[0], "#team: alice, carol");
+    assertEquals(a.split("\n")[0], "#team: alice (admin), carol");
     assertEquals(ok(await qpq("carol", "members", "team")).stdout, a);
   } finally {
     await server.stop();
@@ -206,7 +206,7 @@ Deno.test("qpq after a server restore: the members' clients heal a group changed
     }
     // one group: the same roster and epoch everywhere
     const a = ok(await qpq("alice", "members", "team")).stdout;
-    assertEquals(a.split("\n")[0], "#team: alice, bob, carol, dave");
+    assertEquals(a.split("\n")[0], "#team: alice (admin), bob, carol, dave");
     for (const u of ["bob", "carol", "dave"]) {
       assertEquals(ok(await qpq(u, "members", "team")).stdout, a);
     }

@@ -81,7 +81,7 @@ Deno.test("offline: list and members answer from the device at once, send queues
     const listed = JSON.parse(json.stdout);
     assertEquals([listed.type, listed.offline], ["list", true]);
     const members = ok(await qpq("alice", "members", "team"));
-    assertEquals(members.stdout.split("\n")[0], "#team: alice, bob");
+    assertEquals(members.stdout.split("\n")[0], "#team: alice (admin), bob");
     const history = ok(await qpq("alice", "history", "@bob"));
     assertStringIncludes(history.stdout, "[alice] hi bob");
     const send = ok(await qpq("alice", "send", "--to", "bob", "while the server is down"));

@@ -97,7 +97,10 @@ Deno.test("qpq update and leave: the group goes on after a self-update; a leaver
       ok(await qpq("carol", "recv")).stdout,
       "* you left #g (alice committed your leave)\n",
     );
-    assertEquals(ok(await qpq("alice", "members", "#g")).stdout.split("\n")[0], "#g: alice, bob");
+    assertEquals(
+      ok(await qpq("alice", "members", "#g")).stdout.split("\n")[0],
+      "#g: alice (admin), bob",
+    );
     ok(await qpq("alice", "send", "--to", "#g", "without carol")); // --to takes a #group too
     assertStringIncludes(ok(await qpq("bob", "recv")).stdout, "[#g] alice: without carol");
     assert(!ok(await qpq("carol", "recv")).stdout.includes("without carol"));

@@ -142,7 +142,7 @@ Deno.test("qpq client end to end: three CLI users, a group, a DM, a server resta
       }
       assert(/^[0-9a-f]{64,128}$/.test(parsed[0].epochAuthenticator), parsed[0].epochAuthenticator);
       const text = await ok("bob", ["members", "team"]);
-      assertEquals(text[0], "#team: alice, bob, carol");
+      assertEquals(text[0], "#team: alice (admin), bob, carol");
       assertEquals(
         text[1],
         `epoch ${parsed[0].epoch}, authenticator ${parsed[0].epochAuthenticator.slice(0, 16)}…`,

@@ -482,6 +482,7 @@ Deno.test("client: a remove another member's commit beat is retried after catchi
   await withLiar(["a", "b", "c", "d"], async ([a, b, c, d], lie) => {
     await a!.client.createGroup("team");
     await a!.client.invite("#team", ["b", "c", "d"]);
+    await a!.client.setAdmin("#team", "b", true); // b may remove others
     await syncAll([b!, c!, d!]);
     hideFirstCommitFromTheSecond(lie);
     assertEquals(await b!.client.remove("#team", ["c"]), {

@@ -128,7 +128,8 @@ Deno.test({
       assertEquals(again.stdout, "", "a second recv repeats nothing");
       const sentHistory = await aliceHistory();
       // Whole lines only: `crash-1` must not match `crash-10`.
-      const historyLines = sentHistory.stdout.split("\n");
+      // (without the receipt marks of our own messages: ✓ sent … ✓✓✓ read)
+      const historyLines = sentHistory.stdout.split("\n").map((l) => l.replace(/ ✓{1,3}$/, ""));
       let delivered = 0;
       for (let k = 0; k < rounds; k++) {
         const line = `[alice] crash-${k}`;

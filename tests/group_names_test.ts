@@ -54,7 +54,7 @@ Deno.test("qpq create-group: another user's group of the same name is another gr
     assert(!/exists|taken|alice/i.test(m.stdout + m.stderr), m.stdout + m.stderr);
     assertEquals(
       ok(await qpq("mallory", "members", "#team2")).stdout.split("\n")[0],
-      "#team2: mallory",
+      "#team2: mallory (admin)",
     );
 
     // alice's second team2, in any case: she is told she has one (nothing is created)
@@ -73,7 +73,7 @@ Deno.test("qpq create-group: another user's group of the same name is another gr
     ok(await qpq("alice", "send", "--to", "#TEAM2", "hello team"));
     assertEquals(ok(await qpq("bob", "recv")).stdout, "[#team2] alice: hello team\n");
     const members = ok(await qpq("alice", "members", "#Team2")).stdout;
-    assertEquals(members.split("\n")[0], "#team2: alice, bob");
+    assertEquals(members.split("\n")[0], "#team2: alice (admin), bob");
     assertEquals(ok(await qpq("alice", "members", "team2")).stdout, members);
 
     // mallory invites bob to hers: the two told apart by their id suffix from now on

@@ -154,3 +154,18 @@ Deno.test("processMessage treats a group without settings (legacy, DMs) as all a
   const byCarol = await removeMembers(c!, ["alice"]);
   assert.equal((await processMessage(b!, byCarol.outbound.commit)).kind, "commit");
 });
+
+Deno.test("processMessage takes a non-admin's re-add of a member (old leaf out, same user's fresh KeyPackage in)", async () => {
+  const [a, b, c] = await team();
+  const bob = user("bob"); // bob's state broke; his new KeyPackage (same name) asks back in
+  const kp = await createKeyPackage({
+    username: "bob",
+    identity: bob.identity,
+    suite: SUITE,
+    lifetimeSeconds: 86400,
+  });
+  const readd = await addMembers(c!, [kp.publicPackage], { replaceExisting: true });
+  const r = await processMessage(a!, readd.outbound.commit);
+  assert.equal(r.kind, "commit", "a rejoin is not a removal: any member may commit it");
+  void b;
+});

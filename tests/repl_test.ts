@@ -164,7 +164,9 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(await ask("/create-group crew", (l) => l.startsWith("*")), ["* created #crew"]);
       assertEquals(await ask("/invite bob", (l) => l.startsWith("*")), ["* invited bob to #crew"]);
       await send("hello crew");
-      assertEquals(await ask("/members", (l) => l.startsWith("#crew")), ["#crew: alice, bob"]);
+      assertEquals(await ask("/members", (l) => l.startsWith("#crew")), [
+        "#crew: alice (admin), bob",
+      ]);
       assertEquals(await ask("/switch @bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
       assertEquals(await ask("/list", (l) => l.endsWith("#crew")), ["* @bob", "  #crew"]);
       assertEquals(await ask("/members", (l) => l.startsWith("@bob")), ["@bob: alice, bob"]);

@@ -42,6 +42,7 @@ import {
   exclusive,
   forward,
   ForwardedExit,
+  runCommandLine,
   SERVED,
 } from "./_control.ts";
 
@@ -237,8 +238,7 @@ export function serveOthers(client: QpqClient): ControlServer | undefined {
     c.key,
     (args) =>
       exclusive(client, async () => {
-        const { runMain, COMMANDS } = await import("./main.ts");
-        return SERVED.run(client, () => runMain(args, COMMANDS));
+        return SERVED.run(client, () => runCommandLine(args));
       }),
     (text) => eprintln(`qpq: warning: ${text}`),
   );

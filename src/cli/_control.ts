@@ -76,6 +76,23 @@ export const FORWARDABLE = new Set([
   "update",
 ]);
 
+/**
+ * How a served command runs: the command table's dispatcher, handed over by src/cli/main.ts
+ * when it loads (the command modules cannot import the table that imports them).
+ */
+let commandRunner: ((args: string[]) => Promise<number>) | undefined;
+
+/** Set by src/cli/main.ts: run one qpq command line as if typed. */
+export function setCommandRunner(run: (args: string[]) => Promise<number>): void {
+  commandRunner = run;
+}
+
+/** Run a served command line through the command table {@link setCommandRunner} set. */
+export function runCommandLine(args: string[]): Promise<number> {
+  if (commandRunner === undefined) throw new Error("qpq: no command table to serve from");
+  return commandRunner(args);
+}
+
 /** Thrown by a command that ran through the serving process: exit with its code. */
 export class ForwardedExit extends Error {
   override name = "ForwardedExit";

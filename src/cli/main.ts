@@ -9,7 +9,7 @@ import type { CommandModule } from "./_args.ts";
 import { eprintln, println } from "./_args.ts";
 import { exitCodeFor, QpqError, toQpqError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { ForwardedExit } from "./_control.ts";
+import { ForwardedExit, setCommandRunner } from "./_control.ts";
 
 /** One entry of the command table. */
 export interface CommandEntry {
@@ -95,6 +95,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
     load: () => import("./demo_group.ts"),
   },
 };
+
+// commands served to other processes beside an open REPL run through this same table
+setCommandRunner((args) => runMain(args, COMMANDS));
 
 /** Top-level help text. */
 export function mainUsage(commands: Record<string, CommandEntry>): string {

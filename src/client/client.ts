@@ -456,7 +456,10 @@ export class QpqClient {
         const composed = await this.#groups.compose(conv, { kind: "receipt", targets, read });
         this.#receiptsSent++;
         if (this.#session.connected) {
-          await this.#outbox.deliver(composed.messageId, composed.request, { content: true });
+          await this.#outbox.deliver(composed.messageId, composed.request, {
+            content: true,
+            keep: false,
+          });
         }
       } catch (e) {
         if (e instanceof TransportError) {

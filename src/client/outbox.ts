@@ -25,6 +25,7 @@ import { type EncodedRequest, encodedRequest } from "../wire/mod.ts";
 import { QpqError, refusedForNow, TransportError } from "../errors.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Session } from "./session.ts";
+import { decodeContent } from "./content.ts";
 import { SENT_KEEP_BYTES, SENT_KEEP_MESSAGES } from "../limits.ts";
 import type { LocalState } from "../store/client/mod.ts";
 
@@ -35,6 +36,21 @@ export interface DeliverOptions {
    * sent, to send again after a server restore. Without it: when its history row is ours.
    */
   content?: boolean;
+  /**
+   * Keep content once sent (default true): false for a receipt, a courtesy that is not sent
+   * again after a restore, so it neither counts as a message of ours nor pushes one of them
+   * out of the bounded kept set.
+   */
+  keep?: boolean;
+}
+
+/** A queued entry's content is a receipt (not kept once sent: see {@link DeliverOptions}). */
+function isReceipt(content: Uint8Array): boolean {
+  try {
+    return decodeContent(content).body.kind === "receipt";
+  } catch {
+    return false;
+  }
 }
 
 /** Why a message queued by a member the conversation has since removed was not sent. */
@@ -171,7 +187,10 @@ export class Outbox {
         const now = this.#ctx.now();
         state.transaction(() => {
           // a message of ours (not a leave proposal) is kept to resend after a restore
-          if (opts.content || state.getMessage(messageId)?.direction === "out") {
+          const ours = opts.content
+            ? opts.keep ?? true
+            : state.getMessage(messageId)?.direction === "out";
+          if (ours) {
             state.keepSent(messageId, now, this.#keep);
           } else state.removeOutbox(messageId);
           state.setMessageStatus(messageId, "sent");
@@ -229,6 +248,7 @@ export class Outbox {
       try {
         ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request), {
           content: e.content !== undefined,
+          keep: e.content === undefined || !isReceipt(e.content),
         });
       } catch (err) {
         if (err instanceof TransportError || !(err instanceof QpqError)) throw err;

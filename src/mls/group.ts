@@ -882,9 +882,28 @@ function roleRefusal(
     return "its committer is not a member";
   }
   const admin = settings === undefined || settings.admins.includes(name);
+  // a member re-added in the same commit (a rejoin or a heal: its old leaf goes, a fresh
+  // KeyPackage of the same user comes in) is not removed: any member may do that
+  const readded = new Set<string>();
+  for (const p of proposals) {
+    if (p.proposal.proposalType !== "add") continue;
+    try {
+      readded.add(memberOfLeaf(p.proposal.add.keyPackage.leafNode, -1).username);
+    } catch { /* an invalid KeyPackage is refused by the MLS checks */ }
+  }
+  const replaced = (leaf: number): boolean => {
+    try {
+      return readded.has(memberOfLeaf(leafAt(current.ratchetTree, leaf), leaf).username);
+    } catch {
+      return false;
+    }
+  };
   for (const p of proposals) {
     const q = p.proposal;
-    if (q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin) {
+    if (
+      q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin &&
+      !replaced(q.remove.removed)
+    ) {
       return `${name} is not an admin and removed a member`;
     }
     if (q.proposalType === "group_context_extensions") {

@@ -1574,10 +1574,20 @@ export const MUTANTS: Mutant[] = [
   {
     id: "roles-receiver-remove",
     file: "src/mls/group.ts",
-    find: 'if (q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin) {',
-    replace: "if (false) {",
+    find:
+      '      q.proposalType === "remove" && q.remove.removed !== p.senderLeafIndex && !admin &&\n',
+    replace: "      false &&\n",
     why: "a Remove of another member committed by a non-admin is refused by every receiver",
     tests: [ROLES],
+  },
+  {
+    id: "roles-readd-by-anyone",
+    file: "src/mls/group.ts",
+    find: "      !replaced(q.remove.removed)\n",
+    replace: "      true\n",
+    why: "a re-add (a broken member's old leaf out, the same user's fresh KeyPackage in) is " +
+      "no removal: every member takes it from a non-admin (else every rejoin breaks the group)",
+    tests: ["tests/mls_roles_test.ts"],
   },
   {
     id: "roles-receiver-settings",

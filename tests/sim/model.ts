@@ -31,6 +31,11 @@ export interface GroupModel {
   suite: string;
   /** Members now. */
   roster: Set<string>;
+  /**
+   * Who may remove others: a group's creator (qpq's roles: the creator is its admin; the
+   * simulation grants no one else); empty for a DM (nobody removes anyone there).
+   */
+  admins: Set<string>;
   /** Membership changes, in time order. */
   changes: { t: number; user: string; member: boolean }[];
   /** Users whose membership is in doubt now, with the client whose operation caused it. */
@@ -90,6 +95,7 @@ export class Model {
       name,
       suite,
       roster: new Set(),
+      admins: new Set([creator]),
       changes: [],
       doubt: new Map(),
       doubtWindows: [],
@@ -113,6 +119,7 @@ export class Model {
         pair,
         suite,
         roster: new Set(),
+        admins: new Set(),
         changes: [],
         doubt: new Map(),
         doubtWindows: [],

@@ -743,9 +743,16 @@ class Simulation implements CheckContext {
       case "invite":
         if (g.kind !== "group" || outsiders.length === 0) return undefined;
         return { op, actor, g, targets: rng.sample(outsiders, rng.int(1, 3)).sort() };
-      case "remove":
+      case "remove": {
+        // only an admin removes others (a non-admin is refused locally and by every member)
         if (g.kind !== "group" || others.length === 0) return undefined;
-        return { op, actor, g, targets: rng.sample(others, rng.int(1, 2)).sort() };
+        const admins = candidates.filter((m) => g.admins.has(m));
+        if (admins.length === 0) return undefined;
+        const by = admins.includes(actor.name) ? actor : this.#actor(rng.pick(admins));
+        const rest = members.filter((m) => m !== by.name && !avoid.has(m));
+        if (rest.length === 0) return undefined;
+        return { op, actor: by, g, targets: rng.sample(rest, rng.int(1, 2)).sort() };
+      }
       case "leave":
         if (g.kind !== "group") return undefined;
         return { op, actor, g, targets: [] };
