@@ -84,8 +84,11 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ok(await qpq("alice", "create-group", "team"));
     ok(await qpq("alice", "invite", "team", "bob", "carol"));
     for (const u of ["bob", "carol"]) ok(await qpq(u, "join"));
+    // carol may remove members (epoch 1 -> 2)
+    ok(await qpq("alice", "admin", "grant", "team", "carol"));
+    for (const u of ["bob", "carol"]) ok(await qpq(u, "recv"));
     ok(await runQpq(["server", "backup", "--data-dir", dataDir, "--out", `${root}/backup.db`]));
-    // after the backup: dave is invited (epoch 1 -> 2); alice, bob and dave see it, carol not
+    // after the backup: dave is invited (epoch 2 -> 3); alice, bob and dave see it, carol not
     ok(await qpq("alice", "invite", "team", "dave"));
     ok(await qpq("dave", "join"));
     ok(await qpq("bob", "recv"));
@@ -106,29 +109,29 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ]);
     assertEquals(
       ok(await qpq("dave", "members", "team")).stdout.split("\n")[0],
-      "#team: alice (admin), bob, carol, dave",
+      "#team: alice (admin), bob, carol (admin), dave",
     );
     assertStringIncludes(ok(await qpq("dave", "list")).stdout, "#team");
 
-    // bob is at epoch 2 like alice, the server's channel at 1: catching up cannot help, so
+    // bob is at epoch 3 like alice, the server's channel at 2: catching up cannot help, so
     // his change is refused at once with the likely reason, never reported done
     const update = await qpq("bob", "update", "team");
     assertEquals([update.code, update.stdout], [1, ""]);
     assertEquals(errLines(update), [
-      "qpq: The server refused the change of #team: its copy of the group is not at epoch 2 " +
+      "qpq: The server refused the change of #team: its copy of the group is not at epoch 3 " +
       "like this device's (was it restored from a backup?)",
     ]);
 
-    // carol is on the server's line (epoch 1): her removal of bob is accepted there
+    // carol is on the server's line (epoch 2): her removal of bob is accepted there
     assertEquals(
       ok(await qpq("carol", "remove", "team", "bob")).stdout,
       "Removed bob from #team\n",
     );
-    // alice is at her own epoch 2: carol's commit for epoch 1 shows the server's history is
+    // alice is at her own epoch 3: carol's commit for epoch 2 shows the server's history is
     // not hers. Before issue 12 she ignored it: members listed bob while remove said
     // "bob is not a member of this conversation" (the server's roster at "epoch 2")
     const broken = "#team is broken (the server's history differs from this device's: " +
-      "a change for epoch 1 came after epoch 2)";
+      "a change for epoch 2 came after epoch 3)";
     const members = await qpq("alice", "members", "team");
     assertEquals([members.code, members.stdout], [1, ""]);
     assertEquals(errLines(members), [
@@ -144,7 +147,7 @@ Deno.test("qpq after a server restore: a refused leave says so and keeps the gro
     ok(await qpq("carol", "recv"));
     assertEquals(ok(await qpq("alice", "recv")).stdout, "* carol re-added you to #team\n");
     const a = ok(await qpq("alice", "members", "team")).stdout;
-    assertEquals(a.split("\n")[0], "#team: alice (admin), carol");
+    assertEquals(a.split("\n")[0], "#team: alice (admin), carol (admin)");
     assertEquals(ok(await qpq("carol", "members", "team")).stdout, a);
   } finally {
     await server.stop();

@@ -16,7 +16,7 @@ import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
-import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
+import { leaveLine, membershipLines, rosterLine, unblockedLine } from "./_membership.ts";
 
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {
@@ -406,7 +406,9 @@ export class Interactive {
       }
       case "/members": {
         const conv = this.#current();
-        this.print(`${visible(conv.name)}: ${c.members(conv.name).map(visible).join(", ")}`);
+        const members = c.members(conv.name);
+        const admins = c.settings(conv.name)?.admins.filter((a) => members.includes(a));
+        this.print(rosterLine(conv.name, members, admins));
         return false;
       }
       case "/history": {

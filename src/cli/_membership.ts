@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { visible } from "./_terminal.ts";
 import type { LeaveOutcome, MembershipChange, UnblockResult } from "../client/client.ts";
 
 /** The lines describing an invite or remove the server accepted (or that others made). */
@@ -71,4 +72,10 @@ export function unblockedLine(r: UnblockResult): string {
     );
   }
   return parts.length === 0 ? "" : ` (${parts.join("; ")})`;
+}
+
+/** `#team: alice (admin), bob`: a roster with its admins marked (none for a DM or a legacy group). */
+export function rosterLine(conv: string, members: readonly string[], admins?: readonly string[]) {
+  const shown = members.map((m) => admins?.includes(m) ? `${visible(m)} (admin)` : visible(m));
+  return `${visible(conv)}: ${shown.join(", ")}`;
 }

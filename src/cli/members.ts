@@ -6,6 +6,7 @@
 import { clientCommand, timerText } from "./_client.ts";
 import { println } from "./_args.ts";
 import { formatDuration } from "./disappear.ts";
+import { rosterLine } from "./_membership.ts";
 import { visible } from "./_terminal.ts";
 
 /** Usage text. */
@@ -38,13 +39,11 @@ export const run = clientCommand({
         ...(admins ? { admins } : {}),
         ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
         ...(settings?.description ? { description: settings.description } : {}),
-        ...(settings ? { disappearingSeconds: settings.disappearingSeconds } : {}),
         epoch: epoch ? Number(epoch.epoch) : undefined,
         epochAuthenticator: epoch?.authenticator,
       }));
     } else {
-      const shown = members.map((m) => admins?.includes(m) ? `${visible(m)} (admin)` : visible(m));
-      println(`${visible(conv.name)}: ${shown.join(", ")}`);
+      println(rosterLine(conv.name, members, admins));
       if (settings?.description) println(`topic: ${visible(settings.description)}`);
       if (settings?.disappearingSeconds) {
         println(`disappearing messages: ${timerText(settings.disappearingSeconds)}`);
