@@ -438,6 +438,99 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "qpq repl in a terminal: typing a line tells the peer (alice is typing…), once per burst",
+  ignore: !TMUX,
+  async fn() {
+    const s = await setup();
+    const sock = `qpq-test-${crypto.randomUUID().slice(0, 8)}`;
+    const tmux = async (...args: string[]) => {
+      const r = await new Deno.Command("tmux", { args: ["-L", sock, ...args] }).output();
+      assert(r.success, `tmux ${args[0]}: ${new TextDecoder().decode(r.stderr)}`);
+      return new TextDecoder().decode(r.stdout);
+    };
+    const screen = () => tmux("capture-pane", "-p", "-t", "qpq");
+    const waitScreen = async (pred: (text: string) => boolean, what: string) => {
+      const deadline = Date.now() + 20_000;
+      let text = "";
+      while (Date.now() < deadline) {
+        text = await screen();
+        if (pred(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${what} not on screen:\n${text}`);
+    };
+    let bob: Deno.ChildProcess | undefined;
+    try {
+      for (const u of ["alice", "bob"]) {
+        const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+        assertEquals(r.code, 0, r.stderr);
+      }
+      const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(dm.code, 0, dm.stderr);
+      const ok = await runQpq(["accept", "@alice", ...s.args("bob")], { env: s.env("bob") });
+      assertEquals(ok.code, 0, ok.stderr);
+      // bob: piped (no terminal), so the indicator is one line
+      bob = spawnQpq(["repl", ...s.args("bob")], { env: s.env("bob"), stdin: true });
+      const out = new Lines(bob.stdout);
+      await out.until((l) => l.startsWith("qpq repl: "));
+      const w = bob.stdin.getWriter();
+      await w.write(new TextEncoder().encode("/switch @alice\n"));
+      await out.until((l) => l === "* now talking in @alice");
+      const deno = Deno.execPath();
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const config = new URL("../deno.json", import.meta.url).pathname;
+      const cmd = [deno, "run", "--config", config, ...await qpqRunFlags(), main, "repl"]
+        .concat(s.args("alice"))
+        .map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "qpq",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "-e",
+        `QPQ_PASSWORD=${s.env("alice").QPQ_PASSWORD}`,
+        "-e",
+        "NO_COLOR=1",
+        cmd,
+      );
+      await waitScreen((t) => t.includes("qpq repl: alice"), "banner");
+      await tmux("send-keys", "-t", "qpq", "/switch @bob", "Enter");
+      await waitScreen((t) => t.split("\n").some((l) => l.trimEnd() === "[@bob] >"), "prompt");
+      // a command being typed says nothing; a message does
+      await tmux("send-keys", "-t", "qpq", "-l", "/whoa");
+      await new Promise((r) => setTimeout(r, 500));
+      await tmux("send-keys", "-t", "qpq", "C-u");
+      await tmux("send-keys", "-t", "qpq", "-l", "hel");
+      await out.until((l) => l === "* alice is typing…");
+      await tmux("send-keys", "-t", "qpq", "-l", "lo");
+      await tmux("send-keys", "-t", "qpq", "Enter");
+      const got = await out.until((l) => l.includes("hello"));
+      assertEquals(got.map(untimedLine), ["[alice] hello"], "one typing line, then the message");
+      await tmux("send-keys", "-t", "qpq", "/quit", "Enter");
+      await w.write(new TextEncoder().encode("/history\n/quit\n"));
+      await w.close();
+      const rest = await out.rest();
+      assert(rest.some((l) => l.includes("hello")), rest.join("\n"));
+      assert(!rest.some((l) => l.includes("typing")), `typing is never stored:\n${rest}`);
+      assertEquals((await bob.status).code, 0);
+      bob = undefined;
+    } finally {
+      try {
+        bob?.kill();
+        await bob?.status;
+      } catch { /* gone */ }
+      await new Deno.Command("tmux", { args: ["-L", sock, "kill-server"], stderr: "null" })
+        .output();
+      await teardown(s);
+    }
+  },
+});
+
 Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /block, /unblock", async () => {
   const s = await setup();
   try {

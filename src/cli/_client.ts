@@ -624,6 +624,16 @@ export function eventLine(
       return json
         ? JSON.stringify({ type: "left", conversation: e.conversation.name, by: e.by })
         : `* you left ${visible(e.conversation.name)} (${visible(e.by)} committed your leave)`;
+    case "typing":
+      // the REPL and chat show it as a transient line (_interactive.ts); --json an event
+      return json
+        ? JSON.stringify({
+          type: "typing",
+          conversation: e.conversation.name,
+          from: e.from,
+          active: e.active,
+        })
+        : undefined;
     case "progress":
       return json ? undefined : visible(e.text);
     case "warning":

@@ -59,6 +59,11 @@ export type ClientEvent =
   | { kind: "left"; conversation: Conversation; by: string }
   /** This conversation's group state cannot advance; the rest of the account works. */
   | { kind: "broken"; conversation: Conversation; reason: string }
+  /**
+   * A member is typing in a conversation (`active` false: stopped). Ephemeral: nothing of
+   * it is stored; show it for about TYPING_SHOWN_MS, or until their next message.
+   */
+  | { kind: "typing"; conversation: Conversation; from: string; active: boolean }
   | { kind: "progress"; text: string }
   | { kind: "warning"; text: string };
 

@@ -756,6 +756,9 @@ export class Groups {
     body: Body,
     mayDefer: boolean,
   ): Promise<Composed | undefined> {
+    if (body.kind === "typing") {
+      throw new InternalError("A typing indicator is never queued: Groups.typing sends it");
+    }
     return await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
       if (state.pendingProposals > 0 && mayDefer) return undefined;
@@ -820,6 +823,54 @@ export class Groups {
         ...(change?.kind === "applied" ? { changed: change.message } : {}),
       };
     });
+  }
+
+  /**
+   * Send a typing indicator to the members of `conv` online now, except `except` (those we
+   * blocked): encrypted like any content — a generation of our ratchet is used up, so the
+   * state is saved — and sent as an ephemeral enqueue (pushed to live subscriptions, stored
+   * nowhere, docs/protocol.md "ephemeral"). Best effort: no outbox entry, no history, no
+   * retry; nothing is sent while a group change waits. Resolves how many connections it
+   * reached.
+   *
+   * ```
+   * typing ─► encrypt (state saved: the generation is spent) ─► enqueue{ephemeral} ─► done
+   * ```
+   */
+  async typing(conv: Conversation, active: boolean, except: string[] = []): Promise<number> {
+    const made = await this.#ctx.exclusive(async () => {
+      const { record, state } = this.#open(conv);
+      if (state.hasPendingCommit || state.pendingProposals > 0) return undefined;
+      const me = this.#ctx.username;
+      const others = listMembers(state).map((m) => m.username).filter((u) => u !== me);
+      const to = others.filter((u) => !except.includes(u));
+      if (to.length === 0) return undefined;
+      const id = uuidv7();
+      const content = encodeContent({
+        messageId: id,
+        sentAtMs: this.#ctx.now(),
+        body: { kind: "typing", active },
+      });
+      const enc = await encryptMessage(state, content);
+      this.#ctx.state.transaction(() => this.#save(record, enc.state));
+      enc.consumed.forEach((c) => zeroize(c));
+      return {
+        channelId: fromHex(record.channelId),
+        messageId: id,
+        payload: enc.outbound,
+        epoch: Number(state.epoch),
+        // everyone (empty) unless someone is left out
+        recipients: to.length === others.length ? [] : to,
+      };
+    });
+    if (made === undefined) return 0;
+    const r = await this.#session.call({
+      kind: "enqueue",
+      ...made,
+      messageKind: "application",
+      ephemeral: true,
+    }, "enqueued");
+    return r.recipients;
   }
 
   /**

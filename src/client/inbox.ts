@@ -111,6 +111,7 @@ export class Inbox {
    * then kept and tried again); a bad message is isolated to its conversation.
    */
   async receive(m: DeliveredMessage, done: () => void): Promise<void> {
+    if (m.seq === 0) return await this.#ephemeral(m); // never stored, never a queue position
     const s = this.#ctx.state;
     if (m.serverNotice === NOTICE_KEY_PACKAGES && m.channelId.length === 0) {
       this.#keyPackages.noticed(); // refilled and rotated after this sync
@@ -306,6 +307,46 @@ export class Inbox {
     }
   }
 
+  /**
+   * An ephemeral message (seq 0: pushed to the subscriptions online, stored nowhere on the
+   * server; docs/protocol.md "ephemeral"): a typing indicator. It is decrypted like any
+   * application message (its generation is spent: the group state is saved) and reported
+   * as an event; nothing else of it stays — no history, no unread count, no queue position,
+   * no ack, no receipt. Anything else (a commit, a text, what we cannot read, a request's,
+   * a blocked user's) is dropped without a word: ephemeral is best effort.
+   */
+  async #ephemeral(m: DeliveredMessage): Promise<void> {
+    if (m.messageKind !== "application" || m.channelId.length === 0) return;
+    const hex = toHex(m.channelId);
+    const groups = this.#ctx.groups;
+    const record = groups.meta(hex);
+    const conv = this.#ctx.state.getConversation(hex);
+    if (!record || !conv || record.broken || record.leavingEpoch !== undefined) return;
+    if (conv.requestFrom !== undefined) return; // a request shows nothing
+    let r;
+    try {
+      r = await processMessage(groups.open(record), m.payload);
+    } catch {
+      groups.forget(hex);
+      return;
+    }
+    if (r.kind !== "application") {
+      groups.forget(hex); // only an application message may come this way: nothing applied
+      return;
+    }
+    let body;
+    try {
+      body = decodeContent(r.plaintext).body;
+    } catch {
+      body = undefined;
+    }
+    this.#ctx.state.transaction(() => saveGroup(this.#ctx, record, r.state));
+    const from = r.sender.username;
+    if (body?.kind !== "typing") return; // only typing comes this way: a text is not stored
+    if (from === this.#ctx.username || this.#consent.blocked(from)) return;
+    this.#ctx.emit({ kind: "typing", conversation: conv, from, active: body.active });
+  }
+
   /** A commit this device applied or made (one of the last few): a replay. */
   #applied(record: GroupMeta, payload: Uint8Array): boolean {
     return (record.recentCommits ?? []).includes(commitRef(payload));
@@ -402,6 +443,13 @@ export class Inbox {
         });
         return;
       }
+      case "typing":
+        // sent ephemeral only: one in a queued message is a peer's mistake, ignored
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, state);
+          done();
+        });
+        return;
       case "reaction":
       case "edit":
       case "deletion": {
