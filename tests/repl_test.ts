@@ -609,3 +609,65 @@ Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /b
     await teardown(s);
   }
 });
+
+Deno.test("qpq repl: /receipts N shows who got and read our message; /receipts on|off", async () => {
+  const s = await setup();
+  try {
+    for (const u of ["alice", "bob"]) {
+      const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+      assertEquals(r.code, 0, r.stderr);
+    }
+    const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
+    assertEquals(dm.code, 0, dm.stderr);
+    const ok = await runQpq(["accept", "@alice", ...s.args("bob")], { env: s.env("bob") });
+    assertEquals(ok.code, 0, ok.stderr);
+    const child = spawnQpq(["repl", ...s.args("bob")], { env: s.env("bob"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    try {
+      await out.until((l) => l.startsWith("qpq repl: bob"));
+      const help = await ask("/help", (l) => l.startsWith("anything else"));
+      assert(help.some((l) => l.startsWith("/receipts <N>|on|off")), help.join("\n"));
+      await ask("/switch @alice", (l) => l.startsWith("* now talking"));
+      await send("hello alice");
+      assertEquals(await ask("/receipts 1", (l) => l.startsWith("  alice")), [
+        "Receipts (sent):",
+        "  alice: not yet",
+      ]);
+      // alice's device gets it (delivered) and shows it (read): her receipts come back
+      const recv = await runQpq(["recv", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(recv.code, 0, recv.stderr);
+      await send("/sync");
+      const got = await ask("/receipts 1", (l) => l.startsWith("  alice"));
+      assertEquals(got[0], "Receipts (read):");
+      assert(got[1]!.startsWith("  alice: read "), got.join("\n"));
+      assertEquals(await ask("/receipts off", (l) => l.startsWith("*")), ["* read receipts off"]);
+      assertEquals(await ask("/receipts on", (l) => l.startsWith("*")), ["* read receipts on"]);
+      assertEquals(await ask("/receipts", (l) => l.startsWith("error:")), [
+        "error: Usage: /receipts <N>|on|off",
+      ]);
+      assertEquals(await ask("/receipts 7", (l) => l.startsWith("error:")), [
+        "error: No message 7 in @alice: see qpq history",
+      ]);
+      await send("/quit");
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
+});

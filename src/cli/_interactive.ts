@@ -18,6 +18,7 @@ import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { TYPING_SHOWN_MS } from "../limits.ts";
 import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
+import { receiptLines } from "./receipts.ts";
 
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {
@@ -51,6 +52,7 @@ const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = 
   ["/react", "/react <N> <emoji>", 2, "react to message [N] (again: withdraw)"],
   ["/edit", "/edit <N> <text>", Infinity, "change the text of your message [N]"],
   ["/delete", "/delete <N>", 1, "delete your message [N] for everyone"],
+  ["/receipts", "/receipts <N>|on|off", 1, "who got and read your message [N]; read receipts"],
   ["/remove", "/remove <user>...", Infinity, "remove members from the current group"],
   ["/leave", "/leave", 0, "leave the current group"],
   ["/sync", "/sync", 0, "receive what is waiting now"],
@@ -513,6 +515,18 @@ export class Interactive {
         const m = await c.deleteMessage(conv.name, args[0]!);
         this.print(`* deleted: ${numberedMessage(conv, m, c.store)}`);
         this.#queuedNote();
+        return false;
+      }
+      case "/receipts": {
+        need(1, "/receipts <N>|on|off");
+        const arg = args[0]!;
+        if (arg === "on" || arg === "off") {
+          c.setReadReceipts(arg === "on");
+          this.print(`* read receipts ${arg}`);
+          return false;
+        }
+        const conv = this.#current();
+        for (const l of receiptLines(c, conv.name, c.findMessage(conv.name, arg))) this.print(l);
         return false;
       }
       case "/remove": {
