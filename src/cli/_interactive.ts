@@ -19,6 +19,7 @@ import { TYPING_SHOWN_MS } from "../limits.ts";
 import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
 import { receiptLines } from "./receipts.ts";
+import { renamedLine } from "./rename.ts";
 
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {
@@ -54,6 +55,7 @@ const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = 
   ["/delete", "/delete <N>", 1, "delete your message [N] for everyone"],
   ["/receipts", "/receipts <N>|on|off", 1, "who got and read your message [N]; read receipts"],
   ["/remove", "/remove <user>...", Infinity, "remove members from the current group"],
+  ["/rename", "/rename <new-name>", 1, "rename the current group (admins)"],
   ["/leave", "/leave", 0, "leave the current group"],
   ["/sync", "/sync", 0, "receive what is waiting now"],
   ["/verify", "/verify <user>", 1, "safety number to compare with a contact"],
@@ -536,6 +538,13 @@ export class Interactive {
         for (const line of membershipLines("remove", conv.name, change)) {
           this.print(`* ${lower(line)}`);
         }
+        return false;
+      }
+      case "/rename": {
+        need(1, "/rename <new-name>");
+        const r = await c.rename(this.#current().name, args[0]!);
+        this.#refresh(r.conversation);
+        this.print(renamedLine(c.username, r.previousName, r.conversation.name, r.changed));
         return false;
       }
       case "/leave": {

@@ -34,6 +34,7 @@ import {
   Groups,
   type LeaveOutcome,
   type MembershipChange,
+  type Renamed,
   SELF_UPDATE_INTERVAL_MS,
 } from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
@@ -58,7 +59,7 @@ import {
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
-export type { LeaveOutcome, MembershipChange } from "./groups.ts";
+export type { LeaveOutcome, MembershipChange, Renamed } from "./groups.ts";
 export {
   KEY_PACKAGE_BATCH,
   KEY_PACKAGE_LIFETIME_SECONDS,
@@ -598,6 +599,14 @@ export class QpqClient {
       "change the topic",
       (s) => ({ ...s, description: text }),
     );
+  }
+
+  /**
+   * Rename a group (admins only; refused locally first, and by every member's client from
+   * MLS). Every member's client relabels it; the name is checked as create-group checks it.
+   */
+  rename(ref: string, name: string): Promise<Renamed> {
+    return this.#groups.rename(this.conversation(ref), name);
   }
 
   /** The MLS epoch and epoch authenticator of a conversation (members must agree). */

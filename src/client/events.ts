@@ -47,13 +47,18 @@ export type ClientEvent =
     by: string;
   }
   | { kind: "removed"; conversation: Conversation; by: string }
-  /** An admin changed the group's roles or settings (`before` undefined: a legacy group). */
+  /**
+   * An admin changed the group's roles or settings (`before` undefined: a legacy group).
+   * `renamedFrom`: the admin renamed it, and this was its label (`conversation` has the
+   * new one).
+   */
   | {
     kind: "settings";
     conversation: Conversation;
     by: string;
     before: GroupSettings | undefined;
     after: GroupSettings;
+    renamedFrom?: string;
   }
   /** Our leave was committed (by `by`): we are out of the group now. */
   | { kind: "left"; conversation: Conversation; by: string }

@@ -70,7 +70,8 @@ import {
   saveGroup,
   withoutPending,
 } from "./_group_state.ts";
-import { findConversation, ownGroupNamed, upsertChannel } from "./conversations.ts";
+import { findConversation, ownGroupNamed, relabelGroup, upsertChannel } from "./conversations.ts";
+import { checkGroupName } from "../names.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import { failRemoved, notSentText, type Outbox, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
@@ -114,6 +115,16 @@ export interface MembershipChange {
  * own removal).
  */
 export type LeaveOutcome = "left" | "asked";
+
+/** What {@link Groups.rename} did. */
+export interface Renamed {
+  /** The conversation under its new label. */
+  conversation: Conversation;
+  /** False when the group already had that name. */
+  changed: boolean;
+  /** Its label before. */
+  previousName: string;
+}
 
 /** What {@link Groups.compose} queued: the request, and what it stored or changed. */
 export interface Composed {
@@ -286,6 +297,38 @@ export class Groups {
       ) return undefined;
       return { staged: await changeSettings(state, next), roster: {} };
     });
+  }
+
+  /**
+   * Rename a group (admins only, like every settings change: refused here and by every
+   * member from MLS): the new name goes into the group's settings, and every member's
+   * client — ours now — relabels the conversation (`#crew`, with an id suffix when it
+   * looks like another of our groups). The server's label stays what the group was created
+   * as: names are labels, the group is its id. Resolves the conversation as it is now and
+   * whether the name changed.
+   *
+   * @throws {ValidationError} for a name create-group would refuse
+   * @throws {UsageError} "conflict" when another of our groups has that name
+   */
+  async rename(conv: Conversation, name: string): Promise<Renamed> {
+    const n = checkGroupName(name);
+    if (conv.kind !== "group") throw new UsageError("Only groups can be renamed");
+    const mine = ownGroupNamed(this.#ctx.state, n);
+    if (mine !== undefined && mine.id !== conv.id) {
+      throw new UsageError(`You already have a group ${mine.name}: choose another name`, {
+        code: "conflict",
+      });
+    }
+    const changed = await this.changeSettings(conv, "rename the group", (s) => ({
+      ...s,
+      name: n,
+    }));
+    const s = this.#ctx.state;
+    let now = s.getConversation(conv.id) ?? conv;
+    s.transaction(() => {
+      now = relabelGroup(s, now, n);
+    });
+    return { conversation: now, changed, previousName: conv.name };
   }
 
   /**

@@ -62,7 +62,8 @@ import type { Contacts } from "./contacts.ts";
 import { decodeContent, type DecodedContent } from "./content.ts";
 import { applyChange, type ChangeResult } from "./changes.ts";
 import { applyReceipt } from "./receipts.ts";
-import { upsertChannel } from "./conversations.ts";
+import { relabelGroup, upsertChannel } from "./conversations.ts";
+import { isGroupName } from "../names.ts";
 import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import type { ClientEvent } from "./events.ts";
@@ -219,11 +220,18 @@ export class Inbox {
           return;
         }
         const gone = new Set(r.removed.map((x) => x.username));
+        // an admin renamed the group (a peer's name: shown only when it is a group name)
+        const rename = r.settings && r.settings.name !== (settingsBefore?.name ?? "") &&
+            isGroupName(r.settings.name)
+          ? r.settings.name
+          : undefined;
+        let shown = conv;
         s.transaction(() => {
           saveGroup(this.#ctx, record, r.state, {
             leaves: record.leaves.filter((u) => !gone.has(u)),
             recentCommits: rememberCommit(record, m.payload),
           });
+          if (rename !== undefined) shown = relabelGroup(s, conv, rename);
           // sharing an accepted group makes contacts
           if (conv.requestFrom === undefined) {
             this.#consent.befriend(r.added.map((a) => a.username));
@@ -234,10 +242,11 @@ export class Inbox {
         if (r.settings) {
           this.#ctx.emit({
             kind: "settings",
-            conversation: conv,
+            conversation: shown,
             by: r.committer.username,
             before: settingsBefore,
             after: r.settings,
+            ...(shown.name !== conv.name ? { renamedFrom: conv.name } : {}),
           });
         }
         const left = new Set(r.left);
@@ -652,7 +661,12 @@ export class Inbox {
         lastUpdateMs: this.#ctx.now(), // fresh keys on join
         leaves: [],
       }, joined.state);
-      conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
+      // a group an admin renamed is shown under its name (the server's label is the first)
+      const named = groupSettings(joined.state)?.name ?? "";
+      const label = info.channelKind === "group" && isGroupName(named)
+        ? { ...info, name: named }
+        : info;
+      conv = upsertChannel(s, this.#ctx.username, label, this.#ctx.now());
       if (request && conv.requestFrom === undefined) {
         conv = { ...conv, requestFrom: inviter };
         s.upsertConversation(conv);

@@ -257,6 +257,14 @@ export const MUTANTS: Mutant[] = [
     tests: [TYPING],
     quick: true,
   },
+  {
+    id: "rename-name-checked",
+    file: "src/client/inbox.ts",
+    find: "isGroupName(r.settings.name)",
+    replace: "true",
+    why: "a name an admin put in the group's settings is shown only when it is a group name",
+    tests: [ROLES],
+  },
   // ---- MLS layer
   {
     id: "mls-binding-key",
