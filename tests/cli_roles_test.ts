@@ -214,6 +214,13 @@ Deno.test("qpq: an admin renames a group; every member relabels it; a non-admin'
       "* alice renamed #team to #crew\n",
     );
     assertStringIncludes(ok(await qpq("alice", "list")), "#crew");
+    // who joins later sees the name the admin set, not the one the server was told
+    ok(await qpq("dave", "register-user"));
+    ok(await qpq("alice", "invite", "crew", "dave"));
+    ok(await qpq("dave", "join"));
+    const daves = ok(await qpq("dave", "list"));
+    assertStringIncludes(daves, "#crew");
+    assertEquals(daves.includes("#team"), false, daves);
 
     const got = ok(await qpq("carol", "recv", "--json"));
     const ev = got.split("\n").filter((l) => l.includes('"renamedFrom"')).map((l) => JSON.parse(l));

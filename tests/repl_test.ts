@@ -671,3 +671,47 @@ Deno.test("qpq repl: /receipts N shows who got and read our message; /receipts o
     await teardown(s);
   }
 });
+
+Deno.test("qpq repl: /rename renames the current group (prompt and list follow); bad names refused", async () => {
+  const s = await setup();
+  try {
+    const child = spawnQpq(["repl", ...s.args("alice")], { env: s.env("alice"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    try {
+      await out.until((l) => l.startsWith("qpq repl: alice"));
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("error:")), [
+        "error: No active conversation: /dm <user>, /create-group <name> or /switch",
+      ]);
+      await ask("/create-group team", (l) => l.startsWith("* created"));
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("*")), [
+        "* alice renamed #team to #crew",
+      ]);
+      assertEquals(await ask("/list", (l) => l.includes("#crew")), ["* #crew"]);
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("*")), [
+        "* #crew already has that name",
+      ]);
+      const bad = await ask("/rename x\u202ey", (l) => l.startsWith("error:"));
+      assertStringIncludes(bad[0]!, "Invalid group name");
+      await send("/quit");
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
+});
