@@ -18,8 +18,7 @@ import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { TYPING_SHOWN_MS } from "../limits.ts";
 import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, unblockedLine } from "./_membership.ts";
-import { receiptLines } from "./receipts.ts";
-import { renamedLine } from "./rename.ts";
+import { receiptLines, renamedLine } from "./_lines.ts";
 
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {

@@ -5,7 +5,7 @@
  */
 import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
-import { visible } from "./_terminal.ts";
+import { renamedLine } from "./_lines.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: qpq rename <group> <new-name> --username NAME [--password PW]
@@ -14,13 +14,6 @@ Rename a group (1-32 letters, digits, '.', '_' or '-', as for create-group). Onl
 may: every member's client refuses the change from anyone else, and shows the new name
 (with an id suffix, #crew~3f2a, when it looks like another of its groups). The group is
 its id: names are labels and may be shared by unrelated groups.`;
-
-/** The line for our own rename (receivers print "* alice renamed #team to #crew"). */
-export function renamedLine(me: string, from: string, to: string, changed: boolean): string {
-  return changed
-    ? `* ${visible(me)} renamed ${visible(from)} to ${visible(to)}`
-    : `* ${visible(to)} already has that name`;
-}
 
 /** Run `qpq rename`. */
 export const run = clientCommand({
