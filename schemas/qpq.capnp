@@ -358,6 +358,7 @@ struct Content {
     edit @6 :Edit;                   # the author's new text of a message (appended)
     deletion @7 :Deletion;           # the author deletes a message for everyone (appended)
     receipt @9 :Receipt;             # delivered / read receipt for messages (appended)
+    typing @10 :Typing;              # the sender is typing (sent ephemeral only; appended)
   }
   replyTo @8 :Data;                  # text: the message id (16 bytes) it answers; empty = none
 }
@@ -424,4 +425,11 @@ struct Deletion {
 struct Receipt {
   targets @0 :Data;                  # message ids, 16 bytes each, concatenated (1 to 100)
   read @1 :Bool;                     # false = delivered (stored), true = read
+}
+
+# The sender is typing (active) in this conversation, or stopped. Sent only as an ephemeral
+# enqueue (pushed with seq 0 to live subscriptions, stored nowhere); receivers show it for a
+# few seconds and never store it. One arriving in a queued (seq > 0) message is ignored.
+struct Typing {
+  active @0 :Bool;
 }

@@ -433,3 +433,9 @@ export const MAX_EPHEMERAL_BYTES = 2048;
 export const MAX_EPHEMERAL_PER_WINDOW = 20;
 /** Window of the per-connection ephemeral rate limit (ms). */
 export const EPHEMERAL_WINDOW_MS = 10_000;
+
+// --- typing indicators (issue 21; src/client/client.ts `typing`, src/cli/_interactive.ts) --
+/** Least time between two typing indicators a client sends to one conversation (ms). */
+export const TYPING_INTERVAL_MS = 3_000;
+/** How long a received typing indicator is shown (ms): two intervals, so one lost is fine. */
+export const TYPING_SHOWN_MS = 6_000;

@@ -114,3 +114,32 @@ export function usernameSkeleton(name: string): string {
   for (const [re, to] of SKELETON_FOLDS) s = s.replace(re, to);
   return s;
 }
+
+/**
+ * A group name: 1–32 characters of letters, digits, `.`, `_` and `-`, starting with a
+ * letter or digit (case kept). The server checks it at create-group; every member checks a
+ * name an admin set in the group's settings (src/mls/settings.ts) before showing it.
+ */
+const GROUP_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
+
+/** True when `name` (without `#`) is a valid group name. */
+export function isGroupName(name: string): boolean {
+  return typeof name === "string" && GROUP_NAME_RE.test(name);
+}
+
+/** What a valid group name looks like, for error messages. */
+export const GROUP_NAME_RULE = "1-32 letters, digits, '.', '_' or '-'";
+
+/**
+ * A group name as typed (`#` allowed in front), checked.
+ *
+ * @throws {ValidationError} when it is not one (a bounded, printable prefix is shown)
+ */
+export function checkGroupName(input: string): string {
+  const name = input.replace(/^#/, "");
+  if (!isGroupName(name)) {
+    const shown = [...name.slice(0, 40)].map((c) => (/^[\x21-\x7e]$/.test(c) ? c : "?")).join("");
+    throw new ValidationError(`Invalid group name "${shown}": use ${GROUP_NAME_RULE}`);
+  }
+  return name;
+}

@@ -82,14 +82,16 @@ async function forge(
   dir: string,
   make: (state: MlsGroupState) => Promise<StagedCommit>,
   remove: string[],
+  group = "#team",
+  user = "carol",
 ): Promise<void> {
-  const store = await openLocalStore(`${dir}/qpq-carol.bin`, "pw-carol", {
+  const store = await openLocalStore(`${dir}/qpq-${user}.bin`, `pw-${user}`, {
     create: false,
-    username: "carol",
+    username: user,
     server: "",
   });
   const groups = new GroupStates(store);
-  const conv = store.findConversationByName("#team")!;
+  const conv = store.findConversationByName(group)!;
   const meta = groups.meta(conv.channelId!)!;
   const state = groups.open(meta);
   const staged = await make(state);
@@ -191,5 +193,101 @@ Deno.test("qpq: an admin sets the topic; every member sees the line and members 
     assertStringIncludes(ok(await qpq("bob", "members", "#team")), "topic: lunch \\u202eat noon");
     const json = JSON.parse(ok(await qpq("carol", "members", "#team", "--json")));
     assertEquals([json.description, json.admins], ["lunch \u202eat noon", ["alice", "bob"]]);
+  });
+});
+
+Deno.test("qpq: an admin renames a group; every member relabels it; a non-admin's rename is refused locally and a forged one by every member", async () => {
+  await withCliUsers(async (qpq, { dir }) => {
+    await team(qpq);
+    // bob has a group of his own named crew: the two look alike on his device from now on
+    ok(await qpq("bob", "create-group", "crew"));
+    ok(await qpq("alice", "create-group", "other"));
+    const nb = await qpq("bob", "rename", "team", "mine");
+    assertEquals([nb.code, nb.stderr], [1, "qpq: Only admins of #team can rename the group\n"]);
+    const bad = await qpq("alice", "rename", "team", "no spaces!");
+    assertEquals(bad.code, 1);
+    assertStringIncludes(bad.stderr, "Invalid group name");
+    const taken = await qpq("alice", "rename", "team", "Other");
+    assertEquals(taken.stderr, "qpq: You already have a group #other: choose another name\n");
+    assertEquals(
+      ok(await qpq("alice", "rename", "team", "crew")),
+      "* alice renamed #team to #crew\n",
+    );
+    assertStringIncludes(ok(await qpq("alice", "list")), "#crew");
+    // who joins later sees the name the admin set, not the one the server was told
+    ok(await qpq("dave", "register-user"));
+    ok(await qpq("alice", "invite", "crew", "dave"));
+    ok(await qpq("dave", "join"));
+    const daves = ok(await qpq("dave", "list"));
+    assertStringIncludes(daves, "#crew");
+    assertEquals(daves.includes("#team"), false, daves);
+
+    const got = ok(await qpq("carol", "recv", "--json"));
+    const ev = got.split("\n").filter((l) => l.includes('"renamedFrom"')).map((l) => JSON.parse(l));
+    assertEquals(ev.length, 1, got);
+    assertEquals([ev[0].conversation, ev[0].renamedFrom, ev[0].name, ev[0].by], [
+      "#crew",
+      "#team",
+      "crew",
+      "alice",
+    ]);
+    const list = ok(await qpq("carol", "list"));
+    assertStringIncludes(list, "#crew");
+    assertEquals(list.includes("#team"), false, list);
+    // on bob's device two groups are named crew: both carry their id suffix
+    const line = ok(await qpq("bob", "recv"));
+    const m = line.match(/^\* alice renamed #team to (#crew~[0-9a-f]+)$/m);
+    assertEquals(m !== null, true, line);
+    const bobs = ok(await qpq("bob", "list")).split("\n").filter((l) => l.includes("#crew~"));
+    assertEquals(bobs.length, 2, bobs.join("\n"));
+    // the new name is how members address it (any case; bob says which with the suffix)
+    ok(await qpq("carol", "send", "--group", "CREW", "hello crew"));
+    assertStringIncludes(ok(await qpq("alice", "recv")), "[#crew] carol: hello crew");
+    ok(await qpq("bob", "send", "--group", m![1]!, "me too"));
+    assertStringIncludes(ok(await qpq("alice", "recv")), "[#crew] bob: me too");
+
+    // alice, an admin, sets a name that is no group name (a modified client): the settings
+    // change applies, but no member shows that name
+    await forge(
+      dir,
+      (s) => {
+        const now = groupSettings(s)!;
+        return changeSettings(s, { ...now, name: "x\u202e\ny" });
+      },
+      [],
+      "#crew",
+      "alice",
+    );
+    ok(await qpq("alice", "recv"));
+    const quiet = ok(await qpq("bob", "recv"));
+    assertEquals(quiet.includes("renamed"), false, quiet);
+    assertEquals(
+      ok(await qpq("bob", "list")).split("\n").filter((l) => l.includes("#crew~")).length,
+      2,
+    );
+    assertStringIncludes(ok(await qpq("carol", "recv")), "changed the settings of #crew");
+    assertStringIncludes(ok(await qpq("carol", "list")), "#crew");
+
+    // carol, not an admin, forges a rename: every other member refuses it
+    await forge(
+      dir,
+      (s) => {
+        const now = groupSettings(s)!;
+        return changeSettings(s, { ...now, name: "evil" });
+      },
+      [],
+      "#crew",
+    );
+    ok(await qpq("carol", "recv"));
+    for (const u of ["alice", "bob"]) {
+      const r = await qpq(u, "recv");
+      assertEquals(r.code, 0, r.stderr);
+      assertStringIncludes(
+        r.stderr,
+        "refused a change by carol: carol is not an admin and changed the group's settings",
+      );
+      const l = ok(await qpq(u, "list"));
+      assertEquals(l.includes("evil"), false, l);
+    }
   });
 });

@@ -440,6 +440,99 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "qpq repl in a terminal: typing a line tells the peer (alice is typing…), once per burst",
+  ignore: !TMUX,
+  async fn() {
+    const s = await setup();
+    const sock = `qpq-test-${crypto.randomUUID().slice(0, 8)}`;
+    const tmux = async (...args: string[]) => {
+      const r = await new Deno.Command("tmux", { args: ["-L", sock, ...args] }).output();
+      assert(r.success, `tmux ${args[0]}: ${new TextDecoder().decode(r.stderr)}`);
+      return new TextDecoder().decode(r.stdout);
+    };
+    const screen = () => tmux("capture-pane", "-p", "-t", "qpq");
+    const waitScreen = async (pred: (text: string) => boolean, what: string) => {
+      const deadline = Date.now() + 20_000;
+      let text = "";
+      while (Date.now() < deadline) {
+        text = await screen();
+        if (pred(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${what} not on screen:\n${text}`);
+    };
+    let bob: Deno.ChildProcess | undefined;
+    try {
+      for (const u of ["alice", "bob"]) {
+        const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+        assertEquals(r.code, 0, r.stderr);
+      }
+      const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(dm.code, 0, dm.stderr);
+      const ok = await runQpq(["accept", "@alice", ...s.args("bob")], { env: s.env("bob") });
+      assertEquals(ok.code, 0, ok.stderr);
+      // bob: piped (no terminal), so the indicator is one line
+      bob = spawnQpq(["repl", ...s.args("bob")], { env: s.env("bob"), stdin: true });
+      const out = new Lines(bob.stdout);
+      await out.until((l) => l.startsWith("qpq repl: "));
+      const w = bob.stdin.getWriter();
+      await w.write(new TextEncoder().encode("/switch @alice\n"));
+      await out.until((l) => l === "* now talking in @alice");
+      const deno = Deno.execPath();
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const config = new URL("../deno.json", import.meta.url).pathname;
+      const cmd = [deno, "run", "--config", config, ...await qpqRunFlags(), main, "repl"]
+        .concat(s.args("alice"))
+        .map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+      await tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "qpq",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "-e",
+        `QPQ_PASSWORD=${s.env("alice").QPQ_PASSWORD}`,
+        "-e",
+        "NO_COLOR=1",
+        cmd,
+      );
+      await waitScreen((t) => t.includes("qpq repl: alice"), "banner");
+      await tmux("send-keys", "-t", "qpq", "/switch @bob", "Enter");
+      await waitScreen((t) => t.split("\n").some((l) => l.trimEnd() === "[@bob] >"), "prompt");
+      // a command being typed says nothing; a message does
+      await tmux("send-keys", "-t", "qpq", "-l", "/whoa");
+      await new Promise((r) => setTimeout(r, 500));
+      await tmux("send-keys", "-t", "qpq", "C-u");
+      await tmux("send-keys", "-t", "qpq", "-l", "hel");
+      await out.until((l) => l === "* alice is typing…");
+      await tmux("send-keys", "-t", "qpq", "-l", "lo");
+      await tmux("send-keys", "-t", "qpq", "Enter");
+      const got = await out.until((l) => l.includes("hello"));
+      assertEquals(got.map(untimedLine), ["[alice] hello"], "one typing line, then the message");
+      await tmux("send-keys", "-t", "qpq", "/quit", "Enter");
+      await w.write(new TextEncoder().encode("/history\n/quit\n"));
+      await w.close();
+      const rest = await out.rest();
+      assert(rest.some((l) => l.includes("hello")), rest.join("\n"));
+      assert(!rest.some((l) => l.includes("typing")), `typing is never stored:\n${rest}`);
+      assertEquals((await bob.status).code, 0);
+      bob = undefined;
+    } finally {
+      try {
+        bob?.kill();
+        await bob?.status;
+      } catch { /* gone */ }
+      await new Deno.Command("tmux", { args: ["-L", sock, "kill-server"], stderr: "null" })
+        .output();
+      await teardown(s);
+    }
+  },
+});
+
 Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /block, /unblock", async () => {
   const s = await setup();
   try {
@@ -503,6 +596,112 @@ Deno.test("qpq repl: a stranger's DM is one request line; /requests, /accept, /b
       assertEquals(await ask("/block", (l) => l.startsWith("*")), ["* no blocked users"]);
       await send("/quit");
       assertEquals(await out.rest(), []);
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
+});
+
+Deno.test("qpq repl: /receipts N shows who got and read our message; /receipts on|off", async () => {
+  const s = await setup();
+  try {
+    for (const u of ["alice", "bob"]) {
+      const r = await runQpq(["register-user", ...s.args(u)], { env: s.env(u) });
+      assertEquals(r.code, 0, r.stderr);
+    }
+    const dm = await runQpq(["dm", "bob", ...s.args("alice")], { env: s.env("alice") });
+    assertEquals(dm.code, 0, dm.stderr);
+    const ok = await runQpq(["accept", "@alice", ...s.args("bob")], { env: s.env("bob") });
+    assertEquals(ok.code, 0, ok.stderr);
+    const child = spawnQpq(["repl", ...s.args("bob")], { env: s.env("bob"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    try {
+      await out.until((l) => l.startsWith("qpq repl: bob"));
+      const help = await ask("/help", (l) => l.startsWith("anything else"));
+      assert(help.some((l) => l.startsWith("/receipts <N>|on|off")), help.join("\n"));
+      await ask("/switch @alice", (l) => l.startsWith("* now talking"));
+      await send("hello alice");
+      assertEquals(await ask("/receipts 1", (l) => l.startsWith("  alice")), [
+        "Receipts (sent):",
+        "  alice: not yet",
+      ]);
+      // alice's device gets it (delivered) and shows it (read): her receipts come back
+      const recv = await runQpq(["recv", ...s.args("alice")], { env: s.env("alice") });
+      assertEquals(recv.code, 0, recv.stderr);
+      await send("/sync");
+      const got = await ask("/receipts 1", (l) => l.startsWith("  alice"));
+      assertEquals(got[0], "Receipts (read):");
+      assert(got[1]!.startsWith("  alice: read "), got.join("\n"));
+      assertEquals(await ask("/receipts off", (l) => l.startsWith("*")), ["* read receipts off"]);
+      assertEquals(await ask("/receipts on", (l) => l.startsWith("*")), ["* read receipts on"]);
+      assertEquals(await ask("/receipts", (l) => l.startsWith("error:")), [
+        "error: Usage: /receipts <N>|on|off",
+      ]);
+      assertEquals(await ask("/receipts 7", (l) => l.startsWith("error:")), [
+        "error: No message 7 in @alice: see qpq history",
+      ]);
+      await send("/quit");
+      assertEquals((await child.status).code, 0);
+      assertEquals(await stderr, "");
+    } finally {
+      await w.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await out.rest().catch(() => []);
+      await stderr;
+    }
+  } finally {
+    await teardown(s);
+  }
+});
+
+Deno.test("qpq repl: /rename renames the current group (prompt and list follow); bad names refused", async () => {
+  const s = await setup();
+  try {
+    const child = spawnQpq(["repl", ...s.args("alice")], { env: s.env("alice"), stdin: true });
+    const stderr = new Response(child.stderr).text();
+    const out = new Lines(child.stdout);
+    const w = child.stdin.getWriter();
+    const send = (line: string) => w.write(new TextEncoder().encode(line + "\n"));
+    const ask = async (line: string, answer: (l: string) => boolean) => {
+      await send(line);
+      return await out.until(answer);
+    };
+    try {
+      await out.until((l) => l.startsWith("qpq repl: alice"));
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("error:")), [
+        "error: No active conversation: /dm <user>, /create-group <name> or /switch",
+      ]);
+      await ask("/create-group team", (l) => l.startsWith("* created"));
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("*")), [
+        "* alice renamed #team to #crew",
+      ]);
+      assertEquals(await ask("/list", (l) => l.includes("#crew")), ["* #crew"]);
+      assertEquals(await ask("/rename crew", (l) => l.startsWith("*")), [
+        "* #crew already has that name",
+      ]);
+      const bad = await ask("/rename x\u202ey", (l) => l.startsWith("error:"));
+      assertStringIncludes(bad[0]!, "Invalid group name");
+      await send("/quit");
       assertEquals((await child.status).code, 0);
       assertEquals(await stderr, "");
     } finally {

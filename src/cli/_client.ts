@@ -598,10 +598,12 @@ export function eventLine(
           conversation: e.conversation.name,
           by: e.by,
           admins: e.after.admins,
+          name: e.after.name,
           description: e.after.description,
           disappearingSeconds: e.after.disappearingSeconds,
+          ...(e.renamedFrom !== undefined ? { renamedFrom: e.renamedFrom } : {}),
         })
-        : settingsLines(e.conversation.name, e.by, e.before, e.after).join("\n");
+        : settingsLines(e.conversation.name, e.by, e.before, e.after, e.renamedFrom).join("\n");
     case "unreadable":
       return json
         ? JSON.stringify({ ...messageJson(e.conversation, e.message, look), reason: e.reason })
@@ -624,6 +626,16 @@ export function eventLine(
       return json
         ? JSON.stringify({ type: "left", conversation: e.conversation.name, by: e.by })
         : `* you left ${visible(e.conversation.name)} (${visible(e.by)} committed your leave)`;
+    case "typing":
+      // the REPL and chat show it as a transient line (_interactive.ts); --json an event
+      return json
+        ? JSON.stringify({
+          type: "typing",
+          conversation: e.conversation.name,
+          from: e.from,
+          active: e.active,
+        })
+        : undefined;
     case "progress":
       return json ? undefined : visible(e.text);
     case "warning":
@@ -769,11 +781,13 @@ function settingsLines(
   by: string,
   before: GroupSettings | undefined,
   after: GroupSettings,
+  renamedFrom?: string,
 ): string[] {
   const c = visible(conv);
   const who = visible(by);
   const was = before?.admins ?? [];
   const lines = [
+    ...(renamedFrom !== undefined ? [`* ${who} renamed ${visible(renamedFrom)} to ${c}`] : []),
     ...after.admins.filter((a) => !was.includes(a)).map((a) =>
       `* ${who} made ${visible(a)} an admin of ${c}`
     ),

@@ -15,8 +15,10 @@ import type { Conversation } from "../client/local.ts";
 import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
+import { TYPING_SHOWN_MS } from "../limits.ts";
 import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
 import { leaveLine, membershipLines, rosterLine, unblockedLine } from "./_membership.ts";
+import { receiptLines, renamedLine } from "./_lines.ts";
 
 /** The text of `line` after its first `words` words (the command and its arguments). */
 function restAfter(line: string, words: number): string {
@@ -50,7 +52,9 @@ const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = 
   ["/react", "/react <N> <emoji>", 2, "react to message [N] (again: withdraw)"],
   ["/edit", "/edit <N> <text>", Infinity, "change the text of your message [N]"],
   ["/delete", "/delete <N>", 1, "delete your message [N] for everyone"],
+  ["/receipts", "/receipts <N>|on|off", 1, "who got and read your message [N]; read receipts"],
   ["/remove", "/remove <user>...", Infinity, "remove members from the current group"],
+  ["/rename", "/rename <new-name>", 1, "rename the current group (admins)"],
   ["/leave", "/leave", 0, "leave the current group"],
   ["/sync", "/sync", 0, "receive what is waiting now"],
   ["/verify", "/verify <user>", 1, "safety number to compare with a contact"],
@@ -91,6 +95,11 @@ export class Interactive {
   #active: Conversation | undefined;
   #fixed: Conversation | undefined;
   #tty: boolean;
+  /** Who is typing where (`conversation id`, newline, user): shown until the timer fires. */
+  #typing = new Map<
+    string,
+    { conv: Conversation; from: string; timer: ReturnType<typeof setTimeout> }
+  >();
 
   constructor(client: QpqClient, options: InteractiveOptions = {}) {
     this.#client = client;
@@ -115,7 +124,10 @@ export class Interactive {
 
   /** Handle a client event (incoming message, join, …). */
   onEvent(e: ClientEvent): void {
+    if (e.kind === "typing") return this.#onTyping(e);
     if (e.kind === "message" && this.#fixed && e.conversation.id !== this.#fixed.id) return;
+    // their message is what they were typing: the indicator goes
+    if (e.kind === "message") this.#stopTyping(e.conversation.id, e.message.sender);
     // removed from (or our leave committed in) the active group: the prompt stops naming it
     if (
       (e.kind === "removed" || e.kind === "left") && !this.#fixed &&
@@ -131,6 +143,48 @@ export class Interactive {
   }
 
   /**
+   * A member is typing: a transient line for TYPING_SHOWN_MS (or until their message). At a
+   * terminal it is part of the prompt (`[#team] (alice is typing…) > `), so it goes without
+   * a trace; elsewhere one `* alice is typing…` line per burst of indicators.
+   */
+  #onTyping(e: Extract<ClientEvent, { kind: "typing" }>): void {
+    if (!this.#rl || (this.#fixed && e.conversation.id !== this.#fixed.id)) return;
+    const key = `${e.conversation.id}\n${e.from}`;
+    const had = this.#typing.get(key);
+    if (had) clearTimeout(had.timer);
+    if (!e.active) return this.#stopTyping(e.conversation.id, e.from);
+    const timer = setTimeout(() => this.#stopTyping(e.conversation.id, e.from), TYPING_SHOWN_MS);
+    this.#typing.set(key, { conv: e.conversation, from: e.from, timer });
+    if (this.#tty) this.#rePrompt();
+    else if (!had) this.print(`* ${this.#typingText(e.conversation, e.from)}`);
+  }
+
+  /** `alice is typing…`, naming the conversation when it is not the active one. */
+  #typingText(conv: Conversation, from: string): string {
+    const where = conv.id === this.#active?.id ? "" : ` in ${visible(conv.name)}`;
+    return `${visible(from)} is typing…${where}`;
+  }
+
+  #stopTyping(convId: string, from: string): void {
+    const key = `${convId}\n${from}`;
+    const had = this.#typing.get(key);
+    if (!had) return;
+    clearTimeout(had.timer);
+    this.#typing.delete(key);
+    if (this.#rl && this.#tty) this.#rePrompt();
+  }
+
+  /** Show the prompt again (what is typing changed), keeping the line being typed. */
+  #rePrompt(): void {
+    const rl = this.#rl;
+    if (!rl) return;
+    rl.setPrompt(this.#prompt());
+    readline.clearLine(process.stdout, 0);
+    readline.cursorTo(process.stdout, 0);
+    rl.prompt(true);
+  }
+
+  /**
    * `[#team] > `, with `(3 unread) ` for messages of the other conversations not yet
    * read. The active conversation is on screen: showing the prompt marks it read.
    */
@@ -143,7 +197,10 @@ export class Interactive {
       for (const x of c.listConversations()) if (x.id !== active?.id) unread += x.unread;
     }
     const count = unread > 0 ? `(${unreadText(unread)}) ` : "";
-    return active ? `[${visible(active.name)}] ${count}> ` : `${count}> `;
+    const typing = this.#tty
+      ? [...this.#typing.values()].map((t) => `(${this.#typingText(t.conv, t.from)}) `).join("")
+      : "";
+    return active ? `[${visible(active.name)}] ${typing}${count}> ` : `${typing}${count}> `;
   }
 
   /**
@@ -204,6 +261,15 @@ export class Interactive {
       rl.write(null, { ctrl: true, name: "e" });
       rl.write(null, { ctrl: true, name: "u" });
     });
+    // typing a line (not a command) tells the active conversation, at most every few
+    // seconds (QpqClient.typing): keystrokes reach us at a terminal only
+    const onKey = () => {
+      const text = rl.line;
+      const conv = this.#active;
+      if (!conv || text.length === 0 || (text.startsWith("/") && !text.startsWith("//"))) return;
+      this.#client.typing(conv).catch(() => {});
+    };
+    if (this.#tty) process.stdin.on("keypress", onKey);
     let quitted = false;
     if (this.#tty) rl.prompt();
     try {
@@ -231,6 +297,9 @@ export class Interactive {
         if (this.#tty) rl.prompt();
       }
     } finally {
+      if (this.#tty) process.stdin.off("keypress", onKey);
+      for (const t of this.#typing.values()) clearTimeout(t.timer);
+      this.#typing.clear();
       rl.close();
       this.#rl = undefined;
     }
@@ -451,6 +520,18 @@ export class Interactive {
         this.#queuedNote();
         return false;
       }
+      case "/receipts": {
+        need(1, "/receipts <N>|on|off");
+        const arg = args[0]!;
+        if (arg === "on" || arg === "off") {
+          c.setReadReceipts(arg === "on");
+          this.print(`* read receipts ${arg}`);
+          return false;
+        }
+        const conv = this.#current();
+        for (const l of receiptLines(c, conv.name, c.findMessage(conv.name, arg))) this.print(l);
+        return false;
+      }
       case "/remove": {
         need(1, "/remove <user>");
         const conv = this.#current();
@@ -458,6 +539,13 @@ export class Interactive {
         for (const line of membershipLines("remove", conv.name, change)) {
           this.print(`* ${lower(line)}`);
         }
+        return false;
+      }
+      case "/rename": {
+        need(1, "/rename <new-name>");
+        const r = await c.rename(this.#current().name, args[0]!);
+        this.#refresh(r.conversation);
+        this.print(renamedLine(c.username, r.previousName, r.conversation.name, r.changed));
         return false;
       }
       case "/leave": {

@@ -58,6 +58,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   members: { summary: "list a conversation's members", load: () => import("./members.ts") },
   admin: { summary: "grant or revoke admin of a group", load: () => import("./admin.ts") },
   describe: { summary: "set a group's topic (admins)", load: () => import("./describe.ts") },
+  rename: { summary: "rename a group (admins)", load: () => import("./rename.ts") },
   disappear: {
     summary: "set a group's disappearing-message timer",
     load: () => import("./disappear.ts"),

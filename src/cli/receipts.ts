@@ -6,11 +6,9 @@
 import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
 import { CONVERSATION_OPTIONS, CONVERSATION_USAGE, conversationOf } from "./_change.ts";
-import { UsageError } from "../errors.ts";
 import { visible } from "./_terminal.ts";
-import type { QpqClient } from "../client/mod.ts";
-import type { StoredMessage } from "../store/client/mod.ts";
 import { receiptState } from "../client/receipts.ts";
+import { receiptLines } from "./_lines.ts";
 
 /** Usage text. */
 export const USAGE =
@@ -23,24 +21,6 @@ by default; delivered receipts are always sent, but never to a request or a bloc
 
 Options:
 ${CONVERSATION_USAGE}`;
-
-/** The lines `qpq receipts` and the REPL's `/receipts N` print for our message `m`. */
-export function receiptLines(client: QpqClient, ref: string, m: StoredMessage): string[] {
-  if (m.direction !== "out") throw new UsageError("Receipts are kept for your own messages only");
-  const others = client.members(ref).filter((u) => u !== client.username);
-  const by = new Map((m.receipts ?? []).map((r) => [r.user, r]));
-  const out = [`Receipts (${receiptState(m, others)}):`];
-  for (const u of others) {
-    const r = by.get(u);
-    const what = r?.readAt !== undefined
-      ? `read ${new Date(r.readAt).toLocaleString()}`
-      : r?.deliveredAt !== undefined
-      ? `delivered ${new Date(r.deliveredAt).toLocaleString()}`
-      : "not yet";
-    out.push(`  ${visible(u)}: ${what}`);
-  }
-  return out;
-}
 
 /** Run `qpq receipts`. */
 export const run = clientCommand({

@@ -23,7 +23,7 @@ import type { Conversation, LocalState, StoredMessage } from "../store/client/mo
 import type { Body } from "./content.ts";
 
 /** A change: every body kind but text. */
-export type Change = Exclude<Body, { kind: "text" } | { kind: "receipt" }>;
+export type Change = Exclude<Body, { kind: "text" } | { kind: "receipt" } | { kind: "typing" }>;
 
 /** What {@link applyChange} did. */
 export type ChangeResult =

@@ -34,6 +34,7 @@ import {
   Groups,
   type LeaveOutcome,
   type MembershipChange,
+  type Renamed,
   SELF_UPDATE_INTERVAL_MS,
 } from "./groups.ts";
 import type { RejoinRequests } from "./_group_state.ts";
@@ -52,12 +53,13 @@ import {
   EXPIRE_EVERY_MS,
   MAX_GROUP_DESCRIPTION_BYTES,
   MAX_RECEIPT_TARGETS,
+  TYPING_INTERVAL_MS,
   UNREAD_CAP,
 } from "../limits.ts";
 
 export type { ClientEvent } from "./events.ts";
 export type { AcceptFrom, ConversationRequest } from "./consent.ts";
-export type { LeaveOutcome, MembershipChange } from "./groups.ts";
+export type { LeaveOutcome, MembershipChange, Renamed } from "./groups.ts";
 export {
   KEY_PACKAGE_BATCH,
   KEY_PACKAGE_LIFETIME_SECONDS,
@@ -430,7 +432,10 @@ export class QpqClient {
     return this.#receiptsSent;
   }
 
-  /** Receipts go to accepted conversations with someone else, never to a blocked peer. */
+  /**
+   * Receipts (and typing indicators) go to accepted conversations with someone else, never
+   * to a blocked peer.
+   */
   #receiptsAllowed(conv: Conversation): boolean {
     if (conv.kind === "self" || conv.requestFrom !== undefined) return false;
     return !(conv.peer !== undefined && this.#consent.blocked(conv.peer));
@@ -597,6 +602,14 @@ export class QpqClient {
       "change the topic",
       (s) => ({ ...s, description: text }),
     );
+  }
+
+  /**
+   * Rename a group (admins only; refused locally first, and by every member's client from
+   * MLS). Every member's client relabels it; the name is checked as create-group checks it.
+   */
+  rename(ref: string, name: string): Promise<Renamed> {
+    return this.#groups.rename(this.conversation(ref), name);
   }
 
   /** The MLS epoch and epoch authenticator of a conversation (members must agree). */
@@ -806,6 +819,39 @@ export class QpqClient {
   }
 
   /**
+   * Tell the members of a conversation who are online now that we are typing (`active`
+   * false: we stopped). Best effort and cheap: nothing is queued, stored or retried, and
+   * nothing is sent when offline, to the notepad, to a request (not accepted), to a DM
+   * peer we blocked (nor, in a group, to members we blocked), or within
+   * TYPING_INTERVAL_MS of the last one to this conversation (each one spends a generation
+   * of our MLS ratchet: receivers tolerate gaps, the interval keeps them small). Resolves
+   * whether one was sent; never throws for a refusal or a network failure.
+   */
+  async typing(ref: string | Conversation, active = true): Promise<boolean> {
+    let conv: Conversation;
+    try {
+      conv = typeof ref === "string" ? this.conversation(ref) : ref;
+    } catch {
+      return false;
+    }
+    if (!this.#session.connected || !this.#receiptsAllowed(conv)) return false;
+    const now = this.#ctx.now();
+    const last = this.#typingSent.get(conv.id);
+    if (last !== undefined && now - last < TYPING_INTERVAL_MS) return false;
+    this.#typingSent.set(conv.id, now);
+    try {
+      await this.#groups.typing(conv, active, this.listBlocked());
+      return true;
+    } catch (e) {
+      if (e instanceof QpqError) return false;
+      throw e;
+    }
+  }
+
+  /** When we last sent a typing indicator to each conversation (by id): the rate limit. */
+  #typingSent = new Map<string, number>();
+
+  /**
    * A message of a conversation named the way a user names it: its position in the
    * conversation's history (`3`, as `history` shows `[3]`) or its message id.
    *
@@ -888,7 +934,7 @@ export class QpqClient {
       });
       return { message };
     }
-    if (body.kind === "receipt") return {}; // never to oneself
+    if (body.kind === "receipt" || body.kind === "typing") return {}; // never to oneself
     let r!: ReturnType<typeof applyChange>;
     s.transaction(() => {
       r = applyChange(s, conv, this.username, body, now);

@@ -35,7 +35,9 @@ export type Body =
   /** The author deletes `target` for everyone. */
   | { kind: "deletion"; target: string }
   /** The sender got (`read` false) or read these messages (never shown as a message). */
-  | { kind: "receipt"; targets: string[]; read: boolean };
+  | { kind: "receipt"; targets: string[]; read: boolean }
+  /** The sender is typing (sent ephemeral only: shown a few seconds, never stored). */
+  | { kind: "typing"; active: boolean };
 
 /** A kind of content. */
 export type BodyKind = Body["kind"];
@@ -87,6 +89,9 @@ export function encodeContent(c: MessageContent): Uint8Array {
     case "receipt":
       body = { kind: "receipt", targets: b.targets.map(messageIdBytes), read: b.read };
       break;
+    case "typing":
+      body = { kind: "typing", active: b.active };
+      break;
   }
   return encodeWire({
     version: CONTENT_VERSION,
@@ -119,6 +124,9 @@ export function decodeContent(bytes: Uint8Array): DecodedContent {
       break;
     case "receipt":
       body = { kind: "receipt", targets: b.targets.map(uuidToString), read: b.read };
+      break;
+    case "typing":
+      body = { kind: "typing", active: b.active };
       break;
   }
   return {

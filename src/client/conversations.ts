@@ -184,6 +184,37 @@ function suffixed(name: string, channelId: string, others: readonly Conversation
   return `${base}~${channelId}`;
 }
 
+/**
+ * The label of group `hex` named `name` (`#team`): with its id suffix when another of our
+ * groups looks alike — and then that one gets its suffix too, from now on.
+ */
+function groupLabel(state: LocalState, hex: string, name: string): string {
+  const similar = lookAlikeGroups(state, name).filter((x) => x.id !== hex);
+  if (similar.length === 0) return name;
+  const label = suffixed(name, hex, similar);
+  for (const other of similar) {
+    if (other.channelId === undefined || /~[0-9a-f]+$/.test(other.name)) continue;
+    state.upsertConversation({
+      ...other,
+      name: suffixed(other.name, other.channelId, [...similar, { ...other, name: label }]),
+    });
+  }
+  return label;
+}
+
+/**
+ * Give a group conversation the name an admin set (`name` without `#`, a valid group name)
+ * inside the caller's transaction: its label follows, with an id suffix when it looks like
+ * another of our groups (as at creation). Returns the conversation as stored now.
+ */
+export function relabelGroup(state: LocalState, conv: Conversation, name: string): Conversation {
+  if (conv.kind !== "group" || conv.channelId === undefined) return conv;
+  if (conv.name.replace(/^#/, "").replace(/~[0-9a-f]+$/i, "") === name) return conv;
+  const next = { ...conv, name: groupLabel(state, conv.id, `#${name}`) };
+  state.upsertConversation(next);
+  return next;
+}
+
 /** Record (or refresh) the conversation of a server channel. */
 export function upsertChannel(
   state: LocalState,
@@ -194,20 +225,7 @@ export function upsertChannel(
   const hex = toHex(c.channelId);
   const prev = state.getConversation(hex);
   let name = channelName(c, me);
-  if (c.channelKind === "group") {
-    // a look-alike of another group: both carry their id suffix from now on
-    const similar = lookAlikeGroups(state, name).filter((x) => x.id !== hex);
-    if (similar.length > 0) {
-      name = suffixed(name, hex, similar);
-      for (const other of similar) {
-        if (other.channelId === undefined || /~[0-9a-f]+$/.test(other.name)) continue;
-        state.upsertConversation({
-          ...other,
-          name: suffixed(other.name, other.channelId, [...similar, { ...other, name }]),
-        });
-      }
-    }
-  }
+  if (c.channelKind === "group") name = groupLabel(state, hex, name);
   const conv: Conversation = {
     id: hex,
     kind: c.channelKind,

@@ -47,18 +47,28 @@ export type ClientEvent =
     by: string;
   }
   | { kind: "removed"; conversation: Conversation; by: string }
-  /** An admin changed the group's roles or settings (`before` undefined: a legacy group). */
+  /**
+   * An admin changed the group's roles or settings (`before` undefined: a legacy group).
+   * `renamedFrom`: the admin renamed it, and this was its label (`conversation` has the
+   * new one).
+   */
   | {
     kind: "settings";
     conversation: Conversation;
     by: string;
     before: GroupSettings | undefined;
     after: GroupSettings;
+    renamedFrom?: string;
   }
   /** Our leave was committed (by `by`): we are out of the group now. */
   | { kind: "left"; conversation: Conversation; by: string }
   /** This conversation's group state cannot advance; the rest of the account works. */
   | { kind: "broken"; conversation: Conversation; reason: string }
+  /**
+   * A member is typing in a conversation (`active` false: stopped). Ephemeral: nothing of
+   * it is stored; show it for about TYPING_SHOWN_MS, or until their next message.
+   */
+  | { kind: "typing"; conversation: Conversation; from: string; active: boolean }
   | { kind: "progress"; text: string }
   | { kind: "warning"; text: string };
 

@@ -70,7 +70,8 @@ import {
   saveGroup,
   withoutPending,
 } from "./_group_state.ts";
-import { findConversation, ownGroupNamed, upsertChannel } from "./conversations.ts";
+import { findConversation, ownGroupNamed, relabelGroup, upsertChannel } from "./conversations.ts";
+import { checkGroupName } from "../names.ts";
 import { uuidToString, uuidv7 } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import { failRemoved, notSentText, type Outbox, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
@@ -114,6 +115,16 @@ export interface MembershipChange {
  * own removal).
  */
 export type LeaveOutcome = "left" | "asked";
+
+/** What {@link Groups.rename} did. */
+export interface Renamed {
+  /** The conversation under its new label. */
+  conversation: Conversation;
+  /** False when the group already had that name. */
+  changed: boolean;
+  /** Its label before. */
+  previousName: string;
+}
 
 /** What {@link Groups.compose} queued: the request, and what it stored or changed. */
 export interface Composed {
@@ -286,6 +297,38 @@ export class Groups {
       ) return undefined;
       return { staged: await changeSettings(state, next), roster: {} };
     });
+  }
+
+  /**
+   * Rename a group (admins only, like every settings change: refused here and by every
+   * member from MLS): the new name goes into the group's settings, and every member's
+   * client — ours now — relabels the conversation (`#crew`, with an id suffix when it
+   * looks like another of our groups). The server's label stays what the group was created
+   * as: names are labels, the group is its id. Resolves the conversation as it is now and
+   * whether the name changed.
+   *
+   * @throws {ValidationError} for a name create-group would refuse
+   * @throws {UsageError} "conflict" when another of our groups has that name
+   */
+  async rename(conv: Conversation, name: string): Promise<Renamed> {
+    const n = checkGroupName(name);
+    if (conv.kind !== "group") throw new UsageError("Only groups can be renamed");
+    const mine = ownGroupNamed(this.#ctx.state, n);
+    if (mine !== undefined && mine.id !== conv.id) {
+      throw new UsageError(`You already have a group ${mine.name}: choose another name`, {
+        code: "conflict",
+      });
+    }
+    const changed = await this.changeSettings(conv, "rename the group", (s) => ({
+      ...s,
+      name: n,
+    }));
+    const s = this.#ctx.state;
+    let now = s.getConversation(conv.id) ?? conv;
+    s.transaction(() => {
+      now = relabelGroup(s, now, n);
+    });
+    return { conversation: now, changed, previousName: conv.name };
   }
 
   /**
@@ -756,6 +799,9 @@ export class Groups {
     body: Body,
     mayDefer: boolean,
   ): Promise<Composed | undefined> {
+    if (body.kind === "typing") {
+      throw new InternalError("A typing indicator is never queued: Groups.typing sends it");
+    }
     return await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
       if (state.pendingProposals > 0 && mayDefer) return undefined;
@@ -820,6 +866,54 @@ export class Groups {
         ...(change?.kind === "applied" ? { changed: change.message } : {}),
       };
     });
+  }
+
+  /**
+   * Send a typing indicator to the members of `conv` online now, except `except` (those we
+   * blocked): encrypted like any content — a generation of our ratchet is used up, so the
+   * state is saved — and sent as an ephemeral enqueue (pushed to live subscriptions, stored
+   * nowhere, docs/protocol.md "ephemeral"). Best effort: no outbox entry, no history, no
+   * retry; nothing is sent while a group change waits. Resolves how many connections it
+   * reached.
+   *
+   * ```
+   * typing ─► encrypt (state saved: the generation is spent) ─► enqueue{ephemeral} ─► done
+   * ```
+   */
+  async typing(conv: Conversation, active: boolean, except: string[] = []): Promise<number> {
+    const made = await this.#ctx.exclusive(async () => {
+      const { record, state } = this.#open(conv);
+      if (state.hasPendingCommit || state.pendingProposals > 0) return undefined;
+      const me = this.#ctx.username;
+      const others = listMembers(state).map((m) => m.username).filter((u) => u !== me);
+      const to = others.filter((u) => !except.includes(u));
+      if (to.length === 0) return undefined;
+      const id = uuidv7();
+      const content = encodeContent({
+        messageId: id,
+        sentAtMs: this.#ctx.now(),
+        body: { kind: "typing", active },
+      });
+      const enc = await encryptMessage(state, content);
+      this.#ctx.state.transaction(() => this.#save(record, enc.state));
+      enc.consumed.forEach((c) => zeroize(c));
+      return {
+        channelId: fromHex(record.channelId),
+        messageId: id,
+        payload: enc.outbound,
+        epoch: Number(state.epoch),
+        // everyone (empty) unless someone is left out
+        recipients: to.length === others.length ? [] : to,
+      };
+    });
+    if (made === undefined) return 0;
+    const r = await this.#session.call({
+      kind: "enqueue",
+      ...made,
+      messageKind: "application",
+      ephemeral: true,
+    }, "enqueued");
+    return r.recipients;
   }
 
   /**

@@ -62,7 +62,8 @@ import type { Contacts } from "./contacts.ts";
 import { decodeContent, type DecodedContent } from "./content.ts";
 import { applyChange, type ChangeResult } from "./changes.ts";
 import { applyReceipt } from "./receipts.ts";
-import { upsertChannel } from "./conversations.ts";
+import { relabelGroup, upsertChannel } from "./conversations.ts";
+import { isGroupName } from "../names.ts";
 import { uuidToString } from "./ids.ts";
 import type { KeyPackages } from "./key_packages.ts";
 import type { ClientEvent } from "./events.ts";
@@ -111,6 +112,7 @@ export class Inbox {
    * then kept and tried again); a bad message is isolated to its conversation.
    */
   async receive(m: DeliveredMessage, done: () => void): Promise<void> {
+    if (m.seq === 0) return await this.#ephemeral(m); // never stored, never a queue position
     const s = this.#ctx.state;
     if (m.serverNotice === NOTICE_KEY_PACKAGES && m.channelId.length === 0) {
       this.#keyPackages.noticed(); // refilled and rotated after this sync
@@ -218,11 +220,18 @@ export class Inbox {
           return;
         }
         const gone = new Set(r.removed.map((x) => x.username));
+        // an admin renamed the group (a peer's name: shown only when it is a group name)
+        const rename = r.settings && r.settings.name !== (settingsBefore?.name ?? "") &&
+            isGroupName(r.settings.name)
+          ? r.settings.name
+          : undefined;
+        let shown = conv;
         s.transaction(() => {
           saveGroup(this.#ctx, record, r.state, {
             leaves: record.leaves.filter((u) => !gone.has(u)),
             recentCommits: rememberCommit(record, m.payload),
           });
+          if (rename !== undefined) shown = relabelGroup(s, conv, rename);
           // sharing an accepted group makes contacts
           if (conv.requestFrom === undefined) {
             this.#consent.befriend(r.added.map((a) => a.username));
@@ -233,10 +242,11 @@ export class Inbox {
         if (r.settings) {
           this.#ctx.emit({
             kind: "settings",
-            conversation: conv,
+            conversation: shown,
             by: r.committer.username,
             before: settingsBefore,
             after: r.settings,
+            ...(shown.name !== conv.name ? { renamedFrom: conv.name } : {}),
           });
         }
         const left = new Set(r.left);
@@ -304,6 +314,46 @@ export class Inbox {
         });
         return;
     }
+  }
+
+  /**
+   * An ephemeral message (seq 0: pushed to the subscriptions online, stored nowhere on the
+   * server; docs/protocol.md "ephemeral"): a typing indicator. It is decrypted like any
+   * application message (its generation is spent: the group state is saved) and reported
+   * as an event; nothing else of it stays — no history, no unread count, no queue position,
+   * no ack, no receipt. Anything else (a commit, a text, what we cannot read, a request's,
+   * a blocked user's) is dropped without a word: ephemeral is best effort.
+   */
+  async #ephemeral(m: DeliveredMessage): Promise<void> {
+    if (m.messageKind !== "application" || m.channelId.length === 0) return;
+    const hex = toHex(m.channelId);
+    const groups = this.#ctx.groups;
+    const record = groups.meta(hex);
+    const conv = this.#ctx.state.getConversation(hex);
+    if (!record || !conv || record.broken || record.leavingEpoch !== undefined) return;
+    if (conv.requestFrom !== undefined) return; // a request shows nothing
+    let r;
+    try {
+      r = await processMessage(groups.open(record), m.payload);
+    } catch {
+      groups.forget(hex);
+      return;
+    }
+    if (r.kind !== "application") {
+      groups.forget(hex); // only an application message may come this way: nothing applied
+      return;
+    }
+    let body;
+    try {
+      body = decodeContent(r.plaintext).body;
+    } catch {
+      body = undefined;
+    }
+    this.#ctx.state.transaction(() => saveGroup(this.#ctx, record, r.state));
+    const from = r.sender.username;
+    if (body?.kind !== "typing") return; // only typing comes this way: a text is not stored
+    if (from === this.#ctx.username || this.#consent.blocked(from)) return;
+    this.#ctx.emit({ kind: "typing", conversation: conv, from, active: body.active });
   }
 
   /** A commit this device applied or made (one of the last few): a replay. */
@@ -402,6 +452,13 @@ export class Inbox {
         });
         return;
       }
+      case "typing":
+        // sent ephemeral only: one in a queued message is a peer's mistake, ignored
+        s.transaction(() => {
+          saveGroup(this.#ctx, record, state);
+          done();
+        });
+        return;
       case "reaction":
       case "edit":
       case "deletion": {
@@ -604,7 +661,12 @@ export class Inbox {
         lastUpdateMs: this.#ctx.now(), // fresh keys on join
         leaves: [],
       }, joined.state);
-      conv = upsertChannel(s, this.#ctx.username, info, this.#ctx.now());
+      // a group an admin renamed is shown under its name (the server's label is the first)
+      const named = groupSettings(joined.state)?.name ?? "";
+      const label = info.channelKind === "group" && isGroupName(named)
+        ? { ...info, name: named }
+        : info;
+      conv = upsertChannel(s, this.#ctx.username, label, this.#ctx.now());
       if (request && conv.requestFrom === undefined) {
         conv = { ...conv, requestFrom: inviter };
         s.upsertConversation(conv);

@@ -16,6 +16,7 @@ export {
   QpqClient,
   type QpqClientOptions,
   type RegisterOptions,
+  type Renamed,
   type UnblockResult,
 } from "./client.ts";
 export { openLocalStore, type OpenLocalStoreOptions } from "./open_store.ts";

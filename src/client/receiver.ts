@@ -9,6 +9,7 @@
  *                           ├─► in order from cursor+1 ─► Inbox.receive ─► [change + cursor]
  * fetch(after cursor) ──────┘     a gap (seq > cursor+1) ─► fetch fills it       ─► ack
  *                                 seq ≤ cursor (repeat) ─► skipped
+ *                                 seq 0 (ephemeral: typing) ─► Inbox, nothing stored, no ack
  *                                 a gap in a fetched page: expired messages, one warning
  *                                 (not before a restore notice: the restore skipped them)
  * ```
@@ -95,6 +96,10 @@ export class Receiver {
     let cursor = this.cursor();
     let n = 0;
     for (const m of batch) {
+      if (m.seq === 0) {
+        await this.#ephemeral(m);
+        continue;
+      }
       if (m.seq <= cursor) continue; // delivered twice: applied already
       if (m.seq !== cursor + 1) return n + await this.#fetchAll(); // a gap: fetch fills it
       await this.#apply(m);
@@ -140,6 +145,17 @@ export class Receiver {
     }
     this.#inbox.reportRequests(); // also what a push drain applied before a gap
     return total;
+  }
+
+  /**
+   * An ephemeral message (seq 0, a typing indicator): to the inbox, which reports it and
+   * stores nothing of it; no queue position, no ack. Best effort: a failure is no loss.
+   */
+  async #ephemeral(m: DeliveredMessage): Promise<void> {
+    try {
+      const sender = canonicalUsername(m.sender);
+      await this.#ctx.exclusive(() => this.#inbox.receive({ ...m, sender }, () => {}));
+    } catch { /* dropped: nothing was stored */ }
   }
 
   /** Apply one message. Transient failures stop the drain (the message is kept). */

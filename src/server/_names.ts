@@ -8,9 +8,7 @@
  */
 import { ValidationError } from "../errors.ts";
 import { fromHex, toHex } from "../bytes.ts";
-import { canonicalNewUsername, canonicalUsername } from "../names.ts";
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
+import { canonicalNewUsername, canonicalUsername, isGroupName } from "../names.ts";
 
 /** A username from a client in its canonical form; {@link ValidationError} when invalid. */
 export function checkUsernameSyntax(name: string): string {
@@ -24,7 +22,7 @@ export function checkNewUsernameSyntax(name: string): string {
 
 /** Check a group name (same rules as usernames). */
 export function checkGroupNameSyntax(name: string): string {
-  if (!NAME_RE.test(name)) {
+  if (!isGroupName(name)) {
     throw new ValidationError(
       `Invalid group name "${name.slice(0, 40)}": use 1-32 letters, digits, '.', '_' or '-'`,
     );

@@ -47,7 +47,9 @@ export type ContentBody =
   /** The author deletes `target` for everyone. */
   | { kind: "deletion"; target: Uint8Array }
   /** The sender got (`read` false) or read these messages: 1 to MAX_RECEIPT_TARGETS ids. */
-  | { kind: "receipt"; targets: Uint8Array[]; read: boolean };
+  | { kind: "receipt"; targets: Uint8Array[]; read: boolean }
+  /** The sender is typing (`active`) or stopped: sent ephemeral only, never stored. */
+  | { kind: "typing"; active: boolean };
 
 /** Every body kind this build writes and reads. */
 export type ContentKind = ContentBody["kind"];
@@ -200,6 +202,9 @@ function writeBody(u: Dyn, body: ContentBody): void {
       r.read = body.read === true;
       return;
     }
+    case "typing":
+      u._initTyping().active = body.active === true;
+      return;
   }
   throw new UsageError("Message content body is not a known kind");
 }
@@ -237,6 +242,8 @@ function readBody(u: Dyn): ContentBody {
       }
       return { kind: "receipt", targets, read: r.read === true };
     }
+    case gen.Content_Body_Which.TYPING:
+      return { kind: "typing", active: u.typing.active === true };
     default:
       throw unsupported();
   }

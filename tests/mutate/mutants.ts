@@ -37,6 +37,7 @@ const LISTS = "tests/server_lists_test.ts";
 const SIM = "tests/sim_test.ts";
 const ROLES = "tests/cli_roles_test.ts";
 const EPHEMERAL = "tests/server_ephemeral_test.ts";
+const TYPING = "tests/client_typing_test.ts";
 
 /** The list; grouped by layer. */
 export const MUTANTS: Mutant[] = [
@@ -226,6 +227,43 @@ export const MUTANTS: Mutant[] = [
     why: "a connection sends at most MAX_EPHEMERAL_PER_WINDOW ephemeral messages per window",
     tests: [EPHEMERAL],
     quick: true,
+  },
+  // ---- issue 21: typing indicators (client side)
+  {
+    id: "typing-never-stored",
+    file: "src/client/inbox.ts",
+    find:
+      "    if (m.seq === 0) return await this.#ephemeral(m); // never stored, never a queue position\n",
+    replace: "",
+    why: "an ephemeral message (seq 0) is never stored: a text sent that way leaves no history",
+    tests: [TYPING],
+    quick: true,
+  },
+  {
+    id: "typing-rate-limit",
+    file: "src/client/client.ts",
+    find: "    if (last !== undefined && now - last < TYPING_INTERVAL_MS) return false;",
+    replace: "    if (false) return false;",
+    why: "a client sends at most one typing indicator per TYPING_INTERVAL_MS and conversation",
+    tests: [TYPING],
+    quick: true,
+  },
+  {
+    id: "typing-to-blocked",
+    file: "src/client/groups.ts",
+    find: "      const to = others.filter((u) => !except.includes(u));",
+    replace: "      const to = others;",
+    why: "a member we blocked gets no typing indicator of ours",
+    tests: [TYPING],
+    quick: true,
+  },
+  {
+    id: "rename-name-checked",
+    file: "src/client/inbox.ts",
+    find: "isGroupName(r.settings.name)",
+    replace: "true",
+    why: "a name an admin put in the group's settings is shown only when it is a group name",
+    tests: [ROLES],
   },
   // ---- MLS layer
   {

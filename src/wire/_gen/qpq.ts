@@ -2990,7 +2990,12 @@ export const Content_Body_Which = {
 * delivered / read receipt for messages (appended)
 *
 */
-    RECEIPT: 5
+    RECEIPT: 5,
+    /**
+* the sender is typing (sent ephemeral only; appended)
+*
+*/
+    TYPING: 6
 } as const;
 export type Content_Body_Which = (typeof Content_Body_Which)[keyof typeof Content_Body_Which];
 export class Content_Body extends $.Struct {
@@ -3000,6 +3005,7 @@ export class Content_Body extends $.Struct {
     static readonly EDIT = Content_Body_Which.EDIT;
     static readonly DELETION = Content_Body_Which.DELETION;
     static readonly RECEIPT = Content_Body_Which.RECEIPT;
+    static readonly TYPING = Content_Body_Which.TYPING;
     static readonly _capnp = {
         displayName: "body",
         id: "f84a3d386b6772f2",
@@ -3136,6 +3142,35 @@ export class Content_Body extends $.Struct {
     }
     set receipt(value: Receipt) {
         $.utils.setUint16(2, 5, this);
+        $.utils.copyFrom(value, $.utils.getPointer(1, this));
+    }
+    _adoptTyping(value: $.Orphan<Typing>): void {
+        $.utils.setUint16(2, 6, this);
+        $.utils.adopt(value, $.utils.getPointer(1, this));
+    }
+    _disownTyping(): $.Orphan<Typing> {
+        return $.utils.disown(this.typing);
+    }
+    /**
+* the sender is typing (sent ephemeral only; appended)
+*
+*/
+    get typing(): Typing {
+        $.utils.testWhich("typing", $.utils.getUint16(2, this), 6, this);
+        return $.utils.getStruct(1, Typing, this);
+    }
+    _hasTyping(): boolean {
+        return !$.utils.isNull($.utils.getPointer(1, this));
+    }
+    _initTyping(): Typing {
+        $.utils.setUint16(2, 6, this);
+        return $.utils.initStructAt(1, Typing, this);
+    }
+    get _isTyping(): boolean {
+        return $.utils.getUint16(2, this) === 6;
+    }
+    set typing(value: Typing) {
+        $.utils.setUint16(2, 6, this);
         $.utils.copyFrom(value, $.utils.getPointer(1, this));
     }
     toString(): string { return "Content_Body_" + super.toString(); }
@@ -3662,6 +3697,20 @@ export class Receipt extends $.Struct {
         $.utils.setBit(0, value, this);
     }
     toString(): string { return "Receipt_" + super.toString(); }
+}
+export class Typing extends $.Struct {
+    static readonly _capnp = {
+        displayName: "Typing",
+        id: "8784e97ff8c76c11",
+        size: new $.ObjectSize(8, 0),
+    };
+    get active(): boolean {
+        return $.utils.getBit(0, this);
+    }
+    set active(value: boolean) {
+        $.utils.setBit(0, value, this);
+    }
+    toString(): string { return "Typing_" + super.toString(); }
 }
 UploadKeyPackages._Packages = $.CompositeList(Blob);
 UploadKeyPackages._LastResorts = $.CompositeList(Blob);
