@@ -236,10 +236,7 @@ export function serveOthers(client: QpqClient): ControlServer | undefined {
   return ControlServer.start(
     c.statePath,
     c.key,
-    (args) =>
-      exclusive(client, async () => {
-        return SERVED.run(client, () => runCommandLine(args));
-      }),
+    (args) => exclusive(client, () => SERVED.run(client, () => runCommandLine(args))),
     (text) => eprintln(`qpq: warning: ${text}`),
   );
 }

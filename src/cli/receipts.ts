@@ -6,7 +6,6 @@
 import { clientCommand } from "./_client.ts";
 import { println } from "./_args.ts";
 import { CONVERSATION_OPTIONS, CONVERSATION_USAGE, conversationOf } from "./_change.ts";
-import { visible } from "./_terminal.ts";
 import { receiptState } from "../client/receipts.ts";
 import { receiptLines } from "./_lines.ts";
 
