@@ -708,18 +708,7 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
     });
     let discard: string | undefined;
     try {
-      let online = true;
-      if (def.session ?? true) {
-        try {
-          await client.ensureSession();
-          await client.flushOutbox();
-        } catch (e) {
-          if (!(def.offline && e instanceof TransportError)) throw e;
-          online = false;
-          await client.disconnect();
-          printEvent({ kind: "warning", text: offlineNote(e) }, json);
-        }
-      }
+      const online = await startSession(def, client, json, true);
       return await def.run(client, { values, positionals: p.positionals, online });
     } catch (e) {
       discard = def.discardCreated && client.store.meta.sessionToken === undefined
@@ -731,6 +720,30 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
       await removeState(discard);
     }
   };
+}
+
+/**
+ * A command's session before it runs: log in and send what is queued. Offline-capable
+ * commands go on without a server (a warning line; `disconnect` drops the dead connection);
+ * resolves whether the command is online.
+ */
+async function startSession<O extends ParseArgsOptionsConfig>(
+  def: ClientCommand<O>,
+  client: QpqClient,
+  json: boolean,
+  disconnect: boolean,
+): Promise<boolean> {
+  if (!(def.session ?? true)) return true;
+  try {
+    await client.ensureSession();
+    await client.flushOutbox();
+    return true;
+  } catch (e) {
+    if (!(def.offline && e instanceof TransportError)) throw e;
+    if (disconnect) await client.disconnect();
+    printEvent({ kind: "warning", text: offlineNote(e) }, json);
+    return false;
+  }
 }
 
 /**
@@ -749,17 +762,8 @@ async function runServed<O extends ParseArgsOptionsConfig>(
     throw new UsageError(`This qpq process has ${client.username}'s state, not ${typed}'s`);
   }
   if (def.create) throw new UsageError(`qpq ${def.name} cannot run beside an open state`);
-  let online = true;
-  if (def.session ?? true) {
-    try {
-      await client.ensureSession();
-      await client.flushOutbox();
-    } catch (e) {
-      if (!(def.offline && e instanceof TransportError)) throw e;
-      online = false;
-      printEvent({ kind: "warning", text: offlineNote(e) }, values.json ?? false);
-    }
-  }
+  // the REPL's own connection keeps trying in the background: not disconnected here
+  const online = await startSession(def, client, values.json ?? false, false);
   return await def.run(client, { values, positionals, online });
 }
 
