@@ -1008,7 +1008,8 @@ class Simulation implements CheckContext {
     const ms = this.#changeable().filter((m) => {
       const a = this.#actor(m.sender);
       const g = this.model.groups.get(m.group)!;
-      return !a.seams.dead && g.roster.has(a.name) && g.doubt.size === 0;
+      // (alone in a group nobody else could see a change: the client refuses to send)
+      return !a.seams.dead && g.roster.has(a.name) && g.roster.size >= 2 && g.doubt.size === 0;
     });
     if (ms.length === 0) return;
     const m = rng.pick(ms);
@@ -1149,28 +1150,35 @@ class Simulation implements CheckContext {
 
   /** A member tries to edit or delete someone else's message: refused by its own client. */
   async #stepBadEdit(rng: Prng, s: number): Promise<void> {
-    const p = this.#pickTalk(rng);
-    if (!p || p.a.offline || p.a.seams.dead) return;
-    const ms = this.#changeable(p.g).filter((m) => m.sender !== p.a.name);
+    const ms = this.#changeable().filter((m) => {
+      const g = this.model.groups.get(m.group)!;
+      return g.roster.size >= 2 && g.doubt.size === 0;
+    });
     if (ms.length === 0) return;
     const m = rng.pick(ms);
-    const row = this.#rowOf(p.a, p.g, m);
+    const g = this.model.groups.get(m.group)!;
+    const others = [...g.roster].sort().map((n) => this.#actor(n)).filter((a) =>
+      a.name !== m.sender && !a.offline && !a.seams.dead
+    );
+    if (others.length === 0) return;
+    const a = rng.pick(others);
+    const row = this.#rowOf(a, g, m);
     if (!row?.messageId || row.deleted) return;
-    const ref = refFor(p.g, p.a.name);
+    const ref = refFor(g, a.name);
     const del = rng.chance(0.4);
     const text = `x${s}-${m.text}`;
     this.#count("op.badedit");
     const out = await this.#run(
-      `${p.a.name} ${del ? "delete" : "edit"} ${m.sender}'s ${m.text} (not the author)`,
+      `${a.name} ${del ? "delete" : "edit"} ${m.sender}'s ${m.text} (not the author)`,
       () =>
         del
-          ? p.a.client.deleteMessage(ref, row.messageId!)
-          : p.a.client.edit(ref, row.messageId!, text),
+          ? a.client.deleteMessage(ref, row.messageId!)
+          : a.client.edit(ref, row.messageId!, text),
     );
     if (out.ok) {
       this.violate(
         "non-author-change-refused",
-        `${p.a.name} ${del ? "deleted" : "edited"} ${m.sender}'s ${m.text} in ${p.g.key}`,
+        `${a.name} ${del ? "deleted" : "edited"} ${m.sender}'s ${m.text} in ${g.key}`,
       );
     } else if (!isTransport(out.error)) this.#count("check.refused-change");
   }
@@ -1522,8 +1530,10 @@ class Simulation implements CheckContext {
       }
     }
     const doubts = checkMessages(this, t + 0.4);
+    const c0 = performance.now();
     checkChanges(this, t + 0.4);
     checkReceipts(this);
+    this.#count("changes-check-ms", Math.round(performance.now() - c0));
     if (final) {
       // an invariant whose check never ran proves nothing: a family scheduled often enough
       // must have been checked at least once
