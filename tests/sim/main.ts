@@ -15,10 +15,14 @@ export const USAGE = `Usage: deno task sim --seed N --steps M [--clients K] [opt
 
 Seeded randomized multi-client simulation of qpq group life cycles against a real
 server process: groups (both suites), DMs, invites, removals, leaves, self-updates,
-messages, concurrent commits, clients offline and crashing, lost answers, doubled
-pushes, server SIGTERM/SIGKILL. Checks at every quiescent point: members agree on
-epoch, authenticator and roster (= the model); every message shown exactly once, in
-its sender's order, to exactly the members of its time; nobody stuck.
+messages, edits, deletions, reactions, read receipts, admin grants and revokes, a
+non-admin's removal and a non-author's edit (both refused), concurrent commits,
+clients offline and crashing, lost answers, doubled pushes, server SIGTERM/SIGKILL.
+Checks at every quiescent point: members agree on epoch, authenticator, roster and
+admins (= the model); every message shown exactly once, in its sender's order, to
+exactly the members of its time, with its latest edit or deletion and reactions;
+receipts only on own messages, from readers; nobody stuck. The summary counts each
+check that ran; an operation tried 3+ times whose check never ran fails the run.
 
 Options:
   --seed N          seed (default: random, printed)
