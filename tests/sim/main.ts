@@ -87,6 +87,15 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
   console.log(
     `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,
   );
+  // what the content and role checks proved (each must have run when its operation did)
+  const fam = (k: string) => `${k}=${r.stats[`op.${k}`] ?? 0}`;
+  const ran = Object.entries(r.stats).filter(([k]) => k.startsWith("check."))
+    .sort().map(([k, v]) => `${k.slice(6)}=${v}`).join(" ");
+  console.log(
+    `sim: operations ${
+      ["edit", "delete", "react", "read", "admin", "badremove", "badedit"].map(fam).join(" ")
+    }; checks ${ran || "none"}`,
+  );
   console.log(
     `sim: seed ${r.seed}, ${r.steps} steps, ${r.clients} clients, ${r.violations.length} violations`,
   );
