@@ -681,7 +681,7 @@ class Simulation implements CheckContext {
       read: talk ? 2.5 : 0,
       admin: named ? 2.5 : 0,
       badremove: named ? 1.5 : 0,
-      badedit: talk ? 1 : 0,
+      badedit: talk ? 3 : 0,
     };
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
