@@ -8,7 +8,7 @@
  */
 import { assert } from "./_support/assert.ts";
 import type { Actor, SeenMessage } from "./sim/actor.ts";
-import { checkMessages } from "./sim/check.ts";
+import { checkChanges, checkMessages, checkReceipts } from "./sim/check.ts";
 import { Model } from "./sim/model.ts";
 import { World } from "./sim/world.ts";
 
@@ -323,7 +323,10 @@ Deno.test("sim checkMessages flags a missing, a doubled, a reordered and an outs
     history: () => seen[name]!,
   })) as unknown as Actor[];
   const found: string[] = [];
-  checkMessages({ model, actors, violate: (inv, d) => found.push(`${inv}: ${d}`) }, 10);
+  checkMessages(
+    { model, actors, violate: (inv, d) => found.push(`${inv}: ${d}`), count: () => {} },
+    10,
+  );
   const has = (inv: string, part: string) =>
     assert(
       found.some((f) => f.startsWith(inv) && f.includes(part)),
@@ -337,4 +340,71 @@ Deno.test("sim checkMessages flags a missing, a doubled, a reordered and an outs
     !found.some((f) => f.includes("c shows m1") || f.includes("c shows m2")),
     found.join("\n"),
   );
+});
+
+Deno.test("sim checkChanges and checkReceipts flag a stale edit, an edit past a removal, a lost or phantom reaction, misplaced receipts", () => {
+  const model = new Model();
+  const g = model.addGroup("g", "x", "a", 1);
+  model.setMember(g, "b", true, 1);
+  model.setMember(g, "c", true, 1);
+  model.setMember(g, "c", false, 3.5); // after the first edit, before the second
+  const m = model.newMessage("m1", g, "a", 2);
+  model.accept(m, 2);
+  model.addChange(m, "id1", { kind: "edit", by: "a", value: "e1", t: 3, taken: true });
+  model.addChange(m, "id1", { kind: "edit", by: "a", value: "e2", t: 4, taken: true });
+  model.addChange(m, "id1", { kind: "reaction", by: "b", value: "👍", t: 5, taken: true });
+  const row = (over: Partial<SeenMessage>): SeenMessage => ({
+    sender: "a",
+    body: "m1",
+    direction: "in",
+    messageId: "id1",
+    ...over,
+  });
+  const seen: Record<string, SeenMessage[]> = {
+    // a: its latest edit, but b's reaction missing and a read receipt from b who never read
+    a: [row({
+      body: "e2",
+      direction: "out",
+      receipts: [{ user: "b", deliveredAt: 1, readAt: 2 }],
+    })],
+    // b: the older edit; a reaction by z, who never reacted; a receipt on a's message
+    b: [row({
+      body: "e1",
+      reactions: [{ user: "b", emoji: "👍" }, { user: "z", emoji: "🎉" }],
+      receipts: [{ user: "c", deliveredAt: 1 }],
+    })],
+    // c: removed before the second edit, shows it
+    c: [row({ body: "e2" })],
+  };
+  const actors = ["a", "b", "c"].map((name) => ({
+    name,
+    offline: false,
+    seams: { dead: false },
+    crashSteps: [],
+    shown: new Map(),
+    history: () => seen[name]!,
+  })) as unknown as Actor[];
+  const found: string[] = [];
+  const counts: Record<string, number> = {};
+  const ctx = {
+    model,
+    actors,
+    violate: (inv: string, d: string) => found.push(`${inv}: ${d}`),
+    count: (k: string) => void (counts[k] = (counts[k] ?? 0) + 1),
+  };
+  checkChanges(ctx, 10);
+  checkReceipts(ctx);
+  const has = (inv: string, part: string) =>
+    assert(
+      found.some((f) => f.startsWith(inv) && f.includes(part)),
+      `${inv} ${part}:\n${found.join("\n")}`,
+    );
+  has("change-reaches-members", `b shows a's m1 in #g as "e1"`);
+  has("change-reaches-members", `c shows a's m1 in #g as "e2"`);
+  has("reactions-model", "a shows b's reaction on m1");
+  has("reactions-model", "reaction by z");
+  has("read-receipt-after-read", "is read by b");
+  has("receipt-own-only", "b holds receipts");
+  assert(!found.some((f) => f.includes("a shows a's m1")), found.join("\n"));
+  assert(counts["check.edit"] === 1, JSON.stringify(counts)); // a's own latest edit
 });

@@ -1679,6 +1679,15 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/cli_receipts_test.ts"],
   },
   {
+    id: "sim-own-change-not-applied",
+    file: "src/client/groups.ts",
+    find: 'if (change?.kind === "applied") s.updateMessage(change.message);',
+    replace: "",
+    why:
+      "the author of an edit, deletion or reaction applies it to its own history when composing it: else its view differs from every member's (the simulation's change check, which holds the author to its latest change)",
+    tests: [SIM],
+  },
+  {
     id: "sim-pending-commit-discarded-on-lost-answer",
     file: "src/client/groups.ts",
     find:

@@ -31,6 +31,13 @@ export interface SeenMessage {
   failure?: string;
   /** A placeholder for a message the client could not decrypt. */
   unreadable?: boolean;
+  messageId?: string;
+  /** Deleted for everyone by its author (body empty). */
+  deleted?: boolean;
+  editedAt?: number;
+  reactions?: { user: string; emoji: string }[];
+  /** Of own messages: members' delivered and read receipts. */
+  receipts?: { user: string; deliveredAt?: number; readAt?: number }[];
 }
 
 /** Where the server is. */

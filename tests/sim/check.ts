@@ -26,6 +26,8 @@ export interface CheckContext {
   actors: readonly Actor[];
   /** Report a broken invariant. */
   violate(invariant: string, detail: string): void;
+  /** Count a check that ran (printed in the summary; see the vacuity rule in sim.ts). */
+  count(k: string, n?: number): void;
 }
 
 function errText(e: unknown): string {
@@ -264,7 +266,7 @@ export function checkMessages(ctx: CheckContext, now: number): number {
           unreadable.set(key(a.name, g.key), (unreadable.get(key(a.name, g.key)) ?? 0) + 1);
           continue;
         }
-        const m = model.messages.get(h.body);
+        const m = model.lookup(h.messageId, h.body);
         if (!m) {
           ctx.violate(
             "phantom-message",
@@ -382,4 +384,172 @@ function rosterAt(g: GroupModel, m: { sentAt: number }): string {
     return inside;
   });
   return `[${members.sort()}]`;
+}
+
+/** What a member may show of a message given its changes: the acceptable values. */
+function acceptable(
+  changes: { c: { must?: Set<string>; may?: Set<string> }; value: string }[],
+  initial: string,
+  u: string,
+): { ok: Set<string>; floor: number } {
+  let j = -1;
+  changes.forEach((x, i) => {
+    if (x.c.must?.has(u)) j = i;
+  });
+  const ok = new Set<string>([j < 0 ? initial : changes[j]!.value]);
+  for (let i = j + 1; i < changes.length; i++) {
+    const x = changes[i]!;
+    // not fixed yet (its author was offline at every check since): anyone may have it
+    if (!x.c.must || x.c.must.has(u) || x.c.may?.has(u)) ok.add(x.value);
+  }
+  return { ok, floor: j };
+}
+
+/**
+ * Edits, deletions and reactions, against the model: every member that has a changed message
+ * shows its author's latest edit (or "deleted") and each member's latest reaction, unless
+ * it may have missed the change (joined, left or in doubt meanwhile: then a later one it
+ * may have got, never an older one than it must have); a reaction by anyone the model does
+ * not know is a violation. Members that never had the message have no row for it (the
+ * message check counts a row found by an edit's text as the message's own).
+ * Changes are fixed at the first check with their author online (`now`).
+ */
+export function checkChanges(ctx: CheckContext, now: number): void {
+  const { model } = ctx;
+  const online = new Set(onlineActors(ctx).map((a) => a.name));
+  for (const m of model.messages.values()) {
+    if (!m.changes || !m.id) continue;
+    for (const c of m.changes) {
+      if (!c.must && online.has(c.by)) model.fixChange(m, c, now);
+    }
+    const g = model.groups.get(m.group)!;
+    const author = m.changes.filter((c) => c.kind !== "reaction");
+    const authorVals = author.map((c) => ({
+      c,
+      value: c.kind === "deletion" ? "(deleted)" : c.value,
+    }));
+    const reactors = new Map<string, { c: typeof m.changes[number]; value: string }[]>();
+    for (const c of m.changes) {
+      if (c.kind !== "reaction") continue;
+      reactors.set(c.by, [...(reactors.get(c.by) ?? []), { c, value: c.value }]);
+    }
+    for (const a of onlineActors(ctx)) {
+      if (g.kind === "dm" && !g.pair!.includes(a.name)) continue;
+      const row = a.history(refFor(g, a.name)).find((h) => h.messageId === m.id);
+      if (!row) continue;
+      const shown = row.deleted ? "(deleted)" : row.body;
+      const { ok, floor } = acceptable(authorVals, m.text, a.name);
+      if (!ok.has(shown)) {
+        ctx.violate(
+          "change-reaches-members",
+          `${a.name} shows ${m.sender}'s ${m.text} in ${g.key} as "${
+            shown.slice(0, 40)
+          }"; the model allows [${[...ok].join(", ")}] (changes ${
+            author.map((c) => `${c.kind}@${c.t}${c.taken ? "" : "?"}`).join(" ")
+          })`,
+        );
+      } else if (floor >= 0) {
+        ctx.count(`check.${author[floor]!.kind === "edit" ? "edit" : "delete"}`);
+      }
+      if (row.deleted) continue; // a deletion clears the reactions
+      const rows = new Map((row.reactions ?? []).map((r) => [r.user, r.emoji]));
+      for (const u of rows.keys()) {
+        if (!reactors.has(u)) {
+          ctx.violate(
+            "reactions-model",
+            `${a.name} shows a reaction by ${u} on ${m.text} in ${g.key}; ${u} never reacted to it`,
+          );
+        }
+      }
+      for (const [u, list] of reactors) {
+        const r = acceptable(list, "", a.name);
+        const emoji = rows.get(u) ?? "";
+        if (!r.ok.has(emoji)) {
+          ctx.violate(
+            "reactions-model",
+            `${a.name} shows ${u}'s reaction on ${m.text} in ${g.key} as "${emoji}"; the model allows [${
+              [...r.ok].map((e) => `"${e}"`).join(", ")
+            }]`,
+          );
+        } else if (r.floor >= 0) ctx.count("check.reaction");
+      }
+    }
+  }
+}
+
+/**
+ * Receipts mark only the holder's own messages; each comes from someone who could read the
+ * message, and a read receipt from someone who marked the conversation read after it was sent.
+ */
+export function checkReceipts(ctx: CheckContext): void {
+  const { model } = ctx;
+  for (const a of onlineActors(ctx)) {
+    for (const g of model.groups.values()) {
+      if (g.kind === "dm" && !g.pair!.includes(a.name)) continue;
+      for (const h of a.history(refFor(g, a.name))) {
+        if (!h.receipts || h.receipts.length === 0) continue;
+        const m = model.lookup(h.messageId, h.body);
+        if (h.direction !== "out" || h.sender !== a.name) {
+          ctx.violate(
+            "receipt-own-only",
+            `${a.name} holds receipts by [${h.receipts.map((r) => r.user)}] on ${h.sender}'s ${
+              h.body.slice(0, 30)
+            } in ${g.key}: not its own message`,
+          );
+          continue;
+        }
+        if (!m || m.state !== "sent") continue;
+        for (const r of h.receipts) {
+          const could = m.must?.has(r.user) || m.may?.has(r.user);
+          if (r.user === a.name || !could) {
+            ctx.violate(
+              "receipt-from-reader",
+              `${a.name}'s ${m.text} in ${g.key} has a receipt by ${r.user}, who could not read it`,
+            );
+            continue;
+          }
+          ctx.count("check.receipt-delivered");
+          if (r.readAt === undefined) continue;
+          const reads = g.reads.get(r.user) ?? [];
+          if (!reads.some((t) => t >= m.sentAt)) {
+            ctx.violate(
+              "read-receipt-after-read",
+              `${a.name}'s ${m.text} in ${g.key} is read by ${r.user}, who never marked ${g.key} read after it was sent`,
+            );
+          } else ctx.count("check.receipt-read");
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Each member's admin list (MLS group context) is the model's; a role change in doubt is
+ * settled first from it (members agree on the epoch authenticator, which covers the group
+ * context, so any one member's view is the group's).
+ */
+export function checkAdmins(ctx: CheckContext): void {
+  for (const g of ctx.model.groups.values()) {
+    if (g.kind !== "group" || g.doubt.size > 0) continue;
+    const members = onlineActors(ctx).filter((a) => g.roster.has(a.name));
+    for (const a of members) {
+      let admins: string[];
+      try {
+        admins = [...(a.client.settings(refFor(g, a.name))?.admins ?? [])].sort();
+      } catch {
+        continue; // reported by the agreement check
+      }
+      if (g.adminDoubt) {
+        g.admins = new Set(admins);
+        g.adminDoubt = false;
+      }
+      const want = [...g.admins].sort();
+      if (admins.join(",") !== want.join(",")) {
+        ctx.violate(
+          "admins-model",
+          `${g.key}: ${a.name} lists admins [${admins}], the model says [${want}]`,
+        );
+      } else ctx.count("check.admins");
+    }
+  }
 }

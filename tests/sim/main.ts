@@ -15,10 +15,14 @@ export const USAGE = `Usage: deno task sim --seed N --steps M [--clients K] [opt
 
 Seeded randomized multi-client simulation of qpq group life cycles against a real
 server process: groups (both suites), DMs, invites, removals, leaves, self-updates,
-messages, concurrent commits, clients offline and crashing, lost answers, doubled
-pushes, server SIGTERM/SIGKILL. Checks at every quiescent point: members agree on
-epoch, authenticator and roster (= the model); every message shown exactly once, in
-its sender's order, to exactly the members of its time; nobody stuck.
+messages, edits, deletions, reactions, read receipts, admin grants and revokes, a
+non-admin's removal and a non-author's edit (both refused), concurrent commits,
+clients offline and crashing, lost answers, doubled pushes, server SIGTERM/SIGKILL.
+Checks at every quiescent point: members agree on epoch, authenticator, roster and
+admins (= the model); every message shown exactly once, in its sender's order, to
+exactly the members of its time, with its latest edit or deletion and reactions;
+receipts only on own messages, from readers; nobody stuck. The summary counts each
+check that ran; an operation tried 3+ times whose check never ran fails the run.
 
 Options:
   --seed N          seed (default: random, printed)
@@ -82,6 +86,15 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
   );
   console.log(
     `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,
+  );
+  // what the content and role checks proved (each must have run when its operation did)
+  const fam = (k: string) => `${k}=${r.stats[`op.${k}`] ?? 0}`;
+  const ran = Object.entries(r.stats).filter(([k]) => k.startsWith("check."))
+    .sort().map(([k, v]) => `${k.slice(6)}=${v}`).join(" ");
+  console.log(
+    `sim: operations ${
+      ["edit", "delete", "react", "read", "admin", "badremove", "badedit"].map(fam).join(" ")
+    }; checks ${ran || "none"}`,
   );
   console.log(
     `sim: seed ${r.seed}, ${r.steps} steps, ${r.clients} clients, ${r.violations.length} violations`,

@@ -31,11 +31,6 @@ export interface GroupModel {
   suite: string;
   /** Members now. */
   roster: Set<string>;
-  /**
-   * Who may remove others: a group's creator (qpq's roles: the creator is its admin; the
-   * simulation grants no one else); empty for a DM (nobody removes anyone there).
-   */
-  admins: Set<string>;
   /** Membership changes, in time order. */
   changes: { t: number; user: string; member: boolean }[];
   /** Users whose membership is in doubt now, with the client whose operation caused it. */
@@ -44,6 +39,35 @@ export interface GroupModel {
   doubtWindows: { user: string; from: number; to: number }[];
   /** Everyone who was ever a member or in doubt. */
   ever: Set<string>;
+  /** Admins (groups; the creator first): who may remove others and change roles. */
+  admins: Set<string>;
+  /** A role change's outcome is unknown: settled at the next check. */
+  adminDoubt: boolean;
+  /** When each user marked the conversation read (markRead: read receipts). */
+  reads: Map<string, number[]>;
+}
+
+/**
+ * A change to a message (an edit or deletion by its author, a reaction by anyone). Changes
+ * by one user to one message are made at increasing times of that user's clock (the
+ * simulation waits when it would not be), so "later wins" is the model's order.
+ * ```
+ * fixed at the first check after it with its author online (its outbox flushed):
+ *   must show it:  members (having the message) throughout [t, check], never in doubt,
+ *                  the author too; and its author, who applied it when composing
+ *   may show it:   anyone who was a member or in doubt meanwhile
+ * ```
+ */
+export interface ChangeModel {
+  kind: "edit" | "deletion" | "reaction";
+  by: string;
+  /** The edit's text, the reaction's emoji ("" = withdrawn), "" for a deletion. */
+  value: string;
+  t: number;
+  /** The operation succeeded (else its outcome is unknown: nobody must show it). */
+  taken: boolean;
+  must?: Set<string>;
+  may?: Set<string>;
 }
 
 /** One message sent (or attempted) in the simulation. */
@@ -72,6 +96,10 @@ export interface MessageModel {
   /** Who must show it exactly once and who may show it (at most once); set once sent. */
   must?: Set<string>;
   may?: Set<string>;
+  /** Its message id (learnt from the sender's history when a change targets it). */
+  id?: string;
+  /** Edits, deletions and reactions, in the order they were made. */
+  changes?: ChangeModel[];
 }
 
 /** The reference to a conversation as `user` names it. */
@@ -85,6 +113,9 @@ export function refFor(g: GroupModel, user: string): string {
 export class Model {
   readonly groups = new Map<string, GroupModel>();
   readonly messages = new Map<string, MessageModel>();
+  /** Messages by id (those a change targets) and by an edit's text. */
+  readonly byId = new Map<string, MessageModel>();
+  readonly edits = new Map<string, MessageModel>();
   #seqs = new Map<string, number>();
 
   /** A new group with its creator as the only member. */
@@ -95,11 +126,13 @@ export class Model {
       name,
       suite,
       roster: new Set(),
-      admins: new Set([creator]),
       changes: [],
       doubt: new Map(),
       doubtWindows: [],
       ever: new Set(),
+      admins: new Set([creator]),
+      adminDoubt: false,
+      reads: new Map(),
     };
     this.groups.set(g.key, g);
     this.setMember(g, creator, true, t);
@@ -119,11 +152,13 @@ export class Model {
         pair,
         suite,
         roster: new Set(),
-        admins: new Set(),
         changes: [],
         doubt: new Map(),
         doubtWindows: [],
         ever: new Set(),
+        admins: new Set(pair),
+        adminDoubt: false,
+        reads: new Map(),
       };
       this.groups.set(key, g);
     }
@@ -229,6 +264,38 @@ export class Model {
         (this.memberAnyTime(g, u, m.sentAt, b) || this.doubtDuring(g, u, m.sentAt, b))
       ),
     );
+  }
+
+  /** The message with id `id`, or whose text (or an edit's text) is `body`. */
+  lookup(id: string | undefined, body: string): MessageModel | undefined {
+    return (id ? this.byId.get(id) : undefined) ?? this.messages.get(body) ??
+      this.edits.get(body);
+  }
+
+  /** Record a change of `m` (its id known) at time `t`. */
+  addChange(m: MessageModel, id: string, c: ChangeModel): void {
+    m.id = id;
+    this.byId.set(id, m);
+    (m.changes ??= []).push(c);
+    if (c.kind === "edit") this.edits.set(c.value, m);
+  }
+
+  /** Fix who must and who may show change `c` of `m`, at check time `b`. */
+  fixChange(m: MessageModel, c: ChangeModel, b: number): void {
+    const g = this.groups.get(m.group)!;
+    const must = new Set<string>();
+    const may = new Set<string>();
+    const byStable = c.taken && this.memberThroughout(g, c.by, c.t, b) &&
+      !this.doubtDuring(g, c.by, c.t, b);
+    if (c.taken) must.add(c.by);
+    for (const u of g.ever) {
+      if (u === c.by) continue;
+      const throughout = this.memberThroughout(g, u, c.t, b) && !this.doubtDuring(g, u, c.t, b);
+      if (byStable && throughout) must.add(u);
+      else if (this.memberAnyTime(g, u, c.t, b) || this.doubtDuring(g, u, c.t, b)) may.add(u);
+    }
+    c.must = must;
+    c.may = may;
   }
 
   /** Messages of `sender` not resolved yet. */

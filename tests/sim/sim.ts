@@ -23,15 +23,19 @@
  */
 import { Actor } from "./actor.ts";
 import {
+  checkAdmins,
   checkAgreement,
+  checkChanges,
   type CheckContext,
   checkConversations,
   checkMessages,
+  checkReceipts,
   checkServerRoster,
   observedRoster,
   onlineActors,
 } from "./check.ts";
-import { type GroupModel, Model, refFor } from "./model.ts";
+import { type GroupModel, type MessageModel, Model, refFor } from "./model.ts";
+import type { SeenMessage } from "./actor.ts";
 import { Prng } from "./prng.ts";
 import { ServerProcess } from "./server_process.ts";
 import type { ArmedFault } from "./faults.ts";
@@ -87,7 +91,32 @@ export const STEP_KINDS = [
   "powercut",
   "diskfull",
   "clock",
+  "edit",
+  "delete",
+  "react",
+  "read",
+  "admin",
+  "badremove",
+  "badedit",
 ] as const;
+
+/**
+ * Operation families and the check that proves them: a run that scheduled one at least
+ * {@link VACUITY_MIN} times while its check never ran fails (an invariant that cannot fail).
+ */
+const FAMILIES: Record<string, string> = {
+  edit: "check.edit",
+  delete: "check.delete",
+  react: "check.reaction",
+  read: "check.receipt-read",
+  admin: "check.admins",
+  badremove: "check.refused-removal",
+  badedit: "check.refused-change",
+};
+const VACUITY_MIN = 3;
+
+/** Reactions the simulation chooses from (never the one the reactor shows: no toggles). */
+const EMOJI = ["👍", "🎉", "❤️", "😂"] as const;
 
 export const SUITES = [
   "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
@@ -377,6 +406,10 @@ class Simulation implements CheckContext {
     this.#stats[k] = (this.#stats[k] ?? 0) + n;
   }
 
+  count(k: string, n = 1): void {
+    this.#count(k, n);
+  }
+
   #note(s: string): void {
     this.#line.push(s);
   }
@@ -587,6 +620,25 @@ class Simulation implements CheckContext {
       case "clock":
         this.#stepClock(rng);
         break;
+      case "edit":
+      case "delete":
+        await this.#stepAuthorChange(rng, s, kind);
+        break;
+      case "react":
+        await this.#stepReact(rng, s);
+        break;
+      case "read":
+        await this.#stepRead(rng, s);
+        break;
+      case "admin":
+        await this.#stepAdmin(rng, s);
+        break;
+      case "badremove":
+        await this.#stepBadRemove(rng, s);
+        break;
+      case "badedit":
+        await this.#stepBadEdit(rng, s);
+        break;
     }
     for (const a of this.actors) {
       for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
@@ -623,6 +675,13 @@ class Simulation implements CheckContext {
       powercut: f && this.#net ? 1.5 : 0,
       diskfull: f && this.#net ? 2 : 0,
       clock: f && this.#net ? 2.5 : 0,
+      edit: talk ? 3 : 0,
+      delete: talk ? 1.5 : 0,
+      react: talk ? 3 : 0,
+      read: talk ? 2.5 : 0,
+      admin: named ? 2.5 : 0,
+      badremove: named ? 1.5 : 0,
+      badedit: talk ? 3 : 0,
     };
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
@@ -727,15 +786,22 @@ class Simulation implements CheckContext {
     const members = [...g.roster].sort();
     const candidates = opts.who ? [opts.who.name] : members.filter((m) => !avoid.has(m));
     if (candidates.length === 0 || (opts.who && !g.roster.has(opts.who.name))) return undefined;
-    const actor = this.#actor(rng.pick(candidates));
+    let actor = this.#actor(rng.pick(candidates));
     const outsiders = this.actors.map((x) => x.name).filter((n) =>
       !g.roster.has(n) && !avoid.has(n) && !g.doubt.has(n)
     );
+    // only admins remove others (a non-admin's attempt is the badremove step); a group whose
+    // roles are in doubt waits for the check that settles them
+    const admins = g.adminDoubt ? [] : candidates.filter((m) => g.admins.has(m));
+    if ((opts.op ?? "remove") === "remove" && admins.length > 0 && !admins.includes(actor.name)) {
+      if (opts.op === "remove") actor = this.#actor(rng.pick(admins));
+    }
+    const isAdmin = admins.includes(actor.name);
     const others = members.filter((m) => m !== actor.name && !avoid.has(m));
     const skip = new Set(this.#o.skip);
     const op = opts.op ?? rng.weighted({
       invite: g.kind === "group" && outsiders.length && !skip.has("invite") ? 4 : 0,
-      remove: g.kind === "group" && others.length && !skip.has("remove") ? 3 : 0,
+      remove: g.kind === "group" && others.length && isAdmin && !skip.has("remove") ? 3 : 0,
       leave: g.kind === "group" && !skip.has("leave") ? 2 : 0,
       update: 2,
     });
@@ -743,16 +809,9 @@ class Simulation implements CheckContext {
       case "invite":
         if (g.kind !== "group" || outsiders.length === 0) return undefined;
         return { op, actor, g, targets: rng.sample(outsiders, rng.int(1, 3)).sort() };
-      case "remove": {
-        // only an admin removes others (a non-admin is refused locally and by every member)
-        if (g.kind !== "group" || others.length === 0) return undefined;
-        const admins = candidates.filter((m) => g.admins.has(m));
-        if (admins.length === 0) return undefined;
-        const by = admins.includes(actor.name) ? actor : this.#actor(rng.pick(admins));
-        const rest = members.filter((m) => m !== by.name && !avoid.has(m));
-        if (rest.length === 0) return undefined;
-        return { op, actor: by, g, targets: rng.sample(rest, rng.int(1, 2)).sort() };
-      }
+      case "remove":
+        if (g.kind !== "group" || others.length === 0 || !isAdmin) return undefined;
+        return { op, actor, g, targets: rng.sample(others, rng.int(1, 2)).sort() };
       case "leave":
         if (g.kind !== "group") return undefined;
         return { op, actor, g, targets: [] };
@@ -875,6 +934,253 @@ class Simulation implements CheckContext {
     }
     for (const p of plans) this.#observe(p.actor, s);
     if (sender) this.#observe(sender, s);
+  }
+
+  // ------------------------------------------------------------------ changes, receipts, roles
+
+  /** Last clock reading (ms, the user's own clock) after a change by user to a message. */
+  readonly #changeClock = new Map<string, number>();
+
+  /** `a`'s own clock (the one its client stamps changes with). */
+  #clockOf(a: Actor): number {
+    return this.#clock ? this.#clock.now() + a.skewMs : Date.now();
+  }
+
+  /**
+   * Later wins by the author's clock: a change is made only when the user's clock is past
+   * its last change of the message (a skew or suspend may have set it back), so the model's
+   * order is the clients' order.
+   */
+  #clockAhead(a: Actor, id: string): boolean {
+    return this.#clockOf(a) > (this.#changeClock.get(`${a.name}|${id}`) ?? -Infinity);
+  }
+
+  /** `a`'s row of `m` (by id when known, else its own text). */
+  #rowOf(a: Actor, g: GroupModel, m: MessageModel): SeenMessage | undefined {
+    return a.history(refFor(g, a.name)).find((h) =>
+      m.id ? h.messageId === m.id : h.body === m.text && !h.unreadable
+    );
+  }
+
+  /** Recent sent messages of `g` (or every conversation) that no deletion was attempted on. */
+  #changeable(g?: GroupModel): MessageModel[] {
+    const out: MessageModel[] = [];
+    for (const m of this.model.messages.values()) {
+      if (m.state !== "sent" || (g && m.group !== g.key)) continue;
+      if (m.changes?.some((c) => c.kind === "deletion")) continue;
+      out.push(m);
+    }
+    return out.slice(-40);
+  }
+
+  /** Run a change (edit, deletion, reaction) and record it in the model. */
+  async #change(
+    a: Actor,
+    m: MessageModel,
+    row: SeenMessage,
+    kind: "edit" | "deletion" | "reaction",
+    value: string,
+    s: number,
+  ): Promise<void> {
+    const g = this.model.groups.get(m.group)!;
+    const ref = refFor(g, a.name);
+    const id = row.messageId!;
+    const c = a.client;
+    const knew = this.#knows(a, g);
+    const wasOffline = a.offline;
+    const label = `${a.name} ${kind} ${ref} ${m.text}${value ? ` -> ${value}` : ""}`;
+    const out = await this.#run(
+      label,
+      () =>
+        kind === "edit"
+          ? c.edit(ref, id, value)
+          : kind === "deletion"
+          ? c.deleteMessage(ref, id)
+          : c.react(ref, id, value),
+    );
+    this.#changeClock.set(`${a.name}|${id}`, this.#clockOf(a));
+    this.model.addChange(m, id, { kind, by: a.name, value, t: s, taken: out.ok });
+    if (!wasOffline) this.#refused(label, out, g, knew);
+  }
+
+  /** The author of a sent message edits it or deletes it for everyone. */
+  async #stepAuthorChange(rng: Prng, s: number, kind: "edit" | "delete"): Promise<void> {
+    const ms = this.#changeable().filter((m) => {
+      const a = this.#actor(m.sender);
+      const g = this.model.groups.get(m.group)!;
+      // (alone in a group nobody else could see a change: the client refuses to send)
+      return !a.seams.dead && g.roster.has(a.name) && g.roster.size >= 2 && g.doubt.size === 0;
+    });
+    if (ms.length === 0) return;
+    const m = rng.pick(ms);
+    const a = this.#actor(m.sender);
+    const row = this.#rowOf(a, this.model.groups.get(m.group)!, m);
+    if (!row?.messageId || row.direction !== "out") {
+      this.#note(`${a.name} has no row of ${m.text}`);
+      return;
+    }
+    if (!this.#clockAhead(a, row.messageId)) {
+      this.#note(`${a.name}'s clock is behind its last change of ${m.text}: skipped`);
+      return;
+    }
+    this.#count(`op.${kind}`);
+    const text = `e${s}-${m.text}`;
+    await this.#change(
+      a,
+      m,
+      row,
+      kind === "edit" ? "edit" : "deletion",
+      kind === "edit" ? text : "",
+      s,
+    );
+  }
+
+  /** A member reacts to a message it has (never with the emoji it shows: no toggle). */
+  async #stepReact(rng: Prng, s: number): Promise<void> {
+    const p = this.#pickTalk(rng);
+    if (!p || p.g.doubt.size > 0 || p.a.seams.dead) return;
+    const ms = this.#changeable(p.g);
+    if (ms.length === 0) return;
+    const m = rng.pick(ms);
+    const row = this.#rowOf(p.a, p.g, m);
+    if (!row?.messageId || row.deleted) return;
+    if (!this.#clockAhead(p.a, row.messageId)) return;
+    const mine = row.reactions?.find((r) => r.user === p.a.name)?.emoji;
+    const emoji = rng.pick(EMOJI.filter((e) => e !== mine));
+    this.#count("op.react");
+    await this.#change(p.a, m, row, "reaction", emoji, s);
+  }
+
+  /** A member reads a conversation (read receipts for what it had not read). */
+  async #stepRead(rng: Prng, s: number): Promise<void> {
+    const choices: { a: Actor; g: GroupModel }[] = [];
+    for (const a of this.#online()) {
+      for (const g of this.model.groupsOf(a.name)) {
+        try {
+          if (a.client.unread(refFor(g, a.name)) > 0) choices.push({ a, g });
+        } catch { /* not learnt yet */ }
+      }
+    }
+    if (choices.length === 0) return;
+    const { a, g } = rng.pick(choices);
+    const ref = refFor(g, a.name);
+    g.reads.set(a.name, [...(g.reads.get(a.name) ?? []), s]);
+    this.#count("op.read");
+    const out = await this.#run(`${a.name} read ${ref}`, () => a.client.markRead(ref));
+    this.#refused(`${a.name} read ${ref}`, out, g);
+  }
+
+  /** A settled group with an online admin and a member. */
+  #pickRoles(rng: Prng, admin: boolean): { g: GroupModel; a: Actor } | undefined {
+    const groups = this.#groupList().filter((g) =>
+      g.kind === "group" && !g.adminDoubt && g.doubt.size === 0 && g.roster.size >= 2
+    );
+    const pairs: { g: GroupModel; a: Actor }[] = [];
+    for (const g of groups) {
+      for (const n of [...g.roster].sort()) {
+        const a = this.#actor(n);
+        if (g.admins.has(n) === admin && !a.offline && !a.seams.dead && this.#knows(a, g)) {
+          pairs.push({ g, a });
+        }
+      }
+    }
+    return pairs.length ? rng.pick(pairs) : undefined;
+  }
+
+  /** An admin grants or revokes admin (the last admin is never revoked). */
+  async #stepAdmin(rng: Prng, s: number): Promise<void> {
+    const p = this.#pickRoles(rng, true);
+    if (!p) return;
+    const { g, a } = p;
+    const members = [...g.roster].sort();
+    const grantable = members.filter((u) => !g.admins.has(u));
+    const revocable = g.admins.size >= 2 ? members.filter((u) => g.admins.has(u)) : [];
+    const grant = revocable.length === 0 || (grantable.length > 0 && rng.chance(0.6));
+    const pool = grant ? grantable : revocable;
+    if (pool.length === 0) return;
+    const u = rng.pick(pool);
+    const ref = refFor(g, a.name);
+    const label = `${a.name} ${grant ? "grant" : "revoke"} admin ${ref} ${u}`;
+    this.#count("op.admin");
+    let changed: boolean | undefined;
+    const out = await this.#run(label, async () => {
+      changed = await a.client.setAdmin(ref, u, grant);
+    });
+    if (out.ok) {
+      if (changed) {
+        if (grant) g.admins.add(u);
+        else g.admins.delete(u);
+      } else {
+        this.violate(
+          "admins-model",
+          `${label} changed nothing; the model's admins [${[...g.admins]}]`,
+        );
+      }
+    } else if (a.seams.dead || isTransport(out.error)) {
+      g.adminDoubt = true;
+      this.#note(`${g.key}: admins in doubt`);
+    } else this.#refused(label, out, g);
+    void s;
+  }
+
+  /** A member who is not an admin tries to remove another: refused, nothing changes. */
+  async #stepBadRemove(rng: Prng, _s: number): Promise<void> {
+    const p = this.#pickRoles(rng, false);
+    if (!p) return;
+    const { g, a } = p;
+    const target = rng.pick([...g.roster].sort().filter((u) => u !== a.name));
+    const ref = refFor(g, a.name);
+    this.#count("op.badremove");
+    const out = await this.#run(
+      `${a.name} (not admin) remove ${ref} [${target}]`,
+      () => a.client.remove(ref, [target]),
+    );
+    if (out.ok) {
+      this.violate(
+        "non-admin-removal-refused",
+        `${a.name} is not an admin of ${g.key} (model admins [${[
+          ...g.admins,
+        ]}]) and removed ${target}`,
+      );
+      this.model.setMember(g, target, false, _s);
+    } else if ((out.error as { code?: string }).code === "forbidden") {
+      this.#count("check.refused-removal");
+    } else this.#refused(`${a.name} (not admin) remove ${ref}`, out, g);
+  }
+
+  /** A member tries to edit or delete someone else's message: refused by its own client. */
+  async #stepBadEdit(rng: Prng, s: number): Promise<void> {
+    const ms = this.#changeable().filter((m) => {
+      const g = this.model.groups.get(m.group)!;
+      return g.roster.size >= 2 && g.doubt.size === 0;
+    });
+    if (ms.length === 0) return;
+    const m = rng.pick(ms);
+    const g = this.model.groups.get(m.group)!;
+    const others = [...g.roster].sort().map((n) => this.#actor(n)).filter((a) =>
+      a.name !== m.sender && !a.offline && !a.seams.dead
+    );
+    if (others.length === 0) return;
+    const a = rng.pick(others);
+    const row = this.#rowOf(a, g, m);
+    if (!row?.messageId || row.deleted) return;
+    const ref = refFor(g, a.name);
+    const del = rng.chance(0.4);
+    const text = `x${s}-${m.text}`;
+    this.#count("op.badedit");
+    const out = await this.#run(
+      `${a.name} ${del ? "delete" : "edit"} ${m.sender}'s ${m.text} (not the author)`,
+      () =>
+        del
+          ? a.client.deleteMessage(ref, row.messageId!)
+          : a.client.edit(ref, row.messageId!, text),
+    );
+    if (out.ok) {
+      this.violate(
+        "non-author-change-refused",
+        `${a.name} ${del ? "deleted" : "edited"} ${m.sender}'s ${m.text} in ${g.key}`,
+      );
+    } else if (!isTransport(out.error)) this.#count("check.refused-change");
   }
 
   #stepOffline(rng: Prng, _s: number): void {
@@ -1192,6 +1498,7 @@ class Simulation implements CheckContext {
       this.#note(`${g.key} doubt resolved: roster [${[...g.roster].sort()}]`);
     }
     checkAgreement(this);
+    checkAdmins(this);
     checkConversations(this);
     await checkServerRoster(this, () => this.#rosterLink());
     // liveness: every online member sends to every conversation it is in
@@ -1223,6 +1530,20 @@ class Simulation implements CheckContext {
       }
     }
     const doubts = checkMessages(this, t + 0.4);
+    const c0 = performance.now();
+    checkChanges(this, t + 0.4);
+    checkReceipts(this);
+    this.#count("changes-check-ms", Math.round(performance.now() - c0));
+    if (final) {
+      // an invariant whose check never ran proves nothing: a family scheduled often enough
+      // must have been checked at least once
+      for (const [op, check] of Object.entries(FAMILIES)) {
+        const n = this.#stats[`op.${op}`] ?? 0;
+        if (n >= VACUITY_MIN && (this.#stats[check] ?? 0) === 0) {
+          this.violate("checks-ran", `${op} ran ${n} times but ${check} never ran`);
+        }
+      }
+    }
     if (final) {
       const n = this.model.messages.size;
       this.#stats["messages-in-doubt"] = doubts;
