@@ -93,6 +93,8 @@ export interface ShardReport {
   firstErrors: string[];
   recovered: number;
   reconnects: number;
+  /** Receipts (delivered and read) the clients composed from go to the end of the drain. */
+  receipts: number;
   groupsOutOfStep: number;
   /** Send→receive latency of every first delivery (ms, unsorted). */
   latencies: Float64Array;
@@ -288,6 +290,7 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<void
     await hooks.ready(performance.now() - t0);
 
     const cpu0 = threadCpuMs();
+    const receipts0 = members.reduce((n, m) => n + m.client.receiptsSent, 0);
     const clientCount = o.totalGroups * groupSize;
     const interval = o.rate > 0 ? clientCount / o.rate * 1000 : 0;
     const ticker = setInterval(report, 250);
@@ -385,6 +388,7 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<void
         firstErrors,
         recovered,
         reconnects: members.reduce((n, m) => n + Math.max(0, m.connects - 1), 0),
+        receipts: members.reduce((n, m) => n + m.client.receiptsSent, 0) - receipts0,
         groupsOutOfStep: outOfStep,
         latencies: Float64Array.from(latencies),
         cpuMs: cpu1 - cpu0,

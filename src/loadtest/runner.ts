@@ -110,6 +110,11 @@ export interface LoadReport {
   p99Ms: number;
   maxMs: number;
   reconnects: number;
+  /**
+   * Delivered receipts the clients composed (each one message to every other member of its
+   * group: receipts × (groupSize − 1) more deliveries for the server).
+   */
+  receipts: number;
   /** Groups whose members ended with different epoch authenticators. */
   groupsOutOfStep: number;
   firstErrors: string[];
@@ -280,6 +285,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       p99Ms: percentile(latencies, 0.99),
       maxMs: latencies[latencies.length - 1] ?? 0,
       reconnects: add((r) => r.reconnects),
+      receipts: add((r) => r.receipts),
       groupsOutOfStep: add((r) => r.groupsOutOfStep),
       firstErrors,
       recovered: add((r) => r.recovered),
@@ -320,6 +326,11 @@ export function formatReport(r: LoadReport): string {
     ["duplicated", String(r.duplicated)],
     ["errors", String(r.errors)],
     ["reconnects", String(r.reconnects)],
+    [
+      "receipts sent (each to every other member)",
+      `${r.receipts} (${(r.receipts / Math.max(r.acknowledged, 1)).toFixed(2)} per message sent; ` +
+      `${r.receipts * Math.max(r.groupSize - 1, 0)} receipt deliveries)`,
+    ],
     ["groups out of step", String(r.groupsOutOfStep)],
     ["client worker threads", String(r.workers)],
     [`CPU, clients (worker threads)`, cpuText(r.cpu.clientsMs, r)],
