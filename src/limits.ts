@@ -425,6 +425,15 @@ export const EXPIRE_EVERY_MS = 10_000;
 export const MAX_RECEIPT_TARGETS = 100;
 /** Most members' receipts kept on one of our messages (one per member). */
 export const MAX_RECEIPTS_PER_MESSAGE = 2_000;
+/**
+ * Most application messages a client sends in one epoch, since the last it sent to every
+ * member, to only some members (receipts go to the authors they name; typing indicators
+ * reach only who is online). Each uses a generation of the sender's ratchet, so a member
+ * who did not get them ratchets over them on the next one it gets, which ts-mls allows up
+ * to `maximumForwardRatchetSteps` (1,000, src/mls/_state.ts). At this bound the next
+ * receipt goes to every member (and typing indicators wait for it).
+ */
+export const MAX_NARROW_SENDS = 500;
 
 // --- ephemeral messages (typing indicators; src/server/delivery.ts) -----------------------
 /** Largest payload of an ephemeral enqueue (bytes): a typing indicator is small. */

@@ -764,3 +764,74 @@ Deno.test("client: the last member's leave takes it off the server's roster, and
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: an invite too large for one message of the server goes in several commits", async () => {
+  // X-Wing: a commit and its Welcome grow by about 5 KiB per member added, so four at once
+  // exceed 16,000 bytes (a load run's 99 at once exceeded the default 512 KiB)
+  const ts = await startTestServer({
+    file: { max_message_bytes: 16_000, max_sender_bytes: 64_000 },
+  });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b", "c", "d", "e"]) users.push(await user(ts, dir, n));
+    const [a, ...rest] = users;
+    await a!.client.createGroup("big");
+    const change = await a!.client.invite("#big", ["b", "c", "d", "e"]);
+    assertEquals(change.done.sort(), ["b", "c", "d", "e"]);
+    await syncAll(rest);
+    await a!.client.send("#big", "all here?");
+    await syncAll(rest);
+    for (const u of rest) assert(u.received().includes("all here?"), `${u.name} got it`);
+    agree(users, "#big");
+    // one member's add alone over the limit: an error naming the setting to change
+    const ts2 = await startTestServer({
+      file: { max_message_bytes: 3_000, max_sender_bytes: 64_000 },
+    });
+    try {
+      const x = await user(ts2, dir, "x");
+      users.push(x);
+      users.push(await user(ts2, dir, "y"));
+      await x.client.createGroup("small");
+      const e = await assertRejects(() => x.client.invite("#small", ["y"]), QpqError);
+      assertEquals(e.code, "too_large");
+      assert(e.message.includes("max_message_bytes"), e.message);
+      assertEquals(x.client.members("#small"), ["x"]);
+    } finally {
+      await ts2.close();
+    }
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: a delivered receipt in a group goes to the authors it names only; the others still read its sender", async () => {
+  await withLiar(["a", "b", "c"], async ([a, b, c], lie) => {
+    await a!.client.createGroup("team");
+    await a!.client.invite("#team", ["b", "c"]);
+    await syncAll([b!, c!]);
+    await a!.client.sync();
+    const sent: string[][] = [];
+    lie.rewrite = (frame, direction) => {
+      if (
+        direction === "toServer" && frame.type === "request" && frame.request.kind === "enqueue" &&
+        frame.request.messageKind === "application" && !frame.request.ephemeral
+      ) sent.push(frame.request.recipients);
+      return undefined;
+    };
+    await a!.client.send("#team", "hello");
+    await b!.client.sync(); // b's delivered receipt: to a only
+    await c!.client.sync();
+    assertEquals(sent, [[], ["a"], ["a"]], "a's text to everyone, each receipt to a alone");
+    await a!.client.sync();
+    const mine = a!.client.history("#team", 10).find((m) => m.body === "hello");
+    assertEquals(mine?.receipts?.map((r) => r.user).sort(), ["b", "c"]);
+    // c never got b's receipt (a generation of b's ratchet): b's next text reads anyway
+    await b!.client.send("#team", "and me");
+    await c!.client.sync();
+    assert(c!.received().includes("and me"));
+    assertEquals(c!.warnings(), []);
+  });
+});

@@ -4,13 +4,19 @@
  * someone else's, never one of another conversation, never our own receipt), read implies
  * delivered, the earliest time is kept, the marks, and the bounds of a receipt.
  */
-import { assertEquals, assertThrows } from "./_support/assert.ts";
-import { applyReceipt, receiptMark, receiptState } from "../src/client/receipts.ts";
+import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
+import {
+  applyReceipt,
+  narrowSend,
+  receiptMark,
+  receiptRecipients,
+  receiptState,
+} from "../src/client/receipts.ts";
 import { decodeContent, encodeContent } from "../src/client/content.ts";
 import { uuidToString, uuidv7 } from "../src/client/ids.ts";
 import { IdentityKeyPair } from "../src/crypto/mod.ts";
 import { UsageError } from "../src/errors.ts";
-import { MAX_RECEIPT_TARGETS } from "../src/limits.ts";
+import { MAX_NARROW_SENDS, MAX_RECEIPT_TARGETS } from "../src/limits.ts";
 import {
   type Conversation,
   MemoryLocalState,
@@ -104,4 +110,46 @@ Deno.test("receipt content: many ids in one, bounded", () => {
       }),
     UsageError,
   );
+});
+
+Deno.test("receiptRecipients: the authors named, still members, not us; everyone when that is all", () => {
+  const { s, msg } = setup();
+  const fromCarol = msg("carol", "in");
+  const fromDave = msg("dave", "in");
+  const fromGone = msg("erin", "in");
+  const mine = msg("alice", "out");
+  const members = ["alice", "bob", "carol", "dave"];
+  const ids = (...ms: StoredMessage[]) => ms.map((m) => m.messageId);
+  assertEquals(receiptRecipients(s, members, ids(fromCarol), "alice"), ["carol"]);
+  assertEquals(
+    receiptRecipients(s, members, ids(fromDave, fromCarol, fromGone, mine), "alice"),
+    ["carol", "dave"],
+    "sorted, without a former member or us",
+  );
+  assertEquals(receiptRecipients(s, ["alice", "carol"], ids(fromCarol), "alice"), [], "a DM");
+  assertEquals(
+    receiptRecipients(s, members, ["00000000-0000-0000-0000-000000000000"], "alice"),
+    [],
+  );
+});
+
+Deno.test("narrowSend: counts sends that skip members per epoch, and the bound makes one go to everyone", () => {
+  let r: { narrowSends?: { epoch: number; count: number } } = {};
+  for (let i = 1; i < MAX_NARROW_SENDS; i++) {
+    r = narrowSend(r, 7, true);
+    assertEquals(r.narrowSends, { epoch: 7, count: i });
+  }
+  // the next one would leave someone MAX_NARROW_SENDS generations behind: to everyone
+  r = narrowSend(r, 7, true);
+  assertEquals(r.narrowSends, { epoch: 7, count: 0 });
+  assertEquals(narrowSend({ narrowSends: { epoch: 7, count: 5 } }, 7, false).narrowSends, {
+    epoch: 7,
+    count: 0,
+  }, "a send to everyone clears it");
+  assertEquals(narrowSend({ narrowSends: { epoch: 7, count: 5 } }, 8, true).narrowSends, {
+    epoch: 8,
+    count: 1,
+  }, "a new epoch starts its ratchets again");
+  // the bound leaves room under ts-mls's limit on generations a receiver skips
+  assert(MAX_NARROW_SENDS < 1000);
 });

@@ -79,6 +79,7 @@ import type { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 
 import { COMMIT_RETRIES, REJOIN_RETRY_MS, SELF_UPDATE_INTERVAL_MS } from "../limits.ts";
+import { narrowSend, receiptRecipients } from "./receipts.ts";
 export { REJOIN_RETRY_MS, SELF_UPDATE_INTERVAL_MS };
 
 /** What an own commit changes on the server's roster. */
@@ -552,23 +553,62 @@ export class Groups {
       packages.push(kp.data);
       onProgress?.(packages.length, users.length);
     }
-    await this.#commit(conv, async (state, attempt) => {
-      // After an epoch conflict and re-sync some may be members already (two sides opening
-      // the same DM at once: we joined the peer's group): add only the others.
-      // A member who just asked to leave is not staying: adding them again re-adds them.
-      const leaving = new Set(leavingMembers(state));
-      const present = new Set(
-        listMembers(state).map((m) => m.username).filter((u) => !leaving.has(u)),
-      );
-      sortOut(change, users, (u) => present.has(u), attempt);
-      const missing = users.flatMap((u, i) => present.has(u) ? [] : [{ u, kp: packages[i]! }]);
-      if (missing.length === 0) return undefined;
-      const staged = await addMembers(state, missing.map((m) => m.kp));
-      for (const m of staged.added) {
-        checkCredentialBinding(m, await this.#contacts.key(m.username));
+    // One commit adds them all, unless the server refuses it as too large (a commit and
+    // its Welcome grow by about 5 KiB per X-Wing member, and the Welcome carries the whole
+    // tree): then the adds go in halves, each its own commit, down to one per commit.
+    let size = users.length;
+    for (let i = 0; i < users.length;) {
+      const part = users.slice(i, i + size);
+      const kps = packages.slice(i, i + size);
+      const sub: MembershipChange = { done: [], already: [], byOthers: [] };
+      try {
+        await this.#commit(conv, async (state, attempt) => {
+          // After an epoch conflict and re-sync some may be members already (two sides
+          // opening the same DM at once: we joined the peer's group): add only the others.
+          // A member who just asked to leave is not staying: adding them again re-adds them.
+          const leaving = new Set(leavingMembers(state));
+          const present = new Set(
+            listMembers(state).map((m) => m.username).filter((u) => !leaving.has(u)),
+          );
+          sortOut(sub, part, (u) => present.has(u), attempt);
+          const missing = part.flatMap((u, j) => present.has(u) ? [] : [{ u, kp: kps[j]! }]);
+          if (missing.length === 0) return undefined;
+          const staged = await addMembers(state, missing.map((m) => m.kp));
+          for (const m of staged.added) {
+            checkCredentialBinding(m, await this.#contacts.key(m.username));
+          }
+          return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
+        });
+      } catch (e) {
+        if (e instanceof QpqError && e.code === "too_large") {
+          if (size > 1) {
+            size = Math.ceil(size / 2);
+            continue;
+          }
+          throw new QpqError(
+            "too_large",
+            `${change.done.length > 0 ? `Added ${change.done.join(", ")} to ${conv.name}; ` : ""}` +
+              `adding ${part[0]} to ${conv.name} needs a bigger message than the server takes ` +
+              `(${e.message}): ask its operator to raise max_message_bytes`,
+            { cause: e },
+          );
+        }
+        if (change.done.length > 0 && e instanceof QpqError) {
+          throw new QpqError(
+            e.code,
+            `Added ${change.done.join(", ")} to ${conv.name}, not ${
+              users.slice(i).join(", ")
+            }: ${e.message}`,
+            { cause: e },
+          );
+        }
+        throw e;
       }
-      return { staged, roster: { add: missing.map((m) => m.u), welcome: true } };
-    });
+      change.done.push(...sub.done);
+      change.already.push(...sub.already);
+      change.byOthers.push(...sub.byOthers);
+      i += part.length;
+    }
     return change;
   }
 
@@ -834,6 +874,18 @@ export class Groups {
       } else if (body.kind !== "receipt") {
         change = ownChange(planChange(s, conv, this.#ctx.username, body, now), body);
       }
+      // a receipt matters only to the authors of the messages it names: to them alone
+      // (a receipt in a group of 100 would otherwise cost 99 deliveries), within the
+      // bound on sends that skip members (MAX_NARROW_SENDS); everything else to everyone
+      const to = body.kind === "receipt"
+        ? receiptRecipients(
+          s,
+          listMembers(state).map((m) => m.username),
+          body.targets,
+          this.#ctx.username,
+        )
+        : [];
+      const narrow = narrowSend(record, Number(state.epoch), to.length > 0);
       const content = encodeContent({ messageId: id, sentAtMs: now, body });
       const enc = await encryptMessage(state, content);
       const request = encodeRequestOnce({
@@ -843,10 +895,10 @@ export class Groups {
         payload: enc.outbound,
         messageKind: "application",
         epoch: Number(state.epoch),
-        recipients: [],
+        recipients: narrow.narrowSends.count > 0 ? to : [],
       });
       s.transaction(() => {
-        this.#save(record, enc.state);
+        this.#save(record, enc.state, narrow);
         if (message) s.addMessage(message);
         if (change?.kind === "applied") s.updateMessage(change.message);
         s.addOutbox({
@@ -888,6 +940,10 @@ export class Groups {
       const others = listMembers(state).map((m) => m.username).filter((u) => u !== me);
       const to = others.filter((u) => !except.includes(u));
       if (to.length === 0) return undefined;
+      // reaching only who is online, it is a narrow send; at the bound it waits for a
+      // receipt or a message to everyone
+      const narrow = narrowSend(record, Number(state.epoch), true);
+      if (narrow.narrowSends.count === 0) return undefined;
       const id = uuidv7();
       const content = encodeContent({
         messageId: id,
@@ -895,7 +951,7 @@ export class Groups {
         body: { kind: "typing", active },
       });
       const enc = await encryptMessage(state, content);
-      this.#ctx.state.transaction(() => this.#save(record, enc.state));
+      this.#ctx.state.transaction(() => this.#save(record, enc.state, narrow));
       enc.consumed.forEach((c) => zeroize(c));
       return {
         channelId: fromHex(record.channelId),
@@ -975,6 +1031,9 @@ export class Groups {
           ...q.request,
           payload: enc.outbound,
           epoch: Number(g.state.epoch),
+          // a receipt to its authors goes to everyone now: the new epoch's count of narrow
+          // sends does not know it, and an author may have left since
+          recipients: [],
         });
         // zeroed once the new states are stored: the kept state must stay usable till then
         consumed.push(...enc.consumed);

@@ -5,7 +5,9 @@
  *
  * ```
  * a text stored (inbox) ─► its id collected ─► after the batch: one "delivered" receipt
- *   per conversation (none to a request or to a blocked user)
+ *   per conversation (none to a request or to a blocked user), sent only to the authors
+ *   of the messages it names (at most MAX_NARROW_SENDS such sends per epoch between two
+ *   to everyone: a member who misses them must ratchet over them)
  * a conversation read (markRead) ─► its unread texts ─► one "read" receipt (unless off)
  * receipt from X (the MLS sender) ─► for each id: our message of this conversation? and
  *   X a member, not us ─► X's entry on it (delivered / read, earliest kept); else ignored
@@ -14,8 +16,8 @@
  *
  * @module
  */
-import { MAX_RECEIPTS_PER_MESSAGE } from "../limits.ts";
-import type { Conversation, LocalState, StoredMessage } from "../store/client/mod.ts";
+import { MAX_NARROW_SENDS, MAX_RECEIPTS_PER_MESSAGE } from "../limits.ts";
+import type { Conversation, GroupRecord, LocalState, StoredMessage } from "../store/client/mod.ts";
 
 /** Apply `author`'s receipt for `targets` (inside the caller's transaction); how many changed. */
 export function applyReceipt(
@@ -65,4 +67,41 @@ export function receiptState(m: StoredMessage, others: string[]): ReceiptState {
 /** The compact mark of a {@link ReceiptState}: "" pending, ✓ sent, ✓✓ delivered, ✓✓✓ read. */
 export function receiptMark(s: ReceiptState): string {
   return s === "read" ? "✓✓✓" : s === "delivered" ? "✓✓" : s === "sent" ? "✓" : "";
+}
+
+/**
+ * Who a receipt for `targets` goes to: the authors of the messages it names who are still
+ * members, without us (empty: everyone).
+ */
+export function receiptRecipients(
+  s: LocalState,
+  memberList: string[],
+  targets: string[],
+  me: string,
+): string[] {
+  const members = new Set(memberList);
+  const authors = new Set<string>();
+  for (const id of targets) {
+    const sender = s.getMessage(id)?.sender;
+    if (sender !== undefined && sender !== me && members.has(sender)) authors.add(sender);
+  }
+  // to every other member anyway: no saving, and no narrow send counted
+  if (authors.size >= members.size - 1) return [];
+  return [...authors].sort();
+}
+
+/**
+ * The group record's narrow-send count after one more send in `epoch`: `narrow`
+ * (it skips some members) counts one more unless the bound is reached, which makes it a
+ * send to everyone (count 0, as after any send to everyone). The result is the patch to
+ * save with the state: a count of 0 means "send to everyone".
+ */
+export function narrowSend(
+  record: Pick<GroupRecord, "narrowSends">,
+  epoch: number,
+  narrow: boolean,
+): { narrowSends: { epoch: number; count: number } } {
+  const count = record.narrowSends?.epoch === epoch ? record.narrowSends.count : 0;
+  const next = !narrow || count + 1 >= MAX_NARROW_SENDS ? 0 : count + 1;
+  return { narrowSends: { epoch, count: next } };
 }

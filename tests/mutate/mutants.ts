@@ -1708,4 +1708,31 @@ export const MUTANTS: Mutant[] = [
       "have taken it): dropping it forks this device from the group",
     tests: [SIM],
   },
+  {
+    id: "invite-split-when-too-large",
+    file: "src/client/groups.ts",
+    find: "          if (size > 1) {\n            size = Math.ceil(size / 2);",
+    replace: "          if (size < 0) {\n            size = Math.ceil(size / 2);",
+    why:
+      "an invite whose one commit the server refuses as too large (about 100 X-Wing members at once under the default 512 KiB) goes in smaller commits: else inviting a big group fails",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "receipt-to-authors-only",
+    file: "src/client/groups.ts",
+    find: "recipients: narrow.narrowSends.count > 0 ? to : [],",
+    replace: "recipients: [],",
+    why:
+      "a receipt goes only to the authors of the messages it names: sent to everyone, one receipt in a group of 100 costs 99 deliveries",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "narrow-sends-bounded",
+    file: "src/client/receipts.ts",
+    find: "const next = !narrow || count + 1 >= MAX_NARROW_SENDS ? 0 : count + 1;",
+    replace: "const next = !narrow ? 0 : count + 1;",
+    why:
+      "sends that skip members are bounded per epoch: past ts-mls's 1,000 generations a member who missed them can no longer read the sender",
+    tests: ["tests/client_receipts_test.ts"],
+  },
 ];

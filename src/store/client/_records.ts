@@ -238,6 +238,13 @@ export function checkGroup(g: GroupRecord): void {
     throw new UsageError("Invalid leaving epoch: expected a non-negative integer");
   }
   if (
+    g.narrowSends !== undefined &&
+    !(Number.isSafeInteger(g.narrowSends.epoch) && g.narrowSends.epoch >= 0 &&
+      Number.isSafeInteger(g.narrowSends.count) && g.narrowSends.count >= 0)
+  ) {
+    throw new UsageError("Invalid narrow send count: expected an epoch and a count");
+  }
+  if (
     g.recentCommits !== undefined &&
     (!Array.isArray(g.recentCommits) || g.recentCommits.length > MAX_REMEMBERED_COMMITS ||
       !g.recentCommits.every((h) => typeof h === "string" && /^[0-9a-f]{32}$/.test(h)))

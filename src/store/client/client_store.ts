@@ -1523,6 +1523,11 @@ export class ClientStore implements LocalState {
       g.recentCommits = v.recentCommits.map(str);
     }
     if (v.summary !== undefined) g.summary = summaryOf(v.summary);
+    if (v.narrowSends !== undefined) {
+      const n = v.narrowSends as Record<string, unknown>;
+      if (typeof n !== "object" || n === null) throw damagedRecord();
+      g.narrowSends = { epoch: num(n.epoch), count: num(n.count) };
+    }
     return g;
   }
 
@@ -1712,6 +1717,7 @@ function encodeGroup(g: Omit<GroupRecord, "state">): Uint8Array {
     leavingEpoch: g.leavingEpoch,
     recentCommits: g.recentCommits,
     summary: g.summary,
+    narrowSends: g.narrowSends,
   }));
 }
 

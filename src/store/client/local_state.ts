@@ -249,6 +249,12 @@ export interface GroupRecord {
    */
   recentCommits?: string[];
   /**
+   * Our application messages of `epoch` since the last we sent to every member that went
+   * to only some (receipts to their authors, typing indicators to who is online): bounded
+   * by `MAX_NARROW_SENDS` so every member can still ratchet over the ones it missed.
+   */
+  narrowSends?: { epoch: number; count: number };
+  /**
    * What the client read from the MLS state when it stored it (epoch, suite, roster): lets
    * listing, maintenance and self-update checks work without decoding the state. Absent in
    * records stored by builds before client schema version 4 (the client fills it in once).
