@@ -6,7 +6,7 @@
  * is replaced; a directory others may use is refused.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
-import { type CliResult, readUntil, spawnQpq, withCliUsers } from "./_support/cli.ts";
+import { type CliResult, readUntil, runQpq, spawnQpq, withCliUsers } from "./_support/cli.ts";
 
 function ok(r: CliResult): string {
   assertEquals(r.code, 0, r.stderr);
@@ -78,10 +78,33 @@ Deno.test("qpq send and list work beside an open REPL, through it; a second REPL
       // an error of the forwarded command: its one line, its exit code (2: a usage mistake)
       const bad = await qpq("alice", "send", "--to", "bob");
       assert(bad.code === 2 || bad.code === 1, `${bad.code} ${bad.stderr}`);
+      // a message on standard input goes through the REPL too (read here, passed on)
+      const piped = await runQpq(["send", "--to", "bob", "--username", "alice"], {
+        cwd: dir,
+        env: env("alice"),
+        stdin: "piped -- line one\n",
+      });
+      assertEquals(piped.code, 0, piped.stderr);
+      assertEquals(piped.stdout, "sent to @bob\n");
+      const binary = await runQpq(["send", "--to", "bob", "--username", "alice"], {
+        cwd: dir,
+        env: env("alice"),
+        stdin: "a\0b",
+      });
+      assertEquals(binary.code, 2, binary.stderr);
+      assert(binary.stderr.includes("binary"), binary.stderr);
+      const long = await runQpq(["send", "--to", "bob", "--username", "alice"], {
+        cwd: dir,
+        env: env("alice"),
+        stdin: "x".repeat(20_000),
+      });
+      assertEquals(long.code, 2, long.stderr);
+      assert(long.stderr.includes("quit it and run the command again"), long.stderr);
 
       // a first DM is a request: bob accepts it (and so sees it)
       const accepted = ok(await qpq("bob", "accept", "alice"));
       assert(accepted.includes("from a script"), accepted);
+      assert(accepted.includes("piped -- line one"), accepted);
       // the REPL still shows what arrives, and runs its own commands
       ok(await qpq("bob", "send", "--to", "alice", "to the repl"));
       await repl.type("/sync\n");

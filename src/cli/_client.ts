@@ -128,6 +128,11 @@ export interface OpenClientOptions {
   onEvent?: (e: ClientEvent) => void;
   /** How long a connect waits for the server's handshake (ms; see `QUICK_CONNECT_MS`). */
   connectTimeoutMs?: number;
+  /**
+   * The command line to run in the qpq process that has the state open, when one has it
+   * (default: this process's arguments).
+   */
+  forwardArgs?: () => Promise<string[]>;
 }
 
 /** Resolve the common flags, open the state and build a client (not yet connected). */
@@ -171,7 +176,7 @@ export async function openClient(
         // another qpq process has it open: run this command line there
         const code = await forward(
           statePath,
-          Deno.args,
+          options.forwardArgs ? await options.forwardArgs() : Deno.args,
           () =>
             LocalStore.unlockKeys(statePath, password, (text) => {
               if (!flags.json && Deno.stderr.isTerminal()) eprintln(text);
@@ -666,6 +671,11 @@ export interface ClientCommand<O extends ParseArgsOptionsConfig> {
   offline?: boolean;
   /** Which client events to print (default: all). */
   shows?: (e: ClientEvent) => boolean;
+  /**
+   * Its one positional, when not given, is standard input's text ({@link stdinText}): read
+   * here and passed on as the positional when another qpq process runs the command.
+   */
+  stdinPositional?: boolean;
   run(
     client: QpqClient,
     args: {
@@ -705,6 +715,9 @@ export function clientCommand<O extends ParseArgsOptionsConfig>(def: ClientComma
         if (def.shows?.(e) ?? true) printEvent(e, json, client.store);
       },
       ...(def.offline ? { connectTimeoutMs: QUICK_CONNECT_MS } : {}),
+      ...(def.stdinPositional && p.positionals.length === 0
+        ? { forwardArgs: async () => [...Deno.args, "--", await readStdinText()] }
+        : {}),
     });
     let discard: string | undefined;
     try {
@@ -805,4 +818,26 @@ function settingsLines(
     );
   }
   return lines.length > 0 ? lines : [`* ${who} changed the settings of ${c}`];
+}
+
+/** Standard input as text ({@link stdinText}), without its final newline. */
+export async function readStdinText(): Promise<string> {
+  return stdinText(await new Response(Deno.stdin.readable).bytes()).replace(/\n$/, "");
+}
+
+/**
+ * Standard input as the text of a message; binary input (a NUL byte or bytes that are not
+ * UTF-8) is refused rather than sent mangled.
+ */
+export function stdinText(bytes: Uint8Array): string {
+  const hint = "qpq sends text: encode it first (e.g. base64 FILE | qpq send …)";
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new UsageError(`Standard input is binary (a NUL byte at offset ${nul}): ${hint}`);
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`Standard input is not UTF-8 text: ${hint}`);
+  }
 }

@@ -422,12 +422,20 @@ export async function forward(
       throw new TransportError("The running qpq process speaks another control protocol");
     }
     const nonce = crypto.getRandomValues(new Uint8Array(32));
-    await writeFrame(conn, {
+    const mine = {
       v: CONTROL_VERSION,
       nonce: toHex(nonce),
       args,
       mac: toHex(clientMac(key, challenge, nonce, args)),
-    });
+    };
+    if (utf8(JSON.stringify(mine)).length > MAX_HELLO_BYTES) {
+      throw new UsageError(
+        `This command line (with its standard input) is over ${
+          MAX_HELLO_BYTES / 1024
+        } KiB, more than the qpq process that has this state open takes: quit it and run the command again`,
+      );
+    }
+    await writeFrame(conn, mine);
     let proven = false;
     const enc = new TextEncoder();
     while (true) {

@@ -4,7 +4,7 @@
  * @module
  */
 import { SERVED } from "./_control.ts";
-import { clientCommand } from "./_client.ts";
+import { clientCommand, readStdinText } from "./_client.ts";
 import { eprintln, println } from "./_args.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
 
@@ -34,6 +34,8 @@ export const run = clientCommand({
     "reply-to": { type: "string" },
   },
   positionals: { max: 1 },
+  // through a running REPL too: read here, passed on as the message
+  stdinPositional: true,
   // client.send connects by itself and keeps the message queued when the server is down
   session: false,
   // an absent server is told within QUICK_CONNECT_MS: the message is then queued
@@ -52,12 +54,11 @@ export const run = clientCommand({
     let text = positionals[0];
     if (text === undefined) {
       if (SERVED.getStore() !== undefined) {
-        // run by the REPL for another process: its stdin is the person's, not the script's
-        throw new UsageError(
-          "Give the message as an argument: stdin does not reach the qpq process that has this state open",
-        );
+        // run by the REPL for another process, which passes its stdin as the positional:
+        // the REPL's own stdin is the person's, never read here
+        throw new UsageError("Give the message as an argument");
       }
-      text = stdinText(await new Response(Deno.stdin.readable).bytes()).replace(/\n$/, "");
+      text = await readStdinText();
     }
     if (text.length === 0) throw new UsageError("Nothing to send: the message is empty");
     const refs: string[] = [];
@@ -103,20 +104,3 @@ export const run = clientCommand({
     return 0;
   },
 });
-
-/**
- * Standard input as the text of a message; binary input (a NUL byte or bytes that are not
- * UTF-8) is refused rather than sent mangled.
- */
-function stdinText(bytes: Uint8Array): string {
-  const hint = "qpq sends text: encode it first (e.g. base64 FILE | qpq send …)";
-  const nul = bytes.indexOf(0);
-  if (nul >= 0) {
-    throw new UsageError(`Standard input is binary (a NUL byte at offset ${nul}): ${hint}`);
-  }
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new UsageError(`Standard input is not UTF-8 text: ${hint}`);
-  }
-}
