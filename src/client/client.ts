@@ -432,6 +432,11 @@ export class QpqClient {
     return this.#receiptsSent;
   }
 
+  /** Receipts this client received (each one delivery the server made). */
+  get receiptsReceived(): number {
+    return this.#inbox.receiptsReceived;
+  }
+
   /**
    * Receipts (and typing indicators) go to accepted conversations with someone else, never
    * to a blocked peer.

@@ -84,6 +84,8 @@ export class Inbox {
   #ignored = 0;
   /** Delivered receipts due: conversation id ─► ids of the texts stored. */
   #delivered = new Map<string, string[]>();
+  /** Receipts received (any member's, applied or not): for the cost figures. */
+  receiptsReceived = 0;
 
   constructor(
     ctx: ClientContext,
@@ -445,6 +447,7 @@ export class Inbox {
       case "receipt": {
         // the MLS sender is a member of this group (its key decrypted it); our own
         // messages only, never shown, never counted as unread
+        this.receiptsReceived++;
         s.transaction(() => {
           saveGroup(this.#ctx, record, state);
           applyReceipt(s, conv, author, body.targets, body.read, sentAt);

@@ -95,6 +95,8 @@ export interface ShardReport {
   reconnects: number;
   /** Receipts (delivered and read) the clients composed from go to the end of the drain. */
   receipts: number;
+  /** Receipts the clients received meanwhile (deliveries of receipts). */
+  receiptDeliveries: number;
   groupsOutOfStep: number;
   /** Send→receive latency of every first delivery (ms, unsorted). */
   latencies: Float64Array;
@@ -291,6 +293,7 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<void
 
     const cpu0 = threadCpuMs();
     const receipts0 = members.reduce((n, m) => n + m.client.receiptsSent, 0);
+    const receiptsIn0 = members.reduce((n, m) => n + m.client.receiptsReceived, 0);
     const clientCount = o.totalGroups * groupSize;
     const interval = o.rate > 0 ? clientCount / o.rate * 1000 : 0;
     const ticker = setInterval(report, 250);
@@ -389,6 +392,8 @@ export async function runShard(o: ShardOptions, hooks: ShardHooks): Promise<void
         recovered,
         reconnects: members.reduce((n, m) => n + Math.max(0, m.connects - 1), 0),
         receipts: members.reduce((n, m) => n + m.client.receiptsSent, 0) - receipts0,
+        receiptDeliveries: members.reduce((n, m) => n + m.client.receiptsReceived, 0) -
+          receiptsIn0,
         groupsOutOfStep: outOfStep,
         latencies: Float64Array.from(latencies),
         cpuMs: cpu1 - cpu0,
