@@ -16,7 +16,7 @@
 import { Session } from "node:inspector/promises";
 import { runShard } from "../src/loadtest/_shard.ts";
 import { threadCpuMs } from "../src/loadtest/_cpu.ts";
-import { formatTop, summarize } from "./cpuprofile_top.ts";
+import { type CpuProfile, formatTop, summarize } from "./cpuprofile_top.ts";
 
 const args: Record<string, string> = {
   clients: "20",
@@ -83,12 +83,11 @@ await runShard({
       `ms per delivery (profiler on), ${
         (cpu / Math.max(1, report.sent)).toFixed(3)
       } ms per sent\n` +
-      `profile: ${args.out!}\n` + formatTop(summarize(profile), Number(args.top));
+      `profile: ${args.out!}\n` +
+      formatTop(summarize(profile as unknown as CpuProfile), Number(args.top));
   },
 });
 console.log(summary);
-  }
-}
 server.postMessage({ type: "close" });
 await new Promise<void>((r) => {
   server.onmessage = (e) => e.data.type === "closed" && r();

@@ -425,6 +425,13 @@ export const EXPIRE_EVERY_MS = 10_000;
 export const MAX_RECEIPT_TARGETS = 100;
 /** Most members' receipts kept on one of our messages (one per member). */
 export const MAX_RECEIPTS_PER_MESSAGE = 2_000;
+/**
+ * Delivered receipts for pushed messages go out at most this often per conversation (ms):
+ * what arrives in between waits and goes out in one receipt (a sync sends at once). In a
+ * group every member receives every member's receipt, so one receipt per push made each
+ * delivered text cost about three more MLS messages to receive (docs/results.md).
+ */
+export const DELIVERED_RECEIPT_EVERY_MS = 1_000;
 
 // --- ephemeral messages (typing indicators; src/server/delivery.ts) -----------------------
 /** Largest payload of an ephemeral enqueue (bytes): a typing indicator is small. */
