@@ -434,6 +434,13 @@ export const MAX_RECEIPTS_PER_MESSAGE = 2_000;
  * receipt goes to every member (and typing indicators wait for it).
  */
 export const MAX_NARROW_SENDS = 500;
+/**
+ * Delivered receipts for pushed messages go out at most this often per conversation (ms):
+ * what arrives in between waits and goes out in one receipt (a sync sends at once). When
+ * every member received every member's receipt, one receipt per push made each delivered
+ * text cost about three more MLS messages to receive (docs/results.md).
+ */
+export const DELIVERED_RECEIPT_EVERY_MS = 1_000;
 
 // --- ephemeral messages (typing indicators; src/server/delivery.ts) -----------------------
 /** Largest payload of an ephemeral enqueue (bytes): a typing indicator is small. */

@@ -16,7 +16,13 @@ import { decodeContent, encodeContent } from "../src/client/content.ts";
 import { uuidToString, uuidv7 } from "../src/client/ids.ts";
 import { IdentityKeyPair } from "../src/crypto/mod.ts";
 import { UsageError } from "../src/errors.ts";
-import { MAX_NARROW_SENDS, MAX_RECEIPT_TARGETS } from "../src/limits.ts";
+import {
+  DELIVERED_RECEIPT_EVERY_MS,
+  MAX_NARROW_SENDS,
+  MAX_RECEIPT_TARGETS,
+} from "../src/limits.ts";
+import { testUser } from "./_support/clients.ts";
+import { startTestServer } from "./_support/server.ts";
 import {
   type Conversation,
   MemoryLocalState,
@@ -152,4 +158,71 @@ Deno.test("narrowSend: counts sends that skip members per epoch, and the bound m
   }, "a new epoch starts its ratchets again");
   // the bound leaves room under ts-mls's limit on generations a receiver skips
   assert(MAX_NARROW_SENDS < 1000);
+});
+
+/** Wait until `ok()` holds (polling), or fail after `ms`. */
+async function until(ok: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("QpqClient sends delivered receipts of pushed messages at most once per interval per conversation; a sync and close send what is held", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-receipts-" });
+  let clock = Date.now(); // bob's clock: the interval passes when the test says so
+  try {
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob", { now: () => clock });
+    await alice.client.createGroup("duo");
+    await alice.client.invite("#duo", ["bob"]);
+    await bob.client.sync();
+    await bob.client.subscribe();
+    /** Whether alice's message `text` has bob's delivered receipt, after her sync. */
+    const has = async (text: string) => {
+      await alice.client.sync();
+      const m = alice.client.history("#duo", 20).find((h) => h.body === text)!;
+      return (m.receipts ?? []).some((r) => r.user === "bob" && r.deliveredAt !== undefined);
+    };
+    /** Whether it gets it within a few seconds (a receipt sent is on its way). */
+    const delivered = async (text: string) => {
+      for (let i = 0; i < 50; i++) {
+        if (await has(text)) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    await alice.client.send("#duo", "one");
+    await until(() => bob.client.receiptsSent === 1, "the first receipt, sent at once");
+    assert(await delivered("one"));
+    // pushed within the interval: held, then one receipt names both
+    await alice.client.send("#duo", "two");
+    await alice.client.send("#duo", "three");
+    await until(() => bob.received().length === 3, "two and three");
+    await new Promise((r) => setTimeout(r, 300));
+    assertEquals(bob.client.receiptsSent, 1, "held while the interval runs");
+    assert(!(await has("two")));
+    clock += DELIVERED_RECEIPT_EVERY_MS;
+    await until(() => bob.client.receiptsSent === 2, "one receipt for both when it is due");
+    assert(await delivered("two") && await delivered("three"));
+    // a sync sends a held one at once
+    await alice.client.send("#duo", "four");
+    await until(() => bob.received().length === 4, "four");
+    assertEquals(bob.client.receiptsSent, 2);
+    await bob.client.sync();
+    assertEquals(bob.client.receiptsSent, 3);
+    assert(await delivered("four"));
+    // and so does close
+    await alice.client.send("#duo", "five");
+    await until(() => bob.received().length === 5, "five");
+    assertEquals(bob.client.receiptsSent, 3);
+    await bob.client.close();
+    assert(await delivered("five"));
+    await alice.client.close();
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -673,6 +673,56 @@ contract("transaction undoes every kind of change when its callback throws", asy
   assertEquals(dump(await h.reopen()), before);
 });
 
+/** What the store reads once per received message (kept in memory by ClientStore). */
+function hot(s: LocalState): unknown {
+  return {
+    cursor: s.cursor(),
+    group: s.groupMeta("g"),
+    gone: s.groupMeta("gone"),
+    fresh: s.groupMeta("new-x"),
+    conversation: s.getConversation("g"),
+    other: s.getConversation("c-x"),
+    consent: [s.consent("bob"), s.consent("carol")],
+    messages: [s.getMessage("m0"), s.getMessage("m-x")],
+  };
+}
+
+contract("transaction: rows read inside one rolled back are read as stored again", async (h) => {
+  const s = h.state;
+  base(s);
+  const before = hot(s); // read (and kept) before
+  assertThrows(() =>
+    s.transaction(() => {
+      writeAll(s, "x");
+      const inside = hot(s) as { cursor: number; messages: unknown[] };
+      assertEquals(inside.cursor, 100, "a read inside sees the transaction's writes");
+      assert(inside.messages[1] !== undefined);
+      throw new Error("boom");
+    })
+  );
+  assertEquals(hot(s), before);
+  // and a tag moved by a group's secrets in a rolled back transaction is not kept
+  const tag = s.groupMeta("g")!.stateTag;
+  assertThrows(() =>
+    s.transaction(() => {
+      assert(s.putGroupSecrets("g", tag, { put: [] }) !== undefined);
+      throw new Error("boom");
+    })
+  );
+  assertEquals(s.groupMeta("g")!.stateTag, tag);
+  assert(s.putGroupSecrets("g", tag, { put: [] }) !== undefined, "the stored tag is the old one");
+  // a copy handed out and changed by the caller changes nothing stored
+  const m = s.getMessage("m0")!;
+  m.body = "changed";
+  s.getConversation("g")!.name = "changed";
+  s.groupMeta("g")!.leaves.push("changed");
+  assertEquals(s.getMessage("m0")!.body, "zero");
+  assertEquals(s.getConversation("g")!.name, "friends");
+  assertEquals(s.groupMeta("g")!.leaves, []);
+  const now = hot(s);
+  assertEquals(hot(await h.reopen()), now);
+});
+
 contract(
   "transaction commits every change together and returns the callback's value",
   async (h) => {

@@ -50,6 +50,7 @@ import { Session } from "./session.ts";
 import { listAllChannels } from "./_channels.ts";
 import { fromHex, toHex } from "../bytes.ts";
 import {
+  DELIVERED_RECEIPT_EVERY_MS,
   EXPIRE_EVERY_MS,
   MAX_GROUP_DESCRIPTION_BYTES,
   MAX_RECEIPT_TARGETS,
@@ -227,6 +228,12 @@ export class QpqClient {
   }
 
   #expireTimer: unknown;
+  /** Delivered receipts held on the push path (conversation id ─► message ids). */
+  #heldDelivered = new Map<string, string[]>();
+  /** When a delivered receipt last went out, by conversation id. */
+  #lastDelivered = new Map<string, number>();
+  /** Sends the held delivered receipts when they are due. */
+  #deliveredTimer: unknown;
   #closed = false;
 
   /** Delete expired messages now and schedule the next run on the client's timers. */
@@ -446,11 +453,50 @@ export class QpqClient {
     return !(conv.peer !== undefined && this.#consent.blocked(conv.peer));
   }
 
-  /** The delivered receipts the messages received made due: one per conversation (per 100). */
-  async #sendDelivered(): Promise<void> {
-    for (const [convId, ids] of this.#inbox.takeDelivered()) {
+  /**
+   * The delivered receipts the messages received made due: one per conversation (per 100).
+   * With `coalesce` (after a push) a conversation's receipt goes out at most every
+   * DELIVERED_RECEIPT_EVERY_MS: ids due sooner are held, and a timer sends them then, in
+   * one receipt with whatever came meanwhile; a sync or close sends every held one now.
+   *
+   * ```
+   * push ─► stored ─► ids due ─► last receipt of that conversation ≥ EVERY ago? ─ yes ─► send
+   *                                                                           └ no ──► hold
+   * timer (at last + EVERY), sync, close ─► held + due ─► send
+   * ```
+   */
+  async #sendDelivered(coalesce = false): Promise<void> {
+    const due = this.#inbox.takeDelivered();
+    for (const [convId, held] of this.#heldDelivered) {
+      due.set(convId, [...held, ...(due.get(convId) ?? [])]);
+    }
+    this.#heldDelivered.clear();
+    const now = this.#ctx.now();
+    let wait: number | undefined;
+    for (const [convId, ids] of due) {
+      const last = this.#lastDelivered.get(convId);
+      if (coalesce && last !== undefined && now - last < DELIVERED_RECEIPT_EVERY_MS) {
+        this.#heldDelivered.set(convId, ids);
+        const left = last + DELIVERED_RECEIPT_EVERY_MS - now;
+        wait = wait === undefined ? left : Math.min(wait, left);
+        continue;
+      }
       const conv = this.#ctx.state.getConversation(convId);
-      if (conv && this.#receiptsAllowed(conv)) await this.#sendReceipt(conv, ids, false);
+      if (conv && this.#receiptsAllowed(conv)) {
+        this.#lastDelivered.set(convId, now);
+        await this.#sendReceipt(conv, ids, false);
+      }
+    }
+    if (wait !== undefined && this.#deliveredTimer === undefined && !this.#closed) {
+      this.#deliveredTimer = this.#ctx.timers.setTimeout(() => {
+        this.#deliveredTimer = undefined;
+        if (this.#closed) return;
+        const p = this.#sendDelivered(true).catch((e) =>
+          this.#ctx.emit({ kind: "warning", text: `Receive failed: ${(e as Error).message}` })
+        );
+        this.#receipting.add(p);
+        p.finally(() => this.#receipting.delete(p));
+      }, wait);
     }
   }
 
@@ -1001,7 +1047,7 @@ export class QpqClient {
   #afterReceive(n: number): void {
     if (n > 0) this.#expire();
     this.#maintain(n)
-      .then(() => this.#sendDelivered())
+      .then(() => this.#sendDelivered(true))
       // messages queued again after a server restore go out without waiting for a command
       .then(() => this.#outbox.restorePending ? this.#flushQueued() : 0)
       .catch((e) =>
@@ -1029,7 +1075,9 @@ export class QpqClient {
   async close(): Promise<void> {
     this.#closed = true;
     this.#ctx.timers.clearTimeout(this.#expireTimer);
+    this.#ctx.timers.clearTimeout(this.#deliveredTimer);
     await Promise.allSettled([...this.#receipting]);
+    await this.#sendDelivered().catch(() => {}); // held and due ones: a courtesy, best effort
     await this.#session.close();
     this.#ctx.identity.destroy();
     await this.#ctx.state.close();

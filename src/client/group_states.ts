@@ -130,10 +130,13 @@ export class GroupStates {
     const same = Object.keys(patch).length === 0;
     let tag: string | undefined;
     if (base !== undefined && change.state === undefined) {
-      this.#store.transaction(() => {
+      const put = () => {
         tag = this.#store.putGroupSecrets(id, base.tag, change);
         if (tag !== undefined && !same) this.#store.putGroupMeta(fields);
-      });
+      };
+      // one message (no field changed): one write, no savepoint around it
+      if (same) put();
+      else this.#store.transaction(put);
     }
     if (tag === undefined) {
       // the bytes changed, or the stored record is not the base after all: write it whole

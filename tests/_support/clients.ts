@@ -27,7 +27,7 @@ export async function testUser(
   ts: { addr: string; certPem: string },
   dir: string,
   name: string,
-  options: { timeoutMs?: number; acceptFrom?: AcceptFrom } = {},
+  options: { timeoutMs?: number; acceptFrom?: AcceptFrom; now?: () => number } = {},
 ): Promise<TestUser> {
   const store = await openLocalStore(`${dir}/${name}.bin`, `pw-${name}`, {
     create: true,
@@ -44,6 +44,7 @@ export async function testUser(
     timeoutMs: options.timeoutMs ?? 5_000,
     // tests that are not about consent join every Welcome at once, as before requests
     acceptFrom: options.acceptFrom ?? "anyone",
+    ...(options.now ? { now: options.now } : {}),
   });
   await client.register();
   return {

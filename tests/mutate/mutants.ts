@@ -1345,6 +1345,16 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
+    id: "store-row-cache-survives-rollback",
+    file: "src/store/client/client_store.ts",
+    find: "      this.#cache.clear(); // what the cache took from the rolled back writes is gone",
+    replace: "",
+    why: "a row the client store keeps in memory (group record and tag, conversation, " +
+      "consent, cursor, message) is read as stored after a transaction rolls back",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
     id: "cli-shown-is-read",
     file: "src/cli/_client.ts",
     find: 'if (e.kind === "message" && shown.has(e)) void client.markRead(e.conversation);',
@@ -1391,7 +1401,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     id: "cli-send-nul-stdin",
-    file: "src/cli/send.ts",
+    file: "src/cli/_client.ts",
     find: "  if (nul >= 0) {\n",
     replace: "  if (false) {\n",
     why: "binary standard input (a NUL byte) is refused with a hint, not sent mangled",
@@ -1400,7 +1410,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     id: "cli-send-utf8-stdin",
-    file: "src/cli/send.ts",
+    file: "src/cli/_client.ts",
     find: 'new TextDecoder("utf-8", { fatal: true })',
     replace: 'new TextDecoder("utf-8")',
     why:

@@ -229,6 +229,14 @@ export class ClientStore implements LocalState {
   #closed = false;
   /** Bytes of every value handed to a writing statement (see {@link bytesWritten}). */
   #written = 0;
+  /**
+   * Decoded rows read once or more per received message, kept while this handle is open:
+   * a group's record without its state, a conversation, a consent status, the cursor. Every
+   * write of them goes through this handle, which updates or drops its copy; a transaction
+   * rolled back drops them all. Reads hand out copies. The lookup hashes of ids (HMACs under
+   * a fixed key, so the same for the same id) are kept too.
+   */
+  readonly #cache = new RowCache();
   readonly #onUnload = () => this.#closeSync();
 
   private constructor(
@@ -683,6 +691,7 @@ export class ClientStore implements LocalState {
       }
     } catch (e) {
       this.#depth--;
+      this.#cache.clear(); // what the cache took from the rolled back writes is gone
       try {
         if (sp === undefined) this.#db.exec("ROLLBACK");
         else this.#db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
@@ -693,6 +702,7 @@ export class ClientStore implements LocalState {
     try {
       this.#db.exec(sp === undefined ? "COMMIT" : `RELEASE ${sp}`);
     } catch (e) {
+      this.#cache.clear();
       try {
         if (sp === undefined && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* already failing */ }
@@ -706,25 +716,27 @@ export class ClientStore implements LocalState {
   /** Last queue sequence number processed and stored (0 at first). */
   cursor(): number {
     return this.#read(() => {
+      if (this.#cache.cursor !== undefined) return this.#cache.cursor;
       const r = this.#get("SELECT data FROM cursor WHERE id = 0");
-      if (r === undefined) return 0;
+      if (r === undefined) return this.#cache.cursor = 0;
       const plain = this.#open("cursor", r.data);
       const text = fromUtf8(plain);
       const n = /^\d{1,16}$/.test(text) ? Number(text) : NaN;
       if (!Number.isSafeInteger(n)) throw damagedRecord();
-      return n;
+      return this.#cache.cursor = n;
     });
   }
 
   /** Record the last processed queue sequence number. */
   setCursor(seq: number): void {
     checkCursor(seq);
-    this.#write(() =>
+    this.#write1(() =>
       this.#run(
         "INSERT INTO cursor (id, data) VALUES (0, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
         this.#keys.seal("cursor", utf8(String(seq))),
       )
     );
+    this.#cache.cursor = seq;
   }
 
   // ---- groups ----
@@ -732,7 +744,7 @@ export class ClientStore implements LocalState {
   /** The group record of a channel (hex id), or undefined. */
   group(channelId: string): GroupRecord | undefined {
     return this.#read(() => {
-      const idH = this.#keys.lookup("group", utf8(channelId));
+      const idH = this.#lookup("group", channelId);
       const r = this.#get("SELECT state, pending, data FROM groups WHERE id_h = ?", idH);
       return r === undefined ? undefined : this.#group(r, idH);
     });
@@ -747,7 +759,7 @@ export class ClientStore implements LocalState {
     }
     const tag = newStateTag();
     this.#write(() => {
-      const idH = this.#keys.lookup("group", utf8(record.channelId));
+      const idH = this.#lookup("group", record.channelId);
       const pending = record.pendingCommit === undefined
         ? null
         : this.#keys.seal("group-commit", record.pendingCommit, idH);
@@ -767,6 +779,7 @@ export class ClientStore implements LocalState {
         tag,
       );
       this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
+      this.#cache.groups.delete(record.channelId);
     });
     return tag;
   }
@@ -780,7 +793,7 @@ export class ClientStore implements LocalState {
     checkGroupSecrets(secrets);
     const tag = newStateTag();
     return this.#write(() => {
-      const idH = this.#keys.lookup("group", utf8(channelId));
+      const idH = this.#lookup("group", channelId);
       const n = this.#run(
         "UPDATE group_tags SET tag = ? WHERE group_h = ? AND tag = ?",
         tag,
@@ -789,6 +802,8 @@ export class ClientStore implements LocalState {
       );
       if (n === 0) return undefined;
       this.#putSecrets(channelId, idH, secrets);
+      const kept = this.#cache.groups.get(channelId);
+      if (kept) kept.stateTag = tag;
       return tag;
     });
   }
@@ -800,12 +815,12 @@ export class ClientStore implements LocalState {
       this.#run(
         "DELETE FROM group_secrets WHERE group_h = ? AND epoch_h = ?",
         idH,
-        this.#keys.lookup("group-secret-epoch", secretKey(channelId, epoch)),
+        this.#lookupBytes("group-secret-epoch", secretKey(channelId, epoch)),
       );
     }
     for (const x of c.put) {
-      const slotH = this.#keys.lookup("group-secret-slot", secretKey(channelId, x.epoch, x.node));
-      const epochH = this.#keys.lookup("group-secret-epoch", secretKey(channelId, x.epoch));
+      const slotH = this.#lookupBytes("group-secret-slot", secretKey(channelId, x.epoch, x.node));
+      const epochH = this.#lookupBytes("group-secret-epoch", secretKey(channelId, x.epoch));
       this.#run(
         "INSERT INTO group_secrets (group_h, slot_h, epoch_h, data) VALUES (?, ?, ?, ?) " +
           "ON CONFLICT (group_h, slot_h) DO UPDATE SET data = excluded.data",
@@ -840,13 +855,18 @@ export class ClientStore implements LocalState {
   /** The group record of a channel without its state (left sealed), or undefined. */
   groupMeta(channelId: string): GroupMeta | undefined {
     return this.#read(() => {
-      const idH = this.#keys.lookup("group", utf8(channelId));
-      const r = this.#get(
-        "SELECT pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h " +
-          "WHERE id_h = ?",
-        idH,
-      );
-      return r === undefined ? undefined : this.#groupMeta(r, idH);
+      let g = this.#cache.groups.get(channelId);
+      if (g === undefined) {
+        const idH = this.#lookup("group", channelId);
+        const r = this.#get(
+          "SELECT pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h " +
+            "WHERE id_h = ?",
+          idH,
+        );
+        g = r === undefined ? null : this.#groupMeta(r, idH);
+        this.#cache.put(this.#cache.groups, channelId, g);
+      }
+      return g === null ? undefined : copyGroupMeta(g);
     });
   }
 
@@ -854,11 +874,12 @@ export class ClientStore implements LocalState {
   putGroupMeta(meta: Omit<GroupRecord, "state">): boolean {
     // the state is not read: an empty placeholder passes the record checks
     checkGroup({ ...meta, state: new Uint8Array(1) });
-    return this.#write(() => {
-      const idH = this.#keys.lookup("group", utf8(meta.channelId));
+    return this.#write1(() => {
+      const idH = this.#lookup("group", meta.channelId);
       const pending = meta.pendingCommit === undefined
         ? null
         : this.#keys.seal("group-commit", meta.pendingCommit, idH);
+      this.#cache.groups.delete(meta.channelId);
       return this.#run(
         "UPDATE groups SET pending = ?, data = ? WHERE id_h = ?",
         pending,
@@ -882,7 +903,8 @@ export class ClientStore implements LocalState {
   /** Delete a group record (we left or were removed); true when it existed. */
   deleteGroup(channelId: string): boolean {
     return this.#write(() => {
-      const idH = this.#keys.lookup("group", utf8(channelId));
+      const idH = this.#lookup("group", channelId);
+      this.#cache.groups.delete(channelId);
       this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
       this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
       return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
@@ -904,7 +926,7 @@ export class ClientStore implements LocalState {
   putKeyPackage(record: KeyPackageRecord): void {
     checkKeyPackage(record);
     this.#write(() => {
-      const refH = this.#keys.lookup("key-package", utf8(record.ref));
+      const refH = this.#lookup("key-package", record.ref);
       this.#run(
         "INSERT INTO key_packages (ref_h, data, private) VALUES (?, ?, ?) " +
           "ON CONFLICT (ref_h) DO UPDATE SET data = excluded.data, private = excluded.private",
@@ -929,7 +951,7 @@ export class ClientStore implements LocalState {
     return this.#write(() =>
       this.#run(
         "DELETE FROM key_packages WHERE ref_h = ?",
-        this.#keys.lookup("key-package", utf8(ref)),
+        this.#lookup("key-package", ref),
       ) > 0
     );
   }
@@ -939,7 +961,7 @@ export class ClientStore implements LocalState {
   /** The identity key pinned for a user, or undefined. */
   pinnedKey(username: string): Uint8Array | undefined {
     return this.#read(() => {
-      const nameH = this.#keys.lookup("contact", utf8(username));
+      const nameH = this.#lookup("contact", username);
       const r = this.#get("SELECT data FROM contacts WHERE name_h = ?", nameH);
       return r === undefined ? undefined : this.#open("contact", r.data, nameH);
     });
@@ -948,8 +970,8 @@ export class ClientStore implements LocalState {
   /** Pin a user's identity key (first use), replacing an earlier pin. */
   pinKey(username: string, key: Uint8Array): void {
     checkContact(username, key);
-    this.#write(() => {
-      const nameH = this.#keys.lookup("contact", utf8(username));
+    this.#write1(() => {
+      const nameH = this.#lookup("contact", username);
       this.#run(
         "INSERT INTO contacts (name_h, data) VALUES (?, ?) " +
           "ON CONFLICT (name_h) DO UPDATE SET data = excluded.data",
@@ -964,11 +986,16 @@ export class ClientStore implements LocalState {
   /** A user's consent status, or undefined for a stranger. */
   consent(username: string): ConsentStatus | undefined {
     return this.#read(() => {
-      const nameH = this.#keys.lookup("contact", utf8(username));
-      const r = this.#get("SELECT data FROM consent WHERE name_h = ?", nameH);
-      return r === undefined
-        ? undefined
-        : oneOf(this.#json("consent", r.data, nameH).status, CONSENT_STATUSES);
+      let status = this.#cache.consent.get(username);
+      if (status === undefined) {
+        const nameH = this.#lookup("contact", username);
+        const r = this.#get("SELECT data FROM consent WHERE name_h = ?", nameH);
+        status = r === undefined
+          ? null
+          : oneOf(this.#json("consent", r.data, nameH).status, CONSENT_STATUSES);
+        this.#cache.put(this.#cache.consent, username, status);
+      }
+      return status ?? undefined;
     });
   }
 
@@ -983,7 +1010,7 @@ export class ClientStore implements LocalState {
 
   /** Turn sending read receipts on or off. */
   setReadReceipts(on: boolean): void {
-    this.#write(() => {
+    this.#write1(() => {
       this.#run(
         "INSERT INTO state_meta (key, value) VALUES ('read_receipts', ?) " +
           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -994,8 +1021,9 @@ export class ClientStore implements LocalState {
 
   setConsent(username: string, status: ConsentStatus | undefined): void {
     checkConsent(username, status);
-    this.#write(() => {
-      const nameH = this.#keys.lookup("contact", utf8(username));
+    this.#write1(() => {
+      this.#cache.consent.delete(username);
+      const nameH = this.#lookup("contact", username);
       if (status === undefined) {
         this.#run("DELETE FROM consent WHERE name_h = ?", nameH);
         return;
@@ -1029,9 +1057,10 @@ export class ClientStore implements LocalState {
    */
   upsertConversation(c: Conversation): void {
     checkConversation(c);
-    this.#write(() => {
-      const idH = this.#keys.lookup("conversation", utf8(c.id));
-      const nameH = this.#keys.lookup("conversation-name", utf8(c.name));
+    this.#write1(() => {
+      this.#cache.conversations.delete(c.id);
+      const idH = this.#lookup("conversation", c.id);
+      const nameH = this.#lookup("conversation-name", c.name);
       const other = this.#get("SELECT id_h FROM conversations WHERE name_h = ?", nameH);
       if (other !== undefined && !bytesEqual(other.id_h as Uint8Array, idH)) {
         throw nameConflict(c.name);
@@ -1055,16 +1084,21 @@ export class ClientStore implements LocalState {
   /** The conversation with this id, or undefined. */
   getConversation(id: string): Conversation | undefined {
     return this.#read(() => {
-      const idH = this.#keys.lookup("conversation", utf8(id));
-      const r = this.#get("SELECT data FROM conversations WHERE id_h = ?", idH);
-      return r === undefined ? undefined : this.#conversation(r.data, idH);
+      let c = this.#cache.conversations.get(id);
+      if (c === undefined) {
+        const idH = this.#lookup("conversation", id);
+        const r = this.#get("SELECT data FROM conversations WHERE id_h = ?", idH);
+        c = r === undefined ? null : this.#conversation(r.data, idH);
+        this.#cache.put(this.#cache.conversations, id, c);
+      }
+      return c === null ? undefined : copyConversation(c);
     });
   }
 
   /** The conversation with this display name, or undefined. */
   findConversationByName(name: string): Conversation | undefined {
     return this.#read(() => {
-      const nameH = this.#keys.lookup("conversation-name", utf8(name));
+      const nameH = this.#lookup("conversation-name", name);
       const r = this.#get("SELECT id_h, data FROM conversations WHERE name_h = ?", nameH);
       return r === undefined ? undefined : this.#conversation(r.data, r.id_h as Uint8Array);
     });
@@ -1089,12 +1123,16 @@ export class ClientStore implements LocalState {
    */
   addMessage(m: StoredMessage): boolean {
     checkMessage(m);
-    return this.#write(() => {
-      const convH = this.#keys.lookup("conversation", utf8(m.conversationId));
-      if (this.#get("SELECT 1 AS x FROM conversations WHERE id_h = ?", convH) === undefined) {
+    return this.#write1(() => {
+      const convH = this.#lookup("conversation", m.conversationId);
+      if (
+        !this.#cache.conversations.get(m.conversationId) &&
+        this.#get("SELECT 1 AS x FROM conversations WHERE id_h = ?", convH) === undefined
+      ) {
         throw unknownConversation(m.conversationId);
       }
-      const idH = this.#keys.lookup("message", utf8(m.messageId));
+      const idH = this.#lookup("message", m.messageId);
+      this.#cache.dropMessage(m.messageId);
       return this.#run(
         "INSERT INTO messages (id_h, conv_h, data) VALUES (?, ?, ?) ON CONFLICT (id_h) DO NOTHING",
         idH,
@@ -1107,9 +1145,14 @@ export class ClientStore implements LocalState {
   /** True when a message with this id is stored. */
   getMessage(messageId: string): StoredMessage | undefined {
     return this.#read(() => {
-      const idH = this.#keys.lookup("message", utf8(messageId));
-      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
-      return r === undefined ? undefined : this.#message(r.data, idH, r.conv_h as Uint8Array);
+      let m = this.#cache.messages.get(messageId);
+      if (m === undefined) {
+        const idH = this.#lookup("message", messageId);
+        const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
+        m = r === undefined ? null : this.#message(r.data, idH, r.conv_h as Uint8Array);
+        this.#cache.keepMessage(messageId, m);
+      }
+      return m === null ? undefined : copyMessage(m);
     });
   }
 
@@ -1118,7 +1161,7 @@ export class ClientStore implements LocalState {
     return this.#read(() =>
       this.#get(
         "SELECT 1 AS x FROM messages WHERE id_h = ?",
-        this.#keys.lookup("message", utf8(messageId)),
+        this.#lookup("message", messageId),
       ) !== undefined
     );
   }
@@ -1130,7 +1173,7 @@ export class ClientStore implements LocalState {
   history(conversationId: string, count: number): StoredMessage[] {
     checkCount(count);
     return this.#read(() => {
-      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const convH = this.#lookup("conversation", conversationId);
       return this.#all(
         "SELECT id_h, data FROM messages WHERE conv_h = ? ORDER BY seq DESC LIMIT ?",
         convH,
@@ -1142,7 +1185,7 @@ export class ClientStore implements LocalState {
   /** A message's 1-based position in its conversation's history; undefined when unknown. */
   messageIndex(messageId: string): number | undefined {
     return this.#read(() => {
-      const idH = this.#keys.lookup("message", utf8(messageId));
+      const idH = this.#lookup("message", messageId);
       const r = this.#get("SELECT conv_h, seq FROM messages WHERE id_h = ?", idH);
       if (r === undefined) return undefined;
       const n = this.#get(
@@ -1158,7 +1201,7 @@ export class ClientStore implements LocalState {
   messageAt(conversationId: string, index: number): StoredMessage | undefined {
     if (!Number.isSafeInteger(index) || index < 1) return undefined;
     return this.#read(() => {
-      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const convH = this.#lookup("conversation", conversationId);
       const r = this.#get(
         "SELECT id_h, data FROM messages WHERE conv_h = ? ORDER BY seq LIMIT 1 OFFSET ?",
         convH,
@@ -1173,7 +1216,7 @@ export class ClientStore implements LocalState {
     this.#write(() => {
       const c = this.getConversation(conversationId);
       if (c === undefined) throw unknownConversation(conversationId);
-      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const convH = this.#lookup("conversation", conversationId);
       const r = this.#get("SELECT max(seq) AS s FROM messages WHERE conv_h = ?", convH);
       const last = typeof r?.s === "number" ? r.s : 0;
       if (last > (c.readSeq ?? 0)) this.upsertConversation({ ...c, readSeq: last });
@@ -1183,12 +1226,13 @@ export class ClientStore implements LocalState {
   /** See {@link LocalState.expireMessages}. */
   expireMessages(conversationId: string, before: number): number {
     return this.#write(() => {
-      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const convH = this.#lookup("conversation", conversationId);
       const rows = this.#all("SELECT id_h, data FROM messages WHERE conv_h = ?", convH);
       let n = 0;
       for (const r of rows) {
         const m = this.#message(r.data, r.id_h as Uint8Array, convH);
         if ((m.sentAt || m.receivedAt) < before) {
+          this.#cache.dropMessage(m.messageId);
           this.#run("DELETE FROM messages WHERE id_h = ?", r.id_h as Uint8Array);
           n++;
         }
@@ -1203,7 +1247,7 @@ export class ClientStore implements LocalState {
     return this.#read(() => {
       const c = this.getConversation(conversationId);
       if (c === undefined) return 0;
-      const convH = this.#keys.lookup("conversation", utf8(conversationId));
+      const convH = this.#lookup("conversation", conversationId);
       const r = this.#get(
         "SELECT count(*) AS n FROM (SELECT 1 FROM messages WHERE conv_h = ? AND seq > ? LIMIT ?)",
         convH,
@@ -1217,20 +1261,22 @@ export class ClientStore implements LocalState {
   /** Replace a stored message's content (same id, same conversation); false when unknown. */
   updateMessage(m: StoredMessage): boolean {
     checkMessage(m);
-    return this.#write(() => {
-      const idH = this.#keys.lookup("message", utf8(m.messageId));
-      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
-      if (r === undefined) return false;
-      const convH = r.conv_h as Uint8Array;
-      const old = this.#message(r.data, idH, convH);
+    return this.#write1(() => {
+      const idH = this.#lookup("message", m.messageId);
+      const old = this.getMessage(m.messageId);
+      if (old === undefined) return false;
       if (old.conversationId !== m.conversationId) {
         throw new UsageError("A message cannot move to another conversation");
       }
+      // its conversation's lookup hash is the row's conv_h (addMessage stored it so)
+      const convH = this.#lookup("conversation", old.conversationId);
+      this.#cache.dropMessage(m.messageId);
       this.#run(
         "UPDATE messages SET data = ? WHERE id_h = ?",
         this.#keys.seal("message", encodeMessage(m), idH, convH),
         idH,
       );
+      this.#cache.keepMessage(m.messageId, storedForm(m));
       return true;
     });
   }
@@ -1238,20 +1284,21 @@ export class ClientStore implements LocalState {
   /** Set the delivery status of a stored message; false when no such message. */
   setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean {
     checkStatus(status);
-    return this.#write(() => {
-      const idH = this.#keys.lookup("message", utf8(messageId));
-      const r = this.#get("SELECT conv_h, data FROM messages WHERE id_h = ?", idH);
-      if (r === undefined) return false;
-      const convH = r.conv_h as Uint8Array;
-      const m = this.#message(r.data, idH, convH);
+    return this.#write1(() => {
+      const idH = this.#lookup("message", messageId);
+      const m = this.getMessage(messageId);
+      if (m === undefined) return false;
+      const convH = this.#lookup("conversation", m.conversationId);
       m.status = status;
       if (status === "failed" && failure !== undefined) m.failure = failure;
       else delete m.failure;
+      this.#cache.dropMessage(messageId);
       this.#run(
         "UPDATE messages SET data = ? WHERE id_h = ?",
         this.#keys.seal("message", encodeMessage(m), idH, convH),
         idH,
       );
+      this.#cache.keepMessage(messageId, storedForm(m));
       return true;
     });
   }
@@ -1261,8 +1308,8 @@ export class ClientStore implements LocalState {
   /** Queue a request for sending; false when `messageId` is already queued. */
   addOutbox(e: OutboxEntry): boolean {
     checkOutbox(e);
-    return this.#write(() => {
-      const idH = this.#keys.lookup("outbox", utf8(e.messageId));
+    return this.#write1(() => {
+      const idH = this.#lookup("outbox", e.messageId);
       return this.#run(
         "INSERT INTO outbox (id_h, data) VALUES (?, ?) ON CONFLICT (id_h) DO NOTHING",
         idH,
@@ -1287,7 +1334,7 @@ export class ClientStore implements LocalState {
   keepSent(messageId: string, sentAt: number, limits: { count: number; bytes: number }): boolean {
     checkTime("sent time", sentAt);
     return this.#write(() => {
-      const idH = this.#keys.lookup("outbox", utf8(messageId));
+      const idH = this.#lookup("outbox", messageId);
       const r = this.#get("SELECT data FROM outbox WHERE id_h = ? AND seq > 0", idH);
       if (r === undefined) return false;
       const e = { ...this.#outbox(r.data, idH), sentAt };
@@ -1351,16 +1398,16 @@ export class ClientStore implements LocalState {
 
   /** Remove a request (the server acknowledged it); false when it was not queued. */
   removeOutbox(messageId: string): boolean {
-    return this.#write(() =>
-      this.#run("DELETE FROM outbox WHERE id_h = ?", this.#keys.lookup("outbox", utf8(messageId))) >
+    return this.#write1(() =>
+      this.#run("DELETE FROM outbox WHERE id_h = ?", this.#lookup("outbox", messageId)) >
         0
     );
   }
 
   /** Count one more send attempt; returns the new count, or undefined when not queued. */
   bumpOutbox(messageId: string): number | undefined {
-    return this.#write(() => {
-      const idH = this.#keys.lookup("outbox", utf8(messageId));
+    return this.#write1(() => {
+      const idH = this.#lookup("outbox", messageId);
       const r = this.#get("SELECT data FROM outbox WHERE id_h = ?", idH);
       if (r === undefined) return undefined;
       const e = this.#outbox(r.data, idH);
@@ -1454,6 +1501,21 @@ export class ClientStore implements LocalState {
     }
   }
 
+  /**
+   * A write of one statement (and reads before it): inside a transaction it runs there
+   * without a savepoint of its own, since SQLite keeps or undoes one statement whole (a
+   * savepoint costs two more statements, and the receive path nests several per message).
+   */
+  #write1<T>(fn: () => T): T {
+    if (this.#depth === 0) return this.#write(fn);
+    this.#alive();
+    try {
+      return fn();
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
     return this.#sql.get(sql, ...args);
   }
@@ -1467,6 +1529,22 @@ export class ClientStore implements LocalState {
       this.#written += a instanceof Uint8Array || typeof a === "string" ? a.length : 8;
     }
     return this.#sql.run(sql, ...args);
+  }
+
+  /** The lookup hash of a text id (kept: see {@link #cache}). Not to be changed. */
+  #lookup(label: ClientLabel, text: string): Uint8Array {
+    const key = `${label}\n${text}`;
+    let h = this.#cache.lookups.get(key);
+    if (h === undefined) {
+      h = this.#keys.lookup(label, utf8(text));
+      this.#cache.put(this.#cache.lookups, key, h);
+    }
+    return h;
+  }
+
+  /** The lookup hash of a byte id made of text (kept as {@link #lookup} does). */
+  #lookupBytes(label: ClientLabel, bytes: Uint8Array): Uint8Array {
+    return this.#lookup(label, fromUtf8(bytes));
   }
 
   #open(label: ClientLabel, sealed: unknown, ...rowKey: Uint8Array[]): Uint8Array {
@@ -1616,6 +1694,107 @@ export class ClientStore implements LocalState {
 }
 
 // ---- helpers ----
+
+/** Entries of each map of a {@link RowCache}: past it the map starts again empty. */
+const ROW_CACHE_ENTRIES = 4096;
+/** What the message copies of a {@link RowCache} may hold, about (UTF-16 text and fields). */
+const MESSAGE_CACHE_BYTES = 512 * 1024;
+
+/** What a {@link ClientStore} handle keeps of its rows (null: known to be absent). */
+class RowCache {
+  readonly groups = new Map<string, GroupMeta | null>();
+  readonly conversations = new Map<string, Conversation | null>();
+  readonly consent = new Map<string, ConsentStatus | null>();
+  /** Messages by id (a receipt names several), up to {@link MESSAGE_CACHE_BYTES} of text. */
+  readonly messages = new Map<string, StoredMessage | null>();
+  #messageBytes = 0;
+  /** Lookup hashes by label and id: deterministic, so kept across a rollback. */
+  readonly lookups = new Map<string, Uint8Array>();
+  cursor: number | undefined;
+
+  /** Keep `value` under `key`, starting `map` afresh when it is full. */
+  put<V>(map: Map<string, V>, key: string, value: V): void {
+    if (map.size >= ROW_CACHE_ENTRIES) map.clear();
+    map.set(key, value);
+  }
+
+  /** Keep a message read (null: not stored). */
+  keepMessage(id: string, m: StoredMessage | null): void {
+    const size = 256 + (m === null ? 0 : m.body.length * 2);
+    if (
+      this.messages.size >= ROW_CACHE_ENTRIES || this.#messageBytes + size > MESSAGE_CACHE_BYTES
+    ) {
+      this.messages.clear();
+      this.#messageBytes = 0;
+    }
+    this.messages.set(id, m);
+    this.#messageBytes += size;
+  }
+
+  /** Forget a message about to be written. */
+  dropMessage(id: string): void {
+    this.messages.delete(id);
+  }
+
+  /** Forget every row (a transaction was rolled back). */
+  clear(): void {
+    this.messages.clear();
+    this.#messageBytes = 0;
+    this.groups.clear();
+    this.conversations.clear();
+    this.consent.clear();
+    this.cursor = undefined;
+  }
+}
+
+function copyGroupMeta(g: GroupMeta): GroupMeta {
+  const c: GroupMeta = { ...g, leaves: [...g.leaves] };
+  if (g.pendingCommit !== undefined) c.pendingCommit = g.pendingCommit.slice();
+  if (g.recentCommits !== undefined) c.recentCommits = [...g.recentCommits];
+  if (g.summary !== undefined) c.summary = { ...g.summary, members: [...g.summary.members] };
+  return c;
+}
+
+function copyMessage(m: StoredMessage): StoredMessage {
+  const c: StoredMessage = { ...m };
+  if (m.reactions !== undefined) c.reactions = m.reactions.map((r) => ({ ...r }));
+  if (m.receipts !== undefined) c.receipts = m.receipts.map((r) => ({ ...r }));
+  return c;
+}
+
+/** A message as {@link ClientStore.getMessage} reads it back once stored (encodeMessage's fields). */
+function storedForm(m: StoredMessage): StoredMessage {
+  const c: StoredMessage = {
+    conversationId: m.conversationId,
+    messageId: m.messageId,
+    sender: m.sender,
+    body: m.body,
+    sentAt: m.sentAt,
+    receivedAt: m.receivedAt,
+    direction: m.direction,
+  };
+  if (m.status !== undefined) c.status = m.status;
+  if (m.failure !== undefined) c.failure = m.failure;
+  if (m.unreadable !== undefined) c.unreadable = m.unreadable;
+  if (m.replyTo !== undefined) c.replyTo = m.replyTo;
+  if (m.editedAt !== undefined) c.editedAt = m.editedAt;
+  if (m.deleted !== undefined) c.deleted = m.deleted;
+  if (m.reactions !== undefined) {
+    c.reactions = m.reactions.map((r) => ({ user: r.user, emoji: r.emoji, at: r.at }));
+  }
+  if (m.receipts !== undefined) {
+    c.receipts = m.receipts.map((r) => ({
+      user: r.user,
+      ...(r.deliveredAt !== undefined ? { deliveredAt: r.deliveredAt } : {}),
+      ...(r.readAt !== undefined ? { readAt: r.readAt } : {}),
+    }));
+  }
+  return c;
+}
+
+function copyConversation(c: Conversation): Conversation {
+  return c.groupId === undefined ? { ...c } : { ...c, groupId: c.groupId.slice() };
+}
 
 function exists(path: string): boolean {
   try {
