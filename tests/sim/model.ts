@@ -39,6 +39,11 @@ export interface GroupModel {
   doubtWindows: { user: string; from: number; to: number }[];
   /** Everyone who was ever a member or in doubt. */
   ever: Set<string>;
+  /**
+   * Who may remove others (group roles): the creator; nobody grants admin in the
+   * simulation. Empty for DMs (no remove there).
+   */
+  admins: Set<string>;
 }
 
 /** One message sent (or attempted) in the simulation. */
@@ -94,6 +99,7 @@ export class Model {
       doubt: new Map(),
       doubtWindows: [],
       ever: new Set(),
+      admins: new Set([creator]),
     };
     this.groups.set(g.key, g);
     this.setMember(g, creator, true, t);
@@ -117,6 +123,7 @@ export class Model {
         doubt: new Map(),
         doubtWindows: [],
         ever: new Set(),
+        admins: new Set(),
       };
       this.groups.set(key, g);
     }

@@ -721,11 +721,17 @@ class Simulation implements CheckContext {
     opts: { op?: CommitPlan["op"]; g?: GroupModel; who?: Actor; avoid?: Set<string> } = {},
   ): CommitPlan | undefined {
     const avoid = opts.avoid ?? new Set<string>();
-    const groups = opts.g ? [opts.g] : this.#groupList().filter((g) => g.roster.size > 0);
+    const groups = opts.g
+      ? [opts.g]
+      : this.#groupList().filter((g) =>
+        g.roster.size > 0 && (opts.op !== "remove" || [...g.admins].some((m) => g.roster.has(m)))
+      );
     if (groups.length === 0) return undefined;
     const g = rng.pick(groups);
     const members = [...g.roster].sort();
-    const candidates = opts.who ? [opts.who.name] : members.filter((m) => !avoid.has(m));
+    const candidates = opts.who
+      ? [opts.who.name]
+      : members.filter((m) => !avoid.has(m) && (opts.op !== "remove" || g.admins.has(m)));
     if (candidates.length === 0 || (opts.who && !g.roster.has(opts.who.name))) return undefined;
     const actor = this.#actor(rng.pick(candidates));
     const outsiders = this.actors.map((x) => x.name).filter((n) =>
@@ -733,9 +739,11 @@ class Simulation implements CheckContext {
     );
     const others = members.filter((m) => m !== actor.name && !avoid.has(m));
     const skip = new Set(this.#o.skip);
+    // group roles: only an admin (the creator) removes others
+    const admin = g.admins.has(actor.name);
     const op = opts.op ?? rng.weighted({
       invite: g.kind === "group" && outsiders.length && !skip.has("invite") ? 4 : 0,
-      remove: g.kind === "group" && others.length && !skip.has("remove") ? 3 : 0,
+      remove: g.kind === "group" && admin && others.length && !skip.has("remove") ? 3 : 0,
       leave: g.kind === "group" && !skip.has("leave") ? 2 : 0,
       update: 2,
     });
@@ -744,7 +752,7 @@ class Simulation implements CheckContext {
         if (g.kind !== "group" || outsiders.length === 0) return undefined;
         return { op, actor, g, targets: rng.sample(outsiders, rng.int(1, 3)).sort() };
       case "remove":
-        if (g.kind !== "group" || others.length === 0) return undefined;
+        if (g.kind !== "group" || !admin || others.length === 0) return undefined;
         return { op, actor, g, targets: rng.sample(others, rng.int(1, 2)).sort() };
       case "leave":
         if (g.kind !== "group") return undefined;
