@@ -1708,4 +1708,32 @@ export const MUTANTS: Mutant[] = [
       "have taken it): dropping it forks this device from the group",
     tests: [SIM],
   },
+  // ---- only the simulation's storage and clock faults kill these (tests/sim/disk.ts:
+  // a power cut goes back to the last fsync; a crash inside a client store transaction)
+  {
+    id: "sim-enqueue-acked-before-fsync",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "      return this.#duplicate(ref) ?? this.#append(params, ref);\n    });\n" +
+      "    return this.#notify(r, params);",
+    replace: "      return this.#duplicate(ref) ?? this.#append(params, ref);\n    }, false);\n" +
+      "    return this.#notify(r, params);",
+    why: "a message is acknowledged (enqueued) only once the WAL fsync covering it is done: " +
+      "a power cut right after the ack must not lose it (the sender forgets it at the ack)",
+    tests: [SIM],
+  },
+  {
+    id: "sim-send-queued-outside-its-transaction",
+    file: "src/client/groups.ts",
+    find: '        if (change?.kind === "applied") s.updateMessage(change.message);\n' +
+      "        s.addOutbox({\n          messageId,\n          conversationId: conv.id,\n" +
+      "          request: request.bytes,\n          createdAt: now,\n          attempts: 0,\n" +
+      "          content,\n        });\n      });",
+    replace: '        if (change?.kind === "applied") s.updateMessage(change.message);\n' +
+      "      });\n      s.addOutbox({\n        messageId,\n        conversationId: conv.id,\n" +
+      "        request: request.bytes,\n        createdAt: now,\n        attempts: 0,\n" +
+      "        content,\n      });",
+    why: "a message is stored (pending, the group state advanced) and queued in one " +
+      "transaction: a crash between the two would leave it pending and never sent",
+    tests: [SIM],
+  },
 ];
