@@ -1708,6 +1708,15 @@ export const MUTANTS: Mutant[] = [
       "have taken it): dropping it forks this device from the group",
     tests: [SIM],
   },
+  {
+    id: "leave-forgotten-when-its-commit-cannot-be-made",
+    file: "src/client/groups.ts",
+    find: "        if (unreachable) continue;\n",
+    replace: "",
+    why: "a member's leave whose commit could not reach the server stays recorded and is " +
+      "committed at the next sync: forgotten, the leaver stayed on the roster for good",
+    tests: ["tests/client_groups_test.ts"],
+  },
   // ---- only the simulation's storage and clock faults kill these (tests/sim/disk.ts:
   // a power cut goes back to the last fsync; a crash inside a client store transaction)
   {
