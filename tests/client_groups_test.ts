@@ -832,3 +832,62 @@ Deno.test("client: a member's leave whose commit could not reach the server is c
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: the last member's leave whose answer was lost is resent and taken as done, not refused as from a non-member (sim seed 5)", async () => {
+  const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let dropNextCommitAnswer = false;
+  const store = await openLocalStore(`${dir}/sol.bin`, "pw", {
+    create: true,
+    username: "sol",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const sol = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: async (req, expect, opts) => {
+          const r = await link.call(req, expect, opts);
+          if (dropNextCommitAnswer && req.kind === "commit") {
+            dropNextCommitAnswer = false;
+            throw new TransportError("answer lost (test)");
+          }
+          return r;
+        },
+      };
+    },
+  });
+  try {
+    await sol.register();
+    await sol.createGroup("solo");
+    dropNextCommitAnswer = true;
+    // the commit taking sol off the roster is applied; its answer is lost; the resend is a
+    // duplicate (before: refused "Not a member of this conversation", the leave undone)
+    assertEquals(await sol.leave("#solo"), "left");
+    assertEquals(dropNextCommitAnswer, false, "the answer was dropped");
+    await sol.sync();
+    assertEquals(sol.listConversations().map((c) => c.name), []);
+    assertEquals(sol.store.listGroups().length, 0);
+    // and the server agrees: its one group slot is free again
+    await sol.createGroup("again");
+    assertEquals(
+      events.flatMap((e) => e.kind === "warning" ? [e.text] : []),
+      [],
+    );
+  } finally {
+    await sol.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1717,6 +1717,16 @@ export const MUTANTS: Mutant[] = [
       "committed at the next sync: forgotten, the leaver stayed on the roster for good",
     tests: ["tests/client_groups_test.ts"],
   },
+  {
+    id: "server-commit-resend-by-former-member-refused",
+    file: "src/server/delivery.ts",
+    find: "        if (dup === undefined) throw e;\n" +
+      '        return { kind: "committed", duplicate: true, recipients: dup.deliveries.length };',
+    replace: "        throw e;",
+    why: "a commit resent after its answer was lost is its duplicate also when it took its " +
+      "sender off the roster (the last member's leave): refused, the leaver undid it",
+    tests: ["tests/client_groups_test.ts"],
+  },
   // ---- only the simulation's storage and clock faults kill these (tests/sim/disk.ts:
   // a power cut goes back to the last fsync; a crash inside a client store transaction)
   {
