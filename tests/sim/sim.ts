@@ -583,8 +583,12 @@ class Simulation implements CheckContext {
       if (status === "sent" || status === "delivered") {
         this.model.accept(m, t);
       } else if (status === "failed") {
-        // terminal: the client says it will never go out; only a removal (or leave) may say so
-        if (this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name)) {
+        // terminal: the client says it will never go out; only a removal (or leave) may say
+        // so, or a group whose other members all left before it went out (nobody to send to)
+        if (
+          this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name) &&
+          !this.model.aloneDuring(g, a.name, m.sentAt, t)
+        ) {
           this.violate(
             "failed-only-if-removed",
             `${a.name} shows ${m.text} to ${g.key} as failed (${
