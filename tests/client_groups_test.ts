@@ -835,3 +835,130 @@ Deno.test("client: a delivered receipt in a group goes to the authors it names o
     assertEquals(c!.warnings(), []);
   });
 });
+
+Deno.test("client: a member's leave whose commit could not reach the server is committed at the next sync (sim seed 2)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  // armed: once a fetched page is acknowledged, the server is unreachable (the leave
+  // proposal was read; the commit of it cannot be made)
+  let armed = false;
+  let down = false;
+  const store = await openLocalStore(`${dir}/cai.bin`, "pw", {
+    create: true,
+    username: "cai",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const cai = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      if (down) throw new TransportError("network down (test)");
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: async (req, expect, opts) => {
+          if (down) throw new TransportError("network down (test)");
+          const r = await link.call(req, expect, opts);
+          if (armed && req.kind === "ack") [armed, down] = [false, true];
+          return r;
+        },
+      };
+    },
+  });
+  const others: TestUser[] = [];
+  try {
+    await cai.register();
+    others.push(await user(ts, dir, "ada"));
+    const [ada] = others;
+    await cai.createGroup("e");
+    await cai.invite("#e", ["ada"]);
+    await ada!.client.sync();
+    armed = true;
+    assertEquals(await ada!.client.leave("#e"), "asked");
+    await cai.sync().catch(() => {}); // reads the leave; committing it fails: unreachable
+    for (let i = 0; i < 100 && !down; i++) await new Promise((r) => setTimeout(r, 20));
+    assert(down, "cai read the leave");
+    const failed = () =>
+      events.some((e) => e.kind === "warning" && e.text.startsWith("Could not commit ada's leave"));
+    for (let i = 0; i < 100 && !failed(); i++) await new Promise((r) => setTimeout(r, 20));
+    assert(failed(), "the commit of ada's leave failed while the server was unreachable");
+    down = false;
+    // before: the leave was forgotten after the failed attempt and ada stayed on the roster
+    await cai.sync();
+    assertEquals(cai.members("#e"), ["cai"]);
+    await ada!.client.sync();
+    assertEquals(ada!.client.listConversations().map((c) => c.name), [], "ada is out");
+  } finally {
+    await cai.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: the last member's leave whose answer was lost is resent and taken as done, not refused as from a non-member (sim seed 5)", async () => {
+  const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const { connectServer } = await import("../src/client/connection.ts");
+  const { TransportError } = await import("../src/errors.ts");
+  let dropNextCommitAnswer = false;
+  const store = await openLocalStore(`${dir}/sol.bin`, "pw", {
+    create: true,
+    username: "sol",
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const sol = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: async (req, expect, opts) => {
+          const r = await link.call(req, expect, opts);
+          if (dropNextCommitAnswer && req.kind === "commit") {
+            dropNextCommitAnswer = false;
+            throw new TransportError("answer lost (test)");
+          }
+          return r;
+        },
+      };
+    },
+  });
+  try {
+    await sol.register();
+    await sol.createGroup("solo");
+    dropNextCommitAnswer = true;
+    // the commit taking sol off the roster is applied; its answer is lost; the resend is a
+    // duplicate (before: refused "Not a member of this conversation", the leave undone)
+    assertEquals(await sol.leave("#solo"), "left");
+    assertEquals(dropNextCommitAnswer, false, "the answer was dropped");
+    await sol.sync();
+    assertEquals(sol.listConversations().map((c) => c.name), []);
+    assertEquals(sol.store.listGroups().length, 0);
+    // and the server agrees: its one group slot is free again
+    await sol.createGroup("again");
+    assertEquals(
+      events.flatMap((e) => e.kind === "warning" ? [e.text] : []),
+      [],
+    );
+  } finally {
+    await sol.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -408,3 +408,22 @@ Deno.test("sim checkChanges and checkReceipts flag a stale edit, an edit past a 
   assert(!found.some((f) => f.includes("a shows a's m1")), found.join("\n"));
   assert(counts["check.edit"] === 1, JSON.stringify(counts)); // a's own latest edit
 });
+
+Deno.test("sim Model.aloneDuring excuses a queued message failed for no recipients only when every other member was gone (seed 11)", () => {
+  const model = new Model();
+  const g = model.addGroup("g", "x", "cg", 147);
+  model.setMember(g, "cf", true, 147);
+  model.setMember(g, "cba", true, 147);
+  model.setMember(g, "cba", false, 193);
+  // cf queued a message offline at 194; cg left at 201 before it went out at 220
+  assert(!model.aloneDuring(g, "cf", 194, 200), "cg still a member");
+  model.setMember(g, "cg", false, 201);
+  assert(model.aloneDuring(g, "cf", 194, 220), "nobody else after cg's leave");
+  // someone in doubt (they may still be a member) or back in the group: not alone
+  const h = model.addGroup("h", "x", "a", 1);
+  model.setMember(h, "b", true, 1);
+  model.addDoubt(h, "b", "b", 3);
+  assert(!model.aloneDuring(h, "a", 2, 5), "b in doubt");
+  model.resolveDoubt(h, "b", false, 4);
+  assert(model.aloneDuring(h, "a", 2, 5), "b out once its doubt was settled");
+});

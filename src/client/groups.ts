@@ -1333,15 +1333,20 @@ export class Groups {
         continue;
       }
       for (const user of record.leaves) {
-        await this.#commit(conv, async (state) => {
+        // kept while the server cannot be reached (the commit was not even made, or it waits
+        // as our pending commit): the next maintain commits it; forgetting it here left the
+        // leaver on the roster for good (sim seed 2: a power cut, then nobody committed it)
+        const unreachable = await this.#commit(conv, async (state) => {
           if (!listMembers(state).some((x) => x.username === user)) return undefined;
           return { staged: await selfUpdate(state), roster: {} };
-        }).catch((e) =>
+        }).then(() => false, (e) => {
           this.#ctx.emit({
             kind: "warning",
             text: `Could not commit ${user}'s leave: ${reason(e)}`,
-          })
-        );
+          });
+          return e instanceof TransportError;
+        });
+        if (unreachable) continue;
         const now = groups.meta(record.channelId);
         if (now) groups.update(now, { leaves: now.leaves.filter((u) => u !== user) });
       }

@@ -1745,4 +1745,36 @@ export const MUTANTS: Mutant[] = [
       "sends that skip members are bounded per epoch: past ts-mls's 1,000 generations a member who missed them can no longer read the sender",
     tests: ["tests/client_receipts_test.ts"],
   },
+  {
+    id: "leave-forgotten-when-its-commit-cannot-be-made",
+    file: "src/client/groups.ts",
+    find: "        if (unreachable) continue;\n",
+    replace: "",
+    why: "a member's leave whose commit could not reach the server stays recorded and is " +
+      "committed at the next sync: forgotten, the leaver stayed on the roster for good",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "server-commit-resend-by-former-member-refused",
+    file: "src/server/delivery.ts",
+    find: "        if (dup === undefined) throw e;\n" +
+      '        return { kind: "committed", duplicate: true, recipients: dup.deliveries.length };',
+    replace: "        throw e;",
+    why: "a commit resent after its answer was lost is its duplicate also when it took its " +
+      "sender off the roster (the last member's leave): refused, the leaver undid it",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  // ---- only the simulation's storage and clock faults kill these (tests/sim/disk.ts:
+  // a power cut goes back to the last fsync; a crash inside a client store transaction)
+  {
+    id: "sim-enqueue-acked-before-fsync",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "      return this.#duplicate(ref) ?? this.#append(params, ref);\n    });\n" +
+      "    return this.#notify(r, params);",
+    replace: "      return this.#duplicate(ref) ?? this.#append(params, ref);\n    }, false);\n" +
+      "    return this.#notify(r, params);",
+    why: "a message is acknowledged (enqueued) only once the WAL fsync covering it is done: " +
+      "a power cut right after the ack must not lose it (the sender forgets it at the ack)",
+    tests: [SIM],
+  },
 ];

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { installSyncSubtle } from "./sync_subtle.ts";
-import { runSim, type SimResult, STEP_KINDS, SUITES } from "./sim.ts";
+import { FAULT_FAMILIES, runSim, type SimResult, STEP_KINDS, SUITES } from "./sim.ts";
 
 /** Usage text. */
 export const USAGE = `Usage: deno task sim --seed N --steps M [--clients K] [options]
@@ -41,6 +41,9 @@ Options:
   --skip K,K        never choose these steps (explore past a known bug); kinds:
                     ${STEP_KINDS.join(" ")}
                     (invite, remove and leave also leave the two-commit step)
+  --weight K=W,…    replace the weight of these step kinds where they apply (defaults
+                    in sim.ts #chooseKind; send is 28, powercut 2): e.g. the CI's
+                    storage and clock run, --weight powercut=12,crash=10,clock=8
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
   --print-log       print the operation log on stdout also when no invariant broke
@@ -84,6 +87,8 @@ export function report(r: SimResult, replayArgs: string, printLog = false): numb
       (r.steps / (r.elapsedMs / 1000)).toFixed(2)
     } steps/s (${(r.steps / (stepsMs / 1000)).toFixed(2)} after setup); ${stats}`,
   );
+  const fired = Object.keys(FAULT_FAMILIES).map((k) => `${k}=${r.stats[`fault.${k}`] ?? 0}`);
+  console.log(`sim: faults fired: ${fired.join(" ")}`);
   console.log(
     `sim: ${r.stats["messages-in-doubt"] ?? 0} messages in doubt (of ${r.stats.messages ?? 0})`,
   );
@@ -116,6 +121,7 @@ async function main(args: string[]): Promise<number> {
         suites: { type: "string" },
         store: { type: "string" },
         skip: { type: "string" },
+        weight: { type: "string" },
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
         "print-log": { type: "boolean" },
@@ -147,6 +153,16 @@ async function main(args: string[]): Promise<number> {
   for (const k of skip) {
     if (!(STEP_KINDS as readonly string[]).includes(k)) fail(`--skip: unknown step kind ${k}`);
   }
+  const weights: Record<string, number> = {};
+  for (const kv of v.weight ? v.weight.split(",").map((x) => x.trim()).filter(Boolean) : []) {
+    const [k, w] = kv.split("=");
+    if (!(STEP_KINDS as readonly string[]).includes(k ?? "")) {
+      fail(`--weight: unknown step kind ${k}`);
+    }
+    const n = Number(w);
+    if (!Number.isFinite(n) || n < 0 || n > 1000) fail(`--weight: ${kv} needs a weight 0–1000`);
+    weights[k!] = n;
+  }
   const store = v.store ?? "mixed";
   if (store !== "mixed" && store !== "file" && store !== "memory") {
     fail("--store must be mixed, file or memory");
@@ -169,6 +185,7 @@ async function main(args: string[]): Promise<number> {
       suites,
       store,
       skip,
+      weights,
       keepGoing: v["keep-going"] ?? false,
       mode,
       verbose: v.verbose ?? false,
@@ -191,6 +208,7 @@ async function main(args: string[]): Promise<number> {
     suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
     store !== "mixed" ? `--store ${store}` : "",
     skip.length ? `--skip ${skip.join(",")}` : "",
+    v.weight ? `--weight ${Object.entries(weights).map(([k, w]) => `${k}=${w}`).join(",")}` : "",
     mode !== "memory" ? `--mode ${mode}` : "",
   ].filter(Boolean).join(" ");
   return report(r, replay, v["print-log"] ?? false);

@@ -211,6 +211,27 @@ export class Model {
     return g.changes.some((c) => c.user === user && c.member && c.t >= a && c.t <= b);
   }
 
+  /**
+   * At some moment of [a, b] `user` was the group's only member, nobody else in doubt: a
+   * message of theirs still queued then had nobody to go to (the server refuses it, "no
+   * recipients", and the client shows it failed), although they stayed a member.
+   */
+  aloneDuring(g: GroupModel, user: string, a: number, b: number): boolean {
+    const moments = [a, ...g.changes.filter((c) => c.t >= a && c.t <= b).map((c) => c.t)];
+    return moments.some((t) =>
+      [...g.ever].every((u) => {
+        if (u === user) return true;
+        // membership just after the changes at t
+        const member = g.changes.filter((c) => c.user === u && c.t <= t).at(-1)?.member ?? false;
+        // in doubt at t (a doubt settled at t is over: the change at t says how)
+        const open = g.doubt.get(u);
+        const doubt = (open !== undefined && open.since <= t) ||
+          g.doubtWindows.some((w) => w.user === u && w.from <= t && w.to > t);
+        return !member && !doubt;
+      })
+    );
+  }
+
   /** Was `user` in doubt at some moment of [a, b]? */
   doubtDuring(g: GroupModel, user: string, a: number, b: number): boolean {
     const open = g.doubt.get(user);

@@ -305,6 +305,29 @@ export class SimNet {
     this.cut(undefined, "server power cut");
     await this.server.powerCut();
   }
+
+  /** Request kinds whose next successful answer is followed at once by a power cut. */
+  #cutAtAnswer: ReadonlySet<string> | undefined;
+  /** The power cut the armed answer started (await it), if it fired. */
+  powerCutting: Promise<void> | undefined;
+
+  /**
+   * Arm (or with `undefined` disarm) a power cut right after the server's next successful
+   * answer to one of `kinds`: the answer reaches its client, then the power goes before
+   * anything else moves (pushes still in flight are lost with the links). An answer the
+   * store released before its fsync is then an acknowledgement of something gone.
+   */
+  armPowerCutAtAnswer(kinds: readonly string[] | undefined): void {
+    this.#cutAtAnswer = kinds ? new Set(kinds) : undefined;
+    if (kinds) this.powerCutting = undefined;
+  }
+
+  /** Does this answer fire the armed power cut? (disarms it) */
+  takePowerCutAtAnswer(kind: string): boolean {
+    if (this.calm || !this.#cutAtAnswer?.has(kind)) return false;
+    this.#cutAtAnswer = undefined;
+    return true;
+  }
 }
 
 /** One client connection over the simulated network. */
@@ -463,6 +486,19 @@ export class SimLink implements ServerLink {
     net.ledger.sent(this.#state.username, request, frame);
     this.#asked.delete(requestId);
     if (replay) return; // the answer to a replay goes to a request the client never made
+    if (response.kind !== "error" && net.takePowerCutAtAnswer(request?.kind ?? "")) {
+      // the answer arrives, then the power goes: what it acknowledged must survive
+      const p = this.#pending.get(requestId);
+      const decoded = openFrame(bytes).decode();
+      if (p && decoded.type === "response") {
+        this.#pending.delete(requestId);
+        net.clock.clearTimeout(p.timer);
+        p.resolve(decoded.response);
+      }
+      net.fire("power-cut-at-answer", `${this.owner} ${request?.kind}`);
+      net.powerCutting = net.powerCutServer();
+      return;
+    }
     const f = net.faults;
     const kind = request?.kind ?? "";
     const extra = kind === "commit"

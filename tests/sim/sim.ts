@@ -118,6 +118,26 @@ const VACUITY_MIN = 3;
 /** Reactions the simulation chooses from (never the one the reactor shows: no toggles). */
 const EMOJI = ["👍", "🎉", "❤️", "😂"] as const;
 
+/**
+ * The fault families of the storage and clock faults and the counters that say each fired
+ * (`fault.…` in the stats). A run of at least {@link FAULT_FLOOR_STEPS} steps in which an
+ * enabled family never fired fails (`fault-fired`): it must not pass vacuously.
+ */
+export const FAULT_FAMILIES: Record<string, { step: string; memoryOnly: boolean }> = {
+  "power-cut": { step: "powercut", memoryOnly: true },
+  "power-cut-at-answer": { step: "powercut", memoryOnly: true },
+  "disk-full": { step: "diskfull", memoryOnly: true },
+  "clock-skew": { step: "clock", memoryOnly: true },
+  "client-suspend": { step: "clock", memoryOnly: true },
+  "time-jump": { step: "clock", memoryOnly: true },
+  "crash-at-call": { step: "crash", memoryOnly: false },
+  "crash-at-write": { step: "crash", memoryOnly: false },
+  "crash-in-transaction": { step: "crash", memoryOnly: false },
+};
+
+/** Runs at least this long must see every enabled fault family fire. */
+export const FAULT_FLOOR_STEPS = 1_000;
+
 export const SUITES = [
   "MLS_256_XWING_AES256GCM_SHA512_Ed25519",
   "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
@@ -139,6 +159,11 @@ export interface SimOptions {
   store?: "file" | "memory" | "mixed";
   /** Step kinds never chosen (to explore past a known bug, or to narrow a replay). */
   skip?: readonly string[];
+  /**
+   * Weights replacing the defaults of these step kinds where they apply at all (e.g. the
+   * CI's storage and clock run: `{ powercut: 12, crash: 10 }`).
+   */
+  weights?: Readonly<Record<string, number>>;
   /** Suites new groups use (default both). */
   suites?: readonly string[];
   /** Continue after a violation (default: stop at the check that found it). */
@@ -253,6 +278,7 @@ class Simulation implements CheckContext {
       suites: SUITES,
       store: "mixed",
       skip: [],
+      weights: {},
       keepGoing: false,
       verbose: false,
       timeoutMs: 4_000,
@@ -290,6 +316,7 @@ class Simulation implements CheckContext {
         this.#step = done;
         this.#phase = "final check";
         await this.#check(done + 0.5, true);
+        if (done >= FAULT_FLOOR_STEPS) this.#checkFaultsFired();
       }
     } finally {
       clearInterval(ticker);
@@ -312,6 +339,22 @@ class Simulation implements CheckContext {
       stats: this.#stats,
       diagnostics: this.#diagnostics,
     };
+  }
+
+  /** Every enabled fault family fired at least once (a long run cannot pass vacuously). */
+  #checkFaultsFired(): void {
+    if (!this.#o.faults) return;
+    for (const [name, f] of Object.entries(FAULT_FAMILIES)) {
+      if (f.memoryOnly && !this.#net) continue;
+      if (this.#o.skip.includes(f.step)) continue;
+      if ((this.#stats[`fault.${name}`] ?? 0) > 0) continue;
+      this.violate(
+        "fault-fired",
+        `fault ${name} never fired in ${this.#step} steps (step ${f.step} chosen ${
+          this.#stats[`step.${f.step}`] ?? 0
+        } times): its weight is too low or it cannot reach its point`,
+      );
+    }
   }
 
   #progress(): void {
@@ -540,8 +583,12 @@ class Simulation implements CheckContext {
       if (status === "sent" || status === "delivered") {
         this.model.accept(m, t);
       } else if (status === "failed") {
-        // terminal: the client says it will never go out; only a removal (or leave) may say so
-        if (this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name)) {
+        // terminal: the client says it will never go out; only a removal (or leave) may say
+        // so, or a group whose other members all left before it went out (nobody to send to)
+        if (
+          this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name) &&
+          !this.model.aloneDuring(g, a.name, m.sentAt, t)
+        ) {
           this.violate(
             "failed-only-if-removed",
             `${a.name} shows ${m.text} to ${g.key} as failed (${
@@ -672,9 +719,10 @@ class Simulation implements CheckContext {
       dup: f && talk ? 3 : 0,
       restart: f ? 1.5 : 0,
       partition: f && this.#net ? 3 : 0,
-      powercut: f && this.#net ? 1.5 : 0,
+      // storage and clock faults: each family fires several times per 1,000 steps
+      powercut: f && this.#net ? 2 : 0,
       diskfull: f && this.#net ? 2 : 0,
-      clock: f && this.#net ? 2.5 : 0,
+      clock: f && this.#net ? 3 : 0,
       edit: talk ? 3 : 0,
       delete: talk ? 1.5 : 0,
       react: talk ? 3 : 0,
@@ -683,6 +731,9 @@ class Simulation implements CheckContext {
       badremove: named ? 1.5 : 0,
       badedit: talk ? 3 : 0,
     };
+    for (const [k, w] of Object.entries(this.#o.weights)) {
+      if (k in weights && weights[k as StepKind] > 0) weights[k as StepKind] = w;
+    }
     for (const k of this.#o.skip) {
       if (k in weights) weights[k as StepKind] = 0;
     }
@@ -1239,10 +1290,11 @@ class Simulation implements CheckContext {
         after: rng.chance(0.5),
         ...(rng.chance(0.5) ? { only: rng.pick(CALL_KINDS), n: 1 } : {}),
       }
-      : rng.chance(0.6)
+      : rng.chance(0.4)
       ? { kind: "crashAtWrite", n: rng.int(1, 8) }
-      // inside a store transaction: the statement throws, nothing of it may land
-      : { kind: "crashInTransaction", n: rng.int(1, 12) };
+      // inside a store transaction: the statement throws, nothing of it may land (small
+      // n: most operations make only a few writes inside their transactions)
+      : { kind: "crashInTransaction", n: rng.int(1, 4) };
     this.#note(
       `${a.name} armed ${fault.kind} #${fault.n}${
         "only" in fault && fault.only ? ` ${fault.only}` : ""
@@ -1254,6 +1306,16 @@ class Simulation implements CheckContext {
     if (op) await op();
     a.seams.arm(undefined);
     this.#count("fault.crash");
+    // which crash point was reached (an op may end before its armed point)
+    if (a.seams.dead) {
+      this.#count(
+        fault.kind === "crashAtCall"
+          ? "fault.crash-at-call"
+          : fault.kind === "crashAtWrite"
+          ? "fault.crash-at-write"
+          : "fault.crash-in-transaction",
+      );
+    }
     const out = await this.#run(`${a.name} restart after crash`, () => a.crashAndRestart(s));
     this.#refused(`${a.name} restart after a crash`, out);
     this.#observe(a, s);
@@ -1322,6 +1384,37 @@ class Simulation implements CheckContext {
     const net = this.#net;
     if (!net) return;
     const online = this.#online();
+    const talk = this.#pickTalk(rng);
+    if (talk && !talk.a.offline && rng.chance(0.6)) {
+      // right after the server acknowledged a message or a commit: the ack must hold
+      const kinds = rng.chance(0.7) ? ["enqueue"] : ["enqueue", "commit"];
+      const others = rng.sample(online.filter((a) => a !== talk.a), rng.int(0, 1));
+      const ops = [
+        {
+          a: talk.a,
+          op: async () => {
+            const knew = this.#knows(talk.a, talk.g);
+            const out = await this.#send(talk.a, talk.g, `s${s}-${talk.a.name}`, s);
+            if (!talk.a.offline) {
+              this.#refused(`${talk.a.name} send to ${talk.g.key}`, out, talk.g, knew);
+            }
+          },
+        },
+        ...others.map((a) => ({ a, op: this.#randomOp(rng, a, s) })),
+      ];
+      this.#note(`server power cut at the next answer to ${kinds.join("|")}`);
+      net.armPowerCutAtAnswer(kinds);
+      await Promise.all(ops.map((o) => o.op?.()));
+      net.armPowerCutAtAnswer(undefined);
+      const cutting = net.powerCutting;
+      if (cutting) {
+        await cutting;
+        this.#count("fault.power-cut");
+        this.#count("fault.power-cut-at-answer");
+      }
+      for (const o of ops) this.#observe(o.a, s);
+      return;
+    }
     const busy = rng.sample(online, rng.int(0, 2));
     const ops = busy.map((a) => ({ a, op: this.#randomOp(rng, a, s) }));
     const delay = rng.int(0, 120);
@@ -1362,7 +1455,7 @@ class Simulation implements CheckContext {
   #stepClock(rng: Prng): void {
     const clock = this.#clock;
     if (!clock) return;
-    const k = rng.weighted({ skew: 3, suspend: 2, jump: 2 });
+    const k = rng.weighted({ skew: 2, suspend: 2, jump: 2 });
     if (k === "jump") {
       const ms = rng.int(1, 40) * 3_600_000 + rng.int(0, 3_599_999);
       clock.jump(ms);
