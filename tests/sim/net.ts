@@ -127,7 +127,23 @@ export class MemServer {
     return s;
   }
 
+  /**
+   * Opening does real I/O (the data dir, the store's files, the OPAQUE setup): it runs once
+   * nothing else is runnable, with virtual time held, so its real duration cannot let time
+   * jump or let other work in between (a power cut's reopen parted two runs of one seed).
+   */
   async #open(): Promise<void> {
+    if (!this.clock.running) return await this.#openNow();
+    await this.clock.idle();
+    this.clock.busy++;
+    try {
+      await this.#openNow();
+    } finally {
+      this.clock.busy--;
+    }
+  }
+
+  async #openNow(): Promise<void> {
     const config = resolveConfig(
       { dataDir: this.dir, listen: "127.0.0.1:7000" },
       // fsync on, through the disk's seam (no real I/O): it takes the durable image that a

@@ -42,7 +42,7 @@ import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
 import { connectServer } from "../../src/client/connection.ts";
 import { MemServer, SimNet } from "./net.ts";
-import { VirtualClock } from "./vclock.ts";
+import { traceMark, VirtualClock } from "./vclock.ts";
 import { getHashFns } from "../../src/mls/_provider_primitives.ts";
 import { getCiphersuite } from "../../src/mls/provider.ts";
 
@@ -565,6 +565,7 @@ class Simulation implements CheckContext {
 
   async #runStep(s: number): Promise<void> {
     const rng = Prng.fork(this.#o.seed, `step${s}`);
+    traceMark(`step ${s}`);
     const kind = this.#chooseKind(rng);
     this.#line = [];
     this.#count(`step.${kind}`);
