@@ -43,9 +43,17 @@ export function traceMark(line: string): void {
 }
 
 function caller(): string {
-  return (new Error().stack ?? "").split("\n").slice(3, 9)
+  // our own and the libraries' frames only: the runtime's (how a microtask queue was
+  // drained) differ from run to run with nothing else different
+  // (and they count against the stack limit, so take enough frames to be past them)
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
+  const stack = new Error().stack ?? "";
+  Error.stackTraceLimit = limit;
+  return stack.split("\n").slice(3).filter((l) => l.includes("file://"))
+    .slice(0, 6)
     .map((l) =>
-      l.trim().replace(/^at /, "").replace(/\(?file:\/\/\S*?\/(src|tests)\//, "$1/")
+      l.trim().replace(/^at /, "").replace(/\(?file:\/\/\S*?\/(src|tests|node_modules)\//, "$1/")
         .replace(/:(\d+):\d+\)?$/, ":$1")
     )
     .join(" < ");
