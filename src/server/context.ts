@@ -42,6 +42,12 @@ export interface ServerContext {
    */
   readonly defer?: ((fn: () => void, ms: number) => void) | undefined;
   /**
+   * Runs the server's periodic work (the purge of what expired) every `ms` and returns what
+   * stops it; default the runtime's `setInterval`, unref'd. The in-process simulation passes
+   * virtual time, so that the purge runs at the same moments in every run of a seed.
+   */
+  readonly every?: ((fn: () => void, ms: number) => () => void) | undefined;
+  /**
    * The store's disk seams (the in-process simulation: a durable image taken at each fsync
    * for power cuts, a disk that fills); unset in production.
    */

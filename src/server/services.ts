@@ -98,22 +98,29 @@ export async function openStore(
   return { store, release: () => lock.release() };
 }
 
+/** `setInterval` that does not keep the process alive; returns what stops it. */
+function everyUnref(fn: () => void, ms: number): () => void {
+  const timer = setInterval(fn, ms);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}
+
 /** Build the services for a configured server. */
 export async function createServices(ctx: ServerContext): Promise<Service[]> {
   const { store, release } = await openStore(ctx);
+  let stopPurge = () => {};
   try {
     const fresh = (await createServerSetup()).toBytes();
     const setupBytes = await store.getOrCreateSecret("opaque-server-setup", () => fresh);
     fresh.fill(0);
     const setup = await OpaqueServerSetup.fromBytes(setupBytes);
     setupBytes.fill(0);
-    const purge = setInterval(() => {
+    stopPurge = (ctx.every ?? everyUnref)(() => {
       store.purgeExpired().catch((e) => {
         // a storage failure is logged once by the store's health, not once a minute here
         if (!(e instanceof StorageError)) ctx.log.warn("purge failed", { error: String(e) });
       });
     }, PURGE_INTERVAL_MS);
-    Deno.unrefTimer(purge);
     const http = ctx.config.healthListen
       ? startHealthHttp(ctx, ctx.config.healthListen)
       : undefined;
@@ -135,7 +142,7 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
         ? { healthAddr: { hostname: http.addr.hostname, port: http.addr.port } }
         : {}),
       async close() {
-        clearInterval(purge);
+        stopPurge();
         await http?.shutdown();
         try {
           await store.close();
@@ -145,6 +152,7 @@ export async function createServices(ctx: ServerContext): Promise<Service[]> {
       },
     }];
   } catch (e) {
+    stopPurge();
     await store.close();
     release();
     throw e;

@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { installSyncSubtle } from "./sync_subtle.ts";
+import { startTrace } from "./vclock.ts";
 import { FAULT_FAMILIES, runSim, type SimResult, STEP_KINDS, SUITES } from "./sim.ts";
 
 /** Usage text. */
@@ -47,7 +48,11 @@ Options:
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
   --print-log       print the operation log on stdout also when no invariant broke
-  --help            this text`;
+  --help            this text
+
+QPQ_SIM_TRACE=FILE  (memory mode) write every timer fired, with its virtual time and
+                    where it was set, to FILE: diff two runs' files to see where a
+                    replay parts`;
 
 function fail(msg: string): never {
   console.error(`sim: ${msg}\n\n${USAGE}`);
@@ -171,6 +176,9 @@ async function main(args: string[]): Promise<number> {
   if (mode !== "memory" && mode !== "process") fail("--mode must be memory or process");
   // real-time WebCrypto completions reordered work from run to run (sync_subtle.ts)
   if (mode === "memory") installSyncSubtle();
+  // a replay that parts: diff two runs' timer traces (vclock.ts)
+  const traceFile = Deno.env.get("QPQ_SIM_TRACE");
+  const trace = traceFile ? startTrace() : [];
   console.error(
     `sim: seed ${seed}, ${steps} steps, ${clients} clients, ${mode}${faults ? "" : ", no faults"}`,
   );
@@ -211,6 +219,7 @@ async function main(args: string[]): Promise<number> {
     v.weight ? `--weight ${Object.entries(weights).map(([k, w]) => `${k}=${w}`).join(",")}` : "",
     mode !== "memory" ? `--mode ${mode}` : "",
   ].filter(Boolean).join(" ");
+  if (traceFile) Deno.writeTextFileSync(traceFile, trace.join("\n") + "\n");
   return report(r, replay, v["print-log"] ?? false);
 }
 

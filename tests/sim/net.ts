@@ -38,7 +38,7 @@ import {
   ValidationError,
 } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
-import type { Prng } from "./prng.ts";
+import { Prng } from "./prng.ts";
 import type { VirtualClock } from "./vclock.ts";
 import { Ledger } from "./ledger.ts";
 import { SimDisk } from "./disk.ts";
@@ -110,6 +110,8 @@ export class MemServer {
   dispatch: HandlerTable = {};
   up = false;
   starts = 0;
+  /** Periodic purges run (virtual time; for the report). */
+  purges = 0;
   readonly #tail: string[] = [];
   /** The store's disk: durable image at each fsync (power cuts), fills and frees. */
   readonly disk: SimDisk;
@@ -127,7 +129,23 @@ export class MemServer {
     return s;
   }
 
+  /**
+   * Opening does real I/O (the data dir, the store's files, the OPAQUE setup): it runs once
+   * nothing else is runnable, with virtual time held, so its real duration cannot let time
+   * jump or let other work in between (a power cut's reopen parted two runs of one seed).
+   */
   async #open(): Promise<void> {
+    if (!this.clock.running) return await this.#openNow();
+    await this.clock.idle();
+    this.clock.busy++;
+    try {
+      await this.#openNow();
+    } finally {
+      this.clock.busy--;
+    }
+  }
+
+  async #openNow(): Promise<void> {
     const config = resolveConfig(
       { dataDir: this.dir, listen: "127.0.0.1:7000" },
       // fsync on, through the disk's seam (no real I/O): it takes the durable image that a
@@ -151,6 +169,20 @@ export class MemServer {
       queueDepth: () => Promise.resolve(0),
       condition: () => Promise.resolve({ status: "ok", reason: "" }),
       defer: (fn, ms) => void this.clock.setTimeout(fn, ms),
+      // the purge (expired sessions, messages, KeyPackages) on virtual time: the same
+      // moments in every run of a seed (a real interval fired at a real-time moment)
+      every: (fn, ms) => {
+        let timer = 0;
+        const tick = () => {
+          timer = this.clock.setTimeout(() => {
+            tick();
+            this.purges++;
+            fn();
+          }, ms);
+        };
+        tick();
+        return () => this.clock.clearTimeout(timer);
+      },
       storeSeams: { syncData: this.disk.syncData, onOpen: this.disk.onOpen },
     };
     services.push({ handlers: pingHandlers(ctx) }, ...(await createServices(ctx)));
@@ -208,7 +240,8 @@ export class SimNet {
   readonly server: MemServer;
   readonly clock: VirtualClock;
   readonly ledger: Ledger;
-  #rng: Prng;
+  readonly #seed: number;
+  readonly #streams = new Map<string, Prng>();
   #faults: NetFaults;
   /** No faults while set (quiescent checks: everything healed). */
   calm = false;
@@ -221,10 +254,11 @@ export class SimNet {
   /** One line per fault fired (the simulation moves them into its operation log). */
   readonly notes: string[] = [];
 
-  constructor(server: MemServer, rng: Prng, faults: boolean) {
+  /** The network of `server`; its fault draws come from `seed` (see {@link SimNet.stream}). */
+  constructor(server: MemServer, seed: number, faults: boolean) {
     this.server = server;
     this.clock = server.clock;
-    this.#rng = rng;
+    this.#seed = seed;
     this.#faults = faults ? DEFAULT_NET_FAULTS : NO_FAULTS;
     this.ledger = new Ledger();
   }
@@ -235,18 +269,34 @@ export class SimNet {
     this.notes.push(`net: ${name} ${detail}`);
   }
 
-  /** Draw `p` (never while calm). */
-  chance(p: number): boolean {
-    if (this.calm || p <= 0) return false;
-    return this.#rng.float() < p;
+  /**
+   * The fault stream `label`, derived from the seed and the label alone. Each client's
+   * links draw from their own streams, one per seam (`ca/request`: its requests lost, cut,
+   * doubled and their delays; `ca/answer`: the answers to them; `ca/push`: pushes to it), so
+   * what one client's frames draw does not depend on how its frames interleave with other
+   * clients' (a stray frame of one client shifts only its own stream).
+   */
+  stream(label: string): Prng {
+    let s = this.#streams.get(label);
+    if (!s) {
+      s = Prng.fork(this.#seed, `net:${label}`);
+      this.#streams.set(label, s);
+    }
+    return s;
   }
 
-  /** A frame's delay (ms). */
-  delay(): number {
+  /** Draw `p` from the stream `label` (never while calm). */
+  chance(p: number, label = "net"): boolean {
+    if (this.calm || p <= 0) return false;
+    return this.stream(label).float() < p;
+  }
+
+  /** A frame's delay (ms), drawn from the stream `label`. */
+  delay(label = "net"): number {
     const f = this.#faults;
     if (this.calm) return 0;
-    if (this.chance(f.stall)) return f.stallMs;
-    return f.maxDelayMs > 0 ? this.#rng.int(0, f.maxDelayMs) : 0;
+    if (this.chance(f.stall, label)) return f.stallMs;
+    return f.maxDelayMs > 0 ? this.stream(label).int(0, f.maxDelayMs) : 0;
   }
 
   get faults(): NetFaults {
@@ -346,10 +396,17 @@ export class SimLink implements ServerLink {
   #downAt = 0;
   /** Requests the server was asked, by request id (for the tap). */
   readonly #asked = new Map<number, Request>();
+  /** This client's fault streams (see {@link SimNet.stream}). */
+  readonly #requests: string;
+  readonly #answers: string;
+  readonly #pushes: string;
 
   constructor(net: SimNet, owner: string, options: ConnectOptions) {
     this.#net = net;
     this.owner = owner;
+    this.#requests = `${owner}/request`;
+    this.#answers = `${owner}/answer`;
+    this.#pushes = `${owner}/push`;
     this.server = options.server;
     this.#options = options;
     const id = nextConnId++;
@@ -386,12 +443,12 @@ export class SimLink implements ServerLink {
       }, timeoutMs);
       this.#pending.set(requestId, { resolve, reject, timer });
       const f = net.faults;
-      if (net.chance(f.loseRequest)) {
+      if (net.chance(f.loseRequest, this.#requests)) {
         net.fire("lost-request", `${this.owner} ${request.kind}`);
         this.cut("request lost");
         return;
       }
-      if (net.chance(f.cutMidFrame)) {
+      if (net.chance(f.cutMidFrame, this.#requests)) {
         net.fire("cut-mid-frame", `${this.owner} ${request.kind}`);
         const half = bytes.slice(0, Math.max(1, bytes.length >> 1));
         this.#up(() => {
@@ -404,7 +461,7 @@ export class SimLink implements ServerLink {
         return;
       }
       this.#up(() => this.#serve(bytes));
-      if (net.chance(f.dupRequest)) {
+      if (net.chance(f.dupRequest, this.#requests)) {
         net.fire("dup-request", `${this.owner} ${request.kind}`);
         this.#up(() => this.#serve(bytes, true));
       }
@@ -420,17 +477,17 @@ export class SimLink implements ServerLink {
   /** Schedule a client-to-server frame. */
   #up(fn: () => void): void {
     const clock = this.#net.clock;
-    const at = Math.max(this.#upAt, clock.now() + this.#net.delay());
+    const at = Math.max(this.#upAt, clock.now() + this.#net.delay(this.#requests));
     this.#upAt = at;
     clock.setTimeout(() => {
       if (!this.#closed && this.#net.server.up) fn();
     }, at - clock.now());
   }
 
-  /** Schedule a server-to-client frame. */
-  #down(fn: () => void): void {
+  /** Schedule a server-to-client frame (its delay drawn from the stream `label`). */
+  #down(fn: () => void, label: string): void {
     const clock = this.#net.clock;
-    const at = Math.max(this.#downAt, clock.now() + this.#net.delay());
+    const at = Math.max(this.#downAt, clock.now() + this.#net.delay(label));
     this.#downAt = at;
     clock.setTimeout(() => {
       if (!this.#closed) fn();
@@ -508,11 +565,11 @@ export class SimLink implements ServerLink {
       : kind === "enqueue"
       ? f.lossEnqueue
       : 0;
-    if (net.chance(f.loseAnswer + extra / 2)) {
+    if (net.chance(f.loseAnswer + extra / 2, this.#answers)) {
       net.fire(`lost-answer`, `${this.owner} ${kind}`);
       return; // the client times out
     }
-    if (net.chance(f.cutBeforeAnswer + extra / 2)) {
+    if (net.chance(f.cutBeforeAnswer + extra / 2, this.#answers)) {
       net.fire(`cut-before-answer`, `${this.owner} ${kind}`);
       this.cut("cut before the answer");
       return;
@@ -525,7 +582,7 @@ export class SimLink implements ServerLink {
       this.#pending.delete(decoded.requestId);
       net.clock.clearTimeout(p.timer);
       p.resolve(decoded.response);
-    });
+    }, this.#answers);
   }
 
   /** A push from the server (the delivery pump waits for it to be taken). */
@@ -539,7 +596,7 @@ export class SimLink implements ServerLink {
     net.ledger.sent(this.#state.username, undefined, frame);
     const f = net.faults;
     const welcome = push.messages.some((m) => m.messageKind === "welcome");
-    if (welcome && net.chance(f.lossWelcome)) {
+    if (welcome && net.chance(f.lossWelcome, this.#pushes)) {
       net.fire("lost-welcome", `to ${this.owner}`);
       this.cut("cut before a Welcome arrived");
       return Promise.resolve();
@@ -548,10 +605,10 @@ export class SimLink implements ServerLink {
       const decoded = openFrame(bytes).decode();
       if (decoded.type === "push") this.#options.onPush?.(decoded.push, decoded.requestId);
     };
-    this.#down(deliver);
-    if (net.chance(f.dupPush)) {
+    this.#down(deliver, this.#pushes);
+    if (net.chance(f.dupPush, this.#pushes)) {
       net.fire("dup-push", `to ${this.owner}`);
-      this.#down(deliver);
+      this.#down(deliver, this.#pushes);
     }
     return Promise.resolve();
   }

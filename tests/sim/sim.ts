@@ -42,7 +42,7 @@ import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
 import { connectServer } from "../../src/client/connection.ts";
 import { MemServer, SimNet } from "./net.ts";
-import { VirtualClock } from "./vclock.ts";
+import { traceMark, VirtualClock } from "./vclock.ts";
 import { getHashFns } from "../../src/mls/_provider_primitives.ts";
 import { getCiphersuite } from "../../src/mls/provider.ts";
 
@@ -326,6 +326,7 @@ class Simulation implements CheckContext {
     if (this.#net) {
       for (const [k, v] of Object.entries(this.#net.fired)) this.#stats[`net.${k}`] = v;
       this.#stats["tap.frames-judged"] = this.#net.ledger.checked;
+      this.#stats["server.purges"] = this.#mem!.purges;
       this.#stats["virtual-s"] = Math.round((this.#clock!.now() - Date.UTC(2026, 0, 1)) / 1000);
     }
     if (this.violations.length > 0) this.#collectDiagnostics();
@@ -387,7 +388,8 @@ class Simulation implements CheckContext {
       Date.now = this.#clock.now;
       this.#clock.start();
       this.#mem = await MemServer.start(`${this.#dir}/server`, this.#clock);
-      this.#net = new SimNet(this.#mem, Prng.fork(this.#o.seed, "net"), this.#o.faults);
+      // fault draws: one stream per client and seam (SimNet.stream), from the seed alone
+      this.#net = new SimNet(this.#mem, this.#o.seed, this.#o.faults);
       this.#net.calm = true; // registration is not under test here
     } else {
       this.#server = await ServerProcess.start(`${this.#dir}/server`);
@@ -612,6 +614,7 @@ class Simulation implements CheckContext {
 
   async #runStep(s: number): Promise<void> {
     const rng = Prng.fork(this.#o.seed, `step${s}`);
+    traceMark(`step ${s}`);
     const kind = this.#chooseKind(rng);
     this.#line = [];
     this.#count(`step.${kind}`);

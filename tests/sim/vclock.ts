@@ -20,6 +20,43 @@ interface Timer {
   at: number;
   seq: number;
   fn: () => void;
+  /** Where it was set (only while tracing). */
+  where?: string;
+}
+
+/**
+ * The timer trace (`QPQ_SIM_TRACE=FILE deno task sim …`): one line per timer fired, its
+ * virtual time and the frames that set it, and a mark per step. Two runs of one seed that
+ * part show where in a diff of their traces (the first timer fired in one run only).
+ */
+let trace: string[] | undefined;
+
+/** Start tracing timers (lines returned; the simulation writes them out at the end). */
+export function startTrace(): string[] {
+  trace ??= [];
+  return trace;
+}
+
+/** A mark in the trace (a step begins); nothing when not tracing. */
+export function traceMark(line: string): void {
+  trace?.push(line);
+}
+
+function caller(): string {
+  // our own and the libraries' frames only: the runtime's (how a microtask queue was
+  // drained) differ from run to run with nothing else different
+  // (and they count against the stack limit, so take enough frames to be past them)
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 40;
+  const stack = new Error().stack ?? "";
+  Error.stackTraceLimit = limit;
+  return stack.split("\n").slice(3).filter((l) => l.includes("file://"))
+    .slice(0, 6)
+    .map((l) =>
+      l.trim().replace(/^at /, "").replace(/\(?file:\/\/\S*?\/(src|tests|node_modules)\//, "$1/")
+        .replace(/:(\d+):\d+\)?$/, ":$1")
+    )
+    .join(" < ");
 }
 
 /** Turns without activity before virtual time may jump. */
@@ -52,7 +89,8 @@ export class VirtualClock {
   /** Run `fn` at virtual time now + `ms`. */
   readonly setTimeout = (fn: () => void, ms: number): number => {
     const id = ++this.#seq;
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms || 0), seq: id, fn });
+    const at = this.#now + Math.max(0, ms || 0);
+    this.#timers.set(id, { at, seq: id, fn, ...(trace ? { where: caller() } : {}) });
     this.activity++;
     return id;
   };
@@ -79,6 +117,11 @@ export class VirtualClock {
    */
   idle(): Promise<void> {
     return new Promise((r) => this.#idleWaiters.push(r));
+  }
+
+  /** True while the driver runs (timers fire, {@link VirtualClock.idle} resolves). */
+  get running(): boolean {
+    return this.#running;
   }
 
   /** Timers waiting. */
@@ -126,6 +169,7 @@ export class VirtualClock {
       this.#timers.delete(next.seq);
       if (next.at > this.#now) this.#now = next.at;
       this.fired++;
+      trace?.push(`${this.#now} ${next.where}`);
       this.activity++;
       seen = this.activity;
       try {
