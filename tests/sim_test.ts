@@ -24,7 +24,14 @@ async function simFlags(): Promise<string[]> {
 const envSeeds = Deno.env.get("QPQ_SIM_SEEDS");
 const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 60);
 const CLIENTS = Number(Deno.env.get("QPQ_SIM_CLIENTS") ?? 6);
-type Run = { seed: number; steps: number; clients: number; mode: "memory" | "process" };
+type Run = {
+  seed: number;
+  steps: number;
+  clients: number;
+  mode: "memory" | "process";
+  /** Checks of the summary's "checks" list that must have run at least once. */
+  checks?: string[];
+};
 const RUNS: Run[] = envSeeds
   ? envSeeds.split(",").map((s) => ({
     seed: Number(s),
@@ -37,6 +44,23 @@ const RUNS: Run[] = envSeeds
     { seed: 1, steps: STEPS, clients: CLIENTS, mode: "memory" },
     { seed: 2, steps: STEPS, clients: CLIENTS, mode: "memory" },
     { seed: 3, steps: STEPS, clients: CLIENTS, mode: "memory" },
+    // the content and role steps (issue 21): every one of their checks runs at this seed
+    {
+      seed: 7,
+      steps: 60,
+      clients: 12,
+      mode: "memory",
+      checks: [
+        "admins",
+        "delete",
+        "edit",
+        "reaction",
+        "receipt-delivered",
+        "receipt-read",
+        "refused-change",
+        "refused-removal",
+      ],
+    },
     // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
     { seed: 1, steps: 25, clients: 4, mode: "process" },
   ];
@@ -94,6 +118,17 @@ for (const run of RUNS) {
           out.stderr.split("\n").slice(-20).join("\n")
         }`,
       );
+      // "sim: operations …; checks admins=45 delete=4 …": each named check ran
+      const line = out.stdout.split("\n").find((l) => l.startsWith("sim: operations")) ?? "";
+      const ran = new Map(
+        [...(line.split("checks ")[1] ?? "").matchAll(/([a-z-]+)=(\d+)/g)].map((m) => [
+          m[1]!,
+          Number(m[2]),
+        ]),
+      );
+      for (const c of run.checks ?? []) {
+        assert((ran.get(c) ?? 0) > 0, `check ${c} never ran at seed ${run.seed}: ${line}`);
+      }
     },
   });
 }
