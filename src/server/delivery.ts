@@ -171,6 +171,28 @@ async function memberChannel(
 }
 
 /**
+ * The channel of `user`'s request and its members, or, when `user` is not a member (any
+ * more), how many deliveries the stored request this one resends made: a message stored
+ * before its sender left, or a commit accepted before its sender was off the roster (the
+ * last member's leave takes its sender off itself; a later commit may remove them), whose
+ * answer was lost. It is answered as the duplicate it is; refused, its sender would undo
+ * what the channel already has (sim seed 5).
+ */
+async function memberOrResend(
+  store: ServerStore,
+  req: { channelId: Uint8Array; messageId: Uint8Array },
+  user: string,
+): Promise<MemberChannel | { resent: number }> {
+  try {
+    return await memberChannel(store, req.channelId, user);
+  } catch (e) {
+    const dup = await store.findDuplicate(user, messageIdToStore(req.messageId));
+    if (dup === undefined) throw e;
+    return { resent: dup.deliveries.length };
+  }
+}
+
+/**
  * An application message leaves only in the channel's current epoch: one encrypted in an
  * epoch the channel has left may reach a member who holds no key of it (one added since:
  * "MLS message epoch is too old"), so it is refused with `epoch_conflict`; its sender
@@ -260,17 +282,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       }
       if (req.ephemeral) return await ephemeral(store, me, req, conn);
       checkSize(req.payload.length);
-      let c: StoreChannel;
-      let members: string[];
-      try {
-        ({ channel: c, members } = await memberChannel(store, req.channelId, me));
-      } catch (e) {
-        // A resend of a message stored before its sender left (its answer was lost, and a
-        // member committed the leave meanwhile) is answered as the duplicate it is.
-        const dup = await store.findDuplicate(me, messageIdToStore(req.messageId));
-        if (dup === undefined) throw e;
-        return { kind: "enqueued", duplicate: true, recipients: dup.deliveries.length };
-      }
+      const mc = await memberOrResend(store, req, me);
+      if ("resent" in mc) return { kind: "enqueued", duplicate: true, recipients: mc.resent };
+      const { channel: c, members } = mc;
       if (req.messageKind === "application") await checkCurrentEpoch(store, me, req, c.epoch);
       let recipients = members.filter((m) => m !== me);
       if (req.recipients.length > 0) {
@@ -319,19 +333,9 @@ export function deliveryHandlers(ctx: ServerContext, store: ServerStore): Handle
       checkSize(
         req.payload.length + (req.welcome?.length ?? 0) + (req.welcomes[0]?.payload.length ?? 0),
       );
-      let c: StoreChannel;
-      let members: string[];
-      try {
-        ({ channel: c, members } = await memberChannel(store, req.channelId, me));
-      } catch (e) {
-        // A resend of a commit accepted before its sender was off the roster (its answer was
-        // lost): the last member's leave takes the sender off itself, or a later commit
-        // removed them. It is answered as the duplicate it is; refused, its sender would
-        // undo a change the channel already has (sim seed 5).
-        const dup = await store.findDuplicate(me, messageIdToStore(req.messageId));
-        if (dup === undefined) throw e;
-        return { kind: "committed", duplicate: true, recipients: dup.deliveries.length };
-      }
+      const mc = await memberOrResend(store, req, me);
+      if ("resent" in mc) return { kind: "committed", duplicate: true, recipients: mc.resent };
+      const { channel: c, members } = mc;
       // The cleartext MLS header must say: a commit, of this group, in the claimed epoch.
       const header = readPrivateMessageHeader(req.payload);
       if (

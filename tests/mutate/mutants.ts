@@ -1757,9 +1757,9 @@ export const MUTANTS: Mutant[] = [
   {
     id: "server-commit-resend-by-former-member-refused",
     file: "src/server/delivery.ts",
-    find: "        if (dup === undefined) throw e;\n" +
-      '        return { kind: "committed", duplicate: true, recipients: dup.deliveries.length };',
-    replace: "        throw e;",
+    find:
+      'if ("resent" in mc) return { kind: "committed", duplicate: true, recipients: mc.resent };',
+    replace: 'if ("resent" in mc) throw new AuthError("Not a member of this conversation");',
     why: "a commit resent after its answer was lost is its duplicate also when it took its " +
       "sender off the roster (the last member's leave): refused, the leaver undid it",
     tests: ["tests/client_groups_test.ts"],
