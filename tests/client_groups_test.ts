@@ -5,14 +5,53 @@
  * leave, groups of either suite.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
-import { startTestServer } from "./_support/server.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
 import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
-import { QpqError } from "../src/errors.ts";
+import { QpqError, TransportError } from "../src/errors.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
+import { connectServer, type ServerLink } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
 import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
 
 const user = testUser;
+
+/**
+ * A client `name` (password "pw", not yet registered) on `ts` whose every request goes
+ * through `call`, given the real call (to lose an answer or fail a request), and whose
+ * connects fail while `down()` says so.
+ */
+async function linkedClient(
+  ts: TestServer,
+  dir: string,
+  name: string,
+  call: (req: Parameters<ServerLink["call"]>[0], real: () => Promise<unknown>) => Promise<unknown>,
+  down: () => boolean = () => false,
+): Promise<{ client: QpqClient; events: ClientEvent[] }> {
+  const store = await openLocalStore(`${dir}/${name}.bin`, "pw", {
+    create: true,
+    username: name,
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const client = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      if (down()) throw new TransportError("network down (test)");
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: (req, expect, opts) => call(req, () => link.call(req, expect, opts)) as never,
+      };
+    },
+  });
+  return { client, events };
+}
 
 async function withUsers(
   names: string[],
@@ -141,7 +180,6 @@ for (const suite of ["MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", undefined] 
 Deno.test("client: a Welcome for a group it is in never replaces its state (no fork into a look-alike)", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
   const { createGroup, addMembers } = await import("../src/mls/mod.ts");
   const { IdentityKeyPair } = await import("../src/crypto/mod.ts");
   const { fromHex } = await import("../src/bytes.ts");
@@ -233,38 +271,15 @@ Deno.test("client: a leave that loses the race to another commit is proposed aga
 Deno.test("client: a leave whose answer is lost still goes out once and the leaver is removed, not broken", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   let dropNextProposalAnswer = false;
-  const store = await openLocalStore(`${dir}/lea.bin`, "pw", {
-    create: true,
-    username: "lea",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const lea = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    connect: async (o) => {
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: async (req, expect, opts) => {
-          const r = await link.call(req, expect, opts);
-          const raw = "bytes" in req ? undefined : req;
-          if (dropNextProposalAnswer && (raw?.kind === "enqueue" || "bytes" in req)) {
-            dropNextProposalAnswer = false;
-            throw new TransportError("answer lost (test)");
-          }
-          return r;
-        },
-      };
-    },
+  const { client: lea, events } = await linkedClient(ts, dir, "lea", async (req, real) => {
+    const r = await real();
+    const raw = "bytes" in req ? undefined : req;
+    if (dropNextProposalAnswer && (raw?.kind === "enqueue" || "bytes" in req)) {
+      dropNextProposalAnswer = false;
+      throw new TransportError("answer lost (test)");
+    }
+    return r;
   });
   const others: TestUser[] = [];
   try {
@@ -296,32 +311,16 @@ Deno.test("client: a leave whose answer is lost still goes out once and the leav
 Deno.test("client: a leave that could not be sent is kept, says so, and goes out with the next sync", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   let enqueueDown = false;
-  const store = await openLocalStore(`${dir}/kim.bin`, "pw", {
-    create: true,
-    username: "kim",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const kim = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    connect: async (o) => {
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: (req, expect, opts) =>
-          enqueueDown && "bytes" in req && req.kind === "enqueue"
-            ? Promise.reject(new TransportError("network down (test)"))
-            : link.call(req, expect, opts),
-      };
-    },
-  });
+  const { client: kim } = await linkedClient(
+    ts,
+    dir,
+    "kim",
+    (req, real) =>
+      enqueueDown && "bytes" in req && req.kind === "enqueue"
+        ? Promise.reject(new TransportError("network down (test)"))
+        : real(),
+  );
   const others: TestUser[] = [];
   try {
     await kim.register();
@@ -614,34 +613,16 @@ Deno.test("client: a change kept while the server did not answer, then beaten by
 Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   let enqueueDown = false;
-  const store = await openLocalStore(`${dir}/kim.bin`, "pw", {
-    create: true,
-    username: "kim",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const kim = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    connect: async (o) => {
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: (req, expect, opts) =>
-          enqueueDown && "bytes" in req && req.kind === "enqueue"
-            ? Promise.reject(new TransportError("network down (test)"))
-            : link.call(req, expect, opts),
-      };
-    },
-  });
+  const { client: kim, events } = await linkedClient(
+    ts,
+    dir,
+    "kim",
+    (req, real) =>
+      enqueueDown && "bytes" in req && req.kind === "enqueue"
+        ? Promise.reject(new TransportError("network down (test)"))
+        : real(),
+  );
   const others: TestUser[] = [];
   try {
     await kim.register();
@@ -680,34 +661,11 @@ Deno.test("client: a message queued by a member removed before it went out fails
 Deno.test("client: a DM whose adding commit's answer is lost keeps it pending and joins once it is resent", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   let loseCommitAnswers = false;
-  const store = await openLocalStore(`${dir}/amy.bin`, "pw", {
-    create: true,
-    username: "amy",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const amy = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    connect: async (o) => {
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: async (req, expect, opts) => {
-          if (!(loseCommitAnswers && "bytes" in req && req.kind === "commit")) {
-            return await link.call(req, expect, opts);
-          }
-          await link.call(req, expect, opts).catch(() => {}); // the server takes it
-          throw new TransportError("answer lost (test)");
-        },
-      };
-    },
+  const { client: amy } = await linkedClient(ts, dir, "amy", async (req, real) => {
+    if (!(loseCommitAnswers && "bytes" in req && req.kind === "commit")) return await real();
+    await real().catch(() => {}); // the server takes it
+    throw new TransportError("answer lost (test)");
   });
   const others: TestUser[] = [];
   try {
@@ -839,40 +797,16 @@ Deno.test("client: a delivered receipt in a group goes to the authors it names o
 Deno.test("client: a member's leave whose commit could not reach the server is committed at the next sync (sim seed 2)", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   // armed: once a fetched page is acknowledged, the server is unreachable (the leave
   // proposal was read; the commit of it cannot be made)
   let armed = false;
   let down = false;
-  const store = await openLocalStore(`${dir}/cai.bin`, "pw", {
-    create: true,
-    username: "cai",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const cai = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    connect: async (o) => {
-      if (down) throw new TransportError("network down (test)");
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: async (req, expect, opts) => {
-          if (down) throw new TransportError("network down (test)");
-          const r = await link.call(req, expect, opts);
-          if (armed && req.kind === "ack") [armed, down] = [false, true];
-          return r;
-        },
-      };
-    },
-  });
+  const { client: cai, events } = await linkedClient(ts, dir, "cai", async (req, real) => {
+    if (down) throw new TransportError("network down (test)");
+    const r = await real();
+    if (armed && req.kind === "ack") [armed, down] = [false, true];
+    return r;
+  }, () => down);
   const others: TestUser[] = [];
   try {
     await cai.register();
@@ -907,37 +841,14 @@ Deno.test("client: a member's leave whose commit could not reach the server is c
 Deno.test("client: the last member's leave whose answer was lost is resent and taken as done, not refused as from a non-member (sim seed 5)", async () => {
   const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  const { connectServer } = await import("../src/client/connection.ts");
-  const { TransportError } = await import("../src/errors.ts");
   let dropNextCommitAnswer = false;
-  const store = await openLocalStore(`${dir}/sol.bin`, "pw", {
-    create: true,
-    username: "sol",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const sol = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    connect: async (o) => {
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: async (req, expect, opts) => {
-          const r = await link.call(req, expect, opts);
-          if (dropNextCommitAnswer && req.kind === "commit") {
-            dropNextCommitAnswer = false;
-            throw new TransportError("answer lost (test)");
-          }
-          return r;
-        },
-      };
-    },
+  const { client: sol, events } = await linkedClient(ts, dir, "sol", async (req, real) => {
+    const r = await real();
+    if (dropNextCommitAnswer && req.kind === "commit") {
+      dropNextCommitAnswer = false;
+      throw new TransportError("answer lost (test)");
+    }
+    return r;
   });
   try {
     await sol.register();
