@@ -100,6 +100,9 @@ Deno.test("qpq send and list work beside an open REPL, through it; a second REPL
       });
       assertEquals(long.code, 2, long.stderr);
       assert(long.stderr.includes("quit it and run the command again"), long.stderr);
+      // the commands added with receipts and roles go through it as well
+      assertEquals(ok(await qpq("alice", "receipts", "off")), "Read receipts off\n");
+      assertEquals(ok(await qpq("alice", "receipts", "on")), "Read receipts on\n");
 
       // a first DM is a request: bob accepts it (and so sees it)
       const accepted = ok(await qpq("bob", "accept", "alice"));

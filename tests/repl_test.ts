@@ -170,7 +170,11 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       assertEquals(await ask("/switch @bob", (l) => l.startsWith("*")), ["* now talking in @bob"]);
       assertEquals(await ask("/list", (l) => l.endsWith("#crew")), ["* @bob", "  #crew"]);
       assertEquals(await ask("/members", (l) => l.startsWith("@bob")), ["@bob: alice, bob"]);
-      assertEquals(untimed(await ask("/history", (l) => untimedLine(l).startsWith("[alice] /"))), [
+      const h1 = await ask("/history", (l) => untimedLine(l).startsWith("[alice] /"));
+      // our own messages carry their receipt mark in the REPL too (✓ sent so far)
+      const ours = h1.filter((l) => untimedLine(l).startsWith("[alice]"));
+      assert(ours.length === 2 && ours.every((l) => / ✓{1,3}$/.test(l)), h1.join("\n"));
+      assertEquals(untimed(h1), [
         "[alice] hello bob, this is the repl",
         "[alice] /shrug: a line that starts with a slash",
       ]);

@@ -841,3 +841,8 @@ export function stdinText(bytes: Uint8Array): string {
     throw new UsageError(`Standard input is not UTF-8 text: ${hint}`);
   }
 }
+
+/** The members of `conv` but us: whose receipts make a message of ours ✓✓ or ✓✓✓. */
+export function otherMembers(client: QpqClient, conv: Conversation): string[] {
+  return conv.kind === "self" ? [] : client.members(conv.name).filter((u) => u !== client.username);
+}

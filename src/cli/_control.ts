@@ -74,6 +74,11 @@ export const FORWARDABLE = new Set([
   "leave",
   "verify",
   "update",
+  "receipts",
+  "admin",
+  "rename",
+  "describe",
+  "disappear",
 ]);
 
 /**

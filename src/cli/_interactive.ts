@@ -16,7 +16,14 @@ import { parseUsername } from "../client/conversations.ts";
 import { fingerprint } from "../crypto/mod.ts";
 import { QpqError, toQpqError, UsageError } from "../errors.ts";
 import { TYPING_SHOWN_MS } from "../limits.ts";
-import { eventLine, historyLines, numberedMessage, requestLine, unreadText } from "./_client.ts";
+import {
+  eventLine,
+  historyLines,
+  numberedMessage,
+  otherMembers,
+  requestLine,
+  unreadText,
+} from "./_client.ts";
 import { leaveLine, membershipLines, rosterLine, unblockedLine } from "./_membership.ts";
 import { receiptLines, renamedLine } from "./_lines.ts";
 
@@ -484,7 +491,8 @@ export class Interactive {
         const conv = this.#current();
         const n = args[0] === undefined ? 20 : Number(args[0]);
         if (!Number.isInteger(n) || n < 1) throw new UsageError("Usage: /history [count]");
-        for (const line of historyLines(conv, c.history(conv.name, n), c.store)) {
+        const lines = historyLines(conv, c.history(conv.name, n), c.store, otherMembers(c, conv));
+        for (const line of lines) {
           this.print(line);
         }
         return false;

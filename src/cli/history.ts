@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { clientCommand, historyLines, messageJson } from "./_client.ts";
+import { clientCommand, historyLines, messageJson, otherMembers } from "./_client.ts";
 import { println } from "./_args.ts";
 import { UsageError } from "../errors.ts";
 
@@ -35,9 +35,7 @@ export const run = clientCommand({
     const conv = client.conversation(positionals[0]!);
     const messages = client.history(conv.name, count);
     const look = client.store;
-    const others = conv.kind === "self"
-      ? []
-      : client.members(conv.name).filter((u) => u !== client.username);
+    const others = otherMembers(client, conv);
     if (values.json) {
       for (const m of messages) println(JSON.stringify(messageJson(conv, m, look, others)));
     } else for (const line of historyLines(conv, messages, look, others)) println(line);
