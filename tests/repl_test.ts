@@ -174,6 +174,9 @@ Deno.test("qpq repl over piped stdin: auto-registers, slash commands, sends and 
       // our own messages carry their receipt mark in the REPL too (✓ sent so far)
       const ours = h1.filter((l) => untimedLine(l).startsWith("[alice]"));
       assert(ours.length === 2 && ours.every((l) => / ✓{1,3}$/.test(l)), h1.join("\n"));
+      // another conversation's history without switching to it
+      const hc = await ask("/history crew", (l) => untimedLine(l).includes("hello crew"));
+      assertEquals(untimed(hc), ["[#crew] alice: hello crew"]);
       assertEquals(untimed(h1), [
         "[alice] hello bob, this is the repl",
         "[alice] /shrug: a line that starts with a slash",

@@ -54,7 +54,7 @@ const COMMANDS: [cmd: string, usage: string, maxArgs: number, what: string][] = 
   ["/list", "/list (/ls)", 0, "list conversations"],
   ["/ls", "", 0, ""],
   ["/members", "/members", 0, "members of the current conversation"],
-  ["/history", "/history [count]", 1, "recent messages (default 20), numbered [N]"],
+  ["/history", "/history [conv] [n]", 2, "last n messages (20) here or of conv, numbered [N]"],
   ["/reply", "/reply <N> <text>", Infinity, "answer message [N] of /history"],
   ["/react", "/react <N> <emoji>", 2, "react to message [N] (again: withdraw)"],
   ["/edit", "/edit <N> <text>", Infinity, "change the text of your message [N]"],
@@ -323,6 +323,21 @@ export class Interactive {
   }
 
   /**
+   * A conversation this device has, by `#group`, `@user` or a bare name (the group of that
+   * name, else the DM): never opens one.
+   */
+  #known(ref: string): Conversation {
+    const c = this.#client;
+    if (ref.startsWith("#") || ref.startsWith("@")) return c.conversation(ref);
+    try {
+      return c.conversation(`#${ref}`);
+    } catch (e) {
+      if (!(e instanceof QpqError && e.code === "not_found")) throw e;
+      return c.conversation(`@${ref}`);
+    }
+  }
+
+  /**
    * The conversation as stored now: a look-alike group that arrived since gives this one
    * its id suffix (`#team~3f2a`), and the old name no longer picks it.
    */
@@ -488,9 +503,14 @@ export class Interactive {
         return false;
       }
       case "/history": {
-        const conv = this.#current();
-        const n = args[0] === undefined ? 20 : Number(args[0]);
-        if (!Number.isInteger(n) || n < 1) throw new UsageError("Usage: /history [count]");
+        // `/history [count]` here, or `/history team|#team|@bob [count]` of another one
+        const named = args[0] !== undefined && !/^[0-9]+$/.test(args[0]);
+        const conv = named ? this.#known(args[0]!) : this.#current();
+        const count = named ? args[1] : args[0];
+        const n = count === undefined ? 20 : Number(count);
+        if (!Number.isInteger(n) || n < 1) {
+          throw new UsageError("Usage: /history [#group|@user] [count]");
+        }
         const lines = historyLines(conv, c.history(conv.name, n), c.store, otherMembers(c, conv));
         for (const line of lines) {
           this.print(line);
