@@ -5,53 +5,15 @@
  * leave, groups of either suite.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
-import { startTestServer, type TestServer } from "./_support/server.ts";
+import { startTestServer } from "./_support/server.ts";
 import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
 import { QpqError, TransportError } from "../src/errors.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
-import { connectServer, type ServerLink } from "../src/client/connection.ts";
+import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
-import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
+import { FAST_KDF, linkedClient, type TestUser, testUser } from "./_support/clients.ts";
 
 const user = testUser;
-
-/**
- * A client `name` (password "pw", not yet registered) on `ts` whose every request goes
- * through `call`, given the real call (to lose an answer or fail a request), and whose
- * connects fail while `down()` says so.
- */
-async function linkedClient(
-  ts: TestServer,
-  dir: string,
-  name: string,
-  call: (req: Parameters<ServerLink["call"]>[0], real: () => Promise<unknown>) => Promise<unknown>,
-  down: () => boolean = () => false,
-): Promise<{ client: QpqClient; events: ClientEvent[] }> {
-  const store = await openLocalStore(`${dir}/${name}.bin`, "pw", {
-    create: true,
-    username: name,
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
-  const client = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    connect: async (o) => {
-      if (down()) throw new TransportError("network down (test)");
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: (req, expect, opts) => call(req, () => link.call(req, expect, opts)) as never,
-      };
-    },
-  });
-  return { client, events };
-}
 
 async function withUsers(
   names: string[],

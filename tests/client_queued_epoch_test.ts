@@ -8,10 +8,8 @@
  */
 import { assert, assertEquals } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
-import { FAST_KDF, type TestUser, testUser } from "./_support/clients.ts";
-import { type ClientEvent, QpqClient } from "../src/client/client.ts";
-import { connectServer } from "../src/client/connection.ts";
-import { openLocalStore } from "../src/client/open_store.ts";
+import { linkedClient, type TestUser, testUser } from "./_support/clients.ts";
+import type { ClientEvent, QpqClient } from "../src/client/client.ts";
 import { TransportError } from "../src/errors.ts";
 
 const TEXT = "hello from the train";
@@ -35,32 +33,15 @@ async function queuedBehind(
 ): Promise<void> {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-queued-" });
-  const store = await openLocalStore(`${dir}/ann.bin`, "pw", {
-    create: true,
-    username: "ann",
-    server: ts.addr,
-    kdf: FAST_KDF,
-  });
-  const events: ClientEvent[] = [];
   const lost = () => Promise.reject(new TransportError("network down (test)"));
-  const ann = QpqClient.create({
-    acceptFrom: "anyone",
-    store,
-    password: "pw",
-    caCertPem: ts.certPem,
-    onEvent: (e) => events.push(e),
-    // offline the connection attempt fails at once (no timeout to wait)
-    connect: async (o) => {
-      if (net.offline) return await lost();
-      const link = await connectServer(o);
-      return {
-        server: link.server,
-        close: () => link.close(),
-        call: (req, expect, opts) =>
-          net.commitsLost && req.kind === "commit" ? lost() : link.call(req, expect, opts),
-      };
-    },
-  });
+  // offline the connection attempt fails at once (no timeout to wait)
+  const { client: ann, events } = await linkedClient(
+    ts,
+    dir,
+    "ann",
+    (req, real) => net.commitsLost && req.kind === "commit" ? lost() : real(),
+    () => net.offline,
+  );
   const others: TestUser[] = [];
   try {
     await ann.register();

@@ -6,6 +6,8 @@
  */
 import { type AcceptFrom, type ClientEvent, QpqClient } from "../../src/client/client.ts";
 import { openLocalStore } from "../../src/client/open_store.ts";
+import { connectServer, type ServerLink } from "../../src/client/connection.ts";
+import { TransportError } from "../../src/errors.ts";
 import { DEFAULT_ARGON2ID_PARAMS } from "../../src/crypto/mod.ts";
 
 /** Argon2id parameters for test states (never for users). */
@@ -57,4 +59,42 @@ export async function testUser(
         e.kind === "message" && e.message.direction === "in" ? [e.message.body] : []
       ),
   };
+}
+
+/**
+ * A client `name` (password "pw", not yet registered) on `ts` whose every request goes
+ * through `call`, given the real call (to lose an answer or fail a request), and whose
+ * connects fail while `down()` says so.
+ */
+export async function linkedClient(
+  ts: { addr: string; certPem: string },
+  dir: string,
+  name: string,
+  call: (req: Parameters<ServerLink["call"]>[0], real: () => Promise<unknown>) => Promise<unknown>,
+  down: () => boolean = () => false,
+): Promise<{ client: QpqClient; events: ClientEvent[] }> {
+  const store = await openLocalStore(`${dir}/${name}.bin`, "pw", {
+    create: true,
+    username: name,
+    server: ts.addr,
+    kdf: FAST_KDF,
+  });
+  const events: ClientEvent[] = [];
+  const client = QpqClient.create({
+    acceptFrom: "anyone",
+    store,
+    password: "pw",
+    caCertPem: ts.certPem,
+    onEvent: (e) => events.push(e),
+    connect: async (o) => {
+      if (down()) throw new TransportError("network down (test)");
+      const link = await connectServer(o);
+      return {
+        server: link.server,
+        close: () => link.close(),
+        call: (req, expect, opts) => call(req, () => link.call(req, expect, opts)) as never,
+      };
+    },
+  });
+  return { client, events };
 }
