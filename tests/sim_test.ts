@@ -31,6 +31,8 @@ type Run = {
   mode: "memory" | "process";
   /** Checks of the summary's "checks" list that must have run at least once. */
   checks?: string[];
+  /** More options of `deno task sim` (e.g. `--weight`). */
+  args?: string[];
 };
 const RUNS: Run[] = envSeeds
   ? envSeeds.split(",").map((s) => ({
@@ -60,6 +62,14 @@ const RUNS: Run[] = envSeeds
         "refused-change",
         "refused-removal",
       ],
+    },
+    // crashes among many sends: a crash between storing a send and queueing it shows here
+    {
+      seed: 11,
+      steps: 40,
+      clients: 6,
+      mode: "memory",
+      args: ["--weight", "crash=25,send=50"],
     },
     // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
     { seed: 1, steps: 25, clients: 4, mode: "process" },
@@ -94,8 +104,9 @@ async function sim(
 
 for (const run of RUNS) {
   Deno.test({
-    name:
-      `simulation (${run.mode}) seed ${run.seed}, ${run.steps} steps, ${run.clients} clients: every invariant holds`,
+    name: `simulation (${run.mode}) seed ${run.seed}, ${run.steps} steps, ${run.clients} clients${
+      run.args ? ` ${run.args.join(" ")}` : ""
+    }: every invariant holds`,
     sanitizeResources: false,
     sanitizeOps: false,
     async fn() {
@@ -108,6 +119,7 @@ for (const run of RUNS) {
         String(run.clients),
         "--mode",
         run.mode,
+        ...(run.args ?? []),
       ]);
       const last = out.stdout.trimEnd().split("\n").at(-1) ?? "";
       const expected =
@@ -171,6 +183,34 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
+  },
+});
+
+Deno.test({
+  name:
+    "simulation --shrink: a failing run is cut to fewer steps that break the same invariant, and its replay line fails alike",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // a failure whose cause is known: --fail-on dup violates "synthetic" at the first
+    // doubled-push step (step 8 at this seed); everything before it but what the dup needs
+    // (a group with members) can go
+    const base = ["--seed", "5", "--clients", "3", "--fail-on", "dup"];
+    const out = await sim([...base, "--steps", "15", "--shrink"]);
+    const m = /sim: shrunk: synthetic breaks with (\d+) of 15 steps/.exec(out.stdout);
+    assert(out.code === 0 && m, `shrink failed (exit ${out.code}):\n${out.stdout}\n${out.stderr}`);
+    const fullAt = Number(/the run breaks synthetic at step (\d+)/.exec(out.stderr)?.[1]);
+    const kept = Number(m[1]);
+    assert(kept >= 1 && kept < fullAt, `kept ${kept} steps of the ${fullAt} before the failure`);
+    const replay = /^replay: deno task sim (.*)$/m.exec(out.stdout)?.[1] ?? "";
+    assert(replay.includes("--drop "), `the replay line drops no step: ${replay}`);
+    const again = await sim(replay.split(" "));
+    assert(
+      again.code === 1 && again.stdout.includes("[synthetic]"),
+      `the replay line does not fail: ${replay}\n${again.stdout}`,
+    );
+    const ran = again.stdout.split("\n").filter((l) => /^ {2}step \d+ [a-z]+:/.test(l)).length;
+    assert(ran === kept, `the replay ran ${ran} steps, the shrink kept ${kept}`);
   },
 });
 

@@ -1777,4 +1777,15 @@ export const MUTANTS: Mutant[] = [
       "a power cut right after the ack must not lose it (the sender forgets it at the ack)",
     tests: [SIM],
   },
+  {
+    id: "sim-send-stored-and-queued-apart",
+    file: "src/client/groups.ts",
+    find: '        if (change?.kind === "applied") s.updateMessage(change.message);\n' +
+      "        s.addOutbox({",
+    replace: '        if (change?.kind === "applied") s.updateMessage(change.message);\n' +
+      "      });\n      s.transaction(() => {\n        s.addOutbox({",
+    why: "a send stores its ratchet, its history entry and its outbox entry in ONE transaction: " +
+      "a crash between them would show a message as sent that never leaves",
+    tests: [SIM],
+  },
 ];

@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import { installSyncSubtle } from "./sync_subtle.ts";
 import { startTrace } from "./vclock.ts";
+import { formatSteps, parseSteps, shrink } from "./shrink.ts";
 import { FAULT_FAMILIES, runSim, type SimResult, STEP_KINDS, SUITES } from "./sim.ts";
 
 /** Usage text. */
@@ -45,6 +46,11 @@ Options:
   --weight K=W,…    replace the weight of these step kinds where they apply (defaults
                     in sim.ts #chooseKind; send is 28, powercut 2): e.g. the CI's
                     storage and clock run, --weight powercut=12,crash=10,clock=8
+  --drop S,S-S      do not run these steps (the others keep their own random streams)
+  --shrink          reduce this failing run to the fewest steps that still break the
+                    same invariant (fewest --steps, then --drop by delta debugging; memory
+                    mode; one fresh run per trial) and print its replay command and log
+  --fail-on K       a synthetic violation at the first step of kind K (tests --shrink)
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
   --print-log       print the operation log on stdout also when no invariant broke
@@ -126,6 +132,9 @@ async function main(args: string[]): Promise<number> {
         suites: { type: "string" },
         store: { type: "string" },
         skip: { type: "string" },
+        drop: { type: "string" },
+        shrink: { type: "boolean" },
+        "fail-on": { type: "string" },
         weight: { type: "string" },
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
@@ -168,12 +177,28 @@ async function main(args: string[]): Promise<number> {
     if (!Number.isFinite(n) || n < 0 || n > 1000) fail(`--weight: ${kv} needs a weight 0–1000`);
     weights[k!] = n;
   }
+  const drop = v.drop === undefined ? [] : parseSteps(v.drop, steps);
+  if (drop === undefined) fail(`--drop needs step numbers or ranges within 1–${steps}, e.g. 3,7-9`);
+  const failOn = v["fail-on"];
+  if (failOn !== undefined && !(STEP_KINDS as readonly string[]).includes(failOn)) {
+    fail(`--fail-on: unknown step kind ${failOn}`);
+  }
   const store = v.store ?? "mixed";
   if (store !== "mixed" && store !== "file" && store !== "memory") {
     fail("--store must be mixed, file or memory");
   }
   const mode = v.mode ?? "memory";
   if (mode !== "memory" && mode !== "process") fail("--mode must be memory or process");
+  if (v.shrink) {
+    if (mode !== "memory") fail("--shrink needs --mode memory (a run that replays)");
+    // the same run without the options shrink sets itself
+    const keep = args.filter((a, i) =>
+      !["--shrink", "--steps", "--drop", "--print-log", "--verbose", "--keep-going"].includes(a) &&
+      !["--steps", "--drop"].includes(args[i - 1] ?? "") && !/^--(steps|drop)=/.test(a)
+    );
+    if (v.seed === undefined) keep.push("--seed", String(seed));
+    return await shrink(keep, steps, drop, (l) => console.error(l));
+  }
   // real-time WebCrypto completions reordered work from run to run (sync_subtle.ts)
   if (mode === "memory") installSyncSubtle();
   // a replay that parts: diff two runs' timer traces (vclock.ts)
@@ -193,6 +218,8 @@ async function main(args: string[]): Promise<number> {
       suites,
       store,
       skip,
+      drop,
+      ...(failOn ? { failOn } : {}),
       weights,
       keepGoing: v["keep-going"] ?? false,
       mode,
@@ -209,13 +236,16 @@ async function main(args: string[]): Promise<number> {
   }
   const replay = [
     `--seed ${seed}`,
-    `--steps ${r.violations[0]?.step ?? steps}`,
+    // a violation at a quiescent check after step s (s + 0.5) replays with --steps s
+    `--steps ${Math.max(1, Math.floor(r.violations[0]?.step ?? steps))}`,
     `--clients ${clients}`,
     checkEvery !== 20 ? `--check-every ${checkEvery}` : "",
     faults ? "" : "--no-faults",
     suiteFlag !== "both" ? `--suites ${suiteFlag}` : "",
     store !== "mixed" ? `--store ${store}` : "",
     skip.length ? `--skip ${skip.join(",")}` : "",
+    drop.length ? `--drop ${formatSteps(drop)}` : "",
+    failOn ? `--fail-on ${failOn}` : "",
     v.weight ? `--weight ${Object.entries(weights).map(([k, w]) => `${k}=${w}`).join(",")}` : "",
     mode !== "memory" ? `--mode ${mode}` : "",
   ].filter(Boolean).join(" ");

@@ -160,6 +160,16 @@ export interface SimOptions {
   /** Step kinds never chosen (to explore past a known bug, or to narrow a replay). */
   skip?: readonly string[];
   /**
+   * Step numbers not run (`--drop`, what `--shrink` removes): every other step still draws
+   * from its own stream, so the rest of the run stays what it was wherever it can.
+   */
+  drop?: readonly number[];
+  /**
+   * A synthetic violation ("synthetic") at the first step of this kind: a failure whose
+   * cause is known, for testing `--shrink` (tests/sim_test.ts). Never set otherwise.
+   */
+  failOn?: string;
+  /**
    * Weights replacing the defaults of these step kinds where they apply at all (e.g. the
    * CI's storage and clock run: `{ powercut: 12, crash: 10 }`).
    */
@@ -247,7 +257,9 @@ export async function runSim(options: SimOptions): Promise<SimResult> {
 }
 
 class Simulation implements CheckContext {
-  readonly #o: Required<Omit<SimOptions, "progress">> & Pick<SimOptions, "progress">;
+  readonly #o:
+    & Required<Omit<SimOptions, "progress" | "failOn">>
+    & Pick<SimOptions, "progress" | "failOn">;
   readonly model = new Model();
   actors: Actor[] = [];
   #server: ServerProcess | undefined;
@@ -278,6 +290,7 @@ class Simulation implements CheckContext {
       suites: SUITES,
       store: "mixed",
       skip: [],
+      drop: [],
       weights: {},
       keepGoing: false,
       verbose: false,
@@ -300,8 +313,13 @@ class Simulation implements CheckContext {
       await this.#setup();
       this.#phase = "steps";
       this.#stats["setup-ms"] = Math.round(performance.now() - this.#started);
+      const drop = new Set(this.#o.drop ?? []);
       for (let s = 1; s <= steps; s++) {
         this.#step = s;
+        if (drop.has(s)) {
+          this.#log.push(`step ${s}: dropped`);
+          continue;
+        }
         await this.#runStep(s);
         done = s;
         if (this.violations.length > 0 && !this.#o.keepGoing) break;
@@ -694,6 +712,7 @@ class Simulation implements CheckContext {
       for (const n of a.seams.notes.splice(0)) this.#note(`${a.name}: ${n}`);
     }
     this.#drainNet();
+    if (this.#o.failOn === kind) this.violate("synthetic", `a ${kind} step ran (--fail-on)`);
     const line = `step ${s} ${kind}: ${this.#line.join("; ")}`;
     this.#log.push(line);
     if (this.#o.verbose) this.#o.progress?.(line);
