@@ -162,7 +162,6 @@ export async function shrink(
       chunks = Math.min(chunks * 2, kept.length);
     }
   }
-  const last = kept.at(-1) ?? n;
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   console.log(
     `sim: shrunk: ${invariant} breaks with ${kept.length} of ${steps} steps (${trials} trials, ${secs}s${
