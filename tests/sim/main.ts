@@ -50,6 +50,7 @@ Options:
   --shrink          reduce this failing run to the fewest steps that still break the
                     same invariant (fewest --steps, then --drop by delta debugging; memory
                     mode; one fresh run per trial) and print its replay command and log
+  --big-group N     one create step in four makes a group of N members (default: 2–4)
   --fail-on K       a synthetic violation at the first step of kind K (tests --shrink)
   --keep-going      do not stop at the first check that finds a violation
   --verbose         print every step on stderr
@@ -135,6 +136,7 @@ async function main(args: string[]): Promise<number> {
         drop: { type: "string" },
         shrink: { type: "boolean" },
         "fail-on": { type: "string" },
+        "big-group": { type: "string" },
         weight: { type: "string" },
         "keep-going": { type: "boolean" },
         verbose: { type: "boolean" },
@@ -179,6 +181,9 @@ async function main(args: string[]): Promise<number> {
   }
   const drop = v.drop === undefined ? [] : parseSteps(v.drop, steps);
   if (drop === undefined) fail(`--drop needs step numbers or ranges within 1–${steps}, e.g. 3,7-9`);
+  const bigGroup = v["big-group"] === undefined
+    ? undefined
+    : Math.min(int(v["big-group"], "big-group", 2, 2), clients);
   const failOn = v["fail-on"];
   if (failOn !== undefined && !(STEP_KINDS as readonly string[]).includes(failOn)) {
     fail(`--fail-on: unknown step kind ${failOn}`);
@@ -220,6 +225,7 @@ async function main(args: string[]): Promise<number> {
       skip,
       drop,
       ...(failOn ? { failOn } : {}),
+      ...(bigGroup ? { bigGroup } : {}),
       weights,
       keepGoing: v["keep-going"] ?? false,
       mode,
@@ -246,6 +252,7 @@ async function main(args: string[]): Promise<number> {
     skip.length ? `--skip ${skip.join(",")}` : "",
     drop.length ? `--drop ${formatSteps(drop)}` : "",
     failOn ? `--fail-on ${failOn}` : "",
+    bigGroup ? `--big-group ${bigGroup}` : "",
     v.weight ? `--weight ${Object.entries(weights).map(([k, w]) => `${k}=${w}`).join(",")}` : "",
     mode !== "memory" ? `--mode ${mode}` : "",
   ].filter(Boolean).join(" ");

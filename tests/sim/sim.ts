@@ -174,6 +174,11 @@ export interface SimOptions {
    * CI's storage and clock run: `{ powercut: 12, crash: 10 }`).
    */
   weights?: Readonly<Record<string, number>>;
+  /**
+   * Groups of this size too (`--big-group`): a create step then invites, one time in four,
+   * everyone up to this many members instead of one to three (capped by the clients).
+   */
+  bigGroup?: number;
   /** Suites new groups use (default both). */
   suites?: readonly string[];
   /** Continue after a violation (default: stop at the check that found it). */
@@ -258,8 +263,8 @@ export async function runSim(options: SimOptions): Promise<SimResult> {
 
 class Simulation implements CheckContext {
   readonly #o:
-    & Required<Omit<SimOptions, "progress" | "failOn">>
-    & Pick<SimOptions, "progress" | "failOn">;
+    & Required<Omit<SimOptions, "progress" | "failOn" | "bigGroup">>
+    & Pick<SimOptions, "progress" | "failOn" | "bigGroup">;
   readonly model = new Model();
   actors: Actor[] = [];
   #server: ServerProcess | undefined;
@@ -824,7 +829,10 @@ class Simulation implements CheckContext {
     }
     const g = this.model.addGroup(name, suite, a.name, s);
     const others = this.actors.filter((x) => x !== a).map((x) => x.name);
-    const targets = rng.sample(others, rng.int(1, 3)).sort();
+    // (no draw for big groups unless asked: every other run keeps its streams)
+    const big = this.#o.bigGroup !== undefined && rng.chance(0.25);
+    const targets = rng.sample(others, big ? this.#o.bigGroup! - 1 : rng.int(1, 3)).sort();
+    if (big) this.#count("big-groups");
     await this.#commitAndApply({ op: "invite", actor: a, g, targets }, s, { strict: true });
   }
 
