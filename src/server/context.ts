@@ -37,8 +37,9 @@ export interface ServerContext {
    */
   condition(): Promise<Condition>;
   /**
-   * Schedules the server's own deferred work (the first push of a subscription); default
-   * the runtime's `setTimeout`. The in-process simulation passes virtual time.
+   * Schedules the server's own deferred work (the first push of a subscription, a slowed
+   * login's wait); default the runtime's `setTimeout`. The in-process simulation passes
+   * virtual time.
    */
   readonly defer?: ((fn: () => void, ms: number) => void) | undefined;
   /**
