@@ -6,9 +6,10 @@
  * and the operation log that replays it. Bounded for CI (about two minutes on two cores);
  * QPQ_SIM_SEEDS=1,2,3 QPQ_SIM_STEPS=200 QPQ_SIM_CLIENTS=12 runs other or longer histories.
  */
-import { assert } from "./_support/assert.ts";
+import { assert, assertEquals } from "./_support/assert.ts";
 import type { Actor, SeenMessage } from "./sim/actor.ts";
 import { checkChanges, checkMessages, checkReceipts } from "./sim/check.ts";
+import { Ledger } from "./sim/ledger.ts";
 import { Model } from "./sim/model.ts";
 import { World } from "./sim/world.ts";
 
@@ -212,6 +213,43 @@ Deno.test({
     const ran = again.stdout.split("\n").filter((l) => /^ {2}step \d+ [a-z]+:/.test(l)).length;
     assert(ran === kept, `the replay ran ${ran} steps, the shrink kept ${kept}`);
   },
+});
+
+Deno.test("simulation tap: a doubled createGroup's second channel never takes the group's name (seed 4012)", () => {
+  // seed 4012 (200 steps, 12 clients) doubled ce's createGroup #gcd: the server made two
+  // channels; the ledger let the orphan (roster [ce], answer read by nobody) take the name,
+  // and every doubt of #gcd was settled against it: 37 violations at step 180
+  const ledger = new Ledger();
+  const channel = (id: number, members: string[]) => ({
+    version: 1,
+    requestId: 7,
+    type: "response" as const,
+    response: {
+      kind: "channel" as const,
+      channelId: new Uint8Array([id]),
+      channelKind: "group" as const,
+      name: "gcd",
+      members,
+      epoch: 0,
+    },
+  });
+  const create = { kind: "createGroup", name: "gcd" } as never;
+  ledger.sent("ce", create, channel(1, ["ce"]) as never);
+  ledger.sent("ce", create, channel(2, ["ce"]) as never, true); // the doubled request's answer
+  ledger.sent("ce", {
+    kind: "commit",
+    channelId: new Uint8Array([1]),
+    epoch: 0,
+    add: ["ca"],
+    remove: [],
+  } as never, {
+    version: 1,
+    requestId: 8,
+    type: "response",
+    response: { kind: "committed" },
+  } as never);
+  assertEquals([...ledger.roster("#gcd") ?? []].sort(), ["ca", "ce"]);
+  assertEquals(ledger.epoch("#gcd"), 1);
 });
 
 /** Fails with the first line where `x` and `y` differ (and the lines before it). */

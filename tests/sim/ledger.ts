@@ -55,8 +55,11 @@ export class Ledger {
    */
   readonly #early = new Map<string, { to: string; m: Judged }[]>();
 
-  /** A frame the server sent to the connection of `to` (in answer to `request`, if one). */
-  sent(to: string | undefined, request: Request | undefined, frame: Frame): void {
+  /**
+   * A frame the server sent to the connection of `to` (in answer to `request`, if one;
+   * `replay`: to a copy of a request the network doubled, an answer no client reads).
+   */
+  sent(to: string | undefined, request: Request | undefined, frame: Frame, replay = false): void {
     if (frame.type === "response") {
       const r = frame.response;
       this.frames[r.kind] = (this.frames[r.kind] ?? 0) + 1;
@@ -73,7 +76,10 @@ export class Ledger {
             latest: r.epoch,
           };
           this.#channels.set(id, c);
-          this.#byKey.set(key, c);
+          // a doubled createGroup makes a second channel of that name that nobody uses (its
+          // answer goes nowhere): its messages are judged by id, the name stays the one the
+          // client was answered (seed 4012: doubts settled against the orphan's roster)
+          if (!replay) this.#byKey.set(key, c);
         }
       } else if (r.kind === "committed" && request?.kind === "commit") {
         const c = this.#channels.get(toHex(request.channelId));

@@ -540,7 +540,7 @@ export class SimLink implements ServerLink {
     const net = this.#net;
     const frame: Frame = { version: WIRE_VERSION, requestId, type: "response", response };
     const bytes = encodeFrame(frame);
-    net.ledger.sent(this.#state.username, request, frame);
+    net.ledger.sent(this.#state.username, request, frame, replay);
     this.#asked.delete(requestId);
     if (replay) return; // the answer to a replay goes to a request the client never made
     if (response.kind !== "error" && net.takePowerCutAtAnswer(request?.kind ?? "")) {
