@@ -936,6 +936,8 @@ export class Groups {
     const made = await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
       if (state.hasPendingCommit || state.pendingProposals > 0) return undefined;
+      // not ahead of queued messages: their generations would be overtaken (Outbox)
+      if (this.#outbox.queuedBefore(undefined, record.channelId)) return undefined;
       const me = this.#ctx.username;
       const others = listMembers(state).map((m) => m.username).filter((u) => u !== me);
       const to = others.filter((u) => !except.includes(u));

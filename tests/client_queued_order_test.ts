@@ -1,0 +1,57 @@
+/**
+ * Nothing overtakes a queued message of its conversation (found by the simulation, seed
+ * 4020). A sender's MLS messages carry consecutive generations of its ratchet; a member
+ * keeps the keys of at most 10 skipped generations (ts-mls), so a message that arrives
+ * more than 10 generations late is unreadable for everyone. With twelve messages queued
+ * offline, the sync that brought the sender back sent its delivered receipt for what it
+ * received first (a later generation), then the queue: the first messages arrived
+ * "Desired gen in the past". Real server over QUIC, real clients.
+ *
+ * @module
+ */
+import { assertEquals } from "./_support/assert.ts";
+import { startTestServer } from "./_support/server.ts";
+import { linkedClient, type TestUser, testUser } from "./_support/clients.ts";
+
+const QUEUED = 12;
+
+Deno.test("client: messages queued offline go out before the receipt of what the sender receives on its return, and every member reads them", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-queued-order-" });
+  const net = { offline: false };
+  const { client: ann } = await linkedClient(
+    ts,
+    dir,
+    "ann",
+    (_req, real) => real(),
+    () => net.offline,
+  );
+  const others: TestUser[] = [];
+  try {
+    await ann.register();
+    others.push(await testUser(ts, dir, "bob"));
+    const bob = others[0]!;
+    await bob.client.createGroup("g");
+    await bob.client.invite("#g", ["ann"]);
+    await ann.sync();
+
+    net.offline = true;
+    await ann.disconnect();
+    const texts = Array.from({ length: QUEUED }, (_, i) => `queued ${i + 1}`);
+    for (const t of texts) assertEquals((await ann.send("#g", t)).status, "pending");
+    await bob.client.send("#g", "are you there?");
+
+    net.offline = false;
+    await ann.sync(); // receives bob's message (a delivered receipt is due), sends the queue
+    assertEquals(ann.pendingCount(), 0, "nothing left queued");
+    await bob.client.sync();
+    const unreadable = bob.events.flatMap((e) => e.kind === "unreadable" ? [e.reason] : []);
+    assertEquals(unreadable, [], "bob reads every queued message");
+    assertEquals(bob.received(), texts, "each shown once, in order");
+  } finally {
+    await ann.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
