@@ -241,7 +241,10 @@ const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * A run's directory: under `QPQ_SIM_DIR`, else a memory file system (`/dev/shm`) when one
  * can be written, else the system's temp dir. An fsync on a real disk proves nothing here
  * (the simulated disk decides what a power cut keeps, and a process killed in process mode
- * leaves the page cache behind) and cost a fifth of a run: each client COMMIT is fsynced.
+ * leaves the page cache behind) and cost a third of a run: each COMMIT of a client on a
+ * file store is fsynced (`synchronous = FULL`). Deno lets a program at /dev/shm only with
+ * `--allow-all` (denoland/deno#30979): the `sim` task runs with it (it could spawn any
+ * process with --allow-run anyway); without it the run falls back to the temp dir.
  */
 async function makeSimDir(): Promise<string> {
   const env = Deno.env.get("QPQ_SIM_DIR");
