@@ -31,6 +31,7 @@ import {
   checkMessages,
   checkReceipts,
   checkServerRoster,
+  historyReader,
   observedRoster,
   onlineActors,
 } from "./check.ts";
@@ -326,7 +327,9 @@ class Simulation implements CheckContext {
         if (this.violations.length > 0 && !this.#o.keepGoing) break;
         if (s % checkEvery === 0 && s < steps) {
           this.#phase = "check";
+          const c0 = performance.now();
           await this.#check(s + 0.5, false);
+          this.#count("check-ms", Math.round(performance.now() - c0));
           this.#phase = "steps";
           if (this.violations.length > 0 && !this.#o.keepGoing) break;
         }
@@ -334,7 +337,9 @@ class Simulation implements CheckContext {
       if (this.violations.length === 0 || this.#o.keepGoing) {
         this.#step = done;
         this.#phase = "final check";
+        const c0 = performance.now();
         await this.#check(done + 0.5, true);
+        this.#count("check-ms", Math.round(performance.now() - c0));
         if (done >= FAULT_FLOOR_STEPS) this.#checkFaultsFired();
       }
     } finally {
@@ -582,10 +587,11 @@ class Simulation implements CheckContext {
   /** Read the sender's history: pending messages are now sent, still pending, or gone. */
   #observe(a: Actor, t: number): void {
     if (a.seams.dead) return;
+    const history = historyReader();
     for (const m of this.model.pendingOf(a.name)) {
       const g = this.model.groups.get(m.group)!;
       const ref = refFor(g, a.name);
-      const mine = a.history(ref).filter((h) => h.body === m.text && h.direction === "out");
+      const mine = history(a, ref).filter((h) => h.body === m.text && h.direction === "out");
       if (mine.length === 0) {
         m.state = "dropped";
         // a message the client took (send resolved) is never silently forgotten, unless its
@@ -1644,10 +1650,12 @@ class Simulation implements CheckContext {
         this.model.accept(m, t + 0.4);
       }
     }
-    const doubts = checkMessages(this, t + 0.4);
+    // one read of each history for the three (synchronous: nothing changes in between)
+    const history = historyReader();
+    const doubts = checkMessages(this, t + 0.4, history);
     const c0 = performance.now();
-    checkChanges(this, t + 0.4);
-    checkReceipts(this);
+    checkChanges(this, t + 0.4, history);
+    checkReceipts(this, history);
     this.#count("changes-check-ms", Math.round(performance.now() - c0));
     if (final) {
       // an invariant whose check never ran proves nothing: a family scheduled often enough
