@@ -237,19 +237,21 @@ function isTransport(e: unknown): boolean {
 
 const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Run one seeded simulation. */
 /**
- * A run's directory: under `QPQ_SIM_DIR`, else a memory file system (`/dev/shm`) when one
- * can be written, else the system's temp dir. An fsync on a real disk proves nothing here
- * (the simulated disk decides what a power cut keeps, and a process killed in process mode
- * leaves the page cache behind) and cost a third of a run: each COMMIT of a client on a
- * file store is fsynced (`synchronous = FULL`). Deno lets a program at /dev/shm only with
- * `--allow-all` (denoland/deno#30979): the `sim` task runs with it (it could spawn any
- * process with --allow-run anyway); without it the run falls back to the temp dir.
+ * A run's directory: under `QPQ_SIM_DIR`, else (memory mode) a memory file system
+ * (`/dev/shm`) when one can be written, else the system's temp dir. An fsync on a real
+ * disk proves nothing here (the simulated disk decides what a power cut keeps) and cost a
+ * third of a run: each COMMIT of a client on a file store is fsynced (`synchronous =
+ * FULL`). Deno lets a program at /dev/shm only with `--allow-all` (denoland/deno#30979):
+ * the `sim` task runs with it (with --allow-run it could spawn anything anyway); without
+ * it the run falls back to the temp dir. The process mode's server runs with its own
+ * narrower flags, so it stays in the temp dir.
  */
-async function makeSimDir(): Promise<string> {
+async function makeSimDir(mode: "memory" | "process"): Promise<string> {
   const env = Deno.env.get("QPQ_SIM_DIR");
   if (env) return await Deno.makeTempDir({ prefix: "qpq-sim-", dir: env });
+  // (the server process of the process mode runs without --allow-all)
+  if (mode === "process") return await Deno.makeTempDir({ prefix: "qpq-sim-" });
   try {
     return await Deno.makeTempDir({ prefix: "qpq-sim-", dir: "/dev/shm" });
   } catch {
@@ -257,6 +259,7 @@ async function makeSimDir(): Promise<string> {
   }
 }
 
+/** Run one seeded simulation. */
 export async function runSim(options: SimOptions): Promise<SimResult> {
   const sim = new Simulation(options);
   try {
@@ -392,7 +395,7 @@ class Simulation implements CheckContext {
   }
 
   async #setup(): Promise<void> {
-    this.#dir = await makeSimDir();
+    this.#dir = await makeSimDir(this.#o.mode);
     await Deno.mkdir(`${this.#dir}/server`);
     await Deno.mkdir(`${this.#dir}/clients`);
     let addr = { addr: "sim:7000", certPem: "" };
