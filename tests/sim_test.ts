@@ -23,7 +23,7 @@ async function simFlags(): Promise<string[]> {
 }
 
 const envSeeds = Deno.env.get("QPQ_SIM_SEEDS");
-const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 60);
+const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 150);
 const CLIENTS = Number(Deno.env.get("QPQ_SIM_CLIENTS") ?? 6);
 type Run = {
   seed: number;
@@ -50,7 +50,7 @@ const RUNS: Run[] = envSeeds
     // the content and role steps (issue 21): every one of their checks runs at this seed
     {
       seed: 7,
-      steps: 60,
+      steps: 150,
       clients: 12,
       mode: "memory",
       checks: [

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import type { KeyStretching } from "../auth/mod.ts";
 import { IdentityKeyPair } from "../crypto/mod.ts";
 import { DEFAULT_SUITE, type GroupSettings, type MlsSuiteName } from "../mls/mod.ts";
 import { QpqError, TransportError, UsageError } from "../errors.ts";
@@ -115,6 +116,13 @@ export interface QpqClientOptions {
    * bytes: 0 }` keeps none (the load tool: thousands of clients in one process).
    */
   keepSent?: { count: number; bytes: number } | undefined;
+  /**
+   * OPAQUE key stretching at registration and login (default the library's
+   * "memory-constrained" argon2id); the same for every registration and login of the
+   * account. Cheap parameters are for tests and tools that register many accounts (the
+   * simulation, the load tool): the same code path at a fraction of its CPU.
+   */
+  keyStretching?: KeyStretching | undefined;
 }
 
 /** Options of {@link QpqClient.register}. */
@@ -188,6 +196,7 @@ export class QpqClient {
       timeoutMs: o.timeoutMs,
       connectTimeoutMs: o.connectTimeoutMs,
       connect: o.connect,
+      keyStretching: o.keyStretching,
       onPush: (push) => this.#receiver.onPush(push),
       onReconnected: () => this.sync(),
       cursor: () => this.#ctx.state.cursor(),

@@ -25,6 +25,7 @@ import {
   clientLoginStart,
   clientRegistrationFinish,
   clientRegistrationStart,
+  type KeyStretching,
 } from "../auth/mod.ts";
 import type { EncodedRequest, Push, Request, ResponseKind, ResponseOf } from "../wire/mod.ts";
 import { constantTimeEqual, zeroize } from "../bytes.ts";
@@ -71,6 +72,8 @@ export interface SessionOptions {
   connectTimeoutMs?: number | undefined;
   /** How to open a connection (default QUIC). */
   connect?: Connector | undefined;
+  /** OPAQUE key stretching (default the library's; tests and tools pass cheap ones). */
+  keyStretching?: KeyStretching | undefined;
   /** Server pushes (the receiver). */
   onPush: (push: Push) => void;
   /** After a lost connection came back and push was renewed (the receiver catches up). */
@@ -100,6 +103,11 @@ export class Session {
   constructor(ctx: ClientContext, options: SessionOptions) {
     this.#ctx = ctx;
     this.#o = options;
+  }
+
+  /** The finish options of OPAQUE (its key stretching). */
+  #ksf(): { keyStretching?: KeyStretching } {
+    return this.#o.keyStretching ? { keyStretching: this.#o.keyStretching } : {};
   }
 
   /** The server address in use. */
@@ -268,7 +276,12 @@ export class Session {
       { kind: "registerStart", username, request: start.request, authToken },
       "registerStarted",
     );
-    const fin = await clientRegistrationFinish(start.state, this.#o.password, started.data);
+    const fin = await clientRegistrationFinish(
+      start.state,
+      this.#o.password,
+      started.data,
+      this.#ksf(),
+    );
     zeroize(fin.exportKey);
     await this.call({
       kind: "registerFinish",
@@ -289,7 +302,12 @@ export class Session {
       { kind: "loginStart", username, request: start.request },
       "loginStarted",
     );
-    const fin = await clientLoginFinish(start.state, this.#o.password, started.response);
+    const fin = await clientLoginFinish(
+      start.state,
+      this.#o.password,
+      started.response,
+      this.#ksf(),
+    );
     if (fin.kind !== "ok") throw fin.error;
     zeroize(fin.sessionKey, fin.exportKey);
     const session = await this.call(
@@ -378,7 +396,7 @@ export class Session {
       { kind: "loginStart", username, request: start.request },
       "loginStarted",
     );
-    const fin = await clientLoginFinish(start.state, current, started.response);
+    const fin = await clientLoginFinish(start.state, current, started.response, this.#ksf());
     if (fin.kind !== "ok") {
       throw new AuthError("Password change refused: the current password is wrong", {
         code: "forbidden",
@@ -392,7 +410,12 @@ export class Session {
       finish: fin.finishRequest,
       request: reg.request,
     }, "passwordChangeStarted");
-    const record = await clientRegistrationFinish(reg.state, next, changing.response);
+    const record = await clientRegistrationFinish(
+      reg.state,
+      next,
+      changing.response,
+      this.#ksf(),
+    );
     zeroize(record.exportKey);
     // the server may apply the change and its answer be lost: until we know, both open it
     await state.changePassword?.(current, [current, next]);

@@ -15,11 +15,20 @@ import { openLocalStore } from "../../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../../src/crypto/mod.ts";
 import { type LocalState, MemoryLocalState } from "../../src/store/client/mod.ts";
 import { FaultySeams } from "./faults.ts";
+import type { KeyStretching } from "../../src/auth/mod.ts";
 import type { Connector } from "../../src/client/connection.ts";
 import type { VirtualClock } from "./vclock.ts";
 
 /** Cheap Argon2id parameters (tests only). */
 export const FAST_KDF = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
+
+/**
+ * Cheap OPAQUE key stretching (tests only): every registration and login runs the same
+ * OPAQUE code, without the ~0.25 s of argon2id each costs at the default parameters.
+ */
+export const FAST_KSF: KeyStretching = {
+  argon2id: { memoryKiB: 256, iterations: 1, parallelism: 1 },
+};
 
 /** A message as stored in a client's history (the fields the checker reads). */
 export interface SeenMessage {
@@ -152,6 +161,7 @@ export class Actor {
       server: this.#server.addr,
       timeoutMs: this.#timeoutMs,
       connect: seams.connect,
+      keyStretching: FAST_KSF,
       ...(this.#clock ? { now: () => this.#clock!.now() + this.skewMs, timers: this.#clock } : {}),
       // the simulation checks MLS and delivery invariants; consent only hides what a
       // request holds (the same receive path runs), so its clients accept every Welcome

@@ -30,6 +30,25 @@ export interface CheckContext {
   count(k: string, n?: number): void;
 }
 
+/** A client's history of a conversation, as {@link Actor.history} gives it. */
+export type HistoryReader = (a: Actor, ref: string) => SeenMessage[];
+
+/**
+ * Read each (client, conversation) history once: the checks of one quiescent point run
+ * synchronously one after the other, so nothing a client shows changes in between, and a
+ * check per changed message no longer reads every member's whole history again.
+ */
+export function historyReader(): HistoryReader {
+  const memo = new Map<Actor, Map<string, SeenMessage[]>>();
+  return (a, ref) => {
+    let m = memo.get(a);
+    if (!m) memo.set(a, m = new Map());
+    let h = m.get(ref);
+    if (!h) m.set(ref, h = a.history(ref));
+    return h;
+  };
+}
+
 function errText(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
@@ -241,7 +260,11 @@ function fmt(s: Set<string>): string {
  * but need not show it: in doubt or joining/leaving meanwhile; offline; the message
  * refused or dropped).
  */
-export function checkMessages(ctx: CheckContext, now: number): number {
+export function checkMessages(
+  ctx: CheckContext,
+  now: number,
+  history: HistoryReader = historyReader(),
+): number {
   let doubts = 0;
   const { model } = ctx;
   /** count of (actor, text) in histories; direction out counted apart. */
@@ -255,7 +278,7 @@ export function checkMessages(ctx: CheckContext, now: number): number {
       if (g.kind === "dm" && !g.pair!.includes(a.name)) continue; // "@peer" is another DM
       let hist: SeenMessage[];
       try {
-        hist = a.history(refFor(g, a.name));
+        hist = history(a, refFor(g, a.name));
       } catch (e) {
         ctx.violate("history-readable", `${a.name} cannot read ${g.key}: ${errText(e)}`);
         continue;
@@ -414,8 +437,26 @@ function acceptable(
  * message check counts a row found by an edit's text as the message's own).
  * Changes are fixed at the first check with their author online (`now`).
  */
-export function checkChanges(ctx: CheckContext, now: number): void {
+export function checkChanges(
+  ctx: CheckContext,
+  now: number,
+  history: HistoryReader = historyReader(),
+): void {
   const { model } = ctx;
+  const byId = new Map<SeenMessage[], Map<string, SeenMessage>>();
+  const rowOf = (a: Actor, ref: string, id: string) => {
+    const h = history(a, ref);
+    let ids = byId.get(h);
+    if (!ids) {
+      ids = new Map();
+      // the first row of an id, as find() would give it
+      for (const r of h) {
+        if (r.messageId !== undefined && !ids.has(r.messageId)) ids.set(r.messageId, r);
+      }
+      byId.set(h, ids);
+    }
+    return ids.get(id);
+  };
   const online = new Set(onlineActors(ctx).map((a) => a.name));
   for (const m of model.messages.values()) {
     if (!m.changes || !m.id) continue;
@@ -435,7 +476,7 @@ export function checkChanges(ctx: CheckContext, now: number): void {
     }
     for (const a of onlineActors(ctx)) {
       if (g.kind === "dm" && !g.pair!.includes(a.name)) continue;
-      const row = a.history(refFor(g, a.name)).find((h) => h.messageId === m.id);
+      const row = rowOf(a, refFor(g, a.name), m.id);
       if (!row) continue;
       const shown = row.deleted ? "(deleted)" : row.body;
       const { ok, floor } = acceptable(authorVals, m.text, a.name);
@@ -481,12 +522,15 @@ export function checkChanges(ctx: CheckContext, now: number): void {
  * Receipts mark only the holder's own messages; each comes from someone who could read the
  * message, and a read receipt from someone who marked the conversation read after it was sent.
  */
-export function checkReceipts(ctx: CheckContext): void {
+export function checkReceipts(
+  ctx: CheckContext,
+  history: HistoryReader = historyReader(),
+): void {
   const { model } = ctx;
   for (const a of onlineActors(ctx)) {
     for (const g of model.groups.values()) {
       if (g.kind === "dm" && !g.pair!.includes(a.name)) continue;
-      for (const h of a.history(refFor(g, a.name))) {
+      for (const h of history(a, refFor(g, a.name))) {
         if (!h.receipts || h.receipts.length === 0) continue;
         const m = model.lookup(h.messageId, h.body);
         if (h.direction !== "out" || h.sender !== a.name) {

@@ -11,6 +11,15 @@
  * The image is taken when the store fsyncs (the seam is the only way the store makes the
  * WAL durable), so a power cut drops exactly the writes no fsync covered — an answer the
  * store released before its fsync (a bug) shows as a message lost after its ack.
+ *
+ * Taking it costs what changed, not the size of the files (re-reading both at every fsync
+ * was a quarter of a run's time): within one WAL generation (the same 32-byte WAL header)
+ * SQLite only appends frames, and the image is taken between transactions, so only the
+ * bytes past the last image are read. A new generation (the header changed: a checkpoint
+ * reset the WAL) or a shorter WAL (truncated) re-reads both files. The database file is
+ * otherwise kept as imaged: a checkpoint writes into it only pages whose frames are still
+ * in the imaged WAL, so the old file with that WAL opens to the same database (as if the
+ * checkpoint's writes had not reached the disk yet).
  * Client stores need no such seam: they run `synchronous = FULL` (each COMMIT is fsynced
  * before it returns), so a client power cut loses nothing a crash at a write boundary
  * would not; the client crash faults cover it.
@@ -20,11 +29,47 @@
 import type { DatabaseSync } from "node:sqlite";
 
 const FILES = ["qpq.db", "qpq.db-wal"] as const;
+/** Bytes of the WAL header (magic, version, page size, checkpoint sequence, salts, checksums). */
+const WAL_HEADER = 32;
+/** Bytes of a WAL frame's header (page, database size after a commit or 0, salts, checksums). */
+const FRAME_HEADER = 24;
+/** WAL frames read at once while imaging. */
+const FRAMES_PER_READ = 16;
+
+function be32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+function readInto(f: Deno.FsFile, at: number, into: Uint8Array): void {
+  f.seekSync(at, Deno.SeekMode.Start);
+  let off = 0;
+  while (off < into.length) {
+    const n = f.readSync(into.subarray(off));
+    if (n === null || n === 0) throw new Error("SimDisk: the WAL ended while being imaged");
+    off += n;
+  }
+}
+
+function readAt(f: Deno.FsFile, at: number, n: number): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(n);
+  readInto(f, at, b);
+  return b;
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** The server's simulated disk in `dir` (the data dir of the in-process server). */
 export class SimDisk {
   readonly dir: string;
-  #image = new Map<string, Uint8Array | undefined>();
+  /** The durable database file (undefined: none). */
+  #dbImage: Uint8Array | undefined;
+  /** The durable WAL: its first `#walLen` bytes of `#walBuf` (a growing buffer). */
+  #walBuf = new Uint8Array(0);
+  #walLen = -1; // -1: no WAL file
   #dead = false;
   #db: DatabaseSync | undefined;
   #full = false;
@@ -38,7 +83,7 @@ export class SimDisk {
   /** The store's fsync seam: take the durable image (fails while the power is off). */
   readonly syncData = (_file: Deno.FsFile): Promise<void> => {
     if (this.#dead) return Promise.reject(new Error("I/O error (simulated power cut)"));
-    this.#snapshot();
+    this.#snapshot(false);
     return Promise.resolve();
   };
 
@@ -47,18 +92,84 @@ export class SimDisk {
     this.#db = db;
     if (this.#full) this.fill();
     // opening runs synchronous = FULL (migrations, sealing): what it wrote is durable
-    this.#snapshot();
+    this.#snapshot(true);
   };
 
-  #snapshot(): void {
+  /**
+   * Image the files. Unless `full` or the WAL began a new generation, only the WAL's new
+   * frames are read: from the end of the last imaged commit frame on, while their salts
+   * are the header's, up to the last commit frame among them.
+   */
+  #snapshot(full: boolean): void {
     this.syncs++;
-    for (const f of FILES) {
-      try {
-        this.#image.set(f, Deno.readFileSync(`${this.dir}/${f}`));
-      } catch {
-        this.#image.set(f, undefined);
+    let wal: Deno.FsFile | undefined;
+    try {
+      wal = Deno.openSync(`${this.dir}/${FILES[1]}`, { read: true });
+    } catch { /* no WAL */ }
+    try {
+      const size = wal ? wal.statSync().size : -1;
+      const header = wal && size >= WAL_HEADER ? readAt(wal, 0, WAL_HEADER) : undefined;
+      const len = this.#walLen;
+      const frame = header ? FRAME_HEADER + be32(header, 8) : 0;
+      // the same generation: the same header, and the last imaged frame is still there
+      const same = !full && header !== undefined && len >= WAL_HEADER && size >= len &&
+        equal(header, this.#walBuf.subarray(0, WAL_HEADER)) &&
+        (len === WAL_HEADER ||
+          equal(
+            readAt(wal!, len - frame, FRAME_HEADER),
+            this.#walBuf.subarray(len - frame, len - frame + FRAME_HEADER),
+          ));
+      if (!same) {
+        try {
+          this.#dbImage = Deno.readFileSync(`${this.dir}/${FILES[0]}`);
+        } catch {
+          this.#dbImage = undefined;
+        }
+        if (!wal) {
+          this.#walLen = -1;
+          return;
+        }
+        if (!header) {
+          // an empty WAL (or a torn header): imaged as it is
+          this.#walBuf = readAt(wal, 0, size);
+          this.#walLen = size;
+          return;
+        }
+        this.#ensure(WAL_HEADER);
+        this.#walBuf.set(header);
+        this.#walLen = WAL_HEADER;
       }
+      // the frames after the imaged ones: committed up to the last commit frame whose
+      // salts (and every frame's before it) are the header's; the rest is a transaction
+      // rolled back, or stale frames of an earlier generation, and no part of the database
+      const salts = header!.subarray(16, 24);
+      let scan = this.#walLen;
+      let committed = scan;
+      while (scan + frame <= size) {
+        const n = Math.min(FRAMES_PER_READ, Math.floor((size - scan) / frame));
+        this.#ensure(scan + n * frame);
+        readInto(wal!, scan, this.#walBuf.subarray(scan, scan + n * frame));
+        let i = 0;
+        for (; i < n; i++) {
+          const h = this.#walBuf.subarray(scan + i * frame, scan + i * frame + FRAME_HEADER);
+          if (!equal(h.subarray(8, 16), salts)) break;
+          if (be32(h, 4) !== 0) committed = scan + (i + 1) * frame;
+        }
+        if (i < n) break;
+        scan += n * frame;
+      }
+      this.#walLen = committed;
+    } finally {
+      wal?.close();
     }
+  }
+
+  /** Room for `n` bytes in the WAL image (what it holds is kept). */
+  #ensure(n: number): void {
+    if (n <= this.#walBuf.length) return;
+    const grown = new Uint8Array(Math.max(n, this.#walBuf.length * 2));
+    grown.set(this.#walBuf);
+    this.#walBuf = grown;
   }
 
   /** The power goes: nothing reaches the disk any more (call before closing the store). */
@@ -68,14 +179,18 @@ export class SimDisk {
 
   /** After the store closed: the files are what was durable at the last fsync. */
   restore(): void {
-    for (const f of FILES) {
-      const bytes = this.#image.get(f);
+    const images = [
+      this.#dbImage,
+      this.#walLen < 0 ? undefined : this.#walBuf.subarray(0, this.#walLen),
+    ];
+    FILES.forEach((f, i) => {
+      const bytes = images[i];
       if (bytes === undefined) {
         try {
           Deno.removeSync(`${this.dir}/${f}`);
         } catch { /* none */ }
       } else Deno.writeFileSync(`${this.dir}/${f}`, bytes, { mode: 0o600 });
-    }
+    });
     // the shared-memory index is rebuilt from the WAL on open
     try {
       Deno.removeSync(`${this.dir}/qpq.db-shm`);

@@ -57,6 +57,9 @@ Options:
   --print-log       print the operation log on stdout also when no invariant broke
   --help            this text
 
+QPQ_SIM_DIR=DIR     where the run's files go (default /dev/shm when it can be written —
+                    Deno needs --allow-all for it, the task has it — else the temp dir:
+                    an fsync on a real disk only costs time here)
 QPQ_SIM_TRACE=FILE  (memory mode) write every timer fired, with its virtual time and
                     where it was set, to FILE: diff two runs' files to see where a
                     replay parts`;

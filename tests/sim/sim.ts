@@ -31,6 +31,7 @@ import {
   checkMessages,
   checkReceipts,
   checkServerRoster,
+  historyReader,
   observedRoster,
   onlineActors,
 } from "./check.ts";
@@ -251,6 +252,28 @@ function isTransport(e: unknown): boolean {
 
 const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * A run's directory: under `QPQ_SIM_DIR`, else (memory mode) a memory file system
+ * (`/dev/shm`) when one can be written, else the system's temp dir. An fsync on a real
+ * disk proves nothing here (the simulated disk decides what a power cut keeps) and cost a
+ * third of a run: each COMMIT of a client on a file store is fsynced (`synchronous =
+ * FULL`). Deno lets a program at /dev/shm only with `--allow-all` (denoland/deno#30979):
+ * the `sim` task runs with it (with --allow-run it could spawn anything anyway); without
+ * it the run falls back to the temp dir. The process mode's server runs with its own
+ * narrower flags, so it stays in the temp dir.
+ */
+async function makeSimDir(mode: "memory" | "process"): Promise<string> {
+  const env = Deno.env.get("QPQ_SIM_DIR");
+  if (env) return await Deno.makeTempDir({ prefix: "qpq-sim-", dir: env });
+  // (the server process of the process mode runs without --allow-all)
+  if (mode === "process") return await Deno.makeTempDir({ prefix: "qpq-sim-" });
+  try {
+    return await Deno.makeTempDir({ prefix: "qpq-sim-", dir: "/dev/shm" });
+  } catch {
+    return await Deno.makeTempDir({ prefix: "qpq-sim-" });
+  }
+}
+
 /** Run one seeded simulation. */
 export async function runSim(options: SimOptions): Promise<SimResult> {
   const sim = new Simulation(options);
@@ -330,7 +353,9 @@ class Simulation implements CheckContext {
         if (this.violations.length > 0 && !this.#o.keepGoing) break;
         if (s % checkEvery === 0 && s < steps) {
           this.#phase = "check";
+          const c0 = performance.now();
           await this.#check(s + 0.5, false);
+          this.#count("check-ms", Math.round(performance.now() - c0));
           this.#phase = "steps";
           if (this.violations.length > 0 && !this.#o.keepGoing) break;
         }
@@ -338,7 +363,9 @@ class Simulation implements CheckContext {
       if (this.violations.length === 0 || this.#o.keepGoing) {
         this.#step = done;
         this.#phase = "final check";
+        const c0 = performance.now();
         await this.#check(done + 0.5, true);
+        this.#count("check-ms", Math.round(performance.now() - c0));
         if (done >= FAULT_FLOOR_STEPS) this.#checkFaultsFired();
       }
     } finally {
@@ -391,7 +418,7 @@ class Simulation implements CheckContext {
   }
 
   async #setup(): Promise<void> {
-    this.#dir = await Deno.makeTempDir({ prefix: "qpq-sim-" });
+    this.#dir = await makeSimDir(this.#o.mode);
     await Deno.mkdir(`${this.#dir}/server`);
     await Deno.mkdir(`${this.#dir}/clients`);
     let addr = { addr: "sim:7000", certPem: "" };
@@ -586,10 +613,11 @@ class Simulation implements CheckContext {
   /** Read the sender's history: pending messages are now sent, still pending, or gone. */
   #observe(a: Actor, t: number): void {
     if (a.seams.dead) return;
+    const history = historyReader();
     for (const m of this.model.pendingOf(a.name)) {
       const g = this.model.groups.get(m.group)!;
       const ref = refFor(g, a.name);
-      const mine = a.history(ref).filter((h) => h.body === m.text && h.direction === "out");
+      const mine = history(a, ref).filter((h) => h.body === m.text && h.direction === "out");
       if (mine.length === 0) {
         m.state = "dropped";
         // a message the client took (send resolved) is never silently forgotten, unless its
@@ -1652,10 +1680,12 @@ class Simulation implements CheckContext {
         this.model.accept(m, t + 0.4);
       }
     }
-    const doubts = checkMessages(this, t + 0.4);
+    // one read of each history for the three (synchronous: nothing changes in between)
+    const history = historyReader();
+    const doubts = checkMessages(this, t + 0.4, history);
     const c0 = performance.now();
-    checkChanges(this, t + 0.4);
-    checkReceipts(this);
+    checkChanges(this, t + 0.4, history);
+    checkReceipts(this, history);
     this.#count("changes-check-ms", Math.round(performance.now() - c0));
     if (final) {
       // an invariant whose check never ran proves nothing: a family scheduled often enough
