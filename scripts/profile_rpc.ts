@@ -5,9 +5,9 @@
  * top functions by self time printed (scripts/cpuprofile_top.ts).
  *
  *   deno run -A --unstable-net scripts/profile_rpc.ts [--mode echo|ping|deliver|deliver16] \
- *     [--n 5000] [--store sql|memory] [--out /tmp/prof/rpc.cpuprofile] [--top 30]
+ *     [--n 5000] [--store sql|memory] [--out /tmp/prof/rpc.cpuprofile] [--top 30] [--profile 0]
  *
- * `echo` is the raw QUIC echo of the benches (the baseline); `deliver16` keeps 16 deliveries in flight (as the bench's "in flight" group).
+ * `--profile 0` measures wall and CPU time per operation without the profiler. `echo` is the raw QUIC echo of the benches (the baseline); `deliver16` keeps 16 deliveries in flight (as the bench's "in flight" group).
  *
  * @module
  */
@@ -25,6 +25,7 @@ const args: Record<string, string> = {
   store: "sql",
   out: "/tmp/prof/rpc.cpuprofile",
   top: "30",
+  profile: "1",
 };
 for (let i = 0; i < Deno.args.length; i += 2) {
   const k = Deno.args[i]!.replace(/^--/, "");
@@ -65,25 +66,34 @@ if (args.mode === "echo") {
 }
 await loop(Math.max(16, Math.floor(n / 10))); // warm up (JIT, SQLite page cache)
 
+const profiling = args.profile !== "0";
 const session = new Session();
-session.connect();
-await session.post("Profiler.enable");
-await session.post("Profiler.setSamplingInterval", { interval: 100 });
-await session.post("Profiler.start");
+if (profiling) {
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+}
 const cpu0 = cpuUsage();
 const t0 = performance.now();
 await loop(n);
 const wall = performance.now() - t0;
 const cpu = cpuUsage(cpu0);
-const { profile } = await session.post("Profiler.stop");
-await Deno.mkdir(new URL(".", `file://${args.out!}`).pathname, { recursive: true });
-await Deno.writeTextFile(args.out!, JSON.stringify(profile));
 const perOp = (us: number) => (us / n).toFixed(1);
-console.log(
-  `${args.mode} x${n}: wall ${perOp(wall * 1000)} µs/op, CPU ${
-    perOp(cpu.user + cpu.system)
-  } µs/op (user ${perOp(cpu.user)}, system ${perOp(cpu.system)}; profiler on)\n` +
-    `profile: ${args.out!}\n` +
-    formatTop(summarize(profile as unknown as CpuProfile), Number(args.top)),
-);
+const figures = `${args.mode} x${n}: wall ${perOp(wall * 1000)} µs/op, CPU ${
+  perOp(cpu.user + cpu.system)
+} µs/op (user ${perOp(cpu.user)}, system ${perOp(cpu.system)}; profiler ${
+  profiling ? "on" : "off"
+})`;
+if (profiling) {
+  const { profile } = await session.post("Profiler.stop");
+  await Deno.mkdir(new URL(".", `file://${args.out!}`).pathname, { recursive: true });
+  await Deno.writeTextFile(args.out!, JSON.stringify(profile));
+  console.log(
+    `${figures}\nprofile: ${args.out!}\n` +
+      formatTop(summarize(profile as unknown as CpuProfile), Number(args.top)),
+  );
+} else {
+  console.log(figures);
+}
 await close();
