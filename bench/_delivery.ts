@@ -135,3 +135,102 @@ export async function world(storeBackend: "sql" | "memory", fsync = true) {
     },
   };
 }
+
+/** How a recipient acks what is pushed to it. */
+export type AckMode =
+  /** one ack per push, up to its last seq (as the client does) */
+  | "per-push"
+  /** at most one ack in flight, up to the last seq pushed when it leaves (batched) */
+  | "coalesced";
+
+/**
+ * A server with `pairs` sender/recipient pairs, each on its own connections with a DM
+ * channel between them, the recipients subscribed: many clients at once, as a server
+ * serves them.
+ */
+export async function crowd(storeBackend: "sql" | "memory", pairs: number, fsync = true) {
+  let dataDir: string | undefined;
+  if (benchDir && storeBackend === "sql") {
+    dataDir = `${benchDir}/qpq-bench-crowd-${Date.now()}`;
+    await Deno.mkdir(dataDir, { recursive: true });
+  }
+  const qpq = await startTestServer({
+    ...(dataDir ? { dataDir } : {}),
+    file: { store_backend: storeBackend, ...(fsync ? {} : { fsync: false }) },
+  });
+  interface Link {
+    sender: ServerConnection;
+    recipient: ServerConnection;
+    dm: Uint8Array;
+    setOnPush(f: (p: Push) => void): void;
+  }
+  const links: Link[] = [];
+  for (let i = 0; i < pairs; i++) {
+    let onPush: (p: Push) => void = () => {};
+    const sender = await loggedIn(qpq, `sender${i}`);
+    const recipient = await loggedIn(qpq, `recipient${i}`, (p) => onPush(p));
+    const dm = (await sender.call({ kind: "createDm", username: `recipient${i}` }, "channel"))
+      .channelId;
+    await recipient.call({ kind: "subscribe", afterSeq: 0 }, "ok");
+    links.push({ sender, recipient, dm, setOnPush: (f: (p: Push) => void) => onPush = f });
+  }
+  /** `k` deliveries in flight on one pair; done when all were pushed and all acks answered. */
+  const run = (link: Link, k: number, mode: AckMode): Promise<void> => {
+    const { promise: allPushed, resolve } = Promise.withResolvers<void>();
+    let got = 0;
+    let lastSeq = 0;
+    let acking: Promise<void> | undefined;
+    const acks: Promise<unknown>[] = [];
+    const ack = (): Promise<void> =>
+      link.recipient.call({ kind: "ack", uptoSeq: lastSeq }, "ok").then(() => {});
+    link.setOnPush((p) => {
+      const last = p.messages.at(-1);
+      if (last === undefined) return;
+      lastSeq = Math.max(lastSeq, last.seq);
+      got += p.messages.length;
+      if (mode === "per-push") {
+        acks.push(ack());
+      } else if (acking === undefined) {
+        // one ack in flight; what arrives meanwhile is acked by the next one, up to its seq
+        const loop = async () => {
+          let acked = 0;
+          while (acked < lastSeq) {
+            const upto = lastSeq;
+            await link.recipient.call({ kind: "ack", uptoSeq: upto }, "ok");
+            acked = upto;
+          }
+          acking = undefined;
+        };
+        acking = loop();
+        acks.push(acking);
+      }
+      if (got >= k) resolve();
+    });
+    const sends = Array.from({ length: k }, () =>
+      link.sender.call({
+        kind: "enqueue",
+        channelId: link.dm,
+        messageId: randomBytes(16),
+        payload,
+        messageKind: "application",
+        epoch: 0,
+        recipients: [],
+      }, "enqueued"));
+    return allPushed.then(() => Promise.all([...sends, ...acks])).then(() => {});
+  };
+  return {
+    qpq,
+    pairs,
+    /** `perPair` deliveries in flight on every pair at once (`pairs × perPair` in all). */
+    async deliverMany(perPair: number, mode: AckMode = "per-push") {
+      await Promise.all(links.map((l) => run(l, perPair, mode)));
+    },
+    close() {
+      for (const l of links) {
+        void l.sender.close();
+        void l.recipient.close();
+      }
+      void qpq.close();
+    },
+  };
+}

@@ -53,8 +53,7 @@ export class FrameReader {
     let deadline: number | undefined;
     while (true) {
       if (this.#size >= 4) {
-        const head = this.#take(4, false);
-        const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+        const len = this.#announced();
         if (len > this.#max) {
           throw new ValidationError(
             `Frame of ${len} bytes exceeds the limit of ${this.#max} bytes`,
@@ -62,7 +61,7 @@ export class FrameReader {
           );
         }
         if (this.#size >= 4 + len) {
-          this.#take(4, true);
+          this.#drop(4);
           return this.#take(len, true);
         }
       }
@@ -81,6 +80,16 @@ export class FrameReader {
     }
   }
 
+  /** The length the next frame announces (its first 4 bytes, buffered: size >= 4). */
+  #announced(): number {
+    const first = this.#chunks[0]!;
+    if (first.length >= 4) {
+      return ((first[0]! << 24) | (first[1]! << 16) | (first[2]! << 8) | first[3]!) >>> 0;
+    }
+    const head = this.#take(4, false);
+    return new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+  }
+
   /** The first `n` buffered bytes (n <= size) as one array; removed when `consume`. */
   #take(n: number, consume: boolean): Uint8Array {
     const first = this.#chunks[0];
@@ -97,15 +106,18 @@ export class FrameReader {
         if (o === n) break;
       }
     }
-    if (consume) {
-      let left = n;
-      let whole = 0; // chunks used up entirely, dropped in one splice (shift is O(length))
-      while (left > 0 && this.#chunks[whole]!.length <= left) left -= this.#chunks[whole++]!.length;
-      this.#chunks.splice(0, whole);
-      if (left > 0) this.#chunks[0] = this.#chunks[0]!.subarray(left);
-      this.#size -= n;
-    }
+    if (consume) this.#drop(n);
     return out;
+  }
+
+  /** Remove the first `n` buffered bytes (n <= size). */
+  #drop(n: number): void {
+    let left = n;
+    let whole = 0; // chunks used up entirely, dropped in one splice (shift is O(length))
+    while (left > 0 && this.#chunks[whole]!.length <= left) left -= this.#chunks[whole++]!.length;
+    if (whole > 0) this.#chunks.splice(0, whole);
+    if (left > 0) this.#chunks[0] = this.#chunks[0]!.subarray(left);
+    this.#size -= n;
   }
 
   /** One read: into a buffer sized for what is awaited on a byte stream. */
@@ -117,9 +129,7 @@ export class FrameReader {
     }
     let size = FRAME_READ_IDLE_BYTES;
     if (this.#size >= 4) {
-      const head = this.#take(4, false);
-      const len = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
-      size = Math.max(1, Math.min(FRAME_READ_CHUNK_BYTES, 4 + len - this.#size));
+      size = Math.max(1, Math.min(FRAME_READ_CHUNK_BYTES, 4 + this.#announced() - this.#size));
     }
     const { value, done } = await (this.#reader as ReadableStreamBYOBReader)
       .read(new Uint8Array(size));
