@@ -147,8 +147,12 @@ export class FrameReader {
     return done || value === undefined ? null : value;
   }
 
-  async #read(deadline: number | undefined): Promise<Uint8Array | null> {
-    if (deadline === undefined) return await this.#readOnce();
+  #read(deadline: number | undefined): Promise<Uint8Array | null> {
+    // no deadline (waiting between frames): the read itself, without another async frame
+    return deadline === undefined ? this.#readOnce() : this.#readBy(deadline);
+  }
+
+  async #readBy(deadline: number): Promise<Uint8Array | null> {
     const left = deadline - Date.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
