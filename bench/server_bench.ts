@@ -141,6 +141,19 @@ Deno.bench({
 // Proto encode/decode and copies, the stream reader) and a client that does not ack every
 // message on its own round trip.
 
+//
+// The RPC path (2026-12-07: frames encoded into their length-prefixed buffer from one reused
+// arena, one copy to decode, one deadline timer per client, the frame reader's buffer reused;
+// load average 6-8, base 7ad4d54 and after alternating, 2 runs each; scripts/profile_rpc.ts
+// --profile 0 for CPU, this bench for the rest): a sequential delivery with fsync 13.8-14.3 ->
+// 10.1-11.2 ms of wall, 3.9-4.1 -> 3.3-3.4 ms of CPU; in memory 1.1-2.0 -> 1.1-1.3 ms of CPU
+// (the base's spread is the load). This bench, sequential, SQLite file, fsync: 35-70/s ->
+// 85-125/s against echo 1,881-3,475/s and 2,257-3,198/s (all averages moved by 2x between runs).
+// Many clients (group below, 32 in flight): echo 1.0-1.7 ms per 32 round trips; delivery with
+// fsync 23.6-45.1 ms -> 33.3-45.4 ms per 32, in memory 30.1-42.8 -> 18.5-36.3 ms: 0.03-0.05x
+// echo either way. A pipelined echo round trip costs 30-50 µs, a delivery 0.6-1 ms of CPU:
+// the gap is CPU per delivery (SQL, capnp-es objects, three requests and a push), not waiting.
+
 const IN_FLIGHT = 16;
 
 Deno.bench({
