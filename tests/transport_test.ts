@@ -6,6 +6,7 @@ import {
   type BidiStream,
   encodeFrame,
   FrameReader,
+  FrameWriter,
   lengthPrefixed,
   openFrame,
   type Response,
@@ -238,6 +239,32 @@ Deno.test("RpcClient times out a request the server never answers", async () => 
   );
   assert(await got !== null);
   await server.writable.close();
+  await rpc.close();
+});
+
+Deno.test("RpcClient times out each call at its own deadline, answered calls in between", async () => {
+  // one timer serves every call: armed for the earliest deadline, moved earlier when a
+  // call with a shorter timeout comes after a longer one, re-armed after each expiry
+  const [client, server] = pipePair();
+  const rpc = new RpcClient(client, { timeoutMs: 5_000 });
+  const sreader = new FrameReader(server.readable);
+  const swriter = new FrameWriter(server.writable);
+  const t0 = performance.now();
+  const long = rpc.call({ kind: "health" }, "health", { timeoutMs: 400 });
+  const longFailed = assertRejects(() => long, TransportError, "within 0.4 s");
+  const short = rpc.call({ kind: "health" }, "health", { timeoutMs: 100 });
+  await assertRejects(() => short, TransportError, "within 0.1 s");
+  const shortMs = performance.now() - t0;
+  assert(shortMs >= 99 && shortMs < 350, `short call failed after ${shortMs} ms`);
+  // a call answered in time resolves, and does not disturb the long one's deadline
+  const answered = rpc.call({ kind: "ping", clientTimeMs: 1, payload: new Uint8Array(0) }, "ok");
+  for (let i = 0; i < 3; i++) await sreader.next();
+  await swriter.write({ version: 1, requestId: 3, type: "response", response: { kind: "ok" } });
+  await answered;
+  await longFailed;
+  const longMs = performance.now() - t0;
+  assert(longMs >= 399 && longMs < 1500, `long call failed after ${longMs} ms`);
+  await swriter.close();
   await rpc.close();
 });
 

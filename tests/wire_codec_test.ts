@@ -11,6 +11,7 @@ import {
   decodeFrame,
   encodeContent,
   encodeFrame,
+  encodeFramePrefixed,
   type FieldKind,
   type Frame,
   FrameReader,
@@ -25,6 +26,7 @@ import {
 import { UsageError, ValidationError } from "../src/errors.ts";
 import { MAX_FRAME_BYTES, MAX_MESSAGE_BYTES } from "../src/limits.ts";
 import { capnpAvailable, generateWireCode } from "../scripts/_gen_lib.ts";
+import { loadFrameCorpus } from "./_support/fuzz.ts";
 
 function rnd(n: number): number {
   return Math.floor(Math.random() * n);
@@ -81,6 +83,28 @@ Deno.test("encodeFrame/decodeFrame round-trip every request, response and push k
   }
   assertEquals(Object.keys(REQUEST).length, 30);
   assertEquals(Object.keys(RESPONSE).length, 20);
+});
+
+/** SHA-256 of `bytes`, hex. */
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(h, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// tests/fixtures/frames_reencoded.json: the SHA-256 of encodeFrame(decodeFrame(f)) for each
+// recorded frame f, as the encoder of 2026-12-07 (capnp-es's toArrayBuffer) wrote them.
+Deno.test("encodeFrame writes the recorded frames' values byte for byte as before", async () => {
+  const corpus = await loadFrameCorpus();
+  const golden = JSON.parse(
+    await Deno.readTextFile(new URL("./fixtures/frames_reencoded.json", import.meta.url)),
+  ) as Record<string, string>;
+  assertEquals(Object.keys(golden).sort(), [...corpus.keys()].sort());
+  for (const [name, bytes] of corpus) {
+    const frame = decodeFrame(bytes);
+    assertEquals(await sha256Hex(encodeFrame(frame)), golden[name], name);
+    // what goes on the stream: the 4-byte big-endian length, then the same bytes
+    assertEquals(encodeFramePrefixed(frame), lengthPrefixed(encodeFrame(frame)), name);
+  }
 });
 
 Deno.test("openFrame reads the header without decoding an unknown body", () => {

@@ -61,22 +61,44 @@ function toSafeNumber(v: bigint, field: string): number {
   return Number(v);
 }
 
+/** One field of a struct table, with the name of its capnp-es initializer. */
+interface FieldEntry {
+  readonly field: string;
+  readonly kind: FieldKind;
+  /** `_initName`: the capnp-es method that allocates a pointer field. */
+  readonly init: string;
+}
+
+const FIELDS = new WeakMap<StructDesc, readonly FieldEntry[]>();
+
+/** The fields of a table in schema order, listed once per table (not on every frame). */
+function fieldsOf(desc: StructDesc): readonly FieldEntry[] {
+  let fields = FIELDS.get(desc);
+  if (fields === undefined) {
+    fields = Object.entries(desc).map(([field, kind]) => ({
+      field,
+      kind,
+      init: `_init${cap(field)}`,
+    }));
+    FIELDS.set(desc, fields);
+  }
+  return fields;
+}
+
 // ------------------------------------------------------------------ encode
 
 function writeStruct(target: Dyn, desc: StructDesc, value: Record<string, unknown>): void {
-  for (const [field, kind] of Object.entries(desc)) {
-    writeField(target, field, kind, value[field]);
-  }
+  for (const f of fieldsOf(desc)) writeField(target, f.field, f.init, f.kind, value[f.field]);
 }
 
-function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): void {
+function writeField(target: Dyn, field: string, init: string, kind: FieldKind, v: unknown): void {
   switch (kind) {
     case "text":
       target[field] = v as string;
       return;
     case "data": {
       const bytes = v as Uint8Array;
-      if (bytes.length > 0) target[`_init${cap(field)}`](bytes.length).copyBuffer(bytes);
+      if (bytes.length > 0) target[init](bytes.length).copyBuffer(bytes);
       return;
     }
     case "u64":
@@ -92,7 +114,7 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
     // like empty Data and lists, an empty optional Text stays a null pointer (read back as
     // ""), so a decoded frame re-encodes to the same bytes whether or not it was set
     if (v !== undefined && !(kind.optional === "text" && v === "")) {
-      writeField(target, field, kind.optional, v);
+      writeField(target, field, init, kind.optional, v);
     }
     return;
   }
@@ -101,13 +123,13 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
     if (i < 0) throw new ValidationError(`Field ${field} has an unknown value`);
     target[field] = i;
   } else if ("struct" in kind) {
-    writeStruct(target[`_init${cap(field)}`](), kind.struct, v as Record<string, unknown>);
+    writeStruct(target[init](), kind.struct, v as Record<string, unknown>);
   } else {
     const items = v as unknown[];
     // Like empty Data: an empty list stays a null pointer (read back as empty), so a
     // decoded frame re-encodes to the same bytes whether or not the peer set the field.
     if (items.length === 0) return;
-    const list = target[`_init${cap(field)}`](items.length);
+    const list = target[init](items.length);
     for (let i = 0; i < items.length; i++) {
       if (kind.list === "text") list.set(i, items[i] as string);
       else writeStruct(list.get(i), kind.list, items[i] as Record<string, unknown>);
@@ -115,16 +137,71 @@ function writeField(target: Dyn, field: string, kind: FieldKind, v: unknown): vo
   }
 }
 
+/** `_initMember` of each union member, named once. */
+const UNION_INIT = new Map<string, string>();
+
 function writeUnion(target: Dyn, desc: UnionDesc, value: { kind: string }): void {
   const member = desc[value.kind];
   if (member === undefined) throw new ValidationError(`Unknown message kind ${value.kind}`);
-  if (member === "void") target[value.kind] = true;
-  else writeStruct(target[`_init${cap(value.kind)}`](), member, value as Record<string, unknown>);
+  if (member === "void") {
+    target[value.kind] = true;
+    return;
+  }
+  let init = UNION_INIT.get(value.kind);
+  if (init === undefined) UNION_INIT.set(value.kind, init = `_init${cap(value.kind)}`);
+  writeStruct(target[init](), member, value as Record<string, unknown>);
 }
 
 /** Encode a frame to one unpacked Cap'n Proto message. */
 export function encodeFrame(frame: Frame): Uint8Array {
-  const msg = new $.Message();
+  return withMessage((msg) => serialize(buildFrame(msg, frame), 0));
+}
+
+/**
+ * Encode a frame as it goes on a stream: its 4-byte big-endian length, then the unpacked
+ * Cap'n Proto message (the bytes of {@link encodeFrame}) in the same buffer.
+ */
+export function encodeFramePrefixed(frame: Frame): Uint8Array {
+  return withMessage((msg) => serialize(buildFrame(msg, frame), 4));
+}
+
+/** Size of the arena buffer encodes start from; a bigger frame grows it. */
+const ARENA_BYTES = 4096;
+/** Largest grown arena kept for the next encode (a bigger one is dropped after use). */
+const MAX_KEPT_ARENA_BYTES = 64 * 1024;
+/** The arena buffer of the next encode, all zero; undefined while an encode holds it. */
+let spareArena: ArrayBuffer | undefined = new ArrayBuffer(ARENA_BYTES);
+
+/**
+ * Run `build` on a new message whose single-segment arena is the spare buffer, and zero
+ * what it used afterwards so the next encode starts from zeroed memory again, as Cap'n
+ * Proto's allocator requires. Encoding is synchronous, so one buffer serves every encode;
+ * capnp-es's own `new Message()` allocated (and zeroed) 4 KiB per frame, the largest cost
+ * of encoding a small frame. The arena object is capnp-es's single-segment arena
+ * (`kind` 0, `buffer`), which it recognizes by its `kind` (capnp-es 0.0.16; the recorded
+ * frames' test proves the bytes unchanged).
+ */
+function withMessage<T>(build: (msg: $.Message) => T): T {
+  const arena = { kind: 0, buffer: spareArena ?? new ArrayBuffer(ARENA_BYTES) };
+  spareArena = undefined;
+  const msg = new $.Message(arena as unknown as ArrayBuffer);
+  // given an arena, capnp-es takes its whole buffer as content already written: keep only
+  // the root pointer's word (what a new message allocates first)
+  (msg as Dyn)._capnp.segments[0].byteLength = 8;
+  try {
+    return build(msg);
+  } finally {
+    const used = ((msg as Dyn)._capnp.segments[0]?.byteLength ?? 0) as number;
+    if (arena.buffer.byteLength <= MAX_KEPT_ARENA_BYTES) {
+      new Uint8Array(arena.buffer, 0, used).fill(0);
+      spareArena = arena.buffer;
+    } else {
+      spareArena = new ArrayBuffer(ARENA_BYTES);
+    }
+  }
+}
+
+function buildFrame(msg: $.Message, frame: Frame): $.Message {
   const root = msg.initRoot(gen.Frame);
   root.version = frame.version;
   root.requestId = BigInt(frame.requestId);
@@ -132,11 +209,44 @@ export function encodeFrame(frame: Frame): Uint8Array {
   if (frame.type === "request") writeUnion(body._initRequest(), REQUEST, frame.request);
   else if (frame.type === "response") writeUnion(body._initResponse(), RESPONSE, frame.response);
   else writeStruct(body._initPush(), PUSH, frame.push);
-  const out = new Uint8Array(msg.toArrayBuffer());
-  if (out.length > MAX_FRAME_BYTES) {
+  return msg;
+}
+
+/**
+ * The bytes of capnp-es's `toArrayBuffer` (stream framing: segment count - 1, each
+ * segment's size in words, padded to a word; then the segments, each padded to a word),
+ * after `prefix` bytes that hold the message's length (big-endian) when `prefix` is 4. One
+ * buffer, written straight from the segments: `toArrayBuffer` and a separate length prefix
+ * copied the frame twice more.
+ */
+function serialize(msg: $.Message, prefix: 0 | 4): Uint8Array {
+  const segments = (msg as Dyn)._capnp.segments as { buffer: ArrayBuffer; byteLength: number }[];
+  const head = 4 + segments.length * 4 + (1 - segments.length % 2) * 4;
+  let size = head;
+  for (const s of segments) size += padToWord(s.byteLength);
+  if (size > MAX_FRAME_BYTES) {
     throw new ValidationError("Message is too large to send", { code: "too_large" });
   }
+  const out = new Uint8Array(prefix + size);
+  if (prefix === 4) setUint32(out, 0, size, false);
+  setUint32(out, prefix, segments.length - 1, true);
+  let o = prefix + head;
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    const words = padToWord(s.byteLength);
+    setUint32(out, prefix + 4 + 4 * i, s.byteLength / 8, true);
+    out.set(new Uint8Array(s.buffer, 0, words), o);
+    o += words;
+  }
   return out;
+}
+
+function setUint32(out: Uint8Array, at: number, v: number, littleEndian: boolean): void {
+  for (let k = 0; k < 4; k++) out[at + (littleEndian ? k : 3 - k)] = (v >>> (8 * k)) & 0xff;
+}
+
+function padToWord(n: number): number {
+  return (n + 7) & ~7;
 }
 
 // ------------------------------------------------------------------ decode
@@ -160,11 +270,13 @@ function spend(budget: Budget, bytes: number): void {
   }
 }
 
-function readStruct(source: Dyn, desc: StructDesc, budget: Budget): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [field, kind] of Object.entries(desc)) {
-    out[field] = readField(source, field, kind, budget);
-  }
+function readStruct(
+  source: Dyn,
+  desc: StructDesc,
+  budget: Budget,
+  out: Record<string, unknown> = {},
+): Record<string, unknown> {
+  for (const f of fieldsOf(desc)) out[f.field] = readField(source, f.field, f.kind, budget);
   return out;
 }
 
@@ -222,7 +334,7 @@ function readUnion(
   const kind = byIndex[source.which() as number];
   if (kind === undefined) throw new ValidationError(`Unknown ${what} type`);
   const member = desc[kind]!;
-  return member === "void" ? { kind } : { kind, ...readStruct(source[kind], member, budget) };
+  return member === "void" ? { kind } : readStruct(source[kind], member, budget, { kind });
 }
 
 /** The header of a frame, readable even when the body is of an unknown version. */
@@ -250,7 +362,7 @@ export function openFrame(bytes: Uint8Array): OpenedFrame {
   checkSegmentTable(bytes);
   guard(() => validateMessage(bytes));
   return guard(() => {
-    const msg = new $.Message(bytes, false);
+    const msg = messageOf(bytes);
     (msg as Dyn)._capnp.traversalLimit = MAX_TRAVERSAL_WORDS * 8;
     const root: Dyn = msg.getRoot(gen.Frame);
     root._capnp.depthLimit = MAX_NESTING_DEPTH;
@@ -286,6 +398,17 @@ export function openFrame(bytes: Uint8Array): OpenedFrame {
         }),
     };
   });
+}
+
+/**
+ * The capnp-es message of frame bytes whose segment table was checked. capnp-es copies the
+ * whole frame and then each segment out of the copy; a single-segment frame (what every
+ * qpq writer produces) is handed over as one copy of its segment instead.
+ */
+function messageOf(bytes: Uint8Array): $.Message {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== 0) return new $.Message(bytes, false);
+  return new $.Message(bytes.slice(8, 8 + dv.getUint32(4, true) * 8).buffer, false, true);
 }
 
 /** Decode a whole frame (header and body). */

@@ -60,12 +60,19 @@ function dataOffset(bytes: Uint8Array): number {
 
 /** A copy of the frame carrying `requestId`. */
 export function withRequestId(encoded: EncodedRequest, requestId: number): Uint8Array {
-  const out = encoded.bytes.slice();
-  const at = dataOffset(out) + REQUEST_ID_OFFSET;
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setBigUint64(
-    at,
-    BigInt(requestId),
-    true,
-  );
+  return framedWithRequestId(encoded, requestId).subarray(4);
+}
+
+/**
+ * The frame carrying `requestId` as it goes on a stream: its 4-byte big-endian length, then
+ * the bytes of {@link withRequestId}, in one copy.
+ */
+export function framedWithRequestId(encoded: EncodedRequest, requestId: number): Uint8Array {
+  const bytes = encoded.bytes;
+  const out = new Uint8Array(4 + bytes.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, bytes.length);
+  out.set(bytes, 4);
+  view.setBigUint64(4 + dataOffset(bytes) + REQUEST_ID_OFFSET, BigInt(requestId), true);
   return out;
 }

@@ -9,6 +9,7 @@ export * from "./messages.ts";
 export {
   decodeFrame,
   encodeFrame,
+  encodeFramePrefixed,
   type FrameHeader,
   type OpenedFrame,
   openFrame,

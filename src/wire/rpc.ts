@@ -14,8 +14,8 @@
  *
  * @module
  */
-import { encodeFrame, openFrame } from "./codec.ts";
-import { type EncodedRequest, withRequestId } from "./encoded.ts";
+import { encodeFramePrefixed, openFrame } from "./codec.ts";
+import { type EncodedRequest, framedWithRequestId } from "./encoded.ts";
 import { FrameReader, lengthPrefixed } from "./framing.ts";
 import type { Frame, Push, Request, Response, ResponseKind, ResponseOf } from "./messages.ts";
 import {
@@ -109,13 +109,17 @@ export class FrameWriter {
   async write(frame: Frame): Promise<void> {
     if (this.#closed) throw new TransportError("Connection is closed");
     this.#budget?.check();
-    await this.writeRaw(encodeFrame(frame));
+    await this.writeFramed(encodeFramePrefixed(frame));
   }
 
   /** Send already-encoded frame bytes (the length prefix is added here). */
-  async writeRaw(bytes: Uint8Array): Promise<void> {
+  writeRaw(bytes: Uint8Array): Promise<void> {
+    return this.writeFramed(lengthPrefixed(bytes));
+  }
+
+  /** Send a frame that already carries its length prefix ({@link encodeFramePrefixed}). */
+  async writeFramed(framed: Uint8Array): Promise<void> {
     if (this.#closed) throw new TransportError("Connection is closed");
-    const framed = lengthPrefixed(bytes);
     this.#budget?.take(framed.length);
     try {
       await this.#writer.write(framed);
@@ -162,7 +166,9 @@ export interface CallOptions {
 interface Pending {
   resolve: (r: Response) => void;
   reject: (e: QpqError) => void;
-  timer: ReturnType<typeof setTimeout>;
+  /** `performance.now()` past which the call fails with a timeout. */
+  deadline: number;
+  timeoutMs: number;
 }
 
 /** Client side of the RPC layer on one stream. */
@@ -174,6 +180,13 @@ export class RpcClient {
   #options: RpcClientOptions;
   #closedError: QpqError | undefined;
   #done: Promise<void>;
+  /**
+   * One timer for every pending call's deadline, armed for the earliest: a timer per call
+   * (created, then cleared by its answer) was the largest cost of a call after the codec.
+   * It may outlive the calls it was armed for, until that deadline or {@link close}.
+   */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
 
   constructor(stream: BidiStream, options: RpcClientOptions = {}) {
     this.#writer = new FrameWriter(stream.writable);
@@ -220,29 +233,58 @@ export class RpcClient {
     let bytes: Uint8Array;
     try {
       bytes = "bytes" in request
-        ? withRequestId(request, requestId)
-        : encodeFrame({ version: WIRE_VERSION, requestId, type: "request", request });
+        ? framedWithRequestId(request, requestId)
+        : encodeFramePrefixed({ version: WIRE_VERSION, requestId, type: "request", request });
     } catch (e) {
       return Promise.reject(toQpqError(e));
     }
     return new Promise<Response>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(requestId);
-        reject(
-          new TransportError(`Server did not answer within ${timeoutMs / 1000} s`, {
-            code: "timeout",
-          }),
-        );
-      }, timeoutMs);
-      this.#pending.set(requestId, { resolve, reject, timer });
-      this.#writer.writeRaw(bytes).catch((e) => {
+      const deadline = performance.now() + timeoutMs;
+      this.#pending.set(requestId, { resolve, reject, deadline, timeoutMs });
+      this.#arm(deadline);
+      this.#writer.writeFramed(bytes).catch((e) => {
         const p = this.#pending.get(requestId);
         if (!p) return;
         this.#pending.delete(requestId);
-        clearTimeout(p.timer);
         p.reject(toQpqError(e));
       });
     });
+  }
+
+  /** Have the timer fire by `deadline`. */
+  #arm(deadline: number): void {
+    if (this.#timer !== undefined && this.#timerAt <= deadline) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+  }
+
+  /** Fail the calls whose deadline has passed; arm the timer for the next one. */
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, p] of this.#pending) {
+      // a timer may fire a little early by this clock: 1 ms of slack
+      if (p.deadline <= now + 1) {
+        this.#pending.delete(id);
+        p.reject(
+          new TransportError(`Server did not answer within ${p.timeoutMs / 1000} s`, {
+            code: "timeout",
+          }),
+        );
+      } else if (p.deadline < next) {
+        next = p.deadline;
+      }
+    }
+    if (next < Infinity) this.#arm(next);
   }
 
   async #readLoop(): Promise<void> {
@@ -263,7 +305,6 @@ export class RpcClient {
           const p = this.#pending.get(frame.requestId);
           if (!p) continue; // answer to a request that already timed out
           this.#pending.delete(frame.requestId);
-          clearTimeout(p.timer);
           p.resolve(frame.response);
         } else if (frame.type === "push") {
           this.#options.onPush?.(frame.push, frame.requestId);
@@ -275,10 +316,8 @@ export class RpcClient {
       failure = e instanceof QpqError ? e : new TransportError("Connection lost", { cause: e });
     }
     this.#closedError = failure ?? new TransportError("Connection closed by the server");
-    for (const [, p] of this.#pending) {
-      clearTimeout(p.timer);
-      p.reject(this.#closedError);
-    }
+    this.#disarm();
+    for (const [, p] of this.#pending) p.reject(this.#closedError);
     this.#pending.clear();
     this.#options.onClose?.(failure);
   }
@@ -298,6 +337,7 @@ export class RpcClient {
     clearTimeout(timer);
     await this.#reader.cancel().catch(() => {});
     await this.#done;
+    this.#disarm();
   }
 }
 
@@ -356,11 +396,11 @@ export async function serveStream(
   const reply = async (requestId: number, response: Response) => {
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame({ version: WIRE_VERSION, requestId, type: "response", response });
+      bytes = encodeFramePrefixed({ version: WIRE_VERSION, requestId, type: "response", response });
     } catch (e) {
       const err = toQpqError(e);
       log.error("response cannot be encoded", { kind: response.kind, code: err.code });
-      bytes = encodeFrame({
+      bytes = encodeFramePrefixed({
         version: WIRE_VERSION,
         requestId,
         type: "response",
@@ -370,7 +410,7 @@ export async function serveStream(
       });
     }
     try {
-      await writer.writeRaw(bytes);
+      await writer.writeFramed(bytes);
     } catch (e) {
       log.debug("reply failed", { code: toQpqError(e).code });
     }

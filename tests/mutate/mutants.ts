@@ -797,6 +797,16 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
+    id: "rpc-timer-earliest-deadline",
+    file: "src/wire/rpc.ts",
+    find: "if (this.#timer !== undefined && this.#timerAt <= deadline) return;",
+    replace: "if (this.#timer !== undefined) return;",
+    why:
+      "one timer serves every call: a shorter call after a longer one still fails at its own deadline",
+    tests: ["tests/transport_test.ts"],
+    quick: true,
+  },
+  {
     id: "client-close-waits-for-server",
     file: "src/wire/rpc.ts",
     find: "new Promise<void>((r) => (timer = setTimeout(r, CLOSE_WAIT_MS))),",
