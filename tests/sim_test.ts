@@ -11,16 +11,10 @@ import type { Actor, SeenMessage } from "./sim/actor.ts";
 import { checkChanges, checkMessages, checkReceipts } from "./sim/check.ts";
 import { Ledger } from "./sim/ledger.ts";
 import { Model } from "./sim/model.ts";
+import { simFlags } from "./sim/shrink.ts";
 import { World } from "./sim/world.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-
-/** The flags of the `sim` task (deno.json holds them once). */
-async function simFlags(): Promise<string[]> {
-  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const parts: string[] = denoJson.tasks.sim.split(/\s+/);
-  return parts.slice(2, parts.indexOf("tests/sim/main.ts"));
-}
 
 const envSeeds = Deno.env.get("QPQ_SIM_SEEDS");
 const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 150);

@@ -19,16 +19,12 @@
  */
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-/** The simulation's own permissions (the `sim` task's flags, deno.json). */
-const FLAGS = [
-  "--unstable-net",
-  "--allow-net=127.0.0.1,localhost",
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-env",
-  "--allow-sys=hostname,networkInterfaces",
-];
+/** The flags of the `sim` task (deno.json holds them once). */
+export async function simFlags(): Promise<string[]> {
+  const denoJson = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const parts: string[] = denoJson.tasks.sim.split(/\s+/);
+  return parts.slice(2, parts.indexOf("tests/sim/main.ts"));
+}
 /** At most this many runs of the simulation per shrink. */
 export const MAX_TRIALS = 150;
 
@@ -69,8 +65,9 @@ export function parseSteps(text: string, max: number): number[] | undefined {
 }
 
 async function trial(args: string[]): Promise<Verdict> {
+  const flags = await simFlags();
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", `${ROOT}deno.json`, ...FLAGS, `${ROOT}tests/sim/main.ts`, ...args],
+    args: ["run", "--config", `${ROOT}deno.json`, ...flags, `${ROOT}tests/sim/main.ts`, ...args],
     cwd: ROOT,
     stdout: "piped",
     stderr: "null",
