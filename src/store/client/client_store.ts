@@ -116,6 +116,7 @@ import {
   unknownConversation,
   zeroMeta,
 } from "./_records.ts";
+import { StateTags } from "./_state_tags.ts";
 import {
   DamagedStateError,
   decodeMeta,
@@ -237,6 +238,8 @@ export class ClientStore implements LocalState {
    * a fixed key, so the same for the same id) are kept too.
    */
   readonly #cache = new RowCache();
+  /** State tags moved by changes of secrets only, not written (see {@link StateTags}). */
+  readonly #tags = new StateTags();
   readonly #onUnload = () => this.#closeSync();
 
   private constructor(
@@ -682,6 +685,7 @@ export class ClientStore implements LocalState {
     const sp = this.#depth === 0 ? undefined : `qpq_sp_${this.#depth}`;
     this.#exec(sp === undefined ? "BEGIN IMMEDIATE" : `SAVEPOINT ${sp}`);
     this.#depth++;
+    const mark = this.#tags.mark();
     let out: T;
     try {
       out = fn();
@@ -692,6 +696,7 @@ export class ClientStore implements LocalState {
     } catch (e) {
       this.#depth--;
       this.#cache.clear(); // what the cache took from the rolled back writes is gone
+      this.#tags.rollBack(mark);
       try {
         if (sp === undefined) this.#db.exec("ROLLBACK");
         else this.#db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
@@ -703,11 +708,13 @@ export class ClientStore implements LocalState {
       this.#db.exec(sp === undefined ? "COMMIT" : `RELEASE ${sp}`);
     } catch (e) {
       this.#cache.clear();
+      this.#tags.rollBack(mark);
       try {
         if (sp === undefined && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* already failing */ }
       throw wrap(e);
     }
+    if (sp === undefined) this.#tags.committed();
     return out;
   }
 
@@ -778,6 +785,7 @@ export class ClientStore implements LocalState {
         idH,
         tag,
       );
+      this.#tags.drop(record.channelId);
       this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
       this.#cache.groups.delete(record.channelId);
     });
@@ -791,20 +799,19 @@ export class ClientStore implements LocalState {
     secrets: GroupSecretChanges,
   ): string | undefined {
     checkGroupSecrets(secrets);
-    const tag = newStateTag();
     return this.#write(() => {
       const idH = this.#lookup("group", channelId);
-      const n = this.#run(
-        "UPDATE group_tags SET tag = ? WHERE group_h = ? AND tag = ?",
-        tag,
-        idH,
-        baseTag,
-      );
-      if (n === 0) return undefined;
-      this.#putSecrets(channelId, idH, secrets);
+      // the row's tag: from the kept record, else read (no row: no record, or one of an
+      // earlier build without a tag, never a base)
       const kept = this.#cache.groups.get(channelId);
-      if (kept) kept.stateTag = tag;
-      return tag;
+      const row = kept === undefined
+        ? this.#get("SELECT tag FROM group_tags WHERE group_h = ?", idH)?.tag
+        : kept?.stateTag;
+      if (typeof row !== "string" || row === "") return undefined;
+      if (this.#tags.tagOf(channelId, row) !== baseTag) return undefined;
+      this.#putSecrets(channelId, idH, secrets);
+      // the new tag stays in memory: the row is not rewritten for a ratchet's move
+      return this.#tags.move(channelId, row);
     });
   }
 
@@ -866,7 +873,7 @@ export class ClientStore implements LocalState {
         g = r === undefined ? null : this.#groupMeta(r, idH);
         this.#cache.put(this.#cache.groups, channelId, g);
       }
-      return g === null ? undefined : copyGroupMeta(g);
+      return g === null ? undefined : this.#withTag(copyGroupMeta(g));
     });
   }
 
@@ -895,7 +902,7 @@ export class ClientStore implements LocalState {
       this.#all(
         "SELECT id_h, pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h",
       )
-        .map((r) => this.#groupMeta(r, r.id_h as Uint8Array))
+        .map((r) => this.#withTag(this.#groupMeta(r, r.id_h as Uint8Array)))
         .sort((a, b) => byString(a.channelId, b.channelId))
     );
   }
@@ -905,6 +912,7 @@ export class ClientStore implements LocalState {
     return this.#write(() => {
       const idH = this.#lookup("group", channelId);
       this.#cache.groups.delete(channelId);
+      this.#tags.drop(channelId);
       this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
       this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
       return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
@@ -1606,6 +1614,12 @@ export class ClientStore implements LocalState {
       if (typeof n !== "object" || n === null) throw damagedRecord();
       g.narrowSends = { epoch: num(n.epoch), count: num(n.count) };
     }
+    return g;
+  }
+
+  /** A record read with its row's tag, given the tag this handle moved it to, if any. */
+  #withTag(g: GroupMeta): GroupMeta {
+    g.stateTag = this.#tags.tagOf(g.channelId, g.stateTag);
     return g;
   }
 

@@ -304,8 +304,11 @@ export interface GroupSummary {
 
 /**
  * A group record without its MLS state, read without unsealing the state. `stateTag`
- * changes with every {@link LocalState.putGroup} (a new random value each time): a decoded
- * copy of the state read under the same tag is still the stored one.
+ * changes with every {@link LocalState.putGroup} (a new random value each time) and
+ * {@link LocalState.putGroupSecrets}: a decoded copy of the state read under the same tag
+ * is still the stored one. A tag names a write through this handle: the one a change of
+ * secrets alone makes is kept in memory (not written), so a handle opened again shows the
+ * tag of the last {@link LocalState.putGroup}.
  */
 export type GroupMeta = Omit<GroupRecord, "state"> & { stateTag: string };
 
