@@ -300,6 +300,47 @@ contract(
   },
 );
 
+contract(
+  "recordsVersion moves with what listings derive from, not with a message, a ratchet or a counter",
+  (h) => {
+    const s = h.state;
+    const moves = (what: string, fn: () => unknown, expected = true) => {
+      const v = s.recordsVersion;
+      try {
+        fn();
+      } catch { /* a rolled back transaction */ }
+      assertEquals(s.recordsVersion !== v, expected, what);
+    };
+    s.upsertConversation(conv("aa", "@bob"));
+    const t1 = s.putGroup(group("aa", { secrets: [] }));
+    const fields = { channelId: "aa", lastUpdateMs: T0, leaves: [] as string[] };
+    moves("putGroup", () => s.putGroup(group("aa")));
+    const t2 = s.groupMeta("aa")!.stateTag;
+    assert(t2 !== t1);
+    moves("a ratchet", () => s.putGroupSecrets("aa", t2, { put: [] }), false);
+    moves("a message", () => s.addMessage(msg("aa", "m1", "hi")), false);
+    moves("the cursor", () => s.setCursor(7), false);
+    s.groupMeta("aa"); // read: the store knows the fields before the next write
+    moves(
+      "counters",
+      () => s.putGroupMeta({ ...fields, narrowSends: { epoch: 1, count: 2 } }),
+      false,
+    );
+    s.groupMeta("aa");
+    moves("leaves", () => s.putGroupMeta({ ...fields, leaves: ["carol"] }));
+    s.groupMeta("aa");
+    moves("broken", () => s.putGroupMeta({ ...fields, broken: "why" }));
+    moves("a conversation", () => s.upsertConversation(conv("aa", "@bob2")));
+    moves("a rollback", () =>
+      s.transaction(() => {
+        s.addMessage(msg("aa", "m2", "hi"));
+        throw new Error("roll back");
+      }));
+    moves("a group deleted", () => s.deleteGroup("aa"));
+    return Promise.resolve();
+  },
+);
+
 contract("listGroups is sorted by channel id and deleteGroup reports what it did", async (h) => {
   const s = h.state;
   for (const id of ["c3", "a1", "b2"]) s.putGroup(group(id));

@@ -230,6 +230,8 @@ export class ClientStore implements LocalState {
   #closed = false;
   /** Bytes of every value handed to a writing statement (see {@link bytesWritten}). */
   #written = 0;
+  /** See {@link LocalState.recordsVersion}. */
+  #records = 0;
   /**
    * Decoded rows read once or more per received message, kept while this handle is open:
    * a group's record without its state, a conversation, a consent status, the cursor. Every
@@ -567,6 +569,11 @@ export class ClientStore implements LocalState {
     return this.#written;
   }
 
+  /** See {@link LocalState.recordsVersion}. */
+  get recordsVersion(): number {
+    return this.#records;
+  }
+
   /** True after {@link close}. */
   get closed(): boolean {
     return this.#closed || (this.#memory !== undefined && this.#memory.handle !== this);
@@ -697,6 +704,7 @@ export class ClientStore implements LocalState {
       this.#depth--;
       this.#cache.clear(); // what the cache took from the rolled back writes is gone
       this.#tags.rollBack(mark);
+      this.#records++;
       try {
         if (sp === undefined) this.#db.exec("ROLLBACK");
         else this.#db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
@@ -709,6 +717,7 @@ export class ClientStore implements LocalState {
     } catch (e) {
       this.#cache.clear();
       this.#tags.rollBack(mark);
+      this.#records++;
       try {
         if (sp === undefined && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* already failing */ }
@@ -786,6 +795,7 @@ export class ClientStore implements LocalState {
         tag,
       );
       this.#tags.drop(record.channelId);
+      this.#records++;
       this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
       this.#cache.groups.delete(record.channelId);
     });
@@ -886,6 +896,8 @@ export class ClientStore implements LocalState {
       const pending = meta.pendingCommit === undefined
         ? null
         : this.#keys.seal("group-commit", meta.pendingCommit, idH);
+      const old = this.#cache.groups.get(meta.channelId);
+      if (!old || !sameListedFields(old, meta)) this.#records++;
       this.#cache.groups.delete(meta.channelId);
       return this.#run(
         "UPDATE groups SET pending = ?, data = ? WHERE id_h = ?",
@@ -913,6 +925,7 @@ export class ClientStore implements LocalState {
       const idH = this.#lookup("group", channelId);
       this.#cache.groups.delete(channelId);
       this.#tags.drop(channelId);
+      this.#records++;
       this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
       this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
       return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
@@ -1067,6 +1080,7 @@ export class ClientStore implements LocalState {
     checkConversation(c);
     this.#write1(() => {
       this.#cache.conversations.delete(c.id);
+      this.#records++;
       const idH = this.#lookup("conversation", c.id);
       const nameH = this.#lookup("conversation-name", c.name);
       const other = this.#get("SELECT id_h FROM conversations WHERE name_h = ?", nameH);
@@ -1830,6 +1844,20 @@ function noState(path: string): UsageError {
 function wrap(e: unknown): QpqError {
   if (e instanceof QpqError) return e;
   return new StorageError("Local state storage failed", { cause: e });
+}
+
+/**
+ * True when `b` changes none of the fields of `a` that listings derive from (see
+ * {@link LocalState.recordsVersion}): only its counters (narrow sends, last update time,
+ * remembered commits) may differ.
+ */
+function sameListedFields(a: Omit<GroupRecord, "state">, b: Omit<GroupRecord, "state">): boolean {
+  const pa = a.pendingCommit, pb = b.pendingCommit;
+  return a.broken === b.broken && a.leavingEpoch === b.leavingEpoch &&
+    a.rejoinRequestedMs === b.rejoinRequestedMs &&
+    a.leaves.length === b.leaves.length && a.leaves.every((u, i) => u === b.leaves[i]) &&
+    (pa === undefined ? pb === undefined : pb !== undefined && bytesEqual(pa, pb)) &&
+    JSON.stringify(a.summary) === JSON.stringify(b.summary);
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -340,6 +340,16 @@ export interface LocalState {
   /** Run `fn` as one all-or-nothing change; `fn` must be synchronous. Calls may nest. */
   transaction<T>(fn: () => T): T;
   /**
+   * A number that moves with every write of a group's state ({@link putGroup}), of a
+   * record's fields but its counters ({@link putGroupMeta} changing its pending commit,
+   * leaves, broken, leaving or rejoin marks or summary; not its narrow sends, last update
+   * time or remembered commits), a group deleted, a conversation written, and every
+   * transaction rolled back; not with a change of secrets alone ({@link putGroupSecrets})
+   * nor a message. What a caller derived from listing them (which groups have a
+   * disappearing timer, which need maintenance) is current while it stays.
+   */
+  readonly recordsVersion: number;
+  /**
    * How many passwords open the state (2 while a password change is under way); absent
    * for a state without a password (in memory).
    */
