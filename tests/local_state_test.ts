@@ -331,6 +331,8 @@ contract(
     s.groupMeta("aa");
     moves("broken", () => s.putGroupMeta({ ...fields, broken: "why" }));
     moves("a conversation", () => s.upsertConversation(conv("aa", "@bob2")));
+    s.getConversation("aa");
+    moves("read", () => s.markRead("aa"), false);
     moves("a rollback", () =>
       s.transaction(() => {
         s.addMessage(msg("aa", "m2", "hi"));

@@ -1079,8 +1079,9 @@ export class ClientStore implements LocalState {
   upsertConversation(c: Conversation): void {
     checkConversation(c);
     this.#write1(() => {
+      const kept = this.#cache.conversations.get(c.id);
+      if (!kept || !sameListedConversation(kept, c)) this.#records++;
       this.#cache.conversations.delete(c.id);
-      this.#records++;
       const idH = this.#lookup("conversation", c.id);
       const nameH = this.#lookup("conversation-name", c.name);
       const other = this.#get("SELECT id_h FROM conversations WHERE name_h = ?", nameH);
@@ -1858,6 +1859,16 @@ function sameListedFields(a: Omit<GroupRecord, "state">, b: Omit<GroupRecord, "s
     a.leaves.length === b.leaves.length && a.leaves.every((u, i) => u === b.leaves[i]) &&
     (pa === undefined ? pb === undefined : pb !== undefined && bytesEqual(pa, pb)) &&
     JSON.stringify(a.summary) === JSON.stringify(b.summary);
+}
+
+/** True when `b` changes nothing of `a` but how far it was read (`readSeq`). */
+function sameListedConversation(a: Conversation, b: Conversation): boolean {
+  return a.id === b.id && a.kind === b.kind && a.name === b.name && a.peer === b.peer &&
+    a.channelId === b.channelId && a.createdAt === b.createdAt &&
+    a.requestFrom === b.requestFrom &&
+    (a.groupId === undefined
+      ? b.groupId === undefined
+      : b.groupId !== undefined && bytesEqual(a.groupId, b.groupId));
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -343,7 +343,8 @@ export interface LocalState {
    * A number that moves with every write of a group's state ({@link putGroup}), of a
    * record's fields but its counters ({@link putGroupMeta} changing its pending commit,
    * leaves, broken, leaving or rejoin marks or summary; not its narrow sends, last update
-   * time or remembered commits), a group deleted, a conversation written, and every
+   * time or remembered commits), a group deleted, a conversation written (but for how far
+   * it was read: `readSeq`), and every
    * transaction rolled back; not with a change of secrets alone ({@link putGroupSecrets})
    * nor a message. What a caller derived from listing them (which groups have a
    * disappearing timer, which need maintenance) is current while it stays.
