@@ -330,6 +330,16 @@ contract(
     moves("leaves", () => s.putGroupMeta({ ...fields, leaves: ["carol"] }));
     s.groupMeta("aa");
     moves("broken", () => s.putGroupMeta({ ...fields, broken: "why" }));
+    s.groupMeta("aa");
+    moves("a pending commit", () => s.putGroupMeta({ ...fields, pendingCommit: utf8("commit") }));
+    s.groupMeta("aa");
+    moves(
+      "the same again",
+      () => s.putGroupMeta({ ...fields, pendingCommit: utf8("commit") }),
+      false,
+    );
+    s.groupMeta("aa");
+    moves("resolved", () => s.putGroupMeta(fields));
     moves("a conversation", () => s.upsertConversation(conv("aa", "@bob2")));
     s.getConversation("aa");
     moves("read", () => s.markRead("aa"), false);

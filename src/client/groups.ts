@@ -179,6 +179,8 @@ export class Groups {
   #timers: { version: number; seconds: Map<string, number> } | undefined;
   /** The records version at which {@link maintain} last found nothing to do. */
   #idleAt: number | undefined;
+  /** The records version at which no record held a pending commit to resolve. */
+  #noPendingAt: number | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -1264,7 +1266,15 @@ export class Groups {
 
   /** Finish own commits left pending by a crash or a lost connection (before receiving). */
   async resolvePendingCommits(): Promise<void> {
-    for (const record of this.#ctx.groups.list()) {
+    // a pending commit is stored with its state (putGroup): none since the last look, none now
+    const version = this.#ctx.state.recordsVersion;
+    if (this.#noPendingAt === version) return;
+    const records = this.#ctx.groups.list();
+    if (records.every((r) => !r.pendingCommit || r.broken)) {
+      this.#noPendingAt = version;
+      return;
+    }
+    for (const record of records) {
       if (!record.pendingCommit || record.broken) continue;
       const request = encodedRequest("commit", record.pendingCommit);
       await this.#ctx.exclusive(async () => {
