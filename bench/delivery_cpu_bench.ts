@@ -23,6 +23,24 @@
  * coalesced too 0.84–0.96 ms (delivered receipts off entirely: 0.57–0.59 ms). See
  * docs/results.md.
  *
+ * Then (2026-12-07, branch h-recv: the state tag of a ratchet-only save kept in memory, no
+ * listing after a receive batch or sync that changed no record), base 7ad4d54 and the branch
+ * alternated, load average 4.7–6.5 on the 2 cores (other engineers' tests), so the
+ * end-to-end figures are noise-bound and show no difference either way:
+ * - the load command above, client CPU per delivery, two runs each: base 0.961, 1.228 ms;
+ *   branch 1.253, 1.028 ms (two more runs each were spoilt: a shared ts-mls file in the npm
+ *   cache carried someone's debug print per encrypted message);
+ * - this bench, client CPU per delivery (MLS alone in the same run), two runs each: base
+ *   1.422 (0.222), 3.852 (0.667) ms; branch 1.546 (0.128), 1.754 (0.575) ms;
+ * - the store's receive transaction alone (secret row, message, cursor; 10,000 in memory,
+ *   min / median of 7 rounds of thread CPU, two runs each): base 49–51 / 60–61 µs, branch
+ *   41–42 / 47–53 µs; bytes handed to SQLite per received text 646 → 560.
+ * The profile of the clients (scripts/profile_clients.ts, base) put putGroupSecrets at 9.9 % of
+ * the clients' CPU (its tag UPDATE 2.9 %) and the listings after each batch (expire,
+ * maintain) at 2.0 %; what remains on the receive path is the store's three writes (secret row
+ * 5 %, message 5 %, cursor 1.5 %), receipts applied to our messages (5.5 %: a read and a
+ * rewrite of each message named), content decoding (6 %) and ts-mls (unprotect 14 %).
+ *
  * @module
  */
 import { ed25519 } from "@noble/curves/ed25519.js";

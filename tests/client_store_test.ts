@@ -1135,3 +1135,57 @@ Deno.test("ClientStore.open refuses a database newer than this build with one li
     await assertOpenFails(path);
   });
 });
+
+Deno.test("ClientStore.putGroupSecrets writes the secret rows alone: the state's tag moves in memory, its row is not rewritten", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.bin`;
+    const sec = (node: number, v: number) => ({ epoch: 1, node, value: filled(40, v) });
+    const s = await create(path);
+    const rowTag = () => {
+      const db = new DatabaseSync(`${path}.db`, { readOnly: true });
+      try {
+        return db.prepare("SELECT tag FROM group_tags").all().map((r) => r.tag);
+      } finally {
+        db.close();
+      }
+    };
+    let tag: string;
+    try {
+      const t1 = s.putGroup({
+        channelId: "a",
+        state: utf8("a"),
+        lastUpdateMs: 0,
+        leaves: [],
+        secrets: [sec(0, 1)],
+      });
+      assertEquals(rowTag(), [t1]);
+      const before = s.bytesWritten;
+      const t2 = s.putGroupSecrets("a", t1, { put: [sec(0, 2)] })!;
+      const t3 = s.putGroupSecrets("a", t2, { put: [sec(1, 3)] })!;
+      assert(t2 !== t1 && t3 !== t2 && t3 !== t1);
+      assertEquals(s.groupMeta("a")!.stateTag, t3);
+      assertEquals(s.listGroupMeta().map((m) => m.stateTag), [t3]);
+      assertEquals(rowTag(), [t1], "the tag row stays as written by putGroup");
+      // two sealed secret rows and their keys, nothing more
+      assert(s.bytesWritten - before < 2 * 200, `${s.bytesWritten - before} bytes`);
+      // the old tags are refused, as a written tag would be
+      assertEquals(s.putGroupSecrets("a", t1, { put: [] }), undefined);
+      assertEquals(s.putGroupSecrets("a", t2, { put: [] }), undefined);
+      // a whole state written again: a new row tag, the memory one gone
+      tag = s.putGroup({ channelId: "a", state: utf8("b"), lastUpdateMs: 0, leaves: [] });
+      assertEquals(rowTag(), [tag]);
+      assertEquals(s.groupMeta("a")!.stateTag, tag);
+      assertEquals(s.putGroupSecrets("a", t3, { put: [] }), undefined);
+      assert(s.putGroupSecrets("a", tag, { put: [sec(0, 4)] }) !== undefined);
+    } finally {
+      await s.close();
+    }
+    const r = await ClientStore.open(path, PASSWORD);
+    try {
+      assertEquals(r.group("a")?.secrets, [sec(0, 4)], "the secrets are on disk");
+      assertEquals(r.groupMeta("a")!.stateTag, tag, "a new handle: the row's tag");
+    } finally {
+      await r.close();
+    }
+  });
+});

@@ -145,3 +145,62 @@ Deno.test("QpqClient: a received application message writes the sender's ratchet
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Resolves when `ok()` holds, polling; fails after `ms`. */
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("QpqClient: a pushed batch of application messages lists no group nor conversation; a record changed (a timer set) is listed again and expiry still follows each receive", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-group-states-" });
+  try {
+    let skew = 0; // bob's clock ahead of alice's
+    const alice = await testUser(ts, dir, "alice");
+    const bob = await testUser(ts, dir, "bob", { now: () => Date.now() + skew });
+    await alice.client.createGroup("duo");
+    await alice.client.invite("#duo", ["bob"]);
+    await bob.client.sync();
+    await bob.client.subscribe();
+    const store = bob.client.store as ClientStore;
+    const listed = { groups: 0, conversations: 0 };
+    const listGroupMeta = store.listGroupMeta.bind(store);
+    const listConversations = store.listConversations.bind(store);
+    store.listGroupMeta = () => (listed.groups++, listGroupMeta());
+    store.listConversations = () => (listed.conversations++, listConversations());
+    await alice.client.send("#duo", "warm up"); // the first after the join: a whole save
+    await until("warm up", () => bob.received().length === 1);
+    await new Promise((r) => setTimeout(r, 300)); // what the batch left to do is done
+    await bob.client.sync(); // its first look for pending commits since the warm up
+    const before = { ...listed };
+    for (const text of ["one", "two", "three"]) {
+      await alice.client.send("#duo", text);
+      await until(text, () => bob.received().at(-1) === text);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assertEquals(listed, before, "no listing after a batch that changed no record");
+    await bob.client.sync(); // nothing pending, nothing to maintain: no listing either
+    assertEquals(listed, before, "no listing in a sync that changed no record");
+    // a commit (a disappearing timer) changes bob's record: listed again, the timer seen
+    assert(await alice.client.setDisappearing("#duo", 30));
+    await until("the timer at bob", () => listed.conversations > before.conversations);
+    await new Promise((r) => setTimeout(r, 300));
+    skew = 60_000; // bob's clock a minute on: what alice sends now is already expired
+    await alice.client.send("#duo", "gone at once");
+    await until("gone at once", () => bob.received().at(-1) === "gone at once");
+    await until(
+      "expired after the receive",
+      () => !bob.client.history("#duo", 50).some((m) => m.body === "gone at once"),
+      3_000,
+    );
+    await alice.client.close();
+    await bob.client.close();
+  } finally {
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

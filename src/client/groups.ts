@@ -171,6 +171,16 @@ export class Groups {
   #restored: number | undefined;
   /** The restore check running (it heals groups the server has behind ours). */
   #restoreCheck: Promise<void> | undefined;
+  /**
+   * The groups with a disappearing timer (conversation id ─► seconds), as read from the
+   * records at `version` (the store's {@link LocalState.recordsVersion}): a timer changes
+   * only with a commit, which writes its group's record.
+   */
+  #timers: { version: number; seconds: Map<string, number> } | undefined;
+  /** The records version at which {@link maintain} last found nothing to do. */
+  #idleAt: number | undefined;
+  /** The records version at which no record held a pending commit to resolve. */
+  #noPendingAt: number | undefined;
 
   constructor(
     ctx: ClientContext,
@@ -395,6 +405,17 @@ export class Groups {
    */
   expire(): number {
     let n = 0;
+    for (const [id, secs] of this.#disappearing()) {
+      n += this.#ctx.state.expireMessages(id, this.#ctx.now() - secs * 1000);
+    }
+    return n;
+  }
+
+  /** The groups with a disappearing timer, listed again only when a record changed. */
+  #disappearing(): Map<string, number> {
+    const version = this.#ctx.state.recordsVersion;
+    if (this.#timers?.version === version) return this.#timers.seconds;
+    const seconds = new Map<string, number>();
     for (const c of this.#ctx.state.listConversations()) {
       if (c.kind !== "group" || !c.channelId) continue;
       const meta = this.#ctx.groups.meta(c.channelId);
@@ -405,9 +426,10 @@ export class Groups {
       } catch {
         continue;
       }
-      if (secs > 0) n += this.#ctx.state.expireMessages(c.id, this.#ctx.now() - secs * 1000);
+      if (secs > 0) seconds.set(c.id, secs);
     }
-    return n;
+    this.#timers = { version, seconds };
+    return seconds;
   }
 
   /** The MLS epoch and epoch authenticator of a conversation. */
@@ -1246,7 +1268,15 @@ export class Groups {
 
   /** Finish own commits left pending by a crash or a lost connection (before receiving). */
   async resolvePendingCommits(): Promise<void> {
-    for (const record of this.#ctx.groups.list()) {
+    // a pending commit is stored with its state (putGroup): none since the last look, none now
+    const version = this.#ctx.state.recordsVersion;
+    if (this.#noPendingAt === version) return;
+    const records = this.#ctx.groups.list();
+    if (records.every((r) => !r.pendingCommit || r.broken)) {
+      this.#noPendingAt = version;
+      return;
+    }
+    for (const record of records) {
       if (!record.pendingCommit || record.broken) continue;
       const request = encodedRequest("commit", record.pendingCommit);
       await this.#ctx.exclusive(async () => {
@@ -1276,10 +1306,19 @@ export class Groups {
   async maintain(): Promise<void> {
     const s = this.#ctx.state;
     await this.#afterRestore();
+    // nothing was left to do and no record changed since: nothing to list (a receive
+    // batch of application messages changes no record)
+    const version = s.recordsVersion;
+    if (this.#idleAt === version && this.#rejoins.size === 0) return;
+    this.#idleAt = undefined;
+    let work = this.#rejoins.size > 0;
     const groups = this.#ctx.groups;
     for (const record of groups.list()) {
       const conv = s.getConversation(record.channelId);
       if (!conv) continue;
+      if (record.leavingEpoch !== undefined || record.broken || record.leaves.length > 0) {
+        work = true;
+      }
       if (record.leavingEpoch !== undefined) {
         let everyoneLeaving = false;
         await this.#ctx.exclusive(async () => {
@@ -1370,6 +1409,7 @@ export class Groups {
         );
       }
     }
+    if (!work && s.recordsVersion === version) this.#idleAt = version;
   }
 
   /**

@@ -133,6 +133,48 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
+    id: "client-secrets-tag-checked",
+    file: "src/store/client/client_store.ts",
+    find: "if (this.#tags.tagOf(channelId, row) !== baseTag) return undefined;",
+    replace: "",
+    why:
+      "a change of secrets is applied only over the state it was made from: a stale memory copy's ratchets never land on another state",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-secrets-tag-rolled-back",
+    file: "src/store/client/client_store.ts",
+    find:
+      "      this.#cache.clear(); // what the cache took from the rolled back writes is gone\n" +
+      "      this.#tags.rollBack(mark);",
+    replace:
+      "      this.#cache.clear(); // what the cache took from the rolled back writes is gone",
+    why:
+      "a tag moved by a rolled back change is not kept: the memory copy made with it is not taken for the stored state (a message whose storage was undone would be lost)",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-records-version-fields",
+    file: "src/store/client/client_store.ts",
+    find: "if (!old || !sameListedFields(old, meta)) this.#records++;",
+    replace: "",
+    why:
+      "a member's leave or a broken mark written moves the records version: maintenance that skips an unchanged listing still commits the leave",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-maintain-skips-only-idle",
+    file: "src/client/groups.ts",
+    find: "if (!work && s.recordsVersion === version) this.#idleAt = version;",
+    replace: "this.#idleAt = version;",
+    why:
+      "maintenance is skipped only after a run that found nothing to do: a leave it could not commit yet (server unreachable) is tried again",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
     id: "client-send-ratchet-stored",
     file: "src/client/group_states.ts",
     find: "tag = this.#store.putGroupSecrets(id, base.tag, change);",

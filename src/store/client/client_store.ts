@@ -116,6 +116,7 @@ import {
   unknownConversation,
   zeroMeta,
 } from "./_records.ts";
+import { StateTags } from "./_state_tags.ts";
 import {
   DamagedStateError,
   decodeMeta,
@@ -229,6 +230,8 @@ export class ClientStore implements LocalState {
   #closed = false;
   /** Bytes of every value handed to a writing statement (see {@link bytesWritten}). */
   #written = 0;
+  /** See {@link LocalState.recordsVersion}. */
+  #records = 0;
   /**
    * Decoded rows read once or more per received message, kept while this handle is open:
    * a group's record without its state, a conversation, a consent status, the cursor. Every
@@ -237,6 +240,8 @@ export class ClientStore implements LocalState {
    * a fixed key, so the same for the same id) are kept too.
    */
   readonly #cache = new RowCache();
+  /** State tags moved by changes of secrets only, not written (see {@link StateTags}). */
+  readonly #tags = new StateTags();
   readonly #onUnload = () => this.#closeSync();
 
   private constructor(
@@ -564,6 +569,11 @@ export class ClientStore implements LocalState {
     return this.#written;
   }
 
+  /** See {@link LocalState.recordsVersion}. */
+  get recordsVersion(): number {
+    return this.#records;
+  }
+
   /** True after {@link close}. */
   get closed(): boolean {
     return this.#closed || (this.#memory !== undefined && this.#memory.handle !== this);
@@ -682,6 +692,7 @@ export class ClientStore implements LocalState {
     const sp = this.#depth === 0 ? undefined : `qpq_sp_${this.#depth}`;
     this.#exec(sp === undefined ? "BEGIN IMMEDIATE" : `SAVEPOINT ${sp}`);
     this.#depth++;
+    const mark = this.#tags.mark();
     let out: T;
     try {
       out = fn();
@@ -692,6 +703,8 @@ export class ClientStore implements LocalState {
     } catch (e) {
       this.#depth--;
       this.#cache.clear(); // what the cache took from the rolled back writes is gone
+      this.#tags.rollBack(mark);
+      this.#records++;
       try {
         if (sp === undefined) this.#db.exec("ROLLBACK");
         else this.#db.exec(`ROLLBACK TO ${sp}; RELEASE ${sp}`);
@@ -703,11 +716,14 @@ export class ClientStore implements LocalState {
       this.#db.exec(sp === undefined ? "COMMIT" : `RELEASE ${sp}`);
     } catch (e) {
       this.#cache.clear();
+      this.#tags.rollBack(mark);
+      this.#records++;
       try {
         if (sp === undefined && this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* already failing */ }
       throw wrap(e);
     }
+    if (sp === undefined) this.#tags.committed();
     return out;
   }
 
@@ -778,6 +794,8 @@ export class ClientStore implements LocalState {
         idH,
         tag,
       );
+      this.#tags.drop(record.channelId);
+      this.#records++;
       this.#putSecrets(record.channelId, idH, secrets ?? { all: true, put: record.secrets ?? [] });
       this.#cache.groups.delete(record.channelId);
     });
@@ -791,20 +809,19 @@ export class ClientStore implements LocalState {
     secrets: GroupSecretChanges,
   ): string | undefined {
     checkGroupSecrets(secrets);
-    const tag = newStateTag();
     return this.#write(() => {
       const idH = this.#lookup("group", channelId);
-      const n = this.#run(
-        "UPDATE group_tags SET tag = ? WHERE group_h = ? AND tag = ?",
-        tag,
-        idH,
-        baseTag,
-      );
-      if (n === 0) return undefined;
-      this.#putSecrets(channelId, idH, secrets);
+      // the row's tag: from the kept record, else read (no row: no record, or one of an
+      // earlier build without a tag, never a base)
       const kept = this.#cache.groups.get(channelId);
-      if (kept) kept.stateTag = tag;
-      return tag;
+      const row = kept === undefined
+        ? this.#get("SELECT tag FROM group_tags WHERE group_h = ?", idH)?.tag
+        : kept?.stateTag;
+      if (typeof row !== "string" || row === "") return undefined;
+      if (this.#tags.tagOf(channelId, row) !== baseTag) return undefined;
+      this.#putSecrets(channelId, idH, secrets);
+      // the new tag stays in memory: the row is not rewritten for a ratchet's move
+      return this.#tags.move(channelId, row);
     });
   }
 
@@ -866,7 +883,7 @@ export class ClientStore implements LocalState {
         g = r === undefined ? null : this.#groupMeta(r, idH);
         this.#cache.put(this.#cache.groups, channelId, g);
       }
-      return g === null ? undefined : copyGroupMeta(g);
+      return g === null ? undefined : this.#withTag(copyGroupMeta(g));
     });
   }
 
@@ -879,6 +896,8 @@ export class ClientStore implements LocalState {
       const pending = meta.pendingCommit === undefined
         ? null
         : this.#keys.seal("group-commit", meta.pendingCommit, idH);
+      const old = this.#cache.groups.get(meta.channelId);
+      if (!old || !sameListedFields(old, meta)) this.#records++;
       this.#cache.groups.delete(meta.channelId);
       return this.#run(
         "UPDATE groups SET pending = ?, data = ? WHERE id_h = ?",
@@ -895,7 +914,7 @@ export class ClientStore implements LocalState {
       this.#all(
         "SELECT id_h, pending, data, tag FROM groups LEFT JOIN group_tags ON group_h = id_h",
       )
-        .map((r) => this.#groupMeta(r, r.id_h as Uint8Array))
+        .map((r) => this.#withTag(this.#groupMeta(r, r.id_h as Uint8Array)))
         .sort((a, b) => byString(a.channelId, b.channelId))
     );
   }
@@ -905,6 +924,8 @@ export class ClientStore implements LocalState {
     return this.#write(() => {
       const idH = this.#lookup("group", channelId);
       this.#cache.groups.delete(channelId);
+      this.#tags.drop(channelId);
+      this.#records++;
       this.#run("DELETE FROM group_secrets WHERE group_h = ?", idH);
       this.#run("DELETE FROM group_tags WHERE group_h = ?", idH);
       return this.#run("DELETE FROM groups WHERE id_h = ?", idH) > 0;
@@ -1058,6 +1079,8 @@ export class ClientStore implements LocalState {
   upsertConversation(c: Conversation): void {
     checkConversation(c);
     this.#write1(() => {
+      const kept = this.#cache.conversations.get(c.id);
+      if (!kept || !sameListedConversation(kept, c)) this.#records++;
       this.#cache.conversations.delete(c.id);
       const idH = this.#lookup("conversation", c.id);
       const nameH = this.#lookup("conversation-name", c.name);
@@ -1609,6 +1632,12 @@ export class ClientStore implements LocalState {
     return g;
   }
 
+  /** A record read with its row's tag, given the tag this handle moved it to, if any. */
+  #withTag(g: GroupMeta): GroupMeta {
+    g.stateTag = this.#tags.tagOf(g.channelId, g.stateTag);
+    return g;
+  }
+
   #keyPackage(r: Row, refH: Uint8Array): KeyPackageRecord {
     const v = this.#json("key-package", r.data, refH);
     if (typeof v.lastResort !== "boolean") throw damagedRecord();
@@ -1816,6 +1845,30 @@ function noState(path: string): UsageError {
 function wrap(e: unknown): QpqError {
   if (e instanceof QpqError) return e;
   return new StorageError("Local state storage failed", { cause: e });
+}
+
+/**
+ * True when `b` changes none of the fields of `a` that listings derive from (see
+ * {@link LocalState.recordsVersion}): only its counters (narrow sends, last update time,
+ * remembered commits) may differ.
+ */
+function sameListedFields(a: Omit<GroupRecord, "state">, b: Omit<GroupRecord, "state">): boolean {
+  const pa = a.pendingCommit, pb = b.pendingCommit;
+  return a.broken === b.broken && a.leavingEpoch === b.leavingEpoch &&
+    a.rejoinRequestedMs === b.rejoinRequestedMs &&
+    a.leaves.length === b.leaves.length && a.leaves.every((u, i) => u === b.leaves[i]) &&
+    (pa === undefined ? pb === undefined : pb !== undefined && bytesEqual(pa, pb)) &&
+    JSON.stringify(a.summary) === JSON.stringify(b.summary);
+}
+
+/** True when `b` changes nothing of `a` but how far it was read (`readSeq`). */
+function sameListedConversation(a: Conversation, b: Conversation): boolean {
+  return a.id === b.id && a.kind === b.kind && a.name === b.name && a.peer === b.peer &&
+    a.channelId === b.channelId && a.createdAt === b.createdAt &&
+    a.requestFrom === b.requestFrom &&
+    (a.groupId === undefined
+      ? b.groupId === undefined
+      : b.groupId !== undefined && bytesEqual(a.groupId, b.groupId));
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -304,8 +304,11 @@ export interface GroupSummary {
 
 /**
  * A group record without its MLS state, read without unsealing the state. `stateTag`
- * changes with every {@link LocalState.putGroup} (a new random value each time): a decoded
- * copy of the state read under the same tag is still the stored one.
+ * changes with every {@link LocalState.putGroup} (a new random value each time) and
+ * {@link LocalState.putGroupSecrets}: a decoded copy of the state read under the same tag
+ * is still the stored one. A tag names a write through this handle: the one a change of
+ * secrets alone makes is kept in memory (not written), so a handle opened again shows the
+ * tag of the last {@link LocalState.putGroup}.
  */
 export type GroupMeta = Omit<GroupRecord, "state"> & { stateTag: string };
 
@@ -336,6 +339,17 @@ export interface LocalState {
   updateMeta(patch: ClientMetaPatch): void;
   /** Run `fn` as one all-or-nothing change; `fn` must be synchronous. Calls may nest. */
   transaction<T>(fn: () => T): T;
+  /**
+   * A number that moves with every write of a group's state ({@link putGroup}), of a
+   * record's fields but its counters ({@link putGroupMeta} changing its pending commit,
+   * leaves, broken, leaving or rejoin marks or summary; not its narrow sends, last update
+   * time or remembered commits), a group deleted, a conversation written (but for how far
+   * it was read: `readSeq`), and every
+   * transaction rolled back; not with a change of secrets alone ({@link putGroupSecrets})
+   * nor a message. What a caller derived from listing them (which groups have a
+   * disappearing timer, which need maintenance) is current while it stays.
+   */
+  readonly recordsVersion: number;
   /**
    * How many passwords open the state (2 while a password change is under way); absent
    * for a state without a password (in memory).
