@@ -796,10 +796,12 @@ export class Groups {
       );
     }
     if (!sent) {
-      // Unreachable, or answered with a temporary refusal (full disk, rate limit: the
-      // outbox warned why).
+      // Unreachable, answered with a temporary refusal (full disk, rate limit: the outbox
+      // warned why), or waiting behind messages queued before it (sent in order).
       throw new TransportError(
-        this.#outbox.refusal === undefined
+        this.#outbox.queuedBefore(uuidToString(id))
+          ? "The leave is kept and sent after the messages queued before it"
+          : this.#outbox.refusal === undefined
           ? "Server unreachable: the leave is kept and sent when the server is back"
           : "The server could not take the leave yet: it is kept and sent later",
         { code: "unavailable" },
