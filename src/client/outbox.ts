@@ -208,6 +208,8 @@ export class Outbox {
       try {
         const ans = await this.#session.call(request, "enqueued");
         const now = this.#ctx.now();
+        // not durable: a power cut that undoes it leaves the request queued, and it is sent
+        // again under its id (the server keeps one copy: "duplicate")
         state.transaction(() => {
           // a message of ours (not a leave proposal) is kept to resend after a restore
           const ours = opts.content
@@ -217,7 +219,7 @@ export class Outbox {
             state.keepSent(messageId, now, this.#keep);
           } else state.removeOutbox(messageId);
           state.setMessageStatus(messageId, "sent");
-        });
+        }, { durable: false });
         return ans.duplicate ? "duplicate" : "stored";
       } catch (e) {
         if (refusedForNow(e)) { // a refusal that may pass: the message stays queued

@@ -1850,4 +1850,34 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_queued_order_test.ts"],
     quick: true,
   },
+  {
+    id: "client-compose-durable",
+    file: "src/client/groups.ts",
+    find: "          content,\n        });\n      });",
+    replace: "          content,\n        });\n      }, { durable: false });",
+    why: "a composed message and its sending ratchet reach the disk before the ciphertext " +
+      "leaves: after a power cut the sender would reuse the generation (and lose the message)",
+    tests: ["tests/client_power_cut_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-receive-durable",
+    file: "src/client/inbox.ts",
+    find: "          fresh = s.addMessage(message);\n          done();\n        });",
+    replace:
+      "          fresh = s.addMessage(message);\n          done();\n        }, { durable: false });",
+    why: "a received message reaches the disk before its ack: after a power cut it would be " +
+      "lost (the server dropped its copy at the ack)",
+    tests: ["tests/client_power_cut_test.ts"],
+    quick: true,
+  },
+  {
+    id: "client-store-durable-by-default",
+    file: "src/store/client/client_store.ts",
+    find: "    const lazy = sp === undefined && opts?.durable === false;",
+    replace: "    const lazy = sp === undefined;",
+    why: "only a transaction that asks for it skips the wait for the disk",
+    tests: ["tests/client_power_cut_test.ts"],
+    quick: true,
+  },
 ];

@@ -20,9 +20,11 @@
  * otherwise kept as imaged: a checkpoint writes into it only pages whose frames are still
  * in the imaged WAL, so the old file with that WAL opens to the same database (as if the
  * checkpoint's writes had not reached the disk yet).
- * Client stores need no such seam: they run `synchronous = FULL` (each COMMIT is fsynced
- * before it returns), so a client power cut loses nothing a crash at a write boundary
- * would not; the client crash faults cover it.
+ * Client stores have no such seam here: they run `synchronous = FULL` (each COMMIT is
+ * fsynced before it returns) but for the transactions run `{ durable: false }` ("sent" and
+ * read marks, redone anyway), which a power cut may undo. The simulation's client faults
+ * are crashes at write boundaries, which lose neither; the power cut of a client, marks
+ * included, is tests/client_power_cut_test.ts (images at `ClientStore.onDurableCommit`).
  *
  * @module
  */

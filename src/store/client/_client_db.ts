@@ -27,7 +27,8 @@
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
- * returns), foreign keys on.
+ * returns; a transaction run `{ durable: false }` commits at `NORMAL`, see
+ * `ClientStore.transaction`), foreign keys on.
  *
  * @module
  */

@@ -150,6 +150,7 @@ import type {
   MessageStatus,
   OutboxEntry,
   StoredMessage,
+  TransactionOptions,
 } from "./local_state.ts";
 
 /** The one message for a wrong password or a damaged state (header, meta or database). */
@@ -686,10 +687,33 @@ export class ClientStore implements LocalState {
    * Run `fn` as one database transaction: everything it writes is committed together when it
    * returns, and nothing is kept when it throws (the error is rethrown). Calls may nest
    * (savepoints). `fn` must be synchronous; a returned promise is refused and rolled back.
+   * `{ durable: false }` (outermost call only): committed without waiting for the disk
+   * (`synchronous = NORMAL` for this commit; WAL frames are ordered, so the next durable
+   * commit makes it durable too). See {@link LocalState.transaction} for when that is right.
    */
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T, opts?: TransactionOptions): T {
     this.#alive();
     const sp = this.#depth === 0 ? undefined : `qpq_sp_${this.#depth}`;
+    // SQLite refuses to change the safety level inside a transaction: the outermost decides
+    const lazy = sp === undefined && opts?.durable === false;
+    if (lazy) this.#exec("PRAGMA synchronous = NORMAL");
+    try {
+      const out = this.#transaction(fn, sp);
+      if (sp === undefined && !lazy) this.onDurableCommit?.();
+      return out;
+    } finally {
+      if (lazy) this.#exec("PRAGMA synchronous = FULL");
+    }
+  }
+
+  /**
+   * Test and simulation seam: called after each commit that waited for the disk (a durable
+   * outermost {@link transaction}), when what was committed so far survives a power cut.
+   * A test images the files here to cut the power later; nothing else sets it.
+   */
+  onDurableCommit?: () => void;
+
+  #transaction<T>(fn: () => T, sp: string | undefined): T {
     this.#exec(sp === undefined ? "BEGIN IMMEDIATE" : `SAVEPOINT ${sp}`);
     this.#depth++;
     const mark = this.#tags.mark();
@@ -1234,7 +1258,11 @@ export class ClientStore implements LocalState {
     });
   }
 
-  /** Mark every message of a conversation stored so far as read. */
+  /**
+   * Mark every message of a conversation stored so far as read. Not durable on its own
+   * (a power cut may undo it: the messages show unread again); the next durable commit
+   * carries it.
+   */
   markRead(conversationId: string): void {
     this.#write(() => {
       const c = this.getConversation(conversationId);
@@ -1243,7 +1271,7 @@ export class ClientStore implements LocalState {
       const r = this.#get("SELECT max(seq) AS s FROM messages WHERE conv_h = ?", convH);
       const last = typeof r?.s === "number" ? r.s : 0;
       if (last > (c.readSeq ?? 0)) this.upsertConversation({ ...c, readSeq: last });
-    });
+    }, { durable: false });
   }
 
   /** See {@link LocalState.expireMessages}. */
@@ -1515,10 +1543,10 @@ export class ClientStore implements LocalState {
     }
   }
 
-  #write<T>(fn: () => T): T {
+  #write<T>(fn: () => T, opts?: TransactionOptions): T {
     this.#alive();
     try {
-      return this.transaction(fn);
+      return this.transaction(fn, opts);
     } catch (e) {
       throw wrap(e);
     }

@@ -331,14 +331,28 @@ export interface KeyPackageRecord {
  */
 export type ConsentStatus = "contact" | "blocked";
 
+/** Options of {@link LocalState.transaction}. */
+export interface TransactionOptions {
+  /** False: a power cut may undo this change (whole); it is redone anyway. Default true. */
+  durable?: boolean;
+}
+
 /** The local state of one account on one device. */
 export interface LocalState {
   /** A copy of the meta record (identity, server, session). */
   readonly meta: ClientMeta;
   /** Change the meta record (atomically; not part of {@link transaction}). */
   updateMeta(patch: ClientMetaPatch): void;
-  /** Run `fn` as one all-or-nothing change; `fn` must be synchronous. Calls may nest. */
-  transaction<T>(fn: () => T): T;
+  /**
+   * Run `fn` as one all-or-nothing change; `fn` must be synchronous. Calls may nest (the
+   * outermost call's `durable` decides for all). By default the change is on disk when the
+   * call returns. `{ durable: false }` is for a change that a power cut may undo, whole,
+   * because it is redone anyway (a "sent" mark: the message is resent under its id and the
+   * server keeps one copy; a read mark): its commit skips the wait for the disk, and the
+   * next durable commit carries it to disk. Never for what must precede a network answer
+   * (a ratchet before its ciphertext leaves, a received message before its ack).
+   */
+  transaction<T>(fn: () => T, opts?: TransactionOptions): T;
   /**
    * A number that moves with every write of a group's state ({@link putGroup}), of a
    * record's fields but its counters ({@link putGroupMeta} changing its pending commit,
@@ -455,7 +469,10 @@ export interface LocalState {
   updateMessage(m: StoredMessage): boolean;
   /** Set the status of a stored message (and why it failed); false when unknown. */
   setMessageStatus(messageId: string, status: MessageStatus, failure?: string): boolean;
-  /** Mark every message of a conversation stored so far as read. */
+  /**
+   * Mark every message of a conversation stored so far as read. Not durable on its own (a
+   * power cut may undo it, see {@link transaction}'s `durable`).
+   */
   markRead(conversationId: string): void;
   /**
    * Disappearing messages: delete every message of a conversation sent (or, for one of ours

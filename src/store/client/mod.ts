@@ -35,5 +35,6 @@ export type {
   MessageStatus,
   OutboxEntry,
   StoredMessage,
+  TransactionOptions,
 } from "./local_state.ts";
 export { MemoryLocalState } from "./memory_local_state.ts";
