@@ -13,7 +13,8 @@
 import { QpqClient } from "../../src/client/client.ts";
 import { openLocalStore } from "../../src/client/open_store.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../../src/crypto/mod.ts";
-import { type LocalState, MemoryLocalState } from "../../src/store/client/mod.ts";
+import { type ClientStore, type LocalState, MemoryLocalState } from "../../src/store/client/mod.ts";
+import { SimDisk } from "./disk.ts";
 import { FaultySeams } from "./faults.ts";
 import type { KeyStretching } from "../../src/auth/mod.ts";
 import type { Connector } from "../../src/client/connection.ts";
@@ -91,6 +92,12 @@ export class Actor {
    */
   readonly storeKind: "file" | "memory";
   #memory: MemoryLocalState | undefined;
+  /**
+   * A file store's disk: imaged at each commit that waited for it, so a power cut
+   * ({@link crashAndRestart} with `power`) loses exactly the commits that did not
+   * (`{ durable: false }`: "sent" and read marks).
+   */
+  #disk: SimDisk | undefined;
 
   constructor(
     name: string,
@@ -111,6 +118,7 @@ export class Actor {
     this.name = name;
     this.password = `pw-${name}`;
     this.statePath = `${dir}/${name}.bin`;
+    if (options.store === "file") this.#disk = new SimDisk(dir, `${name}.bin.db`);
     this.#server = server;
     this.#timeoutMs = options.timeoutMs;
   }
@@ -150,6 +158,9 @@ export class Actor {
       } finally {
         if (this.#clock) this.#clock.busy--;
       }
+      const disk = this.#disk!;
+      (store as ClientStore).onDurableCommit = () => disk.image();
+      disk.image(true); // opening (creating, migrating) commits durably
     }
     const instance = ++this.instance;
     const wrapped = seams.wrapStore(store);
@@ -217,14 +228,19 @@ export class Actor {
   /**
    * Crash (if the armed fault did not already) and start a new instance from the same
    * files, then do what a starting client does: session, flush the outbox, subscribe, sync.
+   * `power` (a file store): the power failed at that moment, so the files are what the
+   * last durable commit left (commits made `{ durable: false }` since then are lost).
    */
-  async crashAndRestart(step: number): Promise<void> {
+  async crashAndRestart(step: number, power = false): Promise<void> {
     const old = this.client;
-    if (!this.seams.dead) this.seams.crash("at rest");
+    if (power) this.#disk?.cut();
+    if (!this.seams.dead) this.seams.crash(power ? "power cut" : "at rest");
     this.crashSteps.push(step);
     // the old object may still have timers (reconnect back-off): stop them; its store is
     // closed already, so nothing it does reaches the disk
     await old.close().catch(() => {});
+    // a power cut: the files are what the last durable commit left
+    if (power) this.#disk?.restore();
     await this.open(false);
     await this.startUp();
   }

@@ -20,17 +20,15 @@
  * otherwise kept as imaged: a checkpoint writes into it only pages whose frames are still
  * in the imaged WAL, so the old file with that WAL opens to the same database (as if the
  * checkpoint's writes had not reached the disk yet).
- * Client stores have no such seam here: they run `synchronous = FULL` (each COMMIT is
- * fsynced before it returns) but for the transactions run `{ durable: false }` ("sent" and
- * read marks, redone anyway), which a power cut may undo. The simulation's client faults
- * are crashes at write boundaries, which lose neither; the power cut of a client, marks
- * included, is tests/client_power_cut_test.ts (images at `ClientStore.onDurableCommit`).
+ * A client's store (on files) has no fsync seam: SQLite fsyncs at each COMMIT of
+ * `synchronous = FULL` itself, but not at the commits run `{ durable: false }` ("sent" and
+ * read marks). Its image is taken after each durable commit (`onDurableCommit` → {@link
+ * SimDisk.image}), so a client power cut loses exactly those marks.
  *
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
 
-const FILES = ["qpq.db", "qpq.db-wal"] as const;
 /** Bytes of the WAL header (magic, version, page size, checkpoint sequence, salts, checksums). */
 const WAL_HEADER = 32;
 /** Bytes of a WAL frame's header (page, database size after a commit or 0, salts, checksums). */
@@ -64,9 +62,14 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** The server's simulated disk in `dir` (the data dir of the in-process server). */
+/**
+ * The simulated disk of one SQLite database `base` in `dir`: the in-process server's
+ * (`qpq.db` in its data dir, fsynced through the store's seams) or a client's encrypted
+ * state database (`<name>.bin.db`, imaged at each durable commit: {@link image}).
+ */
 export class SimDisk {
   readonly dir: string;
+  readonly #files: readonly [string, string];
   /** The durable database file (undefined: none). */
   #dbImage: Uint8Array | undefined;
   /** The durable WAL: its first `#walLen` bytes of `#walBuf` (a growing buffer). */
@@ -78,8 +81,17 @@ export class SimDisk {
   /** Durable images taken (fsyncs seen). */
   syncs = 0;
 
-  constructor(dir: string) {
+  constructor(dir: string, base = "qpq.db") {
     this.dir = dir;
+    this.#files = [base, `${base}-wal`];
+  }
+
+  /**
+   * A client store's `onDurableCommit` seam: a COMMIT that waited for the disk just returned
+   * (nothing is imaged while the power is off). `full` after an open.
+   */
+  image(full = false): void {
+    if (!this.#dead) this.#snapshot(full);
   }
 
   /** The store's fsync seam: take the durable image (fails while the power is off). */
@@ -106,7 +118,7 @@ export class SimDisk {
     this.syncs++;
     let wal: Deno.FsFile | undefined;
     try {
-      wal = Deno.openSync(`${this.dir}/${FILES[1]}`, { read: true });
+      wal = Deno.openSync(`${this.dir}/${this.#files[1]}`, { read: true });
     } catch { /* no WAL */ }
     try {
       const size = wal ? wal.statSync().size : -1;
@@ -123,7 +135,7 @@ export class SimDisk {
           ));
       if (!same) {
         try {
-          this.#dbImage = Deno.readFileSync(`${this.dir}/${FILES[0]}`);
+          this.#dbImage = Deno.readFileSync(`${this.dir}/${this.#files[0]}`);
         } catch {
           this.#dbImage = undefined;
         }
@@ -185,7 +197,7 @@ export class SimDisk {
       this.#dbImage,
       this.#walLen < 0 ? undefined : this.#walBuf.subarray(0, this.#walLen),
     ];
-    FILES.forEach((f, i) => {
+    this.#files.forEach((f, i) => {
       const bytes = images[i];
       if (bytes === undefined) {
         try {
@@ -195,7 +207,7 @@ export class SimDisk {
     });
     // the shared-memory index is rebuilt from the WAL on open
     try {
-      Deno.removeSync(`${this.dir}/qpq.db-shm`);
+      Deno.removeSync(`${this.dir}/${this.#files[0]}-shm`);
     } catch { /* none */ }
     this.#dead = false;
   }

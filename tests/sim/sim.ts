@@ -124,7 +124,10 @@ const EMOJI = ["👍", "🎉", "❤️", "😂"] as const;
  * (`fault.…` in the stats). A run of at least {@link FAULT_FLOOR_STEPS} steps in which an
  * enabled family never fired fails (`fault-fired`): it must not pass vacuously.
  */
-export const FAULT_FAMILIES: Record<string, { step: string; memoryOnly: boolean }> = {
+export const FAULT_FAMILIES: Record<
+  string,
+  { step: string; memoryOnly: boolean; fileStoreOnly?: boolean }
+> = {
   "power-cut": { step: "powercut", memoryOnly: true },
   "power-cut-at-answer": { step: "powercut", memoryOnly: true },
   "disk-full": { step: "diskfull", memoryOnly: true },
@@ -134,6 +137,8 @@ export const FAULT_FAMILIES: Record<string, { step: string; memoryOnly: boolean 
   "crash-at-call": { step: "crash", memoryOnly: false },
   "crash-at-write": { step: "crash", memoryOnly: false },
   "crash-in-transaction": { step: "crash", memoryOnly: false },
+  // every second crash of a client on files: the power fails at the crash point
+  "client-power-cut": { step: "crash", memoryOnly: false, fileStoreOnly: true },
 };
 
 /** Runs at least this long must see every enabled fault family fire. */
@@ -306,6 +311,8 @@ class Simulation implements CheckContext {
   readonly #leaves = new Map<string, Set<string>>();
   readonly #diagnostics: string[] = [];
   #step = 0;
+  /** Crashes of clients on files so far (every second one is a power cut). */
+  #fileCrashes = 0;
   #line: string[] = [];
   #started = 0;
   #phase = "setup";
@@ -397,6 +404,7 @@ class Simulation implements CheckContext {
     if (!this.#o.faults) return;
     for (const [name, f] of Object.entries(FAULT_FAMILIES)) {
       if (f.memoryOnly && !this.#net) continue;
+      if (f.fileStoreOnly && this.#o.store === "memory") continue;
       if (this.#o.skip.includes(f.step)) continue;
       if ((this.#stats[`fault.${name}`] ?? 0) > 0) continue;
       this.violate(
@@ -1374,7 +1382,14 @@ class Simulation implements CheckContext {
           : "fault.crash-in-transaction",
       );
     }
-    const out = await this.#run(`${a.name} restart after crash`, () => a.crashAndRestart(s));
+    // every second crash of a client on files (the first, third, …) is a power cut at the
+    // same point (no draw: the seed's streams stay as they were)
+    const power = a.storeKind === "file" && this.#fileCrashes++ % 2 === 0;
+    if (power) this.#count("fault.client-power-cut");
+    const out = await this.#run(
+      `${a.name} restart after ${power ? "power cut" : "crash"}`,
+      () => a.crashAndRestart(s, power),
+    );
     this.#refused(`${a.name} restart after a crash`, out);
     this.#observe(a, s);
   }
