@@ -1012,7 +1012,7 @@ export class Groups {
   async refreshQueued(): Promise<Set<string>> {
     const s = this.#ctx.state;
     const held = new Set<string>();
-    if (s.listOutbox().length === 0) return held;
+    if (s.outboxCount() === 0) return held;
     const waiting = new Set<string>();
     for (const q of this.#staleQueued()) {
       if (q.state.pendingProposals > 0 && !q.state.hasPendingCommit) waiting.add(q.channelId);
