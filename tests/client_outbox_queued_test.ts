@@ -1,9 +1,9 @@
 /**
  * `Outbox.queuedBefore` and `pendingCount` run on every send and typing indicator: they
- * are SQL on the outbox's typed `conv_h` column (client schema 6) and open no entry. Shown
- * on a real state file: every answer matches a model of the queue for many interleaved
- * conversations, with kept sent entries beside them, and stays the same after every
- * entry's sealed value is destroyed on disk (an answer that opened one would throw).
+ * are SQL on the outbox's typed `conv_h` column (client schema 6) and open no entry. Every
+ * answer matches a model of the queue for many interleaved conversations, with kept sent
+ * entries beside them, in memory and on a real state file, where it stays the same after
+ * every entry's sealed value is destroyed on disk (an answer that opened one would throw).
  *
  * @module
  */
@@ -14,7 +14,7 @@ import { StorageError } from "../src/errors.ts";
 import { ClientContext } from "../src/client/_context.ts";
 import { Outbox } from "../src/client/outbox.ts";
 import { Session } from "../src/client/session.ts";
-import { ClientStore, type LocalState } from "../src/store/mod.ts";
+import { ClientStore, type LocalState, MemoryLocalState } from "../src/store/mod.ts";
 import { assert, assertEquals, assertThrows } from "./_support/assert.ts";
 
 const FAST = { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 };
@@ -84,37 +84,60 @@ function assertAnswers(o: Outbox, queued: [string, string][], kept: string[]): v
   assertEquals(o.queuedBefore(undefined), false);
 }
 
+/**
+ * Queue 60 entries over six conversations (interleaved unevenly) and keep some sent; the
+ * queue as the model sees it: (id, conversation) in order, and the kept ids.
+ */
+function fill(s: LocalState): { queued: [string, string][]; kept: string[] } {
+  const queued: [string, string][] = [];
+  const kept: string[] = [];
+  for (let i = 0; i < 60; i++) {
+    const conv = `c${(i * 5 + Math.floor(i / 7)) % 6}`;
+    queue(s, `m${i}`, conv);
+    queued.push([`m${i}`, conv]);
+  }
+  // kept sent entries (seq < 0), one of a conversation with nothing queued
+  for (const [id, conv] of [["k0", "kept-only"], ["k1", "c2"], ["k2", "c0"]]) {
+    queue(s, id!, conv!);
+    s.keepSent(id!, 1, { count: 10, bytes: 1 << 20 });
+    kept.push(id!);
+  }
+  // the first entry of two conversations acknowledged and kept: the next one leads
+  for (const conv of ["c1", "c4"]) {
+    const at = queued.findIndex(([, c]) => c === conv);
+    s.keepSent(queued[at]![0], 2, { count: 10, bytes: 1 << 20 });
+    kept.push(queued[at]![0]);
+    queued.splice(at, 1);
+  }
+  assertEquals(s.listOutbox().map((e) => e.messageId), queued.map(([id]) => id));
+  for (const conv of CONVERSATIONS) {
+    assertEquals(
+      s.listOutbox(conv).map((e) => e.messageId),
+      queued.flatMap(([id, c]) => c === conv ? [id] : []),
+      `the queue of ${conv}`,
+    );
+  }
+  return { queued, kept };
+}
+
+Deno.test("Outbox.queuedBefore and pendingCount answer for many conversations from the typed columns, in memory too", async () => {
+  const s = new MemoryLocalState({
+    username: "alice",
+    server: "localhost:4433",
+    identitySeed: kp.exportPrivateKey(),
+    identityPublic: kp.publicKey,
+  });
+  const { queued, kept } = fill(s);
+  assertAnswers(outbox(s), queued, kept);
+  await s.close();
+});
+
 Deno.test("Outbox.queuedBefore and pendingCount answer for many conversations from the typed columns, without opening an entry", async () => {
   const dir = await Deno.makeTempDir({ prefix: "qpq-outbox-queued-" });
   const path = `${dir}/s.bin`;
   try {
     const s = await open(path, true);
-    const queued: [string, string][] = [];
-    const kept: string[] = [];
-    // 60 entries over six conversations, interleaved unevenly
-    for (let i = 0; i < 60; i++) {
-      const conv = `c${(i * 5 + Math.floor(i / 7)) % 6}`;
-      queue(s, `m${i}`, conv);
-      queued.push([`m${i}`, conv]);
-    }
-    // kept sent entries (seq < 0), one of a conversation with nothing queued
-    for (const [id, conv] of [["k0", "kept-only"], ["k1", "c2"], ["k2", "c0"]]) {
-      queue(s, id!, conv!);
-      s.keepSent(id!, 1, { count: 10, bytes: 1 << 20 });
-      kept.push(id!);
-    }
-    // the first entry of two conversations acknowledged and kept: the next one leads
-    for (const conv of ["c1", "c4"]) {
-      const at = queued.findIndex(([, c]) => c === conv);
-      s.keepSent(queued[at]![0], 2, { count: 10, bytes: 1 << 20 });
-      kept.push(queued[at]![0]);
-      queued.splice(at, 1);
-    }
-    assertEquals(s.listOutbox().map((e) => e.messageId), queued.map(([id]) => id));
-    assertEquals(
-      s.listOutbox("c3").map((e) => e.messageId),
-      queued.flatMap(([id, c]) => c === "c3" ? [id] : []),
-    );
+    const { queued, kept } = fill(s);
     assertAnswers(outbox(s), queued, kept);
     await s.close();
 

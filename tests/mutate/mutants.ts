@@ -1861,6 +1861,17 @@ export const MUTANTS: Mutant[] = [
     quick: true,
   },
   {
+    id: "outbox-list-one-conversation",
+    file: "src/store/client/client_store.ts",
+    find: '"SELECT id_h, conv_h, data FROM outbox WHERE conv_h = ? AND seq > 0 ORDER BY seq"',
+    replace:
+      '"SELECT id_h, conv_h, data FROM outbox WHERE (conv_h = ? OR 1) AND seq > 0 ORDER BY seq"',
+    why: "the queue of one conversation is its own: a removal from one group fails only " +
+      "that group's queued messages (failRemoved), never another conversation's",
+    tests: ["tests/client_outbox_queued_test.ts"],
+    quick: true,
+  },
+  {
     id: "outbox-queued-not-kept-sent",
     file: "src/store/client/client_store.ts",
     find: '"SELECT 1 AS x FROM outbox WHERE conv_h = ? AND seq > 0 LIMIT 1"',
