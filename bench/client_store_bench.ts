@@ -9,6 +9,11 @@
  * - 100 messages in one transaction: the same without the per-commit fsync, so the
  *   sealing overhead shows;
  * - history of 50: a raw SELECT of the newest 50 rows (baseline) beside `history(c, 50)`;
+ * - queued before, N = 100 requests queued in 10 conversations: `listOutbox()` (every
+ *   entry unsealed and parsed: what `Outbox.queuedBefore` and `pendingCount` cost before
+ *   the outbox had typed columns, client schema 6) as the baseline beside
+ *   `Outbox.queuedBefore` of the newest entry and of a conversation, and `pendingCount`
+ *   (SQL on the `conv_h` column and the queue's `seq`: nothing unsealed);
  * - each group also shows `MemoryLocalState` (the same store on SQLite `:memory:`, unsealed,
  *   which the simulation runs thousands of): what the encryption and the disk cost.
  *
@@ -19,6 +24,9 @@ import { DatabaseSync } from "node:sqlite";
 import { argon2id } from "hash-wasm";
 import { randomBytes } from "../src/bytes.ts";
 import { DEFAULT_ARGON2ID_PARAMS, IdentityKeyPair } from "../src/crypto/mod.ts";
+import { ClientContext } from "../src/client/_context.ts";
+import { Outbox } from "../src/client/outbox.ts";
+import { Session } from "../src/client/session.ts";
 import {
   ClientStore,
   type ClientStoreOpenOptions,
@@ -201,5 +209,78 @@ Deno.bench({
   group: "history 50",
   fn: () => {
     if (memory.history("c1", 50).length !== 50) throw new Error("short history");
+  },
+});
+
+// ---- queued before
+
+const QUEUED = 100;
+const QUEUED_CONVERSATIONS = 10;
+const queuedStore = await ClientStore.open(`${dir}/queued.bin`, PASSWORD, {
+  ...createOptions,
+  kdf: { ...DEFAULT_ARGON2ID_PARAMS, memoryKiB: 256, iterations: 1 },
+});
+
+/** An outbox over `s` with `QUEUED` requests (of 200 bytes) queued round-robin. */
+function queuedOutbox(s: LocalState): Outbox {
+  s.transaction(() => {
+    for (let i = 0; i < QUEUED; i++) {
+      s.addOutbox({
+        messageId: `q${i}`,
+        conversationId: `conv-${i % QUEUED_CONVERSATIONS}`,
+        request: randomBytes(200),
+        createdAt: i,
+        attempts: 0,
+        content: randomBytes(100),
+      });
+    }
+  });
+  const ctx = new ClientContext(s, kp, () => {}, Date.now);
+  const session = new Session(ctx, {
+    password: PASSWORD,
+    onPush: () => {},
+    onReconnected: () => Promise.resolve(),
+    cursor: () => 0,
+  });
+  return new Outbox(ctx, session);
+}
+const queuedOnDisk = queuedOutbox(queuedStore);
+const queuedInMemory = queuedOutbox(new MemoryLocalState(createOptions.initialMeta!));
+const newest = `q${QUEUED - 1}`;
+
+Deno.bench({
+  name: `ClientStore.listOutbox() of ${QUEUED} (what queuedBefore read before schema 6)`,
+  group: "queued before",
+  baseline: true,
+  fn: () => {
+    if (queuedStore.listOutbox().length !== QUEUED) throw new Error("lost an entry");
+  },
+});
+Deno.bench({
+  name: `Outbox.queuedBefore(newest of ${QUEUED})`,
+  group: "queued before",
+  fn: () => {
+    if (!queuedOnDisk.queuedBefore(newest)) throw new Error("nothing before the newest");
+  },
+});
+Deno.bench({
+  name: `Outbox.queuedBefore(undefined, conversation) of ${QUEUED}`,
+  group: "queued before",
+  fn: () => {
+    if (!queuedOnDisk.queuedBefore(undefined, "conv-3")) throw new Error("none queued");
+  },
+});
+Deno.bench({
+  name: `Outbox.pendingCount() of ${QUEUED}`,
+  group: "queued before",
+  fn: () => {
+    if (queuedOnDisk.pendingCount() !== QUEUED) throw new Error("lost an entry");
+  },
+});
+Deno.bench({
+  name: `MemoryLocalState: Outbox.queuedBefore(newest of ${QUEUED})`,
+  group: "queued before",
+  fn: () => {
+    if (!queuedInMemory.queuedBefore(newest)) throw new Error("nothing before the newest");
   },
 });

@@ -871,6 +871,32 @@ function assertFixtureV1Records(r: ClientStore): void {
     createdAt: T0 + 13,
     attempts: 2,
   }]);
+  // version 6: the queued row's conversation is a typed column, read without opening it
+  assertEquals(r.outboxCount(), 1);
+  assertEquals(r.listOutbox(CH_B).map((e) => e.messageId), ["m3"]);
+  assertEquals(r.listOutbox(CH_A), []);
+  assert(r.queuedBefore(undefined, CH_B), "m3 waits in @bob's conversation");
+  assert(!r.queuedBefore(undefined, CH_A), "nothing of #friends is queued");
+  assert(!r.queuedBefore("m3"), "nothing is queued before m3");
+}
+
+/**
+ * The migrated outbox row of the golden version-1 state: its conversation is the lookup
+ * hash its messages carry (@bob's: m3 is its one message), never a plaintext id.
+ */
+function assertOutboxConversationsV6(dbPath: string): void {
+  const db = new DatabaseSync(dbPath);
+  try {
+    const rows = db.prepare("SELECT conv_h FROM outbox").all();
+    assertEquals(rows.length, 1);
+    const convH = rows[0]!.conv_h as Uint8Array;
+    assertEquals(convH.length, 32, "an HMAC, as messages.conv_h");
+    const same = db.prepare("SELECT count(*) AS n FROM messages WHERE conv_h = ?").get(convH);
+    assertEquals(Number(same!.n), 1, "the hash of m3's conversation");
+    assert(!toHex(convH).includes(CH_B), "not the channel id");
+  } finally {
+    db.close();
+  }
 }
 
 Deno.test("ClientStore.open migrates the golden version-1 state to typed records and reopens it", async () => {
@@ -885,7 +911,8 @@ Deno.test("ClientStore.open migrates the golden version-1 state to typed records
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 5);
+    assertEquals(userVersion(`${path}.db`), 6);
+    assertOutboxConversationsV6(`${path}.db`);
     assertEquals(tables(`${path}.db`), [
       "consent",
       "contacts",
@@ -947,7 +974,7 @@ Deno.test("ClientStore.open upgrades the golden version-2 state: users with a pi
     } finally {
       await r.close();
     }
-    assertEquals(userVersion(`${path}.db`), 5);
+    assertEquals(userVersion(`${path}.db`), 6);
     assert(tables(`${path}.db`).includes("consent"));
     const again = await ClientStore.open(path, FIXTURE_V2_PASSWORD);
     try {
@@ -981,7 +1008,7 @@ Deno.test("ClientStore.open upgrades the golden version-4 state: its whole MLS s
     };
     const r = await ClientStore.open(path, FIXTURE_V4_PASSWORD);
     try {
-      assertEquals(userVersion(`${path}.db`), 5, "upgraded at open, in one step");
+      assertEquals(userVersion(`${path}.db`), 6, "upgraded at open, in one step");
       assert(tables(`${path}.db`).includes("group_secrets"));
       assert(r.groupMeta(CH_A)!.stateTag.length > 0, "the state tag moved to group_tags");
       assertEquals(r.cursor(), 3);
@@ -1117,13 +1144,13 @@ Deno.test("ClientStore.open refuses a database newer than this build with one li
     const path = `${dir}/s.bin`;
     await (await create(path)).close();
     const raw = new DatabaseSync(`${path}.db`);
-    raw.exec("PRAGMA user_version = 6");
+    raw.exec("PRAGMA user_version = 7");
     raw.close();
     const before = snapshot(dir);
     const e = await assertRejects(() => ClientStore.open(path, PASSWORD), StorageError);
     assertEquals(
       e.message,
-      "Cannot open state: its database has schema version 6, newer than this qpq reads (5); " +
+      "Cannot open state: its database has schema version 7, newer than this qpq reads (6); " +
         "update qpq",
     );
     assertSnapshot(dir, before);

@@ -12,9 +12,6 @@ import type { Conversation, GroupMeta, GroupRecord } from "../store/client/mod.t
 import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
 
-/** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
-export type RejoinRequests = Map<string, Map<string, Uint8Array>>;
-
 /** Errors that say "not now", never "this message is bad": the message is kept. */
 export function isTransient(e: unknown): boolean {
   return retryLater(e);

@@ -38,7 +38,6 @@ import {
   type Renamed,
   SELF_UPDATE_INTERVAL_MS,
 } from "./groups.ts";
-import type { RejoinRequests } from "./_group_state.ts";
 import { Inbox } from "./inbox.ts";
 import type { Body } from "./content.ts";
 import { applyChange } from "./changes.ts";
@@ -168,7 +167,7 @@ export class QpqClient {
   #receiver: Receiver;
   #groups: Groups;
   #consent: Consent;
-  #inbox!: Inbox;
+  #inbox: Inbox;
   /** Receipts composed by this client (delivered and read), for the cost figures. */
   #receiptsSent = 0;
   /** Read receipts being sent: {@link close} waits for them. */
@@ -201,37 +200,34 @@ export class QpqClient {
       onReconnected: () => this.sync(),
       cursor: () => this.#ctx.state.cursor(),
     });
-    this.#receiver = new Receiver(this.#ctx, this.#session, (n) => this.#afterReceive(n));
     this.#contacts = new Contacts(this.#ctx, this.#session);
     this.#keyPackages = new KeyPackages(this.#ctx, this.#session);
     this.#outbox = new Outbox(this.#ctx, this.#session, o.keepSent);
-    const rejoins: RejoinRequests = new Map();
     this.#groups = new Groups(this.#ctx, {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
       outbox: this.#outbox,
       sync: () => this.#receiver.fetch(),
-      rejoins,
     });
     this.#consent = new Consent(this.#ctx, {
       session: this.#session,
       acceptFrom: o.acceptFrom ?? "contacts",
       members: (c) => this.#groups.members(c),
     });
-    const inbox = new Inbox(this.#ctx, {
+    this.#inbox = new Inbox(this.#ctx, {
       session: this.#session,
       contacts: this.#contacts,
       keyPackages: this.#keyPackages,
-      onRestored: (takenAt) => {
-        this.#outbox.noteRestore(takenAt);
-        this.#groups.noteRestore(takenAt);
-      },
-      rejoins,
       consent: this.#consent,
+      groups: this.#groups,
+      outbox: this.#outbox,
     });
-    this.#receiver.attach(this.#groups, inbox);
-    this.#inbox = inbox;
+    this.#receiver = new Receiver(
+      this.#ctx,
+      { session: this.#session, groups: this.#groups, inbox: this.#inbox },
+      (n) => this.#afterReceive(n),
+    );
     // disappearing messages: expired ones go on start, then every EXPIRE_EVERY_MS
     this.#expire();
   }

@@ -65,7 +65,6 @@ import {
   isTransient,
   markBroken,
   reason,
-  type RejoinRequests,
   rememberCommit,
   saveGroup,
   withoutPending,
@@ -158,6 +157,9 @@ function ownChange(r: ChangeResult, change: Change): ChangeResult {
   }
 }
 
+/** Rejoin requests received: channel → user → KeyPackage (committed after a sync). */
+type RejoinRequests = Map<string, Map<string, Uint8Array>>;
+
 /** Conversations as MLS groups. */
 export class Groups {
   #ctx: ClientContext;
@@ -166,7 +168,8 @@ export class Groups {
   #keyPackages: KeyPackages;
   #outbox: Outbox;
   #sync: () => Promise<number>;
-  #rejoins: RejoinRequests;
+  /** Rejoin requests the inbox checked: channel ─► user ─► KeyPackage (see {@link noteRejoin}). */
+  #rejoins: RejoinRequests = new Map();
   /** A restore notice was applied (when the backup was taken): groups to check after the sync. */
   #restored: number | undefined;
   /** The restore check running (it heals groups the server has behind ours). */
@@ -189,8 +192,8 @@ export class Groups {
       contacts: Contacts;
       keyPackages: KeyPackages;
       outbox: Outbox;
+      /** Catch up with the server (the receiver's fetch: it is built after this part). */
       sync: () => Promise<number>;
-      rejoins: RejoinRequests;
     },
   ) {
     this.#ctx = ctx;
@@ -199,7 +202,17 @@ export class Groups {
     this.#keyPackages = parts.keyPackages;
     this.#outbox = parts.outbox;
     this.#sync = parts.sync;
-    this.#rejoins = parts.rejoins;
+  }
+
+  /**
+   * A member asked to be re-added to `channelId` with `keyPackage` (checked by the inbox:
+   * theirs, signed by their pinned identity key): committed by the next {@link maintain},
+   * the newest request of a user replacing an older one.
+   */
+  noteRejoin(channelId: string, user: string, keyPackage: Uint8Array): void {
+    const byUser = this.#rejoins.get(channelId) ?? new Map<string, Uint8Array>();
+    byUser.set(user, keyPackage);
+    this.#rejoins.set(channelId, byUser);
   }
 
   // ---------------------------------------------------------------- reading state
@@ -1012,7 +1025,7 @@ export class Groups {
   async refreshQueued(): Promise<Set<string>> {
     const s = this.#ctx.state;
     const held = new Set<string>();
-    if (s.listOutbox().length === 0) return held;
+    if (s.outboxCount() === 0) return held;
     const waiting = new Set<string>();
     for (const q of this.#staleQueued()) {
       if (q.state.pendingProposals > 0 && !q.state.hasPendingCommit) waiting.add(q.channelId);

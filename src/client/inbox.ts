@@ -41,7 +41,8 @@ import {
   NOTICE_RESTORED,
 } from "../wire/mod.ts";
 import { MAX_REQUEST_MESSAGES_SHOWN, SENT_KEEP_MS } from "../limits.ts";
-import { failRemoved, notSentText, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
+import { failRemoved, notSentText, type Outbox, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
+import type { Groups } from "./groups.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
@@ -53,7 +54,6 @@ import {
   isTransient,
   markBroken,
   reason,
-  type RejoinRequests,
   rememberCommit,
   saveGroup,
 } from "./_group_state.ts";
@@ -76,11 +76,11 @@ export class Inbox {
   #session: Session;
   #contacts: Contacts;
   #keyPackages: KeyPackages;
-  #rejoins: RejoinRequests;
+  #groups: Pick<Groups, "noteRejoin" | "noteRestore">;
+  #outbox: Pick<Outbox, "noteRestore">;
   #consent: Consent;
   /** DM requests that got messages since the last {@link reportRequests}. */
   #requestsGrown = new Set<string>();
-  #onRestored: (backupTakenAt: number) => void;
   #ignored = 0;
   /** Delivered receipts due: conversation id ─► ids of the texts stored. */
   #delivered = new Map<string, string[]>();
@@ -93,19 +93,20 @@ export class Inbox {
       session: Session;
       contacts: Contacts;
       keyPackages: KeyPackages;
-      rejoins: RejoinRequests;
       consent: Consent;
-      /** A restore notice was applied (the kept sent messages are queued again). */
-      onRestored: (backupTakenAt: number) => void;
+      /** Told of rejoin requests and of a restore notice (the groups are built first). */
+      groups: Pick<Groups, "noteRejoin" | "noteRestore">;
+      /** Told of a restore notice: the kept sent messages were queued again. */
+      outbox: Pick<Outbox, "noteRestore">;
     },
   ) {
     this.#ctx = ctx;
     this.#session = parts.session;
     this.#contacts = parts.contacts;
     this.#keyPackages = parts.keyPackages;
-    this.#rejoins = parts.rejoins;
     this.#consent = parts.consent;
-    this.#onRestored = parts.onRestored;
+    this.#groups = parts.groups;
+    this.#outbox = parts.outbox;
   }
 
   /**
@@ -130,7 +131,8 @@ export class Inbox {
         s.requeueSent(this.#ctx.now() - SENT_KEEP_MS);
         done();
       });
-      this.#onRestored(takenAt);
+      this.#outbox.noteRestore(takenAt);
+      this.#groups.noteRestore(takenAt);
       this.#ctx.emit({
         kind: "warning",
         text: `${restoredFrom(takenAt)}: messages sent to you after it may be missing`,
@@ -701,9 +703,7 @@ export class Inbox {
       if (!key || !constantTimeEqual(parsed.signaturePublicKey, key)) {
         throw new ValidationError("Rejoin request is not signed by the member's identity key");
       }
-      const byUser = this.#rejoins.get(conv.channelId!) ?? new Map<string, Uint8Array>();
-      byUser.set(m.sender, m.payload);
-      this.#rejoins.set(conv.channelId!, byUser);
+      this.#groups.noteRejoin(conv.channelId!, m.sender, m.payload);
     } catch (e) {
       if (isTransient(e)) throw e;
       this.#ctx.emit({

@@ -86,8 +86,7 @@ export function failRemoved(
 ): number {
   let n = 0;
   state.transaction(() => {
-    for (const e of state.listOutbox()) {
-      if (e.conversationId !== conversationId) continue;
+    for (const e of state.listOutbox(conversationId)) {
       if (state.getMessage(e.messageId)?.direction === "out") n++;
       failQueued(state, e.messageId, failure);
     }
@@ -149,7 +148,7 @@ export class Outbox {
 
   /** Messages waiting to be sent. */
   pendingCount(): number {
-    return this.#ctx.state.listOutbox().length;
+    return this.#ctx.state.outboxCount();
   }
 
   /**
@@ -180,11 +179,8 @@ export class Outbox {
    * brought the sender back went out first.)
    */
   queuedBefore(messageId: string | undefined, conversationId?: string): boolean {
-    const queued = this.#ctx.state.listOutbox();
-    const at = messageId === undefined ? -1 : queued.findIndex((e) => e.messageId === messageId);
-    const conv = at >= 0 ? queued[at]!.conversationId : conversationId;
-    if (conv === undefined) return false;
-    return queued.slice(0, at >= 0 ? at : queued.length).some((e) => e.conversationId === conv);
+    // SQL on the store's typed columns: no entry is opened (this runs on every send)
+    return this.#ctx.state.queuedBefore(messageId, conversationId);
   }
 
   /** {@link deliver}, saying whether the server had the message already. */

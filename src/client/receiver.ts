@@ -29,23 +29,32 @@ import type { Session } from "./session.ts";
 export class Receiver {
   #ctx: ClientContext;
   #session: Session;
-  #groups!: Groups;
-  #inbox!: Inbox;
+  readonly #groups: Pick<Groups, "resolvePendingCommits">;
+  readonly #inbox: Inbox;
   #serial: Promise<unknown> = Promise.resolve();
   #pushed: DeliveredMessage[] = [];
   /** Called after messages were applied (the client commits what they left to do). */
   #after: (count: number) => void;
 
-  constructor(ctx: ClientContext, session: Session, after: (count: number) => void) {
+  /**
+   * Built after the groups and inbox parts it hands messages to; `after` is told how many
+   * were applied.
+   */
+  constructor(
+    ctx: ClientContext,
+    parts: {
+      session: Session;
+      /** Own commits awaiting the server's answer are resolved before each fetch. */
+      groups: Pick<Groups, "resolvePendingCommits">;
+      inbox: Inbox;
+    },
+    after: (count: number) => void,
+  ) {
     this.#ctx = ctx;
-    this.#session = session;
+    this.#session = parts.session;
+    this.#groups = parts.groups;
+    this.#inbox = parts.inbox;
     this.#after = after;
-  }
-
-  /** Wire the groups and inbox parts (built after the receiver: each needs the other). */
-  attach(groups: Groups, inbox: Inbox): void {
-    this.#groups = groups;
-    this.#inbox = inbox;
   }
 
   /** Last queue position processed. */

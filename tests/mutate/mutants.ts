@@ -1880,4 +1880,35 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_power_cut_test.ts"],
     quick: true,
   },
+  {
+    id: "outbox-queued-before-own-conversation",
+    file: "src/store/client/client_store.ts",
+    find: '"SELECT 1 AS x FROM outbox WHERE conv_h = ? AND seq > 0 AND seq < ? LIMIT 1"',
+    replace: '"SELECT 1 AS x FROM outbox WHERE (conv_h = ? OR 1) AND seq > 0 AND seq < ? LIMIT 1"',
+    why: "a queued message waits only behind older ones of its own conversation (the conv_h " +
+      "column): else one offline group's queue holds every other conversation's sends",
+    tests: ["tests/client_outbox_queued_test.ts"],
+    quick: true,
+  },
+  {
+    id: "outbox-list-one-conversation",
+    file: "src/store/client/client_store.ts",
+    find: '"SELECT id_h, conv_h, data FROM outbox WHERE conv_h = ? AND seq > 0 ORDER BY seq"',
+    replace:
+      '"SELECT id_h, conv_h, data FROM outbox WHERE (conv_h = ? OR 1) AND seq > 0 ORDER BY seq"',
+    why: "the queue of one conversation is its own: a removal from one group fails only " +
+      "that group's queued messages (failRemoved), never another conversation's",
+    tests: ["tests/client_outbox_queued_test.ts"],
+    quick: true,
+  },
+  {
+    id: "outbox-queued-not-kept-sent",
+    file: "src/store/client/client_store.ts",
+    find: '"SELECT 1 AS x FROM outbox WHERE conv_h = ? AND seq > 0 LIMIT 1"',
+    replace: '"SELECT 1 AS x FROM outbox WHERE conv_h = ? LIMIT 1"',
+    why: "a kept sent message (seq < 0, already acknowledged) is not queued: counted as " +
+      "queued it would hold the conversation's typing indicators for good",
+    tests: ["tests/client_outbox_queued_test.ts"],
+    quick: true,
+  },
 ];

@@ -24,6 +24,11 @@
  *             its own small table group_tags: a tag changes with every message, and
  *             SQLite rewrites a whole row (a big group's state blob with it) to change
  *             one column
+ * version 6   + outbox.conv_h: the lookup hash of the queued request's conversation, the
+ *             same as its messages' `conv_h` (and bound into the sealed value as theirs
+ *             is), so "is anything of this conversation queued before it" and "how many
+ *             are queued" are SQL on `(conv_h, seq)` and open no entry; filled in for the
+ *             rows of earlier builds by _client_migrate.ts
  * ```
  *
  * Durability: WAL journal, `synchronous = FULL` (every COMMIT is fsynced before the call
@@ -39,7 +44,7 @@ import { ClientKeys } from "./_client_keys.ts";
 import { DamagedStateError } from "./_client_state_file.ts";
 
 /** Schema version recorded in `PRAGMA user_version` by this build. */
-export const CLIENT_SCHEMA_VERSION = 5;
+export const CLIENT_SCHEMA_VERSION = 6;
 
 /** Oldest schema version this build opens (and upgrades). */
 export const OLDEST_CLIENT_SCHEMA_VERSION = 1;
@@ -108,6 +113,16 @@ CREATE TABLE group_tags (
 ) STRICT;
 `;
 
+/**
+ * The column version 6 adds (and its index): the conversation of each outbox row. A new
+ * database gets it the same way (one definition of the table): every row written since
+ * has it; the upgrade fills in older rows before it sets version 6.
+ */
+export const COLUMNS_ADDED_IN_V6 = `
+ALTER TABLE outbox ADD COLUMN conv_h BLOB;
+CREATE INDEX outbox_by_conversation ON outbox (conv_h, seq);
+`;
+
 function applyPragmas(db: DatabaseSync): void {
   db.exec("PRAGMA journal_mode = WAL");
   db.exec("PRAGMA synchronous = FULL");
@@ -150,6 +165,7 @@ function initClientDb(db: DatabaseSync, keys: ClientKeys): void {
   db.exec(TABLES_ADDED_IN_V2);
   db.exec(TABLES_ADDED_IN_V3);
   db.exec(TABLES_ADDED_IN_V5);
+  db.exec(COLUMNS_ADDED_IN_V6);
   db.prepare("INSERT INTO state_meta (key, value) VALUES ('check', ?)").run(keys.dbCheck());
   db.exec(`PRAGMA user_version = ${CLIENT_SCHEMA_VERSION}`);
   db.exec("COMMIT");

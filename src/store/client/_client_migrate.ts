@@ -32,6 +32,7 @@ import { fromUtf8, utf8, zeroize } from "../../bytes.ts";
 import { StorageError } from "../../errors.ts";
 import {
   COLUMNS_ADDED_IN_V4,
+  COLUMNS_ADDED_IN_V6,
   TABLES_ADDED_IN_V2,
   TABLES_ADDED_IN_V3,
   TABLES_ADDED_IN_V5,
@@ -254,5 +255,46 @@ export function migrateV4(db: DatabaseSync, into: LocalState): void {
   } catch (e) {
     if (e instanceof StorageError) throw e;
     throw new StorageError("Cannot upgrade local state to schema version 5", { cause: e });
+  }
+}
+
+/**
+ * Version 5 to 6, in one transaction: the outbox's `conv_h` column. Each row (queued or
+ * kept sent) is opened once, its conversation's lookup hash written beside it, and its
+ * value sealed again with that hash in its associated data (as a message row is: moved to
+ * another conversation's hash, it no longer opens). The sealed JSON itself is unchanged.
+ *
+ * @throws {StorageError} when a row does not open or the upgrade cannot be written
+ *   (nothing is changed then)
+ */
+export function migrateV5(db: DatabaseSync, keys: ClientKeys, into: LocalState): void {
+  const plain: Uint8Array[] = [];
+  try {
+    into.transaction(() => {
+      db.exec(COLUMNS_ADDED_IN_V6);
+      const update = db.prepare("UPDATE outbox SET conv_h = ?, data = ? WHERE id_h = ?");
+      for (const r of db.prepare("SELECT id_h, data FROM outbox").all()) {
+        const h = r.id_h;
+        if (!(h instanceof Uint8Array) || !(r.data instanceof Uint8Array)) throw damagedRecord();
+        let value: Uint8Array;
+        try {
+          value = keys.open("outbox", r.data, h);
+        } catch (e) {
+          throw damagedRecord(e);
+        }
+        plain.push(value);
+        const conversationId = (JSON.parse(fromUtf8(value)) as { conversationId?: unknown })
+          ?.conversationId;
+        if (typeof conversationId !== "string") throw damagedRecord();
+        const convH = keys.lookup("conversation", utf8(conversationId));
+        update.run(convH, keys.seal("outbox", value, h, convH), h);
+      }
+      db.exec("PRAGMA user_version = 6");
+    });
+  } catch (e) {
+    if (e instanceof StorageError) throw e;
+    throw new StorageError("Cannot upgrade local state to schema version 6", { cause: e });
+  } finally {
+    zeroize(...plain);
   }
 }

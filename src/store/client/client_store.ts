@@ -38,7 +38,7 @@
  * ```
  * stat ─► lock ─► read + parse header ─► Argon2id ─► compare key check ─► open meta
  *      ─► open db read-only checks (schema version, db key check) ─► pragmas
- *      ─► version 1? upgrade to 2 in one transaction (_client_migrate.ts) ─► ready
+ *      ─► older schema? upgrade it, each version one transaction (_client_migrate.ts) ─► ready
  *      (any failure from "parse" on: StorageError STATE_OPEN_FAILED_MESSAGE, lock released;
  *       a database newer than this build: its own one-line StorageError, nothing changed)
  * ```
@@ -83,7 +83,7 @@ import {
 } from "./_client_db.ts";
 import { ClientKeys, type ClientLabel } from "./_client_keys.ts";
 import { FileLock } from "../_file_lock.ts";
-import { migrateV1, migrateV2, migrateV3, migrateV4 } from "./_client_migrate.ts";
+import { migrateV1, migrateV2, migrateV3, migrateV4, migrateV5 } from "./_client_migrate.ts";
 import {
   asyncTransaction,
   byCreation,
@@ -487,7 +487,8 @@ export class ClientStore implements LocalState {
           if (opened.version < 2) migrateV1(db, keys, store);
           if (opened.version < 3) migrateV2(db, keys, store);
           if (opened.version < 4) migrateV3(db, store);
-          migrateV4(db, store);
+          if (opened.version < 5) migrateV4(db, store);
+          migrateV5(db, keys, store);
         } catch (e) {
           store.#closeSync();
           throw e;
@@ -1356,26 +1357,65 @@ export class ClientStore implements LocalState {
 
   // ---- outbox ----
 
+  // A row's `conv_h` is its conversation's lookup hash (as a message row's), also bound into
+  // its sealed value: what is queued for a conversation, and how much, is SQL on
+  // `(conv_h, seq)` and opens no entry.
+
   /** Queue a request for sending; false when `messageId` is already queued. */
   addOutbox(e: OutboxEntry): boolean {
     checkOutbox(e);
     return this.#write1(() => {
       const idH = this.#lookup("outbox", e.messageId);
+      const convH = this.#lookup("conversation", e.conversationId);
       return this.#run(
-        "INSERT INTO outbox (id_h, data) VALUES (?, ?) ON CONFLICT (id_h) DO NOTHING",
+        "INSERT INTO outbox (id_h, conv_h, data) VALUES (?, ?, ?) ON CONFLICT (id_h) DO NOTHING",
         idH,
-        this.#keys.seal("outbox", encodeOutbox(e), idH),
+        convH,
+        this.#keys.seal("outbox", encodeOutbox(e), idH, convH),
       ) > 0;
     });
   }
 
-  /** Every queued request, oldest first. */
-  listOutbox(): OutboxEntry[] {
+  /** Every queued request (of one conversation, when given), oldest first. */
+  listOutbox(conversationId?: string): OutboxEntry[] {
+    return this.#read(() => {
+      const rows = conversationId === undefined
+        ? this.#all("SELECT id_h, conv_h, data FROM outbox WHERE seq > 0 ORDER BY seq")
+        : this.#all(
+          "SELECT id_h, conv_h, data FROM outbox WHERE conv_h = ? AND seq > 0 ORDER BY seq",
+          this.#lookup("conversation", conversationId),
+        );
+      return rows.map((r) => this.#outboxRow(r));
+    });
+  }
+
+  /** How many requests are queued (see {@link LocalState}). */
+  outboxCount(): number {
     return this.#read(() =>
-      this.#all("SELECT id_h, data FROM outbox WHERE seq > 0 ORDER BY seq").map((r) =>
-        this.#outbox(r.data, r.id_h as Uint8Array)
-      )
+      Number(this.#get("SELECT count(*) AS n FROM outbox WHERE seq > 0")?.n ?? 0)
     );
+  }
+
+  /** Whether a request of the conversation waits before this one (see {@link LocalState}). */
+  queuedBefore(messageId: string | undefined, conversationId?: string): boolean {
+    return this.#read(() => {
+      const at = messageId === undefined ? undefined : this.#get(
+        "SELECT seq, conv_h FROM outbox WHERE id_h = ? AND seq > 0",
+        this.#lookup("outbox", messageId),
+      );
+      if (at !== undefined) {
+        return this.#get(
+          "SELECT 1 AS x FROM outbox WHERE conv_h = ? AND seq > 0 AND seq < ? LIMIT 1",
+          at.conv_h as Uint8Array,
+          at.seq as number,
+        ) !== undefined;
+      }
+      if (conversationId === undefined) return false;
+      return this.#get(
+        "SELECT 1 AS x FROM outbox WHERE conv_h = ? AND seq > 0 LIMIT 1",
+        this.#lookup("conversation", conversationId),
+      ) !== undefined;
+    });
   }
 
   // Kept sent requests share the outbox table (no new schema version): their `seq` is
@@ -1386,14 +1426,14 @@ export class ClientStore implements LocalState {
     checkTime("sent time", sentAt);
     return this.#write(() => {
       const idH = this.#lookup("outbox", messageId);
-      const r = this.#get("SELECT data FROM outbox WHERE id_h = ? AND seq > 0", idH);
+      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ? AND seq > 0", idH);
       if (r === undefined) return false;
-      const e = { ...this.#outbox(r.data, idH), sentAt };
+      const e = { ...this.#outboxRow(r), sentAt };
       delete e.resend;
       this.#run(
         "UPDATE outbox SET seq = (SELECT MIN(COALESCE(MIN(seq), 0), 0) - 1 FROM outbox), " +
           "data = ? WHERE id_h = ?",
-        this.#keys.seal("outbox", encodeOutbox(e), idH),
+        this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array),
         idH,
       );
       let count = 0;
@@ -1414,9 +1454,9 @@ export class ClientStore implements LocalState {
   /** The kept sent requests, oldest first. */
   listSent(): OutboxEntry[] {
     return this.#read(() =>
-      this.#all("SELECT id_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC").map((r) =>
-        this.#outbox(r.data, r.id_h as Uint8Array)
-      )
+      this.#all("SELECT id_h, conv_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC").map((
+        r,
+      ) => this.#outboxRow(r))
     );
   }
 
@@ -1425,10 +1465,12 @@ export class ClientStore implements LocalState {
     return this.#write(() => {
       let n = 0;
       for (
-        const r of this.#all("SELECT seq, id_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC")
+        const r of this.#all(
+          "SELECT seq, id_h, conv_h, data FROM outbox WHERE seq < 0 ORDER BY seq DESC",
+        )
       ) {
         const idH = r.id_h as Uint8Array;
-        const e = this.#outbox(r.data, idH);
+        const e = this.#outboxRow(r);
         if ((e.sentAt ?? 0) < since) {
           this.#run("DELETE FROM outbox WHERE id_h = ?", idH);
           continue;
@@ -1438,7 +1480,7 @@ export class ClientStore implements LocalState {
         this.#run(
           "UPDATE outbox SET seq = (SELECT MAX(COALESCE(MAX(seq), 0), 0) + 1 FROM outbox), " +
             "data = ? WHERE id_h = ?",
-          this.#keys.seal("outbox", encodeOutbox(e), idH),
+          this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array),
           idH,
         );
         n++;
@@ -1459,13 +1501,13 @@ export class ClientStore implements LocalState {
   bumpOutbox(messageId: string): number | undefined {
     return this.#write1(() => {
       const idH = this.#lookup("outbox", messageId);
-      const r = this.#get("SELECT data FROM outbox WHERE id_h = ?", idH);
+      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ?", idH);
       if (r === undefined) return undefined;
-      const e = this.#outbox(r.data, idH);
+      const e = this.#outboxRow(r);
       e.attempts++;
       this.#run(
         "UPDATE outbox SET data = ? WHERE id_h = ?",
-        this.#keys.seal("outbox", encodeOutbox(e), idH),
+        this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array),
         idH,
       );
       return e.attempts;
@@ -1735,8 +1777,12 @@ export class ClientStore implements LocalState {
     return m;
   }
 
-  #outbox(sealed: unknown, idH: Uint8Array): OutboxEntry {
-    const v = this.#json("outbox", sealed, idH);
+  /** An outbox row (`id_h`, `conv_h`, `data`) opened; its hash must be its conversation's. */
+  #outboxRow(r: Row): OutboxEntry {
+    const idH = r.id_h;
+    const convH = r.conv_h;
+    if (!(idH instanceof Uint8Array) || !(convH instanceof Uint8Array)) throw damagedRecord();
+    const v = this.#json("outbox", r.data, idH, convH);
     return {
       messageId: str(v.messageId),
       conversationId: str(v.conversationId),

@@ -487,8 +487,17 @@ export interface LocalState {
 
   /** Queue an encoded request; false when its message id is queued already. */
   addOutbox(e: OutboxEntry): boolean;
-  /** Every queued request, oldest first. */
-  listOutbox(): OutboxEntry[];
+  /** Every queued request (only those of `conversationId`, when given), oldest first. */
+  listOutbox(conversationId?: string): OutboxEntry[];
+  /** How many requests are queued (kept sent ones not counted); opens no entry. */
+  outboxCount(): number;
+  /**
+   * True when a request of the same conversation is queued before `messageId`, or, when
+   * `messageId` is undefined or not queued, when anything of `conversationId` is queued
+   * (false without one). Opens no entry: the store keeps each row's conversation as a
+   * lookup hash beside it.
+   */
+  queuedBefore(messageId: string | undefined, conversationId?: string): boolean;
   /** Remove a queued request; false when it was not queued. */
   removeOutbox(messageId: string): boolean;
   /** Count one more attempt; the new count, or undefined when not queued. */
