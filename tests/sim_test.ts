@@ -2,8 +2,10 @@
  * The seeded multi-client simulation (tests/sim, `deno task sim`) on a fixed set of seeds:
  * in memory mode (in-process server, simulated network, virtual time) and one run against
  * a real server process over QUIC; every invariant must hold (0 violations); one seed run
- * twice prints the same log; and the histories it found, replayed as scripted regressions. A failure shows the simulation's report: the seed, the step, the invariant
- * and the operation log that replays it. Bounded for CI (about two minutes on two cores);
+ * twice prints the same log; and the histories it found, replayed as scripted regressions.
+ * A failure shows the simulation's report: the seed, the step, the invariant and the
+ * operation log that replays it. Bounded for CI (about 1,700 simulated steps, a minute and a
+ * half and 90 s of CPU on a quiet machine);
  * QPQ_SIM_SEEDS=1,2,3 QPQ_SIM_STEPS=200 QPQ_SIM_CLIENTS=12 runs other or longer histories.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
