@@ -2,8 +2,10 @@
  * The seeded multi-client simulation (tests/sim, `deno task sim`) on a fixed set of seeds:
  * in memory mode (in-process server, simulated network, virtual time) and one run against
  * a real server process over QUIC; every invariant must hold (0 violations); one seed run
- * twice prints the same log; and the histories it found, replayed as scripted regressions. A failure shows the simulation's report: the seed, the step, the invariant
- * and the operation log that replays it. Bounded for CI (about two minutes on two cores);
+ * twice prints the same log; and the histories it found, replayed as scripted regressions.
+ * A failure shows the simulation's report: the seed, the step, the invariant and the
+ * operation log that replays it. Bounded for CI (about 1,700 simulated steps, a minute and a
+ * half and 90 s of CPU on a quiet machine);
  * QPQ_SIM_SEEDS=1,2,3 QPQ_SIM_STEPS=200 QPQ_SIM_CLIENTS=12 runs other or longer histories.
  */
 import { assert, assertEquals } from "./_support/assert.ts";
@@ -28,6 +30,8 @@ type Run = {
   checks?: string[];
   /** More options of `deno task sim` (e.g. `--weight`). */
   args?: string[];
+  /** Counters of the summary (stderr) that must reach at least these values. */
+  atLeast?: Record<string, number>;
 };
 const RUNS: Run[] = envSeeds
   ? envSeeds.split(",").map((s) => ({
@@ -38,9 +42,12 @@ const RUNS: Run[] = envSeeds
   }))
   : [
     // in-process server, simulated network, virtual time: the faults and the tap
-    { seed: 1, steps: STEPS, clients: CLIENTS, mode: "memory" },
-    { seed: 2, steps: STEPS, clients: CLIENTS, mode: "memory" },
-    { seed: 3, steps: STEPS, clients: CLIENTS, mode: "memory" },
+    ...[1, 2, 3, 4, 5, 6, 8, 9, 10].map((seed) => ({
+      seed,
+      steps: STEPS,
+      clients: CLIENTS,
+      mode: "memory" as const,
+    })),
     // the content and role steps (issue 21): every one of their checks runs at this seed
     {
       seed: 7,
@@ -65,6 +72,16 @@ const RUNS: Run[] = envSeeds
       clients: 6,
       mode: "memory",
       args: ["--weight", "crash=25,send=50"],
+    },
+    // scale: a hundred clients, and a group of all of them (a create step invites 99 at
+    // once: one commit, 99 Welcomes; at each check every member's probe is read by 99)
+    {
+      seed: 1,
+      steps: 30,
+      clients: 100,
+      mode: "memory",
+      args: ["--big-group", "100"],
+      atLeast: { "big-groups": 1 },
     },
     // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
     { seed: 1, steps: 25, clients: 4, mode: "process" },
@@ -135,6 +152,12 @@ for (const run of RUNS) {
       );
       for (const c of run.checks ?? []) {
         assert((ran.get(c) ?? 0) > 0, `check ${c} never ran at seed ${run.seed}: ${line}`);
+      }
+      // "sim: 12.3s, … steps/s …; big-groups=1 checks=2 …" on stderr
+      const summary = out.stderr.split("\n").find((l) => /^sim: [0-9.]+s, /.test(l)) ?? "";
+      for (const [k, min] of Object.entries(run.atLeast ?? {})) {
+        const n = Number(new RegExp(`[ ;]${k}=(\\d+)`).exec(summary)?.[1] ?? 0);
+        assert(n >= min, `${k}=${n} at seed ${run.seed}, wanted at least ${min}: ${summary}`);
       }
     },
   });

@@ -266,10 +266,13 @@ export class Actor {
     await this.startUp();
   }
 
-  /** The history of a conversation (empty when this client has no such conversation). */
-  history(ref: string): SeenMessage[] {
+  /**
+   * The history of a conversation (empty when this client has no such conversation): all of
+   * it, or its newest `count` messages.
+   */
+  history(ref: string, count = 1_000_000): SeenMessage[] {
     try {
-      return this.client.history(ref, 1_000_000) as SeenMessage[];
+      return this.client.history(ref, count) as SeenMessage[];
     } catch (e) {
       if ((e as { code?: string }).code === "not_found") return [];
       throw e;

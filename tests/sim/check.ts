@@ -332,9 +332,12 @@ export function checkMessages(
       }
     }
   }
+  const byName = new Map(ctx.actors.map((a) => [a.name, a]));
+  // the last step each client crashed at (a crash at or after a send excuses a missing event)
+  const lastCrash = new Map(ctx.actors.map((a) => [a, Math.max(-Infinity, ...a.crashSteps)]));
   for (const m of model.messages.values()) {
     const g = model.groups.get(m.group)!;
-    const sender = ctx.actors.find((x) => x.name === m.sender)!;
+    const sender = byName.get(m.sender)!;
     let excused = m.state === "refused" || m.state === "dropped";
     if (!sender.seams.dead) {
       const own = outCount.get(key(m.sender, m.text)) ?? 0;
@@ -356,19 +359,21 @@ export function checkMessages(
       else if (m.must?.has(a.name)) rule = "must";
       else if (m.may?.has(a.name)) rule = "may";
       else rule = "never";
-      const crashed = a.crashSteps.some((s) => s >= m.sentAt);
+      const crashed = (lastCrash.get(a) ?? -Infinity) >= m.sentAt;
       if (rule === "may" || (rule === "must" && !synced)) excused = true;
-      const where = `${m.text} (${m.sender} -> ${g.key}, sent at ${m.sentAt}${
-        m.acceptedBy !== undefined && m.acceptedBy !== m.sentAt
-          ? `, accepted by ${m.acceptedBy}`
-          : ""
-      })`;
+      // (built only for a violation: this loop runs for every message and client)
+      const where = () =>
+        `${m.text} (${m.sender} -> ${g.key}, sent at ${m.sentAt}${
+          m.acceptedBy !== undefined && m.acceptedBy !== m.sentAt
+            ? `, accepted by ${m.acceptedBy}`
+            : ""
+        })`;
       if (h > 1 || e > 1) {
-        ctx.violate("shown-once", `${a.name} shows ${where} ${h} times in history, ${e} events`);
+        ctx.violate("shown-once", `${a.name} shows ${where()} ${h} times in history, ${e} events`);
       } else if (rule === "never" && (h > 0 || e > 0)) {
         ctx.violate(
           "only-members-read",
-          `${a.name} shows ${where} but was not a member when it was sent (${
+          `${a.name} shows ${where()} but was not a member when it was sent (${
             m.state === "dropped" ? "the message was never sent" : "roster then " + rosterAt(g, m)
           })`,
         );
@@ -377,7 +382,7 @@ export function checkMessages(
           const u = unreadable.get(key(a.name, g.key)) ?? 0;
           ctx.violate(
             "members-read",
-            `${a.name} does not show ${where}, though a member throughout${
+            `${a.name} does not show ${where()}, though a member throughout${
               u ? ` (${u} unreadable placeholder(s) in its history of ${g.key})` : ""
             }`,
           );
@@ -386,7 +391,7 @@ export function checkMessages(
         } else if (e !== 1) {
           ctx.violate(
             "members-read",
-            `${a.name} stored ${where} but was never shown it (no message event)`,
+            `${a.name} stored ${where()} but was never shown it (no message event)`,
           );
         }
       }

@@ -68,6 +68,9 @@ function seedGetRandomValues(rng: Prng): void {
   (crypto as { getRandomValues: unknown }).getRandomValues = fill;
 }
 
+/** Newest messages of a conversation {@link Simulation} reads first for a pending one. */
+const OBSERVE_RECENT = 64;
+
 /** At most this share of the messages may have an excused check (plus 5). */
 const DOUBT_BOUND = 0.25;
 
@@ -618,14 +621,28 @@ class Simulation implements CheckContext {
     }
   }
 
-  /** Read the sender's history: pending messages are now sent, still pending, or gone. */
+  /**
+   * Read the sender's history: pending messages are now sent, still pending, or gone. A
+   * pending message is recent: its row is looked for among the conversation's newest
+   * {@link OBSERVE_RECENT} first (after every step the whole history cost more the longer
+   * the run), and in the whole history only when not there. (Found there, an older own row
+   * with the same text would be a doubled message: the message check fails the run on it.)
+   */
   #observe(a: Actor, t: number): void {
     if (a.seams.dead) return;
     const history = historyReader();
+    const recent = new Map<string, SeenMessage[]>();
+    const own = (ref: string, text: string) => {
+      let rows = recent.get(ref);
+      if (!rows) recent.set(ref, rows = a.history(ref, OBSERVE_RECENT));
+      const mine = rows.filter((h) => h.body === text && h.direction === "out");
+      if (mine.length > 0 || rows.length < OBSERVE_RECENT) return mine;
+      return history(a, ref).filter((h) => h.body === text && h.direction === "out");
+    };
     for (const m of this.model.pendingOf(a.name)) {
       const g = this.model.groups.get(m.group)!;
       const ref = refFor(g, a.name);
-      const mine = history(a, ref).filter((h) => h.body === m.text && h.direction === "out");
+      const mine = own(ref, m.text);
       if (mine.length === 0) {
         m.state = "dropped";
         // a message the client took (send resolved) is never silently forgotten, unless its
