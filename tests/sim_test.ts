@@ -206,6 +206,22 @@ Deno.test({
 
 Deno.test({
   name:
+    "simulation: a failing run's replay line is the same run (its --steps, not the violation's step)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // a run cut at the violation's step ends with the final check, a longer settle than
+    // the check that failed, and may pass: seed 5039 --steps 150 --clients 9 broke
+    // member-has-group at check 20 and its old replay line (--steps 20) did not
+    const out = await sim(["--seed", "5", "--steps", "15", "--clients", "3", "--fail-on", "dup"]);
+    assert(out.code === 1 && out.stdout.includes("[synthetic]"), out.stdout);
+    const replay = /^replay: deno task sim (.*)$/m.exec(out.stdout)?.[1] ?? "";
+    assert(/--steps 15\b/.test(replay), `the replay line is another run: ${replay}`);
+  },
+});
+
+Deno.test({
+  name:
     "simulation --shrink: a failing run is cut to fewer steps that break the same invariant, and its replay line fails alike",
   sanitizeResources: false,
   sanitizeOps: false,
