@@ -835,3 +835,34 @@ Deno.test("client: the last member's leave whose answer was lost is resent and t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: the last member's leave kept while the server was unreachable forgets the group once a later sync completes it (sim seed 5036)", async () => {
+  const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  let dropCommitAnswers = false;
+  const { client: sol, events } = await linkedClient(ts, dir, "sol", async (req, real) => {
+    const r = await real();
+    if (dropCommitAnswers && req.kind === "commit") throw new TransportError("answer lost (test)");
+    return r;
+  });
+  try {
+    await sol.register();
+    await sol.createGroup("solo");
+    // the server applies the commit taking sol off its roster, every answer is lost: the
+    // leave is kept as a pending commit (a crash at the call does the same)
+    dropCommitAnswers = true;
+    await assertRejects(() => sol.leave("#solo"), TransportError);
+    dropCommitAnswers = false;
+    // the next sync resends it (a duplicate: accepted); before, the commit was merged and
+    // the group kept: listed for good, though the server had let sol go
+    await sol.sync();
+    assertEquals(sol.listConversations().map((c) => c.name), []);
+    assertEquals(sol.store.listGroups().length, 0);
+    await sol.createGroup("again"); // the server's one group slot is free
+    assertEquals(events.flatMap((e) => e.kind === "warning" ? [e.text] : []), []);
+  } finally {
+    await sol.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,6 +11,7 @@
 import { assert, assertEquals } from "./_support/assert.ts";
 import type { Actor, SeenMessage } from "./sim/actor.ts";
 import { checkChanges, checkMessages, checkReceipts } from "./sim/check.ts";
+import { FaultySeams } from "./sim/faults.ts";
 import { Ledger } from "./sim/ledger.ts";
 import { Model } from "./sim/model.ts";
 import { simFlags } from "./sim/shrink.ts";
@@ -602,4 +603,41 @@ Deno.test("sim Model.aloneDuring excuses a queued message failed for no recipien
   assert(!model.aloneDuring(h, "a", 2, 5), "b in doubt");
   model.resolveDoubt(h, "b", false, 4);
   assert(model.aloneDuring(h, "a", 2, 5), "b out once its doubt was settled");
+});
+
+Deno.test("sim FaultySeams: a crashed instance writes nothing more, not even the cursor its catch would record (seed 5051)", () => {
+  // seed 5051: a crash inside the transaction storing a message threw out of Inbox.receive;
+  // Receiver.#apply's catch ("a message we cannot process must not block the queue") then
+  // recorded the queue position on the dead instance's store: the restarted client never
+  // fetched the message again, and a member never showed it. A dead process runs nothing.
+  const seams = new FaultySeams(() => false);
+  const written: string[] = [];
+  const store = seams.wrapStore({
+    close: () => Promise.resolve(),
+    transaction(fn: () => void) {
+      fn();
+    },
+    addMessage() {
+      written.push("message");
+    },
+    setCursor() {
+      written.push("cursor");
+    },
+  });
+  seams.arm({ kind: "crashInTransaction", n: 1 });
+  let threw = false;
+  try {
+    store.transaction(() => store.addMessage());
+  } catch {
+    threw = true;
+  }
+  assert(threw && seams.dead, "the armed crash fired inside the transaction");
+  threw = false;
+  try {
+    store.transaction(() => store.setCursor());
+  } catch {
+    threw = true;
+  }
+  assert(threw, "a write after the crash throws");
+  assertEquals(written, []);
 });

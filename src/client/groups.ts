@@ -728,10 +728,7 @@ export class Groups {
       return { staged: await selfUpdate(state), roster: { remove: [me] } };
     });
     if (!alone) return await this.leave(conv);
-    await this.#ctx.exclusive(() => {
-      if (conv.channelId) this.#ctx.groups.delete(conv.channelId);
-      return Promise.resolve();
-    });
+    // the accepted commit forgot the group (#pushCommit: it removes us)
     return "left";
   }
 
@@ -1260,6 +1257,14 @@ export class Groups {
         return e;
       }
       const record = groups.meta(channelId);
+      if (record && commitRequest(request).remove.includes(this.#ctx.username)) {
+        // our leave as the last member (#leaveAlone): the server's roster no longer has us,
+        // so the group is forgotten here too — also when the answer comes only after
+        // a crash or a lost answer, through resolvePendingCommits (sim seed 5036: it was
+        // merged and kept, listed for good although the server had let us go)
+        groups.delete(channelId);
+        return "accepted";
+      }
       if (record) {
         const state = groups.open(record);
         const next: GroupFields = {
@@ -1585,11 +1590,16 @@ function sortOut(
   change.done = users.filter((u) => !settled(u));
 }
 
-/** The MLS commit inside an encoded own `commit` request. */
-function commitPayload(request: EncodedRequest): Uint8Array {
+/** An encoded own `commit` request, decoded. */
+function commitRequest(request: EncodedRequest): Extract<Request, { kind: "commit" }> {
   const frame = decodeFrame(request.bytes);
   if (frame.type !== "request" || frame.request.kind !== "commit") {
     throw new InternalError("A pending commit is not a commit request");
   }
-  return frame.request.payload;
+  return frame.request;
+}
+
+/** The MLS commit inside an encoded own `commit` request. */
+function commitPayload(request: EncodedRequest): Uint8Array {
+  return commitRequest(request).payload;
 }

@@ -1911,4 +1911,16 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_outbox_queued_test.ts"],
     quick: true,
   },
+  // ---- sim seed 5036: the last member's leave completed by a later sync
+  {
+    id: "client-lone-leave-kept",
+    file: "src/client/groups.ts",
+    find: "if (record && commitRequest(request).remove.includes(this.#ctx.username)) {",
+    replace: "if (false) {",
+    why: "an accepted commit taking us off the server's roster (the last member's leave) " +
+      "forgets the group, also when a sync after a crash or a lost answer completes it: " +
+      "kept, the group stays listed for good though the server let us go",
+    tests: ["tests/client_groups_test.ts"],
+    quick: true,
+  },
 ];

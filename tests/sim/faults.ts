@@ -145,6 +145,9 @@ export class FaultySeams {
         const name = String(prop);
         if (!isWrite(name)) return v.bind(target);
         return (...args: unknown[]) => {
+          // a crashed process runs nothing more: whatever the old client object still does
+          // (a catch that would record a queue position, a cleanup) writes nothing
+          if (seams.#dead) throw new Error("crashed (simulated): the instance is dead");
           if (seams.#depth === 0) {
             seams.#writes++;
             const a = seams.#armed;
