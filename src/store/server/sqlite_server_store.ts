@@ -855,22 +855,27 @@ export class SqliteServerStore implements ServerStore {
     // clients drop by sequence number and message id.
     const durable = this.#wal !== undefined && batch.some((op) => op.durable);
     let wrote = false;
+    // a batch of one call (a quiet server: most of them) needs no savepoint: the
+    // transaction is the call, and a call that throws rolls it back
+    const single = batch.length === 1;
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of batch) {
-        db.exec("SAVEPOINT op");
+        if (!single) db.exec("SAVEPOINT op");
         try {
           const v = op.fn();
-          db.exec("RELEASE op");
+          if (!single) db.exec("RELEASE op");
           outcomes.push({ ok: true, v });
           wrote = true;
         } catch (e) {
-          db.exec("ROLLBACK TO op");
-          db.exec("RELEASE op");
+          if (!single) {
+            db.exec("ROLLBACK TO op");
+            db.exec("RELEASE op");
+          } else if (db.isTransaction) db.exec("ROLLBACK");
           outcomes.push({ ok: false, e: this.#fail(e) });
         }
       }
-      db.exec("COMMIT");
+      if (db.isTransaction) db.exec("COMMIT");
       // degraded and something committed: maybe there is space again; the probe says
       if (wrote && this.#health.health.status === "degraded") void this.checkStorage();
     } catch (e) {
@@ -890,6 +895,12 @@ export class SqliteServerStore implements ServerStore {
       });
     if (!durable) {
       release();
+      return;
+    }
+    if (!wrote) {
+      // every call threw: nothing committed, but their errors may tell of batches not yet on
+      // disk (as a read's result may), so they leave once those are
+      this.#afterSync(this.#committed, release, release);
       return;
     }
     // answers leave only once the batch is on disk
@@ -1574,18 +1585,35 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
+  /** The roster of a channel, sorted (held invitations included). */
   #members(channelId: string): string[] {
+    return this.#names(this.#rosterRows(channelId));
+  }
+
+  /** Every member row of a channel (uid, sealed username, held), held invitations included. */
+  #rosterRows(channelId: string): Row[] {
     return this.#all(
-      "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid WHERE m.channel_id = ?",
+      "SELECT u.uid, u.username, m.held FROM members m JOIN users u ON u.uid = m.uid " +
+        "WHERE m.channel_id = ?",
       channelId,
-    ).map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array)).sort();
+    );
+  }
+
+  #names(rows: readonly Row[]): string[] {
+    return rows.map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array))
+      .sort();
   }
 
   channelOfMember(channelId: string, username: string): Promise<MemberChannel | undefined> {
     return this.#call(() => {
       const r = this.#channelRow(channelId);
-      if (r === undefined || !this.#isMemberUid(channelId, this.#uid(username))) return undefined;
-      return { channel: this.#channelInfo(r), members: this.#members(channelId) };
+      if (r === undefined) return undefined;
+      // the roster read says whether `username` is on it (not held): no query of its own
+      const uid = this.#uid(username);
+      const rows = this.#rosterRows(channelId);
+      const me = rows.find((row) => constantTimeEqual(row.uid as Uint8Array, uid));
+      if (me === undefined || Number(me.held) !== 0) return undefined;
+      return { channel: this.#channelInfo(r), members: this.#names(rows) };
     });
   }
 
@@ -1682,12 +1710,21 @@ export class SqliteServerStore implements ServerStore {
     // a commit may use twice the sender's share: refusing it would stall the group
     const share = commit ? 2 : 1;
     for (const recipient of p.recipients) {
-      const uid = this.#requireUser(recipient);
+      checkUsername(recipient);
+      const uid = this.#uid(recipient);
+      // one read per recipient: the user exists, its queue, and whether it is held
+      const q = this.#get(
+        "SELECT q.next_seq, q.depth, " +
+          "(SELECT m.held FROM members m WHERE m.channel_id = ? AND m.uid = u.uid) AS held " +
+          "FROM users u LEFT JOIN queues q ON q.recipient = u.uid WHERE u.uid = ?",
+        p.channelId,
+        uid,
+      );
+      if (q === undefined) throw unknownUser();
       // a held invitation gets nothing of its channel (not even the Welcome) until accepted
-      if (p.channelId !== null && this.#isHeldUid(p.channelId, uid)) continue;
-      const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
-      const next = (q?.next_seq as number | undefined) ?? 1;
-      const depth = (q?.depth as number | undefined) ?? 0;
+      if (p.channelId !== null && Number(q.held) === 1) continue;
+      const next = (q.next_seq as number | null) ?? 1;
+      const depth = (q.depth as number | null) ?? 0;
       if (depth >= this.#lim.maxQueueMessages && !unlimited) throw queueFull(this.#lim);
       const held = this.#get(
         "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM deliveries " +
@@ -1851,10 +1888,14 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+  async dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+    // nearly every message reaches nobody who blocked its sender: a read says so without a
+    // transaction of its own (and the fsync it would wait for) on each enqueue
+    const found = await this.blockersOf(sender, recipients);
+    if (found.length === 0) return [];
     return this.#tx(() => {
       const s = this.#uid(sender);
-      return recipients.filter((r) => {
+      return found.filter((r) => {
         const changed = this.#run(
           "UPDATE blocks SET dropped = dropped + 1 WHERE blocker = ? AND blocked = ?",
           this.#uid(r),
