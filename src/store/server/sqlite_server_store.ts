@@ -123,7 +123,14 @@ import {
   secretsSealerFor,
   syncDir,
 } from "./_secrets_key.ts";
-import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
+import {
+  CHECKPOINT_BUSY_TIMEOUT_MS,
+  CHECKPOINT_EVERY_COMMITS,
+  STORAGE_PROBE_BYTES,
+  STORAGE_PROBE_INTERVAL_MS,
+  WAL_BACKSTOP_PAGES,
+} from "../../limits.ts";
+import { Checkpointer } from "./_checkpointer.ts";
 import {
   classifyStorageError,
   describeStorageError,
@@ -260,6 +267,8 @@ export interface DurabilityStats {
   synced: number;
   /** WAL fsyncs completed. */
   syncs: number;
+  /** WAL checkpoints completed off the event loop (`_checkpointer.ts`). */
+  checkpoints: number;
 }
 
 interface ChannelRow {
@@ -324,6 +333,18 @@ export class SqliteServerStore implements ServerStore {
   readonly #health: StorageHealthTracker;
   #lastProbe = 0;
   readonly #syncData: (file: Deno.FsFile) => Promise<void>;
+  /** The database file whose WAL the checkpoint worker checkpoints (a file database). */
+  #path: string | undefined;
+  #checkpointer: Checkpointer | undefined;
+  /** The checkpoint under way, if any. */
+  #checkpointRound: Promise<void> | undefined;
+  /** Batches committed since the last checkpoint started. */
+  #sinceCheckpoint = 0;
+  #checkpoints = 0;
+  /** True while the checkpoint's RESTART step runs: batches wait (requests do not). */
+  #paused = false;
+  /** The worker failed: SQLite's automatic checkpoint again. */
+  #noCheckpointer = false;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: SqliteServerStoreOptions) {
     this.#db = db;
@@ -431,6 +452,11 @@ export class SqliteServerStore implements ServerStore {
         });
         syncDir(path);
         db.exec("PRAGMA synchronous = NORMAL");
+      }
+      if (!inMemory) {
+        // checkpoints off the event loop (_checkpointer.ts); SQLite's own only as a backstop
+        db.exec(`PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
+        store.#path = path;
       }
       options.onOpen?.(db);
       return Promise.resolve(store);
@@ -687,10 +713,19 @@ export class SqliteServerStore implements ServerStore {
    */
   close(): Promise<void> {
     if (this.#closing === undefined) {
-      while (this.#batch.length > 0) this.#flush();
-      this.#closed = true;
-      this.#closing = new Promise<void>((resolve) => {
-        this.#afterSync(this.#committed, resolve, () => resolve());
+      this.#noCheckpointer = true; // no checkpoint starts from here on
+      const round = this.#checkpointRound;
+      const finish = () => {
+        while (this.#batch.length > 0) this.#flush();
+        this.#closed = true;
+        return new Promise<void>((resolve) => {
+          this.#afterSync(this.#committed, resolve, () => resolve());
+        });
+      };
+      // a checkpoint under way ends first (its pause, then the calls it held back)
+      this.#closing = (round === undefined ? finish() : round.then(finish)).then(async () => {
+        await this.#checkpointer?.close().catch(() => {});
+        this.#checkpointer = undefined;
       }).then(() => {
         this.#sql.clear();
         try {
@@ -707,7 +742,48 @@ export class SqliteServerStore implements ServerStore {
 
   /** How many batches are committed and how many are on disk (tests, the bench). */
   durability(): DurabilityStats {
-    return { committed: this.#committed, synced: this.#synced, syncs: this.#syncs };
+    return {
+      committed: this.#committed,
+      synced: this.#synced,
+      syncs: this.#syncs,
+      checkpoints: this.#checkpoints,
+    };
+  }
+
+  /**
+   * One checkpoint of the WAL off the event loop (see `_checkpointer.ts`): PASSIVE while
+   * batches go on, then RESTART with batches paused, so the next COMMIT starts the WAL over.
+   * A failing worker hands checkpoints back to SQLite.
+   */
+  #checkpoint(): void {
+    if (this.#checkpointRound !== undefined || this.#path === undefined) return;
+    if (this.#noCheckpointer || this.#closed || this.#closing !== undefined) return;
+    this.#sinceCheckpoint = 0;
+    const path = this.#path;
+    this.#checkpointRound = (async () => {
+      try {
+        this.#checkpointer ??= await Checkpointer.start(path, CHECKPOINT_BUSY_TIMEOUT_MS);
+        await this.#checkpointer.checkpoint("PASSIVE");
+        this.#paused = true;
+        try {
+          await this.#checkpointer.checkpoint("RESTART");
+        } finally {
+          this.#paused = false;
+          if (this.#batch.length > 0) setImmediate(() => this.#flush());
+        }
+        this.#checkpoints++;
+      } catch {
+        this.#noCheckpointer = true;
+        const c = this.#checkpointer;
+        this.#checkpointer = undefined;
+        await c?.close().catch(() => {});
+        try {
+          if (!this.#closed) this.#db.exec("PRAGMA wal_autocheckpoint = 1000");
+        } catch { /* the next COMMIT reports a failing database */ }
+      } finally {
+        this.#checkpointRound = undefined;
+      }
+    })();
   }
 
   /**
@@ -841,6 +917,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   #flush(): void {
+    if (this.#paused && !this.#closed) return; // resumed by the checkpoint (#checkpoint)
     const batch = this.#batch.splice(0, MAX_BATCH);
     if (this.#batch.length > 0) queueMicrotask(() => this.#flush());
     if (batch.length === 0) return;
@@ -878,6 +955,7 @@ export class SqliteServerStore implements ServerStore {
       if (db.isTransaction) db.exec("COMMIT");
       // degraded and something committed: maybe there is space again; the probe says
       if (wrote && this.#health.health.status === "degraded") void this.checkStorage();
+      if (wrote && ++this.#sinceCheckpoint >= CHECKPOINT_EVERY_COMMITS) this.#checkpoint();
     } catch (e) {
       // BEGIN, a savepoint or COMMIT itself failed: nothing of this batch is stored.
       try {
