@@ -1383,7 +1383,8 @@ export const MUTANTS: Mutant[] = [
     find: "if (me === undefined || Number(me.held) !== 0) return undefined;",
     replace: "if (me === undefined) return undefined;",
     why: "a held invitation is not yet a member: it neither reads the roster nor sends",
-    tests: [LISTS],
+    tests: ["tests/store_test.ts"],
+    quick: true,
   },
   {
     id: "store-block-read-first",
@@ -1393,16 +1394,6 @@ export const MUTANTS: Mutant[] = [
     why: "the read before the block count finds the blockers (a blocked sender's messages " +
       "take no room in the blocker's queue)",
     tests: ["tests/client_consent_test.ts"],
-  },
-  {
-    id: "store-checkpoint-pauses-batches",
-    file: "src/store/server/sqlite_server_store.ts",
-    find: "if (this.#paused && !this.#closed) return;",
-    replace: "if (false) return;",
-    why: "no batch commits during the checkpoint's RESTART step, so the WAL starts over " +
-      "(else it grows until SQLite's 64 MiB backstop checkpoints on the event loop)",
-    tests: ["tests/store_durability_test.ts"],
-    quick: true,
   },
   // ---- issue 19: the hot frames' codec on the bytes (src/wire/_direct.ts)
   {
