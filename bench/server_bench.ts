@@ -153,6 +153,33 @@ Deno.bench({
 // fsync 23.6-45.1 ms -> 33.3-45.4 ms per 32, in memory 30.1-42.8 -> 18.5-36.3 ms: 0.03-0.05x
 // echo either way. A pipelined echo round trip costs 30-50 µs, a delivery 0.6-1 ms of CPU:
 // the gap is CPU per delivery (SQL, capnp-es objects, three requests and a push), not waiting.
+//
+// Issue 19 §2, branch h-deliver (2026-12-07 15:45-15:55 UTC, load average 5.5-10.5 from other
+// jobs; base 13e59a7 and after alternating, 3 rounds each, medians; scripts/profile_rpc.ts
+// --n 3000 --profile 0, process CPU per operation, client and server in one process):
+//
+//   | per operation                        | before   | after    |
+//   | ------------------------------------ | -------- | -------- |
+//   | raw echo round trip, CPU             | 82 µs    | 77 µs    |  (the same code: noise)
+//   | qpq ping round trip, CPU             | 147 µs   | 95 µs    |  (0.56x -> 0.80x echo's CPU)
+//   | delivery, SQLite file, fsync, CPU    | 2,084 µs | 1,423 µs |
+//   | delivery, SQLite file, fsync, wall   | 7.8 ms   | 4.9 ms   |  (two fsyncs -> one)
+//   | delivery, 16 in flight, CPU          | 500 µs   | 307 µs   |
+//   | delivery, 16 in flight, wall         | 1,461 µs | 745 µs   |
+//   | SQL statements / fsyncs (sequential) | 27 / 2   | 16 / 1   |
+//   | COMMIT time per delivery             | 303 µs   | 115 µs   |  (p99 3.7 ms -> 0.2 ms)
+//
+// What changed: the hot frames (ping, enqueue, fetch, ack, subscribe, their answers, pushes)
+// are read and written on the bytes (src/wire/_direct.ts, capnp-es's bytes byte for byte);
+// the block count of an enqueue reads first (its transaction waited for an fsync of its own
+// on every enqueue); one read per recipient and one for the roster's membership; no
+// SAVEPOINT in a batch of one call; WAL checkpoints in a worker (SQLite's automatic one, on
+// the event loop inside a COMMIT, took 1-39 ms every few dozen deliveries). Goals: ping >=
+// 0.8x echo is about met in CPU (wall ratios on this loaded machine move by 2x between runs);
+// delivery >= 0.5x echo is not: a sequential delivery waits for one WAL fsync (1-5 ms on this
+// disk, 10-80x an echo round trip), and with many in flight it still costs ~0.3 ms of CPU
+// (16 statements, two COMMITs writing ~10 pages each to the WAL, three requests and a push)
+// against ~0.05 ms for a pipelined echo round trip.
 
 const IN_FLIGHT = 16;
 

@@ -62,6 +62,19 @@ export const CLOSE_WAIT_MS = 1_000;
  */
 export const STORAGE_PROBE_INTERVAL_MS = 3_000;
 /**
+ * The server store checkpoints its WAL (off the event loop, `_checkpointer.ts`) after this
+ * many committed batches: a delivery's two commits write 10-20 pages, so about SQLite's own
+ * 1,000-page interval.
+ */
+export const CHECKPOINT_EVERY_COMMITS = 128;
+/**
+ * SQLite's automatic checkpoint (on the event loop) only past this many WAL pages (64 MiB
+ * of 4 KiB pages): a backstop that keeps the WAL bounded should the checkpoint worker lag.
+ */
+export const WAL_BACKSTOP_PAGES = 16_384;
+/** How long the checkpoint worker's RESTART step waits for other readers of the file (ms). */
+export const CHECKPOINT_BUSY_TIMEOUT_MS = 100;
+/**
  * How much that probe writes (and removes at once): the store counts as writable again
  * only when this much fits, so a nearly full disk stays `degraded` instead of flapping.
  */

@@ -1447,3 +1447,22 @@ contract("createUser refuses a look-alike of an existing name, also when racing"
   assertEquals(results.filter((r) => r.status === "fulfilled").length, 1);
   await s.createUser("bob", utf8("r"));
 });
+
+contract(
+  "channelOfMember names members only: a held invitation is on the roster, not a member",
+  async (_, ctx) => {
+    const s = await ctx.open({ limits: { maxGroupsPerUser: 1 } });
+    await users(s, "alice", "bob", "carol");
+    await s.createGroupChannel({ name: "own", creator: "bob" }); // bob is at the cap
+    const g = await s.createGroupChannel({ name: "g", creator: "alice" });
+    await s.addMembers(g.id, ["bob", "carol"]);
+    const seen = await s.channelOfMember(g.id, "alice");
+    assertEquals(seen?.members, ["alice", "bob", "carol"]);
+    assertEquals((await s.channelOfMember(g.id, "carol"))?.channel.id, g.id);
+    // bob's invitation is held: he neither reads the roster nor sends to it
+    assertEquals(await s.channelOfMember(g.id, "bob"), undefined);
+    assertEquals(await s.isMember(g.id, "bob"), false);
+    assertEquals(await s.channelOfMember(g.id, "mallory"), undefined);
+    assertEquals(await s.channelOfMember("0".repeat(32), "alice"), undefined);
+  },
+);

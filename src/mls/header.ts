@@ -23,6 +23,17 @@ export interface PrivateMessageHeader {
 }
 
 /**
+ * Whether `bytes` start as an MLS 1.0 PrivateMessage does (`u16 version = 1 (mls10) |
+ * u16 wire format = 2 (mls_private_message)`): a check of four bytes, for a caller that
+ * passes anything else on, before the decode of {@link readPrivateMessageHeader} (whose
+ * error, thrown for every such payload, cost more than the rest of its request).
+ */
+export function looksLikePrivateMessage(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 && bytes[0] === 0 && bytes[1] === 1 && bytes[2] === 0 &&
+    bytes[3] === 2;
+}
+
+/**
  * Decode the header of an MLSMessage carrying a PrivateMessage.
  *
  * @throws ValidationError when the bytes are not an MLS 1.0 PrivateMessage

@@ -89,6 +89,7 @@ export {
 } from "./state_codec.ts";
 export { DEFAULT_SUITE, type MlsSuiteName } from "./provider.ts";
 export {
+  looksLikePrivateMessage,
   type PrivateMessageHeader,
   readKeyPackageSuite,
   readPrivateMessageHeader,

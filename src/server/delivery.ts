@@ -28,7 +28,7 @@ import type {
   ServerStore,
 } from "../store/server/mod.ts";
 import type { ChannelInfo, DeliveredMessage } from "../wire/mod.ts";
-import { readPrivateMessageHeader } from "../mls/mod.ts";
+import { looksLikePrivateMessage, readPrivateMessageHeader } from "../mls/mod.ts";
 import { AuthError, TransportError, UsageError, ValidationError } from "../errors.ts";
 import { constantTimeEqual as bytesEqual, fromHex, utf8 } from "../bytes.ts";
 import {
@@ -208,6 +208,7 @@ async function checkCurrentEpoch(
   req: { payload: Uint8Array; messageId: Uint8Array },
   channelEpoch: number,
 ): Promise<void> {
+  if (!looksLikePrivateMessage(req.payload)) return;
   let epoch: bigint;
   try {
     epoch = readPrivateMessageHeader(req.payload).epoch;

@@ -24,6 +24,7 @@ import {
 import { MAX_FRAME_BYTES, MAX_NESTING_DEPTH, MAX_TRAVERSAL_WORDS } from "../limits.ts";
 import { QpqError, ValidationError } from "../errors.ts";
 import { checkSegmentTable, validateMessage } from "./_validate.ts";
+import { decodeDirect, encodeDirect, readHeaderDirect } from "./_direct.ts";
 
 // capnp-es generated classes are walked by field name; this alias is the dynamic view.
 // deno-lint-ignore no-explicit-any
@@ -154,7 +155,15 @@ function writeUnion(target: Dyn, desc: UnionDesc, value: { kind: string }): void
 
 /** Encode a frame to one unpacked Cap'n Proto message. */
 export function encodeFrame(frame: Frame): Uint8Array {
-  return withMessage((msg) => serialize(buildFrame(msg, frame), 0));
+  return encodeDirect(frame, 0) ?? encodeFrameCapnp(frame, 0);
+}
+
+/**
+ * Encode through capnp-es objects, whatever the frame (the hot frames go on the bytes
+ * directly: `_direct.ts`, which writes these same bytes). Tests compare the two.
+ */
+export function encodeFrameCapnp(frame: Frame, prefix: 0 | 4): Uint8Array {
+  return withMessage((msg) => serialize(buildFrame(msg, frame), prefix));
 }
 
 /**
@@ -162,7 +171,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
  * Cap'n Proto message (the bytes of {@link encodeFrame}) in the same buffer.
  */
 export function encodeFramePrefixed(frame: Frame): Uint8Array {
-  return withMessage((msg) => serialize(buildFrame(msg, frame), 4));
+  return encodeDirect(frame, 4) ?? encodeFrameCapnp(frame, 4);
 }
 
 /** Size of the arena buffer encodes start from; a bigger frame grows it. */
@@ -361,6 +370,21 @@ export function openFrame(bytes: Uint8Array): OpenedFrame {
   }
   checkSegmentTable(bytes);
   guard(() => validateMessage(bytes));
+  // the hot frames are read on the bytes (_direct.ts); any other frame, or one of an
+  // unusual shape, through capnp-es objects, which then decide
+  const head = guard(() => readHeaderDirect(bytes));
+  if (head === undefined) return openCapnp(bytes);
+  return {
+    ...head,
+    decode: () => guard(() => decodeDirect(bytes, head) ?? openCapnp(bytes).decode()),
+  };
+}
+
+/**
+ * Open a frame through capnp-es objects (what {@link openFrame} does for frames it does not
+ * read directly), on bytes whose structure was validated. Tests compare the two.
+ */
+export function openCapnp(bytes: Uint8Array): OpenedFrame {
   return guard(() => {
     const msg = messageOf(bytes);
     (msg as Dyn)._capnp.traversalLimit = MAX_TRAVERSAL_WORDS * 8;

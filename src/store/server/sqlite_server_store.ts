@@ -123,7 +123,14 @@ import {
   secretsSealerFor,
   syncDir,
 } from "./_secrets_key.ts";
-import { STORAGE_PROBE_BYTES, STORAGE_PROBE_INTERVAL_MS } from "../../limits.ts";
+import {
+  CHECKPOINT_BUSY_TIMEOUT_MS,
+  CHECKPOINT_EVERY_COMMITS,
+  STORAGE_PROBE_BYTES,
+  STORAGE_PROBE_INTERVAL_MS,
+  WAL_BACKSTOP_PAGES,
+} from "../../limits.ts";
+import { Checkpointer } from "./_checkpointer.ts";
 import {
   classifyStorageError,
   describeStorageError,
@@ -260,6 +267,8 @@ export interface DurabilityStats {
   synced: number;
   /** WAL fsyncs completed. */
   syncs: number;
+  /** WAL checkpoints completed off the event loop (`_checkpointer.ts`). */
+  checkpoints: number;
 }
 
 interface ChannelRow {
@@ -324,6 +333,18 @@ export class SqliteServerStore implements ServerStore {
   readonly #health: StorageHealthTracker;
   #lastProbe = 0;
   readonly #syncData: (file: Deno.FsFile) => Promise<void>;
+  /** The database file whose WAL the checkpoint worker checkpoints (a file database). */
+  #path: string | undefined;
+  #checkpointer: Checkpointer | undefined;
+  /** The checkpoint under way, if any. */
+  #checkpointRound: Promise<void> | undefined;
+  /** Batches committed since the last checkpoint started. */
+  #sinceCheckpoint = 0;
+  #checkpoints = 0;
+  /** True while the checkpoint's RESTART step runs: batches wait (requests do not). */
+  #paused = false;
+  /** The worker failed: SQLite's automatic checkpoint again. */
+  #noCheckpointer = false;
 
   private constructor(db: DatabaseSync, sealer: Sealer, options: SqliteServerStoreOptions) {
     this.#db = db;
@@ -431,6 +452,11 @@ export class SqliteServerStore implements ServerStore {
         });
         syncDir(path);
         db.exec("PRAGMA synchronous = NORMAL");
+      }
+      if (!inMemory) {
+        // checkpoints off the event loop (_checkpointer.ts); SQLite's own only as a backstop
+        db.exec(`PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
+        store.#path = path;
       }
       options.onOpen?.(db);
       return Promise.resolve(store);
@@ -687,10 +713,19 @@ export class SqliteServerStore implements ServerStore {
    */
   close(): Promise<void> {
     if (this.#closing === undefined) {
-      while (this.#batch.length > 0) this.#flush();
-      this.#closed = true;
-      this.#closing = new Promise<void>((resolve) => {
-        this.#afterSync(this.#committed, resolve, () => resolve());
+      this.#noCheckpointer = true; // no checkpoint starts from here on
+      const round = this.#checkpointRound;
+      const finish = () => {
+        while (this.#batch.length > 0) this.#flush();
+        this.#closed = true;
+        return new Promise<void>((resolve) => {
+          this.#afterSync(this.#committed, resolve, () => resolve());
+        });
+      };
+      // a checkpoint under way ends first (its pause, then the calls it held back)
+      this.#closing = (round === undefined ? finish() : round.then(finish)).then(async () => {
+        await this.#checkpointer?.close().catch(() => {});
+        this.#checkpointer = undefined;
       }).then(() => {
         this.#sql.clear();
         try {
@@ -707,7 +742,48 @@ export class SqliteServerStore implements ServerStore {
 
   /** How many batches are committed and how many are on disk (tests, the bench). */
   durability(): DurabilityStats {
-    return { committed: this.#committed, synced: this.#synced, syncs: this.#syncs };
+    return {
+      committed: this.#committed,
+      synced: this.#synced,
+      syncs: this.#syncs,
+      checkpoints: this.#checkpoints,
+    };
+  }
+
+  /**
+   * One checkpoint of the WAL off the event loop (see `_checkpointer.ts`): PASSIVE while
+   * batches go on, then RESTART with batches paused, so the next COMMIT starts the WAL over.
+   * A failing worker hands checkpoints back to SQLite.
+   */
+  #checkpoint(): void {
+    if (this.#checkpointRound !== undefined || this.#path === undefined) return;
+    if (this.#noCheckpointer || this.#closed || this.#closing !== undefined) return;
+    this.#sinceCheckpoint = 0;
+    const path = this.#path;
+    this.#checkpointRound = (async () => {
+      try {
+        this.#checkpointer ??= await Checkpointer.start(path, CHECKPOINT_BUSY_TIMEOUT_MS);
+        await this.#checkpointer.checkpoint("PASSIVE");
+        this.#paused = true;
+        try {
+          await this.#checkpointer.checkpoint("RESTART");
+        } finally {
+          this.#paused = false;
+          if (this.#batch.length > 0) setImmediate(() => this.#flush());
+        }
+        this.#checkpoints++;
+      } catch {
+        this.#noCheckpointer = true;
+        const c = this.#checkpointer;
+        this.#checkpointer = undefined;
+        await c?.close().catch(() => {});
+        try {
+          if (!this.#closed) this.#db.exec("PRAGMA wal_autocheckpoint = 1000");
+        } catch { /* the next COMMIT reports a failing database */ }
+      } finally {
+        this.#checkpointRound = undefined;
+      }
+    })();
   }
 
   /**
@@ -841,6 +917,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   #flush(): void {
+    if (this.#paused && !this.#closed) return; // resumed by the checkpoint (#checkpoint)
     const batch = this.#batch.splice(0, MAX_BATCH);
     if (this.#batch.length > 0) queueMicrotask(() => this.#flush());
     if (batch.length === 0) return;
@@ -855,24 +932,30 @@ export class SqliteServerStore implements ServerStore {
     // clients drop by sequence number and message id.
     const durable = this.#wal !== undefined && batch.some((op) => op.durable);
     let wrote = false;
+    // a batch of one call (a quiet server: most of them) needs no savepoint: the
+    // transaction is the call, and a call that throws rolls it back
+    const single = batch.length === 1;
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const op of batch) {
-        db.exec("SAVEPOINT op");
+        if (!single) db.exec("SAVEPOINT op");
         try {
           const v = op.fn();
-          db.exec("RELEASE op");
+          if (!single) db.exec("RELEASE op");
           outcomes.push({ ok: true, v });
           wrote = true;
         } catch (e) {
-          db.exec("ROLLBACK TO op");
-          db.exec("RELEASE op");
+          if (!single) {
+            db.exec("ROLLBACK TO op");
+            db.exec("RELEASE op");
+          } else if (db.isTransaction) db.exec("ROLLBACK");
           outcomes.push({ ok: false, e: this.#fail(e) });
         }
       }
-      db.exec("COMMIT");
+      if (db.isTransaction) db.exec("COMMIT");
       // degraded and something committed: maybe there is space again; the probe says
       if (wrote && this.#health.health.status === "degraded") void this.checkStorage();
+      if (wrote && ++this.#sinceCheckpoint >= CHECKPOINT_EVERY_COMMITS) this.#checkpoint();
     } catch (e) {
       // BEGIN, a savepoint or COMMIT itself failed: nothing of this batch is stored.
       try {
@@ -890,6 +973,12 @@ export class SqliteServerStore implements ServerStore {
       });
     if (!durable) {
       release();
+      return;
+    }
+    if (!wrote) {
+      // every call threw: nothing committed, but their errors may tell of batches not yet on
+      // disk (as a read's result may), so they leave once those are
+      this.#afterSync(this.#committed, release, release);
       return;
     }
     // answers leave only once the batch is on disk
@@ -1574,18 +1663,35 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
+  /** The roster of a channel, sorted (held invitations included). */
   #members(channelId: string): string[] {
+    return this.#names(this.#rosterRows(channelId));
+  }
+
+  /** Every member row of a channel (uid, sealed username, held), held invitations included. */
+  #rosterRows(channelId: string): Row[] {
     return this.#all(
-      "SELECT u.uid, u.username FROM members m JOIN users u ON u.uid = m.uid WHERE m.channel_id = ?",
+      "SELECT u.uid, u.username, m.held FROM members m JOIN users u ON u.uid = m.uid " +
+        "WHERE m.channel_id = ?",
       channelId,
-    ).map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array)).sort();
+    );
+  }
+
+  #names(rows: readonly Row[]): string[] {
+    return rows.map((r) => this.#openUsername(r.uid as Uint8Array, r.username as Uint8Array))
+      .sort();
   }
 
   channelOfMember(channelId: string, username: string): Promise<MemberChannel | undefined> {
     return this.#call(() => {
       const r = this.#channelRow(channelId);
-      if (r === undefined || !this.#isMemberUid(channelId, this.#uid(username))) return undefined;
-      return { channel: this.#channelInfo(r), members: this.#members(channelId) };
+      if (r === undefined) return undefined;
+      // the roster read says whether `username` is on it (not held): no query of its own
+      const uid = this.#uid(username);
+      const rows = this.#rosterRows(channelId);
+      const me = rows.find((row) => constantTimeEqual(row.uid as Uint8Array, uid));
+      if (me === undefined || Number(me.held) !== 0) return undefined;
+      return { channel: this.#channelInfo(r), members: this.#names(rows) };
     });
   }
 
@@ -1682,12 +1788,21 @@ export class SqliteServerStore implements ServerStore {
     // a commit may use twice the sender's share: refusing it would stall the group
     const share = commit ? 2 : 1;
     for (const recipient of p.recipients) {
-      const uid = this.#requireUser(recipient);
+      checkUsername(recipient);
+      const uid = this.#uid(recipient);
+      // one read per recipient: the user exists, its queue, and whether it is held
+      const q = this.#get(
+        "SELECT q.next_seq, q.depth, " +
+          "(SELECT m.held FROM members m WHERE m.channel_id = ? AND m.uid = u.uid) AS held " +
+          "FROM users u LEFT JOIN queues q ON q.recipient = u.uid WHERE u.uid = ?",
+        p.channelId,
+        uid,
+      );
+      if (q === undefined) throw unknownUser();
       // a held invitation gets nothing of its channel (not even the Welcome) until accepted
-      if (p.channelId !== null && this.#isHeldUid(p.channelId, uid)) continue;
-      const q = this.#get("SELECT next_seq, depth FROM queues WHERE recipient = ?", uid);
-      const next = (q?.next_seq as number | undefined) ?? 1;
-      const depth = (q?.depth as number | undefined) ?? 0;
+      if (p.channelId !== null && Number(q.held) === 1) continue;
+      const next = (q.next_seq as number | null) ?? 1;
+      const depth = (q.depth as number | null) ?? 0;
       if (depth >= this.#lim.maxQueueMessages && !unlimited) throw queueFull(this.#lim);
       const held = this.#get(
         "SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM deliveries " +
@@ -1851,10 +1966,14 @@ export class SqliteServerStore implements ServerStore {
     });
   }
 
-  dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+  async dropForBlockers(sender: string, recipients: readonly string[]): Promise<string[]> {
+    // nearly every message reaches nobody who blocked its sender: a read says so without a
+    // transaction of its own (and the fsync it would wait for) on each enqueue
+    const found = await this.blockersOf(sender, recipients);
+    if (found.length === 0) return [];
     return this.#tx(() => {
       const s = this.#uid(sender);
-      return recipients.filter((r) => {
+      return found.filter((r) => {
         const changed = this.#run(
           "UPDATE blocks SET dropped = dropped + 1 WHERE blocker = ? AND blocked = ?",
           this.#uid(r),
