@@ -152,3 +152,26 @@ Deno.test("structure: no import cycles, layers import only what is below them, p
   }
   assertEquals(io, [], "I/O in a layer that must do none");
 });
+
+Deno.test("deno task compile includes every worker module src/ starts (a compiled qpq could not start it)", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
+  const included = new Set(
+    [...String(tasks.compile).matchAll(/--include (\S+)/g)].map((m) => m[1]),
+  );
+  const workers: string[] = [];
+  const walk = async (dir: URL, rel: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory) await walk(new URL(`${e.name}/`, dir), `${rel}${e.name}/`);
+      else if (e.name.endsWith(".ts")) {
+        const text = await Deno.readTextFile(new URL(e.name, dir));
+        for (const m of text.matchAll(/new Worker\(\s*new URL\("([^"]+)", import\.meta\.url\)/g)) {
+          const target = new URL(m[1]!, new URL(`${rel}${e.name}`, ROOT));
+          workers.push(target.href.slice(ROOT.href.length));
+        }
+      }
+    }
+  };
+  await walk(new URL("src/", ROOT), "src/");
+  assert(workers.length >= 3, `found only ${workers.length} worker modules: ${workers}`);
+  for (const w of workers) assert(included.has(w), `${w} is not --include'd in the compile task`);
+});

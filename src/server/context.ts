@@ -52,7 +52,12 @@ export interface ServerContext {
    * The store's disk seams (the in-process simulation: a durable image taken at each fsync
    * for power cuts, a disk that fills); unset in production.
    */
-  readonly storeSeams?: Pick<SqliteServerStoreOptions, "syncData" | "onOpen"> | undefined;
+  readonly storeSeams?:
+    | Pick<
+      SqliteServerStoreOptions,
+      "syncData" | "onOpen" | "checkpoints"
+    >
+    | undefined;
 }
 
 /** What health reports beside the numbers. */

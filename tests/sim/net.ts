@@ -183,7 +183,8 @@ export class MemServer {
         tick();
         return () => this.clock.clearTimeout(timer);
       },
-      storeSeams: { syncData: this.disk.syncData, onOpen: this.disk.onOpen },
+      // SQLite's own checkpoints, on this thread: no worker thread's real time in a run
+      storeSeams: { syncData: this.disk.syncData, onOpen: this.disk.onOpen, checkpoints: "sqlite" },
     };
     services.push({ handlers: pingHandlers(ctx) }, ...(await createServices(ctx)));
     this.#services = services;

@@ -177,6 +177,13 @@ export interface SqliteServerStoreOptions extends ServerStoreOptions {
    * `PRAGMA max_page_count` to fill the disk, as SQLite's own SQLITE_FULL does).
    */
   onOpen?: (db: DatabaseSync) => void;
+  /**
+   * Who checkpoints the WAL: "worker" (default: a worker thread, off the event loop, see
+   * `_checkpointer.ts`) or "sqlite" (SQLite's automatic checkpoint inside a COMMIT, on this
+   * thread). The simulation takes "sqlite": a real thread would make its runs depend on
+   * real time, and its simulated disk sees every write of the one connection.
+   */
+  checkpoints?: "worker" | "sqlite";
 }
 
 /**
@@ -453,7 +460,7 @@ export class SqliteServerStore implements ServerStore {
         syncDir(path);
         db.exec("PRAGMA synchronous = NORMAL");
       }
-      if (!inMemory) {
+      if (!inMemory && options.checkpoints !== "sqlite") {
         // checkpoints off the event loop (_checkpointer.ts); SQLite's own only as a backstop
         db.exec(`PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
         store.#path = path;
