@@ -72,7 +72,7 @@ export const CHECKPOINT_EVERY_COMMITS = 128;
  * of 4 KiB pages): a backstop that keeps the WAL bounded should the checkpoint worker lag.
  */
 export const WAL_BACKSTOP_PAGES = 16_384;
-/** How long the checkpoint worker's RESTART step waits for other readers of the file (ms). */
+/** How long the checkpoint worker's TRUNCATE step waits for other readers of the file (ms). */
 export const CHECKPOINT_BUSY_TIMEOUT_MS = 100;
 /**
  * How much that probe writes (and removes at once): the store counts as writable again

@@ -9,7 +9,8 @@
  * every CHECKPOINT_EVERY_COMMITS batches committed:
  *   worker: PASSIVE checkpoint (copies what is in the WAL; commits go on meanwhile)
  *   store pauses its batches (calls queue up; requests and reads go on)
- *   worker: RESTART checkpoint (the few pages committed since, no writer: the next COMMIT
+ *   worker: TRUNCATE checkpoint (the few pages committed since, no writer; the WAL file is
+ *           cut to 0 bytes, so a burst that outran the worker does not leave it large: the next COMMIT
  *           writes the WAL from its start again, so the file stays bounded)
  *   store resumes its batches
  * ```
@@ -27,7 +28,7 @@ import { DatabaseSync } from "node:sqlite";
 /** What the worker is asked. */
 type Ask = { kind: "open"; path: string; busyTimeoutMs: number } | {
   kind: "checkpoint";
-  mode: "PASSIVE" | "RESTART";
+  mode: "PASSIVE" | "TRUNCATE";
 } | { kind: "close" };
 
 /** What it answers: the checkpoint's result row, or why it failed (no secrets: SQLite's words). */
@@ -73,7 +74,7 @@ export class Checkpointer {
   }
 
   /** One checkpoint; resolves with SQLite's result row (log and checkpointed pages, busy). */
-  async checkpoint(mode: "PASSIVE" | "RESTART"): Promise<{ busy: number }> {
+  async checkpoint(mode: "PASSIVE" | "TRUNCATE"): Promise<{ busy: number }> {
     const a = await this.#ask({ kind: "checkpoint", mode });
     return { busy: a.ok ? a.busy ?? 0 : 0 };
   }

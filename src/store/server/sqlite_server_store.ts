@@ -348,7 +348,7 @@ export class SqliteServerStore implements ServerStore {
   /** Batches committed since the last checkpoint started. */
   #sinceCheckpoint = 0;
   #checkpoints = 0;
-  /** True while the checkpoint's RESTART step runs: batches wait (requests do not). */
+  /** True while the checkpoint's TRUNCATE step runs: batches wait (requests do not). */
   #paused = false;
   /** The worker failed: SQLite's automatic checkpoint again. */
   #noCheckpointer = false;
@@ -759,7 +759,8 @@ export class SqliteServerStore implements ServerStore {
 
   /**
    * One checkpoint of the WAL off the event loop (see `_checkpointer.ts`): PASSIVE while
-   * batches go on, then RESTART with batches paused, so the next COMMIT starts the WAL over.
+   * batches go on, then TRUNCATE with batches paused, so the next COMMIT starts the WAL over
+   * (from an empty file: a burst that outran the worker does not leave the file large).
    * A failing worker hands checkpoints back to SQLite.
    */
   #checkpoint(): void {
@@ -773,7 +774,7 @@ export class SqliteServerStore implements ServerStore {
         await this.#checkpointer.checkpoint("PASSIVE");
         this.#paused = true;
         try {
-          await this.#checkpointer.checkpoint("RESTART");
+          await this.#checkpointer.checkpoint("TRUNCATE");
         } finally {
           this.#paused = false;
           if (this.#batch.length > 0) setImmediate(() => this.#flush());
