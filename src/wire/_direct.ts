@@ -30,6 +30,7 @@ import type { FieldKind, Frame, StructDesc, UnionDesc } from "./messages.ts";
 import { PUSH, REQUEST, RESPONSE } from "./messages.ts";
 import { ValidationError } from "../errors.ts";
 import { MAX_FRAME_BYTES } from "../limits.ts";
+import { type Budget, spend } from "./_budget.ts";
 
 /** Where a struct's fields are: byte offset (bit offset for bool) or pointer index. */
 interface Layout {
@@ -406,18 +407,6 @@ interface At {
   data: number;
   dataWords: number;
   pointers: number;
-}
-
-/** The content budget of codec.ts: what one decode may still produce, in bytes. */
-interface Budget {
-  left: number;
-}
-
-function spend(budget: Budget, bytes: number): void {
-  budget.left -= bytes;
-  if (budget.left < 0) {
-    throw new ValidationError("Malformed frame: content larger than the frame (shared pointers)");
-  }
 }
 
 /**

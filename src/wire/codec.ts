@@ -24,6 +24,7 @@ import {
 import { MAX_FRAME_BYTES, MAX_NESTING_DEPTH, MAX_TRAVERSAL_WORDS } from "../limits.ts";
 import { QpqError, ValidationError } from "../errors.ts";
 import { checkSegmentTable, validateMessage } from "./_validate.ts";
+import { type Budget, spend } from "./_budget.ts";
 import { decodeDirect, encodeDirect, readHeaderDirect } from "./_direct.ts";
 
 // capnp-es generated classes are walked by field name; this alias is the dynamic view.
@@ -260,24 +261,7 @@ function padToWord(n: number): number {
 
 // ------------------------------------------------------------------ decode
 
-/**
- * What one decode may still produce, in bytes. In a well-formed frame every Data and Text
- * value, list element and struct occupies its own bytes of the frame, so all of them
- * together fit in the frame's size. Pointers that share a target (a list of elements all
- * pointing at one large blob, a list of zero-size structs claiming 2^29 elements) would
- * otherwise turn a small frame into gigabytes of copies or seconds of CPU: the budget
- * refuses such a frame as soon as it outgrows itself.
- */
-interface Budget {
-  left: number;
-}
-
-function spend(budget: Budget, bytes: number): void {
-  budget.left -= bytes;
-  if (budget.left < 0) {
-    throw new ValidationError("Malformed frame: content larger than the frame (shared pointers)");
-  }
-}
+// the content budget (Budget, spend) is _budget.ts: one rule for this path and _direct.ts
 
 function readStruct(
   source: Dyn,
