@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
-import { QpqError, TransportError } from "../src/errors.ts";
+import { QpqError, StorageError, TransportError } from "../src/errors.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
 import { connectServer } from "../src/client/connection.ts";
 import { openLocalStore } from "../src/client/open_store.ts";
@@ -788,6 +788,52 @@ Deno.test("client: a member's leave whose commit could not reach the server is c
     assert(failed(), "the commit of ada's leave failed while the server was unreachable");
     down = false;
     // before: the leave was forgotten after the failed attempt and ada stayed on the roster
+    await cai.sync();
+    assertEquals(cai.members("#e"), ["cai"]);
+    await ada!.client.sync();
+    assertEquals(ada!.client.listConversations().map((c) => c.name), [], "ada is out");
+  } finally {
+    await cai.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: a member's leave whose commit the server refused for now (full disk) is committed at the next sync (sim seed 5024)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  // while `full`, the server answers every commit as a full disk does
+  let full = false;
+  const { client: cai, events } = await linkedClient(ts, dir, "cai", async (req, real) => {
+    if (full && req.kind === "commit") {
+      throw new StorageError("The server's disk is full: nothing was stored; try again later", {
+        code: "storage_full",
+      });
+    }
+    return await real();
+  });
+  const others: TestUser[] = [];
+  try {
+    await cai.register();
+    others.push(await user(ts, dir, "ada"));
+    const [ada] = others;
+    await cai.createGroup("e");
+    await cai.invite("#e", ["ada"]);
+    await ada!.client.sync();
+    assertEquals(await ada!.client.leave("#e"), "asked");
+    full = true;
+    await cai.sync(); // reads the leave; committing it is refused: the disk is full
+    assert(
+      events.some((e) =>
+        e.kind === "warning" && e.text.startsWith("Could not commit ada's leave: The server's disk")
+      ),
+      "the commit of ada's leave was refused",
+    );
+    assertEquals(cai.members("#e").sort(), ["ada", "cai"]);
+    full = false;
+    // before: a refusal (not a lost connection) forgot the leave, and ada stayed on the
+    // roster until some member happened to commit anything in #e
     await cai.sync();
     assertEquals(cai.members("#e"), ["cai"]);
     await ada!.client.sync();

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertRejects } from "./_support/assert.ts";
 import { utf8 } from "../src/bytes.ts";
 import { StorageError } from "../src/errors.ts";
 import { InProcessNotifier, SqliteServerStore } from "../src/store/server/mod.ts";
+import type { DatabaseSync } from "node:sqlite";
 
 /** The next turn of the event loop after the store's batch (setImmediate) has run. */
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
@@ -192,6 +193,33 @@ Deno.test("SqliteServerStore.close during a checkpoint waits for it; the file op
       await again.close();
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteServerStore a full disk that rolls back the whole batch answers storage_full, not a database error (sim seed 5024)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "qpq_durable_" });
+  let db: DatabaseSync | undefined;
+  const s = await SqliteServerStore.open(`${dir}/server.db`, { onOpen: (d) => db = d });
+  try {
+    for (const n of ["alice", "bob"]) await s.createUser(n, utf8(`record of ${n}`));
+    // the disk fills: no new page (as tests/sim/disk.ts does); SQLite then rolls back the
+    // whole transaction, so the call's savepoint is gone
+    const { page_count } = db!.prepare("PRAGMA page_count").get() as { page_count: number };
+    db!.exec(`PRAGMA max_page_count = ${page_count}`);
+    // two calls in one turn share one batch (a SAVEPOINT each): the second fills the disk
+    const small = s.enqueue(message());
+    const big = s.enqueue({ ...message(), payload: new Uint8Array(256 * 1024) });
+    for (const call of [small, big]) {
+      const e = await assertRejects(() => call, StorageError);
+      // before: "no such savepoint: op" was reported, as an I/O error ("storage")
+      assertEquals(e.code, "storage_full");
+    }
+    assert(!db!.isTransaction, "nothing of the batch is left open");
+    db!.exec("PRAGMA max_page_count = 1073741823");
+    assertEquals((await s.enqueue(message())).duplicate, false, "space again: it stores");
+  } finally {
+    await s.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -54,7 +54,14 @@ import {
   type Request,
 } from "../wire/mod.ts";
 import { constantTimeEqual, fromHex, toHex, zeroize } from "../bytes.ts";
-import { InternalError, QpqError, TransportError, UsageError, ValidationError } from "../errors.ts";
+import {
+  InternalError,
+  QpqError,
+  retryLater,
+  TransportError,
+  UsageError,
+  ValidationError,
+} from "../errors.ts";
 import type { Conversation, GroupMeta, GroupRecord, StoredMessage } from "../store/client/mod.ts";
 import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
@@ -1395,9 +1402,10 @@ export class Groups {
       }
       for (const user of record.leaves) {
         // kept while the server cannot be reached (the commit was not even made, or it waits
-        // as our pending commit): the next maintain commits it; forgetting it here left the
-        // leaver on the roster for good (sim seed 2: a power cut, then nobody committed it)
-        const unreachable = await this.#commit(conv, async (state) => {
+        // as our pending commit) or refuses it for now (full disk, database error): the next
+        // maintain commits it; forgetting it here left the leaver on the roster for good
+        // (sim seed 2: a power cut, then nobody committed it; seed 5024: a full disk)
+        const later = await this.#commit(conv, async (state) => {
           if (!listMembers(state).some((x) => x.username === user)) return undefined;
           return { staged: await selfUpdate(state), roster: {} };
         }).then(() => false, (e) => {
@@ -1405,9 +1413,9 @@ export class Groups {
             kind: "warning",
             text: `Could not commit ${user}'s leave: ${reason(e)}`,
           });
-          return e instanceof TransportError;
+          return retryLater(e);
         });
-        if (unreachable) continue;
+        if (later) continue;
         const now = groups.meta(record.channelId);
         if (now) groups.update(now, { leaves: now.leaves.filter((u) => u !== user) });
       }

@@ -1863,11 +1863,30 @@ export const MUTANTS: Mutant[] = [
   {
     id: "leave-forgotten-when-its-commit-cannot-be-made",
     file: "src/client/groups.ts",
-    find: "        if (unreachable) continue;\n",
+    find: "        if (later) continue;\n",
     replace: "",
     why: "a member's leave whose commit could not reach the server stays recorded and is " +
       "committed at the next sync: forgotten, the leaver stayed on the roster for good",
     tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "leave-forgotten-when-its-commit-is-refused-for-now",
+    file: "src/client/groups.ts",
+    find: "          return retryLater(e);\n",
+    replace: "          return e instanceof TransportError;\n",
+    why: "a member's leave whose commit the server refused for now (full disk) stays recorded " +
+      "and is committed at the next sync (sim seed 5024): forgotten, the leaver stayed on " +
+      "the roster until some member committed anything",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "store-batch-rolled-back-by-sqlite-reported-as-io",
+    file: "src/store/server/sqlite_server_store.ts",
+    find: "          if (!db.isTransaction) throw e;\n",
+    replace: "",
+    why: "a full disk after which SQLite rolled back the whole batch is answered storage_full " +
+      "(sim seed 5024), not 'no such savepoint' as a database error",
+    tests: ["tests/store_durability_test.ts"],
   },
   {
     id: "server-commit-resend-by-former-member-refused",

@@ -954,6 +954,9 @@ export class SqliteServerStore implements ServerStore {
           wrote = true;
         } catch (e) {
           if (!single) {
+            // SQLite may roll the whole transaction back itself (SQLITE_FULL, IOERR, NOMEM):
+            // the batch is lost, and this error, not "no such savepoint", says why
+            if (!db.isTransaction) throw e;
             db.exec("ROLLBACK TO op");
             db.exec("RELEASE op");
           } else if (db.isTransaction) db.exec("ROLLBACK");
