@@ -20,6 +20,8 @@ interface Network {
   offline: boolean;
   /** Commits are lost on the way (everything else goes through). */
   commitsLost: boolean;
+  /** Enqueue requests ann made (counted by the link). */
+  enqueues?: number;
 }
 
 /**
@@ -39,7 +41,10 @@ async function queuedBehind(
     ts,
     dir,
     "ann",
-    (req, real) => net.commitsLost && req.kind === "commit" ? lost() : real(),
+    (req, real) => {
+      if (req.kind === "enqueue") net.enqueues = (net.enqueues ?? 0) + 1;
+      return net.commitsLost && req.kind === "commit" ? lost() : real();
+    },
     () => net.offline,
   );
   const others: TestUser[] = [];
@@ -100,10 +105,12 @@ Deno.test("client: a message queued before the group moved on while a leave wait
 });
 
 Deno.test("client: a message queued before the group moved on waits while the waiting leave cannot be committed, then goes out once", async () => {
-  const net = { offline: false, commitsLost: true };
+  const net: Network = { offline: false, commitsLost: true };
   await queuedBehind(net, async (ann, bob, _, queuedAt) => {
     // the leave cannot be committed: the message is held, not sent in the epoch it was made
+    const before = net.enqueues ?? 0;
     assertEquals(await ann.flushOutbox(), 0, "held, not sent in the epoch it was made");
+    assertEquals(net.enqueues ?? 0, before, "held by the client: not even offered to the server");
     assertEquals(ann.pendingCount(), 1);
     await bob.client.sync(); // bob commits cat's leave meanwhile
     assertEquals(bob.received(), [], "nothing reached bob");

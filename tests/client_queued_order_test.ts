@@ -12,6 +12,9 @@
 import { assertEquals } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { linkedClient, type TestUser, testUser } from "./_support/clients.ts";
+import { decodeFrame } from "../src/wire/mod.ts";
+import { toHex } from "../src/bytes.ts";
+import { AuthError } from "../src/errors.ts";
 
 const QUEUED = 12;
 
@@ -51,6 +54,66 @@ Deno.test("client: messages queued offline go out before the receipt of what the
   } finally {
     await ann.close().catch(() => {});
     for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: a queued message the server refuses for now holds only its own conversation; another conversation's queue goes out (sim seed 5015)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-queued-hold-" });
+  const net = { offline: false };
+  // the server refuses #g's enqueues "for now" (as it does a message of an epoch the group
+  // has left, which nothing can encrypt again while the sender's leave is pending)
+  const refused = { channel: "" };
+  const { client: ann } = await linkedClient(
+    ts,
+    dir,
+    "ann",
+    (req, real) => {
+      if (refused.channel && req.kind === "enqueue") {
+        // an encoded request (the outbox's) or a request object
+        const r = "bytes" in req ? decodeFrame(req.bytes as Uint8Array) : undefined;
+        const channel = r?.type === "request" && r.request.kind === "enqueue"
+          ? r.request.channelId
+          : "channelId" in req
+          ? req.channelId as Uint8Array
+          : undefined;
+        if (channel && toHex(channel) === refused.channel) {
+          return Promise.reject(
+            new AuthError("Too many messages: try again later", { code: "rate_limited" }),
+          );
+        }
+      }
+      return real();
+    },
+    () => net.offline,
+  );
+  let bob: TestUser | undefined;
+  try {
+    await ann.register();
+    bob = await testUser(ts, dir, "bob");
+    await bob.client.createGroup("g");
+    await bob.client.invite("#g", ["ann"]);
+    await ann.sync();
+    await ann.dm("bob");
+    await ann.send("@bob", "hello");
+    await bob.client.sync();
+
+    net.offline = true;
+    await ann.disconnect();
+    assertEquals((await ann.send("#g", "to the group")).status, "pending");
+    assertEquals((await ann.send("@bob", "to bob")).status, "pending");
+    refused.channel = ann.conversation("#g").id;
+
+    net.offline = false;
+    await ann.flushOutbox();
+    assertEquals(ann.pendingCount(), 1, "only the refused group message waits");
+    await bob.client.sync();
+    assertEquals(bob.received().filter((t) => t.startsWith("to ")), ["to bob"]);
+  } finally {
+    await ann.close().catch(() => {});
+    await bob?.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
   }

@@ -249,7 +249,7 @@ export class Outbox {
    * Send everything still queued (oldest first) but the requests of the conversations in
    * `held` (their group is not at an epoch they may leave on yet: they wait, in order).
    * Returns how many went out. A queued message the server refuses is dropped from the
-   * queue with a warning.
+   * queue with a warning; one it refuses for now holds the rest of its conversation only.
    */
   async flush(held: ReadonlySet<string> = new Set()): Promise<number> {
     while (this.#flushing) await this.#flushing.catch(() => {});
@@ -263,8 +263,9 @@ export class Outbox {
 
   async #flush(held: ReadonlySet<string>): Promise<number> {
     let sent = 0;
+    const waiting = new Set(held);
     for (const e of this.#ctx.state.listOutbox()) {
-      if (held.has(e.conversationId)) continue;
+      if (waiting.has(e.conversationId)) continue;
       let ok: "stored" | "duplicate" | false;
       try {
         ok = await this.#deliver(e.messageId, encodedRequest("enqueue", e.request), {
@@ -292,7 +293,14 @@ export class Outbox {
         });
         continue;
       }
-      if (!ok) break;
+      if (!ok) {
+        // the server refused it for now (the group moved on, a limit, a full disk): only its
+        // conversation waits, the others' queues go on (seed 5015: one stale message of a
+        // group being left held every other conversation's queue for good); no server: stop
+        if (!this.#session.connected) break;
+        waiting.add(e.conversationId);
+        continue;
+      }
       sent++;
       // sent again after a restore: new to the server = the restore had lost it
       if (e.resend && ok === "stored" && this.#restore) this.#restore.resent++;

@@ -879,7 +879,7 @@ export const MUTANTS: Mutant[] = [
   {
     id: "client-queued-held-ignored",
     file: "src/client/outbox.ts",
-    find: "if (held.has(e.conversationId)) continue;",
+    find: "if (waiting.has(e.conversationId)) continue;",
     replace: "",
     why: "the outbox holds the requests of a conversation whose group is not current yet",
     tests: ["tests/client_queued_epoch_test.ts"],
@@ -2003,6 +2003,16 @@ export const MUTANTS: Mutant[] = [
       "forgets the group, also when a sync after a crash or a lost answer completes it: " +
       "kept, the group stays listed for good though the server let us go",
     tests: ["tests/client_groups_test.ts"],
+    quick: true,
+  },
+  {
+    id: "outbox-refusal-holds-its-conversation-only",
+    file: "src/client/outbox.ts",
+    find: "        waiting.add(e.conversationId);\n        continue;",
+    replace: "        break;",
+    why: "a queued message refused for now holds only its own conversation: one stale " +
+      "message (a group being left) must not hold every other conversation's queue",
+    tests: ["tests/client_queued_order_test.ts"],
     quick: true,
   },
 ];
