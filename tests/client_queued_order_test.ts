@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals } from "./_support/assert.ts";
 import { startTestServer } from "./_support/server.ts";
 import { linkedClient, type TestUser, testUser } from "./_support/clients.ts";
 import { decodeFrame } from "../src/wire/mod.ts";
@@ -114,6 +114,51 @@ Deno.test("client: a queued message the server refuses for now holds only its ow
   } finally {
     await ann.close().catch(() => {});
     await bob?.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: a message queued in an epoch the group has left goes out before the sender's leave, encrypted again (sim seed 5015)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-queued-leave-" });
+  const net = { offline: false };
+  const { client: ann } = await linkedClient(
+    ts,
+    dir,
+    "ann",
+    (_req, real) => real(),
+    () => net.offline,
+  );
+  const others: TestUser[] = [];
+  try {
+    await ann.register();
+    others.push(await testUser(ts, dir, "bob"), await testUser(ts, dir, "cat"));
+    const [bob, cat] = others as [TestUser, TestUser];
+    await bob.client.createGroup("g");
+    await bob.client.invite("#g", ["ann", "cat"]);
+    await ann.sync();
+    await cat.client.sync();
+
+    net.offline = true;
+    await ann.disconnect();
+    assertEquals((await ann.send("#g", "before I go")).status, "pending");
+    await bob.client.update("#g"); // the group moves on: ann's message is of an old epoch
+    net.offline = false;
+    // the leave waits behind the message queued before it (and says so), then both go out
+    const said = await ann.leave("#g").then(String, (e: Error) => e.message);
+    assert(said === "asked" || said.includes("sent after the messages queued before it"), said);
+    await ann.flushOutbox();
+    assertEquals(ann.pendingCount(), 0, "the message and the leave went out");
+    await bob.client.sync(); // reads the message, commits ann's leave
+    await cat.client.sync();
+    const unreadable = bob.events.flatMap((e) => e.kind === "unreadable" ? [e.reason] : []);
+    assertEquals(unreadable, [], "bob reads it");
+    assertEquals(bob.received(), ["before I go"]);
+    assertEquals(bob.client.members("#g").sort(), ["bob", "cat"]);
+  } finally {
+    await ann.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
     await ts.close();
     await Deno.remove(dir, { recursive: true });
   }

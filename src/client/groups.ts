@@ -768,7 +768,12 @@ export class Groups {
    * request in one transaction, then send it: a lost answer or a crash resends the same
    * request (the server keeps one copy), so the group never sees a leave we forgot.
    */
-  async #proposeLeave(record: GroupMeta, state: MlsGroupState): Promise<void> {
+  async #proposeLeave(record: GroupMeta, current: MlsGroupState): Promise<void> {
+    // what is queued for this group from an earlier epoch goes out before the leave,
+    // encrypted again now: once our proposal is pending nothing can encrypt it, and the
+    // server refuses it for good (seed 5015: the leave waited behind it forever)
+    const again = await this.#encryptQueuedAgain(record.channelId, current);
+    const state = again.state;
     const enc = await leaveGroup(state);
     const id = uuidv7();
     const request = encodeRequestOnce({
@@ -782,6 +787,13 @@ export class Groups {
     });
     const s = this.#ctx.state;
     s.transaction(() => {
+      if (again.redone.size > 0) {
+        // every entry is queued again in its place, so the order is kept
+        for (const e of s.listOutbox()) {
+          s.removeOutbox(e.messageId);
+          s.addOutbox({ ...e, request: again.redone.get(e.messageId) ?? e.request });
+        }
+      }
       // others' leaves stay recorded: if every member asks, one of us commits theirs
       this.#save(record, enc.state, { leavingEpoch: Number(state.epoch) });
       s.addOutbox({
@@ -793,6 +805,7 @@ export class Groups {
       });
     });
     enc.consumed.forEach((c) => zeroize(c));
+    again.consumed.forEach((c) => zeroize(c));
     let sent: boolean;
     try {
       sent = await this.#outbox.deliver(uuidToString(id), request);
@@ -1101,6 +1114,41 @@ export class Groups {
    * Queued application messages of working groups encrypted in an epoch before the
    * group's current one, oldest first, each with its group's stored record and state.
    */
+  /**
+   * The queued application messages of `channelId` encrypted in an epoch before `state`'s,
+   * encrypted again in `state` (when it has no proposal or commit pending; else as they
+   * were). Returns the state after them, their new requests by message id, and the used
+   * secrets to zero once the new state is stored.
+   */
+  async #encryptQueuedAgain(
+    channelId: string,
+    state: MlsGroupState,
+  ): Promise<{ state: MlsGroupState; redone: Map<string, Uint8Array>; consumed: Uint8Array[] }> {
+    const redone = new Map<string, Uint8Array>();
+    const consumed: Uint8Array[] = [];
+    if (state.pendingProposals > 0 || state.hasPendingCommit) return { state, redone, consumed };
+    for (const e of this.#ctx.state.listOutbox(channelId)) {
+      if (!e.content) continue; // an older build's entry: as it was
+      const frame = decodeFrame(e.request);
+      if (frame.type !== "request" || frame.request.kind !== "enqueue") continue;
+      const request = frame.request;
+      if (request.messageKind !== "application" || request.epoch >= Number(state.epoch)) continue;
+      const enc = await encryptMessage(state, e.content);
+      state = enc.state;
+      consumed.push(...enc.consumed);
+      redone.set(
+        e.messageId,
+        encodeRequestOnce({
+          ...request,
+          payload: enc.outbound,
+          epoch: Number(state.epoch),
+          recipients: [], // as refreshQueued: to everyone in the new epoch
+        }).bytes,
+      );
+    }
+    return { state, redone, consumed };
+  }
+
   #staleQueued(): {
     messageId: string;
     /** The outbox entry's conversation (what the outbox holds by). */

@@ -2015,4 +2015,15 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_queued_order_test.ts"],
     quick: true,
   },
+  {
+    id: "leave-encrypts-queued-again",
+    file: "src/client/groups.ts",
+    find: "    const again = await this.#encryptQueuedAgain(record.channelId, current);",
+    replace:
+      "    const again = { state: current, redone: new Map<string, Uint8Array>(), consumed: [] as Uint8Array[] };",
+    why: "a message queued in an epoch the group has left is encrypted again before our leave " +
+      "proposal: once the proposal is pending nothing can, and the leave waits behind it forever",
+    tests: ["tests/client_queued_order_test.ts"],
+    quick: true,
+  },
 ];
