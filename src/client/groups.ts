@@ -62,7 +62,13 @@ import {
   UsageError,
   ValidationError,
 } from "../errors.ts";
-import type { Conversation, GroupMeta, GroupRecord, StoredMessage } from "../store/client/mod.ts";
+import type {
+  Conversation,
+  GroupMeta,
+  GroupRecord,
+  LocalState,
+  StoredMessage,
+} from "../store/client/mod.ts";
 import type { GroupFields } from "./group_states.ts";
 import type { ClientContext } from "./_context.ts";
 import type { Contacts } from "./contacts.ts";
@@ -787,13 +793,7 @@ export class Groups {
     });
     const s = this.#ctx.state;
     s.transaction(() => {
-      if (again.redone.size > 0) {
-        // every entry is queued again in its place, so the order is kept
-        for (const e of s.listOutbox()) {
-          s.removeOutbox(e.messageId);
-          s.addOutbox({ ...e, request: again.redone.get(e.messageId) ?? e.request });
-        }
-      }
+      requeue(s, again.redone);
       // others' leaves stay recorded: if every member asks, one of us commits theirs
       this.#save(record, enc.state, { leavingEpoch: Number(state.epoch) });
       s.addOutbox({
@@ -1082,28 +1082,16 @@ export class Groups {
           held.add(q.conversationId); // never sent in an epoch the group has left
           continue;
         }
-        const enc = await encryptMessage(g.state, content);
-        const request = encodeRequestOnce({
-          ...q.request,
-          payload: enc.outbound,
-          epoch: Number(g.state.epoch),
-          // a receipt to its authors goes to everyone now: the new epoch's count of narrow
-          // sends does not know it, and an author may have left since
-          recipients: [],
-        });
+        const again = await encryptAgain(g.state, q.request, content);
         // zeroed once the new states are stored: the kept state must stay usable till then
-        consumed.push(...enc.consumed);
-        states.set(q.channelId, { record: g.record, state: enc.state });
-        redone.set(q.messageId, request.bytes);
+        consumed.push(...again.consumed);
+        states.set(q.channelId, { record: g.record, state: again.state });
+        redone.set(q.messageId, again.request);
       }
       if (redone.size === 0) return;
       s.transaction(() => {
         for (const { record, state } of states.values()) this.#save(record, state);
-        // every entry is queued again in its place, so the order is kept
-        for (const e of s.listOutbox()) {
-          s.removeOutbox(e.messageId);
-          s.addOutbox({ ...e, request: redone.get(e.messageId) ?? e.request });
-        }
+        requeue(s, redone);
       });
       consumed.forEach((c) => zeroize(c));
     });
@@ -1133,18 +1121,10 @@ export class Groups {
       if (frame.type !== "request" || frame.request.kind !== "enqueue") continue;
       const request = frame.request;
       if (request.messageKind !== "application" || request.epoch >= Number(state.epoch)) continue;
-      const enc = await encryptMessage(state, e.content);
-      state = enc.state;
-      consumed.push(...enc.consumed);
-      redone.set(
-        e.messageId,
-        encodeRequestOnce({
-          ...request,
-          payload: enc.outbound,
-          epoch: Number(state.epoch),
-          recipients: [], // as refreshQueued: to everyone in the new epoch
-        }).bytes,
-      );
+      const again = await encryptAgain(state, request, e.content);
+      state = again.state;
+      consumed.push(...again.consumed);
+      redone.set(e.messageId, again.request);
     }
     return { state, redone, consumed };
   }
@@ -1658,4 +1638,35 @@ function commitRequest(request: EncodedRequest): Extract<Request, { kind: "commi
 /** The MLS commit inside an encoded own `commit` request. */
 function commitPayload(request: EncodedRequest): Uint8Array {
   return commitRequest(request).payload;
+}
+
+/**
+ * A queued application message's Content encrypted again in `state` (its group moved on):
+ * the same request in the state's epoch. Returns the state after it, the new request bytes
+ * and the used secrets (zero them once the new state is stored).
+ */
+async function encryptAgain(
+  state: MlsGroupState,
+  request: Extract<Request, { kind: "enqueue" }>,
+  content: Uint8Array,
+): Promise<{ state: MlsGroupState; request: Uint8Array; consumed: Uint8Array[] }> {
+  const enc = await encryptMessage(state, content);
+  const bytes = encodeRequestOnce({
+    ...request,
+    payload: enc.outbound,
+    epoch: Number(state.epoch),
+    // a receipt to its authors goes to everyone now: the new epoch's count of narrow
+    // sends does not know it, and an author may have left since
+    recipients: [],
+  }).bytes;
+  return { state: enc.state, request: bytes, consumed: enc.consumed };
+}
+
+/** Put the `redone` requests in place of the queued ones, every entry kept in its order. */
+function requeue(s: LocalState, redone: ReadonlyMap<string, Uint8Array>): void {
+  if (redone.size === 0) return;
+  for (const e of s.listOutbox()) {
+    s.removeOutbox(e.messageId);
+    s.addOutbox({ ...e, request: redone.get(e.messageId) ?? e.request });
+  }
 }
