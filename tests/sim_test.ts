@@ -84,6 +84,18 @@ const RUNS: Run[] = envSeeds
       args: ["--big-group", "100"],
       atLeast: { "big-groups": 1 },
     },
+    // seeds of the seed loop whose model was wrong about leaves: a member in doubt after its
+    // own leave whose client rightly says it is gone (5011, 5039); a leave that crashed but
+    // was kept, waiting for the only other member, who is offline (5012)
+    { seed: 5011, steps: 150, clients: 9, mode: "memory" },
+    { seed: 5039, steps: 150, clients: 9, mode: "memory" },
+    {
+      seed: 5012,
+      steps: 150,
+      clients: 9,
+      mode: "memory",
+      args: ["--weight", "crash=20,send=40"],
+    },
     // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
     { seed: 1, steps: 25, clients: 4, mode: "process" },
   ];

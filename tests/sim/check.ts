@@ -102,6 +102,8 @@ export function checkAgreement(ctx: CheckContext): void {
     for (const a of online) {
       const v = viewOf(a, g);
       if ("error" in v) {
+        // a user in doubt (its own leave or a removal not yet seen settled) may be gone
+        if (g.doubt.has(a.name)) continue;
         ctx.violate(
           "member-has-group",
           `${a.name} is a member of ${g.key} (model roster ${
@@ -159,7 +161,7 @@ export async function checkServerRoster(
   const conns = new Map<string, ServerLink>();
   try {
     for (const g of ctx.model.groups.values()) {
-      const asker = onlineActors(ctx).find((a) => g.roster.has(a.name));
+      const asker = onlineActors(ctx).find((a) => g.roster.has(a.name) && !g.doubt.has(a.name));
       if (!asker) continue;
       let channelId: string | undefined;
       try {
