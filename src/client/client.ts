@@ -460,14 +460,14 @@ export class QpqClient {
 
   /**
    * The delivered receipts the messages received made due: one per conversation (per 100).
-   * With `coalesce` (after a push) a conversation's receipt goes out at most every
+   * With `coalesce` (after a push or a sync) a conversation's receipt goes out at most every
    * DELIVERED_RECEIPT_EVERY_MS: ids due sooner are held, and a timer sends them then, in
-   * one receipt with whatever came meanwhile; a sync or close sends every held one now.
+   * one receipt with whatever came meanwhile; closing sends every held one now.
    *
    * ```
    * push ─► stored ─► ids due ─► last receipt of that conversation ≥ EVERY ago? ─ yes ─► send
    *                                                                           └ no ──► hold
-   * timer (at last + EVERY), sync, close ─► held + due ─► send
+   * timer (at last + EVERY), close ─► held + due ─► send
    * ```
    */
   async #sendDelivered(coalesce = false): Promise<void> {
@@ -1044,7 +1044,9 @@ export class QpqClient {
   async sync(): Promise<number> {
     const n = await this.#receiver.fetch();
     await this.#maintain(n);
-    await this.#sendDelivered();
+    // at most one delivered receipt per conversation per DELIVERED_RECEIPT_EVERY_MS, as
+    // after a push: a client syncing in a loop composed, sealed and sent one per sync
+    await this.#sendDelivered(true);
     await this.#flushQueued(); // what is still queued goes out as soon as the server is there
     return n;
   }

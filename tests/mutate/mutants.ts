@@ -1770,6 +1770,16 @@ export const MUTANTS: Mutant[] = [
   },
   // ---- issue 21 part 2: delivery and read receipts
   {
+    id: "sync-coalesces-delivered-receipts",
+    file: "src/client/client.ts",
+    find: "await this.#sendDelivered(true);",
+    replace: "await this.#sendDelivered();",
+    why:
+      "a client syncing in a loop sends at most one delivered receipt per conversation per interval, not one composed, sealed and sent per sync",
+    tests: ["tests/client_receipts_test.ts"],
+    quick: true,
+  },
+  {
     id: "receipt-not-ours",
     file: "src/client/receipts.ts",
     find: 'm.direction !== "out" || m.sender === author',
