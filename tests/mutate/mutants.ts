@@ -1770,6 +1770,24 @@ export const MUTANTS: Mutant[] = [
   },
   // ---- issue 21 part 2: delivery and read receipts
   {
+    id: "kept-sent-byte-bound",
+    file: "src/store/client/client_store.ts",
+    find: "while (count > limits.count || bytes > limits.bytes) {",
+    replace: "while (count > limits.count) {",
+    why: "the acknowledged requests kept for a server restore stay within their byte bound",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
+    id: "kept-sent-oldest-go",
+    file: "src/store/client/client_store.ts",
+    find: '"SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq DESC LIMIT 1",',
+    replace: '"SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq LIMIT 1",',
+    why: "over the bound the oldest kept requests go, never the newest (what a restore needs)",
+    tests: ["tests/local_state_test.ts"],
+    quick: true,
+  },
+  {
     id: "sync-coalesces-delivered-receipts",
     file: "src/client/client.ts",
     find: "await this.#sendDelivered(true);",

@@ -1436,16 +1436,21 @@ export class ClientStore implements LocalState {
         this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array),
         idH,
       );
-      let count = 0;
-      let bytes = 0;
-      for (
-        const k of this.#all("SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq")
-      ) {
-        count++;
-        bytes += Number(k.n);
-        if (count > limits.count || bytes > limits.bytes) {
-          this.#run("DELETE FROM outbox WHERE seq = ?", k.seq as number);
-        }
+      // the newest that fit both limits stay: the oldest go while the totals exceed one
+      // (counted in SQL: no kept row is read into JavaScript on a send)
+      const total = this.#get(
+        "SELECT COUNT(*) AS n, TOTAL(length(data)) AS b FROM outbox WHERE seq < 0",
+      );
+      let count = Number(total?.n ?? 0);
+      let bytes = Number(total?.b ?? 0);
+      while (count > limits.count || bytes > limits.bytes) {
+        const oldest = this.#get(
+          "SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq DESC LIMIT 1",
+        );
+        if (oldest === undefined) break;
+        this.#run("DELETE FROM outbox WHERE seq = ?", oldest.seq as number);
+        count--;
+        bytes -= Number(oldest.n);
       }
       return true;
     });
