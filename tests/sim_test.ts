@@ -14,26 +14,13 @@ import { checkChanges, checkMessages, checkReceipts } from "./sim/check.ts";
 import { FaultySeams } from "./sim/faults.ts";
 import { Ledger } from "./sim/ledger.ts";
 import { Model } from "./sim/model.ts";
-import { simFlags } from "./sim/shrink.ts";
+import { type Run, sim, simTest } from "./sim/runs.ts";
 import { World } from "./sim/world.ts";
-
-const ROOT = new URL("../", import.meta.url).pathname;
 
 const envSeeds = Deno.env.get("QPQ_SIM_SEEDS");
 const STEPS = Number(Deno.env.get("QPQ_SIM_STEPS") ?? 150);
 const CLIENTS = Number(Deno.env.get("QPQ_SIM_CLIENTS") ?? 6);
-type Run = {
-  seed: number;
-  steps: number;
-  clients: number;
-  mode: "memory" | "process";
-  /** Checks of the summary's "checks" list that must have run at least once. */
-  checks?: string[];
-  /** More options of `deno task sim` (e.g. `--weight`). */
-  args?: string[];
-  /** Counters of the summary (stderr) that must reach at least these values. */
-  atLeast?: Record<string, number>;
-};
+
 const RUNS: Run[] = envSeeds
   ? envSeeds.split(",").map((s) => ({
     seed: Number(s),
@@ -84,97 +71,10 @@ const RUNS: Run[] = envSeeds
       args: ["--big-group", "100"],
       atLeast: { "big-groups": 1 },
     },
-    // seeds of the seed loop whose model was wrong about leaves: a member in doubt after its
-    // own leave whose client rightly says it is gone (5011, 5039); a leave that crashed but
-    // was kept, waiting for the only other member, who is offline (5012)
-    { seed: 5011, steps: 150, clients: 9, mode: "memory" },
-    { seed: 5039, steps: 150, clients: 9, mode: "memory" },
-    {
-      seed: 5012,
-      steps: 150,
-      clients: 9,
-      mode: "memory",
-      args: ["--weight", "crash=20,send=40"],
-    },
     // what only a real process shows: real QUIC, SIGKILL; fewer steps (real time)
     { seed: 1, steps: 25, clients: 4, mode: "process" },
   ];
-const FLAGS = await simFlags();
-
-/** Run `deno task sim` with `args`; its exit code, stdout and stderr. */
-async function sim(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", `${ROOT}deno.json`, ...FLAGS, `${ROOT}tests/sim/main.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* finished */ }
-  }, 240_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
-
-for (const run of RUNS) {
-  Deno.test({
-    name: `simulation (${run.mode}) seed ${run.seed}, ${run.steps} steps, ${run.clients} clients${
-      run.args ? ` ${run.args.join(" ")}` : ""
-    }: every invariant holds`,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    async fn() {
-      const out = await sim([
-        "--seed",
-        String(run.seed),
-        "--steps",
-        String(run.steps),
-        "--clients",
-        String(run.clients),
-        "--mode",
-        run.mode,
-        ...(run.args ?? []),
-      ]);
-      const last = out.stdout.trimEnd().split("\n").at(-1) ?? "";
-      const expected =
-        `sim: seed ${run.seed}, ${run.steps} steps, ${run.clients} clients, 0 violations`;
-      assert(
-        out.code === 0 && last === expected,
-        `simulation failed (exit ${out.code}):\n${out.stdout}\n--- stderr (tail) ---\n${
-          out.stderr.split("\n").slice(-20).join("\n")
-        }`,
-      );
-      // "sim: operations …; checks admins=45 delete=4 …": each named check ran
-      const line = out.stdout.split("\n").find((l) => l.startsWith("sim: operations")) ?? "";
-      const ran = new Map(
-        [...(line.split("checks ")[1] ?? "").matchAll(/([a-z-]+)=(\d+)/g)].map((m) => [
-          m[1]!,
-          Number(m[2]),
-        ]),
-      );
-      for (const c of run.checks ?? []) {
-        assert((ran.get(c) ?? 0) > 0, `check ${c} never ran at seed ${run.seed}: ${line}`);
-      }
-      // "sim: 12.3s, … steps/s …; big-groups=1 checks=2 …" on stderr
-      const summary = out.stderr.split("\n").find((l) => /^sim: [0-9.]+s, /.test(l)) ?? "";
-      for (const [k, min] of Object.entries(run.atLeast ?? {})) {
-        const n = Number(new RegExp(`[ ;]${k}=(\\d+)`).exec(summary)?.[1] ?? 0);
-        assert(n >= min, `${k}=${n} at seed ${run.seed}, wanted at least ${min}: ${summary}`);
-      }
-    },
-  });
-}
+for (const run of RUNS) simTest(run);
 
 const REPLAY_STEPS = Number(Deno.env.get("QPQ_SIM_REPLAY_STEPS") ?? 60);
 
