@@ -846,6 +846,54 @@ Deno.test("client: a member's leave whose commit the server refused for now (ful
   }
 });
 
+Deno.test("client: a settings change made while a member's leave is held is readable by the others: the leave goes first (sim seed 7007)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  // while `full`, the server answers every commit as a full disk does: the leave stays held
+  let full = false;
+  const { client: cai, events } = await linkedClient(ts, dir, "cai", async (req, real) => {
+    if (full && req.kind === "commit") {
+      throw new StorageError("The server's disk is full: nothing was stored; try again later", {
+        code: "storage_full",
+      });
+    }
+    return await real();
+  });
+  const others: TestUser[] = [];
+  try {
+    await cai.register();
+    others.push(await user(ts, dir, "ada"), await user(ts, dir, "bob"));
+    const [ada, bob] = others;
+    await cai.createGroup("e");
+    await cai.invite("#e", ["ada", "bob"]);
+    await syncAll([ada!, bob!], 1);
+    assertEquals(await ada!.client.leave("#e"), "asked");
+    full = true;
+    await cai.sync(); // reads the leave; committing it is refused for now: it is held
+    assertEquals(cai.members("#e").sort(), ["ada", "bob", "cai"]);
+    full = false;
+    // before: the settings commit carried the held leave and its path secrets were
+    // encrypted under the group context before the change (ts-mls): bob could not read it,
+    // was broken and had to be re-added
+    assert(await cai.setAdmin("#e", "bob", true));
+    await bob!.client.sync();
+    assertEquals(bob!.events.filter((e) => e.kind === "broken"), []);
+    assertEquals(bob!.client.listConversations().find((c) => c.name === "#e")?.broken, undefined);
+    assertEquals(bob!.client.epochInfo("#e"), cai.epochInfo("#e"));
+    assertEquals(bob!.client.members("#e").sort(), ["bob", "cai"]);
+    assertEquals([...bob!.client.settings("#e")?.admins ?? []].sort(), ["bob", "cai"]);
+    assert(events.some((e) => e.kind === "members" && e.left.includes("ada")), "ada's leave");
+    await cai.send("#e", "after the change");
+    await bob!.client.sync();
+    assert(bob!.received().includes("after the change"));
+  } finally {
+    await cai.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("client: the last member's leave whose answer was lost is resent and taken as done, not refused as from a non-member (sim seed 5)", async () => {
   const ts = await startTestServer({ file: { max_groups_per_user: 1 } });
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { randomBytes } from "../src/bytes.ts";
-import { ValidationError } from "../src/errors.ts";
+import { UsageError, ValidationError } from "../src/errors.ts";
 import {
   addMembers,
   changeSettings,
@@ -17,10 +17,12 @@ import {
   groupSettings,
   isAdmin,
   joinFromWelcome,
+  leaveGroup,
   mergePendingCommit,
   type MlsGroupState,
   processMessage,
   removeMembers,
+  selfUpdate,
 } from "../src/mls/mod.ts";
 
 const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519" as const;
@@ -168,4 +170,29 @@ Deno.test("processMessage takes a non-admin's re-add of a member (old leaf out, 
   const r = await processMessage(a!, readd.outbound.commit);
   assert.equal(r.kind, "commit", "a rejoin is not a removal: any member may commit it");
   void b;
+});
+
+Deno.test("changeSettings refuses while a member's leave is held; committed after the leave, every member reads it (sim seed 7007)", async () => {
+  let [a, b, c] = await team();
+  const leave = await leaveGroup(c!);
+  a = (await processMessage(a!, leave.outbound)).state;
+  b = (await processMessage(b!, leave.outbound)).state;
+  const grant = { ...BASE, admins: ["alice", "bob"] };
+  // before: the commit carried carol's removal and a path whose secrets ts-mls encrypted
+  // under the group context without the new settings; bob decrypts under the one with
+  // them, and could not read it ("Cannot process handshake message")
+  await assert.rejects(() => changeSettings(a!, grant), (e) => {
+    assert.ok(e instanceof UsageError);
+    assert.equal(e.code, "conflict");
+    return true;
+  });
+  const leaves = await selfUpdate(a!);
+  a = mergePendingCommit(leaves.state).state;
+  const rb = await processMessage(b!, leaves.outbound.commit);
+  assert.ok(rb.kind === "commit");
+  assert.deepEqual(rb.removed.map((m) => m.username), ["carol"]);
+  const staged = await changeSettings(a, grant);
+  const r = await processMessage(rb.state, staged.outbound.commit);
+  assert.ok(r.kind === "commit");
+  assert.deepEqual(r.settings?.admins, ["alice", "bob"]);
 });

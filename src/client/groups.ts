@@ -318,7 +318,7 @@ export class Groups {
   ): Promise<boolean> {
     if (conv.kind !== "group") throw new UsageError("Settings exist in groups only");
     await this.#session.ensure();
-    return await this.#commit(conv, async (state) => {
+    return await this.#settingsCommit(conv, (state) => {
       this.#mustBeAdmin(conv, state, what);
       const now = groupSettings(state);
       if (now === undefined) {
@@ -332,8 +332,34 @@ export class Groups {
         next.disappearingSeconds === now.disappearingSeconds && next.name === now.name &&
         next.admins.join() === now.admins.join()
       ) return undefined;
-      return { staged: await changeSettings(state, next), roster: {} };
+      return next;
     });
+  }
+
+  /**
+   * Commit a settings change: `build` gives the new settings from the current state, or
+   * undefined when there is nothing to change. Members' leaves we hold go first, in a
+   * commit of their own: a settings commit that also removes someone is unreadable to the
+   * other members (ts-mls encrypts its path under the wrong group context; see
+   * `changeSettings` in src/mls). Resolves true when the settings commit was accepted.
+   */
+  async #settingsCommit(
+    conv: Conversation,
+    build: (state: MlsGroupState) => GroupSettings | undefined,
+  ): Promise<boolean> {
+    for (let round = 0;; round++) {
+      let leavesFirst = false;
+      const changed = await this.#commit(conv, async (state) => {
+        leavesFirst = false;
+        const next = build(state);
+        if (next === undefined) return undefined;
+        // past the retries the settings commit is tried, and refused, as it is
+        leavesFirst = leavingMembers(state).length > 0 && round < COMMIT_RETRIES;
+        if (leavesFirst) return { staged: await selfUpdate(state), roster: {} };
+        return { staged: await changeSettings(state, next), roster: {} };
+      });
+      if (!leavesFirst) return changed;
+    }
   }
 
   /**
@@ -375,7 +401,7 @@ export class Groups {
   async setAdmin(conv: Conversation, user: string, grant: boolean): Promise<boolean> {
     if (conv.kind !== "group") throw new UsageError("Admins exist in groups only");
     await this.#session.ensure();
-    return await this.#commit(conv, async (state) => {
+    return await this.#settingsCommit(conv, (state) => {
       this.#mustBeAdmin(conv, state, grant ? "grant admin" : "revoke admin");
       const now = groupSettings(state);
       if (now === undefined) {
@@ -397,7 +423,7 @@ export class Groups {
           },
         );
       }
-      return { staged: await changeSettings(state, { ...now, admins }), roster: {} };
+      return { ...now, admins };
     });
   }
 
@@ -411,7 +437,7 @@ export class Groups {
       throw new UsageError("Disappearing timer must be off or 30 seconds to 4 weeks");
     }
     await this.#session.ensure();
-    return await this.#commit(conv, async (state) => {
+    return await this.#settingsCommit(conv, (state) => {
       this.#mustBeAdmin(conv, state, "set disappearing messages");
       const now = groupSettings(state);
       if (now === undefined) {
@@ -420,8 +446,7 @@ export class Groups {
         });
       }
       if (now.disappearingSeconds === seconds) return undefined;
-      const next = { ...now, disappearingSeconds: seconds };
-      return { staged: await changeSettings(state, next), roster: {} };
+      return { ...now, disappearingSeconds: seconds };
     });
   }
 

@@ -1130,7 +1130,15 @@ export function isAdmin(state: MlsGroupState, username: string): boolean {
  * {@link removeMembers}, this builds the commit and leaves the local refusal to the caller
  * ({@link isAdmin}), so a test can forge what a modified client would send.
  *
+ * A member's leave we hold cannot ride along: ts-mls 1.6.4 encrypts a commit's path
+ * secrets under the group context with the old extensions, its receivers decrypt them
+ * under the one with the new (RFC 9420 §12.4.2 provisional GroupContext; ts-mls issue
+ * 742), and a removal makes the commit carry a path. Such a commit is unreadable to every
+ * other member (sim seed 7007: the member broke and had to be re-added). Commit the
+ * leaves first ({@link selfUpdate}, see {@link leavingMembers}).
+ *
  * @throws ValidationError for out-of-bounds settings
+ * @throws UsageError "conflict" while a member's leave is held
  */
 export async function changeSettings(
   state: MlsGroupState,
@@ -1138,6 +1146,11 @@ export async function changeSettings(
 ): Promise<StagedCommit> {
   const s = live(state);
   noPending(s);
+  if (pendingRemovals(s.current).size > 0) {
+    throw new UsageError("Commit the members' leaves before changing the group's settings", {
+      code: "conflict",
+    });
+  }
   const proposal: Proposal = {
     proposalType: "group_context_extensions",
     groupContextExtensions: {

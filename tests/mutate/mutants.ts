@@ -2054,4 +2054,25 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_queued_order_test.ts"],
     quick: true,
   },
+  {
+    id: "settings-commit-refuses-held-leaves",
+    file: "src/mls/group.ts",
+    find:
+      "  if (pendingRemovals(s.current).size > 0) {\n    throw new UsageError(\"Commit the members'",
+    replace: "  if (false) {\n    throw new UsageError(\"Commit the members'",
+    why: "a settings commit that also applies a held leave carries a path ts-mls encrypts under " +
+      "the wrong group context: unreadable to every other member (sim seed 7007)",
+    tests: ["tests/mls_roles_test.ts"],
+    quick: true,
+  },
+  {
+    id: "settings-commit-leaves-first",
+    file: "src/client/groups.ts",
+    find: "leavesFirst = leavingMembers(state).length > 0 && round < COMMIT_RETRIES;",
+    replace: "leavesFirst = false;",
+    why: "a settings change while a member's leave is held commits the leave first, else the " +
+      "change is refused or unreadable to the other members (sim seed 7007)",
+    tests: ["tests/client_groups_test.ts"],
+    quick: true,
+  },
 ];
