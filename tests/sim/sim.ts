@@ -312,6 +312,8 @@ class Simulation implements CheckContext {
    * online. A leaver gone offline before its removal was committed is in doubt until back.
    */
   readonly #leaves = new Map<string, Set<string>>();
+  /** Each client's offline spans (what it knows of its groups stops at a span's start). */
+  readonly #offline = new Map<string, { from: number; to: number }[]>();
   readonly #diagnostics: string[] = [];
   #step = 0;
   /** Crashes of clients on files so far (every second one is a power cut). */
@@ -698,9 +700,13 @@ class Simulation implements CheckContext {
         this.model.accept(m, t);
       } else if (status === "failed") {
         // terminal: the client says it will never go out; only a removal (or leave) may say
-        // so, or a group whose other members all left before it went out (nobody to send to)
+        // so, or a group whose other members all left before it went out (nobody to send to).
+        // A message written offline was written on what the client knew when it went offline:
+        // a removal since (even one undone by a re-add before the message) fails it (seed 7061)
+        const span = this.#offline.get(a.name)?.find((o) => o.from <= m.sentAt && m.sentAt <= o.to);
+        const since = span ? span.from : m.sentAt;
         if (
-          this.model.memberThroughout(g, a.name, m.sentAt, t) && !g.doubt.has(a.name) &&
+          this.model.memberThroughout(g, a.name, since, t) && !g.doubt.has(a.name) &&
           !this.model.aloneDuring(g, a.name, m.sentAt, t)
         ) {
           this.violate(
@@ -709,6 +715,8 @@ class Simulation implements CheckContext {
               mine[0]!.failure ?? "no reason"
             }), though a member throughout`,
           );
+        } else if (since < m.sentAt && this.model.memberThroughout(g, a.name, m.sentAt, t)) {
+          this.#count("excused.removed-while-offline");
         }
         this.model.refuse(m, t);
         this.#count("failed-after-removal");
@@ -1353,11 +1361,14 @@ class Simulation implements CheckContext {
     } else if (!isTransport(out.error)) this.#count("check.refused-change");
   }
 
-  #stepOffline(rng: Prng, _s: number): void {
+  #stepOffline(rng: Prng, s: number): void {
     const online = this.#online();
     if (online.length <= 2) return;
     const a = rng.pick(online);
     a.goOffline();
+    const spans = this.#offline.get(a.name) ?? [];
+    spans.push({ from: s, to: Infinity });
+    this.#offline.set(a.name, spans);
     this.#note(`${a.name} offline`);
   }
 
@@ -1365,6 +1376,7 @@ class Simulation implements CheckContext {
     const off = this.actors.filter((a) => a.offline);
     if (off.length === 0) return;
     const a = rng.pick(off);
+    this.#offline.get(a.name)!.at(-1)!.to = s;
     const out = await this.#run(`${a.name} back online`, () => a.comeBack());
     this.#refused(`${a.name} back online`, out);
     this.#observe(a, s);
@@ -1688,6 +1700,7 @@ class Simulation implements CheckContext {
     if (this.#net) this.#net.calm = true;
     if (final) {
       for (const a of this.actors.filter((x) => x.offline)) {
+        this.#offline.get(a.name)!.at(-1)!.to = t - 0.25;
         const out = await this.#run(`${a.name} back online`, () => a.comeBack());
         this.#refused(`${a.name} back online (final)`, out);
         this.#observe(a, t - 0.25);
