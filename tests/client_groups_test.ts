@@ -5,7 +5,7 @@
  * leave, groups of either suite.
  */
 import { assert, assertEquals, assertRejects, assertThrows } from "./_support/assert.ts";
-import { startTestServer } from "./_support/server.ts";
+import { startTestServer, type TestServer } from "./_support/server.ts";
 import { type LyingServer, onDelivered, startLyingServer } from "./_support/lying_server.ts";
 import { QpqError, StorageError, TransportError } from "../src/errors.ts";
 import { type ClientEvent, QpqClient } from "../src/client/client.ts";
@@ -800,19 +800,25 @@ Deno.test("client: a member's leave whose commit could not reach the server is c
   }
 });
 
-Deno.test("client: a member's leave whose commit the server refused for now (full disk) is committed at the next sync (sim seed 5024)", async () => {
-  const ts = await startTestServer();
-  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  // while `full`, the server answers every commit as a full disk does
-  let full = false;
-  const { client: cai, events } = await linkedClient(ts, dir, "cai", async (req, real) => {
-    if (full && req.kind === "commit") {
+/** A linked client whose server answers every commit as a full disk does while `disk.full`. */
+async function fullDiskCommits(ts: TestServer, dir: string, name: string) {
+  const disk = { full: false };
+  const linked = await linkedClient(ts, dir, name, async (req, real) => {
+    if (disk.full && req.kind === "commit") {
       throw new StorageError("The server's disk is full: nothing was stored; try again later", {
         code: "storage_full",
       });
     }
     return await real();
   });
+  return { ...linked, disk };
+}
+
+Deno.test("client: a member's leave whose commit the server refused for now (full disk) is committed at the next sync (sim seed 5024)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  // while `disk.full`, the server answers every commit as a full disk does
+  const { client: cai, events, disk } = await fullDiskCommits(ts, dir, "cai");
   const others: TestUser[] = [];
   try {
     await cai.register();
@@ -822,7 +828,7 @@ Deno.test("client: a member's leave whose commit the server refused for now (ful
     await cai.invite("#e", ["ada"]);
     await ada!.client.sync();
     assertEquals(await ada!.client.leave("#e"), "asked");
-    full = true;
+    disk.full = true;
     await cai.sync(); // reads the leave; committing it is refused: the disk is full
     assert(
       events.some((e) =>
@@ -831,7 +837,7 @@ Deno.test("client: a member's leave whose commit the server refused for now (ful
       "the commit of ada's leave was refused",
     );
     assertEquals(cai.members("#e").sort(), ["ada", "cai"]);
-    full = false;
+    disk.full = false;
     // before: a refusal (not a lost connection) forgot the leave, and ada stayed on the
     // roster until some member happened to commit anything in #e
     await cai.sync();
@@ -849,16 +855,8 @@ Deno.test("client: a member's leave whose commit the server refused for now (ful
 Deno.test("client: a settings change made while a member's leave is held is readable by the others: the leave goes first (sim seed 7007)", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
-  // while `full`, the server answers every commit as a full disk does: the leave stays held
-  let full = false;
-  const { client: cai, events } = await linkedClient(ts, dir, "cai", async (req, real) => {
-    if (full && req.kind === "commit") {
-      throw new StorageError("The server's disk is full: nothing was stored; try again later", {
-        code: "storage_full",
-      });
-    }
-    return await real();
-  });
+  // while `disk.full`, the server answers every commit as a full disk does: the leave stays held
+  const { client: cai, events, disk } = await fullDiskCommits(ts, dir, "cai");
   const others: TestUser[] = [];
   try {
     await cai.register();
@@ -868,10 +866,10 @@ Deno.test("client: a settings change made while a member's leave is held is read
     await cai.invite("#e", ["ada", "bob"]);
     await syncAll([ada!, bob!], 1);
     assertEquals(await ada!.client.leave("#e"), "asked");
-    full = true;
+    disk.full = true;
     await cai.sync(); // reads the leave; committing it is refused for now: it is held
     assertEquals(cai.members("#e").sort(), ["ada", "bob", "cai"]);
-    full = false;
+    disk.full = false;
     // before: the settings commit carried the held leave and its path secrets were
     // encrypted under the group context before the change (ts-mls): bob could not read it,
     // was broken and had to be re-added

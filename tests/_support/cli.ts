@@ -40,11 +40,16 @@ export async function runQpq(args: string[], options: RunOptions = {}): Promise<
     await w.write(new TextEncoder().encode(options.stdin));
     await w.close();
   }
+  return await finish(child, options.timeoutMs ?? 60_000);
+}
+
+/** Wait for a spawned child (stdout and stderr piped), SIGKILLed after `timeoutMs`. */
+export async function finish(child: Deno.ChildProcess, timeoutMs: number): Promise<CliResult> {
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch { /* gone */ }
-  }, options.timeoutMs ?? 60_000);
+  }, timeoutMs);
   const out = await child.output();
   clearTimeout(timer);
   return {

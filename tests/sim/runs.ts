@@ -6,6 +6,7 @@
  * @module
  */
 import { assert } from "../_support/assert.ts";
+import { type CliResult, finish } from "../_support/cli.ts";
 import { simFlags } from "./shrink.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -30,7 +31,7 @@ const FLAGS = await simFlags();
 export async function sim(
   args: string[],
   env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<CliResult> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--config", `${ROOT}deno.json`, ...FLAGS, `${ROOT}tests/sim/main.ts`, ...args],
     cwd: ROOT,
@@ -38,18 +39,7 @@ export async function sim(
     stderr: "piped",
     env: { NO_COLOR: "1", ...env },
   }).spawn();
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* finished */ }
-  }, 240_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+  return await finish(child, 240_000);
 }
 
 /** A test of `run`: it fails unless every invariant held and what it names ran. */
