@@ -22,6 +22,9 @@ const REGRESSIONS: Run[] = [
   { seed: 5039, steps: 150, clients: 9, mode: "memory" },
   // a leave that crashed but was kept, waiting for the only other member, offline (5012)
   { seed: 5012, steps: 150, clients: 9, mode: "memory", args: ["--weight", "crash=20,send=40"] },
+  // a leaver the server had taken off, held in doubt offline: the last member's queued
+  // messages, failed for no recipients, looked refused to a member (6199; also 7008)
+  { seed: 6199, steps: 150, clients: 9, mode: "memory" },
 ];
 
 for (const run of [...SWEEP, ...REGRESSIONS]) simTest(run);
