@@ -517,6 +517,38 @@ Deno.test("sim Model.aloneDuring excuses a queued message failed for no recipien
   assert(model.aloneDuring(h, "a", 2, 5), "b out once its doubt was settled");
 });
 
+Deno.test("sim Model.leaverOffline: a leaver the server already took off is gone, not in doubt, so a message queued while every other member left is excused (seeds 6199, 7008)", () => {
+  // seed 6199: cg queued messages offline from 62; ca left at 89 (cf committed it, the
+  // server acknowledged: roster [cf,cg]); ca went offline; cf left at 128; cg, back at the
+  // end, committed cf's leave and its queued messages had nobody to go to
+  const model = new Model();
+  const g = model.addGroup("geb", "x", "cg", 41);
+  model.setMember(g, "ca", true, 41);
+  model.setMember(g, "cf", true, 41);
+  model.setMember(g, "ca", false, 89);
+  assert(!model.leaverOffline(g, "ca", 120.5, new Set(["cf", "cg"])), "no doubt: ca is off");
+  assert(!g.doubt.has("ca"));
+  model.setMember(g, "cf", false, 128);
+  assert(model.aloneDuring(g, "cg", 62, 150.25), "nobody else once cf left");
+  // the server still holds the leaver (its leave not committed yet), or nobody knows (no
+  // tap): in doubt until back, and the sender is not alone
+  for (const server of [new Set(["ca", "cf", "cg"]), undefined]) {
+    const h = model.addGroup("h", "x", "cg", 41);
+    model.setMember(h, "ca", true, 41);
+    model.setMember(h, "cf", true, 41);
+    model.setMember(h, "ca", false, 89);
+    assert(model.leaverOffline(h, "ca", 120.5, server), "in doubt");
+    assert(!model.leaverOffline(h, "ca", 140.5, server), "a doubt is opened once");
+    assertEquals(h.doubt.get("ca"), { owner: "ca", since: 120.5 });
+    model.setMember(h, "cf", false, 128);
+    assert(!model.aloneDuring(h, "cg", 62, 150.25), "ca may still be a member");
+  }
+  // a leaver back on the roster (invited again) is a member, not in doubt
+  const k = model.addGroup("k", "x", "cg", 1);
+  model.setMember(k, "ca", true, 1);
+  assert(!model.leaverOffline(k, "ca", 2, new Set(["ca", "cg"])));
+});
+
 Deno.test("sim FaultySeams: a crashed instance writes nothing more, not even the cursor its catch would record (seed 5051)", () => {
   // seed 5051: a crash inside the transaction storing a message threw out of Inbox.receive;
   // Receiver.#apply's catch ("a message we cannot process must not block the queue") then

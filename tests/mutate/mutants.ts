@@ -1675,6 +1675,15 @@ export const MUTANTS: Mutant[] = [
   // ---- only the simulation kills these (tests/sim: memory mode, its tap and its
   // non-vacuous liveness checks; the CI seeds of tests/sim_test.ts)
   {
+    id: "sim-leaver-off-the-server-in-doubt",
+    file: "tests/sim/model.ts",
+    find: "if (server !== undefined && !server.has(user)) return false;",
+    replace: "",
+    why:
+      "(the simulator's model) a leaver the server already took off is gone, not in doubt while offline: else a message queued while every other member left, failed for no recipients, is judged a member's refused message (seeds 6199, 7008)",
+    tests: [SIM],
+  },
+  {
     id: "sim-outbox-drops-on-transport-error",
     file: "src/client/outbox.ts",
     find: "        state.bumpOutbox(messageId);\n        await this.#session.disconnect();",

@@ -180,6 +180,27 @@ export class Model {
     if (!g.doubt.has(user)) g.doubt.set(user, { owner, since: t });
   }
 
+  /**
+   * `user` reported leaving `g` and is offline at `t`: MLS lets nobody commit their own
+   * removal, and a leave another commit made stale is proposed again only online, so the
+   * leaver is in doubt from `t` until back — unless the server already acknowledged a commit
+   * that took it off (`server`: the roster of the latest commit the server acknowledged, when
+   * known): then the leave is done and nothing is in doubt. (A doubt opened there kept the
+   * sender of a message queued while every other member left from looking alone: seeds 6199,
+   * 7008.) Returns whether a doubt was opened.
+   */
+  leaverOffline(
+    g: GroupModel,
+    user: string,
+    t: number,
+    server: ReadonlySet<string> | undefined,
+  ): boolean {
+    if (g.roster.has(user) || g.doubt.has(user)) return false;
+    if (server !== undefined && !server.has(user)) return false;
+    this.addDoubt(g, user, user, t);
+    return true;
+  }
+
   /** Close a doubt at `t` with the membership observed. */
   resolveDoubt(g: GroupModel, user: string, member: boolean, t: number): void {
     const d = g.doubt.get(user);

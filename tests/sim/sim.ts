@@ -1708,12 +1708,13 @@ class Simulation implements CheckContext {
     }
     await this.#settle(t);
     // a leaver offline before its (possibly stale) leave was committed: in doubt until back
+    // (one the server's acknowledged roster no longer holds is gone; process mode: no tap)
     for (const [key, users] of this.#leaves) {
       const g = this.model.groups.get(key);
       if (!g) continue;
+      const server = this.#net?.ledger.roster(key);
       for (const u of users) {
-        if (g.roster.has(u) || g.doubt.has(u) || !this.#actor(u).offline) continue;
-        this.model.addDoubt(g, u, u, t);
+        if (!this.#actor(u).offline || !this.model.leaverOffline(g, u, t, server)) continue;
         this.#note(`${g.key}: ${u} left but is offline: in doubt until back`);
       }
     }
