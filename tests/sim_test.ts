@@ -515,6 +515,15 @@ Deno.test("sim Model.aloneDuring excuses a queued message failed for no recipien
   assert(!model.aloneDuring(h, "a", 2, 5), "b in doubt");
   model.resolveDoubt(h, "b", false, 4);
   assert(model.aloneDuring(h, "a", 2, 5), "b out once its doubt was settled");
+  // seed 7053: an invitation in doubt (crashed), settled "never happened" after the last
+  // other member left: no membership changes then, but from then on the sender is alone
+  const k = model.addGroup("k", "x", "cf", 5);
+  model.setMember(k, "ch", true, 5);
+  model.addDoubt(k, "ca", "ch", 227);
+  model.setMember(k, "ch", false, 236);
+  assert(!model.aloneDuring(k, "cf", 167, 240), "ca may have been invited");
+  model.resolveDoubt(k, "ca", false, 240.5);
+  assert(model.aloneDuring(k, "cf", 167, 300.25), "nobody else once ca's doubt was settled");
 });
 
 Deno.test("sim Model.leaverOffline: a leaver the server already took off is gone, not in doubt, so a message queued while every other member left is excused (seeds 6199, 7008)", () => {

@@ -1675,6 +1675,15 @@ export const MUTANTS: Mutant[] = [
   // ---- only the simulation kills these (tests/sim: memory mode, its tap and its
   // non-vacuous liveness checks; the CI seeds of tests/sim_test.ts)
   {
+    id: "sim-alone-after-a-doubt-settled",
+    file: "tests/sim/model.ts",
+    find: "...g.doubtWindows.filter((w) => w.to >= a && w.to <= b).map((w) => w.to),",
+    replace: "",
+    why:
+      "(the simulator's model) a doubt settled \"not a member\" of someone who never was one changes no membership, but from then on the sender may be alone: else a message queued while every other member left, failed for no recipients, is judged a member's refused message (seed 7053)",
+    tests: [SIM],
+  },
+  {
     id: "sim-leaver-off-the-server-in-doubt",
     file: "tests/sim/model.ts",
     find: "if (server !== undefined && !server.has(user)) return false;",

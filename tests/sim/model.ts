@@ -238,7 +238,13 @@ export class Model {
    * recipients", and the client shows it failed), although they stayed a member.
    */
   aloneDuring(g: GroupModel, user: string, a: number, b: number): boolean {
-    const moments = [a, ...g.changes.filter((c) => c.t >= a && c.t <= b).map((c) => c.t)];
+    // a doubt settled "not a member" of someone who was not one (an invitation that did not
+    // happen) changes no membership: its end is a moment too (seed 7053)
+    const moments = [
+      a,
+      ...g.changes.filter((c) => c.t >= a && c.t <= b).map((c) => c.t),
+      ...g.doubtWindows.filter((w) => w.to >= a && w.to <= b).map((w) => w.to),
+    ];
     return moments.some((t) =>
       [...g.ever].every((u) => {
         if (u === user) return true;
