@@ -649,6 +649,29 @@ contract(
   },
 );
 
+contract(
+  "keepSent's bounds count what is kept after a kept one is removed or a transaction rolled back",
+  // deno-lint-ignore require-await
+  async (h) => {
+    const s = h.state;
+    const limits = { count: 3, bytes: 1 << 20 };
+    for (const id of ["k1", "k2", "k3", "k4", "k5"]) assert(s.addOutbox(outbox(id)));
+    for (const [i, id] of ["k1", "k2", "k3"].entries()) assert(s.keepSent(id, T0 + i, limits));
+    assert(s.removeOutbox("k2"));
+    assert(s.keepSent("k4", T0 + 4, limits));
+    assertEquals(s.listSent().map((e) => e.messageId), ["k1", "k3", "k4"], "room for k4");
+    assertThrows(() =>
+      s.transaction(() => {
+        assert(s.removeOutbox("k3"));
+        throw new Error("rolled back");
+      })
+    );
+    assertEquals(s.listSent().map((e) => e.messageId), ["k1", "k3", "k4"]);
+    assert(s.keepSent("k5", T0 + 5, limits));
+    assertEquals(s.listSent().map((e) => e.messageId), ["k3", "k4", "k5"], "k3 still counted");
+  },
+);
+
 // ---------------------------------------------------------------------- transactions
 
 /** Writes one of everything on top of `base` (a conversation "g" must exist). */

@@ -1430,19 +1430,18 @@ export class ClientStore implements LocalState {
       if (r === undefined) return false;
       const e = { ...this.#outboxRow(r), sentAt };
       delete e.resend;
+      const data = this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array);
+      // the totals before this one: kept by this handle, else counted once in SQL
+      const before = this.#cache.kept ?? this.#keptTotals();
       this.#run(
         "UPDATE outbox SET seq = (SELECT MIN(COALESCE(MIN(seq), 0), 0) - 1 FROM outbox), " +
           "data = ? WHERE id_h = ?",
-        this.#keys.seal("outbox", encodeOutbox(e), idH, r.conv_h as Uint8Array),
+        data,
         idH,
       );
       // the newest that fit both limits stay: the oldest go while the totals exceed one
-      // (counted in SQL: no kept row is read into JavaScript on a send)
-      const total = this.#get(
-        "SELECT COUNT(*) AS n, TOTAL(length(data)) AS b FROM outbox WHERE seq < 0",
-      );
-      let count = Number(total?.n ?? 0);
-      let bytes = Number(total?.b ?? 0);
+      let count = before.count + 1;
+      let bytes = before.bytes + data.length;
       while (count > limits.count || bytes > limits.bytes) {
         const oldest = this.#get(
           "SELECT seq, length(data) AS n FROM outbox WHERE seq < 0 ORDER BY seq DESC LIMIT 1",
@@ -1452,8 +1451,17 @@ export class ClientStore implements LocalState {
         count--;
         bytes -= Number(oldest.n);
       }
+      this.#cache.kept = { count, bytes };
       return true;
     });
+  }
+
+  /** How many requests are kept, and their bytes (a scan of the kept rows, in SQL). */
+  #keptTotals(): { count: number; bytes: number } {
+    const total = this.#get(
+      "SELECT COUNT(*) AS n, TOTAL(length(data)) AS b FROM outbox WHERE seq < 0",
+    );
+    return { count: Number(total?.n ?? 0), bytes: Number(total?.b ?? 0) };
   }
 
   /** The kept sent requests, oldest first. */
@@ -1468,6 +1476,7 @@ export class ClientStore implements LocalState {
   /** Queue the kept requests sent since `since` again; forget older ones. */
   requeueSent(since: number): number {
     return this.#write(() => {
+      this.#cache.kept = undefined;
       let n = 0;
       for (
         const r of this.#all(
@@ -1496,10 +1505,19 @@ export class ClientStore implements LocalState {
 
   /** Remove a request (the server acknowledged it); false when it was not queued. */
   removeOutbox(messageId: string): boolean {
-    return this.#write1(() =>
-      this.#run("DELETE FROM outbox WHERE id_h = ?", this.#lookup("outbox", messageId)) >
-        0
-    );
+    return this.#write1(() => {
+      const r = this.#get(
+        "DELETE FROM outbox WHERE id_h = ? RETURNING seq, length(data) AS n",
+        this.#lookup("outbox", messageId),
+      );
+      if (r === undefined) return false;
+      // a kept one gone: the kept totals follow
+      const kept = this.#cache.kept;
+      if (kept && (r.seq as number) < 0) {
+        this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };
+      }
+      return true;
+    });
   }
 
   /** Count one more send attempt; returns the new count, or undefined when not queued. */
@@ -1819,6 +1837,8 @@ class RowCache {
   /** Lookup hashes by label and id: deterministic, so kept across a rollback. */
   readonly lookups = new Map<string, Uint8Array>();
   cursor: number | undefined;
+  /** The kept sent requests' count and bytes (see `ClientStore.keepSent`). */
+  kept: { count: number; bytes: number } | undefined;
 
   /** Keep `value` under `key`, starting `map` afresh when it is full. */
   put<V>(map: Map<string, V>, key: string, value: V): void {
@@ -1852,6 +1872,7 @@ class RowCache {
     this.conversations.clear();
     this.consent.clear();
     this.cursor = undefined;
+    this.kept = undefined;
   }
 }
 
