@@ -572,6 +572,42 @@ Deno.test("client: a change kept while the server did not answer, then beaten by
   }
 });
 
+Deno.test("client: a send after a change kept while the server did not answer completes the change first, then goes out (sim seed 8015)", async () => {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b", "c"]) users.push(await user(lie, dir, n, { timeoutMs: 1_000 }));
+    const [a, b] = users as [TestUser, TestUser, TestUser];
+    await a.client.createGroup("team");
+    await a.client.invite("#team", ["b", "c"]);
+    await syncAll(users.slice(1));
+    lie.rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" && frame.request.kind === "commit"
+        ? []
+        : undefined;
+    await assertRejects(
+      () => a.client.remove("#team", ["c"]),
+      QpqError,
+      "the group change is kept and completed when the server is back",
+    );
+    lie.rewrite = undefined;
+    // the server is back: the send was refused "a group change is still pending"
+    const sent = await a.client.send("#team", "after the kept change");
+    assertEquals(a.client.store.getMessage(sent.messageId)?.status, "sent");
+    assertEquals(a.client.members("#team").sort(), ["a", "b"]);
+    await syncAll([b]);
+    assert(b.received().includes("after the kept change"));
+    agree([a, b], "#team");
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });

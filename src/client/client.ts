@@ -941,9 +941,14 @@ export class QpqClient {
     let online = true;
     try {
       await this.#session.ensure();
-      // what is queued goes out first, in order; otherwise no round trip before the send:
-      // it leaves on the epoch the client has, and the server says when the group moved on
-      if (opts.receiveFirst || this.#outbox.pendingCount() > 0) await this.sync();
+      // what is queued goes out first, in order, and a change of this group kept while the
+      // server did not answer is completed first (nothing can be encrypted while it is in
+      // doubt: sim seed 8015); otherwise no round trip before the send: it leaves on the
+      // epoch the client has, and the server says when the group moved on
+      if (
+        opts.receiveFirst || this.#outbox.pendingCount() > 0 ||
+        this.#ctx.groups.meta(conv.id)?.pendingCommit !== undefined
+      ) await this.sync();
     } catch (e) {
       if (!(e instanceof TransportError)) throw e;
       online = false;

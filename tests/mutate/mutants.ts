@@ -1788,6 +1788,43 @@ export const MUTANTS: Mutant[] = [
   },
   // ---- issue 21 part 2: delivery and read receipts
   {
+    id: "send-completes-kept-change-first",
+    file: "src/client/client.ts",
+    find:
+      "        opts.receiveFirst || this.#outbox.pendingCount() > 0 ||\n        this.#ctx.groups.meta(conv.id)?.pendingCommit !== undefined",
+    replace: "        opts.receiveFirst || this.#outbox.pendingCount() > 0",
+    why:
+      "a send to a group whose change was kept while the server did not answer completes that change first: else it is refused (a group change is still pending) although the server is back (sim seed 8015)",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "kept-sent-totals-follow-removal",
+    file: "src/store/client/client_store.ts",
+    find: "this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };",
+    replace: "",
+    why:
+      "the kept totals a handle keeps follow a kept request removed: else the next keepSent counts it still and drops one more than its bounds ask",
+    tests: ["tests/local_state_test.ts"],
+  },
+  {
+    id: "kept-sent-totals-dropped-on-rollback",
+    file: "src/store/client/client_store.ts",
+    find: "    this.cursor = undefined;\n    this.kept = undefined;",
+    replace: "    this.cursor = undefined;",
+    why:
+      "the kept totals are dropped when a transaction rolls back: else what the rolled back writes did is counted and keepSent keeps too many or too few",
+    tests: ["tests/local_state_test.ts"],
+  },
+  {
+    id: "kept-sent-totals-dropped-on-requeue",
+    file: "src/store/client/client_store.ts",
+    find: "      this.#cache.kept = undefined;\n      let n = 0;",
+    replace: "      let n = 0;",
+    why:
+      "requeueSent moves every kept request back to the queue: the kept totals must be counted afresh, else the next keepSent drops what it just kept",
+    tests: ["tests/local_state_test.ts"],
+  },
+  {
     id: "kept-sent-byte-bound",
     file: "src/store/client/client_store.ts",
     find: "while (count > limits.count || bytes > limits.bytes) {",
