@@ -163,3 +163,41 @@ Deno.test("client: a message queued in an epoch the group has left goes out befo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("client: a message composed while another of its conversation is on the way goes out after it, not left queued (bench/delivery_cpu_bench.ts hang)", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-queued-beside-" });
+  // ann's first enqueue is held on the way until her second message is queued too: the
+  // two deliveries overlap, as a send and the delivered receipt of a timer did in the bench
+  const gate = { held: false, release: () => {} };
+  const { client: ann } = await linkedClient(ts, dir, "ann", async (req, real) => {
+    if (req.kind === "enqueue" && !gate.held) {
+      gate.held = true;
+      while (ann.pendingCount() < 2) await new Promise((r) => setTimeout(r, 5));
+    }
+    return await real();
+  });
+  const others: TestUser[] = [];
+  try {
+    await ann.register();
+    others.push(await testUser(ts, dir, "bob"));
+    const bob = others[0]!;
+    await bob.client.createGroup("g");
+    await bob.client.invite("#g", ["ann"]);
+    await ann.sync();
+
+    const [first, second] = await Promise.all([ann.send("#g", "one"), ann.send("#g", "two")]);
+    assert(gate.held, "the first delivery was held while the second was queued");
+    assertEquals(ann.pendingCount(), 0, "nothing left queued");
+    for (const m of [first, second]) {
+      assertEquals(ann.findMessage("#g", m.messageId).status, "sent", m.body);
+    }
+    await bob.client.sync();
+    assertEquals(bob.received(), ["one", "two"], "each shown once, in order");
+  } finally {
+    await ann.close().catch(() => {});
+    for (const o of others) await o.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

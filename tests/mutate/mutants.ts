@@ -1798,6 +1798,15 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_groups_test.ts"],
   },
   {
+    id: "deliveries-one-at-a-time",
+    file: "src/client/outbox.ts",
+    find: "return this.#oneAtATime(() => this.#deliverNow(messageId, request, opts));",
+    replace: "return this.#deliverNow(messageId, request, opts);",
+    why:
+      "a delivery beside another of its conversation (a send while a delivered receipt is on the way) found it queued and left its own message queued with nothing to flush it: pending until the next sync",
+    tests: ["tests/client_queued_order_test.ts"],
+  },
+  {
     id: "kept-sent-totals-follow-removal",
     file: "src/store/client/client_store.ts",
     find: "this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };",
