@@ -669,6 +669,9 @@ contract(
     assertEquals(s.listSent().map((e) => e.messageId), ["k1", "k3", "k4"]);
     assert(s.keepSent("k5", T0 + 5, limits));
     assertEquals(s.listSent().map((e) => e.messageId), ["k3", "k4", "k5"], "k3 still counted");
+    // a kept one is not queued: no attempt counted, its row (sized in the totals) untouched
+    assertEquals(s.bumpOutbox("k3"), undefined);
+    assertEquals(s.listSent().map((e) => e.attempts), [0, 0, 0]);
   },
 );
 

@@ -1807,6 +1807,17 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_queued_order_test.ts"],
   },
   {
+    id: "bump-counts-queued-only",
+    file: "src/store/client/client_store.ts",
+    find:
+      'the kept totals\n      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ? AND seq > 0", idH);',
+    replace:
+      'the kept totals\n      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ?", idH);',
+    why:
+      "an attempt is counted on a queued request only: a kept (sent) one rewritten would change a row whose size the kept totals hold",
+    tests: ["tests/local_state_test.ts"],
+  },
+  {
     id: "kept-sent-totals-follow-removal",
     file: "src/store/client/client_store.ts",
     find: "this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };",

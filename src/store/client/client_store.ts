@@ -1524,7 +1524,8 @@ export class ClientStore implements LocalState {
   bumpOutbox(messageId: string): number | undefined {
     return this.#write1(() => {
       const idH = this.#lookup("outbox", messageId);
-      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ?", idH);
+      // queued only: a kept (sent) request is not tried again, and its size is in the kept totals
+      const r = this.#get("SELECT id_h, conv_h, data FROM outbox WHERE id_h = ? AND seq > 0", idH);
       if (r === undefined) return undefined;
       const e = this.#outboxRow(r);
       e.attempts++;

@@ -500,7 +500,7 @@ export interface LocalState {
   queuedBefore(messageId: string | undefined, conversationId?: string): boolean;
   /** Remove a queued request; false when it was not queued. */
   removeOutbox(messageId: string): boolean;
-  /** Count one more attempt; the new count, or undefined when not queued. */
+  /** Count one more attempt; the new count, or undefined when not queued (kept ones too). */
   bumpOutbox(messageId: string): number | undefined;
   /**
    * The server acknowledged a queued request: keep it (with `sentAt`), out of
