@@ -608,6 +608,53 @@ Deno.test("client: a send after a change kept while the server did not answer co
   }
 });
 
+Deno.test("client: a message written offline while a change of ours waits for the server is queued, then goes out after the change, never to the one removed", async () => {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b", "c"]) users.push(await user(lie, dir, n, { timeoutMs: 1_000 }));
+    const [a, b, c] = users as [TestUser, TestUser, TestUser];
+    await a.client.createGroup("team");
+    await a.client.invite("#team", ["b", "c"]);
+    await syncAll(users.slice(1));
+    // a's remove of c never reaches the server, then nothing of a's does
+    lie.rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" && frame.request.kind === "commit"
+        ? []
+        : undefined;
+    await assertRejects(
+      () => a.client.remove("#team", ["c"]),
+      QpqError,
+      "the group change is kept and completed when the server is back",
+    );
+    lie.rewrite = (frame, direction) =>
+      direction === "toServer" && frame.type === "request" ? [] : undefined;
+    // it was refused "a group change is still pending: try again" (the words lost)
+    const sent = await a.client.send("#team", "written after removing c");
+    assertEquals(a.client.store.getMessage(sent.messageId)?.status, "pending");
+    assertEquals(a.client.pendingCount(), 1);
+    lie.rewrite = undefined;
+    await a.client.sync(); // the kept remove is completed, then the message goes out
+    assertEquals(a.client.store.getMessage(sent.messageId)?.status, "sent");
+    assertEquals(a.client.pendingCount(), 0);
+    assertEquals(a.client.members("#team").sort(), ["a", "b"]);
+    await syncAll([b, c]);
+    assertEquals(b.received().filter((t) => t === "written after removing c"), [
+      "written after removing c",
+    ]);
+    assert(!c.received().includes("written after removing c"), "not to the one removed");
+    assertEquals(b.events.filter((e) => e.kind === "unreadable"), []);
+    agree([a, b], "#team");
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });

@@ -954,7 +954,9 @@ export class QpqClient {
       online = false;
       await this.#session.disconnect();
     }
-    const composed = await this.#groups.compose(conv, body);
+    // offline, it is queued even while a change of ours waits for the server: it goes out,
+    // encrypted again if the change moved the epoch, once the server is back
+    const composed = await this.#groups.compose(conv, body, !online);
     this.#ctx.state.markRead(conv.id); // answering a conversation reads it
     if (
       online &&

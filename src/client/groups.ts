@@ -891,12 +891,20 @@ export class Groups {
    * delivers it. The outbox entry keeps the Content bytes, so a queued message of any kind
    * is encrypted again after an epoch change ({@link refreshQueued}).
    *
+   * `offline` (the server cannot be reached): composed even while a change of ours waits
+   * for the server's answer. It is encrypted in the epoch the group has and queued; a
+   * flush comes after a fetch, which settles the change first (resolvePendingCommits:
+   * made, a later epoch; or beaten), and encrypts it again in the epoch the group is at
+   * then ({@link refreshQueued}): a message written after a remove never reaches the one
+   * removed. Online, such a change is completed first (the caller syncs) and one still
+   * waiting is refused "try again".
+   *
    * @throws {UsageError} for a change the receivers would not apply (no such message in
    *   this conversation, someone else's message to edit or delete, a deleted one)
    */
-  async compose(conv: Conversation, body: Body): Promise<Composed> {
+  async compose(conv: Conversation, body: Body, offline = false): Promise<Composed> {
     for (let attempt = 0;; attempt++) {
-      const made = await this.#compose(conv, body, attempt < 2);
+      const made = await this.#compose(conv, body, attempt < 2, offline);
       if (made) return made;
       await this.#commitProposals(conv);
     }
@@ -917,6 +925,7 @@ export class Groups {
     conv: Conversation,
     body: Body,
     mayDefer: boolean,
+    offline: boolean,
   ): Promise<Composed | undefined> {
     if (body.kind === "typing") {
       throw new InternalError("A typing indicator is never queued: Groups.typing sends it");
@@ -924,7 +933,7 @@ export class Groups {
     return await this.#ctx.exclusive(async () => {
       const { record, state } = this.#open(conv);
       if (state.pendingProposals > 0 && mayDefer) return undefined;
-      if (state.hasPendingCommit) {
+      if (state.hasPendingCommit && !offline) {
         throw new UsageError("A group change is still pending: try again", {
           code: "conflict",
         });

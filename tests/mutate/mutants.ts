@@ -1818,6 +1818,15 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/local_state_test.ts"],
   },
   {
+    id: "offline-send-queued-beside-kept-change",
+    file: "src/client/groups.ts",
+    find: "if (state.hasPendingCommit && !offline) {",
+    replace: "if (state.hasPendingCommit) {",
+    why:
+      "a message written offline while a change of ours waits for the server is queued (it goes out after the change is settled), not refused 'try again' with the words lost",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
     id: "kept-sent-totals-follow-removal",
     file: "src/store/client/client_store.ts",
     find: "this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };",
