@@ -26,9 +26,10 @@ const REGRESSIONS: Run[] = [
   // a leave that crashed but was kept, waiting for the only other member, offline (5012)
   { seed: 5012, steps: 150, clients: 9, mode: "memory", args: ["--weight", "crash=20,send=40"] },
   // a message written offline, on a state from before the sender's removal (undone by a
-  // re-add the client had not seen), fails "you were removed": excused and counted (7061)
+  // re-add the client had not seen), fails "you were removed": excused and counted (found
+  // at 7061, which takes another path since deliveries run one at a time: 9005 takes it)
   {
-    seed: 7061,
+    seed: 9005,
     steps: 300,
     clients: 12,
     mode: "memory",
