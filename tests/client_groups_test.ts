@@ -655,6 +655,46 @@ Deno.test("client: a message written offline while a change of ours waits for th
   }
 });
 
+Deno.test("client: members' messages pushed in the epoch of a commit of ours whose answer was lost are read, not unreadable (sim seed 21)", async () => {
+  const ts = await startTestServer();
+  const lie = await startLyingServer(ts);
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    for (const n of ["a", "b"]) users.push(await user(lie, dir, n, { timeoutMs: 1_000 }));
+    const [a, b] = users as [TestUser, TestUser];
+    await a.client.createGroup("team");
+    await a.client.invite("#team", ["b"]);
+    await b.client.sync();
+    await a.client.subscribe();
+    // the server takes a's update; every answer to it is lost: a keeps it pending
+    lie.rewrite = (frame, direction) =>
+      direction === "toClient" && frame.type === "response" && frame.response.kind === "committed"
+        ? []
+        : undefined;
+    await assertRejects(
+      () => a.client.update("#team"),
+      QpqError,
+      "the group change is kept and completed when the server is back",
+    );
+    lie.rewrite = undefined;
+    await b.client.sync(); // b is in the epoch a's update made
+    await b.client.send("#team", "in the new epoch");
+    // pushed to a (subscribed again on its last try's connection), no fetch before it
+    for (let i = 0; i < 100 && !a.received().includes("in the new epoch"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assertEquals(a.events.filter((e) => e.kind === "unreadable"), []);
+    assertEquals(a.received(), ["in the new epoch"]);
+    agree([a, b], "#team");
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await lie.close();
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });

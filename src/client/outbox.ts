@@ -110,14 +110,10 @@ export class Outbox {
   #session: Session;
   /** How much of what the server acknowledged is kept for a restore. */
   #keep: { count: number; bytes: number };
-  /**
-   * The end of the last delivery or flush started: they run one at a time. A delivery
-   * that ran beside another one of its conversation found it still queued (in flight),
-   * left its own message queued "for the next flush" and nothing flushed it: a member's
-   * message composed while its delivered receipt was on the way stayed pending until the
-   * next sync (found by bench/delivery_cpu_bench.ts, which then waited for ever).
-   */
-  #turn: Promise<unknown> = Promise.resolve();
+  /** The flush running now, if any: flushes run one at a time. */
+  #flushing: Promise<number> | undefined;
+  /** The deliveries on the way now (a send's, a receipt's, a flush's). */
+  #onTheWay = new Set<Promise<unknown>>();
   /** A restore was noticed: messages sent again that the server did not have. */
   #restore: { takenAt: number; resent: number; refused: number } | undefined;
   #refusal: string | undefined;
@@ -161,26 +157,18 @@ export class Outbox {
    * Send one queued request. A dropped connection is retried; an unreachable server
    * leaves it queued (false); a refusal removes it and throws (retrying cannot succeed).
    */
-  deliver(
+  async deliver(
     messageId: string,
     request: EncodedRequest,
     opts: DeliverOptions = {},
   ): Promise<boolean> {
-    return this.#oneAtATime(() => this.#deliverNow(messageId, request, opts));
-  }
-
-  /** Run `f` after every delivery and flush started before it has ended. */
-  #oneAtATime<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.#turn.then(f);
-    this.#turn = run.catch(() => {});
-    return run;
-  }
-
-  async #deliverNow(
-    messageId: string,
-    request: EncodedRequest,
-    opts: DeliverOptions,
-  ): Promise<boolean> {
+    // one composed while an older one of its conversation is on the way waits for it: it
+    // found it queued and stayed queued for a flush that never came (a member's message
+    // composed while its delivered receipt was on the way stayed pending until the next
+    // sync; found by bench/delivery_cpu_bench.ts, which then waited for ever)
+    while (this.queuedBefore(messageId) && this.#onTheWay.size > 0) {
+      await Promise.allSettled([...this.#onTheWay]);
+    }
     if (this.queuedBefore(messageId)) {
       // it waits behind them: the next flush sends them in order
       this.#refusal = undefined;
@@ -205,7 +193,19 @@ export class Outbox {
   }
 
   /** {@link deliver}, saying whether the server had the message already. */
-  async #deliver(
+  #deliver(
+    messageId: string,
+    request: EncodedRequest,
+    opts: DeliverOptions,
+  ): Promise<"stored" | "duplicate" | false> {
+    const p = this.#deliverOnce(messageId, request, opts);
+    this.#onTheWay.add(p);
+    const gone = () => this.#onTheWay.delete(p);
+    p.then(gone, gone);
+    return p;
+  }
+
+  async #deliverOnce(
     messageId: string,
     request: EncodedRequest,
     opts: DeliverOptions,
@@ -272,8 +272,14 @@ export class Outbox {
    * Returns how many went out. A queued message the server refuses is dropped from the
    * queue with a warning; one it refuses for now holds the rest of its conversation only.
    */
-  flush(held: ReadonlySet<string> = new Set()): Promise<number> {
-    return this.#oneAtATime(() => this.#flush(held));
+  async flush(held: ReadonlySet<string> = new Set()): Promise<number> {
+    while (this.#flushing) await this.#flushing.catch(() => {});
+    this.#flushing = this.#flush(held);
+    try {
+      return await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
   }
 
   async #flush(held: ReadonlySet<string>): Promise<number> {
