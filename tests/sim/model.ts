@@ -220,6 +220,20 @@ export class Model {
     return m;
   }
 
+  /**
+   * When `user` was last taken out of `g` before `t`, if a re-add made them a member again
+   * before `t` (undefined otherwise).
+   */
+  lastRemovalBefore(g: GroupModel, user: string, t: number): number | undefined {
+    if (!this.memberBefore(g, user, t)) return undefined;
+    let at: number | undefined;
+    for (const c of g.changes) {
+      if (c.t >= t) break;
+      if (c.user === user && !c.member) at = c.t;
+    }
+    return at;
+  }
+
   /** Member before `a` and no change of `user` at any time in [a, b]. */
   memberThroughout(g: GroupModel, user: string, a: number, b: number): boolean {
     if (!this.memberBefore(g, user, a)) return false;

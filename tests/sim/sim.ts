@@ -42,6 +42,7 @@ import { ServerProcess } from "./server_process.ts";
 import type { ArmedFault } from "./faults.ts";
 import { TransportError } from "../../src/errors.ts";
 import { connectServer } from "../../src/client/connection.ts";
+import { REMOVED_FAILURE } from "../../src/client/outbox.ts";
 import { MemServer, SimNet } from "./net.ts";
 import { traceMark, VirtualClock } from "./vclock.ts";
 import { getHashFns } from "../../src/mls/_provider_primitives.ts";
@@ -704,7 +705,12 @@ class Simulation implements CheckContext {
         // A message written offline was written on what the client knew when it went offline:
         // a removal since (even one undone by a re-add before the message) fails it (seed 7061)
         const span = this.#offline.get(a.name)?.find((o) => o.from <= m.sentAt && m.sentAt <= o.to);
-        const since = span ? span.from : m.sentAt;
+        // Online too, a client composes on the state it has: failed "you were removed", it had
+        // not yet received a removal that a re-add undid before the message (seed 9048)
+        const unseen = span || mine[0]!.failure !== REMOVED_FAILURE
+          ? undefined
+          : this.model.lastRemovalBefore(g, a.name, m.sentAt);
+        const since = span ? span.from : unseen ?? m.sentAt;
         if (
           this.model.memberThroughout(g, a.name, since, t) && !g.doubt.has(a.name) &&
           !this.model.aloneDuring(g, a.name, m.sentAt, t)
@@ -716,7 +722,9 @@ class Simulation implements CheckContext {
             }), though a member throughout`,
           );
         } else if (since < m.sentAt && this.model.memberThroughout(g, a.name, m.sentAt, t)) {
-          this.#count("excused.removed-while-offline");
+          this.#count(
+            unseen === undefined ? "excused.removed-while-offline" : "excused.removed-unseen",
+          );
         }
         this.model.refuse(m, t);
         this.#count("failed-after-removal");
