@@ -468,3 +468,10 @@ export const EPHEMERAL_WINDOW_MS = 10_000;
 export const TYPING_INTERVAL_MS = 3_000;
 /** How long a received typing indicator is shown (ms): two intervals, so one lost is fine. */
 export const TYPING_SHOWN_MS = 6_000;
+
+/**
+ * A message of ours still queued when we processed our removal from a group fails "you were
+ * removed"; a re-add (its Welcome) within this long after sends it after all (the client
+ * wrote it on a state from before a removal it had not received yet: sim seeds 7061, 9048).
+ */
+export const READD_RESEND_MS = 10 * 60_000;

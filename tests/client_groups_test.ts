@@ -695,6 +695,56 @@ Deno.test("client: members' messages pushed in the epoch of a commit of ours who
   }
 });
 
+Deno.test("client: a message written before its sender received a removal and the re-add that undid it goes out after the re-add (sim seeds 7061, 9048)", async () => {
+  await withUsers(["a", "b"], async ([a, b]) => {
+    await b!.client.createGroup("g");
+    await b!.client.invite("#g", ["a"]);
+    await a!.client.sync();
+    // removed and added back while a reads nothing
+    await b!.client.remove("#g", ["a"]);
+    await b!.client.invite("#g", ["a"]);
+    // written on a's state from before both: refused at its epoch, then a catches up
+    const m = await a!.client.send("#g", "written before I knew");
+    assertEquals(a!.client.store.getMessage(m.messageId)?.status, "sent");
+    assertEquals(a!.client.pendingCount(), 0);
+    await b!.client.sync();
+    assertEquals(b!.received(), ["written before I knew"]);
+    assertEquals(b!.events.filter((e) => e.kind === "unreadable"), []);
+    agree([a!, b!], "#g");
+  });
+});
+
+Deno.test("client: a re-add long after the removal that failed a message does not send it after all", async () => {
+  const ts = await startTestServer();
+  const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });
+  const users: TestUser[] = [];
+  try {
+    // a's clock: 11 minutes later from the moment a processed its removal on
+    const late = { on: false };
+    const a = await user(ts, dir, "a", { now: () => Date.now() + (late.on ? 11 * 60_000 : 0) });
+    users.push(a, await user(ts, dir, "b"));
+    const b = users[1]!;
+    a.events.push = (...e: ClientEvent[]) => {
+      if (e.some((x) => x.kind === "removed")) late.on = true;
+      return Array.prototype.push.apply(a.events, e);
+    };
+    await b.client.createGroup("g");
+    await b.client.invite("#g", ["a"]);
+    await a.client.sync();
+    await b.client.remove("#g", ["a"]);
+    await b.client.invite("#g", ["a"]);
+    const m = await a.client.send("#g", "written before I knew");
+    assert(late.on, "a processed its removal");
+    assertEquals(a.client.store.getMessage(m.messageId)?.status, "failed");
+    await b.client.sync();
+    assertEquals(b.received(), []);
+  } finally {
+    for (const u of users) await u.client.close().catch(() => {});
+    await ts.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("client: a message queued by a member removed before it went out fails (you were removed), never pending forever", async () => {
   const ts = await startTestServer();
   const dir = await Deno.makeTempDir({ prefix: "qpq-groups-" });

@@ -40,13 +40,13 @@ import {
   NOTICE_KEY_PACKAGES,
   NOTICE_RESTORED,
 } from "../wire/mod.ts";
-import { MAX_REQUEST_MESSAGES_SHOWN, SENT_KEEP_MS } from "../limits.ts";
+import { MAX_REQUEST_MESSAGES_SHOWN, READD_RESEND_MS, SENT_KEEP_MS } from "../limits.ts";
 import { failRemoved, notSentText, type Outbox, REMOVED_FAILURE, restoredFrom } from "./outbox.ts";
 import type { Groups } from "./groups.ts";
 import { constantTimeEqual, toHex } from "../bytes.ts";
 import { ValidationError } from "../errors.ts";
 import { zeroize } from "../bytes.ts";
-import type { Conversation, GroupMeta, StoredMessage } from "../store/client/mod.ts";
+import type { Conversation, GroupMeta, OutboxEntry, StoredMessage } from "../store/client/mod.ts";
 import type { ClientContext } from "./_context.ts";
 import {
   aloneIn,
@@ -86,6 +86,11 @@ export class Inbox {
   #delivered = new Map<string, string[]>();
   /** Receipts received (any member's, applied or not): for the cost figures. */
   receiptsReceived = 0;
+  /**
+   * Our messages failed by our removal from a group (channel ─► when, and their queue
+   * entries): a re-add within READD_RESEND_MS queues them again.
+   */
+  #failedByRemoval = new Map<string, { at: number; entries: OutboxEntry[] }>();
 
   constructor(
     ctx: ClientContext,
@@ -275,6 +280,14 @@ export class Inbox {
         let unsent = 0;
         s.transaction(() => {
           groups.delete(hex);
+          // our messages, kept to send after all if a re-add follows soon (written on a
+          // state from before a removal we had not received yet)
+          const ours = s.listOutbox(conv.id).filter((e) =>
+            e.content !== undefined && s.getMessage(e.messageId)?.direction === "out"
+          );
+          if (ours.length > 0) {
+            this.#failedByRemoval.set(hex, { at: this.#ctx.now(), entries: ours });
+          }
           // what we queued for it can never go out now: failed, never pending forever
           unsent = failRemoved(s, conv.id);
           done();
@@ -659,6 +672,7 @@ export class Inbox {
     const before = s.getConversation(hex);
     const request = before ? before.requestFrom !== undefined : !this.#consent.admits(inviter);
     let conv!: Conversation;
+    let again = 0;
     s.transaction(() => {
       // a new state over whatever was stored (a rejoin, a DM both sides created)
       this.#ctx.groups.save({
@@ -679,8 +693,16 @@ export class Inbox {
       if (!request) this.#consent.befriend(listMembers(joined.state).map((x) => x.username));
       const used = held[joined.used];
       if (used) this.#keyPackages.used(used);
+      again = this.#requeueAfterReadd(hex);
       done();
     });
+    if (again > 0) {
+      this.#ctx.emit({
+        kind: "progress",
+        text:
+          `Added back to ${conv.name}: ${again} message(s) that failed when you were removed go out now`,
+      });
+    }
     if (request) {
       // a DM is reported at its first message, a group now
       if (conv.kind === "group" && !before) {
@@ -689,6 +711,27 @@ export class Inbox {
     } else if (existing?.broken) {
       this.#ctx.emit({ kind: "rejoined", conversation: conv, by: inviter });
     } else this.#ctx.emit({ kind: "joined", conversation: conv, inviter });
+  }
+
+  /**
+   * Re-added to `channelId` (its Welcome is being stored): our messages our removal failed
+   * within READD_RESEND_MS are queued again (status pending; the flush encrypts them again
+   * in the epoch joined, refreshQueued; the sync that brought the Welcome, or the one that
+   * follows a reconnect, flushes them). Returns how many.
+   */
+  #requeueAfterReadd(channelId: string): number {
+    const failed = this.#failedByRemoval.get(channelId);
+    this.#failedByRemoval.delete(channelId);
+    if (!failed || this.#ctx.now() - failed.at > READD_RESEND_MS) return 0;
+    const s = this.#ctx.state;
+    let n = 0;
+    for (const e of failed.entries) {
+      const m = s.getMessage(e.messageId);
+      if (m?.status !== "failed" || !s.addOutbox({ ...e, attempts: 0 })) continue;
+      s.setMessageStatus(e.messageId, "pending");
+      n++;
+    }
+    return n;
   }
 
   /** A member asks to be re-added: check the KeyPackage now, commit after the sync. */

@@ -1837,6 +1837,24 @@ export const MUTANTS: Mutant[] = [
     tests: ["tests/client_groups_test.ts"],
   },
   {
+    id: "readd-sends-what-the-removal-failed",
+    file: "src/client/inbox.ts",
+    find: "      again = this.#requeueAfterReadd(hex);\n",
+    replace: "",
+    why:
+      "a message written before its sender received a removal and the re-add that undid it goes out after the re-add, not failed 'you were removed' (sim seeds 7061, 9048)",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
+    id: "readd-resend-bounded-in-time",
+    file: "src/client/inbox.ts",
+    find: "if (!failed || this.#ctx.now() - failed.at > READD_RESEND_MS) return 0;",
+    replace: "if (!failed) return 0;",
+    why:
+      "only a re-add soon after the removal sends what the removal failed: one days later must not send messages the user was told failed",
+    tests: ["tests/client_groups_test.ts"],
+  },
+  {
     id: "kept-sent-totals-follow-removal",
     file: "src/store/client/client_store.ts",
     find: "this.#cache.kept = { count: kept.count - 1, bytes: kept.bytes - Number(r.n) };",
