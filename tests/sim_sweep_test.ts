@@ -25,9 +25,10 @@ const REGRESSIONS: Run[] = [
   { seed: 5039, steps: 150, clients: 9, mode: "memory" },
   // a leave that crashed but was kept, waiting for the only other member, offline (5012)
   { seed: 5012, steps: 150, clients: 9, mode: "memory", args: ["--weight", "crash=20,send=40"] },
-  // a message written offline, on a state from before the sender's removal (undone by a
-  // re-add the client had not seen), fails "you were removed": excused and counted (found
-  // at 7061, which takes another path since the outbox's deliveries changed: 9038 takes it)
+  // a message written offline fails after a removal of its sender during the offline span
+  // (undone by a re-add the client had not seen): judged from the span's start, excused and
+  // counted (found at 7061, which takes other paths since the outbox changed; at 9038 the
+  // messages so excused failed "no recipients")
   {
     seed: 9038,
     steps: 300,
